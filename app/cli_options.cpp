@@ -1,0 +1,94 @@
+#include "cli_options.h"
+
+#include "common/error.h"
+
+#include <sstream>
+
+namespace qe::cli {
+
+Options::Options(const std::vector<std::string>& args, const std::set<std::string>& valued, const std::set<std::string>& switches)
+{
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& arg = args[i];
+        if (switches.count(arg)) {
+            switches_.insert(arg);
+        } else if (valued.count(arg)) {
+            if (i + 1 >= args.size())
+                throw Error("option " + arg + " needs a value");
+            values_[arg] = args[++i];
+        } else {
+            throw Error("unknown option '" + arg + "' (see --help)");
+        }
+    }
+}
+
+bool Options::has(const std::string& flag) const { return switches_.count(flag) || values_.count(flag); }
+
+std::optional<std::string> Options::value(const std::string& flag) const
+{
+    auto it = values_.find(flag);
+    return it == values_.end() ? std::nullopt : std::optional(it->second);
+}
+
+std::string Options::required(const std::string& flag) const
+{
+    auto v = value(flag);
+    if (!v)
+        throw Error("option " + flag + " is required (see --help)");
+    return *v;
+}
+
+std::optional<double> Options::number(const std::string& flag) const
+{
+    auto v = value(flag);
+    if (!v)
+        return std::nullopt;
+    try {
+        std::size_t used = 0;
+        const double d = std::stod(*v, &used);
+        if (used == v->size())
+            return d;
+    } catch (const std::exception&) {
+    }
+    throw Error("option " + flag + " expects a number, got '" + *v + "'");
+}
+
+std::optional<long long> Options::integer(const std::string& flag) const
+{
+    auto v = value(flag);
+    if (!v)
+        return std::nullopt;
+    try {
+        std::size_t used = 0;
+        const long long n = std::stoll(*v, &used);
+        if (used == v->size() && n >= 0)
+            return n;
+    } catch (const std::exception&) {
+    }
+    throw Error("option " + flag + " expects a non-negative integer, got '" + *v + "'");
+}
+
+std::optional<std::vector<float>> Options::floatList(const std::string& flag) const
+{
+    auto v = value(flag);
+    if (!v)
+        return std::nullopt;
+    std::vector<float> values;
+    std::stringstream stream(*v);
+    std::string item;
+    while (std::getline(stream, item, ',')) {
+        try {
+            std::size_t used = 0;
+            values.push_back(std::stof(item, &used));
+            if (used != item.size())
+                throw std::invalid_argument(item);
+        } catch (const std::exception&) {
+            throw Error("option " + flag + " expects comma-separated numbers, got '" + *v + "'");
+        }
+    }
+    if (values.empty())
+        throw Error("option " + flag + " expects comma-separated numbers, got '" + *v + "'");
+    return values;
+}
+
+}  // namespace qe::cli

@@ -1,0 +1,29 @@
+#pragma once
+// A small, strict command-line parser: --flag value and --switch, unknown flags are errors.
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace qe::cli {
+
+class Options {
+public:
+    // `valued` flags take one value, `switches` take none. Throws qe::Error for anything else.
+    Options(const std::vector<std::string>& args, const std::set<std::string>& valued, const std::set<std::string>& switches);
+
+    bool has(const std::string& flag) const;
+    std::optional<std::string> value(const std::string& flag) const;
+    std::string required(const std::string& flag) const;
+    std::optional<double> number(const std::string& flag) const;
+    std::optional<long long> integer(const std::string& flag) const;
+    std::optional<std::vector<float>> floatList(const std::string& flag) const;  // "a,b,c"
+
+private:
+    std::map<std::string, std::string> values_;
+    std::set<std::string> switches_;
+};
+
+}  // namespace qe::cli

@@ -1,0 +1,129 @@
+#include "engine/executor.h"
+
+#include "common/error.h"
+#include "engine/operator.h"
+
+#include <new>
+
+namespace qe {
+
+Executor::Executor(const Graph& graph) : graph_(graph)
+{
+    kernels_.reserve(graph.nodes.size());
+    for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+        const Node& node = graph.nodes[i];
+        Kernel kernel = findKernel(node.domain, node.opType);
+        if (!kernel)
+            throw Error("node '" + node.name + "': operator '" + node.opType + "'" +
+                        (node.domain.empty() ? "" : " of domain '" + node.domain + "'") + " is not supported");
+        kernels_.push_back(kernel);
+        for (const std::string& input : node.inputs)
+            if (!input.empty())
+                lastUse_[input] = i;
+    }
+}
+
+TensorMap Executor::run(const TensorMap& feeds, const RunOptions& options) const
+{
+    std::map<std::string, Tensor> live;
+    for (const ValueInfo& input : graph_.inputs) {
+        auto it = feeds.find(input.name);
+        if (it == feeds.end())
+            throw Error("graph input '" + input.name + "' was not given");
+        const Tensor& fed = it->second;
+        if (input.shapeKnown) {
+            const bool rankOk = fed.rank() == static_cast<int>(input.shape.size());
+            bool dimsOk = rankOk;
+            for (std::size_t d = 0; rankOk && d < input.shape.size(); ++d)
+                if (!input.shape[d].isDynamic() && input.shape[d].value != fed.dim(static_cast<int>(d)))
+                    dimsOk = false;
+            if (!dimsOk)
+                throw Error("graph input '" + input.name + "' expects shape " + symbolicShapeToString(input.shape) +
+                            ", got " + shapeToString(fed.shape()));
+        }
+        live[input.name] = fed;
+    }
+
+    std::set<std::string> keep = options.capture;
+    for (const ValueInfo& output : graph_.outputs)
+        keep.insert(output.name);
+
+    TensorMap result;
+    auto lookup = [&](const std::string& name) -> const Tensor* {
+        auto it = live.find(name);
+        if (it != live.end())
+            return &it->second;
+        auto init = graph_.initializers.find(name);
+        if (init != graph_.initializers.end())
+            return &init->second;
+        return nullptr;
+    };
+    // Inputs and initializers that are asked for directly.
+    for (const std::string& name : keep)
+        if (const Tensor* t = lookup(name))
+            result[name] = *t;
+    if (options.captureAll) {
+        for (const auto& [name, tensor] : live)
+            result[name] = tensor;
+    }
+
+    for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+        if (options.cancel && options.cancel->load(std::memory_order_relaxed))
+            throw Cancelled();
+        const Node& node = graph_.nodes[i];
+        OpContext context{node, graph_.opsetVersion, {}};
+        context.inputs.reserve(node.inputs.size());
+        for (const std::string& name : node.inputs) {
+            if (name.empty()) {
+                context.inputs.push_back(nullptr);
+                continue;
+            }
+            const Tensor* t = lookup(name);
+            if (!t)
+                throw Error("node '" + node.name + "': input '" + name + "' is not available");
+            context.inputs.push_back(t);
+        }
+
+        std::vector<Tensor> outputs;
+        try {
+            outputs = kernels_[i](context);
+        } catch (const Error& e) {
+            throw Error("node '" + node.name + "' (" + node.opType + "): " + e.what());
+        } catch (const std::bad_alloc&) {
+            throw Error("node '" + node.name + "' (" + node.opType + "): out of memory");
+        }
+        if (options.afterNode)
+            options.afterNode(i, node, outputs);
+
+        for (std::size_t o = 0; o < node.outputs.size() && o < outputs.size(); ++o) {
+            const std::string& name = node.outputs[o];
+            if (name.empty())
+                continue;
+            if (keep.count(name) || options.captureAll)
+                result[name] = outputs[o];
+            if (lastUse_.count(name))
+                live[name] = std::move(outputs[o]);
+        }
+        // Release what no later node reads.
+        for (const std::string& name : node.inputs) {
+            auto last = lastUse_.find(name);
+            if (last != lastUse_.end() && last->second == i)
+                live.erase(name);
+        }
+    }
+    for (const ValueInfo& output : graph_.outputs)
+        if (!result.count(output.name))
+            throw Error("graph output '" + output.name + "' was not produced");
+    return result;
+}
+
+Tensor runSingle(const Executor& executor, const Tensor& input)
+{
+    const Graph& graph = executor.graph();
+    if (graph.inputs.size() != 1 || graph.outputs.empty())
+        throw Error("model has " + std::to_string(graph.inputs.size()) + " inputs; exactly one image input is expected");
+    TensorMap outputs = executor.run({{graph.inputs[0].name, input}});
+    return outputs.at(graph.outputs[0].name);
+}
+
+}  // namespace qe

@@ -1,0 +1,57 @@
+#pragma once
+// Runs a Graph in fp32 (and whatever integer kernels the operators provide), batched NCHW.
+// Intermediate tensors are released as soon as no later node needs them; tensors that a caller
+// asks to capture are kept (and only those: capturing costs no copy, since tensors share storage).
+
+#include "engine/operator.h"
+#include "model/graph.h"
+#include "tensor/tensor.h"
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace qe {
+
+using TensorMap = std::map<std::string, Tensor>;
+
+// Called after each node with its outputs; it may replace them (the simulation engine inserts
+// fake quantization here). Its index is the node's position in graph.nodes.
+using NodeHook = std::function<void(std::size_t nodeIndex, const Node& node, std::vector<Tensor>& outputs)>;
+
+struct RunOptions {
+    std::set<std::string> capture;     // tensor names to return besides the graph outputs
+    bool captureAll = false;           // return every tensor (shape inference, debugging)
+    NodeHook afterNode;                // optional
+    const std::atomic<bool>* cancel = nullptr;  // polled between nodes
+};
+
+class Cancelled : public std::exception {
+public:
+    const char* what() const noexcept override { return "cancelled"; }
+};
+
+class Executor {
+public:
+    // Throws qe::Error naming the node when an operator is not supported.
+    explicit Executor(const Graph& graph);
+
+    // `feeds` must hold every graph input. Returns the graph outputs plus the captured tensors.
+    // Errors inside a kernel come back as qe::Error prefixed with the node name and operator.
+    TensorMap run(const TensorMap& feeds, const RunOptions& options = {}) const;
+
+    const Graph& graph() const { return graph_; }
+
+private:
+    const Graph& graph_;
+    std::vector<Kernel> kernels_;
+    std::map<std::string, std::size_t> lastUse_;  // tensor name -> index of the last node reading it
+};
+
+// Convenience for the single-input, single-output models that classification uses.
+Tensor runSingle(const Executor& executor, const Tensor& input);
+
+}  // namespace qe

@@ -1,0 +1,54 @@
+#pragma once
+// The one operator registry. The importer checks every node against it, the executor runs the
+// kernel it names, and the CLI/UI list it. Adding an operator is one kernel function and one line
+// in QE_OPERATORS.
+
+#include "model/graph.h"
+#include "tensor/tensor.h"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qe {
+
+// What a kernel sees: its node (attributes), the model's opset and its input tensors.
+struct OpContext {
+    const Node& node;
+    std::int64_t opset;
+    std::vector<const Tensor*> inputs;  // nullptr where an optional input is omitted
+
+    std::size_t inputCount() const { return inputs.size(); }
+    bool hasInput(std::size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
+    // Throws qe::Error naming the input when it is absent.
+    const Tensor& input(std::size_t i) const;
+    std::size_t outputCount() const { return node.outputs.size(); }
+};
+
+using Kernel = std::vector<Tensor> (*)(const OpContext&);
+
+// Every operator of the default ONNX domain that the fp32 engine runs.
+#define QE_OPERATORS(X)                                                                                 \
+    X(Add) X(Sub) X(Mul) X(Div) X(Relu) X(LeakyRelu) X(PRelu) X(Clip) X(Sigmoid) X(HardSigmoid)        \
+    X(HardSwish) X(Tanh) X(Exp) X(Sqrt) X(Neg) X(Abs)                                                  \
+    X(Conv) X(Gemm) X(MatMul)                                                                           \
+    X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)                                    \
+    X(BatchNormalization) X(Softmax) X(ReduceMean)                                                      \
+    X(Flatten) X(Reshape) X(Transpose) X(Concat) X(Split) X(Squeeze) X(Unsqueeze) X(Pad)               \
+    X(Identity) X(Dropout) X(Constant) X(Shape) X(Gather) X(Slice) X(Cast)                              \
+    X(QuantizeLinear) X(DequantizeLinear)
+
+#define QE_DECLARE_KERNEL(Name) std::vector<Tensor> run##Name(const OpContext& context);
+QE_OPERATORS(QE_DECLARE_KERNEL)
+#undef QE_DECLARE_KERNEL
+
+// nullptr when the operator is not supported (the caller names the node in its error).
+Kernel findKernel(std::string_view domain, std::string_view opType);
+std::vector<std::string> supportedOperators();
+
+// Helpers shared by kernels.
+[[noreturn]] void failNode(const OpContext& context, const std::string& message);
+std::int64_t normalizeAxis(const OpContext& context, std::int64_t axis, std::int64_t rank);
+
+}  // namespace qe

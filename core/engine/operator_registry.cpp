@@ -1,0 +1,59 @@
+#include "engine/operator.h"
+
+#include "common/error.h"
+
+#include <array>
+#include <utility>
+
+namespace qe {
+
+namespace {
+struct RegistryEntry {
+    std::string_view name;
+    Kernel kernel;
+};
+
+#define QE_REGISTRY_ENTRY(Name) RegistryEntry{#Name, &run##Name},
+constexpr std::array kRegistry{QE_OPERATORS(QE_REGISTRY_ENTRY)};
+#undef QE_REGISTRY_ENTRY
+}  // namespace
+
+const Tensor& OpContext::input(std::size_t i) const
+{
+    if (!hasInput(i))
+        throw Error("input " + std::to_string(i) + " is required but missing");
+    return *inputs[i];
+}
+
+Kernel findKernel(std::string_view domain, std::string_view opType)
+{
+    if (!domain.empty() && domain != "ai.onnx")
+        return nullptr;
+    for (const RegistryEntry& entry : kRegistry)
+        if (entry.name == opType)
+            return entry.kernel;
+    return nullptr;
+}
+
+std::vector<std::string> supportedOperators()
+{
+    std::vector<std::string> names;
+    for (const RegistryEntry& entry : kRegistry)
+        names.emplace_back(entry.name);
+    return names;
+}
+
+void failNode(const OpContext& context, const std::string& message)
+{
+    (void)context;  // the executor prefixes the node name and operator
+    throw Error(message);
+}
+
+std::int64_t normalizeAxis(const OpContext& context, std::int64_t axis, std::int64_t rank)
+{
+    if (axis < -rank || axis >= std::max<std::int64_t>(rank, 1))
+        failNode(context, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
+    return axis < 0 ? axis + rank : axis;
+}
+
+}  // namespace qe

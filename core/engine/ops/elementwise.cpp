@@ -1,0 +1,200 @@
+// Element-wise operators: the broadcasting arithmetic and the activations.
+
+#include "engine/operator.h"
+#include "engine/ops/broadcast.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+namespace qe {
+
+Shape broadcastShapes(const Shape& a, const Shape& b)
+{
+    const std::size_t rank = std::max(a.size(), b.size());
+    Shape out(rank);
+    for (std::size_t k = 0; k < rank; ++k) {
+        const std::int64_t da = k < a.size() ? a[a.size() - 1 - k] : 1;
+        const std::int64_t db = k < b.size() ? b[b.size() - 1 - k] : 1;
+        if (da != db && da != 1 && db != 1)
+            throw Error("shapes " + shapeToString(a) + " and " + shapeToString(b) + " cannot be broadcast together");
+        out[rank - 1 - k] = da == 1 ? db : da;
+    }
+    return out;
+}
+
+namespace {
+
+template <class Op> Tensor binary(const OpContext& context, Op op)
+{
+    const Tensor& a = context.input(0);
+    const Tensor& b = context.input(1);
+    if (a.dtype() != b.dtype())
+        failNode(context, "input types differ: " + a.describe() + " and " + b.describe());
+    const Shape shape = broadcastShapes(a.shape(), b.shape());
+    Tensor out(a.dtype(), shape);
+    dispatchType(a.dtype(), [&](auto v) {
+        using T = decltype(v);
+        if constexpr (std::is_same_v<T, bool>) {
+            failNode(context, "boolean inputs are not supported");
+        } else {
+            const T* pa = a.data<T>();
+            const T* pb = b.data<T>();
+            T* po = out.mutableData<T>();
+            if (a.shape() == b.shape()) {
+                const std::int64_t n = out.size();
+#pragma omp parallel for if (n > 65536)
+                for (std::int64_t i = 0; i < n; ++i)
+                    po[i] = op(pa[i], pb[i]);
+            } else {
+                forEachBroadcast(shape, a.shape(), b.shape(),
+                                 [&](std::int64_t o, std::int64_t ia, std::int64_t ib) { po[o] = op(pa[ia], pb[ib]); });
+            }
+        }
+    });
+    return out;
+}
+
+// Float-only activation: y = fn(x).
+template <class Fn> Tensor unaryFloat(const OpContext& context, Fn fn)
+{
+    const Tensor& x = context.input(0);
+    if (x.dtype() != DataType::Float32 && x.dtype() != DataType::Float64)
+        failNode(context, "expects a float input, got " + x.describe());
+    Tensor out(x.dtype(), x.shape());
+    dispatchType(x.dtype(), [&](auto v) {
+        using T = decltype(v);
+        if constexpr (std::is_floating_point_v<T>) {
+            const T* px = x.data<T>();
+            T* po = out.mutableData<T>();
+            const std::int64_t n = x.size();
+#pragma omp parallel for if (n > 65536)
+            for (std::int64_t i = 0; i < n; ++i)
+                po[i] = static_cast<T>(fn(px[i]));
+        }
+    });
+    return out;
+}
+
+// Numeric activation for every non-bool type: y = fn(x).
+template <class Fn> Tensor unaryNumeric(const OpContext& context, Fn fn)
+{
+    const Tensor& x = context.input(0);
+    Tensor out(x.dtype(), x.shape());
+    dispatchType(x.dtype(), [&](auto v) {
+        using T = decltype(v);
+        if constexpr (std::is_same_v<T, bool>) {
+            failNode(context, "boolean inputs are not supported");
+        } else {
+            const T* px = x.data<T>();
+            T* po = out.mutableData<T>();
+            for (std::int64_t i = 0; i < x.size(); ++i)
+                po[i] = static_cast<T>(fn(px[i]));
+        }
+    });
+    return out;
+}
+
+}  // namespace
+
+std::vector<Tensor> runAdd(const OpContext& c) { return {binary(c, [](auto a, auto b) { return static_cast<decltype(a)>(a + b); })}; }
+std::vector<Tensor> runSub(const OpContext& c) { return {binary(c, [](auto a, auto b) { return static_cast<decltype(a)>(a - b); })}; }
+std::vector<Tensor> runMul(const OpContext& c) { return {binary(c, [](auto a, auto b) { return static_cast<decltype(a)>(a * b); })}; }
+
+std::vector<Tensor> runDiv(const OpContext& c)
+{
+    // Checked before the (possibly parallel) loop: an exception must not leave an OpenMP region.
+    const Tensor& divisor = c.input(1);
+    if (divisor.dtype() != DataType::Float32 && divisor.dtype() != DataType::Float64)
+        for (std::int64_t d : divisor.toInt64Vector())
+            if (d == 0)
+                failNode(c, "integer division by zero");
+    return {binary(c, [](auto a, auto b) { return static_cast<decltype(a)>(a / b); })};
+}
+
+std::vector<Tensor> runPRelu(const OpContext& c)
+{
+    // Slope broadcasts unidirectionally onto x; as binary(x, slope) the output shape is x's.
+    return {binary(c, [](auto x, auto slope) { return static_cast<decltype(x)>(x < 0 ? x * slope : x); })};
+}
+
+std::vector<Tensor> runRelu(const OpContext& c)
+{
+    return {unaryNumeric(c, [](auto x) { return x > 0 ? x : static_cast<decltype(x)>(0); })};
+}
+
+std::vector<Tensor> runLeakyRelu(const OpContext& c)
+{
+    const float alpha = c.node.floatAttribute("alpha", 0.01f);
+    return {unaryFloat(c, [alpha](auto x) { return x >= 0 ? x : x * alpha; })};
+}
+
+std::vector<Tensor> runSigmoid(const OpContext& c)
+{
+    return {unaryFloat(c, [](auto x) { return 1 / (1 + std::exp(-x)); })};
+}
+
+std::vector<Tensor> runHardSigmoid(const OpContext& c)
+{
+    const float alpha = c.node.floatAttribute("alpha", 0.2f);
+    const float beta = c.node.floatAttribute("beta", 0.5f);
+    return {unaryFloat(c, [=](auto x) { return std::clamp<decltype(x)>(alpha * x + beta, 0, 1); })};
+}
+
+std::vector<Tensor> runHardSwish(const OpContext& c)
+{
+    // HardSwish(x) = x * HardSigmoid(x) with alpha = 1/6, beta = 0.5 (ONNX definition).
+    return {unaryFloat(c, [](auto x) { return x * std::clamp<decltype(x)>(x / 6 + decltype(x)(0.5), 0, 1); })};
+}
+
+std::vector<Tensor> runTanh(const OpContext& c) { return {unaryFloat(c, [](auto x) { return std::tanh(x); })}; }
+std::vector<Tensor> runExp(const OpContext& c) { return {unaryFloat(c, [](auto x) { return std::exp(x); })}; }
+std::vector<Tensor> runSqrt(const OpContext& c) { return {unaryFloat(c, [](auto x) { return std::sqrt(x); })}; }
+std::vector<Tensor> runNeg(const OpContext& c) { return {unaryNumeric(c, [](auto x) { return -x; })}; }
+std::vector<Tensor> runAbs(const OpContext& c)
+{
+    return {unaryNumeric(c, [](auto x) {
+        if constexpr (std::is_unsigned_v<decltype(x)>)
+            return x;
+        else
+            return x < 0 ? -x : x;
+    })};
+}
+
+std::vector<Tensor> runClip(const OpContext& c)
+{
+    const Tensor& x = c.input(0);
+    Tensor out(x.dtype(), x.shape());
+    dispatchType(x.dtype(), [&](auto v) {
+        using T = decltype(v);
+        if constexpr (std::is_same_v<T, bool>) {
+            failNode(c, "boolean inputs are not supported");
+        } else {
+            T lo = std::numeric_limits<T>::lowest();
+            T hi = std::numeric_limits<T>::max();
+            if (c.opset < 11) {  // min and max were attributes before opset 11
+                lo = static_cast<T>(c.node.floatAttribute("min", static_cast<float>(lo)));
+                hi = static_cast<T>(c.node.floatAttribute("max", static_cast<float>(hi)));
+                if constexpr (std::is_floating_point_v<T>) {
+                    if (!c.node.hasAttribute("min"))
+                        lo = -std::numeric_limits<T>::infinity();
+                    if (!c.node.hasAttribute("max"))
+                        hi = std::numeric_limits<T>::infinity();
+                }
+            } else {
+                if (c.hasInput(1))
+                    lo = c.input(1).template data<T>()[0];
+                if (c.hasInput(2))
+                    hi = c.input(2).template data<T>()[0];
+            }
+            const T* px = x.data<T>();
+            T* po = out.mutableData<T>();
+            for (std::int64_t i = 0; i < x.size(); ++i)
+                po[i] = std::min(std::max(px[i], lo), hi);  // min(max()) so that lo > hi gives hi, as ONNX says
+        }
+    });
+    return {out};
+}
+
+}  // namespace qe

@@ -1,0 +1,80 @@
+#include "eval/accuracy.h"
+
+#include "common/error.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace qe {
+
+ImageInputGeometry imageInputGeometry(const Graph& graph)
+{
+    if (graph.inputs.size() != 1)
+        throw Error(graph.sourcePath + ": expected one image input, the model has " + std::to_string(graph.inputs.size()));
+    const ValueInfo& input = graph.inputs[0];
+    if (!input.shapeKnown || input.shape.size() != 4)
+        throw Error(graph.sourcePath + ": input '" + input.name + "' should be N x C x H x W, it is " +
+                    symbolicShapeToString(input.shape));
+    for (std::size_t d = 1; d < 4; ++d)
+        if (input.shape[d].isDynamic())
+            throw Error(graph.sourcePath + ": input '" + input.name + "' has a dynamic dimension at axis " +
+                        std::to_string(d) + "; only the batch axis may be dynamic");
+    ImageInputGeometry g;
+    g.channels = static_cast<int>(input.shape[1].value);
+    g.height = static_cast<int>(input.shape[2].value);
+    g.width = static_cast<int>(input.shape[3].value);
+    g.fixedBatchOfOne = !input.shape[0].isDynamic() && input.shape[0].value == 1;
+    return g;
+}
+
+std::vector<int> topK(const float* scores, int classes, int k)
+{
+    std::vector<int> order(static_cast<std::size_t>(classes));
+    std::iota(order.begin(), order.end(), 0);
+    k = std::min(k, classes);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int a, int b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b); });
+    order.resize(static_cast<std::size_t>(k));
+    return order;
+}
+
+ClassificationResult evaluateClassifier(const Executor& executor, const Dataset& dataset, const Preprocess& preprocess,
+                                        const EvaluationOptions& options)
+{
+    const ImageInputGeometry g = imageInputGeometry(executor.graph());
+    const std::size_t total = options.limit ? std::min(options.limit, dataset.size()) : dataset.size();
+    const std::size_t batchSize = g.fixedBatchOfOne ? 1 : std::max<std::size_t>(1, options.batchSize);
+    ClassificationResult result;
+    result.predictions.reserve(total);
+    std::size_t labelled = 0;
+    for (std::size_t first = 0; first < total; first += batchSize) {
+        if (options.cancel && options.cancel->load())
+            throw Cancelled();
+        const std::size_t count = std::min(batchSize, total - first);
+        const Tensor batch = makeBatch(dataset, first, count, preprocess, g.channels, g.height, g.width);
+        const Tensor output = runSingle(executor, batch).castTo(DataType::Float32);
+        if (output.rank() < 1 || output.dim(0) != static_cast<std::int64_t>(count))
+            throw Error(executor.graph().sourcePath + ": output " + output.describe() + " is not one score row per image");
+        const int classes = static_cast<int>(output.size() / static_cast<std::int64_t>(count));
+        for (std::size_t i = 0; i < count; ++i) {
+            const float* row = output.data<float>() + i * static_cast<std::size_t>(classes);
+            const std::vector<int> best = topK(row, classes, 5);
+            result.predictions.push_back(best[0]);
+            result.predictionScores.push_back(row[best[0]]);
+            const int label = dataset.label(first + i);
+            if (label < 0)
+                continue;
+            ++labelled;
+            if (best[0] == label)
+                ++result.top1Correct;
+            if (std::find(best.begin(), best.end(), label) != best.end())
+                ++result.top5Correct;
+        }
+        if (options.progress)
+            options.progress(first + count, total);
+    }
+    result.count = labelled;
+    return result;
+}
+
+}  // namespace qe

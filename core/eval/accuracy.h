@@ -1,0 +1,46 @@
+#pragma once
+// Classification accuracy of a model on a data set: the loop the CLI, the GUI and the tests share.
+
+#include "data/dataset.h"
+#include "engine/executor.h"
+#include "model/graph.h"
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <vector>
+
+namespace qe {
+
+struct ImageInputGeometry {
+    int channels = 0, height = 0, width = 0;
+    bool fixedBatchOfOne = false;  // e.g. mnist-8, whose Reshape constant pins the batch to 1
+};
+// Reads C, H, W from the model's single NCHW input; qe::Error when the model has no such input.
+ImageInputGeometry imageInputGeometry(const Graph& graph);
+
+struct ClassificationResult {
+    std::size_t count = 0;
+    std::size_t top1Correct = 0, top5Correct = 0;
+    std::vector<int> predictions;          // top-1 class per image
+    std::vector<float> predictionScores;   // the top-1 output value per image
+    double top1() const { return count ? double(top1Correct) / double(count) : 0.0; }
+    double top5() const { return count ? double(top5Correct) / double(count) : 0.0; }
+};
+
+struct EvaluationOptions {
+    std::size_t limit = 0;       // 0: all images
+    std::size_t batchSize = 32;  // reduced to 1 for models with a fixed batch of one
+    std::function<void(std::size_t done, std::size_t total)> progress;
+    const std::atomic<bool>* cancel = nullptr;
+};
+
+// Images without a label (-1) count toward `count` only through predictions; top-1/top-5 are
+// computed over labelled images.
+ClassificationResult evaluateClassifier(const Executor& executor, const Dataset& dataset, const Preprocess& preprocess,
+                                        const EvaluationOptions& options = {});
+
+// Indices of the k largest values of one row of scores, largest first.
+std::vector<int> topK(const float* scores, int classes, int k);
+
+}  // namespace qe

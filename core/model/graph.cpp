@@ -1,0 +1,104 @@
+#include "model/graph.h"
+
+#include "common/error.h"
+
+namespace qe {
+
+namespace {
+template <class T> const T* getAttribute(const Node& node, const std::string& key, const char* expected)
+{
+    auto it = node.attributes.find(key);
+    if (it == node.attributes.end())
+        return nullptr;
+    const T* value = std::get_if<T>(&it->second);
+    if (!value)
+        throw Error("node '" + node.name + "' (" + node.opType + "): attribute '" + key + "' should be " + expected);
+    return value;
+}
+}  // namespace
+
+std::int64_t Node::intAttribute(const std::string& key, std::int64_t fallback) const
+{
+    const auto* v = getAttribute<std::int64_t>(*this, key, "an integer");
+    return v ? *v : fallback;
+}
+
+float Node::floatAttribute(const std::string& key, float fallback) const
+{
+    const auto* v = getAttribute<float>(*this, key, "a float");
+    return v ? *v : fallback;
+}
+
+std::string Node::stringAttribute(const std::string& key, const std::string& fallback) const
+{
+    const auto* v = getAttribute<std::string>(*this, key, "a string");
+    return v ? *v : fallback;
+}
+
+std::vector<std::int64_t> Node::intsAttribute(const std::string& key, std::vector<std::int64_t> fallback) const
+{
+    const auto* v = getAttribute<std::vector<std::int64_t>>(*this, key, "a list of integers");
+    return v ? *v : fallback;
+}
+
+std::vector<float> Node::floatsAttribute(const std::string& key, std::vector<float> fallback) const
+{
+    const auto* v = getAttribute<std::vector<float>>(*this, key, "a list of floats");
+    return v ? *v : fallback;
+}
+
+const Tensor* Node::tensorAttribute(const std::string& key) const
+{
+    return getAttribute<Tensor>(*this, key, "a tensor");
+}
+
+std::string symbolicShapeToString(const SymbolicShape& shape)
+{
+    std::string out = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i)
+            out += ",";
+        out += shape[i].isDynamic() ? (shape[i].symbol.empty() ? "?" : shape[i].symbol) : std::to_string(shape[i].value);
+    }
+    return out + "]";
+}
+
+const Node* Graph::producer(const std::string& tensor) const
+{
+    for (const Node& node : nodes)
+        for (const std::string& out : node.outputs)
+            if (out == tensor)
+                return &node;
+    return nullptr;
+}
+
+std::vector<const Node*> Graph::consumers(const std::string& tensor) const
+{
+    std::vector<const Node*> result;
+    for (const Node& node : nodes)
+        for (const std::string& in : node.inputs)
+            if (in == tensor) {
+                result.push_back(&node);
+                break;
+            }
+    return result;
+}
+
+const Node* Graph::findNode(const std::string& name) const
+{
+    for (const Node& node : nodes)
+        if (node.name == name)
+            return &node;
+    return nullptr;
+}
+
+std::int64_t Graph::parameterCount() const
+{
+    std::int64_t count = 0;
+    for (const auto& [name, tensor] : initializers)
+        if (tensor.dtype() == DataType::Float32 || tensor.dtype() == DataType::Int8 || tensor.dtype() == DataType::UInt8)
+            count += tensor.size();
+    return count;
+}
+
+}  // namespace qe

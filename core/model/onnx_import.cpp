@@ -1,0 +1,312 @@
+#include "model/onnx_import.h"
+
+#include "common/error.h"
+#include "engine/operator.h"
+#include "model/graph_transforms.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <queue>
+#include <set>
+#include <sstream>
+
+namespace qe {
+
+namespace {
+
+std::string readFile(const std::filesystem::path& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw Error(path.string() + ": cannot open file");
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    return buffer.str();
+}
+
+DataType convertDataType(int onnxType, const std::string& what)
+{
+    switch (onnxType) {
+    case onnx::TensorProto::FLOAT: return DataType::Float32;
+    case onnx::TensorProto::DOUBLE: return DataType::Float64;
+    case onnx::TensorProto::INT8: return DataType::Int8;
+    case onnx::TensorProto::UINT8: return DataType::UInt8;
+    case onnx::TensorProto::INT16: return DataType::Int16;
+    case onnx::TensorProto::UINT16: return DataType::UInt16;
+    case onnx::TensorProto::INT32: return DataType::Int32;
+    case onnx::TensorProto::INT64: return DataType::Int64;
+    case onnx::TensorProto::BOOL: return DataType::Bool;
+    default: break;
+    }
+    throw Error(what + ": element type " + std::to_string(onnxType) + " (" +
+                onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(onnxType)) +
+                ") is not supported; expected float, double, (u)int8/16, int32, int64 or bool");
+}
+
+// Copies the typed repeated field of a TensorProto into the tensor, converting element by element.
+template <class Field> void copyTypedField(const Field& field, Tensor& tensor, const std::string& what)
+{
+    if (static_cast<std::int64_t>(field.size()) != tensor.size())
+        throw Error(what + ": has " + std::to_string(field.size()) + " values, shape " + shapeToString(tensor.shape()) +
+                    " needs " + std::to_string(tensor.size()));
+    dispatchType(tensor.dtype(), [&](auto v) {
+        using T = decltype(v);
+        T* out = tensor.mutableData<T>();
+        for (int i = 0; i < field.size(); ++i)
+            out[i] = static_cast<T>(field.Get(i));
+    });
+}
+
+Tensor convertTensor(const onnx::TensorProto& proto, const std::string& what, const std::filesystem::path& externalDataDir)
+{
+    const DataType type = convertDataType(proto.data_type(), what);
+    Shape shape(proto.dims().begin(), proto.dims().end());
+    Tensor tensor;
+    try {
+        tensor = Tensor(type, shape);
+    } catch (const Error& e) {
+        throw Error(what + ": " + e.what());
+    }
+    if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
+        std::string location;
+        std::int64_t offset = 0;
+        std::int64_t length = -1;
+        for (const auto& entry : proto.external_data()) {
+            if (entry.key() == "location")
+                location = entry.value();
+            else if (entry.key() == "offset")
+                offset = std::stoll(entry.value());
+            else if (entry.key() == "length")
+                length = std::stoll(entry.value());
+        }
+        if (location.empty())
+            throw Error(what + ": external data has no 'location'");
+        const std::filesystem::path file = externalDataDir / location;
+        std::ifstream in(file, std::ios::binary);
+        if (!in)
+            throw Error(what + ": external data file '" + file.string() + "' cannot be opened");
+        const auto bytes = static_cast<std::int64_t>(tensor.byteSize());
+        if (length >= 0 && length != bytes)
+            throw Error(what + ": external data length " + std::to_string(length) + " does not match " +
+                        std::to_string(bytes) + " bytes of " + tensor.describe());
+        in.seekg(offset);
+        in.read(reinterpret_cast<char*>(tensor.mutableRawData()), bytes);
+        if (in.gcount() != bytes)
+            throw Error(what + ": external data file '" + file.string() + "' is too short (truncated?)");
+        return tensor;
+    }
+    if (proto.has_raw_data()) {
+        const std::string& raw = proto.raw_data();
+        if (raw.size() != tensor.byteSize())
+            throw Error(what + ": raw_data has " + std::to_string(raw.size()) + " bytes, " + tensor.describe() +
+                        " needs " + std::to_string(tensor.byteSize()));
+        if (!raw.empty())
+            std::memcpy(tensor.mutableRawData(), raw.data(), raw.size());  // ONNX raw data is little-endian, as is x86
+        return tensor;
+    }
+    switch (proto.data_type()) {
+    case onnx::TensorProto::FLOAT: copyTypedField(proto.float_data(), tensor, what); break;
+    case onnx::TensorProto::DOUBLE: copyTypedField(proto.double_data(), tensor, what); break;
+    case onnx::TensorProto::INT64: copyTypedField(proto.int64_data(), tensor, what); break;
+    default: copyTypedField(proto.int32_data(), tensor, what); break;
+    }
+    return tensor;
+}
+
+AttributeValue convertAttribute(const onnx::AttributeProto& attr, const std::string& what, const std::filesystem::path& dir)
+{
+    switch (attr.type()) {
+    case onnx::AttributeProto::FLOAT: return attr.f();
+    case onnx::AttributeProto::INT: return static_cast<std::int64_t>(attr.i());
+    case onnx::AttributeProto::STRING: return attr.s();
+    case onnx::AttributeProto::TENSOR: return convertTensor(attr.t(), what, dir);
+    case onnx::AttributeProto::FLOATS: return std::vector<float>(attr.floats().begin(), attr.floats().end());
+    case onnx::AttributeProto::INTS: return std::vector<std::int64_t>(attr.ints().begin(), attr.ints().end());
+    case onnx::AttributeProto::STRINGS: return std::vector<std::string>(attr.strings().begin(), attr.strings().end());
+    default: break;
+    }
+    throw Error(what + ": attribute type " +
+                onnx::AttributeProto::AttributeType_Name(attr.type()) + " is not supported");
+}
+
+ValueInfo convertValueInfo(const onnx::ValueInfoProto& proto, const std::string& source)
+{
+    ValueInfo info;
+    info.name = proto.name();
+    if (!proto.has_type() || !proto.type().has_tensor_type())
+        return info;
+    const auto& tensorType = proto.type().tensor_type();
+    if (tensorType.elem_type() != 0)
+        info.dtype = convertDataType(tensorType.elem_type(), source + ": tensor '" + proto.name() + "'");
+    if (tensorType.has_shape()) {
+        info.shapeKnown = true;
+        for (const auto& d : tensorType.shape().dim()) {
+            Dim dim;
+            if (d.has_dim_value() && d.dim_value() >= 0)
+                dim.value = d.dim_value();
+            else
+                dim.symbol = d.has_dim_param() ? d.dim_param() : std::string();
+            info.shape.push_back(dim);
+        }
+    }
+    return info;
+}
+
+// Kahn's algorithm; a leftover node means a cycle, and we name the nodes on it.
+std::vector<Node> topologicalSort(std::vector<Node> nodes, const std::set<std::string>& available, const std::string& source)
+{
+    std::map<std::string, std::size_t> producerOf;
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+        for (const std::string& out : nodes[i].outputs) {
+            if (out.empty())
+                continue;
+            if (producerOf.count(out) || available.count(out))
+                throw Error(source + ": tensor '" + out + "' is produced twice (by node '" + nodes[i].name + "')");
+            producerOf[out] = i;
+        }
+    std::vector<int> pending(nodes.size(), 0);
+    std::vector<std::vector<std::size_t>> dependents(nodes.size());
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+        for (const std::string& in : nodes[i].inputs) {
+            if (in.empty() || available.count(in))
+                continue;
+            auto it = producerOf.find(in);
+            if (it == producerOf.end())
+                throw Error(source + ": node '" + nodes[i].name + "' (" + nodes[i].opType + ") reads '" + in +
+                            "', which is neither a graph input, an initializer nor any node's output (missing initializer?)");
+            ++pending[i];
+            dependents[it->second].push_back(i);
+        }
+    std::queue<std::size_t> ready;
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+        if (pending[i] == 0)
+            ready.push(i);
+    std::vector<Node> sorted;
+    sorted.reserve(nodes.size());
+    std::vector<bool> done(nodes.size(), false);
+    while (!ready.empty()) {
+        const std::size_t i = ready.front();
+        ready.pop();
+        done[i] = true;
+        sorted.push_back(nodes[i]);
+        for (std::size_t d : dependents[i])
+            if (--pending[d] == 0)
+                ready.push(d);
+    }
+    if (sorted.size() != nodes.size()) {
+        std::string names;
+        for (std::size_t i = 0; i < nodes.size(); ++i)
+            if (!done[i])
+                names += (names.empty() ? "'" : ", '") + nodes[i].name + "'";
+        throw Error(source + ": the graph has a cycle through node(s) " + names);
+    }
+    return sorted;
+}
+
+}  // namespace
+
+Tensor loadTensorProtoFile(const std::filesystem::path& path, std::string* name)
+{
+    const std::string bytes = readFile(path);
+    onnx::TensorProto proto;
+    if (!proto.ParseFromString(bytes))
+        throw Error(path.string() + ": not a valid TensorProto file");
+    if (name)
+        *name = proto.name();
+    return convertTensor(proto, path.string(), path.parent_path());
+}
+
+Graph loadOnnx(const std::filesystem::path& path, const ImportOptions& options)
+{
+    return loadOnnxFromMemory(readFile(path), path.string(), path.parent_path(), options);
+}
+
+Graph loadOnnxFromMemory(const std::string& bytes, const std::string& source, const std::filesystem::path& externalDataDir,
+                         const ImportOptions& options)
+{
+    onnx::ModelProto model;
+    if (bytes.empty())
+        throw Error(source + ": the file is empty");
+    if (!model.ParseFromString(bytes))
+        throw Error(source + ": not a valid ONNX model (the protobuf cannot be parsed; truncated or not an ONNX file)");
+    if (!model.has_graph() || model.graph().node_size() == 0)
+        throw Error(source + ": the ONNX model has no graph nodes (truncated or not an ONNX model?)");
+
+    Graph graph;
+    graph.sourcePath = source;
+    graph.name = model.graph().name();
+    for (const auto& opset : model.opset_import())
+        if (opset.domain().empty() || opset.domain() == "ai.onnx")
+            graph.opsetVersion = opset.version();
+    if (graph.opsetVersion == 0)
+        throw Error(source + ": the model imports no opset of the default ONNX domain");
+    if (graph.opsetVersion > 18)
+        throw Error(source + ": opset " + std::to_string(graph.opsetVersion) + " is newer than supported (7 to 17)");
+
+    const onnx::GraphProto& g = model.graph();
+    for (const auto& init : g.initializer()) {
+        if (init.name().empty())
+            throw Error(source + ": an initializer has no name");
+        graph.initializers[init.name()] = convertTensor(init, source + ": initializer '" + init.name() + "'", externalDataDir);
+    }
+    for (const auto& input : g.input())
+        if (!graph.isInitializer(input.name()))  // IR-3 models list initializers as inputs too
+            graph.inputs.push_back(convertValueInfo(input, source));
+    for (const auto& output : g.output())
+        graph.outputs.push_back(convertValueInfo(output, source));
+    for (const auto& vi : g.value_info())
+        graph.values[vi.name()] = convertValueInfo(vi, source);
+
+    std::set<std::string> nodeNames;
+    for (int i = 0; i < g.node_size(); ++i) {
+        const auto& proto = g.node(i);
+        Node node;
+        node.opType = proto.op_type();
+        node.domain = proto.domain() == "ai.onnx" ? "" : proto.domain();
+        node.name = proto.name().empty() ? node.opType + "_" + std::to_string(i) : proto.name();
+        if (!nodeNames.insert(node.name).second)  // names must be unique for per-layer configuration
+            node.name += "_" + std::to_string(i);
+        node.inputs.assign(proto.input().begin(), proto.input().end());
+        node.outputs.assign(proto.output().begin(), proto.output().end());
+        for (const auto& attr : proto.attribute())
+            node.attributes[attr.name()] =
+                convertAttribute(attr, source + ": node '" + node.name + "' attribute '" + attr.name() + "'", externalDataDir);
+        if (!findKernel(node.domain, node.opType))
+            throw Error(source + ": node '" + node.name + "': operator '" + node.opType + "'" +
+                        (node.domain.empty() ? "" : " (domain '" + node.domain + "')") + " is not supported");
+        graph.nodes.push_back(std::move(node));
+    }
+
+    std::set<std::string> available;
+    for (const auto& [name, tensor] : graph.initializers)
+        available.insert(name);
+    for (const ValueInfo& input : graph.inputs)
+        available.insert(input.name);
+    graph.nodes = topologicalSort(std::move(graph.nodes), available, source);
+    for (const ValueInfo& output : graph.outputs)
+        if (!available.count(output.name) && !graph.producer(output.name))
+            throw Error(source + ": graph output '" + output.name + "' is not produced by any node");
+
+    try {
+        if (options.foldConstants)
+            graph = foldConstants(std::move(graph));
+        if (options.inferShapes)
+            inferShapes(graph);
+        if (options.foldConstants && options.inferShapes) {
+            graph = foldStaticShapes(std::move(graph));
+            graph = foldConstants(std::move(graph));
+        }
+        if (options.foldBatchNorm)
+            graph = foldBatchNormalization(std::move(graph));
+        if (options.inferShapes)
+            inferShapes(graph);
+    } catch (const Error& e) {
+        throw Error(source + ": " + e.what());
+    }
+    return graph;
+}
+
+}  // namespace qe

@@ -1,0 +1,143 @@
+#include "tensor/tensor.h"
+
+#include "common/error.h"
+
+#include <cstring>
+#include <sstream>
+
+namespace qe {
+
+std::size_t dataTypeSize(DataType type)
+{
+    return dispatchType(type, [](auto v) { return sizeof(v); });
+}
+
+std::string dataTypeName(DataType type)
+{
+    switch (type) {
+    case DataType::Float32: return "float32";
+    case DataType::Float64: return "float64";
+    case DataType::Int8: return "int8";
+    case DataType::UInt8: return "uint8";
+    case DataType::Int16: return "int16";
+    case DataType::UInt16: return "uint16";
+    case DataType::Int32: return "int32";
+    case DataType::Int64: return "int64";
+    case DataType::Bool: return "bool";
+    }
+    return "unknown";
+}
+
+std::string shapeToString(const Shape& shape)
+{
+    std::ostringstream out;
+    out << '[';
+    for (std::size_t i = 0; i < shape.size(); ++i)
+        out << (i ? "," : "") << shape[i];
+    out << ']';
+    return out.str();
+}
+
+std::int64_t elementCount(const Shape& shape)
+{
+    constexpr std::int64_t kMaxElements = std::int64_t{1} << 32;
+    std::int64_t count = 1;
+    for (std::int64_t d : shape) {
+        if (d < 0)
+            throw Error("shape " + shapeToString(shape) + " has a negative dimension");
+        if (d != 0 && count > kMaxElements / d)
+            throw Error("shape " + shapeToString(shape) + " is absurdly large (more than 2^32 elements)");
+        count *= d;
+    }
+    return count;
+}
+
+Tensor::Tensor(DataType type, Shape shape)
+    : dtype_(type), shape_(std::move(shape)), count_(elementCount(shape_))
+{
+    // Always allocate at least one byte so that an empty tensor (0 elements) is not "no tensor".
+    const std::size_t bytes = std::max<std::size_t>(1, byteSize());
+    storage_ = std::shared_ptr<std::byte[]>(new std::byte[bytes]());
+}
+
+template <class T> Tensor Tensor::fromValues(Shape shape, std::span<const T> values)
+{
+    Tensor t(dataTypeOf<T>(), std::move(shape));
+    if (static_cast<std::int64_t>(values.size()) != t.count_)
+        throw Error("tensor of shape " + shapeToString(t.shape_) + " needs " + std::to_string(t.count_) +
+                    " values, got " + std::to_string(values.size()));
+    std::copy(values.begin(), values.end(), t.mutableData<T>());
+    return t;
+}
+
+template Tensor Tensor::fromValues<float>(Shape, std::span<const float>);
+template Tensor Tensor::fromValues<double>(Shape, std::span<const double>);
+template Tensor Tensor::fromValues<std::int8_t>(Shape, std::span<const std::int8_t>);
+template Tensor Tensor::fromValues<std::uint8_t>(Shape, std::span<const std::uint8_t>);
+template Tensor Tensor::fromValues<std::int16_t>(Shape, std::span<const std::int16_t>);
+template Tensor Tensor::fromValues<std::uint16_t>(Shape, std::span<const std::uint16_t>);
+template Tensor Tensor::fromValues<std::int32_t>(Shape, std::span<const std::int32_t>);
+template Tensor Tensor::fromValues<std::int64_t>(Shape, std::span<const std::int64_t>);
+template Tensor Tensor::fromValues<bool>(Shape, std::span<const bool>);
+
+Tensor Tensor::reshaped(Shape shape) const
+{
+    if (elementCount(shape) != count_)
+        throw Error("cannot reshape " + describe() + " to " + shapeToString(shape));
+    Tensor view = *this;
+    view.shape_ = std::move(shape);
+    return view;
+}
+
+Tensor Tensor::clone() const
+{
+    Tensor copy(dtype_, shape_);
+    if (byteSize())
+        std::memcpy(copy.storage_.get(), storage_.get(), byteSize());
+    return copy;
+}
+
+Tensor Tensor::castTo(DataType type) const
+{
+    if (type == dtype_)
+        return *this;
+    Tensor out(type, shape_);
+    dispatchType(dtype_, [&](auto from) {
+        using From = decltype(from);
+        dispatchType(type, [&](auto to) {
+            using To = decltype(to);
+            const From* src = data<From>();
+            To* dst = out.mutableData<To>();
+            for (std::int64_t i = 0; i < count_; ++i)
+                dst[i] = static_cast<To>(src[i]);
+        });
+    });
+    return out;
+}
+
+std::vector<std::int64_t> Tensor::toInt64Vector() const
+{
+    const Tensor converted = castTo(DataType::Int64);
+    auto v = converted.values<std::int64_t>();
+    return {v.begin(), v.end()};
+}
+
+std::vector<float> Tensor::toFloatVector() const
+{
+    const Tensor converted = castTo(DataType::Float32);
+    auto v = converted.values<float>();
+    return {v.begin(), v.end()};
+}
+
+std::string Tensor::describe() const
+{
+    return dataTypeName(dtype_) + shapeToString(shape_);
+}
+
+void Tensor::checkType(DataType requested) const
+{
+    if (requested != dtype_)
+        throw Error("tensor " + describe() + " accessed as " + dataTypeName(requested));
+}
+
+}  // namespace qe
