@@ -136,8 +136,11 @@ ValueInfo convertValueInfo(const onnx::ValueInfoProto& proto, const std::string&
 {
     ValueInfo info;
     info.name = proto.name();
-    if (!proto.has_type() || !proto.type().has_tensor_type())
+    if (!proto.has_type())
         return info;
+    if (!proto.type().has_tensor_type())
+        throw Error(source + ": tensor '" + proto.name() +
+                    "': element type is a sequence, map or optional; only tensors are supported");
     const auto& tensorType = proto.type().tensor_type();
     if (tensorType.elem_type() != 0)
         info.dtype = convertDataType(tensorType.elem_type(), source + ": tensor '" + proto.name() + "'");
@@ -235,6 +238,15 @@ Graph loadOnnxFromMemory(const std::string& bytes, const std::string& source, co
     if (!model.has_graph() || model.graph().node_size() == 0)
         throw Error(source + ": the ONNX model has no graph nodes (truncated or not an ONNX model?)");
 
+    // Operators first: "operator X is not supported" is the most useful thing to tell a user.
+    for (int i = 0; i < model.graph().node_size(); ++i) {
+        const auto& proto = model.graph().node(i);
+        if (!findKernel(proto.domain(), proto.op_type()))
+            throw Error(source + ": node '" + (proto.name().empty() ? proto.op_type() + "_" + std::to_string(i) : proto.name()) +
+                        "': operator '" + proto.op_type() + "'" +
+                        (proto.domain().empty() ? "" : " (domain '" + proto.domain() + "')") + " is not supported");
+    }
+
     Graph graph;
     graph.sourcePath = source;
     graph.name = model.graph().name();
@@ -274,9 +286,6 @@ Graph loadOnnxFromMemory(const std::string& bytes, const std::string& source, co
         for (const auto& attr : proto.attribute())
             node.attributes[attr.name()] =
                 convertAttribute(attr, source + ": node '" + node.name + "' attribute '" + attr.name() + "'", externalDataDir);
-        if (!findKernel(node.domain, node.opType))
-            throw Error(source + ": node '" + node.name + "': operator '" + node.opType + "'" +
-                        (node.domain.empty() ? "" : " (domain '" + node.domain + "')") + " is not supported");
         graph.nodes.push_back(std::move(node));
     }
 

@@ -107,7 +107,12 @@ std::vector<Tensor> runCast(const OpContext& c)
 std::vector<Tensor> runFlatten(const OpContext& c)
 {
     const Tensor& x = c.input(0);
-    const std::int64_t axis = normalizeAxis(c, c.node.intAttribute("axis", 1), x.rank() + 1);
+    // Flatten accepts axis in [-rank, rank]; axis == rank puts everything in the outer dimension.
+    std::int64_t axis = c.node.intAttribute("axis", 1);
+    if (axis < -x.rank() || axis > x.rank())
+        failNode(c, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(x.rank()));
+    if (axis < 0)
+        axis += x.rank();
     std::int64_t outer = 1;
     for (std::int64_t d = 0; d < axis; ++d)
         outer *= x.dim(static_cast<int>(d));
