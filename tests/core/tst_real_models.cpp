@@ -1,0 +1,142 @@
+// Real pretrained models from ../shared/models on their labelled images: our fp32 engine must
+// reproduce OpenCV DNN's per-image top-1 (reference_predictions.csv) on at least 99.5% of the
+// images and the accuracy the MANIFEST measured. The QDQ models, run through QuantizeLinear /
+// DequantizeLinear in float as the MANIFEST's reference interpreter does, are compared with that
+// interpreter's predictions.
+
+#include "data/dataset.h"
+#include "engine/executor.h"
+#include "eval/accuracy.h"
+#include "model/onnx_import.h"
+#include "test_support.h"
+
+#include <QtTest>
+
+#include <fstream>
+#include <sstream>
+
+using namespace qe;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Per-image top-1 of one model from reference_predictions.csv, indexed by image index.
+std::vector<int> referenceTop1(const fs::path& csv, const std::string& model)
+{
+    std::ifstream in(csv);
+    std::string line;
+    std::getline(in, line);  // header: model,runtime,dataset,index,label,top1,top1_prob
+    std::vector<int> top1;
+    while (std::getline(in, line)) {
+        std::vector<std::string> fields;
+        std::stringstream row(line);
+        std::string field;
+        while (std::getline(row, field, ','))
+            fields.push_back(field);
+        if (fields.size() < 7 || fields[0] != model)
+            continue;
+        const auto index = static_cast<std::size_t>(std::stoul(fields[3]));
+        if (top1.size() <= index)
+            top1.resize(index + 1, -1);
+        top1[index] = std::stoi(fields[5]);
+    }
+    return top1;
+}
+
+Preprocess makePreprocess(ColorOrder color, double scale, float mean, float std, double cropFraction)
+{
+    Preprocess p;
+    p.color = color;
+    p.scale = scale;
+    p.mean = {mean};
+    p.stdDev = {std};
+    p.cropFraction = cropFraction;
+    return p;
+}
+
+}  // namespace
+
+Q_DECLARE_METATYPE(qe::Preprocess)
+
+class TestRealModels : public QObject {
+    Q_OBJECT
+private slots:
+    void matchesReference_data();
+    void matchesReference();
+};
+
+void TestRealModels::matchesReference_data()
+{
+    QTest::addColumn<QString>("model");
+    QTest::addColumn<QString>("data");
+    QTest::addColumn<QString>("labelColumn");
+    QTest::addColumn<Preprocess>("preprocess");
+    QTest::addColumn<double>("manifestTop1");      // percent, from MANIFEST.md
+    QTest::addColumn<double>("minimumAgreement");  // fraction of images with the reference's top-1
+
+    // Preprocessing as MANIFEST.md states it for each model.
+    const Preprocess mnist = makePreprocess(ColorOrder::Gray, 1.0 / 255, 0, 1, 1.0);
+    const Preprocess cifar = makePreprocess(ColorOrder::Rgb, 1.0, 0, 1, 1.0);
+    const Preprocess vww = makePreprocess(ColorOrder::Rgb, 1.0 / 255, 0, 1, 1.0);
+    const Preprocess imagenet = makePreprocess(ColorOrder::Rgb, 1.0, 128, 128, 0.875);
+    const QString mnistData = "mnist/t10k-images-idx3-ubyte.gz", cifarData = "cifar10_mlperf_tiny_200/test_200.bin",
+                  vwwData = "vww_coco_96_200", imagenetData = "imagenet_val_227_300";
+
+    // Float models against OpenCV DNN: the issue asks for 99.5% agreement.
+    QTest::newRow("mnist-8") << "mnist-8.onnx" << mnistData << "" << mnist << 98.90 << 0.995;
+    QTest::newRow("resnet8") << "resnet8_cifar10.onnx" << cifarData << "" << cifar << 85.5 << 0.995;
+    QTest::newRow("vww") << "vww_96_mobilenetv1_025.onnx" << vwwData << "" << vww << 85.0 << 0.995;
+    QTest::newRow("mobilenet 0.25") << "mobilenet_v1_0.25_128_float.onnx" << imagenetData << "label_1001" << imagenet
+                                    << 54.0 << 0.995;
+    QTest::newRow("mobilenet 0.5") << "mobilenet_v1_0.5_160_float.onnx" << imagenetData << "label_1001" << imagenet
+                                   << 70.7 << 0.995;
+    // QDQ models against the MANIFEST's float32 reference interpreter. Both dequantize and run
+    // in float32, but summation order differs, so a value on a rounding boundary may land one
+    // quantization step away: "compare with a tolerance of a few images" (MANIFEST).
+    QTest::newRow("resnet8 qdq") << "resnet8_cifar10_qdq_int8.onnx" << cifarData << "" << cifar << 85.0 << 0.98;
+    QTest::newRow("vww qdq") << "vww_96_mobilenetv1_025_qdq_int8.onnx" << vwwData << "" << vww << 84.5 << 0.98;
+    QTest::newRow("mobilenet 0.25 qdq") << "mobilenet_v1_0.25_128_qdq_uint8.onnx" << imagenetData << "label_1001"
+                                        << imagenet << 53.0 << 0.98;
+    QTest::newRow("mobilenet 0.5 qdq") << "mobilenet_v1_0.5_160_qdq_uint8.onnx" << imagenetData << "label_1001"
+                                       << imagenet << 70.7 << 0.98;
+}
+
+void TestRealModels::matchesReference()
+{
+    QFETCH(QString, model);
+    QFETCH(QString, data);
+    QFETCH(QString, labelColumn);
+    QFETCH(Preprocess, preprocess);
+    QFETCH(double, manifestTop1);
+    QFETCH(double, minimumAgreement);
+
+    const fs::path modelPath = test::sharedDir() / "models" / model.toStdString();
+    const fs::path dataPath = test::sharedDir() / "data" / data.toStdString();
+    const fs::path csv = test::sharedDir() / "models" / "reference_predictions.csv";
+    QE_REQUIRE_PATH(modelPath);
+    QE_REQUIRE_PATH(dataPath);
+    QE_REQUIRE_PATH(csv);
+
+    const Graph graph = loadOnnx(modelPath);
+    const Executor executor(graph);
+    const auto dataset = openDataset(dataPath, std::nullopt, labelColumn.toStdString());
+    const ClassificationResult result = evaluateClassifier(executor, *dataset, preprocess);
+    const std::vector<int> reference = referenceTop1(csv, model.toStdString());
+    QCOMPARE(reference.size(), dataset->size());
+    QCOMPARE(result.predictions.size(), dataset->size());
+
+    std::size_t agree = 0;
+    for (std::size_t i = 0; i < reference.size(); ++i)
+        agree += result.predictions[i] == reference[i];
+    const double agreement = double(agree) / double(reference.size());
+    qInfo("%s: top-1 %.2f%% (MANIFEST %.2f%%), top-5 %.2f%%, agreement with reference %zu/%zu", qPrintable(model),
+          100 * result.top1(), manifestTop1, 100 * result.top5(), agree, reference.size());
+    QVERIFY2(agreement >= minimumAgreement, qPrintable(QString("agreement %1 < %2").arg(agreement).arg(minimumAgreement)));
+    // Accuracy within one image (or 0.1 point for MNIST's 10,000) of the MANIFEST.
+    const double tolerance = std::max(0.1, 100.0 / double(dataset->size()) + 1e-9);
+    QVERIFY2(std::abs(100 * result.top1() - manifestTop1) <= (minimumAgreement >= 0.995 ? tolerance : 1.0),
+             qPrintable(QString("top-1 %1% vs MANIFEST %2%").arg(100 * result.top1()).arg(manifestTop1)));
+}
+
+QTEST_APPLESS_MAIN(TestRealModels)
+#include "tst_real_models.moc"
