@@ -1,0 +1,67 @@
+// The tensor value type: shapes are validated before anything is allocated, views share storage,
+// conversions follow C++ semantics.
+
+#include "common/error.h"
+#include "tensor/tensor.h"
+
+#include <QtTest>
+
+using namespace qe;
+
+class TestTensor : public QObject {
+    Q_OBJECT
+private slots:
+    void absurdShapes_data();
+    void absurdShapes();
+    void reshapeSharesStorage();
+    void castAndReadBack();
+    void wrongTypeAccessIsAnError();
+};
+
+void TestTensor::absurdShapes_data()
+{
+    QTest::addColumn<QList<qint64>>("dims");
+    QTest::newRow("negative") << QList<qint64>{1, -3, 4};
+    QTest::newRow("2^40 elements") << QList<qint64>{1 << 20, 1 << 20};
+    QTest::newRow("overflowing product") << QList<qint64>{qint64(1) << 40, qint64(1) << 40};
+}
+
+void TestTensor::absurdShapes()
+{
+    QFETCH(QList<qint64>, dims);
+    Shape shape(dims.begin(), dims.end());
+    QVERIFY_THROWS_EXCEPTION(Error, Tensor(DataType::Float32, shape));
+}
+
+void TestTensor::reshapeSharesStorage()
+{
+    Tensor t = Tensor::fromValues<float>({2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6});
+    const Tensor view = t.reshaped({3, 2});
+    QCOMPARE(view.data<float>(), t.data<float>());
+    QCOMPARE(view.shape(), (Shape{3, 2}));
+    QVERIFY_THROWS_EXCEPTION(Error, t.reshaped({4, 2}));
+    const Tensor copy = t.clone();
+    t.mutableData<float>()[0] = 42.f;
+    QCOMPARE(view.data<float>()[0], 42.f);
+    QCOMPARE(copy.data<float>()[0], 1.f);
+}
+
+void TestTensor::castAndReadBack()
+{
+    const Tensor t = Tensor::fromValues<float>({4}, std::vector<float>{-1.7f, 0.4f, 2.9f, 100.f});
+    const auto ints = t.toInt64Vector();
+    QCOMPARE(ints, (std::vector<std::int64_t>{-1, 0, 2, 100}));  // truncation toward zero
+    const Tensor bytes = t.castTo(DataType::Int8);
+    QCOMPARE(bytes.dtype(), DataType::Int8);
+    QCOMPARE(int(bytes.data<std::int8_t>()[2]), 2);
+    QCOMPARE(bytes.describe(), std::string("int8[4]"));
+}
+
+void TestTensor::wrongTypeAccessIsAnError()
+{
+    const Tensor t(DataType::UInt8, {2});
+    QVERIFY_THROWS_EXCEPTION(Error, t.data<float>());
+}
+
+QTEST_APPLESS_MAIN(TestTensor)
+#include "tst_tensor.moc"
