@@ -76,18 +76,6 @@ json shapeJson(const ValueInfo& info)
     return dims;
 }
 
-std::int64_t nodeParameterCount(const Graph& graph, const Node& node)
-{
-    std::int64_t count = 0;
-    for (const std::string& in : node.inputs)
-        if (graph.isInitializer(in)) {
-            const Tensor& t = graph.initializers.at(in);
-            if (t.dtype() != DataType::Int64)  // shape constants are not parameters
-                count += t.size();
-        }
-    return count;
-}
-
 int runInfo(const std::vector<std::string>& args)
 {
     if (wantsHelp(args)) {
@@ -118,7 +106,7 @@ int runInfo(const std::vector<std::string>& args)
         out["nodes"] = json::array();
         for (const Node& node : graph.nodes) {
             json n{{"name", node.name}, {"op", node.opType}, {"inputs", node.inputs}, {"outputs", node.outputs},
-                   {"parameters", nodeParameterCount(graph, node)}};
+                   {"parameters", graph.parameterCount(node)}};
             json shapes = json::array();
             for (const std::string& o : node.outputs) {
                 auto it = graph.values.find(o);
@@ -149,7 +137,7 @@ int runInfo(const std::vector<std::string>& args)
         auto it = graph.values.find(node.outputs.empty() ? "" : node.outputs[0]);
         const std::string shape = it != graph.values.end() ? symbolicShapeToString(it->second.shape) : "?";
         std::cout << std::left << std::setw(32) << node.name << std::setw(20) << node.opType << std::setw(24) << shape
-                  << nodeParameterCount(graph, node) << "\n";
+                  << graph.parameterCount(node) << "\n";
     }
     return 0;
 }

@@ -96,8 +96,19 @@ std::int64_t Graph::parameterCount() const
 {
     std::int64_t count = 0;
     for (const auto& [name, tensor] : initializers)
-        if (tensor.dtype() == DataType::Float32 || tensor.dtype() == DataType::Int8 || tensor.dtype() == DataType::UInt8)
+        if (tensor.dtype() != DataType::Int64)
             count += tensor.size();
+    return count;
+}
+
+std::int64_t Graph::parameterCount(const Node& node) const
+{
+    std::int64_t count = 0;
+    for (const std::string& in : node.inputs) {
+        auto it = initializers.find(in);
+        if (it != initializers.end() && it->second.dtype() != DataType::Int64)
+            count += it->second.size();
+    }
     return count;
 }
 

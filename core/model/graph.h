@@ -66,7 +66,9 @@ struct Graph {
     const Node* producer(const std::string& tensor) const;
     std::vector<const Node*> consumers(const std::string& tensor) const;
     const Node* findNode(const std::string& name) const;
-    std::int64_t parameterCount() const;  // elements of all float initializers
+    std::int64_t parameterCount() const;  // elements of all weight and bias initializers
+    // Elements of the node's weight and bias inputs (int64 shape constants are not parameters).
+    std::int64_t parameterCount(const Node& node) const;
 };
 
 }  // namespace qe

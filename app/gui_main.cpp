@@ -1,0 +1,48 @@
+// quantexplorer: the desktop application. With no arguments it opens the embedded default, the
+// demo Fashion-MNIST model in resources/ on Debian's Fashion-MNIST test images.
+
+#include "main_window.h"
+
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QDir>
+#include <QFileInfo>
+
+namespace {
+
+// The resources folder: beside the executable when installed, else the source tree's.
+QString resourcesDir()
+{
+    const QString besideBinary = QCoreApplication::applicationDirPath() + "/../share/quantexplorer/resources";
+    if (QFileInfo::exists(besideBinary))
+        return besideBinary;
+    return QStringLiteral(QE_RESOURCES_DIR);
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    QApplication app(argc, argv);
+    QApplication::setApplicationName("Quantization Explorer");
+    QApplication::setOrganizationName("QuantizationExplorer");
+
+    QCommandLineParser parser;
+    parser.setApplicationDescription("Explore neural-network quantization interactively.");
+    parser.addHelpOption();
+    QCommandLineOption model("model", "ONNX model to open.", "path", resourcesDir() + "/models/fashion_cnn.onnx");
+    QCommandLineOption data("data", "Images to evaluate on.", "path",
+                            "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+    QCommandLineOption screenshot("screenshot", "Save the window as a PNG once it is ready, then quit.", "png");
+    parser.addOption(model);
+    parser.addOption(data);
+    parser.addOption(screenshot);
+    parser.process(app);
+
+    qe::MainWindow window;
+    if (parser.isSet(screenshot))
+        window.saveScreenshotWhenReady(parser.value(screenshot));
+    window.show();
+    window.openSession(parser.value(model), parser.value(data));
+    return app.exec();
+}
