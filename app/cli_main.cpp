@@ -9,11 +9,16 @@
 #include "engine/executor.h"
 #include "engine/operator.h"
 #include "eval/accuracy.h"
+#include "eval/quant_evaluator.h"
+#include "quant/config.h"
 #include "model/onnx_import.h"
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
+#include <functional>
+#include <set>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -29,8 +34,10 @@ constexpr const char* kUsage = R"(quantexplorer-cli - explore neural-network qua
 usage: quantexplorer-cli <command> [options]
 
 commands:
-  info   show a model's nodes, operators, shapes and parameter counts
-  eval   run a model on a labelled data set and report top-1 / top-5 accuracy
+  info       show a model's nodes, operators, shapes and parameter counts
+  eval       run a model on a labelled data set and report top-1 / top-5 accuracy; with
+             --config, quantize it as configured and report what each layer lost
+  histogram  one weight or activation tensor's histogram with its quantization levels
 
 Run 'quantexplorer-cli <command> --help' for the options of a command.
 Exit codes: 0 success, 2 bad input (the error is on stderr), 1 internal failure.
@@ -58,6 +65,25 @@ constexpr const char* kEvalUsage = R"(usage: quantexplorer-cli eval --model M.on
   --resize-shorter N    resize the shorter image side to N before cropping
   --crop-fraction F     central crop keeping fraction F of each side (TF-slim style), then resize
   --json                print one JSON object on stdout: {"top1", "top5", "count", ...}
+
+quantization (see README, "Quantization"):
+  --config C.json       quantize as the configuration says (fake-quantization simulation); the
+                        JSON then adds float_top1, agreement, size_bytes and a "layers" array
+  --calib-data PATH     calibration images (default: the training split beside --data, e.g.
+                        train-images-idx3-ubyte.gz beside t10k-images-idx3-ubyte.gz)
+  --calib-count N       calibration images to use (default: the configuration's "images")
+)";
+
+constexpr const char* kHistogramUsage = R"(usage: quantexplorer-cli histogram --model M.onnx --config C.json --tensor NAME [options]
+
+  --tensor NAME         a layer name (its output activation) or a weight initializer name
+  --data PATH           images for activation histograms (not needed for weights)
+  --calib-data PATH     calibration images (default: the training split beside --data)
+  --calib-count N       calibration images (default: the configuration's "images")
+  --limit N             images to histogram activations over (default 1000)
+  --bins N              histogram bins (default 128)
+  --json                one JSON object: counts, range, levels, clip range, calibration ranges
+  (and the preprocessing flags of 'eval')
 )";
 
 bool wantsHelp(const std::vector<std::string>& args)
@@ -74,6 +100,26 @@ json shapeJson(const ValueInfo& info)
     for (const Dim& d : info.shape)
         d.isDynamic() ? dims.push_back(d.symbol.empty() ? "?" : d.symbol) : dims.push_back(d.value);
     return dims;
+}
+
+// JSON has no infinity: an exact (error-free) SQNR is written as null.
+json finite(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+json errorJson(const ErrorStats& e)
+{
+    return {{"sqnr_db", finite(e.sqnrDb)}, {"mse", e.mse}, {"cosine", e.cosine}, {"max_abs_error", e.maxAbsError}};
+}
+
+// The training split beside an evaluation file: t10k-images-idx3-ubyte.gz -> train-images-idx3-ubyte.gz.
+std::optional<std::filesystem::path> trainingSplitBeside(const std::filesystem::path& data)
+{
+    const std::string name = data.filename().string();
+    if (name.rfind("t10k-", 0) != 0)
+        return std::nullopt;
+    const auto candidate = data.parent_path() / ("train-" + name.substr(5));
+    if (std::filesystem::exists(candidate))
+        return candidate;
+    return std::nullopt;
 }
 
 int runInfo(const std::vector<std::string>& args)
@@ -180,6 +226,44 @@ Preprocess preprocessFor(const std::filesystem::path& modelPath, const ImageInpu
     return p;
 }
 
+const std::set<std::string> kPreprocessFlags = {"--color", "--scale", "--mean", "--std", "--resize-shorter", "--crop-fraction"};
+
+std::set<std::string> withPreprocessFlags(std::set<std::string> flags)
+{
+    flags.insert(kPreprocessFlags.begin(), kPreprocessFlags.end());
+    return flags;
+}
+
+std::function<void(const std::string&, std::size_t, std::size_t)> stderrProgress()
+{
+    const bool terminal = isatty(STDERR_FILENO);
+    return [terminal](const std::string& stage, std::size_t done, std::size_t total) {
+        if (terminal)
+            std::cerr << "\r" << stage << ": " << done << "/" << total << "   " << (done == total ? "\n" : "") << std::flush;
+    };
+}
+
+// Calibrates `evaluator` on --calib-data (or the training split beside --data).
+void calibrateFromOptions(QuantEvaluator& evaluator, const QuantConfig& config, const cli::Options& options,
+                          const std::optional<std::filesystem::path>& dataPath, const std::string& labelColumn)
+{
+    std::optional<std::filesystem::path> calibPath;
+    if (auto c = options.value("--calib-data"))
+        calibPath = *c;
+    else if (dataPath)
+        calibPath = trainingSplitBeside(*dataPath);
+    if (!calibPath) {
+        if (!dataPath)
+            throw Error("calibration needs images: give --calib-data (or --data)");
+        std::cerr << "warning: no separate calibration set found beside " << dataPath->string()
+                  << "; calibrating on the evaluation images (give --calib-data to avoid optimistic results)\n";
+        calibPath = dataPath;
+    }
+    const auto calibrationSet = openDataset(*calibPath, std::nullopt, labelColumn);
+    const std::size_t count = options.integer("--calib-count").value_or(config.calibrationImages);
+    evaluator.calibrate(*calibrationSet, count, {stderrProgress(), nullptr});
+}
+
 int runEval(const std::vector<std::string>& args)
 {
     if (wantsHelp(args)) {
@@ -187,42 +271,142 @@ int runEval(const std::vector<std::string>& args)
         return 0;
     }
     const cli::Options options(args,
-                               {"--model", "--data", "--labels", "--label-column", "--limit", "--batch", "--color", "--scale", "--mean",
-                                "--std", "--resize-shorter", "--crop-fraction"},
+                               withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--batch",
+                                                    "--config", "--calib-data", "--calib-count"}),
                                {"--json"});
     const std::filesystem::path modelPath = options.required("--model");
-    const Graph graph = loadOnnx(modelPath);
-    const ImageInputGeometry geometry = imageInputGeometry(graph);
+    const auto graph = std::make_shared<const Graph>(loadOnnx(modelPath));
+    const ImageInputGeometry geometry = imageInputGeometry(*graph);
     const Preprocess preprocess = preprocessFor(modelPath, geometry, options);
     std::optional<std::filesystem::path> labels;
     if (auto l = options.value("--labels"))
         labels = *l;
-    const auto dataset = openDataset(options.required("--data"), labels, options.value("--label-column").value_or(""));
+    const std::filesystem::path dataPath = options.required("--data");
+    const std::string labelColumn = options.value("--label-column").value_or("");
+    const std::shared_ptr<const Dataset> dataset = openDataset(dataPath, labels, labelColumn);
     if (!dataset->hasLabels())
         throw Error(dataset->description() + ": has no labels; give them with --labels");
+    const std::size_t limit = options.integer("--limit").value_or(0);
 
-    const Executor executor(graph);
-    EvaluationOptions evalOptions;
-    if (auto n = options.integer("--limit"))
-        evalOptions.limit = static_cast<std::size_t>(*n);
-    if (auto b = options.integer("--batch"))
-        evalOptions.batchSize = static_cast<std::size_t>(std::max<long long>(1, *b));
-    const bool terminal = isatty(STDERR_FILENO);
-    evalOptions.progress = [&](std::size_t done, std::size_t total) {
-        if (terminal)
-            std::cerr << "\r" << done << "/" << total << " images" << (done == total ? "\n" : "") << std::flush;
-    };
-    const ClassificationResult result = evaluateClassifier(executor, *dataset, preprocess, evalOptions);
+    if (!options.value("--config")) {
+        for (const char* flag : {"--calib-data", "--calib-count"})
+            if (options.has(flag))
+                throw Error(std::string("option ") + flag + " needs --config");
+        const Executor executor(*graph);
+        EvaluationOptions evalOptions;
+        evalOptions.limit = limit;
+        if (auto b = options.integer("--batch"))
+            evalOptions.batchSize = static_cast<std::size_t>(std::max<long long>(1, *b));
+        auto progress = stderrProgress();
+        evalOptions.progress = [&](std::size_t done, std::size_t total) { progress("images", done, total); };
+        const ClassificationResult result = evaluateClassifier(executor, *dataset, preprocess, evalOptions);
+        if (options.has("--json")) {
+            json out{{"top1", result.top1()}, {"top5", result.top5()}, {"count", result.count},
+                     {"model", modelPath.string()}, {"data", dataset->description()}};
+            std::cout << out.dump() << "\n";
+        } else {
+            std::cout << std::fixed << std::setprecision(2) << "top-1: " << 100.0 * result.top1() << "%\n"
+                      << "top-5: " << 100.0 * result.top5() << "%\n"
+                      << "images: " << result.count << "\n";
+        }
+        return 0;
+    }
+
+    QuantEvaluator evaluator(graph, dataset, preprocess, limit ? limit : dataset->size());
+    const QuantConfig config = QuantConfig::load(*options.value("--config"), layerNames(evaluator.layers()));
+    calibrateFromOptions(evaluator, config, options, dataPath, labelColumn);
+    const ModelMetrics m = evaluator.evaluate(config, {stderrProgress(), nullptr});
 
     if (options.has("--json")) {
-        json out{{"top1", result.top1()}, {"top5", result.top5()}, {"count", result.count},
-                 {"model", modelPath.string()}, {"data", dataset->description()}};
+        json layers = json::array();
+        for (const LayerMetrics& l : m.layers) {
+            json entry{{"name", l.name}, {"op", l.opType}, {"float", l.keepFloat},
+                       {"accumulated", errorJson(l.accumulated)}, {"isolated", errorJson(l.isolated)},
+                       {"clipped_fraction", l.clippedFraction}, {"rmse_over_scale", finite(l.rmseOverScale)},
+                       {"weight_count", l.weightCount}, {"weight_bytes", l.weightBytes}};
+            entry["weights"] = l.weights ? errorJson(*l.weights) : json(nullptr);
+            layers.push_back(entry);
+        }
+        json out{{"top1", m.top1}, {"top5", m.top5}, {"count", m.images}, {"float_top1", m.floatTop1},
+                 {"float_top5", m.floatTop5}, {"agreement", m.agreement}, {"size_bytes", m.sizeBytes},
+                 {"float_size_bytes", m.floatSizeBytes}, {"bits_per_weight", m.bitsPerWeight},
+                 {"output_sqnr_db", finite(m.outputSqnrDb)}, {"model", modelPath.string()},
+                 {"data", dataset->description()}, {"config", *options.value("--config")}, {"layers", layers}};
         std::cout << out.dump() << "\n";
-    } else {
-        std::cout << std::fixed << std::setprecision(2) << "top-1: " << 100.0 * result.top1() << "%\n"
-                  << "top-5: " << 100.0 * result.top5() << "%\n"
-                  << "images: " << result.count << "\n";
+        return 0;
     }
+    std::cout << std::fixed << std::setprecision(2);
+    std::cout << "top-1: " << 100 * m.top1 << "% (float " << 100 * m.floatTop1 << "%)\n"
+              << "top-5: " << 100 * m.top5 << "% (float " << 100 * m.floatTop5 << "%)\n"
+              << "agreement with float: " << 100 * m.agreement << "%\n"
+              << "output SQNR: " << m.outputSqnrDb << " dB\n"
+              << "size: " << m.sizeBytes / 1024 << " KiB (float " << m.floatSizeBytes / 1024 << " KiB), "
+              << m.bitsPerWeight << " bits per weight\n"
+              << "images: " << m.images << "\n\n";
+    std::cout << std::left << std::setw(28) << "layer" << std::setw(12) << "op" << std::right << std::setw(12)
+              << "SQNR dB" << std::setw(12) << "isolated" << std::setw(12) << "weights" << std::setw(10) << "clipped"
+              << std::setw(10) << "cosine" << "\n";
+    for (const LayerMetrics& l : m.layers) {
+        std::cout << std::left << std::setw(28) << l.name << std::setw(12) << l.opType << std::right << std::setw(12)
+                  << l.accumulated.sqnrDb << std::setw(12) << l.isolated.sqnrDb << std::setw(12)
+                  << (l.weights ? std::to_string(l.weights->sqnrDb).substr(0, 6) : std::string("-")) << std::setw(9)
+                  << 100 * l.clippedFraction << "%" << std::setw(10) << std::setprecision(5) << l.accumulated.cosine
+                  << std::setprecision(2) << "\n";
+    }
+    return 0;
+}
+
+int runHistogram(const std::vector<std::string>& args)
+{
+    if (wantsHelp(args)) {
+        std::cout << kHistogramUsage;
+        return 0;
+    }
+    const cli::Options options(args,
+                               withPreprocessFlags({"--model", "--config", "--tensor", "--data", "--labels", "--label-column",
+                                                    "--calib-data", "--calib-count", "--limit", "--bins"}),
+                               {"--json"});
+    const std::filesystem::path modelPath = options.required("--model");
+    const auto graph = std::make_shared<const Graph>(loadOnnx(modelPath));
+    const Preprocess preprocess = preprocessFor(modelPath, imageInputGeometry(*graph), options);
+    const std::string labelColumn = options.value("--label-column").value_or("");
+    std::optional<std::filesystem::path> dataPath;
+    std::shared_ptr<const Dataset> dataset;
+    if (auto d = options.value("--data")) {
+        dataPath = *d;
+        dataset = openDataset(*dataPath, std::nullopt, labelColumn);
+    }
+    QuantEvaluator evaluator(graph, dataset, preprocess, options.integer("--limit").value_or(1000));
+    const QuantConfig config = QuantConfig::load(options.required("--config"), layerNames(evaluator.layers()));
+    const std::string tensor = options.required("--tensor");
+    const bool isWeight = graph->isInitializer(tensor);
+    if (!isWeight) {
+        if (!dataset)
+            throw Error("the histogram of activation '" + tensor + "' needs images: give --data");
+        calibrateFromOptions(evaluator, config, options, dataPath, labelColumn);
+    }
+    const TensorHistogram h = evaluator.histogram(config, tensor, static_cast<int>(options.integer("--bins").value_or(128)));
+
+    json out{{"tensor", h.tensor}, {"layer", h.layer}, {"kind", h.isWeight ? "weight" : "activation"},
+             {"low", h.histogram.low}, {"high", h.histogram.high}, {"counts", h.histogram.counts},
+             {"levels", h.levels}, {"clipped_fraction", h.clippedFraction}};
+    out["clip_range"] = h.clipRange ? json{h.clipRange->first, h.clipRange->second} : json(nullptr);
+    json ranges = json::object();
+    for (const auto& [method, range] : h.calibrationRanges)
+        ranges[method] = {range.first, range.second};
+    out["calibration_ranges"] = ranges;
+    if (options.has("--json")) {
+        std::cout << out.dump() << "\n";
+        return 0;
+    }
+    std::cout << h.tensor << " (" << (h.isWeight ? "weights" : "activations") << " of layer " << h.layer << "): range ["
+              << h.histogram.low << ", " << h.histogram.high << "], " << h.levels.size() << " levels";
+    if (h.clipRange)
+        std::cout << ", clipped to [" << h.clipRange->first << ", " << h.clipRange->second << "] ("
+                  << 100 * h.clippedFraction << "% clipped)";
+    std::cout << "\n";
+    for (const auto& [method, range] : h.calibrationRanges)
+        std::cout << "  " << method << ": [" << range.first << ", " << range.second << "]\n";
     return 0;
 }
 
@@ -242,6 +426,8 @@ int main(int argc, char** argv)
             return runInfo(args);
         if (command == "eval")
             return runEval(args);
+        if (command == "histogram")
+            return runHistogram(args);
         std::cerr << "error: unknown command '" << command << "'\n\n" << kUsage;
         return 2;
     } catch (const Error& e) {

@@ -23,25 +23,36 @@ Executor::Executor(const Graph& graph) : graph_(graph)
     }
 }
 
+namespace {
+void checkInputShape(const ValueInfo& input, const Tensor& fed)
+{
+    if (!input.shapeKnown)
+        return;
+    bool ok = fed.rank() == static_cast<int>(input.shape.size());
+    for (std::size_t d = 0; ok && d < input.shape.size(); ++d)
+        if (!input.shape[d].isDynamic() && input.shape[d].value != fed.dim(static_cast<int>(d)))
+            ok = false;
+    if (!ok)
+        throw Error("graph input '" + input.name + "' expects shape " + symbolicShapeToString(input.shape) + ", got " +
+                    shapeToString(fed.shape()));
+}
+}  // namespace
+
 TensorMap Executor::run(const TensorMap& feeds, const RunOptions& options) const
 {
     std::map<std::string, Tensor> live;
-    for (const ValueInfo& input : graph_.inputs) {
-        auto it = feeds.find(input.name);
-        if (it == feeds.end())
-            throw Error("graph input '" + input.name + "' was not given");
-        const Tensor& fed = it->second;
-        if (input.shapeKnown) {
-            const bool rankOk = fed.rank() == static_cast<int>(input.shape.size());
-            bool dimsOk = rankOk;
-            for (std::size_t d = 0; rankOk && d < input.shape.size(); ++d)
-                if (!input.shape[d].isDynamic() && input.shape[d].value != fed.dim(static_cast<int>(d)))
-                    dimsOk = false;
-            if (!dimsOk)
-                throw Error("graph input '" + input.name + "' expects shape " + symbolicShapeToString(input.shape) +
-                            ", got " + shapeToString(fed.shape()));
+    if (options.startNode == 0) {
+        for (const ValueInfo& input : graph_.inputs) {
+            auto it = feeds.find(input.name);
+            if (it == feeds.end())
+                throw Error("graph input '" + input.name + "' was not given");
+            checkInputShape(input, it->second);
+            live[input.name] = it->second;
         }
-        live[input.name] = fed;
+    } else {
+        for (const auto& [name, tensor] : feeds)
+            if (lastUse_.count(name) && lastUse_.at(name) >= options.startNode)
+                live[name] = tensor;
     }
 
     std::set<std::string> keep = options.capture;
@@ -67,7 +78,7 @@ TensorMap Executor::run(const TensorMap& feeds, const RunOptions& options) const
             result[name] = tensor;
     }
 
-    for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+    for (std::size_t i = options.startNode; i < graph_.nodes.size(); ++i) {
         if (options.cancel && options.cancel->load(std::memory_order_relaxed))
             throw Cancelled();
         const Node& node = graph_.nodes[i];
@@ -111,9 +122,12 @@ TensorMap Executor::run(const TensorMap& feeds, const RunOptions& options) const
                 live.erase(name);
         }
     }
-    for (const ValueInfo& output : graph_.outputs)
+    for (const ValueInfo& output : graph_.outputs) {
+        if (!result.count(output.name) && feeds.count(output.name))
+            result[output.name] = feeds.at(output.name);  // produced before startNode
         if (!result.count(output.name))
             throw Error("graph output '" + output.name + "' was not produced");
+    }
     return result;
 }
 

@@ -27,6 +27,9 @@ struct RunOptions {
     bool captureAll = false;           // return every tensor (shape inference, debugging)
     NodeHook afterNode;                // optional
     const std::atomic<bool>* cancel = nullptr;  // polled between nodes
+    // Resume a run from this node: `feeds` must then hold every tensor that nodes from here on
+    // read and earlier nodes produced (the incremental recompute keeps them from a previous run).
+    std::size_t startNode = 0;
 };
 
 class Cancelled : public std::exception {

@@ -1,0 +1,385 @@
+#include "eval/quant_evaluator.h"
+
+#include "common/error.h"
+#include "engine/operator.h"
+#include "eval/accuracy.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace qe {
+
+// ---- error statistics -------------------------------------------------------------------------
+
+void ErrorAccumulator::add(const float* reference, const float* approx, std::size_t count)
+{
+    for (std::size_t i = 0; i < count; ++i) {
+        const double r = reference[i], a = approx[i], e = a - r;
+        signal_ += r * r;
+        noise_ += e * e;
+        dot_ += r * a;
+        normRef_ += r * r;
+        normApprox_ += a * a;
+        maxAbs_ = std::max(maxAbs_, std::abs(e));
+    }
+    count_ += count;
+}
+
+void ErrorAccumulator::add(const Tensor& reference, const Tensor& approx)
+{
+    if (reference.shape() != approx.shape())
+        throw Error("cannot compare " + reference.describe() + " with " + approx.describe());
+    add(reference.data<float>(), approx.data<float>(), static_cast<std::size_t>(reference.size()));
+}
+
+double ErrorAccumulator::mse() const { return count_ ? noise_ / double(count_) : 0.0; }
+
+double ErrorAccumulator::sqnrDb() const
+{
+    if (noise_ == 0)
+        return std::numeric_limits<double>::infinity();
+    return 10.0 * std::log10(std::max(signal_, 1e-300) / noise_);
+}
+
+double ErrorAccumulator::cosine() const
+{
+    if (normRef_ == 0 || normApprox_ == 0)
+        return normRef_ == normApprox_ ? 1.0 : 0.0;
+    return dot_ / std::sqrt(normRef_ * normApprox_);
+}
+
+ErrorStats ErrorStats::from(const ErrorAccumulator& a)
+{
+    return {a.mse(), a.sqnrDb(), a.cosine(), a.maxAbsError()};
+}
+
+// ---- evaluator --------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::size_t kBatchSize = 32;
+
+// Storage of a weight tensor under its parameters: the codes, plus per-block scale and
+// zero-point (or codebook), as a device would keep them.
+double weightBytes(const Tensor& weight, const std::optional<QuantParams>& params)
+{
+    if (!params)
+        return 4.0 * double(weight.size());
+    const SchemeTraits& traits = schemeTraits(params->scheme);
+    double bytes = double(weight.size()) * params->bits / 8.0;
+    const double blocks = double(params->blockCount());
+    if (traits.family == SchemeFamily::Codebook)
+        bytes += blocks * double(1 << params->bits) * 4.0;
+    else if (traits.family != SchemeFamily::FloatingPoint || params->scheme == Scheme::Fp8E4M3 ||
+             params->scheme == Scheme::Fp8E5M2)
+        bytes += blocks * (4.0 + (params->zeroPoint.empty() ? 0.0 : 4.0));
+    return bytes;
+}
+
+}  // namespace
+
+QuantEvaluator::QuantEvaluator(std::shared_ptr<const Graph> graph, std::shared_ptr<const Dataset> evaluation,
+                               Preprocess preprocess, std::size_t evaluationImages)
+    : graph_(std::move(graph)), evaluation_(std::move(evaluation)), preprocess_(std::move(preprocess)),
+      evaluationImages_(evaluation_ ? std::min(evaluationImages, evaluation_->size()) : 0),
+      layers_(findQuantLayers(*graph_)),
+      floatExecutor_(*graph_)
+{
+    if (layers_.empty())
+        throw Error(graph_->sourcePath + ": the model has no layers to quantize");
+}
+
+void QuantEvaluator::calibrate(const Dataset& calibrationSet, std::size_t images, const EvaluationProgress& progress)
+{
+    CalibrationOptions options;
+    options.images = images;
+    options.cancel = progress.cancel;
+    if (progress.report)
+        options.progress = [&](std::size_t done, std::size_t total) { progress.report("calibrating", done, total); };
+    calibration_ = qe::calibrate(*graph_, layers_, calibrationSet, preprocess_, options);
+    clearQuantizedCache();  // static ranges may have changed
+}
+
+void QuantEvaluator::clearQuantizedCache()
+{
+    previousPlan_.reset();
+    previousExecutor_.reset();
+    quantCache_.clear();
+    isolatedCache_.clear();
+}
+
+void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
+{
+    if (!floatCache_.empty() || evaluationImages_ == 0)
+        return;
+    const ImageInputGeometry g = imageInputGeometry(*graph_);
+    const std::size_t batchSize = g.fixedBatchOfOne ? 1 : kBatchSize;
+    RunOptions run;
+    run.cancel = progress.cancel;
+    for (const QuantLayer& layer : layers_) {
+        run.capture.insert(layer.output);
+        for (const std::string& in : layer.inputs)
+            run.capture.insert(in);
+    }
+    for (std::size_t first = 0; first < evaluationImages_; first += batchSize) {
+        const std::size_t count = std::min(batchSize, evaluationImages_ - first);
+        Tensor batch = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width);
+        floatCache_.push_back(floatExecutor_.run({{graph_->inputs[0].name, batch}}, run));
+        inputs_.push_back(std::move(batch));
+        for (std::size_t i = 0; i < count; ++i)
+            labels_.push_back(evaluation_->label(first + i));
+        if (progress.report)
+            progress.report("float reference", first + count, evaluationImages_);
+    }
+}
+
+ErrorStats QuantEvaluator::isolatedError(const QuantPlan& plan, std::size_t layerIndex) const
+{
+    const QuantLayer& layer = plan.layers[layerIndex];
+    const LayerPlan& lp = plan.plans[layerIndex];
+    ErrorAccumulator error;
+    for (const TensorMap& cached : floatCache_) {
+        const Tensor& reference = cached.at(layer.output);
+        Tensor value;
+        if (layer.nodeIndex < 0) {
+            value = reference;
+        } else {
+            // The layer's node (and its fused activation) on float inputs, with this plan's weights.
+            auto runNode = [&](int index, const Tensor* previousOutput) {
+                const Node& node = plan.graph.nodes[static_cast<std::size_t>(index)];
+                OpContext context{node, plan.graph.opsetVersion, {}};
+                for (const std::string& name : node.inputs) {
+                    if (name.empty())
+                        context.inputs.push_back(nullptr);
+                    else if (previousOutput && index == layer.outputNodeIndex && name != layer.output)
+                        context.inputs.push_back(plan.graph.isInitializer(name) ? &plan.graph.initializers.at(name) : previousOutput);
+                    else if (plan.graph.isInitializer(name))
+                        context.inputs.push_back(&plan.graph.initializers.at(name));
+                    else
+                        context.inputs.push_back(&cached.at(name));
+                }
+                return findKernel(node.domain, node.opType)(context).at(0);
+            };
+            value = runNode(layer.nodeIndex, nullptr);
+            if (layer.outputNodeIndex != layer.nodeIndex)
+                value = runNode(layer.outputNodeIndex, &value);
+        }
+        if (lp.activationParams || lp.dynamicActivations)
+            value = fakeQuantize(value, activationParamsFor(lp, value));
+        error.add(reference, value);
+    }
+    return ErrorStats::from(error);
+}
+
+ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const EvaluationProgress& progress)
+{
+    ensureFloatCache(progress);
+    if (!isCalibrated()) {
+        bool needsCalibration = false;
+        for (const QuantLayer& layer : layers_) {
+            const LayerQuantConfig c = config.resolve(layer.name);
+            needsCalibration = needsCalibration || (!c.keepFloat && c.activations.quantize && !c.activations.dynamic);
+        }
+        if (needsCalibration)
+            throw Error("static activation ranges need calibration first");
+    }
+
+    auto plan = std::make_unique<QuantPlan>(makePlan(*graph_, layers_, config, calibration_, previousPlan_.get()));
+    auto executor = std::make_unique<Executor>(plan->graph);
+
+    // Resume from the first node whose layer changed; everything before it is as last time.
+    std::size_t startNode = 0;
+    if (previousPlan_ && quantCache_.size() == inputs_.size()) {
+        startNode = graph_->nodes.size();
+        for (std::size_t i = 0; i < layers_.size(); ++i)
+            if (!(plan->plans[i] == previousPlan_->plans[i]))
+                startNode = std::min<std::size_t>(startNode, layers_[i].nodeIndex < 0 ? 0 : std::size_t(layers_[i].nodeIndex));
+    }
+    if (startNode == 0)
+        quantCache_.assign(inputs_.size(), {});
+    for (std::size_t b = 0; b < inputs_.size(); ++b) {
+        if (startNode < graph_->nodes.size()) {
+            RunOptions run;
+            run.captureAll = true;
+            run.cancel = progress.cancel;
+            run.startNode = startNode;
+            TensorMap feeds = startNode == 0 ? TensorMap{{graph_->inputs[0].name, inputs_[b]}} : quantCache_[b];
+            TensorMap produced = runSimulated(*plan, *executor, std::move(feeds), run);
+            for (auto& [name, tensor] : produced)
+                quantCache_[b][name] = std::move(tensor);
+        }
+        if (progress.report)
+            progress.report("quantized model", std::min((b + 1) * kBatchSize, evaluationImages_), evaluationImages_);
+    }
+
+    ModelMetrics metrics;
+    metrics.images = labels_.size();
+    metrics.recomputedFromNode = startNode;
+    metrics.labels = labels_;
+
+    // Whole model: accuracy, agreement, output SQNR.
+    const std::string& outputName = graph_->outputs.at(0).name;
+    ErrorAccumulator outputError;
+    std::size_t top1 = 0, top5 = 0, floatTop1 = 0, floatTop5 = 0, agree = 0, labelled = 0;
+    for (std::size_t b = 0; b < inputs_.size(); ++b) {
+        const Tensor& reference = floatCache_[b].at(outputName);
+        const Tensor& quantized = quantCache_[b].at(outputName);
+        outputError.add(reference, quantized);
+        const std::int64_t rows = reference.dim(0), classes = reference.size() / rows;
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const auto q = topK(quantized.data<float>() + r * classes, int(classes), 5);
+            const auto f = topK(reference.data<float>() + r * classes, int(classes), 5);
+            metrics.predictions.push_back(q[0]);
+            metrics.floatPredictions.push_back(f[0]);
+            agree += q[0] == f[0];
+            const int label = labels_[metrics.predictions.size() - 1];
+            if (label < 0)
+                continue;
+            ++labelled;
+            top1 += q[0] == label;
+            floatTop1 += f[0] == label;
+            top5 += std::find(q.begin(), q.end(), label) != q.end();
+            floatTop5 += std::find(f.begin(), f.end(), label) != f.end();
+        }
+    }
+    const double n = std::max<double>(1, double(labelled));
+    metrics.top1 = top1 / n;
+    metrics.top5 = top5 / n;
+    metrics.floatTop1 = floatTop1 / n;
+    metrics.floatTop5 = floatTop5 / n;
+    metrics.agreement = metrics.predictions.empty() ? 0 : double(agree) / double(metrics.predictions.size());
+    metrics.outputSqnrDb = outputError.sqnrDb();
+
+    // Per layer.
+    if (isolatedCache_.size() != layers_.size())
+        isolatedCache_.assign(layers_.size(), std::nullopt);
+    std::set<std::string> countedWeights;
+    double weightBytesTotal = 0, weightCountTotal = 0;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        const QuantLayer& layer = layers_[i];
+        const LayerPlan& lp = plan->plans[i];
+        LayerMetrics m;
+        m.name = layer.name;
+        m.opType = layer.opType;
+        m.keepFloat = lp.config.keepFloat;
+        ErrorAccumulator accumulated;
+        for (std::size_t b = 0; b < inputs_.size(); ++b)
+            accumulated.add(floatCache_[b].at(layer.output), quantCache_[b].at(layer.output));
+        m.accumulated = ErrorStats::from(accumulated);
+        const bool unchanged = previousPlan_ && previousPlan_->plans[i] == lp && isolatedCache_[i];
+        if (!unchanged)
+            isolatedCache_[i] = isolatedError(*plan, i);
+        m.isolated = *isolatedCache_[i];
+
+        if (!layer.weight.empty()) {
+            const Tensor& w = graph_->initializers.at(layer.weight);
+            m.weightCount = w.size();
+            m.weightBytes = weightBytes(w, lp.weightParams);
+            if (lp.weightParams) {
+                ErrorAccumulator werr;
+                werr.add(w, plan->quantizedWeights.at(layer.weight));
+                m.weights = ErrorStats::from(werr);
+            }
+            if (countedWeights.insert(layer.weight).second) {
+                weightBytesTotal += m.weightBytes;
+                weightCountTotal += double(m.weightCount);
+            }
+        }
+        if (lp.activationParams) {
+            const QuantParams& p = *lp.activationParams;
+            std::size_t clipped = 0, total = 0, inside = 0;
+            double noise = 0;
+            const bool uniform = schemeTraits(p.scheme).family == SchemeFamily::Uniform;
+            for (const TensorMap& cached : floatCache_) {
+                const Tensor& x = cached.at(layer.output);
+                const Tensor q = uniform ? fakeQuantize(x, p) : Tensor();
+                for (std::int64_t k = 0; k < x.size(); ++k) {
+                    const float v = x.data<float>()[k];
+                    if (v < p.rangeMin[0] || v > p.rangeMax[0]) {
+                        ++clipped;
+                    } else if (uniform && v != 0.f) {  // exact zeros (ReLU) quantize without error
+                        const double e = q.data<float>()[k] - v;
+                        noise += e * e;
+                        ++inside;
+                    }
+                }
+                total += static_cast<std::size_t>(x.size());
+            }
+            m.clippedFraction = total ? double(clipped) / double(total) : 0.0;
+            if (uniform && inside && p.scale[0] > 0)
+                m.rmseOverScale = std::sqrt(noise / double(inside)) / p.scale[0];
+        }
+        metrics.layers.push_back(std::move(m));
+    }
+
+    // Size: quantized weights as planned; every other initializer (biases, constants) in float.
+    double otherBytes = 0, floatBytes = 0;
+    for (const auto& [name, tensor] : graph_->initializers) {
+        floatBytes += double(tensor.byteSize());
+        if (!countedWeights.count(name))
+            otherBytes += double(tensor.byteSize());
+    }
+    metrics.sizeBytes = weightBytesTotal + otherBytes;
+    metrics.floatSizeBytes = floatBytes;
+    metrics.bitsPerWeight = weightCountTotal > 0 ? 8.0 * weightBytesTotal / weightCountTotal : 32.0;
+
+    previousExecutor_ = std::move(executor);
+    previousPlan_ = std::move(plan);
+    return metrics;
+}
+
+TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::string& tensor, int bins)
+{
+    ensureFloatCache({});
+    TensorHistogram result;
+    result.tensor = tensor;
+    const QuantPlan plan = makePlan(*graph_, layers_, config, calibration_, previousPlan_.get());
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        const QuantLayer& layer = layers_[i];
+        const LayerPlan& lp = plan.plans[i];
+        if (tensor == layer.weight) {
+            result.layer = layer.name;
+            result.isWeight = true;
+            RangeObserver observer(bins);
+            observer.observe(graph_->initializers.at(layer.weight));
+            result.histogram = observer.histogram();
+            if (lp.weightParams) {
+                result.levels = quantizationLevels(*lp.weightParams, 0);
+                const auto& p = *lp.weightParams;
+                result.clipRange = std::pair{*std::min_element(p.rangeMin.begin(), p.rangeMin.end()),
+                                             *std::max_element(p.rangeMax.begin(), p.rangeMax.end())};
+            }
+            return result;
+        }
+        if (tensor == layer.name || tensor == layer.output) {
+            result.layer = layer.name;
+            RangeObserver observer(bins);
+            for (const TensorMap& cached : floatCache_)
+                observer.observe(cached.at(layer.output));
+            result.histogram = observer.histogram();
+            if (lp.activationParams) {
+                result.levels = quantizationLevels(*lp.activationParams, 0);
+                result.clipRange = std::pair{lp.activationParams->rangeMin[0], lp.activationParams->rangeMax[0]};
+                double clipped = 0;
+                const Histogram& h = result.histogram;
+                for (std::size_t k = 0; k < h.counts.size(); ++k) {
+                    const float centre = h.low + (float(k) + 0.5f) * h.binWidth();
+                    if (centre < result.clipRange->first || centre > result.clipRange->second)
+                        clipped += h.counts[k];
+                }
+                result.clippedFraction = h.total() > 0 ? clipped / h.total() : 0.0;
+            }
+            auto it = calibration_.observers.find(layer.output);
+            if (it != calibration_.observers.end() && !it->second.empty())
+                for (const CalibrationMethodTraits& method : calibrationMethodTable()) {
+                    CalibrationSpec spec = lp.config.calibration;
+                    spec.method = method.method;
+                    result.calibrationRanges.emplace_back(std::string(method.name), it->second.range(spec, lp.config.activations));
+                }
+            return result;
+        }
+    }
+    throw Error("no layer, activation or weight named '" + tensor + "' (try 'quantexplorer-cli eval --json' for layer names)");
+}
+
+}  // namespace qe

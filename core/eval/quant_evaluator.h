@@ -1,0 +1,133 @@
+#pragma once
+// Says exactly how much a quantization configuration costs: per layer (accumulated and
+// isolated error, weight error, clipping, rounding noise) and for the whole model (accuracy,
+// agreement with float, output SQNR, size). It keeps the float activations of the evaluation
+// images and the previous quantized run, so that after one layer's change only that layer and
+// what follows it are recomputed.
+
+#include "data/dataset.h"
+#include "engine/executor.h"
+#include "quant/simulator.h"
+
+#include <atomic>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qe {
+
+// How far `approx` is from `reference`, accumulated over any number of tensor pairs.
+class ErrorAccumulator {
+public:
+    void add(const Tensor& reference, const Tensor& approx);
+    void add(const float* reference, const float* approx, std::size_t count);
+    std::size_t count() const { return count_; }
+    double mse() const;
+    double sqnrDb() const;    // 10 log10(signal power / noise power); +inf when exact
+    double cosine() const;    // 1 when identical
+    double maxAbsError() const { return maxAbs_; }
+
+private:
+    double signal_ = 0, noise_ = 0, dot_ = 0, normRef_ = 0, normApprox_ = 0, maxAbs_ = 0;
+    std::size_t count_ = 0;
+};
+
+struct ErrorStats {
+    double mse = 0, sqnrDb = std::numeric_limits<double>::infinity(), cosine = 1, maxAbsError = 0;
+    static ErrorStats from(const ErrorAccumulator& a);
+};
+
+struct LayerMetrics {
+    std::string name, opType;
+    bool keepFloat = false;
+    ErrorStats accumulated;  // the quantized model up to here vs the float model
+    ErrorStats isolated;     // this layer alone quantized, float input
+    std::optional<ErrorStats> weights;  // weight quantization error
+    std::int64_t weightCount = 0;
+    double weightBytes = 0;             // storage of the weights under the configuration
+    double clippedFraction = 0;         // float activations outside the clipping range
+    // RMS of the activation rounding error inside the range, in units of the quantization step;
+    // uniform noise gives 1/sqrt(12) = 0.289. Exact zeros, which ReLU makes common and which
+    // quantize without error, are left out. NaN where it does not apply (float, non-uniform).
+    double rmseOverScale = std::numeric_limits<double>::quiet_NaN();
+};
+
+struct ModelMetrics {
+    std::size_t images = 0;
+    double top1 = 0, top5 = 0, floatTop1 = 0, floatTop5 = 0;
+    double agreement = 0;     // fraction of images where quantized and float top-1 agree
+    double outputSqnrDb = 0;
+    double sizeBytes = 0, floatSizeBytes = 0;
+    double bitsPerWeight = 32;
+    std::vector<LayerMetrics> layers;
+    std::vector<int> predictions, floatPredictions, labels;
+    std::size_t recomputedFromNode = 0;  // where the last evaluation resumed (0: full run)
+};
+
+// A histogram of one tensor with what the configuration puts on it.
+struct TensorHistogram {
+    std::string tensor, layer;
+    bool isWeight = false;
+    Histogram histogram;
+    std::vector<float> levels;            // representable values (empty for float)
+    std::optional<std::pair<float, float>> clipRange;
+    double clippedFraction = 0;
+    // The ranges every calibration method would choose (activations only), by method name.
+    std::vector<std::pair<std::string, std::pair<float, float>>> calibrationRanges;
+};
+
+struct EvaluationProgress {
+    std::function<void(const std::string& stage, std::size_t done, std::size_t total)> report;
+    const std::atomic<bool>* cancel = nullptr;
+};
+
+class QuantEvaluator {
+public:
+    // `evaluation` images are the ones metrics are reported on (the first `evaluationImages`); it
+    // may be null for weight-only questions (weight histograms).
+    QuantEvaluator(std::shared_ptr<const Graph> graph, std::shared_ptr<const Dataset> evaluation, Preprocess preprocess,
+                   std::size_t evaluationImages);
+
+    const Graph& graph() const { return *graph_; }
+    const std::vector<QuantLayer>& layers() const { return layers_; }
+
+    // Observes the float activations of `images` calibration images (a separate set).
+    void calibrate(const Dataset& calibrationSet, std::size_t images, const EvaluationProgress& progress = {});
+    bool isCalibrated() const { return calibration_.images > 0; }
+
+    // Throws qe::Error for configurations that do not fit the model; Cancelled when cancelled.
+    ModelMetrics evaluate(const QuantConfig& config, const EvaluationProgress& progress = {});
+
+    // `tensor` is a layer name (its output activation), a tensor name, or a weight initializer.
+    TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128);
+
+    // Drops the caches (for benchmarks comparing full and incremental runs).
+    void clearQuantizedCache();
+
+private:
+    void ensureFloatCache(const EvaluationProgress& progress);
+    ErrorStats isolatedError(const QuantPlan& plan, std::size_t layerIndex) const;
+
+    std::shared_ptr<const Graph> graph_;
+    std::shared_ptr<const Dataset> evaluation_;
+    Preprocess preprocess_;
+    std::size_t evaluationImages_;
+    std::vector<QuantLayer> layers_;
+    Executor floatExecutor_;
+    CalibrationData calibration_;
+
+    std::vector<Tensor> inputs_;        // preprocessed evaluation batches
+    std::vector<TensorMap> floatCache_; // per batch: layer outputs and inputs, graph output
+    std::vector<int> labels_;
+
+    // The previous quantized run, for incremental recomputation.
+    std::unique_ptr<QuantPlan> previousPlan_;
+    std::unique_ptr<Executor> previousExecutor_;
+    std::vector<TensorMap> quantCache_;  // per batch: every tensor of the quantized run
+    std::vector<std::optional<ErrorStats>> isolatedCache_;
+};
+
+}  // namespace qe

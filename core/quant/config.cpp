@@ -1,0 +1,574 @@
+#include "quant/config.h"
+
+#include "common/error.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+namespace qe {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kFormat = "quantexplorer-config";
+constexpr int kVersion = 1;
+// A "no such layer" message lists at most this many of the model's layers.
+constexpr std::size_t kMaxListedLayers = 10;
+
+constexpr Granularity kGranularities[] = {Granularity::PerTensor, Granularity::PerChannel, Granularity::PerGroup};
+
+// JSON text of a string, quoted and escaped; invalid UTF-8 (possible in a json built in code,
+// never in a parsed file) is replaced rather than thrown about while reporting another error.
+std::string jsonQuoted(std::string_view text)
+{
+    return json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// The path of `key` inside `path` as people write it: "layers.conv2.weights". ONNX names such as
+// "/features/features.0/Conv" would make a dotted path ambiguous, so they are written in brackets.
+std::string child(const std::string& path, std::string_view key)
+{
+    const bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+    });
+    if (!plain)
+        return path + "[" + jsonQuoted(key) + "]";
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+// What a value is, for "expected X, got Y" messages.
+std::string describe(const json& value)
+{
+    switch (value.type()) {
+    case json::value_t::object:
+        return "an object";
+    case json::value_t::array:
+        return "an array";
+    case json::value_t::string: {
+        std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
+        if (text.size() > 60)
+            text = text.substr(0, 56) + "...\"";
+        return "the string " + text;
+    }
+    case json::value_t::null:
+        return "null";
+    default:  // numbers and booleans read best as themselves
+        return value.dump();
+    }
+}
+
+template <class Range, class Name>
+std::string joined(const Range& range, Name name)
+{
+    std::string out;
+    for (const auto& item : range) {
+        if (!out.empty())
+            out += ", ";
+        out += name(item);
+    }
+    return out;
+}
+
+std::string schemeNames(bool forActivations)
+{
+    std::string out;
+    for (const auto& t : schemeTable())
+        if (forActivations ? t.forActivations : t.forWeights)
+            out += (out.empty() ? "" : ", ") + std::string(t.name);
+    return out;
+}
+
+bool bitsAllowed(const SchemeTraits& traits, int bits)
+{
+    return bits >= traits.minBits && bits <= traits.maxBits;
+}
+
+// Reads one document, remembering its name for the messages.
+class Reader {
+public:
+    explicit Reader(const std::string& source) : source_(source) {}
+
+    [[noreturn]] void fail(const std::string& path, const std::string& what) const
+    {
+        throw Error(source_ + ": " + (path.empty() ? "" : path + ": ") + what);
+    }
+
+    void requireObject(const json& value, const std::string& path) const
+    {
+        if (!value.is_object())
+            fail(path, "expected an object, got " + describe(value));
+    }
+
+    void checkKeys(const json& object, const std::string& path, std::initializer_list<std::string_view> known,
+                   std::string_view note = {}) const
+    {
+        for (const auto& item : object.items()) {
+            if (std::find(known.begin(), known.end(), item.key()) != known.end())
+                continue;
+            fail(path, "unknown key " + jsonQuoted(item.key()) + " (expected one of: " +
+                           joined(known, [](std::string_view k) { return std::string(k); }) + ")" +
+                           std::string(note));
+        }
+    }
+
+    bool readBool(const json& value, const std::string& path) const
+    {
+        if (!value.is_boolean())
+            fail(path, "expected true or false, got " + describe(value));
+        return value.get<bool>();
+    }
+
+    std::string readString(const json& value, const std::string& path) const
+    {
+        if (!value.is_string())
+            fail(path, "expected a string, got " + describe(value));
+        return value.get<std::string>();
+    }
+
+    // An integer that fits an int. Larger values cannot be meant and are reported with `expected`.
+    int readInt(const json& value, const std::string& path, const std::string& expected) const
+    {
+        if (!value.is_number_integer())
+            fail(path, "expected " + expected + ", got " + describe(value));
+        constexpr auto lo = std::numeric_limits<int>::min(), hi = std::numeric_limits<int>::max();
+        if (value.is_number_unsigned() ? value.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)
+                                       : (value.get<std::int64_t>() < lo || value.get<std::int64_t>() > hi))
+            fail(path, "expected " + expected + ", got " + describe(value));
+        return static_cast<int>(value.get<std::int64_t>());
+    }
+
+    int readPositiveInt(const json& value, const std::string& path) const
+    {
+        const int v = readInt(value, path, "an integer >= 1");
+        if (v < 1)
+            fail(path, "expected an integer >= 1, got " + describe(value));
+        return v;
+    }
+
+    // A finite number in (0, max].
+    double readFraction(const json& value, const std::string& path, double max, const std::string& range) const
+    {
+        if (!value.is_number())
+            fail(path, "expected a number in " + range + ", got " + describe(value));
+        const double v = value.get<double>();
+        if (!std::isfinite(v) || !(v > 0.0 && v <= max))
+            fail(path, "expected a number in " + range + ", got " + describe(value));
+        return v;
+    }
+
+    TensorQuantOverride readTensor(const json& value, const std::string& path, bool forActivations) const
+    {
+        requireObject(value, path);
+        if (!forActivations && value.contains("dynamic"))
+            fail(child(path, "dynamic"), "only activations can be dynamic; weights are quantized ahead of time");
+        if (forActivations)
+            checkKeys(value, path, {"scheme", "bits", "granularity", "group_size", "signed", "dynamic", "float"});
+        else
+            checkKeys(value, path, {"scheme", "bits", "granularity", "group_size", "signed", "float"});
+
+        TensorQuantOverride o;
+        if (auto it = value.find("float"); it != value.end())
+            o.quantize = !readBool(*it, child(path, "float"));
+        if (auto it = value.find("scheme"); it != value.end()) {
+            const std::string name = readString(*it, child(path, "scheme"));
+            o.scheme = schemeFromName(name);
+            // A scheme that exists but does not suit this tensor (k-means for activations) is
+            // reported by validateSpec with a message saying so, not as unknown.
+            if (!o.scheme)
+                fail(child(path, "scheme"),
+                     "unknown scheme " + jsonQuoted(name) + " (expected one of: " + schemeNames(forActivations) + ")");
+        }
+        if (auto it = value.find("bits"); it != value.end())
+            o.bits = readInt(*it, child(path, "bits"), "an integer (the bit width)");
+        if (auto it = value.find("granularity"); it != value.end()) {
+            const std::string name = readString(*it, child(path, "granularity"));
+            o.granularity = granularityFromName(name);
+            if (!o.granularity)
+                fail(child(path, "granularity"),
+                     "unknown granularity " + jsonQuoted(name) + " (expected one of: " +
+                         joined(kGranularities, [](Granularity g) { return std::string(granularityName(g)); }) +
+                         ")");
+        }
+        if (auto it = value.find("group_size"); it != value.end())
+            o.groupSize = readPositiveInt(*it, child(path, "group_size"));
+        if (auto it = value.find("signed"); it != value.end())
+            o.isSigned = readBool(*it, child(path, "signed"));
+        if (auto it = value.find("dynamic"); it != value.end())
+            o.dynamic = readBool(*it, child(path, "dynamic"));
+        return o;
+    }
+
+    // The override merged with `base`, validated as a whole: bits, k-means and per-group checks
+    // depend on fields that may come from either side.
+    TensorQuantSpec merged(const TensorQuantOverride& o, const TensorQuantSpec& base, bool forActivations,
+                           const std::string& path) const
+    {
+        const TensorQuantSpec spec = o.appliedTo(base);
+        try {
+            validateSpec(spec, forActivations, path);
+        } catch (const Error& e) {
+            throw Error(source_ + ": " + e.what());
+        }
+        return spec;
+    }
+
+    // The global calibration (with `images`) or a layer's (without; based on the global one).
+    CalibrationSpec readCalibration(const json& value, const std::string& path, CalibrationSpec base,
+                                    int* images) const
+    {
+        requireObject(value, path);
+        if (images)
+            checkKeys(value, path, {"images", "method", "percentile", "moving_average_constant"});
+        else
+            checkKeys(value, path, {"method", "percentile", "moving_average_constant"},
+                      "; the number of calibration images is set once, in the top-level \"calibration\"");
+        if (auto it = value.find("images"); images && it != value.end())
+            *images = readPositiveInt(*it, child(path, "images"));
+        if (auto it = value.find("method"); it != value.end()) {
+            const std::string name = readString(*it, child(path, "method"));
+            const auto method = calibrationMethodFromName(name);
+            if (!method)
+                fail(child(path, "method"),
+                     "unknown calibration method " + jsonQuoted(name) + " (expected one of: " +
+                         joined(calibrationMethodTable(),
+                                [](const CalibrationMethodTraits& t) { return std::string(t.name); }) +
+                         ")");
+            base.method = *method;
+        }
+        if (auto it = value.find("percentile"); it != value.end())
+            base.percentile = readFraction(*it, child(path, "percentile"), 100.0, "(0, 100]");
+        if (auto it = value.find("moving_average_constant"); it != value.end())
+            base.movingAverageConstant = readFraction(*it, child(path, "moving_average_constant"), 1.0, "(0, 1]");
+        return base;
+    }
+
+    void checkLayerKnown(const std::string& name, const std::string& path,
+                         const std::optional<std::set<std::string>>& layerNames) const
+    {
+        if (!layerNames || layerNames->count(name))
+            return;
+        if (layerNames->empty())
+            fail(path, "the model has no layer " + jsonQuoted(name) + " (it has no quantizable layers)");
+        std::string list;
+        std::size_t listed = 0;
+        for (const auto& layer : *layerNames) {
+            if (listed == kMaxListedLayers)
+                break;
+            list += (listed++ ? ", " : "") + layer;
+        }
+        if (layerNames->size() > listed)
+            list += ", and " + std::to_string(layerNames->size() - listed) + " more";
+        fail(path, "the model has no layer " + jsonQuoted(name) + " (layers: " + list + ")");
+    }
+
+private:
+    std::string source_;
+};
+
+json tensorOverrideJson(const TensorQuantOverride& o)
+{
+    json j = json::object();
+    if (o.quantize)
+        j["float"] = !*o.quantize;
+    if (o.scheme)
+        j["scheme"] = std::string(schemeTraits(*o.scheme).name);
+    if (o.bits)
+        j["bits"] = *o.bits;
+    if (o.granularity)
+        j["granularity"] = std::string(granularityName(*o.granularity));
+    if (o.groupSize)
+        j["group_size"] = *o.groupSize;
+    if (o.isSigned)
+        j["signed"] = *o.isSigned;
+    if (o.dynamic)
+        j["dynamic"] = *o.dynamic;
+    return j;
+}
+
+// A default spec written in full. Fields that do not apply (group_size without per_group) are
+// written only when they differ from the built-in value, so that nothing set is lost on a save.
+json tensorSpecJson(const TensorQuantSpec& spec, const TensorQuantSpec& builtIn, bool forActivations)
+{
+    json j = json::object();
+    j["scheme"] = std::string(schemeTraits(spec.scheme).name);
+    j["bits"] = spec.bits;
+    j["granularity"] = std::string(granularityName(spec.granularity));
+    if (spec.granularity == Granularity::PerGroup || spec.groupSize != builtIn.groupSize)
+        j["group_size"] = spec.groupSize;
+    if (spec.isSigned)
+        j["signed"] = *spec.isSigned;
+    if (forActivations || spec.dynamic != builtIn.dynamic)
+        j["dynamic"] = spec.dynamic;
+    if (!spec.quantize)
+        j["float"] = true;
+    return j;
+}
+
+// The method always; a parameter when the method uses it or when it differs from `base`
+// (the built-in defaults for the global calibration, the global one for a layer).
+json calibrationJson(const CalibrationSpec& spec, const CalibrationSpec& base)
+{
+    json j = json::object();
+    j["method"] = std::string(calibrationMethodName(spec.method));
+    if (spec.method == CalibrationMethod::Percentile || spec.percentile != base.percentile)
+        j["percentile"] = spec.percentile;
+    if (spec.method == CalibrationMethod::MovingAverage || spec.movingAverageConstant != base.movingAverageConstant)
+        j["moving_average_constant"] = spec.movingAverageConstant;
+    return j;
+}
+
+}  // namespace
+
+bool TensorQuantOverride::empty() const
+{
+    return !quantize && !scheme && !bits && !granularity && !groupSize && !isSigned && !dynamic;
+}
+
+// Field by field, except for one coupling: a scheme set without bits keeps the inherited bit
+// width when the new scheme allows it and takes the scheme's default width otherwise, so that
+// switching an 8-bit default to "fp16" gives 16 bits rather than an error, while switching it to
+// "kmeans" keeps 8 bits.
+TensorQuantSpec TensorQuantOverride::appliedTo(TensorQuantSpec base) const
+{
+    if (quantize)
+        base.quantize = *quantize;
+    if (scheme) {
+        base.scheme = *scheme;
+        const SchemeTraits& traits = schemeTraits(*scheme);
+        if (!bits && !bitsAllowed(traits, base.bits))
+            base.bits = traits.defaultBits;
+    }
+    if (bits)
+        base.bits = *bits;
+    if (granularity)
+        base.granularity = *granularity;
+    if (groupSize)
+        base.groupSize = *groupSize;
+    if (isSigned)
+        base.isSigned = *isSigned;
+    if (dynamic)
+        base.dynamic = *dynamic;
+    return base;
+}
+
+void validateSpec(const TensorQuantSpec& spec, bool forActivations, const std::string& field)
+{
+    const auto fail = [&](std::string_view key, const std::string& what) {
+        throw Error(child(field, key) + ": " + what);
+    };
+    const SchemeTraits& traits = schemeTraits(spec.scheme);
+    const std::string scheme = jsonQuoted(traits.name);
+    if (forActivations && !traits.forActivations)
+        fail("scheme", "scheme " + scheme + " is for weights only (activations use one of: " + schemeNames(true) + ")");
+    if (!forActivations && !traits.forWeights)
+        fail("scheme", "scheme " + scheme + " is for activations only (weights use one of: " + schemeNames(false) + ")");
+    if (!bitsAllowed(traits, spec.bits)) {
+        if (traits.minBits == traits.maxBits)
+            fail("bits", "expected " + std::to_string(traits.minBits) + " for scheme " + scheme + ", got " +
+                             std::to_string(spec.bits));
+        fail("bits", "expected an integer from " + std::to_string(traits.minBits) + " to " +
+                         std::to_string(traits.maxBits) + " for scheme " + scheme + ", got " +
+                         std::to_string(spec.bits));
+    }
+    if (forActivations && spec.granularity != Granularity::PerTensor)
+        fail("granularity", "activations are quantized per tensor; expected \"per_tensor\", got " +
+                                jsonQuoted(granularityName(spec.granularity)));
+    if (spec.granularity == Granularity::PerGroup && spec.groupSize < 1)
+        fail("group_size", "granularity \"per_group\" needs a group size, an integer >= 1; got " +
+                               (spec.groupSize == 0 ? std::string("none") : std::to_string(spec.groupSize)));
+    if (spec.groupSize < 0)
+        fail("group_size", "expected an integer >= 1, got " + std::to_string(spec.groupSize));
+    if (!forActivations && spec.dynamic)
+        fail("dynamic", "only activations can be dynamic; weights are quantized ahead of time");
+}
+
+LayerQuantConfig QuantConfig::resolve(const std::string& layer) const
+{
+    LayerQuantConfig out;
+    out.weights = defaultWeights;
+    out.activations = defaultActivations;
+    out.calibration = calibration;
+    if (const auto it = layers.find(layer); it != layers.end()) {
+        const LayerOverride& o = it->second;
+        out.keepFloat = o.keepFloat;
+        out.weights = o.weights.appliedTo(defaultWeights);
+        out.activations = o.activations.appliedTo(defaultActivations);
+        if (o.calibration)
+            out.calibration = *o.calibration;
+    }
+    return out;
+}
+
+QuantConfig QuantConfig::fromJson(const nlohmann::json& json, const std::string& source,
+                                  const std::optional<std::set<std::string>>& layerNames)
+{
+    const Reader r(source);
+    if (!json.is_object())
+        r.fail("", "expected a JSON object (a " + std::string(kFormat) + " document), got " + describe(json));
+
+    // Format and version first: a file of another kind, or from a newer program, should say so
+    // rather than complain about keys this version does not know.
+    const auto format = json.find("format");
+    if (format == json.end())
+        r.fail("format", "missing; expected the string " + jsonQuoted(kFormat));
+    if (!format->is_string() || format->get<std::string>() != kFormat)
+        r.fail("format", "expected the string " + jsonQuoted(kFormat) + ", got " + describe(*format));
+    const auto version = json.find("version");
+    if (version == json.end())
+        r.fail("version", "missing; expected " + std::to_string(kVersion));
+    if (!version->is_number_integer())
+        r.fail("version", "expected the integer " + std::to_string(kVersion) + ", got " + describe(*version));
+    if (version->is_number_unsigned() ? version->get<std::uint64_t>() > kVersion
+                                      : version->get<std::int64_t>() > kVersion)
+        r.fail("version", "the file is version " + version->dump() +
+                              ", newer than this program, which reads version " + std::to_string(kVersion) +
+                              "; update Quantization Explorer to open it");
+    if (version->get<std::int64_t>() != kVersion)
+        r.fail("version", "expected " + std::to_string(kVersion) + ", got " + describe(*version));
+    r.checkKeys(json, "", {"format", "version", "model", "calibration", "default", "layers"});
+
+    QuantConfig config;
+    if (auto it = json.find("model"); it != json.end())
+        config.model = r.readString(*it, "model");
+    if (auto it = json.find("calibration"); it != json.end())
+        config.calibration = r.readCalibration(*it, "calibration", config.calibration, &config.calibrationImages);
+    if (auto it = json.find("default"); it != json.end()) {
+        r.requireObject(*it, "default");
+        r.checkKeys(*it, "default", {"weights", "activations"});
+        if (auto w = it->find("weights"); w != it->end())
+            config.defaultWeights = r.merged(r.readTensor(*w, "default.weights", false), config.defaultWeights,
+                                             false, "default.weights");
+        if (auto a = it->find("activations"); a != it->end())
+            config.defaultActivations = r.merged(r.readTensor(*a, "default.activations", true),
+                                                 config.defaultActivations, true, "default.activations");
+    }
+    if (auto it = json.find("layers"); it != json.end()) {
+        r.requireObject(*it, "layers");
+        for (const auto& [name, value] : it->items()) {
+            const std::string path = child("layers", name);
+            r.checkLayerKnown(name, path, layerNames);
+            r.requireObject(value, path);
+            r.checkKeys(value, path, {"float", "weights", "activations", "calibration"});
+            LayerOverride layer;
+            if (auto f = value.find("float"); f != value.end())
+                layer.keepFloat = r.readBool(*f, child(path, "float"));
+            if (auto w = value.find("weights"); w != value.end()) {
+                layer.weights = r.readTensor(*w, child(path, "weights"), false);
+                r.merged(layer.weights, config.defaultWeights, false, child(path, "weights"));
+            }
+            if (auto a = value.find("activations"); a != value.end()) {
+                layer.activations = r.readTensor(*a, child(path, "activations"), true);
+                r.merged(layer.activations, config.defaultActivations, true, child(path, "activations"));
+            }
+            if (auto c = value.find("calibration"); c != value.end())
+                layer.calibration = r.readCalibration(*c, child(path, "calibration"), config.calibration, nullptr);
+            // An empty override is the same as none; dropping it keeps toJson/fromJson exact inverses.
+            if (!layer.empty())
+                config.layers.emplace(name, std::move(layer));
+        }
+    }
+    return config;
+}
+
+nlohmann::json QuantConfig::toJson() const
+{
+    const QuantConfig builtIn;
+    json out = json::object();
+    out["format"] = std::string(kFormat);
+    out["version"] = kVersion;
+    if (!model.empty())
+        out["model"] = model;
+    json cal = calibrationJson(calibration, builtIn.calibration);
+    cal["images"] = calibrationImages;
+    out["calibration"] = std::move(cal);
+    out["default"] = {{"weights", tensorSpecJson(defaultWeights, builtIn.defaultWeights, false)},
+                      {"activations", tensorSpecJson(defaultActivations, builtIn.defaultActivations, true)}};
+    json layerJson = json::object();
+    for (const auto& [name, layer] : layers) {
+        if (layer.empty())
+            continue;
+        json entry = json::object();
+        if (layer.keepFloat)
+            entry["float"] = true;
+        if (!layer.weights.empty())
+            entry["weights"] = tensorOverrideJson(layer.weights);
+        if (!layer.activations.empty())
+            entry["activations"] = tensorOverrideJson(layer.activations);
+        if (layer.calibration)
+            entry["calibration"] = calibrationJson(*layer.calibration, calibration);
+        layerJson[name] = std::move(entry);
+    }
+    out["layers"] = std::move(layerJson);
+    return out;
+}
+
+QuantConfig QuantConfig::load(const std::filesystem::path& path, const std::optional<std::set<std::string>>& layerNames)
+{
+    const std::string name = path.string();
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        throw Error(name + ": no such file");
+    if (std::filesystem::is_directory(path, ec))
+        throw Error(name + ": is a directory, not a configuration file");
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw Error(name + ": cannot be opened for reading");
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad())
+        throw Error(name + ": read error");
+
+    json document;
+    try {
+        document = json::parse(text.str());
+    } catch (const json::parse_error& e) {
+        // nlohmann's message starts with "[json.exception.parse_error.101] "; the rest (line,
+        // column and what was expected) is what a person editing the file needs.
+        std::string what = e.what();
+        if (const auto end = what.find("] "); what.starts_with("[json.exception") && end != std::string::npos)
+            what.erase(0, end + 2);
+        throw Error(name + ": not valid JSON (byte " + std::to_string(e.byte) + "): " + what);
+    }
+    return fromJson(document, name, layerNames);
+}
+
+void QuantConfig::save(const std::filesystem::path& path) const
+{
+    const std::string text = toJson().dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+    // Write beside the target and rename over it: a crash or a full disk leaves either the old
+    // file or the new one, never half of one.
+    std::filesystem::path temporary = path;
+    temporary += ".tmp";
+    {
+        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+        if (!out)
+            throw Error(temporary.string() + ": cannot be created for writing");
+        out << text;
+        out.close();
+        if (!out) {
+            std::error_code ignored;
+            std::filesystem::remove(temporary, ignored);
+            throw Error(temporary.string() + ": write error");
+        }
+    }
+    std::error_code ec;
+    std::filesystem::rename(temporary, path, ec);
+    if (ec) {
+        std::error_code ignored;
+        std::filesystem::remove(temporary, ignored);
+        throw Error(path.string() + ": cannot be replaced (" + ec.message() + ")");
+    }
+}
+
+}  // namespace qe

@@ -1,0 +1,103 @@
+#pragma once
+// The quantization configuration: what the user chose, per layer, as a versioned JSON document
+// that people hand-edit, diff and commit:
+//
+// { "format": "quantexplorer-config", "version": 1,
+//   "model": "fashion_cnn.onnx",
+//   "calibration": { "images": 512, "method": "percentile", "percentile": 99.99 },
+//   "default": { "weights":     { "scheme": "symmetric", "bits": 8, "granularity": "per_channel" },
+//                "activations": { "scheme": "affine", "bits": 8, "dynamic": false } },
+//   "layers": { "conv2": { "weights": { "scheme": "kmeans", "bits": 4 } },
+//               "fc2":   { "float": true } } }
+//
+// A layer's "weights"/"activations" override the default field by field; "float": true leaves the
+// whole layer in float; { "float": true } inside "weights" or "activations" leaves just that tensor
+// in float (the hybrid case); a layer's "calibration" overrides the default calibration.
+// Tensor spec keys: scheme, bits, granularity (per_tensor | per_channel | per_group), group_size,
+// signed, dynamic (activations only), float.
+// Unknown keys, wrong types, bits out of the scheme's range, k-means for activations, per-group
+// without group_size, or a layer the model lacks are errors naming the field ("layers.conv2.weights.bits").
+//
+// Merging rules. "default" overrides the built-in defaults and a layer overrides "default" the same
+// way, field by field, and the result is validated after merging (so "granularity": "per_group"
+// may take group_size from the default). One coupling: a scheme given without bits keeps the
+// inherited bit width if the new scheme allows it, else takes the scheme's default width (an
+// 8-bit default switched to "fp16" gets 16 bits; switched to "kmeans" it keeps 8 if k-means
+// allows 8). A layer's calibration overrides the top-level one field by field too ("images" is
+// top-level only). Fields are validated even where a tensor stays float, so turning quantization
+// back on never exposes an invalid choice; keepFloat does not clear the specs' `quantize`, the
+// engine checks both. An empty layer override is the same as none and is neither kept nor written.
+// toJson writes "default" in full, layers with only their overridden fields, and a parameter
+// that the chosen method or granularity does not use (percentile for minmax, group_size for
+// per_channel) only when it differs from its default, so fromJson(toJson(c)) == c exactly.
+
+#include "quant/calibration.h"
+#include "quant/scheme.h"
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace qe {
+
+// A partial TensorQuantSpec: only the fields a layer overrides.
+struct TensorQuantOverride {
+    std::optional<bool> quantize;
+    std::optional<Scheme> scheme;
+    std::optional<int> bits;
+    std::optional<Granularity> granularity;
+    std::optional<int> groupSize;
+    std::optional<bool> isSigned;
+    std::optional<bool> dynamic;
+    bool empty() const;
+    TensorQuantSpec appliedTo(TensorQuantSpec base) const;
+    bool operator==(const TensorQuantOverride&) const = default;
+};
+
+struct LayerOverride {
+    bool keepFloat = false;  // "float": true
+    TensorQuantOverride weights, activations;
+    std::optional<CalibrationSpec> calibration;
+    bool empty() const { return !keepFloat && weights.empty() && activations.empty() && !calibration; }
+    bool operator==(const LayerOverride&) const = default;
+};
+
+// What one layer ends up with after the default and its override are combined.
+struct LayerQuantConfig {
+    bool keepFloat = false;
+    TensorQuantSpec weights, activations;
+    CalibrationSpec calibration;
+};
+
+struct QuantConfig {
+    std::string model;                 // the model file name the configuration was made for
+    int calibrationImages = 512;
+    CalibrationSpec calibration;
+    TensorQuantSpec defaultWeights{true, Scheme::Symmetric, 8, Granularity::PerChannel, 0, std::nullopt, false};
+    TensorQuantSpec defaultActivations{true, Scheme::Affine, 8, Granularity::PerTensor, 0, std::nullopt, false};
+    std::map<std::string, LayerOverride> layers;
+
+    LayerQuantConfig resolve(const std::string& layer) const;
+    bool operator==(const QuantConfig&) const = default;
+
+    // `source` names the file in error messages. `layerNames`, when given, are the model's
+    // quantizable layers; a configuration naming any other layer is an error.
+    static QuantConfig fromJson(const nlohmann::json& json, const std::string& source,
+                                const std::optional<std::set<std::string>>& layerNames = std::nullopt);
+    static QuantConfig load(const std::filesystem::path& path,
+                            const std::optional<std::set<std::string>>& layerNames = std::nullopt);
+    // Writes only what differs from the defaults of the format, with stable key order, so that
+    // files diff well. save() is atomic (temporary file + rename).
+    nlohmann::json toJson() const;
+    void save(const std::filesystem::path& path) const;
+};
+
+// Validates one spec on its own (bits within the scheme's range, k-means not for activations, ...);
+// throws qe::Error naming `field`.
+void validateSpec(const TensorQuantSpec& spec, bool forActivations, const std::string& field);
+
+}  // namespace qe

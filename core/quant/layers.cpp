@@ -1,0 +1,68 @@
+#include "quant/layers.h"
+
+#include <set>
+
+namespace qe {
+
+namespace {
+
+// Operators whose output is new values and therefore gets its own quantization parameters.
+const std::set<std::string> kComputeOperators = {
+    "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Concat", "AveragePool", "GlobalAveragePool",
+    "ReduceMean", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softmax", "LeakyRelu", "PRelu", "BatchNormalization",
+};
+
+bool hasWeightInput(const std::string& op) { return op == "Conv" || op == "Gemm" || op == "MatMul"; }
+
+}  // namespace
+
+std::vector<QuantLayer> findQuantLayers(const Graph& graph)
+{
+    std::vector<QuantLayer> layers;
+    for (const ValueInfo& input : graph.inputs)
+        if (input.dtype == DataType::Float32)
+            layers.push_back({input.name, "Input", -1, "", 0, "", input.name, -1, "", {}});
+
+    for (int i = 0; i < static_cast<int>(graph.nodes.size()); ++i) {
+        const Node& node = graph.nodes[static_cast<std::size_t>(i)];
+        if (!kComputeOperators.count(node.opType) || node.outputs.empty())
+            continue;
+        QuantLayer layer;
+        layer.name = node.name;
+        layer.opType = node.opType;
+        layer.nodeIndex = i;
+        layer.output = node.outputs[0];
+        layer.outputNodeIndex = i;
+        for (const std::string& in : node.inputs)
+            if (!in.empty() && !graph.isInitializer(in))
+                layer.inputs.push_back(in);
+        if (hasWeightInput(node.opType) && graph.isInitializer(node.input(1)) &&
+            graph.initializers.at(node.input(1)).dtype() == DataType::Float32) {
+            layer.weight = node.input(1);
+            if (node.opType == "Gemm")
+                layer.weightChannelAxis = node.intAttribute("transB", 0) ? 0 : 1;
+            else if (node.opType == "MatMul")
+                layer.weightChannelAxis = graph.initializers.at(layer.weight).rank() - 1;
+            if (node.opType != "MatMul" && graph.isInitializer(node.input(2)))
+                layer.bias = node.input(2);
+        }
+        // An elementwise op with a constant operand (a bias add, a scale) has only its output
+        // activation quantized; the constant stays float, as a device folds it into the rescale.
+        // Fuse a Relu/Clip that is the only reader of the layer's output.
+        const auto readers = graph.consumers(layer.output);
+        bool isOutput = false;
+        for (const ValueInfo& out : graph.outputs)
+            isOutput = isOutput || out.name == layer.output;
+        if (!isOutput && readers.size() == 1 && (readers[0]->opType == "Relu" || readers[0]->opType == "Clip")) {
+            layer.fusedActivation = readers[0]->opType;
+            layer.output = readers[0]->outputs[0];
+            for (int j = i + 1; j < static_cast<int>(graph.nodes.size()); ++j)
+                if (&graph.nodes[static_cast<std::size_t>(j)] == readers[0])
+                    layer.outputNodeIndex = j;
+        }
+        layers.push_back(std::move(layer));
+    }
+    return layers;
+}
+
+}  // namespace qe

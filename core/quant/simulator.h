@@ -1,0 +1,69 @@
+#pragma once
+// Fake-quantization simulation in the fp32 engine: weights are quantized once when the plan is
+// made, activations are quantized at each layer's output as the configuration says (static
+// ranges from calibration, or dynamic ranges from each input), and everything else runs in float.
+
+#include "data/dataset.h"
+#include "engine/executor.h"
+#include "quant/calibration.h"
+#include "quant/config.h"
+#include "quant/layers.h"
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qe {
+
+// The float activations of every layer output over the calibration images, as streaming
+// observers (the calibration set never has to fit in memory).
+struct CalibrationData {
+    std::size_t images = 0;
+    std::map<std::string, RangeObserver> observers;  // by layer output tensor name
+};
+
+struct CalibrationOptions {
+    std::size_t images = 512;
+    std::size_t batchSize = 32;
+    std::function<void(std::size_t done, std::size_t total)> progress;
+    const std::atomic<bool>* cancel = nullptr;
+};
+
+CalibrationData calibrate(const Graph& graph, const std::vector<QuantLayer>& layers, const Dataset& dataset,
+                          const Preprocess& preprocess, const CalibrationOptions& options);
+
+// What the plan decided for one layer.
+struct LayerPlan {
+    LayerQuantConfig config;
+    std::optional<QuantParams> weightParams;      // when the weights are quantized
+    std::optional<QuantParams> activationParams;  // static activation quantization
+    bool dynamicActivations = false;              // range taken from each input at run time
+    bool operator==(const LayerPlan& other) const;
+};
+
+struct QuantPlan {
+    std::vector<QuantLayer> layers;
+    std::vector<LayerPlan> plans;  // parallel to layers
+    Graph graph;                   // the model with fake-quantized weights (shared storage otherwise)
+    std::map<std::string, Tensor> quantizedWeights;  // by initializer name
+};
+
+// Throws qe::Error when the configuration asks for something the data cannot give (e.g. static
+// activations for a layer the calibration never saw).
+QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,
+                   const CalibrationData& calibration, const QuantPlan* previous = nullptr);
+
+// Runs the plan: RunOptions' hook is used for the activation fake-quantization, so `options`
+// must not set afterNode. Inputs are quantized by their "Input" layers.
+TensorMap runSimulated(const QuantPlan& plan, const Executor& executor, TensorMap feeds, RunOptions options = {});
+
+// The activation parameters a layer uses for one tensor (static or computed from the tensor).
+QuantParams activationParamsFor(const LayerPlan& plan, const Tensor& values);
+
+// The layer names a configuration may mention.
+std::set<std::string> layerNames(const std::vector<QuantLayer>& layers);
+
+}  // namespace qe
