@@ -51,7 +51,7 @@ int main(int argc, char** argv)
     QuantConfig config;
     const double first = millis([&] { evaluator.evaluate(config); });  // builds the float cache too
 
-    // Each layer in turn: flip its weight bits between 8 and 4, measure the incremental update,
+    // Each layer in turn: flip its weight bits between 8 and 4 and measure the incremental update,
     // then the same configuration from scratch (quantized cache dropped; float cache kept).
     std::printf("model %s, %zu evaluation images, %d repeats; first evaluation (with float cache) %.1f ms\n\n",
                 model.c_str(), images, repeats, first);
@@ -63,10 +63,10 @@ int main(int argc, char** argv)
         std::vector<double> incremental, full;
         std::size_t resumedAt = 0;
         for (int r = 0; r < repeats; ++r) {
+            // The same configuration twice: once as an update of the previous one, once from scratch.
             config.layers[layer.name].weights.bits = (r % 2) ? 8 : 4;
             incremental.push_back(millis([&] { resumedAt = evaluator.evaluate(config).recomputedFromNode; }));
             evaluator.clearQuantizedCache();
-            config.layers[layer.name].weights.bits = (r % 2) ? 4 : 8;
             full.push_back(millis([&] { evaluator.evaluate(config); }));
         }
         config.layers.erase(layer.name);

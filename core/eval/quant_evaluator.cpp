@@ -105,7 +105,7 @@ void QuantEvaluator::clearQuantizedCache()
     previousPlan_.reset();
     previousExecutor_.reset();
     quantCache_.clear();
-    isolatedCache_.clear();
+    layerCache_.clear();
 }
 
 void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
@@ -169,6 +169,52 @@ ErrorStats QuantEvaluator::isolatedError(const QuantPlan& plan, std::size_t laye
         error.add(reference, value);
     }
     return ErrorStats::from(error);
+}
+
+LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t i) const
+{
+    const QuantLayer& layer = layers_[i];
+    const LayerPlan& lp = plan.plans[i];
+    LayerMetrics m;
+    m.name = layer.name;
+    m.opType = layer.opType;
+    m.keepFloat = lp.config.keepFloat;
+    m.isolated = isolatedError(plan, i);
+    if (!layer.weight.empty()) {
+        const Tensor& w = graph_->initializers.at(layer.weight);
+        m.weightCount = w.size();
+        m.weightBytes = weightBytes(w, lp.weightParams);
+        if (lp.weightParams) {
+            ErrorAccumulator werr;
+            werr.add(w, plan.quantizedWeights.at(layer.weight));
+            m.weights = ErrorStats::from(werr);
+        }
+    }
+    if (!lp.activationParams)
+        return m;
+    const QuantParams& p = *lp.activationParams;
+    std::size_t clipped = 0, total = 0, inside = 0;
+    double noise = 0;
+    const bool uniform = schemeTraits(p.scheme).family == SchemeFamily::Uniform;
+    for (const TensorMap& cached : floatCache_) {
+        const Tensor& x = cached.at(layer.output);
+        const Tensor q = uniform ? fakeQuantize(x, p) : Tensor();
+        for (std::int64_t k = 0; k < x.size(); ++k) {
+            const float v = x.data<float>()[k];
+            if (v < p.rangeMin[0] || v > p.rangeMax[0]) {
+                ++clipped;
+            } else if (uniform && v != 0.f) {  // exact zeros (ReLU) quantize without error
+                const double e = q.data<float>()[k] - v;
+                noise += e * e;
+                ++inside;
+            }
+        }
+        total += static_cast<std::size_t>(x.size());
+    }
+    m.clippedFraction = total ? double(clipped) / double(total) : 0.0;
+    if (uniform && inside && p.scale[0] > 0)
+        m.rmseOverScale = std::sqrt(noise / double(inside)) / p.scale[0];
+    return m;
 }
 
 ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const EvaluationProgress& progress)
@@ -250,65 +296,28 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     metrics.agreement = metrics.predictions.empty() ? 0 : double(agree) / double(metrics.predictions.size());
     metrics.outputSqnrDb = outputError.sqnrDb();
 
-    // Per layer.
-    if (isolatedCache_.size() != layers_.size())
-        isolatedCache_.assign(layers_.size(), std::nullopt);
+    // Per layer: a layer's own metrics are reused while its plan is unchanged, and its
+    // accumulated error while the run resumed after its output.
+    if (layerCache_.size() != layers_.size())
+        layerCache_.assign(layers_.size(), std::nullopt);
     std::set<std::string> countedWeights;
     double weightBytesTotal = 0, weightCountTotal = 0;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
         const QuantLayer& layer = layers_[i];
-        const LayerPlan& lp = plan->plans[i];
-        LayerMetrics m;
-        m.name = layer.name;
-        m.opType = layer.opType;
-        m.keepFloat = lp.config.keepFloat;
-        ErrorAccumulator accumulated;
-        for (std::size_t b = 0; b < inputs_.size(); ++b)
-            accumulated.add(floatCache_[b].at(layer.output), quantCache_[b].at(layer.output));
-        m.accumulated = ErrorStats::from(accumulated);
-        const bool unchanged = previousPlan_ && previousPlan_->plans[i] == lp && isolatedCache_[i];
-        if (!unchanged)
-            isolatedCache_[i] = isolatedError(*plan, i);
-        m.isolated = *isolatedCache_[i];
-
-        if (!layer.weight.empty()) {
-            const Tensor& w = graph_->initializers.at(layer.weight);
-            m.weightCount = w.size();
-            m.weightBytes = weightBytes(w, lp.weightParams);
-            if (lp.weightParams) {
-                ErrorAccumulator werr;
-                werr.add(w, plan->quantizedWeights.at(layer.weight));
-                m.weights = ErrorStats::from(werr);
-            }
-            if (countedWeights.insert(layer.weight).second) {
-                weightBytesTotal += m.weightBytes;
-                weightCountTotal += double(m.weightCount);
-            }
+        const bool planUnchanged = previousPlan_ && previousPlan_->plans[i] == plan->plans[i] && layerCache_[i];
+        LayerMetrics m = planUnchanged ? *layerCache_[i] : ownLayerMetrics(*plan, i);
+        const bool upstreamOfChange = layer.outputNodeIndex >= 0 && std::size_t(layer.outputNodeIndex) < startNode;
+        if (!(planUnchanged && upstreamOfChange && startNode > 0)) {
+            ErrorAccumulator accumulated;
+            for (std::size_t b = 0; b < inputs_.size(); ++b)
+                accumulated.add(floatCache_[b].at(layer.output), quantCache_[b].at(layer.output));
+            m.accumulated = ErrorStats::from(accumulated);
         }
-        if (lp.activationParams) {
-            const QuantParams& p = *lp.activationParams;
-            std::size_t clipped = 0, total = 0, inside = 0;
-            double noise = 0;
-            const bool uniform = schemeTraits(p.scheme).family == SchemeFamily::Uniform;
-            for (const TensorMap& cached : floatCache_) {
-                const Tensor& x = cached.at(layer.output);
-                const Tensor q = uniform ? fakeQuantize(x, p) : Tensor();
-                for (std::int64_t k = 0; k < x.size(); ++k) {
-                    const float v = x.data<float>()[k];
-                    if (v < p.rangeMin[0] || v > p.rangeMax[0]) {
-                        ++clipped;
-                    } else if (uniform && v != 0.f) {  // exact zeros (ReLU) quantize without error
-                        const double e = q.data<float>()[k] - v;
-                        noise += e * e;
-                        ++inside;
-                    }
-                }
-                total += static_cast<std::size_t>(x.size());
-            }
-            m.clippedFraction = total ? double(clipped) / double(total) : 0.0;
-            if (uniform && inside && p.scale[0] > 0)
-                m.rmseOverScale = std::sqrt(noise / double(inside)) / p.scale[0];
+        if (!layer.weight.empty() && countedWeights.insert(layer.weight).second) {
+            weightBytesTotal += m.weightBytes;
+            weightCountTotal += double(m.weightCount);
         }
+        layerCache_[i] = m;
         metrics.layers.push_back(std::move(m));
     }
 
@@ -330,56 +339,66 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
 
 TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::string& tensor, int bins)
 {
-    ensureFloatCache({});
     TensorHistogram result;
     result.tensor = tensor;
-    const QuantPlan plan = makePlan(*graph_, layers_, config, calibration_, previousPlan_.get());
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-        const QuantLayer& layer = layers_[i];
-        const LayerPlan& lp = plan.plans[i];
+    for (const QuantLayer& layer : layers_) {
+        const LayerQuantConfig lc = config.resolve(layer.name);
         if (tensor == layer.weight) {
             result.layer = layer.name;
             result.isWeight = true;
+            const Tensor& weights = graph_->initializers.at(layer.weight);
             RangeObserver observer(bins);
-            observer.observe(graph_->initializers.at(layer.weight));
+            observer.observe(weights);
             result.histogram = observer.histogram();
-            if (lp.weightParams) {
-                result.levels = quantizationLevels(*lp.weightParams, 0);
-                const auto& p = *lp.weightParams;
+            if (!lc.keepFloat && lc.weights.quantize) {
+                Tensor quantized;
+                const QuantParams p = quantizeLayerWeights(layer, lc.weights, weights, quantized);
+                result.levels = quantizationLevels(p, 0);
                 result.clipRange = std::pair{*std::min_element(p.rangeMin.begin(), p.rangeMin.end()),
                                              *std::max_element(p.rangeMax.begin(), p.rangeMax.end())};
             }
             return result;
         }
-        if (tensor == layer.name || tensor == layer.output) {
-            result.layer = layer.name;
-            RangeObserver observer(bins);
-            for (const TensorMap& cached : floatCache_)
-                observer.observe(cached.at(layer.output));
-            result.histogram = observer.histogram();
-            if (lp.activationParams) {
-                result.levels = quantizationLevels(*lp.activationParams, 0);
-                result.clipRange = std::pair{lp.activationParams->rangeMin[0], lp.activationParams->rangeMax[0]};
-                double clipped = 0;
-                const Histogram& h = result.histogram;
-                for (std::size_t k = 0; k < h.counts.size(); ++k) {
-                    const float centre = h.low + (float(k) + 0.5f) * h.binWidth();
-                    if (centre < result.clipRange->first || centre > result.clipRange->second)
-                        clipped += h.counts[k];
-                }
-                result.clippedFraction = h.total() > 0 ? clipped / h.total() : 0.0;
+        if (tensor != layer.name && tensor != layer.output)
+            continue;
+        ensureFloatCache({});
+        if (floatCache_.empty())
+            throw Error("the histogram of activation '" + tensor + "' needs evaluation images");
+        result.layer = layer.name;
+        RangeObserver observer(bins);
+        for (const TensorMap& cached : floatCache_)
+            observer.observe(cached.at(layer.output));
+        result.histogram = observer.histogram();
+        auto calibrated = calibration_.observers.find(layer.output);
+        const bool haveCalibration = calibrated != calibration_.observers.end() && !calibrated->second.empty();
+        if (!lc.keepFloat && lc.activations.quantize && (haveCalibration || lc.activations.dynamic)) {
+            QuantParams p;
+            if (lc.activations.dynamic) {
+                p = paramsForRange(lc.activations, observer.min(), observer.max());
+            } else {
+                const auto [lo, hi] = calibrated->second.range(lc.calibration, lc.activations);
+                p = paramsForRange(lc.activations, lo, hi);
             }
-            auto it = calibration_.observers.find(layer.output);
-            if (it != calibration_.observers.end() && !it->second.empty())
-                for (const CalibrationMethodTraits& method : calibrationMethodTable()) {
-                    CalibrationSpec spec = lp.config.calibration;
-                    spec.method = method.method;
-                    result.calibrationRanges.emplace_back(std::string(method.name), it->second.range(spec, lp.config.activations));
-                }
-            return result;
+            result.levels = quantizationLevels(p, 0);
+            result.clipRange = std::pair{p.rangeMin[0], p.rangeMax[0]};
+            double clipped = 0;
+            const Histogram& h = result.histogram;
+            for (std::size_t k = 0; k < h.counts.size(); ++k) {
+                const float centre = h.low + (float(k) + 0.5f) * h.binWidth();
+                if (centre < result.clipRange->first || centre > result.clipRange->second)
+                    clipped += h.counts[k];
+            }
+            result.clippedFraction = h.total() > 0 ? clipped / h.total() : 0.0;
         }
+        if (haveCalibration)
+            for (const CalibrationMethodTraits& method : calibrationMethodTable()) {
+                CalibrationSpec spec = lc.calibration;
+                spec.method = method.method;
+                result.calibrationRanges.emplace_back(std::string(method.name), calibrated->second.range(spec, lc.activations));
+            }
+        return result;
     }
-    throw Error("no layer, activation or weight named '" + tensor + "' (try 'quantexplorer-cli eval --json' for layer names)");
+    throw Error("no layer, activation or weight named '" + tensor + "' (see 'quantexplorer-cli info' for names)");
 }
 
 }  // namespace qe

@@ -110,6 +110,9 @@ public:
 private:
     void ensureFloatCache(const EvaluationProgress& progress);
     ErrorStats isolatedError(const QuantPlan& plan, std::size_t layerIndex) const;
+    // The metrics that depend only on this layer's own plan: isolated and weight error, size,
+    // clipping and rounding noise.
+    LayerMetrics ownLayerMetrics(const QuantPlan& plan, std::size_t layerIndex) const;
 
     std::shared_ptr<const Graph> graph_;
     std::shared_ptr<const Dataset> evaluation_;
@@ -127,7 +130,7 @@ private:
     std::unique_ptr<QuantPlan> previousPlan_;
     std::unique_ptr<Executor> previousExecutor_;
     std::vector<TensorMap> quantCache_;  // per batch: every tensor of the quantized run
-    std::vector<std::optional<ErrorStats>> isolatedCache_;
+    std::vector<std::optional<LayerMetrics>> layerCache_;  // the previous run's per-layer metrics
 };
 
 }  // namespace qe

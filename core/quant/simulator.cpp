@@ -81,6 +81,18 @@ Tensor moveAxisToFront(const Tensor& w, int axis)
 
 }  // namespace
 
+QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec& spec, const Tensor& weights,
+                                 Tensor& quantized)
+{
+    const Tensor front = moveAxisToFront(weights, layer.weightChannelAxis);
+    QuantParams params = paramsForWeights(spec, front);
+    quantized = fakeQuantize(front, params);
+    if (layer.weightChannelAxis != 0)
+        quantized = moveAxisToFront(quantized, 1);  // back to [K, N]
+    params.axis = layer.weightChannelAxis;
+    return params;
+}
+
 QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,
                    const CalibrationData& calibration, const QuantPlan* previous)
 {
@@ -104,14 +116,8 @@ QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, co
                 lp.weightParams = old->weightParams;
                 plan.quantizedWeights[layer.weight] = previous->quantizedWeights.at(layer.weight);
             } else {
-                const Tensor& w = graph.initializers.at(layer.weight);
-                const Tensor front = moveAxisToFront(w, layer.weightChannelAxis);
-                QuantParams params = paramsForWeights(lp.config.weights, front);
-                Tensor quantized = fakeQuantize(front, params);
-                if (layer.weightChannelAxis != 0)
-                    quantized = moveAxisToFront(quantized, 1);  // back to [K, N]
-                params.axis = layer.weightChannelAxis;
-                lp.weightParams = params;
+                Tensor quantized;
+                lp.weightParams = quantizeLayerWeights(layer, lp.config.weights, graph.initializers.at(layer.weight), quantized);
                 plan.quantizedWeights[layer.weight] = quantized;
             }
             plan.graph.initializers[layer.weight] = plan.quantizedWeights.at(layer.weight);

@@ -51,6 +51,11 @@ struct QuantPlan {
     std::map<std::string, Tensor> quantizedWeights;  // by initializer name
 };
 
+// The layer's weights quantized as `spec` says: the parameters, and the fake-quantized tensor in
+// the layout of the original (Gemm weights keep their [K, N] layout).
+QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec& spec, const Tensor& weights,
+                                 Tensor& quantized);
+
 // Throws qe::Error when the configuration asks for something the data cannot give (e.g. static
 // activations for a layer the calibration never saw).
 QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,

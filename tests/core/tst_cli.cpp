@@ -40,6 +40,8 @@ private slots:
     void infoJson();
     void demoModelAccuracy();
     void flagsOverrideSidecar();
+    void evalWithConfig();
+    void histogramJson();
     void badInput_data();
     void badInput();
 };
@@ -84,11 +86,68 @@ void TestCli::flagsOverrideSidecar()
     QVERIFY2(withSidecar > withRaw + 0.1, qPrintable(QString("%1 vs %2").arg(withSidecar).arg(withRaw)));
 }
 
+void TestCli::evalWithConfig()
+{
+    QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
+    const QString config = QString::fromStdString((qe::test::sourceDir() / "resources/configs/mixed_precision.json").string());
+    const CliResult r = runCli({"eval", "--model", kDemoModel, "--data", kFashionTest, "--config", config, "--limit", "500",
+                                "--calib-count", "128", "--json"});
+    QCOMPARE(r.exitCode, 0);
+    const QJsonObject m = QJsonDocument::fromJson(r.out).object();
+    for (const char* key : {"top1", "top5", "count", "float_top1", "agreement", "size_bytes", "layers"})
+        QVERIFY2(m.contains(key), key);
+    QCOMPARE(m["count"].toInt(), 500);
+    QVERIFY(m["agreement"].toDouble() > 0.9);
+    QVERIFY(m["size_bytes"].toDouble() < m["float_size_bytes"].toDouble() / 4);
+    const QJsonArray layers = m["layers"].toArray();
+    QJsonObject fc2, fc1;
+    for (const auto& l : layers) {
+        if (l.toObject()["name"] == "/fc2/Gemm")
+            fc2 = l.toObject();
+        if (l.toObject()["name"] == "/fc1/Gemm")
+            fc1 = l.toObject();
+    }
+    // fc2 is left in float by the configuration: no weight error, 4 bytes per weight.
+    QVERIFY(fc2["float"].toBool());
+    QVERIFY(fc2["weights"].isNull());
+    QCOMPARE(fc2["weight_bytes"].toDouble(), 4.0 * fc2["weight_count"].toDouble());
+    // fc1 is 3-bit k-means: 3 bits a weight plus one 8-entry float codebook per output channel.
+    QCOMPARE(fc1["weight_bytes"].toDouble(), fc1["weight_count"].toDouble() * 3 / 8 + 128 * 8 * 4);
+    QVERIFY(fc1["weights"].toObject()["sqnr_db"].toDouble() > 10);
+}
+
+void TestCli::histogramJson()
+{
+    QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
+    const QString config = QString::fromStdString((qe::test::sourceDir() / "resources/configs/mixed_precision.json").string());
+    // A weight needs no images; fc1's are 3-bit k-means: 8 levels.
+    const CliResult w = runCli({"histogram", "--model", kDemoModel, "--config", config, "--tensor", "fc1.weight", "--json"});
+    QCOMPARE(w.exitCode, 0);
+    const QJsonObject wh = QJsonDocument::fromJson(w.out).object();
+    QCOMPARE(wh["kind"].toString(), QString("weight"));
+    QCOMPARE(wh["levels"].toArray().size(), 8);
+    double total = 0;
+    for (const auto& c : wh["counts"].toArray())
+        total += c.toDouble();
+    QCOMPARE(total, 128.0 * 576);
+    // An activation: 256 uint8 levels, a clipping range and every calibration method's range.
+    const CliResult a = runCli({"histogram", "--model", kDemoModel, "--config", config, "--tensor", "/conv1/Conv", "--data",
+                                kFashionTest, "--limit", "200", "--calib-count", "128", "--json"});
+    QCOMPARE(a.exitCode, 0);
+    const QJsonObject ah = QJsonDocument::fromJson(a.out).object();
+    QCOMPARE(ah["levels"].toArray().size(), 256);
+    QCOMPARE(ah["clip_range"].toArray().size(), 2);
+    QCOMPARE(ah["calibration_ranges"].toObject().size(), 5);
+}
+
 void TestCli::badInput_data()
 {
     QTemporaryDir dir;
     const QString garbage = dir.path() + "/garbage.onnx";
     std::ofstream(garbage.toStdString()) << "this is not a model";
+    std::ofstream((dir.path() + "/bad_layer.json").toStdString())
+        << R"({"format": "quantexplorer-config", "version": 1, "layers": {"conv9": {"float": true}}})";
+    std::ofstream((dir.path() + "/empty.json").toStdString()) << R"({"format": "quantexplorer-config", "version": 1})";
     dir.setAutoRemove(false);  // the rows run after this function returns
 
     QTest::addColumn<QStringList>("args");
@@ -102,6 +161,13 @@ void TestCli::badInput_data()
                                 << "option --scale expects a number";
     QTest::newRow("missing data") << QStringList{"eval", "--model", kDemoModel, "--data", "/nonexistent/images"}
                                   << "/nonexistent/images: no such file";
+    QTest::newRow("config names a missing layer")
+        << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--config", dir.path() + "/bad_layer.json"}
+        << "bad_layer.json: layers.conv9";
+    QTest::newRow("histogram of an unknown tensor")
+        << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "nope.weight",
+                       "--data", kFashionTest, "--limit", "10", "--calib-count", "10"}
+        << "no layer, activation or weight named 'nope.weight'";
     QTest::newRow("wrong channels") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--color", "rgb", "--limit", "2"}
                                     << "channel";
 }
