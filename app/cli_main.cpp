@@ -11,6 +11,7 @@
 #include "eval/accuracy.h"
 #include "eval/quant_evaluator.h"
 #include "quant/config.h"
+#include "quant/qdq_import.h"
 #include "model/onnx_import.h"
 
 #include <nlohmann/json.hpp>
@@ -68,7 +69,9 @@ constexpr const char* kEvalUsage = R"(usage: quantexplorer-cli eval --model M.on
 
 quantization (see README, "Quantization"):
   --config C.json       quantize as the configuration says (fake-quantization simulation); the
-                        JSON then adds float_top1, agreement, size_bytes and a "layers" array
+                        JSON then adds float_top1, agreement, size_bytes and a "layers" array.
+                        "--config model" uses a QDQ model's own scales and zero-points
+  --save-config PATH    write the configuration that was used (e.g. the one read from a QDQ model)
   --calib-data PATH     calibration images (default: the training split beside --data, e.g.
                         train-images-idx3-ubyte.gz beside t10k-images-idx3-ubyte.gz)
   --calib-count N       calibration images to use (default: the configuration's "images")
@@ -272,7 +275,7 @@ int runEval(const std::vector<std::string>& args)
     }
     const cli::Options options(args,
                                withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--batch",
-                                                    "--config", "--calib-data", "--calib-count"}),
+                                                    "--config", "--calib-data", "--calib-count", "--save-config"}),
                                {"--json"});
     const std::filesystem::path modelPath = options.required("--model");
     const auto graph = std::make_shared<const Graph>(loadOnnx(modelPath));
@@ -289,7 +292,7 @@ int runEval(const std::vector<std::string>& args)
     const std::size_t limit = options.integer("--limit").value_or(0);
 
     if (!options.value("--config")) {
-        for (const char* flag : {"--calib-data", "--calib-count"})
+        for (const char* flag : {"--calib-data", "--calib-count", "--save-config"})
             if (options.has(flag))
                 throw Error(std::string("option ") + flag + " needs --config");
         const Executor executor(*graph);
@@ -312,9 +315,27 @@ int runEval(const std::vector<std::string>& args)
         return 0;
     }
 
-    QuantEvaluator evaluator(graph, dataset, preprocess, limit ? limit : dataset->size());
-    const QuantConfig config = QuantConfig::load(*options.value("--config"), layerNames(evaluator.layers()));
-    calibrateFromOptions(evaluator, config, options, dataPath, labelColumn);
+    // "--config model": the QDQ model's own quantization, on the float graph it wraps.
+    std::optional<ImportedQuantization> imported;
+    if (*options.value("--config") == "model") {
+        imported = importQdq(*graph);
+        if (!imported)
+            throw Error(modelPath.string() + ": --config model needs a quantized (QDQ) model; this one has no "
+                                             "QuantizeLinear/DequantizeLinear nodes");
+    }
+    QuantEvaluator evaluator(imported ? std::make_shared<const Graph>(imported->floatGraph) : graph, dataset, preprocess,
+                             limit ? limit : dataset->size());
+    QuantConfig config;
+    if (imported) {
+        config = imported->config;
+        evaluator.setFixedParams(imported->params);
+    } else {
+        config = QuantConfig::load(*options.value("--config"), layerNames(evaluator.layers()));
+    }
+    if (evaluator.needsCalibration(config))
+        calibrateFromOptions(evaluator, config, options, dataPath, labelColumn);
+    if (auto save = options.value("--save-config"))
+        config.save(*save);
     const ModelMetrics m = evaluator.evaluate(config, {stderrProgress(), nullptr});
 
     if (options.has("--json")) {

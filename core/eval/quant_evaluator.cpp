@@ -100,6 +100,26 @@ void QuantEvaluator::calibrate(const Dataset& calibrationSet, std::size_t images
     clearQuantizedCache();  // static ranges may have changed
 }
 
+void QuantEvaluator::setFixedParams(FixedParams params)
+{
+    fixed_ = std::move(params);
+    clearQuantizedCache();
+}
+
+bool QuantEvaluator::needsCalibration(const QuantConfig& config) const
+{
+    if (isCalibrated())
+        return false;
+    for (const QuantLayer& layer : layers_) {
+        const LayerQuantConfig c = config.resolve(layer.name);
+        auto fixed = fixed_.activations.find(layer.name);
+        const bool covered = fixed != fixed_.activations.end() && fixed->second.spec == c.activations;
+        if (!c.keepFloat && c.activations.quantize && !c.activations.dynamic && !covered)
+            return true;
+    }
+    return false;
+}
+
 void QuantEvaluator::clearQuantizedCache()
 {
     previousPlan_.reset();
@@ -220,17 +240,7 @@ LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t 
 ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const EvaluationProgress& progress)
 {
     ensureFloatCache(progress);
-    if (!isCalibrated()) {
-        bool needsCalibration = false;
-        for (const QuantLayer& layer : layers_) {
-            const LayerQuantConfig c = config.resolve(layer.name);
-            needsCalibration = needsCalibration || (!c.keepFloat && c.activations.quantize && !c.activations.dynamic);
-        }
-        if (needsCalibration)
-            throw Error("static activation ranges need calibration first");
-    }
-
-    auto plan = std::make_unique<QuantPlan>(makePlan(*graph_, layers_, config, calibration_, previousPlan_.get()));
+    auto plan = std::make_unique<QuantPlan>(makePlan(*graph_, layers_, config, calibration_, previousPlan_.get(), &fixed_));
     auto executor = std::make_unique<Executor>(plan->graph);
 
     // Resume from the first node whose layer changed; everything before it is as last time.

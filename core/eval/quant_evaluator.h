@@ -97,6 +97,11 @@ public:
     // Observes the float activations of `images` calibration images (a separate set).
     void calibrate(const Dataset& calibrationSet, std::size_t images, const EvaluationProgress& progress = {});
     bool isCalibrated() const { return calibration_.images > 0; }
+    // Parameters that came with the model (a QDQ file): used while a layer's configuration asks
+    // for exactly what they describe.
+    void setFixedParams(FixedParams params);
+    // Whether `config` has static activations that neither calibration nor fixed params cover.
+    bool needsCalibration(const QuantConfig& config) const;
 
     // Throws qe::Error for configurations that do not fit the model; Cancelled when cancelled.
     ModelMetrics evaluate(const QuantConfig& config, const EvaluationProgress& progress = {});
@@ -121,6 +126,7 @@ private:
     std::vector<QuantLayer> layers_;
     Executor floatExecutor_;
     CalibrationData calibration_;
+    FixedParams fixed_;
 
     std::vector<Tensor> inputs_;        // preprocessed evaluation batches
     std::vector<TensorMap> floatCache_; // per batch: layer outputs and inputs, graph output

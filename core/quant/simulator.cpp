@@ -94,8 +94,13 @@ QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec&
 }
 
 QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,
-                   const CalibrationData& calibration, const QuantPlan* previous)
+                   const CalibrationData& calibration, const QuantPlan* previous, const FixedParams* fixed)
 {
+    auto fixedFor = [&](const std::map<std::string, FixedTensorParams>& table, const std::string& layer,
+                        const TensorQuantSpec& spec) -> const QuantParams* {
+        auto it = table.find(layer);
+        return it != table.end() && it->second.spec == spec ? &it->second.params : nullptr;
+    };
     QuantPlan plan;
     plan.layers = layers;
     plan.graph = graph;
@@ -112,7 +117,11 @@ QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, co
                     if (previous->layers[i].name == layer.name && previous->plans[i].weightParams &&
                         previous->plans[i].config.weights == lp.config.weights && !previous->plans[i].config.keepFloat)
                         old = &previous->plans[i];
-            if (old) {
+            const QuantParams* given = fixed ? fixedFor(fixed->weights, layer.name, lp.config.weights) : nullptr;
+            if (given) {
+                lp.weightParams = *given;
+                plan.quantizedWeights[layer.weight] = fakeQuantize(graph.initializers.at(layer.weight), *given);
+            } else if (old) {
                 lp.weightParams = old->weightParams;
                 plan.quantizedWeights[layer.weight] = previous->quantizedWeights.at(layer.weight);
             } else {
@@ -124,12 +133,16 @@ QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, co
         }
         const bool quantizeActivations = !lp.config.keepFloat && lp.config.activations.quantize;
         if (quantizeActivations) {
-            if (lp.config.activations.dynamic) {
+            const QuantParams* given = fixed ? fixedFor(fixed->activations, layer.name, lp.config.activations) : nullptr;
+            if (given) {
+                lp.activationParams = *given;
+            } else if (lp.config.activations.dynamic) {
                 lp.dynamicActivations = true;
             } else {
                 auto it = calibration.observers.find(layer.output);
                 if (it == calibration.observers.end() || it->second.empty())
-                    throw Error("layer '" + layer.name + "': no calibration data for its output '" + layer.output + "'");
+                    throw Error("layer '" + layer.name + "': its static activation range needs calibration images, and none "
+                                "were observed for '" + layer.output + "'");
                 const auto [lo, hi] = it->second.range(lp.config.calibration, lp.config.activations);
                 lp.activationParams = paramsForRange(lp.config.activations, lo, hi);
             }

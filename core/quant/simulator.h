@@ -44,6 +44,17 @@ struct LayerPlan {
     bool operator==(const LayerPlan& other) const;
 };
 
+// Parameters that come with the model (a QDQ file) rather than from calibration or fitting.
+// They are used while the layer's configuration still asks for exactly `spec`; a change of the
+// layer's scheme or bits recomputes its parameters from the data.
+struct FixedTensorParams {
+    TensorQuantSpec spec;
+    QuantParams params;
+};
+struct FixedParams {
+    std::map<std::string, FixedTensorParams> weights, activations;  // by layer name
+};
+
 struct QuantPlan {
     std::vector<QuantLayer> layers;
     std::vector<LayerPlan> plans;  // parallel to layers
@@ -59,7 +70,8 @@ QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec&
 // Throws qe::Error when the configuration asks for something the data cannot give (e.g. static
 // activations for a layer the calibration never saw).
 QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,
-                   const CalibrationData& calibration, const QuantPlan* previous = nullptr);
+                   const CalibrationData& calibration, const QuantPlan* previous = nullptr,
+                   const FixedParams* fixed = nullptr);
 
 // Runs the plan: RunOptions' hook is used for the activation fake-quantization, so `options`
 // must not set afterNode. Inputs are quantized by their "Input" layers.

@@ -9,6 +9,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace qe::test {
@@ -51,6 +53,29 @@ inline std::string compareClose(const Tensor& actual, const Tensor& expected, do
     if (worst < 0)
         return {};
     return "element " + std::to_string(worst) + ": " + std::to_string(pa[worst]) + " vs expected " + std::to_string(pe[worst]);
+}
+
+// Per-image top-1 of one model from reference_predictions.csv, indexed by image index.
+inline std::vector<int> referenceTop1(const std::filesystem::path& csv, const std::string& model)
+{
+    std::ifstream in(csv);
+    std::string line;
+    std::getline(in, line);  // header: model,runtime,dataset,index,label,top1,top1_prob
+    std::vector<int> top1;
+    while (std::getline(in, line)) {
+        std::vector<std::string> fields;
+        std::stringstream row(line);
+        std::string field;
+        while (std::getline(row, field, ','))
+            fields.push_back(field);
+        if (fields.size() < 7 || fields[0] != model)
+            continue;
+        const auto index = static_cast<std::size_t>(std::stoul(fields[3]));
+        if (top1.size() <= index)
+            top1.resize(index + 1, -1);
+        top1[index] = std::stoi(fields[5]);
+    }
+    return top1;
 }
 
 }  // namespace qe::test

@@ -12,36 +12,11 @@
 
 #include <QtTest>
 
-#include <fstream>
-#include <sstream>
 
 using namespace qe;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Per-image top-1 of one model from reference_predictions.csv, indexed by image index.
-std::vector<int> referenceTop1(const fs::path& csv, const std::string& model)
-{
-    std::ifstream in(csv);
-    std::string line;
-    std::getline(in, line);  // header: model,runtime,dataset,index,label,top1,top1_prob
-    std::vector<int> top1;
-    while (std::getline(in, line)) {
-        std::vector<std::string> fields;
-        std::stringstream row(line);
-        std::string field;
-        while (std::getline(row, field, ','))
-            fields.push_back(field);
-        if (fields.size() < 7 || fields[0] != model)
-            continue;
-        const auto index = static_cast<std::size_t>(std::stoul(fields[3]));
-        if (top1.size() <= index)
-            top1.resize(index + 1, -1);
-        top1[index] = std::stoi(fields[5]);
-    }
-    return top1;
-}
 
 Preprocess makePreprocess(ColorOrder color, double scale, float mean, float std, double cropFraction)
 {
@@ -121,7 +96,7 @@ void TestRealModels::matchesReference()
     const Executor executor(graph);
     const auto dataset = openDataset(dataPath, std::nullopt, labelColumn.toStdString());
     const ClassificationResult result = evaluateClassifier(executor, *dataset, preprocess);
-    const std::vector<int> reference = referenceTop1(csv, model.toStdString());
+    const std::vector<int> reference = test::referenceTop1(csv, model.toStdString());
     QCOMPARE(reference.size(), dataset->size());
     QCOMPARE(result.predictions.size(), dataset->size());
 
