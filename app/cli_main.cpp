@@ -193,12 +193,7 @@ int runInfo(const std::vector<std::string>& args)
 
 Preprocess preprocessFor(const std::filesystem::path& modelPath, const ImageInputGeometry& geometry, const cli::Options& options)
 {
-    Preprocess p;
-    if (auto sidecar = Preprocess::loadSidecar(modelPath)) {
-        p = *sidecar;
-    } else if (geometry.channels == 1) {
-        p.color = ColorOrder::Gray;
-    }
+    Preprocess p = Preprocess::forModel(modelPath, geometry.channels);
     if (auto color = options.value("--color")) {
         if (*color == "rgb")
             p.color = ColorOrder::Rgb;

@@ -4,15 +4,19 @@
 #include "engine/executor.h"
 #include "model/onnx_import.h"
 
-#include <QMetaObject>
-#include <QPointer>
 #include <QtConcurrent>
 
 namespace qe {
 
-Session::Session(QObject* parent) : QObject(parent), cancel_(std::make_shared<std::atomic<bool>>(false))
+Session::Session(QObject* parent) : QObject(parent), request_(std::make_shared<RequestState>())
 {
     qRegisterMetaType<qe::ClassificationResult>();
+    progressTimer_.setInterval(100);
+    connect(&progressTimer_, &QTimer::timeout, this, [this] {
+        const auto total = request_->total.load();
+        if (total > 0)
+            emit progress(int(request_->done.load()), int(total));
+    });
 }
 
 Session::~Session()
@@ -22,33 +26,46 @@ Session::~Session()
 
 void Session::cancel()
 {
-    cancel_->store(true);
+    request_->cancel.store(true);
+    progressTimer_.stop();
+}
+
+std::shared_ptr<RequestState> Session::startRequest()
+{
+    cancel();
+    request_ = std::make_shared<RequestState>();
+    ++generation_;
+    progressTimer_.start();
+    return request_;
 }
 
 void Session::open(const QString& modelPath, const QString& dataPath)
 {
-    cancel();
-    cancel_ = std::make_shared<std::atomic<bool>>(false);
-    QPointer<Session> self(this);
-    (void)QtConcurrent::run([self, modelPath, dataPath]() -> std::shared_ptr<const SessionSnapshot> {
+    auto state = startRequest();
+    const quint64 generation = generation_;
+    (void)QtConcurrent::run([state, modelPath, dataPath]() -> std::shared_ptr<const SessionSnapshot> {
         auto snapshot = std::make_shared<SessionSnapshot>();
         snapshot->modelPath = modelPath;
         snapshot->dataPath = dataPath;
         snapshot->graph = std::make_shared<const Graph>(loadOnnx(modelPath.toStdString()));
+        if (state->cancel)
+            throw Cancelled();
         snapshot->dataset = openDataset(dataPath.toStdString());
-        const ImageInputGeometry geometry = imageInputGeometry(*snapshot->graph);
-        if (auto sidecar = Preprocess::loadSidecar(modelPath.toStdString()))
-            snapshot->preprocess = *sidecar;
-        else if (geometry.channels == 1)
-            snapshot->preprocess = Preprocess::mnistStyle();
+        snapshot->preprocess = Preprocess::forModel(modelPath.toStdString(), imageInputGeometry(*snapshot->graph).channels);
         return snapshot;
-    }).then(this, [this](std::shared_ptr<const SessionSnapshot> snapshot) {
+    }).then(this, [this, generation](std::shared_ptr<const SessionSnapshot> snapshot) {
+        if (!isCurrent(generation))
+            return;  // the user has asked for something newer
+        progressTimer_.stop();
         snapshot_ = std::move(snapshot);
         emit loaded();
-    }).onFailed(this, [this](const Error& e) {
-        emit failed(QString::fromStdString(e.what()));
-    }).onFailed(this, [this](const std::exception& e) {
-        emit failed(QStringLiteral("Unexpected error: %1").arg(e.what()));
+    }).onFailed(this, [](const Cancelled&) {
+    }).onFailed(this, [this, generation](const Error& e) {
+        if (isCurrent(generation))
+            emit failed(QString::fromStdString(e.what()));
+    }).onFailed(this, [this, generation](const std::exception& e) {
+        if (isCurrent(generation))
+            emit failed(QStringLiteral("Unexpected error: %1").arg(e.what()));
     });
 }
 
@@ -56,27 +73,31 @@ void Session::evaluate(std::size_t limit)
 {
     if (!snapshot_)
         return;
+    auto state = startRequest();
+    const quint64 generation = generation_;
     auto snapshot = snapshot_;
-    auto cancelFlag = cancel_;
-    QPointer<Session> self(this);
-    (void)QtConcurrent::run([snapshot, cancelFlag, limit, self]() {
+    (void)QtConcurrent::run([snapshot, state, limit]() {
         const Executor executor(*snapshot->graph);
         EvaluationOptions options;
         options.limit = limit;
-        options.cancel = cancelFlag.get();
-        options.progress = [self](std::size_t done, std::size_t total) {
-            // Queued to the GUI thread; the worker never touches widgets.
-            QMetaObject::invokeMethod(self.data(), "progress", Qt::QueuedConnection, Q_ARG(int, int(done)), Q_ARG(int, int(total)));
+        options.cancel = &state->cancel;
+        options.progress = [state](std::size_t done, std::size_t total) {
+            state->total = total;
+            state->done = done;
         };
         return evaluateClassifier(executor, *snapshot->dataset, snapshot->preprocess, options);
-    }).then(this, [this](const ClassificationResult& result) {
+    }).then(this, [this, generation](const ClassificationResult& result) {
+        if (!isCurrent(generation))
+            return;
+        progressTimer_.stop();
         emit evaluated(result);
     }).onFailed(this, [](const Cancelled&) {
-        // A newer request replaced this one; nothing to report.
-    }).onFailed(this, [this](const Error& e) {
-        emit failed(QString::fromStdString(e.what()));
-    }).onFailed(this, [this](const std::exception& e) {
-        emit failed(QStringLiteral("Unexpected error: %1").arg(e.what()));
+    }).onFailed(this, [this, generation](const Error& e) {
+        if (isCurrent(generation))
+            emit failed(QString::fromStdString(e.what()));
+    }).onFailed(this, [this, generation](const std::exception& e) {
+        if (isCurrent(generation))
+            emit failed(QStringLiteral("Unexpected error: %1").arg(e.what()));
     });
 }
 

@@ -1,14 +1,19 @@
 #pragma once
 // The GUI's one door into core/: owns the model and the data set, runs every heavy step on a
 // worker thread (QtConcurrent) and publishes immutable snapshots. Widgets only read snapshots.
+//
+// Each request gets its own cancellation flag and progress counters. A newer request cancels the
+// older one, and results of a superseded request are dropped, so the window always shows the
+// latest thing the user asked for. Workers never touch QObjects: progress is read from atomics
+// by a timer on the GUI thread.
 
 #include "data/dataset.h"
 #include "eval/accuracy.h"
 #include "model/graph.h"
 
-#include <QFutureWatcher>
 #include <QObject>
 #include <QString>
+#include <QTimer>
 
 #include <atomic>
 #include <memory>
@@ -22,6 +27,12 @@ struct SessionSnapshot {
     std::shared_ptr<const Graph> graph;
     std::shared_ptr<const Dataset> dataset;
     Preprocess preprocess;
+};
+
+// The state a worker shares with the GUI thread.
+struct RequestState {
+    std::atomic<bool> cancel{false};
+    std::atomic<std::size_t> done{0}, total{0};
 };
 
 class Session : public QObject {
@@ -46,8 +57,14 @@ signals:
     void failed(const QString& message);
 
 private:
+    // Cancels the running request and starts a new one; returns its state and generation.
+    std::shared_ptr<RequestState> startRequest();
+    bool isCurrent(quint64 generation) const { return generation == generation_; }
+
     std::shared_ptr<const SessionSnapshot> snapshot_;
-    std::shared_ptr<std::atomic<bool>> cancel_;
+    std::shared_ptr<RequestState> request_;
+    quint64 generation_ = 0;
+    QTimer progressTimer_;
 };
 
 }  // namespace qe

@@ -1,5 +1,6 @@
 #include "data/preprocess.h"
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 #include <cmath>
@@ -260,30 +261,18 @@ Preprocess Preprocess::load(const std::filesystem::path& jsonPath)
     return fromJson(json, jsonPath.string());
 }
 
+Preprocess Preprocess::forModel(const std::filesystem::path& modelPath, int channels)
+{
+    if (auto sidecar = loadSidecar(modelPath))
+        return *sidecar;
+    Preprocess raw;
+    raw.color = channels == 1 ? ColorOrder::Gray : ColorOrder::Rgb;
+    return raw;
+}
+
 void Preprocess::save(const std::filesystem::path& jsonPath) const
 {
-    auto tmp = jsonPath;
-    tmp += ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out)
-            throw Error(tmp.string() + ": cannot write the preprocessing file");
-        out << toJson().dump(2) << '\n';
-        out.flush();
-        if (!out) {
-            out.close();
-            std::error_code ignored;
-            std::filesystem::remove(tmp, ignored);
-            throw Error(tmp.string() + ": writing the preprocessing file failed (disk full?)");
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, jsonPath, ec);
-    if (ec) {
-        std::error_code ignored;
-        std::filesystem::remove(tmp, ignored);
-        throw Error(jsonPath.string() + ": cannot replace the preprocessing file (" + ec.message() + ")");
-    }
+    writeFileAtomically(jsonPath, toJson().dump(2) + '\n');
 }
 
 void Preprocess::apply(const cv::Mat& image, int channels, int height, int width, float* out) const

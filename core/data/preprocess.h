@@ -55,6 +55,9 @@ struct Preprocess {
     // The sidecar path for a model: "dir/name.onnx" -> "dir/name.preprocess.json".
     static std::filesystem::path sidecarPath(const std::filesystem::path& modelPath);
     static std::optional<Preprocess> loadSidecar(const std::filesystem::path& modelPath);
+    // What the CLI and the GUI use for a model: its sidecar when there is one, else raw pixels
+    // (0..255) in gray for one-channel models and RGB otherwise.
+    static Preprocess forModel(const std::filesystem::path& modelPath, int channels);
     static Preprocess load(const std::filesystem::path& jsonPath);
     // Atomic write (temporary file + rename), so a crash never leaves half a file.
     void save(const std::filesystem::path& jsonPath) const;

@@ -14,8 +14,7 @@ Executor::Executor(const Graph& graph) : graph_(graph)
         const Node& node = graph.nodes[i];
         Kernel kernel = findKernel(node.domain, node.opType);
         if (!kernel)
-            throw Error("node '" + node.name + "': operator '" + node.opType + "'" +
-                        (node.domain.empty() ? "" : " of domain '" + node.domain + "'") + " is not supported");
+            throw Error(unsupportedOperatorMessage(node.name, node.opType, node.domain));
         kernels_.push_back(kernel);
         for (const std::string& input : node.inputs)
             if (!input.empty())
@@ -95,14 +94,7 @@ TensorMap Executor::run(const TensorMap& feeds, const RunOptions& options) const
             context.inputs.push_back(t);
         }
 
-        std::vector<Tensor> outputs;
-        try {
-            outputs = kernels_[i](context);
-        } catch (const Error& e) {
-            throw Error("node '" + node.name + "' (" + node.opType + "): " + e.what());
-        } catch (const std::bad_alloc&) {
-            throw Error("node '" + node.name + "' (" + node.opType + "): out of memory");
-        }
+        std::vector<Tensor> outputs = runKernel(kernels_[i], context);
         if (options.afterNode)
             options.afterNode(i, node, outputs);
 

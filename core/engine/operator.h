@@ -46,6 +46,14 @@ QE_OPERATORS(QE_DECLARE_KERNEL)
 // nullptr when the operator is not supported (the caller names the node in its error).
 Kernel findKernel(std::string_view domain, std::string_view opType);
 std::vector<std::string> supportedOperators();
+// "node 'x': operator 'Foo' (domain 'd') is not supported"
+std::string unsupportedOperatorMessage(const std::string& nodeName, const std::string& opType, const std::string& domain);
+
+// Runs one kernel; any failure comes back as a qe::Error prefixed with the node's name and operator
+// (out of memory included), so a user always learns which node failed.
+std::vector<Tensor> runKernel(Kernel kernel, const OpContext& context);
+// Runs one node on the given inputs (nullptr for omitted ones); the operator must be supported.
+std::vector<Tensor> runNode(const Node& node, std::int64_t opset, std::vector<const Tensor*> inputs);
 
 // Helpers shared by kernels.
 [[noreturn]] void failNode(const OpContext& context, const std::string& message);

@@ -2,6 +2,8 @@
 
 #include "common/error.h"
 
+#include <new>
+
 #include <array>
 #include <utility>
 
@@ -43,6 +45,34 @@ std::vector<std::string> supportedOperators()
     return names;
 }
 
+std::string unsupportedOperatorMessage(const std::string& nodeName, const std::string& opType, const std::string& domain)
+{
+    return "node '" + nodeName + "': operator '" + opType + "'" + (domain.empty() ? "" : " (domain '" + domain + "')") +
+           " is not supported";
+}
+
+std::vector<Tensor> runKernel(Kernel kernel, const OpContext& context)
+{
+    const std::string where = "node '" + context.node.name + "' (" + context.node.opType + "): ";
+    try {
+        return kernel(context);
+    } catch (const Error& e) {
+        throw Error(where + e.what());
+    } catch (const std::bad_alloc&) {
+        throw Error(where + "out of memory");
+    } catch (const std::exception& e) {
+        throw Error(where + "unexpected failure: " + e.what());
+    }
+}
+
+std::vector<Tensor> runNode(const Node& node, std::int64_t opset, std::vector<const Tensor*> inputs)
+{
+    const Kernel kernel = findKernel(node.domain, node.opType);
+    if (!kernel)
+        throw Error(unsupportedOperatorMessage(node.name, node.opType, node.domain));
+    return runKernel(kernel, OpContext{node, opset, std::move(inputs)});
+}
+
 void failNode(const OpContext& context, const std::string& message)
 {
     (void)context;  // the executor prefixes the node name and operator
@@ -51,7 +81,7 @@ void failNode(const OpContext& context, const std::string& message)
 
 std::int64_t normalizeAxis(const OpContext& context, std::int64_t axis, std::int64_t rank)
 {
-    if (axis < -rank || axis >= std::max<std::int64_t>(rank, 1))
+    if (axis < -rank || axis >= rank)
         failNode(context, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
     return axis < 0 ? axis + rank : axis;
 }

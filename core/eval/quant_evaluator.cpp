@@ -141,16 +141,23 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         for (const std::string& in : layer.inputs)
             run.capture.insert(in);
     }
+    // Built aside and committed at the end: a cancelled run must not leave a partial cache.
+    std::vector<Tensor> inputs;
+    std::vector<TensorMap> cache;
+    std::vector<int> labels;
     for (std::size_t first = 0; first < evaluationImages_; first += batchSize) {
         const std::size_t count = std::min(batchSize, evaluationImages_ - first);
         Tensor batch = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width);
-        floatCache_.push_back(floatExecutor_.run({{graph_->inputs[0].name, batch}}, run));
-        inputs_.push_back(std::move(batch));
+        cache.push_back(floatExecutor_.run({{graph_->inputs[0].name, batch}}, run));
+        inputs.push_back(std::move(batch));
         for (std::size_t i = 0; i < count; ++i)
-            labels_.push_back(evaluation_->label(first + i));
+            labels.push_back(evaluation_->label(first + i));
         if (progress.report)
             progress.report("float reference", first + count, evaluationImages_);
     }
+    inputs_ = std::move(inputs);
+    floatCache_ = std::move(cache);
+    labels_ = std::move(labels);
 }
 
 ErrorStats QuantEvaluator::isolatedError(const QuantPlan& plan, std::size_t layerIndex) const
@@ -165,24 +172,22 @@ ErrorStats QuantEvaluator::isolatedError(const QuantPlan& plan, std::size_t laye
             value = reference;
         } else {
             // The layer's node (and its fused activation) on float inputs, with this plan's weights.
-            auto runNode = [&](int index, const Tensor* previousOutput) {
+            auto runLayerNode = [&](int index, const Tensor* fusedInput) {
                 const Node& node = plan.graph.nodes[static_cast<std::size_t>(index)];
-                OpContext context{node, plan.graph.opsetVersion, {}};
+                std::vector<const Tensor*> inputs;
                 for (const std::string& name : node.inputs) {
                     if (name.empty())
-                        context.inputs.push_back(nullptr);
-                    else if (previousOutput && index == layer.outputNodeIndex && name != layer.output)
-                        context.inputs.push_back(plan.graph.isInitializer(name) ? &plan.graph.initializers.at(name) : previousOutput);
+                        inputs.push_back(nullptr);
                     else if (plan.graph.isInitializer(name))
-                        context.inputs.push_back(&plan.graph.initializers.at(name));
+                        inputs.push_back(&plan.graph.initializers.at(name));
                     else
-                        context.inputs.push_back(&cached.at(name));
+                        inputs.push_back(fusedInput ? fusedInput : &cached.at(name));
                 }
-                return findKernel(node.domain, node.opType)(context).at(0);
+                return runNode(node, plan.graph.opsetVersion, std::move(inputs)).at(0);
             };
-            value = runNode(layer.nodeIndex, nullptr);
+            value = runLayerNode(layer.nodeIndex, nullptr);
             if (layer.outputNodeIndex != layer.nodeIndex)
-                value = runNode(layer.outputNodeIndex, &value);
+                value = runLayerNode(layer.outputNodeIndex, &value);
         }
         if (lp.activationParams || lp.dynamicActivations)
             value = fakeQuantize(value, activationParamsFor(lp, value));
@@ -253,6 +258,10 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     }
     if (startNode == 0)
         quantCache_.assign(inputs_.size(), {});
+    // Until this run completes, the cache holds a mix of old and new batches: forget the old plan
+    // so that a cancelled or failed run is followed by a full one.
+    std::unique_ptr<QuantPlan> previousPlan = std::move(previousPlan_);
+    previousExecutor_.reset();
     for (std::size_t b = 0; b < inputs_.size(); ++b) {
         if (startNode < graph_->nodes.size()) {
             RunOptions run;
@@ -281,7 +290,10 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
         const Tensor& reference = floatCache_[b].at(outputName);
         const Tensor& quantized = quantCache_[b].at(outputName);
         outputError.add(reference, quantized);
-        const std::int64_t rows = reference.dim(0), classes = reference.size() / rows;
+        const std::int64_t rows = reference.rank() >= 1 ? reference.dim(0) : 0;
+        if (rows != quantized.dim(0) || rows == 0)
+            throw Error(graph_->sourcePath + ": output " + reference.describe() + " is not one score row per image");
+        const std::int64_t classes = reference.size() / rows;
         for (std::int64_t r = 0; r < rows; ++r) {
             const auto q = topK(quantized.data<float>() + r * classes, int(classes), 5);
             const auto f = topK(reference.data<float>() + r * classes, int(classes), 5);
@@ -314,7 +326,7 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     double weightBytesTotal = 0, weightCountTotal = 0;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
         const QuantLayer& layer = layers_[i];
-        const bool planUnchanged = previousPlan_ && previousPlan_->plans[i] == plan->plans[i] && layerCache_[i];
+        const bool planUnchanged = previousPlan && previousPlan->plans[i] == plan->plans[i] && layerCache_[i];
         LayerMetrics m = planUnchanged ? *layerCache_[i] : ownLayerMetrics(*plan, i);
         const bool upstreamOfChange = layer.outputNodeIndex >= 0 && std::size_t(layer.outputNodeIndex) < startNode;
         if (!(planUnchanged && upstreamOfChange && startNode > 0)) {

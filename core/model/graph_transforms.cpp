@@ -28,18 +28,13 @@ void renameInputs(Graph& graph, const std::string& from, const std::string& to)
                 input = to;
 }
 
-// Runs one node's kernel on constant inputs.
+// Runs one node on constant inputs.
 std::vector<Tensor> evaluate(const Graph& graph, const Node& node)
 {
-    OpContext context{node, graph.opsetVersion, {}};
+    std::vector<const Tensor*> inputs;
     for (const std::string& name : node.inputs)
-        context.inputs.push_back(name.empty() ? nullptr : &graph.initializers.at(name));
-    Kernel kernel = findKernel(node.domain, node.opType);
-    try {
-        return kernel(context);
-    } catch (const Error& e) {
-        throw Error("node '" + node.name + "' (" + node.opType + "): " + e.what());
-    }
+        inputs.push_back(name.empty() ? nullptr : &graph.initializers.at(name));
+    return runNode(node, graph.opsetVersion, std::move(inputs));
 }
 
 void removeDeadCode(Graph& graph)
@@ -229,8 +224,9 @@ Graph foldBatchNormalization(Graph graph)
         const float epsilon = bn.floatAttribute("epsilon", 1e-5f);
         const bool transB = isGemm && layer.intAttribute("transB", 0) != 0;
         const std::int64_t channels = isConv ? weight.dim(0) : (transB ? weight.dim(0) : weight.dim(1));
-        if (static_cast<std::int64_t>(gamma.size()) != channels)
-            continue;
+        const auto size = static_cast<std::size_t>(channels);
+        if (gamma.size() != size || beta.size() != size || mean.size() != size || var.size() != size)
+            continue;  // malformed: the BatchNormalization kernel will report it
 
         std::vector<float> factor(static_cast<std::size_t>(channels));
         for (std::int64_t c = 0; c < channels; ++c)
@@ -318,8 +314,9 @@ void inferShapes(Graph& graph)
         return executor.run(feeds, options);
     };
 
-    const TensorMap first = probe(1);
-    const TensorMap second = hasDynamicBatch ? probe(2) : first;
+    // Batch 2 and 3, not 1: a batch of one is degenerate (a Squeeze without axes would drop it).
+    const TensorMap first = probe(hasDynamicBatch ? 2 : 1);
+    const TensorMap second = hasDynamicBatch ? probe(3) : first;
     std::string batchSymbol = "N";
     for (const ValueInfo& input : graph.inputs)
         if (!input.shape.empty() && input.shape[0].isDynamic() && !input.shape[0].symbol.empty())
@@ -329,12 +326,13 @@ void inferShapes(Graph& graph)
         ValueInfo info;
         info.name = name;
         info.dtype = tensor.dtype();
-        info.shapeKnown = true;
         const Tensor& other = second.at(name);
-        for (int d = 0; d < tensor.rank(); ++d) {
+        // A rank that depends on the batch size cannot be described: leave the shape unknown.
+        info.shapeKnown = other.rank() == tensor.rank();
+        for (int d = 0; info.shapeKnown && d < tensor.rank(); ++d) {
             Dim dim;
-            if (other.rank() == tensor.rank() && other.dim(d) != tensor.dim(d))
-                dim.symbol = (tensor.dim(d) == 1 && other.dim(d) == 2) ? batchSymbol : "?";
+            if (other.dim(d) != tensor.dim(d))
+                dim.symbol = (tensor.dim(d) == 2 && other.dim(d) == 3) ? batchSymbol : "?";
             else
                 dim.value = tensor.dim(d);
             info.shape.push_back(dim);

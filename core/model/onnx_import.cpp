@@ -242,9 +242,9 @@ Graph loadOnnxFromMemory(const std::string& bytes, const std::string& source, co
     for (int i = 0; i < model.graph().node_size(); ++i) {
         const auto& proto = model.graph().node(i);
         if (!findKernel(proto.domain(), proto.op_type()))
-            throw Error(source + ": node '" + (proto.name().empty() ? proto.op_type() + "_" + std::to_string(i) : proto.name()) +
-                        "': operator '" + proto.op_type() + "'" +
-                        (proto.domain().empty() ? "" : " (domain '" + proto.domain() + "')") + " is not supported");
+            throw Error(source + ": " +
+                        unsupportedOperatorMessage(proto.name().empty() ? proto.op_type() + "_" + std::to_string(i) : proto.name(),
+                                                   proto.op_type(), proto.domain()));
     }
 
     Graph graph;
@@ -256,7 +256,7 @@ Graph loadOnnxFromMemory(const std::string& bytes, const std::string& source, co
     if (graph.opsetVersion == 0)
         throw Error(source + ": the model imports no opset of the default ONNX domain");
     if (graph.opsetVersion > 18)
-        throw Error(source + ": opset " + std::to_string(graph.opsetVersion) + " is newer than supported (7 to 17)");
+        throw Error(source + ": opset " + std::to_string(graph.opsetVersion) + " is newer than supported (up to 18)");
 
     const onnx::GraphProto& g = model.graph();
     for (const auto& init : g.initializer()) {
@@ -278,9 +278,11 @@ Graph loadOnnxFromMemory(const std::string& bytes, const std::string& source, co
         Node node;
         node.opType = proto.op_type();
         node.domain = proto.domain() == "ai.onnx" ? "" : proto.domain();
-        node.name = proto.name().empty() ? node.opType + "_" + std::to_string(i) : proto.name();
-        if (!nodeNames.insert(node.name).second)  // names must be unique for per-layer configuration
-            node.name += "_" + std::to_string(i);
+        // Names must be unique: per-layer configuration refers to them.
+        const std::string base = proto.name().empty() ? node.opType + "_" + std::to_string(i) : proto.name();
+        node.name = base;
+        for (int suffix = 1; !nodeNames.insert(node.name).second; ++suffix)
+            node.name = base + "_" + std::to_string(suffix);
         node.inputs.assign(proto.input().begin(), proto.input().end());
         node.outputs.assign(proto.output().begin(), proto.output().end());
         for (const auto& attr : proto.attribute())

@@ -1,5 +1,6 @@
 #include "quant/config.h"
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 #include <algorithm>
@@ -545,30 +546,7 @@ QuantConfig QuantConfig::load(const std::filesystem::path& path, const std::opti
 
 void QuantConfig::save(const std::filesystem::path& path) const
 {
-    const std::string text = toJson().dump(2, ' ', false, json::error_handler_t::replace) + "\n";
-    // Write beside the target and rename over it: a crash or a full disk leaves either the old
-    // file or the new one, never half of one.
-    std::filesystem::path temporary = path;
-    temporary += ".tmp";
-    {
-        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-        if (!out)
-            throw Error(temporary.string() + ": cannot be created for writing");
-        out << text;
-        out.close();
-        if (!out) {
-            std::error_code ignored;
-            std::filesystem::remove(temporary, ignored);
-            throw Error(temporary.string() + ": write error");
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(temporary, path, ec);
-    if (ec) {
-        std::error_code ignored;
-        std::filesystem::remove(temporary, ignored);
-        throw Error(path.string() + ": cannot be replaced (" + ec.message() + ")");
-    }
+    writeFileAtomically(path, toJson().dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace qe

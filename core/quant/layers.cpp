@@ -23,9 +23,14 @@ std::vector<QuantLayer> findQuantLayers(const Graph& graph)
         if (input.dtype == DataType::Float32)
             layers.push_back({input.name, "Input", -1, "", 0, "", input.name, -1, "", {}});
 
+    std::set<std::string> claimedWeights;
     for (int i = 0; i < static_cast<int>(graph.nodes.size()); ++i) {
         const Node& node = graph.nodes[static_cast<std::size_t>(i)];
         if (!kComputeOperators.count(node.opType) || node.outputs.empty())
+            continue;
+        // Integer arithmetic on shapes (Shape -> Gather -> Concat -> Reshape) is not a layer.
+        auto type = graph.values.find(node.outputs[0]);
+        if (type != graph.values.end() && type->second.dtype != DataType::Float32)
             continue;
         QuantLayer layer;
         layer.name = node.name;
@@ -36,8 +41,10 @@ std::vector<QuantLayer> findQuantLayers(const Graph& graph)
         for (const std::string& in : node.inputs)
             if (!in.empty() && !graph.isInitializer(in))
                 layer.inputs.push_back(in);
+        // A weight shared by several layers (tied weights) is quantized once, as the first
+        // layer that reads it says; the others read that same quantized tensor.
         if (hasWeightInput(node.opType) && graph.isInitializer(node.input(1)) &&
-            graph.initializers.at(node.input(1)).dtype() == DataType::Float32) {
+            graph.initializers.at(node.input(1)).dtype() == DataType::Float32 && claimedWeights.insert(node.input(1)).second) {
             layer.weight = node.input(1);
             if (node.opType == "Gemm")
                 layer.weightChannelAxis = node.intAttribute("transB", 0) ? 0 : 1;

@@ -86,16 +86,19 @@ std::optional<ImportedQuantization> importQdq(const Graph& graph)
     for (const Node& node : g.nodes) {
         if (node.opType == "DequantizeLinear" && g.isInitializer(node.input(0))) {
             // A constant: dequantize it once; the float graph reads the values the model meant.
-            OpContext context{node, g.opsetVersion, {}};
+            std::vector<const Tensor*> inputs;
             for (const std::string& in : node.inputs)
-                context.inputs.push_back(in.empty() ? nullptr : &g.initializers.at(in));
-            g.initializers[node.outputs[0]] = runDequantizeLinear(context).at(0);
+                inputs.push_back(in.empty() ? nullptr : &g.initializers.at(in));
+            g.initializers[node.outputs[0]] = runNode(node, g.opsetVersion, std::move(inputs)).at(0);
             if (g.initializers.at(node.input(0)).dtype() != DataType::Int32)  // int32 biases stay float
                 weightQuantization[node.outputs[0]] = readParameters(g, node);
             continue;
         }
         if (node.opType == "QuantizeLinear") {
-            activationQuantization[node.input(0)] = readParameters(g, node);
+            // Weights kept in float and quantized in the graph (Q(W) -> DQ) are weight
+            // quantization; anything else is an activation.
+            auto& table = g.isInitializer(node.input(0)) ? weightQuantization : activationQuantization;
+            table[node.input(0)] = readParameters(g, node);
             replacement[node.outputs[0]] = node.input(0);
             continue;
         }

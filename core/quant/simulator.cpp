@@ -84,12 +84,14 @@ Tensor moveAxisToFront(const Tensor& w, int axis)
 QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec& spec, const Tensor& weights,
                                  Tensor& quantized)
 {
-    const Tensor front = moveAxisToFront(weights, layer.weightChannelAxis);
+    // Per-tensor quantization does not care where the channels are.
+    const int axis = spec.granularity == Granularity::PerTensor ? 0 : layer.weightChannelAxis;
+    const Tensor front = moveAxisToFront(weights, axis);
     QuantParams params = paramsForWeights(spec, front);
     quantized = fakeQuantize(front, params);
-    if (layer.weightChannelAxis != 0)
+    if (axis != 0)
         quantized = moveAxisToFront(quantized, 1);  // back to [K, N]
-    params.axis = layer.weightChannelAxis;
+    params.axis = axis;
     return params;
 }
 

@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "engine/executor.h"
 #include "model/onnx_import.h"
+#include "quant/layers.h"
 #include "test_support.h"
 
 #include <onnx/onnx_pb.h>
@@ -173,6 +174,10 @@ private slots:
     void badInput();
     void truncatedFiles();
     void externalData();
+    void shapeArithmeticIsNotALayer();
+    void squeezeAfterPoolingKeepsTheBatch();
+    void namesAreMadeUnique();
+    void scalarConcatIsAnError();
 };
 
 void TestOnnxImport::foldingKeepsResults()
@@ -331,6 +336,70 @@ void TestOnnxImport::externalData()
     const std::string message = errorOf([&] { loadOnnx(folder / "model.onnx"); });
     QVERIFY2(message.find("weights.bin") != std::string::npos && message.find("too short") != std::string::npos,
              message.c_str());
+}
+
+void TestOnnxImport::shapeArithmeticIsNotALayer()
+{
+    // The exporter-style model keeps Shape -> Gather -> Unsqueeze -> Concat (int64) because it
+    // reads the dynamic batch; that Concat must not become a quantizable layer.
+    const Graph graph = load(exporterStyleModel());
+    std::vector<std::string> names;
+    for (const QuantLayer& layer : findQuantLayers(graph))
+        names.push_back(layer.name);
+    QCOMPARE(names, (std::vector<std::string>{"x", "conv", "fc"}));
+}
+
+void TestOnnxImport::squeezeAfterPoolingKeepsTheBatch()
+{
+    // x[N,3,8,8] -> GlobalAveragePool -> Squeeze (no axes) -> Gemm: valid for any N > 1, so shape
+    // inference must not probe with a batch of one.
+    onnx::ModelProto model;
+    model.set_ir_version(7);
+    model.add_opset_import()->set_version(11);
+    auto& g = *model.mutable_graph();
+    setTensorType(g.add_input(), "x", {"N", "3", "8", "8"});
+    setTensorType(g.add_output(), "y", {"N", "2"});
+    addFloatInitializer(g, "w", {3, 2}, randomValues(6, 3));
+    addNode(g, "GlobalAveragePool", "gap", {"x"}, {"p"});
+    addNode(g, "Squeeze", "squeeze", {"p"}, {"s"});
+    addNode(g, "Gemm", "fc", {"s", "w"}, {"y"});
+    const Graph graph = load(model);
+    QCOMPARE(symbolicShapeToString(graph.outputs[0].shape), std::string("[N,2]"));
+    QCOMPARE(runSingle(Executor(graph), input(4)).shape(), (Shape{4, 2}));
+}
+
+void TestOnnxImport::namesAreMadeUnique()
+{
+    onnx::ModelProto model = exporterStyleModel();
+    auto& g = *model.mutable_graph();
+    g.mutable_node(2)->set_name("a");     // relu
+    g.mutable_node(3)->set_name("a");     // identity
+    g.mutable_node(4)->set_name("a_1");   // shape
+    ImportOptions raw;
+    raw.foldConstants = false;
+    const Graph graph = load(model, raw);
+    std::set<std::string> names;
+    for (const Node& node : graph.nodes)
+        QVERIFY2(names.insert(node.name).second, node.name.c_str());
+}
+
+void TestOnnxImport::scalarConcatIsAnError()
+{
+    onnx::ModelProto model;
+    model.set_ir_version(7);
+    model.add_opset_import()->set_version(13);
+    auto& g = *model.mutable_graph();
+    setTensorType(g.add_input(), "x", {"2"});
+    setTensorType(g.add_output(), "y", {});
+    auto* reduce = addNode(g, "ReduceMean", "mean", {"x"}, {"m"});
+    auto* keep = reduce->add_attribute();
+    keep->set_name("keepdims");
+    keep->set_type(onnx::AttributeProto::INT);
+    keep->set_i(0);
+    addNode(g, "Concat", "concat", {"m", "m"}, {"y"})->add_attribute()->set_name("axis");
+    g.mutable_node(1)->mutable_attribute(0)->set_type(onnx::AttributeProto::INT);
+    const std::string message = errorOf([&] { load(model); });
+    QVERIFY2(message.find("node 'concat'") != std::string::npos, message.c_str());
 }
 
 QTEST_APPLESS_MAIN(TestOnnxImport)

@@ -64,6 +64,7 @@ private slots:
     void dynamicActivations();
     void histogramShowsLevels();
     void configErrorsNameTheLayer();
+    void cancelledRunLeavesNoStaleCache();
 };
 
 void TestSimulation::initTestCase()
@@ -232,6 +233,31 @@ void TestSimulation::configErrorsNameTheLayer()
         QVERIFY2(std::string(e.what()).find("conv9") != std::string::npos, e.what());
         QVERIFY2(std::string(e.what()).find("bad.json") != std::string::npos, e.what());
     }
+}
+
+void TestSimulation::cancelledRunLeavesNoStaleCache()
+{
+    Fixture f;
+    auto evaluator = f.evaluator(1000);
+    QuantConfig a = w8a8();
+    const ModelMetrics first = evaluator->evaluate(a);
+
+    // Start B (all weights at 3 bits) and cancel it half-way through the quantized run.
+    QuantConfig b = a;
+    b.defaultWeights.bits = 3;
+    std::atomic<bool> cancel{false};
+    EvaluationProgress progress;
+    progress.cancel = &cancel;
+    progress.report = [&](const std::string& stage, std::size_t done, std::size_t total) {
+        if (stage == "quantized model" && done >= total / 2)
+            cancel = true;
+    };
+    QVERIFY_THROWS_EXCEPTION(Cancelled, evaluator->evaluate(b, progress));
+
+    // Back to A: the numbers must be A's, not a mix of A and B.
+    const ModelMetrics again = evaluator->evaluate(a);
+    QCOMPARE(again.predictions, first.predictions);
+    QCOMPARE(again.outputSqnrDb, first.outputSqnrDb);
 }
 
 QTEST_APPLESS_MAIN(TestSimulation)

@@ -140,13 +140,24 @@ std::vector<Tensor> runConv(const OpContext& c)
         for (std::int64_t n = 0; n < batch; ++n)
             convolveImage(n, columns);  // parallelGemm splits each large GEMM instead
     } else {
+        // An exception must not leave an OpenMP region (std::terminate): keep the first one.
+        std::exception_ptr failure;
 #pragma omp parallel
         {
             std::vector<float> columns;
 #pragma omp for schedule(dynamic)
-            for (std::int64_t n = 0; n < batch; ++n)
-                convolveImage(n, columns);
+            for (std::int64_t n = 0; n < batch; ++n) {
+                try {
+                    convolveImage(n, columns);
+                } catch (...) {
+#pragma omp critical
+                    if (!failure)
+                        failure = std::current_exception();
+                }
+            }
         }
+        if (failure)
+            std::rethrow_exception(failure);
     }
     return {out};
 }

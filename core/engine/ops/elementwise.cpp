@@ -106,10 +106,20 @@ std::vector<Tensor> runDiv(const OpContext& c)
 {
     // Checked before the (possibly parallel) loop: an exception must not leave an OpenMP region.
     const Tensor& divisor = c.input(1);
-    if (divisor.dtype() != DataType::Float32 && divisor.dtype() != DataType::Float64)
-        for (std::int64_t d : divisor.toInt64Vector())
+    if (divisor.dtype() != DataType::Float32 && divisor.dtype() != DataType::Float64) {
+        bool minusOne = false;
+        for (std::int64_t d : divisor.toInt64Vector()) {
             if (d == 0)
                 failNode(c, "integer division by zero");
+            minusOne = minusOne || d == -1;
+        }
+        // The one integer quotient that overflows (the minimum value / -1) traps on x86.
+        const DataType type = c.input(0).dtype();
+        if (minusOne && (type == DataType::Int32 || type == DataType::Int64))
+            for (std::int64_t n : c.input(0).toInt64Vector())
+                if (n == (type == DataType::Int32 ? std::numeric_limits<std::int32_t>::min() : std::numeric_limits<std::int64_t>::min()))
+                    failNode(c, "integer division overflows (the minimum value divided by -1)");
+    }
     return {binary(c, [](auto a, auto b) { return static_cast<decltype(a)>(a / b); })};
 }
 
@@ -183,6 +193,9 @@ std::vector<Tensor> runClip(const OpContext& c)
                         hi = std::numeric_limits<T>::infinity();
                 }
             } else {
+                for (std::size_t k : {std::size_t{1}, std::size_t{2}})
+                    if (c.hasInput(k) && c.input(k).size() != 1)
+                        failNode(c, "min and max must be scalars, got " + c.input(k).describe());
                 if (c.hasInput(1))
                     lo = c.input(1).template data<T>()[0];
                 if (c.hasInput(2))

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 
 #include <omp.h>
 
@@ -31,13 +32,24 @@ void parallelGemm(const Eigen::Ref<const RowMajorMatrix<T>>& a, const Eigen::Ref
         return;
     }
     const int threads = omp_get_max_threads();
+    // Eigen may allocate (and throw) inside; an exception must not leave the OpenMP region.
+    std::exception_ptr failure;
+    auto guarded = [&](auto&& work) {
+        try {
+            work();
+        } catch (...) {
+#pragma omp critical
+            if (!failure)
+                failure = std::current_exception();
+        }
+    };
     if (m >= n) {
         const std::int64_t block = (m + threads - 1) / threads;
 #pragma omp parallel for num_threads(threads)
         for (int t = 0; t < threads; ++t) {
             const std::int64_t begin = t * block, count = std::min(block, m - begin);
             if (count > 0)
-                y.middleRows(begin, count).noalias() = a.middleRows(begin, count) * b;
+                guarded([&] { y.middleRows(begin, count).noalias() = a.middleRows(begin, count) * b; });
         }
     } else {
         // Column blocks a multiple of 16 wide keep the vectorised inner loops aligned.
@@ -46,9 +58,11 @@ void parallelGemm(const Eigen::Ref<const RowMajorMatrix<T>>& a, const Eigen::Ref
         for (int t = 0; t < threads; ++t) {
             const std::int64_t begin = t * block, count = std::min(block, n - begin);
             if (count > 0)
-                y.middleCols(begin, count).noalias() = a * b.middleCols(begin, count);
+                guarded([&] { y.middleCols(begin, count).noalias() = a * b.middleCols(begin, count); });
         }
     }
+    if (failure)
+        std::rethrow_exception(failure);
 }
 
 }  // namespace qe

@@ -50,7 +50,7 @@ std::vector<Tensor> runQuantizeLinear(const OpContext& c)
     if (outType != DataType::UInt8 && outType != DataType::Int8)
         failNode(c, "zero point type " + dataTypeName(outType) + " is not supported (uint8 or int8)");
     const auto scale = scaleTensor.toFloatVector();
-    const auto zeroPoint = c.hasInput(2) ? c.input(2).toInt64Vector() : std::vector<std::int64_t>{0};
+    const auto zeroPoint = c.hasInput(2) ? c.input(2).toInt64Vector() : std::vector<std::int64_t>(scale.size(), 0);
     const AxisIndexer indexer = makeIndexer(c, x, scaleTensor);
     if (zeroPoint.size() != scale.size())
         failNode(c, "scale and zero point sizes differ");
