@@ -262,6 +262,36 @@ void calibrateFromOptions(QuantEvaluator& evaluator, const QuantConfig& config, 
     evaluator.calibrate(*calibrationSet, count, {stderrProgress(), nullptr});
 }
 
+// What eval and histogram read from the command line: the model, its preprocessing and the images.
+struct ModelAndData {
+    std::filesystem::path modelPath;
+    std::shared_ptr<const Graph> graph;
+    Preprocess preprocess;
+    std::optional<std::filesystem::path> dataPath;
+    std::shared_ptr<const Dataset> dataset;  // null when --data is optional and absent
+    std::string labelColumn;
+};
+
+ModelAndData loadModelAndData(const cli::Options& options, bool dataRequired)
+{
+    ModelAndData in;
+    in.modelPath = options.required("--model");
+    in.graph = std::make_shared<const Graph>(loadOnnx(in.modelPath));
+    in.preprocess = preprocessFor(in.modelPath, imageInputGeometry(*in.graph), options);
+    in.labelColumn = options.value("--label-column").value_or("");
+    if (dataRequired)
+        in.dataPath = options.required("--data");
+    else if (auto d = options.value("--data"))
+        in.dataPath = *d;
+    if (in.dataPath) {
+        std::optional<std::filesystem::path> labels;
+        if (auto l = options.value("--labels"))
+            labels = *l;
+        in.dataset = openDataset(*in.dataPath, labels, in.labelColumn);
+    }
+    return in;
+}
+
 int runEval(const std::vector<std::string>& args)
 {
     if (wantsHelp(args)) {
@@ -272,16 +302,9 @@ int runEval(const std::vector<std::string>& args)
                                withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--batch",
                                                     "--config", "--calib-data", "--calib-count", "--save-config"}),
                                {"--json"});
-    const std::filesystem::path modelPath = options.required("--model");
-    const auto graph = std::make_shared<const Graph>(loadOnnx(modelPath));
-    const ImageInputGeometry geometry = imageInputGeometry(*graph);
-    const Preprocess preprocess = preprocessFor(modelPath, geometry, options);
-    std::optional<std::filesystem::path> labels;
-    if (auto l = options.value("--labels"))
-        labels = *l;
-    const std::filesystem::path dataPath = options.required("--data");
-    const std::string labelColumn = options.value("--label-column").value_or("");
-    const std::shared_ptr<const Dataset> dataset = openDataset(dataPath, labels, labelColumn);
+    const ModelAndData in = loadModelAndData(options, true);
+    const auto& [modelPath, graph, preprocess, dataPathOptional, dataset, labelColumn] = in;
+    const std::filesystem::path dataPath = *dataPathOptional;
     if (!dataset->hasLabels())
         throw Error(dataset->description() + ": has no labels; give them with --labels");
     const std::size_t limit = options.integer("--limit").value_or(0);
@@ -382,16 +405,8 @@ int runHistogram(const std::vector<std::string>& args)
                                withPreprocessFlags({"--model", "--config", "--tensor", "--data", "--labels", "--label-column",
                                                     "--calib-data", "--calib-count", "--limit", "--bins"}),
                                {"--json"});
-    const std::filesystem::path modelPath = options.required("--model");
-    const auto graph = std::make_shared<const Graph>(loadOnnx(modelPath));
-    const Preprocess preprocess = preprocessFor(modelPath, imageInputGeometry(*graph), options);
-    const std::string labelColumn = options.value("--label-column").value_or("");
-    std::optional<std::filesystem::path> dataPath;
-    std::shared_ptr<const Dataset> dataset;
-    if (auto d = options.value("--data")) {
-        dataPath = *d;
-        dataset = openDataset(*dataPath, std::nullopt, labelColumn);
-    }
+    const ModelAndData in = loadModelAndData(options, false);
+    const auto& [modelPath, graph, preprocess, dataPath, dataset, labelColumn] = in;
     QuantEvaluator evaluator(graph, dataset, preprocess, options.integer("--limit").value_or(1000));
     const QuantConfig config = QuantConfig::load(options.required("--config"), layerNames(evaluator.layers()));
     const std::string tensor = options.required("--tensor");

@@ -39,11 +39,30 @@ std::shared_ptr<RequestState> Session::startRequest()
     return request_;
 }
 
+template <class T, class OnResult> void Session::finish(QFuture<T> work, quint64 generation, OnResult onResult)
+{
+    auto fail = [this, generation](const QString& message) {
+        if (!isCurrent(generation))
+            return;
+        progressTimer_.stop();
+        emit failed(message);
+    };
+    work.then(this, [this, generation, onResult](T result) {
+            if (!isCurrent(generation))
+                return;
+            progressTimer_.stop();
+            onResult(std::move(result));
+        })
+        .onFailed(this, [](const Cancelled&) {})
+        .onFailed(this, [fail](const Error& e) { fail(QString::fromStdString(e.what())); })
+        .onFailed(this, [fail](const std::exception& e) { fail(QStringLiteral("Unexpected error: %1").arg(e.what())); });
+}
+
 void Session::open(const QString& modelPath, const QString& dataPath)
 {
     auto state = startRequest();
     const quint64 generation = generation_;
-    (void)QtConcurrent::run([state, modelPath, dataPath]() -> std::shared_ptr<const SessionSnapshot> {
+    auto work = QtConcurrent::run([state, modelPath, dataPath]() -> std::shared_ptr<const SessionSnapshot> {
         auto snapshot = std::make_shared<SessionSnapshot>();
         snapshot->modelPath = modelPath;
         snapshot->dataPath = dataPath;
@@ -53,19 +72,10 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         snapshot->dataset = openDataset(dataPath.toStdString());
         snapshot->preprocess = Preprocess::forModel(modelPath.toStdString(), imageInputGeometry(*snapshot->graph).channels);
         return snapshot;
-    }).then(this, [this, generation](std::shared_ptr<const SessionSnapshot> snapshot) {
-        if (!isCurrent(generation))
-            return;  // the user has asked for something newer
-        progressTimer_.stop();
+    });
+    finish(work, generation, [this](std::shared_ptr<const SessionSnapshot> snapshot) {
         snapshot_ = std::move(snapshot);
         emit loaded();
-    }).onFailed(this, [](const Cancelled&) {
-    }).onFailed(this, [this, generation](const Error& e) {
-        if (isCurrent(generation))
-            emit failed(QString::fromStdString(e.what()));
-    }).onFailed(this, [this, generation](const std::exception& e) {
-        if (isCurrent(generation))
-            emit failed(QStringLiteral("Unexpected error: %1").arg(e.what()));
     });
 }
 
@@ -76,7 +86,7 @@ void Session::evaluate(std::size_t limit)
     auto state = startRequest();
     const quint64 generation = generation_;
     auto snapshot = snapshot_;
-    (void)QtConcurrent::run([snapshot, state, limit]() {
+    auto work = QtConcurrent::run([snapshot, state, limit]() {
         const Executor executor(*snapshot->graph);
         EvaluationOptions options;
         options.limit = limit;
@@ -86,19 +96,8 @@ void Session::evaluate(std::size_t limit)
             state->done = done;
         };
         return evaluateClassifier(executor, *snapshot->dataset, snapshot->preprocess, options);
-    }).then(this, [this, generation](const ClassificationResult& result) {
-        if (!isCurrent(generation))
-            return;
-        progressTimer_.stop();
-        emit evaluated(result);
-    }).onFailed(this, [](const Cancelled&) {
-    }).onFailed(this, [this, generation](const Error& e) {
-        if (isCurrent(generation))
-            emit failed(QString::fromStdString(e.what()));
-    }).onFailed(this, [this, generation](const std::exception& e) {
-        if (isCurrent(generation))
-            emit failed(QStringLiteral("Unexpected error: %1").arg(e.what()));
     });
+    finish(work, generation, [this](const ClassificationResult& result) { emit evaluated(result); });
 }
 
 }  // namespace qe

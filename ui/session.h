@@ -11,6 +11,7 @@
 #include "eval/accuracy.h"
 #include "model/graph.h"
 
+#include <QFuture>
 #include <QObject>
 #include <QString>
 #include <QTimer>
@@ -60,6 +61,9 @@ private:
     // Cancels the running request and starts a new one; returns its state and generation.
     std::shared_ptr<RequestState> startRequest();
     bool isCurrent(quint64 generation) const { return generation == generation_; }
+    // Delivers the worker's result (or failure) on the GUI thread, unless a newer request has
+    // replaced this one.
+    template <class T, class OnResult> void finish(QFuture<T> work, quint64 generation, OnResult onResult);
 
     std::shared_ptr<const SessionSnapshot> snapshot_;
     std::shared_ptr<RequestState> request_;

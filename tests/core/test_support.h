@@ -2,8 +2,10 @@
 // Shared helpers for the tests: where the outside reference data lives, and closeness checks
 // with the tolerances of the references we compare with.
 
+#include "data/preprocess.h"
 #include "tensor/tensor.h"
 
+#include <QProcess>
 #include <QString>
 #include <QtTest>
 
@@ -11,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
 namespace qe::test {
@@ -76,6 +79,49 @@ inline std::vector<int> referenceTop1(const std::filesystem::path& csv, const st
         top1[index] = std::stoi(fields[5]);
     }
     return top1;
+}
+
+// Preprocessing as a MANIFEST states it: colour order, scale, one mean and std, central crop.
+inline Preprocess makePreprocess(ColorOrder color, double scale, float mean, float std, double cropFraction)
+{
+    Preprocess p;
+    p.color = color;
+    p.scale = scale;
+    p.mean = {mean};
+    p.stdDev = {std};
+    p.cropFraction = cropFraction;
+    return p;
+}
+
+// Raw little-endian float32 values (the reference files our Python scripts write).
+inline Tensor readRawFloats(const std::filesystem::path& path, const Shape& shape)
+{
+    Tensor t(DataType::Float32, shape);
+    std::ifstream in(path, std::ios::binary);
+    in.read(reinterpret_cast<char*>(t.mutableRawData()), static_cast<std::streamsize>(t.byteSize()));
+    if (in.gcount() != static_cast<std::streamsize>(t.byteSize()))
+        throw std::runtime_error(path.string() + " is too short");
+    return t;
+}
+
+// Runs `scripts/<script> --out <outDir>` with Debian's Python, which makes outside reference data
+// (PyTorch results) at test time. Returns an empty string on success and a reason to skip when
+// Python or its modules are missing (the scripts exit with 3 for that); throws on any other
+// failure, which fails the test.
+inline QString runReferenceScript(const std::string& script, const QString& outDir, const QString& needs)
+{
+    QProcess python;
+    python.setProcessChannelMode(QProcess::ForwardedErrorChannel);
+    python.start("/usr/bin/python3", {QString::fromStdString((sourceDir() / "scripts" / script).string()), "--out", outDir});
+    if (!python.waitForStarted())
+        return "needs /usr/bin/python3 with " + needs;
+    if (!python.waitForFinished(600000))
+        throw std::runtime_error(script + " did not finish within 10 minutes");
+    if (python.exitCode() == 3)
+        return "needs Debian's " + needs;
+    if (python.exitStatus() != QProcess::NormalExit || python.exitCode() != 0)
+        throw std::runtime_error(script + " failed with exit code " + std::to_string(python.exitCode()));
+    return {};
 }
 
 }  // namespace qe::test

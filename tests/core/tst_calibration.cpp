@@ -175,20 +175,10 @@ private:
 void TestCalibration::initTestCase()
 {
     QVERIFY(referenceDir_.isValid());
-    QProcess python;
-    python.setProcessChannelMode(QProcess::ForwardedErrorChannel);
-    python.start("/usr/bin/python3", {QString::fromStdString((test::sourceDir() / "scripts" / "make_calibration_references.py").string()),
-                                      "--out", referenceDir_.path()});
-    if (!python.waitForStarted()) {
-        skipReason_ = "needs /usr/bin/python3 with python3-torch and python3-numpy for the reference results";
+    skipReason_ = test::runReferenceScript("make_calibration_references.py", referenceDir_.path(),
+                                           "python3-torch and python3-numpy for the reference results");
+    if (!skipReason_.isEmpty())
         return;
-    }
-    QVERIFY(python.waitForFinished(300000));
-    if (python.exitCode() == 3) {  // the script's code for "numpy or torch missing"
-        skipReason_ = "needs Debian's python3-torch and python3-numpy for the reference results";
-        return;
-    }
-    QCOMPARE(python.exitCode(), 0);
     manifest_ = nlohmann::json::parse(std::ifstream(fs::path(referenceDir_.path().toStdString()) / "manifest.json"));
 }
 

@@ -15,19 +15,6 @@
 using namespace qe;
 namespace fs = std::filesystem;
 
-namespace {
-Preprocess makePreprocess(double scale, float mean, float std, double crop)
-{
-    Preprocess p;
-    p.color = ColorOrder::Rgb;
-    p.scale = scale;
-    p.mean = {mean};
-    p.stdDev = {std};
-    p.cropFraction = crop;
-    return p;
-}
-}  // namespace
-
 Q_DECLARE_METATYPE(qe::Preprocess)
 
 class TestQdqImport : public QObject {
@@ -48,11 +35,11 @@ void TestQdqImport::matchesReferenceInterpreter_data()
     QTest::addColumn<double>("manifestTop1");
     QTest::addColumn<bool>("perChannel");
     QTest::newRow("resnet8 int8") << "resnet8_cifar10_qdq_int8.onnx" << "cifar10_mlperf_tiny_200/test_200.bin" << ""
-                                  << makePreprocess(1, 0, 1, 1) << 85.0 << true;
+                                  << test::makePreprocess(ColorOrder::Rgb, 1, 0, 1, 1) << 85.0 << true;
     QTest::newRow("vww int8") << "vww_96_mobilenetv1_025_qdq_int8.onnx" << "vww_coco_96_200" << ""
-                              << makePreprocess(1.0 / 255, 0, 1, 1) << 84.5 << true;
+                              << test::makePreprocess(ColorOrder::Rgb, 1.0 / 255, 0, 1, 1) << 84.5 << true;
     QTest::newRow("mobilenet uint8") << "mobilenet_v1_0.25_128_qdq_uint8.onnx" << "imagenet_val_227_300" << "label_1001"
-                                     << makePreprocess(1, 128, 128, 0.875) << 53.0 << false;
+                                     << test::makePreprocess(ColorOrder::Rgb, 1, 128, 128, 0.875) << 53.0 << false;
 }
 
 void TestQdqImport::matchesReferenceInterpreter()
@@ -113,7 +100,7 @@ void TestQdqImport::changingOneLayerKeepsTheRest()
     const auto imported = importQdq(loadOnnx(modelPath));
     QVERIFY(imported.has_value());
     const std::shared_ptr<const Dataset> dataset = openDataset(dataPath);
-    QuantEvaluator evaluator(std::make_shared<const Graph>(imported->floatGraph), dataset, makePreprocess(1, 0, 1, 1), 50);
+    QuantEvaluator evaluator(std::make_shared<const Graph>(imported->floatGraph), dataset, test::makePreprocess(ColorOrder::Rgb, 1, 0, 1, 1), 50);
     evaluator.setFixedParams(imported->params);
 
     QuantConfig config = imported->config;

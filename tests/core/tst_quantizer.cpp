@@ -86,16 +86,6 @@ std::string bitwiseDifferences(std::span<const float> input, std::span<const flo
     return count == 0 ? std::string() : std::to_string(count) + " of " + std::to_string(actual.size()) + " values differ:" + details;
 }
 
-Tensor readRawFloats(const fs::path& path, const Shape& shape)
-{
-    Tensor t(DataType::Float32, shape);
-    std::ifstream in(path, std::ios::binary);
-    in.read(reinterpret_cast<char*>(t.mutableRawData()), static_cast<std::streamsize>(t.byteSize()));
-    if (in.gcount() != static_cast<std::streamsize>(t.byteSize()))
-        throw std::runtime_error(path.string() + " is too short");
-    return t;
-}
-
 Tensor mapValues(const Tensor& t, float (*fn)(float))
 {
     std::vector<float> v = t.toFloatVector();
@@ -246,20 +236,10 @@ void TestQuantizer::initTestCase()
     };
     if (upToDate())
         return;
-    QProcess python;
-    python.setProcessChannelMode(QProcess::ForwardedChannels);
-    python.start("/usr/bin/python3", {QString::fromStdString((test::sourceDir() / "scripts" / "make_quantizer_references.py").string()),
-                                      "--out", QString::fromStdString(kReferenceDir.string())});
-    if (!python.waitForStarted()) {
-        skipReason_ = "needs /usr/bin/python3 with python3-torch to make the PyTorch/OCP reference data";
+    skipReason_ = test::runReferenceScript("make_quantizer_references.py", QString::fromStdString(kReferenceDir.string()),
+                                           "python3-torch and python3-numpy to make the PyTorch/OCP reference data");
+    if (!skipReason_.isEmpty())
         return;
-    }
-    QVERIFY(python.waitForFinished(300000));
-    if (python.exitCode() == 3) {  // the script's code for "numpy or torch missing"
-        skipReason_ = "needs Debian's python3-torch and python3-numpy to make the PyTorch/OCP reference data";
-        return;
-    }
-    QCOMPARE(python.exitCode(), 0);
     QVERIFY2(upToDate(), "the script did not write a manifest of the expected version");
 }
 
@@ -354,8 +334,8 @@ void TestQuantizer::uniformMatchesPyTorch()
     QFETCH(QString, name);
     const json c = referenceCase(name);
     const Shape shape = c["shape"].get<Shape>();
-    const Tensor input = readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
-    const Tensor expected = readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
+    const Tensor input = test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
+    const Tensor expected = test::readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
 
     QuantParams params;
     params.scheme = Scheme::Affine;
@@ -395,7 +375,7 @@ void TestQuantizer::paramsMatchPyTorchObservers()
     std::vector<float> scales;
     std::vector<std::int32_t> zeroPoints;
     if (perChannel) {
-        params = paramsForWeights(spec, readRawFloats(kReferenceDir / c["input"].get<std::string>(), c["shape"].get<Shape>()));
+        params = paramsForWeights(spec, test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), c["shape"].get<Shape>()));
         scales = c["scales"].get<std::vector<float>>();
         zeroPoints = c["zero_points"].get<std::vector<std::int32_t>>();
     } else {
@@ -422,8 +402,8 @@ void TestQuantizer::halfFormatsMatchPyTorch()
     QFETCH(QString, name);
     const json c = referenceCase(name);
     const Shape shape = c["shape"].get<Shape>();
-    const Tensor input = readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
-    const Tensor expected = readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
+    const Tensor input = test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
+    const Tensor expected = test::readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
     const bool fp16 = c["kind"] == "fp16";
 
     const Tensor scalar = mapValues(input, fp16 ? roundToFp16 : roundToBf16);
@@ -445,8 +425,8 @@ void TestQuantizer::fp8MatchesOcpTables()
     QFETCH(QString, name);
     const json c = referenceCase(name);
     const Shape shape = c["shape"].get<Shape>();
-    const Tensor input = readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
-    const Tensor expected = readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
+    const Tensor input = test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
+    const Tensor expected = test::readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
     const bool e4m3 = c["kind"] == "fp8_e4m3";
 
     const Tensor scalar = mapValues(input, e4m3 ? roundToFp8E4M3 : roundToFp8E5M2);

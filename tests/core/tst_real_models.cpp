@@ -16,21 +16,6 @@
 using namespace qe;
 namespace fs = std::filesystem;
 
-namespace {
-
-Preprocess makePreprocess(ColorOrder color, double scale, float mean, float std, double cropFraction)
-{
-    Preprocess p;
-    p.color = color;
-    p.scale = scale;
-    p.mean = {mean};
-    p.stdDev = {std};
-    p.cropFraction = cropFraction;
-    return p;
-}
-
-}  // namespace
-
 Q_DECLARE_METATYPE(qe::Preprocess)
 
 class TestRealModels : public QObject {
@@ -50,10 +35,10 @@ void TestRealModels::matchesReference_data()
     QTest::addColumn<double>("minimumAgreement");  // fraction of images with the reference's top-1
 
     // Preprocessing as MANIFEST.md states it for each model.
-    const Preprocess mnist = makePreprocess(ColorOrder::Gray, 1.0 / 255, 0, 1, 1.0);
-    const Preprocess cifar = makePreprocess(ColorOrder::Rgb, 1.0, 0, 1, 1.0);
-    const Preprocess vww = makePreprocess(ColorOrder::Rgb, 1.0 / 255, 0, 1, 1.0);
-    const Preprocess imagenet = makePreprocess(ColorOrder::Rgb, 1.0, 128, 128, 0.875);
+    const Preprocess mnist = test::makePreprocess(ColorOrder::Gray, 1.0 / 255, 0, 1, 1.0);
+    const Preprocess cifar = test::makePreprocess(ColorOrder::Rgb, 1.0, 0, 1, 1.0);
+    const Preprocess vww = test::makePreprocess(ColorOrder::Rgb, 1.0 / 255, 0, 1, 1.0);
+    const Preprocess imagenet = test::makePreprocess(ColorOrder::Rgb, 1.0, 128, 128, 0.875);
     const QString mnistData = "mnist/t10k-images-idx3-ubyte.gz", cifarData = "cifar10_mlperf_tiny_200/test_200.bin",
                   vwwData = "vww_coco_96_200", imagenetData = "imagenet_val_227_300";
 

@@ -18,16 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Tensor readRawFloats(const fs::path& path, const Shape& shape)
-{
-    Tensor t(DataType::Float32, shape);
-    std::ifstream in(path, std::ios::binary);
-    in.read(reinterpret_cast<char*>(t.mutableRawData()), static_cast<std::streamsize>(t.byteSize()));
-    if (in.gcount() != static_cast<std::streamsize>(t.byteSize()))
-        throw std::runtime_error(path.string() + " is too short");
-    return t;
-}
-
 // max |actual - expected| / max |expected|: "relative" for a whole logit vector.
 double relativeError(const Tensor& actual, const Tensor& expected)
 {
@@ -58,20 +48,8 @@ void TestTorchvision::initTestCase()
 {
     if (fs::exists(kModelDir / "manifest.json"))
         return;
-    QProcess python;
-    python.setProcessChannelMode(QProcess::ForwardedErrorChannel);
-    python.start("/usr/bin/python3", {QString::fromStdString((test::sourceDir() / "scripts" / "make_torchvision_models.py").string()),
-                                      "--out", QString::fromStdString(kModelDir.string())});
-    if (!python.waitForStarted()) {
-        skipReason_ = "needs /usr/bin/python3 with python3-torch and python3-torchvision";
-        return;
-    }
-    QVERIFY(python.waitForFinished(600000));
-    if (python.exitCode() == 3) {  // the script's code for "torch or torchvision missing"
-        skipReason_ = "needs Debian's python3-torch and python3-torchvision to export the models";
-        return;
-    }
-    QCOMPARE(python.exitCode(), 0);
+    skipReason_ = test::runReferenceScript("make_torchvision_models.py", QString::fromStdString(kModelDir.string()),
+                                           "python3-torch and python3-torchvision to export the models");
 }
 
 void TestTorchvision::matchesPyTorch_data()
@@ -94,8 +72,8 @@ void TestTorchvision::matchesPyTorch()
     QVERIFY2(!entry.is_null(), "model missing from the manifest");
     const Shape inputShape = entry["input_shape"].get<Shape>();
     const Shape outputShape = entry["output_shape"].get<Shape>();
-    const Tensor input = readRawFloats(kModelDir / entry["input_file"].get<std::string>(), inputShape);
-    const Tensor expected = readRawFloats(kModelDir / entry["output_file"].get<std::string>(), outputShape);
+    const Tensor input = test::readRawFloats(kModelDir / entry["input_file"].get<std::string>(), inputShape);
+    const Tensor expected = test::readRawFloats(kModelDir / entry["output_file"].get<std::string>(), outputShape);
     const fs::path modelPath = kModelDir / entry["file"].get<std::string>();
 
     // As imported for the user (folded), and exactly as exported.
