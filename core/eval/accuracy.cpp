@@ -38,6 +38,17 @@ std::vector<int> topK(const float* scores, int classes, int k)
     return order;
 }
 
+int TopKTally::add(const float* scores, int classes, int label)
+{
+    const std::vector<int> best = topK(scores, classes, 5);
+    if (label >= 0) {
+        ++labelled;
+        top1Correct += best[0] == label;
+        top5Correct += std::find(best.begin(), best.end(), label) != best.end();
+    }
+    return best[0];
+}
+
 ClassificationResult evaluateClassifier(const Executor& executor, const Dataset& dataset, const Preprocess& preprocess,
                                         const EvaluationOptions& options)
 {
@@ -46,7 +57,7 @@ ClassificationResult evaluateClassifier(const Executor& executor, const Dataset&
     const std::size_t batchSize = g.fixedBatchOfOne ? 1 : std::max<std::size_t>(1, options.batchSize);
     ClassificationResult result;
     result.predictions.reserve(total);
-    std::size_t labelled = 0;
+    TopKTally tally;
     for (std::size_t first = 0; first < total; first += batchSize) {
         if (options.cancel && options.cancel->load())
             throw Cancelled();
@@ -58,22 +69,16 @@ ClassificationResult evaluateClassifier(const Executor& executor, const Dataset&
         const int classes = static_cast<int>(output.size() / static_cast<std::int64_t>(count));
         for (std::size_t i = 0; i < count; ++i) {
             const float* row = output.data<float>() + i * static_cast<std::size_t>(classes);
-            const std::vector<int> best = topK(row, classes, 5);
-            result.predictions.push_back(best[0]);
-            result.predictionScores.push_back(row[best[0]]);
-            const int label = dataset.label(first + i);
-            if (label < 0)
-                continue;
-            ++labelled;
-            if (best[0] == label)
-                ++result.top1Correct;
-            if (std::find(best.begin(), best.end(), label) != best.end())
-                ++result.top5Correct;
+            const int best = tally.add(row, classes, dataset.label(first + i));
+            result.predictions.push_back(best);
+            result.predictionScores.push_back(row[best]);
         }
         if (options.progress)
             options.progress(first + count, total);
     }
-    result.count = labelled;
+    result.count = tally.labelled;
+    result.top1Correct = tally.top1Correct;
+    result.top5Correct = tally.top5Correct;
     return result;
 }
 

@@ -43,4 +43,13 @@ ClassificationResult evaluateClassifier(const Executor& executor, const Dataset&
 // Indices of the k largest values of one row of scores, largest first.
 std::vector<int> topK(const float* scores, int classes, int k);
 
+// Top-1 / top-5 counting over score rows; unlabelled rows (label -1) only give a prediction.
+struct TopKTally {
+    std::size_t labelled = 0, top1Correct = 0, top5Correct = 0;
+    // Returns the row's top-1 class.
+    int add(const float* scores, int classes, int label);
+    double top1() const { return labelled ? double(top1Correct) / double(labelled) : 0.0; }
+    double top5() const { return labelled ? double(top5Correct) / double(labelled) : 0.0; }
+};
+
 }  // namespace qe

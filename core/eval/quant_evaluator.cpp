@@ -285,7 +285,8 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     // Whole model: accuracy, agreement, output SQNR.
     const std::string& outputName = graph_->outputs.at(0).name;
     ErrorAccumulator outputError;
-    std::size_t top1 = 0, top5 = 0, floatTop1 = 0, floatTop5 = 0, agree = 0, labelled = 0;
+    TopKTally quantizedTally, floatTally;
+    std::size_t agree = 0;
     for (std::size_t b = 0; b < inputs_.size(); ++b) {
         const Tensor& reference = floatCache_[b].at(outputName);
         const Tensor& quantized = quantCache_[b].at(outputName);
@@ -295,26 +296,18 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
             throw Error(graph_->sourcePath + ": output " + reference.describe() + " is not one score row per image");
         const std::int64_t classes = reference.size() / rows;
         for (std::int64_t r = 0; r < rows; ++r) {
-            const auto q = topK(quantized.data<float>() + r * classes, int(classes), 5);
-            const auto f = topK(reference.data<float>() + r * classes, int(classes), 5);
-            metrics.predictions.push_back(q[0]);
-            metrics.floatPredictions.push_back(f[0]);
-            agree += q[0] == f[0];
-            const int label = labels_[metrics.predictions.size() - 1];
-            if (label < 0)
-                continue;
-            ++labelled;
-            top1 += q[0] == label;
-            floatTop1 += f[0] == label;
-            top5 += std::find(q.begin(), q.end(), label) != q.end();
-            floatTop5 += std::find(f.begin(), f.end(), label) != f.end();
+            const int label = labels_[metrics.predictions.size()];
+            const int q = quantizedTally.add(quantized.data<float>() + r * classes, int(classes), label);
+            const int f = floatTally.add(reference.data<float>() + r * classes, int(classes), label);
+            metrics.predictions.push_back(q);
+            metrics.floatPredictions.push_back(f);
+            agree += q == f;
         }
     }
-    const double n = std::max<double>(1, double(labelled));
-    metrics.top1 = top1 / n;
-    metrics.top5 = top5 / n;
-    metrics.floatTop1 = floatTop1 / n;
-    metrics.floatTop5 = floatTop5 / n;
+    metrics.top1 = quantizedTally.top1();
+    metrics.top5 = quantizedTally.top5();
+    metrics.floatTop1 = floatTally.top1();
+    metrics.floatTop5 = floatTally.top5();
     metrics.agreement = metrics.predictions.empty() ? 0 : double(agree) / double(metrics.predictions.size());
     metrics.outputSqnrDb = outputError.sqnrDb();
 
