@@ -220,6 +220,8 @@ private slots:
 private:
     void addReferenceRows(std::initializer_list<std::string_view> kinds);
     json referenceCase(const QString& name) const;
+    // The case's description, its input and PyTorch's (or the OCP table's) expected output.
+    std::tuple<json, Tensor, Tensor> referenceTensors(const QString& name) const;
 
     QString skipReason_;
     json manifest_;
@@ -253,6 +255,15 @@ void TestQuantizer::addReferenceRows(std::initializer_list<std::string_view> kin
             const std::string name = c["name"].get<std::string>();
             QTest::newRow(name.c_str()) << QString::fromStdString(name);
         }
+}
+
+std::tuple<json, Tensor, Tensor> TestQuantizer::referenceTensors(const QString& name) const
+{
+    json c = referenceCase(name);
+    const Shape shape = c["shape"].get<Shape>();
+    Tensor input = test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
+    Tensor expected = test::readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
+    return {std::move(c), std::move(input), std::move(expected)};
 }
 
 json TestQuantizer::referenceCase(const QString& name) const
@@ -332,10 +343,8 @@ void TestQuantizer::uniformMatchesPyTorch()
     if (!skipReason_.isEmpty())
         QSKIP(qPrintable(skipReason_));
     QFETCH(QString, name);
-    const json c = referenceCase(name);
-    const Shape shape = c["shape"].get<Shape>();
-    const Tensor input = test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
-    const Tensor expected = test::readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
+    const auto [c, input, expected] = referenceTensors(name);
+    const Shape& shape = input.shape();
 
     QuantParams params;
     params.scheme = Scheme::Affine;
@@ -400,10 +409,8 @@ void TestQuantizer::halfFormatsMatchPyTorch()
     if (!skipReason_.isEmpty())
         QSKIP(qPrintable(skipReason_));
     QFETCH(QString, name);
-    const json c = referenceCase(name);
-    const Shape shape = c["shape"].get<Shape>();
-    const Tensor input = test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
-    const Tensor expected = test::readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
+    const auto [c, input, expected] = referenceTensors(name);
+    const Shape& shape = input.shape();
     const bool fp16 = c["kind"] == "fp16";
 
     const Tensor scalar = mapValues(input, fp16 ? roundToFp16 : roundToBf16);
@@ -423,10 +430,8 @@ void TestQuantizer::fp8MatchesOcpTables()
     if (!skipReason_.isEmpty())
         QSKIP(qPrintable(skipReason_));
     QFETCH(QString, name);
-    const json c = referenceCase(name);
-    const Shape shape = c["shape"].get<Shape>();
-    const Tensor input = test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), shape);
-    const Tensor expected = test::readRawFloats(kReferenceDir / c["expected"].get<std::string>(), shape);
+    const auto [c, input, expected] = referenceTensors(name);
+    const Shape& shape = input.shape();
     const bool e4m3 = c["kind"] == "fp8_e4m3";
 
     const Tensor scalar = mapValues(input, e4m3 ? roundToFp8E4M3 : roundToFp8E5M2);
