@@ -4,6 +4,7 @@
 #include "engine/executor.h"
 #include "model/onnx_import.h"
 
+#include <QUnhandledException>
 #include <QtConcurrent>
 
 namespace qe {
@@ -47,15 +48,29 @@ template <class T, class OnResult> void Session::finish(QFuture<T> work, quint64
         progressTimer_.stop();
         emit failed(message);
     };
+    // QtConcurrent::run wraps exceptions that are not QExceptions in QUnhandledException, so the
+    // original is taken out and classified here.
+    auto classify = [fail](std::exception_ptr exception) {
+        try {
+            std::rethrow_exception(exception);
+        } catch (const Cancelled&) {
+            // A newer request replaced this one; nothing to report.
+        } catch (const Error& e) {
+            fail(QString::fromStdString(e.what()));
+        } catch (const std::exception& e) {
+            fail(QStringLiteral("Unexpected error: %1").arg(e.what()));
+        } catch (...) {
+            fail(QStringLiteral("Unexpected error"));
+        }
+    };
     work.then(this, [this, generation, onResult](T result) {
             if (!isCurrent(generation))
                 return;
             progressTimer_.stop();
             onResult(std::move(result));
         })
-        .onFailed(this, [](const Cancelled&) {})
-        .onFailed(this, [fail](const Error& e) { fail(QString::fromStdString(e.what())); })
-        .onFailed(this, [fail](const std::exception& e) { fail(QStringLiteral("Unexpected error: %1").arg(e.what())); });
+        .onFailed(this, [classify](const QUnhandledException& e) { classify(e.exception()); })
+        .onFailed(this, [classify]() { classify(std::current_exception()); });
 }
 
 void Session::open(const QString& modelPath, const QString& dataPath)
