@@ -1,6 +1,7 @@
 #include "data/dataset.h"
 
 #include "common/error.h"
+#include "common/parallel.h"
 
 #include <algorithm>
 #include <array>
@@ -718,34 +719,18 @@ Tensor makeBatch(const Dataset& dataset, std::size_t first, std::size_t count, c
     const std::size_t imageSize =
         static_cast<std::size_t>(channels) * static_cast<std::size_t>(height) * static_cast<std::size_t>(width);
 
-    // Exceptions must not leave an OpenMP region: keep the error of the lowest index (so the message does
-    // not depend on thread timing) and rethrow it afterwards.
-    std::exception_ptr error;
-    std::int64_t errorIndex = std::numeric_limits<std::int64_t>::max();
-    const auto n = static_cast<std::int64_t>(count);
-#pragma omp parallel for schedule(dynamic) if (count > 1)
-    for (std::int64_t i = 0; i < n; ++i) {
+    parallelFor(static_cast<std::int64_t>(count), [&](std::int64_t i) {
+        const std::size_t index = first + static_cast<std::size_t>(i);
+        const cv::Mat image = dataset.image(index);
         try {
-            const std::size_t index = first + static_cast<std::size_t>(i);
-            const cv::Mat image = dataset.image(index);
-            try {
-                preprocess.apply(image, channels, height, width, out + static_cast<std::size_t>(i) * imageSize);
-            } catch (const Error& e) {
-                throw Error(dataset.description() + ", image " + dataset.imageName(index) + ": " + e.what());
-            } catch (const cv::Exception& e) {
-                throw Error(dataset.description() + ", image " + dataset.imageName(index) +
-                            ": OpenCV failed in preprocessing (" + e.what() + ")");
-            }
-        } catch (...) {
-#pragma omp critical(qe_make_batch_error)
-            if (i < errorIndex) {
-                errorIndex = i;
-                error = std::current_exception();
-            }
+            preprocess.apply(image, channels, height, width, out + static_cast<std::size_t>(i) * imageSize);
+        } catch (const Error& e) {
+            throw Error(dataset.description() + ", image " + dataset.imageName(index) + ": " + e.what());
+        } catch (const cv::Exception& e) {
+            throw Error(dataset.description() + ", image " + dataset.imageName(index) +
+                        ": OpenCV failed in preprocessing (" + e.what() + ")");
         }
-    }
-    if (error)
-        std::rethrow_exception(error);
+    });
     return batch;
 }
 

@@ -1,6 +1,7 @@
 #include "eval/quant_evaluator.h"
 
 #include "common/error.h"
+#include "common/parallel.h"
 #include "engine/operator.h"
 #include "eval/accuracy.h"
 
@@ -13,15 +14,22 @@ namespace qe {
 
 void ErrorAccumulator::add(const float* reference, const float* approx, std::size_t count)
 {
+    // Separate reductions so that the compiler can vectorise the loop.
+    double signal = 0, noise = 0, dot = 0, normApprox = 0, maxAbs = 0;
+#pragma omp simd reduction(+ : signal, noise, dot, normApprox) reduction(max : maxAbs)
     for (std::size_t i = 0; i < count; ++i) {
         const double r = reference[i], a = approx[i], e = a - r;
-        signal_ += r * r;
-        noise_ += e * e;
-        dot_ += r * a;
-        normRef_ += r * r;
-        normApprox_ += a * a;
-        maxAbs_ = std::max(maxAbs_, std::abs(e));
+        signal += r * r;
+        noise += e * e;
+        dot += r * a;
+        normApprox += a * a;
+        maxAbs = std::max(maxAbs, std::abs(e));
     }
+    signal_ += signal;
+    noise_ += noise;
+    dot_ += dot;
+    normApprox_ += normApprox;
+    maxAbs_ = std::max(maxAbs_, maxAbs);
     count_ += count;
 }
 
@@ -43,9 +51,9 @@ double ErrorAccumulator::sqnrDb() const
 
 double ErrorAccumulator::cosine() const
 {
-    if (normRef_ == 0 || normApprox_ == 0)
-        return normRef_ == normApprox_ ? 1.0 : 0.0;
-    return dot_ / std::sqrt(normRef_ * normApprox_);
+    if (signal_ == 0 || normApprox_ == 0)
+        return signal_ == normApprox_ ? 1.0 : 0.0;
+    return dot_ / std::sqrt(signal_ * normApprox_);
 }
 
 ErrorStats ErrorStats::from(const ErrorAccumulator& a)
@@ -142,19 +150,23 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
             run.capture.insert(in);
     }
     // Built aside and committed at the end: a cancelled run must not leave a partial cache.
-    std::vector<Tensor> inputs;
-    std::vector<TensorMap> cache;
+    const std::size_t batches = (evaluationImages_ + batchSize - 1) / batchSize;
+    std::vector<Tensor> inputs(batches);
+    std::vector<TensorMap> cache(batches);
+    std::atomic<std::size_t> imagesDone{0};
+    parallelFor(static_cast<std::int64_t>(batches), [&](std::int64_t b) {
+        const std::size_t first = std::size_t(b) * batchSize, count = std::min(batchSize, evaluationImages_ - first);
+        inputs[b] = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width);
+        cache[b] = floatExecutor_.run({{graph_->inputs[0].name, inputs[b]}}, run);
+        const std::size_t done = imagesDone += count;
+        if (progress.report) {
+#pragma omp critical(qe_evaluator_progress)
+            progress.report("float reference", done, evaluationImages_);
+        }
+    });
     std::vector<int> labels;
-    for (std::size_t first = 0; first < evaluationImages_; first += batchSize) {
-        const std::size_t count = std::min(batchSize, evaluationImages_ - first);
-        Tensor batch = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width);
-        cache.push_back(floatExecutor_.run({{graph_->inputs[0].name, batch}}, run));
-        inputs.push_back(std::move(batch));
-        for (std::size_t i = 0; i < count; ++i)
-            labels.push_back(evaluation_->label(first + i));
-        if (progress.report)
-            progress.report("float reference", first + count, evaluationImages_);
-    }
+    for (std::size_t i = 0; i < evaluationImages_; ++i)
+        labels.push_back(evaluation_->label(i));
     inputs_ = std::move(inputs);
     floatCache_ = std::move(cache);
     labels_ = std::move(labels);
@@ -262,7 +274,9 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     // so that a cancelled or failed run is followed by a full one.
     std::unique_ptr<QuantPlan> previousPlan = std::move(previousPlan_);
     previousExecutor_.reset();
-    for (std::size_t b = 0; b < inputs_.size(); ++b) {
+    // Batches are independent: run them on both cores (kernels inside run single-threaded then).
+    std::atomic<std::size_t> batchesDone{0};
+    parallelFor(static_cast<std::int64_t>(inputs_.size()), [&](std::int64_t b) {
         if (startNode < graph_->nodes.size()) {
             RunOptions run;
             run.captureAll = true;
@@ -273,9 +287,12 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
             for (auto& [name, tensor] : produced)
                 quantCache_[b][name] = std::move(tensor);
         }
-        if (progress.report)
-            progress.report("quantized model", std::min((b + 1) * kBatchSize, evaluationImages_), evaluationImages_);
-    }
+        const std::size_t done = ++batchesDone;
+        if (progress.report) {
+#pragma omp critical(qe_evaluator_progress)
+            progress.report("quantized model", std::min(done * kBatchSize, evaluationImages_), evaluationImages_);
+        }
+    });
 
     ModelMetrics metrics;
     metrics.images = labels_.size();
@@ -315,9 +332,9 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     // accumulated error while the run resumed after its output.
     if (layerCache_.size() != layers_.size())
         layerCache_.assign(layers_.size(), std::nullopt);
-    std::set<std::string> countedWeights;
-    double weightBytesTotal = 0, weightCountTotal = 0;
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
+    std::vector<LayerMetrics> layerMetrics(layers_.size());
+    parallelFor(static_cast<std::int64_t>(layers_.size()), [&](std::int64_t index) {
+        const auto i = static_cast<std::size_t>(index);
         const QuantLayer& layer = layers_[i];
         const bool planUnchanged = previousPlan && previousPlan->plans[i] == plan->plans[i] && layerCache_[i];
         LayerMetrics m = planUnchanged ? *layerCache_[i] : ownLayerMetrics(*plan, i);
@@ -328,12 +345,18 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
                 accumulated.add(floatCache_[b].at(layer.output), quantCache_[b].at(layer.output));
             m.accumulated = ErrorStats::from(accumulated);
         }
-        if (!layer.weight.empty() && countedWeights.insert(layer.weight).second) {
+        layerMetrics[i] = std::move(m);
+    });
+    std::set<std::string> countedWeights;
+    double weightBytesTotal = 0, weightCountTotal = 0;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        const LayerMetrics& m = layerMetrics[i];
+        if (!layers_[i].weight.empty() && countedWeights.insert(layers_[i].weight).second) {
             weightBytesTotal += m.weightBytes;
             weightCountTotal += double(m.weightCount);
         }
         layerCache_[i] = m;
-        metrics.layers.push_back(std::move(m));
+        metrics.layers.push_back(m);
     }
 
     // Size: quantized weights as planned; every other initializer (biases, constants) in float.

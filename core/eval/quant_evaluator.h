@@ -31,7 +31,7 @@ public:
     double maxAbsError() const { return maxAbs_; }
 
 private:
-    double signal_ = 0, noise_ = 0, dot_ = 0, normRef_ = 0, normApprox_ = 0, maxAbs_ = 0;
+    double signal_ = 0, noise_ = 0, dot_ = 0, normApprox_ = 0, maxAbs_ = 0;  // signal_ is also |reference|^2
     std::size_t count_ = 0;
 };
 
