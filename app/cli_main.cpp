@@ -79,7 +79,8 @@ quantization (see README, "Quantization"):
 
 constexpr const char* kHistogramUsage = R"(usage: quantexplorer-cli histogram --model M.onnx --config C.json --tensor NAME [options]
 
-  --tensor NAME         a layer name (its output activation) or a weight initializer name
+  --tensor NAME         a layer name (its output activation), a weight initializer name, or any
+                        other float tensor of the graph (shown without levels)
   --data PATH           images for activation histograms (not needed for weights)
   --calib-data PATH     calibration images (default: the training split beside --data)
   --calib-count N       calibration images (default: the configuration's "images")

@@ -436,6 +436,21 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
             }
         return result;
     }
+    // Any other float tensor (a MaxPool or Reshape output): its values, without levels of its own,
+    // since such tensors keep the quantization of the layer that produced their input.
+    auto value = graph_->values.find(tensor);
+    if (value != graph_->values.end() && value->second.dtype == DataType::Float32) {
+        ensureFloatCache({});
+        if (inputs_.empty())
+            throw Error("the histogram of tensor '" + tensor + "' needs evaluation images");
+        RunOptions run;
+        run.capture = {tensor};
+        RangeObserver observer(bins);
+        for (const Tensor& batch : inputs_)
+            observer.observe(floatExecutor_.run({{graph_->inputs[0].name, batch}}, run).at(tensor));
+        result.histogram = observer.histogram();
+        return result;
+    }
     throw Error("no layer, activation or weight named '" + tensor + "' (see 'quantexplorer-cli info' for names)");
 }
 

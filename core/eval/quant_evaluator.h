@@ -106,7 +106,8 @@ public:
     // Throws qe::Error for configurations that do not fit the model; Cancelled when cancelled.
     ModelMetrics evaluate(const QuantConfig& config, const EvaluationProgress& progress = {});
 
-    // `tensor` is a layer name (its output activation), a tensor name, or a weight initializer.
+    // `tensor` is a layer name (its output activation), a weight initializer, or any float tensor
+    // of the graph (shown without levels when it is not a quantization point).
     TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128);
 
     // Drops the caches (for benchmarks comparing full and incremental runs).

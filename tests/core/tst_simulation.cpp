@@ -219,6 +219,12 @@ void TestSimulation::histogramShowsLevels()
     QCOMPARE(activations.levels.size(), std::size_t(256));
     QVERIFY(activations.clipRange.has_value());
     QCOMPARE(activations.calibrationRanges.size(), std::size_t(kCalibrationMethodCount));
+
+    // Any other tensor: a MaxPool output, 200 images x 16 x 14 x 14 values, no levels of its own.
+    const TensorHistogram pooled = evaluator->histogram(w8a8(), "/pool1/MaxPool_output_0");
+    QCOMPARE(pooled.histogram.total(), 200.0 * 16 * 14 * 14);
+    QVERIFY(pooled.levels.empty());
+    QVERIFY(pooled.histogram.low >= 0.f);  // after ReLU
 }
 
 void TestSimulation::configErrorsNameTheLayer()
