@@ -431,8 +431,11 @@ int runHistogram(const std::vector<std::string>& args)
         std::cout << out.dump() << "\n";
         return 0;
     }
-    std::cout << h.tensor << " (" << (h.isWeight ? "weights" : "activations") << " of layer " << h.layer << "): range ["
-              << h.histogram.low << ", " << h.histogram.high << "], " << h.levels.size() << " levels";
+    if (h.layer.empty())
+        std::cout << h.tensor << " (not a quantization point; it keeps its producer's levels): range [";
+    else
+        std::cout << h.tensor << " (" << (h.isWeight ? "weights" : "activations") << " of layer " << h.layer << "): range [";
+    std::cout << h.histogram.low << ", " << h.histogram.high << "], " << h.levels.size() << " levels";
     if (h.clipRange)
         std::cout << ", clipped to [" << h.clipRange->first << ", " << h.clipRange->second << "] ("
                   << 100 * h.clippedFraction << "% clipped)";
