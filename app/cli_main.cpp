@@ -420,6 +420,7 @@ int runHistogram(const std::vector<std::string>& args)
     const TensorHistogram h = evaluator.histogram(config, tensor, static_cast<int>(options.integer("--bins").value_or(128)));
 
     json out{{"tensor", h.tensor}, {"layer", h.layer}, {"kind", h.isWeight ? "weight" : "activation"},
+             {"min", h.min}, {"max", h.max},
              {"low", h.histogram.low}, {"high", h.histogram.high}, {"counts", h.histogram.counts},
              {"levels", h.levels}, {"clipped_fraction", h.clippedFraction}};
     out["clip_range"] = h.clipRange ? json{h.clipRange->first, h.clipRange->second} : json(nullptr);
@@ -435,7 +436,7 @@ int runHistogram(const std::vector<std::string>& args)
         std::cout << h.tensor << " (not a quantization point; it keeps its producer's levels): range [";
     else
         std::cout << h.tensor << " (" << (h.isWeight ? "weights" : "activations") << " of layer " << h.layer << "): range [";
-    std::cout << h.histogram.low << ", " << h.histogram.high << "], " << h.levels.size() << " levels";
+    std::cout << h.min << ", " << h.max << "], " << h.levels.size() << " levels";
     if (h.clipRange)
         std::cout << ", clipped to [" << h.clipRange->first << ", " << h.clipRange->second << "] ("
                   << 100 * h.clippedFraction << "% clipped)";

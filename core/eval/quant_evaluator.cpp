@@ -388,6 +388,8 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
             RangeObserver observer(bins);
             observer.observe(weights);
             result.histogram = observer.histogram();
+            result.min = observer.min();
+            result.max = observer.max();
             if (!lc.keepFloat && lc.weights.quantize) {
                 Tensor quantized;
                 const QuantParams p = quantizeLayerWeights(layer, lc.weights, weights, quantized);
@@ -407,6 +409,8 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
         for (const TensorMap& cached : floatCache_)
             observer.observe(cached.at(layer.output));
         result.histogram = observer.histogram();
+        result.min = observer.min();
+        result.max = observer.max();
         auto calibrated = calibration_.observers.find(layer.output);
         const bool haveCalibration = calibrated != calibration_.observers.end() && !calibrated->second.empty();
         if (!lc.keepFloat && lc.activations.quantize && (haveCalibration || lc.activations.dynamic)) {
@@ -449,6 +453,8 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
         for (const Tensor& batch : inputs_)
             observer.observe(floatExecutor_.run({{graph_->inputs[0].name, batch}}, run).at(tensor));
         result.histogram = observer.histogram();
+        result.min = observer.min();
+        result.max = observer.max();
         return result;
     }
     throw Error("no layer, activation or weight named '" + tensor + "' (see 'quantexplorer-cli info' for names)");

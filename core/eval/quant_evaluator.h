@@ -71,7 +71,8 @@ struct ModelMetrics {
 struct TensorHistogram {
     std::string tensor, layer;
     bool isWeight = false;
-    Histogram histogram;
+    Histogram histogram;                  // its bins may extend past the data: see min/max
+    float min = 0.f, max = 0.f;           // the extremes of the data
     std::vector<float> levels;            // representable values (empty for float)
     std::optional<std::pair<float, float>> clipRange;
     double clippedFraction = 0;
