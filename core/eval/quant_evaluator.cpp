@@ -131,7 +131,6 @@ bool QuantEvaluator::needsCalibration(const QuantConfig& config) const
 void QuantEvaluator::clearQuantizedCache()
 {
     previousPlan_.reset();
-    previousExecutor_.reset();
     quantCache_.clear();
     layerCache_.clear();
 }
@@ -258,7 +257,7 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
 {
     ensureFloatCache(progress);
     auto plan = std::make_unique<QuantPlan>(makePlan(*graph_, layers_, config, calibration_, previousPlan_.get(), &fixed_));
-    auto executor = std::make_unique<Executor>(plan->graph);
+    const Executor executor(plan->graph);
 
     // Resume from the first node whose layer changed; everything before it is as last time.
     std::size_t startNode = 0;
@@ -273,9 +272,8 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     // Until this run completes, the cache holds a mix of old and new batches: forget the old plan
     // so that a cancelled or failed run is followed by a full one.
     std::unique_ptr<QuantPlan> previousPlan = std::move(previousPlan_);
-    previousExecutor_.reset();
     // Batches are independent: run them on both cores (kernels inside run single-threaded then).
-    std::atomic<std::size_t> batchesDone{0};
+    std::atomic<std::size_t> imagesDone{0};
     parallelFor(static_cast<std::int64_t>(inputs_.size()), [&](std::int64_t b) {
         if (startNode < graph_->nodes.size()) {
             RunOptions run;
@@ -283,14 +281,14 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
             run.cancel = progress.cancel;
             run.startNode = startNode;
             TensorMap feeds = startNode == 0 ? TensorMap{{graph_->inputs[0].name, inputs_[b]}} : quantCache_[b];
-            TensorMap produced = runSimulated(*plan, *executor, std::move(feeds), run);
+            TensorMap produced = runSimulated(*plan, executor, std::move(feeds), run);
             for (auto& [name, tensor] : produced)
                 quantCache_[b][name] = std::move(tensor);
         }
-        const std::size_t done = ++batchesDone;
+        const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
         if (progress.report) {
 #pragma omp critical(qe_evaluator_progress)
-            progress.report("quantized model", std::min(done * kBatchSize, evaluationImages_), evaluationImages_);
+            progress.report("quantized model", done, evaluationImages_);
         }
     });
 
@@ -370,7 +368,6 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     metrics.floatSizeBytes = floatBytes;
     metrics.bitsPerWeight = weightCountTotal > 0 ? 8.0 * weightBytesTotal / weightCountTotal : 32.0;
 
-    previousExecutor_ = std::move(executor);
     previousPlan_ = std::move(plan);
     return metrics;
 }

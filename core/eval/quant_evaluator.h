@@ -136,7 +136,6 @@ private:
 
     // The previous quantized run, for incremental recomputation.
     std::unique_ptr<QuantPlan> previousPlan_;
-    std::unique_ptr<Executor> previousExecutor_;
     std::vector<TensorMap> quantCache_;  // per batch: every tensor of the quantized run
     std::vector<std::optional<LayerMetrics>> layerCache_;  // the previous run's per-layer metrics
 };

@@ -84,9 +84,8 @@ Graph foldConstants(Graph graph)
                 kept.push_back(std::move(node));
                 continue;
             }
+            // Only later nodes can read it (topological order), so renaming them is enough.
             renameInputs(graph, node.outputs[0], node.inputs[0]);
-            for (Node& k : kept)  // earlier nodes cannot read it (topological order), later ones were renamed
-                (void)k;
             continue;
         }
         bool allConstant = isFoldable(node);
@@ -134,11 +133,7 @@ Graph foldStaticShapes(Graph graph)
         auto shape = staticShape(node.input(0), dynamic);
         if (!shape)
             continue;
-        const auto rank = static_cast<std::int64_t>(shape->size());
-        std::int64_t start = node.intAttribute("start", 0);
-        std::int64_t end = node.intAttribute("end", rank);
-        start = std::clamp<std::int64_t>(start < 0 ? start + rank : start, 0, rank);
-        end = std::clamp<std::int64_t>(end < 0 ? end + rank : end, 0, rank);
+        const auto [start, end] = shapeNodeRange(node, static_cast<std::int64_t>(shape->size()));
         Shape dims;
         std::vector<bool> dims_dynamic;
         for (std::int64_t d = start; d < end; ++d) {

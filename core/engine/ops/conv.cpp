@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <Eigen/Core>
 
-#include <exception>
 #include <vector>
 
 namespace qe {
@@ -140,24 +139,13 @@ std::vector<Tensor> runConv(const OpContext& c)
         for (std::int64_t n = 0; n < batch; ++n)
             convolveImage(n, columns);  // parallelGemm splits each large GEMM instead
     } else {
-        // An exception must not leave an OpenMP region (std::terminate): keep the first one.
-        std::exception_ptr failure;
-#pragma omp parallel
-        {
+        // One im2col buffer per thread, reused for its images.
+        const int threads = omp_get_max_threads();
+        parallelFor(threads, [&](std::int64_t t) {
             std::vector<float> columns;
-#pragma omp for schedule(dynamic)
-            for (std::int64_t n = 0; n < batch; ++n) {
-                try {
-                    convolveImage(n, columns);
-                } catch (...) {
-#pragma omp critical
-                    if (!failure)
-                        failure = std::current_exception();
-                }
-            }
-        }
-        if (failure)
-            std::rethrow_exception(failure);
+            for (std::int64_t n = t; n < batch; n += threads)
+                convolveImage(n, columns);
+        });
     }
     return {out};
 }

@@ -3,11 +3,12 @@
 // output dimension. Eigen itself runs single-threaded (EIGEN_DONT_PARALLELIZE): we decide where
 // threads pay off, because small layers (LeNet-size) lose more to thread wake-ups than they gain.
 
+#include "common/parallel.h"
+
 #include <Eigen/Core>
 
 #include <algorithm>
 #include <cstdint>
-#include <exception>
 
 #include <omp.h>
 
@@ -31,38 +32,24 @@ void parallelGemm(const Eigen::Ref<const RowMajorMatrix<T>>& a, const Eigen::Ref
         y.noalias() = a * b;
         return;
     }
+    // One block per thread; parallelFor carries any exception (Eigen may allocate) out of the region.
     const int threads = omp_get_max_threads();
-    // Eigen may allocate (and throw) inside; an exception must not leave the OpenMP region.
-    std::exception_ptr failure;
-    auto guarded = [&](auto&& work) {
-        try {
-            work();
-        } catch (...) {
-#pragma omp critical
-            if (!failure)
-                failure = std::current_exception();
-        }
-    };
     if (m >= n) {
         const std::int64_t block = (m + threads - 1) / threads;
-#pragma omp parallel for num_threads(threads)
-        for (int t = 0; t < threads; ++t) {
+        parallelFor(threads, [&](std::int64_t t) {
             const std::int64_t begin = t * block, count = std::min(block, m - begin);
             if (count > 0)
-                guarded([&] { y.middleRows(begin, count).noalias() = a.middleRows(begin, count) * b; });
-        }
+                y.middleRows(begin, count).noalias() = a.middleRows(begin, count) * b;
+        });
     } else {
         // Column blocks a multiple of 16 wide keep the vectorised inner loops aligned.
         const std::int64_t block = ((n + threads - 1) / threads + 15) / 16 * 16;
-#pragma omp parallel for num_threads(threads)
-        for (int t = 0; t < threads; ++t) {
+        parallelFor(threads, [&](std::int64_t t) {
             const std::int64_t begin = t * block, count = std::min(block, n - begin);
             if (count > 0)
-                guarded([&] { y.middleCols(begin, count).noalias() = a * b.middleCols(begin, count); });
-        }
+                y.middleCols(begin, count).noalias() = a * b.middleCols(begin, count);
+        });
     }
-    if (failure)
-        std::rethrow_exception(failure);
 }
 
 }  // namespace qe

@@ -71,13 +71,18 @@ std::vector<Tensor> runConstant(const OpContext& c)
     failNode(c, "needs one of the attributes value, value_float(s), value_int(s) (sparse and string values are not supported)");
 }
 
+std::pair<std::int64_t, std::int64_t> shapeNodeRange(const Node& node, std::int64_t rank)
+{
+    std::int64_t start = node.intAttribute("start", 0), end = node.intAttribute("end", rank);
+    start = std::clamp<std::int64_t>(start < 0 ? start + rank : start, 0, rank);
+    end = std::clamp<std::int64_t>(end < 0 ? end + rank : end, 0, rank);
+    return {start, end};
+}
+
 std::vector<Tensor> runShape(const OpContext& c)
 {
     const Shape& shape = c.input(0).shape();
-    const auto rank = static_cast<std::int64_t>(shape.size());
-    std::int64_t start = c.node.intAttribute("start", 0), end = c.node.intAttribute("end", rank);
-    start = std::clamp<std::int64_t>(start < 0 ? start + rank : start, 0, rank);
-    end = std::clamp<std::int64_t>(end < 0 ? end + rank : end, 0, rank);
+    const auto [start, end] = shapeNodeRange(c.node, static_cast<std::int64_t>(shape.size()));
     std::vector<std::int64_t> dims;
     for (std::int64_t d = start; d < end; ++d)
         dims.push_back(shape[static_cast<std::size_t>(d)]);
