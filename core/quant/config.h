@@ -71,6 +71,7 @@ struct LayerQuantConfig {
     bool keepFloat = false;
     TensorQuantSpec weights, activations;
     CalibrationSpec calibration;
+    bool operator==(const LayerQuantConfig&) const = default;
 };
 
 struct QuantConfig {

@@ -80,6 +80,7 @@ struct QuantParams {
     std::vector<float> rangeMin, rangeMax; // the clipping range each scale was derived from
     std::vector<float> codebook;           // k-means: 2^bits sorted centroids per parameter block
     std::size_t blockCount() const { return scale.size(); }
+    bool operator==(const QuantParams&) const = default;
 };
 
 // Parameters for an activation tensor whose clipping range is [min, max] (from calibration or,

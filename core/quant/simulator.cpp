@@ -7,24 +7,6 @@
 
 namespace qe {
 
-bool LayerPlan::operator==(const LayerPlan& other) const
-{
-    auto sameParams = [](const std::optional<QuantParams>& a, const std::optional<QuantParams>& b) {
-        if (a.has_value() != b.has_value())
-            return false;
-        if (!a)
-            return true;
-        return a->scheme == b->scheme && a->bits == b->bits && a->isSigned == b->isSigned &&
-               a->granularity == b->granularity && a->groupSize == b->groupSize && a->scale == b->scale &&
-               a->zeroPoint == b->zeroPoint && a->codebook == b->codebook && a->rangeMin == b->rangeMin &&
-               a->rangeMax == b->rangeMax;
-    };
-    return config.keepFloat == other.config.keepFloat && config.weights == other.config.weights &&
-           config.activations == other.config.activations && config.calibration == other.config.calibration &&
-           dynamicActivations == other.dynamicActivations && sameParams(weightParams, other.weightParams) &&
-           sameParams(activationParams, other.activationParams);
-}
-
 std::set<std::string> layerNames(const std::vector<QuantLayer>& layers)
 {
     std::set<std::string> names;

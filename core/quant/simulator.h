@@ -41,7 +41,7 @@ struct LayerPlan {
     std::optional<QuantParams> weightParams;      // when the weights are quantized
     std::optional<QuantParams> activationParams;  // static activation quantization
     bool dynamicActivations = false;              // range taken from each input at run time
-    bool operator==(const LayerPlan& other) const;
+    bool operator==(const LayerPlan&) const = default;
 };
 
 // Parameters that come with the model (a QDQ file) rather than from calibration or fitting.
