@@ -138,9 +138,7 @@ int runInfo(const std::vector<std::string>& args)
     importOptions.foldConstants = !options.has("--no-fold");
     const Graph graph = loadOnnx(options.required("--model"), importOptions);
 
-    std::map<std::string, int> operatorCounts;
-    for (const Node& node : graph.nodes)
-        ++operatorCounts[node.opType];
+    const std::map<std::string, int> operatorCounts = graph.operatorCounts();
 
     if (options.has("--json")) {
         json out;

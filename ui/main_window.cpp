@@ -18,7 +18,6 @@
 #include <QTimer>
 #include <QVBoxLayout>
 
-#include <map>
 
 namespace qe {
 
@@ -125,11 +124,8 @@ void MainWindow::showLoaded()
     for (int column = LayerTableModel::Operator; column < LayerTableModel::ColumnCount; ++column)
         table_->resizeColumnToContents(column);
 
-    std::map<std::string, int> operators;
-    for (const Node& node : graph.nodes)
-        ++operators[node.opType];
     QString ops;
-    for (const auto& [op, count] : operators)
+    for (const auto& [op, count] : graph.operatorCounts())
         ops += QStringLiteral("%1 ×%2  ").arg(QString::fromStdString(op)).arg(count);
     const ValueInfo& input = graph.inputs.at(0);
     summary_->setText(tr("<h3>%1</h3><p><b>Input</b> %2 %3<br><b>Opset</b> %4<br><b>Nodes</b> %5<br><b>Parameters</b> %6</p>"

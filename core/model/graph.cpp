@@ -101,6 +101,14 @@ std::int64_t Graph::parameterCount() const
     return count;
 }
 
+std::map<std::string, int> Graph::operatorCounts() const
+{
+    std::map<std::string, int> counts;
+    for (const Node& node : nodes)
+        ++counts[node.opType];
+    return counts;
+}
+
 std::int64_t Graph::parameterCount(const Node& node) const
 {
     std::int64_t count = 0;

@@ -69,6 +69,8 @@ struct Graph {
     std::int64_t parameterCount() const;  // elements of all weight and bias initializers
     // Elements of the node's weight and bias inputs (int64 shape constants are not parameters).
     std::int64_t parameterCount(const Node& node) const;
+    // How many nodes of each operator the graph has, by operator name.
+    std::map<std::string, int> operatorCounts() const;
 };
 
 }  // namespace qe
