@@ -37,7 +37,8 @@ using Kernel = std::vector<Tensor> (*)(const OpContext&);
     X(BatchNormalization) X(Softmax) X(ReduceMean)                                                      \
     X(Flatten) X(Reshape) X(Transpose) X(Concat) X(Split) X(Squeeze) X(Unsqueeze) X(Pad)               \
     X(Identity) X(Dropout) X(Constant) X(Shape) X(Gather) X(Slice) X(Cast)                              \
-    X(QuantizeLinear) X(DequantizeLinear)
+    X(QuantizeLinear) X(DequantizeLinear) X(DynamicQuantizeLinear)                                      \
+    X(ConvInteger) X(MatMulInteger) X(QLinearConv) X(QLinearMatMul)
 
 #define QE_DECLARE_KERNEL(Name) std::vector<Tensor> run##Name(const OpContext& context);
 QE_OPERATORS(QE_DECLARE_KERNEL)

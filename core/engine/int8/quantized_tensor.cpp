@@ -1,0 +1,114 @@
+#include "engine/int8/quantized_tensor.h"
+
+#include "common/error.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace qe::int8 {
+
+Shape QuantizedTensor::logicalShape() const
+{
+    const Shape& s = codes.shape();
+    if (!channelsLast)
+        return s;
+    return {s[0], s[3], s[1], s[2]};
+}
+
+QuantizedTensor quantize(const Tensor& values, const ActivationParams& params)
+{
+    if (values.dtype() != DataType::Float32)
+        throw Error("quantize: expected a float32 tensor, got " + values.describe());
+    QuantizedTensor q;
+    q.params = params;
+    q.codes = Tensor(DataType::UInt8, values.shape());
+    const float* x = values.data<float>();
+    std::uint8_t* out = q.codes.mutableData<std::uint8_t>();
+    const float inverseScale = 1.f / params.scale;
+    const auto zeroPoint = static_cast<float>(params.zeroPoint);
+    const auto lo = static_cast<float>(params.codeMin), hi = static_cast<float>(params.codeMax);
+    for (std::int64_t i = 0; i < values.size(); ++i) {
+        // NaN becomes the zero-point (real 0): an integer has no NaN.
+        const float code = std::isnan(x[i]) ? zeroPoint : std::clamp(std::nearbyint(x[i] * inverseScale) + zeroPoint, lo, hi);
+        out[i] = static_cast<std::uint8_t>(code);
+    }
+    return q;
+}
+
+Tensor dequantize(const QuantizedTensor& q)
+{
+    const QuantizedTensor nchw = toChannelsFirst(q);
+    Tensor out(DataType::Float32, nchw.codes.shape());
+    const std::uint8_t* codes = nchw.codes.data<std::uint8_t>();
+    float* y = out.mutableData<float>();
+    for (std::int64_t i = 0; i < out.size(); ++i)
+        y[i] = static_cast<float>(static_cast<std::int32_t>(codes[i]) - q.params.zeroPoint) * q.params.scale;
+    return out;
+}
+
+namespace {
+
+// Copies a [N, A, B] array of bytes into [N, B, A].
+Tensor transposeInner(const Tensor& in, std::int64_t n, std::int64_t a, std::int64_t b, Shape outShape)
+{
+    Tensor out(DataType::UInt8, std::move(outShape));
+    const std::uint8_t* src = in.data<std::uint8_t>();
+    std::uint8_t* dst = out.mutableData<std::uint8_t>();
+    constexpr std::int64_t kTile = 32;  // cache-friendly tiles
+    for (std::int64_t i = 0; i < n; ++i) {
+        const std::uint8_t* s = src + i * a * b;
+        std::uint8_t* d = dst + i * a * b;
+        for (std::int64_t a0 = 0; a0 < a; a0 += kTile)
+            for (std::int64_t b0 = 0; b0 < b; b0 += kTile)
+                for (std::int64_t x = a0; x < std::min(a, a0 + kTile); ++x)
+                    for (std::int64_t y = b0; y < std::min(b, b0 + kTile); ++y)
+                        d[y * a + x] = s[x * b + y];
+    }
+    return out;
+}
+
+}  // namespace
+
+QuantizedTensor toChannelsLast(const QuantizedTensor& q)
+{
+    if (q.channelsLast || q.codes.rank() != 4)
+        return q;
+    const Shape& s = q.codes.shape();  // N C H W
+    QuantizedTensor out;
+    out.params = q.params;
+    out.channelsLast = true;
+    if (s[2] * s[3] == 1)
+        out.codes = q.codes.reshaped({s[0], 1, 1, s[1]});
+    else
+        out.codes = transposeInner(q.codes, s[0], s[1], s[2] * s[3], {s[0], s[2], s[3], s[1]});
+    return out;
+}
+
+QuantizedTensor toChannelsFirst(const QuantizedTensor& q)
+{
+    if (!q.channelsLast)
+        return q;
+    const Shape& s = q.codes.shape();  // N H W C
+    QuantizedTensor out;
+    out.params = q.params;
+    if (s[1] * s[2] == 1)
+        out.codes = q.codes.reshaped({s[0], s[3], 1, 1});
+    else
+        out.codes = transposeInner(q.codes, s[0], s[1] * s[2], s[3], {s[0], s[3], s[1], s[2]});
+    return out;
+}
+
+Tensor presentedCodes(const QuantizedTensor& q)
+{
+    const QuantizedTensor nchw = toChannelsFirst(q);
+    if (!q.params.isSigned)
+        return nchw.codes;
+    Tensor out(DataType::Int8, nchw.codes.shape());
+    const std::uint8_t* src = nchw.codes.data<std::uint8_t>();
+    std::int8_t* dst = out.mutableData<std::int8_t>();
+    for (std::int64_t i = 0; i < out.size(); ++i)
+        dst[i] = static_cast<std::int8_t>(static_cast<int>(src[i]) - 128);
+    return out;
+}
+
+}  // namespace qe::int8
