@@ -9,6 +9,7 @@
 #include "engine/executor.h"
 #include "engine/operator.h"
 #include "eval/accuracy.h"
+#include "eval/integer_evaluation.h"
 #include "eval/quant_evaluator.h"
 #include "quant/config.h"
 #include "quant/qdq_import.h"
@@ -72,6 +73,9 @@ quantization (see README, "Quantization"):
                         JSON then adds float_top1, agreement, size_bytes and a "layers" array.
                         "--config model" uses a QDQ model's own scales and zero-points
   --save-config PATH    write the configuration that was used (e.g. the one read from a QDQ model)
+  --engine E            simulate (default): fake quantization in the float engine; int8: also run the
+                        integer-only engine (accuracy reported is then the engine's; --json adds
+                        agreement_with_simulation, output_within_1_lsb and ms_per_image)
   --calib-data PATH     calibration images (default: the training split beside --data, e.g.
                         train-images-idx3-ubyte.gz beside t10k-images-idx3-ubyte.gz)
   --calib-count N       calibration images to use (default: the configuration's "images")
@@ -299,8 +303,13 @@ int runEval(const std::vector<std::string>& args)
     }
     const cli::Options options(args,
                                withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--batch",
-                                                    "--config", "--calib-data", "--calib-count", "--save-config"}),
+                                                    "--config", "--calib-data", "--calib-count", "--save-config", "--engine"}),
                                {"--json"});
+    const std::string engine = options.value("--engine").value_or("simulate");
+    if (engine != "simulate" && engine != "int8")
+        throw Error("--engine: expected 'simulate' or 'int8', got '" + engine + "'");
+    if (engine == "int8" && !options.value("--config"))
+        throw Error("--engine int8 needs --config (the quantization to run in integers)");
     const ModelAndData in = loadModelAndData(options, true);
     const auto& [modelPath, graph, preprocess, dataPathOptional, dataset, labelColumn] = in;
     const std::filesystem::path dataPath = *dataPathOptional;
@@ -353,7 +362,18 @@ int runEval(const std::vector<std::string>& args)
         calibrateFromOptions(evaluator, config, options, dataPath, labelColumn);
     if (auto save = options.value("--save-config"))
         config.save(*save);
-    const ModelMetrics m = evaluator.evaluate(config, {stderrProgress(), nullptr});
+    ModelMetrics m = evaluator.evaluate(config, {stderrProgress(), nullptr});
+    std::optional<IntegerEvaluation> integer;
+    if (engine == "int8") {
+        integer = evaluateInteger(evaluator.plan(config), *dataset, preprocess, limit, {stderrProgress(), nullptr});
+        // The accuracy reported is the integer engine's; the simulation's stays beside it.
+        std::size_t agree = 0;
+        for (std::size_t i = 0; i < integer->predictions.size() && i < m.floatPredictions.size(); ++i)
+            agree += integer->predictions[i] == m.floatPredictions[i];
+        m.top1 = integer->top1;
+        m.top5 = integer->top5;
+        m.agreement = integer->images ? double(agree) / double(integer->images) : 0;
+    }
 
     if (options.has("--json")) {
         json layers = json::array();
@@ -363,13 +383,30 @@ int runEval(const std::vector<std::string>& args)
                        {"clipped_fraction", l.clippedFraction}, {"rmse_over_scale", finite(l.rmseOverScale)},
                        {"weight_count", l.weightCount}, {"weight_bytes", l.weightBytes}};
             entry["weights"] = l.weights ? errorJson(*l.weights) : json(nullptr);
+            if (integer)
+                for (const LayerExecution& e : integer->layers)
+                    if (e.layer == l.name) {
+                        entry["integer"] = e.integer;
+                        entry["kernel"] = e.integer ? (e.fastKernel ? "onednn" : "reference") : "float";
+                        if (!e.integer)
+                            entry["float_reason"] = e.reason;
+                    }
             layers.push_back(entry);
         }
         json out{{"top1", m.top1}, {"top5", m.top5}, {"count", m.images}, {"float_top1", m.floatTop1},
                  {"float_top5", m.floatTop5}, {"agreement", m.agreement}, {"size_bytes", m.sizeBytes},
                  {"float_size_bytes", m.floatSizeBytes}, {"bits_per_weight", m.bitsPerWeight},
                  {"output_sqnr_db", finite(m.outputSqnrDb)}, {"model", modelPath.string()},
-                 {"data", dataset->description()}, {"config", *options.value("--config")}, {"layers", layers}};
+                 {"data", dataset->description()}, {"config", *options.value("--config")}, {"engine", engine},
+                 {"layers", layers}};
+        if (integer) {
+            out["simulated_top1"] = integer->simulatedTop1;
+            out["agreement_with_simulation"] = integer->agreementWithSimulation;
+            out["output_within_1_lsb"] = integer->outputWithinOneLsb;
+            out["max_output_lsb_difference"] = integer->maxOutputLsbDifference;
+            out["ms_per_image"] = integer->msPerImage;
+            out["integer_layers"] = integer->integerLayers;
+        }
         std::cout << out.dump() << "\n";
         return 0;
     }
@@ -380,7 +417,18 @@ int runEval(const std::vector<std::string>& args)
               << "output SQNR: " << m.outputSqnrDb << " dB\n"
               << "size: " << m.sizeBytes / 1024 << " KiB (float " << m.floatSizeBytes / 1024 << " KiB), "
               << m.bitsPerWeight << " bits per weight\n"
-              << "images: " << m.images << "\n\n";
+              << "images: " << m.images << "\n";
+    if (integer) {
+        std::cout << "engine: int8, " << integer->integerLayers << " of " << integer->layers.size()
+                  << " layers in integer arithmetic, " << std::setprecision(3) << integer->msPerImage << " ms per image\n"
+                  << std::setprecision(2) << "simulation top-1: " << 100 * integer->simulatedTop1
+                  << "%, agreement with the simulation: " << 100 * integer->agreementWithSimulation << "%, output within 1 LSB: "
+                  << 100 * integer->outputWithinOneLsb << "%\n";
+        for (const LayerExecution& e : integer->layers)
+            if (!e.integer)
+                std::cout << "  float: " << e.layer << " (" << e.reason << ")\n";
+    }
+    std::cout << "\n";
     std::cout << std::left << std::setw(28) << "layer" << std::setw(12) << "op" << std::right << std::setw(12)
               << "SQNR dB" << std::setw(12) << "isolated" << std::setw(12) << "weights" << std::setw(10) << "clipped"
               << std::setw(10) << "cosine" << "\n";

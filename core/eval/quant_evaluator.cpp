@@ -253,6 +253,11 @@ LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t 
     return m;
 }
 
+QuantPlan QuantEvaluator::plan(const QuantConfig& config) const
+{
+    return makePlan(*graph_, layers_, config, calibration_, previousPlan_.get(), &fixed_);
+}
+
 ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const EvaluationProgress& progress)
 {
     ensureFloatCache(progress);

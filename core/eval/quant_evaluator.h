@@ -104,6 +104,10 @@ public:
     // Whether `config` has static activations that neither calibration nor fixed params cover.
     bool needsCalibration(const QuantConfig& config) const;
 
+    // The plan `config` resolves to with this evaluator's calibration and fixed parameters (what
+    // the simulation runs, and what the integer engine lowers).
+    QuantPlan plan(const QuantConfig& config) const;
+
     // Throws qe::Error for configurations that do not fit the model; Cancelled when cancelled.
     ModelMetrics evaluate(const QuantConfig& config, const EvaluationProgress& progress = {});
 

@@ -1,0 +1,239 @@
+#include "engine/int8/fast_kernels.h"
+
+#include "common/error.h"
+
+#ifdef QE_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+#include <cstring>
+#include <string_view>
+
+namespace qe::int8 {
+
+#ifdef QE_HAVE_ONEDNN
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Type = memory::data_type;
+
+dnnl::engine& cpuEngine()
+{
+    static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    return engine;
+}
+
+// oneDNN's own reference implementations are slower than ours; only its JIT/BRGEMM kernels count.
+bool isOptimized(const char* implementation) { return std::string_view(implementation).find("ref") == std::string_view::npos; }
+
+// Runs a primitive with a scratchpad of its own, so that several threads may run the same
+// primitive at once (the default library-managed scratchpad is shared).
+void execute(const dnnl::primitive& primitive, const memory::desc& scratchpadDesc, std::unordered_map<int, memory> args)
+{
+    std::vector<std::byte> scratch(scratchpadDesc.get_size());
+    args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratchpadDesc, cpuEngine(), scratch.data()));
+    dnnl::stream stream(cpuEngine());
+    primitive.execute(stream, args);
+    stream.wait();
+}
+
+}  // namespace
+
+bool fastKernelsAvailable() { return true; }
+
+struct FastConv::Compiled {
+    bool optimized = false;
+    dnnl::convolution_forward primitive;
+    dnnl::convolution_forward::primitive_desc pd;
+    memory packedWeights;
+    Shape paddedNhwc, outputNhwc;
+};
+
+FastConv::FastConv(Tensor weights, std::int64_t groups) : weights_(std::move(weights)), groups_(groups)
+{
+    if (weights_.dtype() != DataType::Int8 || weights_.rank() != 4)
+        throw Error("fast convolution: expected int8 [OC, IC/groups, KH, KW] weights, got " + weights_.describe());
+    const std::int64_t perChannel = weights_.size() / weights_.dim(0);
+    const std::int8_t* w = weights_.data<std::int8_t>();
+    for (std::int64_t o = 0; o < weights_.dim(0); ++o) {
+        std::int32_t sum = 0;
+        for (std::int64_t i = 0; i < perChannel; ++i)
+            sum += w[o * perChannel + i];
+        weightSums_.push_back(sum);
+    }
+}
+
+FastConv::~FastConv() = default;
+
+const FastConv::Compiled& FastConv::compiled(const Shape& in, const Window2D& w) const
+{
+    std::string key;
+    for (std::int64_t v : {in[0], in[1], in[2], in[3], w.strideH, w.strideW, w.padTop, w.padLeft, w.outH, w.outW})
+        key += std::to_string(v) + ",";
+    std::lock_guard lock(mutex_);
+    auto found = cache_.find(key);
+    if (found != cache_.end())
+        return *found->second;
+    auto c = std::make_shared<Compiled>();
+    const std::int64_t n = in[0], h = in[1], wd = in[2], channels = in[3];
+    const std::int64_t oc = weights_.dim(0), kh = weights_.dim(2), kw = weights_.dim(3);
+    c->outputNhwc = {n, w.outH, w.outW, oc};
+    // The bottom/right padding that makes the output exactly outH x outW (ONNX may give more).
+    const std::int64_t padBottom = (w.outH - 1) * w.strideH + w.dilationH * (kh - 1) + 1 - h - w.padTop;
+    const std::int64_t padRight = (w.outW - 1) * w.strideW + w.dilationW * (kw - 1) + 1 - wd - w.padLeft;
+    c->paddedNhwc = {n, h + w.padTop + std::max<std::int64_t>(0, padBottom), wd + w.padLeft + std::max<std::int64_t>(0, padRight), channels};
+    {
+        try {
+            const std::int64_t ph = c->paddedNhwc[1], pw = c->paddedNhwc[2];
+            const memory::desc src({n, channels, ph, pw}, Type::u8, Tag::nhwc);
+            const memory::desc dst({n, oc, w.outH, w.outW}, Type::s32, Tag::nhwc);
+            const memory::dims weightDims = groups_ == 1 ? memory::dims{oc, channels, kh, kw}
+                                                         : memory::dims{groups_, oc / groups_, channels / groups_, kh, kw};
+            const memory::desc weights(weightDims, Type::s8, Tag::any);
+            const dnnl::convolution_forward::desc desc(
+                dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src, weights, dst,
+                {w.strideH, w.strideW}, {w.dilationH - 1, w.dilationW - 1}, {0, 0}, {0, 0});
+            dnnl::primitive_attr attr;
+            attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+            c->pd = dnnl::convolution_forward::primitive_desc(desc, attr, cpuEngine());
+            c->optimized = isOptimized(c->pd.impl_info_str());
+            if (c->optimized) {
+                c->primitive = dnnl::convolution_forward(c->pd);
+                const memory::desc plain(weightDims, Type::s8, groups_ == 1 ? Tag::oihw : Tag::goihw);
+                memory user(plain, cpuEngine(), const_cast<std::byte*>(weights_.rawData()));
+                c->packedWeights = memory(c->pd.weights_desc(), cpuEngine());
+                dnnl::stream stream(cpuEngine());
+                dnnl::reorder(user, c->packedWeights).execute(stream, user, c->packedWeights);
+                stream.wait();
+            }
+        } catch (const dnnl::error&) {
+            c->optimized = false;  // this geometry is not supported with these attributes
+        }
+    }
+    return *cache_.emplace(key, c).first->second;
+}
+
+bool FastConv::supports(const Shape& inputNhwc, const Window2D& window) const
+{
+    return compiled(inputNhwc, window).optimized;
+}
+
+Tensor FastConv::accumulate(const Tensor& input, std::int32_t inputZeroPoint, const Window2D& window) const
+{
+    const Compiled& c = compiled(input.shape(), window);
+    if (!c.optimized)
+        throw Error("fast convolution: no optimized kernel for input " + input.describe());
+    // Padded positions must hold the zero-point (real 0), so the input is padded here and the
+    // convolution itself runs unpadded (oneDNN 2.6's own source zero-points corrupt memory in
+    // some kernels). Then sum (x - zx) * w = sum x * w - zx * sum w for every output.
+    Tensor padded = input;
+    if (c.paddedNhwc != input.shape()) {
+        padded = Tensor(DataType::UInt8, c.paddedNhwc);
+        const std::int64_t n = input.dim(0), h = input.dim(1), w = input.dim(2), channels = input.dim(3);
+        const std::int64_t ph = c.paddedNhwc[1], pw = c.paddedNhwc[2];
+        std::uint8_t* dst = padded.mutableData<std::uint8_t>();
+        std::fill(dst, dst + padded.size(), static_cast<std::uint8_t>(inputZeroPoint));
+        const std::uint8_t* src = input.data<std::uint8_t>();
+        for (std::int64_t b = 0; b < n; ++b)
+            for (std::int64_t y = 0; y < h; ++y)
+                std::memcpy(dst + ((b * ph + y + window.padTop) * pw + window.padLeft) * channels, src + ((b * h + y) * w) * channels,
+                            static_cast<std::size_t>(w * channels));
+    }
+    Tensor out(DataType::Int32, c.outputNhwc);
+    execute(c.primitive, c.pd.scratchpad_desc(),
+            {{DNNL_ARG_SRC, memory(c.pd.src_desc(), cpuEngine(), const_cast<std::byte*>(padded.rawData()))},
+             {DNNL_ARG_WEIGHTS, c.packedWeights},
+             {DNNL_ARG_DST, memory(c.pd.dst_desc(), cpuEngine(), out.mutableRawData())}});
+    if (inputZeroPoint != 0) {
+        const std::int64_t oc = c.outputNhwc[3];
+        std::int32_t* y = out.mutableData<std::int32_t>();
+        for (std::int64_t p = 0; p < out.size() / oc; ++p)
+            for (std::int64_t o = 0; o < oc; ++o)
+                y[p * oc + o] -= inputZeroPoint * weightSums_[static_cast<std::size_t>(o)];
+    }
+    return out;
+}
+
+struct FastMatMul::Compiled {
+    dnnl::matmul primitive;
+    dnnl::matmul::primitive_desc pd;
+    memory packedWeights;
+};
+
+FastMatMul::FastMatMul(Tensor weights) : weights_(std::move(weights))
+{
+    if (weights_.dtype() != DataType::Int8 || weights_.rank() != 2)
+        throw Error("fast matrix product: expected int8 [K, N] weights, got " + weights_.describe());
+    const std::int64_t k = weights_.dim(0), n = weights_.dim(1);
+    columnSums_.assign(static_cast<std::size_t>(n), 0);
+    const std::int8_t* w = weights_.data<std::int8_t>();
+    for (std::int64_t i = 0; i < k; ++i)
+        for (std::int64_t j = 0; j < n; ++j)
+            columnSums_[static_cast<std::size_t>(j)] += w[i * n + j];
+}
+
+FastMatMul::~FastMatMul() = default;
+
+const FastMatMul::Compiled& FastMatMul::compiled(std::int64_t rows) const
+{
+    std::lock_guard lock(mutex_);
+    auto found = cache_.find(rows);
+    if (found != cache_.end())
+        return *found->second;
+    auto c = std::make_shared<Compiled>();
+    const std::int64_t k = weights_.dim(0), n = weights_.dim(1);
+    const memory::desc a({rows, k}, Type::u8, Tag::ab), b({k, n}, Type::s8, Tag::any), y({rows, n}, Type::s32, Tag::ab);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    c->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, y), attr, cpuEngine());
+    c->primitive = dnnl::matmul(c->pd);
+    memory user({{k, n}, Type::s8, Tag::ab}, cpuEngine(), const_cast<std::byte*>(weights_.rawData()));
+    c->packedWeights = memory(c->pd.weights_desc(), cpuEngine());
+    dnnl::stream stream(cpuEngine());
+    dnnl::reorder(user, c->packedWeights).execute(stream, user, c->packedWeights);
+    stream.wait();
+    return *cache_.emplace(rows, c).first->second;
+}
+
+Tensor FastMatMul::accumulate(const Tensor& input, std::int32_t inputZeroPoint) const
+{
+    if (input.dtype() != DataType::UInt8 || input.rank() != 2 || input.dim(1) != weights_.dim(0))
+        throw Error("fast matrix product: expected uint8 [M, " + std::to_string(weights_.dim(0)) + "] input, got " + input.describe());
+    const std::int64_t rows = input.dim(0), n = weights_.dim(1);
+    const Compiled& c = compiled(rows);
+    Tensor out(DataType::Int32, {rows, n});
+    execute(c.primitive, c.pd.scratchpad_desc(),
+            {{DNNL_ARG_SRC, memory(c.pd.src_desc(), cpuEngine(), const_cast<std::byte*>(input.rawData()))},
+             {DNNL_ARG_WEIGHTS, c.packedWeights},
+             {DNNL_ARG_DST, memory(c.pd.dst_desc(), cpuEngine(), out.mutableRawData())}});
+    // (x - zx) . w = x . w - zx * sum(w): no padding in a matrix product, so the term is exact.
+    if (inputZeroPoint != 0) {
+        std::int32_t* y = out.mutableData<std::int32_t>();
+        for (std::int64_t i = 0; i < rows; ++i)
+            for (std::int64_t j = 0; j < n; ++j)
+                y[i * n + j] -= inputZeroPoint * columnSums_[static_cast<std::size_t>(j)];
+    }
+    return out;
+}
+
+#else  // built without oneDNN
+
+bool fastKernelsAvailable() { return false; }
+struct FastConv::Compiled {};
+FastConv::FastConv(Tensor weights, std::int64_t groups) : weights_(std::move(weights)), groups_(groups) {}
+FastConv::~FastConv() = default;
+bool FastConv::supports(const Shape&, const Window2D&) const { return false; }
+Tensor FastConv::accumulate(const Tensor&, std::int32_t, const Window2D&) const
+{
+    throw Error("fast convolution: built without oneDNN");
+}
+struct FastMatMul::Compiled {};
+FastMatMul::FastMatMul(Tensor weights) : weights_(std::move(weights)) {}
+FastMatMul::~FastMatMul() = default;
+Tensor FastMatMul::accumulate(const Tensor&, std::int32_t) const { throw Error("fast matrix product: built without oneDNN"); }
+
+#endif
+
+}  // namespace qe::int8

@@ -1,0 +1,33 @@
+#pragma once
+// The integer engine on a labelled data set, side by side with the fake-quant simulation of the
+// same plan: accuracy, agreement, how far the outputs are apart (in quantization steps of the
+// output), which layers ran in integers, and the time the engine took.
+
+#include "data/dataset.h"
+#include "eval/quant_evaluator.h"
+#include "quant/integer_engine.h"
+
+#include <vector>
+
+namespace qe {
+
+struct IntegerEvaluation {
+    std::size_t images = 0;
+    double top1 = 0, top5 = 0;
+    double simulatedTop1 = 0;
+    double agreementWithSimulation = 0;  // images where both give the same top-1
+    // Output elements within one quantization step (LSB) of the simulation's. The step is the
+    // output layer's scale; when the output is not quantized, 1/255 of the simulated output range.
+    double outputWithinOneLsb = 0;
+    double maxOutputLsbDifference = 0;
+    double msPerImage = 0;  // the integer engine's run time only (no image decoding)
+    std::vector<int> predictions, simulatedPredictions, labels;
+    std::vector<LayerExecution> layers;
+    std::size_t integerLayers = 0;
+};
+
+// `limit` 0 means every image.
+IntegerEvaluation evaluateInteger(const QuantPlan& plan, const Dataset& dataset, const Preprocess& preprocess,
+                                  std::size_t limit, const EvaluationProgress& progress = {});
+
+}  // namespace qe

@@ -1,0 +1,975 @@
+#include "quant/integer_engine.h"
+
+#include "common/error.h"
+#include "engine/int8/fast_kernels.h"
+#include "engine/int8/reference_kernels.h"
+#include "engine/int8/requantize.h"
+#include "engine/ops/window.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <set>
+
+namespace qe {
+
+using int8::ActivationParams;
+using int8::FixedPointMultiplier;
+using int8::QuantizedTensor;
+
+// A tensor while the engine runs: codes when quantized, float otherwise (or both, once a
+// quantized tensor has been dequantized for a float step).
+struct IntegerEngine::Value {
+    std::optional<QuantizedTensor> codes;
+    std::optional<Tensor> real;  // for quantized values: made when some float step needs them
+    const Tensor& realValues()
+    {
+        if (!real)
+            real = int8::dequantize(*codes);
+        return *real;
+    }
+};
+
+using Values = std::map<std::string, IntegerEngine::Value>;
+
+struct IntegerEngine::Step {
+    virtual ~Step() = default;
+    virtual void run(Values& values) const = 0;
+    std::vector<std::string> inputs;   // tensors read (besides constants)
+    std::vector<std::string> outputs;  // tensors written
+};
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// What may run in integers
+
+bool isIntegerScheme(const QuantParams& p)
+{
+    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8;
+}
+
+bool isIntegerActivation(const QuantParams& p)
+{
+    return isIntegerScheme(p) && p.granularity == Granularity::PerTensor && p.scale.size() == 1;
+}
+
+// Signed codes are stored shifted by +128 (quantized_tensor.h).
+ActivationParams toActivationParams(const QuantParams& p)
+{
+    const std::int32_t shift = p.isSigned ? 128 : 0;
+    ActivationParams a;
+    a.scale = p.scale.at(0);
+    a.zeroPoint = p.zeroPoint.at(0) + shift;
+    a.codeMin = p.qmin + shift;
+    a.codeMax = p.qmax + shift;
+    a.isSigned = p.isSigned;
+    return a;
+}
+
+// Weight codes of the plan's fake-quantized weights: exact, since each value is (q - zp) * scale.
+// `perChannelStride`/`channels` give the channel of flat index i as (i / stride) % channels.
+std::vector<std::int32_t> weightCodes(const Tensor& fakeQuantized, const QuantParams& p, std::int64_t channelStride,
+                                      std::int64_t channels)
+{
+    const float* w = fakeQuantized.data<float>();
+    std::vector<std::int32_t> codes(static_cast<std::size_t>(fakeQuantized.size()));
+    for (std::int64_t i = 0; i < fakeQuantized.size(); ++i) {
+        const std::size_t c = p.scale.size() == 1 ? 0 : static_cast<std::size_t>((i / channelStride) % channels);
+        codes[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(std::nearbyint(w[i] / p.scale[c])) + p.zeroPoint[c];
+    }
+    return codes;
+}
+
+// The code range left after a fused Relu/Clip: the activation is a clamp, so
+// quantize(act(x)) == clamp(quantize(x), quantize(act(-max)), quantize(act(+max))).
+std::pair<std::int32_t, std::int32_t> fusedClamp(const Graph& graph, const Node* activation, const ActivationParams& out)
+{
+    if (!activation)
+        return {out.codeMin, out.codeMax};
+    const Tensor extremes = Tensor::fromValues<float>({2}, std::vector<float>{-FLT_MAX, FLT_MAX});
+    std::vector<const Tensor*> inputs{&extremes};
+    for (std::size_t i = 1; i < activation->inputs.size(); ++i)
+        inputs.push_back(activation->inputs[i].empty() ? nullptr : &graph.initializers.at(activation->inputs[i]));
+    const Tensor clamped = int8::quantize(runNode(*activation, graph.opsetVersion, inputs)[0], out).codes;
+    const std::uint8_t* c = clamped.data<std::uint8_t>();
+    return {std::max<std::int32_t>(out.codeMin, c[0]), std::min<std::int32_t>(out.codeMax, c[1])};
+}
+
+OpContext contextFor(const Node& node, const Graph& graph) { return OpContext{node, graph.opsetVersion, {}}; }
+
+[[noreturn]] void fail(const Node& node, const std::string& message)
+{
+    throw Error("node '" + node.name + "' (" + node.opType + "): " + message);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requantization of accumulators, prepared once per input scale
+
+struct ChannelRequantization {
+    std::vector<std::int32_t> bias;              // per output channel, in accumulator units
+    std::vector<FixedPointMultiplier> multiplier;  // per output channel
+};
+
+FixedPointMultiplier checkedMultiplier(double m, const Node& node)
+{
+    if (!(m >= 0) || !std::isfinite(m) || m >= (1 << 20))
+        fail(node, "the rescale factor " + std::to_string(m) + " (input scale x weight scale / output scale) is out of range");
+    return int8::prepareMultiplier(m);
+}
+
+ChannelRequantization prepareChannels(const Node& node, float inputScale, const std::vector<float>& weightScales,
+                                      const std::vector<float>& bias, float outputScale)
+{
+    ChannelRequantization r;
+    for (std::size_t c = 0; c < weightScales.size(); ++c) {
+        const double accumulatorScale = static_cast<double>(inputScale) * weightScales[c];
+        const double b = bias.empty() ? 0.0 : std::nearbyint(bias[c] / accumulatorScale);
+        r.bias.push_back(static_cast<std::int32_t>(std::clamp(b, -2147483648.0, 2147483647.0)));
+        r.multiplier.push_back(checkedMultiplier(accumulatorScale / outputScale, node));
+    }
+    return r;
+}
+
+// acc is [outer, channels] (channels innermost) or [outer, channels, inner].
+void requantizeChannels(const std::int32_t* acc, std::uint8_t* out, std::int64_t outer, std::int64_t channels,
+                        std::int64_t inner, const ChannelRequantization& r, std::int32_t zeroPoint, std::int32_t lo,
+                        std::int32_t hi)
+{
+    for (std::int64_t o = 0; o < outer; ++o)
+        for (std::int64_t c = 0; c < channels; ++c) {
+            const std::int32_t bias = r.bias[static_cast<std::size_t>(c)];
+            const FixedPointMultiplier m = r.multiplier[static_cast<std::size_t>(c)];
+            const std::int64_t base = (o * channels + c) * inner;
+            for (std::int64_t i = 0; i < inner; ++i)
+                out[base + i] = static_cast<std::uint8_t>(int8::requantize(acc[base + i] + bias, m, zeroPoint, lo, hi));
+        }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps
+
+struct QuantizeInput final : IntegerEngine::Step {
+    std::optional<ActivationParams> params;  // static; else from each batch's range
+    TensorQuantSpec spec;
+    void run(Values& values) const override
+    {
+        IntegerEngine::Value& v = values.at(inputs[0]);
+        ActivationParams p;
+        if (params) {
+            p = *params;
+        } else {
+            LayerPlan dynamicPlan;
+            dynamicPlan.config.activations = spec;
+            p = toActivationParams(activationParamsFor(dynamicPlan, v.realValues()));
+        }
+        IntegerEngine::Value q;
+        q.codes = int8::quantize(v.realValues(), p);
+        values[outputs[0]] = std::move(q);
+    }
+};
+
+// A graph input quantized to a format without integer codes (fp8, log2, ...): fake quantization.
+struct FakeQuantizeInput final : IntegerEngine::Step {
+    std::size_t layerIndex = 0;
+    const std::vector<LayerPlan>* plans = nullptr;
+    void run(Values& values) const override
+    {
+        IntegerEngine::Value& v = values.at(inputs[0]);
+        const LayerPlan& lp = (*plans)[layerIndex];
+        v.real = fakeQuantize(v.realValues(), activationParamsFor(lp, v.realValues()));
+    }
+};
+
+// A node run by the fp32 kernels on dequantized inputs; its output may then be quantized.
+struct FloatStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    const Graph* graph = nullptr;
+    // Quantization of output 0 afterwards, as the plan says.
+    const LayerPlan* outputPlan = nullptr;
+    bool outputToCodes = false;  // uniform <= 8 bits: becomes codes; else fake-quantized float
+    void run(Values& values) const override
+    {
+        std::vector<const Tensor*> in;
+        for (const std::string& name : node->inputs) {
+            if (name.empty())
+                in.push_back(nullptr);
+            else if (graph->isInitializer(name))
+                in.push_back(&graph->initializers.at(name));
+            else
+                in.push_back(&values.at(name).realValues());
+        }
+        std::vector<Tensor> out = runNode(*node, graph->opsetVersion, in);
+        for (std::size_t i = 0; i < out.size() && i < node->outputs.size(); ++i) {
+            IntegerEngine::Value v;
+            if (i == 0 && outputPlan && out[0].dtype() == DataType::Float32) {
+                const QuantParams p = activationParamsFor(*outputPlan, out[0]);
+                if (outputToCodes)
+                    v.codes = int8::quantize(out[0], toActivationParams(p));
+                else
+                    v.real = fakeQuantize(out[0], p);
+            } else {
+                v.real = std::move(out[i]);
+            }
+            values[node->outputs[i]] = std::move(v);
+        }
+    }
+};
+
+struct ConvStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    const Graph* graph = nullptr;
+    Tensor weightCodes;                     // int32 [OC, IC/g, KH, KW] (reference kernel)
+    std::vector<std::int32_t> weightZeroPoints;
+    std::unique_ptr<int8::FastConv> fast;  // when the weights are symmetric int8
+    std::int64_t groups = 1;
+    std::vector<float> weightScales, bias;  // per output channel
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+    std::optional<ChannelRequantization> prepared;  // for a static input scale
+    std::optional<float> preparedFor;
+
+    void run(Values& values) const override
+    {
+        const QuantizedTensor& x = *values.at(inputs[0]).codes;
+        const ChannelRequantization local = prepared && preparedFor == x.params.scale
+                                                ? ChannelRequantization{}
+                                                : prepareChannels(*node, x.params.scale, weightScales, bias, output.scale);
+        const ChannelRequantization& r = prepared && preparedFor == x.params.scale ? *prepared : local;
+        const Shape logical = x.logicalShape();
+        const Window2D window = makeWindow(contextFor(*node, *graph), 2, logical[2], logical[3], weightCodes.dim(2),
+                                           weightCodes.dim(3), false);
+        const std::int64_t oc = weightCodes.dim(0);
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = output;
+        if (fast) {
+            const QuantizedTensor nhwc = int8::toChannelsLast(x);
+            if (fast->supports(nhwc.codes.shape(), window)) {
+                const Tensor acc = fast->accumulate(nhwc.codes, x.params.zeroPoint, window);
+                y.codes->codes = Tensor(DataType::UInt8, acc.shape());
+                y.codes->channelsLast = true;
+                requantizeChannels(acc.data<std::int32_t>(), y.codes->codes.mutableData<std::uint8_t>(),
+                                   acc.size() / oc, oc, 1, r, output.zeroPoint, codeLo, codeHi);
+                values[outputs[0]] = std::move(y);
+                return;
+            }
+        }
+        const QuantizedTensor nchw = int8::toChannelsFirst(x);
+        const Tensor acc = int8::convAccumulateReference(nchw.codes, x.params.zeroPoint, weightCodes, weightZeroPoints, window, groups);
+        y.codes->codes = Tensor(DataType::UInt8, acc.shape());
+        requantizeChannels(acc.data<std::int32_t>(), y.codes->codes.mutableData<std::uint8_t>(), acc.dim(0), oc,
+                           acc.dim(2) * acc.dim(3), r, output.zeroPoint, codeLo, codeHi);
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+struct GemmStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    Tensor weightCodes;  // int32 [K, N]
+    std::vector<std::int32_t> weightZeroPoints;  // 1 or N
+    std::unique_ptr<int8::FastMatMul> fast;
+    std::vector<float> weightScales, bias;  // per output column
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+    std::optional<ChannelRequantization> prepared;
+    std::optional<float> preparedFor;
+
+    void run(Values& values) const override
+    {
+        const QuantizedTensor x = int8::toChannelsFirst(*values.at(inputs[0]).codes);
+        if (x.codes.rank() != 2 || x.codes.dim(1) != weightCodes.dim(0))
+            fail(*node, "expects a [M, " + std::to_string(weightCodes.dim(0)) + "] input, got " + x.codes.describe());
+        const ChannelRequantization local = prepared && preparedFor == x.params.scale
+                                                ? ChannelRequantization{}
+                                                : prepareChannels(*node, x.params.scale, weightScales, bias, output.scale);
+        const ChannelRequantization& r = prepared && preparedFor == x.params.scale ? *prepared : local;
+        const Tensor acc = fast ? fast->accumulate(x.codes, x.params.zeroPoint)
+                                : int8::matmulAccumulateReference(x.codes, x.params.zeroPoint, weightCodes, weightZeroPoints);
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = output;
+        y.codes->codes = Tensor(DataType::UInt8, acc.shape());
+        requantizeChannels(acc.data<std::int32_t>(), y.codes->codes.mutableData<std::uint8_t>(), acc.dim(0), acc.dim(1), 1, r,
+                           output.zeroPoint, codeLo, codeHi);
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// Both inputs brought to one layout (channels-last when either is, for rank 4).
+std::pair<QuantizedTensor, QuantizedTensor> sameLayout(const QuantizedTensor& a, const QuantizedTensor& b)
+{
+    if (a.channelsLast || b.channelsLast)
+        return {int8::toChannelsLast(a), int8::toChannelsLast(b)};
+    return {a, b};
+}
+
+// Add: y = zy + round((a - za) * sa / sy + (b - zb) * sb / sy), both terms scaled by 2^shift into
+// one 64-bit sum and rounded once (half up).
+struct AddStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+    void run(Values& values) const override
+    {
+        const auto [a, b] = sameLayout(*values.at(inputs[0]).codes, *values.at(inputs[1]).codes);
+        if (a.codes.shape() != b.codes.shape())
+            fail(*node, "integer Add needs equal shapes, got " + a.codes.describe() + " and " + b.codes.describe());
+        const double ma = static_cast<double>(a.params.scale) / output.scale, mb = static_cast<double>(b.params.scale) / output.scale;
+        const double largest = std::max(ma, mb);
+        if (!(largest < (1 << 20)))
+            fail(*node, "the input/output scale ratio is out of range");
+        int shift = 30;  // largest * 2^shift < 2^31 keeps each term below 2^39 (|a - za| <= 255)
+        while (shift > 0 && largest * std::ldexp(1.0, shift) >= 2147483648.0)
+            --shift;
+        const auto qa = static_cast<std::int64_t>(std::llround(std::ldexp(ma, shift)));
+        const auto qb = static_cast<std::int64_t>(std::llround(std::ldexp(mb, shift)));
+        const std::int64_t rounding = shift > 0 ? (std::int64_t{1} << (shift - 1)) : 0;
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = output;
+        y.codes->channelsLast = a.channelsLast;
+        y.codes->codes = Tensor(DataType::UInt8, a.codes.shape());
+        const std::uint8_t* pa = a.codes.data<std::uint8_t>();
+        const std::uint8_t* pb = b.codes.data<std::uint8_t>();
+        std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
+        for (std::int64_t i = 0; i < a.codes.size(); ++i) {
+            const std::int64_t sum = (pa[i] - a.params.zeroPoint) * qa + (pb[i] - b.params.zeroPoint) * qb;
+            const auto scaled = static_cast<std::int32_t>((sum + rounding) >> shift);
+            py[i] = static_cast<std::uint8_t>(std::clamp(scaled + output.zeroPoint, codeLo, codeHi));
+        }
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// Mul: y = zy + round((a - za) * (b - zb) * sa * sb / sy).
+struct MulStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+    void run(Values& values) const override
+    {
+        const auto [a, b] = sameLayout(*values.at(inputs[0]).codes, *values.at(inputs[1]).codes);
+        if (a.codes.shape() != b.codes.shape())
+            fail(*node, "integer Mul needs equal shapes, got " + a.codes.describe() + " and " + b.codes.describe());
+        const FixedPointMultiplier m =
+            checkedMultiplier(static_cast<double>(a.params.scale) * b.params.scale / output.scale, *node);
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = output;
+        y.codes->channelsLast = a.channelsLast;
+        y.codes->codes = Tensor(DataType::UInt8, a.codes.shape());
+        const std::uint8_t* pa = a.codes.data<std::uint8_t>();
+        const std::uint8_t* pb = b.codes.data<std::uint8_t>();
+        std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
+        for (std::int64_t i = 0; i < a.codes.size(); ++i)
+            py[i] = static_cast<std::uint8_t>(int8::requantize((pa[i] - a.params.zeroPoint) * (pb[i] - b.params.zeroPoint), m,
+                                                               output.zeroPoint, codeLo, codeHi));
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// Codes moved to other parameters: y = zy + round((q - zq) * sq / sy).
+Tensor rescaleCodes(const QuantizedTensor& q, const ActivationParams& to, std::int32_t lo, std::int32_t hi, const Node& node)
+{
+    const FixedPointMultiplier m = checkedMultiplier(static_cast<double>(q.params.scale) / to.scale, node);
+    Tensor out(DataType::UInt8, q.codes.shape());
+    const std::uint8_t* src = q.codes.data<std::uint8_t>();
+    std::uint8_t* dst = out.mutableData<std::uint8_t>();
+    for (std::int64_t i = 0; i < out.size(); ++i)
+        dst[i] = static_cast<std::uint8_t>(int8::requantize(src[i] - q.params.zeroPoint, m, to.zeroPoint, lo, hi));
+    return out;
+}
+
+struct ConcatStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    const Graph* graph = nullptr;
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+    void run(Values& values) const override
+    {
+        std::vector<Tensor> parts;
+        for (const std::string& name : inputs) {
+            const QuantizedTensor q = int8::toChannelsFirst(*values.at(name).codes);
+            parts.push_back(q.params == output && codeLo == output.codeMin && codeHi == output.codeMax
+                                ? q.codes
+                                : rescaleCodes(q, output, codeLo, codeHi, *node));
+        }
+        std::vector<const Tensor*> in;
+        for (const Tensor& t : parts)
+            in.push_back(&t);
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = output;
+        y.codes->codes = runNode(*node, graph->opsetVersion, in)[0];
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// Average pooling: integer window sums, then y = zy + round(sum(q - zq) * sq / (sy * count)).
+struct AveragePoolStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    const Graph* graph = nullptr;
+    bool global = false;
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+    void run(Values& values) const override
+    {
+        const QuantizedTensor x = int8::toChannelsFirst(*values.at(inputs[0]).codes);
+        if (x.codes.rank() != 4)
+            fail(*node, "integer pooling supports 4-D inputs, got " + x.codes.describe());
+        const std::int64_t n = x.codes.dim(0), c = x.codes.dim(1), h = x.codes.dim(2), w = x.codes.dim(3);
+        Window2D window;
+        bool includePad = false;
+        if (global) {
+            window.kernelH = window.inH = h;
+            window.kernelW = window.inW = w;
+        } else {
+            const auto kernel = node->intsAttribute("kernel_shape");
+            if (kernel.size() != 2)
+                fail(*node, "integer AveragePool supports 2-D kernels");
+            window = makeWindow(contextFor(*node, *graph), 2, h, w, kernel[0], kernel[1], node->intAttribute("ceil_mode", 0) != 0);
+            includePad = node->intAttribute("count_include_pad", 0) != 0;
+        }
+        std::vector<FixedPointMultiplier> byCount(static_cast<std::size_t>(window.kernelH * window.kernelW + 1));
+        for (std::size_t k = 1; k < byCount.size(); ++k)
+            byCount[k] = checkedMultiplier(static_cast<double>(x.params.scale) / (static_cast<double>(output.scale) * k), *node);
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = output;
+        y.codes->codes = Tensor(DataType::UInt8, {n, c, window.outH, window.outW});
+        const std::uint8_t* px = x.codes.data<std::uint8_t>();
+        std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
+        for (std::int64_t plane = 0; plane < n * c; ++plane)
+            for (std::int64_t oy = 0; oy < window.outH; ++oy)
+                for (std::int64_t ox = 0; ox < window.outW; ++ox) {
+                    std::int32_t sum = 0, count = 0;
+                    for (std::int64_t ky = 0; ky < window.kernelH; ++ky) {
+                        const std::int64_t iy = oy * window.strideH - window.padTop + ky * window.dilationH;
+                        for (std::int64_t kx = 0; kx < window.kernelW; ++kx) {
+                            const std::int64_t ix = ox * window.strideW - window.padLeft + kx * window.dilationW;
+                            const bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                            // A padded position counts (as real 0) only with count_include_pad, and
+                            // only inside the padded input, not past it (ceil_mode windows).
+                            const bool inPaddedInput = iy < h + window.padBottom && ix < w + window.padRight;
+                            if (inside)
+                                sum += px[(plane * h + iy) * w + ix] - x.params.zeroPoint;
+                            if (inside || (includePad && inPaddedInput))
+                                ++count;
+                        }
+                    }
+                    py[(plane * window.outH + oy) * window.outW + ox] = static_cast<std::uint8_t>(
+                        int8::requantize(sum, byCount[static_cast<std::size_t>(std::max(count, 1))], output.zeroPoint, codeLo, codeHi));
+                }
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// MaxPool on codes (the maximum commutes with an increasing affine map), channels-last.
+struct MaxPoolStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    const Graph* graph = nullptr;
+    void run(Values& values) const override
+    {
+        const QuantizedTensor x = int8::toChannelsLast(*values.at(inputs[0]).codes);
+        if (x.codes.rank() != 4)
+            fail(*node, "integer MaxPool supports 4-D inputs, got " + x.codes.describe());
+        const std::int64_t n = x.codes.dim(0), h = x.codes.dim(1), w = x.codes.dim(2), c = x.codes.dim(3);
+        const auto kernel = node->intsAttribute("kernel_shape");
+        if (kernel.size() != 2)
+            fail(*node, "integer MaxPool supports 2-D kernels");
+        const Window2D window =
+            makeWindow(contextFor(*node, *graph), 2, h, w, kernel[0], kernel[1], node->intAttribute("ceil_mode", 0) != 0);
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = x.params;
+        y.codes->channelsLast = true;
+        y.codes->codes = Tensor(DataType::UInt8, {n, window.outH, window.outW, c});
+        const std::uint8_t* px = x.codes.data<std::uint8_t>();
+        std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
+        for (std::int64_t b = 0; b < n; ++b)
+            for (std::int64_t oy = 0; oy < window.outH; ++oy)
+                for (std::int64_t ox = 0; ox < window.outW; ++ox) {
+                    std::uint8_t* out = py + ((b * window.outH + oy) * window.outW + ox) * c;
+                    std::fill(out, out + c, std::uint8_t{0});
+                    for (std::int64_t ky = 0; ky < window.kernelH; ++ky) {
+                        const std::int64_t iy = oy * window.strideH - window.padTop + ky * window.dilationH;
+                        if (iy < 0 || iy >= h)
+                            continue;
+                        for (std::int64_t kx = 0; kx < window.kernelW; ++kx) {
+                            const std::int64_t ix = ox * window.strideW - window.padLeft + kx * window.dilationW;
+                            if (ix < 0 || ix >= w)
+                                continue;
+                            const std::uint8_t* in = px + ((b * h + iy) * w + ix) * c;
+                            for (std::int64_t ch = 0; ch < c; ++ch)
+                                out[ch] = std::max(out[ch], in[ch]);
+                        }
+                    }
+                }
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// An elementwise function of one quantized input as a table of its 256 codes, built by running
+// the float kernels on the dequantized codes: the same float arithmetic as the simulation.
+struct LookupStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    const Node* activation = nullptr;  // fused Relu/Clip, if any
+    const Graph* graph = nullptr;
+    std::optional<ActivationParams> output;  // empty: keep the input's parameters (Relu)
+    std::optional<std::vector<std::uint8_t>> prepared;
+    std::optional<ActivationParams> preparedFor;
+
+    std::vector<std::uint8_t> table(const ActivationParams& in) const
+    {
+        std::vector<float> reals(256);
+        for (int code = 0; code < 256; ++code)
+            reals[static_cast<std::size_t>(code)] = static_cast<float>(code - in.zeroPoint) * in.scale;
+        Tensor t = Tensor::fromValues<float>({256}, reals);
+        for (const Node* f : {node, activation}) {
+            if (!f)
+                continue;
+            std::vector<const Tensor*> inputs{&t};
+            for (std::size_t i = 1; i < f->inputs.size(); ++i)
+                inputs.push_back(f->inputs[i].empty() ? nullptr : &graph->initializers.at(f->inputs[i]));
+            t = runNode(*f, graph->opsetVersion, inputs)[0];
+        }
+        const Tensor codes = int8::quantize(t, output ? *output : in).codes;
+        return {codes.data<std::uint8_t>(), codes.data<std::uint8_t>() + 256};
+    }
+    void run(Values& values) const override
+    {
+        const QuantizedTensor& x = *values.at(inputs[0]).codes;
+        const std::vector<std::uint8_t> local = prepared && preparedFor == x.params ? std::vector<std::uint8_t>{} : table(x.params);
+        const std::vector<std::uint8_t>& lut = prepared && preparedFor == x.params ? *prepared : local;
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = output ? *output : x.params;
+        y.codes->channelsLast = x.channelsLast;
+        y.codes->codes = Tensor(DataType::UInt8, x.codes.shape());
+        const std::uint8_t* px = x.codes.data<std::uint8_t>();
+        std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
+        for (std::int64_t i = 0; i < x.codes.size(); ++i)
+            py[i] = lut[px[i]];
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// Operators that only move values (Reshape, Transpose, ...): the fp32 engine's kernels are
+// type-generic, so they run on the codes in the channels-first layout ONNX describes.
+struct MoveStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    const Graph* graph = nullptr;
+    void run(Values& values) const override
+    {
+        const QuantizedTensor x = int8::toChannelsFirst(*values.at(node->inputs[0]).codes);
+        std::vector<const Tensor*> in{&x.codes};
+        std::vector<Tensor> realInputs;
+        realInputs.reserve(node->inputs.size());
+        for (std::size_t i = 1; i < node->inputs.size(); ++i) {
+            const std::string& name = node->inputs[i];
+            if (name.empty())
+                in.push_back(nullptr);
+            else if (graph->isInitializer(name))
+                in.push_back(&graph->initializers.at(name));
+            else {
+                realInputs.push_back(values.at(name).realValues());
+                in.push_back(&realInputs.back());
+            }
+        }
+        std::vector<Tensor> out = runNode(*node, graph->opsetVersion, in);
+        for (std::size_t i = 0; i < out.size() && i < node->outputs.size(); ++i) {
+            IntegerEngine::Value y;
+            y.codes.emplace();
+            y.codes->params = x.params;
+            y.codes->codes = std::move(out[i]);
+            values[node->outputs[i]] = std::move(y);
+        }
+    }
+};
+
+const std::set<std::string> kMoveOperators = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+                                              "Identity", "Slice", "Gather", "Split"};
+const std::set<std::string> kLookupOperators = {"Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu"};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Lowering
+
+IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
+{
+    for (const Node& node : graph_.nodes)
+        if (!findKernel(node.domain, node.opType))
+            throw Error(unsupportedOperatorMessage(node.name, node.opType, node.domain));
+
+    // Which tensors hold codes, and with which parameters when those are known before running.
+    std::map<std::string, std::optional<ActivationParams>> quantized;
+    std::map<int, std::size_t> layerAtNode, layerAtOutputNode;
+    for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+        if (plan.layers[i].nodeIndex >= 0)
+            layerAtNode[plan.layers[i].nodeIndex] = i;
+        if (plan.layers[i].outputNodeIndex >= 0)
+            layerAtOutputNode[plan.layers[i].outputNodeIndex] = i;
+    }
+    std::map<std::string, LayerExecution> executionByLayer;
+    auto record = [&](std::size_t layerIndex, bool integer, std::string reason, bool fastKernel = false) {
+        const QuantLayer& layer = plan.layers[layerIndex];
+        executionByLayer[layer.name] = {layer.name, layer.opType, integer, integer && fastKernel, integer ? "" : std::move(reason)};
+    };
+
+    // The static integer output of a layer, or why it has none.
+    auto staticOutput = [&](std::size_t layerIndex, std::string& why) -> std::optional<ActivationParams> {
+        const LayerPlan& lp = plan.plans[layerIndex];
+        if (lp.config.keepFloat) {
+            why = "kept in float by the configuration";
+            return std::nullopt;
+        }
+        if (lp.dynamicActivations) {
+            why = "dynamic output range: computed in float, quantized at run time";
+            return std::nullopt;
+        }
+        if (!lp.activationParams) {
+            why = "output activations are not quantized";
+            return std::nullopt;
+        }
+        if (!isIntegerActivation(*lp.activationParams)) {
+            why = "output scheme " + std::string(schemeTraits(lp.activationParams->scheme).name) + " with " +
+                  std::to_string(lp.activationParams->bits) + " bits has no integer form";
+            return std::nullopt;
+        }
+        return toActivationParams(*lp.activationParams);
+    };
+    auto isQuantized = [&](const std::string& name) { return quantized.count(name) > 0; };
+    auto staticParams = [&](const std::string& name) { return quantized.at(name); };
+    auto allQuantized = [&](const std::vector<std::string>& names) {
+        return std::all_of(names.begin(), names.end(), [&](const std::string& n) { return isQuantized(n); });
+    };
+    auto activationNode = [&](const QuantLayer& layer) -> const Node* {
+        return layer.outputNodeIndex != layer.nodeIndex ? &graph_.nodes[static_cast<std::size_t>(layer.outputNodeIndex)] : nullptr;
+    };
+
+    // Graph inputs.
+    for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+        const QuantLayer& layer = plan.layers[i];
+        if (layer.nodeIndex >= 0)
+            continue;
+        const LayerPlan& lp = plan.plans[i];
+        const bool dynamicUniform = lp.dynamicActivations && schemeTraits(lp.config.activations.scheme).family == SchemeFamily::Uniform &&
+                                    lp.config.activations.bits <= 8;
+        std::string why;
+        auto params = staticOutput(i, why);
+        if (params || dynamicUniform) {
+            auto step = std::make_unique<QuantizeInput>();
+            step->params = params;
+            step->spec = lp.config.activations;
+            step->inputs = {layer.output};
+            step->outputs = {layer.output};
+            quantized[layer.output] = params;
+            steps_.push_back(std::move(step));
+            record(i, true, "");
+        } else {
+            if (lp.activationParams || lp.dynamicActivations) {
+                // Quantized, but not to integers (e.g. fp8): the float input is fake-quantized.
+                auto step = std::make_unique<FakeQuantizeInput>();
+                step->layerIndex = i;
+                step->inputs = {layer.output};
+                step->outputs = {layer.output};
+                steps_.push_back(std::move(step));
+            }
+            record(i, false, why);
+        }
+    }
+
+    std::set<int> skipped;  // fused activation nodes folded into their layer's requantization
+    for (int index = 0; index < static_cast<int>(graph_.nodes.size()); ++index) {
+        if (skipped.count(index))
+            continue;
+        const Node& node = graph_.nodes[static_cast<std::size_t>(index)];
+        std::vector<std::string> dataInputs;
+        for (const std::string& in : node.inputs)
+            if (!in.empty() && !graph_.isInitializer(in))
+                dataInputs.push_back(in);
+
+        std::unique_ptr<Step> step;
+        std::string why;
+        auto layerIt = layerAtNode.find(index);
+        if (layerIt != layerAtNode.end()) {
+            const std::size_t li = layerIt->second;
+            const QuantLayer& layer = plan.layers[li];
+            const LayerPlan& lp = plan.plans[li];
+            const auto output = staticOutput(li, why);
+            const Node* fused = activationNode(layer);
+            if (output && !allQuantized(dataInputs))
+                why = "its input is not quantized (the layer before it runs in float)";
+            else if (output) {
+                const auto [lo, hi] = fusedClamp(graph_, fused, *output);
+                const bool hasWeights = node.opType == "Conv" || node.opType == "Gemm" || node.opType == "MatMul";
+                const QuantParams* wp = lp.weightParams ? &*lp.weightParams : nullptr;
+                if (hasWeights && (layer.weight.empty() || !wp))
+                    why = layer.weight.empty() ? "its weights are not a constant of its own" : "its weights stay in float";
+                else if (hasWeights && (!isIntegerScheme(*wp) || wp->granularity == Granularity::PerGroup))
+                    why = "weight scheme " + std::string(schemeTraits(wp->scheme).name) + " (" + std::to_string(wp->bits) + " bits, " +
+                          std::string(granularityName(wp->granularity)) + ") has no integer form here";
+                else if (node.opType == "Conv") {
+                    const Tensor& w = graph_.initializers.at(layer.weight);
+                    if (w.rank() != 4)
+                        why = "only 2-D convolutions run in integers";
+                    else {
+                        auto s = std::make_unique<ConvStep>();
+                        s->node = &node;
+                        s->graph = &graph_;
+                        s->groups = node.intAttribute("group", 1);
+                        const std::int64_t oc = w.dim(0), perChannel = w.size() / oc;
+                        const auto codes = weightCodes(w, *wp, perChannel, oc);
+                        s->weightCodes = Tensor::fromValues<std::int32_t>(w.shape(), codes);
+                        s->weightZeroPoints = wp->zeroPoint;
+                        for (std::int64_t c = 0; c < oc; ++c)
+                            s->weightScales.push_back(wp->scale.size() == 1 ? wp->scale[0] : wp->scale[static_cast<std::size_t>(c)]);
+                        if (!layer.bias.empty())
+                            s->bias = graph_.initializers.at(layer.bias).toFloatVector();
+                        const bool symmetricInt8 =
+                            std::all_of(wp->zeroPoint.begin(), wp->zeroPoint.end(), [](std::int32_t z) { return z == 0; }) &&
+                            std::all_of(codes.begin(), codes.end(), [](std::int32_t q) { return q >= -128 && q <= 127; });
+                        if (symmetricInt8 && int8::fastKernelsAvailable())
+                            s->fast = std::make_unique<int8::FastConv>(s->weightCodes.castTo(DataType::Int8), s->groups);
+                        s->output = *output;
+                        s->codeLo = lo;
+                        s->codeHi = hi;
+                        if (const auto in = staticParams(dataInputs[0])) {
+                            s->prepared = prepareChannels(node, in->scale, s->weightScales, s->bias, output->scale);
+                            s->preparedFor = in->scale;
+                        }
+                        record(li, true, "", s->fast != nullptr);
+                        step = std::move(s);
+                    }
+                } else if (node.opType == "Gemm" || node.opType == "MatMul") {
+                    const Tensor& w = graph_.initializers.at(layer.weight);
+                    const bool gemm = node.opType == "Gemm";
+                    const bool transB = gemm && node.intAttribute("transB", 0) != 0;
+                    if (w.rank() != 2)
+                        why = "only 2-D weight matrices run in integers";
+                    else if (gemm && (node.intAttribute("transA", 0) != 0 || node.floatAttribute("alpha", 1.f) != 1.f ||
+                                      node.floatAttribute("beta", 1.f) != 1.f))
+                        why = "Gemm with transA, alpha or beta runs in float";
+                    else if (gemm && !node.input(2).empty() && layer.bias.empty())
+                        why = "its bias is not a constant";
+                    else {
+                        auto s = std::make_unique<GemmStep>();
+                        s->node = &node;
+                        // Codes in [K, N] whatever the stored layout.
+                        const Tensor kn = transB ? runNode(Node{"", "Transpose", "", {}, {}, {}}, graph_.opsetVersion, {&w})[0] : w;
+                        const std::int64_t n = kn.dim(1);
+                        const auto codes = weightCodes(kn, *wp, 1, n);
+                        s->weightCodes = Tensor::fromValues<std::int32_t>(kn.shape(), codes);
+                        s->weightZeroPoints = wp->zeroPoint;
+                        for (std::int64_t c = 0; c < n; ++c)
+                            s->weightScales.push_back(wp->scale.size() == 1 ? wp->scale[0] : wp->scale[static_cast<std::size_t>(c)]);
+                        if (!layer.bias.empty()) {
+                            s->bias = graph_.initializers.at(layer.bias).toFloatVector();
+                            if (static_cast<std::int64_t>(s->bias.size()) != n)
+                                s.reset();
+                        }
+                        if (!s) {
+                            why = "its bias does not have one value per output";
+                        } else {
+                            const bool symmetricInt8 =
+                                std::all_of(wp->zeroPoint.begin(), wp->zeroPoint.end(), [](std::int32_t z) { return z == 0; }) &&
+                                std::all_of(codes.begin(), codes.end(), [](std::int32_t q) { return q >= -128 && q <= 127; });
+                            if (symmetricInt8 && int8::fastKernelsAvailable())
+                                s->fast = std::make_unique<int8::FastMatMul>(s->weightCodes.castTo(DataType::Int8));
+                            s->output = *output;
+                            s->codeLo = lo;
+                            s->codeHi = hi;
+                            if (const auto in = staticParams(dataInputs[0])) {
+                                s->prepared = prepareChannels(node, in->scale, s->weightScales, s->bias, output->scale);
+                                s->preparedFor = in->scale;
+                            }
+                            record(li, true, "", s->fast != nullptr);
+                            step = std::move(s);
+                        }
+                    }
+                } else if ((node.opType == "Add" || node.opType == "Mul") && dataInputs.size() == 2 && node.inputs.size() == 2) {
+                    if (node.opType == "Add") {
+                        auto s = std::make_unique<AddStep>();
+                        s->node = &node;
+                        s->output = *output;
+                        s->codeLo = lo;
+                        s->codeHi = hi;
+                        step = std::move(s);
+                    } else {
+                        auto s = std::make_unique<MulStep>();
+                        s->node = &node;
+                        s->output = *output;
+                        s->codeLo = lo;
+                        s->codeHi = hi;
+                        step = std::move(s);
+                    }
+                    record(li, true, "");
+                } else if (node.opType == "Concat" && dataInputs.size() == node.inputs.size()) {
+                    auto s = std::make_unique<ConcatStep>();
+                    s->node = &node;
+                    s->graph = &graph_;
+                    s->output = *output;
+                    s->codeLo = lo;
+                    s->codeHi = hi;
+                    step = std::move(s);
+                    record(li, true, "");
+                } else if (node.opType == "AveragePool" || node.opType == "GlobalAveragePool") {
+                    auto s = std::make_unique<AveragePoolStep>();
+                    s->node = &node;
+                    s->graph = &graph_;
+                    s->global = node.opType == "GlobalAveragePool";
+                    s->output = *output;
+                    s->codeLo = lo;
+                    s->codeHi = hi;
+                    step = std::move(s);
+                    record(li, true, "");
+                } else if (kLookupOperators.count(node.opType) && dataInputs.size() == 1 && node.inputs.size() == 1) {
+                    auto s = std::make_unique<LookupStep>();
+                    s->node = &node;
+                    s->activation = fused;
+                    s->graph = &graph_;
+                    s->output = *output;
+                    if (const auto in = staticParams(dataInputs[0])) {
+                        s->prepared = s->table(*in);
+                        s->preparedFor = *in;
+                    }
+                    step = std::move(s);
+                    record(li, true, "");
+                } else {
+                    why = "no integer kernel for this form of " + node.opType;
+                }
+                if (step) {
+                    step->inputs = dataInputs;
+                    step->outputs = {layer.output};
+                    quantized[layer.output] = *output;
+                    if (fused)
+                        skipped.insert(layer.outputNodeIndex);
+                }
+            }
+            if (!step)
+                record(li, false, why);
+        } else if (!dataInputs.empty() && isQuantized(node.inputs[0])) {
+            // Operators that are not layers keep their input's parameters.
+            const auto params = staticParams(node.inputs[0]);
+            if (node.opType == "MaxPool" && node.outputs.size() == 1) {
+                auto s = std::make_unique<MaxPoolStep>();
+                s->node = &node;
+                s->graph = &graph_;
+                step = std::move(s);
+            } else if (node.opType == "Relu") {
+                auto s = std::make_unique<LookupStep>();
+                s->node = &node;
+                s->graph = &graph_;
+                if (params) {
+                    s->prepared = s->table(*params);
+                    s->preparedFor = *params;
+                }
+                step = std::move(s);
+            } else if (kMoveOperators.count(node.opType)) {
+                auto s = std::make_unique<MoveStep>();
+                s->node = &node;
+                s->graph = &graph_;
+                step = std::move(s);
+            }
+            if (step) {
+                step->inputs = dataInputs;
+                step->outputs = node.outputs;
+                for (const std::string& out : node.outputs)
+                    quantized[out] = params;
+            }
+        }
+
+        if (!step) {
+            auto s = std::make_unique<FloatStep>();
+            s->node = &node;
+            s->graph = &graph_;
+            auto out = layerAtOutputNode.find(index);
+            if (out != layerAtOutputNode.end()) {
+                const LayerPlan& lp = plan.plans[out->second];
+                if (!lp.config.keepFloat && (lp.activationParams || lp.dynamicActivations)) {
+                    s->outputPlan = &lp;
+                    const TensorQuantSpec& spec = lp.config.activations;
+                    s->outputToCodes = lp.activationParams ? isIntegerActivation(*lp.activationParams)
+                                                           : schemeTraits(spec.scheme).family == SchemeFamily::Uniform && spec.bits <= 8;
+                    if (s->outputToCodes)
+                        quantized[node.outputs[0]] = lp.activationParams ? std::optional(toActivationParams(*lp.activationParams))
+                                                                         : std::nullopt;
+                }
+            }
+            s->inputs = dataInputs;
+            s->outputs = node.outputs;
+            step = std::move(s);
+        }
+        steps_.push_back(std::move(step));
+    }
+    // Steps point at layer plans; the engine keeps its own copy so the plan may go away.
+    plans_ = plan.plans;
+    for (auto& step : steps_) {
+        if (auto* f = dynamic_cast<FloatStep*>(step.get()); f && f->outputPlan)
+            f->outputPlan = &plans_[static_cast<std::size_t>(f->outputPlan - plan.plans.data())];
+        if (auto* q = dynamic_cast<FakeQuantizeInput*>(step.get()))
+            q->plans = &plans_;
+    }
+
+    for (const QuantLayer& layer : plan.layers)
+        execution_.push_back(executionByLayer.count(layer.name) ? executionByLayer.at(layer.name)
+                                                                 : LayerExecution{layer.name, layer.opType, false, false, "not reached"});
+    for (std::size_t i = 0; i < steps_.size(); ++i)
+        for (const std::string& in : steps_[i]->inputs)
+            lastUse_[in] = i;
+}
+
+IntegerEngine::~IntegerEngine() = default;
+
+std::size_t IntegerEngine::integerLayerCount() const
+{
+    return static_cast<std::size_t>(std::count_if(execution_.begin(), execution_.end(), [](const LayerExecution& e) { return e.integer; }));
+}
+
+IntegerRunResult IntegerEngine::run(const TensorMap& feeds, const RunOptions& options) const
+{
+    Values values;
+    for (const ValueInfo& input : graph_.inputs) {
+        auto it = feeds.find(input.name);
+        if (it == feeds.end())
+            throw Error("graph input '" + input.name + "' was not given");
+        values[input.name].real = it->second;
+    }
+    std::set<std::string> keep = options.capture;
+    for (const ValueInfo& output : graph_.outputs)
+        keep.insert(output.name);
+    for (std::size_t i = 0; i < steps_.size(); ++i) {
+        if (options.cancel && options.cancel->load())
+            throw Cancelled();
+        steps_[i]->run(values);
+        for (const std::string& in : steps_[i]->inputs) {
+            auto last = lastUse_.find(in);
+            if (last != lastUse_.end() && last->second == i && !keep.count(in))
+                values.erase(in);
+        }
+    }
+    IntegerRunResult result;
+    for (const std::string& name : keep) {
+        auto it = values.find(name);
+        if (it == values.end())
+            continue;
+        if (it->second.codes)
+            result.codes[name] = *it->second.codes;
+        result.outputs[name] = it->second.realValues();
+    }
+    return result;
+}
+
+Tensor runIntegerSingle(const IntegerEngine& engine, const std::string& inputName, const Tensor& input)
+{
+    IntegerRunResult r = engine.run({{inputName, input}});
+    if (r.outputs.size() != 1)
+        throw Error("expected a model with one output");
+    return r.outputs.begin()->second;
+}
+
+}  // namespace qe

@@ -1,0 +1,73 @@
+#pragma once
+// Runs a quantization plan the way a device does: activations are 8-bit codes, weights int8,
+// accumulators int32, and every quantized layer ends in an integer requantization (a fixed-point
+// multiplier and shift prepared once per layer, engine/int8/requantize.h). No float arithmetic
+// happens inside an integer layer.
+//
+// The plan is lowered node by node. A layer runs in integer arithmetic when its inputs are
+// quantized, its weights use a uniform scheme of at most 8 bits (per tensor or per channel) and
+// its output has static uniform parameters of at most 8 bits; anything else (a layer the
+// configuration keeps in float, a log2/k-means/fp8 scheme, a dynamic range, an operator without
+// an integer kernel) runs in float on dequantized inputs, exactly as the simulation does, and
+// its output is quantized again where the plan says so. layerExecution() says which way every
+// layer ran and why.
+//
+// Integer kernels:  Conv (grouped, depthwise), Gemm/MatMul, Add, Mul, Concat, AveragePool,
+//                   GlobalAveragePool (integer sums and a rescale), MaxPool and Relu on codes,
+//                   Sigmoid/HardSigmoid/HardSwish/Tanh/LeakyRelu by 256-entry lookup tables,
+//                   Reshape/Flatten/Transpose/Squeeze/Unsqueeze/Slice/Gather/Split moving codes.
+// Fused Relu/Clip become the clamp of the requantization.
+
+#include "engine/executor.h"
+#include "engine/int8/quantized_tensor.h"
+#include "quant/simulator.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace qe {
+
+struct LayerExecution {
+    std::string layer, opType;
+    bool integer = false;
+    bool fastKernel = false;  // integer and on the oneDNN kernels (else the reference kernels)
+    std::string reason;       // why it ran in float ("" when integer)
+};
+
+struct IntegerRunResult {
+    TensorMap outputs;  // graph outputs and captured tensors, in float (dequantized where quantized)
+    std::map<std::string, int8::QuantizedTensor> codes;  // the same tensors' codes where quantized
+};
+
+class IntegerEngine {
+public:
+    // Throws qe::Error for models it cannot lower (an unsupported operator, as the fp32 engine).
+    explicit IntegerEngine(const QuantPlan& plan);
+    ~IntegerEngine();
+    IntegerEngine(const IntegerEngine&) = delete;
+    IntegerEngine& operator=(const IntegerEngine&) = delete;
+
+    // `feeds` holds the float graph inputs; RunOptions' capture and cancel are honoured.
+    // Thread-safe: several batches may run at once.
+    IntegerRunResult run(const TensorMap& feeds, const RunOptions& options = {}) const;
+
+    const std::vector<LayerExecution>& layerExecution() const { return execution_; }
+    std::size_t integerLayerCount() const;
+
+    struct Step;
+    struct Value;
+
+private:
+    Graph graph_;  // the plan's graph (fake-quantized weights for the float steps)
+    std::vector<LayerPlan> plans_;
+    std::vector<std::unique_ptr<Step>> steps_;
+    std::vector<LayerExecution> execution_;
+    std::map<std::string, std::size_t> lastUse_;  // tensor -> last step reading it
+};
+
+// The engine's output for a single-input, single-output classifier batch.
+Tensor runIntegerSingle(const IntegerEngine& engine, const std::string& inputName, const Tensor& input);
+
+}  // namespace qe
