@@ -387,9 +387,15 @@ int runEval(const std::vector<std::string>& args)
                 for (const LayerExecution& e : integer->layers)
                     if (e.layer == l.name) {
                         entry["integer"] = e.integer;
-                        entry["kernel"] = e.integer ? (e.fastKernel ? "onednn" : "reference") : "float";
+                        const bool hasGemm = e.opType == "Conv" || e.opType == "Gemm" || e.opType == "MatMul";
+                        entry["kernel"] = !e.integer ? "float" : !hasGemm ? "integer" : e.fastKernel ? "onednn" : "reference";
                         if (!e.integer)
                             entry["float_reason"] = e.reason;
+                        const std::size_t index = static_cast<std::size_t>(&e - integer->layers.data());
+                        entry["codes_equal_to_simulation"] = finite(integer->layerExactFraction[index]);
+                        entry["codes_within_1_lsb_of_simulation"] = finite(integer->layerWithinOneLsbFraction[index]);
+                        entry["alone_codes_equal_to_simulation"] = finite(integer->isolatedExactFraction[index]);
+                        entry["alone_codes_within_1_lsb_of_simulation"] = finite(integer->isolatedWithinOneLsbFraction[index]);
                     }
             layers.push_back(entry);
         }
@@ -402,6 +408,7 @@ int runEval(const std::vector<std::string>& args)
         if (integer) {
             out["simulated_top1"] = integer->simulatedTop1;
             out["agreement_with_simulation"] = integer->agreementWithSimulation;
+            out["agreement_with_simulation_up_to_ties"] = integer->agreementUpToTies;
             out["output_within_1_lsb"] = integer->outputWithinOneLsb;
             out["max_output_lsb_difference"] = integer->maxOutputLsbDifference;
             out["ms_per_image"] = integer->msPerImage;
@@ -422,11 +429,20 @@ int runEval(const std::vector<std::string>& args)
         std::cout << "engine: int8, " << integer->integerLayers << " of " << integer->layers.size()
                   << " layers in integer arithmetic, " << std::setprecision(3) << integer->msPerImage << " ms per image\n"
                   << std::setprecision(2) << "simulation top-1: " << 100 * integer->simulatedTop1
-                  << "%, agreement with the simulation: " << 100 * integer->agreementWithSimulation << "%, output within 1 LSB: "
+                  << "%, agreement with the simulation: " << 100 * integer->agreementWithSimulation << "% ("
+                  << 100 * integer->agreementUpToTies << "% up to tied scores), output within 1 LSB: "
                   << 100 * integer->outputWithinOneLsb << "%\n";
-        for (const LayerExecution& e : integer->layers)
-            if (!e.integer)
-                std::cout << "  float: " << e.layer << " (" << e.reason << ")\n";
+        for (std::size_t i = 0; i < integer->layers.size(); ++i) {
+            const LayerExecution& e = integer->layers[i];
+            std::cout << "  " << std::left << std::setw(28) << e.layer << std::right;
+            if (e.integer)
+                std::cout << "integer; codes equal to the simulation's: " << std::setw(6) << 100 * integer->layerExactFraction[i]
+                          << "% (layer alone: " << std::setw(6) << 100 * integer->isolatedExactFraction[i] << "%), within 1 LSB: "
+                          << std::setw(6) << 100 * integer->layerWithinOneLsbFraction[i] << "% (alone: " << std::setw(6)
+                          << 100 * integer->isolatedWithinOneLsbFraction[i] << "%)\n";
+            else
+                std::cout << "float (" << e.reason << ")\n";
+        }
     }
     std::cout << "\n";
     std::cout << std::left << std::setw(28) << "layer" << std::setw(12) << "op" << std::right << std::setw(12)

@@ -16,6 +16,9 @@ struct IntegerEvaluation {
     double top1 = 0, top5 = 0;
     double simulatedTop1 = 0;
     double agreementWithSimulation = 0;  // images where both give the same top-1
+    // ... or where the two top-1 classes have equal scores in either output (quantized outputs
+    // tie often, and the lower class index wins a tie only by convention)
+    double agreementUpToTies = 0;
     // Output elements within one quantization step (LSB) of the simulation's. The step is the
     // output layer's scale; when the output is not quantized, 1/255 of the simulated output range.
     double outputWithinOneLsb = 0;
@@ -24,6 +27,14 @@ struct IntegerEvaluation {
     std::vector<int> predictions, simulatedPredictions, labels;
     std::vector<LayerExecution> layers;
     std::size_t integerLayers = 0;
+    // Per layer (parallel to `layers`): how the engine's output codes compare with the
+    // simulation's fake-quantized values, in steps of the layer's output scale. NaN where the
+    // layer's output is not a static integer quantization.
+    std::vector<double> layerExactFraction, layerWithinOneLsbFraction;
+    // The same for each layer on its own: the simulation of the layer alone, fed the engine's own
+    // input codes. This separates the engine's arithmetic from the drift that one-step
+    // differences (float32 rounding in the simulation) accumulate over many layers.
+    std::vector<double> isolatedExactFraction, isolatedWithinOneLsbFraction;
 };
 
 // `limit` 0 means every image.

@@ -16,6 +16,7 @@
 namespace qe {
 
 using int8::ActivationParams;
+using int8::ChannelRequantization;
 using int8::FixedPointMultiplier;
 using int8::QuantizedTensor;
 
@@ -108,11 +109,6 @@ OpContext contextFor(const Node& node, const Graph& graph) { return OpContext{no
 // ---------------------------------------------------------------------------------------------
 // Requantization of accumulators, prepared once per input scale
 
-struct ChannelRequantization {
-    std::vector<std::int32_t> bias;              // per output channel, in accumulator units
-    std::vector<FixedPointMultiplier> multiplier;  // per output channel
-};
-
 FixedPointMultiplier checkedMultiplier(double m, const Node& node)
 {
     if (!(m >= 0) || !std::isfinite(m) || m >= (1 << 20))
@@ -127,21 +123,25 @@ ChannelRequantization prepareChannels(const Node& node, float inputScale, const 
     for (std::size_t c = 0; c < weightScales.size(); ++c) {
         const double accumulatorScale = static_cast<double>(inputScale) * weightScales[c];
         const double b = bias.empty() ? 0.0 : std::nearbyint(bias[c] / accumulatorScale);
-        r.bias.push_back(static_cast<std::int32_t>(std::clamp(b, -2147483648.0, 2147483647.0)));
-        r.multiplier.push_back(checkedMultiplier(accumulatorScale / outputScale, node));
+        r.add(static_cast<std::int32_t>(std::clamp(b, -2147483648.0, 2147483647.0)), checkedMultiplier(accumulatorScale / outputScale, node));
     }
     return r;
 }
 
-// acc is [outer, channels] (channels innermost) or [outer, channels, inner].
+// acc is [outer, channels] (channels innermost) or [outer, channels, inner] (the reference
+// kernels' channels-first layout: the slow path).
 void requantizeChannels(const std::int32_t* acc, std::uint8_t* out, std::int64_t outer, std::int64_t channels,
                         std::int64_t inner, const ChannelRequantization& r, std::int32_t zeroPoint, std::int32_t lo,
                         std::int32_t hi)
 {
+    if (inner == 1) {
+        int8::requantizeChannelsLast(acc, out, outer, channels, r, zeroPoint, lo, hi);
+        return;
+    }
     for (std::int64_t o = 0; o < outer; ++o)
         for (std::int64_t c = 0; c < channels; ++c) {
             const std::int32_t bias = r.bias[static_cast<std::size_t>(c)];
-            const FixedPointMultiplier m = r.multiplier[static_cast<std::size_t>(c)];
+            const FixedPointMultiplier m{r.multiplier[static_cast<std::size_t>(c)], static_cast<int>(r.rightShift[static_cast<std::size_t>(c)])};
             const std::int64_t base = (o * channels + c) * inner;
             for (std::int64_t i = 0; i < inner; ++i)
                 out[base + i] = static_cast<std::uint8_t>(int8::requantize(acc[base + i] + bias, m, zeroPoint, lo, hi));
@@ -248,11 +248,15 @@ struct ConvStep final : IntegerEngine::Step {
         if (fast) {
             const QuantizedTensor nhwc = int8::toChannelsLast(x);
             if (fast->supports(nhwc.codes.shape(), window)) {
-                const Tensor acc = fast->accumulate(nhwc.codes, x.params.zeroPoint, window);
-                y.codes->codes = Tensor(DataType::UInt8, acc.shape());
+                y.codes->codes = Tensor(DataType::UInt8, {logical[0], window.outH, window.outW, oc});
                 y.codes->channelsLast = true;
-                requantizeChannels(acc.data<std::int32_t>(), y.codes->codes.mutableData<std::uint8_t>(),
-                                   acc.size() / oc, oc, 1, r, output.zeroPoint, codeLo, codeHi);
+                std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
+                const std::int64_t pixels = window.outH * window.outW;
+                fast->accumulateInChunks(nhwc.codes, x.params.zeroPoint, window,
+                                         [&](const std::int32_t* acc, std::int64_t first, std::int64_t count) {
+                                             int8::requantizeChannelsLast(acc, out + first * pixels * oc, count * pixels, oc, r,
+                                                                          output.zeroPoint, codeLo, codeHi);
+                                         });
                 values[outputs[0]] = std::move(y);
                 return;
             }
@@ -307,7 +311,7 @@ std::pair<QuantizedTensor, QuantizedTensor> sameLayout(const QuantizedTensor& a,
 }
 
 // Add: y = zy + round((a - za) * sa / sy + (b - zb) * sb / sy), both terms scaled by 2^shift into
-// one 64-bit sum and rounded once (half up).
+// one 64-bit sum and rounded once (half to even).
 struct AddStep final : IntegerEngine::Step {
     const Node* node = nullptr;
     ActivationParams output;
@@ -322,11 +326,10 @@ struct AddStep final : IntegerEngine::Step {
         if (!(largest < (1 << 20)))
             fail(*node, "the input/output scale ratio is out of range");
         int shift = 30;  // largest * 2^shift < 2^31 keeps each term below 2^39 (|a - za| <= 255)
-        while (shift > 0 && largest * std::ldexp(1.0, shift) >= 2147483648.0)
+        while (shift > 1 && largest * std::ldexp(1.0, shift) >= 2147483648.0)
             --shift;
         const auto qa = static_cast<std::int64_t>(std::llround(std::ldexp(ma, shift)));
         const auto qb = static_cast<std::int64_t>(std::llround(std::ldexp(mb, shift)));
-        const std::int64_t rounding = shift > 0 ? (std::int64_t{1} << (shift - 1)) : 0;
         IntegerEngine::Value y;
         y.codes.emplace();
         y.codes->params = output;
@@ -337,7 +340,7 @@ struct AddStep final : IntegerEngine::Step {
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
         for (std::int64_t i = 0; i < a.codes.size(); ++i) {
             const std::int64_t sum = (pa[i] - a.params.zeroPoint) * qa + (pb[i] - b.params.zeroPoint) * qb;
-            const auto scaled = static_cast<std::int32_t>((sum + rounding) >> shift);
+            const auto scaled = static_cast<std::int32_t>(int8::roundingShift(sum, shift));
             py[i] = static_cast<std::uint8_t>(std::clamp(scaled + output.zeroPoint, codeLo, codeHi));
         }
         values[outputs[0]] = std::move(y);
@@ -590,6 +593,58 @@ struct MoveStep final : IntegerEngine::Step {
     }
 };
 
+// Softmax along the last axis in integers (as TFLite's int8 softmax does, with a table of
+// exponentials): with d = max(q) - q, e(d) = round(2^24 exp(-scale d)) from a 256-entry table,
+//     y = zy + round(e / (sum(e) * sy))
+// computed as (e * round(2^16 / sy)) / (sum(e) * 2^16) in 64-bit integers, ties to even.
+struct SoftmaxStep final : IntegerEngine::Step {
+    const Node* node = nullptr;
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+    std::optional<std::vector<std::uint32_t>> prepared;
+    std::optional<float> preparedFor;
+
+    static std::vector<std::uint32_t> exponentials(float inputScale)
+    {
+        std::vector<std::uint32_t> table(256);
+        for (int d = 0; d < 256; ++d)
+            table[static_cast<std::size_t>(d)] = static_cast<std::uint32_t>(std::llround(std::ldexp(std::exp(-static_cast<double>(inputScale) * d), 24)));
+        return table;
+    }
+    void run(Values& values) const override
+    {
+        const QuantizedTensor x = int8::toChannelsFirst(*values.at(inputs[0]).codes);
+        const std::vector<std::uint32_t> local = prepared && preparedFor == x.params.scale ? std::vector<std::uint32_t>{} : exponentials(x.params.scale);
+        const std::vector<std::uint32_t>& table = prepared && preparedFor == x.params.scale ? *prepared : local;
+        const std::int64_t length = x.codes.dim(x.codes.rank() - 1), rows = x.codes.size() / std::max<std::int64_t>(1, length);
+        const auto inverseOutputScale = static_cast<std::uint64_t>(std::llround(std::ldexp(1.0 / output.scale, 16)));
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = output;
+        y.codes->codes = Tensor(DataType::UInt8, x.codes.shape());
+        const std::uint8_t* px = x.codes.data<std::uint8_t>();
+        std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const std::uint8_t* in = px + r * length;
+            const std::uint8_t top = *std::max_element(in, in + length);
+            std::uint64_t sum = 0;
+            for (std::int64_t i = 0; i < length; ++i)
+                sum += table[static_cast<std::size_t>(top - in[i])];
+            const std::uint64_t denominator = sum << 16;
+            for (std::int64_t i = 0; i < length; ++i) {
+                const std::uint64_t numerator = table[static_cast<std::size_t>(top - in[i])] * inverseOutputScale;
+                std::uint64_t q64 = numerator / denominator;
+                const std::uint64_t remainder = numerator % denominator;
+                if (2 * remainder > denominator || (2 * remainder == denominator && (q64 & 1)))
+                    ++q64;
+                const auto q = static_cast<std::int32_t>(q64);
+                py[r * length + i] = static_cast<std::uint8_t>(std::clamp(q + output.zeroPoint, codeLo, codeHi));
+            }
+        }
+        values[outputs[0]] = std::move(y);
+    }
+};
+
 const std::set<std::string> kMoveOperators = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
                                               "Identity", "Slice", "Gather", "Split"};
 const std::set<std::string> kLookupOperators = {"Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu"};
@@ -837,6 +892,24 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
                         s->prepared = s->table(*in);
                         s->preparedFor = *in;
                     }
+                    step = std::move(s);
+                    record(li, true, "");
+                } else if (node.opType == "Softmax" && dataInputs.size() == 1 && staticParams(dataInputs[0]) &&
+                           output->scale >= 1.0 / 32768 && [&] {
+                               // The last axis (opset 13's default; before 13 the default axis 1 is
+                               // the last one for the 2-D score matrices classifiers produce).
+                               const auto shape = graph_.values.count(node.inputs[0]) ? graph_.values.at(node.inputs[0]).shape : SymbolicShape{};
+                               const std::int64_t rank = static_cast<std::int64_t>(shape.size());
+                               const std::int64_t axis = node.intAttribute("axis", graph_.opsetVersion >= 13 ? -1 : 1);
+                               return rank > 0 && (axis == -1 || axis == rank - 1);
+                           }()) {
+                    auto s = std::make_unique<SoftmaxStep>();
+                    s->node = &node;
+                    s->output = *output;
+                    s->codeLo = lo;
+                    s->codeHi = hi;
+                    s->prepared = SoftmaxStep::exponentials(staticParams(dataInputs[0])->scale);
+                    s->preparedFor = staticParams(dataInputs[0])->scale;
                     step = std::move(s);
                     record(li, true, "");
                 } else {

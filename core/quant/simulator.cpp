@@ -4,6 +4,8 @@
 #include "eval/accuracy.h"
 
 #include <algorithm>
+#include <cmath>
+#include <set>
 
 namespace qe {
 
@@ -77,6 +79,78 @@ QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec&
     return params;
 }
 
+namespace {
+
+bool isIntegerUniform(const QuantParams& p)
+{
+    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8 && p.granularity != Granularity::PerGroup;
+}
+
+// Operators that move values without changing them: their outputs keep their input's parameters.
+bool passesParamsThrough(const std::string& op)
+{
+    static const std::set<std::string> ops = {"MaxPool", "Relu", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+                                              "Identity", "Slice", "Gather", "Split", "Dropout"};
+    return ops.count(op) > 0;
+}
+
+// Biases become int32 at the accumulator's scale (input scale x weight scale), as integer
+// runtimes and QDQ models store them, so that the simulation rounds a bias exactly as the
+// integer engine does. Only where the input has static per-tensor parameters of at most 8 bits
+// and the weights a uniform scheme: elsewhere nothing runs in integers and the bias stays float.
+void quantizeBiases(QuantPlan& plan, const Graph& graph)
+{
+    std::map<std::string, const QuantParams*> tensorParams;
+    std::map<int, std::size_t> layerAtOutputNode;
+    for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+        const QuantLayer& layer = plan.layers[i];
+        const LayerPlan& lp = plan.plans[i];
+        const bool staticInteger = lp.activationParams && lp.activationParams->scale.size() == 1 && isIntegerUniform(*lp.activationParams);
+        if (layer.outputNodeIndex < 0 && staticInteger)
+            tensorParams[layer.output] = &*lp.activationParams;
+        if (layer.outputNodeIndex >= 0)
+            layerAtOutputNode[layer.outputNodeIndex] = i;
+    }
+    std::map<int, std::size_t> layerAtNode;
+    for (std::size_t i = 0; i < plan.layers.size(); ++i)
+        if (plan.layers[i].nodeIndex >= 0)
+            layerAtNode[plan.layers[i].nodeIndex] = i;
+    for (int n = 0; n < static_cast<int>(graph.nodes.size()); ++n) {
+        const Node& node = graph.nodes[static_cast<std::size_t>(n)];
+        if (auto l = layerAtNode.find(n); l != layerAtNode.end()) {
+            const QuantLayer& layer = plan.layers[l->second];
+            LayerPlan& lp = plan.plans[l->second];
+            auto in = tensorParams.find(node.input(0));
+            if (!layer.bias.empty() && lp.weightParams && isIntegerUniform(*lp.weightParams) && in != tensorParams.end()) {
+                const double inputScale = in->second->scale[0];
+                const std::vector<float>& weightScales = lp.weightParams->scale;
+                const Tensor& bias = graph.initializers.at(layer.bias);
+                Tensor quantized(DataType::Float32, bias.shape());
+                const float* b = bias.data<float>();
+                float* q = quantized.mutableData<float>();
+                for (std::int64_t c = 0; c < bias.size(); ++c) {
+                    const double step = inputScale * (weightScales.size() == 1 ? weightScales[0] : weightScales.at(static_cast<std::size_t>(c)));
+                    const double code = std::clamp(std::nearbyint(b[c] / step), -2147483648.0, 2147483647.0);
+                    q[c] = static_cast<float>(code * step);
+                }
+                plan.graph.initializers[layer.bias] = quantized;
+                lp.biasInputScale = static_cast<float>(inputScale);
+            }
+        }
+        if (auto l = layerAtOutputNode.find(n); l != layerAtOutputNode.end()) {
+            const LayerPlan& lp = plan.plans[l->second];
+            if (!lp.config.keepFloat && lp.activationParams && lp.activationParams->scale.size() == 1 && isIntegerUniform(*lp.activationParams))
+                tensorParams[plan.layers[l->second].output] = &*lp.activationParams;
+        } else if (passesParamsThrough(node.opType) && !node.inputs.empty() && tensorParams.count(node.input(0)) &&
+                   !layerAtNode.count(n)) {
+            for (const std::string& out : node.outputs)
+                tensorParams[out] = tensorParams.at(node.input(0));
+        }
+    }
+}
+
+}  // namespace
+
 QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,
                    const CalibrationData& calibration, const QuantPlan* previous, const FixedParams* fixed)
 {
@@ -133,6 +207,7 @@ QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, co
         }
         plan.plans.push_back(std::move(lp));
     }
+    quantizeBiases(plan, graph);
     return plan;
 }
 

@@ -21,7 +21,8 @@ class TestInt8Kernels : public QObject {
     Q_OBJECT
 private slots:
     void multiplierRepresentsTheRealValue();
-    void requantizationRoundsHalfUpExactly();
+    void requantizationRoundsHalfToEvenExactly();
+    void vectorRequantizationEqualsScalar();
     void quantizeMatchesTheFormulaAndLayoutsRoundTrip();
     void fastConvolutionEqualsReference();
     void fastMatrixProductEqualsReference();
@@ -44,7 +45,7 @@ void TestInt8Kernels::multiplierRepresentsTheRealValue()
     QCOMPARE(applyMultiplier(1000, prepareMultiplier(1.0)), 1000);
 }
 
-void TestInt8Kernels::requantizationRoundsHalfUpExactly()
+void TestInt8Kernels::requantizationRoundsHalfToEvenExactly()
 {
     std::mt19937 rng(11);
     std::uniform_real_distribution<double> exponent(-20, 6);  // |x * M| < 2^31
@@ -52,18 +53,61 @@ void TestInt8Kernels::requantizationRoundsHalfUpExactly()
     for (int i = 0; i < 200000; ++i) {
         const FixedPointMultiplier fp = prepareMultiplier(std::pow(2.0, exponent(rng)));
         const std::int32_t x = i < 1000 ? i - 500 : accumulator(rng);
-        // Exact: floor((x * multiplier + 2^(s-1)) / 2^s) in 128-bit integers.
-        const __int128 product = static_cast<__int128>(x) * fp.multiplier + (static_cast<__int128>(1) << (fp.rightShift - 1));
-        __int128 expected = product / (static_cast<__int128>(1) << fp.rightShift);
-        if (product < 0 && product % (static_cast<__int128>(1) << fp.rightShift) != 0)
-            --expected;  // C++ division truncates; the definition floors
+        // Exact, in 128-bit integers: the nearest integer to x * multiplier / 2^s, ties to even.
+        const __int128 product = static_cast<__int128>(x) * fp.multiplier;
+        const __int128 divisor = static_cast<__int128>(1) << fp.rightShift;
+        __int128 floor = product / divisor;
+        if (product < 0 && product % divisor != 0)
+            --floor;  // C++ division truncates
+        const __int128 twiceRemainder = 2 * (product - floor * divisor);
+        const __int128 expected = twiceRemainder > divisor || (twiceRemainder == divisor && (floor & 1)) ? floor + 1 : floor;
         QCOMPARE(static_cast<std::int64_t>(applyMultiplier(x, fp)), static_cast<std::int64_t>(expected));
     }
-    // Ties go up: 3 * 0.5 = 1.5 -> 2, -3 * 0.5 = -1.5 -> -1.
+    // Ties go to even: 1.5 -> 2, 2.5 -> 2, -1.5 -> -2, -2.5 -> -2 (as std::nearbyint and ONNX).
     QCOMPARE(applyMultiplier(3, prepareMultiplier(0.5)), 2);
-    QCOMPARE(applyMultiplier(-3, prepareMultiplier(0.5)), -1);
+    QCOMPARE(applyMultiplier(5, prepareMultiplier(0.5)), 2);
+    QCOMPARE(applyMultiplier(-3, prepareMultiplier(0.5)), -2);
+    QCOMPARE(applyMultiplier(-5, prepareMultiplier(0.5)), -2);
+    for (std::int32_t x = -1000; x <= 1000; ++x)
+        QCOMPARE(applyMultiplier(x, prepareMultiplier(0.25)), static_cast<std::int32_t>(std::nearbyint(x * 0.25)));
     QCOMPARE(requantize(1000, prepareMultiplier(0.5), 10, 0, 255), 255);  // clamped
     QCOMPARE(requantize(-1000, prepareMultiplier(0.5), 10, 0, 255), 0);
+}
+
+void TestInt8Kernels::vectorRequantizationEqualsScalar()
+{
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<double> exponent(-24, 2);
+    std::uniform_int_distribution<std::int32_t> accumulator(-(1 << 22), 1 << 22), small(-40, 40), code(0, 255);
+    for (const std::int64_t channels : {1, 7, 8, 13, 64, 67}) {
+        ChannelRequantization r;
+        for (std::int64_t c = 0; c < channels; ++c)
+            r.add(small(rng) * 1000, c == 3 ? FixedPointMultiplier{} : prepareMultiplier(c == 5 ? 0.5 : std::pow(2.0, exponent(rng))));
+        const std::int64_t pixels = 300;
+        std::vector<std::int32_t> acc(static_cast<std::size_t>(pixels * channels));
+        for (std::size_t i = 0; i < acc.size(); ++i)
+            acc[i] = i % 3 == 0 ? small(rng) : accumulator(rng);  // small values hit exact ties with M = 0.5
+        const std::int32_t zeroPoint = code(rng), lo = std::min(zeroPoint, 3), hi = 250;
+        std::vector<std::uint8_t> expected(acc.size()), portable(acc.size()), wide(acc.size()), dispatched(acc.size());
+        for (std::int64_t p = 0; p < pixels; ++p)
+            for (std::int64_t c = 0; c < channels; ++c) {
+                const std::size_t i = static_cast<std::size_t>(p * channels + c);
+                const FixedPointMultiplier m{r.multiplier[static_cast<std::size_t>(c)], static_cast<int>(r.rightShift[static_cast<std::size_t>(c)])};
+                expected[i] = static_cast<std::uint8_t>(requantize(acc[i] + r.bias[static_cast<std::size_t>(c)], m, zeroPoint, lo, hi));
+            }
+        for (std::int64_t p = 0; p < pixels; ++p)
+            requantizeRowPortable(acc.data() + p * channels, portable.data() + p * channels, channels, r, zeroPoint, lo, hi);
+        QCOMPARE(portable, expected);
+        requantizeChannelsLast(acc.data(), dispatched.data(), pixels, channels, r, zeroPoint, lo, hi);
+        QCOMPARE(dispatched, expected);
+        if (avx512Available()) {
+            for (std::int64_t p = 0; p < pixels; ++p)
+                requantizeRowAvx512(acc.data() + p * channels, wide.data() + p * channels, channels, r, zeroPoint, lo, hi);
+            QCOMPARE(wide, expected);
+        }
+    }
+    if (!avx512Available())
+        qInfo("no AVX-512 on this CPU: only the portable requantization was compared");
 }
 
 void TestInt8Kernels::quantizeMatchesTheFormulaAndLayoutsRoundTrip()

@@ -7,6 +7,7 @@
 #endif
 
 #include <cstring>
+#include <omp.h>
 #include <string_view>
 
 namespace qe::int8 {
@@ -69,8 +70,10 @@ FastConv::~FastConv() = default;
 
 const FastConv::Compiled& FastConv::compiled(const Shape& in, const Window2D& w) const
 {
+    // oneDNN fixes a primitive's thread count when it is created, so the count is part of the key.
     std::string key;
-    for (std::int64_t v : {in[0], in[1], in[2], in[3], w.strideH, w.strideW, w.padTop, w.padLeft, w.outH, w.outW})
+    for (std::int64_t v : {in[0], in[1], in[2], in[3], w.strideH, w.strideW, w.padTop, w.padLeft, w.outH, w.outW,
+                           std::int64_t{omp_get_max_threads()}})
         key += std::to_string(v) + ",";
     std::lock_guard lock(mutex_);
     auto found = cache_.find(key);
@@ -117,42 +120,63 @@ const FastConv::Compiled& FastConv::compiled(const Shape& in, const Window2D& w)
 
 bool FastConv::supports(const Shape& inputNhwc, const Window2D& window) const
 {
-    return compiled(inputNhwc, window).optimized;
+    // Chunks hold one or more images; what runs on one image runs on several.
+    return compiled({1, inputNhwc[1], inputNhwc[2], inputNhwc[3]}, window).optimized;
+}
+
+void FastConv::accumulateInChunks(const Tensor& input, std::int32_t inputZeroPoint, const Window2D& window,
+                                  const ChunkConsumer& consume) const
+{
+    const std::int64_t n = input.dim(0), h = input.dim(1), w = input.dim(2), channels = input.dim(3);
+    const std::int64_t outChannels = weights_.dim(0);
+    // Images per chunk: about 1 MiB of accumulators, so they are still in cache when requantized
+    // (a whole batch of int32 accumulators would be four times the size of its inputs, and
+    // writing and re-reading it from memory cost more than the convolution).
+    const std::int64_t perImage = window.outH * window.outW * outChannels;
+    const std::int64_t chunk = std::clamp<std::int64_t>((std::int64_t{1} << 18) / std::max<std::int64_t>(1, perImage), 1, n);
+    thread_local std::vector<std::int32_t> accumulators;
+    thread_local std::vector<std::uint8_t> padded;
+    for (std::int64_t first = 0; first < n; first += chunk) {
+        const std::int64_t count = std::min(chunk, n - first);
+        const Compiled& c = compiled({count, h, w, channels}, window);
+        if (!c.optimized)
+            throw Error("fast convolution: no optimized kernel for input " + input.describe());
+        // Padded positions must hold the zero-point (real 0), so the input is padded here and the
+        // convolution itself runs unpadded (oneDNN 2.6's own source zero-points corrupt memory in
+        // some kernels). Then sum (x - zx) * w = sum x * w - zx * sum w for every output.
+        const std::uint8_t* src = input.data<std::uint8_t>() + first * h * w * channels;
+        if (c.paddedNhwc[1] != h || c.paddedNhwc[2] != w) {
+            const std::int64_t ph = c.paddedNhwc[1], pw = c.paddedNhwc[2];
+            padded.assign(static_cast<std::size_t>(count * ph * pw * channels), static_cast<std::uint8_t>(inputZeroPoint));
+            for (std::int64_t b = 0; b < count; ++b)
+                for (std::int64_t y = 0; y < h; ++y)
+                    std::memcpy(padded.data() + ((b * ph + y + window.padTop) * pw + window.padLeft) * channels,
+                                src + ((b * h + y) * w) * channels, static_cast<std::size_t>(w * channels));
+            src = padded.data();
+        }
+        accumulators.resize(static_cast<std::size_t>(count * perImage));
+        execute(c.primitive, c.pd.scratchpad_desc(),
+                {{DNNL_ARG_SRC, memory(c.pd.src_desc(), cpuEngine(), const_cast<std::uint8_t*>(src))},
+                 {DNNL_ARG_WEIGHTS, c.packedWeights},
+                 {DNNL_ARG_DST, memory(c.pd.dst_desc(), cpuEngine(), accumulators.data())}});
+        if (inputZeroPoint != 0) {
+            std::int32_t* acc = accumulators.data();
+            const std::int32_t* sums = weightSums_.data();
+            for (std::int64_t p = 0; p < count * window.outH * window.outW; ++p)
+                for (std::int64_t o = 0; o < outChannels; ++o)
+                    acc[p * outChannels + o] -= inputZeroPoint * sums[o];
+        }
+        consume(accumulators.data(), first, count);
+    }
 }
 
 Tensor FastConv::accumulate(const Tensor& input, std::int32_t inputZeroPoint, const Window2D& window) const
 {
-    const Compiled& c = compiled(input.shape(), window);
-    if (!c.optimized)
-        throw Error("fast convolution: no optimized kernel for input " + input.describe());
-    // Padded positions must hold the zero-point (real 0), so the input is padded here and the
-    // convolution itself runs unpadded (oneDNN 2.6's own source zero-points corrupt memory in
-    // some kernels). Then sum (x - zx) * w = sum x * w - zx * sum w for every output.
-    Tensor padded = input;
-    if (c.paddedNhwc != input.shape()) {
-        padded = Tensor(DataType::UInt8, c.paddedNhwc);
-        const std::int64_t n = input.dim(0), h = input.dim(1), w = input.dim(2), channels = input.dim(3);
-        const std::int64_t ph = c.paddedNhwc[1], pw = c.paddedNhwc[2];
-        std::uint8_t* dst = padded.mutableData<std::uint8_t>();
-        std::fill(dst, dst + padded.size(), static_cast<std::uint8_t>(inputZeroPoint));
-        const std::uint8_t* src = input.data<std::uint8_t>();
-        for (std::int64_t b = 0; b < n; ++b)
-            for (std::int64_t y = 0; y < h; ++y)
-                std::memcpy(dst + ((b * ph + y + window.padTop) * pw + window.padLeft) * channels, src + ((b * h + y) * w) * channels,
-                            static_cast<std::size_t>(w * channels));
-    }
-    Tensor out(DataType::Int32, c.outputNhwc);
-    execute(c.primitive, c.pd.scratchpad_desc(),
-            {{DNNL_ARG_SRC, memory(c.pd.src_desc(), cpuEngine(), const_cast<std::byte*>(padded.rawData()))},
-             {DNNL_ARG_WEIGHTS, c.packedWeights},
-             {DNNL_ARG_DST, memory(c.pd.dst_desc(), cpuEngine(), out.mutableRawData())}});
-    if (inputZeroPoint != 0) {
-        const std::int64_t oc = c.outputNhwc[3];
-        std::int32_t* y = out.mutableData<std::int32_t>();
-        for (std::int64_t p = 0; p < out.size() / oc; ++p)
-            for (std::int64_t o = 0; o < oc; ++o)
-                y[p * oc + o] -= inputZeroPoint * weightSums_[static_cast<std::size_t>(o)];
-    }
+    const std::int64_t perImage = window.outH * window.outW * weights_.dim(0);
+    Tensor out(DataType::Int32, {input.dim(0), window.outH, window.outW, weights_.dim(0)});
+    accumulateInChunks(input, inputZeroPoint, window, [&](const std::int32_t* acc, std::int64_t first, std::int64_t count) {
+        std::copy_n(acc, count * perImage, out.mutableData<std::int32_t>() + first * perImage);
+    });
     return out;
 }
 
@@ -178,8 +202,9 @@ FastMatMul::~FastMatMul() = default;
 
 const FastMatMul::Compiled& FastMatMul::compiled(std::int64_t rows) const
 {
+    const std::pair<std::int64_t, int> key{rows, omp_get_max_threads()};  // see FastConv::compiled
     std::lock_guard lock(mutex_);
-    auto found = cache_.find(rows);
+    auto found = cache_.find(key);
     if (found != cache_.end())
         return *found->second;
     auto c = std::make_shared<Compiled>();
@@ -194,7 +219,7 @@ const FastMatMul::Compiled& FastMatMul::compiled(std::int64_t rows) const
     dnnl::stream stream(cpuEngine());
     dnnl::reorder(user, c->packedWeights).execute(stream, user, c->packedWeights);
     stream.wait();
-    return *cache_.emplace(rows, c).first->second;
+    return *cache_.emplace(key, c).first->second;
 }
 
 Tensor FastMatMul::accumulate(const Tensor& input, std::int32_t inputZeroPoint) const
@@ -226,6 +251,10 @@ FastConv::FastConv(Tensor weights, std::int64_t groups) : weights_(std::move(wei
 FastConv::~FastConv() = default;
 bool FastConv::supports(const Shape&, const Window2D&) const { return false; }
 Tensor FastConv::accumulate(const Tensor&, std::int32_t, const Window2D&) const
+{
+    throw Error("fast convolution: built without oneDNN");
+}
+void FastConv::accumulateInChunks(const Tensor&, std::int32_t, const Window2D&, const ChunkConsumer&) const
 {
     throw Error("fast convolution: built without oneDNN");
 }

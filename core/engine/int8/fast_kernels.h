@@ -13,6 +13,7 @@
 #include "tensor/tensor.h"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,11 @@ public:
     bool supports(const Shape& inputNhwc, const Window2D& window) const;
     // `inputNhwc`: uint8 [N, H, W, C]. Returns int32 [N, OH, OW, OC] (channels-last).
     Tensor accumulate(const Tensor& inputNhwc, std::int32_t inputZeroPoint, const Window2D& window) const;
+    // The same accumulators a few images at a time, each chunk handed to `consume` while it is
+    // still in cache: acc is int32 [imageCount, OH, OW, OC] for images [firstImage, firstImage + imageCount).
+    using ChunkConsumer = std::function<void(const std::int32_t* acc, std::int64_t firstImage, std::int64_t imageCount)>;
+    void accumulateInChunks(const Tensor& inputNhwc, std::int32_t inputZeroPoint, const Window2D& window,
+                            const ChunkConsumer& consume) const;
 
     struct Compiled;
 private:
@@ -59,7 +65,7 @@ private:
     Tensor weights_;
     std::vector<std::int32_t> columnSums_;  // sum_k weights[k][n], for the zero-point term
     mutable std::mutex mutex_;
-    mutable std::map<std::int64_t, std::shared_ptr<Compiled>> cache_;
+    mutable std::map<std::pair<std::int64_t, int>, std::shared_ptr<Compiled>> cache_;  // by rows and threads
 };
 
 }  // namespace qe::int8

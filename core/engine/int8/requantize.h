@@ -4,15 +4,17 @@
 // A real multiplier M (e.g. input_scale * weight_scale / output_scale) is prepared once per layer
 // as a Q0.31 fixed-point mantissa and a power-of-two exponent (TFLite's QuantizeMultiplier):
 //     M = multiplier * 2^(shift - 31),   multiplier in [2^30, 2^31)
-// and applied with one rounding step (TFLite's single-rounding variant, as ruy's MulParams and
-// ONNX Runtime's MLAS "fixed point" path do):
-//     round(x * M) = (x * multiplier + 2^(s - 1)) >> s,   s = 31 - shift
-// in 64-bit arithmetic. The rounding mode is half up (ties go toward +infinity), so it differs
-// from the float engine's round-half-to-even only on exact ties.
+// and applied with one rounding step (TFLite's single-rounding variant) in 64-bit arithmetic:
+//     round(x * M) = roundingShift(x * multiplier, s),   s = 31 - shift
+// The rounding mode is round half to even, the mode of ONNX's QuantizeLinear, of ONNX Runtime's
+// requantization and of the simulation's fake quantization, so that exact ties (common where
+// scales are powers of two apart, e.g. an Add of two equal scales) round the same way in all
+// three. (TFLite rounds ties away from zero; gemmlowp's RoundingDivideByPOT likewise.)
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace qe::int8 {
 
@@ -46,15 +48,25 @@ inline FixedPointMultiplier prepareMultiplier(double realMultiplier)
     return fp;
 }
 
-// round_half_up(x * M), exact in 64 bits: |x * multiplier| < 2^62.
+// value / 2^shift rounded to the nearest integer, ties to even; shift in [1, 62].
+inline std::int64_t roundingShift(std::int64_t value, int shift)
+{
+    const std::int64_t half = std::int64_t{1} << (shift - 1);
+    const std::int64_t mask = (std::int64_t{1} << shift) - 1;
+    // An arithmetic right shift floors, so adding one half first rounds half up...
+    std::int64_t rounded = (value + half) >> shift;
+    // ...and an exact tie that went up to an odd result goes back down to the even one.
+    if ((value & mask) == half && (rounded & 1))
+        --rounded;
+    return rounded;
+}
+
+// round_half_even(x * M), exact in 64 bits: |x * multiplier| < 2^62.
 inline std::int32_t applyMultiplier(std::int32_t x, FixedPointMultiplier m)
 {
     if (m.multiplier == 0)
         return 0;
-    const std::int64_t product = static_cast<std::int64_t>(x) * m.multiplier;
-    const std::int64_t rounding = std::int64_t{1} << (m.rightShift - 1);
-    // An arithmetic right shift floors, so adding one half first rounds half up.
-    return static_cast<std::int32_t>((product + rounding) >> m.rightShift);
+    return static_cast<std::int32_t>(roundingShift(static_cast<std::int64_t>(x) * m.multiplier, m.rightShift));
 }
 
 // The output code of one accumulator: zero-point plus the rescaled value, clamped to the code
@@ -64,5 +76,60 @@ inline std::int32_t requantize(std::int32_t accumulator, FixedPointMultiplier m,
 {
     return std::clamp(applyMultiplier(accumulator, m) + outputZeroPoint, codeMin, codeMax);
 }
+
+// Per-output-channel requantization prepared for a whole layer: a bias in accumulator units and
+// a multiplier per channel, laid out so that the loop over channels vectorizes (no branches,
+// 64-bit products of 32-bit values, the arithmetic right shift done as a logical shift of a value
+// made non-negative by adding 2^62, which leaves the low bits and hence the tie test unchanged).
+// Gives exactly requantize(accumulator + bias, multiplier, ...) for every element.
+struct ChannelRequantization {
+    std::vector<std::int32_t> bias, multiplier;
+    std::vector<std::uint64_t> rightShift, half, lowMask;
+    std::vector<std::int64_t> offset;  // 2^(62 - rightShift): the added 2^62 after the shift
+
+    std::size_t channels() const { return bias.size(); }
+    void add(std::int32_t channelBias, FixedPointMultiplier m)
+    {
+        // A zero multiplier (M below 2^-31) with the largest shift yields 0 like applyMultiplier.
+        const int s = m.multiplier == 0 ? 62 : m.rightShift;
+        bias.push_back(channelBias);
+        multiplier.push_back(m.multiplier);
+        rightShift.push_back(static_cast<std::uint64_t>(s));
+        half.push_back(std::uint64_t{1} << (s - 1));
+        lowMask.push_back((std::uint64_t{1} << s) - 1);
+        offset.push_back(std::int64_t{1} << (62 - s));
+    }
+};
+
+// out[p][c] = requantize(acc[p][c] + bias[c], multiplier[c], zeroPoint, codeMin, codeMax) for
+// `pixels` rows of `channels` accumulators (channels-last). Uses AVX-512 where the CPU has it
+// (requantize_avx512.cpp), else the portable loop below; both give exactly the scalar result.
+void requantizeChannelsLast(const std::int32_t* acc, std::uint8_t* out, std::int64_t pixels, std::int64_t channels,
+                            const ChannelRequantization& r, std::int32_t zeroPoint, std::int32_t codeMin, std::int32_t codeMax);
+
+// One row, portable C++ the compiler vectorizes (exposed for the tests).
+inline void requantizeRowPortable(const std::int32_t* a, std::uint8_t* y, std::int64_t channels, const ChannelRequantization& r,
+                                  std::int32_t zeroPoint, std::int32_t codeMin, std::int32_t codeMax)
+{
+    const std::int32_t* bias = r.bias.data();
+    const std::int32_t* multiplier = r.multiplier.data();
+    const std::uint64_t* shift = r.rightShift.data();
+    const std::uint64_t* half = r.half.data();
+    const std::uint64_t* mask = r.lowMask.data();
+    const std::int64_t* offset = r.offset.data();
+    for (std::int64_t c = 0; c < channels; ++c) {
+        const std::int64_t v = static_cast<std::int64_t>(a[c] + bias[c]) * multiplier[c];
+        const std::uint64_t biased = static_cast<std::uint64_t>(v) + (std::uint64_t{1} << 62);
+        std::int64_t rounded = static_cast<std::int64_t>((biased + half[c]) >> shift[c]) - offset[c];
+        rounded -= static_cast<std::int64_t>((biased & mask[c]) == half[c]) & rounded & 1;
+        const std::int64_t code = std::clamp<std::int64_t>(rounded + zeroPoint, codeMin, codeMax);
+        y[c] = static_cast<std::uint8_t>(code);
+    }
+}
+
+// The AVX-512 row (requantize_avx512.cpp); only call it where avx512Available().
+bool avx512Available();
+void requantizeRowAvx512(const std::int32_t* a, std::uint8_t* y, std::int64_t channels, const ChannelRequantization& r,
+                         std::int32_t zeroPoint, std::int32_t codeMin, std::int32_t codeMax);
 
 }  // namespace qe::int8

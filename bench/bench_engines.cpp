@@ -1,0 +1,198 @@
+// Our fp32 engine and our int8 engine on the models of ../shared/bench (LeNet, MobileNetV1 and
+// ResNet-18 size, random weights), timed the way the peers there are timed, and written as the
+// same JSON rows, so that bench/run_peers.sh puts ONNX Runtime, OpenCV and us in one table.
+//
+//   build/bench/bench_engines --models-dir DIR [--models lenet,mobilenet,resnet18]
+//       [--threads 1,2] [--batches 1,32] [--precisions fp32,int8] [--runs 20] [--warmup 3] [--min-time 1] [--json OUT.jsonl]
+//
+// int8 here is W8A8 as ONNX Runtime's QDQ models of the same folder have it: per-channel
+// symmetric int8 weights, per-tensor affine uint8 activations, min-max ranges from 8 random
+// inputs. Every layer must run in integers (checked); the table says how far int8 is from fp32.
+
+#include "common/error.h"
+#include "engine/executor.h"
+#include "model/onnx_import.h"
+#include "quant/integer_engine.h"
+#include "quant/layers.h"
+#include "quant/simulator.h"
+
+#include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace qe;
+using nlohmann::json;
+
+namespace {
+
+std::vector<std::string> split(const std::string& s)
+{
+    std::vector<std::string> out;
+    std::stringstream in(s);
+    for (std::string item; std::getline(in, item, ',');)
+        if (!item.empty())
+            out.push_back(item);
+    return out;
+}
+
+Tensor randomInput(const Graph& graph, std::int64_t batch, unsigned seed)
+{
+    const ValueInfo& input = graph.inputs.at(0);
+    Shape shape{batch};
+    for (std::size_t d = 1; d < input.shape.size(); ++d)
+        shape.push_back(input.shape[d].value);
+    Tensor t(DataType::Float32, shape);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (std::int64_t i = 0; i < t.size(); ++i)
+        t.mutableData<float>()[i] = normal(rng);
+    return t;
+}
+
+struct Timing {
+    double median = 0, p10 = 0, p90 = 0;
+    int runs = 0;
+};
+
+template <class F> Timing timeIt(F&& f, int warmup, int minRuns, double minSeconds)
+{
+    for (int i = 0; i < warmup; ++i)
+        f();
+    std::vector<double> ms;
+    const auto start = std::chrono::steady_clock::now();
+    while (static_cast<int>(ms.size()) < minRuns ||
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < minSeconds) {
+        const auto t0 = std::chrono::steady_clock::now();
+        f();
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        if (ms.size() >= 1000)
+            break;
+    }
+    std::sort(ms.begin(), ms.end());
+    return {ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10], static_cast<int>(ms.size())};
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    std::string modelsDir, jsonPath;
+    std::vector<std::string> models{"lenet", "mobilenet", "resnet18"};
+    std::vector<std::string> threads{"1", "2"}, batches{"1", "32"}, precisions{"fp32", "int8"};
+    int runs = 20, warmup = 3;
+    double minTime = 1.0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string flag = argv[i], value = argv[i + 1];
+        if (flag == "--models-dir") modelsDir = value;
+        else if (flag == "--models") models = split(value);
+        else if (flag == "--threads") threads = split(value);
+        else if (flag == "--batches") batches = split(value);
+        else if (flag == "--precisions") precisions = split(value);
+        else if (flag == "--runs") runs = std::stoi(value);
+        else if (flag == "--warmup") warmup = std::stoi(value);
+        else if (flag == "--min-time") minTime = std::stod(value);
+        else if (flag == "--json") jsonPath = value;
+        else {
+            std::cerr << "unknown option " << flag << "\n";
+            return 2;
+        }
+    }
+    if (modelsDir.empty()) {
+        std::cerr << "usage: bench_engines --models-dir DIR [--models a,b] [--threads 1,2] [--batches 1,32] [--json OUT]\n";
+        return 2;
+    }
+    try {
+        json manifest = json::parse(std::ifstream(modelsDir + "/manifest.json"));
+        std::ofstream jsonOut;
+        if (!jsonPath.empty())
+            jsonOut.open(jsonPath, std::ios::app);
+        std::printf("%-10s %-6s %3s %5s %12s %12s\n", "model", "prec", "thr", "batch", "median ms", "images/s");
+        for (const std::string& name : models) {
+            const std::string file = modelsDir + "/" + name + "_fp32.onnx";
+            const auto graph = std::make_shared<const Graph>(loadOnnx(file));
+            double macs = 0;
+            if (manifest["models"].contains(name))
+                macs = manifest["models"][name].value("macs_per_image", 0.0);
+
+            // W8A8 as the QDQ peers: min-max ranges from 8 random inputs.
+            const std::vector<QuantLayer> layers = findQuantLayers(*graph);
+            CalibrationData calibration;
+            {
+                const Executor executor(*graph);
+                RunOptions capture;
+                for (const QuantLayer& l : layers)
+                    capture.capture.insert(l.output);
+                const TensorMap out = executor.run({{graph->inputs[0].name, randomInput(*graph, 8, 1)}}, capture);
+                for (const QuantLayer& l : layers)
+                    calibration.observers[l.output].observe(out.at(l.output));
+                calibration.images = 8;
+            }
+            const QuantConfig config;  // per-channel symmetric int8 weights, affine uint8 activations, min-max
+            const QuantPlan plan = makePlan(*graph, layers, config, calibration);
+            const IntegerEngine engine(plan);
+            if (engine.integerLayerCount() != layers.size())
+                for (const LayerExecution& e : engine.layerExecution())
+                    if (!e.integer)
+                        std::cerr << name << ": layer " << e.layer << " runs in float: " << e.reason << "\n";
+            const Executor floatExecutor(*graph);
+
+            // How far int8 is from fp32 on the same input (the peers print the same check).
+            {
+                const Tensor x = randomInput(*graph, 2, 7);
+                const Tensor a = runSingle(floatExecutor, x);
+                const Tensor b = runIntegerSingle(engine, graph->inputs[0].name, x);
+                double dot = 0, na = 0, nb = 0;
+                for (std::int64_t i = 0; i < a.size(); ++i) {
+                    dot += double(a.data<float>()[i]) * b.data<float>()[i];
+                    na += double(a.data<float>()[i]) * a.data<float>()[i];
+                    nb += double(b.data<float>()[i]) * b.data<float>()[i];
+                }
+                const json check{{"kind", "check"}, {"engine", "qe"}, {"model", name}, {"precision", "int8"},
+                                 {"cosine", dot / std::sqrt(na * nb)}, {"integer_layers", engine.integerLayerCount()},
+                                 {"layers", layers.size()}};
+                std::printf("%s: int8 vs fp32 cosine %.5f, %zu of %zu layers in integers\n", name.c_str(),
+                            check["cosine"].get<double>(), engine.integerLayerCount(), layers.size());
+                if (jsonOut)
+                    jsonOut << check.dump() << "\n";
+            }
+            for (const std::string& t : threads) {
+                omp_set_num_threads(std::stoi(t));
+                for (const std::string& b : batches) {
+                    const std::int64_t batch = std::stoll(b);
+                    const Tensor x = randomInput(*graph, batch, 3);
+                    const std::string inputName = graph->inputs[0].name;
+                    for (const std::string& precision : precisions) {
+                        const Timing timing = precision == "fp32"
+                                                  ? timeIt([&] { runSingle(floatExecutor, x); }, warmup, runs, minTime)
+                                                  : timeIt([&] { runIntegerSingle(engine, inputName, x); }, warmup, runs, minTime);
+                        const double imagesPerSecond = 1000.0 * double(batch) / timing.median;
+                        const json row{{"kind", "peer"}, {"model", name}, {"engine", "qe"}, {"precision", precision},
+                                       {"threads", std::stoi(t)}, {"batch", batch}, {"median_ms", timing.median},
+                                       {"p10_ms", timing.p10}, {"p90_ms", timing.p90}, {"runs", timing.runs},
+                                       {"images_per_s", imagesPerSecond}, {"gops", 2.0 * macs * imagesPerSecond / 1e9}};
+                        std::printf("%-10s %-6s %3s %5lld %12.3f %12.1f\n", name.c_str(), precision.c_str(), t.c_str(),
+                                    static_cast<long long>(batch), timing.median, imagesPerSecond);
+                        std::fflush(stdout);
+                        if (jsonOut)
+                            jsonOut << row.dump() << "\n";
+                    }
+                }
+            }
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
