@@ -372,6 +372,34 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     return metrics;
 }
 
+std::vector<LayerPlan> QuantEvaluator::lastPlans() const
+{
+    return previousPlan_ ? previousPlan_->plans : std::vector<LayerPlan>{};
+}
+
+std::vector<ErrorStats> QuantEvaluator::imageLayerErrors(std::size_t image) const
+{
+    if (!previousPlan_ || quantCache_.size() != inputs_.size())
+        throw Error("per-image errors need a completed evaluation");
+    if (image >= labels_.size())
+        throw Error("image " + std::to_string(image) + " is not one of the " + std::to_string(labels_.size()) +
+                    " evaluation images");
+    // Find the image's batch and its row in it (batches are full except perhaps the last).
+    std::size_t batch = 0, row = image;
+    while (row >= std::size_t(inputs_[batch].dim(0)))
+        row -= std::size_t(inputs_[batch++].dim(0));
+    std::vector<ErrorStats> errors;
+    for (const QuantLayer& layer : layers_) {
+        const Tensor& reference = floatCache_[batch].at(layer.output);
+        const Tensor& quantized = quantCache_[batch].at(layer.output);
+        const auto perImage = static_cast<std::size_t>(reference.size() / reference.dim(0));
+        ErrorAccumulator error;
+        error.add(reference.data<float>() + row * perImage, quantized.data<float>() + row * perImage, perImage);
+        errors.push_back(ErrorStats::from(error));
+    }
+    return errors;
+}
+
 TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::string& tensor, int bins)
 {
     TensorHistogram result;

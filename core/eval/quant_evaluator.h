@@ -111,6 +111,13 @@ public:
     // of the graph (shown without levels when it is not a quantization point).
     TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128);
 
+    // What the last completed evaluate() decided per layer (parallel to layers()): the parameters
+    // the UI's layer details explain. Empty before the first evaluation and after a cancelled one.
+    std::vector<LayerPlan> lastPlans() const;
+    // The accumulated error at every layer's output for one evaluation image (an index below the
+    // evaluation image count), from the last completed evaluate(); parallel to layers().
+    std::vector<ErrorStats> imageLayerErrors(std::size_t image) const;
+
     // Drops the caches (for benchmarks comparing full and incremental runs).
     void clearQuantizedCache();
 
