@@ -351,7 +351,6 @@ void ErrorChart::rebuild()
         x->setLabelsAngle(-60);
     auto* y = new QValueAxis(c);
     y->setTitleText(unit);
-    y->applyNiceNumbers();
     c->addAxis(x, Qt::AlignBottom);
     c->addAxis(y, Qt::AlignLeft);
     series_->attachAxis(x);

@@ -249,6 +249,16 @@ MainWindow::MainWindow(QWidget* parent)
     });
 }
 
+MainWindow::~MainWindow()
+{
+    // An editor still open commits while the table is torn down: nothing may reach the
+    // half-destroyed window any more.
+    layers_->setEditScope({});
+    layers_->disconnect(this);
+    session_->disconnect(this);
+    undo_->disconnect(this);
+}
+
 QWidget* MainWindow::buildHistogramTab()
 {
     auto* tab = new QWidget(this);

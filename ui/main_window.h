@@ -33,6 +33,7 @@ class MainWindow : public QMainWindow {
     Q_OBJECT
 public:
     explicit MainWindow(QWidget* parent = nullptr);
+    ~MainWindow() override;
     // Opens a model on a data set, with the configuration file `configPath` (empty: a QDQ model's
     // own quantization, else the built-in W8A8 default). No dialogs.
     void openSession(const QString& modelPath, const QString& dataPath, const QString& configPath = {});
