@@ -259,11 +259,7 @@ void Session::startEvaluation()
     auto state = restart(main_);
     busy_ = true;
     progressTimer_.start();
-    struct Result {
-        std::shared_ptr<EvaluationSnapshot> evaluation;
-        std::shared_ptr<HistogramSnapshot> histograms;
-    };
-    auto work = QtConcurrent::run(&pool_, [state, engine = engine_, config = config_, focus = focusLayer_]() -> Result {
+    auto work = QtConcurrent::run(&pool_, [state, engine = engine_, config = config_]() {
         if (state->cancel)
             throw Cancelled();
         QElapsedTimer clock;
@@ -275,28 +271,20 @@ void Session::startEvaluation()
             evaluator.calibrate(*engine->calibrationSet, std::size_t(config.calibrationImages), progress);
             engine->calibratedImages = config.calibrationImages;
         }
-        Result result;
-        result.evaluation = std::make_shared<EvaluationSnapshot>();
-        EvaluationSnapshot& e = *result.evaluation;
-        e.config = config;
-        e.metrics = evaluator.evaluate(config, progress);
-        e.plans = evaluator.lastPlans();
-        e.confusion = confusionMatrix(e.metrics.labels, e.metrics.predictions);
-        if (!focus.empty()) {
-            state->stage = Histograms;
-            result.histograms = std::make_shared<HistogramSnapshot>(computeHistograms(evaluator, config, focus));
-        }
-        e.milliseconds = double(clock.nsecsElapsed()) / 1e6;
-        return result;
+        auto evaluation = std::make_shared<EvaluationSnapshot>();
+        evaluation->config = config;
+        evaluation->metrics = evaluator.evaluate(config, progress);
+        evaluation->plans = evaluator.lastPlans();
+        evaluation->confusion = confusionMatrix(evaluation->metrics.labels, evaluation->metrics.predictions);
+        evaluation->milliseconds = double(clock.nsecsElapsed()) / 1e6;
+        return evaluation;
     });
-    finish(work, main_, [this](Result result) {
-        result.evaluation->sequence = ++sequence_;
-        evaluation_ = std::move(result.evaluation);
+    finish(work, main_, [this](std::shared_ptr<EvaluationSnapshot> evaluation) {
+        evaluation->sequence = ++sequence_;
+        evaluation_ = std::move(evaluation);
         emit evaluated();
-        if (result.histograms && result.histograms->layer == focusLayer_) {
-            histograms_ = std::move(result.histograms);
-            emit histogramsReady();
-        }
+        // The metrics are shown first; the selected layer's histograms follow in their own job.
+        requestHistograms();
     });
 }
 
@@ -305,10 +293,15 @@ void Session::setFocusLayer(const std::string& layer)
     if (layer == focusLayer_ && histograms_)
         return;
     focusLayer_ = layer;
-    if (!engine_ || layer.empty())
+    requestHistograms();
+}
+
+void Session::requestHistograms()
+{
+    if (!engine_ || focusLayer_.empty())
         return;
     auto state = restart(histogram_);
-    auto work = QtConcurrent::run(&pool_, [state, engine = engine_, config = config_, layer]() {
+    auto work = QtConcurrent::run(&pool_, [state, engine = engine_, config = config_, layer = focusLayer_]() {
         if (state->cancel)
             throw Cancelled();
         return std::make_shared<HistogramSnapshot>(computeHistograms(*engine->evaluator, config, layer));

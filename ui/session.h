@@ -93,7 +93,7 @@ public:
     // The configuration to explore: evaluated in the background (debounced); emits evaluated().
     void setConfig(const QuantConfig& config);
     const QuantConfig& config() const { return config_; }
-    // The layer whose histograms the views show; they come with every evaluation and on change.
+    // The layer whose histograms the views show; they follow every evaluation and a change of layer.
     void setFocusLayer(const std::string& layer);
     // Per-layer errors of one evaluation image; emits imageErrorsReady().
     void requestImageErrors(std::size_t image);
@@ -127,6 +127,7 @@ private:
     // same slot has replaced this one.
     template <class T, class OnResult> void finish(QFuture<T> work, Slot& slot, OnResult onResult);
     void startEvaluation();
+    void requestHistograms();  // of the focus layer under the current configuration
 
     std::shared_ptr<const SessionSnapshot> snapshot_;
     std::shared_ptr<const EvaluationSnapshot> evaluation_;

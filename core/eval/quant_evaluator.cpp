@@ -430,18 +430,23 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
         if (floatCache_.empty())
             throw Error("the histogram of activation '" + tensor + "' needs evaluation images");
         result.layer = layer.name;
-        RangeObserver observer(bins);
-        for (const TensorMap& cached : floatCache_)
-            observer.observe(cached.at(layer.output));
-        result.histogram = observer.histogram();
-        result.min = observer.min();
-        result.max = observer.max();
+        const std::string key = layer.output + "/" + std::to_string(bins);
+        auto floatHistogram = floatHistograms_.find(key);
+        if (floatHistogram == floatHistograms_.end()) {
+            RangeObserver observer(bins);
+            for (const TensorMap& cached : floatCache_)
+                observer.observe(cached.at(layer.output));
+            floatHistogram = floatHistograms_.emplace(key, FloatHistogram{observer.histogram(), observer.min(), observer.max()}).first;
+        }
+        result.histogram = floatHistogram->second.histogram;
+        result.min = floatHistogram->second.min;
+        result.max = floatHistogram->second.max;
         auto calibrated = calibration_.observers.find(layer.output);
         const bool haveCalibration = calibrated != calibration_.observers.end() && !calibrated->second.empty();
         if (!lc.keepFloat && lc.activations.quantize && (haveCalibration || lc.activations.dynamic)) {
             QuantParams p;
             if (lc.activations.dynamic) {
-                p = paramsForRange(lc.activations, observer.min(), observer.max());
+                p = paramsForRange(lc.activations, result.min, result.max);
             } else {
                 const auto [lo, hi] = calibrated->second.range(lc.calibration, lc.activations);
                 p = paramsForRange(lc.activations, lo, hi);

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -145,6 +146,15 @@ private:
     std::unique_ptr<QuantPlan> previousPlan_;
     std::vector<TensorMap> quantCache_;  // per batch: every tensor of the quantized run
     std::vector<std::optional<LayerMetrics>> layerCache_;  // the previous run's per-layer metrics
+
+    // Histograms of float activations over the evaluation images, by "tensor/bins": they do not
+    // depend on the configuration, and observing every activation again took the GUI's update
+    // after an edit past its time budget.
+    struct FloatHistogram {
+        Histogram histogram;
+        float min = 0.f, max = 0.f;
+    };
+    std::map<std::string, FloatHistogram> floatHistograms_;
 };
 
 }  // namespace qe
