@@ -60,13 +60,21 @@ void prepare(QChart* chart)
 
 }  // namespace
 
+QString shortLayerName(const QString& name)
+{
+    QStringList parts = name.split('/', Qt::SkipEmptyParts);
+    if (name.startsWith('/') && parts.size() >= 2)
+        parts.removeLast();
+    return parts.isEmpty() ? name : parts.join('/');
+}
+
 // ---- ChartView ---------------------------------------------------------------------------------
 
 ChartView::ChartView(const QString& name, QWidget* parent) : QChartView(new QChart(), parent), name_(name)
 {
     setRenderHint(QPainter::Antialiasing);
     chart()->setAnimationOptions(QChart::NoAnimation);  // live updates must not lag behind
-    setMinimumSize(280, 200);
+    setMinimumSize(240, 140);
 }
 
 void ChartView::contextMenuEvent(QContextMenuEvent* event)
@@ -161,9 +169,22 @@ void HistogramChart::rebuild()
     }
     const float pad = std::max(1e-6f, 0.03f * (hi - lo));
     const double floor = logScale_ ? 0.5 : 0.0;  // log axes cannot show 0: empty bins sit on the floor
-    double peak = 1;
-    for (double count : bins.counts)
-        peak = std::max(peak, count);
+    // On a linear axis one spike (the exact zeros after a ReLU) would flatten everything else:
+    // when the highest bin is over 4 times the next, the axis is scaled to the next one and the
+    // spike runs off the top, with its count in the title.
+    double peak = 1, second = 1;
+    for (double count : bins.counts) {
+        if (count > peak)
+            second = peak, peak = count;
+        else
+            second = std::max(second, count);
+    }
+    QString title = title_;
+    if (!logScale_ && peak > 4 * second) {
+        title += tr("<br><small>the tallest bin (%1 values) runs off the scale; try the log scale</small>").arg(peak, 0, 'g', 3);
+        peak = second;
+    }
+    c->setTitle(title);
 
     auto* all = new QLineSeries(c);
     auto* clipped = new QLineSeries(c);
@@ -194,7 +215,7 @@ void HistogramChart::rebuild()
     };
     area(all, kBlue, h.isWeight ? tr("weights") : tr("activations"));
     if (h.clipRange && h.clippedFraction > 0)
-        area(clipped, kRed, tr("clipped %1%").arg(100.0 * h.clippedFraction, 0, 'f', 3));
+        area(clipped, kRed, tr("clipped %1%").arg(100.0 * h.clippedFraction, 0, 'g', 3));
     else
         delete clipped;
 
@@ -207,7 +228,7 @@ void HistogramChart::rebuild()
         const double y = logScale_ ? top * std::pow(1.6, k) : top + peak * 0.07 * k;
         QPen pen(methodColours[k % 5], 3);
         auto* bar = segment(c, {range.first, y}, {range.second, y}, pen,
-                            QStringLiteral("%1 [%2, %3]").arg(QString::fromStdString(method)).arg(range.first, 0, 'g', 3).arg(range.second, 0, 'g', 3));
+                            QString::fromStdString(method == "moving_average" ? std::string("moving avg") : method));
         bar->setPointsVisible(true);
         lines.push_back(bar);
         ++k;
@@ -237,7 +258,7 @@ void HistogramChart::rebuild()
     if (h.clipRange) {
         QPen pen(kRed, 2, Qt::DashLine);
         lines.push_back(segment(c, {h.clipRange->first, floor}, {h.clipRange->first, top}, pen,
-                                tr("clip range [%1, %2]").arg(h.clipRange->first, 0, 'g', 4).arg(h.clipRange->second, 0, 'g', 4)));
+                                tr("clip [%1, %2]").arg(h.clipRange->first, 0, 'g', 3).arg(h.clipRange->second, 0, 'g', 3)));
         lines.push_back(segment(c, {h.clipRange->second, floor}, {h.clipRange->second, top}, pen, {}));
     }
     for (QAbstractSeries* s : lines)
@@ -258,7 +279,8 @@ void HistogramChart::rebuild()
     } else {
         auto* linear = new QValueAxis(c);
         linear->setRange(0, ceiling);
-        linear->setLabelFormat("%.0f");
+        linear->applyNiceNumbers();
+        linear->setLabelFormat("%.3g");
         y = linear;
     }
     y->setTitleText(tr("count"));
@@ -343,12 +365,16 @@ void ErrorChart::rebuild()
     c->addSeries(series_);
 
     QStringList names;
-    for (int row = 0; row < rows; ++row)
-        names << model_->index(row, LayerTableModel::Name).data().toString();
+    for (int row = 0; row < rows; ++row) {
+        QString name = shortLayerName(model_->index(row, LayerTableModel::Name).data().toString());
+        if (mode_ != RoundingNoise && std::isinf(model_->index(row, LayerTableModel::Sqnr).data(LayerTableModel::MetricRole).toDouble()))
+            name += QStringLiteral(" \u221e");  // exact: infinite SQNR, no bar
+        names << name;
+    }
     auto* x = new QBarCategoryAxis(c);
     x->append(names);
-    if (rows > 6)
-        x->setLabelsAngle(-60);
+    if (rows > 8)
+        x->setLabelsAngle(-50);  // many layers: slanted, their names stay whole
     auto* y = new QValueAxis(c);
     y->setTitleText(unit);
     c->addAxis(x, Qt::AlignBottom);
@@ -470,11 +496,14 @@ void ImageErrorChart::setErrors(const QStringList& layers, const QList<double>& 
     add(allSqnr, tr("all evaluation images"), kBlue);
     c->addSeries(series);
     auto* x = new QBarCategoryAxis(c);
-    x->append(layers);
-    if (layers.size() > 6)
-        x->setLabelsAngle(-60);
+    QStringList shortNames;
+    for (const QString& layer : layers)
+        shortNames << shortLayerName(layer);
+    x->append(shortNames);
+    if (layers.size() > 8)
+        x->setLabelsAngle(-40);
     auto* y = new QValueAxis(c);
-    y->setTitleText(tr("accumulated SQNR (dB)"));
+    y->setTitleText(tr("SQNR (dB)"));
     double maxValue = 1;
     for (QBarSet* set : series->barSets())
         for (int i = 0; i < set->count(); ++i)

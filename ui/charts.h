@@ -23,6 +23,11 @@ void saveWidgetImage(QWidget* widget, const QString& title, const QString& path)
 // The "Save as PNG / SVG" context menu every chart has.
 void showSaveImageMenu(QWidget* widget, const QString& name, const QPoint& globalPos);
 
+// A layer name short enough for a chart axis: exporters name nodes "/conv1/Conv", and the path
+// without the leading slash and the trailing operator ("conv1") says the same in a third of the
+// width. Other names are kept.
+QString shortLayerName(const QString& name);
+
 class ChartView : public QChartView {
     Q_OBJECT
 public:

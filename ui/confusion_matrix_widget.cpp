@@ -11,7 +11,7 @@ namespace qe {
 
 ConfusionMatrixWidget::ConfusionMatrixWidget(QWidget* parent) : QWidget(parent)
 {
-    setMinimumSize(300, 260);
+    setMinimumSize(260, 180);
     setAutoFillBackground(true);
     setToolTip(tr("Rows: true class; columns: the quantized model's prediction"));
 }

@@ -108,7 +108,7 @@ MainWindow::MainWindow(QWidget* parent)
       imageErrors_(new ImageErrorChart(this)), tabs_(new QTabWidget(this)), progress_(new QProgressBar(this)),
       cancel_(new QToolButton(this)), timing_(new QLabel(this)), recentMenu_(nullptr)
 {
-    resize(1400, 860);
+    resize(1440, 900);
     setAcceptDrops(true);
     updateTitle();
 
@@ -192,25 +192,26 @@ MainWindow::MainWindow(QWidget* parent)
             [this] { errorChart_->setMode(ErrorChart::Mode(errorMode_->currentData().toInt())); });
     connect(errorChart_, &ErrorChart::layerClicked, this, &MainWindow::selectLayer);
 
-    auto* left = new QSplitter(Qt::Vertical, this);
-    left->addWidget(tablePanel);
-    left->addWidget(errorPanel);
-    left->setStretchFactor(0, 3);
-    left->setStretchFactor(1, 2);
-
-    // Right: the views.
+    // The views of the selected layer and of the whole model.
     details_->setOpenLinks(false);
     tabs_->addTab(buildHistogramTab(), tr("Histograms"));
     tabs_->addTab(details_, tr("Layer details"));
     tabs_->addTab(buildAccuracyTab(), tr("Accuracy"));
     tabs_->addTab(buildImagesTab(), tr("Images"));
 
-    auto* splitter = new QSplitter(this);
-    splitter->addWidget(left);
-    splitter->addWidget(tabs_);
-    splitter->setStretchFactor(0, 3);
-    splitter->setStretchFactor(1, 2);
-    splitter->setSizes({820, 580});
+    // The table takes the full width (it has many columns); the charts share the space below.
+    auto* bottom = new QSplitter(this);
+    bottom->addWidget(errorPanel);
+    bottom->addWidget(tabs_);
+    bottom->setStretchFactor(0, 2);
+    bottom->setStretchFactor(1, 3);
+    bottom->setSizes({560, 840});
+    auto* splitter = new QSplitter(Qt::Vertical, this);
+    splitter->addWidget(tablePanel);
+    splitter->addWidget(bottom);
+    splitter->setStretchFactor(0, 1);
+    splitter->setStretchFactor(1, 3);
+    splitter->setSizes({250, 610});
     setCentralWidget(splitter);
 
     // Status bar: what runs, how far, how long the last update took, and a way to stop it.
@@ -294,6 +295,10 @@ QWidget* MainWindow::buildAccuracyTab()
     confusionLayout->addWidget(confusion_, 1);
     split->addWidget(confusionBox);
     split->addWidget(history_);
+    split->setStretchFactor(0, 1);
+    split->setStretchFactor(1, 1);
+    split->setSizes({300, 260});
+    history_->setMinimumHeight(220);
     layout->addWidget(split, 1);
     return tab;
 }
@@ -305,7 +310,7 @@ QWidget* MainWindow::buildImagesTab()
     galleryView_->setModel(gallery_);
     galleryView_->setViewMode(QListView::IconMode);
     galleryView_->setIconSize(QSize(56, 56));
-    galleryView_->setGridSize(QSize(104, 104));
+    galleryView_->setGridSize(QSize(150, 108));
     galleryView_->setResizeMode(QListView::Adjust);
     galleryView_->setMovement(QListView::Static);
     galleryView_->setUniformItemSizes(true);
@@ -723,6 +728,17 @@ void MainWindow::showLoaded()
     for (int column = LayerTableModel::Operator; column < LayerTableModel::ColumnCount; ++column)
         table_->resizeColumnToContents(column);
     table_->setColumnWidth(LayerTableModel::Name, std::max(table_->columnWidth(LayerTableModel::Name), 120));
+    // Show every row of a small model; a large one gets 40% of the height and a scroll bar.
+    // After the new rows are laid out, so the sizes are known.
+    QTimer::singleShot(0, this, [this] {
+        auto* split = qobject_cast<QSplitter*>(centralWidget());
+        if (!split)
+            return;
+        const int wanted = headline_->sizeHint().height() + table_->horizontalHeader()->height() +
+                           table_->verticalHeader()->defaultSectionSize() * layers_->rowCount() + 2 * table_->frameWidth() + 24;
+        const int rows = std::min(wanted, int(0.4 * split->height()));
+        split->setSizes({rows, split->height() - rows});
+    });
 
     // The configuration: the file asked for, else the model's own (QDQ), else the W8A8 default.
     QuantConfig config;
