@@ -1,5 +1,6 @@
 // quantexplorer: the desktop application. With no arguments it opens the embedded default, the
-// demo Fashion-MNIST model in resources/ on Debian's Fashion-MNIST test images.
+// demo Fashion-MNIST model in resources/ on Debian's Fashion-MNIST test images, with the W8A8
+// default configuration calibrated and evaluated.
 
 #include "main_window.h"
 
@@ -33,9 +34,13 @@ int main(int argc, char** argv)
     QCommandLineOption model("model", "ONNX model to open.", "path", resourcesDir() + "/models/fashion_cnn.onnx");
     QCommandLineOption data("data", "Images to evaluate on.", "path",
                             "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
-    QCommandLineOption screenshot("screenshot", "Save the window as a PNG once it is ready, then quit.", "png");
+    QCommandLineOption config("config", "Quantization configuration (JSON) to start from (default: W8A8).", "path");
+    QCommandLineOption screenshot("screenshot",
+                                  "Save PNGs of the main views once they are ready (PATH, PATH_details, _accuracy, _images), then quit.",
+                                  "png");
     parser.addOption(model);
     parser.addOption(data);
+    parser.addOption(config);
     parser.addOption(screenshot);
     parser.process(app);
 
@@ -43,6 +48,6 @@ int main(int argc, char** argv)
     if (parser.isSet(screenshot))
         window.saveScreenshotWhenReady(parser.value(screenshot));
     window.show();
-    window.openSession(parser.value(model), parser.value(data));
+    window.openSession(parser.value(model), parser.value(data), parser.value(config));
     return app.exec();
 }

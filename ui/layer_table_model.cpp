@@ -1,21 +1,104 @@
 #include "layer_table_model.h"
 
+#include "common/error.h"
+
+#include <QColor>
 #include <QLocale>
+#include <QPalette>
+
+#include <cmath>
+#include <limits>
 
 namespace qe {
 
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+QString formatDb(double db)
+{
+    if (std::isnan(db))
+        return {};
+    return std::isinf(db) ? QStringLiteral("exact") : QString::number(db, 'f', 1);
+}
+
+QString formatScheme(Scheme scheme)
+{
+    return QString::fromUtf8(schemeTraits(scheme).name.data(), qsizetype(schemeTraits(scheme).name.size()));
+}
+
+QString csvField(QString text)
+{
+    if (text.contains(',') || text.contains('"') || text.contains('\n'))
+        return '"' + text.replace('"', "\"\"") + '"';
+    return text;
+}
+
+}  // namespace
+
+LayerField layerFieldOf(int column)
+{
+    switch (column) {
+    case LayerTableModel::WeightScheme: return LayerField::WeightScheme;
+    case LayerTableModel::WeightBits: return LayerField::WeightBits;
+    case LayerTableModel::WeightGranularity: return LayerField::WeightGranularity;
+    case LayerTableModel::ActivationScheme: return LayerField::ActivationScheme;
+    case LayerTableModel::ActivationBits: return LayerField::ActivationBits;
+    case LayerTableModel::Calibration: return LayerField::Calibration;
+    default: return LayerField::KeepFloat;
+    }
+}
+
 LayerTableModel::LayerTableModel(QObject* parent) : QAbstractTableModel(parent) {}
 
-void LayerTableModel::setGraph(std::shared_ptr<const Graph> graph)
+void LayerTableModel::setSession(std::shared_ptr<const SessionSnapshot> session)
 {
     beginResetModel();
-    graph_ = std::move(graph);
+    session_ = std::move(session);
+    evaluation_.reset();
     endResetModel();
+}
+
+void LayerTableModel::setConfig(const QuantConfig& config)
+{
+    config_ = config;
+    if (rowCount() > 0)
+        emit dataChanged(index(0, WeightScheme), index(rowCount() - 1, ColumnCount - 1));
+}
+
+void LayerTableModel::setEvaluation(std::shared_ptr<const EvaluationSnapshot> evaluation)
+{
+    evaluation_ = std::move(evaluation);
+    if (rowCount() > 0)
+        emit dataChanged(index(0, 0), index(rowCount() - 1, ColumnCount - 1));
+}
+
+std::string LayerTableModel::layerName(int row) const
+{
+    return session_ && row >= 0 && row < rowCount() ? session_->layers[std::size_t(row)].name : std::string();
+}
+
+int LayerTableModel::rowOf(const std::string& layer) const
+{
+    for (int row = 0; row < rowCount(); ++row)
+        if (session_->layers[std::size_t(row)].name == layer)
+            return row;
+    return -1;
+}
+
+bool LayerTableModel::hasWeights(int row) const
+{
+    return !session_->layers[std::size_t(row)].weight.empty();
+}
+
+LayerQuantConfig LayerTableModel::resolved(int row) const
+{
+    return config_.resolve(layerName(row));
 }
 
 int LayerTableModel::rowCount(const QModelIndex& parent) const
 {
-    return parent.isValid() || !graph_ ? 0 : static_cast<int>(graph_->nodes.size());
+    return parent.isValid() || !session_ ? 0 : int(session_->layers.size());
 }
 
 int LayerTableModel::columnCount(const QModelIndex& parent) const
@@ -23,41 +106,267 @@ int LayerTableModel::columnCount(const QModelIndex& parent) const
     return parent.isValid() ? 0 : ColumnCount;
 }
 
-QVariant LayerTableModel::data(const QModelIndex& index, int role) const
+double LayerTableModel::metric(int row, int column) const
 {
-    if (!graph_ || !index.isValid())
-        return {};
-    const Node& node = graph_->nodes.at(static_cast<std::size_t>(index.row()));
-    if (role == Qt::TextAlignmentRole && index.column() == Parameters)
-        return QVariant(Qt::AlignRight | Qt::AlignVCenter);
-    if (role != Qt::DisplayRole)
-        return {};
-    switch (index.column()) {
-    case Name: return QString::fromStdString(node.name);
-    case Operator: return QString::fromStdString(node.opType);
-    case OutputShape: {
-        auto it = graph_->values.find(node.outputs.empty() ? std::string() : node.outputs[0]);
-        return it == graph_->values.end() ? QStringLiteral("?") : QString::fromStdString(symbolicShapeToString(it->second.shape));
+    if (!evaluation_ || std::size_t(row) >= evaluation_->metrics.layers.size())
+        return kNaN;
+    const LayerMetrics& m = evaluation_->metrics.layers[std::size_t(row)];
+    switch (column) {
+    case Sqnr: return m.accumulated.sqnrDb;
+    case IsolatedSqnr: return m.isolated.sqnrDb;
+    case Mse: return m.accumulated.mse;
+    case IsolatedMse: return m.isolated.mse;
+    case Cosine: return m.accumulated.cosine;
+    case WeightSqnr: return m.weights ? m.weights->sqnrDb : kNaN;
+    case Clipped: return 100.0 * m.clippedFraction;
+    case RoundingNoise: return m.rmseOverScale;
+    case SizeKiB: return m.weightCount ? m.weightBytes / 1024.0 : kNaN;
     }
+    return kNaN;
+}
+
+QVariant LayerTableModel::displayValue(int row, int column) const
+{
+    const QuantLayer& layer = session_->layers[std::size_t(row)];
+    const Graph& graph = *session_->graph;
+    const LayerQuantConfig c = resolved(row);
+    const bool weightsFloat = c.keepFloat || !c.weights.quantize;
+    const bool activationsFloat = c.keepFloat || !c.activations.quantize;
+    switch (column) {
+    case Name: return QString::fromStdString(layer.name);
+    case Operator:
+        return QString::fromStdString(layer.fusedActivation.empty() ? layer.opType : layer.opType + "+" + layer.fusedActivation);
+    case OutputShape: {
+        auto it = graph.values.find(layer.output);
+        return it == graph.values.end() ? QStringLiteral("?") : QString::fromStdString(symbolicShapeToString(it->second.shape));
+    }
+    case WeightShape:
+        return layer.weight.empty() ? QString() : QString::fromStdString(shapeToString(graph.initializers.at(layer.weight).shape()));
     case Parameters: {
-        const auto count = graph_->parameterCount(node);
+        const auto count = layer.nodeIndex < 0 ? 0 : graph.parameterCount(graph.nodes[std::size_t(layer.nodeIndex)]);
         return count ? QLocale().toString(qlonglong(count)) : QString();
+    }
+    case WeightScheme:
+        return layer.weight.empty() ? QString() : weightsFloat ? QStringLiteral("float") : formatScheme(c.weights.scheme);
+    case WeightBits: return layer.weight.empty() || weightsFloat ? QVariant() : QVariant(c.weights.bits);
+    case WeightGranularity:
+        return layer.weight.empty() || weightsFloat ? QString()
+                                                    : QString::fromUtf8(granularityName(c.weights.granularity).data()).replace('_', ' ');
+    case ActivationScheme: return activationsFloat ? QStringLiteral("float") : formatScheme(c.activations.scheme);
+    case ActivationBits: return activationsFloat ? QVariant() : QVariant(c.activations.bits);
+    case Calibration:
+        if (activationsFloat)
+            return QString();
+        if (c.activations.dynamic)
+            return tr("dynamic");
+        return QString::fromUtf8(calibrationMethodName(c.calibration.method).data());
+    case KeepFloat: return QVariant();
+    case Sqnr: case IsolatedSqnr: case WeightSqnr: return formatDb(metric(row, column));
+    case Mse: case IsolatedMse: {
+        const double v = metric(row, column);
+        return std::isnan(v) ? QString() : QString::number(v, 'e', 2);
+    }
+    case Cosine: {
+        const double v = metric(row, column);
+        return std::isnan(v) ? QString() : QString::number(v, 'f', 5);
+    }
+    case Clipped: {
+        const double v = metric(row, column);
+        return std::isnan(v) ? QString() : QString::number(v, 'f', 3) + '%';
+    }
+    case RoundingNoise: {
+        const double v = metric(row, column);
+        return std::isnan(v) ? QString() : QString::number(v, 'f', 3);
+    }
+    case SizeKiB: {
+        const double v = metric(row, column);
+        return std::isnan(v) ? QString() : QString::number(v, 'f', 1);
     }
     }
     return {};
 }
 
+QVariant LayerTableModel::data(const QModelIndex& index, int role) const
+{
+    if (!session_ || !index.isValid())
+        return {};
+    const int row = index.row(), column = index.column();
+    const LayerQuantConfig c = resolved(row);
+    switch (role) {
+    case Qt::DisplayRole: return displayValue(row, column);
+    case Qt::EditRole:
+        switch (column) {
+        case WeightScheme: return int(c.weights.scheme);
+        case ActivationScheme: return int(c.activations.scheme);
+        case WeightBits: return c.weights.bits;
+        case ActivationBits: return c.activations.bits;
+        case WeightGranularity: return int(c.weights.granularity);
+        case Calibration: return int(c.calibration.method);
+        case KeepFloat: return c.keepFloat;
+        }
+        return displayValue(row, column);
+    case MetricRole:
+        if (isMetric(column))
+            return metric(row, column);
+        if (column == Parameters || column == Name)
+            return row;  // graph order
+        return displayValue(row, column);
+    case Qt::CheckStateRole:
+        if (column == KeepFloat)
+            return c.keepFloat ? Qt::Checked : Qt::Unchecked;
+        return {};
+    case Qt::TextAlignmentRole:
+        if (isMetric(column) || column == Parameters || column == WeightBits || column == ActivationBits)
+            return QVariant(Qt::AlignRight | Qt::AlignVCenter);
+        return {};
+    case Qt::ForegroundRole:
+        // Metrics of an older configuration stay visible, greyed, until the new ones arrive.
+        if (isMetric(column) && evaluation_ && !(evaluation_->config == config_))
+            return QColor(Qt::gray);
+        return {};
+    case Qt::ToolTipRole:
+        if (column == WeightScheme && !c.keepFloat && c.weights.quantize && hasWeights(row))
+            return QString::fromUtf8(schemeTraits(c.weights.scheme).tradeOff.data());
+        if (column == ActivationScheme && !c.keepFloat && c.activations.quantize)
+            return QString::fromUtf8(schemeTraits(c.activations.scheme).tradeOff.data());
+        if (column == Calibration)
+            return QString::fromUtf8(calibrationMethodTable()[std::size_t(c.calibration.method)].tradeOff.data());
+        return {};
+    }
+    return {};
+}
+
+Qt::ItemFlags LayerTableModel::flags(const QModelIndex& index) const
+{
+    Qt::ItemFlags f = QAbstractTableModel::flags(index);
+    if (!session_ || !index.isValid())
+        return f;
+    const int column = index.column();
+    const LayerQuantConfig c = resolved(index.row());
+    if (column == KeepFloat)
+        return f | Qt::ItemIsUserCheckable;
+    const bool weightColumn = column == WeightScheme || column == WeightBits || column == WeightGranularity;
+    const bool activationColumn = column == ActivationScheme || column == ActivationBits || column == Calibration;
+    if (c.keepFloat)
+        return f;
+    if (weightColumn && hasWeights(index.row()))
+        return f | Qt::ItemIsEditable;
+    if (activationColumn)
+        return f | Qt::ItemIsEditable;
+    return f;
+}
+
+bool LayerTableModel::setData(const QModelIndex& index, const QVariant& value, int role)
+{
+    if (!session_ || !index.isValid() || !isConfiguration(index.column()))
+        return false;
+    if (role != Qt::EditRole && !(role == Qt::CheckStateRole && index.column() == KeepFloat))
+        return false;
+    std::vector<int> rows = editScope_ ? editScope_(index.row()) : std::vector<int>{index.row()};
+    std::vector<std::string> layers;
+    for (int row : rows)
+        // Weight edits skip the selected layers that have no weights (an Add, the input).
+        if (!(index.column() <= WeightGranularity && !hasWeights(row)))
+            layers.push_back(layerName(row));
+    if (layers.empty())
+        return false;
+    LayerFieldValue fieldValue;
+    switch (index.column()) {
+    case WeightScheme: case ActivationScheme: fieldValue = Scheme(value.toInt()); break;
+    case WeightBits: case ActivationBits: fieldValue = value.toInt(); break;
+    case WeightGranularity: fieldValue = Granularity(value.toInt()); break;
+    case Calibration: fieldValue = CalibrationMethod(value.toInt()); break;
+    case KeepFloat:
+        fieldValue = role == Qt::CheckStateRole ? value.value<Qt::CheckState>() == Qt::Checked : value.toBool();
+        break;
+    }
+    const LayerField field = layerFieldOf(index.column());
+    try {
+        QuantConfig edited = withLayerEdit(config_, layers, field, fieldValue);
+        if (edited == config_)
+            return false;
+        emit configEdited(edited, QString::fromStdString(describeLayerEdit(layers, field, fieldValue)));
+        return true;
+    } catch (const Error& e) {
+        emit editRejected(QString::fromStdString(e.what()));
+        return false;
+    }
+}
+
 QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, int role) const
 {
-    if (orientation != Qt::Horizontal || role != Qt::DisplayRole)
+    if (orientation != Qt::Horizontal)
+        return {};
+    if (role == Qt::ToolTipRole) {
+        switch (section) {
+        case Sqnr: return tr("Accumulated SQNR: the quantized model up to this layer against float (higher is better)");
+        case IsolatedSqnr: return tr("Isolated SQNR: only this layer quantized, on float input");
+        case Mse: return tr("Accumulated mean squared error");
+        case IsolatedMse: return tr("Isolated mean squared error");
+        case Cosine: return tr("Cosine similarity of the accumulated output with float");
+        case WeightSqnr: return tr("SQNR of the quantized weights alone");
+        case Clipped: return tr("Float activations outside the clipping range");
+        case RoundingNoise: return tr("RMS activation rounding error in quantization steps; uniform noise gives 1/\u221a12 = 0.289");
+        case SizeKiB: return tr("Weight storage under this configuration (codes, scales, zero-points, codebooks)");
+        case KeepFloat: return tr("Keep the whole layer in float");
+        }
+        return {};
+    }
+    if (role != Qt::DisplayRole)
         return {};
     switch (section) {
     case Name: return tr("Layer");
     case Operator: return tr("Operator");
-    case OutputShape: return tr("Output shape");
-    case Parameters: return tr("Parameters");
+    case OutputShape: return tr("Output");
+    case WeightShape: return tr("Weights");
+    case Parameters: return tr("Params");
+    case WeightScheme: return tr("W scheme");
+    case WeightBits: return tr("W bits");
+    case WeightGranularity: return tr("Granularity");
+    case ActivationScheme: return tr("A scheme");
+    case ActivationBits: return tr("A bits");
+    case Calibration: return tr("Calibration");
+    case KeepFloat: return tr("Float");
+    case Sqnr: return tr("SQNR dB");
+    case IsolatedSqnr: return tr("Isolated dB");
+    case Mse: return tr("MSE");
+    case IsolatedMse: return tr("Isolated MSE");
+    case Cosine: return tr("Cosine");
+    case WeightSqnr: return tr("Weight dB");
+    case Clipped: return tr("Clipped");
+    case RoundingNoise: return tr("Noise/step");
+    case SizeKiB: return tr("KiB");
     }
     return {};
+}
+
+QString LayerTableModel::toCsv() const
+{
+    QStringList lines;
+    QStringList header;
+    for (int column = 0; column < ColumnCount; ++column)
+        header << csvField(column == KeepFloat ? QStringLiteral("Float") : headerData(column, Qt::Horizontal, Qt::DisplayRole).toString());
+    lines << header.join(',');
+    for (int row = 0; row < rowCount(); ++row) {
+        QStringList fields;
+        for (int column = 0; column < ColumnCount; ++column) {
+            QString text;
+            if (column == KeepFloat)
+                text = resolved(row).keepFloat ? "true" : "false";
+            else if (isMetric(column)) {
+                const double v = metric(row, column);
+                text = std::isnan(v) ? QString() : std::isinf(v) ? QStringLiteral("inf") : QString::number(v, 'g', 10);
+            } else if (column == Parameters) {
+                const QuantLayer& layer = session_->layers[std::size_t(row)];
+                text = layer.nodeIndex < 0 ? QString()
+                                           : QString::number(session_->graph->parameterCount(session_->graph->nodes[std::size_t(layer.nodeIndex)]));
+            } else
+                text = displayValue(row, column).toString();
+            fields << csvField(text);
+        }
+        lines << fields.join(',');
+    }
+    return lines.join('\n') + '\n';
 }
 
 }  // namespace qe

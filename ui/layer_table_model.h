@@ -1,11 +1,15 @@
 #pragma once
-// One row per node of the model in graph order: name, operator, output shape, parameters.
-// Reads a SessionSnapshot; never computes anything itself.
+// The one metrics model: a row per quantizable layer in graph order, with the layer's shape, its
+// configuration (editable) and the live metrics of the last evaluation. The table shows it, and
+// the error chart reads the same numbers from it (MetricRole), so a number on a chart is always
+// the number in the table. It computes nothing: it reads the session's snapshots.
 
-#include "model/graph.h"
+#include "config_edits.h"
+#include "session.h"
 
 #include <QAbstractTableModel>
 
+#include <functional>
 #include <memory>
 
 namespace qe {
@@ -13,18 +17,59 @@ namespace qe {
 class LayerTableModel : public QAbstractTableModel {
     Q_OBJECT
 public:
-    enum Column { Name, Operator, OutputShape, Parameters, ColumnCount };
+    enum Column {
+        Name, Operator, OutputShape, WeightShape, Parameters,
+        WeightScheme, WeightBits, WeightGranularity, ActivationScheme, ActivationBits, Calibration, KeepFloat,
+        Sqnr, IsolatedSqnr, Mse, IsolatedMse, Cosine, WeightSqnr, Clipped, RoundingNoise, SizeKiB,
+        ColumnCount
+    };
+    // The raw number behind a metric cell (double; NaN where it does not apply), for sorting and
+    // for the charts. Infinite SQNR (an exact layer) stays +inf.
+    static constexpr int MetricRole = Qt::UserRole + 1;
 
     explicit LayerTableModel(QObject* parent = nullptr);
-    void setGraph(std::shared_ptr<const Graph> graph);
+    void setSession(std::shared_ptr<const SessionSnapshot> session);
+    // The configuration the user is editing (shown at once) and the evaluation whose metrics are
+    // shown (they are greyed while they belong to an older configuration).
+    void setConfig(const QuantConfig& config);
+    void setEvaluation(std::shared_ptr<const EvaluationSnapshot> evaluation);
+    // Which rows an edit of `row` applies to: the view's selected rows when `row` is one of them.
+    void setEditScope(std::function<std::vector<int>(int row)> scope) { editScope_ = std::move(scope); }
+
+    const QuantConfig& config() const { return config_; }
+    std::string layerName(int row) const;
+    int rowOf(const std::string& layer) const;
+    bool hasWeights(int row) const;
+    static bool isMetric(int column) { return column >= Sqnr; }
+    static bool isConfiguration(int column) { return column >= WeightScheme && column <= KeepFloat; }
 
     int rowCount(const QModelIndex& parent = {}) const override;
     int columnCount(const QModelIndex& parent = {}) const override;
     QVariant data(const QModelIndex& index, int role) const override;
     QVariant headerData(int section, Qt::Orientation orientation, int role) const override;
+    Qt::ItemFlags flags(const QModelIndex& index) const override;
+    bool setData(const QModelIndex& index, const QVariant& value, int role) override;
+
+    // The whole table as CSV (a header row, then one row per layer; raw numbers, not rounded).
+    QString toCsv() const;
+
+signals:
+    // An edit in the table: the window records it for undo and applies it.
+    void configEdited(const qe::QuantConfig& config, const QString& description);
+    void editRejected(const QString& message);
 
 private:
-    std::shared_ptr<const Graph> graph_;
+    QVariant displayValue(int row, int column) const;
+    double metric(int row, int column) const;
+    LayerQuantConfig resolved(int row) const;
+
+    std::shared_ptr<const SessionSnapshot> session_;
+    std::shared_ptr<const EvaluationSnapshot> evaluation_;
+    QuantConfig config_;
+    std::function<std::vector<int>(int)> editScope_;
 };
+
+// The field a configuration column edits.
+LayerField layerFieldOf(int column);
 
 }  // namespace qe

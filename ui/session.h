@@ -1,23 +1,33 @@
 #pragma once
-// The GUI's one door into core/: owns the model and the data set, runs every heavy step on a
-// worker thread (QtConcurrent) and publishes immutable snapshots. Widgets only read snapshots.
+// The GUI's one door into core/: owns the model, the data sets, the configuration being explored
+// and the QuantEvaluator, runs every heavy step on a worker thread and publishes immutable
+// snapshots. Widgets only read snapshots.
 //
-// Each request gets its own cancellation flag and progress counters. A newer request cancels the
-// older one, and results of a superseded request are dropped, so the window always shows the
-// latest thing the user asked for. Workers never touch QObjects: progress is read from atomics
-// by a timer on the GUI thread.
+// All core work runs on one private single-thread pool, so the evaluator (which keeps caches and
+// is not thread-safe) is used by one job at a time, in the order the jobs were asked for. The
+// evaluator's own loops still use both cores. Each request gets its own cancellation flag and
+// progress counters; a newer request cancels the older one, and results of a superseded request
+// are dropped, so the window always shows the latest thing the user asked for. Workers never touch
+// QObjects: progress is read from atomics by a timer on the GUI thread.
 
 #include "data/dataset.h"
 #include "eval/accuracy.h"
+#include "eval/quant_evaluator.h"
 #include "model/graph.h"
+#include "quant/config.h"
 
+#include <QElapsedTimer>
 #include <QFuture>
+#include <QImage>
 #include <QObject>
 #include <QString>
+#include <QThreadPool>
 #include <QTimer>
+#include <QVector>
 
 #include <atomic>
 #include <memory>
+#include <optional>
 
 namespace qe {
 
@@ -25,52 +35,118 @@ namespace qe {
 struct SessionSnapshot {
     QString modelPath;
     QString dataPath;
+    QString calibrationPath;  // the training split beside the data, else the data itself
     std::shared_ptr<const Graph> graph;
     std::shared_ptr<const Dataset> dataset;
     Preprocess preprocess;
+    std::vector<QuantLayer> layers;        // the quantizable layers in graph order
+    std::vector<std::string> classNames;   // from the preprocessing sidecar, else the data set
+    std::size_t evaluationImages = 0;      // the first images of the data set, the ones measured
+    QVector<QImage> thumbnails;            // of the evaluation images, for the gallery
+    std::optional<QuantConfig> modelConfig;  // a QDQ model's own quantization
+    QString className(int index) const;
+};
+
+// The result of evaluating one configuration.
+struct EvaluationSnapshot {
+    quint64 sequence = 0;       // increases with every published evaluation
+    QuantConfig config;
+    ModelMetrics metrics;
+    std::vector<LayerPlan> plans;  // parallel to SessionSnapshot::layers
+    ConfusionMatrix confusion;     // labels vs quantized predictions
+    double milliseconds = 0;       // worker time: calibration (if needed) and evaluation
+};
+
+// Histograms of one layer's weights (when it has any) and output activation under a configuration.
+struct HistogramSnapshot {
+    std::string layer;
+    std::optional<TensorHistogram> weights, activations;
+};
+
+// The accumulated error at every layer for one evaluation image.
+struct ImageErrorSnapshot {
+    std::size_t image = 0;
+    std::vector<ErrorStats> layers;
 };
 
 // The state a worker shares with the GUI thread.
 struct RequestState {
     std::atomic<bool> cancel{false};
     std::atomic<std::size_t> done{0}, total{0};
+    std::atomic<int> stage{0};  // an index into Session::kStageNames
 };
 
 class Session : public QObject {
     Q_OBJECT
 public:
+    static constexpr std::size_t kEvaluationImages = 1000;
+    // Edits closer together than this are coalesced into one evaluation; the first edit after a
+    // quiet moment starts at once, so a single change is not delayed.
+    static constexpr int kDebounceMs = 100;
+
     explicit Session(QObject* parent = nullptr);
     ~Session() override;
 
-    // Loads both on a worker thread; emits loaded() or failed(). The previous session stays
-    // intact until the new one has loaded completely.
+    // Loads the model, the images and a calibration set on the worker; emits loaded() or failed().
+    // The previous session stays intact until the new one has loaded completely.
     void open(const QString& modelPath, const QString& dataPath);
-    // Evaluates the float model on the first `limit` images; emits evaluated() or failed().
-    void evaluate(std::size_t limit);
+    // The configuration to explore: evaluated in the background (debounced); emits evaluated().
+    void setConfig(const QuantConfig& config);
+    const QuantConfig& config() const { return config_; }
+    // The layer whose histograms the views show; they follow every evaluation and a change of layer.
+    void setFocusLayer(const std::string& layer);
+    // Per-layer errors of one evaluation image; emits imageErrorsReady().
+    void requestImageErrors(std::size_t image);
+    // Cancels whatever runs or waits.
     void cancel();
+    bool isBusy() const { return busy_; }
 
     std::shared_ptr<const SessionSnapshot> snapshot() const { return snapshot_; }
+    std::shared_ptr<const EvaluationSnapshot> evaluation() const { return evaluation_; }
+    std::shared_ptr<const HistogramSnapshot> histograms() const { return histograms_; }
 
 signals:
     void loaded();
-    void progress(int done, int total);
-    void evaluated(const qe::ClassificationResult& result);
+    void evaluationStarted();
+    void progress(const QString& stage, int done, int total);
+    void evaluated();
+    void histogramsReady();
+    void imageErrorsReady(std::shared_ptr<const qe::ImageErrorSnapshot> errors);
+    void cancelled();
     void failed(const QString& message);
 
 private:
-    // Cancels the running request and starts a new one; returns its state and generation.
-    std::shared_ptr<RequestState> startRequest();
-    bool isCurrent(quint64 generation) const { return generation == generation_; }
-    // Delivers the worker's result (or failure) on the GUI thread, unless a newer request has
-    // replaced this one.
-    template <class T, class OnResult> void finish(QFuture<T> work, quint64 generation, OnResult onResult);
+    struct Engine;
+    struct Slot {
+        std::shared_ptr<RequestState> state = std::make_shared<RequestState>();
+        quint64 generation = 0;
+    };
+    // Cancels the slot's running request and starts a new one; returns its state.
+    std::shared_ptr<RequestState> restart(Slot& slot);
+    // Delivers the worker's result (or failure) on the GUI thread, unless a newer request in the
+    // same slot has replaced this one.
+    template <class T, class OnResult> void finish(QFuture<T> work, Slot& slot, OnResult onResult);
+    void startEvaluation();
+    void requestHistograms();  // of the focus layer under the current configuration
 
     std::shared_ptr<const SessionSnapshot> snapshot_;
-    std::shared_ptr<RequestState> request_;
-    quint64 generation_ = 0;
+    std::shared_ptr<const EvaluationSnapshot> evaluation_;
+    std::shared_ptr<const HistogramSnapshot> histograms_;
+    std::shared_ptr<Engine> engine_;
+    QuantConfig config_;
+    std::string focusLayer_;
+    quint64 sequence_ = 0;
+    bool busy_ = false;
+
+    Slot main_;        // loading and evaluation
+    Slot histogram_;   // histograms on a change of the focus layer
+    Slot imageErrors_;
     QTimer progressTimer_;
+    QTimer debounce_;
+    QElapsedTimer sinceLastChange_;
+    QThreadPool pool_;  // one thread: the evaluator's jobs run one at a time, in order
 };
 
 }  // namespace qe
 
-Q_DECLARE_METATYPE(qe::ClassificationResult)
+Q_DECLARE_METATYPE(std::shared_ptr<const qe::ImageErrorSnapshot>)

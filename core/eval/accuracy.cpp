@@ -82,4 +82,24 @@ ClassificationResult evaluateClassifier(const Executor& executor, const Dataset&
     return result;
 }
 
+std::size_t ConfusionMatrix::total() const
+{
+    return std::accumulate(counts.begin(), counts.end(), std::size_t(0));
+}
+
+ConfusionMatrix confusionMatrix(const std::vector<int>& labels, const std::vector<int>& predictions)
+{
+    if (labels.size() != predictions.size())
+        throw Error("confusion matrix: " + std::to_string(labels.size()) + " labels but " +
+                    std::to_string(predictions.size()) + " predictions");
+    ConfusionMatrix m;
+    for (std::size_t i = 0; i < labels.size(); ++i)
+        m.classes = std::max({m.classes, labels[i] + 1, predictions[i] + 1});
+    m.counts.assign(std::size_t(m.classes) * std::size_t(m.classes), 0);
+    for (std::size_t i = 0; i < labels.size(); ++i)
+        if (labels[i] >= 0 && predictions[i] >= 0)
+            ++m.counts[std::size_t(labels[i] * m.classes + predictions[i])];
+    return m;
+}
+
 }  // namespace qe

@@ -52,4 +52,14 @@ struct TopKTally {
     double top5() const { return labelled ? double(top5Correct) / double(labelled) : 0.0; }
 };
 
+// How often images of class `label` were predicted as class `predicted`. Unlabelled images (-1)
+// are left out. The class count is the largest label or prediction seen plus one.
+struct ConfusionMatrix {
+    int classes = 0;
+    std::vector<std::size_t> counts;  // row-major: counts[label * classes + predicted]
+    std::size_t at(int label, int predicted) const { return counts[std::size_t(label * classes + predicted)]; }
+    std::size_t total() const;
+};
+ConfusionMatrix confusionMatrix(const std::vector<int>& labels, const std::vector<int>& predictions);
+
 }  // namespace qe

@@ -377,6 +377,34 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     return metrics;
 }
 
+std::vector<LayerPlan> QuantEvaluator::lastPlans() const
+{
+    return previousPlan_ ? previousPlan_->plans : std::vector<LayerPlan>{};
+}
+
+std::vector<ErrorStats> QuantEvaluator::imageLayerErrors(std::size_t image) const
+{
+    if (!previousPlan_ || quantCache_.size() != inputs_.size())
+        throw Error("per-image errors need a completed evaluation");
+    if (image >= labels_.size())
+        throw Error("image " + std::to_string(image) + " is not one of the " + std::to_string(labels_.size()) +
+                    " evaluation images");
+    // Find the image's batch and its row in it (batches are full except perhaps the last).
+    std::size_t batch = 0, row = image;
+    while (row >= std::size_t(inputs_[batch].dim(0)))
+        row -= std::size_t(inputs_[batch++].dim(0));
+    std::vector<ErrorStats> errors;
+    for (const QuantLayer& layer : layers_) {
+        const Tensor& reference = floatCache_[batch].at(layer.output);
+        const Tensor& quantized = quantCache_[batch].at(layer.output);
+        const auto perImage = static_cast<std::size_t>(reference.size() / reference.dim(0));
+        ErrorAccumulator error;
+        error.add(reference.data<float>() + row * perImage, quantized.data<float>() + row * perImage, perImage);
+        errors.push_back(ErrorStats::from(error));
+    }
+    return errors;
+}
+
 TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::string& tensor, int bins)
 {
     TensorHistogram result;
@@ -407,18 +435,23 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
         if (floatCache_.empty())
             throw Error("the histogram of activation '" + tensor + "' needs evaluation images");
         result.layer = layer.name;
-        RangeObserver observer(bins);
-        for (const TensorMap& cached : floatCache_)
-            observer.observe(cached.at(layer.output));
-        result.histogram = observer.histogram();
-        result.min = observer.min();
-        result.max = observer.max();
+        const std::string key = layer.output + "/" + std::to_string(bins);
+        auto floatHistogram = floatHistograms_.find(key);
+        if (floatHistogram == floatHistograms_.end()) {
+            RangeObserver observer(bins);
+            for (const TensorMap& cached : floatCache_)
+                observer.observe(cached.at(layer.output));
+            floatHistogram = floatHistograms_.emplace(key, FloatHistogram{observer.histogram(), observer.min(), observer.max()}).first;
+        }
+        result.histogram = floatHistogram->second.histogram;
+        result.min = floatHistogram->second.min;
+        result.max = floatHistogram->second.max;
         auto calibrated = calibration_.observers.find(layer.output);
         const bool haveCalibration = calibrated != calibration_.observers.end() && !calibrated->second.empty();
         if (!lc.keepFloat && lc.activations.quantize && (haveCalibration || lc.activations.dynamic)) {
             QuantParams p;
             if (lc.activations.dynamic) {
-                p = paramsForRange(lc.activations, observer.min(), observer.max());
+                p = paramsForRange(lc.activations, result.min, result.max);
             } else {
                 const auto [lo, hi] = calibrated->second.range(lc.calibration, lc.activations);
                 p = paramsForRange(lc.activations, lo, hi);

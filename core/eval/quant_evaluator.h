@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -115,6 +116,13 @@ public:
     // of the graph (shown without levels when it is not a quantization point).
     TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128);
 
+    // What the last completed evaluate() decided per layer (parallel to layers()): the parameters
+    // the UI's layer details explain. Empty before the first evaluation and after a cancelled one.
+    std::vector<LayerPlan> lastPlans() const;
+    // The accumulated error at every layer's output for one evaluation image (an index below the
+    // evaluation image count), from the last completed evaluate(); parallel to layers().
+    std::vector<ErrorStats> imageLayerErrors(std::size_t image) const;
+
     // Drops the caches (for benchmarks comparing full and incremental runs).
     void clearQuantizedCache();
 
@@ -142,6 +150,15 @@ private:
     std::unique_ptr<QuantPlan> previousPlan_;
     std::vector<TensorMap> quantCache_;  // per batch: every tensor of the quantized run
     std::vector<std::optional<LayerMetrics>> layerCache_;  // the previous run's per-layer metrics
+
+    // Histograms of float activations over the evaluation images, by "tensor/bins": they do not
+    // depend on the configuration, and observing every activation again took the GUI's update
+    // after an edit past its time budget.
+    struct FloatHistogram {
+        Histogram histogram;
+        float min = 0.f, max = 0.f;
+    };
+    std::map<std::string, FloatHistogram> floatHistograms_;
 };
 
 }  // namespace qe

@@ -1,19 +1,32 @@
-// The first window, as a user meets it: it opens the embedded default without a file dialog,
-// lists the model's layers, evaluates the float model in the background and shows the accuracy;
-// a model that cannot be loaded gives an error message and leaves the previous session intact.
+// The explorer window, driven as a user drives it (offscreen): it opens the embedded default and
+// fills its views; a layer's bits are edited through the table's delegate; undo and redo restore
+// the configuration; a newer change cancels a running evaluation; a malformed model gives an
+// error and keeps the session; and the charts show exactly the core's numbers.
 
+#include "charts.h"
+#include "gallery_model.h"
 #include "layer_table_model.h"
 #include "main_window.h"
 #include "session.h"
 
+#include "eval/quant_evaluator.h"
+#include "model/onnx_import.h"
+
+#include <QBarSet>
+#include <QComboBox>
 #include <QLabel>
 #include <QMessageBox>
 #include <QSignalSpy>
+#include <QSortFilterProxyModel>
+#include <QSpinBox>
+#include <QStandardPaths>
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QTimer>
+#include <QUndoStack>
 #include <QtTest>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -22,6 +35,42 @@ using namespace qe;
 namespace {
 const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx");
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
+const QString kTrainImages = QStringLiteral(QE_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz");
+constexpr int kTimeoutMs = 60000;
+
+// Opens the default and waits for its first evaluation.
+void openDefault(MainWindow& window)
+{
+    QSignalSpy evaluated(window.session(), &Session::evaluated);
+    window.show();
+    window.openSession(kModel, kImages);
+    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+}
+
+// The table's view index of a layer's cell (the table sorts through a proxy).
+QModelIndex cell(MainWindow& window, const std::string& layer, int column)
+{
+    auto* proxy = qobject_cast<QSortFilterProxyModel*>(window.layerTable()->model());
+    const int row = window.layerModel()->rowOf(layer);
+    return proxy->mapFromSource(window.layerModel()->index(row, column));
+}
+
+// Closes modal message boxes as a user would, so that error paths can be driven.
+class DialogCloser : public QObject {
+public:
+    DialogCloser()
+    {
+        connect(&timer_, &QTimer::timeout, this, [] {
+            for (QWidget* w : QApplication::topLevelWidgets())
+                if (auto* box = qobject_cast<QMessageBox*>(w); box && box->isVisible())
+                    box->accept();
+        });
+        timer_.start(50);
+    }
+
+private:
+    QTimer timer_;
+};
 }  // namespace
 
 class TestMainWindow : public QObject {
@@ -29,11 +78,18 @@ class TestMainWindow : public QObject {
 private slots:
     void initTestCase();
     void opensTheDefault();
+    void editsBitsThroughTheDelegate();
+    void editsSeveralSelectedRows();
+    void undoRedoRestoreTheConfiguration();
+    void newerChangeCancelsTheRunningOne();
     void badModelKeepsTheSession();
+    void chartsShowTheCoresNumbers();
+    void savesConfigurationAndCsv();
 };
 
 void TestMainWindow::initTestCase()
 {
+    QStandardPaths::setTestModeEnabled(true);  // autosave and recent files stay out of the user's folders
     if (!std::filesystem::exists(kImages.toStdString()))
         QSKIP("needs Debian's dataset-fashion-mnist");
 }
@@ -41,57 +97,260 @@ void TestMainWindow::initTestCase()
 void TestMainWindow::opensTheDefault()
 {
     MainWindow window;
-    auto* session = window.findChild<Session*>();
-    QVERIFY(session);
-    QSignalSpy loaded(session, &Session::loaded);
-    QSignalSpy evaluated(session, &Session::evaluated);
-    window.show();
-    window.openSession(kModel, kImages);
-    QTRY_COMPARE_WITH_TIMEOUT(evaluated.count(), 1, 60000);
-    QCOMPARE(loaded.count(), 1);
+    QSignalSpy histograms(window.session(), &Session::histogramsReady);
+    openDefault(window);
+    const auto snapshot = window.session()->snapshot();
+    const auto evaluation = window.session()->evaluation();
+    QVERIFY(snapshot && evaluation);
 
-    auto* table = window.findChild<QTableView*>();
-    QVERIFY(table);
-    QCOMPARE(table->model()->rowCount(), int(session->snapshot()->graph->nodes.size()));
-    QCOMPARE(table->model()->index(0, LayerTableModel::Name).data().toString(), QString("/conv1/Conv"));
-    QCOMPARE(table->model()->index(0, LayerTableModel::OutputShape).data().toString(), QString("[N,16,28,28]"));
+    // One row per quantizable layer in graph order: the input, three convolutions, two Gemms.
+    QCOMPARE(window.layerModel()->rowCount(), 6);
+    QCOMPARE(window.layerModel()->index(1, LayerTableModel::Name).data().toString(), QString("/conv1/Conv"));
+    QCOMPARE(window.layerModel()->index(1, LayerTableModel::OutputShape).data().toString(), QString("[N,16,28,28]"));
+    QCOMPARE(window.layerModel()->index(1, LayerTableModel::WeightBits).data().toInt(), 8);
 
-    const auto result = evaluated.at(0).at(0).value<ClassificationResult>();
-    QCOMPARE(result.count, std::size_t(1000));
-    QVERIFY(result.top1() > 0.88);
+    // W8A8 on 1000 images: near float, and on screen.
+    const ModelMetrics& m = evaluation->metrics;
+    QCOMPARE(m.images, std::size_t(1000));
+    QVERIFY2(m.top1 > 0.88, qPrintable(QString::number(m.top1)));
+    QVERIFY(std::abs(m.top1 - m.floatTop1) < 0.01);
     bool shown = false;
     for (QLabel* label : window.findChildren<QLabel*>())
-        shown = shown || label->text().contains(QString::number(100.0 * result.top1(), 'f', 2) + "%");
+        shown = shown || label->text().contains(QString::number(100.0 * m.top1, 'f', 2) + "%");
     QVERIFY2(shown, "the accuracy is not on screen");
+
+    // The charts are filled: error bars for every layer, and the selected layer's histograms.
+    QCOMPARE(window.errorChart()->barSets().size(), 2);
+    QCOMPARE(window.errorChart()->barSets()[0]->count(), 6);
+    QTRY_VERIFY_WITH_TIMEOUT(histograms.count() >= 1, kTimeoutMs);
+    QVERIFY(window.weightHistogram()->histogram().has_value());
+    QVERIFY(window.activationHistogram()->histogram().has_value());
+    QVERIFY(!window.activationHistogram()->chart()->series().isEmpty());
+    QCOMPARE(evaluation->confusion.total(), std::size_t(1000));
+}
+
+void TestMainWindow::editsBitsThroughTheDelegate()
+{
+    MainWindow window;
+    openDefault(window);
+    QSignalSpy evaluated(window.session(), &Session::evaluated);
+    const double sizeBefore = window.session()->evaluation()->metrics.sizeBytes;
+
+    // Open the spin box on fc1's weight bits, set 4 and press Enter, as a user does.
+    QTableView* table = window.layerTable();
+    const QModelIndex index = cell(window, "/fc1/Gemm", LayerTableModel::WeightBits);
+    table->setCurrentIndex(index);
+    table->edit(index);
+    auto* spin = table->findChild<QSpinBox*>();
+    QVERIFY(spin);
+    QCOMPARE(spin->value(), 8);
+    QCOMPARE(spin->minimum(), 2);  // symmetric allows 2..16 bits
+    spin->setValue(4);
+    QTest::keyClick(spin, Qt::Key_Return);  // the delegate commits on Enter (queued)
+
+    QTRY_COMPARE(window.layerModel()->config().resolve("/fc1/Gemm").weights.bits, 4);
+    QCOMPARE(window.layerModel()->config().resolve("/fc2/Gemm").weights.bits, 8);  // only that layer
+    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+    const auto evaluation = window.session()->evaluation();
+    QCOMPARE(evaluation->config.resolve("/fc1/Gemm").weights.bits, 4);
+    QVERIFY(evaluation->metrics.sizeBytes < sizeBefore);  // 4-bit weights are smaller
+    QCOMPARE(evaluation->plans[std::size_t(window.layerModel()->rowOf("/fc1/Gemm"))].weightParams->bits, 4);
+    QVERIFY(evaluation->metrics.recomputedFromNode > 0);  // incremental: resumed at fc1
+    QVERIFY(window.isWindowModified());
+}
+
+void TestMainWindow::editsSeveralSelectedRows()
+{
+    MainWindow window;
+    openDefault(window);
+    QTableView* table = window.layerTable();
+    // Select conv2 and conv3 and pick k-means for the weight scheme in conv2's combo box.
+    auto* selection = table->selectionModel();
+    selection->clearSelection();
+    for (const char* layer : {"/conv2/Conv", "/conv3/Conv"})
+        selection->select(cell(window, layer, LayerTableModel::Name), QItemSelectionModel::Select | QItemSelectionModel::Rows);
+    const QModelIndex index = cell(window, "/conv2/Conv", LayerTableModel::WeightScheme);
+    selection->setCurrentIndex(index, QItemSelectionModel::NoUpdate);
+    table->edit(index);
+    auto* combo = table->findChild<QComboBox*>();
+    QVERIFY(combo);
+    const int kmeans = combo->findData(int(Scheme::KMeans));
+    QVERIFY(kmeans >= 0);
+    combo->setCurrentIndex(kmeans);
+    emit combo->activated(kmeans);
+
+    const QuantConfig& config = window.layerModel()->config();
+    QCOMPARE(config.resolve("/conv2/Conv").weights.scheme, Scheme::KMeans);
+    QCOMPARE(config.resolve("/conv3/Conv").weights.scheme, Scheme::KMeans);
+    QCOMPARE(config.resolve("/conv1/Conv").weights.scheme, Scheme::Symmetric);
+    QCOMPARE(window.undoStack()->count(), 1);  // one edit, one undo step
+}
+
+void TestMainWindow::undoRedoRestoreTheConfiguration()
+{
+    MainWindow window;
+    openDefault(window);
+    const QuantConfig original = window.layerModel()->config();
+    QVERIFY(!window.isWindowModified());
+
+    QVERIFY(window.layerModel()->setData(cell(window, "/conv2/Conv", LayerTableModel::WeightBits), 3, Qt::EditRole));
+    QVERIFY(window.layerModel()->setData(cell(window, "/fc2/Gemm", LayerTableModel::KeepFloat), Qt::Checked, Qt::CheckStateRole));
+    const QuantConfig edited = window.layerModel()->config();
+    QCOMPARE(edited.resolve("/conv2/Conv").weights.bits, 3);
+    QVERIFY(edited.resolve("/fc2/Gemm").keepFloat);
+    QCOMPARE(window.undoStack()->count(), 2);
+    QVERIFY(window.isWindowModified());
+    QVERIFY(window.windowTitle().contains("[*]"));
+
+    window.undoStack()->undo();
+    QVERIFY(!window.layerModel()->config().resolve("/fc2/Gemm").keepFloat);
+    QCOMPARE(window.layerModel()->config().resolve("/conv2/Conv").weights.bits, 3);
+    window.undoStack()->undo();
+    QCOMPARE(window.layerModel()->config(), original);
+    QCOMPARE(window.session()->config(), original);  // what is evaluated follows
+    QVERIFY(!window.isWindowModified());
+
+    window.undoStack()->redo();
+    window.undoStack()->redo();
+    QCOMPARE(window.layerModel()->config(), edited);
+    QSignalSpy evaluated(window.session(), &Session::evaluated);
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == edited, kTimeoutMs);
+}
+
+void TestMainWindow::newerChangeCancelsTheRunningOne()
+{
+    MainWindow window;
+    openDefault(window);
+    std::vector<QuantConfig> shown;
+    connect(window.session(), &Session::evaluated, this, [&] { shown.push_back(window.session()->evaluation()->config); });
+
+    // A change to the first convolution reruns the whole model (a few hundred ms): it starts at
+    // once, and the second change arrives while it runs.
+    QuantConfig first = window.layerModel()->config();
+    first.layers["/conv1/Conv"].weights.bits = 4;
+    window.changeConfig(first, "first");
+    QVERIFY(window.session()->isBusy());
+    QuantConfig second = first;
+    second.layers["/conv1/Conv"].weights.bits = 5;
+    window.changeConfig(second, "second");
+
+    QTRY_VERIFY_WITH_TIMEOUT(!shown.empty(), kTimeoutMs);
+    QTest::qWait(300);  // nothing stale may still arrive
+    QCOMPARE(int(shown.size()), 1);
+    QCOMPARE(shown.front(), second);
+    QCOMPARE(window.session()->evaluation()->config.resolve("/conv1/Conv").weights.bits, 5);
 }
 
 void TestMainWindow::badModelKeepsTheSession()
 {
     MainWindow window;
-    auto* session = window.findChild<Session*>();
-    QSignalSpy evaluated(session, &Session::evaluated);
+    openDefault(window);
+    auto* session = window.session();
     QSignalSpy failed(session, &Session::failed);
-    window.openSession(kModel, kImages);
-    QTRY_COMPARE_WITH_TIMEOUT(evaluated.count(), 1, 60000);
     const auto before = session->snapshot();
+    const auto evaluationBefore = session->evaluation();
 
     QTemporaryDir dir;
     const QString broken = dir.path() + "/broken.onnx";
     std::ofstream(broken.toStdString()) << "not a model";
-    // The error dialog is modal: close it as a user would.
-    auto closeDialogs = [] {
-        for (QWidget* w : QApplication::topLevelWidgets())
-            if (auto* box = qobject_cast<QMessageBox*>(w))
-                box->accept();
-    };
-    QTimer closer;
-    connect(&closer, &QTimer::timeout, this, closeDialogs);
-    closer.start(50);
+    DialogCloser closer;
     window.openSession(broken, kImages);
     QTRY_COMPARE_WITH_TIMEOUT(failed.count(), 1, 30000);
     const QString message = failed.at(0).at(0).toString();
     QVERIFY2(message.contains("broken.onnx"), qPrintable(message));
     QCOMPARE(session->snapshot(), before);  // the loaded model is still there
+    QCOMPARE(session->evaluation(), evaluationBefore);
+    QCOMPARE(window.layerModel()->rowCount(), 6);
+
+    // And it still works: an edit is evaluated.
+    QSignalSpy evaluated(session, &Session::evaluated);
+    QVERIFY(window.layerModel()->setData(cell(window, "/fc2/Gemm", LayerTableModel::WeightBits), 6, Qt::EditRole));
+    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+}
+
+void TestMainWindow::chartsShowTheCoresNumbers()
+{
+    MainWindow window;
+    QSignalSpy histograms(window.session(), &Session::histogramsReady);
+    openDefault(window);
+    QTRY_VERIFY_WITH_TIMEOUT(histograms.count() >= 1, kTimeoutMs);
+
+    // The same evaluation done directly with the core, as the CLI does it.
+    auto graph = std::make_shared<const Graph>(loadOnnx(kModel.toStdString()));
+    std::shared_ptr<const Dataset> test = openDataset(kImages.toStdString());
+    QuantEvaluator evaluator(graph, test, *Preprocess::loadSidecar(kModel.toStdString()), 1000);
+    evaluator.calibrate(*openDataset(kTrainImages.toStdString()), 512);
+    const QuantConfig config = window.layerModel()->config();
+    const ModelMetrics expected = evaluator.evaluate(config);
+
+    const QList<QBarSet*> sets = window.errorChart()->barSets();
+    QCOMPARE(sets.size(), 2);
+    QCOMPARE(sets[0]->count(), int(expected.layers.size()));
+    for (int i = 0; i < sets[0]->count(); ++i) {
+        const LayerMetrics& layer = expected.layers[std::size_t(i)];
+        const double accumulated = std::isfinite(layer.accumulated.sqnrDb) ? layer.accumulated.sqnrDb : 0.0;
+        const double isolated = std::isfinite(layer.isolated.sqnrDb) ? layer.isolated.sqnrDb : 0.0;
+        QCOMPARE(sets[0]->at(i), accumulated);
+        QCOMPARE(sets[1]->at(i), isolated);
+    }
+    QCOMPARE(window.session()->evaluation()->metrics.top1, expected.top1);
+
+    // The MSE view reads the same model.
+    window.errorChart()->setMode(ErrorChart::Mse);
+    for (int i = 0; i < window.errorChart()->barSets()[0]->count(); ++i)
+        QCOMPARE(window.errorChart()->barSets()[0]->at(i), expected.layers[std::size_t(i)].accumulated.mse);
+
+    // The histograms of the selected layer are the core's.
+    const std::string layer = window.layerModel()->layerName(window.selectedLayer());
+    QCOMPARE(layer, std::string("/conv1/Conv"));
+    const TensorHistogram weights = evaluator.histogram(config, evaluator.layers()[1].weight);
+    const TensorHistogram activations = evaluator.histogram(config, layer);
+    QCOMPARE(window.weightHistogram()->histogram()->histogram.counts, weights.histogram.counts);
+    QCOMPARE(window.weightHistogram()->histogram()->levels, weights.levels);
+    QCOMPARE(window.activationHistogram()->histogram()->histogram.counts, activations.histogram.counts);
+    QCOMPARE(window.activationHistogram()->histogram()->clipRange, activations.clipRange);
+    QCOMPARE(window.activationHistogram()->histogram()->calibrationRanges.size(), std::size_t(5));
+
+    // Clicking a bar selects its layer.
+    emit window.errorChart()->layerClicked(4);
+    QCOMPARE(window.selectedLayer(), 4);
+}
+
+void TestMainWindow::savesConfigurationAndCsv()
+{
+    MainWindow window;
+    openDefault(window);
+    QVERIFY(window.layerModel()->setData(cell(window, "/conv3/Conv", LayerTableModel::WeightBits), 5, Qt::EditRole));
+    QTemporaryDir dir;
+    const QString configPath = dir.path() + "/explored.json";
+    QVERIFY(window.saveConfiguration(configPath));
+    QVERIFY(!window.isWindowModified());
+    const QuantConfig saved = QuantConfig::load(configPath.toStdString());
+    QCOMPARE(saved.resolve("/conv3/Conv").weights.bits, 5);
+
+    QSignalSpy evaluated(window.session(), &Session::evaluated);
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == window.layerModel()->config(), kTimeoutMs);
+    const QString csvPath = dir.path() + "/metrics.csv";
+    QVERIFY(window.exportMetricsCsv(csvPath));
+    QFile csv(csvPath);
+    QVERIFY(csv.open(QIODevice::ReadOnly));
+    const QStringList lines = QString::fromUtf8(csv.readAll()).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(lines.size(), 7);  // header and six layers
+    QVERIFY(lines[0].startsWith("Layer,Operator"));
+    QVERIFY(lines[4].startsWith("/conv3/Conv,"));
+
+    // Charts save as PNG and SVG.
+    window.errorChart()->saveImage(dir.path() + "/errors.png");
+    window.errorChart()->saveImage(dir.path() + "/errors.svg");
+    QVERIFY(QImage(dir.path() + "/errors.png").width() > 0);
+    QFile svg(dir.path() + "/errors.svg");
+    QVERIFY(svg.open(QIODevice::ReadOnly));
+    QVERIFY(svg.readAll().contains("<svg"));
+
+    // And the configuration opens again (undoable).
+    QVERIFY(window.layerModel()->setData(cell(window, "/conv3/Conv", LayerTableModel::WeightBits), 7, Qt::EditRole));
+    QVERIFY(window.openConfiguration(configPath));
+    QCOMPARE(window.layerModel()->config().resolve("/conv3/Conv").weights.bits, 5);
 }
 
 QTEST_MAIN(TestMainWindow)

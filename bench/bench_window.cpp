@@ -1,0 +1,109 @@
+// The window's end-to-end latency: from one layer's bits being changed in the table to updated
+// metrics and charts painted, and then to the changed layer's histograms painted, on the demo model with 1000 Fashion-MNIST images.
+// Runs the real MainWindow (offscreen by default). The edit goes through the same model call the
+// table's delegate makes; the clock stops after the histograms of the changed layer are drawn and
+// the window has repainted.
+//   QT_QPA_PLATFORM=offscreen build/bench/bench_window [--repeats R]
+
+#include "layer_table_model.h"
+#include "main_window.h"
+#include "session.h"
+
+#include <QApplication>
+#include <QElapsedTimer>
+#include <QEventLoop>
+#include <QSortFilterProxyModel>
+#include <QTableView>
+#include <QTimer>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+using namespace qe;
+
+namespace {
+
+// Runs the event loop until `signal` fires (or 60 s pass).
+template <class Sender, class Signal> bool waitFor(Sender* sender, Signal signal)
+{
+    QEventLoop loop;
+    QTimer timeout;
+    timeout.setSingleShot(true);
+    QObject::connect(&timeout, &QTimer::timeout, &loop, [&] { loop.exit(1); });
+    QObject::connect(sender, signal, &loop, [&] { loop.exit(0); });
+    timeout.start(60000);
+    return loop.exec() == 0;
+}
+
+void idle(int ms)
+{
+    QEventLoop loop;
+    QTimer::singleShot(ms, &loop, &QEventLoop::quit);
+    loop.exec();
+}
+
+double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    if (!qEnvironmentVariableIsSet("QT_QPA_PLATFORM"))
+        qputenv("QT_QPA_PLATFORM", "offscreen");
+    QApplication app(argc, argv);
+    int repeats = 9;
+    for (int i = 1; i + 1 < argc; i += 2)
+        if (!std::strcmp(argv[i], "--repeats"))
+            repeats = std::atoi(argv[i + 1]);
+
+    MainWindow window;
+    window.show();
+    Session* session = window.session();
+    window.openSession(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx",
+                       "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+    if (!waitFor(session, &Session::evaluated))
+        return 1;
+    idle(500);
+
+    LayerTableModel* model = window.layerModel();
+    auto* proxy = qobject_cast<QSortFilterProxyModel*>(window.layerTable()->model());
+    std::printf("%d edits per layer; each one: change the layer's weight bits (8 <-> 4) in the table, wait for\n"
+                "the metrics, the error chart and the layer's histograms to be updated and painted.\n\n", repeats);
+    std::printf("| changed layer | edit -> metrics, table and error chart painted, ms (median / max) | "
+                "edit -> histograms painted too, ms (median / max) | evaluation in the worker, ms (median) |\n");
+    std::printf("|---|---:|---:|---:|\n");
+    for (int row = 0; row < model->rowCount(); ++row) {
+        if (!model->hasWeights(row))
+            continue;
+        window.selectLayer(row);  // a user edits the layer they are looking at
+        waitFor(session, &Session::histogramsReady);
+        std::vector<double> metrics, total, worker;
+        for (int r = 0; r < repeats; ++r) {
+            idle(250);  // a quiet moment, as between two edits by hand
+            const QModelIndex bits = proxy->mapFromSource(model->index(row, LayerTableModel::WeightBits));
+            QElapsedTimer clock;
+            clock.start();
+            QObject::connect(&window, &MainWindow::viewsUpdated, &window, [&] {
+                window.repaint();
+                metrics.push_back(double(clock.nsecsElapsed()) / 1e6);
+            }, Qt::SingleShotConnection);
+            model->setData(proxy->mapToSource(bits), r % 2 ? 8 : 4, Qt::EditRole);
+            if (!waitFor(session, &Session::histogramsReady))
+                return 1;
+            window.repaint();  // synchronous: the painted frame is part of the latency
+            total.push_back(double(clock.nsecsElapsed()) / 1e6);
+            worker.push_back(session->evaluation()->milliseconds);
+        }
+        std::printf("| %s | %.0f / %.0f | %.0f / %.0f | %.0f |\n", model->layerName(row).c_str(), median(metrics),
+                    *std::max_element(metrics.begin(), metrics.end()), median(total),
+                    *std::max_element(total.begin(), total.end()), median(worker));
+        std::fflush(stdout);
+    }
+    return 0;
+}

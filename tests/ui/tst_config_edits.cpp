@@ -1,0 +1,86 @@
+// The edits the layer table makes to a configuration (ui/config_edits.h), table-driven.
+
+#include "config_edits.h"
+
+#include "common/error.h"
+
+#include <QtTest>
+
+using namespace qe;
+
+Q_DECLARE_METATYPE(qe::LayerField)
+Q_DECLARE_METATYPE(qe::LayerFieldValue)
+Q_DECLARE_METATYPE(qe::QuantConfig)
+
+class TestConfigEdits : public QObject {
+    Q_OBJECT
+private slots:
+    void resolvedAfterEdit_data();
+    void resolvedAfterEdit();
+    void invalidEditsAreRejected();
+    void editingBackToTheDefaultLeavesNoOverride();
+};
+
+void TestConfigEdits::resolvedAfterEdit_data()
+{
+    QTest::addColumn<QuantConfig>("start");
+    QTest::addColumn<LayerField>("field");
+    QTest::addColumn<LayerFieldValue>("value");
+    QTest::addColumn<int>("weightBits");
+    QTest::addColumn<int>("activationBits");
+    QTest::addColumn<int>("groupSize");
+
+    QuantConfig fourBit;
+    fourBit.layers["conv"].weights.bits = 4;
+    QTest::newRow("bits") << QuantConfig{} << LayerField::WeightBits << LayerFieldValue(3) << 3 << 8 << 0;
+    // 4 bits are not a width fp16 has: the layer takes fp16's 16 bits.
+    QTest::newRow("scheme drops a disallowed width") << fourBit << LayerField::WeightScheme << LayerFieldValue(Scheme::Fp16) << 16 << 8 << 0;
+    // k-means allows 4 bits: kept.
+    QTest::newRow("scheme keeps an allowed width") << fourBit << LayerField::WeightScheme << LayerFieldValue(Scheme::KMeans) << 4 << 8 << 0;
+    QTest::newRow("per group gets a group size") << QuantConfig{} << LayerField::WeightGranularity
+                                                 << LayerFieldValue(Granularity::PerGroup) << 8 << 8 << kDefaultGroupSize;
+    QTest::newRow("activation bits") << QuantConfig{} << LayerField::ActivationBits << LayerFieldValue(6) << 8 << 6 << 0;
+}
+
+void TestConfigEdits::resolvedAfterEdit()
+{
+    QFETCH(QuantConfig, start);
+    QFETCH(LayerField, field);
+    QFETCH(LayerFieldValue, value);
+    QFETCH(int, weightBits);
+    QFETCH(int, activationBits);
+    QFETCH(int, groupSize);
+    const QuantConfig edited = withLayerEdit(start, {"conv", "fc"}, field, value);
+    const LayerQuantConfig conv = edited.resolve("conv");
+    QCOMPARE(conv.weights.bits, weightBits);
+    QCOMPARE(conv.activations.bits, activationBits);
+    if (groupSize)
+        QCOMPARE(conv.weights.groupSize, groupSize);
+    QVERIFY(edited.layers.count("fc"));  // every selected layer is edited
+    QCOMPARE(edited.resolve("other").weights.bits, 8);  // layers not edited keep the default
+}
+
+void TestConfigEdits::invalidEditsAreRejected()
+{
+    // 20 bits is beyond every uniform scheme; the error names the layer's field.
+    try {
+        withLayerEdit(QuantConfig{}, {"conv"}, LayerField::WeightBits, 20);
+        QFAIL("20-bit weights were accepted");
+    } catch (const Error& e) {
+        QVERIFY2(QString(e.what()).contains("conv"), e.what());
+    }
+    QVERIFY_THROWS_EXCEPTION(Error, withLayerEdit(QuantConfig{}, {"conv"}, LayerField::ActivationScheme, Scheme::KMeans));
+}
+
+void TestConfigEdits::editingBackToTheDefaultLeavesNoOverride()
+{
+    QuantConfig config = withLayerEdit(QuantConfig{}, {"conv"}, LayerField::KeepFloat, true);
+    QVERIFY(config.resolve("conv").keepFloat);
+    config = withLayerEdit(config, {"conv"}, LayerField::KeepFloat, false);
+    QVERIFY(config.layers.empty());
+    QCOMPARE(config, QuantConfig{});
+    QCOMPARE(QString::fromStdString(describeLayerEdit({"conv"}, LayerField::WeightBits, 4)), QString("conv: weights 4 bits"));
+}
+
+QTEST_MAIN(TestConfigEdits)
+#include "tst_config_edits.moc"

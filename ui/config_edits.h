@@ -1,0 +1,30 @@
+#pragma once
+// The edits a user makes to a configuration from the layer table, as pure functions on
+// QuantConfig values: the table, the undo stack and the tests all go through them, so there is
+// one place that knows how "set conv2's weight bits to 4" changes the document.
+
+#include "quant/config.h"
+
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace qe {
+
+enum class LayerField { WeightScheme, WeightBits, WeightGranularity, ActivationScheme, ActivationBits, Calibration, KeepFloat };
+
+using LayerFieldValue = std::variant<Scheme, int, Granularity, CalibrationMethod, bool>;
+
+// `config` with `field` set to `value` on every layer in `layers`. A scheme change drops a bit
+// width the new scheme does not allow (the layer then inherits or takes the scheme's default);
+// per-group granularity without a group size takes kDefaultGroupSize. Overrides that end up empty
+// are removed. Throws qe::Error naming the layer when the result is not a valid configuration.
+QuantConfig withLayerEdit(QuantConfig config, const std::vector<std::string>& layers, LayerField field,
+                          const LayerFieldValue& value);
+
+constexpr int kDefaultGroupSize = 32;
+
+// "conv2 weights 4 bits", for the undo history and the status bar.
+std::string describeLayerEdit(const std::vector<std::string>& layers, LayerField field, const LayerFieldValue& value);
+
+}  // namespace qe

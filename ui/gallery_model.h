@@ -1,0 +1,35 @@
+#pragma once
+// The evaluation images as thumbnails with their label, the float prediction and the quantized
+// one, for the gallery. Optionally only the images whose prediction quantization changed.
+// Reads the session's snapshots; computes nothing.
+
+#include "session.h"
+
+#include <QAbstractListModel>
+
+namespace qe {
+
+class GalleryModel : public QAbstractListModel {
+    Q_OBJECT
+public:
+    static constexpr int ImageIndexRole = Qt::UserRole + 1;  // the image's index in the data set
+    explicit GalleryModel(QObject* parent = nullptr);
+    void setSession(std::shared_ptr<const SessionSnapshot> session);
+    void setEvaluation(std::shared_ptr<const EvaluationSnapshot> evaluation);
+    void setChangedOnly(bool changedOnly);
+    bool changedOnly() const { return changedOnly_; }
+    int changedCount() const;
+
+    int rowCount(const QModelIndex& parent = {}) const override;
+    QVariant data(const QModelIndex& index, int role) const override;
+
+private:
+    void refilter();
+    bool changed(std::size_t image) const;
+    std::shared_ptr<const SessionSnapshot> session_;
+    std::shared_ptr<const EvaluationSnapshot> evaluation_;
+    bool changedOnly_ = false;
+    std::vector<std::size_t> shown_;  // image indices in display order
+};
+
+}  // namespace qe

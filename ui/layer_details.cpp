@@ -1,0 +1,192 @@
+#include "layer_details.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace qe {
+
+namespace {
+
+QString num(double v)
+{
+    return QString::number(v, 'g', 6);
+}
+
+QString text(std::string_view s)
+{
+    return QString::fromUtf8(s.data(), qsizetype(s.size())).toHtmlEscaped();
+}
+
+QString db(double v)
+{
+    return std::isinf(v) ? QStringLiteral("exact") : QString::number(v, 'f', 2) + " dB";
+}
+
+QString row(const QString& name, const QString& value)
+{
+    return QStringLiteral("<tr><td><b>%1</b></td><td>%2</td></tr>").arg(name, value);
+}
+
+QString specSummary(const TensorQuantSpec& spec, bool weights)
+{
+    if (!spec.quantize)
+        return QStringLiteral("float");
+    QString s = QStringLiteral("%1, %2 bits").arg(text(schemeTraits(spec.scheme).displayName)).arg(spec.bits);
+    if (weights) {
+        s += ", " + text(granularityName(spec.granularity)).replace('_', ' ');
+        if (spec.granularity == Granularity::PerGroup)
+            s += QStringLiteral(" (groups of %1)").arg(spec.groupSize);
+    }
+    if (spec.dynamic)
+        s += ", dynamic";
+    return s;
+}
+
+// The spread of the per-block scales, for per-channel tensors.
+QString scaleSpread(const QuantParams& p)
+{
+    if (p.blockCount() <= 1)
+        return {};
+    const auto [lo, hi] = std::minmax_element(p.scale.begin(), p.scale.end());
+    return QStringLiteral("<br>%1 blocks; scales from %2 to %3 (%4× apart)")
+        .arg(p.blockCount())
+        .arg(num(*lo), num(*hi))
+        .arg(*lo > 0 ? *hi / *lo : 0.0, 0, 'f', 1);
+}
+
+}  // namespace
+
+QString quantFormulaHtml(const QuantParams& p, std::size_t block)
+{
+    const double lo = p.rangeMin.at(block), hi = p.rangeMax.at(block), scale = p.scale.at(block);
+    const double amax = std::max(std::abs(lo), std::abs(hi));
+    QString html;
+    const QString where = p.blockCount() > 1 ? QStringLiteral("block %1: ").arg(block) : QString();
+    switch (p.scheme) {
+    case Scheme::Affine: {
+        const int zp = p.zeroPoint.at(block);
+        html += QStringLiteral("%1range [min, max] = [%2, %3] (widened to include 0)<br>").arg(where, num(lo), num(hi));
+        html += QStringLiteral("scale = (max − min) / (q<sub>max</sub> − q<sub>min</sub>) = (%1 − %2) / (%3 − %4) = <b>%5</b><br>")
+                    .arg(num(hi), num(lo)).arg(p.qmax).arg(p.qmin).arg(num(scale));
+        html += QStringLiteral("zero-point = q<sub>min</sub> − round(min / scale) = %1 − round(%2 / %3) = <b>%4</b><br>")
+                    .arg(p.qmin).arg(num(lo), num(scale)).arg(zp);
+        html += QStringLiteral("real = scale · (q − zero-point), q ∈ [%1, %2]: %3 levels, step %4")
+                    .arg(p.qmin).arg(p.qmax).arg(p.qmax - p.qmin + 1).arg(num(scale));
+        break;
+    }
+    case Scheme::Symmetric:
+    case Scheme::PowerOfTwo: {
+        html += QStringLiteral("%1amax = max(|min|, |max|) = %2<br>").arg(where, num(amax));
+        if (p.scheme == Scheme::Symmetric)
+            html += QStringLiteral("scale = amax / q<sub>max</sub> = %1 / %2 = <b>%3</b><br>").arg(num(amax)).arg(p.qmax).arg(num(scale));
+        else
+            html += QStringLiteral("scale = 2<sup>⌈log₂(amax / q<sub>max</sub>)⌉</sup> = 2<sup>⌈log₂(%1 / %2)⌉</sup> = <b>%3</b> "
+                                   "(rounded up to a power of two: a shift on fixed-point hardware)<br>")
+                        .arg(num(amax)).arg(p.qmax).arg(num(scale));
+        html += QStringLiteral("zero-point = 0; real = scale · q, q ∈ [%1, %2]: %3 levels, step %4")
+                    .arg(p.qmin).arg(p.qmax).arg(p.qmax - p.qmin + 1).arg(num(scale));
+        break;
+    }
+    case Scheme::Log2: {
+        const int exponents = (1 << (p.bits - 1)) - 1;
+        html += QStringLiteral("%1largest level = amax = <b>%2</b><br>").arg(where, num(scale));
+        html += QStringLiteral("levels: 0 and ±amax · 2<sup>−k</sup>, k = 0 … %1; smallest non-zero level %2<br>")
+                    .arg(exponents - 1).arg(num(scale * std::ldexp(1.0, -(exponents - 1))));
+        html += QStringLiteral("rounded in the log domain: fine steps near 0, coarse steps near amax");
+        break;
+    }
+    case Scheme::KMeans: {
+        const int levels = 1 << p.bits;
+        html += QStringLiteral("%1range [%2, %3]; a codebook of 2<sup>%4</sup> = %5 centroids fitted by Lloyd's algorithm:<br>")
+                    .arg(where, num(lo), num(hi)).arg(p.bits).arg(levels);
+        QStringList centroids;
+        for (int k = 0; k < std::min(levels, 16); ++k)
+            centroids << num(p.codebook.at(block * std::size_t(levels) + std::size_t(k)));
+        html += "{" + centroids.join(", ") + (levels > 16 ? ", …}" : "}");
+        html += QStringLiteral("<br>storage: %1 bits per weight plus the codebook").arg(p.bits);
+        break;
+    }
+    case Scheme::Fp8E4M3:
+    case Scheme::Fp8E5M2: {
+        const double formatMax = p.scheme == Scheme::Fp8E4M3 ? 448.0 : 57344.0;
+        html += QStringLiteral("%1amax = %2; pre-scale = amax / %3 = <b>%4</b><br>").arg(where, num(amax), num(formatMax), num(scale));
+        html += QStringLiteral("real = pre-scale · fp8(x / pre-scale): relative step about 2<sup>−%1</sup>")
+                    .arg(p.scheme == Scheme::Fp8E4M3 ? 3 : 2);
+        break;
+    }
+    case Scheme::Fp16:
+    case Scheme::Bf16:
+        html += QStringLiteral("round to the nearest %1 value (nearest even): relative step 2<sup>−%2</sup>")
+                    .arg(p.scheme == Scheme::Fp16 ? "half-precision" : "bfloat16")
+                    .arg(p.scheme == Scheme::Fp16 ? 10 : 7);
+        break;
+    }
+    return html;
+}
+
+QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapshot& evaluation, std::size_t index)
+{
+    if (index >= session.layers.size() || index >= evaluation.plans.size() || index >= evaluation.metrics.layers.size())
+        return {};
+    const QuantLayer& layer = session.layers[index];
+    const LayerPlan& plan = evaluation.plans[index];
+    const LayerMetrics& m = evaluation.metrics.layers[index];
+    QString html = QStringLiteral("<h3>%1 <small>(%2%3)</small></h3>")
+                       .arg(text(layer.name), text(layer.opType),
+                            layer.fusedActivation.empty() ? QString() : " + " + text(layer.fusedActivation));
+    html += "<table cellspacing=4>";
+    if (plan.config.keepFloat) {
+        html += row(QStringLiteral("Configuration"), QStringLiteral("kept in float"));
+    } else {
+        if (!layer.weight.empty())
+            html += row(QStringLiteral("Weights"), specSummary(plan.config.weights, true));
+        html += row(QStringLiteral("Activations"), specSummary(plan.config.activations, false) +
+                                                       (plan.config.activations.quantize && !plan.config.activations.dynamic
+                                                            ? ", calibrated by " + text(calibrationMethodName(plan.config.calibration.method))
+                                                            : QString()));
+    }
+    html += row(QStringLiteral("Accumulated error"), QStringLiteral("SQNR %1, cosine %2, MSE %3")
+                                                         .arg(db(m.accumulated.sqnrDb))
+                                                         .arg(m.accumulated.cosine, 0, 'f', 5)
+                                                         .arg(num(m.accumulated.mse)));
+    html += row(QStringLiteral("Isolated error"),
+                QStringLiteral("SQNR %1 (this layer alone quantized, on float input)").arg(db(m.isolated.sqnrDb)));
+    html += "</table>";
+
+    if (plan.weightParams) {
+        const QuantParams& p = *plan.weightParams;
+        html += QStringLiteral("<h4>Weights %1</h4><p>").arg(text(layer.weight));
+        html += quantFormulaHtml(p, 0) + scaleSpread(p) + "</p><p>";
+        if (m.weights) {
+            html += QStringLiteral("Weight SQNR %1").arg(db(m.weights->sqnrDb));
+            if (schemeTraits(p.scheme).family == SchemeFamily::Uniform)
+                html += QStringLiteral(" (a uniform quantizer on uniformly spread values gives 6.02·b + 1.76 = %1 dB; "
+                                       "real weights concentrate near 0 and lose more)")
+                            .arg(6.02 * p.bits + 1.76, 0, 'f', 1);
+        }
+        html += QStringLiteral("<br>Storage %1 KiB for %2 weights (%3 bits each with the scales)</p>")
+                    .arg(m.weightBytes / 1024.0, 0, 'f', 2)
+                    .arg(m.weightCount)
+                    .arg(m.weightCount ? 8.0 * m.weightBytes / double(m.weightCount) : 0.0, 0, 'f', 2);
+    }
+    if (plan.activationParams) {
+        const QuantParams& p = *plan.activationParams;
+        html += QStringLiteral("<h4>Output activation %1</h4><p>").arg(text(layer.output));
+        html += QStringLiteral("Clipping range from %1 calibration on %2 images.<br>")
+                    .arg(text(calibrationMethodName(plan.config.calibration.method)))
+                    .arg(evaluation.config.calibrationImages);
+        html += quantFormulaHtml(p, 0) + "</p><p>";
+        html += QStringLiteral("Clipped: <b>%1%</b> of the evaluation activations fall outside [%2, %3] and are saturated.")
+                    .arg(100.0 * m.clippedFraction, 0, 'f', 4)
+                    .arg(num(p.rangeMin[0]), num(p.rangeMax[0]));
+        if (!std::isnan(m.rmseOverScale))
+            html += QStringLiteral("<br>Rounding noise inside the range: %1 steps RMS (uniform noise: 1/√12 = 0.289).")
+                        .arg(m.rmseOverScale, 0, 'f', 3);
+        html += "</p>";
+    } else if (plan.dynamicActivations) {
+        html += QStringLiteral("<h4>Output activation</h4><p>Dynamic: each input's own min and max set the range at run time.</p>");
+    }
+    return html;
+}
+
+}  // namespace qe
