@@ -99,6 +99,32 @@ std::pair<std::int32_t, std::int32_t> fusedClamp(const Graph& graph, const Node*
     return {std::max<std::int32_t>(out.codeMin, c[0]), std::min<std::int32_t>(out.codeMax, c[1])};
 }
 
+// Weight codes as the fast kernels take them: int8 codes and zero-points. Codes within int8 go
+// as they are; uint8 codes (0..255, e.g. TensorFlow's asymmetric uint8 weights) are shifted by
+// -128 together with their zero-points, which changes no (code - zero-point) difference.
+struct FastWeights {
+    Tensor codes;  // Int8
+    std::vector<std::int32_t> zeroPoints;
+};
+std::optional<FastWeights> fastWeights(const std::vector<std::int32_t>& codes, const Shape& shape, std::vector<std::int32_t> zeroPoints)
+{
+    const auto [lo, hi] = std::minmax_element(codes.begin(), codes.end());
+    std::int32_t shift = 0;
+    if (codes.empty() || *lo < -128 || *hi > 255 || (*hi > 127 && *lo < 0))
+        return std::nullopt;
+    if (*hi > 127)
+        shift = -128;
+    FastWeights w;
+    std::vector<std::int8_t> bytes(codes.size());
+    for (std::size_t i = 0; i < codes.size(); ++i)
+        bytes[i] = static_cast<std::int8_t>(codes[i] + shift);
+    w.codes = Tensor::fromValues<std::int8_t>(shape, bytes);
+    for (std::int32_t& z : zeroPoints)
+        z += shift;
+    w.zeroPoints = std::move(zeroPoints);
+    return w;
+}
+
 OpContext contextFor(const Node& node, const Graph& graph) { return OpContext{node, graph.opsetVersion, {}}; }
 
 [[noreturn]] void fail(const Node& node, const std::string& message)
@@ -342,6 +368,62 @@ struct AddStep final : IntegerEngine::Step {
             const std::int64_t sum = (pa[i] - a.params.zeroPoint) * qa + (pb[i] - b.params.zeroPoint) * qb;
             const auto scaled = static_cast<std::int32_t>(int8::roundingShift(sum, shift));
             py[i] = static_cast<std::uint8_t>(std::clamp(scaled + output.zeroPoint, codeLo, codeHi));
+        }
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// Add (or Sub) of a constant, e.g. a bias added after a Conv or MatMul that has none:
+//     y = zy + round((a - za) * sa / sy + c / sy)
+// with both terms scaled by 2^shift into one 64-bit integer (the constant prepared once per
+// input scale) and rounded once, half to even. The constant is a scalar, one value per channel
+// (axis 1 of a 4-D tensor) or one per column (last axis of a 2-D tensor).
+struct AddConstantStep final : IntegerEngine::Step {
+    enum class Broadcast { Scalar, Channel, Column };
+    const Node* node = nullptr;
+    std::vector<float> constant;  // already negated for Sub
+    Broadcast broadcast = Broadcast::Scalar;
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+    void run(Values& values) const override
+    {
+        const QuantizedTensor& a = *values.at(inputs[0]).codes;
+        const Shape logical = a.logicalShape();
+        std::int64_t channels = 1;
+        if (broadcast == Broadcast::Channel && logical.size() == 4)
+            channels = logical[1];
+        else if (broadcast == Broadcast::Column && logical.size() == 2)
+            channels = logical[1];
+        else if (broadcast != Broadcast::Scalar)
+            fail(*node, "the constant operand does not broadcast over " + shapeToString(logical) + " per channel");
+        if (static_cast<std::int64_t>(constant.size()) != channels)
+            fail(*node, "the constant has " + std::to_string(constant.size()) + " values for " + std::to_string(channels) + " channels");
+        const double ma = static_cast<double>(a.params.scale) / output.scale;
+        double largest = ma;
+        for (float c : constant)
+            largest = std::max(largest, std::abs(static_cast<double>(c)) / output.scale / 255.0);
+        if (!(largest < (1 << 20)))
+            fail(*node, "the input/output scale ratio is out of range");
+        int shift = 30;
+        while (shift > 1 && largest * std::ldexp(1.0, shift) >= 2147483648.0)
+            --shift;
+        const auto qa = static_cast<std::int64_t>(std::llround(std::ldexp(ma, shift)));
+        std::vector<std::int64_t> qc;
+        for (float c : constant)
+            qc.push_back(std::llround(std::ldexp(static_cast<double>(c) / output.scale, shift)));
+        IntegerEngine::Value y;
+        y.codes.emplace();
+        y.codes->params = output;
+        y.codes->channelsLast = a.channelsLast;
+        y.codes->codes = Tensor(DataType::UInt8, a.codes.shape());
+        const std::uint8_t* pa = a.codes.data<std::uint8_t>();
+        std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
+        // The channel of element i: innermost when channels-last, else axis 1 of N C (H W).
+        const std::int64_t inner = a.channelsLast || logical.size() == 2 ? 1 : logical[2] * logical[3];
+        for (std::int64_t i = 0; i < a.codes.size(); ++i) {
+            const std::int64_t channel = channels == 1 ? 0 : (i / inner) % channels;
+            const std::int64_t sum = (pa[i] - a.params.zeroPoint) * qa + qc[static_cast<std::size_t>(channel)];
+            py[i] = static_cast<std::uint8_t>(std::clamp(static_cast<std::int32_t>(int8::roundingShift(sum, shift)) + output.zeroPoint, codeLo, codeHi));
         }
         values[outputs[0]] = std::move(y);
     }
@@ -785,11 +867,9 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
                             s->weightScales.push_back(wp->scale.size() == 1 ? wp->scale[0] : wp->scale[static_cast<std::size_t>(c)]);
                         if (!layer.bias.empty())
                             s->bias = graph_.initializers.at(layer.bias).toFloatVector();
-                        const bool symmetricInt8 =
-                            std::all_of(wp->zeroPoint.begin(), wp->zeroPoint.end(), [](std::int32_t z) { return z == 0; }) &&
-                            std::all_of(codes.begin(), codes.end(), [](std::int32_t q) { return q >= -128 && q <= 127; });
-                        if (symmetricInt8 && int8::fastKernelsAvailable())
-                            s->fast = std::make_unique<int8::FastConv>(s->weightCodes.castTo(DataType::Int8), s->groups);
+                        if (int8::fastKernelsAvailable())
+                            if (auto f = fastWeights(codes, w.shape(), wp->zeroPoint))
+                                s->fast = std::make_unique<int8::FastConv>(f->codes, f->zeroPoints, s->groups);
                         s->output = *output;
                         s->codeLo = lo;
                         s->codeHi = hi;
@@ -830,11 +910,9 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
                         if (!s) {
                             why = "its bias does not have one value per output";
                         } else {
-                            const bool symmetricInt8 =
-                                std::all_of(wp->zeroPoint.begin(), wp->zeroPoint.end(), [](std::int32_t z) { return z == 0; }) &&
-                                std::all_of(codes.begin(), codes.end(), [](std::int32_t q) { return q >= -128 && q <= 127; });
-                            if (symmetricInt8 && int8::fastKernelsAvailable())
-                                s->fast = std::make_unique<int8::FastMatMul>(s->weightCodes.castTo(DataType::Int8));
+                            if (int8::fastKernelsAvailable())
+                                if (auto f = fastWeights(codes, kn.shape(), wp->zeroPoint))
+                                    s->fast = std::make_unique<int8::FastMatMul>(f->codes, f->zeroPoints);
                             s->output = *output;
                             s->codeLo = lo;
                             s->codeHi = hi;
@@ -862,6 +940,30 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
                         s->codeHi = hi;
                         step = std::move(s);
                     }
+                    record(li, true, "");
+                } else if ((node.opType == "Add" || node.opType == "Sub") && dataInputs.size() == 1 && node.inputs.size() == 2 &&
+                           node.inputs[0] == dataInputs[0] && graph_.initializers.at(node.inputs[1]).dtype() == DataType::Float32 &&
+                           [&] {
+                               const Shape& c = graph_.initializers.at(node.inputs[1]).shape();
+                               const std::int64_t size = elementCount(c);
+                               const bool channel = (c.size() == 3 && c[1] == 1 && c[2] == 1) || (c.size() == 4 && c[0] == 1 && c[2] == 1 && c[3] == 1);
+                               const bool column = c.size() == 1 || (c.size() == 2 && c[0] == 1);
+                               return size == 1 || channel || column;
+                           }()) {
+                    auto s = std::make_unique<AddConstantStep>();
+                    const Tensor& c = graph_.initializers.at(node.inputs[1]);
+                    s->node = &node;
+                    s->constant = c.toFloatVector();
+                    if (node.opType == "Sub")
+                        for (float& v : s->constant)
+                            v = -v;
+                    s->broadcast = c.size() == 1 ? AddConstantStep::Broadcast::Scalar
+                                   : c.rank() >= 3 ? AddConstantStep::Broadcast::Channel
+                                                   : AddConstantStep::Broadcast::Column;
+                    s->output = *output;
+                    s->codeLo = lo;
+                    s->codeHi = hi;
+                    step = std::move(s);
                     record(li, true, "");
                 } else if (node.opType == "Concat" && dataInputs.size() == node.inputs.size()) {
                     auto s = std::make_unique<ConcatStep>();

@@ -12,7 +12,8 @@
 // its output is quantized again where the plan says so. layerExecution() says which way every
 // layer ran and why.
 //
-// Integer kernels:  Conv (grouped, depthwise), Gemm/MatMul, Add, Mul, Concat, AveragePool,
+// Integer kernels:  Conv (grouped, depthwise), Gemm/MatMul, Add, Mul, Add/Sub of a constant
+//                   (scalar, per channel or per column), Concat, Softmax, AveragePool,
 //                   GlobalAveragePool (integer sums and a rescale), MaxPool and Relu on codes,
 //                   Sigmoid/HardSigmoid/HardSwish/Tanh/LeakyRelu by 256-entry lookup tables,
 //                   Reshape/Flatten/Transpose/Squeeze/Unsqueeze/Slice/Gather/Split moving codes.

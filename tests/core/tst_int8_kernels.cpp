@@ -202,15 +202,24 @@ void TestInt8Kernels::fastConvolutionEqualsReference()
         std::int64_t groups = isFixed ? fixed[trial].groups : groupsKind == 0 ? 1 : groupsKind == 1 ? channels : (channels % 2 == 0 ? 2 : 1);
         const std::int64_t outChannels = isFixed ? fixed[trial].oc : groups == channels ? channels * pick({1, 2}) : pick({1, 4, 7, 16, 33});
         const std::int64_t oc = (outChannels / groups) * groups;
+        if (oc == 0)
+            continue;
         const Tensor input = randomTensor(DataType::UInt8, {n, channels, w.inH, w.inW}, rng, 0, 255);
         const Tensor weights = randomTensor(DataType::Int8, {oc, channels / groups, w.kernelH, w.kernelW}, rng, -127, 127);
         const std::int32_t zeroPoint = std::uniform_int_distribution<int>(0, 255)(rng);
-        const Tensor expected = convAccumulateReference(input, zeroPoint, weights, {0}, w, groups);
+        // Every third geometry with per-channel weight zero-points (asymmetric weights).
+        std::vector<std::int32_t> weightZeroPoints{0};
+        if (trial % 3 == 1) {
+            weightZeroPoints.clear();
+            for (std::int64_t c = 0; c < oc; ++c)
+                weightZeroPoints.push_back(std::uniform_int_distribution<int>(-128, 127)(rng));
+        }
+        const Tensor expected = convAccumulateReference(input, zeroPoint, weights, weightZeroPoints, w, groups);
 
         QuantizedTensor q;
         q.codes = input;
         const Tensor nhwc = toChannelsLast(q).codes;
-        FastConv fast(weights, groups);
+        FastConv fast(weights, weightZeroPoints, groups);
         if (!fast.supports(nhwc.shape(), w))
             continue;
         ++optimized;
@@ -245,8 +254,11 @@ void TestInt8Kernels::fastMatrixProductEqualsReference()
                 const Tensor a = randomTensor(DataType::UInt8, {m, k}, rng, 0, 255);
                 const Tensor b = randomTensor(DataType::Int8, {k, n}, rng, -127, 127);
                 const std::int32_t zeroPoint = std::uniform_int_distribution<int>(0, 255)(rng);
-                const Tensor expected = matmulAccumulateReference(a, zeroPoint, b, {0});
-                const Tensor actual = FastMatMul(b).accumulate(a, zeroPoint);
+                std::vector<std::int32_t> weightZeroPoints;
+                for (std::int64_t j = 0; j < n; ++j)
+                    weightZeroPoints.push_back(n == 10 ? 0 : std::uniform_int_distribution<int>(-128, 127)(rng));
+                const Tensor expected = matmulAccumulateReference(a, zeroPoint, b, weightZeroPoints);
+                const Tensor actual = FastMatMul(b, weightZeroPoints).accumulate(a, zeroPoint);
                 QCOMPARE(actual.shape(), expected.shape());
                 QVERIFY2(std::equal(actual.data<std::int32_t>(), actual.data<std::int32_t>() + actual.size(), expected.data<std::int32_t>()),
                          qPrintable(QString("m %1 k %2 n %3").arg(m).arg(k).arg(n)));

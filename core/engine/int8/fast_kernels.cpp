@@ -6,6 +6,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
 
+#include <algorithm>
 #include <cstring>
 #include <omp.h>
 #include <string_view>
@@ -44,18 +45,76 @@ void execute(const dnnl::primitive& primitive, const memory::desc& scratchpadDes
 
 bool fastKernelsAvailable() { return true; }
 
-struct FastConv::Compiled {
+// One oneDNN convolution over an already padded channels-last u8 input, with s32 output.
+struct ConvPrimitive {
     bool optimized = false;
     dnnl::convolution_forward primitive;
     dnnl::convolution_forward::primitive_desc pd;
     memory packedWeights;
+};
+
+namespace {
+
+ConvPrimitive makeConvPrimitive(const Tensor& weights, std::int64_t groups, const Shape& paddedNhwc, const Window2D& w)
+{
+    ConvPrimitive c;
+    const std::int64_t n = paddedNhwc[0], ph = paddedNhwc[1], pw = paddedNhwc[2], channels = paddedNhwc[3];
+    const std::int64_t oc = weights.dim(0), kh = weights.dim(2), kw = weights.dim(3);
+    try {
+        const memory::desc src({n, channels, ph, pw}, Type::u8, Tag::nhwc);
+        const memory::desc dst({n, oc, w.outH, w.outW}, Type::s32, Tag::nhwc);
+        const memory::dims weightDims = groups == 1 ? memory::dims{oc, channels, kh, kw}
+                                                    : memory::dims{groups, oc / groups, channels / groups, kh, kw};
+        const memory::desc weightDesc(weightDims, Type::s8, Tag::any);
+        const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
+                                                   weightDesc, dst, {w.strideH, w.strideW}, {w.dilationH - 1, w.dilationW - 1},
+                                                   {0, 0}, {0, 0});
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        c.pd = dnnl::convolution_forward::primitive_desc(desc, attr, cpuEngine());
+        c.optimized = isOptimized(c.pd.impl_info_str());
+        if (c.optimized) {
+            c.primitive = dnnl::convolution_forward(c.pd);
+            const memory::desc plain(weightDims, Type::s8, groups == 1 ? Tag::oihw : Tag::goihw);
+            memory user(plain, cpuEngine(), const_cast<std::byte*>(weights.rawData()));
+            c.packedWeights = memory(c.pd.weights_desc(), cpuEngine());
+            dnnl::stream stream(cpuEngine());
+            dnnl::reorder(user, c.packedWeights).execute(stream, user, c.packedWeights);
+            stream.wait();
+        }
+    } catch (const dnnl::error&) {
+        c.optimized = false;  // this geometry is not supported
+    }
+    return c;
+}
+
+}  // namespace
+
+struct FastConv::Compiled {
+    bool optimized = false;
+    ConvPrimitive main;
+    ConvPrimitive windowSums;  // sum of the input over each window and group (weight zero-points only)
     Shape paddedNhwc, outputNhwc;
 };
 
-FastConv::FastConv(Tensor weights, std::int64_t groups) : weights_(std::move(weights)), groups_(groups)
+FastConv::FastConv(Tensor weights, std::vector<std::int32_t> weightZeroPoints, std::int64_t groups)
+    : weights_(std::move(weights)), weightZeroPoints_(std::move(weightZeroPoints)), groups_(groups)
 {
-    if (weights_.dtype() != DataType::Int8 || weights_.rank() != 4)
-        throw Error("fast convolution: expected int8 [OC, IC/groups, KH, KW] weights, got " + weights_.describe());
+    if (weights_.dtype() != DataType::Int8 || weights_.rank() != 4 || weights_.size() == 0 || groups_ < 1 ||
+        weights_.dim(0) % groups_ != 0)
+        throw Error("fast convolution: expected int8 [OC, IC/groups, KH, KW] weights, got " + weights_.describe() + " for " +
+                    std::to_string(groups_) + " groups");
+    if (weightZeroPoints_.size() == 1)
+        weightZeroPoints_.assign(static_cast<std::size_t>(weights_.dim(0)), weightZeroPoints_[0]);
+    if (static_cast<std::int64_t>(weightZeroPoints_.size()) != weights_.dim(0))
+        throw Error("fast convolution: expected 1 or " + std::to_string(weights_.dim(0)) + " weight zero-points");
+    hasWeightZeroPoints_ = std::any_of(weightZeroPoints_.begin(), weightZeroPoints_.end(), [](std::int32_t z) { return z != 0; });
+    if (hasWeightZeroPoints_) {
+        // One output per group, all-ones weights: the window sums of the input.
+        const std::int64_t groupChannels = weights_.dim(1);
+        ones_ = Tensor(DataType::Int8, {groups_, groupChannels, weights_.dim(2), weights_.dim(3)});
+        std::fill_n(ones_.mutableData<std::int8_t>(), ones_.size(), std::int8_t{1});
+    }
     const std::int64_t perChannel = weights_.size() / weights_.dim(0);
     const std::int8_t* w = weights_.data<std::int8_t>();
     for (std::int64_t o = 0; o < weights_.dim(0); ++o) {
@@ -87,33 +146,11 @@ const FastConv::Compiled& FastConv::compiled(const Shape& in, const Window2D& w)
     const std::int64_t padBottom = (w.outH - 1) * w.strideH + w.dilationH * (kh - 1) + 1 - h - w.padTop;
     const std::int64_t padRight = (w.outW - 1) * w.strideW + w.dilationW * (kw - 1) + 1 - wd - w.padLeft;
     c->paddedNhwc = {n, h + w.padTop + std::max<std::int64_t>(0, padBottom), wd + w.padLeft + std::max<std::int64_t>(0, padRight), channels};
-    {
-        try {
-            const std::int64_t ph = c->paddedNhwc[1], pw = c->paddedNhwc[2];
-            const memory::desc src({n, channels, ph, pw}, Type::u8, Tag::nhwc);
-            const memory::desc dst({n, oc, w.outH, w.outW}, Type::s32, Tag::nhwc);
-            const memory::dims weightDims = groups_ == 1 ? memory::dims{oc, channels, kh, kw}
-                                                         : memory::dims{groups_, oc / groups_, channels / groups_, kh, kw};
-            const memory::desc weights(weightDims, Type::s8, Tag::any);
-            const dnnl::convolution_forward::desc desc(
-                dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src, weights, dst,
-                {w.strideH, w.strideW}, {w.dilationH - 1, w.dilationW - 1}, {0, 0}, {0, 0});
-            dnnl::primitive_attr attr;
-            attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-            c->pd = dnnl::convolution_forward::primitive_desc(desc, attr, cpuEngine());
-            c->optimized = isOptimized(c->pd.impl_info_str());
-            if (c->optimized) {
-                c->primitive = dnnl::convolution_forward(c->pd);
-                const memory::desc plain(weightDims, Type::s8, groups_ == 1 ? Tag::oihw : Tag::goihw);
-                memory user(plain, cpuEngine(), const_cast<std::byte*>(weights_.rawData()));
-                c->packedWeights = memory(c->pd.weights_desc(), cpuEngine());
-                dnnl::stream stream(cpuEngine());
-                dnnl::reorder(user, c->packedWeights).execute(stream, user, c->packedWeights);
-                stream.wait();
-            }
-        } catch (const dnnl::error&) {
-            c->optimized = false;  // this geometry is not supported with these attributes
-        }
+    c->main = makeConvPrimitive(weights_, groups_, c->paddedNhwc, w);
+    c->optimized = c->main.optimized;
+    if (c->optimized && hasWeightZeroPoints_) {
+        c->windowSums = makeConvPrimitive(ones_, groups_, c->paddedNhwc, w);
+        c->optimized = c->windowSums.optimized;
     }
     return *cache_.emplace(key, c).first->second;
 }
@@ -155,16 +192,32 @@ void FastConv::accumulateInChunks(const Tensor& input, std::int32_t inputZeroPoi
             src = padded.data();
         }
         accumulators.resize(static_cast<std::size_t>(count * perImage));
-        execute(c.primitive, c.pd.scratchpad_desc(),
-                {{DNNL_ARG_SRC, memory(c.pd.src_desc(), cpuEngine(), const_cast<std::uint8_t*>(src))},
-                 {DNNL_ARG_WEIGHTS, c.packedWeights},
-                 {DNNL_ARG_DST, memory(c.pd.dst_desc(), cpuEngine(), accumulators.data())}});
+        auto run = [&](const ConvPrimitive& p, std::int32_t* out) {
+            execute(p.primitive, p.pd.scratchpad_desc(),
+                    {{DNNL_ARG_SRC, memory(p.pd.src_desc(), cpuEngine(), const_cast<std::uint8_t*>(src))},
+                     {DNNL_ARG_WEIGHTS, p.packedWeights},
+                     {DNNL_ARG_DST, memory(p.pd.dst_desc(), cpuEngine(), out)}});
+        };
+        run(c.main, accumulators.data());
+        const std::int64_t pixels = count * window.outH * window.outW;
         if (inputZeroPoint != 0) {
             std::int32_t* acc = accumulators.data();
             const std::int32_t* sums = weightSums_.data();
-            for (std::int64_t p = 0; p < count * window.outH * window.outW; ++p)
+            for (std::int64_t p = 0; p < pixels; ++p)
                 for (std::int64_t o = 0; o < outChannels; ++o)
                     acc[p * outChannels + o] -= inputZeroPoint * sums[o];
+        }
+        if (hasWeightZeroPoints_) {
+            // sum (x - zx)(w - zw) = [sum x w - zx sum w] - zw (sum x - zx K), K = window size.
+            thread_local std::vector<std::int32_t> windowSums;
+            windowSums.resize(static_cast<std::size_t>(pixels * groups_));
+            run(c.windowSums, windowSums.data());
+            const std::int32_t offset = inputZeroPoint * static_cast<std::int32_t>(weights_.size() / outChannels);
+            const std::int64_t perGroup = outChannels / groups_;
+            std::int32_t* acc = accumulators.data();
+            for (std::int64_t p = 0; p < pixels; ++p)
+                for (std::int64_t o = 0; o < outChannels; ++o)
+                    acc[p * outChannels + o] -= weightZeroPoints_[static_cast<std::size_t>(o)] * (windowSums[static_cast<std::size_t>(p * groups_ + o / perGroup)] - offset);
         }
         consume(accumulators.data(), first, count);
     }
@@ -186,11 +239,16 @@ struct FastMatMul::Compiled {
     memory packedWeights;
 };
 
-FastMatMul::FastMatMul(Tensor weights) : weights_(std::move(weights))
+FastMatMul::FastMatMul(Tensor weights, std::vector<std::int32_t> weightZeroPoints)
+    : weights_(std::move(weights)), weightZeroPoints_(std::move(weightZeroPoints))
 {
     if (weights_.dtype() != DataType::Int8 || weights_.rank() != 2)
         throw Error("fast matrix product: expected int8 [K, N] weights, got " + weights_.describe());
     const std::int64_t k = weights_.dim(0), n = weights_.dim(1);
+    if (weightZeroPoints_.size() == 1)
+        weightZeroPoints_.assign(static_cast<std::size_t>(n), weightZeroPoints_[0]);
+    if (static_cast<std::int64_t>(weightZeroPoints_.size()) != n)
+        throw Error("fast matrix product: expected 1 or " + std::to_string(n) + " weight zero-points");
     columnSums_.assign(static_cast<std::size_t>(n), 0);
     const std::int8_t* w = weights_.data<std::int8_t>();
     for (std::int64_t i = 0; i < k; ++i)
@@ -233,12 +291,18 @@ Tensor FastMatMul::accumulate(const Tensor& input, std::int32_t inputZeroPoint) 
             {{DNNL_ARG_SRC, memory(c.pd.src_desc(), cpuEngine(), const_cast<std::byte*>(input.rawData()))},
              {DNNL_ARG_WEIGHTS, c.packedWeights},
              {DNNL_ARG_DST, memory(c.pd.dst_desc(), cpuEngine(), out.mutableRawData())}});
-    // (x - zx) . w = x . w - zx * sum(w): no padding in a matrix product, so the term is exact.
-    if (inputZeroPoint != 0) {
-        std::int32_t* y = out.mutableData<std::int32_t>();
-        for (std::int64_t i = 0; i < rows; ++i)
-            for (std::int64_t j = 0; j < n; ++j)
-                y[i * n + j] -= inputZeroPoint * columnSums_[static_cast<std::size_t>(j)];
+    // (x - zx) . (w - zw) = x . w - zx sum(w) - zw (sum(x) - zx K): a matrix product has no
+    // padding, so both terms are exact.
+    const std::int64_t k = weights_.dim(0);
+    const std::uint8_t* x = input.data<std::uint8_t>();
+    std::int32_t* y = out.mutableData<std::int32_t>();
+    for (std::int64_t i = 0; i < rows; ++i) {
+        std::int32_t rowSum = 0;
+        for (std::int64_t j = 0; j < k; ++j)
+            rowSum += x[i * k + j];
+        const std::int32_t centred = rowSum - inputZeroPoint * static_cast<std::int32_t>(k);
+        for (std::int64_t j = 0; j < n; ++j)
+            y[i * n + j] -= inputZeroPoint * columnSums_[static_cast<std::size_t>(j)] + weightZeroPoints_[static_cast<std::size_t>(j)] * centred;
     }
     return out;
 }
@@ -247,7 +311,8 @@ Tensor FastMatMul::accumulate(const Tensor& input, std::int32_t inputZeroPoint) 
 
 bool fastKernelsAvailable() { return false; }
 struct FastConv::Compiled {};
-FastConv::FastConv(Tensor weights, std::int64_t groups) : weights_(std::move(weights)), groups_(groups) {}
+FastConv::FastConv(Tensor weights, std::vector<std::int32_t> weightZeroPoints, std::int64_t groups)
+    : weights_(std::move(weights)), weightZeroPoints_(std::move(weightZeroPoints)), groups_(groups) {}
 FastConv::~FastConv() = default;
 bool FastConv::supports(const Shape&, const Window2D&) const { return false; }
 Tensor FastConv::accumulate(const Tensor&, std::int32_t, const Window2D&) const
@@ -259,7 +324,8 @@ void FastConv::accumulateInChunks(const Tensor&, std::int32_t, const Window2D&, 
     throw Error("fast convolution: built without oneDNN");
 }
 struct FastMatMul::Compiled {};
-FastMatMul::FastMatMul(Tensor weights) : weights_(std::move(weights)) {}
+FastMatMul::FastMatMul(Tensor weights, std::vector<std::int32_t> weightZeroPoints)
+    : weights_(std::move(weights)), weightZeroPoints_(std::move(weightZeroPoints)) {}
 FastMatMul::~FastMatMul() = default;
 Tensor FastMatMul::accumulate(const Tensor&, std::int32_t) const { throw Error("fast matrix product: built without oneDNN"); }
 

@@ -5,9 +5,11 @@
 // against them); requantization stays ours (engine/int8/requantize.h), so the rounding is the
 // engine's, not the library's.
 //
-// Inputs are uint8 codes with a zero-point, weights symmetric int8 (zero-point 0): the u8 x s8
-// product is what vpdpbusd computes. Built without oneDNN, available() is false and the engine
-// uses the reference kernels.
+// Inputs are uint8 codes with a zero-point, weights int8 codes with per-channel zero-points
+// (0 for symmetric weights; uint8 weights are passed as code - 128 with zero-point - 128): the
+// u8 x s8 product is what vpdpbusd computes, and the zero-point terms are added exactly
+// afterwards. Built without oneDNN, fastKernelsAvailable() is false and the engine uses the
+// reference kernels.
 
 #include "engine/ops/window.h"
 #include "tensor/tensor.h"
@@ -18,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace qe::int8 {
 
@@ -27,8 +30,8 @@ bool fastKernelsAvailable();
 // cached; the weights are packed into the primitive's preferred layout once per shape.
 class FastConv {
 public:
-    // `weights`: int8 [OC, IC / groups, KH, KW].
-    FastConv(Tensor weights, std::int64_t groups);
+    // `weights`: int8 [OC, IC / groups, KH, KW]; `weightZeroPoints`: 1 or OC values.
+    FastConv(Tensor weights, std::vector<std::int32_t> weightZeroPoints, std::int64_t groups);
     ~FastConv();
     // Whether this geometry runs on an optimized implementation (not oneDNN's slow reference).
     bool supports(const Shape& inputNhwc, const Window2D& window) const;
@@ -44,8 +47,11 @@ public:
 private:
     const Compiled& compiled(const Shape& inputNhwc, const Window2D& window) const;
     Tensor weights_;
-    std::vector<std::int32_t> weightSums_;  // per output channel, for the zero-point term
+    std::vector<std::int32_t> weightZeroPoints_;  // per output channel
+    std::vector<std::int32_t> weightSums_;  // per output channel, for the input zero-point term
     std::int64_t groups_;
+    bool hasWeightZeroPoints_ = false;
+    Tensor ones_;  // [groups, IC / groups, KH, KW] of 1: window sums for the weight zero-point term
     mutable std::mutex mutex_;
     mutable std::map<std::string, std::shared_ptr<Compiled>> cache_;
 };
@@ -53,17 +59,18 @@ private:
 // One matrix product by constant weights.
 class FastMatMul {
 public:
-    // `weights`: int8 [K, N].
-    explicit FastMatMul(Tensor weights);
+    // `weights`: int8 [K, N]; `weightZeroPoints`: 1 or N values.
+    FastMatMul(Tensor weights, std::vector<std::int32_t> weightZeroPoints);
     ~FastMatMul();
-    // `input`: uint8 [M, K]. Returns int32 [M, N] = sum_k (input - zeroPoint) * weights.
+    // `input`: uint8 [M, K]. Returns int32 [M, N] = sum_k (input - zeroPoint) * (weights - weightZeroPoint).
     Tensor accumulate(const Tensor& input, std::int32_t inputZeroPoint) const;
 
     struct Compiled;
 private:
     const Compiled& compiled(std::int64_t rows) const;
     Tensor weights_;
-    std::vector<std::int32_t> columnSums_;  // sum_k weights[k][n], for the zero-point term
+    std::vector<std::int32_t> weightZeroPoints_;  // per column
+    std::vector<std::int32_t> columnSums_;  // sum_k weights[k][n], for the input zero-point term
     mutable std::mutex mutex_;
     mutable std::map<std::pair<std::int64_t, int>, std::shared_ptr<Compiled>> cache_;  // by rows and threads
 };
