@@ -41,6 +41,7 @@ private slots:
     void demoModelAccuracy();
     void flagsOverrideSidecar();
     void evalWithConfig();
+    void evalIntegerEngine();
     void histogramJson();
     void badInput_data();
     void badInput();
@@ -116,6 +117,30 @@ void TestCli::evalWithConfig()
     QVERIFY(fc1["weights"].toObject()["sqnr_db"].toDouble() > 10);
 }
 
+void TestCli::evalIntegerEngine()
+{
+    QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
+    const QString config = QString::fromStdString((qe::test::sourceDir() / "resources/configs/w8a8.json").string());
+    const CliResult r = runCli({"eval", "--model", kDemoModel, "--data", kFashionTest, "--config", config, "--limit", "300",
+                                "--calib-count", "128", "--engine", "int8", "--json"});
+    QCOMPARE(r.exitCode, 0);
+    const QJsonObject m = QJsonDocument::fromJson(r.out).object();
+    for (const char* key : {"engine", "agreement_with_simulation", "ms_per_image", "simulated_top1", "output_within_1_lsb", "integer_layers"})
+        QVERIFY2(m.contains(key), key);
+    QCOMPARE(m["engine"].toString(), QString("int8"));
+    QVERIFY(m["agreement_with_simulation"].toDouble() >= 0.995);
+    QVERIFY(m["ms_per_image"].toDouble() > 0);
+    QVERIFY(std::abs(m["top1"].toDouble() - m["simulated_top1"].toDouble()) <= 0.01);
+    QCOMPARE(m["integer_layers"].toInt(), 6);
+    for (const auto& l : m["layers"].toArray()) {
+        const QJsonObject layer = l.toObject();
+        QVERIFY2(layer["integer"].toBool(), qPrintable(layer["name"].toString()));
+        QVERIFY(layer["alone_codes_within_1_lsb_of_simulation"].toDouble() == 1.0 || layer["name"] == "input");
+    }
+    QVERIFY(m["layers"].toArray()[1].toObject()["kernel"].toString() == "onednn" ||
+            m["layers"].toArray()[1].toObject()["kernel"].toString() == "reference");
+}
+
 void TestCli::histogramJson()
 {
     QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
@@ -168,6 +193,10 @@ void TestCli::badInput_data()
         << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "nope.weight",
                        "--data", kFashionTest, "--limit", "10", "--calib-count", "10"}
         << "no layer, activation or weight named 'nope.weight'";
+    QTest::newRow("unknown engine") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--engine", "int4"}
+                                    << "--engine: expected 'simulate' or 'int8', got 'int4'";
+    QTest::newRow("int8 without a configuration")
+        << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--engine", "int8"} << "--engine int8 needs --config";
     QTest::newRow("wrong channels") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--color", "rgb", "--limit", "2"}
                                     << "channel";
 }
