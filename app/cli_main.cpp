@@ -11,12 +11,17 @@
 #include "eval/accuracy.h"
 #include "eval/integer_evaluation.h"
 #include "eval/quant_evaluator.h"
+#include "io/qdq_export.h"
+#include "io/report.h"
+#include "model/onnx_export.h"
+#include "common/atomic_file.h"
 #include "quant/config.h"
 #include "quant/qdq_import.h"
 #include "model/onnx_import.h"
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -40,6 +45,10 @@ commands:
   eval       run a model on a labelled data set and report top-1 / top-5 accuracy; with
              --config, quantize it as configured and report what each layer lost
   histogram  one weight or activation tensor's histogram with its quantization levels
+  export     write the quantized model as QDQ ONNX (for ONNX Runtime, TensorRT) and the
+             table of every tensor's scale and zero-point (JSON or CSV)
+  report     write a Markdown report with PNG charts: model, data, configuration, accuracy,
+             size and every layer's metrics
 
 Run 'quantexplorer-cli <command> --help' for the options of a command.
 Exit codes: 0 success, 2 bad input (the error is on stderr), 1 internal failure.
@@ -91,6 +100,34 @@ constexpr const char* kHistogramUsage = R"(usage: quantexplorer-cli histogram --
   --limit N             images to histogram activations over (default 1000)
   --bins N              histogram bins (default 128)
   --json                one JSON object: counts, range, levels, clip range, calibration ranges
+  (and the preprocessing flags of 'eval')
+)";
+
+constexpr const char* kExportUsage = R"(usage: quantexplorer-cli export --model M.onnx --config C.json --out Q.onnx [options]
+
+  --model PATH          the float ONNX model (or a QDQ model with --config model)
+  --config C.json       the quantization to write ("model": a QDQ model's own)
+  --out Q.onnx          the QDQ model: QuantizeLinear/DequantizeLinear around activations, int8
+                        weights with per-channel scales, int32 biases (opset >= 13)
+  --encodings E         also write every quantized tensor's scale and zero-point: E.json or E.csv
+  --calib-data PATH     calibration images for static activation ranges (default: the training
+                        split beside --data; needed unless the configuration is the model's own)
+  --data PATH           images (only used to find the calibration split beside them)
+  --calib-count N       calibration images (default: the configuration's "images")
+  --json                one JSON object on stdout: files written, tensors, warnings
+  (and the preprocessing flags of 'eval')
+Choices ONNX's 8-bit QDQ cannot express (k-means, log2, fp8/fp16/bf16, per-group, dynamic ranges)
+are written in float and listed as warnings on stderr; nothing is changed silently.
+)";
+
+constexpr const char* kReportUsage = R"(usage: quantexplorer-cli report --model M.onnx --config C.json --data PATH --out DIR [options]
+
+  --out DIR             writes DIR/report.md, DIR/layer_sqnr.png, DIR/weight_histograms.png and
+                        DIR/confusion_matrix.png
+  --engine int8         also run the integer-only engine and report it beside the simulation
+  --limit N             evaluate the first N images (default: all)
+  --calib-data PATH, --calib-count N, --labels PATH, --label-column NAME: as for 'eval'
+  --json                one JSON object on stdout: the files written
   (and the preprocessing flags of 'eval')
 )";
 
@@ -235,12 +272,33 @@ std::set<std::string> withPreprocessFlags(std::set<std::string> flags)
     return flags;
 }
 
+// Progress of long runs on stderr: a bar with the time left when stderr is a terminal, nothing
+// otherwise (logs of scripts stay clean; --json output is on stdout either way).
 std::function<void(const std::string&, std::size_t, std::size_t)> stderrProgress()
 {
-    const bool terminal = isatty(STDERR_FILENO);
-    return [terminal](const std::string& stage, std::size_t done, std::size_t total) {
-        if (terminal)
-            std::cerr << "\r" << stage << ": " << done << "/" << total << "   " << (done == total ? "\n" : "") << std::flush;
+    if (!isatty(STDERR_FILENO))
+        return [](const std::string&, std::size_t, std::size_t) {};
+    struct State {
+        std::string stage;
+        std::chrono::steady_clock::time_point start;
+    };
+    auto state = std::make_shared<State>();
+    return [state](const std::string& stage, std::size_t done, std::size_t total) {
+        const auto now = std::chrono::steady_clock::now();
+        if (stage != state->stage) {
+            state->stage = stage;
+            state->start = now;
+        }
+        const double fraction = total ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
+        const double elapsed = std::chrono::duration<double>(now - state->start).count();
+        const int width = 30, filled = static_cast<int>(fraction * width);
+        std::string bar = "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.') + "]";
+        std::cerr << "\r" << stage << " " << bar << " " << static_cast<int>(100 * fraction) << "% " << done << "/" << total;
+        if (done > 0 && done < total)
+            std::cerr << " ETA " << static_cast<int>(std::ceil(elapsed / fraction - elapsed)) << " s   ";
+        else
+            std::cerr << "          ";
+        std::cerr << (done >= total ? "\n" : "") << std::flush;
     };
 }
 
@@ -295,6 +353,38 @@ ModelAndData loadModelAndData(const cli::Options& options, bool dataRequired)
     return in;
 }
 
+// The configuration (--config C.json, or "model" for a QDQ model's own parameters) and an
+// evaluator calibrated for it: what eval, export and report share.
+struct QuantSetup {
+    std::unique_ptr<QuantEvaluator> evaluator;
+    QuantConfig config;
+};
+
+QuantSetup openQuantization(const cli::Options& options, const ModelAndData& in, std::size_t evaluationImages)
+{
+    QuantSetup q;
+    const std::string source = options.required("--config");
+    // "--config model": the QDQ model's own quantization, on the float graph it wraps.
+    std::optional<ImportedQuantization> imported;
+    if (source == "model") {
+        imported = importQdq(*in.graph);
+        if (!imported)
+            throw Error(in.modelPath.string() + ": --config model needs a quantized (QDQ) model; this one has no "
+                                                "QuantizeLinear/DequantizeLinear nodes");
+    }
+    q.evaluator = std::make_unique<QuantEvaluator>(imported ? std::make_shared<const Graph>(imported->floatGraph) : in.graph,
+                                                   in.dataset, in.preprocess, evaluationImages);
+    if (imported) {
+        q.config = imported->config;
+        q.evaluator->setFixedParams(imported->params);
+    } else {
+        q.config = QuantConfig::load(source, layerNames(q.evaluator->layers()));
+    }
+    if (q.evaluator->needsCalibration(q.config))
+        calibrateFromOptions(*q.evaluator, q.config, options, in.dataPath, in.labelColumn);
+    return q;
+}
+
 int runEval(const std::vector<std::string>& args)
 {
     if (wantsHelp(args)) {
@@ -327,7 +417,7 @@ int runEval(const std::vector<std::string>& args)
         if (auto b = options.integer("--batch"))
             evalOptions.batchSize = static_cast<std::size_t>(std::max<long long>(1, *b));
         auto progress = stderrProgress();
-        evalOptions.progress = [&](std::size_t done, std::size_t total) { progress("images", done, total); };
+        evalOptions.progress = [&](std::size_t done, std::size_t total) { progress("float model", done, total); };
         const ClassificationResult result = evaluateClassifier(executor, *dataset, preprocess, evalOptions);
         if (options.has("--json")) {
             json out{{"top1", result.top1()}, {"top5", result.top5()}, {"count", result.count},
@@ -341,25 +431,9 @@ int runEval(const std::vector<std::string>& args)
         return 0;
     }
 
-    // "--config model": the QDQ model's own quantization, on the float graph it wraps.
-    std::optional<ImportedQuantization> imported;
-    if (*options.value("--config") == "model") {
-        imported = importQdq(*graph);
-        if (!imported)
-            throw Error(modelPath.string() + ": --config model needs a quantized (QDQ) model; this one has no "
-                                             "QuantizeLinear/DequantizeLinear nodes");
-    }
-    QuantEvaluator evaluator(imported ? std::make_shared<const Graph>(imported->floatGraph) : graph, dataset, preprocess,
-                             limit ? limit : dataset->size());
-    QuantConfig config;
-    if (imported) {
-        config = imported->config;
-        evaluator.setFixedParams(imported->params);
-    } else {
-        config = QuantConfig::load(*options.value("--config"), layerNames(evaluator.layers()));
-    }
-    if (evaluator.needsCalibration(config))
-        calibrateFromOptions(evaluator, config, options, dataPath, labelColumn);
+    QuantSetup q = openQuantization(options, in, limit ? limit : dataset->size());
+    QuantEvaluator& evaluator = *q.evaluator;
+    const QuantConfig& config = q.config;
     if (auto save = options.value("--save-config"))
         config.save(*save);
     ModelMetrics m = evaluator.evaluate(config, {stderrProgress(), nullptr});
@@ -510,6 +584,100 @@ int runHistogram(const std::vector<std::string>& args)
 
 }  // namespace
 
+int runExport(const std::vector<std::string>& args)
+{
+    if (wantsHelp(args)) {
+        std::cout << kExportUsage;
+        return 0;
+    }
+    const cli::Options options(args,
+                               withPreprocessFlags({"--model", "--config", "--out", "--encodings", "--calib-data", "--calib-count",
+                                                    "--data", "--labels", "--label-column"}),
+                               {"--json"});
+    const std::filesystem::path out = options.required("--out");
+    const ModelAndData in = loadModelAndData(options, false);
+    QuantSetup q = openQuantization(options, in, 0);
+    const QuantPlan plan = q.evaluator->plan(q.config);
+    const QdqModel model = exportQdq(plan);
+    saveOnnx(model.graph, out, {.minimumOpset = 13});
+    std::optional<std::filesystem::path> encodings;
+    if (auto e = options.value("--encodings")) {
+        encodings = *e;
+        const std::string ext = encodings->extension().string();
+        if (ext == ".csv")
+            writeFileAtomically(*encodings, encodingsCsv(model.encodings));
+        else if (ext == ".json")
+            writeFileAtomically(*encodings, encodingsJson(model.encodings));
+        else
+            throw Error("--encodings " + encodings->string() + ": expected a .json or .csv file name");
+    }
+    for (const std::string& w : model.warnings)
+        std::cerr << "warning: " << w << "\n";
+    std::size_t activations = 0, weights = 0;
+    for (const TensorEncoding& e : model.encodings)
+        (e.kind == "activation" ? activations : weights) += 1;
+    if (options.has("--json")) {
+        json j{{"out", out.string()}, {"opset", std::max<std::int64_t>(13, model.graph.opsetVersion)},
+               {"quantized_activations", activations}, {"quantized_weights_and_biases", weights}, {"warnings", model.warnings}};
+        j["encodings"] = encodings ? json(encodings->string()) : json(nullptr);
+        std::cout << j.dump() << "\n";
+    } else {
+        std::cout << "wrote " << out.string() << ": " << activations << " activations and " << weights
+                  << " weights/biases quantized" << (model.warnings.empty() ? "" : ", " + std::to_string(model.warnings.size()) + " warnings")
+                  << "\n";
+        if (encodings)
+            std::cout << "wrote " << encodings->string() << "\n";
+    }
+    return 0;
+}
+
+int runReport(const std::vector<std::string>& args)
+{
+    if (wantsHelp(args)) {
+        std::cout << kReportUsage;
+        return 0;
+    }
+    const cli::Options options(args,
+                               withPreprocessFlags({"--model", "--config", "--data", "--out", "--labels", "--label-column", "--limit",
+                                                    "--calib-data", "--calib-count", "--engine"}),
+                               {"--json"});
+    const std::filesystem::path dir = options.required("--out");
+    const std::string engine = options.value("--engine").value_or("simulate");
+    if (engine != "simulate" && engine != "int8")
+        throw Error("--engine: expected 'simulate' or 'int8', got '" + engine + "'");
+    const ModelAndData in = loadModelAndData(options, true);
+    const std::size_t limit = options.integer("--limit").value_or(0);
+    QuantSetup q = openQuantization(options, in, limit ? limit : in.dataset->size());
+    const ModelMetrics m = q.evaluator->evaluate(q.config, {stderrProgress(), nullptr});
+    const QuantPlan plan = q.evaluator->plan(q.config);
+    std::optional<IntegerEvaluation> integer;
+    if (engine == "int8")
+        integer = evaluateInteger(plan, *in.dataset, in.preprocess, limit, {stderrProgress(), nullptr});
+    ReportInput r;
+    r.modelPath = in.modelPath.string();
+    r.dataDescription = in.dataset->description();
+    r.configText = q.config.toJson().dump(2);
+    r.graph = &q.evaluator->graph();
+    r.plan = &plan;
+    r.metrics = &m;
+    r.integer = integer ? &*integer : nullptr;
+    for (const QuantLayer& layer : q.evaluator->layers())
+        if (!layer.weight.empty())
+            r.weightHistograms.push_back(q.evaluator->histogram(q.config, layer.weight, 96));
+    r.notes = exportQdq(plan).warnings;
+    const auto files = writeReport(dir, r);
+    if (options.has("--json")) {
+        json list = json::array();
+        for (const auto& f : files)
+            list.push_back(f.string());
+        std::cout << json{{"files", list}}.dump() << "\n";
+    } else {
+        for (const auto& f : files)
+            std::cout << "wrote " << f.string() << "\n";
+    }
+    return 0;
+}
+
 int main(int argc, char** argv)
 {
     std::vector<std::string> args(argv + 1, argv + argc);
@@ -526,6 +694,10 @@ int main(int argc, char** argv)
             return runEval(args);
         if (command == "histogram")
             return runHistogram(args);
+        if (command == "export")
+            return runExport(args);
+        if (command == "report")
+            return runReport(args);
         std::cerr << "error: unknown command '" << command << "'\n\n" << kUsage;
         return 2;
     } catch (const Error& e) {

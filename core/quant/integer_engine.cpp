@@ -70,20 +70,6 @@ ActivationParams toActivationParams(const QuantParams& p)
     return a;
 }
 
-// Weight codes of the plan's fake-quantized weights: exact, since each value is (q - zp) * scale.
-// `perChannelStride`/`channels` give the channel of flat index i as (i / stride) % channels.
-std::vector<std::int32_t> weightCodes(const Tensor& fakeQuantized, const QuantParams& p, std::int64_t channelStride,
-                                      std::int64_t channels)
-{
-    const float* w = fakeQuantized.data<float>();
-    std::vector<std::int32_t> codes(static_cast<std::size_t>(fakeQuantized.size()));
-    for (std::int64_t i = 0; i < fakeQuantized.size(); ++i) {
-        const std::size_t c = p.scale.size() == 1 ? 0 : static_cast<std::size_t>((i / channelStride) % channels);
-        codes[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(std::nearbyint(w[i] / p.scale[c])) + p.zeroPoint[c];
-    }
-    return codes;
-}
-
 // The code range left after a fused Relu/Clip: the activation is a clamp, so
 // quantize(act(x)) == clamp(quantize(x), quantize(act(-max)), quantize(act(+max))).
 std::pair<std::int32_t, std::int32_t> fusedClamp(const Graph& graph, const Node* activation, const ActivationParams& out)
@@ -859,8 +845,8 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
                         s->node = &node;
                         s->graph = &graph_;
                         s->groups = node.intAttribute("group", 1);
-                        const std::int64_t oc = w.dim(0), perChannel = w.size() / oc;
-                        const auto codes = weightCodes(w, *wp, perChannel, oc);
+                        const std::int64_t oc = w.dim(0);
+                        const auto codes = uniformCodes(w, *wp, 0);
                         s->weightCodes = Tensor::fromValues<std::int32_t>(w.shape(), codes);
                         s->weightZeroPoints = wp->zeroPoint;
                         for (std::int64_t c = 0; c < oc; ++c)
@@ -897,7 +883,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
                         // Codes in [K, N] whatever the stored layout.
                         const Tensor kn = transB ? runNode(Node{"", "Transpose", "", {}, {}, {}}, graph_.opsetVersion, {&w})[0] : w;
                         const std::int64_t n = kn.dim(1);
-                        const auto codes = weightCodes(kn, *wp, 1, n);
+                        const auto codes = uniformCodes(kn, *wp, 1);
                         s->weightCodes = Tensor::fromValues<std::int32_t>(kn.shape(), codes);
                         s->weightZeroPoints = wp->zeroPoint;
                         for (std::int64_t c = 0; c < n; ++c)

@@ -65,6 +65,30 @@ Tensor moveAxisToFront(const Tensor& w, int axis)
 
 }  // namespace
 
+std::vector<std::int32_t> uniformCodes(const Tensor& fakeQuantized, const QuantParams& p, int channelAxis)
+{
+    if (schemeTraits(p.scheme).family != SchemeFamily::Uniform || p.scale.empty() || p.zeroPoint.size() != p.scale.size())
+        throw Error("integer codes need uniform parameters with one zero-point per scale");
+    std::int64_t inner = 1, channels = 1;
+    if (p.scale.size() > 1) {
+        if (channelAxis < 0 || channelAxis >= fakeQuantized.rank() ||
+            fakeQuantized.dim(channelAxis) != static_cast<std::int64_t>(p.scale.size()))
+            throw Error("integer codes: " + std::to_string(p.scale.size()) + " scales do not match axis " + std::to_string(channelAxis) +
+                        " of " + fakeQuantized.describe());
+        channels = fakeQuantized.dim(channelAxis);
+        for (int d = channelAxis + 1; d < fakeQuantized.rank(); ++d)
+            inner *= fakeQuantized.dim(d);
+    }
+    const float* w = fakeQuantized.data<float>();
+    std::vector<std::int32_t> codes(static_cast<std::size_t>(fakeQuantized.size()));
+    for (std::int64_t i = 0; i < fakeQuantized.size(); ++i) {
+        const std::size_t c = static_cast<std::size_t>((i / inner) % channels);
+        codes[static_cast<std::size_t>(i)] =
+            std::clamp(static_cast<std::int32_t>(std::nearbyint(w[i] / p.scale[c])) + p.zeroPoint[c], p.qmin, p.qmax);
+    }
+    return codes;
+}
+
 QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec& spec, const Tensor& weights,
                                  Tensor& quantized)
 {

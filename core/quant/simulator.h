@@ -70,6 +70,10 @@ struct QuantPlan {
 QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec& spec, const Tensor& weights,
                                  Tensor& quantized);
 
+// The integer codes of fake-quantized values under uniform parameters: exact, since each value is
+// (code - zero_point) * scale. Per-channel parameters run along `channelAxis` of the tensor.
+std::vector<std::int32_t> uniformCodes(const Tensor& fakeQuantized, const QuantParams& params, int channelAxis);
+
 // Throws qe::Error when the configuration asks for something the data cannot give (e.g. static
 // activations for a layer the calibration never saw).
 QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,

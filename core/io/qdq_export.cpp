@@ -1,0 +1,253 @@
+#include "io/qdq_export.h"
+
+#include "common/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace qe {
+
+namespace {
+
+bool isIntegerUniform(const QuantParams& p)
+{
+    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8 && p.granularity != Granularity::PerGroup;
+}
+
+std::string uniqueName(const Graph& g, const std::set<std::string>& taken, const std::string& base)
+{
+    std::string name = base;
+    for (int i = 1; g.isInitializer(name) || g.values.count(name) || taken.count(name); ++i)
+        name = base + "_" + std::to_string(i);
+    return name;
+}
+
+Tensor codesTensor(const std::vector<std::int32_t>& codes, const Shape& shape, bool isSigned)
+{
+    if (isSigned) {
+        std::vector<std::int8_t> bytes(codes.begin(), codes.end());
+        return Tensor::fromValues<std::int8_t>(shape, bytes);
+    }
+    std::vector<std::uint8_t> bytes(codes.begin(), codes.end());
+    return Tensor::fromValues<std::uint8_t>(shape, bytes);
+}
+
+// A scale (and zero-point) tensor: a scalar per tensor, 1-D per channel.
+Shape parameterShape(std::size_t count) { return count == 1 ? Shape{} : Shape{static_cast<std::int64_t>(count)}; }
+
+std::string describe(const QuantParams& p)
+{
+    return std::string(schemeTraits(p.scheme).name) + " " + std::to_string(p.bits) + "-bit " + std::string(granularityName(p.granularity));
+}
+
+}  // namespace
+
+QdqModel exportQdq(const QuantPlan& plan)
+{
+    QdqModel out;
+    Graph& g = out.graph;
+    g = plan.graph;
+    std::set<std::string> taken;
+    std::vector<Node> weightNodes;                      // DequantizeLinear of initializers, first in the graph
+    std::map<std::size_t, std::vector<Node>> afterNode;  // activation Q/DQ after the producing node
+    std::vector<Node> afterInputs;                       // Q/DQ of graph inputs
+    std::map<std::string, std::string> renamedInputs;    // graph input -> its dequantized name
+
+    auto addInitializer = [&](const std::string& base, Tensor t) {
+        const std::string name = uniqueName(g, taken, base);
+        taken.insert(name);
+        g.initializers[name] = std::move(t);
+        return name;
+    };
+    auto dequantizeInitializer = [&](const std::string& tensor, Tensor codes, const std::vector<float>& scale,
+                                     Tensor zeroPoint, int axis) {
+        Node dq;
+        dq.name = uniqueName(g, taken, tensor + "_DequantizeLinear");
+        taken.insert(dq.name);
+        dq.opType = "DequantizeLinear";
+        dq.inputs = {addInitializer(tensor + "_quantized", std::move(codes)),
+                     addInitializer(tensor + "_scale", Tensor::fromValues<float>(parameterShape(scale.size()), scale)),
+                     addInitializer(tensor + "_zero_point", std::move(zeroPoint))};
+        dq.outputs = {tensor};
+        if (scale.size() > 1)
+            dq.attributes["axis"] = std::int64_t{axis};
+        g.initializers.erase(tensor);
+        weightNodes.push_back(std::move(dq));
+    };
+
+    for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+        const QuantLayer& layer = plan.layers[i];
+        const LayerPlan& lp = plan.plans[i];
+        if (lp.config.keepFloat)
+            continue;
+        bool integerWeights = false;
+        // Weights.
+        if (lp.weightParams && !layer.weight.empty()) {
+            const QuantParams& p = *lp.weightParams;
+            if (isIntegerUniform(p)) {
+                const Tensor& fq = plan.graph.initializers.at(layer.weight);
+                const auto codes = uniformCodes(fq, p, p.axis);
+                std::vector<std::int32_t> zp = p.zeroPoint;
+                dequantizeInitializer(layer.weight, codesTensor(codes, fq.shape(), p.isSigned), p.scale,
+                                      codesTensor(zp, parameterShape(zp.size()), p.isSigned), p.axis);
+                out.encodings.push_back({layer.weight, layer.name, "weight", std::string(schemeTraits(p.scheme).name), p.bits, p.isSigned,
+                                         std::string(granularityName(p.granularity)), p.axis, p.qmin, p.qmax, p.scale, p.zeroPoint});
+                integerWeights = true;
+            } else {
+                out.warnings.push_back("layer '" + layer.name + "': weights " + describe(p) +
+                                       " have no integer form in ONNX's 8-bit QDQ; written as their dequantized float values");
+            }
+        }
+        // Bias: int32 at input scale x weight scale, when the plan quantized it so.
+        if (integerWeights && lp.biasInputScale > 0 && !layer.bias.empty()) {
+            const QuantParams& p = *lp.weightParams;
+            const Tensor& b = plan.graph.initializers.at(layer.bias);
+            std::vector<float> scale;
+            std::vector<std::int32_t> codes;
+            for (std::int64_t c = 0; c < b.size(); ++c) {
+                const float s = static_cast<float>(static_cast<double>(lp.biasInputScale) * (p.scale.size() == 1 ? p.scale[0] : p.scale.at(static_cast<std::size_t>(c))));
+                scale.push_back(s);
+                codes.push_back(static_cast<std::int32_t>(std::clamp(std::nearbyint(static_cast<double>(b.data<float>()[c]) / s), -2147483648.0, 2147483647.0)));
+            }
+            if (p.scale.size() == 1 && b.size() > 1)
+                scale.assign(scale.size(), scale[0]);
+            std::vector<std::int32_t> zeros(scale.size(), 0);
+            // A per-tensor weight scale gives one bias scale; keep it per channel anyway (axis 0).
+            dequantizeInitializer(layer.bias, Tensor::fromValues<std::int32_t>(b.shape(), codes), scale,
+                                  Tensor::fromValues<std::int32_t>(parameterShape(zeros.size()), zeros), 0);
+            out.encodings.push_back({layer.bias, layer.name, "bias", "symmetric", 32, true, scale.size() > 1 ? "per_channel" : "per_tensor",
+                                     0, std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max(), scale, zeros});
+        }
+        // Output activation.
+        if (lp.dynamicActivations) {
+            out.warnings.push_back("layer '" + layer.name + "': dynamic activation ranges are written in float (QDQ needs a static scale)");
+            continue;
+        }
+        if (!lp.activationParams)
+            continue;
+        const QuantParams& a = *lp.activationParams;
+        if (!isIntegerUniform(a) || a.scale.size() != 1) {
+            out.warnings.push_back("layer '" + layer.name + "': activations " + describe(a) +
+                                   " have no integer form in ONNX's 8-bit QDQ; written in float");
+            continue;
+        }
+        const std::string tensor = layer.output;
+        const bool isInput = layer.outputNodeIndex < 0;
+        // The producer writes <tensor>_float (or the graph input itself); DequantizeLinear writes
+        // the name every consumer reads, so no consumer changes (graph outputs keep their names).
+        std::string source = tensor, target = tensor;
+        if (isInput) {
+            target = uniqueName(g, taken, tensor + "_dequantized");
+            taken.insert(target);
+            renamedInputs[tensor] = target;
+        } else {
+            source = uniqueName(g, taken, tensor + "_float");
+            taken.insert(source);
+            for (std::string& o : g.nodes[static_cast<std::size_t>(layer.outputNodeIndex)].outputs)
+                if (o == tensor)
+                    o = source;
+        }
+        std::vector<Node> inserted;
+        const bool narrow = a.qmin != (a.isSigned ? -128 : 0) || a.qmax != (a.isSigned ? 127 : 255);
+        std::string toQuantize = source;
+        if (narrow) {
+            // Fewer than 8 bits in 8-bit codes: QuantizeLinear saturates only to the storage's
+            // range, so a Clip to the narrower range comes first (the same values as ours).
+            Node clip;
+            clip.name = uniqueName(g, taken, tensor + "_Clip");
+            taken.insert(clip.name);
+            clip.opType = "Clip";
+            const float lo = a.scale[0] * static_cast<float>(a.qmin - a.zeroPoint[0]);
+            const float hi = a.scale[0] * static_cast<float>(a.qmax - a.zeroPoint[0]);
+            toQuantize = uniqueName(g, taken, tensor + "_clipped");
+            taken.insert(toQuantize);
+            clip.inputs = {source, addInitializer(tensor + "_clip_min", Tensor::fromValues<float>({}, std::vector<float>{lo})),
+                           addInitializer(tensor + "_clip_max", Tensor::fromValues<float>({}, std::vector<float>{hi}))};
+            clip.outputs = {toQuantize};
+            inserted.push_back(std::move(clip));
+        }
+        const std::string scaleName = addInitializer(tensor + "_scale", Tensor::fromValues<float>({}, std::vector<float>{a.scale[0]}));
+        const std::string zeroName = addInitializer(tensor + "_zero_point", codesTensor({a.zeroPoint[0]}, {}, a.isSigned));
+        const std::string codes = uniqueName(g, taken, tensor + "_quantized");
+        taken.insert(codes);
+        Node q;
+        q.name = uniqueName(g, taken, tensor + "_QuantizeLinear");
+        taken.insert(q.name);
+        q.opType = "QuantizeLinear";
+        q.inputs = {toQuantize, scaleName, zeroName};
+        q.outputs = {codes};
+        Node dq;
+        dq.name = uniqueName(g, taken, tensor + "_DequantizeLinear");
+        taken.insert(dq.name);
+        dq.opType = "DequantizeLinear";
+        dq.inputs = {codes, scaleName, zeroName};
+        dq.outputs = {target};
+        inserted.push_back(std::move(q));
+        inserted.push_back(std::move(dq));
+        auto& slot = isInput ? afterInputs : afterNode[static_cast<std::size_t>(layer.outputNodeIndex)];
+        for (Node& n : inserted)
+            slot.push_back(std::move(n));
+        out.encodings.push_back({tensor, layer.name, "activation", std::string(schemeTraits(a.scheme).name), a.bits, a.isSigned,
+                                 "per_tensor", 0, a.qmin, a.qmax, a.scale, a.zeroPoint});
+    }
+
+    // Consumers of a quantized graph input read its dequantized form.
+    for (Node& node : g.nodes)
+        for (std::string& in : node.inputs)
+            if (auto it = renamedInputs.find(in); it != renamedInputs.end())
+                in = it->second;
+    std::vector<Node> nodes = std::move(weightNodes);
+    for (Node& n : afterInputs)
+        nodes.push_back(std::move(n));
+    for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+        nodes.push_back(std::move(g.nodes[i]));
+        if (auto it = afterNode.find(i); it != afterNode.end())
+            for (Node& n : it->second)
+                nodes.push_back(std::move(n));
+    }
+    g.nodes = std::move(nodes);
+    return out;
+}
+
+std::string encodingsJson(const std::vector<TensorEncoding>& encodings)
+{
+    nlohmann::json tensors = nlohmann::json::array();
+    for (const TensorEncoding& e : encodings)
+        tensors.push_back({{"tensor", e.tensor}, {"layer", e.layer}, {"kind", e.kind}, {"scheme", e.scheme}, {"bits", e.bits},
+                           {"signed", e.isSigned}, {"granularity", e.granularity}, {"axis", e.axis}, {"code_min", e.codeMin},
+                           {"code_max", e.codeMax}, {"scale", e.scale}, {"zero_point", e.zeroPoint}});
+    return nlohmann::json{{"format", "quantexplorer-encodings"}, {"version", 1},
+                          {"meaning", "real = scale * (code - zero_point)"}, {"tensors", tensors}}
+               .dump(2) + "\n";
+}
+
+std::string encodingsCsv(const std::vector<TensorEncoding>& encodings)
+{
+    std::ostringstream csv;
+    csv.precision(9);
+    csv << "tensor,layer,kind,scheme,bits,signed,granularity,axis,code_min,code_max,scale,zero_point\n";
+    auto quoted = [](const std::string& s) {
+        std::string q = "\"";
+        for (char c : s)
+            q += c == '"' ? std::string("\"\"") : std::string(1, c);
+        return q + "\"";
+    };
+    for (const TensorEncoding& e : encodings) {
+        csv << quoted(e.tensor) << "," << quoted(e.layer) << "," << e.kind << "," << e.scheme << "," << e.bits << ","
+            << (e.isSigned ? "true" : "false") << "," << e.granularity << "," << e.axis << "," << e.codeMin << "," << e.codeMax << ",";
+        for (std::size_t i = 0; i < e.scale.size(); ++i)
+            csv << (i ? ";" : "") << e.scale[i];
+        csv << ",";
+        for (std::size_t i = 0; i < e.zeroPoint.size(); ++i)
+            csv << (i ? ";" : "") << e.zeroPoint[i];
+        csv << "\n";
+    }
+    return csv.str();
+}
+
+}  // namespace qe

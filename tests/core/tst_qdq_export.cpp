@@ -1,0 +1,247 @@
+// The QDQ export checked by outsiders: onnx.checker (Debian's python3-onnx) accepts it, ONNX
+// Runtime (npm's onnxruntime-node, as in ../shared/bench) gives the same predictions as our
+// integer engine on the Fashion-MNIST test set, and importing the file back gives the same plan.
+// Also: choices without an integer form are written in float and named in the warnings, and
+// the encodings table holds every quantized tensor's parameters.
+
+#include "data/dataset.h"
+#include "eval/integer_evaluation.h"
+#include "eval/quant_evaluator.h"
+#include "io/qdq_export.h"
+#include "model/onnx_export.h"
+#include "model/onnx_import.h"
+#include "quant/qdq_import.h"
+#include "test_support.h"
+
+#include <QProcess>
+#include <QStandardPaths>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+using namespace qe;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kDemoModel = test::sourceDir() / "resources/models/fashion_cnn.onnx";
+const fs::path kFashionTest = fs::path(QE_FASHION_MNIST_DIR) / "t10k-images-idx3-ubyte.gz";
+const fs::path kFashionTrain = fs::path(QE_FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz";
+
+struct Demo {
+    std::shared_ptr<const Graph> graph;
+    Preprocess preprocess;
+    std::shared_ptr<const Dataset> test;
+    std::unique_ptr<QuantEvaluator> evaluator;
+};
+
+Demo openDemo(std::size_t images)
+{
+    Demo d;
+    d.graph = std::make_shared<const Graph>(loadOnnx(kDemoModel));
+    d.preprocess = *Preprocess::loadSidecar(kDemoModel);
+    d.test = openDataset(kFashionTest);
+    d.evaluator = std::make_unique<QuantEvaluator>(d.graph, d.test, d.preprocess, images);
+    d.evaluator->calibrate(*openDataset(kFashionTrain), 256);
+    return d;
+}
+
+// onnxruntime-node: $ORTPEER_DIR, else <build>/ortpeer, installed there from npm when missing.
+// Empty when node or the package cannot be had (the caller skips).
+QString ortDirectory(QString& why)
+{
+    if (QStandardPaths::findExecutable("node").isEmpty()) {
+        why = "node is not installed (Debian's nodejs)";
+        return {};
+    }
+    QString dir = qEnvironmentVariable("ORTPEER_DIR");
+    if (dir.isEmpty())
+        dir = QString(QE_BINARY_DIR) + "/ortpeer";
+    if (QFile::exists(dir + "/node_modules/onnxruntime-node/package.json"))
+        return dir;
+    if (QStandardPaths::findExecutable("npm").isEmpty()) {
+        why = "onnxruntime-node is not in " + dir + " and npm is not installed";
+        return {};
+    }
+    QProcess npm;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert("ONNXRUNTIME_NODE_INSTALL", "skip");  // the package's own download is for CUDA only
+    npm.setProcessEnvironment(env);
+    QDir().mkpath(dir);
+    npm.start("npm", {"--prefix", dir, "install", "onnxruntime-node@1.30.0"});
+    if (!npm.waitForFinished(300000) || !QFile::exists(dir + "/node_modules/onnxruntime-node/package.json")) {
+        why = "could not install onnxruntime-node into " + dir + ": " + QString::fromUtf8(npm.readAllStandardError()).left(300);
+        return {};
+    }
+    return dir;
+}
+
+}  // namespace
+
+class TestQdqExport : public QObject {
+    Q_OBJECT
+private slots:
+    void exportedModelPassesOnnxChecker();
+    void onnxRuntimeAgreesWithIntegerEngine();
+    void importingTheExportGivesTheSamePlan();
+    void unsupportedChoicesAreFloatAndWarned();
+    void encodingsListEveryQuantizedTensor();
+};
+
+void TestQdqExport::exportedModelPassesOnnxChecker()
+{
+    QE_REQUIRE_PATH(kFashionTrain);
+    Demo d = openDemo(100);
+    QuantConfig config;
+    config.defaultActivations.bits = 6;  // a narrower range too: exported with a Clip before QuantizeLinear
+    const QdqModel model = exportQdq(d.evaluator->plan(config));
+    QTemporaryDir dir;
+    const QString path = dir.path() + "/fashion_w8a6.onnx";
+    saveOnnx(model.graph, path.toStdString(), {.minimumOpset = 13});
+    QProcess python;
+    python.start("/usr/bin/python3", {"-c", "import sys, onnx; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); "
+                                            "print(sum(n.op_type == 'QuantizeLinear' for n in m.graph.node))",
+                                      path});
+    QVERIFY(python.waitForFinished(120000));
+    const QString err = QString::fromUtf8(python.readAllStandardError());
+    if (err.contains("No module named 'onnx'"))
+        QSKIP("Debian's python3-onnx is not installed");
+    QVERIFY2(python.exitCode() == 0, qPrintable(err));
+    // One QuantizeLinear per quantized activation: the input and the five layers.
+    QCOMPARE(QString::fromUtf8(python.readAllStandardOutput()).trimmed().toInt(), 6);
+}
+
+void TestQdqExport::onnxRuntimeAgreesWithIntegerEngine()
+{
+    QE_REQUIRE_PATH(kFashionTrain);
+    QString why;
+    const QString ortDir = ortDirectory(why);
+    if (ortDir.isEmpty())
+        QSKIP(qPrintable(why));
+    Demo d = openDemo(10000);
+    const QuantPlan plan = d.evaluator->plan(QuantConfig{});
+    QTemporaryDir dir;
+    const QString modelPath = dir.path() + "/fashion_w8a8.onnx";
+    saveOnnx(exportQdq(plan).graph, modelPath.toStdString(), {.minimumOpset = 13});
+
+    // All 10,000 test images, preprocessed once, for both.
+    const std::size_t n = d.test->size();
+    const QString inputPath = dir.path() + "/images.bin";
+    {
+        std::ofstream raw(inputPath.toStdString(), std::ios::binary);
+        for (std::size_t first = 0; first < n; first += 500) {
+            const Tensor batch = makeBatch(*d.test, first, std::min<std::size_t>(500, n - first), d.preprocess, 1, 28, 28);
+            raw.write(reinterpret_cast<const char*>(batch.data<float>()), static_cast<std::streamsize>(batch.size() * 4));
+        }
+    }
+    QProcess node;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert("ORTPEER_DIR", ortDir);
+    node.setProcessEnvironment(env);
+    node.start("node", {QString(QE_SOURCE_DIR) + "/scripts/ort_predict.js", modelPath, inputPath, QString::number(n), "1", "28", "28"});
+    QVERIFY(node.waitForFinished(600000));
+    QVERIFY2(node.exitCode() == 0, node.readAllStandardError().constData());
+    const auto predictions = nlohmann::json::parse(node.readAllStandardOutput().toStdString())["predictions"].get<std::vector<int>>();
+    QCOMPARE(predictions.size(), n);
+
+    const IntegerEvaluation ours = evaluateInteger(plan, *d.test, d.preprocess, 0);
+    std::size_t same = 0, ortCorrect = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        same += predictions[i] == ours.predictions[i];
+        ortCorrect += predictions[i] == d.test->label(i);
+    }
+    const double ortTop1 = double(ortCorrect) / double(n);
+    qInfo("ONNX Runtime on the exported W8A8 model: top-1 %.2f%%, our int8 engine %.2f%%, same prediction on %.2f%% of %zu images",
+          100 * ortTop1, 100 * ours.top1, 100.0 * double(same) / double(n), n);
+    QVERIFY(std::abs(ortTop1 - ours.top1) <= 0.002);
+    QVERIFY(double(same) / double(n) >= 0.995);
+}
+
+void TestQdqExport::importingTheExportGivesTheSamePlan()
+{
+    QE_REQUIRE_PATH(kFashionTrain);
+    Demo d = openDemo(1000);
+    QuantConfig config;
+    config.layers["/fc2/Gemm"].keepFloat = true;  // a float layer stays float across the trip
+    const QuantPlan plan = d.evaluator->plan(config);
+    QTemporaryDir dir;
+    const std::string path = (dir.path() + "/exported.onnx").toStdString();
+    saveOnnx(exportQdq(plan).graph, path, {.minimumOpset = 13});
+
+    const auto imported = importQdq(loadOnnx(path));
+    QVERIFY(imported.has_value());
+    QuantEvaluator again(std::make_shared<const Graph>(imported->floatGraph), d.test, d.preprocess, 1000);
+    again.setFixedParams(imported->params);
+    QVERIFY(!again.needsCalibration(imported->config));
+    const QuantPlan roundTrip = again.plan(imported->config);
+    QCOMPARE(roundTrip.layers.size(), plan.layers.size());
+    for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+        QCOMPARE(roundTrip.layers[i].name, plan.layers[i].name);
+        QCOMPARE(roundTrip.plans[i].config.keepFloat || !roundTrip.plans[i].activationParams, plan.plans[i].config.keepFloat);
+        if (plan.plans[i].activationParams) {
+            QCOMPARE(roundTrip.plans[i].activationParams->scale, plan.plans[i].activationParams->scale);
+            QCOMPARE(roundTrip.plans[i].activationParams->zeroPoint, plan.plans[i].activationParams->zeroPoint);
+        }
+        if (plan.plans[i].weightParams) {
+            QVERIFY(roundTrip.plans[i].weightParams.has_value());
+            QCOMPARE(roundTrip.plans[i].weightParams->scale, plan.plans[i].weightParams->scale);
+        }
+    }
+    // The same results: the simulation of the re-imported model and of the original plan.
+    const ModelMetrics a = d.evaluator->evaluate(config);
+    const ModelMetrics b = again.evaluate(imported->config);
+    QCOMPARE(b.predictions, a.predictions);
+    QCOMPARE(b.top1, a.top1);
+}
+
+void TestQdqExport::unsupportedChoicesAreFloatAndWarned()
+{
+    QE_REQUIRE_PATH(kFashionTrain);
+    Demo d = openDemo(100);
+    QuantConfig config;
+    config.layers["/conv2/Conv"].weights.scheme = Scheme::KMeans;
+    config.layers["/conv2/Conv"].weights.bits = 4;
+    config.layers["/conv3/Conv"].activations.scheme = Scheme::Fp8E4M3;
+    config.layers["/conv3/Conv"].activations.bits = 8;
+    const QuantPlan plan = d.evaluator->plan(config);
+    const QdqModel model = exportQdq(plan);
+    QCOMPARE(model.warnings.size(), std::size_t{2});
+    QVERIFY(QString::fromStdString(model.warnings[0]).contains("/conv2/Conv"));
+    QVERIFY(QString::fromStdString(model.warnings[0]).contains("kmeans"));
+    QVERIFY(QString::fromStdString(model.warnings[1]).contains("/conv3/Conv"));
+    QVERIFY(QString::fromStdString(model.warnings[1]).contains("fp8_e4m3"));
+    // conv2's weights are the k-means values themselves, in float; conv1's are int8 codes.
+    const QuantLayer& conv2 = plan.layers[2];
+    QCOMPARE(conv2.name, std::string("/conv2/Conv"));
+    const Tensor& written = model.graph.initializers.at(conv2.weight);
+    QCOMPARE(written.dtype(), DataType::Float32);
+    QVERIFY(std::equal(written.data<float>(), written.data<float>() + written.size(), plan.graph.initializers.at(conv2.weight).data<float>()));
+    QCOMPARE(model.graph.initializers.at(plan.layers[1].weight + "_quantized").dtype(), DataType::Int8);
+}
+
+void TestQdqExport::encodingsListEveryQuantizedTensor()
+{
+    QE_REQUIRE_PATH(kFashionTrain);
+    Demo d = openDemo(100);
+    const QuantPlan plan = d.evaluator->plan(QuantConfig{});
+    const QdqModel model = exportQdq(plan);
+    // 6 activations (input + 5 layers), 5 weights, 5 biases.
+    QCOMPARE(model.encodings.size(), std::size_t{16});
+    const auto json = nlohmann::json::parse(encodingsJson(model.encodings));
+    QCOMPARE(json["tensors"].size(), std::size_t{16});
+    for (const auto& t : json["tensors"])
+        if (t["tensor"] == plan.layers[1].weight) {
+            QCOMPARE(t["kind"].get<std::string>(), std::string("weight"));
+            QCOMPARE(t["scale"].get<std::vector<float>>(), plan.plans[1].weightParams->scale);
+            QCOMPARE(t["granularity"].get<std::string>(), std::string("per_channel"));
+        }
+    const std::string csv = encodingsCsv(model.encodings);
+    QCOMPARE(std::count(csv.begin(), csv.end(), '\n'), 17L);  // header + 16 rows
+    QVERIFY(csv.rfind("tensor,layer,kind,scheme,bits,signed,granularity,axis,code_min,code_max,scale,zero_point\n", 0) == 0);
+}
+
+QTEST_APPLESS_MAIN(TestQdqExport)
+#include "tst_qdq_export.moc"
