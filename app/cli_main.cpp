@@ -108,7 +108,8 @@ constexpr const char* kExportUsage = R"(usage: quantexplorer-cli export --model 
   --model PATH          the float ONNX model (or a QDQ model with --config model)
   --config C.json       the quantization to write ("model": a QDQ model's own)
   --out Q.onnx          the QDQ model: QuantizeLinear/DequantizeLinear around activations, int8
-                        weights with per-channel scales, int32 biases (opset >= 13)
+                        weights with per-channel scales, int32 biases (opset >= 13); the model's
+                        preprocessing is written beside it as Q.preprocess.json
   --encodings E         also write every quantized tensor's scale and zero-point: E.json or E.csv
   --calib-data PATH     calibration images for static activation ranges (default: the training
                         split beside --data; needed unless the configuration is the model's own)
@@ -600,6 +601,9 @@ int runExport(const std::vector<std::string>& args)
     const QuantPlan plan = q.evaluator->plan(q.config);
     const QdqModel model = exportQdq(plan);
     saveOnnx(model.graph, out, {.minimumOpset = 13});
+    // The exported model takes the same pixels: its preprocessing sidecar goes beside it.
+    const std::filesystem::path sidecar = Preprocess::sidecarPath(out);
+    in.preprocess.save(sidecar);
     std::optional<std::filesystem::path> encodings;
     if (auto e = options.value("--encodings")) {
         encodings = *e;
@@ -617,12 +621,12 @@ int runExport(const std::vector<std::string>& args)
     for (const TensorEncoding& e : model.encodings)
         (e.kind == "activation" ? activations : weights) += 1;
     if (options.has("--json")) {
-        json j{{"out", out.string()}, {"opset", std::max<std::int64_t>(13, model.graph.opsetVersion)},
+        json j{{"out", out.string()}, {"preprocess", sidecar.string()}, {"opset", std::max<std::int64_t>(13, model.graph.opsetVersion)},
                {"quantized_activations", activations}, {"quantized_weights_and_biases", weights}, {"warnings", model.warnings}};
         j["encodings"] = encodings ? json(encodings->string()) : json(nullptr);
         std::cout << j.dump() << "\n";
     } else {
-        std::cout << "wrote " << out.string() << ": " << activations << " activations and " << weights
+        std::cout << "wrote " << out.string() << " (and its preprocessing, " << sidecar.filename().string() << "): " << activations << " activations and " << weights
                   << " weights/biases quantized" << (model.warnings.empty() ? "" : ", " + std::to_string(model.warnings.size()) + " warnings")
                   << "\n";
         if (encodings)

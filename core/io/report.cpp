@@ -115,11 +115,11 @@ cv::Mat histogramGrid(const std::vector<TensorHistogram>& histograms)
             const int y = baseY - static_cast<int>(plotH * static_cast<double>(counts[b]) / peak);
             cv::rectangle(img, {x0, y}, {x1 - 1, baseY}, kBlue, cv::FILLED);
         }
-        // The levels as ticks under the axis (too many to tell apart above 64).
-        if (!h.levels.empty() && h.levels.size() <= 256)
-            for (float level : h.levels)
-                if (level >= lo && level <= hi)
-                    cv::line(img, {xOf(level), baseY + 2}, {xOf(level), baseY + 8}, kRed);
+        // The levels as ticks under the axis; a thin band where they are too dense to tell apart.
+        const bool dense = h.levels.size() > 64;
+        for (float level : h.levels)
+            if (level >= lo && level <= hi)
+                cv::line(img, {xOf(level), baseY + 2}, {xOf(level), baseY + (dense ? 4 : 8)}, kRed);
         if (h.clipRange) {
             for (float edge : {h.clipRange->first, h.clipRange->second})
                 if (edge >= lo && edge <= hi)
@@ -128,7 +128,8 @@ cv::Mat histogramGrid(const std::vector<TensorHistogram>& histograms)
         cv::line(img, {ox, baseY}, {ox + plotW, baseY}, kInk);
         text(img, fixed(lo, 3), {ox, baseY + 24}, 0.38);
         text(img, fixed(hi, 3), {ox + plotW - textWidth(fixed(hi, 3), 0.38), baseY + 24}, 0.38);
-        text(img, std::to_string(h.levels.size()) + " levels", {ox + plotW / 2 - 30, baseY + 24}, 0.38, kRed);
+        const std::string levels = h.levels.empty() ? "float" : std::to_string(h.levels.size()) + " levels";
+        text(img, levels, {ox + plotW - textWidth(levels, 0.4), oy + 14}, 0.4, kRed);
     }
     return img;
 }

@@ -42,6 +42,7 @@ private slots:
     void flagsOverrideSidecar();
     void evalWithConfig();
     void evalIntegerEngine();
+    void exportAndReport();
     void histogramJson();
     void badInput_data();
     void badInput();
@@ -141,6 +142,51 @@ void TestCli::evalIntegerEngine()
             m["layers"].toArray()[1].toObject()["kernel"].toString() == "reference");
 }
 
+void TestCli::exportAndReport()
+{
+    QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
+    QTemporaryDir dir;
+    const QString config = QString::fromStdString((qe::test::sourceDir() / "resources/configs/mixed_precision.json").string());
+    const CliResult r = runCli({"export", "--model", kDemoModel, "--config", config, "--data", kFashionTest, "--calib-count", "128",
+                                "--out", dir.path() + "/q.onnx", "--encodings", dir.path() + "/e.json", "--json"});
+    QCOMPARE(r.exitCode, 0);
+    const QJsonObject m = QJsonDocument::fromJson(r.out).object();
+    QCOMPARE(m["opset"].toInt(), 13);
+    // mixed_precision.json keeps fc2 in float (no Q/DQ) and makes fc1 3-bit k-means (float, warned).
+    QCOMPARE(m["quantized_activations"].toInt(), 5);
+    QCOMPARE(m["warnings"].toArray().size(), 1);
+    QVERIFY(m["warnings"].toArray()[0].toString().contains("/fc1/Gemm"));
+    QVERIFY(QString::fromUtf8(r.err).contains("warning: layer '/fc1/Gemm'"));
+    QVERIFY(QFile::exists(dir.path() + "/q.onnx"));
+    QFile encodings(dir.path() + "/e.json");
+    QVERIFY(encodings.open(QIODevice::ReadOnly));
+    const QJsonArray tensors = QJsonDocument::fromJson(encodings.readAll()).object()["tensors"].toArray();
+    QCOMPARE(tensors.size(), m["quantized_activations"].toInt() + m["quantized_weights_and_biases"].toInt());
+
+    // The exported file opens as a QDQ model with its own parameters.
+    const CliResult back = runCli({"eval", "--model", dir.path() + "/q.onnx", "--data", kFashionTest, "--config", "model",
+                                   "--limit", "200", "--engine", "int8", "--json"});
+    QCOMPARE(back.exitCode, 0);
+    QVERIFY(QJsonDocument::fromJson(back.out).object()["top1"].toDouble() > 0.85);
+
+    const CliResult report = runCli({"report", "--model", kDemoModel, "--config", config, "--data", kFashionTest, "--limit", "300",
+                                     "--calib-count", "128", "--engine", "int8", "--out", dir.path() + "/report", "--json"});
+    QCOMPARE(report.exitCode, 0);
+    for (const char* file : {"report.md", "layer_sqnr.png", "weight_histograms.png", "confusion_matrix.png"})
+        QVERIFY2(QFile::exists(dir.path() + "/report/" + file), file);
+    QFile md(dir.path() + "/report/report.md");
+    QVERIFY(md.open(QIODevice::ReadOnly));
+    const QString text = QString::fromUtf8(md.readAll());
+    for (const char* fragment : {"/conv1/Conv", "top-1", "integer-only int8 engine", "kmeans 3", "![SQNR per layer](layer_sqnr.png)"})
+        QVERIFY2(text.contains(fragment), fragment);
+    // Each subcommand documents its options.
+    for (const char* command : {"info", "eval", "histogram", "export", "report"}) {
+        const CliResult help = runCli({command, "--help"});
+        QCOMPARE(help.exitCode, 0);
+        QVERIFY(help.out.startsWith("usage: quantexplorer-cli " + QByteArray(command)));
+    }
+}
+
 void TestCli::histogramJson()
 {
     QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
@@ -197,6 +243,13 @@ void TestCli::badInput_data()
                                     << "--engine: expected 'simulate' or 'int8', got 'int4'";
     QTest::newRow("int8 without a configuration")
         << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--engine", "int8"} << "--engine int8 needs --config";
+    QTest::newRow("export without --out") << QStringList{"export", "--model", kDemoModel, "--config", "model"} << "option --out is required";
+    QTest::newRow("export of a float model with --config model")
+        << QStringList{"export", "--model", kDemoModel, "--config", "model", "--out", "/tmp/x.onnx"} << "needs a quantized (QDQ) model";
+    QTest::newRow("export to an unwritable place")
+        << QStringList{"export", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--data", kFashionTest, "--calib-count", "16",
+                       "--out", "/nonexistent/dir/q.onnx"}
+        << "/nonexistent/dir/q.onnx";
     QTest::newRow("wrong channels") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--color", "rgb", "--limit", "2"}
                                     << "channel";
 }
