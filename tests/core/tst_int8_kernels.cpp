@@ -206,7 +206,8 @@ void TestInt8Kernels::fastConvolutionEqualsReference()
             continue;
         const Tensor input = randomTensor(DataType::UInt8, {n, channels, w.inH, w.inW}, rng, 0, 255);
         const Tensor weights = randomTensor(DataType::Int8, {oc, channels / groups, w.kernelH, w.kernelW}, rng, -127, 127);
-        const std::int32_t zeroPoint = std::uniform_int_distribution<int>(0, 255)(rng);
+        // Every fourth geometry with input zero-point 0 (oneDNN pads by itself then).
+        const std::int32_t zeroPoint = trial % 4 == 3 ? 0 : std::uniform_int_distribution<int>(0, 255)(rng);
         // Every third geometry with per-channel weight zero-points (asymmetric weights).
         std::vector<std::int32_t> weightZeroPoints{0};
         if (trial % 3 == 1) {

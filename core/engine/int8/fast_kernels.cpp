@@ -55,10 +55,13 @@ struct ConvPrimitive {
 
 namespace {
 
-ConvPrimitive makeConvPrimitive(const Tensor& weights, std::int64_t groups, const Shape& paddedNhwc, const Window2D& w)
+// `srcNhwc` is the input as the primitive reads it; `padBegin`/`padEnd` the zero padding oneDNN
+// adds itself ({0, 0} when the input comes padded already).
+ConvPrimitive makeConvPrimitive(const Tensor& weights, std::int64_t groups, const Shape& srcNhwc, const Window2D& w,
+                                memory::dims padBegin, memory::dims padEnd)
 {
     ConvPrimitive c;
-    const std::int64_t n = paddedNhwc[0], ph = paddedNhwc[1], pw = paddedNhwc[2], channels = paddedNhwc[3];
+    const std::int64_t n = srcNhwc[0], ph = srcNhwc[1], pw = srcNhwc[2], channels = srcNhwc[3];
     const std::int64_t oc = weights.dim(0), kh = weights.dim(2), kw = weights.dim(3);
     try {
         const memory::desc src({n, channels, ph, pw}, Type::u8, Tag::nhwc);
@@ -68,7 +71,7 @@ ConvPrimitive makeConvPrimitive(const Tensor& weights, std::int64_t groups, cons
         const memory::desc weightDesc(weightDims, Type::s8, Tag::any);
         const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
                                                    weightDesc, dst, {w.strideH, w.strideW}, {w.dilationH - 1, w.dilationW - 1},
-                                                   {0, 0}, {0, 0});
+                                                   padBegin, padEnd);
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
         c.pd = dnnl::convolution_forward::primitive_desc(desc, attr, cpuEngine());
@@ -94,6 +97,7 @@ struct FastConv::Compiled {
     bool optimized = false;
     ConvPrimitive main;
     ConvPrimitive windowSums;  // sum of the input over each window and group (weight zero-points only)
+    bool libraryPads = false;  // oneDNN pads with zeros itself (the input zero-point is 0)
     Shape paddedNhwc, outputNhwc;
 };
 
@@ -127,12 +131,12 @@ FastConv::FastConv(Tensor weights, std::vector<std::int32_t> weightZeroPoints, s
 
 FastConv::~FastConv() = default;
 
-const FastConv::Compiled& FastConv::compiled(const Shape& in, const Window2D& w) const
+const FastConv::Compiled& FastConv::compiled(const Shape& in, const Window2D& w, bool zeroPointIsZero) const
 {
     // oneDNN fixes a primitive's thread count when it is created, so the count is part of the key.
     std::string key;
     for (std::int64_t v : {in[0], in[1], in[2], in[3], w.strideH, w.strideW, w.padTop, w.padLeft, w.outH, w.outW,
-                           std::int64_t{omp_get_max_threads()}})
+                           std::int64_t{omp_get_max_threads()}, std::int64_t{zeroPointIsZero}})
         key += std::to_string(v) + ",";
     std::lock_guard lock(mutex_);
     auto found = cache_.find(key);
@@ -145,11 +149,20 @@ const FastConv::Compiled& FastConv::compiled(const Shape& in, const Window2D& w)
     // The bottom/right padding that makes the output exactly outH x outW (ONNX may give more).
     const std::int64_t padBottom = (w.outH - 1) * w.strideH + w.dilationH * (kh - 1) + 1 - h - w.padTop;
     const std::int64_t padRight = (w.outW - 1) * w.strideW + w.dilationW * (kw - 1) + 1 - wd - w.padLeft;
-    c->paddedNhwc = {n, h + w.padTop + std::max<std::int64_t>(0, padBottom), wd + w.padLeft + std::max<std::int64_t>(0, padRight), channels};
-    c->main = makeConvPrimitive(weights_, groups_, c->paddedNhwc, w);
+    // A zero-point of 0 (e.g. after a Relu) is what oneDNN pads with itself: no padded copy.
+    c->libraryPads = zeroPointIsZero && padBottom >= 0 && padRight >= 0;
+    memory::dims padBegin{0, 0}, padEnd{0, 0};
+    if (c->libraryPads) {
+        c->paddedNhwc = in;
+        padBegin = {w.padTop, w.padLeft};
+        padEnd = {padBottom, padRight};
+    } else {
+        c->paddedNhwc = {n, h + w.padTop + std::max<std::int64_t>(0, padBottom), wd + w.padLeft + std::max<std::int64_t>(0, padRight), channels};
+    }
+    c->main = makeConvPrimitive(weights_, groups_, c->paddedNhwc, w, padBegin, padEnd);
     c->optimized = c->main.optimized;
     if (c->optimized && hasWeightZeroPoints_) {
-        c->windowSums = makeConvPrimitive(ones_, groups_, c->paddedNhwc, w);
+        c->windowSums = makeConvPrimitive(ones_, groups_, c->paddedNhwc, w, padBegin, padEnd);
         c->optimized = c->windowSums.optimized;
     }
     return *cache_.emplace(key, c).first->second;
@@ -158,7 +171,7 @@ const FastConv::Compiled& FastConv::compiled(const Shape& in, const Window2D& w)
 bool FastConv::supports(const Shape& inputNhwc, const Window2D& window) const
 {
     // Chunks hold one or more images; what runs on one image runs on several.
-    return compiled({1, inputNhwc[1], inputNhwc[2], inputNhwc[3]}, window).optimized;
+    return compiled({1, inputNhwc[1], inputNhwc[2], inputNhwc[3]}, window, false).optimized;
 }
 
 void FastConv::accumulateInChunks(const Tensor& input, std::int32_t inputZeroPoint, const Window2D& window,
@@ -175,20 +188,32 @@ void FastConv::accumulateInChunks(const Tensor& input, std::int32_t inputZeroPoi
     thread_local std::vector<std::uint8_t> padded;
     for (std::int64_t first = 0; first < n; first += chunk) {
         const std::int64_t count = std::min(chunk, n - first);
-        const Compiled& c = compiled({count, h, w, channels}, window);
+        const Compiled& c = compiled({count, h, w, channels}, window, inputZeroPoint == 0);
         if (!c.optimized)
             throw Error("fast convolution: no optimized kernel for input " + input.describe());
-        // Padded positions must hold the zero-point (real 0), so the input is padded here and the
-        // convolution itself runs unpadded (oneDNN 2.6's own source zero-points corrupt memory in
-        // some kernels). Then sum (x - zx) * w = sum x * w - zx * sum w for every output.
+        // Padded positions must hold the zero-point (real 0). Unless it is 0, the input is padded
+        // here and the convolution itself runs unpadded (oneDNN 2.6's own source zero-points
+        // corrupt memory in some kernels). Then sum (x - zx) w = sum x w - zx sum w everywhere.
         const std::uint8_t* src = input.data<std::uint8_t>() + first * h * w * channels;
         if (c.paddedNhwc[1] != h || c.paddedNhwc[2] != w) {
             const std::int64_t ph = c.paddedNhwc[1], pw = c.paddedNhwc[2];
-            padded.assign(static_cast<std::size_t>(count * ph * pw * channels), static_cast<std::uint8_t>(inputZeroPoint));
-            for (std::int64_t b = 0; b < count; ++b)
-                for (std::int64_t y = 0; y < h; ++y)
-                    std::memcpy(padded.data() + ((b * ph + y + window.padTop) * pw + window.padLeft) * channels,
-                                src + ((b * h + y) * w) * channels, static_cast<std::size_t>(w * channels));
+            padded.resize(static_cast<std::size_t>(count * ph * pw * channels));
+            std::uint8_t* dst = padded.data();
+            const auto zero = static_cast<std::uint8_t>(inputZeroPoint);
+            const std::int64_t rowBytes = pw * channels, left = window.padLeft * channels, inner = w * channels;
+            // Row by row: the zero-point around, the image row in the middle (each byte written once).
+#pragma omp parallel for schedule(static) if (count * ph * rowBytes >= (1 << 16))
+            for (std::int64_t row = 0; row < count * ph; ++row) {
+                const std::int64_t b = row / ph, y = row % ph - window.padTop;
+                std::uint8_t* out = dst + row * rowBytes;
+                if (y < 0 || y >= h) {
+                    std::memset(out, zero, static_cast<std::size_t>(rowBytes));
+                    continue;
+                }
+                std::memset(out, zero, static_cast<std::size_t>(left));
+                std::memcpy(out + left, src + (b * h + y) * inner, static_cast<std::size_t>(inner));
+                std::memset(out + left + inner, zero, static_cast<std::size_t>(rowBytes - left - inner));
+            }
             src = padded.data();
         }
         accumulators.resize(static_cast<std::size_t>(count * perImage));

@@ -45,7 +45,7 @@ public:
 
     struct Compiled;
 private:
-    const Compiled& compiled(const Shape& inputNhwc, const Window2D& window) const;
+    const Compiled& compiled(const Shape& inputNhwc, const Window2D& window, bool zeroPointIsZero) const;
     Tensor weights_;
     std::vector<std::int32_t> weightZeroPoints_;  // per output channel
     std::vector<std::int32_t> weightSums_;  // per output channel, for the input zero-point term

@@ -27,6 +27,7 @@ QuantizedTensor quantize(const Tensor& values, const ActivationParams& params)
     const float inverseScale = 1.f / params.scale;
     const auto zeroPoint = static_cast<float>(params.zeroPoint);
     const auto lo = static_cast<float>(params.codeMin), hi = static_cast<float>(params.codeMax);
+#pragma omp parallel for schedule(static) if (values.size() >= (1 << 16))
     for (std::int64_t i = 0; i < values.size(); ++i) {
         // NaN becomes the zero-point (real 0): an integer has no NaN.
         const float code = std::isnan(x[i]) ? zeroPoint : std::clamp(std::nearbyint(x[i] * inverseScale) + zeroPoint, lo, hi);

@@ -50,7 +50,7 @@ void requantizeChannelsLast(const std::int32_t* acc, std::uint8_t* out, std::int
                             const ChannelRequantization& r, std::int32_t zeroPoint, std::int32_t codeMin, std::int32_t codeMax)
 {
     const bool wide = avx512Available() && channels >= 8;
-#pragma omp parallel for schedule(static) if (pixels * channels >= (1 << 16))
+#pragma omp parallel for schedule(static) if (pixels * channels >= (1 << 15))
     for (std::int64_t p = 0; p < pixels; ++p) {
         if (wide)
             requantizeRowAvx512(acc + p * channels, out + p * channels, channels, r, zeroPoint, codeMin, codeMax);
