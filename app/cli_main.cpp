@@ -156,17 +156,6 @@ json errorJson(const ErrorStats& e)
     return {{"sqnr_db", finite(e.sqnrDb)}, {"mse", e.mse}, {"cosine", e.cosine}, {"max_abs_error", e.maxAbsError}};
 }
 
-// The training split beside an evaluation file: t10k-images-idx3-ubyte.gz -> train-images-idx3-ubyte.gz.
-std::optional<std::filesystem::path> trainingSplitBeside(const std::filesystem::path& data)
-{
-    const std::string name = data.filename().string();
-    if (name.rfind("t10k-", 0) != 0)
-        return std::nullopt;
-    const auto candidate = data.parent_path() / ("train-" + name.substr(5));
-    if (std::filesystem::exists(candidate))
-        return candidate;
-    return std::nullopt;
-}
 
 int runInfo(const std::vector<std::string>& args)
 {

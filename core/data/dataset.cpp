@@ -734,4 +734,15 @@ Tensor makeBatch(const Dataset& dataset, std::size_t first, std::size_t count, c
     return batch;
 }
 
+std::optional<std::filesystem::path> trainingSplitBeside(const std::filesystem::path& evaluationData)
+{
+    const std::string name = evaluationData.filename().string();
+    if (name.rfind("t10k-", 0) != 0)
+        return std::nullopt;
+    const auto candidate = evaluationData.parent_path() / ("train-" + name.substr(5));
+    if (std::filesystem::exists(candidate))
+        return candidate;
+    return std::nullopt;
+}
+
 }  // namespace qe

@@ -48,6 +48,11 @@ std::unique_ptr<Dataset> openDataset(const std::filesystem::path& path,
                                      const std::optional<std::filesystem::path>& labelsPath = std::nullopt,
                                      const std::string& labelColumn = {});
 
+// The training split beside an evaluation file, for calibration: "t10k-images-idx3-ubyte.gz" ->
+// "train-images-idx3-ubyte.gz" (MNIST's naming, which Fashion-MNIST shares); nullopt when the
+// name does not follow it or the file is not there.
+std::optional<std::filesystem::path> trainingSplitBeside(const std::filesystem::path& evaluationData);
+
 // Images [first, first+count) preprocessed into one float32 NCHW tensor [count, channels, height, width].
 Tensor makeBatch(const Dataset& dataset, std::size_t first, std::size_t count, const Preprocess& preprocess,
                  int channels, int height, int width);

@@ -64,16 +64,27 @@ QdqModel exportQdq(const QuantPlan& plan)
         g.initializers[name] = std::move(t);
         return name;
     };
+    auto makeNode = [&](const std::string& opType, const std::string& base, std::vector<std::string> inputs, std::vector<std::string> outputs) {
+        Node n;
+        n.name = uniqueName(g, taken, base + "_" + opType);
+        taken.insert(n.name);
+        n.opType = opType;
+        n.inputs = std::move(inputs);
+        n.outputs = std::move(outputs);
+        return n;
+    };
+    auto newTensorName = [&](const std::string& base) {
+        const std::string name = uniqueName(g, taken, base);
+        taken.insert(name);
+        return name;
+    };
     auto dequantizeInitializer = [&](const std::string& tensor, Tensor codes, const std::vector<float>& scale,
                                      Tensor zeroPoint, int axis) {
-        Node dq;
-        dq.name = uniqueName(g, taken, tensor + "_DequantizeLinear");
-        taken.insert(dq.name);
-        dq.opType = "DequantizeLinear";
-        dq.inputs = {addInitializer(tensor + "_quantized", std::move(codes)),
-                     addInitializer(tensor + "_scale", Tensor::fromValues<float>(parameterShape(scale.size()), scale)),
-                     addInitializer(tensor + "_zero_point", std::move(zeroPoint))};
-        dq.outputs = {tensor};
+        Node dq = makeNode("DequantizeLinear", tensor,
+                           {addInitializer(tensor + "_quantized", std::move(codes)),
+                            addInitializer(tensor + "_scale", Tensor::fromValues<float>(parameterShape(scale.size()), scale)),
+                            addInitializer(tensor + "_zero_point", std::move(zeroPoint))},
+                           {tensor});
         if (scale.size() > 1)
             dq.attributes["axis"] = std::int64_t{axis};
         g.initializers.erase(tensor);
@@ -142,12 +153,10 @@ QdqModel exportQdq(const QuantPlan& plan)
         // the name every consumer reads, so no consumer changes (graph outputs keep their names).
         std::string source = tensor, target = tensor;
         if (isInput) {
-            target = uniqueName(g, taken, tensor + "_dequantized");
-            taken.insert(target);
+            target = newTensorName(tensor + "_dequantized");
             renamedInputs[tensor] = target;
         } else {
-            source = uniqueName(g, taken, tensor + "_float");
-            taken.insert(source);
+            source = newTensorName(tensor + "_float");
             for (std::string& o : g.nodes[static_cast<std::size_t>(layer.outputNodeIndex)].outputs)
                 if (o == tensor)
                     o = source;
@@ -158,37 +167,19 @@ QdqModel exportQdq(const QuantPlan& plan)
         if (narrow) {
             // Fewer than 8 bits in 8-bit codes: QuantizeLinear saturates only to the storage's
             // range, so a Clip to the narrower range comes first (the same values as ours).
-            Node clip;
-            clip.name = uniqueName(g, taken, tensor + "_Clip");
-            taken.insert(clip.name);
-            clip.opType = "Clip";
             const float lo = a.scale[0] * static_cast<float>(a.qmin - a.zeroPoint[0]);
             const float hi = a.scale[0] * static_cast<float>(a.qmax - a.zeroPoint[0]);
-            toQuantize = uniqueName(g, taken, tensor + "_clipped");
-            taken.insert(toQuantize);
-            clip.inputs = {source, addInitializer(tensor + "_clip_min", Tensor::fromValues<float>({}, std::vector<float>{lo})),
-                           addInitializer(tensor + "_clip_max", Tensor::fromValues<float>({}, std::vector<float>{hi}))};
-            clip.outputs = {toQuantize};
-            inserted.push_back(std::move(clip));
+            toQuantize = newTensorName(tensor + "_clipped");
+            inserted.push_back(makeNode("Clip", tensor,
+                                        {source, addInitializer(tensor + "_clip_min", Tensor::fromValues<float>({}, std::vector<float>{lo})),
+                                         addInitializer(tensor + "_clip_max", Tensor::fromValues<float>({}, std::vector<float>{hi}))},
+                                        {toQuantize}));
         }
         const std::string scaleName = addInitializer(tensor + "_scale", Tensor::fromValues<float>({}, std::vector<float>{a.scale[0]}));
         const std::string zeroName = addInitializer(tensor + "_zero_point", codesTensor({a.zeroPoint[0]}, {}, a.isSigned));
-        const std::string codes = uniqueName(g, taken, tensor + "_quantized");
-        taken.insert(codes);
-        Node q;
-        q.name = uniqueName(g, taken, tensor + "_QuantizeLinear");
-        taken.insert(q.name);
-        q.opType = "QuantizeLinear";
-        q.inputs = {toQuantize, scaleName, zeroName};
-        q.outputs = {codes};
-        Node dq;
-        dq.name = uniqueName(g, taken, tensor + "_DequantizeLinear");
-        taken.insert(dq.name);
-        dq.opType = "DequantizeLinear";
-        dq.inputs = {codes, scaleName, zeroName};
-        dq.outputs = {target};
-        inserted.push_back(std::move(q));
-        inserted.push_back(std::move(dq));
+        const std::string codes = newTensorName(tensor + "_quantized");
+        inserted.push_back(makeNode("QuantizeLinear", tensor, {toQuantize, scaleName, zeroName}, {codes}));
+        inserted.push_back(makeNode("DequantizeLinear", tensor, {codes, scaleName, zeroName}, {target}));
         auto& slot = isInput ? afterInputs : afterNode[static_cast<std::size_t>(layer.outputNodeIndex)];
         for (Node& n : inserted)
             slot.push_back(std::move(n));

@@ -163,6 +163,27 @@ void requantizeChannels(const std::int32_t* acc, std::uint8_t* out, std::int64_t
 // ---------------------------------------------------------------------------------------------
 // Steps
 
+// A new quantized value with freshly allocated codes of `shape` under `params`.
+IntegerEngine::Value newCodes(const ActivationParams& params, Shape shape, bool channelsLast = false)
+{
+    IntegerEngine::Value y;
+    y.codes.emplace();
+    y.codes->params = params;
+    y.codes->channelsLast = channelsLast;
+    y.codes->codes = Tensor(DataType::UInt8, std::move(shape));
+    return y;
+}
+
+// The power of two that scales rescale factors up to `largest` into integers below 2^31, so that
+// a sum of terms (code difference <= 255) times them stays below 2^39 in 64 bits.
+int sumShift(double largest)
+{
+    int shift = 30;
+    while (shift > 1 && largest * std::ldexp(1.0, shift) >= 2147483648.0)
+        --shift;
+    return shift;
+}
+
 struct QuantizeInput final : IntegerEngine::Step {
     std::optional<ActivationParams> params;  // static; else from each batch's range
     TensorQuantSpec spec;
@@ -304,10 +325,7 @@ struct GemmStep final : IntegerEngine::Step {
         const ChannelRequantization& r = prepared && preparedFor == x.params.scale ? *prepared : local;
         const Tensor acc = fast ? fast->accumulate(x.codes, x.params.zeroPoint)
                                 : int8::matmulAccumulateReference(x.codes, x.params.zeroPoint, weightCodes, weightZeroPoints);
-        IntegerEngine::Value y;
-        y.codes.emplace();
-        y.codes->params = output;
-        y.codes->codes = Tensor(DataType::UInt8, acc.shape());
+        IntegerEngine::Value y = newCodes(output, acc.shape());
         requantizeChannels(acc.data<std::int32_t>(), y.codes->codes.mutableData<std::uint8_t>(), acc.dim(0), acc.dim(1), 1, r,
                            output.zeroPoint, codeLo, codeHi);
         values[outputs[0]] = std::move(y);
@@ -337,16 +355,10 @@ struct AddStep final : IntegerEngine::Step {
         const double largest = std::max(ma, mb);
         if (!(largest < (1 << 20)))
             fail(*node, "the input/output scale ratio is out of range");
-        int shift = 30;  // largest * 2^shift < 2^31 keeps each term below 2^39 (|a - za| <= 255)
-        while (shift > 1 && largest * std::ldexp(1.0, shift) >= 2147483648.0)
-            --shift;
+        const int shift = sumShift(largest);
         const auto qa = static_cast<std::int64_t>(std::llround(std::ldexp(ma, shift)));
         const auto qb = static_cast<std::int64_t>(std::llround(std::ldexp(mb, shift)));
-        IntegerEngine::Value y;
-        y.codes.emplace();
-        y.codes->params = output;
-        y.codes->channelsLast = a.channelsLast;
-        y.codes->codes = Tensor(DataType::UInt8, a.codes.shape());
+        IntegerEngine::Value y = newCodes(output, a.codes.shape(), a.channelsLast);
         const std::uint8_t* pa = a.codes.data<std::uint8_t>();
         const std::uint8_t* pb = b.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
@@ -390,18 +402,12 @@ struct AddConstantStep final : IntegerEngine::Step {
             largest = std::max(largest, std::abs(static_cast<double>(c)) / output.scale / 255.0);
         if (!(largest < (1 << 20)))
             fail(*node, "the input/output scale ratio is out of range");
-        int shift = 30;
-        while (shift > 1 && largest * std::ldexp(1.0, shift) >= 2147483648.0)
-            --shift;
+        const int shift = sumShift(largest);
         const auto qa = static_cast<std::int64_t>(std::llround(std::ldexp(ma, shift)));
         std::vector<std::int64_t> qc;
         for (float c : constant)
             qc.push_back(std::llround(std::ldexp(static_cast<double>(c) / output.scale, shift)));
-        IntegerEngine::Value y;
-        y.codes.emplace();
-        y.codes->params = output;
-        y.codes->channelsLast = a.channelsLast;
-        y.codes->codes = Tensor(DataType::UInt8, a.codes.shape());
+        IntegerEngine::Value y = newCodes(output, a.codes.shape(), a.channelsLast);
         const std::uint8_t* pa = a.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
         // The channel of element i: innermost when channels-last, else axis 1 of N C (H W).
@@ -427,11 +433,7 @@ struct MulStep final : IntegerEngine::Step {
             fail(*node, "integer Mul needs equal shapes, got " + a.codes.describe() + " and " + b.codes.describe());
         const FixedPointMultiplier m =
             checkedMultiplier(static_cast<double>(a.params.scale) * b.params.scale / output.scale, *node);
-        IntegerEngine::Value y;
-        y.codes.emplace();
-        y.codes->params = output;
-        y.codes->channelsLast = a.channelsLast;
-        y.codes->codes = Tensor(DataType::UInt8, a.codes.shape());
+        IntegerEngine::Value y = newCodes(output, a.codes.shape(), a.channelsLast);
         const std::uint8_t* pa = a.codes.data<std::uint8_t>();
         const std::uint8_t* pb = b.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
@@ -507,10 +509,7 @@ struct AveragePoolStep final : IntegerEngine::Step {
         std::vector<FixedPointMultiplier> byCount(static_cast<std::size_t>(window.kernelH * window.kernelW + 1));
         for (std::size_t k = 1; k < byCount.size(); ++k)
             byCount[k] = checkedMultiplier(static_cast<double>(x.params.scale) / (static_cast<double>(output.scale) * k), *node);
-        IntegerEngine::Value y;
-        y.codes.emplace();
-        y.codes->params = output;
-        y.codes->codes = Tensor(DataType::UInt8, {n, c, window.outH, window.outW});
+        IntegerEngine::Value y = newCodes(output, {n, c, window.outH, window.outW});
         const std::uint8_t* px = x.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
         for (std::int64_t plane = 0; plane < n * c; ++plane)
@@ -553,11 +552,7 @@ struct MaxPoolStep final : IntegerEngine::Step {
             fail(*node, "integer MaxPool supports 2-D kernels");
         const Window2D window =
             makeWindow(contextFor(*node, *graph), 2, h, w, kernel[0], kernel[1], node->intAttribute("ceil_mode", 0) != 0);
-        IntegerEngine::Value y;
-        y.codes.emplace();
-        y.codes->params = x.params;
-        y.codes->channelsLast = true;
-        y.codes->codes = Tensor(DataType::UInt8, {n, window.outH, window.outW, c});
+        IntegerEngine::Value y = newCodes(x.params, {n, window.outH, window.outW, c}, true);
         const std::uint8_t* px = x.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
         for (std::int64_t b = 0; b < n; ++b)
@@ -615,11 +610,7 @@ struct LookupStep final : IntegerEngine::Step {
         const QuantizedTensor& x = *values.at(inputs[0]).codes;
         const std::vector<std::uint8_t> local = prepared && preparedFor == x.params ? std::vector<std::uint8_t>{} : table(x.params);
         const std::vector<std::uint8_t>& lut = prepared && preparedFor == x.params ? *prepared : local;
-        IntegerEngine::Value y;
-        y.codes.emplace();
-        y.codes->params = output ? *output : x.params;
-        y.codes->channelsLast = x.channelsLast;
-        y.codes->codes = Tensor(DataType::UInt8, x.codes.shape());
+        IntegerEngine::Value y = newCodes(output ? *output : x.params, x.codes.shape(), x.channelsLast);
         const std::uint8_t* px = x.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
         for (std::int64_t i = 0; i < x.codes.size(); ++i)
@@ -686,10 +677,7 @@ struct SoftmaxStep final : IntegerEngine::Step {
         const std::vector<std::uint32_t>& table = prepared && preparedFor == x.params.scale ? *prepared : local;
         const std::int64_t length = x.codes.dim(x.codes.rank() - 1), rows = x.codes.size() / std::max<std::int64_t>(1, length);
         const auto inverseOutputScale = static_cast<std::uint64_t>(std::llround(std::ldexp(1.0 / output.scale, 16)));
-        IntegerEngine::Value y;
-        y.codes.emplace();
-        y.codes->params = output;
-        y.codes->codes = Tensor(DataType::UInt8, x.codes.shape());
+        IntegerEngine::Value y = newCodes(output, x.codes.shape());
         const std::uint8_t* px = x.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
         for (std::int64_t r = 0; r < rows; ++r) {
