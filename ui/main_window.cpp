@@ -16,6 +16,7 @@
 #include <QCloseEvent>
 #include <QComboBox>
 #include <QDateTime>
+#include <QDesktopServices>
 #include <QDir>
 #include <QDragEnterEvent>
 #include <QFile>
@@ -30,6 +31,7 @@
 #include <QMessageBox>
 #include <QMimeData>
 #include <QProgressBar>
+#include <QPushButton>
 #include <QSettings>
 #include <QSortFilterProxyModel>
 #include <QSplitter>
@@ -42,6 +44,7 @@
 #include <QToolButton>
 #include <QUndoCommand>
 #include <QUndoStack>
+#include <QUrl>
 #include <QVBoxLayout>
 
 #include <cmath>
@@ -102,10 +105,12 @@ MainWindow::MainWindow(QWidget* parent)
       errorChart_(new ErrorChart(layers_, this)), errorMode_(new QComboBox(this)),
       weightHistogram_(new HistogramChart(tr("weight_histogram"), this)),
       activationHistogram_(new HistogramChart(tr("activation_histogram"), this)), logScale_(new QCheckBox(tr("Log scale"), this)),
-      details_(new QTextBrowser(this)), accuracySummary_(new QLabel(this)), headline_(new QLabel(this)),
+      details_(new QTextBrowser(this)), accuracySummary_(new QLabel(this)), integerSummary_(new QLabel(this)),
+      runIntegerEngine_(new QPushButton(tr("Run int8 engine"), this)), headline_(new QLabel(this)),
       confusion_(new ConfusionMatrixWidget(this)), history_(new HistoryChart(this)), gallery_(new GalleryModel(this)),
       galleryView_(new QListView(this)), changedOnly_(new QCheckBox(tr("Only images whose prediction changed"), this)),
       imageErrors_(new ImageErrorChart(this)), tabs_(new QTabWidget(this)), progress_(new QProgressBar(this)),
+      exportProgress_(new QProgressBar(this)),
       cancel_(new QToolButton(this)), timing_(new QLabel(this)), recentMenu_(nullptr)
 {
     resize(1440, 900);
@@ -223,6 +228,9 @@ MainWindow::MainWindow(QWidget* parent)
     connect(cancel_, &QToolButton::clicked, session_, &Session::cancel);
     statusBar()->addPermanentWidget(timing_);
     statusBar()->addPermanentWidget(progress_);
+    exportProgress_->setMaximumWidth(240);
+    exportProgress_->hide();
+    statusBar()->addPermanentWidget(exportProgress_);
     statusBar()->addPermanentWidget(cancel_);
 
     buildMenus();
@@ -239,7 +247,7 @@ MainWindow::MainWindow(QWidget* parent)
     });
     connect(session_, &Session::cancelled, this, [this] {
         progress_->hide();
-        cancel_->hide();
+        cancel_->setVisible(session_->isExporting());
         statusBar()->showMessage(tr("Cancelled. The metrics shown belong to an earlier configuration (greyed); F5 re-evaluates."));
     });
     connect(session_, &Session::imageErrorsReady, this, [this](std::shared_ptr<const ImageErrorSnapshot> errors) {
@@ -248,6 +256,22 @@ MainWindow::MainWindow(QWidget* parent)
             sqnr << e.sqnrDb;
         showImageErrors(int(errors->image), sqnr);
     });
+    connect(session_, &Session::exported, this, &MainWindow::showExported);
+    connect(session_, &Session::exportFailed, this, &MainWindow::showExportError);
+    connect(session_, &Session::exportProgress, this, [this](const QString& stage, int done, int total) {
+        exportProgress_->setRange(0, total);  // 0 of 0: busy
+        exportProgress_->setValue(done);
+        exportProgress_->setFormat(total > 0 ? stage + " %p%" : stage);
+        if (!session_->isBusy())
+            statusBar()->showMessage(total > 0 ? tr("%1 \u2014 %2: %3 of %4 images").arg(exportDescription_, stage).arg(done).arg(total)
+                                               : tr("%1 \u2014 %2").arg(exportDescription_, stage));
+    });
+    connect(session_, &Session::exportCancelled, this, [this] {
+        endExport();
+        statusBar()->showMessage(tr("Export cancelled."), 5000);
+    });
+    updateExportActions();
+    showIntegerResults();
 }
 
 MainWindow::~MainWindow()
@@ -286,7 +310,23 @@ QWidget* MainWindow::buildAccuracyTab()
     auto* layout = new QVBoxLayout(tab);
     accuracySummary_->setTextFormat(Qt::RichText);
     accuracySummary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-    layout->addWidget(accuracySummary_);
+    // Beside the summary (the space right of its table), the integer-only engine, on demand: it
+    // takes a few seconds.
+    auto* summaryRow = new QHBoxLayout;
+    summaryRow->addWidget(accuracySummary_);
+    auto* integerColumn = new QVBoxLayout;
+    integerSummary_->setTextFormat(Qt::RichText);
+    integerSummary_->setWordWrap(true);
+    integerSummary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    integerSummary_->setAlignment(Qt::AlignTop | Qt::AlignLeft);
+    runIntegerEngine_->setToolTip(tr("Run the integer-only int8 engine on the evaluation images and compare it with the simulation (Ctrl+I)"));
+    connect(runIntegerEngine_, &QPushButton::clicked, this, &MainWindow::runIntegerEngine);
+    integerColumn->addWidget(integerSummary_);
+    integerColumn->addWidget(runIntegerEngine_, 0, Qt::AlignLeft);
+    integerColumn->addStretch();
+    summaryRow->addSpacing(16);
+    summaryRow->addLayout(integerColumn, 1);
+    layout->addLayout(summaryRow);
     auto* split = new QSplitter(Qt::Vertical, tab);
     auto* confusionBox = new QWidget(split);
     auto* confusionLayout = new QVBoxLayout(confusionBox);
@@ -392,6 +432,36 @@ void MainWindow::buildMenus()
         if (!path.isEmpty())
             exportMetricsCsv(path);
     });
+    exportActions_ << file->addAction(tr("Export &Quantized Model (QDQ ONNX)..."), this, [this] {
+        QString path = QFileDialog::getSaveFileName(this, tr("Export Quantized Model"), QFileInfo(modelPath_).completeBaseName() + "_qdq.onnx",
+                                                    tr("ONNX models (*.onnx)"));
+        if (path.isEmpty())
+            return;
+        if (QFileInfo(path).suffix().isEmpty())
+            path += ".onnx";
+        exportQuantizedModel(path);
+    });
+    exportActions_ << file->addAction(tr("Export E&ncodings..."), this, [this] {
+        const QString json = tr("JSON (*.json)"), csv = tr("CSV (*.csv)");
+        QString filter = json;
+        QString path = QFileDialog::getSaveFileName(this, tr("Export Encodings"), QFileInfo(modelPath_).completeBaseName() + "_encodings.json",
+                                                    json + ";;" + csv, &filter);
+        if (path.isEmpty())
+            return;
+        if (QFileInfo(path).suffix().isEmpty())  // the format follows the extension, else the filter
+            path += filter == csv ? ".csv" : ".json";
+        exportEncodings(path);
+    });
+    exportActions_ << file->addAction(tr("Export &Report..."), this, [this] {
+        const QString dir = QFileDialog::getExistingDirectory(this, tr("Export Report into Folder"), QFileInfo(modelPath_).path());
+        if (dir.isEmpty())
+            return;
+        if (QFileInfo::exists(dir + "/report.md") &&
+            QMessageBox::question(this, tr("Export Report"), tr("%1 already holds a report. Replace it?").arg(QDir::toNativeSeparators(dir)),
+                                  QMessageBox::Yes | QMessageBox::No) != QMessageBox::Yes)
+            return;
+        exportReport(dir);
+    });
     QMenu* charts = file->addMenu(tr("Export &Chart"));
     const QList<QPair<QString, QWidget*>> chartList = {{tr("Per-layer error"), errorChart_},
                                                        {tr("Weight histogram"), weightHistogram_},
@@ -429,6 +499,7 @@ void MainWindow::buildMenus()
         changeConfig(reset, tr("reset to W8A8 default"));
     });
     edit->addAction(tr("Re-&evaluate"), QKeySequence::Refresh, this, [this] { session_->setConfig(layers_->config()); });
+    exportActions_ << edit->addAction(tr("Run the &int8 Engine"), QKeySequence(Qt::CTRL | Qt::Key_I), this, &MainWindow::runIntegerEngine);
     edit->addAction(tr("&Cancel Computation"), QKeySequence(Qt::Key_Escape), session_, &Session::cancel);
     connect(undo_, &QUndoStack::cleanChanged, this, &MainWindow::updateTitle);
 
@@ -617,6 +688,7 @@ void MainWindow::applyConfig(const QuantConfig& config)
     layers_->setConfig(config);
     session_->setConfig(config);
     showDetails();
+    showIntegerResults();
     updateTitle();
     autosave();
 }
@@ -684,6 +756,13 @@ bool MainWindow::confirmDiscard()
 
 void MainWindow::closeEvent(QCloseEvent* event)
 {
+    if (session_->isExporting() &&
+        QMessageBox::question(this, tr("Export Running"),
+                              tr("%1 is still running. Stop it and close? Nothing half-written is left behind.").arg(exportDescription_),
+                              QMessageBox::Yes | QMessageBox::No) != QMessageBox::Yes) {
+        event->ignore();
+        return;
+    }
     if (confirmDiscard())
         event->accept();
     else
@@ -722,6 +801,7 @@ void MainWindow::showLoaded()
     dataPath_ = snapshot->dataPath;
     historyEntries_.clear();
     historyConfigs_.clear();
+    integer_.reset();
     layers_->setSession(snapshot);
     gallery_->setSession(snapshot);
     imageErrors_->setErrors({}, {}, {}, tr("Click an image to see its per-layer error"));
@@ -734,7 +814,8 @@ void MainWindow::showLoaded()
         auto* split = qobject_cast<QSplitter*>(centralWidget());
         if (!split)
             return;
-        const int wanted = headline_->sizeHint().height() + table_->horizontalHeader()->height() +
+        // The headline wraps: its height at the table's width (its size hint assumes a narrow label).
+        const int wanted = headline_->heightForWidth(table_->width()) + table_->horizontalHeader()->height() +
                            table_->verticalHeader()->defaultSectionSize() * layers_->rowCount() + 2 * table_->frameWidth() + 24;
         const int rows = std::min(wanted, int(0.4 * split->height()));
         split->setSizes({rows, split->height() - rows});
@@ -765,6 +846,8 @@ void MainWindow::showLoaded()
     layers_->setConfig(config);
     session_->setConfig(config);
     updateTitle();
+    showIntegerResults();
+    updateExportActions();
 
     // Start on the first layer with weights: it has both histograms.
     int first = 0;
@@ -798,7 +881,7 @@ void MainWindow::showEvaluation()
     const auto evaluation = session_->evaluation();
     const ModelMetrics& m = evaluation->metrics;
     progress_->hide();
-    cancel_->hide();
+    cancel_->setVisible(session_->isExporting());
     layers_->setEvaluation(evaluation);
     gallery_->setEvaluation(evaluation);
     changedOnly_->setText(tr("Only images whose prediction changed (%1 of %2)").arg(gallery_->changedCount()).arg(m.images));
@@ -909,9 +992,189 @@ void MainWindow::showImageErrors(int image, const QList<double>& sqnr)
 void MainWindow::showError(const QString& message)
 {
     progress_->hide();
-    cancel_->hide();
+    cancel_->setVisible(session_->isExporting());
     statusBar()->showMessage(tr("Failed: %1").arg(message.section('\n', 0, 0)), 8000);
     QMessageBox::critical(this, tr("Quantization Explorer"), message);
+}
+
+// ---- exports ------------------------------------------------------------------------------------
+
+bool MainWindow::startExport(const QString& description, bool started)
+{
+    if (!started) {
+        statusBar()->showMessage(tr("Open a model first."), 5000);
+        return false;
+    }
+    exportDescription_ = description;
+    exportProgress_->setRange(0, 0);
+    exportProgress_->setFormat(QString());
+    exportProgress_->show();
+    cancel_->show();
+    updateExportActions();
+    if (!session_->isBusy())
+        statusBar()->showMessage(description + " ...");
+    return true;
+}
+
+bool MainWindow::exportQuantizedModel(const QString& path)
+{
+    if (session_->isExporting()) {
+        statusBar()->showMessage(tr("%1 is still running.").arg(exportDescription_), 5000);
+        return false;
+    }
+    return startExport(tr("Exporting the quantized model to %1").arg(QFileInfo(path).fileName()), session_->exportQdqModel(path));
+}
+
+bool MainWindow::exportEncodings(const QString& path)
+{
+    if (session_->isExporting()) {
+        statusBar()->showMessage(tr("%1 is still running.").arg(exportDescription_), 5000);
+        return false;
+    }
+    return startExport(tr("Exporting the encodings to %1").arg(QFileInfo(path).fileName()), session_->exportEncodings(path));
+}
+
+bool MainWindow::exportReport(const QString& dir)
+{
+    if (session_->isExporting()) {
+        statusBar()->showMessage(tr("%1 is still running.").arg(exportDescription_), 5000);
+        return false;
+    }
+    return startExport(tr("Writing the report into %1").arg(QDir::toNativeSeparators(dir)), session_->exportReport(dir));
+}
+
+bool MainWindow::runIntegerEngine()
+{
+    if (session_->isExporting()) {
+        statusBar()->showMessage(tr("%1 is still running.").arg(exportDescription_), 5000);
+        return false;
+    }
+    if (!startExport(tr("Running the int8 engine"), session_->runIntegerEngine()))
+        return false;
+    integerRunning_ = true;
+    integerSummary_->setText(tr("<b>int8 engine:</b> running on the evaluation images ..."));
+    return true;
+}
+
+void MainWindow::endExport()
+{
+    integerRunning_ = false;
+    exportProgress_->hide();
+    cancel_->setVisible(session_->isBusy());
+    updateExportActions();
+    showIntegerResults();
+}
+
+void MainWindow::updateExportActions()
+{
+    const bool enabled = session_->snapshot() && !session_->isExporting();
+    for (QAction* action : exportActions_)
+        action->setEnabled(enabled);
+    runIntegerEngine_->setEnabled(enabled);
+}
+
+void MainWindow::showExported(std::shared_ptr<const ExportResult> result)
+{
+    if (result->integer) {
+        integer_ = result->integer;
+        integerConfig_ = result->config;
+    }
+    endExport();
+    const QString name = QDir::toNativeSeparators(result->path);
+    switch (result->kind) {
+    case ExportResult::QdqModel: {
+        statusBar()->showMessage(tr("Exported %1: %2 activations and %3 weights/biases in integers, %4 layers in float")
+                                     .arg(name)
+                                     .arg(result->activationEncodings)
+                                     .arg(result->weightEncodings)
+                                     .arg(result->warnings.size()),
+                                 10000);
+        if (!result->warnings.isEmpty()) {
+            // Never silently changed: what QDQ cannot express is written in float, and said so.
+            auto* box = new QMessageBox(QMessageBox::Warning, tr("Exported with Float Layers"),
+                                        tr("%1 was written, but %n layer(s) are in float there: ONNX's QDQ format cannot "
+                                           "express their quantization, so their weights are written as the dequantized "
+                                           "values and their outputs are not quantized.",
+                                           nullptr, int(result->warnings.size()))
+                                            .arg(name),
+                                        QMessageBox::Ok, this);
+            box->setObjectName("exportWarnings");
+            box->setInformativeText("\u2022 " + result->warnings.join("\n\u2022 "));
+            box->setAttribute(Qt::WA_DeleteOnClose);
+            box->open();
+        }
+        break;
+    }
+    case ExportResult::Encodings:
+        statusBar()->showMessage(tr("Exported %1: encodings of %2 activations and %3 weights/biases")
+                                     .arg(name)
+                                     .arg(result->activationEncodings)
+                                     .arg(result->weightEncodings),
+                                 10000);
+        break;
+    case ExportResult::Report: {
+        const QString report = QDir(result->path).filePath("report.md");
+        statusBar()->showMessage(tr("Wrote %1 (%n file(s))", nullptr, int(result->files.size())).arg(QDir::toNativeSeparators(report)), 10000);
+        auto* box = new QMessageBox(QMessageBox::Information, tr("Report Written"),
+                                    tr("The report is in %1.").arg(QDir::toNativeSeparators(report)), QMessageBox::Close, this);
+        box->setObjectName("reportWritten");
+        QStringList names;
+        for (const QString& file : result->files)
+            names << QFileInfo(file).fileName();
+        QString details = tr("Files: %1").arg(names.join(", "));
+        if (!result->integerError.isEmpty())
+            details += tr("\n\nThe int8 engine could not run, so the report has no int8 column: %1").arg(result->integerError);
+        box->setInformativeText(details);
+        QPushButton* open = box->addButton(tr("Open report.md"), QMessageBox::AcceptRole);
+        box->setDefaultButton(open);
+        connect(box, &QMessageBox::buttonClicked, this, [this, open, report](QAbstractButton* button) {
+            if (button == open && !QDesktopServices::openUrl(QUrl::fromLocalFile(report)))
+                statusBar()->showMessage(tr("No application opens %1; the report is there.").arg(QDir::toNativeSeparators(report)), 10000);
+        });
+        box->setAttribute(Qt::WA_DeleteOnClose);
+        box->open();
+        break;
+    }
+    case ExportResult::IntegerEngine:
+        tabs_->setCurrentIndex(2);  // the accuracy tab, where the results are
+        statusBar()->showMessage(tr("int8 engine: top-1 %1 on %2 images").arg(percent(result->integer->top1)).arg(result->integer->images),
+                                 10000);
+        break;
+    }
+}
+
+void MainWindow::showExportError(const QString& path, const QString& message)
+{
+    endExport();
+    const QString text = path.isEmpty() ? tr("%1 failed:\n\n%2").arg(exportDescription_, message)
+                                        : tr("Could not write %1:\n\n%2").arg(QDir::toNativeSeparators(path), message);
+    statusBar()->showMessage(tr("Failed: %1").arg(text.section('\n', 0, 0)), 10000);
+    QMessageBox::critical(this, tr("Export Failed"), text);
+}
+
+void MainWindow::showIntegerResults()
+{
+    if (integerRunning_)
+        return;  // "running ..." stays until it ends
+    if (!integer_) {
+        integerSummary_->setText(tr("<small>The integer-only <b>int8 engine</b> runs the configuration with integer kernels; "
+                                    "run it to compare with the simulation above.</small>"));
+        return;
+    }
+    const IntegerEvaluation& r = *integer_;
+    double ms = r.msPerImage;
+    QString text = tr("<b>int8 engine</b> (%1 of %2 layers in integers): top-1 <b>%3</b> (simulation %4) \u00b7 agreement with "
+                      "the simulation <b>%5</b> (%6 up to ties) \u00b7 outputs within one step %7 \u00b7 %8 ms/image "
+                      "<small>\u00b7 %9 images</small>")
+                       .arg(r.integerLayers)
+                       .arg(r.layers.size())
+                       .arg(percent(r.top1), percent(r.simulatedTop1), percent(r.agreementWithSimulation),
+                            percent(r.agreementUpToTies), percent(r.outputWithinOneLsb))
+                       .arg(ms, 0, 'f', ms < 1 ? 3 : 2)
+                       .arg(r.images);
+    if (!(integerConfig_ == layers_->config()))
+        text = "<span style='color:gray'>" + text + tr(" \u2014 for an earlier configuration; run it again</span>");
+    integerSummary_->setText(text);
 }
 
 // ---- screenshots --------------------------------------------------------------------------------

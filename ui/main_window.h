@@ -9,12 +9,15 @@
 
 #include <QMainWindow>
 
+#include <memory>
+
 class QCheckBox;
 class QComboBox;
 class QLabel;
 class QListView;
 class QMenu;
 class QProgressBar;
+class QPushButton;
 class QSortFilterProxyModel;
 class QTabWidget;
 class QTableView;
@@ -28,6 +31,8 @@ class ConfusionMatrixWidget;
 class GalleryModel;
 class LayerTableModel;
 class Session;
+struct ExportResult;
+struct IntegerEvaluation;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -47,6 +52,13 @@ public:
     bool openConfiguration(const QString& path);
     bool saveConfiguration(const QString& path);
     bool exportMetricsCsv(const QString& path);
+    // Exports of the current configuration, run in the background by the session; the result
+    // (or the error, naming the file) is shown when they finish. False when nothing is loaded or
+    // another export is still running.
+    bool exportQuantizedModel(const QString& path);  // QDQ ONNX; layers ONNX cannot express are listed
+    bool exportEncodings(const QString& path);       // .json or .csv
+    bool exportReport(const QString& dir);           // report.md and charts, with the int8 engine's results
+    bool runIntegerEngine();                         // results in the accuracy tab
     // Opens whatever `path` is: a model, a configuration or images.
     void openPath(const QString& path);
 
@@ -59,6 +71,7 @@ public:
     ErrorChart* errorChart() const { return errorChart_; }
     HistogramChart* weightHistogram() const { return weightHistogram_; }
     HistogramChart* activationHistogram() const { return activationHistogram_; }
+    QLabel* integerSummary() const { return integerSummary_; }
     int selectedLayer() const;  // source row, -1 when none
     void selectLayer(int row);
 
@@ -85,6 +98,12 @@ private:
     void showDetails();
     void showImageErrors(int image, const QList<double>& sqnr);
     void showError(const QString& message);
+    bool startExport(const QString& description, bool started);
+    void showExported(std::shared_ptr<const ExportResult> result);
+    void showExportError(const QString& path, const QString& message);
+    void endExport();
+    void showIntegerResults();
+    void updateExportActions();
     void showProgress(const QString& stage, int done, int total);
     void updateTitle();
     void addRecent(const QString& path);
@@ -106,6 +125,8 @@ private:
     QCheckBox* logScale_;
     QTextBrowser* details_;
     QLabel* accuracySummary_;
+    QLabel* integerSummary_;
+    QPushButton* runIntegerEngine_;
     QLabel* headline_;
     ConfusionMatrixWidget* confusion_;
     HistoryChart* history_;
@@ -115,14 +136,20 @@ private:
     ImageErrorChart* imageErrors_;
     QTabWidget* tabs_;
     QProgressBar* progress_;
+    QProgressBar* exportProgress_;
     QToolButton* cancel_;
     QLabel* timing_;
     QMenu* recentMenu_;
+    QList<QAction*> exportActions_;  // enabled while a model is loaded and no export runs
 
     QString modelPath_, dataPath_, configPath_, pendingConfigPath_;
     QString lastEditDescription_;
     QList<HistoryChart::Entry> historyEntries_;
     QList<QuantConfig> historyConfigs_;
+    std::shared_ptr<const IntegerEvaluation> integer_;  // the int8 engine's last results ...
+    QuantConfig integerConfig_;                         // ... and the configuration they belong to
+    QString exportDescription_;                         // what the running export does
+    bool integerRunning_ = false;                       // the running export is the int8 engine
     qint64 editStartedNs_ = 0;  // when the last change was made, for the status bar's timing
 };
 

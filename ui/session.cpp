@@ -1,6 +1,10 @@
 #include "session.h"
 
+#include "common/atomic_file.h"
 #include "common/error.h"
+#include "io/qdq_export.h"
+#include "io/report.h"
+#include "model/onnx_export.h"
 #include "model/onnx_import.h"
 #include "quant/qdq_import.h"
 
@@ -8,6 +12,7 @@
 #include <QUnhandledException>
 #include <QtConcurrent>
 
+#include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
 namespace qe {
@@ -15,8 +20,9 @@ namespace qe {
 namespace {
 
 // Stages a worker reports, in the order they happen.
-constexpr const char* kStageNames[] = {"Loading", "Calibrating", "Float reference", "Quantized model", "Histograms"};
-enum Stage { Loading, Calibrating, FloatReference, QuantizedModel, Histograms };
+constexpr const char* kStageNames[] = {"Loading",   "Calibrating",    "Float reference", "Quantized model",
+                                       "Histograms", "Exporting", "int8 engine",     "Writing report"};
+enum Stage { Loading, Calibrating, FloatReference, QuantizedModel, Histograms, Exporting, IntegerEngine, WritingReport };
 
 constexpr int kThumbnailSize = 56;
 
@@ -49,7 +55,10 @@ EvaluationProgress progressInto(const std::shared_ptr<RequestState>& state)
     EvaluationProgress progress;
     progress.cancel = &state->cancel;
     progress.report = [state](const std::string& stage, std::size_t done, std::size_t total) {
-        state->stage = stage == "calibrating" ? Calibrating : stage == "float reference" ? FloatReference : QuantizedModel;
+        state->stage = stage == "calibrating"       ? Calibrating
+                       : stage == "float reference" ? FloatReference
+                       : stage == "integer engine"  ? IntegerEngine
+                                                    : QuantizedModel;
         state->total = total;
         state->done = done;
     };
@@ -84,11 +93,22 @@ struct Session::Engine {
     std::unique_ptr<QuantEvaluator> evaluator;
     std::shared_ptr<const Dataset> calibrationSet;
     int calibratedImages = 0;
+
+    // Calibrates when `config` needs it or asks for a different number of calibration images.
+    void ensureCalibrated(const QuantConfig& config, const EvaluationProgress& progress)
+    {
+        const bool stale = evaluator->isCalibrated() && calibratedImages != config.calibrationImages;
+        if (evaluator->needsCalibration(config) || stale) {
+            evaluator->calibrate(*calibrationSet, std::size_t(config.calibrationImages), progress);
+            calibratedImages = config.calibrationImages;
+        }
+    }
 };
 
 Session::Session(QObject* parent) : QObject(parent)
 {
     qRegisterMetaType<std::shared_ptr<const qe::ImageErrorSnapshot>>();
+    qRegisterMetaType<std::shared_ptr<const qe::ExportResult>>();
     pool_.setMaxThreadCount(1);
     progressTimer_.setInterval(100);
     connect(&progressTimer_, &QTimer::timeout, this, [this] {
@@ -99,6 +119,11 @@ Session::Session(QObject* parent) : QObject(parent)
     debounce_.setSingleShot(true);
     debounce_.setInterval(kDebounceMs);
     connect(&debounce_, &QTimer::timeout, this, &Session::startEvaluation);
+    exportTimer_.setInterval(100);
+    connect(&exportTimer_, &QTimer::timeout, this, [this] {
+        const RequestState& state = *export_.state;
+        emit exportProgress(tr(kStageNames[state.stage.load()]), int(state.done.load()), int(state.total.load()));
+    });
 }
 
 Session::~Session()
@@ -107,6 +132,7 @@ Session::~Session()
     main_.state->cancel = true;
     histogram_.state->cancel = true;
     imageErrors_.state->cancel = true;
+    export_.state->cancel = true;
     pool_.waitForDone();
 }
 
@@ -114,10 +140,15 @@ void Session::cancel()
 {
     const bool wasBusy = busy_ || debounce_.isActive();
     debounce_.stop();
-    for (Slot* slot : {&main_, &histogram_, &imageErrors_})
+    const bool wasExporting = exporting_;
+    for (Slot* slot : {&main_, &histogram_, &imageErrors_, &export_})
         restart(*slot);  // a new generation: results still on their way are dropped
     progressTimer_.stop();
     busy_ = false;
+    if (wasExporting) {
+        endExport();
+        emit exportCancelled();
+    }
     if (wasBusy)
         emit cancelled();
 }
@@ -132,17 +163,23 @@ std::shared_ptr<RequestState> Session::restart(Slot& slot)
 
 template <class T, class OnResult> void Session::finish(QFuture<T> work, Slot& slot, OnResult onResult)
 {
+    finish(work, slot, onResult, [this](const QString& message) { emit failed(message); });
+}
+
+template <class T, class OnResult, class OnFailure>
+void Session::finish(QFuture<T> work, Slot& slot, OnResult onResult, OnFailure onFailure)
+{
     const quint64 generation = slot.generation;
     Slot* target = &slot;
     const bool isMain = target == &main_;
-    auto fail = [this, target, generation, isMain](const QString& message) {
+    auto fail = [this, target, generation, isMain, onFailure](const QString& message) {
         if (target->generation != generation)
             return;
         if (isMain) {
             progressTimer_.stop();
             busy_ = false;
         }
-        emit failed(message);
+        onFailure(message);
     };
     // QtConcurrent::run wraps exceptions that are not QExceptions in QUnhandledException, so the
     // original is taken out and classified here.
@@ -266,11 +303,7 @@ void Session::startEvaluation()
         clock.start();
         QuantEvaluator& evaluator = *engine->evaluator;
         const EvaluationProgress progress = progressInto(state);
-        const bool calibrationStale = evaluator.isCalibrated() && engine->calibratedImages != config.calibrationImages;
-        if (evaluator.needsCalibration(config) || calibrationStale) {
-            evaluator.calibrate(*engine->calibrationSet, std::size_t(config.calibrationImages), progress);
-            engine->calibratedImages = config.calibrationImages;
-        }
+        engine->ensureCalibrated(config, progress);
         auto evaluation = std::make_shared<EvaluationSnapshot>();
         evaluation->config = config;
         evaluation->metrics = evaluator.evaluate(config, progress);
@@ -328,6 +361,153 @@ void Session::requestImageErrors(std::size_t image)
         return std::shared_ptr<const ImageErrorSnapshot>(std::move(errors));
     });
     finish(work, imageErrors_, [this](std::shared_ptr<const ImageErrorSnapshot> errors) { emit imageErrorsReady(errors); });
+}
+
+// ---- exports ------------------------------------------------------------------------------------
+
+namespace {
+
+std::vector<TensorEncoding> countEncodings(QdqModel& model, ExportResult& result)
+{
+    for (const TensorEncoding& e : model.encodings)
+        (e.kind == "activation" ? result.activationEncodings : result.weightEncodings) += 1;
+    for (const std::string& w : model.warnings)
+        result.warnings << QString::fromStdString(w);
+    return std::move(model.encodings);
+}
+
+}  // namespace
+
+template <class Work> bool Session::startExport(ExportResult::Kind kind, const QString& path, Work work)
+{
+    if (!engine_ || !snapshot_)
+        return false;
+    auto state = restart(export_);
+    exporting_ = true;
+    exportTimer_.start();
+    auto job = QtConcurrent::run(&pool_, [state, engine = engine_, snapshot = snapshot_, evaluation = evaluation_, config = config_,
+                                          kind, path, work]() {
+        if (state->cancel)
+            throw Cancelled();
+        QElapsedTimer clock;
+        clock.start();
+        auto result = std::make_shared<ExportResult>();
+        result->kind = kind;
+        result->path = path;
+        result->config = config;
+        state->stage = Exporting;
+        const EvaluationProgress progress = progressInto(state);
+        engine->ensureCalibrated(config, progress);
+        state->stage = Exporting;
+        state->total = 0;
+        work(*engine->evaluator, *snapshot, evaluation, progress, *state, *result);
+        result->milliseconds = double(clock.nsecsElapsed()) / 1e6;
+        return std::shared_ptr<const ExportResult>(std::move(result));
+    });
+    finish(
+        job, export_,
+        [this](std::shared_ptr<const ExportResult> result) {
+            endExport();
+            emit exported(std::move(result));
+        },
+        [this, path](const QString& message) {
+            endExport();
+            emit exportFailed(path, message);
+        });
+    return true;
+}
+
+void Session::endExport()
+{
+    exporting_ = false;
+    exportTimer_.stop();
+}
+
+bool Session::exportQdqModel(const QString& path)
+{
+    return startExport(ExportResult::QdqModel, path,
+                       [](QuantEvaluator& evaluator, const SessionSnapshot&, const std::shared_ptr<const EvaluationSnapshot>&,
+                          const EvaluationProgress&, RequestState&, ExportResult& result) {
+                           QdqModel model = exportQdq(evaluator.plan(result.config));
+                           countEncodings(model, result);
+                           saveOnnx(model.graph, result.path.toStdString(), {.minimumOpset = 13});
+                           result.files << result.path;
+                       });
+}
+
+bool Session::exportEncodings(const QString& path)
+{
+    return startExport(ExportResult::Encodings, path,
+                       [](QuantEvaluator& evaluator, const SessionSnapshot&, const std::shared_ptr<const EvaluationSnapshot>&,
+                          const EvaluationProgress&, RequestState&, ExportResult& result) {
+                           const QString suffix = QFileInfo(result.path).suffix().toLower();
+                           if (suffix != "json" && suffix != "csv")
+                               throw Error(result.path.toStdString() + ": expected a .json or .csv file name");
+                           QdqModel model = exportQdq(evaluator.plan(result.config));
+                           const std::vector<TensorEncoding> encodings = countEncodings(model, result);
+                           writeFileAtomically(result.path.toStdString(),
+                                               suffix == "csv" ? encodingsCsv(encodings) : encodingsJson(encodings));
+                           result.files << result.path;
+                       });
+}
+
+bool Session::exportReport(const QString& dir)
+{
+    return startExport(ExportResult::Report, dir,
+                       [](QuantEvaluator& evaluator, const SessionSnapshot& snapshot,
+                          const std::shared_ptr<const EvaluationSnapshot>& evaluation, const EvaluationProgress& progress,
+                          RequestState& state, ExportResult& result) {
+                           const QuantConfig& config = result.config;
+                           // The metrics on screen when they are this configuration's, else measured now.
+                           const ModelMetrics metrics = evaluation && evaluation->config == config
+                                                            ? evaluation->metrics
+                                                            : evaluator.evaluate(config, progress);
+                           const QuantPlan plan = evaluator.plan(config);
+                           std::shared_ptr<IntegerEvaluation> integer;
+                           try {
+                               integer = std::make_shared<IntegerEvaluation>(evaluateInteger(
+                                   plan, *snapshot.dataset, snapshot.preprocess, snapshot.evaluationImages, progress));
+                           } catch (const Cancelled&) {
+                               throw;
+                           } catch (const Error& e) {
+                               // The report is still worth having without the engine's column.
+                               result.integerError = QString::fromStdString(e.what());
+                           }
+                           state.stage = WritingReport;
+                           state.total = 0;
+                           ReportInput input;
+                           input.modelPath = snapshot.modelPath.toStdString();
+                           input.dataDescription = snapshot.dataset->description();
+                           input.configText = config.toJson().dump(2);
+                           input.graph = &evaluator.graph();
+                           input.plan = &plan;
+                           input.metrics = &metrics;
+                           input.integer = integer.get();
+                           for (const QuantLayer& layer : evaluator.layers())
+                               if (!layer.weight.empty())
+                                   input.weightHistograms.push_back(evaluator.histogram(config, layer.weight, 96));
+                           QdqModel model = exportQdq(plan);
+                           countEncodings(model, result);
+                           input.notes = model.warnings;
+                           if (!result.integerError.isEmpty())
+                               input.notes.push_back("The int8 engine could not run: " + result.integerError.toStdString());
+                           if (state.cancel)
+                               throw Cancelled();
+                           for (const std::filesystem::path& file : writeReport(result.path.toStdString(), input))
+                               result.files << QString::fromStdString(file.string());
+                           result.integer = std::move(integer);
+                       });
+}
+
+bool Session::runIntegerEngine()
+{
+    return startExport(ExportResult::IntegerEngine, QString(),
+                       [](QuantEvaluator& evaluator, const SessionSnapshot& snapshot, const std::shared_ptr<const EvaluationSnapshot>&,
+                          const EvaluationProgress& progress, RequestState&, ExportResult& result) {
+                           result.integer = std::make_shared<const IntegerEvaluation>(evaluateInteger(
+                               evaluator.plan(result.config), *snapshot.dataset, snapshot.preprocess, snapshot.evaluationImages,
+                               progress));
+                       });
 }
 
 }  // namespace qe

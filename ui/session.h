@@ -12,6 +12,7 @@
 
 #include "data/dataset.h"
 #include "eval/accuracy.h"
+#include "eval/integer_evaluation.h"
 #include "eval/quant_evaluator.h"
 #include "model/graph.h"
 #include "quant/config.h"
@@ -69,6 +70,20 @@ struct ImageErrorSnapshot {
     std::vector<ErrorStats> layers;
 };
 
+// What an export job wrote (or, for the int8 engine, measured) for one configuration.
+struct ExportResult {
+    enum Kind { QdqModel, Encodings, Report, IntegerEngine };
+    Kind kind = QdqModel;
+    QString path;              // the file or folder asked for
+    QuantConfig config;        // the configuration exported (the one current when it was asked for)
+    QStringList files;         // every file written
+    QStringList warnings;      // layers written in float in the QDQ model, and why
+    std::size_t activationEncodings = 0, weightEncodings = 0;  // weight counts weights and biases
+    std::shared_ptr<const IntegerEvaluation> integer;  // the report's and the int8 engine's results
+    QString integerError;      // why the report has no int8 engine results
+    double milliseconds = 0;
+};
+
 // The state a worker shares with the GUI thread.
 struct RequestState {
     std::atomic<bool> cancel{false};
@@ -97,7 +112,19 @@ public:
     void setFocusLayer(const std::string& layer);
     // Per-layer errors of one evaluation image; emits imageErrorsReady().
     void requestImageErrors(std::size_t image);
-    // Cancels whatever runs or waits.
+    // Exports of the current configuration, in the background after whatever is queued before
+    // them; each emits exported() or exportFailed(). A configuration change does not stop them
+    // (they keep the configuration they were asked for); a newer export replaces a running one,
+    // so the window asks for one at a time. False when no model is loaded.
+    bool exportQdqModel(const QString& path);   // QDQ ONNX (opset >= 13), written atomically
+    bool exportEncodings(const QString& path);  // .json or .csv, by the extension
+    // report.md and its PNG charts in `dir`, with the int8 engine run on the evaluation images.
+    bool exportReport(const QString& dir);
+    // The int8 engine on the evaluation images beside the simulation (nothing is written).
+    bool runIntegerEngine();
+    bool isExporting() const { return exporting_; }
+
+    // Cancels whatever runs or waits, exports included.
     void cancel();
     bool isBusy() const { return busy_; }
 
@@ -114,6 +141,10 @@ signals:
     void imageErrorsReady(std::shared_ptr<const qe::ImageErrorSnapshot> errors);
     void cancelled();
     void failed(const QString& message);
+    void exportProgress(const QString& stage, int done, int total);
+    void exported(std::shared_ptr<const qe::ExportResult> result);
+    void exportFailed(const QString& path, const QString& message);
+    void exportCancelled();
 
 private:
     struct Engine;
@@ -126,6 +157,12 @@ private:
     // Delivers the worker's result (or failure) on the GUI thread, unless a newer request in the
     // same slot has replaced this one.
     template <class T, class OnResult> void finish(QFuture<T> work, Slot& slot, OnResult onResult);
+    template <class T, class OnResult, class OnFailure>
+    void finish(QFuture<T> work, Slot& slot, OnResult onResult, OnFailure onFailure);
+    // Runs `work(engine, snapshot, evaluation, progress, result)` on the worker for the current
+    // configuration, calibrated first when it needs calibration.
+    template <class Work> bool startExport(ExportResult::Kind kind, const QString& path, Work work);
+    void endExport();
     void startEvaluation();
     void requestHistograms();  // of the focus layer under the current configuration
 
@@ -137,11 +174,14 @@ private:
     std::string focusLayer_;
     quint64 sequence_ = 0;
     bool busy_ = false;
+    bool exporting_ = false;
 
     Slot main_;        // loading and evaluation
     Slot histogram_;   // histograms on a change of the focus layer
     Slot imageErrors_;
+    Slot export_;      // exports and the int8 engine
     QTimer progressTimer_;
+    QTimer exportTimer_;  // the export slot's progress
     QTimer debounce_;
     QElapsedTimer sinceLastChange_;
     QThreadPool pool_;  // one thread: the evaluator's jobs run one at a time, in order
@@ -150,3 +190,4 @@ private:
 }  // namespace qe
 
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::ImageErrorSnapshot>)
+Q_DECLARE_METATYPE(std::shared_ptr<const qe::ExportResult>)

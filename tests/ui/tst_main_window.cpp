@@ -1,7 +1,11 @@
 // The explorer window, driven as a user drives it (offscreen): it opens the embedded default and
 // fills its views; a layer's bits are edited through the table's delegate; undo and redo restore
 // the configuration; a newer change cancels a running evaluation; a malformed model gives an
-// error and keeps the session; and the charts show exactly the core's numbers.
+// error and keeps the session; and the charts show exactly the core's numbers. Exports: the QDQ
+// model imports back as the window's configuration (and lists what it writes in float), the
+// encodings table has a row per quantized tensor, the report folder holds report.md and its
+// charts, the int8 engine's results reach the accuracy tab, and an unwritable path is an error
+// naming the file that leaves the session as it was.
 
 #include "charts.h"
 #include "gallery_model.h"
@@ -10,7 +14,9 @@
 #include "session.h"
 
 #include "eval/quant_evaluator.h"
+#include "io/qdq_export.h"
 #include "model/onnx_import.h"
+#include "quant/qdq_import.h"
 
 #include <QBarSet>
 #include <QComboBox>
@@ -20,11 +26,14 @@
 #include <QSortFilterProxyModel>
 #include <QSpinBox>
 #include <QStandardPaths>
+#include <QStatusBar>
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QTimer>
 #include <QUndoStack>
 #include <QtTest>
+
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -55,22 +64,56 @@ QModelIndex cell(MainWindow& window, const std::string& layer, int column)
     return proxy->mapFromSource(window.layerModel()->index(row, column));
 }
 
-// Closes modal message boxes as a user would, so that error paths can be driven.
+// Closes modal message boxes as a user would, so that error paths can be driven; keeps their texts.
 class DialogCloser : public QObject {
 public:
     DialogCloser()
     {
-        connect(&timer_, &QTimer::timeout, this, [] {
+        connect(&timer_, &QTimer::timeout, this, [this] {
             for (QWidget* w : QApplication::topLevelWidgets())
-                if (auto* box = qobject_cast<QMessageBox*>(w); box && box->isVisible())
+                if (auto* box = qobject_cast<QMessageBox*>(w); box && box->isVisible()) {
+                    texts << box->text() + "\n" + box->informativeText();
                     box->accept();
+                }
         });
         timer_.start(50);
     }
+    QStringList texts;
 
 private:
     QTimer timer_;
 };
+
+// The core on its own, set up as the session sets itself up for the default: the first 1000 test
+// images, calibrated on 512 training images.
+struct Reference {
+    std::shared_ptr<const Graph> graph = std::make_shared<const Graph>(loadOnnx(kModel.toStdString()));
+    std::shared_ptr<const Dataset> test = openDataset(kImages.toStdString());
+    Preprocess preprocess = *Preprocess::loadSidecar(kModel.toStdString());
+    QuantEvaluator evaluator{graph, test, preprocess, 1000};
+    Reference() { evaluator.calibrate(*openDataset(kTrainImages.toStdString()), 512); }
+};
+
+// Waits for the running export; its result, or null when it failed.
+std::shared_ptr<const ExportResult> waitForExport(MainWindow& window, QSignalSpy& exported, QSignalSpy& failed)
+{
+    [&] { QTRY_VERIFY_WITH_TIMEOUT(exported.count() + failed.count() >= 1, kTimeoutMs); }();
+    if (exported.count() + failed.count() == 0)
+        return {};
+    [&] { QVERIFY2(failed.isEmpty(), qPrintable(failed.isEmpty() ? QString() : failed.at(0).at(1).toString())); }();
+    if (!failed.isEmpty())
+        return {};
+    [&] { QVERIFY(!window.session()->isExporting()); }();
+    return exported.takeFirst().at(0).value<std::shared_ptr<const ExportResult>>();
+}
+
+QMessageBox* messageBox(MainWindow& window, const QString& name)
+{
+    for (QMessageBox* box : window.findChildren<QMessageBox*>(name))
+        if (box->isVisible())
+            return box;
+    return nullptr;
+}
 }  // namespace
 
 class TestMainWindow : public QObject {
@@ -85,6 +128,13 @@ private slots:
     void badModelKeepsTheSession();
     void chartsShowTheCoresNumbers();
     void savesConfigurationAndCsv();
+    void exportsTheQuantizedModel();
+    void exportListsTheLayersWrittenInFloat();
+    void exportKeepsTheConfigurationItWasAskedFor();
+    void exportsEncodings();
+    void writesTheReport();
+    void runsTheIntegerEngine();
+    void unwritablePathKeepsTheSession();
 };
 
 void TestMainWindow::initTestCase()
@@ -351,6 +401,281 @@ void TestMainWindow::savesConfigurationAndCsv()
     QVERIFY(window.layerModel()->setData(cell(window, "/conv3/Conv", LayerTableModel::WeightBits), 7, Qt::EditRole));
     QVERIFY(window.openConfiguration(configPath));
     QCOMPARE(window.layerModel()->config().resolve("/conv3/Conv").weights.bits, 5);
+}
+
+void TestMainWindow::exportsTheQuantizedModel()
+{
+    MainWindow window;
+    openDefault(window);
+    // A configuration that is not the default: fc2 in float, conv1's range by percentile, conv3's
+    // weights per tensor.
+    QuantConfig config = window.layerModel()->config();
+    config.layers["/fc2/Gemm"].keepFloat = true;
+    config.layers["/conv1/Conv"].calibration = CalibrationSpec{CalibrationMethod::Percentile, 99.9};
+    config.layers["/conv3/Conv"].weights.granularity = Granularity::PerTensor;
+    window.changeConfig(config, "edits");
+
+    QSignalSpy exported(window.session(), &Session::exported);
+    QSignalSpy failed(window.session(), &Session::exportFailed);
+    QTemporaryDir dir;
+    const QString path = dir.path() + "/fashion_qdq.onnx";
+    QVERIFY(window.exportQuantizedModel(path));
+    QVERIFY(window.session()->isExporting());
+    QVERIFY(!window.exportEncodings(dir.path() + "/e.csv"));  // one export at a time
+    const auto result = waitForExport(window, exported, failed);
+    QVERIFY(result);
+    QCOMPARE(result->kind, ExportResult::QdqModel);
+    QCOMPARE(result->config, config);
+    QVERIFY2(result->warnings.isEmpty(), qPrintable(result->warnings.join("; ")));
+    QVERIFY(!messageBox(window, "exportWarnings"));
+    QCOMPARE(result->activationEncodings, std::size_t(5));  // the input and four quantized layers
+    QVERIFY(window.statusBar()->currentMessage().contains("fashion_qdq.onnx"));
+
+    // The file opens as a QDQ model whose quantization is the window's configuration, with the
+    // parameters the simulation uses.
+    const auto imported = importQdq(loadOnnx(path.toStdString()));
+    QVERIFY(imported.has_value());
+    Reference reference;
+    const QuantPlan plan = reference.evaluator.plan(config);
+    QuantEvaluator again(std::make_shared<const Graph>(imported->floatGraph), reference.test, reference.preprocess, 1000);
+    again.setFixedParams(imported->params);
+    const QuantPlan roundTrip = again.plan(imported->config);
+    QCOMPARE(roundTrip.layers.size(), plan.layers.size());
+    QCOMPARE(int(plan.layers.size()), window.layerModel()->rowCount());
+    for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+        const std::string& name = plan.layers[i].name;
+        QCOMPARE(roundTrip.layers[i].name, name);
+        const LayerQuantConfig mine = config.resolve(name), theirs = imported->config.resolve(name);
+        const bool floatThere = theirs.keepFloat || !roundTrip.plans[i].activationParams;
+        QCOMPARE(floatThere, mine.keepFloat);
+        if (mine.keepFloat)
+            continue;
+        QVERIFY(plan.plans[i].activationParams && roundTrip.plans[i].activationParams);
+        QCOMPARE(roundTrip.plans[i].activationParams->scale, plan.plans[i].activationParams->scale);
+        QCOMPARE(roundTrip.plans[i].activationParams->zeroPoint, plan.plans[i].activationParams->zeroPoint);
+        if (plan.plans[i].weightParams) {
+            QCOMPARE(theirs.weights.bits, mine.weights.bits);
+            QCOMPARE(theirs.weights.granularity, mine.weights.granularity);
+            QCOMPARE(roundTrip.plans[i].weightParams->scale, plan.plans[i].weightParams->scale);
+        }
+    }
+    // conv1's percentile range really differs from min/max: the check above can tell them apart.
+    QuantConfig minMax = config;
+    minMax.layers["/conv1/Conv"].calibration.reset();
+    QVERIFY(reference.evaluator.plan(minMax).plans[1].activationParams->scale != plan.plans[1].activationParams->scale);
+}
+
+void TestMainWindow::exportListsTheLayersWrittenInFloat()
+{
+    MainWindow window;
+    openDefault(window);
+    QuantConfig config = window.layerModel()->config();
+    config.layers["/conv2/Conv"].weights.scheme = Scheme::KMeans;
+    config.layers["/conv2/Conv"].weights.bits = 4;
+    window.changeConfig(config, "k-means");
+    QSignalSpy exported(window.session(), &Session::exported);
+    QSignalSpy failed(window.session(), &Session::exportFailed);
+    QTemporaryDir dir;
+    QVERIFY(window.exportQuantizedModel(dir.path() + "/kmeans.onnx"));
+    const auto result = waitForExport(window, exported, failed);
+    QVERIFY(result);
+    QCOMPARE(result->warnings.size(), 1);
+    QVERIFY(result->warnings[0].contains("/conv2/Conv"));
+    QVERIFY(result->warnings[0].contains("kmeans"));
+    QMessageBox* box = messageBox(window, "exportWarnings");
+    QVERIFY(box);
+    QVERIFY(box->text().contains("kmeans.onnx"));
+    QVERIFY(box->informativeText().contains(result->warnings[0]));
+    box->accept();
+    QVERIFY(QFileInfo(dir.path() + "/kmeans.onnx").size() > 0);
+    QCOMPARE(window.layerModel()->config(), config);  // the configuration itself is unchanged
+}
+
+void TestMainWindow::exportKeepsTheConfigurationItWasAskedFor()
+{
+    MainWindow window;
+    openDefault(window);
+    QSignalSpy exported(window.session(), &Session::exported);
+    QSignalSpy failed(window.session(), &Session::exportFailed);
+    QTemporaryDir dir;
+    const QuantConfig asked = window.layerModel()->config();
+    QVERIFY(window.exportQuantizedModel(dir.path() + "/asked.onnx"));
+    // An edit right after: the running export is not changed by it, nor stopped.
+    QuantConfig edited = asked;
+    edited.layers["/fc1/Gemm"].keepFloat = true;
+    window.changeConfig(edited, "fc1 float");
+    const auto result = waitForExport(window, exported, failed);
+    QVERIFY(result);
+    QCOMPARE(result->config, asked);
+    const auto imported = importQdq(loadOnnx((dir.path() + "/asked.onnx").toStdString()));
+    QVERIFY(imported.has_value());
+    QVERIFY(imported->params.activations.count("/fc1/Gemm"));  // fc1 was quantized when asked
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == edited, kTimeoutMs);
+}
+
+void TestMainWindow::exportsEncodings()
+{
+    MainWindow window;
+    openDefault(window);
+    QuantConfig config = window.layerModel()->config();
+    config.layers["/fc2/Gemm"].keepFloat = true;
+    window.changeConfig(config, "fc2 float");
+    QSignalSpy exported(window.session(), &Session::exported);
+    QSignalSpy failed(window.session(), &Session::exportFailed);
+    QTemporaryDir dir;
+
+    // What the core says the configuration quantizes.
+    Reference reference;
+    const std::vector<TensorEncoding> expected = exportQdq(reference.evaluator.plan(config)).encodings;
+    QCOMPARE(expected.size(), std::size_t(5 + 4 + 4));  // fc2 in float: 5 activations, 4 weights, 4 biases
+
+    const QString csvPath = dir.path() + "/encodings.csv";
+    QVERIFY(window.exportEncodings(csvPath));
+    auto result = waitForExport(window, exported, failed);
+    QVERIFY(result);
+    QCOMPARE(result->activationEncodings + result->weightEncodings, expected.size());
+    QFile csv(csvPath);
+    QVERIFY(csv.open(QIODevice::ReadOnly));
+    const QString csvText = QString::fromUtf8(csv.readAll());
+    const QStringList lines = csvText.split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(lines.size(), int(expected.size()) + 1);
+    QVERIFY(lines[0].startsWith("tensor,layer,kind,scheme,bits"));
+    for (std::size_t i = 0; i < expected.size(); ++i)
+        QVERIFY2(lines[int(i) + 1].startsWith('"' + QString::fromStdString(expected[i].tensor) + '"'), qPrintable(lines[int(i) + 1]));
+    QVERIFY(!csvText.contains("/fc2/Gemm"));  // the float layer has no encodings
+
+    const QString jsonPath = dir.path() + "/encodings.json";
+    QVERIFY(window.exportEncodings(jsonPath));
+    result = waitForExport(window, exported, failed);
+    QVERIFY(result);
+    QFile jsonFile(jsonPath);
+    QVERIFY(jsonFile.open(QIODevice::ReadOnly));
+    const auto json = nlohmann::json::parse(jsonFile.readAll().toStdString());
+    QCOMPARE(json["tensors"].size(), expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        QCOMPARE(json["tensors"][i]["tensor"].get<std::string>(), expected[i].tensor);
+        QCOMPARE(json["tensors"][i]["scale"].get<std::vector<float>>(), expected[i].scale);
+    }
+
+    // Neither JSON nor CSV: an error naming the file, and nothing written.
+    DialogCloser closer;
+    QVERIFY(window.exportEncodings(dir.path() + "/encodings.txt"));
+    QTRY_COMPARE_WITH_TIMEOUT(failed.count(), 1, kTimeoutMs);
+    QVERIFY(failed.at(0).at(1).toString().contains(".csv"));
+    QTRY_VERIFY(!closer.texts.isEmpty());
+    QVERIFY(closer.texts[0].contains("encodings.txt"));
+    QVERIFY(!QFileInfo::exists(dir.path() + "/encodings.txt"));
+}
+
+void TestMainWindow::writesTheReport()
+{
+    MainWindow window;
+    openDefault(window);
+    QSignalSpy exported(window.session(), &Session::exported);
+    QSignalSpy failed(window.session(), &Session::exportFailed);
+    QSignalSpy progress(window.session(), &Session::exportProgress);
+    QTemporaryDir dir;
+    const QString folder = dir.path() + "/report";  // created by the export
+    QVERIFY(window.exportReport(folder));
+    const auto result = waitForExport(window, exported, failed);
+    QVERIFY(result);
+    QVERIFY2(result->integerError.isEmpty(), qPrintable(result->integerError));
+    for (const char* file : {"report.md", "layer_sqnr.png", "weight_histograms.png", "confusion_matrix.png"}) {
+        QVERIFY2(QFileInfo(folder + "/" + file).size() > 0, file);
+        QVERIFY(result->files.contains(folder + "/" + file));
+    }
+    QVERIFY(QImage(folder + "/layer_sqnr.png").width() > 0);
+    QFile report(folder + "/report.md");
+    QVERIFY(report.open(QIODevice::ReadOnly));
+    const QString text = QString::fromUtf8(report.readAll());
+    QVERIFY(text.contains("fashion_cnn.onnx"));
+    QVERIFY(text.contains("int8 engine"));  // the integer engine's results are in it
+    // The metrics on screen are the report's.
+    const ModelMetrics& m = window.session()->evaluation()->metrics;
+    QVERIFY2(text.contains(QString::number(100.0 * m.top1, 'f', 2) + "%"), qPrintable(text.left(2000)));
+
+    // The int8 engine's progress was reported while it ran.
+    bool sawEngine = false;
+    for (const QList<QVariant>& p : progress)
+        sawEngine = sawEngine || (p.at(0).toString() == "int8 engine" && p.at(2).toInt() == 1000);
+    QVERIFY(sawEngine);
+
+    // The window offers to open it, and shows the engine's results.
+    QMessageBox* box = messageBox(window, "reportWritten");
+    QVERIFY(box);
+    QVERIFY(box->text().contains(QDir::toNativeSeparators(folder + "/report.md")));
+    box->reject();
+    QVERIFY(result->integer);
+    QCOMPARE(result->integer->images, std::size_t(1000));
+    QVERIFY(window.integerSummary()->text().contains(QString::number(100.0 * result->integer->top1, 'f', 2) + "%"));
+}
+
+void TestMainWindow::runsTheIntegerEngine()
+{
+    MainWindow window;
+    openDefault(window);
+    QVERIFY(!window.integerSummary()->text().contains("top-1"));
+    QSignalSpy exported(window.session(), &Session::exported);
+    QSignalSpy failed(window.session(), &Session::exportFailed);
+    QVERIFY(window.runIntegerEngine());
+    const auto result = waitForExport(window, exported, failed);
+    QVERIFY(result && result->integer);
+    const IntegerEvaluation& r = *result->integer;
+    QCOMPARE(r.images, std::size_t(1000));
+    QCOMPARE(r.integerLayers, r.layers.size());  // W8A8: every layer runs in integers
+    QVERIFY2(r.agreementUpToTies > 0.98, qPrintable(QString::number(r.agreementUpToTies)));
+    QCOMPARE(r.simulatedTop1, window.session()->evaluation()->metrics.top1);  // beside the same simulation
+    const QString text = window.integerSummary()->text();
+    QVERIFY2(text.contains(QString::number(100.0 * r.top1, 'f', 2) + "%"), qPrintable(text));
+    QVERIFY(text.contains(QString::number(100.0 * r.agreementWithSimulation, 'f', 2) + "%"));
+    QVERIFY(!text.contains("earlier configuration"));
+
+    // An edit makes them an earlier configuration's.
+    QVERIFY(window.layerModel()->setData(cell(window, "/fc2/Gemm", LayerTableModel::WeightBits), 6, Qt::EditRole));
+    QVERIFY(window.integerSummary()->text().contains("earlier configuration"));
+}
+
+void TestMainWindow::unwritablePathKeepsTheSession()
+{
+    MainWindow window;
+    openDefault(window);
+    QVERIFY(window.layerModel()->setData(cell(window, "/conv3/Conv", LayerTableModel::WeightBits), 5, Qt::EditRole));
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == window.layerModel()->config(), kTimeoutMs);
+    const auto snapshot = window.session()->snapshot();
+    const auto evaluation = window.session()->evaluation();
+    const QuantConfig config = window.layerModel()->config();
+    const int undoSteps = window.undoStack()->count();
+
+    // A path under a regular file can never be written (whoever runs the test).
+    QTemporaryDir dir;
+    const QString blocker = dir.path() + "/not_a_folder";
+    std::ofstream(blocker.toStdString()) << "a file";
+    QSignalSpy exported(window.session(), &Session::exported);
+    QSignalSpy failed(window.session(), &Session::exportFailed);
+    DialogCloser closer;
+    const QStringList targets = {blocker + "/model.onnx", blocker + "/encodings.csv", blocker + "/report"};
+    for (int i = 0; i < targets.size(); ++i) {
+        const bool started = i == 0 ? window.exportQuantizedModel(targets[i])
+                             : i == 1 ? window.exportEncodings(targets[i])
+                                      : window.exportReport(targets[i]);
+        QVERIFY(started);
+        QTRY_COMPARE_WITH_TIMEOUT(failed.count(), i + 1, kTimeoutMs);
+        QCOMPARE(failed.at(i).at(0).toString(), targets[i]);
+        QTRY_COMPARE(closer.texts.size(), i + 1);
+        QVERIFY2(closer.texts[i].contains(QDir::toNativeSeparators(targets[i])), qPrintable(closer.texts[i]));
+        QVERIFY(!window.session()->isExporting());
+    }
+    QCOMPARE(exported.count(), 0);
+
+    // Nothing the user made is lost, and the window goes on working.
+    QCOMPARE(window.session()->snapshot(), snapshot);
+    QCOMPARE(window.session()->evaluation(), evaluation);
+    QCOMPARE(window.layerModel()->config(), config);
+    QCOMPARE(window.undoStack()->count(), undoSteps);
+    QVERIFY(window.isWindowModified());
+    QVERIFY(window.exportQuantizedModel(dir.path() + "/model.onnx"));
+    QTRY_COMPARE_WITH_TIMEOUT(exported.count(), 1, kTimeoutMs);
+    QVERIFY(QFileInfo(dir.path() + "/model.onnx").size() > 0);
 }
 
 QTEST_MAIN(TestMainWindow)
