@@ -26,16 +26,12 @@ enum Stage { Loading, Calibrating, FloatReference, QuantizedModel, Histograms, E
 
 constexpr int kThumbnailSize = 56;
 
-// The calibration images: the training split beside the test images (MNIST-style names, the same
-// rule as the CLI's --calib-data default), else the evaluation images themselves.
+// The calibration images: the training split beside the test images (the CLI's --calib-data
+// default), else the evaluation images themselves.
 QString calibrationPathFor(const QString& dataPath)
 {
-    const QFileInfo data(dataPath);
-    if (data.fileName().startsWith("t10k-")) {
-        const QString train = data.dir().filePath("train-" + data.fileName().mid(5));
-        if (QFileInfo::exists(train))
-            return train;
-    }
+    if (const auto train = trainingSplitBeside(dataPath.toStdString()))
+        return QString::fromStdString(train->string());
     return dataPath;
 }
 
