@@ -284,10 +284,9 @@ struct ConvStep final : IntegerEngine::Step {
                 y.codes->codes = Tensor(DataType::UInt8, {logical[0], window.outH, window.outW, oc});
                 y.codes->channelsLast = true;
                 std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
-                const std::int64_t pixels = window.outH * window.outW;
                 fast->accumulateInChunks(nhwc.codes, x.params.zeroPoint, window,
-                                         [&](const std::int32_t* acc, std::int64_t first, std::int64_t count) {
-                                             int8::requantizeChannelsLast(acc, out + first * pixels * oc, count * pixels, oc, r,
+                                         [&](const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels) {
+                                             int8::requantizeChannelsLast(acc, out + firstPixel * oc, pixels, oc, r,
                                                                           output.zeroPoint, codeLo, codeHi);
                                          });
                 values[outputs[0]] = std::move(y);

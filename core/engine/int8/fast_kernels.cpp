@@ -174,9 +174,17 @@ bool FastConv::supports(const Shape& inputNhwc, const Window2D& window) const
     return compiled({1, inputNhwc[1], inputNhwc[2], inputNhwc[3]}, window, false).optimized;
 }
 
-void FastConv::accumulateInChunks(const Tensor& input, std::int32_t inputZeroPoint, const Window2D& window,
+void FastConv::accumulateInChunks(const Tensor& nhwc, std::int32_t inputZeroPoint, const Window2D& nhwcWindow,
                                   const ChunkConsumer& consume) const
 {
+    // A pointwise convolution (1x1, stride 1, no padding) treats every image row as an image of
+    // its own, so that even one large image is cut into chunks.
+    const bool pointwise = weights_.dim(2) == 1 && weights_.dim(3) == 1 && nhwcWindow.strideH == 1 && nhwcWindow.strideW == 1 &&
+                           nhwcWindow.padTop == 0 && nhwcWindow.padLeft == 0 && nhwcWindow.padBottom == 0 && nhwcWindow.padRight == 0;
+    const Tensor input = pointwise ? nhwc.reshaped({nhwc.dim(0) * nhwc.dim(1), 1, nhwc.dim(2), nhwc.dim(3)}) : nhwc;
+    Window2D window = nhwcWindow;
+    if (pointwise)
+        window.inH = window.outH = 1;
     const std::int64_t n = input.dim(0), h = input.dim(1), w = input.dim(2), channels = input.dim(3);
     const std::int64_t outChannels = weights_.dim(0);
     // Images per chunk: about 1 MiB of accumulators, so they are still in cache when requantized
@@ -244,16 +252,16 @@ void FastConv::accumulateInChunks(const Tensor& input, std::int32_t inputZeroPoi
                 for (std::int64_t o = 0; o < outChannels; ++o)
                     acc[p * outChannels + o] -= weightZeroPoints_[static_cast<std::size_t>(o)] * (windowSums[static_cast<std::size_t>(p * groups_ + o / perGroup)] - offset);
         }
-        consume(accumulators.data(), first, count);
+        consume(accumulators.data(), first * window.outH * window.outW, pixels);
     }
 }
 
 Tensor FastConv::accumulate(const Tensor& input, std::int32_t inputZeroPoint, const Window2D& window) const
 {
-    const std::int64_t perImage = window.outH * window.outW * weights_.dim(0);
-    Tensor out(DataType::Int32, {input.dim(0), window.outH, window.outW, weights_.dim(0)});
-    accumulateInChunks(input, inputZeroPoint, window, [&](const std::int32_t* acc, std::int64_t first, std::int64_t count) {
-        std::copy_n(acc, count * perImage, out.mutableData<std::int32_t>() + first * perImage);
+    const std::int64_t oc = weights_.dim(0);
+    Tensor out(DataType::Int32, {input.dim(0), window.outH, window.outW, oc});
+    accumulateInChunks(input, inputZeroPoint, window, [&](const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels) {
+        std::copy_n(acc, pixels * oc, out.mutableData<std::int32_t>() + firstPixel * oc);
     });
     return out;
 }

@@ -37,9 +37,10 @@ public:
     bool supports(const Shape& inputNhwc, const Window2D& window) const;
     // `inputNhwc`: uint8 [N, H, W, C]. Returns int32 [N, OH, OW, OC] (channels-last).
     Tensor accumulate(const Tensor& inputNhwc, std::int32_t inputZeroPoint, const Window2D& window) const;
-    // The same accumulators a few images at a time, each chunk handed to `consume` while it is
-    // still in cache: acc is int32 [imageCount, OH, OW, OC] for images [firstImage, firstImage + imageCount).
-    using ChunkConsumer = std::function<void(const std::int32_t* acc, std::int64_t firstImage, std::int64_t imageCount)>;
+    // The same accumulators a few output pixels at a time (whole images, or image rows for
+    // pointwise convolutions), each chunk handed to `consume` while it is still in cache: acc is
+    // int32 [pixels, OC] for the output pixels [firstPixel, firstPixel + pixels) of the batch.
+    using ChunkConsumer = std::function<void(const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels)>;
     void accumulateInChunks(const Tensor& inputNhwc, std::int32_t inputZeroPoint, const Window2D& window,
                             const ChunkConsumer& consume) const;
 
