@@ -339,6 +339,16 @@ std::pair<QuantizedTensor, QuantizedTensor> sameLayout(const QuantizedTensor& a,
     return {a, b};
 }
 
+// The two quantized operands of an elementwise step, in one layout and of one shape.
+std::pair<QuantizedTensor, QuantizedTensor> elementwiseOperands(const Values& values, const IntegerEngine::Step& step, const Node& node)
+{
+    auto operands = sameLayout(*values.at(step.inputs[0]).codes, *values.at(step.inputs[1]).codes);
+    if (operands.first.codes.shape() != operands.second.codes.shape())
+        fail(node, "integer " + node.opType + " needs equal shapes, got " + operands.first.codes.describe() + " and " +
+                       operands.second.codes.describe());
+    return operands;
+}
+
 // Add: y = zy + round((a - za) * sa / sy + (b - zb) * sb / sy), both terms scaled by 2^shift into
 // one 64-bit sum and rounded once (half to even).
 struct AddStep final : IntegerEngine::Step {
@@ -347,9 +357,7 @@ struct AddStep final : IntegerEngine::Step {
     std::int32_t codeLo = 0, codeHi = 255;
     void run(Values& values) const override
     {
-        const auto [a, b] = sameLayout(*values.at(inputs[0]).codes, *values.at(inputs[1]).codes);
-        if (a.codes.shape() != b.codes.shape())
-            fail(*node, "integer Add needs equal shapes, got " + a.codes.describe() + " and " + b.codes.describe());
+        const auto [a, b] = elementwiseOperands(values, *this, *node);
         const double ma = static_cast<double>(a.params.scale) / output.scale, mb = static_cast<double>(b.params.scale) / output.scale;
         const double largest = std::max(ma, mb);
         if (!(largest < (1 << 20)))
@@ -427,9 +435,7 @@ struct MulStep final : IntegerEngine::Step {
     std::int32_t codeLo = 0, codeHi = 255;
     void run(Values& values) const override
     {
-        const auto [a, b] = sameLayout(*values.at(inputs[0]).codes, *values.at(inputs[1]).codes);
-        if (a.codes.shape() != b.codes.shape())
-            fail(*node, "integer Mul needs equal shapes, got " + a.codes.describe() + " and " + b.codes.describe());
+        const auto [a, b] = elementwiseOperands(values, *this, *node);
         const FixedPointMultiplier m =
             checkedMultiplier(static_cast<double>(a.params.scale) * b.params.scale / output.scale, *node);
         IntegerEngine::Value y = newCodes(output, a.codes.shape(), a.channelsLast);
