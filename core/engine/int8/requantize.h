@@ -127,9 +127,9 @@ inline void requantizeRowPortable(const std::int32_t* a, std::uint8_t* y, std::i
     }
 }
 
-// The AVX-512 row (requantize_avx512.cpp); only call it where avx512Available().
+// `pixels` rows with AVX-512 (requantize_avx512.cpp); only call it where avx512Available().
 bool avx512Available();
-void requantizeRowAvx512(const std::int32_t* a, std::uint8_t* y, std::int64_t channels, const ChannelRequantization& r,
-                         std::int32_t zeroPoint, std::int32_t codeMin, std::int32_t codeMax);
+void requantizeRowsAvx512(const std::int32_t* acc, std::uint8_t* out, std::int64_t pixels, std::int64_t channels,
+                          const ChannelRequantization& r, std::int32_t zeroPoint, std::int32_t codeMin, std::int32_t codeMax);
 
 }  // namespace qe::int8
