@@ -715,8 +715,9 @@ const std::set<std::string> kLookupOperators = {"Sigmoid", "HardSigmoid", "HardS
 // ---------------------------------------------------------------------------------------------
 // Lowering
 
-IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
+IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(plan.graph)
 {
+    const bool fastKernels = kernels == Kernels::Fast && int8::fastKernelsAvailable();
     for (const Node& node : graph_.nodes)
         if (!findKernel(node.domain, node.opType))
             throw Error(unsupportedOperatorMessage(node.name, node.opType, node.domain));
@@ -846,7 +847,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
                             s->weightScales.push_back(wp->scale.size() == 1 ? wp->scale[0] : wp->scale[static_cast<std::size_t>(c)]);
                         if (!layer.bias.empty())
                             s->bias = graph_.initializers.at(layer.bias).toFloatVector();
-                        if (int8::fastKernelsAvailable())
+                        if (fastKernels)
                             if (auto f = fastWeights(codes, w.shape(), wp->zeroPoint))
                                 s->fast = std::make_unique<int8::FastConv>(f->codes, f->zeroPoints, s->groups);
                         s->output = *output;
@@ -889,7 +890,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan) : graph_(plan.graph)
                         if (!s) {
                             why = "its bias does not have one value per output";
                         } else {
-                            if (int8::fastKernelsAvailable())
+                            if (fastKernels)
                                 if (auto f = fastWeights(codes, kn.shape(), wp->zeroPoint))
                                     s->fast = std::make_unique<int8::FastMatMul>(f->codes, f->zeroPoints);
                             s->output = *output;

@@ -44,8 +44,11 @@ struct IntegerRunResult {
 
 class IntegerEngine {
 public:
+    enum class Kernels { Fast, Reference };
     // Throws qe::Error for models it cannot lower (an unsupported operator, as the fp32 engine).
-    explicit IntegerEngine(const QuantPlan& plan);
+    // Kernels::Reference uses only the plain reference kernels (what a build without oneDNN
+    // runs); the results are the same codes.
+    explicit IntegerEngine(const QuantPlan& plan, Kernels kernels = Kernels::Fast);
     ~IntegerEngine();
     IntegerEngine(const IntegerEngine&) = delete;
     IntegerEngine& operator=(const IntegerEngine&) = delete;

@@ -17,6 +17,7 @@
 #include "eval/integer_evaluation.h"
 #include "eval/quant_evaluator.h"
 #include "model/onnx_import.h"
+#include "engine/int8/fast_kernels.h"
 #include "quant/qdq_import.h"
 #include "test_support.h"
 
@@ -76,6 +77,8 @@ private slots:
     void demoModelMatchesSimulation_data();
     void demoModelMatchesSimulation();
     void unsupportedChoicesRunInFloatWithAReason();
+    void referenceKernelsGiveTheSameCodes_data();
+    void referenceKernelsGiveTheSameCodes();
     void sharedFloatModelsMatchSimulation_data();
     void sharedFloatModelsMatchSimulation();
     void realInt8ModelsReachTheirAccuracy_data();
@@ -155,6 +158,48 @@ void TestIntegerEngine::unsupportedChoicesRunInFloatWithAReason()
     verifyLayersAlone(r);
     // Float layers run as the simulation runs them, so the results still agree.
     QVERIFY2(r.agreementWithSimulation >= 0.99, qPrintable(summary(r)));
+}
+
+void TestIntegerEngine::referenceKernelsGiveTheSameCodes_data()
+{
+    QTest::addColumn<QString>("configJson");
+    QTest::newRow("W8A8") << "{}";
+    QTest::newRow("affine uint8 weights, int8 activations")
+        << R"({"default": {"weights": {"scheme": "affine", "signed": false}, "activations": {"scheme": "symmetric"}}})";
+}
+
+// The portable path (a build without oneDNN runs only the reference kernels) gives the codes the
+// fast kernels give, bit for bit, on every layer of the demo model.
+void TestIntegerEngine::referenceKernelsGiveTheSameCodes()
+{
+    QFETCH(QString, configJson);
+    QE_REQUIRE_PATH(kFashionTest);
+    const auto graph = std::make_shared<const Graph>(loadOnnx(kDemoModel));
+    const Preprocess preprocess = *Preprocess::loadSidecar(kDemoModel);
+    const std::shared_ptr<const Dataset> test = openDataset(kFashionTest);
+    nlohmann::json json = nlohmann::json::parse(configJson.toStdString());
+    json["format"] = "quantexplorer-config";
+    json["version"] = 1;
+    QuantEvaluator evaluator(graph, test, preprocess, 64);
+    evaluator.calibrate(*test, 64);
+    const QuantPlan plan = evaluator.plan(QuantConfig::fromJson(json, "test"));
+    const IntegerEngine fast(plan), reference(plan, IntegerEngine::Kernels::Reference);
+    for (const LayerExecution& e : reference.layerExecution())
+        QVERIFY2(e.integer && !e.fastKernel, e.layer.c_str());
+    if (int8::fastKernelsAvailable())  // and the other engine really ran the fast ones
+        for (const LayerExecution& e : fast.layerExecution())
+            QVERIFY2(e.fastKernel == (e.opType == "Conv" || e.opType == "Gemm"), e.layer.c_str());
+    RunOptions capture;
+    for (const QuantLayer& layer : plan.layers)
+        capture.capture.insert(layer.output);
+    const Tensor batch = makeBatch(*test, 0, 64, preprocess, 1, 28, 28);
+    const IntegerRunResult a = fast.run({{graph->inputs[0].name, batch}}, capture);
+    const IntegerRunResult b = reference.run({{graph->inputs[0].name, batch}}, capture);
+    for (const QuantLayer& layer : plan.layers) {
+        const Tensor ca = int8::presentedCodes(a.codes.at(layer.output)), cb = int8::presentedCodes(b.codes.at(layer.output));
+        QCOMPARE(ca.shape(), cb.shape());
+        QVERIFY2(std::equal(ca.rawData(), ca.rawData() + ca.size(), cb.rawData()), layer.name.c_str());
+    }
 }
 
 void TestIntegerEngine::sharedFloatModelsMatchSimulation_data()
