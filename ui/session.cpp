@@ -422,12 +422,16 @@ void Session::endExport()
 bool Session::exportQdqModel(const QString& path)
 {
     return startExport(ExportResult::QdqModel, path,
-                       [](QuantEvaluator& evaluator, const SessionSnapshot&, const std::shared_ptr<const EvaluationSnapshot>&,
+                       [](QuantEvaluator& evaluator, const SessionSnapshot& session, const std::shared_ptr<const EvaluationSnapshot>&,
                           const EvaluationProgress&, RequestState&, ExportResult& result) {
                            QdqModel model = exportQdq(evaluator.plan(result.config));
                            countEncodings(model, result);
                            saveOnnx(model.graph, result.path.toStdString(), {.minimumOpset = 13});
                            result.files << result.path;
+                           // The exported model takes the same pixels: its preprocessing goes beside it.
+                           const auto sidecar = Preprocess::sidecarPath(result.path.toStdString());
+                           session.preprocess.save(sidecar);
+                           result.files << QString::fromStdString(sidecar.string());
                        });
 }
 

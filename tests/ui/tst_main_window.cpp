@@ -430,6 +430,10 @@ void TestMainWindow::exportsTheQuantizedModel()
     QVERIFY(!messageBox(window, "exportWarnings"));
     QCOMPARE(result->activationEncodings, std::size_t(5));  // the input and four quantized layers
     QVERIFY(window.statusBar()->currentMessage().contains("fashion_qdq.onnx"));
+    // The preprocessing goes beside the exported model, so it opens with the same pixels.
+    const auto sidecar = Preprocess::loadSidecar((dir.path() + "/fashion_qdq.onnx").toStdString());
+    QVERIFY(sidecar.has_value());
+    QCOMPARE(sidecar->toJson(), window.session()->snapshot()->preprocess.toJson());
 
     // The file opens as a QDQ model whose quantization is the window's configuration, with the
     // parameters the simulation uses.
