@@ -129,7 +129,9 @@ QdqModel exportQdq(const QuantPlan& plan)
                 scale.assign(scale.size(), scale[0]);
             std::vector<std::int32_t> zeros(scale.size(), 0);
             // A per-tensor weight scale gives one bias scale; keep it per channel anyway (axis 0).
-            dequantizeInitializer(layer.bias, Tensor::fromValues<std::int32_t>(b.shape(), codes), scale,
+            // 1-D codes, so that axis 0 is the channel axis whatever shape the bias had ([N] and
+            // [1, N] broadcast alike in Conv and Gemm).
+            dequantizeInitializer(layer.bias, Tensor::fromValues<std::int32_t>({b.size()}, codes), scale,
                                   Tensor::fromValues<std::int32_t>(parameterShape(zeros.size()), zeros), 0);
             out.encodings.push_back({layer.bias, layer.name, "bias", "symmetric", 32, true, scale.size() > 1 ? "per_channel" : "per_tensor",
                                      0, std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max(), scale, zeros});

@@ -128,14 +128,17 @@ FixedPointMultiplier checkedMultiplier(double m, const Node& node)
     return int8::prepareMultiplier(m);
 }
 
+// `reductionSize`: products summed into one accumulator (input channels per group x kernel size).
 ChannelRequantization prepareChannels(const Node& node, float inputScale, const std::vector<float>& weightScales,
-                                      const std::vector<float>& bias, float outputScale)
+                                      const std::vector<float>& bias, float outputScale, std::int64_t reductionSize)
 {
     ChannelRequantization r;
+    // Clamped as the simulation clamps (quantizeBiases), so that accumulator + bias never overflows.
+    const auto limit = static_cast<double>(int8::int32BiasLimit(reductionSize));
     for (std::size_t c = 0; c < weightScales.size(); ++c) {
         const double accumulatorScale = static_cast<double>(inputScale) * weightScales[c];
         const double b = bias.empty() ? 0.0 : std::nearbyint(bias[c] / accumulatorScale);
-        r.add(static_cast<std::int32_t>(std::clamp(b, -2147483648.0, 2147483647.0)), checkedMultiplier(accumulatorScale / outputScale, node));
+        r.add(static_cast<std::int32_t>(std::clamp(b, -limit, limit)), checkedMultiplier(accumulatorScale / outputScale, node));
     }
     return r;
 }
@@ -255,6 +258,7 @@ struct ConvStep final : IntegerEngine::Step {
     const Node* node = nullptr;
     const Graph* graph = nullptr;
     Tensor weightCodes;                     // int32 [OC, IC/g, KH, KW] (reference kernel)
+    std::int64_t reductionSize() const { return weightCodes.size() / weightCodes.dim(0); }
     std::vector<std::int32_t> weightZeroPoints;
     std::unique_ptr<int8::FastConv> fast;  // when the weights are symmetric int8
     std::int64_t groups = 1;
@@ -269,7 +273,7 @@ struct ConvStep final : IntegerEngine::Step {
         const QuantizedTensor& x = *values.at(inputs[0]).codes;
         const ChannelRequantization local = prepared && preparedFor == x.params.scale
                                                 ? ChannelRequantization{}
-                                                : prepareChannels(*node, x.params.scale, weightScales, bias, output.scale);
+                                                : prepareChannels(*node, x.params.scale, weightScales, bias, output.scale, reductionSize());
         const ChannelRequantization& r = prepared && preparedFor == x.params.scale ? *prepared : local;
         const Shape logical = x.logicalShape();
         const Window2D window = makeWindow(contextFor(*node, *graph), 2, logical[2], logical[3], weightCodes.dim(2),
@@ -280,7 +284,7 @@ struct ConvStep final : IntegerEngine::Step {
         y.codes->params = output;
         if (fast) {
             const QuantizedTensor nhwc = int8::toChannelsLast(x);
-            if (fast->supports(nhwc.codes.shape(), window)) {
+            if (fast->supports(nhwc.codes.shape(), window, x.params.zeroPoint)) {
                 y.codes->codes = Tensor(DataType::UInt8, {logical[0], window.outH, window.outW, oc});
                 y.codes->channelsLast = true;
                 std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
@@ -305,6 +309,7 @@ struct ConvStep final : IntegerEngine::Step {
 struct GemmStep final : IntegerEngine::Step {
     const Node* node = nullptr;
     Tensor weightCodes;  // int32 [K, N]
+    std::int64_t reductionSize() const { return weightCodes.dim(0); }
     std::vector<std::int32_t> weightZeroPoints;  // 1 or N
     std::unique_ptr<int8::FastMatMul> fast;
     std::vector<float> weightScales, bias;  // per output column
@@ -320,7 +325,7 @@ struct GemmStep final : IntegerEngine::Step {
             fail(*node, "expects a [M, " + std::to_string(weightCodes.dim(0)) + "] input, got " + x.codes.describe());
         const ChannelRequantization local = prepared && preparedFor == x.params.scale
                                                 ? ChannelRequantization{}
-                                                : prepareChannels(*node, x.params.scale, weightScales, bias, output.scale);
+                                                : prepareChannels(*node, x.params.scale, weightScales, bias, output.scale, reductionSize());
         const ChannelRequantization& r = prepared && preparedFor == x.params.scale ? *prepared : local;
         const Tensor acc = fast ? fast->accumulate(x.codes, x.params.zeroPoint)
                                 : int8::matmulAccumulateReference(x.codes, x.params.zeroPoint, weightCodes, weightZeroPoints);
@@ -760,6 +765,24 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
         return toActivationParams(*lp.activationParams);
     };
     auto isQuantized = [&](const std::string& name) { return quantized.count(name) > 0; };
+    // What shape inference knows of a tensor: its rank (-1 when unknown), and whether two tensors
+    // certainly have one shape (the integer elementwise kernels do not broadcast).
+    auto knownRank = [&](const std::string& name) {
+        auto it = graph_.values.find(name);
+        return it != graph_.values.end() && it->second.shapeKnown ? static_cast<int>(it->second.shape.size()) : -1;
+    };
+    auto sameKnownShape = [&](const std::string& a, const std::string& b) {
+        auto ia = graph_.values.find(a), ib = graph_.values.find(b);
+        if (ia == graph_.values.end() || ib == graph_.values.end() || !ia->second.shapeKnown || !ib->second.shapeKnown ||
+            ia->second.shape.size() != ib->second.shape.size())
+            return false;
+        for (std::size_t d = 0; d < ia->second.shape.size(); ++d) {
+            const Dim &x = ia->second.shape[d], &y = ib->second.shape[d];
+            if (x.isDynamic() != y.isDynamic() || (x.isDynamic() ? x.symbol != y.symbol : x.value != y.value))
+                return false;
+        }
+        return true;
+    };
     auto staticParams = [&](const std::string& name) { return quantized.at(name); };
     auto allQuantized = [&](const std::vector<std::string>& names) {
         return std::all_of(names.begin(), names.end(), [&](const std::string& n) { return isQuantized(n); });
@@ -854,7 +877,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                         s->codeLo = lo;
                         s->codeHi = hi;
                         if (const auto in = staticParams(dataInputs[0])) {
-                            s->prepared = prepareChannels(node, in->scale, s->weightScales, s->bias, output->scale);
+                            s->prepared = prepareChannels(node, in->scale, s->weightScales, s->bias, output->scale, s->reductionSize());
                             s->preparedFor = in->scale;
                         }
                         record(li, true, "", s->fast != nullptr);
@@ -866,6 +889,8 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                     const bool transB = gemm && node.intAttribute("transB", 0) != 0;
                     if (w.rank() != 2)
                         why = "only 2-D weight matrices run in integers";
+                    else if (knownRank(node.inputs[0]) != 2)
+                        why = "only 2-D (matrix) inputs run in integers";
                     else if (gemm && (node.intAttribute("transA", 0) != 0 || node.floatAttribute("alpha", 1.f) != 1.f ||
                                       node.floatAttribute("beta", 1.f) != 1.f))
                         why = "Gemm with transA, alpha or beta runs in float";
@@ -897,14 +922,15 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                             s->codeLo = lo;
                             s->codeHi = hi;
                             if (const auto in = staticParams(dataInputs[0])) {
-                                s->prepared = prepareChannels(node, in->scale, s->weightScales, s->bias, output->scale);
+                                s->prepared = prepareChannels(node, in->scale, s->weightScales, s->bias, output->scale, s->reductionSize());
                                 s->preparedFor = in->scale;
                             }
                             record(li, true, "", s->fast != nullptr);
                             step = std::move(s);
                         }
                     }
-                } else if ((node.opType == "Add" || node.opType == "Mul") && dataInputs.size() == 2 && node.inputs.size() == 2) {
+                } else if ((node.opType == "Add" || node.opType == "Mul") && dataInputs.size() == 2 && node.inputs.size() == 2 &&
+                           sameKnownShape(node.inputs[0], node.inputs[1])) {
                     if (node.opType == "Add") {
                         auto s = std::make_unique<AddStep>();
                         s->node = &node;
@@ -924,11 +950,14 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                 } else if ((node.opType == "Add" || node.opType == "Sub") && dataInputs.size() == 1 && node.inputs.size() == 2 &&
                            node.inputs[0] == dataInputs[0] && graph_.initializers.at(node.inputs[1]).dtype() == DataType::Float32 &&
                            [&] {
+                               // The kernel handles a scalar, one value per channel of a 4-D input, or
+                               // one per column of a 2-D input; anything else runs in float.
                                const Shape& c = graph_.initializers.at(node.inputs[1]).shape();
-                               const std::int64_t size = elementCount(c);
-                               const bool channel = (c.size() == 3 && c[1] == 1 && c[2] == 1) || (c.size() == 4 && c[0] == 1 && c[2] == 1 && c[3] == 1);
-                               const bool column = c.size() == 1 || (c.size() == 2 && c[0] == 1);
-                               return size == 1 || channel || column;
+                               const int rank = knownRank(node.inputs[0]);
+                               const bool channel = rank == 4 && ((c.size() == 3 && c[1] == 1 && c[2] == 1) ||
+                                                                  (c.size() == 4 && c[0] == 1 && c[2] == 1 && c[3] == 1));
+                               const bool column = rank == 2 && (c.size() == 1 || (c.size() == 2 && c[0] == 1));
+                               return elementCount(c) == 1 || channel || column;
                            }()) {
                     auto s = std::make_unique<AddConstantStep>();
                     const Tensor& c = graph_.initializers.at(node.inputs[1]);
@@ -938,8 +967,8 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                         for (float& v : s->constant)
                             v = -v;
                     s->broadcast = c.size() == 1 ? AddConstantStep::Broadcast::Scalar
-                                   : c.rank() >= 3 ? AddConstantStep::Broadcast::Channel
-                                                   : AddConstantStep::Broadcast::Column;
+                                   : knownRank(node.inputs[0]) == 4 ? AddConstantStep::Broadcast::Channel
+                                                                    : AddConstantStep::Broadcast::Column;
                     s->output = *output;
                     s->codeLo = lo;
                     s->codeHi = hi;

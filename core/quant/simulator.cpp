@@ -1,6 +1,7 @@
 #include "quant/simulator.h"
 
 #include "common/error.h"
+#include "engine/int8/requantize.h"
 #include "eval/accuracy.h"
 
 #include <algorithm>
@@ -152,9 +153,13 @@ void quantizeBiases(QuantPlan& plan, const Graph& graph)
                 Tensor quantized(DataType::Float32, bias.shape());
                 const float* b = bias.data<float>();
                 float* q = quantized.mutableData<float>();
+                // Biases too large for an int32 accumulator (tiny weights, a real bias: a channel a
+                // folded BatchNorm almost switched off) are clamped where the sum cannot overflow.
+                const Tensor& w = graph.initializers.at(layer.weight);
+                const auto limit = static_cast<double>(int8::int32BiasLimit(w.size() / std::max<std::int64_t>(1, bias.size())));
                 for (std::int64_t c = 0; c < bias.size(); ++c) {
                     const double step = inputScale * (weightScales.size() == 1 ? weightScales[0] : weightScales.at(static_cast<std::size_t>(c)));
-                    const double code = std::clamp(std::nearbyint(b[c] / step), -2147483648.0, 2147483647.0);
+                    const double code = std::clamp(std::nearbyint(b[c] / step), -limit, limit);
                     q[c] = static_cast<float>(code * step);
                 }
                 plan.graph.initializers[layer.bias] = quantized;

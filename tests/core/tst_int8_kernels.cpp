@@ -71,6 +71,12 @@ void TestInt8Kernels::requantizationRoundsHalfToEvenExactly()
     for (std::int32_t x = -1000; x <= 1000; ++x)
         QCOMPARE(applyMultiplier(x, prepareMultiplier(0.25)), static_cast<std::int32_t>(std::nearbyint(x * 0.25)));
     QCOMPARE(requantize(1000, prepareMultiplier(0.5), 10, 0, 255), 255);  // clamped
+    // A product beyond the int32 range saturates to the code range, never wraps (a Mul of two
+    // full-range inputs into a fine output scale).
+    QCOMPARE(requantize(65025, prepareMultiplier(32768.0), 0, 0, 255), 255);
+    QCOMPARE(requantize(-65025, prepareMultiplier(32768.0), 128, 0, 255), 0);
+    // A bias never takes an accumulator of K products of 8-bit codes past int32.
+    QVERIFY(int32BiasLimit(4608) + 4608LL * 255 * 255 <= 2147483647LL);
     QCOMPARE(requantize(-1000, prepareMultiplier(0.5), 10, 0, 255), 0);
 }
 
@@ -220,7 +226,7 @@ void TestInt8Kernels::fastConvolutionEqualsReference()
         q.codes = input;
         const Tensor nhwc = toChannelsLast(q).codes;
         FastConv fast(weights, weightZeroPoints, groups);
-        if (!fast.supports(nhwc.shape(), w))
+        if (!fast.supports(nhwc.shape(), w, zeroPoint))
             continue;
         ++optimized;
         const Tensor actual = fast.accumulate(nhwc, zeroPoint, w);  // [N, OH, OW, OC]

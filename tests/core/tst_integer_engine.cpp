@@ -18,6 +18,7 @@
 #include "eval/quant_evaluator.h"
 #include "model/onnx_import.h"
 #include "engine/int8/fast_kernels.h"
+#include "model/graph_transforms.h"
 #include "quant/qdq_import.h"
 #include "test_support.h"
 
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <random>
 
 using namespace qe;
 namespace fs = std::filesystem;
@@ -77,6 +79,7 @@ private slots:
     void demoModelMatchesSimulation_data();
     void demoModelMatchesSimulation();
     void unsupportedChoicesRunInFloatWithAReason();
+    void shapesTheKernelsDoNotTakeRunInFloat();
     void referenceKernelsGiveTheSameCodes_data();
     void referenceKernelsGiveTheSameCodes();
     void sharedFloatModelsMatchSimulation_data();
@@ -158,6 +161,69 @@ void TestIntegerEngine::unsupportedChoicesRunInFloatWithAReason()
     verifyLayersAlone(r);
     // Float layers run as the simulation runs them, so the results still agree.
     QVERIFY2(r.agreementWithSimulation >= 0.99, qPrintable(summary(r)));
+}
+
+// Forms the integer kernels do not take are decided when the plan is lowered, never at run
+// time: a broadcasting Mul (a squeeze-and-excitation gate), a constant that broadcasts along the
+// width, a MatMul of a 3-D input. They run in float, with the reason, and the model runs.
+void TestIntegerEngine::shapesTheKernelsDoNotTakeRunInFloat()
+{
+    std::mt19937 rng(1);
+    std::normal_distribution<float> normal(0.f, 0.5f);
+    auto randomTensor = [&](Shape shape) {
+        Tensor t(DataType::Float32, std::move(shape));
+        for (std::int64_t i = 0; i < t.size(); ++i)
+            t.mutableData<float>()[i] = normal(rng);
+        return t;
+    };
+    Graph g;
+    g.name = "shapes";
+    g.opsetVersion = 13;
+    g.inputs = {{"x", DataType::Float32, {{-1, "N"}, {4, ""}, {5, ""}, {5, ""}}, true}};
+    g.outputs = {{"out", DataType::Float32, {}, false}};
+    g.initializers["w"] = randomTensor({4, 4, 1, 1});
+    g.initializers["wide"] = randomTensor({5});          // broadcasts along the width of a 4-D tensor
+    g.initializers["m"] = randomTensor({5, 3});
+    g.nodes = {Node{"conv", "Conv", "", {"x", "w"}, {"y"}, {}},
+               Node{"pool", "GlobalAveragePool", "", {"y"}, {"p"}, {}},
+               Node{"gate", "Sigmoid", "", {"p"}, {"s"}, {}},
+               Node{"scale", "Mul", "", {"y", "s"}, {"z"}, {}},          // [N,4,5,5] x [N,4,1,1]
+               Node{"shift", "Add", "", {"z", "wide"}, {"a"}, {}},
+               Node{"rows", "Reshape", "", {"a", "shape"}, {"r"}, {}},  // [N, 20, 5]
+               Node{"project", "MatMul", "", {"r", "m"}, {"out"}, {}}};
+    g.initializers["shape"] = Tensor::fromValues<std::int64_t>({3}, std::vector<std::int64_t>{0, 20, 5});
+    inferShapes(g);
+    const std::vector<QuantLayer> layers = findQuantLayers(g);
+    CalibrationData calibration;
+    {
+        const Executor executor(g);
+        RunOptions capture;
+        for (const QuantLayer& l : layers)
+            capture.capture.insert(l.output);
+        const TensorMap out = executor.run({{"x", randomTensor({8, 4, 5, 5})}}, capture);
+        for (const QuantLayer& l : layers)
+            calibration.observers[l.output].observe(out.at(l.output));
+        calibration.images = 8;
+    }
+    const QuantPlan plan = makePlan(g, layers, QuantConfig{}, calibration);
+    const IntegerEngine engine(plan);
+    std::map<std::string, LayerExecution> byName;
+    for (const LayerExecution& e : engine.layerExecution())
+        byName[e.layer] = e;
+    QVERIFY(byName.at("conv").integer);
+    QVERIFY(byName.at("gate").integer);
+    QVERIFY(!byName.at("scale").integer);
+    QVERIFY(!byName.at("shift").integer);
+    QVERIFY(!byName.at("project").integer);
+    QVERIFY2(QString::fromStdString(byName.at("project").reason).contains("2-D"), byName.at("project").reason.c_str());
+    // And it runs, and agrees with the simulation within a step of the output.
+    const Tensor x = randomTensor({3, 4, 5, 5});
+    const Tensor ours = runIntegerSingle(engine, "x", x);
+    const Tensor simulated = runSimulated(plan, Executor(plan.graph), {{"x", x}}).at("out");
+    QCOMPARE(ours.shape(), (Shape{3, 20, 3}));
+    const float step = plan.plans.back().activationParams->scale[0];
+    for (std::int64_t i = 0; i < ours.size(); ++i)
+        QVERIFY(std::abs(ours.data<float>()[i] - simulated.data<float>()[i]) <= step * 1.001f);
 }
 
 void TestIntegerEngine::referenceKernelsGiveTheSameCodes_data()

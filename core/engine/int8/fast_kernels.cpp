@@ -168,23 +168,33 @@ const FastConv::Compiled& FastConv::compiled(const Shape& in, const Window2D& w,
     return *cache_.emplace(key, c).first->second;
 }
 
-bool FastConv::supports(const Shape& inputNhwc, const Window2D& window) const
+FastConv::Geometry FastConv::geometry(const Shape& nhwc, const Window2D& window) const
 {
-    // Chunks hold one or more images; what runs on one image runs on several.
-    return compiled({1, inputNhwc[1], inputNhwc[2], inputNhwc[3]}, window, false).optimized;
+    // A pointwise convolution (1x1, stride 1, no padding) treats every image row as an image of
+    // its own, so that even one large image is cut into chunks.
+    const bool pointwise = weights_.dim(2) == 1 && weights_.dim(3) == 1 && window.strideH == 1 && window.strideW == 1 &&
+                           window.padTop == 0 && window.padLeft == 0 && window.padBottom == 0 && window.padRight == 0;
+    Geometry g{nhwc, window};
+    if (pointwise) {
+        g.shape = {nhwc[0] * nhwc[1], 1, nhwc[2], nhwc[3]};
+        g.window.inH = g.window.outH = 1;
+    }
+    return g;
+}
+
+bool FastConv::supports(const Shape& inputNhwc, const Window2D& window, std::int32_t inputZeroPoint) const
+{
+    // Chunks hold one or more images (or rows); what runs on one runs on several.
+    const Geometry g = geometry(inputNhwc, window);
+    return compiled({1, g.shape[1], g.shape[2], g.shape[3]}, g.window, inputZeroPoint == 0).optimized;
 }
 
 void FastConv::accumulateInChunks(const Tensor& nhwc, std::int32_t inputZeroPoint, const Window2D& nhwcWindow,
                                   const ChunkConsumer& consume) const
 {
-    // A pointwise convolution (1x1, stride 1, no padding) treats every image row as an image of
-    // its own, so that even one large image is cut into chunks.
-    const bool pointwise = weights_.dim(2) == 1 && weights_.dim(3) == 1 && nhwcWindow.strideH == 1 && nhwcWindow.strideW == 1 &&
-                           nhwcWindow.padTop == 0 && nhwcWindow.padLeft == 0 && nhwcWindow.padBottom == 0 && nhwcWindow.padRight == 0;
-    const Tensor input = pointwise ? nhwc.reshaped({nhwc.dim(0) * nhwc.dim(1), 1, nhwc.dim(2), nhwc.dim(3)}) : nhwc;
-    Window2D window = nhwcWindow;
-    if (pointwise)
-        window.inH = window.outH = 1;
+    const Geometry g = geometry(nhwc.shape(), nhwcWindow);
+    const Tensor input = nhwc.reshaped(g.shape);
+    const Window2D& window = g.window;
     const std::int64_t n = input.dim(0), h = input.dim(1), w = input.dim(2), channels = input.dim(3);
     const std::int64_t outChannels = weights_.dim(0);
     // Images per chunk: about 1 MiB of accumulators, so they are still in cache when requantized
@@ -347,7 +357,7 @@ struct FastConv::Compiled {};
 FastConv::FastConv(Tensor weights, std::vector<std::int32_t> weightZeroPoints, std::int64_t groups)
     : weights_(std::move(weights)), weightZeroPoints_(std::move(weightZeroPoints)), groups_(groups) {}
 FastConv::~FastConv() = default;
-bool FastConv::supports(const Shape&, const Window2D&) const { return false; }
+bool FastConv::supports(const Shape&, const Window2D&, std::int32_t) const { return false; }
 Tensor FastConv::accumulate(const Tensor&, std::int32_t, const Window2D&) const
 {
     throw Error("fast convolution: built without oneDNN");

@@ -33,8 +33,9 @@ public:
     // `weights`: int8 [OC, IC / groups, KH, KW]; `weightZeroPoints`: 1 or OC values.
     FastConv(Tensor weights, std::vector<std::int32_t> weightZeroPoints, std::int64_t groups);
     ~FastConv();
-    // Whether this geometry runs on an optimized implementation (not oneDNN's slow reference).
-    bool supports(const Shape& inputNhwc, const Window2D& window) const;
+    // Whether this geometry (with this input zero-point) runs on an optimized implementation,
+    // not oneDNN's slow reference one.
+    bool supports(const Shape& inputNhwc, const Window2D& window, std::int32_t inputZeroPoint) const;
     // `inputNhwc`: uint8 [N, H, W, C]. Returns int32 [N, OH, OW, OC] (channels-last).
     Tensor accumulate(const Tensor& inputNhwc, std::int32_t inputZeroPoint, const Window2D& window) const;
     // The same accumulators a few output pixels at a time (whole images, or image rows for
@@ -46,6 +47,12 @@ public:
 
     struct Compiled;
 private:
+    // The shape and window the primitives see: pointwise convolutions run image rows as images.
+    struct Geometry {
+        Shape shape;
+        Window2D window;
+    };
+    Geometry geometry(const Shape& inputNhwc, const Window2D& window) const;
     const Compiled& compiled(const Shape& inputNhwc, const Window2D& window, bool zeroPointIsZero) const;
     Tensor weights_;
     std::vector<std::int32_t> weightZeroPoints_;  // per output channel

@@ -61,12 +61,13 @@ inline std::int64_t roundingShift(std::int64_t value, int shift)
     return rounded;
 }
 
-// round_half_even(x * M), exact in 64 bits: |x * multiplier| < 2^62.
-inline std::int32_t applyMultiplier(std::int32_t x, FixedPointMultiplier m)
+// round_half_even(x * M), exact in 64 bits: |x * multiplier| < 2^62. The result may exceed the
+// int32 range when M > 1 (it is clamped to the code range afterwards, never wrapped).
+inline std::int64_t applyMultiplier(std::int32_t x, FixedPointMultiplier m)
 {
     if (m.multiplier == 0)
         return 0;
-    return static_cast<std::int32_t>(roundingShift(static_cast<std::int64_t>(x) * m.multiplier, m.rightShift));
+    return roundingShift(static_cast<std::int64_t>(x) * m.multiplier, m.rightShift);
 }
 
 // The output code of one accumulator: zero-point plus the rescaled value, clamped to the code
@@ -74,7 +75,15 @@ inline std::int32_t applyMultiplier(std::int32_t x, FixedPointMultiplier m)
 inline std::int32_t requantize(std::int32_t accumulator, FixedPointMultiplier m, std::int32_t outputZeroPoint,
                                std::int32_t codeMin, std::int32_t codeMax)
 {
-    return std::clamp(applyMultiplier(accumulator, m) + outputZeroPoint, codeMin, codeMax);
+    return static_cast<std::int32_t>(std::clamp<std::int64_t>(applyMultiplier(accumulator, m) + outputZeroPoint, codeMin, codeMax));
+}
+
+// The largest |bias| (in accumulator units) that an int32 accumulator of `reductionSize` products
+// of 8-bit codes can take without the sum overflowing: |acc| <= reductionSize * 255 * 128 (uint8
+// codes minus a zero-point, times int8 weights minus theirs at most 255 apart: 255 * 255 bounds it).
+inline std::int64_t int32BiasLimit(std::int64_t reductionSize)
+{
+    return std::max<std::int64_t>(0, 2147483647LL - reductionSize * 255LL * 255LL);
 }
 
 // Per-output-channel requantization prepared for a whole layer: a bias in accumulator units and
