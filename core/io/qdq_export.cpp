@@ -19,13 +19,6 @@ bool isIntegerUniform(const QuantParams& p)
     return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8 && p.granularity != Granularity::PerGroup;
 }
 
-std::string uniqueName(const Graph& g, const std::set<std::string>& taken, const std::string& base)
-{
-    std::string name = base;
-    for (int i = 1; g.isInitializer(name) || g.values.count(name) || taken.count(name); ++i)
-        name = base + "_" + std::to_string(i);
-    return name;
-}
 
 Tensor codesTensor(const std::vector<std::int32_t>& codes, const Shape& shape, bool isSigned)
 {
@@ -58,25 +51,23 @@ QdqModel exportQdq(const QuantPlan& plan)
     std::vector<Node> afterInputs;                       // Q/DQ of graph inputs
     std::map<std::string, std::string> renamedInputs;    // graph input -> its dequantized name
 
-    auto addInitializer = [&](const std::string& base, Tensor t) {
-        const std::string name = uniqueName(g, taken, base);
+    auto newName = [&](const std::string& base) {  // for tensors and nodes alike
+        const std::string name = g.unusedName(base, taken);
         taken.insert(name);
+        return name;
+    };
+    auto addInitializer = [&](const std::string& base, Tensor t) {
+        const std::string name = newName(base);
         g.initializers[name] = std::move(t);
         return name;
     };
     auto makeNode = [&](const std::string& opType, const std::string& base, std::vector<std::string> inputs, std::vector<std::string> outputs) {
         Node n;
-        n.name = uniqueName(g, taken, base + "_" + opType);
-        taken.insert(n.name);
+        n.name = newName(base + "_" + opType);
         n.opType = opType;
         n.inputs = std::move(inputs);
         n.outputs = std::move(outputs);
         return n;
-    };
-    auto newTensorName = [&](const std::string& base) {
-        const std::string name = uniqueName(g, taken, base);
-        taken.insert(name);
-        return name;
     };
     auto dequantizeInitializer = [&](const std::string& tensor, Tensor codes, const std::vector<float>& scale,
                                      Tensor zeroPoint, int axis) {
@@ -155,10 +146,10 @@ QdqModel exportQdq(const QuantPlan& plan)
         // the name every consumer reads, so no consumer changes (graph outputs keep their names).
         std::string source = tensor, target = tensor;
         if (isInput) {
-            target = newTensorName(tensor + "_dequantized");
+            target = newName(tensor + "_dequantized");
             renamedInputs[tensor] = target;
         } else {
-            source = newTensorName(tensor + "_float");
+            source = newName(tensor + "_float");
             for (std::string& o : g.nodes[static_cast<std::size_t>(layer.outputNodeIndex)].outputs)
                 if (o == tensor)
                     o = source;
@@ -171,7 +162,7 @@ QdqModel exportQdq(const QuantPlan& plan)
             // range, so a Clip to the narrower range comes first (the same values as ours).
             const float lo = a.scale[0] * static_cast<float>(a.qmin - a.zeroPoint[0]);
             const float hi = a.scale[0] * static_cast<float>(a.qmax - a.zeroPoint[0]);
-            toQuantize = newTensorName(tensor + "_clipped");
+            toQuantize = newName(tensor + "_clipped");
             inserted.push_back(makeNode("Clip", tensor,
                                         {source, addInitializer(tensor + "_clip_min", Tensor::fromValues<float>({}, std::vector<float>{lo})),
                                          addInitializer(tensor + "_clip_max", Tensor::fromValues<float>({}, std::vector<float>{hi}))},
@@ -179,7 +170,7 @@ QdqModel exportQdq(const QuantPlan& plan)
         }
         const std::string scaleName = addInitializer(tensor + "_scale", Tensor::fromValues<float>({}, std::vector<float>{a.scale[0]}));
         const std::string zeroName = addInitializer(tensor + "_zero_point", codesTensor({a.zeroPoint[0]}, {}, a.isSigned));
-        const std::string codes = newTensorName(tensor + "_quantized");
+        const std::string codes = newName(tensor + "_quantized");
         inserted.push_back(makeNode("QuantizeLinear", tensor, {toQuantize, scaleName, zeroName}, {codes}));
         inserted.push_back(makeNode("DequantizeLinear", tensor, {codes, scaleName, zeroName}, {target}));
         auto& slot = isInput ? afterInputs : afterNode[static_cast<std::size_t>(layer.outputNodeIndex)];

@@ -120,4 +120,12 @@ std::int64_t Graph::parameterCount(const Node& node) const
     return count;
 }
 
+std::string Graph::unusedName(const std::string& base, const std::set<std::string>& alsoTaken) const
+{
+    std::string name = base;
+    for (int i = 1; isInitializer(name) || values.count(name) || alsoTaken.count(name); ++i)
+        name = base + "_" + std::to_string(i);
+    return name;
+}
+
 }  // namespace qe

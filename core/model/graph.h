@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -66,6 +67,9 @@ struct Graph {
     const Node* producer(const std::string& tensor) const;
     std::vector<const Node*> consumers(const std::string& tensor) const;
     const Node* findNode(const std::string& name) const;
+    // `base`, or `base_1`, `base_2`, ...: the first that names no initializer, no known tensor and
+    // nothing in `alsoTaken` (names a transform has handed out but not yet added).
+    std::string unusedName(const std::string& base, const std::set<std::string>& alsoTaken = {}) const;
     std::int64_t parameterCount() const;  // elements of all weight and bias initializers
     // Elements of the node's weight and bias inputs (int64 shape constants are not parameters).
     std::int64_t parameterCount(const Node& node) const;

@@ -90,13 +90,6 @@ void writeAttribute(const std::string& key, const AttributeValue& value, onnx::A
         value);
 }
 
-std::string uniqueName(const Graph& g, const std::string& base)
-{
-    std::string name = base;
-    for (int i = 1; g.isInitializer(name) || g.values.count(name); ++i)
-        name = base + "_" + std::to_string(i);
-    return name;
-}
 
 }  // namespace
 
@@ -107,7 +100,7 @@ Graph upgradeOpset(const Graph& source, std::int64_t opset)
     Graph g = source;
     const std::int64_t from = source.opsetVersion;
     auto addInt64s = [&](const std::string& base, const std::vector<std::int64_t>& values) {
-        const std::string name = uniqueName(g, base);
+        const std::string name = g.unusedName(base);
         g.initializers[name] = Tensor::fromValues<std::int64_t>({static_cast<std::int64_t>(values.size())}, values);
         return name;
     };
@@ -139,9 +132,9 @@ Graph upgradeOpset(const Graph& source, std::int64_t opset)
             const float hi = node.floatAttribute("max", std::numeric_limits<float>::infinity());
             node.attributes.erase("min");
             node.attributes.erase("max");
-            const std::string loName = uniqueName(g, node.name + "_min");
+            const std::string loName = g.unusedName(node.name + "_min");
             g.initializers[loName] = Tensor::fromValues<float>({}, std::vector<float>{lo});
-            const std::string hiName = uniqueName(g, node.name + "_max");
+            const std::string hiName = g.unusedName(node.name + "_max");
             g.initializers[hiName] = Tensor::fromValues<float>({}, std::vector<float>{hi});
             node.inputs = {node.input(0), loName, hiName};
         } else if ((op == "Pad" && from < 11) || (op == "ReduceMean" && opset >= 18) || (op == "Upsample") ||

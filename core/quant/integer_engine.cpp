@@ -12,6 +12,7 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <tuple>
 
 namespace qe {
 
@@ -254,27 +255,58 @@ struct FloatStep final : IntegerEngine::Step {
     }
 };
 
-struct ConvStep final : IntegerEngine::Step {
+// What Conv and Gemm/MatMul share: integer weight codes, a per-output-channel requantization
+// (prepared once when the input scale is static, per batch when it is not) and the output.
+struct WeightedLayerStep : IntegerEngine::Step {
     const Node* node = nullptr;
-    const Graph* graph = nullptr;
-    Tensor weightCodes;                     // int32 [OC, IC/g, KH, KW] (reference kernel)
-    std::int64_t reductionSize() const { return weightCodes.size() / weightCodes.dim(0); }
-    std::vector<std::int32_t> weightZeroPoints;
-    std::unique_ptr<int8::FastConv> fast;  // when the weights are symmetric int8
-    std::int64_t groups = 1;
-    std::vector<float> weightScales, bias;  // per output channel
+    Tensor weightCodes;                          // int32, output channels on the step's channel axis
+    std::vector<std::int32_t> weightZeroPoints;  // 1 or one per output channel
+    std::vector<float> weightScales, bias;       // per output channel
+    std::int64_t reductionSize = 0;              // products summed into one accumulator
     ActivationParams output;
     std::int32_t codeLo = 0, codeHi = 255;
     std::optional<ChannelRequantization> prepared;  // for a static input scale
     std::optional<float> preparedFor;
 
+    void setUp(const Node& layerNode, const Graph& graph, const QuantLayer& layer, const QuantParams& weights, Tensor codes,
+               std::int64_t channels, std::int64_t summed, const ActivationParams& out, std::pair<std::int32_t, std::int32_t> clamp,
+               const std::optional<ActivationParams>& staticInput)
+    {
+        node = &layerNode;
+        weightCodes = std::move(codes);
+        weightZeroPoints = weights.zeroPoint;
+        for (std::int64_t c = 0; c < channels; ++c)
+            weightScales.push_back(weights.scale.size() == 1 ? weights.scale[0] : weights.scale[static_cast<std::size_t>(c)]);
+        if (!layer.bias.empty())
+            bias = graph.initializers.at(layer.bias).toFloatVector();
+        reductionSize = summed;
+        output = out;
+        std::tie(codeLo, codeHi) = clamp;
+        if (staticInput) {
+            prepared = prepareChannels(layerNode, staticInput->scale, weightScales, bias, output.scale, reductionSize);
+            preparedFor = staticInput->scale;
+        }
+    }
+
+    // The requantization for this input scale: the prepared one, else made into `local`.
+    const ChannelRequantization& requantizationFor(float inputScale, std::optional<ChannelRequantization>& local) const
+    {
+        if (prepared && preparedFor == inputScale)
+            return *prepared;
+        return local.emplace(prepareChannels(*node, inputScale, weightScales, bias, output.scale, reductionSize));
+    }
+};
+
+struct ConvStep final : WeightedLayerStep {
+    const Graph* graph = nullptr;
+    std::unique_ptr<int8::FastConv> fast;  // when the weights fit int8
+    std::int64_t groups = 1;
+
     void run(Values& values) const override
     {
         const QuantizedTensor& x = *values.at(inputs[0]).codes;
-        const ChannelRequantization local = prepared && preparedFor == x.params.scale
-                                                ? ChannelRequantization{}
-                                                : prepareChannels(*node, x.params.scale, weightScales, bias, output.scale, reductionSize());
-        const ChannelRequantization& r = prepared && preparedFor == x.params.scale ? *prepared : local;
+        std::optional<ChannelRequantization> local;
+        const ChannelRequantization& r = requantizationFor(x.params.scale, local);
         const Shape logical = x.logicalShape();
         const Window2D window = makeWindow(contextFor(*node, *graph), 2, logical[2], logical[3], weightCodes.dim(2),
                                            weightCodes.dim(3), false);
@@ -306,27 +338,16 @@ struct ConvStep final : IntegerEngine::Step {
     }
 };
 
-struct GemmStep final : IntegerEngine::Step {
-    const Node* node = nullptr;
-    Tensor weightCodes;  // int32 [K, N]
-    std::int64_t reductionSize() const { return weightCodes.dim(0); }
-    std::vector<std::int32_t> weightZeroPoints;  // 1 or N
+struct GemmStep final : WeightedLayerStep {  // weightCodes: [K, N]
     std::unique_ptr<int8::FastMatMul> fast;
-    std::vector<float> weightScales, bias;  // per output column
-    ActivationParams output;
-    std::int32_t codeLo = 0, codeHi = 255;
-    std::optional<ChannelRequantization> prepared;
-    std::optional<float> preparedFor;
 
     void run(Values& values) const override
     {
         const QuantizedTensor x = int8::toChannelsFirst(*values.at(inputs[0]).codes);
         if (x.codes.rank() != 2 || x.codes.dim(1) != weightCodes.dim(0))
             fail(*node, "expects a [M, " + std::to_string(weightCodes.dim(0)) + "] input, got " + x.codes.describe());
-        const ChannelRequantization local = prepared && preparedFor == x.params.scale
-                                                ? ChannelRequantization{}
-                                                : prepareChannels(*node, x.params.scale, weightScales, bias, output.scale, reductionSize());
-        const ChannelRequantization& r = prepared && preparedFor == x.params.scale ? *prepared : local;
+        std::optional<ChannelRequantization> local;
+        const ChannelRequantization& r = requantizationFor(x.params.scale, local);
         const Tensor acc = fast ? fast->accumulate(x.codes, x.params.zeroPoint)
                                 : int8::matmulAccumulateReference(x.codes, x.params.zeroPoint, weightCodes, weightZeroPoints);
         IntegerEngine::Value y = newCodes(output, acc.shape());
@@ -859,27 +880,14 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                         why = "only 2-D convolutions run in integers";
                     else {
                         auto s = std::make_unique<ConvStep>();
-                        s->node = &node;
                         s->graph = &graph_;
                         s->groups = node.intAttribute("group", 1);
-                        const std::int64_t oc = w.dim(0);
                         const auto codes = uniformCodes(w, *wp, 0);
-                        s->weightCodes = Tensor::fromValues<std::int32_t>(w.shape(), codes);
-                        s->weightZeroPoints = wp->zeroPoint;
-                        for (std::int64_t c = 0; c < oc; ++c)
-                            s->weightScales.push_back(wp->scale.size() == 1 ? wp->scale[0] : wp->scale[static_cast<std::size_t>(c)]);
-                        if (!layer.bias.empty())
-                            s->bias = graph_.initializers.at(layer.bias).toFloatVector();
+                        s->setUp(node, graph_, layer, *wp, Tensor::fromValues<std::int32_t>(w.shape(), codes), w.dim(0),
+                                 w.size() / w.dim(0), *output, {lo, hi}, staticParams(dataInputs[0]));
                         if (fastKernels)
                             if (auto f = fastWeights(codes, w.shape(), wp->zeroPoint))
                                 s->fast = std::make_unique<int8::FastConv>(f->codes, f->zeroPoints, s->groups);
-                        s->output = *output;
-                        s->codeLo = lo;
-                        s->codeHi = hi;
-                        if (const auto in = staticParams(dataInputs[0])) {
-                            s->prepared = prepareChannels(node, in->scale, s->weightScales, s->bias, output->scale, s->reductionSize());
-                            s->preparedFor = in->scale;
-                        }
                         record(li, true, "", s->fast != nullptr);
                         step = std::move(s);
                     }
@@ -897,34 +905,19 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                     else if (gemm && !node.input(2).empty() && layer.bias.empty())
                         why = "its bias is not a constant";
                     else {
-                        auto s = std::make_unique<GemmStep>();
-                        s->node = &node;
                         // Codes in [K, N] whatever the stored layout.
                         const Tensor kn = transB ? runNode(Node{"", "Transpose", "", {}, {}, {}}, graph_.opsetVersion, {&w})[0] : w;
                         const std::int64_t n = kn.dim(1);
-                        const auto codes = uniformCodes(kn, *wp, 1);
-                        s->weightCodes = Tensor::fromValues<std::int32_t>(kn.shape(), codes);
-                        s->weightZeroPoints = wp->zeroPoint;
-                        for (std::int64_t c = 0; c < n; ++c)
-                            s->weightScales.push_back(wp->scale.size() == 1 ? wp->scale[0] : wp->scale[static_cast<std::size_t>(c)]);
-                        if (!layer.bias.empty()) {
-                            s->bias = graph_.initializers.at(layer.bias).toFloatVector();
-                            if (static_cast<std::int64_t>(s->bias.size()) != n)
-                                s.reset();
-                        }
-                        if (!s) {
+                        if (!layer.bias.empty() && graph_.initializers.at(layer.bias).size() != n) {
                             why = "its bias does not have one value per output";
                         } else {
+                            auto s = std::make_unique<GemmStep>();
+                            const auto codes = uniformCodes(kn, *wp, 1);
+                            s->setUp(node, graph_, layer, *wp, Tensor::fromValues<std::int32_t>(kn.shape(), codes), n, kn.dim(0), *output,
+                                     {lo, hi}, staticParams(dataInputs[0]));
                             if (fastKernels)
                                 if (auto f = fastWeights(codes, kn.shape(), wp->zeroPoint))
                                     s->fast = std::make_unique<int8::FastMatMul>(f->codes, f->zeroPoints);
-                            s->output = *output;
-                            s->codeLo = lo;
-                            s->codeHi = hi;
-                            if (const auto in = staticParams(dataInputs[0])) {
-                                s->prepared = prepareChannels(node, in->scale, s->weightScales, s->bias, output->scale, s->reductionSize());
-                                s->preparedFor = in->scale;
-                            }
                             record(li, true, "", s->fast != nullptr);
                             step = std::move(s);
                         }
