@@ -210,13 +210,11 @@ struct QuantizeInput final : IntegerEngine::Step {
 
 // A graph input quantized to a format without integer codes (fp8, log2, ...): fake quantization.
 struct FakeQuantizeInput final : IntegerEngine::Step {
-    std::size_t layerIndex = 0;
-    const std::vector<LayerPlan>* plans = nullptr;
+    const LayerPlan* plan = nullptr;  // the engine's own copy
     void run(Values& values) const override
     {
         IntegerEngine::Value& v = values.at(inputs[0]);
-        const LayerPlan& lp = (*plans)[layerIndex];
-        v.real = fakeQuantize(v.realValues(), activationParamsFor(lp, v.realValues()));
+        v.real = fakeQuantize(v.realValues(), activationParamsFor(*plan, v.realValues()));
     }
 };
 
@@ -741,8 +739,9 @@ const std::set<std::string> kLookupOperators = {"Sigmoid", "HardSigmoid", "HardS
 // ---------------------------------------------------------------------------------------------
 // Lowering
 
-IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(plan.graph)
+IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(plan.graph), plans_(plan.plans)
 {
+    // Steps point into graph_ and plans_, the engine's own copies, so the plan may go away.
     const bool fastKernels = kernels == Kernels::Fast && int8::fastKernelsAvailable();
     for (const Node& node : graph_.nodes)
         if (!findKernel(node.domain, node.opType))
@@ -835,7 +834,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
             if (lp.activationParams || lp.dynamicActivations) {
                 // Quantized, but not to integers (e.g. fp8): the float input is fake-quantized.
                 auto step = std::make_unique<FakeQuantizeInput>();
-                step->layerIndex = i;
+                step->plan = &plans_[i];
                 step->inputs = {layer.output};
                 step->outputs = {layer.output};
                 steps_.push_back(std::move(step));
@@ -1066,7 +1065,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
             s->graph = &graph_;
             auto out = layerAtOutputNode.find(index);
             if (out != layerAtOutputNode.end()) {
-                const LayerPlan& lp = plan.plans[out->second];
+                const LayerPlan& lp = plans_[out->second];
                 if (!lp.config.keepFloat && (lp.activationParams || lp.dynamicActivations)) {
                     s->outputPlan = &lp;
                     const TensorQuantSpec& spec = lp.config.activations;
@@ -1082,14 +1081,6 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
             step = std::move(s);
         }
         steps_.push_back(std::move(step));
-    }
-    // Steps point at layer plans; the engine keeps its own copy so the plan may go away.
-    plans_ = plan.plans;
-    for (auto& step : steps_) {
-        if (auto* f = dynamic_cast<FloatStep*>(step.get()); f && f->outputPlan)
-            f->outputPlan = &plans_[static_cast<std::size_t>(f->outputPlan - plan.plans.data())];
-        if (auto* q = dynamic_cast<FakeQuantizeInput*>(step.get()))
-            q->plans = &plans_;
     }
 
     for (const QuantLayer& layer : plan.layers)
