@@ -646,18 +646,10 @@ int runReport(const std::vector<std::string>& args)
     std::optional<IntegerEvaluation> integer;
     if (engine == "int8")
         integer = evaluateInteger(plan, *in.dataset, in.preprocess, limit, {stderrProgress(), nullptr});
-    ReportInput r;
+    ReportInput r = reportInputFor(*q.evaluator, q.config, plan, m);
     r.modelPath = in.modelPath.string();
     r.dataDescription = in.dataset->description();
-    r.configText = q.config.toJson().dump(2);
-    r.graph = &q.evaluator->graph();
-    r.plan = &plan;
-    r.metrics = &m;
     r.integer = integer ? &*integer : nullptr;
-    for (const QuantLayer& layer : q.evaluator->layers())
-        if (!layer.weight.empty())
-            r.weightHistograms.push_back(q.evaluator->histogram(q.config, layer.weight, 96));
-    r.notes = exportQdq(plan).warnings;
     const auto files = writeReport(dir, r);
     if (options.has("--json")) {
         json list = json::array();

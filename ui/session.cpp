@@ -475,20 +475,12 @@ bool Session::exportReport(const QString& dir)
                            }
                            state.stage = WritingReport;
                            state.total = 0;
-                           ReportInput input;
+                           ReportInput input = reportInputFor(evaluator, config, plan, metrics);
                            input.modelPath = snapshot.modelPath.toStdString();
                            input.dataDescription = snapshot.dataset->description();
-                           input.configText = config.toJson().dump(2);
-                           input.graph = &evaluator.graph();
-                           input.plan = &plan;
-                           input.metrics = &metrics;
                            input.integer = integer.get();
-                           for (const QuantLayer& layer : evaluator.layers())
-                               if (!layer.weight.empty())
-                                   input.weightHistograms.push_back(evaluator.histogram(config, layer.weight, 96));
-                           QdqModel model = exportQdq(plan);
-                           countEncodings(model, result);
-                           input.notes = model.warnings;
+                           for (const std::string& w : input.notes)
+                               result.warnings << QString::fromStdString(w);
                            if (!result.integerError.isEmpty())
                                input.notes.push_back("The int8 engine could not run: " + result.integerError.toStdString());
                            if (state.cancel)

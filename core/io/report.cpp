@@ -2,6 +2,9 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "io/qdq_export.h"
+
+#include <nlohmann/json.hpp>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -172,6 +175,20 @@ cv::Mat confusionChart(const ModelMetrics& m)
 std::string percent(double v) { return fixed(100 * v, 2) + "%"; }
 
 }  // namespace
+
+ReportInput reportInputFor(QuantEvaluator& evaluator, const QuantConfig& config, const QuantPlan& plan, const ModelMetrics& metrics)
+{
+    ReportInput input;
+    input.configText = config.toJson().dump(2);
+    input.graph = &evaluator.graph();
+    input.plan = &plan;
+    input.metrics = &metrics;
+    for (const QuantLayer& layer : evaluator.layers())
+        if (!layer.weight.empty())
+            input.weightHistograms.push_back(evaluator.histogram(config, layer.weight, 96));
+    input.notes = exportQdq(plan).warnings;
+    return input;
+}
 
 std::vector<std::filesystem::path> writeReport(const std::filesystem::path& dir, const ReportInput& in)
 {

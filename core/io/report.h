@@ -23,6 +23,12 @@ struct ReportInput {
     std::vector<std::string> notes;                  // e.g. export warnings
 };
 
+// The parts every front end fills the same way: the graph, plan, metrics and configuration, each
+// weight layer's histogram, and the export warnings (what QDQ cannot express) as notes. The
+// caller adds the model path, the data description and, if it ran, the int8 engine's results.
+// The returned input points into `evaluator`, `plan` and `metrics`.
+ReportInput reportInputFor(QuantEvaluator& evaluator, const QuantConfig& config, const QuantPlan& plan, const ModelMetrics& metrics);
+
 // Writes <dir>/report.md, <dir>/layer_sqnr.png and, when given, <dir>/weight_histograms.png and
 // <dir>/confusion_matrix.png. Returns the files written. Each file is written atomically.
 std::vector<std::filesystem::path> writeReport(const std::filesystem::path& dir, const ReportInput& input);
