@@ -343,6 +343,15 @@ ModelAndData loadModelAndData(const cli::Options& options, bool dataRequired)
     return in;
 }
 
+// --engine simulate (the default) or int8: whether the integer engine runs too.
+bool wantsIntegerEngine(const cli::Options& options)
+{
+    const std::string engine = options.value("--engine").value_or("simulate");
+    if (engine != "simulate" && engine != "int8")
+        throw Error("--engine: expected 'simulate' or 'int8', got '" + engine + "'");
+    return engine == "int8";
+}
+
 // The configuration (--config C.json, or "model" for a QDQ model's own parameters) and an
 // evaluator calibrated for it: what eval, export and report share.
 struct QuantSetup {
@@ -385,10 +394,8 @@ int runEval(const std::vector<std::string>& args)
                                withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--batch",
                                                     "--config", "--calib-data", "--calib-count", "--save-config", "--engine"}),
                                {"--json"});
-    const std::string engine = options.value("--engine").value_or("simulate");
-    if (engine != "simulate" && engine != "int8")
-        throw Error("--engine: expected 'simulate' or 'int8', got '" + engine + "'");
-    if (engine == "int8" && !options.value("--config"))
+    const bool integerEngine = wantsIntegerEngine(options);
+    if (integerEngine && !options.value("--config"))
         throw Error("--engine int8 needs --config (the quantization to run in integers)");
     const ModelAndData in = loadModelAndData(options, true);
     const auto& [modelPath, graph, preprocess, dataPathOptional, dataset, labelColumn] = in;
@@ -428,7 +435,7 @@ int runEval(const std::vector<std::string>& args)
         config.save(*save);
     ModelMetrics m = evaluator.evaluate(config, {stderrProgress(), nullptr});
     std::optional<IntegerEvaluation> integer;
-    if (engine == "int8") {
+    if (integerEngine) {
         integer = evaluateInteger(evaluator.plan(config), *dataset, preprocess, limit, {stderrProgress(), nullptr});
         // The accuracy reported is the integer engine's; the simulation's stays beside it.
         std::size_t agree = 0;
@@ -467,7 +474,7 @@ int runEval(const std::vector<std::string>& args)
                  {"float_top5", m.floatTop5}, {"agreement", m.agreement}, {"size_bytes", m.sizeBytes},
                  {"float_size_bytes", m.floatSizeBytes}, {"bits_per_weight", m.bitsPerWeight},
                  {"output_sqnr_db", finite(m.outputSqnrDb)}, {"model", modelPath.string()},
-                 {"data", dataset->description()}, {"config", *options.value("--config")}, {"engine", engine},
+                 {"data", dataset->description()}, {"config", *options.value("--config")}, {"engine", integerEngine ? "int8" : "simulate"},
                  {"layers", layers}};
         if (integer) {
             out["simulated_top1"] = integer->simulatedTop1;
@@ -635,16 +642,14 @@ int runReport(const std::vector<std::string>& args)
                                                     "--calib-data", "--calib-count", "--engine"}),
                                {"--json"});
     const std::filesystem::path dir = options.required("--out");
-    const std::string engine = options.value("--engine").value_or("simulate");
-    if (engine != "simulate" && engine != "int8")
-        throw Error("--engine: expected 'simulate' or 'int8', got '" + engine + "'");
+    const bool integerEngine = wantsIntegerEngine(options);
     const ModelAndData in = loadModelAndData(options, true);
     const std::size_t limit = options.integer("--limit").value_or(0);
     QuantSetup q = openQuantization(options, in, limit ? limit : in.dataset->size());
     const ModelMetrics m = q.evaluator->evaluate(q.config, {stderrProgress(), nullptr});
     const QuantPlan plan = q.evaluator->plan(q.config);
     std::optional<IntegerEvaluation> integer;
-    if (engine == "int8")
+    if (integerEngine)
         integer = evaluateInteger(plan, *in.dataset, in.preprocess, limit, {stderrProgress(), nullptr});
     ReportInput r = reportInputFor(*q.evaluator, q.config, plan, m);
     r.modelPath = in.modelPath.string();
