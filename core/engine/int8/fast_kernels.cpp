@@ -41,11 +41,24 @@ void execute(const dnnl::primitive& primitive, const memory::desc& scratchpadDes
     stream.wait();
 }
 
+// The weights, given in `plain` layout, copied into the layout the primitive chose (`packed`),
+// once when the primitive is made.
+memory packWeights(const Tensor& weights, const memory::desc& plain, const memory::desc& packed)
+{
+    memory user(plain, cpuEngine(), const_cast<std::byte*>(weights.rawData()));
+    memory result(packed, cpuEngine());
+    dnnl::stream stream(cpuEngine());
+    dnnl::reorder(user, result).execute(stream, user, result);
+    stream.wait();
+    return result;
+}
+
 }  // namespace
 
 bool fastKernelsAvailable() { return true; }
 
-// One oneDNN convolution over an already padded channels-last u8 input, with s32 output.
+// One oneDNN convolution of a channels-last u8 input (padded already, or padded with zeros by
+// oneDNN), with s32 output.
 struct ConvPrimitive {
     bool optimized = false;
     dnnl::convolution_forward primitive;
@@ -78,12 +91,7 @@ ConvPrimitive makeConvPrimitive(const Tensor& weights, std::int64_t groups, cons
         c.optimized = isOptimized(c.pd.impl_info_str());
         if (c.optimized) {
             c.primitive = dnnl::convolution_forward(c.pd);
-            const memory::desc plain(weightDims, Type::s8, groups == 1 ? Tag::oihw : Tag::goihw);
-            memory user(plain, cpuEngine(), const_cast<std::byte*>(weights.rawData()));
-            c.packedWeights = memory(c.pd.weights_desc(), cpuEngine());
-            dnnl::stream stream(cpuEngine());
-            dnnl::reorder(user, c.packedWeights).execute(stream, user, c.packedWeights);
-            stream.wait();
+            c.packedWeights = packWeights(weights, {weightDims, Type::s8, groups == 1 ? Tag::oihw : Tag::goihw}, c.pd.weights_desc());
         }
     } catch (const dnnl::error&) {
         c.optimized = false;  // this geometry is not supported
@@ -315,11 +323,7 @@ const FastMatMul::Compiled& FastMatMul::compiled(std::int64_t rows) const
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     c->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, y), attr, cpuEngine());
     c->primitive = dnnl::matmul(c->pd);
-    memory user({{k, n}, Type::s8, Tag::ab}, cpuEngine(), const_cast<std::byte*>(weights_.rawData()));
-    c->packedWeights = memory(c->pd.weights_desc(), cpuEngine());
-    dnnl::stream stream(cpuEngine());
-    dnnl::reorder(user, c->packedWeights).execute(stream, user, c->packedWeights);
-    stream.wait();
+    c->packedWeights = packWeights(weights_, {{k, n}, Type::s8, Tag::ab}, c->pd.weights_desc());
     return *cache_.emplace(key, c).first->second;
 }
 
