@@ -353,7 +353,7 @@ QWidget* MainWindow::buildImagesTab()
     galleryView_->setGridSize(QSize(150, 108));
     galleryView_->setResizeMode(QListView::Adjust);
     galleryView_->setMovement(QListView::Static);
-    galleryView_->setUniformItemSizes(true);
+    galleryView_->setUniformItemSizes(false);  // uniform sizes take the first label's width and elide longer ones
     galleryView_->setWordWrap(true);
     galleryView_->setSpacing(2);
     layout->addWidget(new QLabel(tr("<small>Label under each image: the float prediction, and \u2192 the quantized one where "
@@ -366,6 +366,9 @@ QWidget* MainWindow::buildImagesTab()
     split->addWidget(imageErrors_);
     split->setStretchFactor(0, 3);
     split->setStretchFactor(1, 2);
+    split->setSizes({320, 240});
+    // The per-image chart needs room for its axis title and tick labels (as the history chart).
+    imageErrors_->setMinimumHeight(220);
     layout->addWidget(split, 1);
     connect(changedOnly_, &QCheckBox::toggled, gallery_, &GalleryModel::setChangedOnly);
     connect(galleryView_, &QListView::clicked, this, [this](const QModelIndex& index) {
