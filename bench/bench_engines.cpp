@@ -4,6 +4,7 @@
 //
 //   build/bench/bench_engines --models-dir DIR [--models lenet,mobilenet,resnet18]
 //       [--threads 1,2] [--batches 1,32] [--precisions fp32,int8] [--runs 20] [--warmup 3] [--min-time 1] [--json OUT.jsonl]
+//       [--profile 1]   (after each int8 row: where the time goes, step by step and by kind of step)
 //
 // int8 here is W8A8 as ONNX Runtime's QDQ models of the same folder have it: per-channel
 // symmetric int8 weights, per-tensor affine uint8 activations, min-max ranges from 8 random
@@ -26,6 +27,8 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
@@ -83,6 +86,37 @@ template <class F> Timing timeIt(F&& f, int warmup, int minRuns, double minSecon
     return {ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10], static_cast<int>(ms.size())};
 }
 
+// The median time of every step over `runs` runs, the slowest steps first, then the sums by kind.
+void printProfile(const IntegerEngine& engine, const std::string& inputName, const Tensor& x, int runs)
+{
+    std::vector<std::vector<double>> times;
+    std::vector<StepTime> steps;
+    for (int r = 0; r < runs; ++r) {
+        const IntegerRunResult result = engine.run({{inputName, x}}, {}, true);
+        steps = result.profile;
+        times.resize(steps.size());
+        for (std::size_t i = 0; i < steps.size(); ++i)
+            times[i].push_back(steps[i].milliseconds);
+    }
+    std::map<std::string, double> byKind;
+    double total = 0;
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        std::sort(times[i].begin(), times[i].end());
+        steps[i].milliseconds = times[i][times[i].size() / 2];
+        byKind[steps[i].kind] += steps[i].milliseconds;
+        total += steps[i].milliseconds;
+    }
+    std::vector<std::size_t> order(steps.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return steps[a].milliseconds > steps[b].milliseconds; });
+    std::printf("    slowest steps (median ms):\n");
+    for (std::size_t i = 0; i < std::min<std::size_t>(40, order.size()); ++i)
+        std::printf("      %8.3f  %-18s %s\n", steps[order[i]].milliseconds, steps[order[i]].kind.c_str(), steps[order[i]].output.c_str());
+    std::printf("    by kind (sum of medians %.3f ms):\n", total);
+    for (const auto& [kind, ms] : byKind)
+        std::printf("      %8.3f  %s\n", ms, kind.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
@@ -92,6 +126,7 @@ int main(int argc, char** argv)
     std::vector<std::string> threads{"1", "2"}, batches{"1", "32"}, precisions{"fp32", "int8"};
     int runs = 20, warmup = 3;
     double minTime = 1.0;
+    bool profile = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string flag = argv[i], value = argv[i + 1];
         if (flag == "--models-dir") modelsDir = value;
@@ -103,6 +138,7 @@ int main(int argc, char** argv)
         else if (flag == "--warmup") warmup = std::stoi(value);
         else if (flag == "--min-time") minTime = std::stod(value);
         else if (flag == "--json") jsonPath = value;
+        else if (flag == "--profile") profile = value == "1";
         else {
             std::cerr << "unknown option " << flag << "\n";
             return 2;
@@ -186,6 +222,8 @@ int main(int argc, char** argv)
                         std::fflush(stdout);
                         if (jsonOut)
                             jsonOut << row.dump() << "\n";
+                        if (profile && precision == "int8")
+                            printProfile(engine, inputName, x, runs);
                     }
                 }
             }

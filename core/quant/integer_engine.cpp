@@ -2,13 +2,19 @@
 
 #include "common/error.h"
 #include "engine/int8/fast_kernels.h"
+#include "engine/int8/fused_kernels.h"
 #include "engine/int8/reference_kernels.h"
 #include "engine/int8/requantize.h"
 #include "engine/ops/window.h"
 
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <cfloat>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <typeinfo>
 #include <limits>
 #include <optional>
 #include <set>
@@ -174,7 +180,7 @@ IntegerEngine::Value newCodes(const ActivationParams& params, Shape shape, bool 
     y.codes.emplace();
     y.codes->params = params;
     y.codes->channelsLast = channelsLast;
-    y.codes->codes = Tensor(DataType::UInt8, std::move(shape));
+    y.codes->codes = Tensor::uninitialized(DataType::UInt8, std::move(shape));
     return y;
 }
 
@@ -295,9 +301,24 @@ struct WeightedLayerStep : IntegerEngine::Step {
     }
 };
 
+// Which kernel a matrix product of `rows` x `depth` by the weights runs on, where both ours
+// (fused requantization) and oneDNN's can: oneDNN's where it has the CPU's matrix units (AMX,
+// many times our VNNI rate) and the product is deep and tall enough to use them, ours elsewhere
+// (measured in bench/README.md: our epilogue saves a pass over the accumulators, which is most
+// of the time for shallow products).
+bool libraryProductIsFaster(std::int64_t rows, std::int64_t depth)
+{
+    return int8::libraryHasMatrixUnits() && depth >= 128 && rows >= 64;
+}
+
 struct ConvStep final : WeightedLayerStep {
     const Graph* graph = nullptr;
-    std::unique_ptr<int8::FastConv> fast;  // when the weights fit int8
+    // The kernels when the weights fit int8. Depthwise convolutions run ours; pointwise ones ours
+    // or oneDNN's (libraryProductIsFaster); other windows oneDNN's, whose direct convolution
+    // beats our copy into matrix rows, and ours where oneDNN has no optimized kernel.
+    std::unique_ptr<int8::DepthwiseConv> depthwise;
+    std::unique_ptr<int8::Im2colConv> im2col;  // without groups
+    std::unique_ptr<int8::FastConv> fast;
     std::int64_t groups = 1;
 
     void run(Values& values) const override
@@ -312,24 +333,39 @@ struct ConvStep final : WeightedLayerStep {
         IntegerEngine::Value y;
         y.codes.emplace();
         y.codes->params = output;
-        if (fast) {
-            const QuantizedTensor nhwc = int8::toChannelsLast(x);
-            if (fast->supports(nhwc.codes.shape(), window, x.params.zeroPoint)) {
-                y.codes->codes = Tensor(DataType::UInt8, {logical[0], window.outH, window.outW, oc});
-                y.codes->channelsLast = true;
-                std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
-                fast->accumulateInChunks(nhwc.codes, x.params.zeroPoint, window,
-                                         [&](const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels) {
-                                             int8::requantizeChannelsLast(acc, out + firstPixel * oc, pixels, oc, r,
-                                                                          output.zeroPoint, codeLo, codeHi);
-                                         });
-                values[outputs[0]] = std::move(y);
-                return;
-            }
+        const bool pointwise = window.kernelH == 1 && window.kernelW == 1 && window.strideH == 1 && window.strideW == 1 &&
+                               window.padTop == 0 && window.padLeft == 0 && window.padBottom == 0 && window.padRight == 0;
+        const QuantizedTensor nhwc = depthwise || im2col || fast ? int8::toChannelsLast(x) : QuantizedTensor{};
+        const bool library = fast && fast->supports(nhwc.codes.shape(), window, x.params.zeroPoint) &&
+                             (!pointwise || libraryProductIsFaster(logical[0] * window.inH * window.inW, reductionSize));
+        if (depthwise || (im2col && !library)) {
+            y.codes->codes = Tensor::uninitialized(DataType::UInt8, {logical[0], window.outH, window.outW, oc});
+            y.codes->channelsLast = true;
+            const std::uint8_t* in = nhwc.codes.data<std::uint8_t>();
+            std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
+            const int8::OutputStage stage{&r, output.zeroPoint, codeLo, codeHi};
+            if (depthwise)
+                depthwise->run(in, logical[0], window, x.params.zeroPoint, stage, out);
+            else
+                im2col->run(in, logical[0], window, x.params.zeroPoint, stage, out);
+            values[outputs[0]] = std::move(y);
+            return;
+        }
+        if (library) {
+            y.codes->codes = Tensor::uninitialized(DataType::UInt8, {logical[0], window.outH, window.outW, oc});
+            y.codes->channelsLast = true;
+            std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
+            fast->accumulateInChunks(nhwc.codes, x.params.zeroPoint, window,
+                                     [&](const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels) {
+                                         int8::requantizeChannelsLast(acc, out + firstPixel * oc, pixels, oc, r, output.zeroPoint,
+                                                                      codeLo, codeHi);
+                                     });
+            values[outputs[0]] = std::move(y);
+            return;
         }
         const QuantizedTensor nchw = int8::toChannelsFirst(x);
         const Tensor acc = int8::convAccumulateReference(nchw.codes, x.params.zeroPoint, weightCodes, weightZeroPoints, window, groups);
-        y.codes->codes = Tensor(DataType::UInt8, acc.shape());
+        y.codes->codes = Tensor::uninitialized(DataType::UInt8, acc.shape());
         requantizeChannels(acc.data<std::int32_t>(), y.codes->codes.mutableData<std::uint8_t>(), acc.dim(0), oc,
                            acc.dim(2) * acc.dim(3), r, output.zeroPoint, codeLo, codeHi);
         values[outputs[0]] = std::move(y);
@@ -337,7 +373,8 @@ struct ConvStep final : WeightedLayerStep {
 };
 
 struct GemmStep final : WeightedLayerStep {  // weightCodes: [K, N]
-    std::unique_ptr<int8::FastMatMul> fast;
+    std::unique_ptr<int8::PackedGemm> fused;  // ours, requantization fused (AVX-512 VNNI)
+    std::unique_ptr<int8::FastMatMul> fast;   // oneDNN's (libraryProductIsFaster)
 
     void run(Values& values) const override
     {
@@ -346,6 +383,14 @@ struct GemmStep final : WeightedLayerStep {  // weightCodes: [K, N]
             fail(*node, "expects a [M, " + std::to_string(weightCodes.dim(0)) + "] input, got " + x.codes.describe());
         std::optional<ChannelRequantization> local;
         const ChannelRequantization& r = requantizationFor(x.params.scale, local);
+        if (fused && !(fast && libraryProductIsFaster(x.codes.dim(0), x.codes.dim(1)))) {
+            IntegerEngine::Value y = newCodes(output, {x.codes.dim(0), fused->outputs()});
+            fused->run(x.codes.data<std::uint8_t>(), x.codes.dim(0), x.codes.dim(1), x.params.zeroPoint,
+                       int8::OutputStage{&r, output.zeroPoint, codeLo, codeHi}, y.codes->codes.mutableData<std::uint8_t>(),
+                       fused->outputs());
+            values[outputs[0]] = std::move(y);
+            return;
+        }
         const Tensor acc = fast ? fast->accumulate(x.codes, x.params.zeroPoint)
                                 : int8::matmulAccumulateReference(x.codes, x.params.zeroPoint, weightCodes, weightZeroPoints);
         IntegerEngine::Value y = newCodes(output, acc.shape());
@@ -885,9 +930,18 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                         s->setUp(node, graph_, layer, *wp, Tensor::fromValues<std::int32_t>(w.shape(), codes), w.dim(0),
                                  w.size() / w.dim(0), *output, {lo, hi}, staticParams(dataInputs[0]));
                         if (fastKernels)
-                            if (auto f = fastWeights(codes, w.shape(), wp->zeroPoint))
-                                s->fast = std::make_unique<int8::FastConv>(f->codes, f->zeroPoints, s->groups);
-                        record(li, true, "", s->fast != nullptr);
+                            if (auto f = fastWeights(codes, w.shape(), wp->zeroPoint)) {
+                                const std::int64_t oc = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+                                const std::int8_t* wc = f->codes.data<std::int8_t>();
+                                const bool ours = int8::fusedKernelsAvailable();
+                                if (ours && s->groups == oc && w.dim(1) == 1)
+                                    s->depthwise = std::make_unique<int8::DepthwiseConv>(wc, oc, kh, kw, f->zeroPoints);
+                                else if (ours && s->groups == 1)
+                                    s->im2col = std::make_unique<int8::Im2colConv>(wc, oc, w.dim(1), kh, kw, f->zeroPoints);
+                                if (!s->depthwise)
+                                    s->fast = std::make_unique<int8::FastConv>(f->codes, f->zeroPoints, s->groups);
+                            }
+                        record(li, true, "", s->fast || s->im2col || s->depthwise);
                         step = std::move(s);
                     }
                 } else if (node.opType == "Gemm" || node.opType == "MatMul") {
@@ -915,9 +969,14 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                             s->setUp(node, graph_, layer, *wp, Tensor::fromValues<std::int32_t>(kn.shape(), codes), n, kn.dim(0), *output,
                                      {lo, hi}, staticParams(dataInputs[0]));
                             if (fastKernels)
-                                if (auto f = fastWeights(codes, kn.shape(), wp->zeroPoint))
-                                    s->fast = std::make_unique<int8::FastMatMul>(f->codes, f->zeroPoints);
-                            record(li, true, "", s->fast != nullptr);
+                                if (auto f = fastWeights(codes, kn.shape(), wp->zeroPoint)) {
+                                    if (int8::fusedKernelsAvailable())
+                                        s->fused = std::make_unique<int8::PackedGemm>(f->codes.data<std::int8_t>(), kn.dim(0), n, n, 1,
+                                                                                       f->zeroPoints);
+                                    if (int8::fastKernelsAvailable())
+                                        s->fast = std::make_unique<int8::FastMatMul>(f->codes, f->zeroPoints);
+                                }
+                            record(li, true, "", s->fast || s->fused);
                             step = std::move(s);
                         }
                     }
@@ -1098,8 +1157,9 @@ std::size_t IntegerEngine::integerLayerCount() const
     return static_cast<std::size_t>(std::count_if(execution_.begin(), execution_.end(), [](const LayerExecution& e) { return e.integer; }));
 }
 
-IntegerRunResult IntegerEngine::run(const TensorMap& feeds, const RunOptions& options) const
+IntegerRunResult IntegerEngine::run(const TensorMap& feeds, const RunOptions& options, bool timeSteps) const
 {
+    IntegerRunResult result;
     Values values;
     for (const ValueInfo& input : graph_.inputs) {
         auto it = feeds.find(input.name);
@@ -1113,14 +1173,24 @@ IntegerRunResult IntegerEngine::run(const TensorMap& feeds, const RunOptions& op
     for (std::size_t i = 0; i < steps_.size(); ++i) {
         if (options.cancel && options.cancel->load())
             throw Cancelled();
+        const auto start = std::chrono::steady_clock::now();
         steps_[i]->run(values);
+        if (timeSteps) {
+            const Step& step = *steps_[i];
+            int status = 0;
+            char* kind = abi::__cxa_demangle(typeid(step).name(), nullptr, nullptr, &status);
+            std::string name = status == 0 && kind ? kind : typeid(step).name();
+            std::free(kind);
+            name = name.substr(name.rfind(':') == std::string::npos ? 0 : name.rfind(':') + 1);  // no namespaces
+            result.profile.push_back({name, step.outputs.empty() ? "" : step.outputs[0],
+                                      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count()});
+        }
         for (const std::string& in : steps_[i]->inputs) {
             auto last = lastUse_.find(in);
             if (last != lastUse_.end() && last->second == i && !keep.count(in))
                 values.erase(in);
         }
     }
-    IntegerRunResult result;
     for (const std::string& name : keep) {
         auto it = values.find(name);
         if (it == values.end())

@@ -37,9 +37,17 @@ struct LayerExecution {
     std::string reason;       // why it ran in float ("" when integer)
 };
 
+// Where a run's time went, step by step (bench_engines --profile).
+struct StepTime {
+    std::string kind;    // the step's type, e.g. "ConvStep"
+    std::string output;  // the tensor it writes
+    double milliseconds = 0;
+};
+
 struct IntegerRunResult {
     TensorMap outputs;  // graph outputs and captured tensors, in float (dequantized where quantized)
     std::map<std::string, int8::QuantizedTensor> codes;  // the same tensors' codes where quantized
+    std::vector<StepTime> profile;  // only when run() was asked to time its steps
 };
 
 class IntegerEngine {
@@ -55,7 +63,7 @@ public:
 
     // `feeds` holds the float graph inputs; RunOptions' capture and cancel are honoured.
     // Thread-safe: several batches may run at once.
-    IntegerRunResult run(const TensorMap& feeds, const RunOptions& options = {}) const;
+    IntegerRunResult run(const TensorMap& feeds, const RunOptions& options = {}, bool timeSteps = false) const;
 
     const std::vector<LayerExecution>& layerExecution() const { return execution_; }
     std::size_t integerLayerCount() const;

@@ -60,6 +60,16 @@ Tensor::Tensor(DataType type, Shape shape)
     storage_ = std::shared_ptr<std::byte[]>(new std::byte[bytes]());
 }
 
+Tensor Tensor::uninitialized(DataType type, Shape shape)
+{
+    Tensor t;
+    t.dtype_ = type;
+    t.shape_ = std::move(shape);
+    t.count_ = elementCount(t.shape_);
+    t.storage_ = std::shared_ptr<std::byte[]>(new std::byte[std::max<std::size_t>(1, t.byteSize())]);
+    return t;
+}
+
 template <class T> Tensor Tensor::fromValues(Shape shape, std::span<const T> values)
 {
     Tensor t(dataTypeOf<T>(), std::move(shape));

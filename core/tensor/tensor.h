@@ -40,6 +40,9 @@ public:
     Tensor() = default;
     // Zero-initialised storage.
     Tensor(DataType type, Shape shape);
+    // Storage left as the allocator gives it: for outputs a kernel writes completely (zeroing a
+    // large activation first costs a pass over memory).
+    static Tensor uninitialized(DataType type, Shape shape);
 
     template <class T> static Tensor fromValues(Shape shape, std::span<const T> values);
     template <class T> static Tensor fromValues(Shape shape, const std::vector<T>& values)

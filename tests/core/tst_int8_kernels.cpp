@@ -1,10 +1,13 @@
 // The integer engine's building blocks against plain references: the fixed-point requantization
 // against exact 128-bit arithmetic, and the fast (oneDNN) convolution and matrix product against
 // the reference kernels on random shapes with odd channel counts, padding, strides, dilations and
-// groups. The reference kernels themselves are checked by the ONNX conformance tests
+// groups; our fused AVX-512 kernels (matrix product and depthwise convolution with the
+// requantization in the epilogue) against the reference kernels followed by the scalar
+// requantize(), code for code. The reference kernels themselves are checked by the ONNX conformance tests
 // (ConvInteger, MatMulInteger, QLinearConv, QLinearMatMul).
 
 #include "engine/int8/fast_kernels.h"
+#include "engine/int8/fused_kernels.h"
 #include "engine/int8/quantized_tensor.h"
 #include "engine/int8/reference_kernels.h"
 #include "engine/int8/requantize.h"
@@ -26,6 +29,9 @@ private slots:
     void quantizeMatchesTheFormulaAndLayoutsRoundTrip();
     void fastConvolutionEqualsReference();
     void fastMatrixProductEqualsReference();
+    void fusedMatrixProductEqualsReference();
+    void fusedDepthwiseEqualsReference();
+    void fusedConvolutionEqualsReference();
 };
 
 void TestInt8Kernels::multiplierRepresentsTheRealValue()
@@ -269,6 +275,226 @@ void TestInt8Kernels::fastMatrixProductEqualsReference()
                 QVERIFY2(std::equal(actual.data<std::int32_t>(), actual.data<std::int32_t>() + actual.size(), expected.data<std::int32_t>()),
                          qPrintable(QString("m %1 k %2 n %3").arg(m).arg(k).arg(n)));
             }
+}
+
+namespace {
+
+// A per-channel requantization as layers have them: multipliers from 2^-20 to 4 (some tiny
+// enough to round to 0), biases up to the int32 limit for this reduction size.
+ChannelRequantization randomRequantization(std::int64_t channels, std::int64_t reductionSize, std::mt19937& rng)
+{
+    std::uniform_real_distribution<double> exponent(-20, 2);
+    const std::int64_t limit = std::min<std::int64_t>(int32BiasLimit(reductionSize), 1 << 24);
+    std::uniform_int_distribution<std::int64_t> bias(-limit, limit);
+    ChannelRequantization r;
+    for (std::int64_t c = 0; c < channels; ++c)
+        r.add(static_cast<std::int32_t>(c % 5 == 0 ? 0 : bias(rng)),
+              prepareMultiplier(c % 11 == 10 ? 1e-12 : c % 7 == 6 ? 0.5 : std::pow(2.0, exponent(rng))));
+    return r;
+}
+
+std::uint8_t expectedCode(std::int32_t accumulator, const ChannelRequantization& r, std::size_t c, const OutputStage& s)
+{
+    const FixedPointMultiplier m{r.multiplier[c], static_cast<int>(r.rightShift[c])};
+    return static_cast<std::uint8_t>(requantize(accumulator + r.bias[c], m, s.zeroPoint, s.codeMin, s.codeMax));
+}
+
+OutputStage randomStage(const ChannelRequantization& r, std::mt19937& rng)
+{
+    std::uniform_int_distribution<int> code(0, 255);
+    OutputStage s;
+    s.requantization = &r;
+    s.zeroPoint = code(rng);
+    s.codeMin = std::min(s.zeroPoint, code(rng) / 4);  // e.g. a fused Relu: zero-point up
+    s.codeMax = std::max(s.zeroPoint, 255 - code(rng) / 4);
+    return s;
+}
+
+}  // namespace
+
+void TestInt8Kernels::fusedMatrixProductEqualsReference()
+{
+    if (!fusedKernelsAvailable())
+        QSKIP("this CPU has no AVX-512 VNNI: the engine uses its other kernels");
+    std::mt19937 rng(7);
+    int cases = 0;
+    for (std::int64_t m : {1, 5, 6, 7, 49, 100})
+        for (std::int64_t k : {1, 3, 4, 7, 64, 129, 1024})
+            for (std::int64_t n : {1, 10, 16, 17, 64, 65, 130}) {
+                const bool outputMajor = (m + k + n) % 2 == 0;  // [N, K] like 1x1 convolution weights, else [K, N]
+                const Tensor a = randomTensor(DataType::UInt8, {m, k}, rng, 0, 255);
+                const Tensor b = randomTensor(DataType::Int8, {k, n}, rng, -128, 127);
+                std::vector<std::int8_t> transposed(static_cast<std::size_t>(k * n));
+                for (std::int64_t i = 0; i < k; ++i)
+                    for (std::int64_t j = 0; j < n; ++j)
+                        transposed[static_cast<std::size_t>(j * k + i)] = b.data<std::int8_t>()[i * n + j];
+                const std::int32_t zeroPoint = cases % 4 == 3 ? 0 : std::uniform_int_distribution<int>(0, 255)(rng);
+                std::vector<std::int32_t> weightZeroPoints{0};
+                if (cases % 3 == 1) {
+                    weightZeroPoints.clear();
+                    for (std::int64_t j = 0; j < n; ++j)
+                        weightZeroPoints.push_back(std::uniform_int_distribution<int>(-128, 127)(rng));
+                }
+                const ChannelRequantization r = randomRequantization(n, k, rng);
+                const OutputStage stage = randomStage(r, rng);
+                const Tensor acc = matmulAccumulateReference(a, zeroPoint, b, weightZeroPoints);
+                // Rows further apart than they are long, as in a strided view.
+                const std::int64_t xStride = k + 3, yStride = n + 5;
+                std::vector<std::uint8_t> x(static_cast<std::size_t>(m * xStride), 0xEE), y(static_cast<std::size_t>(m * yStride), 0xEE);
+                for (std::int64_t i = 0; i < m; ++i)
+                    std::copy_n(a.data<std::uint8_t>() + i * k, k, x.data() + i * xStride);
+                const PackedGemm gemm = outputMajor ? PackedGemm(transposed.data(), k, n, 1, k, weightZeroPoints)
+                                                    : PackedGemm(b.data<std::int8_t>(), k, n, n, 1, weightZeroPoints);
+                gemm.run(x.data(), m, xStride, zeroPoint, stage, y.data(), yStride);
+                for (std::int64_t i = 0; i < m; ++i)
+                    for (std::int64_t j = 0; j < yStride; ++j) {
+                        const std::uint8_t got = y[static_cast<std::size_t>(i * yStride + j)];
+                        const std::uint8_t want = j < n ? expectedCode(acc.data<std::int32_t>()[i * n + j], r, static_cast<std::size_t>(j), stage)
+                                                        : std::uint8_t{0xEE};  // beyond the row: untouched
+                        if (got != want)
+                            QFAIL(qPrintable(QString("m %1 k %2 n %3 zx %4 at (%5, %6): %7 != %8")
+                                                 .arg(m).arg(k).arg(n).arg(zeroPoint).arg(i).arg(j).arg(got).arg(want)));
+                    }
+                ++cases;
+            }
+    qInfo("%d matrix products equal the reference code for code", cases);
+}
+
+void TestInt8Kernels::fusedDepthwiseEqualsReference()
+{
+    if (!fusedKernelsAvailable())
+        QSKIP("this CPU has no AVX-512: the engine uses its other kernels");
+    std::mt19937 rng(11);
+    auto pick = [&](std::initializer_list<std::int64_t> values) {
+        return *(values.begin() + std::uniform_int_distribution<std::size_t>(0, values.size() - 1)(rng));
+    };
+    int cases = 0;
+    for (int trial = 0; trial < 150; ++trial) {
+        const std::int64_t n = pick({1, 2, 3}), channels = pick({1, 7, 16, 17, 32, 40});
+        Window2D w;
+        w.kernelH = pick({1, 3, 5});
+        w.kernelW = trial % 5 == 0 ? pick({1, 3}) : w.kernelH;
+        w.strideH = pick({1, 2});
+        w.strideW = trial % 3 == 0 ? pick({1, 2}) : w.strideH;
+        w.dilationH = w.dilationW = trial % 7 == 0 ? 2 : 1;
+        w.padTop = pick({0, 1, 2});
+        w.padLeft = pick({0, 1, 2});
+        w.padBottom = pick({0, 1, 2});
+        w.padRight = pick({0, 1, 2});
+        w.inH = pick({1, 5, 7, 12, 13});
+        w.inW = pick({1, 5, 6, 11, 13});
+        const std::int64_t effH = w.dilationH * (w.kernelH - 1) + 1, effW = w.dilationW * (w.kernelW - 1) + 1;
+        if (w.inH + w.padTop + w.padBottom < effH || w.inW + w.padLeft + w.padRight < effW)
+            continue;
+        w.outH = (w.inH + w.padTop + w.padBottom - effH) / w.strideH + 1;
+        w.outW = (w.inW + w.padLeft + w.padRight - effW) / w.strideW + 1;
+        const Tensor input = randomTensor(DataType::UInt8, {n, channels, w.inH, w.inW}, rng, 0, 255);
+        const Tensor weights = randomTensor(DataType::Int8, {channels, 1, w.kernelH, w.kernelW}, rng, -128, 127);
+        const std::int32_t zeroPoint = trial % 4 == 3 ? 0 : std::uniform_int_distribution<int>(0, 255)(rng);
+        std::vector<std::int32_t> weightZeroPoints{0};
+        if (trial % 3 == 1) {
+            weightZeroPoints.clear();
+            for (std::int64_t c = 0; c < channels; ++c)
+                weightZeroPoints.push_back(std::uniform_int_distribution<int>(-128, 127)(rng));
+        }
+        const ChannelRequantization r = randomRequantization(channels, w.kernelH * w.kernelW, rng);
+        const OutputStage stage = randomStage(r, rng);
+        const Tensor acc = convAccumulateReference(input, zeroPoint, weights, weightZeroPoints, w, channels);  // NCHW
+
+        QuantizedTensor q;
+        q.codes = input;
+        const Tensor nhwc = toChannelsLast(q).codes;
+        std::vector<std::uint8_t> y(static_cast<std::size_t>(n * w.outH * w.outW * channels));
+        DepthwiseConv(weights.data<std::int8_t>(), channels, w.kernelH, w.kernelW, weightZeroPoints)
+            .run(nhwc.data<std::uint8_t>(), n, w, zeroPoint, stage, y.data());
+        for (std::int64_t b = 0; b < n; ++b)
+            for (std::int64_t c = 0; c < channels; ++c)
+                for (std::int64_t oy = 0; oy < w.outH; ++oy)
+                    for (std::int64_t ox = 0; ox < w.outW; ++ox) {
+                        const std::uint8_t want = expectedCode(acc.data<std::int32_t>()[((b * channels + c) * w.outH + oy) * w.outW + ox],
+                                                               r, static_cast<std::size_t>(c), stage);
+                        const std::uint8_t got = y[static_cast<std::size_t>(((b * w.outH + oy) * w.outW + ox) * channels + c)];
+                        if (want != got)
+                            QFAIL(qPrintable(QString("trial %1: c %2 kernel %3x%4 stride %5x%6 dilation %7 pads %8,%9,%10,%11 input "
+                                                     "%12x%13 zx %14: at (%15,%16,%17,%18) %19 != %20")
+                                                 .arg(trial).arg(channels).arg(w.kernelH).arg(w.kernelW).arg(w.strideH).arg(w.strideW)
+                                                 .arg(w.dilationH).arg(w.padTop).arg(w.padLeft).arg(w.padBottom).arg(w.padRight)
+                                                 .arg(w.inH).arg(w.inW).arg(zeroPoint).arg(b).arg(c).arg(oy).arg(ox).arg(got).arg(want)));
+                    }
+        ++cases;
+    }
+    qInfo("%d depthwise geometries equal the reference code for code", cases);
+    QVERIFY(cases >= 100);
+}
+
+void TestInt8Kernels::fusedConvolutionEqualsReference()
+{
+    if (!fusedKernelsAvailable())
+        QSKIP("this CPU has no AVX-512 VNNI: the engine uses its other kernels");
+    std::mt19937 rng(13);
+    auto pick = [&](std::initializer_list<std::int64_t> values) {
+        return *(values.begin() + std::uniform_int_distribution<std::size_t>(0, values.size() - 1)(rng));
+    };
+    int cases = 0;
+    for (int trial = 0; trial < 120; ++trial) {
+        // Every fourth a pointwise convolution (multiplied in place), the others any window.
+        const bool pointwise = trial % 4 == 0;
+        const std::int64_t n = pick({1, 2}), channels = pick({1, 3, 8, 17, 64}), oc = pick({1, 7, 16, 33, 70});
+        Window2D w;
+        w.kernelH = pointwise ? 1 : pick({1, 3, 5, 7});
+        w.kernelW = pointwise ? 1 : trial % 5 == 0 ? pick({1, 3}) : w.kernelH;
+        w.strideH = pointwise ? 1 : pick({1, 2});
+        w.strideW = pointwise ? 1 : pick({1, 2});
+        w.dilationH = w.dilationW = !pointwise && trial % 7 == 0 ? 2 : 1;
+        w.padTop = pointwise ? 0 : pick({0, 1, 3});
+        w.padLeft = pointwise ? 0 : pick({0, 1, 2});
+        w.padBottom = pointwise ? 0 : pick({0, 1, 2});
+        w.padRight = pointwise ? 0 : pick({0, 1, 3});
+        w.inH = pick({1, 5, 12, 13});
+        w.inW = pick({1, 6, 11, 14});
+        const std::int64_t effH = w.dilationH * (w.kernelH - 1) + 1, effW = w.dilationW * (w.kernelW - 1) + 1;
+        if (w.inH + w.padTop + w.padBottom < effH || w.inW + w.padLeft + w.padRight < effW)
+            continue;
+        w.outH = (w.inH + w.padTop + w.padBottom - effH) / w.strideH + 1;
+        w.outW = (w.inW + w.padLeft + w.padRight - effW) / w.strideW + 1;
+        const Tensor input = randomTensor(DataType::UInt8, {n, channels, w.inH, w.inW}, rng, 0, 255);
+        const Tensor weights = randomTensor(DataType::Int8, {oc, channels, w.kernelH, w.kernelW}, rng, -128, 127);
+        const std::int32_t zeroPoint = trial % 3 == 2 ? 0 : std::uniform_int_distribution<int>(0, 255)(rng);
+        std::vector<std::int32_t> weightZeroPoints{0};
+        if (trial % 5 == 1) {
+            weightZeroPoints.clear();
+            for (std::int64_t c = 0; c < oc; ++c)
+                weightZeroPoints.push_back(std::uniform_int_distribution<int>(-128, 127)(rng));
+        }
+        const ChannelRequantization r = randomRequantization(oc, channels * w.kernelH * w.kernelW, rng);
+        const OutputStage stage = randomStage(r, rng);
+        const Tensor acc = convAccumulateReference(input, zeroPoint, weights, weightZeroPoints, w, 1);  // NCHW
+
+        QuantizedTensor q;
+        q.codes = input;
+        const Tensor nhwc = toChannelsLast(q).codes;
+        std::vector<std::uint8_t> y(static_cast<std::size_t>(n * w.outH * w.outW * oc));
+        Im2colConv(weights.data<std::int8_t>(), oc, channels, w.kernelH, w.kernelW, weightZeroPoints)
+            .run(nhwc.data<std::uint8_t>(), n, w, zeroPoint, stage, y.data());
+        for (std::int64_t b = 0; b < n; ++b)
+            for (std::int64_t c = 0; c < oc; ++c)
+                for (std::int64_t oy = 0; oy < w.outH; ++oy)
+                    for (std::int64_t ox = 0; ox < w.outW; ++ox) {
+                        const std::uint8_t want = expectedCode(acc.data<std::int32_t>()[((b * oc + c) * w.outH + oy) * w.outW + ox],
+                                                               r, static_cast<std::size_t>(c), stage);
+                        const std::uint8_t got = y[static_cast<std::size_t>(((b * w.outH + oy) * w.outW + ox) * oc + c)];
+                        if (want != got)
+                            QFAIL(qPrintable(QString("trial %1: c %2 oc %3 kernel %4x%5 stride %6x%7 dilation %8 pads %9,%10,%11,%12 "
+                                                     "input %13x%14 zx %15: at (%16,%17,%18,%19) %20 != %21")
+                                                 .arg(trial).arg(channels).arg(oc).arg(w.kernelH).arg(w.kernelW).arg(w.strideH)
+                                                 .arg(w.strideW).arg(w.dilationH).arg(w.padTop).arg(w.padLeft).arg(w.padBottom)
+                                                 .arg(w.padRight).arg(w.inH).arg(w.inW).arg(zeroPoint).arg(b).arg(c).arg(oy).arg(ox)
+                                                 .arg(got).arg(want)));
+                    }
+        ++cases;
+    }
+    qInfo("%d convolution geometries equal the reference code for code", cases);
+    QVERIFY(cases >= 80);
 }
 
 QTEST_APPLESS_MAIN(TestInt8Kernels)

@@ -34,7 +34,9 @@ bool isOptimized(const char* implementation) { return std::string_view(implement
 // primitive at once (the default library-managed scratchpad is shared).
 void execute(const dnnl::primitive& primitive, const memory::desc& scratchpadDesc, std::unordered_map<int, memory> args)
 {
-    std::vector<std::byte> scratch(scratchpadDesc.get_size());
+    thread_local std::vector<std::byte> scratch;  // grows to the largest need, never cleared per call
+    if (scratch.size() < scratchpadDesc.get_size())
+        scratch.resize(scratchpadDesc.get_size());
     args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratchpadDesc, cpuEngine(), scratch.data()));
     dnnl::stream stream(cpuEngine());
     primitive.execute(stream, args);
@@ -56,6 +58,12 @@ memory packWeights(const Tensor& weights, const memory::desc& plain, const memor
 }  // namespace
 
 bool fastKernelsAvailable() { return true; }
+
+bool libraryHasMatrixUnits()
+{
+    static const bool amx = dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx;
+    return amx;
+}
 
 // One oneDNN convolution of a channels-last u8 input (padded already, or padded with zeros by
 // oneDNN), with s32 output.
@@ -333,7 +341,7 @@ Tensor FastMatMul::accumulate(const Tensor& input, std::int32_t inputZeroPoint) 
         throw Error("fast matrix product: expected uint8 [M, " + std::to_string(weights_.dim(0)) + "] input, got " + input.describe());
     const std::int64_t rows = input.dim(0), n = weights_.dim(1);
     const Compiled& c = compiled(rows);
-    Tensor out(DataType::Int32, {rows, n});
+    Tensor out = Tensor::uninitialized(DataType::Int32, {rows, n});
     execute(c.primitive, c.pd.scratchpad_desc(),
             {{DNNL_ARG_SRC, memory(c.pd.src_desc(), cpuEngine(), const_cast<std::byte*>(input.rawData()))},
              {DNNL_ARG_WEIGHTS, c.packedWeights},
@@ -357,6 +365,7 @@ Tensor FastMatMul::accumulate(const Tensor& input, std::int32_t inputZeroPoint) 
 #else  // built without oneDNN
 
 bool fastKernelsAvailable() { return false; }
+bool libraryHasMatrixUnits() { return false; }
 struct FastConv::Compiled {};
 FastConv::FastConv(Tensor weights, std::vector<std::int32_t> weightZeroPoints, std::int64_t groups)
     : weights_(std::move(weights)), weightZeroPoints_(std::move(weightZeroPoints)), groups_(groups) {}

@@ -25,6 +25,8 @@
 namespace qe::int8 {
 
 bool fastKernelsAvailable();
+// Whether oneDNN runs its int8 products on matrix units (Intel AMX) on this CPU.
+bool libraryHasMatrixUnits();
 
 // One convolution layer. Primitives are created per input shape (batch size) on first use and
 // cached; the weights are packed into the primitive's preferred layout once per shape.

@@ -21,17 +21,24 @@ QuantizedTensor quantize(const Tensor& values, const ActivationParams& params)
         throw Error("quantize: expected a float32 tensor, got " + values.describe());
     QuantizedTensor q;
     q.params = params;
-    q.codes = Tensor(DataType::UInt8, values.shape());
+    q.codes = Tensor::uninitialized(DataType::UInt8, values.shape());
     const float* x = values.data<float>();
     std::uint8_t* out = q.codes.mutableData<std::uint8_t>();
     const float inverseScale = 1.f / params.scale;
     const auto zeroPoint = static_cast<float>(params.zeroPoint);
     const auto lo = static_cast<float>(params.codeMin), hi = static_cast<float>(params.codeMax);
+    // Rounding half to even (nearbyint's) by adding and subtracting 1.5 * 2^23: exact for
+    // |v| < 2^22, which the bounds one step beyond the code range guarantee, and it vectorizes
+    // where a call to nearbyint does not. The bounds change no result: anything beyond them is
+    // clamped to codeMin or codeMax anyway.
+    const float below = lo - zeroPoint - 1.f, above = hi - zeroPoint + 1.f, magic = 12582912.f;
 #pragma omp parallel for schedule(static) if (values.size() >= (1 << 16))
     for (std::int64_t i = 0; i < values.size(); ++i) {
+        const float v = x[i] * inverseScale;
+        const float bounded = std::min(std::max(v, below), above);
+        const float code = std::min(std::max((bounded + magic) - magic + zeroPoint, lo), hi);
         // NaN becomes the zero-point (real 0): an integer has no NaN.
-        const float code = std::isnan(x[i]) ? zeroPoint : std::clamp(std::nearbyint(x[i] * inverseScale) + zeroPoint, lo, hi);
-        out[i] = static_cast<std::uint8_t>(code);
+        out[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v == v ? code : zeroPoint));
     }
     return q;
 }
@@ -52,7 +59,7 @@ namespace {
 // Copies a [N, A, B] array of bytes into [N, B, A].
 Tensor transposeInner(const Tensor& in, std::int64_t n, std::int64_t a, std::int64_t b, Shape outShape)
 {
-    Tensor out(DataType::UInt8, std::move(outShape));
+    Tensor out = Tensor::uninitialized(DataType::UInt8, std::move(outShape));
     const std::uint8_t* src = in.data<std::uint8_t>();
     std::uint8_t* dst = out.mutableData<std::uint8_t>();
     constexpr std::int64_t kTile = 32;  // cache-friendly tiles

@@ -86,27 +86,48 @@ inline std::int64_t int32BiasLimit(std::int64_t reductionSize)
     return std::max<std::int64_t>(0, 2147483647LL - reductionSize * 255LL * 255LL);
 }
 
+// The parameters of 16 channels in the lanes AVX-512 code reads them (requantize_avx512.h):
+// 32-bit lanes for the bias and multiplier, and, because a 64-bit product vpmuldq makes holds
+// either the even (0, 2, ...) or the odd channels, their shifts in two 64-bit vectors each.
+// Lanes beyond the layer's channels have a zero multiplier (result 0).
+struct alignas(64) RequantizationBlock {
+    std::int32_t bias[16] = {};
+    std::int32_t multiplier[16] = {};
+    std::int64_t shiftEven[8] = {62, 62, 62, 62, 62, 62, 62, 62}, shiftOdd[8] = {62, 62, 62, 62, 62, 62, 62, 62};
+    std::int64_t halfMinusOneEven[8] = {}, halfMinusOneOdd[8] = {};  // 2^(shift - 1) - 1
+};
+
 // Per-output-channel requantization prepared for a whole layer: a bias in accumulator units and
 // a multiplier per channel, laid out so that the loop over channels vectorizes (no branches,
 // 64-bit products of 32-bit values, the arithmetic right shift done as a logical shift of a value
-// made non-negative by adding 2^62, which leaves the low bits and hence the tie test unchanged).
-// Gives exactly requantize(accumulator + bias, multiplier, ...) for every element.
+// made non-negative by adding 2^62, which leaves the low bits and hence the tie test unchanged),
+// and again in blocks of 16 for AVX-512. Gives exactly requantize(accumulator + bias,
+// multiplier, ...) for every element.
 struct ChannelRequantization {
     std::vector<std::int32_t> bias, multiplier;
     std::vector<std::uint64_t> rightShift, half, lowMask;
     std::vector<std::int64_t> offset;  // 2^(62 - rightShift): the added 2^62 after the shift
+    std::vector<RequantizationBlock> blocks;
 
     std::size_t channels() const { return bias.size(); }
     void add(std::int32_t channelBias, FixedPointMultiplier m)
     {
         // A zero multiplier (M below 2^-31) with the largest shift yields 0 like applyMultiplier.
         const int s = m.multiplier == 0 ? 62 : m.rightShift;
+        const std::size_t lane = bias.size() % 16;
         bias.push_back(channelBias);
         multiplier.push_back(m.multiplier);
         rightShift.push_back(static_cast<std::uint64_t>(s));
         half.push_back(std::uint64_t{1} << (s - 1));
         lowMask.push_back((std::uint64_t{1} << s) - 1);
         offset.push_back(std::int64_t{1} << (62 - s));
+        if (lane == 0)
+            blocks.emplace_back();
+        RequantizationBlock& b = blocks.back();
+        b.bias[lane] = channelBias;
+        b.multiplier[lane] = m.multiplier;
+        (lane % 2 ? b.shiftOdd : b.shiftEven)[lane / 2] = s;
+        (lane % 2 ? b.halfMinusOneOdd : b.halfMinusOneEven)[lane / 2] = (std::int64_t{1} << (s - 1)) - 1;
     }
 };
 
@@ -136,7 +157,8 @@ inline void requantizeRowPortable(const std::int32_t* a, std::uint8_t* y, std::i
     }
 }
 
-// `pixels` rows with AVX-512 (requantize_avx512.cpp); only call it where avx512Available().
+// `pixels` rows with AVX-512 (requantize_avx512.cpp); only call it where avx512Available()
+// (AVX-512 F, BW and VL).
 bool avx512Available();
 void requantizeRowsAvx512(const std::int32_t* acc, std::uint8_t* out, std::int64_t pixels, std::int64_t channels,
                           const ChannelRequantization& r, std::int32_t zeroPoint, std::int32_t codeMin, std::int32_t codeMax);
