@@ -562,9 +562,36 @@ struct AveragePoolStep final : IntegerEngine::Step {
     bool global = false;
     ActivationParams output;
     std::int32_t codeLo = 0, codeHi = 255;
+    // GlobalAveragePool of a channels-last input: per image, the channels' sums over the pixels
+    // in one pass (the loop over channels vectorizes), then the same requantization per count.
+    void runGlobalChannelsLast(Values& values, const QuantizedTensor& x) const
+    {
+        const std::int64_t n = x.codes.dim(0), pixels = x.codes.dim(1) * x.codes.dim(2), c = x.codes.dim(3);
+        const FixedPointMultiplier m =
+            checkedMultiplier(static_cast<double>(x.params.scale) / (static_cast<double>(output.scale) * pixels), *node);
+        IntegerEngine::Value y = newCodes(output, {n, c, 1, 1});
+        std::vector<std::int32_t> sums(static_cast<std::size_t>(c));
+        for (std::int64_t b = 0; b < n; ++b) {
+            const std::uint8_t* px = x.codes.data<std::uint8_t>() + b * pixels * c;
+            std::fill(sums.begin(), sums.end(), -x.params.zeroPoint * static_cast<std::int32_t>(pixels));
+            for (std::int64_t p = 0; p < pixels; ++p)
+                for (std::int64_t ch = 0; ch < c; ++ch)
+                    sums[static_cast<std::size_t>(ch)] += px[p * c + ch];
+            std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>() + b * c;
+            for (std::int64_t ch = 0; ch < c; ++ch)
+                py[ch] = static_cast<std::uint8_t>(int8::requantize(sums[static_cast<std::size_t>(ch)], m, output.zeroPoint, codeLo, codeHi));
+        }
+        values[outputs[0]] = std::move(y);
+    }
+
     void run(Values& values) const override
     {
-        const QuantizedTensor x = int8::toChannelsFirst(*values.at(inputs[0]).codes);
+        const QuantizedTensor& input = *values.at(inputs[0]).codes;
+        if (global && input.channelsLast) {
+            runGlobalChannelsLast(values, input);
+            return;
+        }
+        const QuantizedTensor x = int8::toChannelsFirst(input);
         if (x.codes.rank() != 4)
             fail(*node, "integer pooling supports 4-D inputs, got " + x.codes.describe());
         const std::int64_t n = x.codes.dim(0), c = x.codes.dim(1), h = x.codes.dim(2), w = x.codes.dim(3);

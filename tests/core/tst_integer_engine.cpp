@@ -82,6 +82,8 @@ private slots:
     void shapesTheKernelsDoNotTakeRunInFloat();
     void referenceKernelsGiveTheSameCodes_data();
     void referenceKernelsGiveTheSameCodes();
+    void referenceKernelsGiveTheSameCodesOnMobileNets_data();
+    void referenceKernelsGiveTheSameCodesOnMobileNets();
     void sharedFloatModelsMatchSimulation_data();
     void sharedFloatModelsMatchSimulation();
     void realInt8ModelsReachTheirAccuracy_data();
@@ -226,6 +228,32 @@ void TestIntegerEngine::shapesTheKernelsDoNotTakeRunInFloat()
         QVERIFY(std::abs(ours.data<float>()[i] - simulated.data<float>()[i]) <= step * 1.001f);
 }
 
+namespace {
+
+// The plain reference kernels (all a build without oneDNN and AVX-512 has) give the codes the
+// fast kernels give, bit for bit, on every layer.
+void compareKernels(const QuantPlan& plan, const std::string& inputName, const Tensor& batch)
+{
+    const IntegerEngine fast(plan), reference(plan, IntegerEngine::Kernels::Reference);
+    for (const LayerExecution& e : reference.layerExecution())
+        QVERIFY2(e.integer && !e.fastKernel, e.layer.c_str());
+    if (int8::fastKernelsAvailable())  // and the other engine really ran the fast ones
+        for (const LayerExecution& e : fast.layerExecution())
+            QVERIFY2(e.fastKernel == (e.opType == "Conv" || e.opType == "Gemm"), e.layer.c_str());
+    RunOptions capture;
+    for (const QuantLayer& layer : plan.layers)
+        capture.capture.insert(layer.output);
+    const IntegerRunResult a = fast.run({{inputName, batch}}, capture);
+    const IntegerRunResult b = reference.run({{inputName, batch}}, capture);
+    for (const QuantLayer& layer : plan.layers) {
+        const Tensor ca = int8::presentedCodes(a.codes.at(layer.output)), cb = int8::presentedCodes(b.codes.at(layer.output));
+        QCOMPARE(ca.shape(), cb.shape());
+        QVERIFY2(std::equal(ca.rawData(), ca.rawData() + ca.size(), cb.rawData()), layer.name.c_str());
+    }
+}
+
+}  // namespace
+
 void TestIntegerEngine::referenceKernelsGiveTheSameCodes_data()
 {
     QTest::addColumn<QString>("configJson");
@@ -249,23 +277,42 @@ void TestIntegerEngine::referenceKernelsGiveTheSameCodes()
     QuantEvaluator evaluator(graph, test, preprocess, 64);
     evaluator.calibrate(*test, 64);
     const QuantPlan plan = evaluator.plan(QuantConfig::fromJson(json, "test"));
-    const IntegerEngine fast(plan), reference(plan, IntegerEngine::Kernels::Reference);
-    for (const LayerExecution& e : reference.layerExecution())
-        QVERIFY2(e.integer && !e.fastKernel, e.layer.c_str());
-    if (int8::fastKernelsAvailable())  // and the other engine really ran the fast ones
-        for (const LayerExecution& e : fast.layerExecution())
-            QVERIFY2(e.fastKernel == (e.opType == "Conv" || e.opType == "Gemm"), e.layer.c_str());
-    RunOptions capture;
-    for (const QuantLayer& layer : plan.layers)
-        capture.capture.insert(layer.output);
-    const Tensor batch = makeBatch(*test, 0, 64, preprocess, 1, 28, 28);
-    const IntegerRunResult a = fast.run({{graph->inputs[0].name, batch}}, capture);
-    const IntegerRunResult b = reference.run({{graph->inputs[0].name, batch}}, capture);
-    for (const QuantLayer& layer : plan.layers) {
-        const Tensor ca = int8::presentedCodes(a.codes.at(layer.output)), cb = int8::presentedCodes(b.codes.at(layer.output));
-        QCOMPARE(ca.shape(), cb.shape());
-        QVERIFY2(std::equal(ca.rawData(), ca.rawData() + ca.size(), cb.rawData()), layer.name.c_str());
-    }
+    compareKernels(plan, graph->inputs[0].name, makeBatch(*test, 0, 64, preprocess, 1, 28, 28));
+}
+
+void TestIntegerEngine::referenceKernelsGiveTheSameCodesOnMobileNets_data()
+{
+    QTest::addColumn<QString>("model");
+    QTest::addColumn<bool>("qdq");
+    // Our W8A8 (symmetric per-channel weights), and TensorFlow's own uint8 model, whose weights
+    // have zero-points: the fused kernels' weight zero-point terms on real data.
+    QTest::newRow("mobilenet 0.25 W8A8") << "mobilenet_v1_0.25_128_float.onnx" << false;
+    QTest::newRow("mobilenet 0.25 uint8 QDQ") << "mobilenet_v1_0.25_128_qdq_uint8.onnx" << true;
+}
+
+// The same on MobileNets, whose depthwise, pointwise and strided convolutions, global average
+// pool and classifier take every fast kernel (ours with the fused requantization, and oneDNN's).
+void TestIntegerEngine::referenceKernelsGiveTheSameCodesOnMobileNets()
+{
+    QFETCH(QString, model);
+    QFETCH(bool, qdq);
+    const fs::path modelPath = test::sharedDir() / "models" / model.toStdString();
+    const fs::path dataPath = test::sharedDir() / "data" / "imagenet_val_227_300";
+    QE_REQUIRE_PATH(modelPath);
+    QE_REQUIRE_PATH(dataPath);
+    const Preprocess preprocess = test::makePreprocess(ColorOrder::Rgb, 1, 128, 128, 0.875);
+    const std::shared_ptr<const Dataset> dataset = openDataset(dataPath, std::nullopt, "label_1001");
+    std::optional<ImportedQuantization> imported;
+    if (qdq)
+        imported = importQdq(loadOnnx(modelPath));
+    const auto graph = std::make_shared<const Graph>(qdq ? imported->floatGraph : loadOnnx(modelPath));
+    QuantEvaluator evaluator(graph, dataset, preprocess, 8);
+    if (qdq)
+        evaluator.setFixedParams(imported->params);
+    else
+        evaluator.calibrate(*dataset, 32);
+    const QuantPlan plan = evaluator.plan(qdq ? imported->config : QuantConfig{});
+    compareKernels(plan, graph->inputs[0].name, makeBatch(*dataset, 0, 8, preprocess, 3, 128, 128));
 }
 
 void TestIntegerEngine::sharedFloatModelsMatchSimulation_data()
