@@ -562,9 +562,11 @@ struct AveragePoolStep final : IntegerEngine::Step {
     bool global = false;
     ActivationParams output;
     std::int32_t codeLo = 0, codeHi = 255;
-    // GlobalAveragePool of a channels-last input: per image, the channels' sums over the pixels
-    // in one pass (the loop over channels vectorizes), then the same requantization per count.
-    void runGlobalChannelsLast(Values& values, const QuantizedTensor& x) const
+    // A pool over the whole image (GlobalAveragePool, or an AveragePool whose window is the
+    // image, as TensorFlow's MobileNets end) of a channels-last input: per image, the channels'
+    // sums over the pixels in one pass (the loop over channels vectorizes), then the same
+    // requantization as below.
+    void runWholeImageChannelsLast(Values& values, const QuantizedTensor& x) const
     {
         const std::int64_t n = x.codes.dim(0), pixels = x.codes.dim(1) * x.codes.dim(2), c = x.codes.dim(3);
         const FixedPointMultiplier m =
@@ -587,9 +589,20 @@ struct AveragePoolStep final : IntegerEngine::Step {
     void run(Values& values) const override
     {
         const QuantizedTensor& input = *values.at(inputs[0]).codes;
-        if (global && input.channelsLast) {
-            runGlobalChannelsLast(values, input);
-            return;
+        if (input.channelsLast && input.codes.rank() == 4) {
+            const Shape in = input.logicalShape();
+            bool wholeImage = global;
+            if (!global) {
+                const auto kernel = node->intsAttribute("kernel_shape");
+                const Window2D w = makeWindow(contextFor(*node, *graph), 2, in[2], in[3], kernel.size() == 2 ? kernel[0] : 0,
+                                              kernel.size() == 2 ? kernel[1] : 0, node->intAttribute("ceil_mode", 0) != 0);
+                wholeImage = kernel.size() == 2 && kernel[0] == in[2] && kernel[1] == in[3] && w.outH == 1 && w.outW == 1 &&
+                             w.padTop == 0 && w.padLeft == 0 && w.padBottom == 0 && w.padRight == 0;
+            }
+            if (wholeImage) {
+                runWholeImageChannelsLast(values, input);
+                return;
+            }
         }
         const QuantizedTensor x = int8::toChannelsFirst(input);
         if (x.codes.rank() != 4)
