@@ -97,16 +97,18 @@ QE_AVX512_VNNI inline void storeRow(__m512i a0, __m512i a1, __m512i a2, __m512i 
     }
 }
 
-// One register tile: `rows` (1..6) rows of x times one 64-column weight panel, then the
-// requantized codes of the panel's first `columns` columns. The 24 accumulators are named
+// One register tile: `rows` (1..6) rows of x times one 64-column weight panel (of which only
+// the first 32 columns when Vectors is 2: a panel with at most 32 columns left), then the
+// requantized codes of the panel's first `columns` columns. The accumulators are named
 // variables so that the compiler keeps them in registers (an array spills). Rows beyond `rows`
 // repeat the last one and are not stored (XNNPACK's way with partial tiles). `rowSums` (the sum
 // of each row's codes) only with weight zero-points.
-template <bool WeightZeroPoints>
+template <int Vectors, bool WeightZeroPoints>
 QE_AVX512_VNNI void gemmTile(const std::uint8_t* x, std::int64_t xStride, int rows, std::int64_t depth, const std::int8_t* panel,
                              const Stage& stage, const std::int32_t* rowSums, std::int64_t columns, const VectorClamp& clamp,
                              std::uint8_t* y, std::int64_t yStride)
 {
+    static_assert(Vectors == 2 || Vectors == 4);
     const std::uint8_t* x0 = x;
     const std::uint8_t* x1 = rows > 1 ? x0 + xStride : x0;
     const std::uint8_t* x2 = rows > 2 ? x1 + xStride : x1;
@@ -120,25 +122,25 @@ QE_AVX512_VNNI void gemmTile(const std::uint8_t* x, std::int64_t xStride, int ro
         const std::int64_t bytes = std::min<std::int64_t>(4, depth - k);
         const std::int8_t* w = panel + k * kPanelColumns;
         const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 64);
-        const __m512i w2 = _mm512_loadu_si512(w + 128), w3 = _mm512_loadu_si512(w + 192);
+        const __m512i w2 = Vectors == 4 ? _mm512_loadu_si512(w + 128) : w0, w3 = Vectors == 4 ? _mm512_loadu_si512(w + 192) : w0;
         __m512i a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x0 + k)) : broadcastFour(x0 + k, bytes);
         c00 = _mm512_dpbusd_epi32(c00, a, w0); c01 = _mm512_dpbusd_epi32(c01, a, w1);
-        c02 = _mm512_dpbusd_epi32(c02, a, w2); c03 = _mm512_dpbusd_epi32(c03, a, w3);
+        if constexpr (Vectors == 4) { c02 = _mm512_dpbusd_epi32(c02, a, w2); c03 = _mm512_dpbusd_epi32(c03, a, w3); }
         a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x1 + k)) : broadcastFour(x1 + k, bytes);
         c10 = _mm512_dpbusd_epi32(c10, a, w0); c11 = _mm512_dpbusd_epi32(c11, a, w1);
-        c12 = _mm512_dpbusd_epi32(c12, a, w2); c13 = _mm512_dpbusd_epi32(c13, a, w3);
+        if constexpr (Vectors == 4) { c12 = _mm512_dpbusd_epi32(c12, a, w2); c13 = _mm512_dpbusd_epi32(c13, a, w3); }
         a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x2 + k)) : broadcastFour(x2 + k, bytes);
         c20 = _mm512_dpbusd_epi32(c20, a, w0); c21 = _mm512_dpbusd_epi32(c21, a, w1);
-        c22 = _mm512_dpbusd_epi32(c22, a, w2); c23 = _mm512_dpbusd_epi32(c23, a, w3);
+        if constexpr (Vectors == 4) { c22 = _mm512_dpbusd_epi32(c22, a, w2); c23 = _mm512_dpbusd_epi32(c23, a, w3); }
         a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x3 + k)) : broadcastFour(x3 + k, bytes);
         c30 = _mm512_dpbusd_epi32(c30, a, w0); c31 = _mm512_dpbusd_epi32(c31, a, w1);
-        c32 = _mm512_dpbusd_epi32(c32, a, w2); c33 = _mm512_dpbusd_epi32(c33, a, w3);
+        if constexpr (Vectors == 4) { c32 = _mm512_dpbusd_epi32(c32, a, w2); c33 = _mm512_dpbusd_epi32(c33, a, w3); }
         a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x4 + k)) : broadcastFour(x4 + k, bytes);
         c40 = _mm512_dpbusd_epi32(c40, a, w0); c41 = _mm512_dpbusd_epi32(c41, a, w1);
-        c42 = _mm512_dpbusd_epi32(c42, a, w2); c43 = _mm512_dpbusd_epi32(c43, a, w3);
+        if constexpr (Vectors == 4) { c42 = _mm512_dpbusd_epi32(c42, a, w2); c43 = _mm512_dpbusd_epi32(c43, a, w3); }
         a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x5 + k)) : broadcastFour(x5 + k, bytes);
         c50 = _mm512_dpbusd_epi32(c50, a, w0); c51 = _mm512_dpbusd_epi32(c51, a, w1);
-        c52 = _mm512_dpbusd_epi32(c52, a, w2); c53 = _mm512_dpbusd_epi32(c53, a, w3);
+        if constexpr (Vectors == 4) { c52 = _mm512_dpbusd_epi32(c52, a, w2); c53 = _mm512_dpbusd_epi32(c53, a, w3); }
     }
     storeRow<WeightZeroPoints>(c00, c01, c02, c03, stage, rowSums[0], columns, clamp, y);
     if (rows > 1) storeRow<WeightZeroPoints>(c10, c11, c12, c13, stage, rowSums[1], columns, clamp, y + yStride);
@@ -165,7 +167,10 @@ QE_AVX512_VNNI void gemmRows(const std::uint8_t* x, std::int64_t rows, std::int6
                     sum += xt[r * xStride + k];
                 rowSums[r] = sum;
             }
-        gemmTile<WeightZeroPoints>(xt, xStride, count, depth, panel, stage, rowSums, columns, clamp, y + first * yStride, yStride);
+        if (columns <= 2 * kLanes)
+            gemmTile<2, WeightZeroPoints>(xt, xStride, count, depth, panel, stage, rowSums, columns, clamp, y + first * yStride, yStride);
+        else
+            gemmTile<4, WeightZeroPoints>(xt, xStride, count, depth, panel, stage, rowSums, columns, clamp, y + first * yStride, yStride);
     }
 }
 
@@ -448,39 +453,53 @@ void Im2colConv::run(const std::uint8_t* x, std::int64_t batch, const Window2D& 
         gemm_.run(x, pixels, channels_, inputZeroPoint, stage, y, outChannels);
         return;
     }
-    // About 256 KiB of im2col rows at a time, so that they are still in cache for the product.
-    const std::int64_t chunk = std::clamp<std::int64_t>((std::int64_t{1} << 18) / depth, kTileRows * kTilesPerBlock, std::max<std::int64_t>(pixels, 1));
+    // Whole output rows, about 256 KiB of im2col rows at a time, so that they are still in cache
+    // for the product.
+    const std::int64_t outputRows = batch * w.outH;
+    const std::int64_t rowsPerChunk = std::clamp<std::int64_t>((std::int64_t{1} << 18) / (depth * w.outW), 1, outputRows);
     thread_local std::vector<std::uint8_t> columns;
-    columns.resize(static_cast<std::size_t>(chunk * depth));
-    const std::int64_t rowBytes = kernelW_ * channels_;  // one window row, contiguous in the input when inside and undilated
-    for (std::int64_t first = 0; first < pixels; first += chunk) {
-        const std::int64_t count = std::min(chunk, pixels - first);
+    columns.resize(static_cast<std::size_t>(rowsPerChunk * w.outW * depth));
+    const std::int64_t windowRowBytes = kernelW_ * channels_;  // contiguous in the input when inside and undilated
+    for (std::int64_t firstRow = 0; firstRow < outputRows; firstRow += rowsPerChunk) {
+        const std::int64_t rowCount = std::min(rowsPerChunk, outputRows - firstRow);
         std::uint8_t* cols = columns.data();
-#pragma omp parallel for schedule(static) if (count * depth >= (1 << 16))
-        for (std::int64_t p = first; p < first + count; ++p) {
-            const std::int64_t image = p / (w.outH * w.outW), oy = p / w.outW % w.outH, ox = p % w.outW;
+#pragma omp parallel for schedule(static) if (rowCount * w.outW * depth >= (1 << 16))
+        for (std::int64_t row = firstRow; row < firstRow + rowCount; ++row) {
+            const std::int64_t image = row / w.outH, oy = row % w.outH;
             const std::uint8_t* in = x + image * w.inH * w.inW * channels_;
-            std::uint8_t* dst = cols + (p - first) * depth;
-            const std::int64_t ix0 = ox * w.strideW - w.padLeft;
-            const bool rowInside = w.dilationW == 1 && ix0 >= 0 && ix0 + kernelW_ <= w.inW;
-            for (std::int64_t ky = 0; ky < kernelH_; ++ky, dst += rowBytes) {
-                const std::int64_t iy = oy * w.strideH - w.padTop + ky * w.dilationH;
-                if (iy < 0 || iy >= w.inH) {
-                    std::memset(dst, inputZeroPoint, static_cast<std::size_t>(rowBytes));
-                } else if (rowInside) {
-                    std::memcpy(dst, in + (iy * w.inW + ix0) * channels_, static_cast<std::size_t>(rowBytes));
-                } else {
-                    for (std::int64_t kx = 0; kx < kernelW_; ++kx) {
-                        const std::int64_t ix = ix0 + kx * w.dilationW;
-                        if (ix < 0 || ix >= w.inW)
-                            std::memset(dst + kx * channels_, inputZeroPoint, static_cast<std::size_t>(channels_));
-                        else
-                            std::memcpy(dst + kx * channels_, in + (iy * w.inW + ix) * channels_, static_cast<std::size_t>(channels_));
+            std::uint8_t* dst = cols + (row - firstRow) * w.outW * depth;
+            for (std::int64_t ox = 0; ox < w.outW; ++ox) {
+                const std::int64_t ix0 = ox * w.strideW - w.padLeft;
+                const bool rowInside = w.dilationW == 1 && ix0 >= 0 && ix0 + kernelW_ <= w.inW;
+                for (std::int64_t ky = 0; ky < kernelH_; ++ky, dst += windowRowBytes) {
+                    const std::int64_t iy = oy * w.strideH - w.padTop + ky * w.dilationH;
+                    if (iy < 0 || iy >= w.inH) {
+                        std::memset(dst, inputZeroPoint, static_cast<std::size_t>(windowRowBytes));
+                    } else if (rowInside) {
+                        const std::uint8_t* __restrict src = in + (iy * w.inW + ix0) * channels_;
+                        std::uint8_t* __restrict to = dst;
+                        if (windowRowBytes < 64) {  // e.g. 9 bytes of an RGB input: a call to memcpy costs more than the copy
+                            std::int64_t b = 0;
+                            for (; b + 8 <= windowRowBytes; b += 8)
+                                std::memcpy(to + b, src + b, 8);  // one 8-byte move
+                            for (; b < windowRowBytes; ++b)
+                                to[b] = src[b];
+                        } else {
+                            std::memcpy(to, src, static_cast<std::size_t>(windowRowBytes));
+                        }
+                    } else {
+                        for (std::int64_t kx = 0; kx < kernelW_; ++kx) {
+                            const std::int64_t ix = ix0 + kx * w.dilationW;
+                            if (ix < 0 || ix >= w.inW)
+                                std::memset(dst + kx * channels_, inputZeroPoint, static_cast<std::size_t>(channels_));
+                            else
+                                std::memcpy(dst + kx * channels_, in + (iy * w.inW + ix) * channels_, static_cast<std::size_t>(channels_));
+                        }
                     }
                 }
             }
         }
-        gemm_.run(cols, count, depth, inputZeroPoint, stage, y + first * outChannels, outChannels);
+        gemm_.run(cols, rowCount * w.outW, depth, inputZeroPoint, stage, y + firstRow * w.outW * outChannels, outChannels);
     }
 }
 
