@@ -209,7 +209,9 @@ struct QuantizeInput final : IntegerEngine::Step {
             p = toActivationParams(activationParamsFor(dynamicPlan, v.realValues()));
         }
         IntegerEngine::Value q;
-        q.codes = int8::quantize(v.realValues(), p);
+        // Images go channels-last at once, as the convolutions read them.
+        const Tensor& real = v.realValues();
+        q.codes = real.rank() == 4 ? int8::quantizeToChannelsLast(real, p) : int8::quantize(real, p);
         values[outputs[0]] = std::move(q);
     }
 };

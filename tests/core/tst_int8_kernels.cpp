@@ -128,13 +128,34 @@ void TestInt8Kernels::quantizeMatchesTheFormulaAndLayoutsRoundTrip()
     Tensor x(DataType::Float32, {2, 3, 4, 5});
     for (float& v : std::span(x.mutableData<float>(), static_cast<std::size_t>(x.size())))
         v = value(rng);
+    // Exact ties (half to even), values far outside the range, infinities and NaN (zero-point).
+    float* special = x.mutableData<float>();
+    special[0] = 0.025f;
+    special[1] = 0.075f;
+    special[2] = -0.125f;
+    special[3] = 1e30f;
+    special[4] = -INFINITY;
+    special[5] = NAN;
     const ActivationParams p{0.05f, 120, 3, 250, false};
     const QuantizedTensor q = quantize(x, p);
     for (std::int64_t i = 0; i < x.size(); ++i) {
-        const float expected = std::clamp(std::nearbyint(x.data<float>()[i] * (1.f / 0.05f)) + 120.f, 3.f, 250.f);
+        const float v = x.data<float>()[i];
+        const float expected = std::isnan(v) ? 120.f : std::clamp(std::nearbyint(v * (1.f / 0.05f)) + 120.f, 3.f, 250.f);
         QCOMPARE(static_cast<float>(q.codes.data<std::uint8_t>()[i]), expected);
     }
     const QuantizedTensor nhwc = toChannelsLast(q);
+    // Quantizing straight to channels-last gives the same codes (a 600-pixel image spans tiles).
+    const QuantizedTensor direct = quantizeToChannelsLast(x, p);
+    QVERIFY(direct.channelsLast);
+    QCOMPARE(direct.codes.shape(), nhwc.codes.shape());
+    QVERIFY(std::equal(direct.codes.data<std::uint8_t>(), direct.codes.data<std::uint8_t>() + direct.codes.size(),
+                       nhwc.codes.data<std::uint8_t>()));
+    Tensor large(DataType::Float32, {1, 3, 20, 30});
+    for (float& v : std::span(large.mutableData<float>(), static_cast<std::size_t>(large.size())))
+        v = value(rng);
+    const QuantizedTensor viaLayout = toChannelsLast(quantize(large, p)), straight = quantizeToChannelsLast(large, p);
+    QVERIFY(std::equal(straight.codes.data<std::uint8_t>(), straight.codes.data<std::uint8_t>() + straight.codes.size(),
+                       viaLayout.codes.data<std::uint8_t>()));
     QCOMPARE(nhwc.codes.shape(), (Shape{2, 4, 5, 3}));
     QCOMPARE(nhwc.logicalShape(), q.codes.shape());
     // Element (n=1, c=2, h=3, w=4) moves to (1, 3, 4, 2).

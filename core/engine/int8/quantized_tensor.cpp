@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace qe::int8 {
 
@@ -15,30 +16,90 @@ Shape QuantizedTensor::logicalShape() const
     return {s[0], s[3], s[1], s[2]};
 }
 
-QuantizedTensor quantize(const Tensor& values, const ActivationParams& params)
+namespace {
+
+// clamp(nearbyint(x * inverseScale) + zeroPoint) for `count` values. Rounding half to even
+// (nearbyint's) by adding and subtracting 1.5 * 2^23: exact for |v| < 2^22, which the bounds one
+// step beyond the code range guarantee, and it vectorizes where a call to nearbyint does not.
+// The bounds change no result: anything beyond them is clamped to codeMin or codeMax anyway.
+void quantizeValues(const float* x, std::int64_t count, const ActivationParams& params, std::uint8_t* out)
 {
-    if (values.dtype() != DataType::Float32)
-        throw Error("quantize: expected a float32 tensor, got " + values.describe());
-    QuantizedTensor q;
-    q.params = params;
-    q.codes = Tensor::uninitialized(DataType::UInt8, values.shape());
-    const float* x = values.data<float>();
-    std::uint8_t* out = q.codes.mutableData<std::uint8_t>();
     const float inverseScale = 1.f / params.scale;
     const auto zeroPoint = static_cast<float>(params.zeroPoint);
     const auto lo = static_cast<float>(params.codeMin), hi = static_cast<float>(params.codeMax);
-    // Rounding half to even (nearbyint's) by adding and subtracting 1.5 * 2^23: exact for
-    // |v| < 2^22, which the bounds one step beyond the code range guarantee, and it vectorizes
-    // where a call to nearbyint does not. The bounds change no result: anything beyond them is
-    // clamped to codeMin or codeMax anyway.
     const float below = lo - zeroPoint - 1.f, above = hi - zeroPoint + 1.f, magic = 12582912.f;
-#pragma omp parallel for schedule(static) if (values.size() >= (1 << 16))
-    for (std::int64_t i = 0; i < values.size(); ++i) {
+    for (std::int64_t i = 0; i < count; ++i) {
         const float v = x[i] * inverseScale;
         const float bounded = std::min(std::max(v, below), above);
         const float code = std::min(std::max((bounded + magic) - magic + zeroPoint, lo), hi);
         // NaN becomes the zero-point (real 0): an integer has no NaN.
         out[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(v == v ? code : zeroPoint));
+    }
+}
+
+// out[p * channels + c] = planes[c * planeStride + p]; Channels != 0 fixes the count at compile time.
+template <int Channels>
+void interleave(const std::uint8_t* planes, std::int64_t planeStride, std::int64_t count, std::uint8_t* out, std::int64_t channels = Channels)
+{
+    const std::int64_t c = Channels != 0 ? Channels : channels;
+    for (std::int64_t p = 0; p < count; ++p)
+        for (std::int64_t ch = 0; ch < c; ++ch)
+            out[p * c + ch] = planes[ch * planeStride + p];
+}
+
+void requireFloat(const Tensor& values)
+{
+    if (values.dtype() != DataType::Float32)
+        throw Error("quantize: expected a float32 tensor, got " + values.describe());
+}
+
+}  // namespace
+
+QuantizedTensor quantize(const Tensor& values, const ActivationParams& params)
+{
+    requireFloat(values);
+    QuantizedTensor q;
+    q.params = params;
+    q.codes = Tensor::uninitialized(DataType::UInt8, values.shape());
+    const float* x = values.data<float>();
+    std::uint8_t* out = q.codes.mutableData<std::uint8_t>();
+    constexpr std::int64_t kBlock = 1 << 14;
+    const std::int64_t blocks = (values.size() + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (blocks > 4)
+    for (std::int64_t b = 0; b < blocks; ++b)
+        quantizeValues(x + b * kBlock, std::min(kBlock, values.size() - b * kBlock), params, out + b * kBlock);
+    return q;
+}
+
+QuantizedTensor quantizeToChannelsLast(const Tensor& nchw, const ActivationParams& params)
+{
+    requireFloat(nchw);
+    if (nchw.rank() != 4)
+        throw Error("quantize: expected a 4-D (NCHW) tensor, got " + nchw.describe());
+    const std::int64_t n = nchw.dim(0), c = nchw.dim(1), pixels = nchw.dim(2) * nchw.dim(3);
+    QuantizedTensor q;
+    q.params = params;
+    q.channelsLast = true;
+    q.codes = Tensor::uninitialized(DataType::UInt8, {n, nchw.dim(2), nchw.dim(3), c});
+    const float* x = nchw.data<float>();
+    std::uint8_t* out = q.codes.mutableData<std::uint8_t>();
+    // Tiles of 256 pixels: each channel's run quantized into a small buffer, then interleaved.
+    constexpr std::int64_t kTile = 256;
+    const std::int64_t tilesPerImage = (pixels + kTile - 1) / kTile;
+#pragma omp parallel if (n * c * pixels >= (1 << 16))
+    {
+        std::vector<std::uint8_t> tile(static_cast<std::size_t>(c * kTile));
+#pragma omp for schedule(static)
+        for (std::int64_t t = 0; t < n * tilesPerImage; ++t) {
+            const std::int64_t image = t / tilesPerImage, first = t % tilesPerImage * kTile, count = std::min(kTile, pixels - first);
+            for (std::int64_t ch = 0; ch < c; ++ch)
+                quantizeValues(x + (image * c + ch) * pixels + first, count, params, tile.data() + ch * kTile);
+            std::uint8_t* o = out + (image * pixels + first) * c;
+            if (c == 3)  // RGB, the common case: a constant count the compiler unrolls
+                interleave<3>(tile.data(), kTile, count, o);
+            else
+                interleave<0>(tile.data(), kTile, count, o, c);
+        }
     }
     return q;
 }

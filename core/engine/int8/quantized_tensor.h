@@ -36,6 +36,9 @@ struct QuantizedTensor {
 // q = clamp(nearbyint(x * (1 / scale)) + zeroPoint): the same float operations, in the same order,
 // as the simulation's fake quantization, so the engine's input codes equal the simulation's.
 QuantizedTensor quantize(const Tensor& values, const ActivationParams& params);
+// The same codes of an NCHW float tensor, stored channels-last: quantized and transposed in one
+// pass, tile by tile (a model's input, read by a convolution that wants NHWC).
+QuantizedTensor quantizeToChannelsLast(const Tensor& nchw, const ActivationParams& params);
 Tensor dequantize(const QuantizedTensor& q);  // float, NCHW
 
 // Layout changes (no-ops when already in that layout or when H * W == 1, where both agree).
