@@ -303,14 +303,14 @@ struct WeightedLayerStep : IntegerEngine::Step {
     }
 };
 
-// Which kernel a matrix product of `rows` x `depth` by the weights runs on, where both ours
-// (fused requantization) and oneDNN's can: oneDNN's where it has the CPU's matrix units (AMX,
-// many times our VNNI rate) and the product is deep and tall enough to use them, ours elsewhere
-// (measured in bench/README.md: our epilogue saves a pass over the accumulators, which is most
-// of the time for shallow products).
+// Which kernel a matrix product of `rows` x `depth` runs on, where both ours (requantization
+// fused) and oneDNN's can: oneDNN's where it has the CPU's matrix units (AMX, several times our
+// VNNI rate) and the product is deep and tall enough to use them, ours elsewhere (measured with
+// bench_engines --profile, bench/README.md: our epilogue saves a pass over the accumulators,
+// which is most of the time of shallow products, and a classifier's single row).
 bool libraryProductIsFaster(std::int64_t rows, std::int64_t depth)
 {
-    return int8::libraryHasMatrixUnits() && depth >= 128 && rows >= 64;
+    return int8::libraryHasMatrixUnits() && depth >= 128 && rows >= 16;
 }
 
 struct ConvStep final : WeightedLayerStep {

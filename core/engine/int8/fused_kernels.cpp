@@ -97,24 +97,24 @@ QE_AVX512_VNNI inline void storeRow(__m512i a0, __m512i a1, __m512i a2, __m512i 
     }
 }
 
-// One register tile: `rows` (1..6) rows of x times one 64-column weight panel (of which only
+// One register tile: `Rows` (1..6) rows of x times one 64-column weight panel (of which only
 // the first 32 columns when Vectors is 2: a panel with at most 32 columns left), then the
 // requantized codes of the panel's first `columns` columns. The accumulators are named
-// variables so that the compiler keeps them in registers (an array spills). Rows beyond `rows`
-// repeat the last one and are not stored (XNNPACK's way with partial tiles). `rowSums` (the sum
-// of each row's codes) only with weight zero-points.
-template <int Vectors, bool WeightZeroPoints>
-QE_AVX512_VNNI void gemmTile(const std::uint8_t* x, std::int64_t xStride, int rows, std::int64_t depth, const std::int8_t* panel,
+// variables so that the compiler keeps them in registers (an array spills); those of rows
+// beyond `Rows` are never touched. `rowSums` (the sum of each row's codes) only with weight
+// zero-points.
+template <int Vectors, int Rows, bool WeightZeroPoints>
+QE_AVX512_VNNI void gemmTile(const std::uint8_t* x, std::int64_t xStride, std::int64_t depth, const std::int8_t* panel,
                              const Stage& stage, const std::int32_t* rowSums, std::int64_t columns, const VectorClamp& clamp,
                              std::uint8_t* y, std::int64_t yStride)
 {
-    static_assert(Vectors == 2 || Vectors == 4);
+    static_assert((Vectors == 2 || Vectors == 4) && Rows >= 1 && Rows <= kTileRows);
     const std::uint8_t* x0 = x;
-    const std::uint8_t* x1 = rows > 1 ? x0 + xStride : x0;
-    const std::uint8_t* x2 = rows > 2 ? x1 + xStride : x1;
-    const std::uint8_t* x3 = rows > 3 ? x2 + xStride : x2;
-    const std::uint8_t* x4 = rows > 4 ? x3 + xStride : x3;
-    const std::uint8_t* x5 = rows > 5 ? x4 + xStride : x4;
+    const std::uint8_t* x1 = x0 + xStride;
+    const std::uint8_t* x2 = x1 + xStride;
+    const std::uint8_t* x3 = x2 + xStride;
+    const std::uint8_t* x4 = x3 + xStride;
+    const std::uint8_t* x5 = x4 + xStride;
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
     __m512i c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
     __m512i c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
@@ -126,28 +126,52 @@ QE_AVX512_VNNI void gemmTile(const std::uint8_t* x, std::int64_t xStride, int ro
         __m512i a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x0 + k)) : broadcastFour(x0 + k, bytes);
         c00 = _mm512_dpbusd_epi32(c00, a, w0); c01 = _mm512_dpbusd_epi32(c01, a, w1);
         if constexpr (Vectors == 4) { c02 = _mm512_dpbusd_epi32(c02, a, w2); c03 = _mm512_dpbusd_epi32(c03, a, w3); }
-        a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x1 + k)) : broadcastFour(x1 + k, bytes);
-        c10 = _mm512_dpbusd_epi32(c10, a, w0); c11 = _mm512_dpbusd_epi32(c11, a, w1);
-        if constexpr (Vectors == 4) { c12 = _mm512_dpbusd_epi32(c12, a, w2); c13 = _mm512_dpbusd_epi32(c13, a, w3); }
-        a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x2 + k)) : broadcastFour(x2 + k, bytes);
-        c20 = _mm512_dpbusd_epi32(c20, a, w0); c21 = _mm512_dpbusd_epi32(c21, a, w1);
-        if constexpr (Vectors == 4) { c22 = _mm512_dpbusd_epi32(c22, a, w2); c23 = _mm512_dpbusd_epi32(c23, a, w3); }
-        a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x3 + k)) : broadcastFour(x3 + k, bytes);
-        c30 = _mm512_dpbusd_epi32(c30, a, w0); c31 = _mm512_dpbusd_epi32(c31, a, w1);
-        if constexpr (Vectors == 4) { c32 = _mm512_dpbusd_epi32(c32, a, w2); c33 = _mm512_dpbusd_epi32(c33, a, w3); }
-        a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x4 + k)) : broadcastFour(x4 + k, bytes);
-        c40 = _mm512_dpbusd_epi32(c40, a, w0); c41 = _mm512_dpbusd_epi32(c41, a, w1);
-        if constexpr (Vectors == 4) { c42 = _mm512_dpbusd_epi32(c42, a, w2); c43 = _mm512_dpbusd_epi32(c43, a, w3); }
-        a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x5 + k)) : broadcastFour(x5 + k, bytes);
-        c50 = _mm512_dpbusd_epi32(c50, a, w0); c51 = _mm512_dpbusd_epi32(c51, a, w1);
-        if constexpr (Vectors == 4) { c52 = _mm512_dpbusd_epi32(c52, a, w2); c53 = _mm512_dpbusd_epi32(c53, a, w3); }
+        if constexpr (Rows > 1) {
+            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x1 + k)) : broadcastFour(x1 + k, bytes);
+            c10 = _mm512_dpbusd_epi32(c10, a, w0); c11 = _mm512_dpbusd_epi32(c11, a, w1);
+            if constexpr (Vectors == 4) { c12 = _mm512_dpbusd_epi32(c12, a, w2); c13 = _mm512_dpbusd_epi32(c13, a, w3); }
+        }
+        if constexpr (Rows > 2) {
+            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x2 + k)) : broadcastFour(x2 + k, bytes);
+            c20 = _mm512_dpbusd_epi32(c20, a, w0); c21 = _mm512_dpbusd_epi32(c21, a, w1);
+            if constexpr (Vectors == 4) { c22 = _mm512_dpbusd_epi32(c22, a, w2); c23 = _mm512_dpbusd_epi32(c23, a, w3); }
+        }
+        if constexpr (Rows > 3) {
+            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x3 + k)) : broadcastFour(x3 + k, bytes);
+            c30 = _mm512_dpbusd_epi32(c30, a, w0); c31 = _mm512_dpbusd_epi32(c31, a, w1);
+            if constexpr (Vectors == 4) { c32 = _mm512_dpbusd_epi32(c32, a, w2); c33 = _mm512_dpbusd_epi32(c33, a, w3); }
+        }
+        if constexpr (Rows > 4) {
+            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x4 + k)) : broadcastFour(x4 + k, bytes);
+            c40 = _mm512_dpbusd_epi32(c40, a, w0); c41 = _mm512_dpbusd_epi32(c41, a, w1);
+            if constexpr (Vectors == 4) { c42 = _mm512_dpbusd_epi32(c42, a, w2); c43 = _mm512_dpbusd_epi32(c43, a, w3); }
+        }
+        if constexpr (Rows > 5) {
+            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x5 + k)) : broadcastFour(x5 + k, bytes);
+            c50 = _mm512_dpbusd_epi32(c50, a, w0); c51 = _mm512_dpbusd_epi32(c51, a, w1);
+            if constexpr (Vectors == 4) { c52 = _mm512_dpbusd_epi32(c52, a, w2); c53 = _mm512_dpbusd_epi32(c53, a, w3); }
+        }
     }
     storeRow<WeightZeroPoints>(c00, c01, c02, c03, stage, rowSums[0], columns, clamp, y);
-    if (rows > 1) storeRow<WeightZeroPoints>(c10, c11, c12, c13, stage, rowSums[1], columns, clamp, y + yStride);
-    if (rows > 2) storeRow<WeightZeroPoints>(c20, c21, c22, c23, stage, rowSums[2], columns, clamp, y + 2 * yStride);
-    if (rows > 3) storeRow<WeightZeroPoints>(c30, c31, c32, c33, stage, rowSums[3], columns, clamp, y + 3 * yStride);
-    if (rows > 4) storeRow<WeightZeroPoints>(c40, c41, c42, c43, stage, rowSums[4], columns, clamp, y + 4 * yStride);
-    if (rows > 5) storeRow<WeightZeroPoints>(c50, c51, c52, c53, stage, rowSums[5], columns, clamp, y + 5 * yStride);
+    if constexpr (Rows > 1) storeRow<WeightZeroPoints>(c10, c11, c12, c13, stage, rowSums[1], columns, clamp, y + yStride);
+    if constexpr (Rows > 2) storeRow<WeightZeroPoints>(c20, c21, c22, c23, stage, rowSums[2], columns, clamp, y + 2 * yStride);
+    if constexpr (Rows > 3) storeRow<WeightZeroPoints>(c30, c31, c32, c33, stage, rowSums[3], columns, clamp, y + 3 * yStride);
+    if constexpr (Rows > 4) storeRow<WeightZeroPoints>(c40, c41, c42, c43, stage, rowSums[4], columns, clamp, y + 4 * yStride);
+    if constexpr (Rows > 5) storeRow<WeightZeroPoints>(c50, c51, c52, c53, stage, rowSums[5], columns, clamp, y + 5 * yStride);
+}
+
+// gemmTile for a row count known at run time.
+template <int Vectors, bool WeightZeroPoints, class... Args>
+QE_AVX512_VNNI inline void gemmTileOf(int rows, Args... args)
+{
+    switch (rows) {
+    case 6: gemmTile<Vectors, 6, WeightZeroPoints>(args...); break;
+    case 5: gemmTile<Vectors, 5, WeightZeroPoints>(args...); break;
+    case 4: gemmTile<Vectors, 4, WeightZeroPoints>(args...); break;
+    case 3: gemmTile<Vectors, 3, WeightZeroPoints>(args...); break;
+    case 2: gemmTile<Vectors, 2, WeightZeroPoints>(args...); break;
+    default: gemmTile<Vectors, 1, WeightZeroPoints>(args...); break;
+    }
 }
 
 template <bool WeightZeroPoints>
@@ -167,10 +191,11 @@ QE_AVX512_VNNI void gemmRows(const std::uint8_t* x, std::int64_t rows, std::int6
                     sum += xt[r * xStride + k];
                 rowSums[r] = sum;
             }
+        std::uint8_t* yt = y + first * yStride;
         if (columns <= 2 * kLanes)
-            gemmTile<2, WeightZeroPoints>(xt, xStride, count, depth, panel, stage, rowSums, columns, clamp, y + first * yStride, yStride);
+            gemmTileOf<2, WeightZeroPoints>(count, xt, xStride, depth, panel, stage, rowSums, columns, clamp, yt, yStride);
         else
-            gemmTile<4, WeightZeroPoints>(xt, xStride, count, depth, panel, stage, rowSums, columns, clamp, y + first * yStride, yStride);
+            gemmTileOf<4, WeightZeroPoints>(count, xt, xStride, depth, panel, stage, rowSums, columns, clamp, yt, yStride);
     }
 }
 
