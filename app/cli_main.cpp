@@ -459,7 +459,7 @@ int runEval(const std::vector<std::string>& args)
                     if (e.layer == l.name) {
                         entry["integer"] = e.integer;
                         const bool hasGemm = e.opType == "Conv" || e.opType == "Gemm" || e.opType == "MatMul";
-                        entry["kernel"] = !e.integer ? "float" : !hasGemm ? "integer" : e.fastKernel ? "onednn" : "reference";
+                        entry["kernel"] = !e.integer ? "float" : !hasGemm ? "integer" : e.kernel;
                         if (!e.integer)
                             entry["float_reason"] = e.reason;
                         const std::size_t index = static_cast<std::size_t>(&e - integer->layers.data());

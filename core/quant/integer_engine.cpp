@@ -829,7 +829,7 @@ const std::set<std::string> kLookupOperators = {"Sigmoid", "HardSigmoid", "HardS
 IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(plan.graph), plans_(plan.plans)
 {
     // Steps point into graph_ and plans_, the engine's own copies, so the plan may go away.
-    const bool fastKernels = kernels == Kernels::Fast && int8::fastKernelsAvailable();
+    const bool fastKernels = kernels == Kernels::Fast && (int8::fastKernelsAvailable() || int8::fusedKernelsAvailable());
     for (const Node& node : graph_.nodes)
         if (!findKernel(node.domain, node.opType))
             throw Error(unsupportedOperatorMessage(node.name, node.opType, node.domain));
@@ -844,9 +844,17 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
             layerAtOutputNode[plan.layers[i].outputNodeIndex] = i;
     }
     std::map<std::string, LayerExecution> executionByLayer;
-    auto record = [&](std::size_t layerIndex, bool integer, std::string reason, bool fastKernel = false) {
+    auto record = [&](std::size_t layerIndex, bool integer, std::string reason, std::string kernel = "") {
         const QuantLayer& layer = plan.layers[layerIndex];
-        executionByLayer[layer.name] = {layer.name, layer.opType, integer, integer && fastKernel, integer ? "" : std::move(reason)};
+        const bool fast = integer && !kernel.empty() && kernel != "reference";
+        executionByLayer[layer.name] = {layer.name, layer.opType, integer, fast, integer ? std::move(kernel) : "",
+                                        integer ? "" : std::move(reason)};
+    };
+    // What runs a matrix product `depth` deep (libraryProductIsFaster decides by rows at run time).
+    auto productKernel = [](bool fused, bool library, std::int64_t depth) -> std::string {
+        if (fused && library && int8::libraryHasMatrixUnits() && depth >= 128)
+            return "fused below 16 rows, onednn from 16";
+        return fused ? "fused" : library ? "onednn" : "reference";
     };
 
     // The static integer output of a layer, or why it has none.
@@ -980,10 +988,14 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                                     s->depthwise = std::make_unique<int8::DepthwiseConv>(wc, oc, kh, kw, f->zeroPoints);
                                 else if (ours && s->groups == 1)
                                     s->im2col = std::make_unique<int8::Im2colConv>(wc, oc, w.dim(1), kh, kw, f->zeroPoints);
-                                if (!s->depthwise)
+                                if (!s->depthwise && int8::fastKernelsAvailable())
                                     s->fast = std::make_unique<int8::FastConv>(f->codes, f->zeroPoints, s->groups);
                             }
-                        record(li, true, "", s->fast || s->im2col || s->depthwise);
+                        const bool pointwiseWeights = w.dim(2) == 1 && w.dim(3) == 1;
+                        record(li, true, "",
+                               s->depthwise ? "fused"
+                               : pointwiseWeights ? productKernel(s->im2col != nullptr, s->fast != nullptr, w.size() / w.dim(0))
+                               : s->fast ? "onednn" : s->im2col ? "fused" : "reference");
                         step = std::move(s);
                     }
                 } else if (node.opType == "Gemm" || node.opType == "MatMul") {
@@ -1018,7 +1030,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                                     if (int8::fastKernelsAvailable())
                                         s->fast = std::make_unique<int8::FastMatMul>(f->codes, f->zeroPoints);
                                 }
-                            record(li, true, "", s->fast || s->fused);
+                            record(li, true, "", productKernel(s->fused != nullptr, s->fast != nullptr, kn.dim(0)));
                             step = std::move(s);
                         }
                     }
@@ -1186,7 +1198,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
 
     for (const QuantLayer& layer : plan.layers)
         execution_.push_back(executionByLayer.count(layer.name) ? executionByLayer.at(layer.name)
-                                                                 : LayerExecution{layer.name, layer.opType, false, false, "not reached"});
+                                                                 : LayerExecution{layer.name, layer.opType, false, false, "", "not reached"});
     for (std::size_t i = 0; i < steps_.size(); ++i)
         for (const std::string& in : steps_[i]->inputs)
             lastUse_[in] = i;

@@ -33,7 +33,10 @@ namespace qe {
 struct LayerExecution {
     std::string layer, opType;
     bool integer = false;
-    bool fastKernel = false;  // integer and on the oneDNN kernels (else the reference kernels)
+    bool fastKernel = false;  // integer and on fast kernels (else the reference kernels)
+    // For convolutions and matrix products: "fused" (ours, requantization in the kernel),
+    // "onednn", "fused below 16 rows, onednn from 16" (see libraryProductIsFaster) or "reference".
+    std::string kernel;
     std::string reason;       // why it ran in float ("" when integer)
 };
 
