@@ -72,10 +72,14 @@ QE_AVX512_VNNI inline VectorClamp makeClamp(const OutputStage& stage)
 
 // One row's four bytes of k, broadcast to every lane; `bytes` < 4 only for the last group of a
 // depth that is not a multiple of 4 (the packed weights are 0 beyond it, but reading past the
-// row could leave the buffer).
+// row could leave the buffer). The fixed-size copy compiles to one vpbroadcastd from memory.
 QE_AVX512_VNNI inline __m512i broadcastFour(const std::uint8_t* p, std::int64_t bytes)
 {
     std::int32_t four = 0;
+    if (bytes == 4) {
+        std::memcpy(&four, p, 4);
+        return _mm512_set1_epi32(four);
+    }
     std::memcpy(&four, p, static_cast<std::size_t>(bytes));
     return _mm512_set1_epi32(four);
 }
@@ -118,36 +122,38 @@ QE_AVX512_VNNI void gemmTile(const std::uint8_t* x, std::int64_t xStride, std::i
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
     __m512i c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
     __m512i c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+    // Full groups of four k, then the last partial group (a depth not a multiple of 4).
+    const std::int64_t fullDepth = depth / 4 * 4;
     for (std::int64_t k = 0; k < depth; k += 4) {
-        const std::int64_t bytes = std::min<std::int64_t>(4, depth - k);
+        const std::int64_t bytes = k < fullDepth ? 4 : depth - k;
         const std::int8_t* w = panel + k * kPanelColumns;
         const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 64);
         const __m512i w2 = Vectors == 4 ? _mm512_loadu_si512(w + 128) : w0, w3 = Vectors == 4 ? _mm512_loadu_si512(w + 192) : w0;
-        __m512i a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x0 + k)) : broadcastFour(x0 + k, bytes);
+        __m512i a = broadcastFour(x0 + k, bytes);
         c00 = _mm512_dpbusd_epi32(c00, a, w0); c01 = _mm512_dpbusd_epi32(c01, a, w1);
         if constexpr (Vectors == 4) { c02 = _mm512_dpbusd_epi32(c02, a, w2); c03 = _mm512_dpbusd_epi32(c03, a, w3); }
         if constexpr (Rows > 1) {
-            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x1 + k)) : broadcastFour(x1 + k, bytes);
+            a = broadcastFour(x1 + k, bytes);
             c10 = _mm512_dpbusd_epi32(c10, a, w0); c11 = _mm512_dpbusd_epi32(c11, a, w1);
             if constexpr (Vectors == 4) { c12 = _mm512_dpbusd_epi32(c12, a, w2); c13 = _mm512_dpbusd_epi32(c13, a, w3); }
         }
         if constexpr (Rows > 2) {
-            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x2 + k)) : broadcastFour(x2 + k, bytes);
+            a = broadcastFour(x2 + k, bytes);
             c20 = _mm512_dpbusd_epi32(c20, a, w0); c21 = _mm512_dpbusd_epi32(c21, a, w1);
             if constexpr (Vectors == 4) { c22 = _mm512_dpbusd_epi32(c22, a, w2); c23 = _mm512_dpbusd_epi32(c23, a, w3); }
         }
         if constexpr (Rows > 3) {
-            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x3 + k)) : broadcastFour(x3 + k, bytes);
+            a = broadcastFour(x3 + k, bytes);
             c30 = _mm512_dpbusd_epi32(c30, a, w0); c31 = _mm512_dpbusd_epi32(c31, a, w1);
             if constexpr (Vectors == 4) { c32 = _mm512_dpbusd_epi32(c32, a, w2); c33 = _mm512_dpbusd_epi32(c33, a, w3); }
         }
         if constexpr (Rows > 4) {
-            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x4 + k)) : broadcastFour(x4 + k, bytes);
+            a = broadcastFour(x4 + k, bytes);
             c40 = _mm512_dpbusd_epi32(c40, a, w0); c41 = _mm512_dpbusd_epi32(c41, a, w1);
             if constexpr (Vectors == 4) { c42 = _mm512_dpbusd_epi32(c42, a, w2); c43 = _mm512_dpbusd_epi32(c43, a, w3); }
         }
         if constexpr (Rows > 5) {
-            a = bytes == 4 ? _mm512_set1_epi32(*reinterpret_cast<const std::int32_t*>(x5 + k)) : broadcastFour(x5 + k, bytes);
+            a = broadcastFour(x5 + k, bytes);
             c50 = _mm512_dpbusd_epi32(c50, a, w0); c51 = _mm512_dpbusd_epi32(c51, a, w1);
             if constexpr (Vectors == 4) { c52 = _mm512_dpbusd_epi32(c52, a, w2); c53 = _mm512_dpbusd_epi32(c53, a, w3); }
         }
