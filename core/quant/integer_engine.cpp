@@ -357,11 +357,16 @@ struct ConvStep final : WeightedLayerStep {
             y.codes->codes = Tensor::uninitialized(DataType::UInt8, {logical[0], window.outH, window.outW, oc});
             y.codes->channelsLast = true;
             std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
-            fast->accumulateInChunks(nhwc.codes, x.params.zeroPoint, window,
-                                     [&](const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels) {
-                                         int8::requantizeChannelsLast(acc, out + firstPixel * oc, pixels, oc, r, output.zeroPoint,
-                                                                      codeLo, codeHi);
-                                     });
+            // The input zero-point's term goes into the bias rather than over every accumulator.
+            const bool fold = x.params.zeroPoint != 0;
+            const ChannelRequantization folded = fold ? r.withBiasAdded(fast->inputZeroPointTerm(x.params.zeroPoint)) : ChannelRequantization{};
+            const ChannelRequantization& rq = fold ? folded : r;
+            fast->accumulateInChunks(
+                nhwc.codes, x.params.zeroPoint, window,
+                [&](const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels) {
+                    int8::requantizeChannelsLast(acc, out + firstPixel * oc, pixels, oc, rq, output.zeroPoint, codeLo, codeHi);
+                },
+                fold);
             values[outputs[0]] = std::move(y);
             return;
         }

@@ -205,8 +205,16 @@ bool FastConv::supports(const Shape& inputNhwc, const Window2D& window, std::int
     return compiled({1, g.shape[1], g.shape[2], g.shape[3]}, g.window, inputZeroPoint == 0).optimized;
 }
 
+std::vector<std::int32_t> FastConv::inputZeroPointTerm(std::int32_t inputZeroPoint) const
+{
+    std::vector<std::int32_t> term;
+    for (std::int32_t sum : weightSums_)
+        term.push_back(static_cast<std::int32_t>(0u - static_cast<std::uint32_t>(inputZeroPoint) * static_cast<std::uint32_t>(sum)));
+    return term;
+}
+
 void FastConv::accumulateInChunks(const Tensor& nhwc, std::int32_t inputZeroPoint, const Window2D& nhwcWindow,
-                                  const ChunkConsumer& consume) const
+                                  const ChunkConsumer& consume, bool leaveInputZeroPointTerm) const
 {
     const Geometry g = geometry(nhwc.shape(), nhwcWindow);
     const Tensor input = nhwc.reshaped(g.shape);
@@ -259,7 +267,7 @@ void FastConv::accumulateInChunks(const Tensor& nhwc, std::int32_t inputZeroPoin
         };
         run(c.main, accumulators.data());
         const std::int64_t pixels = count * window.outH * window.outW;
-        if (inputZeroPoint != 0) {
+        if (inputZeroPoint != 0 && !leaveInputZeroPointTerm) {
             std::int32_t* acc = accumulators.data();
             const std::int32_t* sums = weightSums_.data();
             for (std::int64_t p = 0; p < pixels; ++p)
@@ -375,7 +383,8 @@ Tensor FastConv::accumulate(const Tensor&, std::int32_t, const Window2D&) const
 {
     throw Error("fast convolution: built without oneDNN");
 }
-void FastConv::accumulateInChunks(const Tensor&, std::int32_t, const Window2D&, const ChunkConsumer&) const
+std::vector<std::int32_t> FastConv::inputZeroPointTerm(std::int32_t) const { return {}; }
+void FastConv::accumulateInChunks(const Tensor&, std::int32_t, const Window2D&, const ChunkConsumer&, bool) const
 {
     throw Error("fast convolution: built without oneDNN");
 }

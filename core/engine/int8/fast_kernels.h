@@ -43,9 +43,15 @@ public:
     // The same accumulators a few output pixels at a time (whole images, or image rows for
     // pointwise convolutions), each chunk handed to `consume` while it is still in cache: acc is
     // int32 [pixels, OC] for the output pixels [firstPixel, firstPixel + pixels) of the batch.
+    // With `leaveInputZeroPointTerm`, the chunks lack the term -zx * sum(w) of every output
+    // channel (inputZeroPointTerm), for a caller that adds it to its bias instead of paying a
+    // pass over the accumulators.
     using ChunkConsumer = std::function<void(const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels)>;
     void accumulateInChunks(const Tensor& inputNhwc, std::int32_t inputZeroPoint, const Window2D& window,
-                            const ChunkConsumer& consume) const;
+                            const ChunkConsumer& consume, bool leaveInputZeroPointTerm = false) const;
+    // -zx * sum(w) per output channel, in two's-complement int32 (it may wrap; the sum with the
+    // accumulator does not).
+    std::vector<std::int32_t> inputZeroPointTerm(std::int32_t inputZeroPoint) const;
 
     struct Compiled;
 private:

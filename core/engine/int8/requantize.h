@@ -110,6 +110,15 @@ struct ChannelRequantization {
     std::vector<RequantizationBlock> blocks;
 
     std::size_t channels() const { return bias.size(); }
+    // The same requantization with `extra[c]` added to every channel's bias (two's complement).
+    ChannelRequantization withBiasAdded(const std::vector<std::int32_t>& extra) const
+    {
+        ChannelRequantization r;
+        for (std::size_t c = 0; c < channels(); ++c)
+            r.add(static_cast<std::int32_t>(static_cast<std::uint32_t>(bias[c]) + static_cast<std::uint32_t>(extra.at(c))),
+                  FixedPointMultiplier{multiplier[c], static_cast<int>(rightShift[c])});
+        return r;
+    }
     void add(std::int32_t channelBias, FixedPointMultiplier m)
     {
         // A zero multiplier (M below 2^-31) with the largest shift yields 0 like applyMultiplier.
@@ -148,7 +157,9 @@ inline void requantizeRowPortable(const std::int32_t* a, std::uint8_t* y, std::i
     const std::uint64_t* mask = r.lowMask.data();
     const std::int64_t* offset = r.offset.data();
     for (std::int64_t c = 0; c < channels; ++c) {
-        const std::int64_t v = static_cast<std::int64_t>(a[c] + bias[c]) * multiplier[c];
+        // The sum in two's complement: a bias with folded zero-point terms may wrap on its own.
+        const auto sum = static_cast<std::int32_t>(static_cast<std::uint32_t>(a[c]) + static_cast<std::uint32_t>(bias[c]));
+        const std::int64_t v = static_cast<std::int64_t>(sum) * multiplier[c];
         const std::uint64_t biased = static_cast<std::uint64_t>(v) + (std::uint64_t{1} << 62);
         std::int64_t rounded = static_cast<std::int64_t>((biased + half[c]) >> shift[c]) - offset[c];
         rounded -= static_cast<std::int64_t>((biased & mask[c]) == half[c]) & rounded & 1;
