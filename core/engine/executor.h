@@ -10,6 +10,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -22,10 +23,17 @@ using TensorMap = std::map<std::string, Tensor>;
 // fake quantization here). Its index is the node's position in graph.nodes.
 using NodeHook = std::function<void(std::size_t nodeIndex, const Node& node, std::vector<Tensor>& outputs)>;
 
+// Called before each node with its inputs (nullptr where an optional input is omitted). Outputs it
+// returns replace the kernel, which then does not run (the simulation computes its integer layers
+// this way); std::nullopt runs the kernel as usual.
+using NodeOverride = std::function<std::optional<std::vector<Tensor>>(std::size_t nodeIndex, const Node& node,
+                                                                      const std::vector<const Tensor*>& inputs)>;
+
 struct RunOptions {
     std::set<std::string> capture;     // tensor names to return besides the graph outputs
     bool captureAll = false;           // return every tensor (shape inference, debugging)
-    NodeHook afterNode;                // optional
+    NodeOverride computeNode;          // optional
+    NodeHook afterNode;                // optional, also after a computeNode
     const std::atomic<bool>* cancel = nullptr;  // polled between nodes
     // Resume a run from this node: `feeds` must then hold every tensor that nodes from here on
     // read and earlier nodes produced (the incremental recompute keeps them from a previous run).

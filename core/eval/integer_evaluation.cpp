@@ -79,7 +79,8 @@ IntegerEvaluation evaluateInteger(const QuantPlan& plan, const Dataset& dataset,
             const QuantLayer& layer = plan.layers[l];
             const Tensor& a = integerLayers.outputs.at(layer.output);
             countSteps(a, simulatedLayers.at(layer.output), layerSteps[l], layerElements[l], layerExact[l], layerWithinOne[l]);
-            // The layer alone: its node (and fused activation) in float on the engine's inputs.
+            // The layer alone: its node as the simulation computes it (and its fused activation in
+            // float) on the engine's inputs.
             if (layer.nodeIndex < 0)
                 continue;
             const Node& node = graph.nodes[static_cast<std::size_t>(layer.nodeIndex)];
@@ -97,7 +98,7 @@ IntegerEvaluation evaluateInteger(const QuantPlan& plan, const Dataset& dataset,
             }
             if (!complete)
                 continue;
-            Tensor alone = runNode(node, graph.opsetVersion, in)[0];
+            Tensor alone = runSimulatedNode(plan, static_cast<std::size_t>(layer.nodeIndex), in)[0];
             if (layer.outputNodeIndex != layer.nodeIndex) {
                 const Node& activation = graph.nodes[static_cast<std::size_t>(layer.outputNodeIndex)];
                 std::vector<const Tensor*> activationInputs{&alone};

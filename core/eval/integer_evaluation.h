@@ -33,7 +33,8 @@ struct IntegerEvaluation {
     std::vector<double> layerExactFraction, layerWithinOneLsbFraction;
     // The same for each layer on its own: the simulation of the layer alone, fed the engine's own
     // input codes. This separates the engine's arithmetic from the drift that one-step
-    // differences (float32 rounding in the simulation) accumulate over many layers.
+    // differences accumulate over many layers (the simulation computes integer Conv/Gemm/MatMul
+    // layers exactly, but averages, Add, Softmax and lookups in float32).
     std::vector<double> isolatedExactFraction, isolatedWithinOneLsbFraction;
 };
 

@@ -106,11 +106,6 @@ QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec&
 
 namespace {
 
-bool isIntegerUniform(const QuantParams& p)
-{
-    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8 && p.granularity != Granularity::PerGroup;
-}
-
 // Operators that move values without changing them: their outputs keep their input's parameters.
 bool passesParamsThrough(const std::string& op)
 {
@@ -119,20 +114,29 @@ bool passesParamsThrough(const std::string& op)
     return ops.count(op) > 0;
 }
 
-// Biases become int32 at the accumulator's scale (input scale x weight scale), as integer
-// runtimes and QDQ models store them, so that the simulation rounds a bias exactly as the
-// integer engine does. Only where the input has static per-tensor parameters of at most 8 bits
-// and the weights a uniform scheme: elsewhere nothing runs in integers and the bias stays float.
-void quantizeBiases(QuantPlan& plan, const Graph& graph)
+// The static integer activation parameters of a layer's output, if it has them.
+const QuantParams* staticIntegerOutput(const LayerPlan& lp)
+{
+    return !lp.config.keepFloat && lp.activationParams && isIntegerActivationParams(*lp.activationParams) ? &*lp.activationParams : nullptr;
+}
+
+// Where the integer engine computes in integers, the simulation does too. Walking the graph in
+// order, with the static integer parameters of every tensor known so far:
+// - Biases become int32 at the accumulator's scale (input scale x weight scale), as integer
+//   runtimes and QDQ models store them, so that the simulation rounds a bias exactly as the
+//   integer engine does. Only where the input has static per-tensor parameters of at most 8 bits
+//   and the weights a uniform scheme: elsewhere nothing runs in integers and the bias stays float.
+// - A weighted layer whose output is a static integer activation too, in a form the integer
+//   kernels take, is prepared for exact integer accumulation (integer_layers.h).
+void prepareIntegerLayers(QuantPlan& plan, const Graph& graph, const QuantPlan* previous)
 {
     std::map<std::string, const QuantParams*> tensorParams;
     std::map<int, std::size_t> layerAtOutputNode;
     for (std::size_t i = 0; i < plan.layers.size(); ++i) {
         const QuantLayer& layer = plan.layers[i];
-        const LayerPlan& lp = plan.plans[i];
-        const bool staticInteger = lp.activationParams && lp.activationParams->scale.size() == 1 && isIntegerUniform(*lp.activationParams);
-        if (layer.outputNodeIndex < 0 && staticInteger)
-            tensorParams[layer.output] = &*lp.activationParams;
+        if (layer.outputNodeIndex < 0)
+            if (const QuantParams* p = staticIntegerOutput(plan.plans[i]))
+                tensorParams[layer.output] = p;
         if (layer.outputNodeIndex >= 0)
             layerAtOutputNode[layer.outputNodeIndex] = i;
     }
@@ -146,8 +150,9 @@ void quantizeBiases(QuantPlan& plan, const Graph& graph)
             const QuantLayer& layer = plan.layers[l->second];
             LayerPlan& lp = plan.plans[l->second];
             auto in = tensorParams.find(node.input(0));
-            if (!layer.bias.empty() && lp.weightParams && isIntegerUniform(*lp.weightParams) && in != tensorParams.end()) {
-                const double inputScale = in->second->scale[0];
+            const QuantParams* input = in != tensorParams.end() ? in->second : nullptr;
+            if (!layer.bias.empty() && lp.weightParams && isIntegerWeightParams(*lp.weightParams) && input) {
+                const double inputScale = input->scale[0];
                 const std::vector<float>& weightScales = lp.weightParams->scale;
                 const Tensor& bias = graph.initializers.at(layer.bias);
                 Tensor quantized(DataType::Float32, bias.shape());
@@ -165,11 +170,21 @@ void quantizeBiases(QuantPlan& plan, const Graph& graph)
                 plan.graph.initializers[layer.bias] = quantized;
                 lp.biasInputScale = static_cast<float>(inputScale);
             }
+            const bool weighted = node.opType == "Conv" || node.opType == "Gemm" || node.opType == "MatMul";
+            const QuantParams* output = staticIntegerOutput(lp);
+            if (weighted && input && output && integerFormObstacle(plan.graph, layer, lp.weightParams ? &*lp.weightParams : nullptr).empty()) {
+                // The previous plan's integer weights, when it had this layer's weight parameters.
+                const IntegerWeightedLayer* sameWeights = nullptr;
+                if (previous && previous->integerLayers.count(n) && previous->plans.size() == plan.plans.size() &&
+                    previous->layers[l->second].name == layer.name && previous->plans[l->second].weightParams == lp.weightParams)
+                    sameWeights = &previous->integerLayers.at(n);
+                if (auto prepared = prepareIntegerWeightedLayer(plan.graph, layer, *input, *lp.weightParams, *output, sameWeights))
+                    plan.integerLayers.emplace(n, std::move(*prepared));
+            }
         }
         if (auto l = layerAtOutputNode.find(n); l != layerAtOutputNode.end()) {
-            const LayerPlan& lp = plan.plans[l->second];
-            if (!lp.config.keepFloat && lp.activationParams && lp.activationParams->scale.size() == 1 && isIntegerUniform(*lp.activationParams))
-                tensorParams[plan.layers[l->second].output] = &*lp.activationParams;
+            if (const QuantParams* p = staticIntegerOutput(plan.plans[l->second]))
+                tensorParams[plan.layers[l->second].output] = p;
         } else if (passesParamsThrough(node.opType) && !node.inputs.empty() && tensorParams.count(node.input(0)) &&
                    !layerAtNode.count(n)) {
             for (const std::string& out : node.outputs)
@@ -236,7 +251,7 @@ QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, co
         }
         plan.plans.push_back(std::move(lp));
     }
-    quantizeBiases(plan, graph);
+    prepareIntegerLayers(plan, graph, previous);
     return plan;
 }
 
@@ -252,6 +267,8 @@ QuantParams activationParamsFor(const LayerPlan& plan, const Tensor& values)
 TensorMap runSimulated(const QuantPlan& plan, const Executor& executor, TensorMap feeds, RunOptions options)
 {
     std::map<int, std::size_t> layerAtNode;  // output node index -> layer index
+    // The fused activations of integer layers, whose clamp is already in the layer's codes.
+    std::set<int> appliedActivations;
     for (std::size_t i = 0; i < plan.layers.size(); ++i) {
         const QuantLayer& layer = plan.layers[i];
         const LayerPlan& lp = plan.plans[i];
@@ -263,10 +280,23 @@ TensorMap runSimulated(const QuantPlan& plan, const Executor& executor, TensorMa
             auto it = feeds.find(layer.output);
             if (it != feeds.end() && options.startNode == 0)
                 it->second = fakeQuantize(it->second, activationParamsFor(lp, it->second));
+        } else if (plan.integerLayers.count(layer.nodeIndex)) {
+            if (layer.outputNodeIndex != layer.nodeIndex)
+                appliedActivations.insert(layer.outputNodeIndex);
         } else {
             layerAtNode[layer.outputNodeIndex] = i;
         }
     }
+    const std::int64_t opset = executor.graph().opsetVersion;
+    options.computeNode = [&](std::size_t nodeIndex, const Node& node,
+                              const std::vector<const Tensor*>& inputs) -> std::optional<std::vector<Tensor>> {
+        if (appliedActivations.count(static_cast<int>(nodeIndex)))
+            return std::vector<Tensor>{*inputs.at(0)};
+        auto it = plan.integerLayers.find(static_cast<int>(nodeIndex));
+        if (it == plan.integerLayers.end())
+            return std::nullopt;
+        return runIntegerWeightedLayer(it->second, node, opset, inputs);
+    };
     options.afterNode = [&](std::size_t nodeIndex, const Node&, std::vector<Tensor>& outputs) {
         auto it = layerAtNode.find(static_cast<int>(nodeIndex));
         if (it == layerAtNode.end() || outputs.empty())
@@ -274,6 +304,15 @@ TensorMap runSimulated(const QuantPlan& plan, const Executor& executor, TensorMa
         outputs[0] = fakeQuantize(outputs[0], activationParamsFor(plan.plans[it->second], outputs[0]));
     };
     return executor.run(feeds, options);
+}
+
+std::vector<Tensor> runSimulatedNode(const QuantPlan& plan, std::size_t nodeIndex, const std::vector<const Tensor*>& inputs)
+{
+    const Node& node = plan.graph.nodes.at(nodeIndex);
+    auto it = plan.integerLayers.find(static_cast<int>(nodeIndex));
+    if (it != plan.integerLayers.end())
+        return runIntegerWeightedLayer(it->second, node, plan.graph.opsetVersion, inputs);
+    return runNode(node, plan.graph.opsetVersion, inputs);
 }
 
 }  // namespace qe

@@ -1,12 +1,15 @@
 #pragma once
 // Fake-quantization simulation in the fp32 engine: weights are quantized once when the plan is
 // made, activations are quantized at each layer's output as the configuration says (static
-// ranges from calibration, or dynamic ranges from each input), and everything else runs in float.
+// ranges from calibration, or dynamic ranges from each input), and everything else runs in float,
+// except the weighted layers the integer engine runs in integers: those are computed exactly as
+// the engine computes them (integer_layers.h), so that both give the same codes.
 
 #include "data/dataset.h"
 #include "engine/executor.h"
 #include "quant/calibration.h"
 #include "quant/config.h"
+#include "quant/integer_layers.h"
 #include "quant/layers.h"
 
 #include <atomic>
@@ -63,6 +66,9 @@ struct QuantPlan {
     std::vector<LayerPlan> plans;  // parallel to layers
     Graph graph;                   // the model with fake-quantized weights (shared storage otherwise)
     std::map<std::string, Tensor> quantizedWeights;  // by initializer name
+    // The Conv/Gemm/MatMul layers that run in integers, by node index: static integer input and
+    // output activations, integer weights, a form the integer kernels take (integerFormObstacle).
+    std::map<int, IntegerWeightedLayer> integerLayers;
 };
 
 // The layer's weights quantized as `spec` says: the parameters, and the fake-quantized tensor in
@@ -80,9 +86,14 @@ QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, co
                    const CalibrationData& calibration, const QuantPlan* previous = nullptr,
                    const FixedParams* fixed = nullptr);
 
-// Runs the plan: RunOptions' hook is used for the activation fake-quantization, so `options`
-// must not set afterNode. Inputs are quantized by their "Input" layers.
+// Runs the plan: RunOptions' hooks compute the integer layers and fake-quantize activations, so
+// `options` must set neither computeNode nor afterNode. Inputs are quantized by their "Input" layers.
 TensorMap runSimulated(const QuantPlan& plan, const Executor& executor, TensorMap feeds, RunOptions options = {});
+
+// One node of the plan's graph as runSimulated computes it, on the given inputs (nullptr where
+// omitted): an integer layer's output values (integer_layers.h), else the node's float kernel,
+// before the fake quantization of its output.
+std::vector<Tensor> runSimulatedNode(const QuantPlan& plan, std::size_t nodeIndex, const std::vector<const Tensor*>& inputs);
 
 // The activation parameters a layer uses for one tensor (static or computed from the tensor).
 QuantParams activationParamsFor(const LayerPlan& plan, const Tensor& values);

@@ -6,12 +6,12 @@
 //
 // What is compared:
 // - each layer alone: the engine's output codes against the simulation of that one layer fed
-//   the engine's own inputs. This is the engine's arithmetic, and it must be exact but for the
-//   float32 rounding of the simulation: >= 99.9% of codes equal and all within one step.
-// - end to end: top-1 agreement and output steps. Over many layers a one-step difference
-//   (float32 rounding in the simulation, about 1e-4 of the codes per layer) spreads, so deep
-//   models drift apart a little; the thresholds are the issue's where the drift allows them and
-//   are stated per model below.
+//   the engine's own inputs. This is the engine's arithmetic. The Conv, Gemm and MatMul layers
+//   that run in integers the simulation computes exactly as the engine does, so all their codes
+//   are equal; other layers it computes in float32, so >= 99.9% of their codes are equal (98% for
+//   averages, see verifyLayersAlone) and all are within one step.
+// - end to end: top-1 agreement and output steps, at the issue's thresholds (>= 99.9% of the
+//   output elements within one step, the same top-1 on >= 99.5% of the images) on every model.
 
 #include "data/dataset.h"
 #include "eval/integer_evaluation.h"
@@ -28,6 +28,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 using namespace qe;
 namespace fs = std::filesystem;
@@ -40,13 +41,30 @@ const fs::path kDemoModel = test::sourceDir() / "resources/models/fashion_cnn.on
 const fs::path kFashionTest = fs::path(QE_FASHION_MNIST_DIR) / "t10k-images-idx3-ubyte.gz";
 const fs::path kFashionTrain = fs::path(QE_FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz";
 
-// Every layer that ran in integers matches the simulation of that layer alone. Averaging layers
-// hit exact ties often (a sum divided by 16 ends in .5 for one sum in 16); there the engine
-// rounds the exact value half to even, while the simulation's float32 mean lands a hair either
-// side of the tie, so a few percent of their codes may differ, by one step.
-void verifyLayersAlone(const IntegerEvaluation& r)
+// Every layer that ran in integers matches the simulation of that layer alone (`r` evaluated
+// `plan`). The weighted layers the plan computes in integers match exactly, and their float32
+// accumulation is exact for these weights (every partial sum below 2^24). The other layers
+// compute in float32 in the simulation. Averaging layers hit exact ties often (a sum divided by
+// 16 ends in .5 for one sum in 16); there the engine rounds the exact value half to even, while
+// the simulation's float32 mean lands a hair either side of the tie, so a few percent of their
+// codes may differ, by one step.
+// Where every activation is static, the simulation computes in integers exactly the weighted
+// layers the engine runs in integers. (With a dynamic input range the engine still does, with
+// its requantization prepared per batch; the simulation then keeps the layer in float.)
+void verifyLayersAlone(const IntegerEvaluation& r, const QuantPlan& plan, bool staticActivations = true)
 {
+    QCOMPARE(r.layers.size(), plan.layers.size());
     for (std::size_t i = 0; i < r.layers.size(); ++i) {
+        const QuantLayer& layer = plan.layers[i];
+        const auto integerLayer = plan.integerLayers.find(layer.nodeIndex);
+        const bool simulatedInIntegers = integerLayer != plan.integerLayers.end();
+        const bool weighted = layer.opType == "Conv" || layer.opType == "Gemm" || layer.opType == "MatMul";
+        if (simulatedInIntegers) {
+            QVERIFY2(r.layers[i].integer, layer.name.c_str());
+            QVERIFY2(integerLayer->second.accumulatorBound < 16777216.0, layer.name.c_str());
+        }
+        if (weighted && staticActivations)
+            QVERIFY2(simulatedInIntegers == r.layers[i].integer, layer.name.c_str());
         if (!r.layers[i].integer || std::isnan(r.isolatedExactFraction[i]))
             continue;
         const bool averages = r.layers[i].opType == "AveragePool" || r.layers[i].opType == "GlobalAveragePool";
@@ -54,7 +72,7 @@ void verifyLayersAlone(const IntegerEvaluation& r)
                              QString(": %1% of codes equal, %2% within one step")
                                  .arg(100 * r.isolatedExactFraction[i], 0, 'f', 4)
                                  .arg(100 * r.isolatedWithinOneLsbFraction[i], 0, 'f', 4);
-        QVERIFY2(r.isolatedExactFraction[i] >= (averages ? 0.98 : 0.999), qPrintable(what));
+        QVERIFY2(r.isolatedExactFraction[i] >= (simulatedInIntegers ? 1.0 : averages ? 0.98 : 0.999), qPrintable(what));
         QVERIFY2(r.isolatedWithinOneLsbFraction[i] == 1.0, qPrintable(what));
     }
 }
@@ -80,6 +98,7 @@ private slots:
     void demoModelMatchesSimulation();
     void unsupportedChoicesRunInFloatWithAReason();
     void shapesTheKernelsDoNotTakeRunInFloat();
+    void integerLayersAreSimulatedExactly();
     void referenceKernelsGiveTheSameCodes_data();
     void referenceKernelsGiveTheSameCodes();
     void referenceKernelsGiveTheSameCodesOnMobileNets_data();
@@ -117,10 +136,11 @@ void TestIntegerEngine::demoModelMatchesSimulation()
     const QuantConfig config = QuantConfig::fromJson(json, "test");
     QuantEvaluator evaluator(graph, test, preprocess, 1000);
     evaluator.calibrate(*train, 256);
-    const IntegerEvaluation r = evaluateInteger(evaluator.plan(config), *test, preprocess, 1000);
+    const QuantPlan plan = evaluator.plan(config);
+    const IntegerEvaluation r = evaluateInteger(plan, *test, preprocess, 1000);
     qInfo("%s", qPrintable(summary(r)));
     QCOMPARE(r.integerLayers, r.layers.size());  // every layer of the demo model runs in integers
-    verifyLayersAlone(r);
+    verifyLayersAlone(r, plan);
     // The issue's thresholds: >= 99.9% of output elements within one step, >= 99.5% same top-1.
     QVERIFY2(r.outputWithinOneLsb >= 0.999, qPrintable(summary(r)));
     QVERIFY2(r.agreementWithSimulation >= 0.995, qPrintable(summary(r)));
@@ -143,7 +163,8 @@ void TestIntegerEngine::unsupportedChoicesRunInFloatWithAReason()
     config.layers["/fc2/Gemm"].keepFloat = true;
     QuantEvaluator evaluator(graph, test, preprocess, 300);
     evaluator.calibrate(*test, 128);
-    const IntegerEvaluation r = evaluateInteger(evaluator.plan(config), *test, preprocess, 300);
+    const QuantPlan plan = evaluator.plan(config);
+    const IntegerEvaluation r = evaluateInteger(plan, *test, preprocess, 300);
     qInfo("%s", qPrintable(summary(r)));
     std::map<std::string, LayerExecution> byName;
     for (const LayerExecution& e : r.layers)
@@ -160,7 +181,7 @@ void TestIntegerEngine::unsupportedChoicesRunInFloatWithAReason()
     QVERIFY(byName.at("/fc1/Gemm").integer);
     QVERIFY(!byName.at("/fc2/Gemm").integer);
     QVERIFY2(reason("/fc2/Gemm").contains("kept in float"), qPrintable(reason("/fc2/Gemm")));
-    verifyLayersAlone(r);
+    verifyLayersAlone(r, plan, false);
     // Float layers run as the simulation runs them, so the results still agree.
     QVERIFY2(r.agreementWithSimulation >= 0.99, qPrintable(summary(r)));
 }
@@ -218,6 +239,9 @@ void TestIntegerEngine::shapesTheKernelsDoNotTakeRunInFloat()
     QVERIFY(!byName.at("shift").integer);
     QVERIFY(!byName.at("project").integer);
     QVERIFY2(QString::fromStdString(byName.at("project").reason).contains("2-D"), byName.at("project").reason.c_str());
+    // The simulation computes in integers the same weighted layers: the Conv, not the MatMul.
+    QVERIFY(plan.integerLayers.count(0));
+    QVERIFY(!plan.integerLayers.count(6));
     // And it runs, and agrees with the simulation within a step of the output.
     const Tensor x = randomTensor({3, 4, 5, 5});
     const Tensor ours = runIntegerSingle(engine, "x", x);
@@ -253,6 +277,69 @@ void compareKernels(const QuantPlan& plan, const std::string& inputName, const T
 }
 
 }  // namespace
+
+// The simulation computes the Conv and Gemm layers that run in integers as the engine does: fed
+// the engine's own input codes (on real images), it gives the engine's output codes on every
+// element. The same layers in float32 on the same fake-quantized values, as the simulation
+// computed them before, give other codes on some elements: the check can fail.
+void TestIntegerEngine::integerLayersAreSimulatedExactly()
+{
+    QE_REQUIRE_PATH(kFashionTest);
+    QE_REQUIRE_PATH(kFashionTrain);
+    const auto graph = std::make_shared<const Graph>(loadOnnx(kDemoModel));
+    const Preprocess preprocess = *Preprocess::loadSidecar(kDemoModel);
+    const std::shared_ptr<const Dataset> test = openDataset(kFashionTest);
+    const std::shared_ptr<const Dataset> train = openDataset(kFashionTrain);
+    QuantEvaluator evaluator(graph, test, preprocess, 16);
+    evaluator.calibrate(*train, 256);
+    const QuantPlan plan = evaluator.plan(QuantConfig{});
+    const IntegerEngine engine(plan);
+    RunOptions capture;
+    for (const QuantLayer& layer : plan.layers) {
+        capture.capture.insert(layer.output);
+        capture.capture.insert(layer.inputs.begin(), layer.inputs.end());
+    }
+    std::size_t elements = 0, floatDifferences = 0;
+    std::set<std::string> layers;
+    for (std::size_t first = 0; first < 4000; first += 500) {
+        const Tensor batch = makeBatch(*test, first, 500, preprocess, 1, 28, 28);
+        const IntegerRunResult integer = engine.run({{graph->inputs[0].name, batch}}, capture);
+        for (std::size_t l = 0; l < plan.layers.size(); ++l) {
+            const QuantLayer& layer = plan.layers[l];
+            if (!plan.integerLayers.count(layer.nodeIndex))
+                continue;
+            layers.insert(layer.name);
+            const auto nodeIndex = static_cast<std::size_t>(layer.nodeIndex);
+            const Node& node = plan.graph.nodes[nodeIndex];
+            std::vector<const Tensor*> inputs;
+            for (const std::string& name : node.inputs)
+                inputs.push_back(name.empty()                        ? nullptr
+                                 : plan.graph.isInitializer(name) ? &plan.graph.initializers.at(name)
+                                                                  : &integer.outputs.at(name));
+            // The node, its fused Relu in float and the output's fake quantization.
+            auto complete = [&](Tensor y) {
+                if (layer.outputNodeIndex != layer.nodeIndex)
+                    y = runNode(plan.graph.nodes[static_cast<std::size_t>(layer.outputNodeIndex)], plan.graph.opsetVersion, {&y}).at(0);
+                return fakeQuantize(y, *plan.plans[l].activationParams);
+            };
+            const Tensor simulated = complete(runSimulatedNode(plan, nodeIndex, inputs).at(0));
+            const Tensor float32 = complete(runNode(node, plan.graph.opsetVersion, inputs).at(0));
+            const Tensor& engineValues = integer.outputs.at(layer.output);
+            QCOMPARE(simulated.shape(), engineValues.shape());
+            std::size_t differences = 0;
+            for (std::int64_t i = 0; i < simulated.size(); ++i) {
+                differences += simulated.data<float>()[i] != engineValues.data<float>()[i];
+                floatDifferences += float32.data<float>()[i] != engineValues.data<float>()[i];
+            }
+            QVERIFY2(differences == 0,
+                     qPrintable(QString("%1: %2 of %3 codes differ").arg(layer.name.c_str()).arg(differences).arg(simulated.size())));
+            elements += static_cast<std::size_t>(simulated.size());
+        }
+    }
+    QCOMPARE(layers.size(), std::size_t{5});  // conv1-3, fc1, fc2
+    qInfo("float32 accumulation gives %zu of %zu codes differently", floatDifferences, elements);
+    QVERIFY(floatDifferences > 0);
+}
 
 void TestIntegerEngine::referenceKernelsGiveTheSameCodes_data()
 {
@@ -321,20 +408,16 @@ void TestIntegerEngine::sharedFloatModelsMatchSimulation_data()
     QTest::addColumn<QString>("data");
     QTest::addColumn<QString>("labelColumn");
     QTest::addColumn<Preprocess>("preprocess");
-    QTest::addColumn<double>("minOutputWithinOneStep");
-    // Models ending in a quantized Softmax: the normalisation multiplies a one-step difference
-    // of the logits into several steps of the probabilities, so their end-to-end bound is lower
-    // (measured: ResNet-8 99.55%, VWW 96.5%, MobileNets 99.7-99.9%); the layers alone are exact.
     QTest::newRow("mnist-8") << "mnist-8.onnx" << "mnist/t10k-images-idx3-ubyte.gz" << ""
-                             << test::makePreprocess(ColorOrder::Gray, 1.0 / 255, 0, 1, 1) << 0.999;
+                             << test::makePreprocess(ColorOrder::Gray, 1.0 / 255, 0, 1, 1);
     QTest::newRow("resnet8") << "resnet8_cifar10.onnx" << "cifar10_mlperf_tiny_200/test_200.bin" << ""
-                             << test::makePreprocess(ColorOrder::Rgb, 1, 0, 1, 1) << 0.99;
+                             << test::makePreprocess(ColorOrder::Rgb, 1, 0, 1, 1);
     QTest::newRow("vww") << "vww_96_mobilenetv1_025.onnx" << "vww_coco_96_200" << ""
-                         << test::makePreprocess(ColorOrder::Rgb, 1.0 / 255, 0, 1, 1) << 0.95;
+                         << test::makePreprocess(ColorOrder::Rgb, 1.0 / 255, 0, 1, 1);
     QTest::newRow("mobilenet 0.25") << "mobilenet_v1_0.25_128_float.onnx" << "imagenet_val_227_300" << "label_1001"
-                                    << test::makePreprocess(ColorOrder::Rgb, 1, 128, 128, 0.875) << 0.99;
+                                    << test::makePreprocess(ColorOrder::Rgb, 1, 128, 128, 0.875);
     QTest::newRow("mobilenet 0.5") << "mobilenet_v1_0.5_160_float.onnx" << "imagenet_val_227_300" << "label_1001"
-                                   << test::makePreprocess(ColorOrder::Rgb, 1, 128, 128, 0.875) << 0.99;
+                                   << test::makePreprocess(ColorOrder::Rgb, 1, 128, 128, 0.875);
 }
 
 void TestIntegerEngine::sharedFloatModelsMatchSimulation()
@@ -343,7 +426,6 @@ void TestIntegerEngine::sharedFloatModelsMatchSimulation()
     QFETCH(QString, data);
     QFETCH(QString, labelColumn);
     QFETCH(Preprocess, preprocess);
-    QFETCH(double, minOutputWithinOneStep);
     const fs::path modelPath = test::sharedDir() / "models" / model.toStdString();
     const fs::path dataPath = test::sharedDir() / "data" / data.toStdString();
     QE_REQUIRE_PATH(modelPath);
@@ -353,15 +435,16 @@ void TestIntegerEngine::sharedFloatModelsMatchSimulation()
     const std::size_t images = std::min<std::size_t>(dataset->size(), 500);
     QuantEvaluator evaluator(graph, dataset, preprocess, images);
     evaluator.calibrate(*dataset, 64);  // the shared sets have no separate calibration split
-    const IntegerEvaluation r = evaluateInteger(evaluator.plan(QuantConfig{}), *dataset, preprocess, images);
+    const QuantPlan plan = evaluator.plan(QuantConfig{});
+    const IntegerEvaluation r = evaluateInteger(plan, *dataset, preprocess, images);
     qInfo("%s: %s", qPrintable(model), qPrintable(summary(r)));
     QCOMPARE(r.integerLayers, r.layers.size());
-    verifyLayersAlone(r);
-    // Same top-1 on >= 99.5% of the images, counting an image whose two top-1 classes have
-    // equal quantized scores in either output as agreeing (the index order decides such a tie).
-    QVERIFY2(r.agreementUpToTies >= 0.995, qPrintable(summary(r)));
-    QVERIFY2(r.agreementWithSimulation >= 0.97, qPrintable(summary(r)));
-    QVERIFY2(r.outputWithinOneLsb >= minOutputWithinOneStep, qPrintable(summary(r)));
+    verifyLayersAlone(r, plan);
+    // The issue's thresholds. What still differs: an AveragePool's exact ties, which the
+    // simulation's float32 mean breaks either way (about 1% of MobileNet 0.25's pooled codes, by
+    // one step), and what the layers after it make of that.
+    QVERIFY2(r.outputWithinOneLsb >= 0.999, qPrintable(summary(r)));
+    QVERIFY2(r.agreementWithSimulation >= 0.995, qPrintable(summary(r)));
 }
 
 void TestIntegerEngine::realInt8ModelsReachTheirAccuracy_data()
@@ -397,11 +480,12 @@ void TestIntegerEngine::realInt8ModelsReachTheirAccuracy()
     const std::shared_ptr<const Dataset> dataset = openDataset(dataPath, std::nullopt, labelColumn.toStdString());
     QuantEvaluator evaluator(std::make_shared<const Graph>(imported->floatGraph), dataset, preprocess, dataset->size());
     evaluator.setFixedParams(imported->params);
-    const IntegerEvaluation r = evaluateInteger(evaluator.plan(imported->config), *dataset, preprocess, 0);
+    const QuantPlan plan = evaluator.plan(imported->config);
+    const IntegerEvaluation r = evaluateInteger(plan, *dataset, preprocess, 0);
     qInfo("%s (MANIFEST %.1f%%): %s", qPrintable(model), manifestTop1, qPrintable(summary(r)));
     // The models' own parameters are uniform 8-bit: everything runs in integers.
     QCOMPARE(r.integerLayers, r.layers.size());
-    verifyLayersAlone(r);
+    verifyLayersAlone(r, plan);
     QVERIFY2(std::abs(100 * r.top1 - manifestTop1) <= 1.0, qPrintable(summary(r)));
 }
 

@@ -81,9 +81,11 @@ void TestQdqImport::matchesReferenceInterpreter()
         agree += m.predictions[i] == reference[i];
     qInfo("%s with its own parameters: top-1 %.2f%% (MANIFEST %.2f%%), agreement with the reference interpreter %zu/%zu",
           qPrintable(model), 100 * m.top1, manifestTop1, agree, reference.size());
-    // Both run float32 arithmetic on the same dequantized values; summation order may move a
-    // value across a rounding boundary, so allow a few images (MANIFEST).
-    QVERIFY(double(agree) / double(reference.size()) >= 0.98);
+    // The interpreter computes Conv, Gemm and Add in float32 on the dequantized values, and the
+    // simulation computes its integer layers exactly, as the int8 engine does. So either may land
+    // one step away on some activations, which changes the top-1 of a few images (MANIFEST).
+    // Measured: 294/300 on MobileNet uint8, two of the six being tied top scores in our output.
+    QVERIFY(double(agree) / double(reference.size()) >= 0.97);
     QVERIFY(std::abs(100 * m.top1 - manifestTop1) <= 1.0);
     // Re-quantizing the dequantized weights with their own parameters is exact.
     for (const LayerMetrics& l : m.layers)

@@ -1,0 +1,203 @@
+#include "quant/integer_layers.h"
+
+#include "common/error.h"
+#include "engine/operator.h"
+#include "quant/simulator.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+
+namespace qe {
+
+bool isIntegerActivationParams(const QuantParams& p)
+{
+    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8 && p.granularity == Granularity::PerTensor &&
+           p.scale.size() == 1 && p.zeroPoint.size() == 1;
+}
+
+bool isIntegerWeightParams(const QuantParams& p)
+{
+    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8 && p.granularity != Granularity::PerGroup;
+}
+
+std::string integerFormObstacle(const Graph& graph, const QuantLayer& layer, const QuantParams* weights)
+{
+    if (layer.weight.empty())
+        return "its weights are not a constant of its own";
+    if (!weights)
+        return "its weights stay in float";
+    if (!isIntegerWeightParams(*weights))
+        return "weight scheme " + std::string(schemeTraits(weights->scheme).name) + " (" + std::to_string(weights->bits) + " bits, " +
+               std::string(granularityName(weights->granularity)) + ") has no integer form here";
+    const Node& node = graph.nodes.at(static_cast<std::size_t>(layer.nodeIndex));
+    const Tensor& w = graph.initializers.at(layer.weight);
+    // The bias joins the int32 accumulator, so it must be a constant of the layer.
+    if (node.opType != "MatMul" && !node.input(2).empty() && layer.bias.empty())
+        return "its bias is not a constant";
+    if (node.opType == "Conv")
+        return w.rank() == 4 ? "" : "only 2-D convolutions run in integers";
+    if (node.opType != "Gemm" && node.opType != "MatMul")
+        return "no integer kernel for " + node.opType + " with weights";
+    const auto input = graph.values.find(node.input(0));
+    const bool matrixInput = input != graph.values.end() && input->second.shapeKnown && input->second.shape.size() == 2;
+    const bool gemm = node.opType == "Gemm";
+    if (w.rank() != 2)
+        return "only 2-D weight matrices run in integers";
+    if (!matrixInput)
+        return "only 2-D (matrix) inputs run in integers";
+    if (gemm && (node.intAttribute("transA", 0) != 0 || node.floatAttribute("alpha", 1.f) != 1.f || node.floatAttribute("beta", 1.f) != 1.f))
+        return "Gemm with transA, alpha or beta runs in float";
+    const std::int64_t outputs = w.dim(gemm && node.intAttribute("transB", 0) != 0 ? 0 : 1);
+    if (!layer.bias.empty() && graph.initializers.at(layer.bias).size() != outputs)
+        return "its bias does not have one value per output";
+    return "";
+}
+
+std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& graph, const QuantLayer& layer,
+                                                                const QuantParams& input, const QuantParams& weights,
+                                                                const QuantParams& output, const IntegerWeightedLayer* sameWeights)
+{
+    const Tensor& w = graph.initializers.at(layer.weight);
+    const int axis = layer.weightChannelAxis;  // the output channels, in every layout
+    const std::int64_t channels = w.dim(axis);
+    const bool perChannel = weights.scale.size() > 1;
+
+    IntegerWeightedLayer layerPlan;
+    layerPlan.inputScale = input.scale[0];
+    if (sameWeights) {
+        layerPlan.weights = sameWeights->weights;
+        layerPlan.largestWeightSum = sameWeights->largestWeightSum;
+    } else {
+        std::int64_t inner = 1;
+        for (int d = axis + 1; d < w.rank(); ++d)
+            inner *= w.dim(d);
+        const std::vector<std::int32_t> codes = uniformCodes(w, weights, perChannel ? axis : 0);
+        layerPlan.weights = Tensor(DataType::Float32, w.shape());
+        float* wi = layerPlan.weights.mutableData<float>();
+        std::vector<double> absoluteSums(static_cast<std::size_t>(channels), 0.0);
+        for (std::int64_t i = 0; i < w.size(); ++i) {
+            const auto c = static_cast<std::size_t>((i / inner) % channels);
+            const std::int32_t v = codes[static_cast<std::size_t>(i)] - weights.zeroPoint[perChannel ? c : 0];
+            wi[i] = static_cast<float>(v);
+            absoluteSums[c] += std::abs(v);
+        }
+        layerPlan.largestWeightSum = *std::max_element(absoluteSums.begin(), absoluteSums.end());
+    }
+    const std::int32_t zx = input.zeroPoint[0];
+    layerPlan.accumulatorBound = layerPlan.largestWeightSum * std::max(std::abs(input.qmin - zx), std::abs(input.qmax - zx));
+
+    // As the engine prepares its requantization (integer_engine.cpp, prepareChannels): the bias
+    // from the plan's (already rounded) bias, clamped where the int32 sum cannot overflow.
+    std::vector<float> bias;
+    if (!layer.bias.empty())
+        bias = graph.initializers.at(layer.bias).toFloatVector();
+    const auto limit = static_cast<double>(int8::int32BiasLimit(w.size() / channels));
+    const float outputScale = output.scale[0];
+    for (std::int64_t c = 0; c < channels; ++c) {
+        const double accumulatorScale = static_cast<double>(layerPlan.inputScale) * weights.scale[perChannel ? static_cast<std::size_t>(c) : 0];
+        const double b = bias.empty() ? 0.0 : std::nearbyint(bias[static_cast<std::size_t>(c)] / accumulatorScale);
+        const double m = accumulatorScale / outputScale;
+        if (!(m >= 0) || !std::isfinite(m) || m >= (1 << 20))
+            return std::nullopt;  // the engine refuses such a layer
+        layerPlan.requantization.add(static_cast<std::int32_t>(std::clamp(b, -limit, limit)), int8::prepareMultiplier(m));
+    }
+    layerPlan.outputScale = outputScale;
+    layerPlan.outputZeroPoint = output.zeroPoint[0];
+    layerPlan.codeMin = output.qmin;
+    layerPlan.codeMax = output.qmax;
+    if (layer.outputNodeIndex != layer.nodeIndex) {
+        // A fused Relu/Clip is a clamp, so quantize(act(x)) == clamp(quantize(x), quantize(act(-max)),
+        // quantize(act(+max))): the engine's code range, and then the activation changes nothing.
+        const Node& activation = graph.nodes.at(static_cast<std::size_t>(layer.outputNodeIndex));
+        const Tensor extremes = Tensor::fromValues<float>({2}, std::vector<float>{-FLT_MAX, FLT_MAX});
+        std::vector<const Tensor*> in{&extremes};
+        for (std::size_t i = 1; i < activation.inputs.size(); ++i) {
+            const std::string& name = activation.inputs[i];
+            if (!name.empty() && !graph.isInitializer(name))
+                return std::nullopt;  // a computed clip bound: nothing to prepare
+            in.push_back(name.empty() ? nullptr : &graph.initializers.at(name));
+        }
+        const std::vector<std::int32_t> ends = uniformCodes(fakeQuantize(runNode(activation, graph.opsetVersion, in).at(0), output), output, 0);
+        layerPlan.codeMin = std::max(layerPlan.codeMin, ends.at(0));
+        layerPlan.codeMax = std::min(layerPlan.codeMax, ends.at(1));
+        if (layerPlan.codeMin > layerPlan.codeMax)
+            return std::nullopt;
+    }
+    return layerPlan;
+}
+
+namespace {
+
+// int8::requantize(accumulator + bias, ...) in the branch-free form of int8::requantizeRowPortable
+// (the arithmetic shift done as a logical one on a value made non-negative by 2^62), returned as
+// the float value of the code, computed as fakeQuantize computes it: (code - zero-point) * scale.
+struct Requantizer {
+    float scale, zeroPoint;
+    std::int64_t codeMin, codeMax, outputZeroPoint;
+
+    float operator()(float accumulator, std::int32_t bias, std::int32_t multiplier, std::uint64_t shift, std::uint64_t half,
+                     std::uint64_t mask, std::int64_t offset) const
+    {
+        // The accumulator is an integer, so the conversion is exact.
+        const std::int64_t v = static_cast<std::int64_t>(static_cast<std::int32_t>(accumulator) + bias) * multiplier;
+        const std::uint64_t biased = static_cast<std::uint64_t>(v) + (std::uint64_t{1} << 62);
+        std::int64_t rounded = static_cast<std::int64_t>((biased + half) >> shift) - offset;
+        rounded -= static_cast<std::int64_t>((biased & mask) == half) & rounded & 1;
+        const auto code = static_cast<std::int32_t>(std::clamp(rounded + outputZeroPoint, codeMin, codeMax));
+        return (static_cast<float>(code) - zeroPoint) * scale;
+    }
+};
+
+}  // namespace
+
+std::vector<Tensor> runIntegerWeightedLayer(const IntegerWeightedLayer& layer, const Node& node, std::int64_t opset,
+                                            const std::vector<const Tensor*>& inputs)
+{
+    const Tensor& x = *inputs.at(0);
+    Tensor integers(DataType::Float32, x.shape());
+    const float* px = x.data<float>();
+    float* pi = integers.mutableData<float>();
+    const float inverseScale = 1.0f / layer.inputScale;
+    for (std::int64_t i = 0; i < x.size(); ++i)
+        pi[i] = std::nearbyint(px[i] * inverseScale);
+    // No bias here: it joins the accumulator in int32 below.
+    Tensor acc = runNode(node, opset, {&integers, &layer.weights}).at(0);
+
+    // Channels are axis 1: [N, C, H, W] for Conv, [M, N] for Gemm and MatMul.
+    const int8::ChannelRequantization& r = layer.requantization;
+    const std::int64_t outer = acc.dim(0), channels = acc.rank() > 1 ? acc.dim(1) : 1;
+    if (static_cast<std::size_t>(channels) != r.channels())
+        throw Error("node '" + node.name + "': " + std::to_string(r.channels()) + " prepared channels for output " + acc.describe());
+    const std::int64_t inner = outer * channels > 0 ? acc.size() / (outer * channels) : 0;
+    const Requantizer requantize{layer.outputScale, static_cast<float>(layer.outputZeroPoint), layer.codeMin, layer.codeMax,
+                                 layer.outputZeroPoint};
+    float* a = acc.mutableData<float>();
+    if (inner == 1) {
+        const std::int32_t* bias = r.bias.data();
+        const std::int32_t* multiplier = r.multiplier.data();
+        const std::uint64_t* shift = r.rightShift.data();
+        const std::uint64_t* half = r.half.data();
+        const std::uint64_t* mask = r.lowMask.data();
+        const std::int64_t* offset = r.offset.data();
+        for (std::int64_t o = 0; o < outer; ++o) {
+            float* row = a + o * channels;
+            for (std::int64_t c = 0; c < channels; ++c)
+                row[c] = requantize(row[c], bias[c], multiplier[c], shift[c], half[c], mask[c], offset[c]);
+        }
+    } else {
+        for (std::int64_t o = 0; o < outer; ++o)
+            for (std::int64_t c = 0; c < channels; ++c) {
+                float* plane = a + (o * channels + c) * inner;
+                const auto k = static_cast<std::size_t>(c);
+                const std::int32_t bias = r.bias[k], multiplier = r.multiplier[k];
+                const std::uint64_t shift = r.rightShift[k], half = r.half[k], mask = r.lowMask[k];
+                const std::int64_t offset = r.offset[k];
+                for (std::int64_t i = 0; i < inner; ++i)
+                    plane[i] = requantize(plane[i], bias, multiplier, shift, half, mask, offset);
+            }
+    }
+    return {acc};
+}
+
+}  // namespace qe

@@ -1,0 +1,74 @@
+#pragma once
+// The weighted layers (Conv, Gemm, MatMul) that the integer engine runs in integer arithmetic,
+// and how the simulation computes them exactly as the engine does.
+//
+// The engine sums (x_code - zx) * (w_code - zw) into int32 accumulators, adds the bias quantized
+// to int32 at scale sx * sw, and requantizes each accumulator with a fixed-point multiplier
+// M = sx * sw[c] / sy and one rounding, half to even (engine/int8/requantize.h). A float32 Conv on
+// fake-quantized values computes the same sum, but each product and partial sum is rounded
+// (about 1e-7 relative), which moves an output code by one step now and then (one in 10^5 to
+// 10^6 on the models here); over a deep model, and through a Softmax that spreads one step of
+// the logits over several steps of its output, the simulation and the engine drift apart. So the simulation runs the node's own float
+// kernel on integer-valued operands instead:
+//     x / sx    = x_code - zx  (exactly, after rounding to the nearest integer: x = (x_code - zx) * sx
+//                               up to float rounding, and |x_code - zx| <= 255)
+//     w_int     = w_code - zw  (prepared once per plan)
+// Products of integers up to 255 in magnitude are exact in float32, and so is every sum while its
+// partial sums stay below 2^24 in magnitude; `accumulatorBound` bounds them for the layer's
+// weights (sum of |w_int| over a channel times the largest |x_code - zx|). The accumulator then
+// goes through the engine's requantization, bias included.
+
+#include "engine/int8/requantize.h"
+#include "model/graph.h"
+#include "quant/layers.h"
+#include "quant/scheme.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qe {
+
+// Activation parameters an integer kernel takes: uniform, at most 8 bits, one scale.
+bool isIntegerActivationParams(const QuantParams& params);
+// Weight parameters an integer kernel takes: uniform, at most 8 bits, per tensor or per channel.
+bool isIntegerWeightParams(const QuantParams& params);
+
+// Why the integer engine runs this Conv, Gemm or MatMul layer in float whatever its input and
+// output parameters ("" when its form runs in integers): its weights, their scheme, or a form of
+// the operator that the integer kernels do not take.
+std::string integerFormObstacle(const Graph& graph, const QuantLayer& layer, const QuantParams* weights);
+
+// A weighted layer prepared for exact simulation, once per plan.
+struct IntegerWeightedLayer {
+    float inputScale = 0.f;
+    Tensor weights;  // w_code - zw as float32, in the layout of the model's weights
+    double largestWeightSum = 0;  // of |w_code - zw| over one output channel
+    // Per output channel: the int32 bias (at scale sx * sw[c]) and the fixed-point multiplier.
+    int8::ChannelRequantization requantization;
+    float outputScale = 1.f;
+    std::int32_t outputZeroPoint = 0;
+    std::int32_t codeMin = 0, codeMax = 255;  // the output's code range, narrowed by a fused Relu/Clip
+    // The largest |partial sum| the accumulation can reach (largestWeightSum times the largest
+    // |x_code - zx|); below 2^24, float32 sums are exact.
+    double accumulatorBound = 0;
+};
+
+// `graph` holds the plan's weights (fake-quantized) and biases (already rounded to int32 steps).
+// `input` and `output` are static integer activations, `weights` integer weights, and the layer's
+// form has no integerFormObstacle. std::nullopt where the engine would reject the rescale factor
+// (out of range). `sameWeights`, when given, is the layer as prepared for another plan with the
+// same weights and weight parameters: its integer weights are reused (shared, not copied).
+std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& graph, const QuantLayer& layer,
+                                                                const QuantParams& input, const QuantParams& weights,
+                                                                const QuantParams& output,
+                                                                const IntegerWeightedLayer* sameWeights = nullptr);
+
+// The layer node's output as the engine computes it, as the float values of its codes. A fused
+// Relu/Clip is already applied, as the clamp of the codes: running it on these values, and fake-
+// quantizing the result, changes nothing. inputs[0] holds fake-quantized values on the input's grid.
+std::vector<Tensor> runIntegerWeightedLayer(const IntegerWeightedLayer& layer, const Node& node, std::int64_t opset,
+                                            const std::vector<const Tensor*>& inputs);
+
+}  // namespace qe
