@@ -6,6 +6,7 @@
 #include "engine/int8/reference_kernels.h"
 #include "engine/int8/requantize.h"
 #include "engine/ops/window.h"
+#include "quant/integer_layers.h"
 
 #include <cxxabi.h>
 
@@ -54,16 +55,6 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // What may run in integers
 
-bool isIntegerScheme(const QuantParams& p)
-{
-    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8;
-}
-
-bool isIntegerActivation(const QuantParams& p)
-{
-    return isIntegerScheme(p) && p.granularity == Granularity::PerTensor && p.scale.size() == 1;
-}
-
 // Signed codes are stored shifted by +128 (quantized_tensor.h).
 ActivationParams toActivationParams(const QuantParams& p)
 {
@@ -75,21 +66,6 @@ ActivationParams toActivationParams(const QuantParams& p)
     a.codeMax = p.qmax + shift;
     a.isSigned = p.isSigned;
     return a;
-}
-
-// The code range left after a fused Relu/Clip: the activation is a clamp, so
-// quantize(act(x)) == clamp(quantize(x), quantize(act(-max)), quantize(act(+max))).
-std::pair<std::int32_t, std::int32_t> fusedClamp(const Graph& graph, const Node* activation, const ActivationParams& out)
-{
-    if (!activation)
-        return {out.codeMin, out.codeMax};
-    const Tensor extremes = Tensor::fromValues<float>({2}, std::vector<float>{-FLT_MAX, FLT_MAX});
-    std::vector<const Tensor*> inputs{&extremes};
-    for (std::size_t i = 1; i < activation->inputs.size(); ++i)
-        inputs.push_back(activation->inputs[i].empty() ? nullptr : &graph.initializers.at(activation->inputs[i]));
-    const Tensor clamped = int8::quantize(runNode(*activation, graph.opsetVersion, inputs)[0], out).codes;
-    const std::uint8_t* c = clamped.data<std::uint8_t>();
-    return {std::max<std::int32_t>(out.codeMin, c[0]), std::min<std::int32_t>(out.codeMax, c[1])};
 }
 
 // Weight codes as the fast kernels take them: int8 codes and zero-points. Codes within int8 go
@@ -139,15 +115,11 @@ FixedPointMultiplier checkedMultiplier(double m, const Node& node)
 ChannelRequantization prepareChannels(const Node& node, float inputScale, const std::vector<float>& weightScales,
                                       const std::vector<float>& bias, float outputScale, std::int64_t reductionSize)
 {
-    ChannelRequantization r;
-    // Clamped as the simulation clamps (quantizeBiases), so that accumulator + bias never overflows.
-    const auto limit = static_cast<double>(int8::int32BiasLimit(reductionSize));
-    for (std::size_t c = 0; c < weightScales.size(); ++c) {
-        const double accumulatorScale = static_cast<double>(inputScale) * weightScales[c];
-        const double b = bias.empty() ? 0.0 : std::nearbyint(bias[c] / accumulatorScale);
-        r.add(static_cast<std::int32_t>(std::clamp(b, -limit, limit)), checkedMultiplier(accumulatorScale / outputScale, node));
-    }
-    return r;
+    std::string why;
+    auto r = weightedLayerRequantization(inputScale, weightScales, bias, outputScale, reductionSize, &why);
+    if (!r)
+        fail(node, why);
+    return std::move(*r);
 }
 
 // acc is [outer, channels] (channels innermost) or [outer, channels, inner] (the reference
@@ -877,7 +849,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
             why = "output activations are not quantized";
             return std::nullopt;
         }
-        if (!isIntegerActivation(*lp.activationParams)) {
+        if (!isIntegerActivationParams(*lp.activationParams)) {
             why = "output scheme " + std::string(schemeTraits(lp.activationParams->scheme).name) + " with " +
                   std::to_string(lp.activationParams->bits) + " bits has no integer form";
             return std::nullopt;
@@ -965,80 +937,63 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
             if (output && !allQuantized(dataInputs))
                 why = "its input is not quantized (the layer before it runs in float)";
             else if (output) {
-                const auto [lo, hi] = fusedClamp(graph_, fused, *output);
+                const auto range = fusedCodeRange(graph_, fused, *lp.activationParams);
+                const std::int32_t shift = output->zeroPoint - lp.activationParams->zeroPoint.at(0);  // +128 for int8 codes
+                const std::int32_t lo = range ? range->first + shift : 0, hi = range ? range->second + shift : 0;
                 const bool hasWeights = node.opType == "Conv" || node.opType == "Gemm" || node.opType == "MatMul";
                 const QuantParams* wp = lp.weightParams ? &*lp.weightParams : nullptr;
-                if (hasWeights && (layer.weight.empty() || !wp))
-                    why = layer.weight.empty() ? "its weights are not a constant of its own" : "its weights stay in float";
-                else if (hasWeights && (!isIntegerScheme(*wp) || wp->granularity == Granularity::PerGroup))
-                    why = "weight scheme " + std::string(schemeTraits(wp->scheme).name) + " (" + std::to_string(wp->bits) + " bits, " +
-                          std::string(granularityName(wp->granularity)) + ") has no integer form here";
-                else if (node.opType == "Conv") {
+                if (!range)
+                    why = "its fused " + fused->opType + " has computed bounds";
+                else if (hasWeights)
+                    why = integerFormObstacle(graph_, layer, wp);  // one rule for the engine and the simulation
+                if (!why.empty()) {
+                    // runs in float, for `why` (below)
+                } else if (node.opType == "Conv") {
                     const Tensor& w = graph_.initializers.at(layer.weight);
-                    if (w.rank() != 4)
-                        why = "only 2-D convolutions run in integers";
-                    else {
-                        auto s = std::make_unique<ConvStep>();
-                        s->graph = &graph_;
-                        s->groups = node.intAttribute("group", 1);
-                        const auto codes = uniformCodes(w, *wp, 0);
-                        s->setUp(node, graph_, layer, *wp, Tensor::fromValues<std::int32_t>(w.shape(), codes), w.dim(0),
-                                 w.size() / w.dim(0), *output, {lo, hi}, staticParams(dataInputs[0]));
-                        if (fastKernels)
-                            if (auto f = fastWeights(codes, w.shape(), wp->zeroPoint)) {
-                                const std::int64_t oc = w.dim(0), kh = w.dim(2), kw = w.dim(3);
-                                const std::int8_t* wc = f->codes.data<std::int8_t>();
-                                const bool ours = int8::fusedKernelsAvailable();
-                                if (ours && s->groups == oc && w.dim(1) == 1)
-                                    s->depthwise = std::make_unique<int8::DepthwiseConv>(wc, oc, kh, kw, f->zeroPoints);
-                                else if (ours && s->groups == 1)
-                                    s->im2col = std::make_unique<int8::Im2colConv>(wc, oc, w.dim(1), kh, kw, f->zeroPoints);
-                                if (!s->depthwise && int8::fastKernelsAvailable())
-                                    s->fast = std::make_unique<int8::FastConv>(f->codes, f->zeroPoints, s->groups);
-                            }
-                        const bool pointwiseWeights = w.dim(2) == 1 && w.dim(3) == 1;
-                        record(li, true, "",
-                               s->depthwise ? "fused"
-                               : pointwiseWeights ? productKernel(s->im2col != nullptr, s->fast != nullptr, w.size() / w.dim(0))
-                               : s->fast ? "onednn" : s->im2col ? "fused" : "reference");
-                        step = std::move(s);
-                    }
+                    auto s = std::make_unique<ConvStep>();
+                    s->graph = &graph_;
+                    s->groups = node.intAttribute("group", 1);
+                    const auto codes = uniformCodes(w, *wp, 0);
+                    s->setUp(node, graph_, layer, *wp, Tensor::fromValues<std::int32_t>(w.shape(), codes), w.dim(0),
+                             w.size() / w.dim(0), *output, {lo, hi}, staticParams(dataInputs[0]));
+                    if (fastKernels)
+                        if (auto f = fastWeights(codes, w.shape(), wp->zeroPoint)) {
+                            const std::int64_t oc = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+                            const std::int8_t* wc = f->codes.data<std::int8_t>();
+                            const bool ours = int8::fusedKernelsAvailable();
+                            if (ours && s->groups == oc && w.dim(1) == 1)
+                                s->depthwise = std::make_unique<int8::DepthwiseConv>(wc, oc, kh, kw, f->zeroPoints);
+                            else if (ours && s->groups == 1)
+                                s->im2col = std::make_unique<int8::Im2colConv>(wc, oc, w.dim(1), kh, kw, f->zeroPoints);
+                            if (!s->depthwise && int8::fastKernelsAvailable())
+                                s->fast = std::make_unique<int8::FastConv>(f->codes, f->zeroPoints, s->groups);
+                        }
+                    const bool pointwiseWeights = w.dim(2) == 1 && w.dim(3) == 1;
+                    record(li, true, "",
+                           s->depthwise ? "fused"
+                           : pointwiseWeights ? productKernel(s->im2col != nullptr, s->fast != nullptr, w.size() / w.dim(0))
+                           : s->fast ? "onednn" : s->im2col ? "fused" : "reference");
+                    step = std::move(s);
                 } else if (node.opType == "Gemm" || node.opType == "MatMul") {
                     const Tensor& w = graph_.initializers.at(layer.weight);
-                    const bool gemm = node.opType == "Gemm";
-                    const bool transB = gemm && node.intAttribute("transB", 0) != 0;
-                    if (w.rank() != 2)
-                        why = "only 2-D weight matrices run in integers";
-                    else if (knownRank(node.inputs[0]) != 2)
-                        why = "only 2-D (matrix) inputs run in integers";
-                    else if (gemm && (node.intAttribute("transA", 0) != 0 || node.floatAttribute("alpha", 1.f) != 1.f ||
-                                      node.floatAttribute("beta", 1.f) != 1.f))
-                        why = "Gemm with transA, alpha or beta runs in float";
-                    else if (gemm && !node.input(2).empty() && layer.bias.empty())
-                        why = "its bias is not a constant";
-                    else {
-                        // Codes in [K, N] whatever the stored layout.
-                        const Tensor kn = transB ? runNode(Node{"", "Transpose", "", {}, {}, {}}, graph_.opsetVersion, {&w})[0] : w;
-                        const std::int64_t n = kn.dim(1);
-                        if (!layer.bias.empty() && graph_.initializers.at(layer.bias).size() != n) {
-                            why = "its bias does not have one value per output";
-                        } else {
-                            auto s = std::make_unique<GemmStep>();
-                            const auto codes = uniformCodes(kn, *wp, 1);
-                            s->setUp(node, graph_, layer, *wp, Tensor::fromValues<std::int32_t>(kn.shape(), codes), n, kn.dim(0), *output,
-                                     {lo, hi}, staticParams(dataInputs[0]));
-                            if (fastKernels)
-                                if (auto f = fastWeights(codes, kn.shape(), wp->zeroPoint)) {
-                                    if (int8::fusedKernelsAvailable())
-                                        s->fused = std::make_unique<int8::PackedGemm>(f->codes.data<std::int8_t>(), kn.dim(0), n, n, 1,
-                                                                                       f->zeroPoints);
-                                    if (int8::fastKernelsAvailable())
-                                        s->fast = std::make_unique<int8::FastMatMul>(f->codes, f->zeroPoints);
-                                }
-                            record(li, true, "", productKernel(s->fused != nullptr, s->fast != nullptr, kn.dim(0)));
-                            step = std::move(s);
+                    const bool transB = node.opType == "Gemm" && node.intAttribute("transB", 0) != 0;
+                    // Codes in [K, N] whatever the stored layout.
+                    const Tensor kn = transB ? runNode(Node{"", "Transpose", "", {}, {}, {}}, graph_.opsetVersion, {&w})[0] : w;
+                    const std::int64_t n = kn.dim(1);
+                    auto s = std::make_unique<GemmStep>();
+                    const auto codes = uniformCodes(kn, *wp, 1);
+                    s->setUp(node, graph_, layer, *wp, Tensor::fromValues<std::int32_t>(kn.shape(), codes), n, kn.dim(0), *output,
+                             {lo, hi}, staticParams(dataInputs[0]));
+                    if (fastKernels)
+                        if (auto f = fastWeights(codes, kn.shape(), wp->zeroPoint)) {
+                            if (int8::fusedKernelsAvailable())
+                                s->fused = std::make_unique<int8::PackedGemm>(f->codes.data<std::int8_t>(), kn.dim(0), n, n, 1,
+                                                                               f->zeroPoints);
+                            if (int8::fastKernelsAvailable())
+                                s->fast = std::make_unique<int8::FastMatMul>(f->codes, f->zeroPoints);
                         }
-                    }
+                    record(li, true, "", productKernel(s->fused != nullptr, s->fast != nullptr, kn.dim(0)));
+                    step = std::move(s);
                 } else if ((node.opType == "Add" || node.opType == "Mul") && dataInputs.size() == 2 && node.inputs.size() == 2 &&
                            sameKnownShape(node.inputs[0], node.inputs[1])) {
                     if (node.opType == "Add") {
@@ -1187,7 +1142,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                 if (!lp.config.keepFloat && (lp.activationParams || lp.dynamicActivations)) {
                     s->outputPlan = &lp;
                     const TensorQuantSpec& spec = lp.config.activations;
-                    s->outputToCodes = lp.activationParams ? isIntegerActivation(*lp.activationParams)
+                    s->outputToCodes = lp.activationParams ? isIntegerActivationParams(*lp.activationParams)
                                                            : schemeTraits(spec.scheme).family == SchemeFamily::Uniform && spec.bits <= 8;
                     if (s->outputToCodes)
                         quantized[node.outputs[0]] = lp.activationParams ? std::optional(toActivationParams(*lp.activationParams))

@@ -54,6 +54,46 @@ std::string integerFormObstacle(const Graph& graph, const QuantLayer& layer, con
     return "";
 }
 
+std::optional<int8::ChannelRequantization> weightedLayerRequantization(float inputScale, const std::vector<float>& weightScales,
+                                                                       const std::vector<float>& bias, float outputScale,
+                                                                       std::int64_t reductionSize, std::string* why)
+{
+    int8::ChannelRequantization r;
+    const auto limit = static_cast<double>(int8::int32BiasLimit(reductionSize));
+    for (std::size_t c = 0; c < weightScales.size(); ++c) {
+        const double accumulatorScale = static_cast<double>(inputScale) * weightScales[c];
+        const double b = bias.empty() ? 0.0 : std::nearbyint(bias[c] / accumulatorScale);
+        const double m = accumulatorScale / outputScale;
+        if (!(m >= 0) || !std::isfinite(m) || m >= (1 << 20)) {
+            if (why)
+                *why = "the rescale factor " + std::to_string(m) + " (input scale x weight scale / output scale) is out of range";
+            return std::nullopt;
+        }
+        r.add(static_cast<std::int32_t>(std::clamp(b, -limit, limit)), int8::prepareMultiplier(m));
+    }
+    return r;
+}
+
+std::optional<std::pair<std::int32_t, std::int32_t>> fusedCodeRange(const Graph& graph, const Node* activation, const QuantParams& output)
+{
+    std::pair<std::int32_t, std::int32_t> range{output.qmin, output.qmax};
+    if (!activation)
+        return range;
+    const Tensor extremes = Tensor::fromValues<float>({2}, std::vector<float>{-FLT_MAX, FLT_MAX});
+    std::vector<const Tensor*> in{&extremes};
+    for (std::size_t i = 1; i < activation->inputs.size(); ++i) {
+        const std::string& name = activation->inputs[i];
+        if (!name.empty() && !graph.isInitializer(name))
+            return std::nullopt;  // a computed clip bound
+        in.push_back(name.empty() ? nullptr : &graph.initializers.at(name));
+    }
+    const std::vector<std::int32_t> ends = uniformCodes(fakeQuantize(runNode(*activation, graph.opsetVersion, in).at(0), output), output, 0);
+    range = {std::max(range.first, ends.at(0)), std::min(range.second, ends.at(1))};
+    if (range.first > range.second)
+        return std::nullopt;
+    return range;
+}
+
 std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& graph, const QuantLayer& layer,
                                                                 const QuantParams& input, const QuantParams& weights,
                                                                 const QuantParams& output, const IntegerWeightedLayer* sameWeights)
@@ -87,43 +127,23 @@ std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& gra
     const std::int32_t zx = input.zeroPoint[0];
     layerPlan.accumulatorBound = layerPlan.largestWeightSum * std::max(std::abs(input.qmin - zx), std::abs(input.qmax - zx));
 
-    // As the engine prepares its requantization (integer_engine.cpp, prepareChannels): the bias
-    // from the plan's (already rounded) bias, clamped where the int32 sum cannot overflow.
-    std::vector<float> bias;
+    std::vector<float> bias, weightScales;
     if (!layer.bias.empty())
         bias = graph.initializers.at(layer.bias).toFloatVector();
-    const auto limit = static_cast<double>(int8::int32BiasLimit(w.size() / channels));
-    const float outputScale = output.scale[0];
-    for (std::int64_t c = 0; c < channels; ++c) {
-        const double accumulatorScale = static_cast<double>(layerPlan.inputScale) * weights.scale[perChannel ? static_cast<std::size_t>(c) : 0];
-        const double b = bias.empty() ? 0.0 : std::nearbyint(bias[static_cast<std::size_t>(c)] / accumulatorScale);
-        const double m = accumulatorScale / outputScale;
-        if (!(m >= 0) || !std::isfinite(m) || m >= (1 << 20))
-            return std::nullopt;  // the engine refuses such a layer
-        layerPlan.requantization.add(static_cast<std::int32_t>(std::clamp(b, -limit, limit)), int8::prepareMultiplier(m));
-    }
-    layerPlan.outputScale = outputScale;
+    for (std::int64_t c = 0; c < channels; ++c)
+        weightScales.push_back(weights.scale[perChannel ? static_cast<std::size_t>(c) : 0]);
+    auto requantization = weightedLayerRequantization(layerPlan.inputScale, weightScales, bias, output.scale[0], w.size() / channels);
+    if (!requantization)
+        return std::nullopt;  // the engine refuses such a layer
+    layerPlan.requantization = std::move(*requantization);
+    layerPlan.outputScale = output.scale[0];
     layerPlan.outputZeroPoint = output.zeroPoint[0];
-    layerPlan.codeMin = output.qmin;
-    layerPlan.codeMax = output.qmax;
-    if (layer.outputNodeIndex != layer.nodeIndex) {
-        // A fused Relu/Clip is a clamp, so quantize(act(x)) == clamp(quantize(x), quantize(act(-max)),
-        // quantize(act(+max))): the engine's code range, and then the activation changes nothing.
-        const Node& activation = graph.nodes.at(static_cast<std::size_t>(layer.outputNodeIndex));
-        const Tensor extremes = Tensor::fromValues<float>({2}, std::vector<float>{-FLT_MAX, FLT_MAX});
-        std::vector<const Tensor*> in{&extremes};
-        for (std::size_t i = 1; i < activation.inputs.size(); ++i) {
-            const std::string& name = activation.inputs[i];
-            if (!name.empty() && !graph.isInitializer(name))
-                return std::nullopt;  // a computed clip bound: nothing to prepare
-            in.push_back(name.empty() ? nullptr : &graph.initializers.at(name));
-        }
-        const std::vector<std::int32_t> ends = uniformCodes(fakeQuantize(runNode(activation, graph.opsetVersion, in).at(0), output), output, 0);
-        layerPlan.codeMin = std::max(layerPlan.codeMin, ends.at(0));
-        layerPlan.codeMax = std::min(layerPlan.codeMax, ends.at(1));
-        if (layerPlan.codeMin > layerPlan.codeMax)
-            return std::nullopt;
-    }
+    const auto range = fusedCodeRange(graph, layer.outputNodeIndex != layer.nodeIndex
+                                                 ? &graph.nodes.at(static_cast<std::size_t>(layer.outputNodeIndex)) : nullptr,
+                                      output);
+    if (!range)
+        return std::nullopt;
+    std::tie(layerPlan.codeMin, layerPlan.codeMax) = *range;
     return layerPlan;
 }
 

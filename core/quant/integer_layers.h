@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace qe {
@@ -39,6 +40,22 @@ bool isIntegerWeightParams(const QuantParams& params);
 // output parameters ("" when its form runs in integers): its weights, their scheme, or a form of
 // the operator that the integer kernels do not take.
 std::string integerFormObstacle(const Graph& graph, const QuantLayer& layer, const QuantParams* weights);
+
+// The per-output-channel requantization of a weighted layer, as both the engine and the
+// simulation use it: the bias (already rounded to int32 steps in the plan) in units of
+// inputScale * weightScales[c], clamped where the int32 sum cannot overflow, and the fixed-point
+// multiplier inputScale * weightScales[c] / outputScale. std::nullopt when a multiplier is out of
+// range (negative, not finite or 2^20 and more), which `why` then describes.
+std::optional<int8::ChannelRequantization> weightedLayerRequantization(float inputScale, const std::vector<float>& weightScales,
+                                                                       const std::vector<float>& bias, float outputScale,
+                                                                       std::int64_t reductionSize, std::string* why = nullptr);
+
+// The code range of `output` left after a fused activation node (Relu/Clip, a clamp:
+// quantize(act(x)) == clamp(quantize(x), quantize(act(-max)), quantize(act(+max)))), in
+// `output`'s code domain; the whole range without one. std::nullopt when the clamp's bounds are
+// computed rather than constants, or leave no code.
+std::optional<std::pair<std::int32_t, std::int32_t>> fusedCodeRange(const Graph& graph, const Node* activation,
+                                                                    const QuantParams& output);
 
 // A weighted layer prepared for exact simulation, once per plan.
 struct IntegerWeightedLayer {
