@@ -5,6 +5,7 @@
 #include "cli_options.h"
 
 #include "common/error.h"
+#include "common/memory.h"
 #include "data/dataset.h"
 #include "engine/executor.h"
 #include "engine/operator.h"
@@ -670,6 +671,7 @@ int runReport(const std::vector<std::string>& args)
 
 int main(int argc, char** argv)
 {
+    qe::keepFreedMemoryForReuse();
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
         std::cout << kUsage;

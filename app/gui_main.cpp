@@ -4,6 +4,8 @@
 
 #include "main_window.h"
 
+#include "common/memory.h"
+
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
@@ -24,6 +26,7 @@ QString resourcesDir()
 
 int main(int argc, char** argv)
 {
+    qe::keepFreedMemoryForReuse();
     QApplication app(argc, argv);
     QApplication::setApplicationName("Quantization Explorer");
     QApplication::setOrganizationName("QuantizationExplorer");

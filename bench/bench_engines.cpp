@@ -11,6 +11,7 @@
 // inputs. Every layer must run in integers (checked); the table says how far int8 is from fp32.
 
 #include "common/error.h"
+#include "common/memory.h"
 #include "engine/executor.h"
 #include "model/onnx_import.h"
 #include "quant/integer_engine.h"
@@ -121,6 +122,7 @@ void printProfile(const IntegerEngine& engine, const std::string& inputName, con
 
 int main(int argc, char** argv)
 {
+    qe::keepFreedMemoryForReuse();
     std::string modelsDir, jsonPath;
     std::vector<std::string> models{"lenet", "mobilenet", "resnet18"};
     std::vector<std::string> threads{"1", "2"}, batches{"1", "32"}, precisions{"fp32", "int8"};

@@ -2,6 +2,7 @@
 // fresh metrics, on the demo model with Fashion-MNIST.
 //   build/bench/bench_incremental [--images N] [--repeats R]
 
+#include "common/memory.h"
 #include "data/dataset.h"
 #include "eval/quant_evaluator.h"
 #include "model/onnx_import.h"
@@ -32,6 +33,7 @@ template <class F> double millis(F&& f)
 
 int main(int argc, char** argv)
 {
+    qe::keepFreedMemoryForReuse();
     std::size_t images = 1000;
     int repeats = 15;
     for (int i = 1; i + 1 < argc; i += 2) {

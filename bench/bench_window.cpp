@@ -9,6 +9,8 @@
 #include "main_window.h"
 #include "session.h"
 
+#include "common/memory.h"
+
 #include <QApplication>
 #include <QElapsedTimer>
 #include <QEventLoop>
@@ -54,6 +56,7 @@ double median(std::vector<double> v)
 
 int main(int argc, char** argv)
 {
+    qe::keepFreedMemoryForReuse();
     if (!qEnvironmentVariableIsSet("QT_QPA_PLATFORM"))
         qputenv("QT_QPA_PLATFORM", "offscreen");
     QApplication app(argc, argv);

@@ -1,0 +1,19 @@
+#include "common/memory.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace qe {
+
+void keepFreedMemoryForReuse()
+{
+#if defined(__GLIBC__)
+    // Blocks up to 32 MiB (glibc's largest threshold; a batch of 32 MobileNet activations is
+    // 26 MB) from the heap rather than their own mappings, and the heap's top not trimmed below 1 GiB.
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
+}  // namespace qe
