@@ -9,6 +9,7 @@
 #include "quant/integer_layers.h"
 
 #include <cxxabi.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cfloat>
@@ -17,6 +18,7 @@
 #include <cstdlib>
 #include <typeinfo>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -275,24 +277,64 @@ struct WeightedLayerStep : IntegerEngine::Step {
     }
 };
 
-// Which kernel a matrix product of `rows` x `depth` runs on, where both ours (requantization
-// fused) and oneDNN's can: oneDNN's where it has the CPU's matrix units (AMX, several times our
-// VNNI rate) and the product is deep and tall enough to use them, ours elsewhere (measured with
-// bench_engines --profile, bench/README.md: our epilogue saves a pass over the accumulators,
-// which is most of the time of shallow products, and a classifier's single row).
-bool libraryProductIsFaster(std::int64_t rows, std::int64_t depth)
-{
-    return int8::libraryHasMatrixUnits() && depth >= 128 && rows >= 16;
-}
+// Where two kernels can compute a layer, ours (requantization fused) and oneDNN's, the faster one
+// for this input shape and thread count, found by timing both on the first input of that shape.
+// Which one wins depends on the CPU (oneDNN uses AMX matrix units where there are any), the
+// shape (our epilogue saves a pass over the accumulators, which dominates shallow products) and
+// the threads (oneDNN parallelizes small products poorly) more than any rule we could write
+// down; bench_engines --profile shows the effect. Both kernels give exactly the same codes, so
+// the choice changes only the time, and the timing run checks that they do.
+class TimedChoice {
+public:
+    // `ours` and `library` each write the whole output, `codes`.
+    template <class Ours, class Library>
+    void run(const Tensor& input, const Tensor& codes, const Node& node, Ours&& ours, Library&& library) const
+    {
+        const Shape& inputShape = input.shape();
+        const Key key{inputShape, omp_get_max_threads()};
+        {
+            std::lock_guard lock(mutex_);
+            if (auto it = libraryFaster_.find(key); it != libraryFaster_.end()) {
+                it->second ? library() : ours();
+                return;
+            }
+        }
+        auto seconds = [](auto&& kernel) {
+            const auto start = std::chrono::steady_clock::now();
+            kernel();
+            return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        };
+        // Three rounds, alternating; the first is a warm-up (oneDNN creates its primitive then).
+        double oursBest = 1e30, libraryBest = 1e30;
+        for (int round = 0; round < 3; ++round) {
+            const double o = seconds(ours);
+            const Tensor oursCodes = round == 0 ? codes.clone() : Tensor{};
+            const double l = seconds(library);
+            if (round == 0 && !std::equal(codes.rawData(), codes.rawData() + codes.byteSize(), oursCodes.rawData()))
+                fail(node, "our kernel and oneDNN's give different codes for the input " + input.describe());
+            if (round > 0) {
+                oursBest = std::min(oursBest, o);
+                libraryBest = std::min(libraryBest, l);
+            }
+        }
+        std::lock_guard lock(mutex_);
+        libraryFaster_[key] = libraryBest < oursBest;
+    }
+
+private:
+    using Key = std::pair<Shape, int>;
+    mutable std::mutex mutex_;
+    mutable std::map<Key, bool> libraryFaster_;
+};
 
 struct ConvStep final : WeightedLayerStep {
     const Graph* graph = nullptr;
-    // The kernels when the weights fit int8. Depthwise convolutions run ours; pointwise ones ours
-    // or oneDNN's (libraryProductIsFaster); other windows oneDNN's, whose direct convolution
-    // beats our copy into matrix rows, and ours where oneDNN has no optimized kernel.
+    // The kernels when the weights fit int8: ours for depthwise convolutions; ours and oneDNN's,
+    // whichever times faster (TimedChoice), for the others; the reference kernels else.
     std::unique_ptr<int8::DepthwiseConv> depthwise;
     std::unique_ptr<int8::Im2colConv> im2col;  // without groups
     std::unique_ptr<int8::FastConv> fast;
+    TimedChoice choice;
     std::int64_t groups = 1;
 
     void run(Values& values) const override
@@ -307,38 +349,39 @@ struct ConvStep final : WeightedLayerStep {
         IntegerEngine::Value y;
         y.codes.emplace();
         y.codes->params = output;
-        const bool pointwise = window.kernelH == 1 && window.kernelW == 1 && window.strideH == 1 && window.strideW == 1 &&
-                               window.padTop == 0 && window.padLeft == 0 && window.padBottom == 0 && window.padRight == 0;
         const QuantizedTensor nhwc = depthwise || im2col || fast ? int8::toChannelsLast(x) : QuantizedTensor{};
-        const bool library = fast && fast->supports(nhwc.codes.shape(), window, x.params.zeroPoint) &&
-                             (!pointwise || libraryProductIsFaster(logical[0] * window.inH * window.inW, reductionSize));
-        if (depthwise || (im2col && !library)) {
+        const bool library = fast && fast->supports(nhwc.codes.shape(), window, x.params.zeroPoint);
+        if (depthwise || im2col || library) {
             y.codes->codes = Tensor::uninitialized(DataType::UInt8, {logical[0], window.outH, window.outW, oc});
             y.codes->channelsLast = true;
             const std::uint8_t* in = nhwc.codes.data<std::uint8_t>();
             std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
             const int8::OutputStage stage{&r, output.zeroPoint, codeLo, codeHi};
-            if (depthwise)
-                depthwise->run(in, logical[0], window, x.params.zeroPoint, stage, out);
+            auto ours = [&] {
+                if (depthwise)
+                    depthwise->run(in, logical[0], window, x.params.zeroPoint, stage, out);
+                else
+                    im2col->run(in, logical[0], window, x.params.zeroPoint, stage, out);
+            };
+            auto oneDnn = [&] {
+                // The input zero-point's term goes into the bias rather than over every accumulator.
+                const bool fold = x.params.zeroPoint != 0;
+                const ChannelRequantization folded =
+                    fold ? r.withBiasAdded(fast->inputZeroPointTerm(x.params.zeroPoint)) : ChannelRequantization{};
+                const ChannelRequantization& rq = fold ? folded : r;
+                fast->accumulateInChunks(
+                    nhwc.codes, x.params.zeroPoint, window,
+                    [&](const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels) {
+                        int8::requantizeChannelsLast(acc, out + firstPixel * oc, pixels, oc, rq, output.zeroPoint, codeLo, codeHi);
+                    },
+                    fold);
+            };
+            if (im2col && library)
+                choice.run(nhwc.codes, y.codes->codes, *node, ours, oneDnn);
+            else if (library)
+                oneDnn();
             else
-                im2col->run(in, logical[0], window, x.params.zeroPoint, stage, out);
-            values[outputs[0]] = std::move(y);
-            return;
-        }
-        if (library) {
-            y.codes->codes = Tensor::uninitialized(DataType::UInt8, {logical[0], window.outH, window.outW, oc});
-            y.codes->channelsLast = true;
-            std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
-            // The input zero-point's term goes into the bias rather than over every accumulator.
-            const bool fold = x.params.zeroPoint != 0;
-            const ChannelRequantization folded = fold ? r.withBiasAdded(fast->inputZeroPointTerm(x.params.zeroPoint)) : ChannelRequantization{};
-            const ChannelRequantization& rq = fold ? folded : r;
-            fast->accumulateInChunks(
-                nhwc.codes, x.params.zeroPoint, window,
-                [&](const std::int32_t* acc, std::int64_t firstPixel, std::int64_t pixels) {
-                    int8::requantizeChannelsLast(acc, out + firstPixel * oc, pixels, oc, rq, output.zeroPoint, codeLo, codeHi);
-                },
-                fold);
+                ours();
             values[outputs[0]] = std::move(y);
             return;
         }
@@ -353,7 +396,8 @@ struct ConvStep final : WeightedLayerStep {
 
 struct GemmStep final : WeightedLayerStep {  // weightCodes: [K, N]
     std::unique_ptr<int8::PackedGemm> fused;  // ours, requantization fused (AVX-512 VNNI)
-    std::unique_ptr<int8::FastMatMul> fast;   // oneDNN's (libraryProductIsFaster)
+    std::unique_ptr<int8::FastMatMul> fast;   // oneDNN's
+    TimedChoice choice;                       // between the two
 
     void run(Values& values) const override
     {
@@ -362,19 +406,23 @@ struct GemmStep final : WeightedLayerStep {  // weightCodes: [K, N]
             fail(*node, "expects a [M, " + std::to_string(weightCodes.dim(0)) + "] input, got " + x.codes.describe());
         std::optional<ChannelRequantization> local;
         const ChannelRequantization& r = requantizationFor(x.params.scale, local);
-        if (fused && !(fast && libraryProductIsFaster(x.codes.dim(0), x.codes.dim(1)))) {
-            IntegerEngine::Value y = newCodes(output, {x.codes.dim(0), fused->outputs()});
+        IntegerEngine::Value y = newCodes(output, {x.codes.dim(0), weightCodes.dim(1)});
+        std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
+        auto ours = [&] {
             fused->run(x.codes.data<std::uint8_t>(), x.codes.dim(0), x.codes.dim(1), x.params.zeroPoint,
-                       int8::OutputStage{&r, output.zeroPoint, codeLo, codeHi}, y.codes->codes.mutableData<std::uint8_t>(),
-                       fused->outputs());
-            values[outputs[0]] = std::move(y);
-            return;
-        }
-        const Tensor acc = fast ? fast->accumulate(x.codes, x.params.zeroPoint)
-                                : int8::matmulAccumulateReference(x.codes, x.params.zeroPoint, weightCodes, weightZeroPoints);
-        IntegerEngine::Value y = newCodes(output, acc.shape());
-        requantizeChannels(acc.data<std::int32_t>(), y.codes->codes.mutableData<std::uint8_t>(), acc.dim(0), acc.dim(1), 1, r,
-                           output.zeroPoint, codeLo, codeHi);
+                       int8::OutputStage{&r, output.zeroPoint, codeLo, codeHi}, out, fused->outputs());
+        };
+        auto accumulateThenRequantize = [&] {
+            const Tensor acc = fast ? fast->accumulate(x.codes, x.params.zeroPoint)
+                                    : int8::matmulAccumulateReference(x.codes, x.params.zeroPoint, weightCodes, weightZeroPoints);
+            requantizeChannels(acc.data<std::int32_t>(), out, acc.dim(0), acc.dim(1), 1, r, output.zeroPoint, codeLo, codeHi);
+        };
+        if (fused && fast)
+            choice.run(x.codes, y.codes->codes, *node, ours, accumulateThenRequantize);
+        else if (fused)
+            ours();
+        else
+            accumulateThenRequantize();
         values[outputs[0]] = std::move(y);
     }
 };
@@ -827,11 +875,9 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
         executionByLayer[layer.name] = {layer.name, layer.opType, integer, fast, integer ? std::move(kernel) : "",
                                         integer ? "" : std::move(reason)};
     };
-    // What runs a matrix product `depth` deep (libraryProductIsFaster decides by rows at run time).
-    auto productKernel = [](bool fused, bool library, std::int64_t depth) -> std::string {
-        if (fused && library && int8::libraryHasMatrixUnits() && depth >= 128)
-            return "fused below 16 rows, onednn from 16";
-        return fused ? "fused" : library ? "onednn" : "reference";
+    // What runs a convolution or matrix product (TimedChoice picks between ours and oneDNN's).
+    auto kernelName = [](bool fused, bool library) -> std::string {
+        return fused && library ? "fused or onednn, timed" : fused ? "fused" : library ? "onednn" : "reference";
     };
 
     // The static integer output of a layer, or why it has none.
@@ -968,11 +1014,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                             if (!s->depthwise && int8::fastKernelsAvailable())
                                 s->fast = std::make_unique<int8::FastConv>(f->codes, f->zeroPoints, s->groups);
                         }
-                    const bool pointwiseWeights = w.dim(2) == 1 && w.dim(3) == 1;
-                    record(li, true, "",
-                           s->depthwise ? "fused"
-                           : pointwiseWeights ? productKernel(s->im2col != nullptr, s->fast != nullptr, w.size() / w.dim(0))
-                           : s->fast ? "onednn" : s->im2col ? "fused" : "reference");
+                    record(li, true, "", kernelName(s->depthwise || s->im2col, s->fast != nullptr));
                     step = std::move(s);
                 } else if (node.opType == "Gemm" || node.opType == "MatMul") {
                     const Tensor& w = graph_.initializers.at(layer.weight);
@@ -992,7 +1034,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                             if (int8::fastKernelsAvailable())
                                 s->fast = std::make_unique<int8::FastMatMul>(f->codes, f->zeroPoints);
                         }
-                    record(li, true, "", productKernel(s->fused != nullptr, s->fast != nullptr, kn.dim(0)));
+                    record(li, true, "", kernelName(s->fused != nullptr, s->fast != nullptr));
                     step = std::move(s);
                 } else if ((node.opType == "Add" || node.opType == "Mul") && dataInputs.size() == 2 && node.inputs.size() == 2 &&
                            sameKnownShape(node.inputs[0], node.inputs[1])) {

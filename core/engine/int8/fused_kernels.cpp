@@ -368,8 +368,9 @@ QE_AVX512_VNNI void depthwise3x3Row(const std::uint8_t* image, std::int64_t chan
         depthwise3x3Block<WeightZeroPoints, true>(rows, steps, c, channels, w, quads, zeroRow, stage.from(c), clamp, y);
 }
 
-// OpenMP threads for `work` multiply-adds: one below about a million (the fork costs more).
-int threadsFor(double work) { return work >= double(1 << 20) ? omp_get_max_threads() : 1; }
+// OpenMP threads for `work` multiply-adds: one below about 2^17 (some 10 us of work, where the
+// fork and join would cost a noticeable share).
+int threadsFor(double work) { return work >= double(1 << 17) ? omp_get_max_threads() : 1; }
 
 std::vector<std::int32_t> perChannel(std::vector<std::int32_t> values, std::int64_t channels, const char* what)
 {
