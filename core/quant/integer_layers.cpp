@@ -149,9 +149,9 @@ std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& gra
 
 namespace {
 
-// int8::requantize(accumulator + bias, ...) in the branch-free form of int8::requantizeRowPortable
-// (the arithmetic shift done as a logical one on a value made non-negative by 2^62), returned as
-// the float value of the code, computed as fakeQuantize computes it: (code - zero-point) * scale.
+// int8::requantize(accumulator + bias, ...) in its branch-free form (int8::roundedProduct),
+// returned as the float value of the code, computed as fakeQuantize computes it:
+// (code - zero-point) * scale.
 struct Requantizer {
     float scale, zeroPoint;
     std::int64_t codeMin, codeMax, outputZeroPoint;
@@ -160,10 +160,8 @@ struct Requantizer {
                      std::uint64_t mask, std::int64_t offset) const
     {
         // The accumulator is an integer, so the conversion is exact.
-        const std::int64_t v = static_cast<std::int64_t>(static_cast<std::int32_t>(accumulator) + bias) * multiplier;
-        const std::uint64_t biased = static_cast<std::uint64_t>(v) + (std::uint64_t{1} << 62);
-        std::int64_t rounded = static_cast<std::int64_t>((biased + half) >> shift) - offset;
-        rounded -= static_cast<std::int64_t>((biased & mask) == half) & rounded & 1;
+        const std::int64_t rounded =
+            int8::roundedProduct(static_cast<std::int32_t>(accumulator), bias, multiplier, shift, half, mask, offset);
         const auto code = static_cast<std::int32_t>(std::clamp(rounded + outputZeroPoint, codeMin, codeMax));
         return (static_cast<float>(code) - zeroPoint) * scale;
     }

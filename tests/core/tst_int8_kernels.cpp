@@ -331,6 +331,33 @@ OutputStage randomStage(const ChannelRequantization& r, std::mt19937& rng)
     return s;
 }
 
+// The first position where a fused kernel's channels-last codes `y` [N, OH, OW, C] differ from
+// the reference accumulators `acc` [N, C, OH, OW] requantized by the scalar requantize(), as
+// "(n,c,y,x) got != want"; "" when every code is equal.
+QString firstDifference(const Tensor& acc, const std::vector<std::uint8_t>& y, const ChannelRequantization& r, const OutputStage& stage)
+{
+    const std::int64_t n = acc.dim(0), channels = acc.dim(1), h = acc.dim(2), w = acc.dim(3);
+    for (std::int64_t b = 0; b < n; ++b)
+        for (std::int64_t c = 0; c < channels; ++c)
+            for (std::int64_t oy = 0; oy < h; ++oy)
+                for (std::int64_t ox = 0; ox < w; ++ox) {
+                    const std::uint8_t want =
+                        expectedCode(acc.data<std::int32_t>()[((b * channels + c) * h + oy) * w + ox], r, static_cast<std::size_t>(c), stage);
+                    const std::uint8_t got = y[static_cast<std::size_t>(((b * h + oy) * w + ox) * channels + c)];
+                    if (want != got)
+                        return QString("(%1,%2,%3,%4) %5 != %6").arg(b).arg(c).arg(oy).arg(ox).arg(got).arg(want);
+                }
+    return {};
+}
+
+// A convolution geometry for failure messages.
+QString describeGeometry(std::int64_t channels, std::int64_t outChannels, const Window2D& w, std::int32_t zeroPoint)
+{
+    return QString("c %1 oc %2 kernel %3x%4 stride %5x%6 dilation %7 pads %8,%9,%10,%11 input %12x%13 zx %14")
+        .arg(channels).arg(outChannels).arg(w.kernelH).arg(w.kernelW).arg(w.strideH).arg(w.strideW).arg(w.dilationH)
+        .arg(w.padTop).arg(w.padLeft).arg(w.padBottom).arg(w.padRight).arg(w.inH).arg(w.inW).arg(zeroPoint);
+}
+
 }  // namespace
 
 void TestInt8Kernels::fusedMatrixProductEqualsReference()
@@ -428,20 +455,9 @@ void TestInt8Kernels::fusedDepthwiseEqualsReference()
         std::vector<std::uint8_t> y(static_cast<std::size_t>(n * w.outH * w.outW * channels));
         DepthwiseConv(weights.data<std::int8_t>(), channels, w.kernelH, w.kernelW, weightZeroPoints)
             .run(nhwc.data<std::uint8_t>(), n, w, zeroPoint, stage, y.data());
-        for (std::int64_t b = 0; b < n; ++b)
-            for (std::int64_t c = 0; c < channels; ++c)
-                for (std::int64_t oy = 0; oy < w.outH; ++oy)
-                    for (std::int64_t ox = 0; ox < w.outW; ++ox) {
-                        const std::uint8_t want = expectedCode(acc.data<std::int32_t>()[((b * channels + c) * w.outH + oy) * w.outW + ox],
-                                                               r, static_cast<std::size_t>(c), stage);
-                        const std::uint8_t got = y[static_cast<std::size_t>(((b * w.outH + oy) * w.outW + ox) * channels + c)];
-                        if (want != got)
-                            QFAIL(qPrintable(QString("trial %1: c %2 kernel %3x%4 stride %5x%6 dilation %7 pads %8,%9,%10,%11 input "
-                                                     "%12x%13 zx %14: at (%15,%16,%17,%18) %19 != %20")
-                                                 .arg(trial).arg(channels).arg(w.kernelH).arg(w.kernelW).arg(w.strideH).arg(w.strideW)
-                                                 .arg(w.dilationH).arg(w.padTop).arg(w.padLeft).arg(w.padBottom).arg(w.padRight)
-                                                 .arg(w.inH).arg(w.inW).arg(zeroPoint).arg(b).arg(c).arg(oy).arg(ox).arg(got).arg(want)));
-                    }
+        const QString difference = firstDifference(acc, y, r, stage);
+        if (!difference.isEmpty())
+            QFAIL(qPrintable(QString("trial %1: %2: at %3").arg(trial).arg(describeGeometry(channels, channels, w, zeroPoint), difference)));
         ++cases;
     }
     qInfo("%d depthwise geometries equal the reference code for code", cases);
@@ -497,21 +513,9 @@ void TestInt8Kernels::fusedConvolutionEqualsReference()
         std::vector<std::uint8_t> y(static_cast<std::size_t>(n * w.outH * w.outW * oc));
         Im2colConv(weights.data<std::int8_t>(), oc, channels, w.kernelH, w.kernelW, weightZeroPoints)
             .run(nhwc.data<std::uint8_t>(), n, w, zeroPoint, stage, y.data());
-        for (std::int64_t b = 0; b < n; ++b)
-            for (std::int64_t c = 0; c < oc; ++c)
-                for (std::int64_t oy = 0; oy < w.outH; ++oy)
-                    for (std::int64_t ox = 0; ox < w.outW; ++ox) {
-                        const std::uint8_t want = expectedCode(acc.data<std::int32_t>()[((b * oc + c) * w.outH + oy) * w.outW + ox],
-                                                               r, static_cast<std::size_t>(c), stage);
-                        const std::uint8_t got = y[static_cast<std::size_t>(((b * w.outH + oy) * w.outW + ox) * oc + c)];
-                        if (want != got)
-                            QFAIL(qPrintable(QString("trial %1: c %2 oc %3 kernel %4x%5 stride %6x%7 dilation %8 pads %9,%10,%11,%12 "
-                                                     "input %13x%14 zx %15: at (%16,%17,%18,%19) %20 != %21")
-                                                 .arg(trial).arg(channels).arg(oc).arg(w.kernelH).arg(w.kernelW).arg(w.strideH)
-                                                 .arg(w.strideW).arg(w.dilationH).arg(w.padTop).arg(w.padLeft).arg(w.padBottom)
-                                                 .arg(w.padRight).arg(w.inH).arg(w.inW).arg(zeroPoint).arg(b).arg(c).arg(oy).arg(ox)
-                                                 .arg(got).arg(want)));
-                    }
+        const QString difference = firstDifference(acc, y, r, stage);
+        if (!difference.isEmpty())
+            QFAIL(qPrintable(QString("trial %1: %2: at %3").arg(trial).arg(describeGeometry(channels, oc, w, zeroPoint), difference)));
         ++cases;
     }
     qInfo("%d convolution geometries equal the reference code for code", cases);

@@ -146,6 +146,21 @@ struct ChannelRequantization {
 void requantizeChannelsLast(const std::int32_t* acc, std::uint8_t* out, std::int64_t pixels, std::int64_t channels,
                             const ChannelRequantization& r, std::int32_t zeroPoint, std::int32_t codeMin, std::int32_t codeMax);
 
+// round_half_even((accumulator + bias) * M) for one channel's prepared parameters (the arrays of
+// ChannelRequantization), without branches so that loops over channels vectorize: the
+// arithmetic right shift done as a logical one on a value made non-negative by 2^62. The sum is
+// taken in two's complement: a bias with folded zero-point terms may wrap on its own.
+inline std::int64_t roundedProduct(std::int32_t accumulator, std::int32_t bias, std::int32_t multiplier, std::uint64_t shift,
+                                   std::uint64_t half, std::uint64_t mask, std::int64_t offset)
+{
+    const auto sum = static_cast<std::int32_t>(static_cast<std::uint32_t>(accumulator) + static_cast<std::uint32_t>(bias));
+    const std::int64_t v = static_cast<std::int64_t>(sum) * multiplier;
+    const std::uint64_t biased = static_cast<std::uint64_t>(v) + (std::uint64_t{1} << 62);
+    std::int64_t rounded = static_cast<std::int64_t>((biased + half) >> shift) - offset;
+    rounded -= static_cast<std::int64_t>((biased & mask) == half) & rounded & 1;
+    return rounded;
+}
+
 // One row, portable C++ the compiler vectorizes (exposed for the tests).
 inline void requantizeRowPortable(const std::int32_t* a, std::uint8_t* y, std::int64_t channels, const ChannelRequantization& r,
                                   std::int32_t zeroPoint, std::int32_t codeMin, std::int32_t codeMax)
@@ -157,14 +172,8 @@ inline void requantizeRowPortable(const std::int32_t* a, std::uint8_t* y, std::i
     const std::uint64_t* mask = r.lowMask.data();
     const std::int64_t* offset = r.offset.data();
     for (std::int64_t c = 0; c < channels; ++c) {
-        // The sum in two's complement: a bias with folded zero-point terms may wrap on its own.
-        const auto sum = static_cast<std::int32_t>(static_cast<std::uint32_t>(a[c]) + static_cast<std::uint32_t>(bias[c]));
-        const std::int64_t v = static_cast<std::int64_t>(sum) * multiplier[c];
-        const std::uint64_t biased = static_cast<std::uint64_t>(v) + (std::uint64_t{1} << 62);
-        std::int64_t rounded = static_cast<std::int64_t>((biased + half[c]) >> shift[c]) - offset[c];
-        rounded -= static_cast<std::int64_t>((biased & mask[c]) == half[c]) & rounded & 1;
-        const std::int64_t code = std::clamp<std::int64_t>(rounded + zeroPoint, codeMin, codeMax);
-        y[c] = static_cast<std::uint8_t>(code);
+        const std::int64_t rounded = roundedProduct(a[c], bias[c], multiplier[c], shift[c], half[c], mask[c], offset[c]);
+        y[c] = static_cast<std::uint8_t>(std::clamp<std::int64_t>(rounded + zeroPoint, codeMin, codeMax));
     }
 }
 
