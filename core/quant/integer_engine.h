@@ -35,7 +35,7 @@ struct LayerExecution {
     bool integer = false;
     bool fastKernel = false;  // integer and on fast kernels (else the reference kernels)
     // For convolutions and matrix products: "fused" (ours, requantization in the kernel),
-    // "onednn", "fused below 16 rows, onednn from 16" (see libraryProductIsFaster) or "reference".
+    // "onednn", "fused or onednn, timed" (the faster on the first input of each shape) or "reference".
     std::string kernel;
     std::string reason;       // why it ran in float ("" when integer)
 };
