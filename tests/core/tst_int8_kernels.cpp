@@ -172,6 +172,23 @@ void TestInt8Kernels::quantizeMatchesTheFormulaAndLayoutsRoundTrip()
 
 namespace {
 
+// One of `values`, uniformly.
+std::int64_t pickOne(std::initializer_list<std::int64_t> values, std::mt19937& rng)
+{
+    return *(values.begin() + std::uniform_int_distribution<std::size_t>(0, values.size() - 1)(rng));
+}
+
+// The output size of a random window; false when the window does not fit the padded input.
+bool completeWindow(Window2D& w)
+{
+    const std::int64_t effH = w.dilationH * (w.kernelH - 1) + 1, effW = w.dilationW * (w.kernelW - 1) + 1;
+    if (w.inH + w.padTop + w.padBottom < effH || w.inW + w.padLeft + w.padRight < effW)
+        return false;
+    w.outH = (w.inH + w.padTop + w.padBottom - effH) / w.strideH + 1;
+    w.outW = (w.inW + w.padLeft + w.padRight - effW) / w.strideW + 1;
+    return true;
+}
+
 Tensor randomTensor(DataType type, Shape shape, std::mt19937& rng, int lo, int hi)
 {
     Tensor t(type, std::move(shape));
@@ -192,9 +209,7 @@ void TestInt8Kernels::fastConvolutionEqualsReference()
     if (!fastKernelsAvailable())
         QSKIP("built without oneDNN: the engine uses the reference kernels only");
     std::mt19937 rng(2024);
-    auto pick = [&](std::initializer_list<std::int64_t> values) {
-        return *(values.begin() + std::uniform_int_distribution<std::size_t>(0, values.size() - 1)(rng));
-    };
+    auto pick = [&](std::initializer_list<std::int64_t> values) { return pickOne(values, rng); };
     int optimized = 0;
     // First the shapes of real models (TensorFlow's SAME padding: more at the bottom/right), then
     // random ones.
@@ -226,11 +241,8 @@ void TestInt8Kernels::fastConvolutionEqualsReference()
             w.padBottom = w.padRight = f.padEnd;
             w.inH = w.inW = f.size;
         }
-        const std::int64_t effH = w.dilationH * (w.kernelH - 1) + 1, effW = w.dilationW * (w.kernelW - 1) + 1;
-        if (w.inH + w.padTop + w.padBottom < effH || w.inW + w.padLeft + w.padRight < effW)
+        if (!completeWindow(w))
             continue;
-        w.outH = (w.inH + w.padTop + w.padBottom - effH) / w.strideH + 1;
-        w.outW = (w.inW + w.padLeft + w.padRight - effW) / w.strideW + 1;
         std::int64_t groups = isFixed ? fixed[trial].groups : groupsKind == 0 ? 1 : groupsKind == 1 ? channels : (channels % 2 == 0 ? 2 : 1);
         const std::int64_t outChannels = isFixed ? fixed[trial].oc : groups == channels ? channels * pick({1, 2}) : pick({1, 4, 7, 16, 33});
         const std::int64_t oc = (outChannels / groups) * groups;
@@ -413,9 +425,7 @@ void TestInt8Kernels::fusedDepthwiseEqualsReference()
     if (!fusedKernelsAvailable())
         QSKIP("this CPU has no AVX-512: the engine uses its other kernels");
     std::mt19937 rng(11);
-    auto pick = [&](std::initializer_list<std::int64_t> values) {
-        return *(values.begin() + std::uniform_int_distribution<std::size_t>(0, values.size() - 1)(rng));
-    };
+    auto pick = [&](std::initializer_list<std::int64_t> values) { return pickOne(values, rng); };
     int cases = 0;
     for (int trial = 0; trial < 150; ++trial) {
         const std::int64_t n = pick({1, 2, 3}), channels = pick({1, 7, 16, 17, 32, 40});
@@ -431,11 +441,8 @@ void TestInt8Kernels::fusedDepthwiseEqualsReference()
         w.padRight = pick({0, 1, 2});
         w.inH = pick({1, 5, 7, 12, 13});
         w.inW = pick({1, 5, 6, 11, 13});
-        const std::int64_t effH = w.dilationH * (w.kernelH - 1) + 1, effW = w.dilationW * (w.kernelW - 1) + 1;
-        if (w.inH + w.padTop + w.padBottom < effH || w.inW + w.padLeft + w.padRight < effW)
+        if (!completeWindow(w))
             continue;
-        w.outH = (w.inH + w.padTop + w.padBottom - effH) / w.strideH + 1;
-        w.outW = (w.inW + w.padLeft + w.padRight - effW) / w.strideW + 1;
         const Tensor input = randomTensor(DataType::UInt8, {n, channels, w.inH, w.inW}, rng, 0, 255);
         const Tensor weights = randomTensor(DataType::Int8, {channels, 1, w.kernelH, w.kernelW}, rng, -128, 127);
         const std::int32_t zeroPoint = trial % 4 == 3 ? 0 : std::uniform_int_distribution<int>(0, 255)(rng);
@@ -469,9 +476,7 @@ void TestInt8Kernels::fusedConvolutionEqualsReference()
     if (!fusedKernelsAvailable())
         QSKIP("this CPU has no AVX-512 VNNI: the engine uses its other kernels");
     std::mt19937 rng(13);
-    auto pick = [&](std::initializer_list<std::int64_t> values) {
-        return *(values.begin() + std::uniform_int_distribution<std::size_t>(0, values.size() - 1)(rng));
-    };
+    auto pick = [&](std::initializer_list<std::int64_t> values) { return pickOne(values, rng); };
     int cases = 0;
     for (int trial = 0; trial < 120; ++trial) {
         // Every fourth a pointwise convolution (multiplied in place), the others any window.
@@ -489,11 +494,8 @@ void TestInt8Kernels::fusedConvolutionEqualsReference()
         w.padRight = pointwise ? 0 : pick({0, 1, 3});
         w.inH = pick({1, 5, 12, 13});
         w.inW = pick({1, 6, 11, 14});
-        const std::int64_t effH = w.dilationH * (w.kernelH - 1) + 1, effW = w.dilationW * (w.kernelW - 1) + 1;
-        if (w.inH + w.padTop + w.padBottom < effH || w.inW + w.padLeft + w.padRight < effW)
+        if (!completeWindow(w))
             continue;
-        w.outH = (w.inH + w.padTop + w.padBottom - effH) / w.strideH + 1;
-        w.outW = (w.inW + w.padLeft + w.padRight - effW) / w.strideW + 1;
         const Tensor input = randomTensor(DataType::UInt8, {n, channels, w.inH, w.inW}, rng, 0, 255);
         const Tensor weights = randomTensor(DataType::Int8, {oc, channels, w.kernelH, w.kernelW}, rng, -128, 127);
         const std::int32_t zeroPoint = trial % 3 == 2 ? 0 : std::uniform_int_distribution<int>(0, 255)(rng);
