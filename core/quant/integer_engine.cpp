@@ -16,12 +16,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <typeinfo>
 #include <limits>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <tuple>
+#include <typeinfo>
 
 namespace qe {
 
@@ -108,7 +108,7 @@ OpContext contextFor(const Node& node, const Graph& graph) { return OpContext{no
 
 FixedPointMultiplier checkedMultiplier(double m, const Node& node)
 {
-    if (!(m >= 0) || !std::isfinite(m) || m >= (1 << 20))
+    if (!int8::isUsableMultiplier(m))
         fail(node, "the rescale factor " + std::to_string(m) + " (input scale x weight scale / output scale) is out of range");
     return int8::prepareMultiplier(m);
 }
@@ -456,7 +456,7 @@ struct AddStep final : IntegerEngine::Step {
         const auto [a, b] = elementwiseOperands(values, *this, *node);
         const double ma = static_cast<double>(a.params.scale) / output.scale, mb = static_cast<double>(b.params.scale) / output.scale;
         const double largest = std::max(ma, mb);
-        if (!(largest < (1 << 20)))
+        if (!int8::isUsableMultiplier(largest))
             fail(*node, "the input/output scale ratio is out of range");
         const int shift = sumShift(largest);
         const auto qa = static_cast<std::int64_t>(std::llround(std::ldexp(ma, shift)));
@@ -503,7 +503,7 @@ struct AddConstantStep final : IntegerEngine::Step {
         double largest = ma;
         for (float c : constant)
             largest = std::max(largest, std::abs(static_cast<double>(c)) / output.scale / 255.0);
-        if (!(largest < (1 << 20)))
+        if (!int8::isUsableMultiplier(largest))
             fail(*node, "the input/output scale ratio is out of range");
         const int shift = sumShift(largest);
         const auto qa = static_cast<std::int64_t>(std::llround(std::ldexp(ma, shift)));

@@ -59,17 +59,15 @@ std::optional<int8::ChannelRequantization> weightedLayerRequantization(float inp
                                                                        std::int64_t reductionSize, std::string* why)
 {
     int8::ChannelRequantization r;
-    const auto limit = static_cast<double>(int8::int32BiasLimit(reductionSize));
     for (std::size_t c = 0; c < weightScales.size(); ++c) {
         const double accumulatorScale = static_cast<double>(inputScale) * weightScales[c];
-        const double b = bias.empty() ? 0.0 : std::nearbyint(bias[c] / accumulatorScale);
         const double m = accumulatorScale / outputScale;
-        if (!(m >= 0) || !std::isfinite(m) || m >= (1 << 20)) {
+        if (!int8::isUsableMultiplier(m)) {
             if (why)
                 *why = "the rescale factor " + std::to_string(m) + " (input scale x weight scale / output scale) is out of range";
             return std::nullopt;
         }
-        r.add(static_cast<std::int32_t>(std::clamp(b, -limit, limit)), int8::prepareMultiplier(m));
+        r.add(bias.empty() ? 0 : int8::int32Bias(bias[c], accumulatorScale, reductionSize), int8::prepareMultiplier(m));
     }
     return r;
 }

@@ -161,11 +161,10 @@ void prepareIntegerLayers(QuantPlan& plan, const Graph& graph, const QuantPlan* 
                 // Biases too large for an int32 accumulator (tiny weights, a real bias: a channel a
                 // folded BatchNorm almost switched off) are clamped where the sum cannot overflow.
                 const Tensor& w = graph.initializers.at(layer.weight);
-                const auto limit = static_cast<double>(int8::int32BiasLimit(w.size() / std::max<std::int64_t>(1, bias.size())));
+                const std::int64_t reductionSize = w.size() / std::max<std::int64_t>(1, bias.size());
                 for (std::int64_t c = 0; c < bias.size(); ++c) {
                     const double step = inputScale * (weightScales.size() == 1 ? weightScales[0] : weightScales.at(static_cast<std::size_t>(c)));
-                    const double code = std::clamp(std::nearbyint(b[c] / step), -limit, limit);
-                    q[c] = static_cast<float>(code * step);
+                    q[c] = static_cast<float>(int8::int32Bias(b[c], step, reductionSize) * step);
                 }
                 plan.graph.initializers[layer.bias] = quantized;
                 lp.biasInputScale = static_cast<float>(inputScale);

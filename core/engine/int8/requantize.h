@@ -78,12 +78,27 @@ inline std::int32_t requantize(std::int32_t accumulator, FixedPointMultiplier m,
     return static_cast<std::int32_t>(std::clamp<std::int64_t>(applyMultiplier(accumulator, m) + outputZeroPoint, codeMin, codeMax));
 }
 
+// Whether a real rescale factor can be requantized with: finite, not negative, and below 2^20
+// (the engine's bound, far above any real layer's, which keeps every 64-bit product in range).
+inline bool isUsableMultiplier(double realMultiplier)
+{
+    return realMultiplier >= 0 && realMultiplier < (1 << 20);  // false for NaN and infinity too
+}
+
 // The largest |bias| (in accumulator units) that an int32 accumulator of `reductionSize` products
 // of 8-bit codes can take without the sum overflowing: |acc| <= reductionSize * 255 * 128 (uint8
 // codes minus a zero-point, times int8 weights minus theirs at most 255 apart: 255 * 255 bounds it).
 inline std::int64_t int32BiasLimit(std::int64_t reductionSize)
 {
     return std::max<std::int64_t>(0, 2147483647LL - reductionSize * 255LL * 255LL);
+}
+
+// A real bias as an int32 in units of `accumulatorScale` (input scale x weight scale), rounded
+// half to even and clamped to int32BiasLimit, as the engine and the simulation both store it.
+inline std::int32_t int32Bias(double bias, double accumulatorScale, std::int64_t reductionSize)
+{
+    const auto limit = static_cast<double>(int32BiasLimit(reductionSize));
+    return static_cast<std::int32_t>(std::clamp(std::nearbyint(bias / accumulatorScale), -limit, limit));
 }
 
 // The parameters of 16 channels in the lanes AVX-512 code reads them (requantize_avx512.h):
