@@ -546,22 +546,23 @@ DepthwiseConv::DepthwiseConv(const std::int8_t* weights, std::int64_t channels, 
         throw Error("fused depthwise convolution: empty weights");
     hasWeightZeroPoints_ = std::any_of(weightZeroPoints_.begin(), weightZeroPoints_.end(), [](std::int32_t z) { return z != 0; });
     const std::int64_t taps = kernelH * kernelW, stride = roundUp(channels, kLanes);
-    taps_.assign(static_cast<std::size_t>(taps * stride), 0);
+    const bool threeByThree = kernelH == 3 && kernelW == 3;
+    // 3x3: per block of 16 channels, three vectors: taps 0-3, 4-7 and 8 (then zeros), each
+    // channel's four taps in its 32-bit lane (byte 4c + t). Other windows: widened tap by tap.
+    if (threeByThree)
+        quads_.assign(static_cast<std::size_t>(stride / kLanes * 3 * 64), 0);
+    else
+        taps_.assign(static_cast<std::size_t>(taps * stride), 0);
     weightSums_.assign(static_cast<std::size_t>(channels), 0);
     for (std::int64_t c = 0; c < channels; ++c)
         for (std::int64_t t = 0; t < taps; ++t) {
             const std::int8_t v = weights[c * taps + t];  // [C, 1, KH, KW]
-            taps_[static_cast<std::size_t>(t * stride + c)] = v;
+            if (threeByThree)
+                quads_[static_cast<std::size_t>((c / kLanes * 3 + t / 4) * 64 + c % kLanes * 4 + t % 4)] = v;
+            else
+                taps_[static_cast<std::size_t>(t * stride + c)] = v;
             weightSums_[static_cast<std::size_t>(c)] += v;
         }
-    if (kernelH == 3 && kernelW == 3) {
-        // Per block of 16 channels, three vectors: taps 0-3, 4-7 and 8 (then zeros), each
-        // channel's four taps in its 32-bit lane (byte 4c + t).
-        quads_.assign(static_cast<std::size_t>(stride / kLanes * 3 * 64), 0);
-        for (std::int64_t c = 0; c < channels; ++c)
-            for (std::int64_t t = 0; t < 9; ++t)
-                quads_[static_cast<std::size_t>((c / kLanes * 3 + t / 4) * 64 + c % kLanes * 4 + t % 4)] = weights[c * 9 + t];
-    }
 }
 
 void DepthwiseConv::run(const std::uint8_t* x, std::int64_t batch, const Window2D& window, std::int32_t inputZeroPoint,
@@ -590,9 +591,9 @@ void DepthwiseConv::run(const std::uint8_t* x, std::int64_t batch, const Window2
             const std::int64_t image = row / window.outH, oy = row % window.outH;
             const std::uint8_t* in = x + image * imageBytes;
             std::uint8_t* out = y + row * rowBytes;
-            if (taps == 9 && kernelW_ == 3 && hasWeightZeroPoints_)
+            if (!quads_.empty() && hasWeightZeroPoints_)
                 depthwise3x3Row<true>(in, channels_, window, oy, quads_.data(), zeroRow.data(), all, stage, out);
-            else if (taps == 9 && kernelW_ == 3)
+            else if (!quads_.empty())
                 depthwise3x3Row<false>(in, channels_, window, oy, quads_.data(), zeroRow.data(), all, stage, out);
             else if (hasWeightZeroPoints_)
                 depthwiseRow<true>(in, channels_, window, oy, taps_.data(), tapStride, zeroRow.data(), all, stage,

@@ -91,8 +91,8 @@ public:
 
 private:
     std::int64_t channels_ = 0, kernelH_ = 0, kernelW_ = 0;
-    std::vector<std::int32_t> taps_;             // [KH * KW][C rounded up to 16], widened to int32
-    std::vector<std::int8_t> quads_;             // 3x3 only: [C / 16][3][16 channels][4 taps], for vpdpbusd
+    std::vector<std::int32_t> taps_;             // other windows: [KH * KW][C rounded up to 16], widened to int32
+    std::vector<std::int8_t> quads_;             // 3x3: [C / 16][3][16 channels][4 taps], for vpdpbusd
     std::vector<std::int32_t> weightSums_;       // per channel
     std::vector<std::int32_t> weightZeroPoints_; // per channel
     bool hasWeightZeroPoints_ = false;
