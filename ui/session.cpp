@@ -1,18 +1,11 @@
 #include "session.h"
 
-#include "common/atomic_file.h"
 #include "common/error.h"
-#include "io/qdq_export.h"
-#include "io/report.h"
-#include "model/onnx_export.h"
-#include "model/onnx_import.h"
-#include "quant/qdq_import.h"
 
 #include <QFileInfo>
 #include <QUnhandledException>
 #include <QtConcurrent>
 
-#include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
 namespace qe {
@@ -25,15 +18,6 @@ constexpr const char* kStageNames[] = {"Loading",   "Calibrating",    "Float ref
 enum Stage { Loading, Calibrating, FloatReference, QuantizedModel, Histograms, Exporting, IntegerEngine, WritingReport };
 
 constexpr int kThumbnailSize = 56;
-
-// The calibration images: the training split beside the test images (the CLI's --calib-data
-// default), else the evaluation images themselves.
-QString calibrationPathFor(const QString& dataPath)
-{
-    if (const auto train = trainingSplitBeside(dataPath.toStdString()))
-        return QString::fromStdString(train->string());
-    return dataPath;
-}
 
 QImage thumbnail(const cv::Mat& image)
 {
@@ -54,25 +38,12 @@ EvaluationProgress progressInto(const std::shared_ptr<RequestState>& state)
         state->stage = stage == "calibrating"       ? Calibrating
                        : stage == "float reference" ? FloatReference
                        : stage == "integer engine"  ? IntegerEngine
+                       : stage == "writing report"  ? WritingReport
                                                     : QuantizedModel;
         state->total = total;
         state->done = done;
     };
     return progress;
-}
-
-HistogramSnapshot computeHistograms(QuantEvaluator& evaluator, const QuantConfig& config, const std::string& layerName)
-{
-    HistogramSnapshot result;
-    result.layer = layerName;
-    for (const QuantLayer& layer : evaluator.layers()) {
-        if (layer.name != layerName)
-            continue;
-        if (!layer.weight.empty())
-            result.weights = evaluator.histogram(config, layer.weight);
-        result.activations = evaluator.histogram(config, layer.name);
-    }
-    return result;
 }
 
 }  // namespace
@@ -83,23 +54,6 @@ QString SessionSnapshot::className(int index) const
         return QString::fromStdString(classNames[std::size_t(index)]);
     return index < 0 ? QStringLiteral("?") : QString::number(index);
 }
-
-// What the worker jobs share. Only ever used by one job at a time (the pool has one thread).
-struct Session::Engine {
-    std::unique_ptr<QuantEvaluator> evaluator;
-    std::shared_ptr<const Dataset> calibrationSet;
-    int calibratedImages = 0;
-
-    // Calibrates when `config` needs it or asks for a different number of calibration images.
-    void ensureCalibrated(const QuantConfig& config, const EvaluationProgress& progress)
-    {
-        const bool stale = evaluator->isCalibrated() && calibratedImages != config.calibrationImages;
-        if (evaluator->needsCalibration(config) || stale) {
-            evaluator->calibrate(*calibrationSet, std::size_t(config.calibrationImages), progress);
-            calibratedImages = config.calibrationImages;
-        }
-    }
-};
 
 Session::Session(QObject* parent) : QObject(parent)
 {
@@ -215,49 +169,37 @@ void Session::open(const QString& modelPath, const QString& dataPath)
     progressTimer_.start();
     struct Loaded {
         std::shared_ptr<const SessionSnapshot> snapshot;
-        std::shared_ptr<Engine> engine;
+        std::shared_ptr<Study> study;
     };
     auto work = QtConcurrent::run(&pool_, [state, modelPath, dataPath]() -> Loaded {
+        state->stage = Loading;
+        StudySources sources;
+        sources.model = modelPath.toStdString();
+        sources.data = dataPath.toStdString();
+        sources.evaluationImages = kEvaluationImages;
+        auto study = std::make_shared<Study>(std::move(sources), progressInto(state));
         state->stage = Loading;
         auto snapshot = std::make_shared<SessionSnapshot>();
         snapshot->modelPath = modelPath;
         snapshot->dataPath = dataPath;
-        Graph graph = loadOnnx(modelPath.toStdString());
-        // A QDQ model opens as its float model with its own quantization as the configuration.
-        std::optional<ImportedQuantization> imported = importQdq(graph);
-        if (imported) {
-            graph = std::move(imported->floatGraph);
-            snapshot->modelConfig = imported->config;
-        }
-        snapshot->graph = std::make_shared<const Graph>(std::move(graph));
-        if (state->cancel)
-            throw Cancelled();
-        snapshot->dataset = openDataset(dataPath.toStdString());
-        snapshot->preprocess = Preprocess::forModel(modelPath.toStdString(), imageInputGeometry(*snapshot->graph).channels);
-        snapshot->classNames = snapshot->preprocess.classNames.empty() ? snapshot->dataset->classNames()
-                                                                        : snapshot->preprocess.classNames;
-        snapshot->evaluationImages = std::min(kEvaluationImages, snapshot->dataset->size());
-
-        auto engine = std::make_shared<Engine>();
-        engine->evaluator = std::make_unique<QuantEvaluator>(snapshot->graph, snapshot->dataset, snapshot->preprocess,
-                                                             kEvaluationImages);
-        if (imported)
-            engine->evaluator->setFixedParams(imported->params);
-        snapshot->layers = engine->evaluator->layers();
-        snapshot->calibrationPath = calibrationPathFor(dataPath);
-        engine->calibrationSet = snapshot->calibrationPath == dataPath
-                                     ? snapshot->dataset
-                                     : std::shared_ptr<const Dataset>(openDataset(snapshot->calibrationPath.toStdString()));
+        snapshot->graph = study->sharedGraph();
+        snapshot->modelConfig = study->modelConfig();
+        snapshot->dataset = study->dataset();
+        snapshot->preprocess = study->preprocess();
+        snapshot->classNames = study->classNames();
+        snapshot->evaluationImages = study->evaluationImages();
+        snapshot->layers = study->layers();
+        snapshot->calibrationPath = QString::fromStdString(study->calibrationPath()->string());
         for (std::size_t i = 0; i < snapshot->evaluationImages; ++i) {
             if (state->cancel)
                 throw Cancelled();
             snapshot->thumbnails.push_back(thumbnail(snapshot->dataset->image(i)));
         }
-        return {std::move(snapshot), std::move(engine)};
+        return {std::move(snapshot), std::move(study)};
     });
     finish(work, main_, [this](Loaded result) {
         snapshot_ = std::move(result.snapshot);
-        engine_ = std::move(result.engine);
+        study_ = std::move(result.study);
         evaluation_.reset();
         histograms_.reset();
         focusLayer_.clear();
@@ -268,7 +210,7 @@ void Session::open(const QString& modelPath, const QString& dataPath)
 void Session::setConfig(const QuantConfig& config)
 {
     config_ = config;
-    if (!engine_)
+    if (!study_)
         return;
     // The stale run stops at once; the new one starts now or, while edits keep coming, after a
     // quiet moment.
@@ -285,27 +227,18 @@ void Session::setConfig(const QuantConfig& config)
 
 void Session::startEvaluation()
 {
-    if (!engine_)
+    if (!study_)
         return;
     restart(histogram_);
     restart(imageErrors_);
     auto state = restart(main_);
     busy_ = true;
     progressTimer_.start();
-    auto work = QtConcurrent::run(&pool_, [state, engine = engine_, config = config_]() {
+    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_]() {
         if (state->cancel)
             throw Cancelled();
-        QElapsedTimer clock;
-        clock.start();
-        QuantEvaluator& evaluator = *engine->evaluator;
-        const EvaluationProgress progress = progressInto(state);
-        engine->ensureCalibrated(config, progress);
         auto evaluation = std::make_shared<EvaluationSnapshot>();
-        evaluation->config = config;
-        evaluation->metrics = evaluator.evaluate(config, progress);
-        evaluation->plans = evaluator.lastPlans();
-        evaluation->confusion = confusionMatrix(evaluation->metrics.labels, evaluation->metrics.predictions);
-        evaluation->milliseconds = double(clock.nsecsElapsed()) / 1e6;
+        static_cast<StudyResult&>(*evaluation) = study->evaluate(config, {}, progressInto(state));
         return evaluation;
     });
     finish(work, main_, [this](std::shared_ptr<EvaluationSnapshot> evaluation) {
@@ -327,13 +260,13 @@ void Session::setFocusLayer(const std::string& layer)
 
 void Session::requestHistograms()
 {
-    if (!engine_ || focusLayer_.empty())
+    if (!study_ || focusLayer_.empty())
         return;
     auto state = restart(histogram_);
-    auto work = QtConcurrent::run(&pool_, [state, engine = engine_, config = config_, layer = focusLayer_]() {
+    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, layer = focusLayer_]() {
         if (state->cancel)
             throw Cancelled();
-        return std::make_shared<HistogramSnapshot>(computeHistograms(*engine->evaluator, config, layer));
+        return std::make_shared<HistogramSnapshot>(study->layerHistograms(config, layer, progressInto(state)));
     });
     finish(work, histogram_, [this](std::shared_ptr<HistogramSnapshot> histograms) {
         if (histograms->layer != focusLayer_)
@@ -345,15 +278,15 @@ void Session::requestHistograms()
 
 void Session::requestImageErrors(std::size_t image)
 {
-    if (!engine_)
+    if (!study_)
         return;
     auto state = restart(imageErrors_);
-    auto work = QtConcurrent::run(&pool_, [state, engine = engine_, image]() {
+    auto work = QtConcurrent::run(&pool_, [state, study = study_, image]() {
         if (state->cancel)
             throw Cancelled();
         auto errors = std::make_shared<ImageErrorSnapshot>();
         errors->image = image;
-        errors->layers = engine->evaluator->imageLayerErrors(image);
+        errors->layers = study->imageLayerErrors(image);
         return std::shared_ptr<const ImageErrorSnapshot>(std::move(errors));
     });
     finish(work, imageErrors_, [this](std::shared_ptr<const ImageErrorSnapshot> errors) { emit imageErrorsReady(errors); });
@@ -363,26 +296,27 @@ void Session::requestImageErrors(std::size_t image)
 
 namespace {
 
-std::vector<TensorEncoding> countEncodings(QdqModel& model, ExportResult& result)
+// What the study wrote, as the window lists it.
+void record(const ExportedFiles& written, ExportResult& result)
 {
-    for (const TensorEncoding& e : model.encodings)
-        (e.kind == "activation" ? result.activationEncodings : result.weightEncodings) += 1;
-    for (const std::string& w : model.warnings)
+    for (const std::filesystem::path& file : written.files)
+        result.files << QString::fromStdString(file.string());
+    for (const std::string& w : written.warnings)
         result.warnings << QString::fromStdString(w);
-    return std::move(model.encodings);
+    result.activationEncodings = written.activationEncodings;
+    result.weightEncodings = written.weightEncodings;
 }
 
 }  // namespace
 
 template <class Work> bool Session::startExport(ExportResult::Kind kind, const QString& path, Work work)
 {
-    if (!engine_ || !snapshot_)
+    if (!study_ || !snapshot_)
         return false;
     auto state = restart(export_);
     exporting_ = true;
     exportTimer_.start();
-    auto job = QtConcurrent::run(&pool_, [state, engine = engine_, snapshot = snapshot_, evaluation = evaluation_, config = config_,
-                                          kind, path, work]() {
+    auto job = QtConcurrent::run(&pool_, [state, study = study_, evaluation = evaluation_, config = config_, kind, path, work]() {
         if (state->cancel)
             throw Cancelled();
         QElapsedTimer clock;
@@ -392,11 +326,7 @@ template <class Work> bool Session::startExport(ExportResult::Kind kind, const Q
         result->path = path;
         result->config = config;
         state->stage = Exporting;
-        const EvaluationProgress progress = progressInto(state);
-        engine->ensureCalibrated(config, progress);
-        state->stage = Exporting;
-        state->total = 0;
-        work(*engine->evaluator, *snapshot, evaluation, progress, *state, *result);
+        work(*study, evaluation, progressInto(state), *result);
         result->milliseconds = double(clock.nsecsElapsed()) / 1e6;
         return std::shared_ptr<const ExportResult>(std::move(result));
     });
@@ -422,83 +352,43 @@ void Session::endExport()
 bool Session::exportQdqModel(const QString& path)
 {
     return startExport(ExportResult::QdqModel, path,
-                       [](QuantEvaluator& evaluator, const SessionSnapshot& session, const std::shared_ptr<const EvaluationSnapshot>&,
-                          const EvaluationProgress&, RequestState&, ExportResult& result) {
-                           QdqModel model = exportQdq(evaluator.plan(result.config));
-                           countEncodings(model, result);
-                           saveOnnx(model.graph, result.path.toStdString(), {.minimumOpset = 13});
-                           result.files << result.path;
-                           // The exported model takes the same pixels: its preprocessing goes beside it.
-                           const auto sidecar = Preprocess::sidecarPath(result.path.toStdString());
-                           session.preprocess.save(sidecar);
-                           result.files << QString::fromStdString(sidecar.string());
+                       [](Study& study, const std::shared_ptr<const EvaluationSnapshot>&, const EvaluationProgress& progress,
+                          ExportResult& result) {
+                           record(study.exportQdqModel(result.config, result.path.toStdString(), std::nullopt, progress), result);
                        });
 }
 
 bool Session::exportEncodings(const QString& path)
 {
     return startExport(ExportResult::Encodings, path,
-                       [](QuantEvaluator& evaluator, const SessionSnapshot&, const std::shared_ptr<const EvaluationSnapshot>&,
-                          const EvaluationProgress&, RequestState&, ExportResult& result) {
-                           const QString suffix = QFileInfo(result.path).suffix().toLower();
-                           if (suffix != "json" && suffix != "csv")
-                               throw Error(result.path.toStdString() + ": expected a .json or .csv file name");
-                           QdqModel model = exportQdq(evaluator.plan(result.config));
-                           const std::vector<TensorEncoding> encodings = countEncodings(model, result);
-                           writeFileAtomically(result.path.toStdString(),
-                                               suffix == "csv" ? encodingsCsv(encodings) : encodingsJson(encodings));
-                           result.files << result.path;
+                       [](Study& study, const std::shared_ptr<const EvaluationSnapshot>&, const EvaluationProgress& progress,
+                          ExportResult& result) {
+                           record(study.exportEncodings(result.config, result.path.toStdString(), progress), result);
                        });
 }
 
 bool Session::exportReport(const QString& dir)
 {
     return startExport(ExportResult::Report, dir,
-                       [](QuantEvaluator& evaluator, const SessionSnapshot& snapshot,
-                          const std::shared_ptr<const EvaluationSnapshot>& evaluation, const EvaluationProgress& progress,
-                          RequestState& state, ExportResult& result) {
-                           const QuantConfig& config = result.config;
-                           // The metrics on screen when they are this configuration's, else measured now.
-                           const ModelMetrics metrics = evaluation && evaluation->config == config
-                                                            ? evaluation->metrics
-                                                            : evaluator.evaluate(config, progress);
-                           const QuantPlan plan = evaluator.plan(config);
-                           std::shared_ptr<IntegerEvaluation> integer;
-                           try {
-                               integer = std::make_shared<IntegerEvaluation>(evaluateInteger(
-                                   plan, *snapshot.dataset, snapshot.preprocess, snapshot.evaluationImages, progress));
-                           } catch (const Cancelled&) {
-                               throw;
-                           } catch (const Error& e) {
-                               // The report is still worth having without the engine's column.
-                               result.integerError = QString::fromStdString(e.what());
-                           }
-                           state.stage = WritingReport;
-                           state.total = 0;
-                           ReportInput input = reportInputFor(evaluator, config, plan, metrics);
-                           input.modelPath = snapshot.modelPath.toStdString();
-                           input.dataDescription = snapshot.dataset->description();
-                           input.integer = integer.get();
-                           for (const std::string& w : input.notes)
-                               result.warnings << QString::fromStdString(w);
-                           if (!result.integerError.isEmpty())
-                               input.notes.push_back("The int8 engine could not run: " + result.integerError.toStdString());
-                           if (state.cancel)
-                               throw Cancelled();
-                           for (const std::filesystem::path& file : writeReport(result.path.toStdString(), input))
-                               result.files << QString::fromStdString(file.string());
-                           result.integer = std::move(integer);
+                       [](Study& study, const std::shared_ptr<const EvaluationSnapshot>& evaluation,
+                          const EvaluationProgress& progress, ExportResult& result) {
+                           ReportRequest request;
+                           request.integerEngine = ReportRequest::IntegerEngine::IfItRuns;
+                           request.current = evaluation.get();
+                           WrittenReport report = study.writeReport(result.config, result.path.toStdString(), request, progress);
+                           record(report.written, result);
+                           result.integerError = QString::fromStdString(report.integerError);
+                           if (report.integer)
+                               result.integer = std::make_shared<const IntegerEvaluation>(std::move(*report.integer));
                        });
 }
 
 bool Session::runIntegerEngine()
 {
     return startExport(ExportResult::IntegerEngine, QString(),
-                       [](QuantEvaluator& evaluator, const SessionSnapshot& snapshot, const std::shared_ptr<const EvaluationSnapshot>&,
-                          const EvaluationProgress& progress, RequestState&, ExportResult& result) {
-                           result.integer = std::make_shared<const IntegerEvaluation>(evaluateInteger(
-                               evaluator.plan(result.config), *snapshot.dataset, snapshot.preprocess, snapshot.evaluationImages,
-                               progress));
+                       [](Study& study, const std::shared_ptr<const EvaluationSnapshot>&, const EvaluationProgress& progress,
+                          ExportResult& result) {
+                           result.integer = std::make_shared<const IntegerEvaluation>(study.runIntegerEngine(result.config, progress));
                        });
 }
 

@@ -1,21 +1,17 @@
 #pragma once
-// The GUI's one door into core/: owns the model, the data sets, the configuration being explored
-// and the QuantEvaluator, runs every heavy step on a worker thread and publishes immutable
-// snapshots. Widgets only read snapshots.
+// The GUI's one door into core/: owns the Study (core/study: the model, the data sets, the
+// calibration and the evaluator, the same steps the CLI runs) and the configuration being
+// evaluated, runs every heavy step on a worker thread and publishes immutable snapshots. Widgets
+// only read snapshots.
 //
-// All core work runs on one private single-thread pool, so the evaluator (which keeps caches and
+// All core work runs on one private single-thread pool, so the study (which keeps caches and
 // is not thread-safe) is used by one job at a time, in the order the jobs were asked for. The
 // evaluator's own loops still use both cores. Each request gets its own cancellation flag and
 // progress counters; a newer request cancels the older one, and results of a superseded request
 // are dropped, so the window always shows the latest thing the user asked for. Workers never touch
 // QObjects: progress is read from atomics by a timer on the GUI thread.
 
-#include "data/dataset.h"
-#include "eval/accuracy.h"
-#include "eval/integer_evaluation.h"
-#include "eval/quant_evaluator.h"
-#include "model/graph.h"
-#include "quant/config.h"
+#include "study/study.h"
 
 #include <QElapsedTimer>
 #include <QFuture>
@@ -48,21 +44,12 @@ struct SessionSnapshot {
     QString className(int index) const;
 };
 
-// The result of evaluating one configuration.
-struct EvaluationSnapshot {
-    quint64 sequence = 0;       // increases with every published evaluation
-    QuantConfig config;
-    ModelMetrics metrics;
-    std::vector<LayerPlan> plans;  // parallel to SessionSnapshot::layers
-    ConfusionMatrix confusion;     // labels vs quantized predictions
-    double milliseconds = 0;       // worker time: calibration (if needed) and evaluation
+// The study's result for one configuration, numbered in the order the window published them.
+struct EvaluationSnapshot : StudyResult {
+    quint64 sequence = 0;  // increases with every published evaluation
 };
 
-// Histograms of one layer's weights (when it has any) and output activation under a configuration.
-struct HistogramSnapshot {
-    std::string layer;
-    std::optional<TensorHistogram> weights, activations;
-};
+using HistogramSnapshot = LayerHistograms;
 
 // The accumulated error at every layer for one evaluation image.
 struct ImageErrorSnapshot {
@@ -147,7 +134,6 @@ signals:
     void exportCancelled();
 
 private:
-    struct Engine;
     struct Slot {
         std::shared_ptr<RequestState> state = std::make_shared<RequestState>();
         quint64 generation = 0;
@@ -159,7 +145,7 @@ private:
     template <class T, class OnResult> void finish(QFuture<T> work, Slot& slot, OnResult onResult);
     template <class T, class OnResult, class OnFailure>
     void finish(QFuture<T> work, Slot& slot, OnResult onResult, OnFailure onFailure);
-    // Runs `work(engine, snapshot, evaluation, progress, result)` on the worker for the current
+    // Runs `work(study, evaluation, progress, state, result)` on the worker for the current
     // configuration, calibrated first when it needs calibration.
     template <class Work> bool startExport(ExportResult::Kind kind, const QString& path, Work work);
     void endExport();
@@ -169,7 +155,7 @@ private:
     std::shared_ptr<const SessionSnapshot> snapshot_;
     std::shared_ptr<const EvaluationSnapshot> evaluation_;
     std::shared_ptr<const HistogramSnapshot> histograms_;
-    std::shared_ptr<Engine> engine_;
+    std::shared_ptr<Study> study_;  // used by the worker only
     QuantConfig config_;
     std::string focusLayer_;
     quint64 sequence_ = 0;

@@ -1,4 +1,4 @@
-#include "cli_options.h"
+#include "cli/options.h"
 
 #include "common/error.h"
 

@@ -1,0 +1,131 @@
+#include "cli/common.h"
+
+#include "common/error.h"
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <unistd.h>
+
+namespace qe::cli {
+
+namespace {
+
+const std::set<std::string> kPreprocessFlags = {"--color", "--scale", "--mean", "--std", "--resize-shorter", "--crop-fraction"};
+
+// The preprocessing flags, applied over the model's sidecar (or its defaults).
+void applyPreprocessFlags(const Options& options, Preprocess& p)
+{
+    if (auto color = options.value("--color")) {
+        if (*color == "rgb")
+            p.color = ColorOrder::Rgb;
+        else if (*color == "bgr")
+            p.color = ColorOrder::Bgr;
+        else if (*color == "gray")
+            p.color = ColorOrder::Gray;
+        else
+            throw Error("option --color expects rgb, bgr or gray, got '" + *color + "'");
+    }
+    if (auto s = options.number("--scale"))
+        p.scale = *s;
+    if (auto m = options.floatList("--mean"))
+        p.mean = *m;
+    if (auto s = options.floatList("--std")) {
+        for (float v : *s)
+            if (v == 0.f)
+                throw Error("option --std: a standard deviation of 0 is not allowed");
+        p.stdDev = *s;
+    }
+    if (auto r = options.integer("--resize-shorter"))
+        p.resizeShorter = static_cast<int>(*r);
+    if (auto f = options.number("--crop-fraction")) {
+        if (*f <= 0 || *f > 1)
+            throw Error("option --crop-fraction expects a value in (0, 1], got " + std::to_string(*f));
+        p.cropFraction = *f;
+    }
+}
+
+}  // namespace
+
+bool wantsHelp(const std::vector<std::string>& args)
+{
+    for (const std::string& a : args)
+        if (a == "--help" || a == "-h")
+            return true;
+    return false;
+}
+
+std::set<std::string> withPreprocessFlags(std::set<std::string> flags)
+{
+    flags.insert(kPreprocessFlags.begin(), kPreprocessFlags.end());
+    return flags;
+}
+
+StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages)
+{
+    StudySources s;
+    s.model = options.required("--model");
+    if (dataRequired)
+        s.data = options.required("--data");
+    else if (auto d = options.value("--data"))
+        s.data = *d;
+    if (auto l = options.value("--labels"))
+        s.labels = *l;
+    s.labelColumn = options.value("--label-column").value_or("");
+    if (auto c = options.value("--calib-data"))
+        s.calibrationData = *c;
+    if (auto n = options.integer("--calib-count"))
+        s.calibrationImages = static_cast<std::size_t>(std::max<long long>(0, *n));
+    s.evaluationImages = evaluationImages;
+    s.adjustPreprocess = [options](Preprocess& p) { applyPreprocessFlags(options, p); };
+    s.warn = [](const std::string& message) { std::cerr << "warning: " << message << "\n"; };
+    return s;
+}
+
+bool wantsIntegerEngine(const Options& options)
+{
+    const std::string engine = options.value("--engine").value_or("simulate");
+    if (engine != "simulate" && engine != "int8")
+        throw Error("--engine: expected 'simulate' or 'int8', got '" + engine + "'");
+    return engine == "int8";
+}
+
+EvaluationProgress stderrProgress()
+{
+    if (!isatty(STDERR_FILENO))
+        return {};
+    struct State {
+        std::string stage;
+        std::chrono::steady_clock::time_point start;
+    };
+    auto state = std::make_shared<State>();
+    EvaluationProgress progress;
+    progress.report = [state](const std::string& stage, std::size_t done, std::size_t total) {
+        const auto now = std::chrono::steady_clock::now();
+        if (stage != state->stage) {
+            state->stage = stage;
+            state->start = now;
+        }
+        const double fraction = total ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
+        const double elapsed = std::chrono::duration<double>(now - state->start).count();
+        const int width = 30, filled = static_cast<int>(fraction * width);
+        std::string bar = "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.') + "]";
+        std::cerr << "\r" << stage << " " << bar << " " << static_cast<int>(100 * fraction) << "% " << done << "/" << total;
+        if (done > 0 && done < total)
+            std::cerr << " ETA " << static_cast<int>(std::ceil(elapsed / fraction - elapsed)) << " s   ";
+        else
+            std::cerr << "          ";
+        std::cerr << (done >= total ? "\n" : "") << std::flush;
+    };
+    return progress;
+}
+
+nlohmann::json finite(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+nlohmann::json errorJson(const ErrorStats& e)
+{
+    return {{"sqnr_db", finite(e.sqnrDb)}, {"mse", e.mse}, {"cosine", e.cosine}, {"max_abs_error", e.maxAbsError}};
+}
+
+}  // namespace qe::cli

@@ -1,0 +1,46 @@
+#pragma once
+// What the CLI's commands share: reading the model, data and preprocessing flags into a Study,
+// progress on stderr, and the JSON forms of metrics.
+
+#include "cli/options.h"
+
+#include "eval/quant_evaluator.h"
+#include "study/study.h"
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace qe::cli {
+
+// Each command: its arguments after the command name; returns the exit code.
+int runInfo(const std::vector<std::string>& args);
+int runEval(const std::vector<std::string>& args);
+int runHistogram(const std::vector<std::string>& args);
+int runExport(const std::vector<std::string>& args);
+int runReport(const std::vector<std::string>& args);
+
+bool wantsHelp(const std::vector<std::string>& args);
+
+// `flags` plus the preprocessing flags every command with images takes (--color, --scale, ...).
+std::set<std::string> withPreprocessFlags(std::set<std::string> flags);
+
+// The study the options describe: --model, --data (required or optional), --labels,
+// --label-column, --calib-data, --calib-count and the preprocessing flags. Warnings go to stderr.
+StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages);
+
+// --engine simulate (the default) or int8: whether the integer engine runs too.
+bool wantsIntegerEngine(const Options& options);
+
+// Progress of long runs on stderr: a bar with the time left when stderr is a terminal, nothing
+// otherwise (logs of scripts stay clean; --json output is on stdout either way).
+EvaluationProgress stderrProgress();
+
+// JSON has no infinity: an exact (error-free) SQNR is written as null.
+nlohmann::json finite(double v);
+nlohmann::json errorJson(const ErrorStats& e);
+
+}  // namespace qe::cli

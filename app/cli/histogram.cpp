@@ -1,0 +1,72 @@
+// quantexplorer-cli histogram: one tensor's histogram with its quantization levels, clipping
+// range and the range every calibration method would choose.
+
+#include "cli/common.h"
+
+#include <iostream>
+
+namespace qe::cli {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kHistogramUsage = R"(usage: quantexplorer-cli histogram --model M.onnx --config C.json --tensor NAME [options]
+
+  --tensor NAME         a layer name (its output activation), a weight initializer name, or any
+                        other float tensor of the graph (shown without levels)
+  --data PATH           images for activation histograms (not needed for weights)
+  --calib-data PATH     calibration images (default: the training split beside --data)
+  --calib-count N       calibration images (default: the configuration's "images")
+  --limit N             images to histogram activations over (default 1000)
+  --bins N              histogram bins (default 128)
+  --json                one JSON object: counts, range, levels, clip range, calibration ranges
+  (and the preprocessing flags of 'eval')
+)";
+
+}  // namespace
+
+int runHistogram(const std::vector<std::string>& args)
+{
+    if (wantsHelp(args)) {
+        std::cout << kHistogramUsage;
+        return 0;
+    }
+    const Options options(args,
+                          withPreprocessFlags({"--model", "--config", "--tensor", "--data", "--labels", "--label-column",
+                                               "--calib-data", "--calib-count", "--limit", "--bins"}),
+                          {"--json"});
+    const std::size_t images = static_cast<std::size_t>(options.integer("--limit").value_or(1000));
+    Study study(studySources(options, false, images));
+    const QuantConfig config = study.loadConfig(options.required("--config"));
+    const TensorHistogram h = study.histogram(config, options.required("--tensor"),
+                                              static_cast<int>(options.integer("--bins").value_or(128)), stderrProgress());
+
+    json out{{"tensor", h.tensor}, {"layer", h.layer}, {"kind", h.isWeight ? "weight" : "activation"},
+             {"min", h.min}, {"max", h.max},
+             {"low", h.histogram.low}, {"high", h.histogram.high}, {"counts", h.histogram.counts},
+             {"levels", h.levels}, {"clipped_fraction", h.clippedFraction}};
+    out["clip_range"] = h.clipRange ? json{h.clipRange->first, h.clipRange->second} : json(nullptr);
+    json ranges = json::object();
+    for (const auto& [method, range] : h.calibrationRanges)
+        ranges[method] = {range.first, range.second};
+    out["calibration_ranges"] = ranges;
+    if (options.has("--json")) {
+        std::cout << out.dump() << "\n";
+        return 0;
+    }
+    if (h.layer.empty())
+        std::cout << h.tensor << " (not a quantization point; it keeps its producer's levels): range [";
+    else
+        std::cout << h.tensor << " (" << (h.isWeight ? "weights" : "activations") << " of layer " << h.layer << "): range [";
+    std::cout << h.min << ", " << h.max << "], " << h.levels.size() << " levels";
+    if (h.clipRange)
+        std::cout << ", clipped to [" << h.clipRange->first << ", " << h.clipRange->second << "] ("
+                  << 100 * h.clippedFraction << "% clipped)";
+    std::cout << "\n";
+    for (const auto& [method, range] : h.calibrationRanges)
+        std::cout << "  " << method << ": [" << range.first << ", " << range.second << "]\n";
+    return 0;
+}
+
+}  // namespace qe::cli

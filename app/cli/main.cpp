@@ -1,0 +1,65 @@
+// quantexplorer-cli: the headless front end. Its subcommands, flags, JSON keys and exit codes
+// are a stable interface that other tools script: 0 success, 2 bad input (message on stderr),
+// 1 an unexpected internal failure. Each command is one file in this folder; every step they
+// take is the Study's (core/study).
+
+#include "cli/common.h"
+
+#include "common/error.h"
+#include "common/memory.h"
+
+#include <iostream>
+
+namespace {
+
+constexpr const char* kUsage = R"(quantexplorer-cli - explore neural-network quantization from the command line
+
+usage: quantexplorer-cli <command> [options]
+
+commands:
+  info       show a model's nodes, operators, shapes and parameter counts
+  eval       run a model on a labelled data set and report top-1 / top-5 accuracy; with
+             --config, quantize it as configured and report what each layer lost
+  histogram  one weight or activation tensor's histogram with its quantization levels
+  export     write the quantized model as QDQ ONNX (for ONNX Runtime, TensorRT) and the
+             table of every tensor's scale and zero-point (JSON or CSV)
+  report     write a Markdown report with PNG charts: model, data, configuration, accuracy,
+             size and every layer's metrics
+
+Run 'quantexplorer-cli <command> --help' for the options of a command.
+Exit codes: 0 success, 2 bad input (the error is on stderr), 1 internal failure.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    qe::keepFreedMemoryForReuse();
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+        std::cout << kUsage;
+        return args.empty() ? 2 : 0;
+    }
+    const std::string command = args[0];
+    args.erase(args.begin());
+    try {
+        if (command == "info")
+            return qe::cli::runInfo(args);
+        if (command == "eval")
+            return qe::cli::runEval(args);
+        if (command == "histogram")
+            return qe::cli::runHistogram(args);
+        if (command == "export")
+            return qe::cli::runExport(args);
+        if (command == "report")
+            return qe::cli::runReport(args);
+        std::cerr << "error: unknown command '" << command << "'\n\n" << kUsage;
+        return 2;
+    } catch (const qe::Error& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "internal error: " << e.what() << "\n";
+        return 1;
+    }
+}

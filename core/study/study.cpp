@@ -1,0 +1,281 @@
+#include "study/study.h"
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "engine/executor.h"
+#include "io/qdq_export.h"
+#include "io/report.h"
+#include "model/onnx_export.h"
+#include "model/onnx_import.h"
+
+#include <cctype>
+#include <chrono>
+
+namespace qe {
+
+namespace {
+
+double millisecondsSince(std::chrono::steady_clock::time_point start)
+{
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+void throwIfCancelled(const EvaluationProgress& progress)
+{
+    if (progress.cancel && progress.cancel->load())
+        throw Cancelled();
+}
+
+void countEncodings(const QdqModel& model, ExportedFiles& result)
+{
+    for (const TensorEncoding& e : model.encodings)
+        (e.kind == "activation" ? result.activationEncodings : result.weightEncodings) += 1;
+    result.warnings.insert(result.warnings.end(), model.warnings.begin(), model.warnings.end());
+}
+
+void writeEncodingsFile(const std::vector<TensorEncoding>& encodings, const std::filesystem::path& path)
+{
+    writeFileAtomically(path, encodingsFormat(path) == "csv" ? encodingsCsv(encodings) : encodingsJson(encodings));
+}
+
+}  // namespace
+
+std::string encodingsFormat(const std::filesystem::path& path)
+{
+    std::string ext = path.extension().string();
+    for (char& c : ext)
+        c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (ext == ".json" || ext == ".csv")
+        return ext.substr(1);
+    throw Error(path.string() + ": expected a .json or .csv file name");
+}
+
+ModelMetrics StudyResult::reportedMetrics() const
+{
+    ModelMetrics m = metrics;
+    if (!integer)
+        return m;
+    std::size_t agree = 0;
+    for (std::size_t i = 0; i < integer->predictions.size() && i < m.floatPredictions.size(); ++i)
+        agree += integer->predictions[i] == m.floatPredictions[i];
+    m.top1 = integer->top1;
+    m.top5 = integer->top5;
+    m.agreement = integer->images ? double(agree) / double(integer->images) : 0;
+    return m;
+}
+
+Study::Study(StudySources sources, const EvaluationProgress& progress) : sources_(std::move(sources))
+{
+    Graph stored = loadOnnx(sources_.model);
+    // A QDQ model is studied as its float graph; its own quantization is a configuration.
+    std::optional<ImportedQuantization> imported = importQdq(stored);
+    storedGraph_ = std::make_shared<const Graph>(std::move(stored));
+    graph_ = imported ? std::make_shared<const Graph>(std::move(imported->floatGraph)) : storedGraph_;
+    throwIfCancelled(progress);
+
+    preprocess_ = Preprocess::forModel(sources_.model, imageInputGeometry(*graph_).channels);
+    if (sources_.adjustPreprocess)
+        sources_.adjustPreprocess(preprocess_);
+
+    if (sources_.data) {
+        dataset_ = openDataset(*sources_.data, sources_.labels, sources_.labelColumn);
+        evaluationImages_ = sources_.evaluationImages ? std::min(sources_.evaluationImages, dataset_->size()) : dataset_->size();
+    }
+    if (sources_.calibrationData)
+        calibrationPath_ = sources_.calibrationData;
+    else if (sources_.data)
+        calibrationPath_ = trainingSplitBeside(*sources_.data).value_or(*sources_.data);
+
+    evaluator_ = std::make_unique<QuantEvaluator>(graph_, dataset_, preprocess_, evaluationImages_);
+    if (imported) {
+        evaluator_->setFixedParams(imported->params);
+        modelConfig_ = imported->config;
+    }
+}
+
+std::vector<std::string> Study::classNames() const
+{
+    if (!preprocess_.classNames.empty() || !dataset_)
+        return preprocess_.classNames;
+    return dataset_->classNames();
+}
+
+const Dataset& Study::requireData(const std::string& what) const
+{
+    if (!dataset_)
+        throw Error(what + " needs images: give the evaluation data");
+    return *dataset_;
+}
+
+QuantConfig Study::loadConfig(const std::string& pathOrModel) const
+{
+    if (pathOrModel != "model")
+        return QuantConfig::load(pathOrModel, layerNames(layers()));
+    if (!modelConfig_)
+        throw Error(sources_.model.string() +
+                    ": --config model needs a quantized (QDQ) model; this one has no QuantizeLinear/DequantizeLinear nodes");
+    return *modelConfig_;
+}
+
+void Study::ensureCalibrated(const QuantConfig& config, const EvaluationProgress& progress, bool always)
+{
+    const std::size_t images = sources_.calibrationImages.value_or(std::size_t(config.calibrationImages));
+    const bool stale = evaluator_->isCalibrated() && calibratedImages_ != images;
+    const bool needed = evaluator_->needsCalibration(config) || (always && !evaluator_->isCalibrated());
+    if (!needed && !stale)
+        return;
+    if (!calibrationPath_)
+        throw Error("calibration needs images: give --calib-data (or --data)");
+    if (!calibrationSet_) {
+        if (sources_.data && *calibrationPath_ == *sources_.data) {
+            if (!sources_.calibrationData && sources_.warn)
+                sources_.warn("no separate calibration set found beside " + sources_.data->string() +
+                              "; calibrating on the evaluation images (give --calib-data to avoid optimistic results)");
+            calibrationSet_ = dataset_;
+        } else {
+            calibrationSet_ = openDataset(*calibrationPath_, std::nullopt, sources_.labelColumn);
+        }
+    }
+    evaluator_->calibrate(*calibrationSet_, images, progress);
+    calibratedImages_ = images;
+}
+
+QuantPlan Study::plan(const QuantConfig& config, const EvaluationProgress& progress)
+{
+    ensureCalibrated(config, progress);
+    return evaluator_->plan(config);
+}
+
+StudyResult Study::evaluate(const QuantConfig& config, const StudyRequest& request, const EvaluationProgress& progress)
+{
+    requireData("an evaluation");
+    const auto start = std::chrono::steady_clock::now();
+    ensureCalibrated(config, progress);
+    StudyResult result;
+    result.config = config;
+    result.metrics = evaluator_->evaluate(config, progress);
+    result.plans = evaluator_->lastPlans();
+    result.confusion = confusionMatrix(result.metrics.labels, result.metrics.predictions);
+    result.milliseconds = millisecondsSince(start);
+    for (const std::string& layer : request.histogramLayers)
+        result.histograms.push_back(layerHistograms(config, layer, progress));
+    if (request.integerEngine)
+        result.integer = runIntegerEngine(config, progress);
+    return result;
+}
+
+TensorHistogram Study::histogram(const QuantConfig& config, const std::string& tensor, int bins, const EvaluationProgress& progress)
+{
+    if (!graph_->isInitializer(tensor)) {
+        if (!dataset_)
+            throw Error("the histogram of activation '" + tensor + "' needs images: give --data");
+        ensureCalibrated(config, progress, true);
+    }
+    throwIfCancelled(progress);
+    return evaluator_->histogram(config, tensor, bins);
+}
+
+LayerHistograms Study::layerHistograms(const QuantConfig& config, const std::string& layerName, const EvaluationProgress& progress)
+{
+    LayerHistograms result;
+    result.layer = layerName;
+    for (const QuantLayer& layer : layers()) {
+        if (layer.name != layerName)
+            continue;
+        if (!layer.weight.empty())
+            result.weights = histogram(config, layer.weight, 128, progress);
+        if (dataset_)
+            result.activations = histogram(config, layer.name, 128, progress);
+    }
+    return result;
+}
+
+IntegerEvaluation Study::runIntegerEngine(const QuantConfig& config, const EvaluationProgress& progress)
+{
+    const Dataset& data = requireData("the int8 engine");
+    return evaluateInteger(plan(config, progress), data, preprocess_, evaluationImages_, progress);
+}
+
+ClassificationResult Study::evaluateStoredModel(std::size_t batchSize, const EvaluationProgress& progress) const
+{
+    const Dataset& data = requireData("an evaluation");
+    const Executor executor(*storedGraph_);
+    EvaluationOptions options;
+    options.limit = evaluationImages_;
+    options.batchSize = batchSize;
+    options.cancel = progress.cancel;
+    if (progress.report)
+        options.progress = [&](std::size_t done, std::size_t total) { progress.report("float model", done, total); };
+    return evaluateClassifier(executor, data, preprocess_, options);
+}
+
+ExportedFiles Study::exportQdqModel(const QuantConfig& config, const std::filesystem::path& path,
+                                    const std::optional<std::filesystem::path>& encodings, const EvaluationProgress& progress)
+{
+    if (encodings)
+        encodingsFormat(*encodings);  // a wrong name fails before anything is written
+    QdqModel model = exportQdq(plan(config, progress));
+    throwIfCancelled(progress);
+    ExportedFiles result;
+    countEncodings(model, result);
+    saveOnnx(model.graph, path, {.minimumOpset = 13});
+    result.files.push_back(path);
+    // The exported model takes the same pixels: its preprocessing goes beside it.
+    const std::filesystem::path sidecar = Preprocess::sidecarPath(path);
+    preprocess_.save(sidecar);
+    result.files.push_back(sidecar);
+    if (encodings) {
+        writeEncodingsFile(model.encodings, *encodings);
+        result.files.push_back(*encodings);
+    }
+    return result;
+}
+
+ExportedFiles Study::exportEncodings(const QuantConfig& config, const std::filesystem::path& path, const EvaluationProgress& progress)
+{
+    encodingsFormat(path);
+    const QdqModel model = exportQdq(plan(config, progress));
+    throwIfCancelled(progress);
+    ExportedFiles result;
+    countEncodings(model, result);
+    writeEncodingsFile(model.encodings, path);
+    result.files.push_back(path);
+    return result;
+}
+
+WrittenReport Study::writeReport(const QuantConfig& config, const std::filesystem::path& dir, const ReportRequest& request,
+                                 const EvaluationProgress& progress)
+{
+    const Dataset& data = requireData("a report");
+    WrittenReport report;
+    // The metrics already measured when they are this configuration's, else measured now.
+    const ModelMetrics metrics =
+        request.current && request.current->config == config ? request.current->metrics : evaluate(config, {}, progress).metrics;
+    const QuantPlan quantPlan = plan(config, progress);
+    if (request.integerEngine != ReportRequest::IntegerEngine::No) {
+        try {
+            report.integer = evaluateInteger(quantPlan, data, preprocess_, evaluationImages_, progress);
+        } catch (const Cancelled&) {
+            throw;
+        } catch (const Error& e) {
+            if (request.integerEngine == ReportRequest::IntegerEngine::Yes)
+                throw;
+            // The report is still worth having without the engine's column.
+            report.integerError = e.what();
+        }
+    }
+    if (progress.report)
+        progress.report("writing report", 0, 0);
+    ReportInput input = reportInputFor(*evaluator_, config, quantPlan, metrics);
+    input.modelPath = sources_.model.string();
+    input.dataDescription = data.description();
+    input.integer = report.integer ? &*report.integer : nullptr;
+    report.written.warnings = input.notes;
+    if (!report.integerError.empty())
+        input.notes.push_back("The int8 engine could not run: " + report.integerError);
+    throwIfCancelled(progress);
+    report.written.files = qe::writeReport(dir, input);
+    return report;
+}
+
+}  // namespace qe

@@ -1,0 +1,173 @@
+#pragma once
+// A study: one model, its images and a calibration policy, and every question the front ends ask
+// about a quantization configuration. The CLI's commands and the window's session both call it;
+// neither opens a model, picks a calibration set, calibrates, evaluates or exports on its own.
+//
+// Opening: the model is loaded; a QDQ model opens as its float graph with its own quantization as
+// `modelConfig()` (the window starts from it; the CLI names it with "--config model"), and its
+// scales and zero-points stay in force for every layer whose configuration asks for what they
+// describe. The images are opened with their labels; the preprocessing is the model's sidecar
+// (or the defaults for its input), adjusted by the caller.
+//
+// Calibration: on the calibration images (given, else the training split beside the evaluation
+// images, else the evaluation images themselves, with a warning), as many as the configuration's
+// "images" (or the caller's count); again only when a configuration needs it or asks for a
+// different count.
+//
+// Every long step takes the progress callback and cancellation flag of EvaluationProgress and
+// throws Cancelled when cancelled. A Study is not thread-safe: one caller at a time (the window
+// runs its jobs on one worker thread). Results are values that share nothing with the study.
+
+#include "data/dataset.h"
+#include "eval/accuracy.h"
+#include "eval/integer_evaluation.h"
+#include "eval/quant_evaluator.h"
+#include "model/graph.h"
+#include "quant/config.h"
+#include "quant/qdq_import.h"
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qe {
+
+struct StudySources {
+    std::filesystem::path model;
+    std::optional<std::filesystem::path> data;             // evaluation images (optional for weight-only questions)
+    std::optional<std::filesystem::path> labels;           // when they are not found beside the data
+    std::string labelColumn;                               // the labels CSV column ("" picks "label", else the first "label*")
+    std::optional<std::filesystem::path> calibrationData;  // default: the training split beside `data`, else `data`
+    std::optional<std::size_t> calibrationImages;          // default: the configuration's "images"
+    std::size_t evaluationImages = 0;                      // the first images of `data` that are measured; 0: all
+    // Applied to the model's preprocessing (its sidecar, else the defaults for its input): the
+    // CLI's preprocessing flags.
+    std::function<void(Preprocess&)> adjustPreprocess;
+    // Told about choices the study makes that change results (calibrating on the evaluation images).
+    std::function<void(const std::string&)> warn;
+};
+
+// A layer's weights (when it has any) and output activation under a configuration.
+struct LayerHistograms {
+    std::string layer;
+    std::optional<TensorHistogram> weights, activations;
+};
+
+// What to compute besides the metrics.
+struct StudyRequest {
+    std::vector<std::string> histogramLayers;  // layers whose histograms the result carries
+    bool integerEngine = false;                // also run the int8 engine on the evaluation images
+};
+
+// Everything known about one configuration. Immutable once returned.
+struct StudyResult {
+    QuantConfig config;
+    std::vector<LayerPlan> plans;  // parallel to Study::layers(): the parameters each layer got
+    ModelMetrics metrics;          // the simulation's
+    ConfusionMatrix confusion;     // labels against the simulation's predictions
+    std::vector<LayerHistograms> histograms;   // as requested
+    std::optional<IntegerEvaluation> integer;  // when the int8 engine ran
+    double milliseconds = 0;       // calibration (if it ran) and evaluation
+
+    // The metrics with the accuracy and agreement with float of the int8 engine where it ran
+    // (the simulation's otherwise): what `eval --engine int8` reports.
+    ModelMetrics reportedMetrics() const;
+};
+
+// What an export wrote.
+struct ExportedFiles {
+    std::vector<std::filesystem::path> files;
+    std::vector<std::string> warnings;  // layers written in float in a QDQ model, and why
+    std::size_t activationEncodings = 0, weightEncodings = 0;  // weights counts weights and biases
+};
+
+struct ReportRequest {
+    enum class IntegerEngine { No, Yes, IfItRuns };  // IfItRuns: an engine error becomes a note
+    IntegerEngine integerEngine = IntegerEngine::No;
+    const StudyResult* current = nullptr;  // metrics already measured for this configuration, if any
+};
+
+struct WrittenReport {
+    ExportedFiles written;  // warnings: the report's notes
+    std::optional<IntegerEvaluation> integer;
+    std::string integerError;  // why the report has no int8 engine results (IfItRuns)
+};
+
+class Study {
+public:
+    // Opens the model and the images; throws qe::Error naming the file on failure.
+    explicit Study(StudySources sources, const EvaluationProgress& progress = {});
+
+    const StudySources& sources() const { return sources_; }
+    const Graph& graph() const { return *graph_; }
+    std::shared_ptr<const Graph> sharedGraph() const { return graph_; }
+    // The file's graph as stored (for a QDQ model, with its QuantizeLinear/DequantizeLinear nodes).
+    const Graph& storedGraph() const { return *storedGraph_; }
+    std::shared_ptr<const Dataset> dataset() const { return dataset_; }  // null without images
+    const Preprocess& preprocess() const { return preprocess_; }
+    const std::vector<QuantLayer>& layers() const { return evaluator_->layers(); }
+    std::size_t evaluationImages() const { return evaluationImages_; }
+    // Class names from the preprocessing sidecar, else from the data set.
+    std::vector<std::string> classNames() const;
+    // A QDQ model's own quantization; nullopt for a float model.
+    const std::optional<QuantConfig>& modelConfig() const { return modelConfig_; }
+    // The calibration images: given, the training split beside the data, else the data itself.
+    std::optional<std::filesystem::path> calibrationPath() const { return calibrationPath_; }
+
+    // Reads a configuration file against this model's layers; "model" names a QDQ model's own
+    // (a qe::Error for a float model).
+    QuantConfig loadConfig(const std::string& pathOrModel) const;
+
+    // Calibrates when `config` needs static ranges that neither calibration nor the model's own
+    // parameters cover, or asks for a different number of calibration images than last time;
+    // `always` calibrates once even when the configuration needs none (histograms show every
+    // calibration method's range).
+    void ensureCalibrated(const QuantConfig& config, const EvaluationProgress& progress, bool always = false);
+    // The plan `config` resolves to (calibrated first when it needs it).
+    QuantPlan plan(const QuantConfig& config, const EvaluationProgress& progress = {});
+    StudyResult evaluate(const QuantConfig& config, const StudyRequest& request = {}, const EvaluationProgress& progress = {});
+    // The histogram of a layer's output, a weight or any float tensor (see QuantEvaluator).
+    TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128,
+                              const EvaluationProgress& progress = {});
+    LayerHistograms layerHistograms(const QuantConfig& config, const std::string& layer, const EvaluationProgress& progress = {});
+    // The accumulated error at every layer for one evaluation image, from the last evaluate().
+    std::vector<ErrorStats> imageLayerErrors(std::size_t image) const { return evaluator_->imageLayerErrors(image); }
+    IntegerEvaluation runIntegerEngine(const QuantConfig& config, const EvaluationProgress& progress = {});
+    // The model as stored (no quantization of ours) on the evaluation images.
+    ClassificationResult evaluateStoredModel(std::size_t batchSize, const EvaluationProgress& progress = {}) const;
+
+    // The QDQ ONNX model (opset >= 13) at `path`, its preprocessing sidecar beside it, and, when
+    // given, the encodings as JSON or CSV (by the extension, checked before anything is written).
+    ExportedFiles exportQdqModel(const QuantConfig& config, const std::filesystem::path& path,
+                                 const std::optional<std::filesystem::path>& encodings = std::nullopt,
+                                 const EvaluationProgress& progress = {});
+    ExportedFiles exportEncodings(const QuantConfig& config, const std::filesystem::path& path, const EvaluationProgress& progress = {});
+    // report.md and its PNG charts in `dir`.
+    WrittenReport writeReport(const QuantConfig& config, const std::filesystem::path& dir, const ReportRequest& request,
+                              const EvaluationProgress& progress = {});
+
+    // Drops the evaluator's caches (benchmarks comparing full and incremental runs).
+    void clearQuantizedCache() { evaluator_->clearQuantizedCache(); }
+
+private:
+    const Dataset& requireData(const std::string& what) const;
+
+    StudySources sources_;
+    std::shared_ptr<const Graph> storedGraph_, graph_;
+    std::shared_ptr<const Dataset> dataset_;
+    Preprocess preprocess_;
+    std::size_t evaluationImages_ = 0;
+    std::optional<QuantConfig> modelConfig_;
+    std::optional<std::filesystem::path> calibrationPath_;
+    std::shared_ptr<const Dataset> calibrationSet_;  // opened at the first calibration
+    std::size_t calibratedImages_ = 0;
+    std::unique_ptr<QuantEvaluator> evaluator_;
+};
+
+// The encodings file format `path` names by its extension: ".json" or ".csv"; qe::Error otherwise.
+std::string encodingsFormat(const std::filesystem::path& path);
+
+}  // namespace qe
