@@ -4,6 +4,7 @@
 #include "cli/common.h"
 
 #include "common/error.h"
+#include "model/operator_traits.h"
 
 #include <iomanip>
 #include <iostream>
@@ -107,7 +108,8 @@ int runEval(const std::vector<std::string>& args)
                 for (const LayerExecution& e : integer->layers)
                     if (e.layer == l.name) {
                         entry["integer"] = e.integer;
-                        const bool hasGemm = e.opType == "Conv" || e.opType == "Gemm" || e.opType == "MatMul";
+                        const auto traits = findOperator("", e.opType);  // graph inputs ("Input") have none
+                        const bool hasGemm = traits && traits->role == OpRole::Weighted;
                         entry["kernel"] = !e.integer ? "float" : !hasGemm ? "integer" : e.kernel;
                         if (!e.integer)
                             entry["float_reason"] = e.reason;

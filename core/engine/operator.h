@@ -1,9 +1,9 @@
 #pragma once
-// The one operator registry. The importer checks every node against it, the executor runs the
-// kernel it names, and the CLI/UI list it. Adding an operator is one kernel function and one line
-// in QE_OPERATORS.
+// The kernels of the one operator table (model/operator_traits.h): the executor runs the kernel
+// each row names, run<Name>. Adding an operator is one row there and one kernel function.
 
 #include "model/graph.h"
+#include "model/operator_traits.h"
 #include "tensor/tensor.h"
 
 #include <cstdint>
@@ -28,27 +28,12 @@ struct OpContext {
 
 using Kernel = std::vector<Tensor> (*)(const OpContext&);
 
-// Every operator of the default ONNX domain that the fp32 engine runs.
-#define QE_OPERATORS(X)                                                                                 \
-    X(Add) X(Sub) X(Mul) X(Div) X(Relu) X(LeakyRelu) X(PRelu) X(Clip) X(Sigmoid) X(HardSigmoid)        \
-    X(HardSwish) X(Tanh) X(Exp) X(Sqrt) X(Neg) X(Abs)                                                  \
-    X(Conv) X(Gemm) X(MatMul)                                                                           \
-    X(MaxPool) X(AveragePool) X(GlobalAveragePool) X(GlobalMaxPool)                                    \
-    X(BatchNormalization) X(Softmax) X(ReduceMean)                                                      \
-    X(Flatten) X(Reshape) X(Transpose) X(Concat) X(Split) X(Squeeze) X(Unsqueeze) X(Pad)               \
-    X(Identity) X(Dropout) X(Constant) X(Shape) X(Gather) X(Slice) X(Cast)                              \
-    X(QuantizeLinear) X(DequantizeLinear) X(DynamicQuantizeLinear)                                      \
-    X(ConvInteger) X(MatMulInteger) X(QLinearConv) X(QLinearMatMul)
-
-#define QE_DECLARE_KERNEL(Name) std::vector<Tensor> run##Name(const OpContext& context);
+#define QE_DECLARE_KERNEL(Name, ...) std::vector<Tensor> run##Name(const OpContext& context);
 QE_OPERATORS(QE_DECLARE_KERNEL)
 #undef QE_DECLARE_KERNEL
 
 // nullptr when the operator is not supported (the caller names the node in its error).
 Kernel findKernel(std::string_view domain, std::string_view opType);
-std::vector<std::string> supportedOperators();
-// "node 'x': operator 'Foo' (domain 'd') is not supported"
-std::string unsupportedOperatorMessage(const std::string& nodeName, const std::string& opType, const std::string& domain);
 
 // Runs one kernel; any failure comes back as a qe::Error prefixed with the node's name and operator
 // (out of memory included), so a user always learns which node failed.

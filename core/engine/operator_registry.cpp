@@ -15,7 +15,7 @@ struct RegistryEntry {
     Kernel kernel;
 };
 
-#define QE_REGISTRY_ENTRY(Name) RegistryEntry{#Name, &run##Name},
+#define QE_REGISTRY_ENTRY(Name, ...) RegistryEntry{#Name, &run##Name},
 constexpr std::array kRegistry{QE_OPERATORS(QE_REGISTRY_ENTRY)};
 #undef QE_REGISTRY_ENTRY
 }  // namespace
@@ -35,20 +35,6 @@ Kernel findKernel(std::string_view domain, std::string_view opType)
         if (entry.name == opType)
             return entry.kernel;
     return nullptr;
-}
-
-std::vector<std::string> supportedOperators()
-{
-    std::vector<std::string> names;
-    for (const RegistryEntry& entry : kRegistry)
-        names.emplace_back(entry.name);
-    return names;
-}
-
-std::string unsupportedOperatorMessage(const std::string& nodeName, const std::string& opType, const std::string& domain)
-{
-    return "node '" + nodeName + "': operator '" + opType + "'" + (domain.empty() ? "" : " (domain '" + domain + "')") +
-           " is not supported";
 }
 
 std::vector<Tensor> runKernel(Kernel kernel, const OpContext& context)

@@ -241,7 +241,7 @@ Graph loadOnnxFromMemory(const std::string& bytes, const std::string& source, co
     // Operators first: "operator X is not supported" is the most useful thing to tell a user.
     for (int i = 0; i < model.graph().node_size(); ++i) {
         const auto& proto = model.graph().node(i);
-        if (!findKernel(proto.domain(), proto.op_type()))
+        if (!findOperator(proto.domain(), proto.op_type()))
             throw Error(source + ": " +
                         unsupportedOperatorMessage(proto.name().empty() ? proto.op_type() + "_" + std::to_string(i) : proto.name(),
                                                    proto.op_type(), proto.domain()));

@@ -1,5 +1,7 @@
 #include "quant/integer_engine.h"
 
+#include "model/operator_traits.h"
+
 #include "common/error.h"
 #include "engine/int8/fast_kernels.h"
 #include "engine/int8/fused_kernels.h"
@@ -842,9 +844,17 @@ struct SoftmaxStep final : IntegerEngine::Step {
     }
 };
 
-const std::set<std::string> kMoveOperators = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
-                                              "Identity", "Slice", "Gather", "Split"};
-const std::set<std::string> kLookupOperators = {"Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu"};
+// Whether every output of a node that moves values is a float tensor (Dropout's optional mask is
+// not, and stays in float).
+bool allOutputsFloat(const Graph& graph, const Node& node)
+{
+    for (const std::string& out : node.outputs) {
+        auto it = graph.values.find(out);
+        if (!out.empty() && (it == graph.values.end() || it->second.dtype != DataType::Float32))
+            return false;
+    }
+    return true;
+}
 
 }  // namespace
 
@@ -986,7 +996,8 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                 const auto range = fusedCodeRange(graph_, fused, *lp.activationParams);
                 const std::int32_t shift = output->zeroPoint - lp.activationParams->zeroPoint.at(0);  // +128 for int8 codes
                 const std::int32_t lo = range ? range->first + shift : 0, hi = range ? range->second + shift : 0;
-                const bool hasWeights = node.opType == "Conv" || node.opType == "Gemm" || node.opType == "MatMul";
+                const IntegerFamily family = operatorTraits(node.name, node.opType).integer;
+                const bool hasWeights = family == IntegerFamily::Convolution || family == IntegerFamily::MatrixProduct;
                 const QuantParams* wp = lp.weightParams ? &*lp.weightParams : nullptr;
                 if (!range)
                     why = "its fused " + fused->opType + " has computed bounds";
@@ -994,7 +1005,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                     why = integerFormObstacle(graph_, layer, wp);  // one rule for the engine and the simulation
                 if (!why.empty()) {
                     // runs in float, for `why` (below)
-                } else if (node.opType == "Conv") {
+                } else if (family == IntegerFamily::Convolution) {
                     const Tensor& w = graph_.initializers.at(layer.weight);
                     auto s = std::make_unique<ConvStep>();
                     s->graph = &graph_;
@@ -1016,7 +1027,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                         }
                     record(li, true, "", kernelName(s->depthwise || s->im2col, s->fast != nullptr));
                     step = std::move(s);
-                } else if (node.opType == "Gemm" || node.opType == "MatMul") {
+                } else if (family == IntegerFamily::MatrixProduct) {
                     const Tensor& w = graph_.initializers.at(layer.weight);
                     const bool transB = node.opType == "Gemm" && node.intAttribute("transB", 0) != 0;
                     // Codes in [K, N] whatever the stored layout.
@@ -1036,7 +1047,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                         }
                     record(li, true, "", kernelName(s->fused != nullptr, s->fast != nullptr));
                     step = std::move(s);
-                } else if ((node.opType == "Add" || node.opType == "Mul") && dataInputs.size() == 2 && node.inputs.size() == 2 &&
+                } else if (family == IntegerFamily::Elementwise && (node.opType == "Add" || node.opType == "Mul") && dataInputs.size() == 2 && node.inputs.size() == 2 &&
                            sameKnownShape(node.inputs[0], node.inputs[1])) {
                     if (node.opType == "Add") {
                         auto s = std::make_unique<AddStep>();
@@ -1054,7 +1065,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                         step = std::move(s);
                     }
                     record(li, true, "");
-                } else if ((node.opType == "Add" || node.opType == "Sub") && dataInputs.size() == 1 && node.inputs.size() == 2 &&
+                } else if (family == IntegerFamily::Elementwise && (node.opType == "Add" || node.opType == "Sub") && dataInputs.size() == 1 && node.inputs.size() == 2 &&
                            node.inputs[0] == dataInputs[0] && graph_.initializers.at(node.inputs[1]).dtype() == DataType::Float32 &&
                            [&] {
                                // The kernel handles a scalar, one value per channel of a 4-D input, or
@@ -1081,7 +1092,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                     s->codeHi = hi;
                     step = std::move(s);
                     record(li, true, "");
-                } else if (node.opType == "Concat" && dataInputs.size() == node.inputs.size()) {
+                } else if (family == IntegerFamily::Concat && dataInputs.size() == node.inputs.size()) {
                     auto s = std::make_unique<ConcatStep>();
                     s->node = &node;
                     s->graph = &graph_;
@@ -1090,7 +1101,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                     s->codeHi = hi;
                     step = std::move(s);
                     record(li, true, "");
-                } else if (node.opType == "AveragePool" || node.opType == "GlobalAveragePool") {
+                } else if (family == IntegerFamily::Pooling) {
                     auto s = std::make_unique<AveragePoolStep>();
                     s->node = &node;
                     s->graph = &graph_;
@@ -1100,7 +1111,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                     s->codeHi = hi;
                     step = std::move(s);
                     record(li, true, "");
-                } else if (kLookupOperators.count(node.opType) && dataInputs.size() == 1 && node.inputs.size() == 1) {
+                } else if (family == IntegerFamily::Lookup && dataInputs.size() == 1 && node.inputs.size() == 1) {
                     auto s = std::make_unique<LookupStep>();
                     s->node = &node;
                     s->activation = fused;
@@ -1112,7 +1123,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                     }
                     step = std::move(s);
                     record(li, true, "");
-                } else if (node.opType == "Softmax" && dataInputs.size() == 1 && staticParams(dataInputs[0]) &&
+                } else if (family == IntegerFamily::Softmax && dataInputs.size() == 1 && staticParams(dataInputs[0]) &&
                            output->scale >= 1.0 / 32768 && [&] {
                                // The last axis (opset 13's default; before 13 the default axis 1 is
                                // the last one for the 2-D score matrices classifiers produce).
@@ -1146,12 +1157,15 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
         } else if (!dataInputs.empty() && isQuantized(node.inputs[0])) {
             // Operators that are not layers keep their input's parameters.
             const auto params = staticParams(node.inputs[0]);
-            if (node.opType == "MaxPool" && node.outputs.size() == 1) {
+            const OperatorTraits& traits = operatorTraits(node.name, node.opType);
+            const IntegerFamily family = traits.integer;
+            if (family == IntegerFamily::MaxPool && node.outputs.size() == 1) {
                 auto s = std::make_unique<MaxPoolStep>();
                 s->node = &node;
                 s->graph = &graph_;
                 step = std::move(s);
-            } else if (node.opType == "Relu") {
+            } else if (family == IntegerFamily::Lookup && keepsInputParameters(traits.role)) {
+                // A lone Relu: its table on the input's codes, whose parameters it keeps.
                 auto s = std::make_unique<LookupStep>();
                 s->node = &node;
                 s->graph = &graph_;
@@ -1160,7 +1174,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                     s->preparedFor = *params;
                 }
                 step = std::move(s);
-            } else if (kMoveOperators.count(node.opType)) {
+            } else if (family == IntegerFamily::Move && allOutputsFloat(graph_, node)) {
                 auto s = std::make_unique<MoveStep>();
                 s->node = &node;
                 s->graph = &graph_;

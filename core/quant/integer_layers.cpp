@@ -1,5 +1,7 @@
 #include "quant/integer_layers.h"
 
+#include "model/operator_traits.h"
+
 #include "common/error.h"
 #include "engine/operator.h"
 #include "quant/simulator.h"
@@ -33,11 +35,12 @@ std::string integerFormObstacle(const Graph& graph, const QuantLayer& layer, con
     const Node& node = graph.nodes.at(static_cast<std::size_t>(layer.nodeIndex));
     const Tensor& w = graph.initializers.at(layer.weight);
     // The bias joins the int32 accumulator, so it must be a constant of the layer.
-    if (node.opType != "MatMul" && !node.input(2).empty() && layer.bias.empty())
+    const OperatorTraits& traits = operatorTraits(node.name, node.opType);
+    if (traits.biasInput >= 0 && !node.input(std::size_t(traits.biasInput)).empty() && layer.bias.empty())
         return "its bias is not a constant";
-    if (node.opType == "Conv")
+    if (traits.integer == IntegerFamily::Convolution)
         return w.rank() == 4 ? "" : "only 2-D convolutions run in integers";
-    if (node.opType != "Gemm" && node.opType != "MatMul")
+    if (traits.integer != IntegerFamily::MatrixProduct)
         return "no integer kernel for " + node.opType + " with weights";
     const auto input = graph.values.find(node.input(0));
     const bool matrixInput = input != graph.values.end() && input->second.shapeKnown && input->second.shape.size() == 2;

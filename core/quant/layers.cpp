@@ -1,20 +1,10 @@
 #include "quant/layers.h"
 
+#include "model/operator_traits.h"
+
 #include <set>
 
 namespace qe {
-
-namespace {
-
-// Operators whose output is new values and therefore gets its own quantization parameters.
-const std::set<std::string> kComputeOperators = {
-    "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Concat", "AveragePool", "GlobalAveragePool",
-    "ReduceMean", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softmax", "LeakyRelu", "PRelu", "BatchNormalization",
-};
-
-bool hasWeightInput(const std::string& op) { return op == "Conv" || op == "Gemm" || op == "MatMul"; }
-
-}  // namespace
 
 std::vector<QuantLayer> findQuantLayers(const Graph& graph)
 {
@@ -26,7 +16,10 @@ std::vector<QuantLayer> findQuantLayers(const Graph& graph)
     std::set<std::string> claimedWeights;
     for (int i = 0; i < static_cast<int>(graph.nodes.size()); ++i) {
         const Node& node = graph.nodes[static_cast<std::size_t>(i)];
-        if (!kComputeOperators.count(node.opType) || node.outputs.empty())
+        // Operators whose output is new values get their own quantization parameters; an operator
+        // the table does not know is an error here, never a silently unquantized layer.
+        const OperatorTraits& traits = operatorTraits(node.name, node.opType);
+        if (!makesNewValues(traits.role) || node.outputs.empty())
             continue;
         // Integer arithmetic on shapes (Shape -> Gather -> Concat -> Reshape) is not a layer.
         auto type = graph.values.find(node.outputs[0]);
@@ -43,15 +36,16 @@ std::vector<QuantLayer> findQuantLayers(const Graph& graph)
                 layer.inputs.push_back(in);
         // A weight shared by several layers (tied weights) is quantized once, as the first
         // layer that reads it says; the others read that same quantized tensor.
-        if (hasWeightInput(node.opType) && graph.isInitializer(node.input(1)) &&
-            graph.initializers.at(node.input(1)).dtype() == DataType::Float32 && claimedWeights.insert(node.input(1)).second) {
-            layer.weight = node.input(1);
+        const std::string weight = traits.weightInput >= 0 ? node.input(std::size_t(traits.weightInput)) : std::string();
+        if (!weight.empty() && graph.isInitializer(weight) && graph.initializers.at(weight).dtype() == DataType::Float32 &&
+            claimedWeights.insert(weight).second) {
+            layer.weight = weight;
             if (node.opType == "Gemm")
                 layer.weightChannelAxis = node.intAttribute("transB", 0) ? 0 : 1;
             else if (node.opType == "MatMul")
                 layer.weightChannelAxis = graph.initializers.at(layer.weight).rank() - 1;
-            if (node.opType != "MatMul" && graph.isInitializer(node.input(2)))
-                layer.bias = node.input(2);
+            if (traits.biasInput >= 0 && graph.isInitializer(node.input(std::size_t(traits.biasInput))))
+                layer.bias = node.input(std::size_t(traits.biasInput));
         }
         // An elementwise op with a constant operand (a bias add, a scale) has only its output
         // activation quantized; the constant stays float, as a device folds it into the rescale.
@@ -60,7 +54,7 @@ std::vector<QuantLayer> findQuantLayers(const Graph& graph)
         bool isOutput = false;
         for (const ValueInfo& out : graph.outputs)
             isOutput = isOutput || out.name == layer.output;
-        if (!isOutput && readers.size() == 1 && (readers[0]->opType == "Relu" || readers[0]->opType == "Clip")) {
+        if (!isOutput && readers.size() == 1 && operatorTraits(readers[0]->name, readers[0]->opType).fusesIntoLayer) {
             layer.fusedActivation = readers[0]->opType;
             layer.output = readers[0]->outputs[0];
             for (int j = i + 1; j < static_cast<int>(graph.nodes.size()); ++j)

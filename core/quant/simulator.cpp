@@ -1,5 +1,7 @@
 #include "quant/simulator.h"
 
+#include "model/operator_traits.h"
+
 #include "common/error.h"
 #include "engine/int8/requantize.h"
 #include "eval/accuracy.h"
@@ -106,14 +108,6 @@ QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec&
 
 namespace {
 
-// Operators that move values without changing them: their outputs keep their input's parameters.
-bool passesParamsThrough(const std::string& op)
-{
-    static const std::set<std::string> ops = {"MaxPool", "Relu", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
-                                              "Identity", "Slice", "Gather", "Split", "Dropout"};
-    return ops.count(op) > 0;
-}
-
 // The static integer activation parameters of a layer's output, if it has them.
 const QuantParams* staticIntegerOutput(const LayerPlan& lp)
 {
@@ -169,7 +163,7 @@ void prepareIntegerLayers(QuantPlan& plan, const Graph& graph, const QuantPlan* 
                 plan.graph.initializers[layer.bias] = quantized;
                 lp.biasInputScale = static_cast<float>(inputScale);
             }
-            const bool weighted = node.opType == "Conv" || node.opType == "Gemm" || node.opType == "MatMul";
+            const bool weighted = operatorTraits(node.name, node.opType).role == OpRole::Weighted;
             const QuantParams* output = staticIntegerOutput(lp);
             if (weighted && input && output && integerFormObstacle(plan.graph, layer, lp.weightParams ? &*lp.weightParams : nullptr).empty()) {
                 // The previous plan's integer weights, when it had this layer's weight parameters.
@@ -184,7 +178,7 @@ void prepareIntegerLayers(QuantPlan& plan, const Graph& graph, const QuantPlan* 
         if (auto l = layerAtOutputNode.find(n); l != layerAtOutputNode.end()) {
             if (const QuantParams* p = staticIntegerOutput(plan.plans[l->second]))
                 tensorParams[plan.layers[l->second].output] = p;
-        } else if (passesParamsThrough(node.opType) && !node.inputs.empty() && tensorParams.count(node.input(0)) &&
+        } else if (keepsInputParameters(operatorTraits(node.name, node.opType).role) && !node.inputs.empty() && tensorParams.count(node.input(0)) &&
                    !layerAtNode.count(n)) {
             for (const std::string& out : node.outputs)
                 tensorParams[out] = tensorParams.at(node.input(0));

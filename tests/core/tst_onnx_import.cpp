@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "engine/executor.h"
 #include "model/onnx_import.h"
+#include "model/operator_traits.h"
 #include "quant/layers.h"
 #include "test_support.h"
 
@@ -178,6 +179,7 @@ private slots:
     void squeezeAfterPoolingKeepsTheBatch();
     void namesAreMadeUnique();
     void scalarConcatIsAnError();
+    void operatorTable();
 };
 
 void TestOnnxImport::foldingKeepsResults()
@@ -400,6 +402,39 @@ void TestOnnxImport::scalarConcatIsAnError()
     g.mutable_node(1)->mutable_attribute(0)->set_type(onnx::AttributeProto::INT);
     const std::string message = errorOf([&] { load(model); });
     QVERIFY2(message.find("node 'concat'") != std::string::npos, message.c_str());
+}
+
+// The one operator table: every row is one thing to quantization, and an operator it does not
+// know is an error naming the node, never a layer silently left unquantized.
+void TestOnnxImport::operatorTable()
+{
+    for (const std::string& name : supportedOperators()) {
+        const auto traits = findOperator("", name);
+        QVERIFY(traits);
+        QVERIFY2(!(makesNewValues(traits->role) && keepsInputParameters(traits->role)), name.c_str());
+        // Weighted operators name their weight input; nothing else has one.
+        QCOMPARE(traits->role == OpRole::Weighted, traits->weightInput >= 0);
+        // An integer step that keeps its input's codes exists only for operators that move values.
+        if (traits->integer == IntegerFamily::Move || traits->integer == IntegerFamily::MaxPool)
+            QVERIFY2(keepsInputParameters(traits->role), name.c_str());
+        QVERIFY(findOperator("ai.onnx", name));
+        QVERIFY(!findOperator("com.microsoft", name));
+    }
+    // Dropout moves values in the simulation and in the engine alike (it once did in one only).
+    QVERIFY(keepsInputParameters(findOperator("", "Dropout")->role));
+    QCOMPARE(findOperator("", "Dropout")->integer, IntegerFamily::Move);
+    QVERIFY(findOperator("", "Relu")->fusesIntoLayer && findOperator("", "Clip")->fusesIntoLayer);
+    QVERIFY(!findOperator("", "Conv ")); // names match exactly
+
+    Graph graph;
+    graph.inputs.push_back({"x", DataType::Float32, {Dim{1, ""}, Dim{4, ""}}, true});
+    graph.nodes.push_back(Node{"mystery", "Frobnicate", "", {"x"}, {"y"}, {}});
+    try {
+        findQuantLayers(graph);
+        QFAIL("an unknown operator was accepted");
+    } catch (const Error& e) {
+        QVERIFY2(QString(e.what()).contains("node 'mystery': operator 'Frobnicate'"), e.what());
+    }
 }
 
 QTEST_APPLESS_MAIN(TestOnnxImport)
