@@ -808,6 +808,8 @@ void MainWindow::showLoaded()
     layers_->setSession(snapshot);
     gallery_->setSession(snapshot);
     imageErrors_->setErrors({}, {}, {}, tr("Click an image to see its per-layer error"));
+    if (!snapshot->labelColumnNote.isEmpty())
+        statusBar()->showMessage(tr("Labels: %1").arg(snapshot->labelColumnNote), 10000);
     for (int column = LayerTableModel::Operator; column < LayerTableModel::ColumnCount; ++column)
         table_->resizeColumnToContents(column);
     table_->setColumnWidth(LayerTableModel::Name, std::max(table_->columnWidth(LayerTableModel::Name), 120));

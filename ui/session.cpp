@@ -187,6 +187,8 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         snapshot->dataset = study->dataset();
         snapshot->preprocess = study->preprocess();
         snapshot->classNames = study->classNames();
+        snapshot->labelColumn = QString::fromStdString(study->labelColumn());
+        snapshot->labelColumnNote = QString::fromStdString(study->labelColumnNote());
         snapshot->evaluationImages = study->evaluationImages();
         snapshot->layers = study->layers();
         snapshot->calibrationPath = QString::fromStdString(study->calibrationPath()->string());

@@ -41,6 +41,8 @@ struct SessionSnapshot {
     std::size_t evaluationImages = 0;      // the first images of the data set, the ones measured
     QVector<QImage> thumbnails;            // of the evaluation images, for the gallery
     std::optional<QuantConfig> modelConfig;  // a QDQ model's own quantization
+    QString labelColumn;      // the labels CSV column in use ("" for the data set's default)
+    QString labelColumnNote;  // why the study chose it, when it did
     QString className(int index) const;
 };
 

@@ -20,7 +20,9 @@ constexpr const char* kEvalUsage = R"(usage: quantexplorer-cli eval --model M.on
   --model PATH          the ONNX model (a <model>.preprocess.json beside it is used when present)
   --data PATH           idx image file (.gz or plain), CIFAR-10 .bin batch, image folder or image file
   --labels PATH         labels (idx1 file or CSV) when they are not found beside the data
-  --label-column NAME   the CSV column holding the labels (default "label", else the first "label*")
+  --label-column NAME   the CSV column holding the labels (default: the sidecar's "label_column", else
+                        the column named for the model's output count, e.g. label_1001 for 1001
+                        outputs, else "label", else the first "label*")
   --limit N             evaluate only the first N images
   --batch N             images per inference batch (default 32)
   --color rgb|bgr|gray  channel order the model expects
@@ -54,7 +56,8 @@ int evaluateStoredModel(const Options& options, Study& study)
     const ClassificationResult result = study.evaluateStoredModel(batch, stderrProgress());
     if (options.has("--json")) {
         json out{{"top1", result.top1()}, {"top5", result.top5()}, {"count", result.count},
-                 {"model", study.sources().model.string()}, {"data", study.dataset()->description()}};
+                 {"model", study.sources().model.string()}, {"data", study.dataset()->description()},
+                 {"label_column", study.labelColumn()}};
         std::cout << out.dump() << "\n";
     } else {
         std::cout << std::fixed << std::setprecision(2) << "top-1: " << 100.0 * result.top1() << "%\n"
@@ -125,7 +128,7 @@ int runEval(const std::vector<std::string>& args)
                  {"float_top5", m.floatTop5}, {"agreement", m.agreement}, {"size_bytes", m.sizeBytes},
                  {"float_size_bytes", m.floatSizeBytes}, {"bits_per_weight", m.bitsPerWeight},
                  {"output_sqnr_db", finite(m.outputSqnrDb)}, {"model", modelPath},
-                 {"data", dataset->description()}, {"config", *options.value("--config")}, {"engine", integerEngine ? "int8" : "simulate"},
+                 {"data", dataset->description()}, {"label_column", study.labelColumn()}, {"config", *options.value("--config")}, {"engine", integerEngine ? "int8" : "simulate"},
                  {"layers", layers}};
         if (integer) {
             out["simulated_top1"] = integer->simulatedTop1;

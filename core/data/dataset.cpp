@@ -599,16 +599,22 @@ LabelsFile readLabelsCsv(const fs::path& csvPath, const fs::path& folder, const 
     return result;
 }
 
+// The labels CSV of a flat image folder: `labelsPath`, else labels.csv inside it.
+std::optional<fs::path> labelsCsvOf(const fs::path& folder, const std::optional<fs::path>& labelsPath)
+{
+    if (labelsPath)
+        return labelsPath;
+    std::error_code ec;
+    if (fs::is_regular_file(folder / "labels.csv", ec))
+        return folder / "labels.csv";
+    return std::nullopt;
+}
+
 std::unique_ptr<Dataset> openFlatFolder(const fs::path& folder, const std::optional<fs::path>& labelsPath,
                                         const std::string& labelColumn)
 {
     const std::vector<fs::path> files = listImages(folder);
-    std::optional<fs::path> csv = labelsPath;
-    if (!csv) {
-        std::error_code ec;
-        if (fs::is_regular_file(folder / "labels.csv", ec))
-            csv = folder / "labels.csv";
-    }
+    const std::optional<fs::path> csv = labelsCsvOf(folder, labelsPath);
     if (!csv) {
         if (files.empty())
             throw Error(folder.string() + ": no PNG, JPEG or BMP images found");
@@ -732,6 +738,29 @@ Tensor makeBatch(const Dataset& dataset, std::size_t first, std::size_t count, c
         }
     });
     return batch;
+}
+
+std::vector<std::string> labelColumns(const fs::path& path, const std::optional<fs::path>& labelsPath)
+{
+    std::error_code ec;
+    std::optional<fs::path> csv;
+    if (fs::is_directory(path, ec))
+        csv = labelsCsvOf(path, labelsPath);
+    else if (labelsPath && labelsPath->extension() == ".csv")
+        csv = labelsPath;
+    std::vector<std::string> columns;
+    if (!csv)
+        return columns;
+    std::ifstream in(*csv, std::ios::binary);
+    std::string line;
+    if (!in || !std::getline(in, line))
+        return columns;
+    if (line.rfind("\xEF\xBB\xBF", 0) == 0)
+        line.erase(0, 3);
+    for (const std::string& name : splitCsvLine(line, csv->string() + " line 1"))
+        if (lower(trim(name)).rfind("label", 0) == 0)
+            columns.push_back(trim(name));
+    return columns;
 }
 
 std::optional<std::filesystem::path> trainingSplitBeside(const std::filesystem::path& evaluationData)

@@ -48,6 +48,12 @@ std::unique_ptr<Dataset> openDataset(const std::filesystem::path& path,
                                      const std::optional<std::filesystem::path>& labelsPath = std::nullopt,
                                      const std::string& labelColumn = {});
 
+// The label columns (names starting "label") of the labels CSV that `openDataset(path, labelsPath)`
+// would read: `labelsPath`, else labels.csv in the folder `path`. Empty when the labels are not
+// such a file.
+std::vector<std::string> labelColumns(const std::filesystem::path& path,
+                                      const std::optional<std::filesystem::path>& labelsPath = std::nullopt);
+
 // The training split beside an evaluation file, for calibration: "t10k-images-idx3-ubyte.gz" ->
 // "train-images-idx3-ubyte.gz" (MNIST's naming, which Fashion-MNIST shares); nullopt when the
 // name does not follow it or the file is not there.

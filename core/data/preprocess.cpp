@@ -140,12 +140,12 @@ Preprocess Preprocess::fromJson(const nlohmann::json& json, const std::string& s
 
     static const std::set<std::string> known = {"format", "version",       "color", "resize_shorter",
                                                 "crop_fraction", "scale", "mean",  "std",
-                                                "class_names"};
+                                                "class_names", "label_column"};
     for (const auto& [key, value] : json.items())
         if (!known.count(key))
             throw Error(source + ": unknown field \"" + key +
                         "\" (known: format, version, color, resize_shorter, crop_fraction, scale, mean, std, "
-                        "class_names)");
+                        "class_names, label_column)");
 
     const bool formatOk =
         json.contains("format") && json["format"].is_string() && json["format"].get<std::string>() == kFormat;
@@ -211,6 +211,11 @@ Preprocess Preprocess::fromJson(const nlohmann::json& json, const std::string& s
             p.classNames.push_back(value[i].get<std::string>());
         }
     }
+    if (json.contains("label_column")) {
+        if (!json["label_column"].is_string())
+            fail(source, "label_column", "must be a string (a column of the labels CSV), got " + typeName(json["label_column"]));
+        p.labelColumn = json["label_column"].get<std::string>();
+    }
     return p;
 }
 
@@ -228,6 +233,8 @@ nlohmann::json Preprocess::toJson() const
     };
     if (!classNames.empty())
         json["class_names"] = classNames;
+    if (!labelColumn.empty())
+        json["label_column"] = labelColumn;
     return json;
 }
 

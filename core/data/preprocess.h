@@ -36,6 +36,9 @@ struct Preprocess {
     std::vector<float> stdDev{1.f};
     // What the model's output indices mean, when known (shown in galleries and reports).
     std::vector<std::string> classNames;
+    // The labels CSV column that matches the model's outputs, when the file has several (e.g.
+    // "label_1001" for TensorFlow's MobileNets, whose class 0 is "background"); "" when not chosen.
+    std::string labelColumn;
 
     // Presets offered when a model is opened for the first time.
     static Preprocess mnistStyle();     // gray, pixel/255
@@ -47,7 +50,8 @@ struct Preprocess {
     //   { "format": "quantexplorer-preprocess", "version": 1,
     //     "color": "gray" | "rgb" | "bgr", "resize_shorter": 0, "crop_fraction": 1.0,
     //     "scale": 0.00392156862745098, "mean": [0.0], "std": [1.0],
-    //     "class_names": ["T-shirt/top", ...] }      (class_names optional)
+    //     "class_names": ["T-shirt/top", ...],       (optional)
+    //     "label_column": "label_1001" }             (optional)
     // Unknown keys, wrong types and out-of-range values are errors.
     static Preprocess fromJson(const nlohmann::json& json, const std::string& source);
     nlohmann::json toJson() const;

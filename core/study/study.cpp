@@ -78,7 +78,8 @@ Study::Study(StudySources sources, const EvaluationProgress& progress) : sources
         sources_.adjustPreprocess(preprocess_);
 
     if (sources_.data) {
-        dataset_ = openDataset(*sources_.data, sources_.labels, sources_.labelColumn);
+        labelColumn_ = chooseLabelColumn();
+        dataset_ = openDataset(*sources_.data, sources_.labels, labelColumn_);
         evaluationImages_ = sources_.evaluationImages ? std::min(sources_.evaluationImages, dataset_->size()) : dataset_->size();
     }
     if (sources_.calibrationData)
@@ -91,6 +92,41 @@ Study::Study(StudySources sources, const EvaluationProgress& progress) : sources
         evaluator_->setFixedParams(imported->params);
         modelConfig_ = imported->config;
     }
+}
+
+std::string Study::chooseLabelColumn()
+{
+    if (!sources_.labelColumn.empty())
+        return sources_.labelColumn;
+    if (!preprocess_.labelColumn.empty())
+        return preprocess_.labelColumn;
+    const std::vector<std::string> columns = labelColumns(*sources_.data, sources_.labels);
+    if (columns.size() < 2)
+        return {};
+    // Labels files for models with and without a background class carry both numberings
+    // ("label_1000", "label_1001"): the one whose class count is the model's output count fits.
+    const std::int64_t outputs = outputClassCount();
+    for (const std::string& column : columns) {
+        const std::size_t underscore = column.rfind('_');
+        if (underscore == std::string::npos || outputs <= 0)
+            continue;
+        if (column.substr(underscore + 1) == std::to_string(outputs)) {
+            labelColumnNote_ = "labels from column \"" + column + "\": its " + std::to_string(outputs) +
+                               " classes match the model's " + std::to_string(outputs) + " outputs";
+            if (sources_.warn)
+                sources_.warn(labelColumnNote_);
+            return column;
+        }
+    }
+    return {};
+}
+
+std::int64_t Study::outputClassCount() const
+{
+    if (graph_->outputs.empty())
+        return 0;
+    const SymbolicShape& shape = graph_->outputs[0].shape;
+    return !shape.empty() && !shape.back().isDynamic() ? shape.back().value : 0;
 }
 
 std::vector<std::string> Study::classNames() const
@@ -133,7 +169,7 @@ void Study::ensureCalibrated(const QuantConfig& config, const EvaluationProgress
                               "; calibrating on the evaluation images (give --calib-data to avoid optimistic results)");
             calibrationSet_ = dataset_;
         } else {
-            calibrationSet_ = openDataset(*calibrationPath_, std::nullopt, sources_.labelColumn);
+            calibrationSet_ = openDataset(*calibrationPath_, std::nullopt, labelColumn_);
         }
     }
     evaluator_->calibrate(*calibrationSet_, images, progress);

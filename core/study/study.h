@@ -39,7 +39,7 @@ struct StudySources {
     std::filesystem::path model;
     std::optional<std::filesystem::path> data;             // evaluation images (optional for weight-only questions)
     std::optional<std::filesystem::path> labels;           // when they are not found beside the data
-    std::string labelColumn;                               // the labels CSV column ("" picks "label", else the first "label*")
+    std::string labelColumn;                               // the labels CSV column ("": see Study::labelColumn)
     std::optional<std::filesystem::path> calibrationData;  // default: the training split beside `data`, else `data`
     std::optional<std::size_t> calibrationImages;          // default: the configuration's "images"
     std::size_t evaluationImages = 0;                      // the first images of `data` that are measured; 0: all
@@ -112,6 +112,14 @@ public:
     std::size_t evaluationImages() const { return evaluationImages_; }
     // Class names from the preprocessing sidecar, else from the data set.
     std::vector<std::string> classNames() const;
+    // The labels CSV column in use: given, stored in the preprocessing sidecar ("label_column"),
+    // else, when the file has several, the one named for the model's output count (label_1001
+    // for 1001 outputs); "" for the data set's default.
+    const std::string& labelColumn() const { return labelColumn_; }
+    // Why that column was chosen, when the study chose it; "" otherwise.
+    const std::string& labelColumnNote() const { return labelColumnNote_; }
+    // The model's output count (its first output's last dimension); 0 when unknown.
+    std::int64_t outputClassCount() const;
     // A QDQ model's own quantization; nullopt for a float model.
     const std::optional<QuantConfig>& modelConfig() const { return modelConfig_; }
     // The calibration images: given, the training split beside the data, else the data itself.
@@ -154,12 +162,14 @@ public:
 
 private:
     const Dataset& requireData(const std::string& what) const;
+    std::string chooseLabelColumn();
 
     StudySources sources_;
     std::shared_ptr<const Graph> storedGraph_, graph_;
     std::shared_ptr<const Dataset> dataset_;
     Preprocess preprocess_;
     std::size_t evaluationImages_ = 0;
+    std::string labelColumn_, labelColumnNote_;
     std::optional<QuantConfig> modelConfig_;
     std::optional<std::filesystem::path> calibrationPath_;
     std::shared_ptr<const Dataset> calibrationSet_;  // opened at the first calibration
