@@ -501,7 +501,11 @@ void MainWindow::buildMenus()
         reset.model = QFileInfo(modelPath_).fileName().toStdString();
         changeConfig(reset, tr("reset to W8A8 default"));
     });
-    edit->addAction(tr("Re-&evaluate"), QKeySequence::Refresh, this, [this] { session_->setConfig(layers_->config()); });
+    edit->addAction(tr("Re-&evaluate"), QKeySequence::Refresh, this, [this] {
+        // The status bar's time is this run's, not the time since the last edit.
+        editStartedNs_ = QDateTime::currentMSecsSinceEpoch();
+        session_->reevaluate(layers_->config());
+    });
     exportActions_ << edit->addAction(tr("Run the &int8 Engine"), QKeySequence(Qt::CTRL | Qt::Key_I), this, &MainWindow::runIntegerEngine);
     edit->addAction(tr("&Cancel Computation"), QKeySequence(Qt::Key_Escape), session_, &Session::cancel);
     connect(undo_, &QUndoStack::cleanChanged, this, &MainWindow::updateTitle);

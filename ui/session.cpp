@@ -227,6 +227,17 @@ void Session::setConfig(const QuantConfig& config)
         startEvaluation();
 }
 
+void Session::reevaluate(const QuantConfig& config)
+{
+    config_ = config;
+    if (!study_)
+        return;
+    debounce_.stop();
+    fromScratch_ = true;
+    emit evaluationStarted();
+    startEvaluation();
+}
+
 void Session::startEvaluation()
 {
     if (!study_)
@@ -236,9 +247,11 @@ void Session::startEvaluation()
     auto state = restart(main_);
     busy_ = true;
     progressTimer_.start();
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_]() {
+    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, fromScratch = std::exchange(fromScratch_, false)]() {
         if (state->cancel)
             throw Cancelled();
+        if (fromScratch)
+            study->clearQuantizedCache();
         auto evaluation = std::make_shared<EvaluationSnapshot>();
         static_cast<StudyResult&>(*evaluation) = study->evaluate(config, {}, progressInto(state));
         return evaluation;

@@ -97,6 +97,9 @@ public:
     // The configuration to explore: evaluated in the background (debounced); emits evaluated().
     void setConfig(const QuantConfig& config);
     const QuantConfig& config() const { return config_; }
+    // Evaluates `config` again from scratch (F5), at once: the previous run's caches are dropped,
+    // so every layer is recomputed even when nothing changed.
+    void reevaluate(const QuantConfig& config);
     // The layer whose histograms the views show; they follow every evaluation and a change of layer.
     void setFocusLayer(const std::string& layer);
     // Per-layer errors of one evaluation image; emits imageErrorsReady().
@@ -162,6 +165,7 @@ private:
     std::string focusLayer_;
     quint64 sequence_ = 0;
     bool busy_ = false;
+    bool fromScratch_ = false;  // the next evaluation drops the previous run's caches first
     bool exporting_ = false;
 
     Slot main_;        // loading and evaluation
