@@ -178,7 +178,6 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         sources.data = dataPath.toStdString();
         sources.evaluationImages = kEvaluationImages;
         auto study = std::make_shared<Study>(std::move(sources), progressInto(state));
-        state->stage = Loading;
         auto snapshot = std::make_shared<SessionSnapshot>();
         snapshot->modelPath = modelPath;
         snapshot->dataPath = dataPath;

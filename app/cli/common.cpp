@@ -48,11 +48,13 @@ void applyPreprocessFlags(const Options& options, Preprocess& p)
 
 }  // namespace
 
-bool wantsHelp(const std::vector<std::string>& args)
+bool printedHelp(const std::vector<std::string>& args, const char* usage)
 {
     for (const std::string& a : args)
-        if (a == "--help" || a == "-h")
+        if (a == "--help" || a == "-h") {
+            std::cout << usage;
             return true;
+        }
     return false;
 }
 

@@ -23,7 +23,8 @@ int runHistogram(const std::vector<std::string>& args);
 int runExport(const std::vector<std::string>& args);
 int runReport(const std::vector<std::string>& args);
 
-bool wantsHelp(const std::vector<std::string>& args);
+// Prints `usage` when the arguments ask for --help (or -h); the command then returns 0.
+bool printedHelp(const std::vector<std::string>& args, const char* usage);
 
 // `flags` plus the preprocessing flags every command with images takes (--color, --scale, ...).
 std::set<std::string> withPreprocessFlags(std::set<std::string> flags);

@@ -71,10 +71,8 @@ int evaluateStoredModel(const Options& options, Study& study)
 
 int runEval(const std::vector<std::string>& args)
 {
-    if (wantsHelp(args)) {
-        std::cout << kEvalUsage;
+    if (printedHelp(args, kEvalUsage))
         return 0;
-    }
     const Options options(args,
                           withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--batch",
                                                "--config", "--calib-data", "--calib-count", "--save-config", "--engine"}),

@@ -32,10 +32,8 @@ are written in float and listed as warnings on stderr; nothing is changed silent
 
 int runExport(const std::vector<std::string>& args)
 {
-    if (wantsHelp(args)) {
-        std::cout << kExportUsage;
+    if (printedHelp(args, kExportUsage))
         return 0;
-    }
     const Options options(args,
                           withPreprocessFlags({"--model", "--config", "--out", "--encodings", "--calib-data", "--calib-count",
                                                "--data", "--labels", "--label-column"}),

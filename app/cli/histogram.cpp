@@ -28,10 +28,8 @@ constexpr const char* kHistogramUsage = R"(usage: quantexplorer-cli histogram --
 
 int runHistogram(const std::vector<std::string>& args)
 {
-    if (wantsHelp(args)) {
-        std::cout << kHistogramUsage;
+    if (printedHelp(args, kHistogramUsage))
         return 0;
-    }
     const Options options(args,
                           withPreprocessFlags({"--model", "--config", "--tensor", "--data", "--labels", "--label-column",
                                                "--calib-data", "--calib-count", "--limit", "--bins"}),

@@ -33,10 +33,8 @@ json shapeJson(const ValueInfo& info)
 
 int runInfo(const std::vector<std::string>& args)
 {
-    if (wantsHelp(args)) {
-        std::cout << kInfoUsage;
+    if (printedHelp(args, kInfoUsage))
         return 0;
-    }
     const cli::Options options(args, {"--model"}, {"--json", "--no-fold"});
     ImportOptions importOptions;
     importOptions.foldBatchNorm = !options.has("--no-fold");

@@ -25,10 +25,8 @@ constexpr const char* kReportUsage = R"(usage: quantexplorer-cli report --model 
 
 int runReport(const std::vector<std::string>& args)
 {
-    if (wantsHelp(args)) {
-        std::cout << kReportUsage;
+    if (printedHelp(args, kReportUsage))
         return 0;
-    }
     const Options options(args,
                           withPreprocessFlags({"--model", "--config", "--data", "--out", "--labels", "--label-column", "--limit",
                                                "--calib-data", "--calib-count", "--engine"}),

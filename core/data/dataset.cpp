@@ -490,6 +490,16 @@ std::vector<std::string> splitCsvLine(const std::string& line, const std::string
     return fields;
 }
 
+// A spreadsheet program's UTF-8 byte order mark before a labels file's header.
+void dropByteOrderMark(std::string& firstLine)
+{
+    if (firstLine.rfind("\xEF\xBB\xBF", 0) == 0)
+        firstLine.erase(0, 3);
+}
+
+// A header that names a label column: "label", "label_1001", "Label" ...
+bool isLabelColumn(const std::string& header) { return lower(header).rfind("label", 0) == 0; }
+
 std::optional<std::size_t> findColumn(const std::vector<std::string>& header, std::initializer_list<const char*> names)
 {
     for (const char* name : names)
@@ -532,8 +542,8 @@ LabelsFile readLabelsCsv(const fs::path& csvPath, const fs::path& folder, const 
     int lineNumber = 0;
     while (std::getline(in, line)) {
         ++lineNumber;
-        if (lineNumber == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0)
-            line.erase(0, 3);  // UTF-8 byte order mark written by spreadsheet programs
+        if (lineNumber == 1)
+            dropByteOrderMark(line);
         if (trim(line).empty())
             continue;
         std::vector<std::string> fields = splitCsvLine(line, where(lineNumber));
@@ -549,7 +559,7 @@ LabelsFile readLabelsCsv(const fs::path& csvPath, const fs::path& folder, const 
             if (!labelColumn)
                 labelColumn = findColumn(header, {"label"});
             for (std::size_t i = 0; i < header.size() && !labelColumn; ++i)
-                if (lower(header[i]).rfind("label", 0) == 0)
+                if (isLabelColumn(header[i]))
                     labelColumn = i;
             if (!labelColumn)
                 labelColumn = 1;
@@ -755,11 +765,10 @@ std::vector<std::string> labelColumns(const fs::path& path, const std::optional<
     std::string line;
     if (!in || !std::getline(in, line))
         return columns;
-    if (line.rfind("\xEF\xBB\xBF", 0) == 0)
-        line.erase(0, 3);
+    dropByteOrderMark(line);
     for (const std::string& name : splitCsvLine(line, csv->string() + " line 1"))
-        if (lower(trim(name)).rfind("label", 0) == 0)
-            columns.push_back(trim(name));
+        if (isLabelColumn(name))
+            columns.push_back(name);
     return columns;
 }
 

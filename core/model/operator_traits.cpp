@@ -13,23 +13,26 @@ namespace {
 constexpr std::array kOperators{QE_OPERATORS(QE_TRAITS_ROW)};
 #undef QE_TRAITS_ROW
 
+const OperatorTraits* rowOf(std::string_view opType)
+{
+    for (const OperatorTraits& row : kOperators)
+        if (row.name == opType)
+            return &row;
+    return nullptr;
+}
+
 }  // namespace
 
 std::optional<OperatorTraits> findOperator(std::string_view domain, std::string_view opType)
 {
-    if (!domain.empty() && domain != "ai.onnx")
-        return std::nullopt;
-    for (const OperatorTraits& row : kOperators)
-        if (row.name == opType)
-            return row;
-    return std::nullopt;
+    const OperatorTraits* row = domain.empty() || domain == "ai.onnx" ? rowOf(opType) : nullptr;
+    return row ? std::optional<OperatorTraits>(*row) : std::nullopt;
 }
 
 const OperatorTraits& operatorTraits(const std::string& nodeName, const std::string& opType)
 {
-    for (const OperatorTraits& row : kOperators)
-        if (row.name == opType)
-            return row;
+    if (const OperatorTraits* row = rowOf(opType))
+        return *row;
     throw Error(unsupportedOperatorMessage(nodeName, opType, ""));
 }
 

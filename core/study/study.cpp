@@ -101,16 +101,14 @@ std::string Study::chooseLabelColumn()
     if (!preprocess_.labelColumn.empty())
         return preprocess_.labelColumn;
     const std::vector<std::string> columns = labelColumns(*sources_.data, sources_.labels);
-    if (columns.size() < 2)
+    const std::int64_t outputs = outputClassCount();
+    if (columns.size() < 2 || outputs <= 0)
         return {};
     // Labels files for models with and without a background class carry both numberings
     // ("label_1000", "label_1001"): the one whose class count is the model's output count fits.
-    const std::int64_t outputs = outputClassCount();
+    const std::string suffix = "_" + std::to_string(outputs);
     for (const std::string& column : columns) {
-        const std::size_t underscore = column.rfind('_');
-        if (underscore == std::string::npos || outputs <= 0)
-            continue;
-        if (column.substr(underscore + 1) == std::to_string(outputs)) {
+        if (column.ends_with(suffix)) {
             labelColumnNote_ = "labels from column \"" + column + "\": its " + std::to_string(outputs) +
                                " classes match the model's " + std::to_string(outputs) + " outputs";
             if (sources_.warn)
