@@ -13,8 +13,8 @@
 #include "common/error.h"
 #include "common/memory.h"
 #include "engine/executor.h"
-#include "model/onnx_import.h"
-#include "quant/integer_engine.h"
+#include "engine/graph_preparation.h"
+#include "engine/int8/integer_engine.h"
 #include "quant/layers.h"
 #include "quant/simulator.h"
 

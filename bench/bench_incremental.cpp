@@ -5,7 +5,7 @@
 #include "common/memory.h"
 #include "data/dataset.h"
 #include "eval/quant_evaluator.h"
-#include "model/onnx_import.h"
+#include "engine/graph_preparation.h"
 
 #include <algorithm>
 #include <chrono>

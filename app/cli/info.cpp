@@ -2,7 +2,7 @@
 
 #include "cli/common.h"
 
-#include "model/onnx_import.h"
+#include "engine/graph_preparation.h"
 
 #include <iomanip>
 #include <iostream>

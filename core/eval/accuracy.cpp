@@ -7,26 +7,6 @@
 
 namespace qe {
 
-ImageInputGeometry imageInputGeometry(const Graph& graph)
-{
-    if (graph.inputs.size() != 1)
-        throw Error(graph.sourcePath + ": expected one image input, the model has " + std::to_string(graph.inputs.size()));
-    const ValueInfo& input = graph.inputs[0];
-    if (!input.shapeKnown || input.shape.size() != 4)
-        throw Error(graph.sourcePath + ": input '" + input.name + "' should be N x C x H x W, it is " +
-                    symbolicShapeToString(input.shape));
-    for (std::size_t d = 1; d < 4; ++d)
-        if (input.shape[d].isDynamic())
-            throw Error(graph.sourcePath + ": input '" + input.name + "' has a dynamic dimension at axis " +
-                        std::to_string(d) + "; only the batch axis may be dynamic");
-    ImageInputGeometry g;
-    g.channels = static_cast<int>(input.shape[1].value);
-    g.height = static_cast<int>(input.shape[2].value);
-    g.width = static_cast<int>(input.shape[3].value);
-    g.fixedBatchOfOne = !input.shape[0].isDynamic() && input.shape[0].value == 1;
-    return g;
-}
-
 std::vector<int> topK(const float* scores, int classes, int k)
 {
     std::vector<int> order(static_cast<std::size_t>(classes));

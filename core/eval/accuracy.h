@@ -12,13 +12,6 @@
 
 namespace qe {
 
-struct ImageInputGeometry {
-    int channels = 0, height = 0, width = 0;
-    bool fixedBatchOfOne = false;  // e.g. mnist-8, whose Reshape constant pins the batch to 1
-};
-// Reads C, H, W from the model's single NCHW input; qe::Error when the model has no such input.
-ImageInputGeometry imageInputGeometry(const Graph& graph);
-
 struct ClassificationResult {
     std::size_t count = 0;
     std::size_t top1Correct = 0, top5Correct = 0;

@@ -5,7 +5,7 @@
 
 #include "data/dataset.h"
 #include "eval/quant_evaluator.h"
-#include "quant/integer_engine.h"
+#include "engine/int8/integer_engine.h"
 
 #include <vector>
 

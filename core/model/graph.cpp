@@ -2,6 +2,8 @@
 
 #include "common/error.h"
 
+#include <algorithm>
+
 namespace qe {
 
 namespace {
@@ -126,6 +128,31 @@ std::string Graph::unusedName(const std::string& base, const std::set<std::strin
     for (int i = 1; isInitializer(name) || values.count(name) || alsoTaken.count(name); ++i)
         name = base + "_" + std::to_string(i);
     return name;
+}
+
+bool Graph::isOutput(const std::string& tensor) const
+{
+    return std::any_of(outputs.begin(), outputs.end(), [&](const ValueInfo& output) { return output.name == tensor; });
+}
+
+ImageInputGeometry imageInputGeometry(const Graph& graph)
+{
+    if (graph.inputs.size() != 1)
+        throw Error(graph.sourcePath + ": expected one image input, the model has " + std::to_string(graph.inputs.size()));
+    const ValueInfo& input = graph.inputs[0];
+    if (!input.shapeKnown || input.shape.size() != 4)
+        throw Error(graph.sourcePath + ": input '" + input.name + "' should be N x C x H x W, it is " +
+                    symbolicShapeToString(input.shape));
+    for (std::size_t d = 1; d < 4; ++d)
+        if (input.shape[d].isDynamic())
+            throw Error(graph.sourcePath + ": input '" + input.name + "' has a dynamic dimension at axis " +
+                        std::to_string(d) + "; only the batch axis may be dynamic");
+    ImageInputGeometry g;
+    g.channels = static_cast<int>(input.shape[1].value);
+    g.height = static_cast<int>(input.shape[2].value);
+    g.width = static_cast<int>(input.shape[3].value);
+    g.fixedBatchOfOne = !input.shape[0].isDynamic() && input.shape[0].value == 1;
+    return g;
 }
 
 }  // namespace qe

@@ -66,6 +66,7 @@ struct Graph {
     bool isInitializer(const std::string& tensor) const { return initializers.count(tensor) != 0; }
     const Node* producer(const std::string& tensor) const;
     std::vector<const Node*> consumers(const std::string& tensor) const;
+    bool isOutput(const std::string& tensor) const;
     const Node* findNode(const std::string& name) const;
     // `base`, or `base_1`, `base_2`, ...: the first that names no initializer, no known tensor and
     // nothing in `alsoTaken` (names a transform has handed out but not yet added).
@@ -76,5 +77,13 @@ struct Graph {
     // How many nodes of each operator the graph has, by operator name.
     std::map<std::string, int> operatorCounts() const;
 };
+
+// The image a classifier takes: C, H, W of the model's single NCHW input.
+struct ImageInputGeometry {
+    int channels = 0, height = 0, width = 0;
+    bool fixedBatchOfOne = false;  // e.g. mnist-8, whose Reshape constant pins the batch to 1
+};
+// qe::Error naming the model when it has no such input.
+ImageInputGeometry imageInputGeometry(const Graph& graph);
 
 }  // namespace qe

@@ -1,8 +1,7 @@
 #include "model/onnx_import.h"
 
 #include "common/error.h"
-#include "engine/operator.h"
-#include "model/graph_transforms.h"
+#include "model/operator_traits.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -222,13 +221,12 @@ Tensor loadTensorProtoFile(const std::filesystem::path& path, std::string* name)
     return convertTensor(proto, path.string(), path.parent_path());
 }
 
-Graph loadOnnx(const std::filesystem::path& path, const ImportOptions& options)
+Graph readOnnx(const std::filesystem::path& path)
 {
-    return loadOnnxFromMemory(readFile(path), path.string(), path.parent_path(), options);
+    return readOnnxFromMemory(readFile(path), path.string(), path.parent_path());
 }
 
-Graph loadOnnxFromMemory(const std::string& bytes, const std::string& source, const std::filesystem::path& externalDataDir,
-                         const ImportOptions& options)
+Graph readOnnxFromMemory(const std::string& bytes, const std::string& source, const std::filesystem::path& externalDataDir)
 {
     onnx::ModelProto model;
     if (bytes.empty())
@@ -301,22 +299,6 @@ Graph loadOnnxFromMemory(const std::string& bytes, const std::string& source, co
         if (!available.count(output.name) && !graph.producer(output.name))
             throw Error(source + ": graph output '" + output.name + "' is not produced by any node");
 
-    try {
-        if (options.foldConstants)
-            graph = foldConstants(std::move(graph));
-        if (options.inferShapes)
-            inferShapes(graph);
-        if (options.foldConstants && options.inferShapes) {
-            graph = foldStaticShapes(std::move(graph));
-            graph = foldConstants(std::move(graph));
-        }
-        if (options.foldBatchNorm)
-            graph = foldBatchNormalization(std::move(graph));
-        if (options.inferShapes)
-            inferShapes(graph);
-    } catch (const Error& e) {
-        throw Error(source + ": " + e.what());
-    }
     return graph;
 }
 

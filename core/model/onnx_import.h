@@ -1,5 +1,5 @@
 #pragma once
-// Reads ONNX files (opset 7 to 17; older ones load where their operators do) into a Graph.
+// Reads ONNX files (opset 7 to 18; older ones load where their operators do) into a Graph.
 // Everything a user can get wrong - a truncated file, a missing initializer, an unsupported
 // operator, a cycle, an absurd shape - is a qe::Error naming the file, the node and the problem.
 
@@ -10,19 +10,10 @@
 
 namespace qe {
 
-struct ImportOptions {
-    // Fold exporter leftovers: Constant, Identity, Dropout, constant subgraphs and the
-    // Shape/Gather/Unsqueeze/Concat chains that feed Reshape where the shapes are static.
-    bool foldConstants = true;
-    // Fold BatchNormalization into the preceding Conv or Gemm. Off keeps the layers as exported.
-    bool foldBatchNorm = true;
-    // Infer every tensor's shape by running the graph on a probe input (see graph_transforms.h).
-    bool inferShapes = true;
-};
-
-Graph loadOnnx(const std::filesystem::path& path, const ImportOptions& options = {});
-Graph loadOnnxFromMemory(const std::string& bytes, const std::string& sourceName,
-                         const std::filesystem::path& externalDataDir, const ImportOptions& options = {});
+// The file as it is: parsed, checked and in topological order, with the shapes the file declares.
+// Nothing is folded and no shape is inferred: engine/graph_preparation.h's loadOnnx does that.
+Graph readOnnx(const std::filesystem::path& path);
+Graph readOnnxFromMemory(const std::string& bytes, const std::string& sourceName, const std::filesystem::path& externalDataDir);
 
 // A TensorProto file (the ONNX backend tests' input_N.pb / output_N.pb).
 Tensor loadTensorProtoFile(const std::filesystem::path& path, std::string* name = nullptr);

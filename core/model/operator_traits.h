@@ -26,7 +26,7 @@ enum class OpRole {
     Quantized,    // a quantized model's own operators (QuantizeLinear, QLinearConv, ...)
 };
 
-// Which family of the int8 engine's steps runs the operator in integers (engine/int8/lowering).
+// Which family of the int8 engine's steps runs the operator in integers (engine/int8/steps.h).
 enum class IntegerFamily {
     None,           // runs in float on dequantized inputs
     Convolution,    // Conv

@@ -4,7 +4,7 @@
 //
 // The engine sums (x_code - zx) * (w_code - zw) into int32 accumulators, adds the bias quantized
 // to int32 at scale sx * sw, and requantizes each accumulator with a fixed-point multiplier
-// M = sx * sw[c] / sy and one rounding, half to even (engine/int8/requantize.h). A float32 Conv on
+// M = sx * sw[c] / sy and one rounding, half to even (engine/int8/kernels/requantize.h). A float32 Conv on
 // fake-quantized values computes the same sum, but each product and partial sum is rounded
 // (about 1e-7 relative), which moves an output code by one step now and then (one in 10^5 to
 // 10^6 on the models here); over a deep model, and through a Softmax that spreads one step of
@@ -18,7 +18,7 @@
 // weights (sum of |w_int| over a channel times the largest |x_code - zx|). The accumulator then
 // goes through the engine's requantization, bias included.
 
-#include "engine/int8/requantize.h"
+#include "engine/int8/kernels/requantize.h"
 #include "model/graph.h"
 #include "quant/layers.h"
 #include "quant/scheme.h"

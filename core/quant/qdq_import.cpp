@@ -2,7 +2,7 @@
 
 #include "common/error.h"
 #include "engine/operator.h"
-#include "model/graph_transforms.h"
+#include "engine/graph_preparation.h"
 
 #include <map>
 

@@ -3,8 +3,8 @@
 #include "model/operator_traits.h"
 
 #include "common/error.h"
-#include "engine/int8/requantize.h"
-#include "eval/accuracy.h"
+#include "engine/int8/kernels/requantize.h"
+#include "model/graph.h"
 
 #include <algorithm>
 #include <cmath>

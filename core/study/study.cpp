@@ -6,7 +6,7 @@
 #include "io/qdq_export.h"
 #include "io/report.h"
 #include "model/onnx_export.h"
-#include "model/onnx_import.h"
+#include "engine/graph_preparation.h"
 
 #include <cctype>
 #include <chrono>

@@ -6,11 +6,11 @@
 // requantize(), code for code. The reference kernels themselves are checked by the ONNX conformance tests
 // (ConvInteger, MatMulInteger, QLinearConv, QLinearMatMul).
 
-#include "engine/int8/fast_kernels.h"
-#include "engine/int8/fused_kernels.h"
-#include "engine/int8/quantized_tensor.h"
-#include "engine/int8/reference_kernels.h"
-#include "engine/int8/requantize.h"
+#include "engine/int8/kernels/fast_kernels.h"
+#include "engine/int8/kernels/fused_kernels.h"
+#include "engine/int8/kernels/quantized_tensor.h"
+#include "engine/int8/kernels/reference_kernels.h"
+#include "engine/int8/kernels/requantize.h"
 
 #include <QtTest>
 

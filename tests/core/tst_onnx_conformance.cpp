@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "engine/executor.h"
 #include "engine/operator.h"
+#include "engine/graph_preparation.h"
 #include "model/onnx_import.h"
 #include "test_support.h"
 

@@ -4,7 +4,7 @@
 
 #include "common/error.h"
 #include "engine/executor.h"
-#include "model/onnx_import.h"
+#include "engine/graph_preparation.h"
 #include "model/operator_traits.h"
 #include "quant/layers.h"
 #include "test_support.h"

@@ -6,7 +6,7 @@
 
 #include "data/dataset.h"
 #include "eval/quant_evaluator.h"
-#include "model/onnx_import.h"
+#include "engine/graph_preparation.h"
 #include "quant/qdq_import.h"
 #include "test_support.h"
 

@@ -7,7 +7,7 @@
 #include "data/dataset.h"
 #include "engine/executor.h"
 #include "eval/accuracy.h"
-#include "model/onnx_import.h"
+#include "engine/graph_preparation.h"
 #include "test_support.h"
 
 #include <QtTest>

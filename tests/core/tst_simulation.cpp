@@ -5,7 +5,7 @@
 #include "common/error.h"
 #include "data/dataset.h"
 #include "eval/quant_evaluator.h"
-#include "model/onnx_import.h"
+#include "engine/graph_preparation.h"
 #include "test_support.h"
 
 #include <nlohmann/json.hpp>

@@ -3,7 +3,7 @@
 // PyTorch's on the same input within 1e-4 relative, folded and unfolded, and per image.
 
 #include "engine/executor.h"
-#include "model/onnx_import.h"
+#include "engine/graph_preparation.h"
 #include "test_support.h"
 
 #include <nlohmann/json.hpp>

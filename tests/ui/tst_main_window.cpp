@@ -15,7 +15,7 @@
 
 #include "eval/quant_evaluator.h"
 #include "io/qdq_export.h"
-#include "model/onnx_import.h"
+#include "engine/graph_preparation.h"
 #include "quant/qdq_import.h"
 
 #include <QBarSet>

@@ -3,9 +3,9 @@
 //   QLinearConv / QLinearMatMul   y = saturate(round(accumulator * x_scale * w_scale / y_scale) + y_zero_point)
 //   DynamicQuantizeLinear         uint8 codes with a scale and zero-point taken from x's range
 // QLinear* rescale in double precision and round half to even, as the operator definitions do
-// (the engine's own layers requantize with fixed-point multipliers instead: engine/int8/requantize.h).
+// (the engine's own layers requantize with fixed-point multipliers instead: engine/int8/kernels/requantize.h).
 
-#include "engine/int8/reference_kernels.h"
+#include "engine/int8/kernels/reference_kernels.h"
 #include "engine/operator.h"
 #include "engine/ops/window.h"
 

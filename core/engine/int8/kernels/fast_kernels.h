@@ -2,7 +2,7 @@
 // Fast integer convolutions and matrix products on oneDNN (Debian's libdnnl), which picks the
 // CPU's best int8 instructions at run time (AVX-512 VNNI, AVX-VNNI, AVX2, ...) and uses every
 // core. They compute the same exact int32 accumulators as engine/int8/reference_kernels (tested
-// against them); requantization stays ours (engine/int8/requantize.h), so the rounding is the
+// against them); requantization stays ours (engine/int8/kernels/requantize.h), so the rounding is the
 // engine's, not the library's.
 //
 // Inputs are uint8 codes with a zero-point, weights int8 codes with per-channel zero-points

@@ -1,7 +1,7 @@
 // The separate requantization pass with AVX-512: sixteen channels per step (requantize16 of
 // requantize_avx512.h). Exactly the arithmetic of the scalar requantize(); the tests compare both.
 
-#include "engine/int8/requantize_avx512.h"
+#include "engine/int8/kernels/requantize_avx512.h"
 
 #include <omp.h>
 

@@ -1,4 +1,4 @@
-#include "engine/int8/reference_kernels.h"
+#include "engine/int8/kernels/reference_kernels.h"
 
 #include "common/error.h"
 

@@ -1,4 +1,4 @@
-#include "engine/int8/quantized_tensor.h"
+#include "engine/int8/kernels/quantized_tensor.h"
 
 #include "common/error.h"
 

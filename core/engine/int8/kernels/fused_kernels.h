@@ -20,7 +20,7 @@
 // Inputs are uint8 codes (int8 activations arrive shifted by +128 with their zero-point, see
 // quantized_tensor.h); weights are int8 codes with per-channel zero-points.
 
-#include "engine/int8/requantize.h"
+#include "engine/int8/kernels/requantize.h"
 #include "engine/ops/window.h"
 
 #include <cstdint>

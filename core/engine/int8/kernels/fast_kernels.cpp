@@ -1,4 +1,4 @@
-#include "engine/int8/fast_kernels.h"
+#include "engine/int8/kernels/fast_kernels.h"
 
 #include "common/error.h"
 

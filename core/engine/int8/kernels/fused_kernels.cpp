@@ -1,7 +1,7 @@
-#include "engine/int8/fused_kernels.h"
+#include "engine/int8/kernels/fused_kernels.h"
 
 #include "common/error.h"
-#include "engine/int8/requantize_avx512.h"
+#include "engine/int8/kernels/requantize_avx512.h"
 
 #include <immintrin.h>
 #include <omp.h>

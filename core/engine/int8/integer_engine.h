@@ -1,7 +1,7 @@
 #pragma once
 // Runs a quantization plan the way a device does: activations are 8-bit codes, weights int8,
 // accumulators int32, and every quantized layer ends in an integer requantization (a fixed-point
-// multiplier and shift prepared once per layer, engine/int8/requantize.h). No float arithmetic
+// multiplier and shift prepared once per layer, engine/int8/kernels/requantize.h). No float arithmetic
 // happens inside an integer layer.
 //
 // The plan is lowered node by node. A layer runs in integer arithmetic when its inputs are
@@ -20,7 +20,7 @@
 // Fused Relu/Clip become the clamp of the requantization.
 
 #include "engine/executor.h"
-#include "engine/int8/quantized_tensor.h"
+#include "engine/int8/kernels/quantized_tensor.h"
 #include "quant/simulator.h"
 
 #include <map>

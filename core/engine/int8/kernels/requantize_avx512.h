@@ -6,7 +6,7 @@
 // Only for translation units that call it where avx512Available(); the functions carry the
 // target attribute, so the rest of such a file still runs on any x86-64.
 
-#include "engine/int8/requantize.h"
+#include "engine/int8/kernels/requantize.h"
 
 #include <immintrin.h>
 
