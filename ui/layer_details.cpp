@@ -42,15 +42,33 @@ QString specSummary(const TensorQuantSpec& spec, bool weights)
     return s;
 }
 
+// What each block of parameters was fitted with, by kind, and its name.
+std::pair<QString, std::vector<float>> perBlockScales(const QuantParams& p)
+{
+    if (const auto* u = std::get_if<UniformParams>(&p.values))
+        return {QStringLiteral("scales"), u->scale};
+    if (const auto* l = std::get_if<Log2Params>(&p.values))
+        return {QStringLiteral("largest levels"), l->largest};
+    if (const auto* f = std::get_if<FloatFormatParams>(&p.values))
+        return {QStringLiteral("pre-scales"), f->preScale};
+    std::vector<float> widths;  // a codebook: each block's value range
+    for (std::size_t b = 0; b < p.rangeMin.size(); ++b)
+        widths.push_back(p.rangeMax[b] - p.rangeMin[b]);
+    return {QStringLiteral("value ranges"), widths};
+}
+
 // The spread of the per-block scales, for per-channel tensors.
 QString scaleSpread(const QuantParams& p)
 {
     if (p.blockCount() <= 1)
         return {};
-    const auto [lo, hi] = std::minmax_element(p.scale.begin(), p.scale.end());
-    return QStringLiteral("<br>%1 blocks; scales from %2 to %3 (%4× apart)")
+    const auto [name, scales] = perBlockScales(p);
+    if (scales.empty())
+        return {};
+    const auto [lo, hi] = std::minmax_element(scales.begin(), scales.end());
+    return QStringLiteral("<br>%1 blocks; %2 from %3 to %4 (%5× apart)")
         .arg(p.blockCount())
-        .arg(num(*lo), num(*hi))
+        .arg(name, num(*lo), num(*hi))
         .arg(*lo > 0 ? *hi / *lo : 0.0, 0, 'f', 1);
 }
 
@@ -58,68 +76,60 @@ QString scaleSpread(const QuantParams& p)
 
 QString quantFormulaHtml(const QuantParams& p, std::size_t block)
 {
-    const double lo = p.rangeMin.at(block), hi = p.rangeMax.at(block), scale = p.scale.at(block);
+    const double lo = p.rangeMin.at(block), hi = p.rangeMax.at(block);
     const double amax = std::max(std::abs(lo), std::abs(hi));
-    QString html;
+    const SchemeTraits& traits = schemeTraits(p.scheme);
     const QString where = p.blockCount() > 1 ? QStringLiteral("block %1: ").arg(block) : QString();
-    switch (p.scheme) {
-    case Scheme::Affine: {
-        const int zp = p.zeroPoint.at(block);
-        html += QStringLiteral("%1range [min, max] = [%2, %3] (widened to include 0)<br>").arg(where, num(lo), num(hi));
-        html += QStringLiteral("scale = (max − min) / (q<sub>max</sub> − q<sub>min</sub>) = (%1 − %2) / (%3 − %4) = <b>%5</b><br>")
-                    .arg(num(hi), num(lo)).arg(p.qmax).arg(p.qmin).arg(num(scale));
-        html += QStringLiteral("zero-point = q<sub>min</sub> − round(min / scale) = %1 − round(%2 / %3) = <b>%4</b><br>")
-                    .arg(p.qmin).arg(num(lo), num(scale)).arg(zp);
-        html += QStringLiteral("real = scale · (q − zero-point), q ∈ [%1, %2]: %3 levels, step %4")
-                    .arg(p.qmin).arg(p.qmax).arg(p.qmax - p.qmin + 1).arg(num(scale));
-        break;
-    }
-    case Scheme::Symmetric:
-    case Scheme::PowerOfTwo: {
-        html += QStringLiteral("%1amax = max(|min|, |max|) = %2<br>").arg(where, num(amax));
-        if (p.scheme == Scheme::Symmetric)
-            html += QStringLiteral("scale = amax / q<sub>max</sub> = %1 / %2 = <b>%3</b><br>").arg(num(amax)).arg(p.qmax).arg(num(scale));
-        else
-            html += QStringLiteral("scale = 2<sup>⌈log₂(amax / q<sub>max</sub>)⌉</sup> = 2<sup>⌈log₂(%1 / %2)⌉</sup> = <b>%3</b> "
-                                   "(rounded up to a power of two: a shift on fixed-point hardware)<br>")
-                        .arg(num(amax)).arg(p.qmax).arg(num(scale));
-        html += QStringLiteral("zero-point = 0; real = scale · q, q ∈ [%1, %2]: %3 levels, step %4")
-                    .arg(p.qmin).arg(p.qmax).arg(p.qmax - p.qmin + 1).arg(num(scale));
-        break;
-    }
-    case Scheme::Log2: {
-        const int exponents = (1 << (p.bits - 1)) - 1;
-        html += QStringLiteral("%1largest level = amax = <b>%2</b><br>").arg(where, num(scale));
+    QString html;
+    if (const auto* u = std::get_if<UniformParams>(&p.values)) {
+        const double scale = u->scale.at(block);
+        const int levels = p.qmax - p.qmin + 1;
+        if (p.scheme == Scheme::Affine) {
+            const int zp = u->zeroPoint.at(block);
+            html += QStringLiteral("%1range [min, max] = [%2, %3] (always includes 0, so that 0 is exact)<br>").arg(where, num(lo), num(hi));
+            html += QStringLiteral("scale = (max − min) / (q<sub>max</sub> − q<sub>min</sub>) = (%1 − %2) / (%3 − %4) = <b>%5</b><br>")
+                        .arg(num(hi), num(lo)).arg(p.qmax).arg(p.qmin).arg(num(scale));
+            html += QStringLiteral("zero-point = q<sub>min</sub> − round(min / scale) = %1 − round(%2 / %3) = <b>%4</b><br>")
+                        .arg(p.qmin).arg(num(lo), num(scale)).arg(zp);
+            html += QStringLiteral("real = scale · (q − zero-point), q ∈ [%1, %2]: %3 levels, step %4")
+                        .arg(p.qmin).arg(p.qmax).arg(levels).arg(num(scale));
+        } else {
+            html += QStringLiteral("%1amax = max(|min|, |max|) = %2<br>").arg(where, num(amax));
+            if (traits.calibrationGrid == CalibrationGrid::PowerOfTwo)
+                html += QStringLiteral("scale = 2<sup>⌈log₂(amax / q<sub>max</sub>)⌉</sup> = 2<sup>⌈log₂(%1 / %2)⌉</sup> = <b>%3</b> "
+                                       "(rounded up to a power of two: a shift on fixed-point hardware)<br>")
+                            .arg(num(amax)).arg(p.qmax).arg(num(scale));
+            else
+                html += QStringLiteral("scale = amax / q<sub>max</sub> = %1 / %2 = <b>%3</b><br>").arg(num(amax)).arg(p.qmax).arg(num(scale));
+            html += QStringLiteral("zero-point = 0; real = scale · q, q ∈ [%1, %2]: %3 levels, step %4")
+                        .arg(p.qmin).arg(p.qmax).arg(levels).arg(num(scale));
+        }
+    } else if (const auto* l = std::get_if<Log2Params>(&p.values)) {
+        const double largest = l->largest.at(block);
+        html += QStringLiteral("%1largest level = amax = <b>%2</b><br>").arg(where, num(largest));
         html += QStringLiteral("levels: 0 and ±amax · 2<sup>−k</sup>, k = 0 … %1; smallest non-zero level %2<br>")
-                    .arg(exponents - 1).arg(num(scale * std::ldexp(1.0, -(exponents - 1))));
+                    .arg(p.qmax - 1).arg(num(largest * std::ldexp(1.0, -(p.qmax - 1))));
         html += QStringLiteral("rounded in the log domain: fine steps near 0, coarse steps near amax");
-        break;
-    }
-    case Scheme::KMeans: {
+    } else if (const auto* c = std::get_if<CodebookParams>(&p.values)) {
         const int levels = 1 << p.bits;
         html += QStringLiteral("%1range [%2, %3]; a codebook of 2<sup>%4</sup> = %5 centroids fitted by Lloyd's algorithm:<br>")
                     .arg(where, num(lo), num(hi)).arg(p.bits).arg(levels);
         QStringList centroids;
         for (int k = 0; k < std::min(levels, 16); ++k)
-            centroids << num(p.codebook.at(block * std::size_t(levels) + std::size_t(k)));
+            centroids << num(c->centroids.at(block * std::size_t(levels) + std::size_t(k)));
         html += "{" + centroids.join(", ") + (levels > 16 ? ", …}" : "}");
         html += QStringLiteral("<br>storage: %1 bits per weight plus the codebook").arg(p.bits);
-        break;
-    }
-    case Scheme::Fp8E4M3:
-    case Scheme::Fp8E5M2: {
-        const double formatMax = p.scheme == Scheme::Fp8E4M3 ? 448.0 : 57344.0;
-        html += QStringLiteral("%1amax = %2; pre-scale = amax / %3 = <b>%4</b><br>").arg(where, num(amax), num(formatMax), num(scale));
-        html += QStringLiteral("real = pre-scale · fp8(x / pre-scale): relative step about 2<sup>−%1</sup>")
-                    .arg(p.scheme == Scheme::Fp8E4M3 ? 3 : 2);
-        break;
-    }
-    case Scheme::Fp16:
-    case Scheme::Bf16:
-        html += QStringLiteral("round to the nearest %1 value (nearest even): relative step 2<sup>−%2</sup>")
-                    .arg(p.scheme == Scheme::Fp16 ? "half-precision" : "bfloat16")
-                    .arg(p.scheme == Scheme::Fp16 ? 10 : 7);
-        break;
+    } else {
+        const FloatFormat& format = *traits.format;
+        if (format.preScaled) {
+            html += QStringLiteral("%1amax = %2; pre-scale = amax / %3 = <b>%4</b><br>")
+                        .arg(where, num(amax), num(format.maxFinite), num(p.floatFormat().preScale.at(block)));
+            html += QStringLiteral("real = pre-scale · %1(x / pre-scale): relative step about 2<sup>−%2</sup>")
+                        .arg(text(traits.name)).arg(format.mantissaBits);
+        } else {
+            html += QStringLiteral("round to the nearest %1 value (nearest even): relative step 2<sup>−%2</sup>")
+                        .arg(text(traits.displayName)).arg(format.mantissaBits);
+        }
     }
     return html;
 }

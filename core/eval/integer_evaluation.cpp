@@ -31,8 +31,8 @@ IntegerEvaluation evaluateInteger(const QuantPlan& plan, const Dataset& dataset,
     RunOptions capture;
     for (std::size_t i = 0; i < plan.layers.size(); ++i) {
         const auto& p = plan.plans[i].activationParams;
-        if (!plan.plans[i].config.keepFloat && p && p->scale.size() == 1 && schemeTraits(p->scheme).family == SchemeFamily::Uniform) {
-            layerSteps[i] = p->scale[0];
+        if (!plan.plans[i].config.keepFloat && p && schemeTraits(p->scheme).integerForm && p->uniform().scale.size() == 1) {
+            layerSteps[i] = p->uniform().scale[0];
             capture.capture.insert(plan.layers[i].output);
         }
     }

@@ -78,9 +78,8 @@ double weightBytes(const Tensor& weight, const std::optional<QuantParams>& param
     const double blocks = double(params->blockCount());
     if (traits.family == SchemeFamily::Codebook)
         bytes += blocks * double(1 << params->bits) * 4.0;
-    else if (traits.family != SchemeFamily::FloatingPoint || params->scheme == Scheme::Fp8E4M3 ||
-             params->scheme == Scheme::Fp8E5M2)
-        bytes += blocks * (4.0 + (params->zeroPoint.empty() ? 0.0 : 4.0));
+    else if (traits.family != SchemeFamily::FloatingPoint || traits.format->preScaled)  // a scale per block, and a zero-point
+        bytes += blocks * (4.0 + (traits.integerForm ? 4.0 : 0.0));
     return bytes;
 }
 
@@ -231,7 +230,7 @@ LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t 
     const QuantParams& p = *lp.activationParams;
     std::size_t clipped = 0, total = 0, inside = 0;
     double noise = 0;
-    const bool uniform = schemeTraits(p.scheme).family == SchemeFamily::Uniform;
+    const bool uniform = schemeTraits(p.scheme).integerForm;
     for (const TensorMap& cached : floatCache_) {
         const Tensor& x = cached.at(layer.output);
         const Tensor q = uniform ? fakeQuantize(x, p) : Tensor();
@@ -248,8 +247,8 @@ LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t 
         total += static_cast<std::size_t>(x.size());
     }
     m.clippedFraction = total ? double(clipped) / double(total) : 0.0;
-    if (uniform && inside && p.scale[0] > 0)
-        m.rmseOverScale = std::sqrt(noise / double(inside)) / p.scale[0];
+    if (uniform && inside && p.uniform().scale[0] > 0)
+        m.rmseOverScale = std::sqrt(noise / double(inside)) / p.uniform().scale[0];
     return m;
 }
 

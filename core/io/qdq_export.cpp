@@ -1,6 +1,7 @@
 #include "io/qdq_export.h"
 
 #include "common/error.h"
+#include "quant/integer_layers.h"
 
 #include <nlohmann/json.hpp>
 
@@ -13,12 +14,6 @@
 namespace qe {
 
 namespace {
-
-bool isIntegerUniform(const QuantParams& p)
-{
-    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8 && p.granularity != Granularity::PerGroup;
-}
-
 
 Tensor codesTensor(const std::vector<std::int32_t>& codes, const Shape& shape, bool isSigned)
 {
@@ -91,14 +86,14 @@ QdqModel exportQdq(const QuantPlan& plan)
         // Weights.
         if (lp.weightParams && !layer.weight.empty()) {
             const QuantParams& p = *lp.weightParams;
-            if (isIntegerUniform(p)) {
+            if (isIntegerWeightParams(p)) {
                 const Tensor& fq = plan.graph.initializers.at(layer.weight);
                 const auto codes = uniformCodes(fq, p, p.axis);
-                std::vector<std::int32_t> zp = p.zeroPoint;
-                dequantizeInitializer(layer.weight, codesTensor(codes, fq.shape(), p.isSigned), p.scale,
+                std::vector<std::int32_t> zp = p.uniform().zeroPoint;
+                dequantizeInitializer(layer.weight, codesTensor(codes, fq.shape(), p.isSigned), p.uniform().scale,
                                       codesTensor(zp, parameterShape(zp.size()), p.isSigned), p.axis);
                 out.encodings.push_back({layer.weight, layer.name, "weight", std::string(schemeTraits(p.scheme).name), p.bits, p.isSigned,
-                                         std::string(granularityName(p.granularity)), p.axis, p.qmin, p.qmax, p.scale, p.zeroPoint});
+                                         std::string(granularityName(p.granularity)), p.axis, p.qmin, p.qmax, p.uniform().scale, p.uniform().zeroPoint});
                 integerWeights = true;
             } else {
                 out.warnings.push_back("layer '" + layer.name + "': weights " + describe(p) +
@@ -107,16 +102,16 @@ QdqModel exportQdq(const QuantPlan& plan)
         }
         // Bias: int32 at input scale x weight scale, when the plan quantized it so.
         if (integerWeights && lp.biasInputScale > 0 && !layer.bias.empty()) {
-            const QuantParams& p = *lp.weightParams;
+            const std::vector<float>& weightScales = lp.weightParams->uniform().scale;
             const Tensor& b = plan.graph.initializers.at(layer.bias);
             std::vector<float> scale;
             std::vector<std::int32_t> codes;
             for (std::int64_t c = 0; c < b.size(); ++c) {
-                const float s = static_cast<float>(static_cast<double>(lp.biasInputScale) * (p.scale.size() == 1 ? p.scale[0] : p.scale.at(static_cast<std::size_t>(c))));
+                const float s = static_cast<float>(static_cast<double>(lp.biasInputScale) * (weightScales.size() == 1 ? weightScales[0] : weightScales.at(static_cast<std::size_t>(c))));
                 scale.push_back(s);
                 codes.push_back(static_cast<std::int32_t>(std::clamp(std::nearbyint(static_cast<double>(b.data<float>()[c]) / s), -2147483648.0, 2147483647.0)));
             }
-            if (p.scale.size() == 1 && b.size() > 1)
+            if (weightScales.size() == 1 && b.size() > 1)
                 scale.assign(scale.size(), scale[0]);
             std::vector<std::int32_t> zeros(scale.size(), 0);
             // A per-tensor weight scale gives one bias scale; keep it per channel anyway (axis 0).
@@ -135,11 +130,13 @@ QdqModel exportQdq(const QuantPlan& plan)
         if (!lp.activationParams)
             continue;
         const QuantParams& a = *lp.activationParams;
-        if (!isIntegerUniform(a) || a.scale.size() != 1) {
+        if (!isIntegerActivationParams(a)) {
             out.warnings.push_back("layer '" + layer.name + "': activations " + describe(a) +
                                    " have no integer form in ONNX's 8-bit QDQ; written in float");
             continue;
         }
+        const float scale = a.uniform().scale[0];
+        const std::int32_t zeroPoint = a.uniform().zeroPoint[0];
         const std::string tensor = layer.output;
         const bool isInput = layer.outputNodeIndex < 0;
         // The producer writes <tensor>_float (or the graph input itself); DequantizeLinear writes
@@ -160,16 +157,16 @@ QdqModel exportQdq(const QuantPlan& plan)
         if (narrow) {
             // Fewer than 8 bits in 8-bit codes: QuantizeLinear saturates only to the storage's
             // range, so a Clip to the narrower range comes first (the same values as ours).
-            const float lo = a.scale[0] * static_cast<float>(a.qmin - a.zeroPoint[0]);
-            const float hi = a.scale[0] * static_cast<float>(a.qmax - a.zeroPoint[0]);
+            const float lo = scale * static_cast<float>(a.qmin - zeroPoint);
+            const float hi = scale * static_cast<float>(a.qmax - zeroPoint);
             toQuantize = newName(tensor + "_clipped");
             inserted.push_back(makeNode("Clip", tensor,
                                         {source, addInitializer(tensor + "_clip_min", Tensor::fromValues<float>({}, std::vector<float>{lo})),
                                          addInitializer(tensor + "_clip_max", Tensor::fromValues<float>({}, std::vector<float>{hi}))},
                                         {toQuantize}));
         }
-        const std::string scaleName = addInitializer(tensor + "_scale", Tensor::fromValues<float>({}, std::vector<float>{a.scale[0]}));
-        const std::string zeroName = addInitializer(tensor + "_zero_point", codesTensor({a.zeroPoint[0]}, {}, a.isSigned));
+        const std::string scaleName = addInitializer(tensor + "_scale", Tensor::fromValues<float>({}, std::vector<float>{scale}));
+        const std::string zeroName = addInitializer(tensor + "_zero_point", codesTensor({zeroPoint}, {}, a.isSigned));
         const std::string codes = newName(tensor + "_quantized");
         inserted.push_back(makeNode("QuantizeLinear", tensor, {toQuantize, scaleName, zeroName}, {codes}));
         inserted.push_back(makeNode("DequantizeLinear", tensor, {codes, scaleName, zeroName}, {target}));
@@ -177,7 +174,7 @@ QdqModel exportQdq(const QuantPlan& plan)
         for (Node& n : inserted)
             slot.push_back(std::move(n));
         out.encodings.push_back({tensor, layer.name, "activation", std::string(schemeTraits(a.scheme).name), a.bits, a.isSigned,
-                                 "per_tensor", 0, a.qmin, a.qmax, a.scale, a.zeroPoint});
+                                 "per_tensor", 0, a.qmin, a.qmax, a.uniform().scale, a.uniform().zeroPoint});
     }
 
     // Consumers of a quantized graph input read its dequantized form.

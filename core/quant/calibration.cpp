@@ -124,9 +124,10 @@ double histogramQuantile(const std::vector<Bin>& bins, double total, double q)
 // [lo, hi]; symmetric (and power-of-two) puts qmax = 2^(b-1)-1 (signed, narrow) or 2^b-1
 // (unsigned) steps on [0, max(|lo|, hi)] and mirrors them if signed. The non-uniform schemes
 // (log2, k-means) and the floating-point formats are scored with the symmetric uniform grid of
-// the same bit width: a proxy, not their real error.
+// the same bit width: a proxy, not their real error. Each scheme's row names its grid.
 struct GridModel {
-    enum class Kind { Affine, Symmetric, PowerOfTwo } kind = Kind::Symmetric;
+    using Kind = CalibrationGrid;  // the scheme table's row says which
+    Kind kind = Kind::Symmetric;
     bool isSigned = true;
     double steps = 127;  // intervals between the extreme levels (affine) or from 0 to the top (symmetric)
 
@@ -151,11 +152,7 @@ GridModel gridModel(const TensorQuantSpec& spec)
     if (spec.bits < 1 || spec.bits > 32)
         throw Error("calibration: " + std::to_string(spec.bits) + " bits is out of range (1 to 32)");
     GridModel model;
-    switch (spec.scheme) {
-    case Scheme::Affine: model.kind = GridModel::Kind::Affine; break;
-    case Scheme::PowerOfTwo: model.kind = GridModel::Kind::PowerOfTwo; break;
-    default: model.kind = GridModel::Kind::Symmetric; break;
-    }
+    model.kind = schemeTraits(spec.scheme).calibrationGrid;
     model.isSigned = model.kind == GridModel::Kind::Affine || spec.isSigned.value_or(true);
     if (model.kind == GridModel::Kind::Affine || !model.isSigned)
         model.steps = std::exp2(spec.bits) - 1;

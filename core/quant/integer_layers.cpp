@@ -14,13 +14,13 @@ namespace qe {
 
 bool isIntegerActivationParams(const QuantParams& p)
 {
-    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8 && p.granularity == Granularity::PerTensor &&
-           p.scale.size() == 1 && p.zeroPoint.size() == 1;
+    return runsInIntegers(p) && p.granularity == Granularity::PerTensor &&
+           p.uniform().scale.size() == 1 && p.uniform().zeroPoint.size() == 1;
 }
 
 bool isIntegerWeightParams(const QuantParams& p)
 {
-    return schemeTraits(p.scheme).family == SchemeFamily::Uniform && p.bits <= 8 && p.granularity != Granularity::PerGroup;
+    return runsInIntegers(p) && p.granularity != Granularity::PerGroup;
 }
 
 std::string integerFormObstacle(const Graph& graph, const QuantLayer& layer, const QuantParams* weights)
@@ -102,10 +102,11 @@ std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& gra
     const Tensor& w = graph.initializers.at(layer.weight);
     const int axis = layer.weightChannelAxis;  // the output channels, in every layout
     const std::int64_t channels = w.dim(axis);
-    const bool perChannel = weights.scale.size() > 1;
+    const UniformParams& uniformWeights = weights.uniform();
+    const bool perChannel = uniformWeights.scale.size() > 1;
 
     IntegerWeightedLayer layerPlan;
-    layerPlan.inputScale = input.scale[0];
+    layerPlan.inputScale = input.uniform().scale[0];
     if (sameWeights) {
         layerPlan.weights = sameWeights->weights;
         layerPlan.largestWeightSum = sameWeights->largestWeightSum;
@@ -119,26 +120,26 @@ std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& gra
         std::vector<double> absoluteSums(static_cast<std::size_t>(channels), 0.0);
         for (std::int64_t i = 0; i < w.size(); ++i) {
             const auto c = static_cast<std::size_t>((i / inner) % channels);
-            const std::int32_t v = codes[static_cast<std::size_t>(i)] - weights.zeroPoint[perChannel ? c : 0];
+            const std::int32_t v = codes[static_cast<std::size_t>(i)] - uniformWeights.zeroPoint[perChannel ? c : 0];
             wi[i] = static_cast<float>(v);
             absoluteSums[c] += std::abs(v);
         }
         layerPlan.largestWeightSum = *std::max_element(absoluteSums.begin(), absoluteSums.end());
     }
-    const std::int32_t zx = input.zeroPoint[0];
+    const std::int32_t zx = input.uniform().zeroPoint[0];
     layerPlan.accumulatorBound = layerPlan.largestWeightSum * std::max(std::abs(input.qmin - zx), std::abs(input.qmax - zx));
 
     std::vector<float> bias, weightScales;
     if (!layer.bias.empty())
         bias = graph.initializers.at(layer.bias).toFloatVector();
     for (std::int64_t c = 0; c < channels; ++c)
-        weightScales.push_back(weights.scale[perChannel ? static_cast<std::size_t>(c) : 0]);
-    auto requantization = weightedLayerRequantization(layerPlan.inputScale, weightScales, bias, output.scale[0], w.size() / channels);
+        weightScales.push_back(uniformWeights.scale[perChannel ? static_cast<std::size_t>(c) : 0]);
+    auto requantization = weightedLayerRequantization(layerPlan.inputScale, weightScales, bias, output.uniform().scale[0], w.size() / channels);
     if (!requantization)
         return std::nullopt;  // the engine refuses such a layer
     layerPlan.requantization = std::move(*requantization);
-    layerPlan.outputScale = output.scale[0];
-    layerPlan.outputZeroPoint = output.zeroPoint[0];
+    layerPlan.outputScale = output.uniform().scale[0];
+    layerPlan.outputZeroPoint = output.uniform().zeroPoint[0];
     const auto range = fusedCodeRange(graph, layer.outputNodeIndex != layer.nodeIndex
                                                  ? &graph.nodes.at(static_cast<std::size_t>(layer.outputNodeIndex)) : nullptr,
                                       output);

@@ -49,17 +49,12 @@ FixedTensorParams describe(const LinearQuantization& q, int channelAxis)
     fixed.spec.bits = 8;
     fixed.spec.isSigned = isSigned;
     fixed.spec.granularity = q.scale.size() > 1 ? Granularity::PerChannel : Granularity::PerTensor;
+    fixed.params = uniformParams(fixed.spec.scheme, 8, isSigned, q.scale, q.zeroPoint);
     QuantParams& p = fixed.params;
-    p.scheme = fixed.spec.scheme;
-    p.bits = 8;
-    p.isSigned = isSigned;
-    p.granularity = fixed.spec.granularity;
     p.axis = q.scale.size() > 1 ? channelAxis : 0;
     // The model's codes may use the full 8-bit range (TFLite activations) even when symmetric.
     p.qmin = isSigned ? -128 : 0;
     p.qmax = isSigned ? 127 : 255;
-    p.scale = q.scale;
-    p.zeroPoint = q.zeroPoint;
     for (std::size_t i = 0; i < q.scale.size(); ++i) {
         p.rangeMin.push_back(q.scale[i] * float(p.qmin - q.zeroPoint[i]));
         p.rangeMax.push_back(q.scale[i] * float(p.qmax - q.zeroPoint[i]));

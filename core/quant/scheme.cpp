@@ -2,6 +2,10 @@
 // if ever needed, are tested against these). The uniform path is bit-identical to PyTorch's
 // fake_quantize kernels and the FP8 conversions follow the OCP tables: tests/core/tst_quantizer.cpp
 // checks both against references produced by scripts/make_quantizer_references.py.
+//
+// Each scheme's behaviour is in its row of kSchemes (at the end of the anonymous namespace): code
+// range, parameter fitting, fake quantization and levels, as functions of its kind defined above
+// the table. Nothing else in the program switches over schemes.
 
 #include "quant/scheme.h"
 
@@ -17,47 +21,6 @@
 namespace qe {
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// The table
-
-constexpr std::array<SchemeTraits, kSchemeCount> kSchemes{{
-    {Scheme::Affine, "affine", "Affine (asymmetric)", SchemeFamily::Uniform, 2, 16, 8, true, true,
-     "Uses the full code range for skewed data such as ReLU outputs; the zero-point adds integer work to every dot "
-     "product."},
-    {Scheme::Symmetric, "symmetric", "Symmetric", SchemeFamily::Uniform, 2, 16, 8, true, true,
-     "No zero-point, so integer kernels stay simple; signed codes waste half the range on one-sided data such as ReLU "
-     "outputs."},
-    {Scheme::PowerOfTwo, "power_of_two", "Symmetric, power-of-two scale", SchemeFamily::Uniform, 2, 16, 8, true, true,
-     "Rescaling becomes a bit shift on fixed-point hardware; rounding the scale up can cost up to one bit of "
-     "resolution."},
-    {Scheme::Log2, "log2", "Logarithmic (powers of two)", SchemeFamily::Logarithmic, 3, 8, 4, true, true,
-     "Small values keep their relative precision and multiplications become shifts, but large values are coarse "
-     "(up to about 40% relative error)."},
-    {Scheme::KMeans, "kmeans", "K-means codebook", SchemeFamily::Codebook, 1, 8, 4, true, false,
-     "Places the levels where the weights are, giving the lowest error per bit; needs a lookup table and a fitting "
-     "step, so it is for weights only."},
-    {Scheme::Fp16, "fp16", "FP16 (IEEE half)", SchemeFamily::FloatingPoint, 16, 16, 16, true, true,
-     "Halves the memory with almost no accuracy loss; values beyond 65504 overflow to infinity."},
-    {Scheme::Bf16, "bf16", "BF16 (bfloat16)", SchemeFamily::FloatingPoint, 16, 16, 16, true, true,
-     "Keeps float32's range so nothing overflows, but has only 8 significant bits (2 to 3 decimal digits)."},
-    {Scheme::Fp8E4M3, "fp8_e4m3", "FP8 E4M3 (OCP)", SchemeFamily::FloatingPoint, 8, 8, 8, true, true,
-     "A quarter of float32's memory with a relative precision of 1/16 within a per-tensor scaled range; the usual "
-     "FP8 choice for inference."},
-    {Scheme::Fp8E5M2, "fp8_e5m2", "FP8 E5M2 (OCP)", SchemeFamily::FloatingPoint, 8, 8, 8, true, true,
-     "More dynamic range than E4M3 but only a relative precision of 1/8; made for gradients and usually too coarse "
-     "for weights."},
-}};
-
-constexpr bool rowsFollowTheEnum()
-{
-    for (std::size_t i = 0; i < kSchemes.size(); ++i)
-        if (static_cast<std::size_t>(kSchemes[i].scheme) != i)
-            return false;
-    return true;
-}
-static_assert(static_cast<int>(Scheme::Fp8E5M2) + 1 == kSchemeCount, "kSchemeCount must count every Scheme");
-static_assert(kSchemes.size() == kSchemeCount && rowsFollowTheEnum(), "one schemeTable() row per Scheme, in enum order");
-
 constexpr std::array<std::string_view, 3> kGranularityNames{"per_tensor", "per_channel", "per_group"};
 
 std::string quoted(std::string_view name) { return "'" + std::string(name) + "'"; }
@@ -65,16 +28,10 @@ std::string quoted(std::string_view name) { return "'" + std::string(name) + "'"
 // ---------------------------------------------------------------------------------------------
 // Small floating-point formats
 
-// A binary floating-point format narrower than float32, described by what rounding needs.
-struct FloatFormat {
-    int mantissaBits;       // stored fraction bits
-    int minNormalExponent;  // exponent of the smallest normal binade; subnormals share its spacing
-    double maxFinite;
-    bool saturate;          // overflow (and infinity) to +-maxFinite instead of to infinity
-};
-constexpr FloatFormat kFp16Format{10, -14, 65504.0, false};
-constexpr FloatFormat kE4M3Format{3, -6, 448.0, true};
-constexpr FloatFormat kE5M2Format{2, -14, 57344.0, true};
+constexpr FloatFormat kFp16{5, 10, 15, 65504.0, false, true, false};
+constexpr FloatFormat kBf16{8, 7, 127, 3.38953139e38, false, true, false};
+constexpr FloatFormat kFp8E4M3{4, 3, 7, 448.0, true, false, true};
+constexpr FloatFormat kFp8E5M2{5, 2, 15, 57344.0, true, true, true};
 
 float roundToFormat(float x, const FloatFormat& format)
 {
@@ -86,10 +43,11 @@ float roundToFormat(float x, const FloatFormat& format)
     if (magnitude == 0.0)
         return x;  // keeps the sign of -0
     // Representable values around `magnitude` are multiples of 2^(e - mantissaBits), e being its
-    // binade (or the smallest normal binade for subnormals). Everything here is exact in double.
-    // nearbyint rounds half to even, and an even multiple is a code with an even mantissa (a carry
-    // into the next binade gives mantissa 0), so this is the format's round-to-nearest-even.
-    const int exponent = std::max(std::ilogb(magnitude), format.minNormalExponent);
+    // binade (or the smallest normal binade, 1 - bias, for subnormals). Everything here is exact
+    // in double. nearbyint rounds half to even, and an even multiple is a code with an even
+    // mantissa (a carry into the next binade gives mantissa 0), so this is the format's
+    // round-to-nearest-even.
+    const int exponent = std::max(std::ilogb(magnitude), 1 - format.bias);
     const double quantum = std::ldexp(1.0, exponent - format.mantissaBits);
     double rounded = std::nearbyint(magnitude / quantum) * quantum;
     if (rounded > format.maxFinite)
@@ -98,14 +56,8 @@ float roundToFormat(float x, const FloatFormat& format)
     return static_cast<float>(std::copysign(rounded, static_cast<double>(x)));
 }
 
-// Bit layout of a small float format, for enumerating its codes.
-struct FloatEncoding {
-    int exponentBits, mantissaBits, bias;
-    bool ieeeSpecials;  // all-ones exponent means inf/NaN (fp16, E5M2); else only S.1111.111 is NaN (E4M3)
-};
-
 // The value of `code`, or NaN when the code is not a finite number.
-double decodeFloat(std::uint32_t code, const FloatEncoding& e)
+double decodeFloat(std::uint32_t code, const FloatFormat& e)
 {
     const std::uint32_t mantissaMask = (1u << e.mantissaBits) - 1;
     const std::uint32_t exponentMask = (1u << e.exponentBits) - 1;
@@ -129,67 +81,6 @@ constexpr float kMinScale = std::numeric_limits<float>::min();
 
 float atLeastMinScale(float scale) { return scale >= kMinScale ? scale : kMinScale; }  // also catches NaN
 
-float fp8Max(Scheme scheme) { return scheme == Scheme::Fp8E4M3 ? 448.f : 57344.f; }
-
-void checkBits(Scheme scheme, int bits)
-{
-    const SchemeTraits& traits = schemeTraits(scheme);
-    if (bits >= traits.minBits && bits <= traits.maxBits)
-        return;
-    const std::string expected = traits.minBits == traits.maxBits
-        ? "exactly " + std::to_string(traits.minBits) + " bits"
-        : std::to_string(traits.minBits) + " to " + std::to_string(traits.maxBits) + " bits";
-    throw Error("scheme " + quoted(traits.name) + ": expected " + expected + ", got " + std::to_string(bits));
-}
-
-// Sets the code range of `params` from its scheme, bits and signedness.
-void setCodeRange(QuantParams& params)
-{
-    const int b = params.bits;
-    switch (params.scheme) {
-    case Scheme::Affine:
-        params.qmin = params.isSigned ? -(1 << (b - 1)) : 0;
-        params.qmax = params.isSigned ? (1 << (b - 1)) - 1 : (1 << b) - 1;
-        break;
-    case Scheme::Symmetric:
-    case Scheme::PowerOfTwo:
-        // Narrow signed range (TFLite's int8 weights): -qmax .. qmax, so +-amax are both exact.
-        params.qmin = params.isSigned ? -((1 << (b - 1)) - 1) : 0;
-        params.qmax = params.isSigned ? (1 << (b - 1)) - 1 : (1 << b) - 1;
-        break;
-    case Scheme::Log2:
-        // Code 0 is the value 0 and code +-j (j = 1 .. qmax) the level +-scale * 2^(j - qmax).
-        // Signed: one sign bit, 2^(b-1) - 1 magnitudes; unsigned: all 2^b - 1 nonzero codes.
-        params.qmax = params.isSigned ? (1 << (b - 1)) - 1 : (1 << b) - 1;
-        params.qmin = params.isSigned ? -params.qmax : 0;
-        break;
-    case Scheme::KMeans:  // codes are indices into the block's codebook
-        params.qmin = 0;
-        params.qmax = (1 << b) - 1;
-        break;
-    case Scheme::Fp16:
-    case Scheme::Bf16:
-    case Scheme::Fp8E4M3:
-    case Scheme::Fp8E5M2:  // no integer codes
-        params.qmin = params.qmax = 0;
-        break;
-    }
-}
-
-QuantParams baseParams(const TensorQuantSpec& spec, bool isSigned)
-{
-    QuantParams params;
-    params.scheme = spec.scheme;
-    params.bits = spec.bits;
-    const SchemeFamily family = schemeTraits(spec.scheme).family;
-    params.isSigned = family == SchemeFamily::FloatingPoint || family == SchemeFamily::Codebook ? true : isSigned;
-    params.granularity = spec.granularity;
-    params.axis = 0;
-    params.groupSize = spec.granularity == Granularity::PerGroup ? spec.groupSize : 0;
-    setCodeRange(params);
-    return params;
-}
-
 // 2^ceil(log2(scale)), computed exactly from the binary exponent rather than with log2().
 float roundUpToPowerOfTwo(float scale)
 {
@@ -200,71 +91,105 @@ float roundUpToPowerOfTwo(float scale)
     return std::ldexp(1.f, std::min(exponent, std::numeric_limits<float>::max_exponent - 1));
 }
 
-// Appends one block's parameters for values in [lo, hi] (uniform, log2 and floating-point schemes).
-void appendBlock(QuantParams& params, float lo, float hi)
+struct CodeRange {
+    std::int32_t qmin, qmax;
+};
+
+// Code ranges, by kind.
+CodeRange fullCodes(int b, bool isSigned)  // affine: every code of b bits
+{
+    return isSigned ? CodeRange{-(1 << (b - 1)), (1 << (b - 1)) - 1} : CodeRange{0, (1 << b) - 1};
+}
+CodeRange narrowCodes(int b, bool isSigned)  // symmetric: -qmax .. qmax (TFLite's int8 weights), so +-amax are both exact
+{
+    return isSigned ? CodeRange{-((1 << (b - 1)) - 1), (1 << (b - 1)) - 1} : CodeRange{0, (1 << b) - 1};
+}
+CodeRange log2Codes(int b, bool isSigned)
+{
+    // Code 0 is the value 0 and code +-j (j = 1 .. qmax) the level +-largest * 2^(j - qmax).
+    // Signed: one sign bit, 2^(b-1) - 1 magnitudes; unsigned: all 2^b - 1 nonzero codes.
+    const std::int32_t qmax = isSigned ? (1 << (b - 1)) - 1 : (1 << b) - 1;
+    return {isSigned ? -qmax : 0, qmax};
+}
+CodeRange codebookCodes(int b, bool) { return {0, (1 << b) - 1}; }  // indices into the block's codebook
+CodeRange noCodes(int, bool) { return {0, 0}; }                     // floating-point formats
+
+// Parameter fitting from one block's range [lo, hi], by scheme. Each appends one block.
+void fitAffine(QuantParams& params, float lo, float hi)
 {
     const auto qmin = static_cast<float>(params.qmin), qmax = static_cast<float>(params.qmax);
-    switch (params.scheme) {
-    case Scheme::Affine: {
-        // The range must contain 0 (zero padding and ReLU's zeros must stay exactly 0).
-        lo = std::min(lo, 0.f);
-        hi = std::max(hi, 0.f);
-        // In float32, as PyTorch's MinMaxObserver, so the parameters match PyTorch's bit for bit.
-        float scale = (hi - lo) / (qmax - qmin);
-        if (!std::isfinite(scale))  // hi - lo overflowed float
-            scale = static_cast<float>((static_cast<double>(hi) - lo) / (qmax - qmin));
-        scale = atLeastMinScale(scale);
-        // The zero-point is rounded to an integer code ("nudged", as TFLite does) so that real 0.0 is
-        // exactly representable; the representable range shifts by at most scale/2. PyTorch's form
-        // qmin - round(lo / scale) equals round(qmin - lo / scale) because qmin is even.
-        const float zeroPoint = std::clamp(qmin - std::nearbyint(lo / scale), qmin, qmax);
-        params.scale.push_back(scale);
-        params.zeroPoint.push_back(static_cast<std::int32_t>(zeroPoint));
-        params.rangeMin.push_back(lo);
-        params.rangeMax.push_back(hi);
-        return;
-    }
-    case Scheme::Symmetric:
-    case Scheme::PowerOfTwo:
-    case Scheme::Log2: {
-        // Unsigned codes cannot hold negative values, so only the positive side sets the range.
-        const float amax = params.isSigned ? std::max({-lo, hi, 0.f}) : std::max(hi, 0.f);
-        float scale = 0.f;
-        if (params.scheme == Scheme::Log2) {
-            scale = atLeastMinScale(amax);  // the largest level is amax itself
-        } else {
-            scale = atLeastMinScale(amax / qmax);  // as PyTorch's symmetric observer: amax / ((qmax - qmin) / 2)
-            if (params.scheme == Scheme::PowerOfTwo)
-                scale = roundUpToPowerOfTwo(scale);  // rounding up never clips more than the symmetric scale
-        }
-        params.scale.push_back(scale);
-        if (params.scheme != Scheme::Log2)
-            params.zeroPoint.push_back(0);
-        params.rangeMin.push_back(params.isSigned ? -amax : 0.f);
-        params.rangeMax.push_back(amax);
-        return;
-    }
-    case Scheme::Fp8E4M3:
-    case Scheme::Fp8E5M2: {
-        // Per-tensor (per-channel) scaling as in FP8 training recipes: amax maps to the format's max.
+    // The range must contain 0 (zero padding and ReLU's zeros must stay exactly 0).
+    lo = std::min(lo, 0.f);
+    hi = std::max(hi, 0.f);
+    // In float32, as PyTorch's MinMaxObserver, so the parameters match PyTorch's bit for bit.
+    float scale = (hi - lo) / (qmax - qmin);
+    if (!std::isfinite(scale))  // hi - lo overflowed float
+        scale = static_cast<float>((static_cast<double>(hi) - lo) / (qmax - qmin));
+    scale = atLeastMinScale(scale);
+    // The zero-point is rounded to an integer code ("nudged", as TFLite does) so that real 0.0 is
+    // exactly representable; the representable range shifts by at most scale/2. PyTorch's form
+    // qmin - round(lo / scale) equals round(qmin - lo / scale) because qmin is even.
+    const float zeroPoint = std::clamp(qmin - std::nearbyint(lo / scale), qmin, qmax);
+    params.uniform().scale.push_back(scale);
+    params.uniform().zeroPoint.push_back(static_cast<std::int32_t>(zeroPoint));
+    params.rangeMin.push_back(lo);
+    params.rangeMax.push_back(hi);
+}
+
+// The symmetric range's bound: unsigned codes cannot hold negative values, so only the positive
+// side sets it.
+float symmetricBound(const QuantParams& params, float lo, float hi)
+{
+    return params.isSigned ? std::max({-lo, hi, 0.f}) : std::max(hi, 0.f);
+}
+
+void appendSymmetricBlock(QuantParams& params, float amax, float scale)
+{
+    params.uniform().scale.push_back(scale);
+    params.uniform().zeroPoint.push_back(0);
+    params.rangeMin.push_back(params.isSigned ? -amax : 0.f);
+    params.rangeMax.push_back(amax);
+}
+
+void fitSymmetric(QuantParams& params, float lo, float hi)
+{
+    const float amax = symmetricBound(params, lo, hi);
+    // As PyTorch's symmetric observer: amax / ((qmax - qmin) / 2).
+    appendSymmetricBlock(params, amax, atLeastMinScale(amax / static_cast<float>(params.qmax)));
+}
+
+void fitPowerOfTwo(QuantParams& params, float lo, float hi)
+{
+    const float amax = symmetricBound(params, lo, hi);
+    // Rounding up never clips more than the symmetric scale.
+    appendSymmetricBlock(params, amax, roundUpToPowerOfTwo(atLeastMinScale(amax / static_cast<float>(params.qmax))));
+}
+
+void fitLog2(QuantParams& params, float lo, float hi)
+{
+    const float amax = symmetricBound(params, lo, hi);
+    std::get<Log2Params>(params.values).largest.push_back(atLeastMinScale(amax));  // the largest level is amax itself
+    params.rangeMin.push_back(params.isSigned ? -amax : 0.f);
+    params.rangeMax.push_back(amax);
+}
+
+void fitFloatFormat(QuantParams& params, float lo, float hi)
+{
+    const FloatFormat& format = *schemeTraits(params.scheme).format;
+    auto& preScale = std::get<FloatFormatParams>(params.values).preScale;
+    if (format.preScaled) {
+        // Per-tensor (per-channel) scaling as in FP8 recipes: amax maps to the format's max.
         const float amax = std::max({-lo, hi, 0.f});
-        params.scale.push_back(atLeastMinScale(amax / fp8Max(params.scheme)));
+        preScale.push_back(atLeastMinScale(amax / static_cast<float>(format.maxFinite)));
         params.rangeMin.push_back(-amax);
         params.rangeMax.push_back(amax);
-        return;
-    }
-    case Scheme::Fp16:
-    case Scheme::Bf16:
-        // No pre-scale: the values are rounded to the format as they are. The range is the data's,
-        // which limits quantizationLevels() to the levels the data can reach.
-        params.scale.push_back(1.f);
+    } else {
+        // No pre-scale: the values are rounded to the format as they are. The range is the
+        // data's, which limits quantizationLevels() to the levels the data can reach.
+        preScale.push_back(1.f);
         params.rangeMin.push_back(lo);
         params.rangeMax.push_back(hi);
-        return;
-    case Scheme::KMeans:
-        break;
     }
-    throw Error("scheme " + quoted(schemeTraits(params.scheme).name) + " has no range-based parameters");
 }
 
 // A contiguous run of elements that share one parameter block (weights: axis 0 is the output
@@ -500,12 +425,12 @@ void applyElementwise(const float* in, float* out, std::int64_t n, Fn fn)
         out[i] = fn(in[i]);
 }
 
-void checkScales(const QuantParams& params)
+void checkScales(const std::vector<float>& scales, std::string_view what)
 {
-    for (std::size_t b = 0; b < params.scale.size(); ++b)
-        if (!(params.scale[b] > 0.f) || !std::isfinite(params.scale[b]) || !std::isfinite(1.f / params.scale[b]))
-            throw Error("quantization parameters: expected a positive, finite scale (with a finite inverse), got " +
-                        std::to_string(params.scale[b]) + " in block " + std::to_string(b));
+    for (std::size_t b = 0; b < scales.size(); ++b)
+        if (!(scales[b] > 0.f) || !std::isfinite(scales[b]) || !std::isfinite(1.f / scales[b]))
+            throw Error("quantization parameters: expected a positive, finite " + std::string(what) +
+                        " (with a finite inverse), got " + std::to_string(scales[b]) + " in block " + std::to_string(b));
 }
 
 void checkArraySize(std::string_view name, std::size_t actual, std::size_t expected)
@@ -515,14 +440,220 @@ void checkArraySize(std::string_view name, std::size_t actual, std::size_t expec
                     " entries (one per block), got " + std::to_string(actual));
 }
 
-}  // namespace
+// Fake quantization, by kind: out[i] = the level in[i] quantizes to.
+void fakeQuantizeUniform(const QuantParams& params, const BlockIndex& blockOf, const float* in, float* out, std::int64_t n)
+{
+    const UniformParams& u = params.uniform();
+    const auto blocks = static_cast<std::size_t>(blockOf.count);
+    checkArraySize("scale", u.scale.size(), blocks);
+    checkScales(u.scale, "scale");
+    checkArraySize("zero-point", u.zeroPoint.size(), blocks);
+    if (params.qmin >= params.qmax)
+        throw Error("quantization parameters: expected qmin < qmax, got [" + std::to_string(params.qmin) + ", " +
+                    std::to_string(params.qmax) + "]");
+    std::vector<UniformBlock> quantizers;
+    for (std::size_t b = 0; b < blocks; ++b)
+        quantizers.push_back({u.scale[b], 1.0f / u.scale[b], static_cast<float>(u.zeroPoint[b]), static_cast<float>(params.qmin),
+                              static_cast<float>(params.qmax)});
+    applyPerBlock(in, out, n, blockOf, quantizers);
+}
+
+void fakeQuantizeLog2(const QuantParams& params, const BlockIndex& blockOf, const float* in, float* out, std::int64_t n)
+{
+    const Log2Params& l = params.log2();
+    const auto blocks = static_cast<std::size_t>(blockOf.count);
+    checkArraySize("largest level", l.largest.size(), blocks);
+    checkScales(l.largest, "largest level");
+    if (params.qmax < 1)
+        throw Error("log2 parameters: expected qmax (the number of magnitudes) >= 1, got " + std::to_string(params.qmax));
+    std::vector<Log2Block> quantizers;
+    for (std::size_t b = 0; b < blocks; ++b)
+        quantizers.push_back({l.largest[b], params.qmax, params.isSigned});
+    applyPerBlock(in, out, n, blockOf, quantizers);
+}
+
+void fakeQuantizeCodebook(const QuantParams& params, const BlockIndex& blockOf, const float* in, float* out, std::int64_t n)
+{
+    const CodebookParams& c = params.codebook();
+    const auto blocks = static_cast<std::size_t>(blockOf.count);
+    const auto levels = std::size_t{1} << params.bits;
+    checkArraySize("codebook", c.centroids.size(), blocks * levels);
+    // Midpoints between neighbouring centroids, per block, for a binary search per value.
+    std::vector<double> midpoints(blocks * (levels - 1));
+    for (std::size_t b = 0; b < blocks; ++b) {
+        const float* centroids = c.centroids.data() + b * levels;
+        if (!std::is_sorted(centroids, centroids + levels))
+            throw Error("k-means parameters: expected each block's codebook sorted ascending (block " + std::to_string(b) + ")");
+        for (std::size_t i = 0; i + 1 < levels; ++i)
+            midpoints[b * (levels - 1) + i] = 0.5 * (static_cast<double>(centroids[i]) + centroids[i + 1]);
+    }
+    const float* codebook = c.centroids.data();
+    const double* mids = midpoints.data();
+#pragma omp parallel for if (n > (1 << 16))
+    for (std::int64_t i = 0; i < n; ++i) {
+        const auto b = static_cast<std::size_t>(blockOf(i));
+        out[i] = std::isnan(in[i]) ? in[i] : codebook[b * levels + nearestCentroid(mids + b * (levels - 1), levels - 1, in[i])];
+    }
+}
+
+// The format's rounding (the row's `round`), for floating-point schemes.
+using Rounding = float (*)(float);
+Rounding roundingOf(Scheme scheme);
+
+void fakeQuantizeFloatFormat(const QuantParams& params, const BlockIndex& blockOf, const float* in, float* out, std::int64_t n)
+{
+    const FloatFormatParams& f = params.floatFormat();
+    checkArraySize("pre-scale", f.preScale.size(), static_cast<std::size_t>(blockOf.count));
+    checkScales(f.preScale, "pre-scale");
+    const Rounding round = roundingOf(params.scheme);
+    if (!schemeTraits(params.scheme).format->preScaled) {
+        applyElementwise(in, out, n, round);
+        return;
+    }
+    // value = s * format(x / s): the pre-scale maps the block's amax to the format's max.
+    const float* preScale = f.preScale.data();
+#pragma omp parallel for if (n > (1 << 16))
+    for (std::int64_t i = 0; i < n; ++i) {
+        const float s = preScale[blockOf(i)];
+        out[i] = s * round(in[i] / s);
+    }
+}
+
+// Every level of one block, ascending, by kind.
+std::vector<float> uniformLevels(const QuantParams& params, std::size_t block)
+{
+    const UniformParams& u = params.uniform();
+    checkArraySize("zero-point", u.zeroPoint.size(), u.scale.size());
+    // The same float arithmetic as fakeQuantize(), so every output is one of these values.
+    const float scale = u.scale.at(block);
+    const auto zeroPoint = static_cast<float>(u.zeroPoint[block]);
+    std::vector<float> levels;
+    for (std::int32_t q = params.qmin; q <= params.qmax; ++q)
+        levels.push_back((static_cast<float>(q) - zeroPoint) * scale);
+    return levels;
+}
+
+std::vector<float> log2LevelsOf(const QuantParams& params, std::size_t block)
+{
+    return log2Levels(params.log2().largest.at(block), params.qmax, params.isSigned);
+}
+
+std::vector<float> codebookLevels(const QuantParams& params, std::size_t block)
+{
+    const auto count = std::size_t{1} << params.bits;
+    const std::vector<float>& centroids = params.codebook().centroids;
+    checkArraySize("codebook", centroids.size(), params.blockCount() * count);
+    return {centroids.begin() + static_cast<std::ptrdiff_t>(block * count), centroids.begin() + static_cast<std::ptrdiff_t>((block + 1) * count)};
+}
+
+// Floating-point formats: enumerate the codes. Pre-scaled (FP8) levels are all finite codes
+// times the pre-scale (which maps the block's range onto the whole format); fp16/bf16 have no
+// pre-scale, so only the values the block's data range can reach are listed (from its rounded
+// minimum to its rounded maximum), and none at all when there are more than kMaxFloatLevels of
+// them (too many to draw).
+std::vector<float> floatFormatLevels(const QuantParams& params, std::size_t block)
+{
+    constexpr std::size_t kMaxFloatLevels = 4096;
+    const FloatFormat& format = *schemeTraits(params.scheme).format;
+    const float preScale = params.floatFormat().preScale.at(block);
+    const std::uint32_t codeCount = 1u << (1 + format.exponentBits + format.mantissaBits);
+    const Rounding round = roundingOf(params.scheme);
+    const float lo = format.preScaled ? -std::numeric_limits<float>::infinity() : round(params.rangeMin.at(block));
+    const float hi = format.preScaled ? std::numeric_limits<float>::infinity() : round(params.rangeMax.at(block));
+    std::vector<float> levels;
+    for (std::uint32_t code = 0; code < codeCount; ++code) {
+        const float value = preScale * static_cast<float>(decodeFloat(code, format));
+        if (std::isfinite(value) && value >= lo && value <= hi) {
+            levels.push_back(value);
+            if (levels.size() > 2 * kMaxFloatLevels)  // +0 and -0 are merged below
+                return {};
+        }
+    }
+    std::sort(levels.begin(), levels.end());
+    levels.erase(std::unique(levels.begin(), levels.end()), levels.end());  // +0 == -0
+    if (levels.size() > kMaxFloatLevels)
+        return {};
+    return levels;
+}
 
 // ---------------------------------------------------------------------------------------------
-// Public functions
+// The table
 
-const std::array<SchemeTraits, kSchemeCount>& schemeTable() { return kSchemes; }
+struct SchemeRow {
+    SchemeTraits traits;
+    CodeRange (*codeRange)(int bits, bool isSigned);
+    // One block's parameters from its range; nullptr when they are fitted to the values (k-means).
+    void (*fitBlock)(QuantParams& params, float lo, float hi);
+    void (*fakeQuantize)(const QuantParams& params, const BlockIndex& blockOf, const float* in, float* out, std::int64_t n);
+    std::vector<float> (*levels)(const QuantParams& params, std::size_t block);
+    float (*round)(float x);  // floating-point formats: to the nearest value of the format
+    // The parameters of this kind, empty.
+    std::variant<UniformParams, Log2Params, CodebookParams, FloatFormatParams> (*emptyValues)();
+};
 
-const SchemeTraits& schemeTraits(Scheme scheme)
+template <class Kind> std::variant<UniformParams, Log2Params, CodebookParams, FloatFormatParams> empty() { return Kind{}; }
+
+constexpr std::array<SchemeRow, kSchemeCount> kSchemes{{
+    {{Scheme::Affine, "affine", "Affine (asymmetric)", SchemeFamily::Uniform, 2, 16, 8, true, true, true, nullptr, CalibrationGrid::Affine,
+      "Uses the full code range for skewed data such as ReLU outputs; the zero-point adds integer work to every dot "
+      "product."},
+     fullCodes, fitAffine, fakeQuantizeUniform, uniformLevels, nullptr, empty<UniformParams>},
+    {{Scheme::Symmetric, "symmetric", "Symmetric", SchemeFamily::Uniform, 2, 16, 8, true, true, true, nullptr, CalibrationGrid::Symmetric,
+      "No zero-point, so integer kernels stay simple; signed codes waste half the range on one-sided data such as ReLU "
+      "outputs."},
+     narrowCodes, fitSymmetric, fakeQuantizeUniform, uniformLevels, nullptr, empty<UniformParams>},
+    {{Scheme::PowerOfTwo, "power_of_two", "Symmetric, power-of-two scale", SchemeFamily::Uniform, 2, 16, 8, true, true, true, nullptr,
+      CalibrationGrid::PowerOfTwo,
+      "Rescaling becomes a bit shift on fixed-point hardware; rounding the scale up can cost up to one bit of "
+      "resolution."},
+     narrowCodes, fitPowerOfTwo, fakeQuantizeUniform, uniformLevels, nullptr, empty<UniformParams>},
+    {{Scheme::Log2, "log2", "Logarithmic (powers of two)", SchemeFamily::Logarithmic, 3, 8, 4, true, true, false, nullptr,
+      CalibrationGrid::Symmetric,
+      "Small values keep their relative precision and multiplications become shifts, but large values are coarse "
+      "(up to about 40% relative error)."},
+     log2Codes, fitLog2, fakeQuantizeLog2, log2LevelsOf, nullptr, empty<Log2Params>},
+    {{Scheme::KMeans, "kmeans", "K-means codebook", SchemeFamily::Codebook, 1, 8, 4, true, false, false, nullptr, CalibrationGrid::Symmetric,
+      "Places the levels where the weights are, giving the lowest error per bit; needs a lookup table and a fitting "
+      "step, so it is for weights only."},
+     codebookCodes, nullptr, fakeQuantizeCodebook, codebookLevels, nullptr, empty<CodebookParams>},
+    {{Scheme::Fp16, "fp16", "FP16 (IEEE half)", SchemeFamily::FloatingPoint, 16, 16, 16, true, true, false, &kFp16, CalibrationGrid::Symmetric,
+      "Halves the memory with almost no accuracy loss; values beyond 65504 overflow to infinity."},
+     noCodes, fitFloatFormat, fakeQuantizeFloatFormat, floatFormatLevels, roundToFp16, empty<FloatFormatParams>},
+    {{Scheme::Bf16, "bf16", "BF16 (bfloat16)", SchemeFamily::FloatingPoint, 16, 16, 16, true, true, false, &kBf16, CalibrationGrid::Symmetric,
+      "Keeps float32's range so nothing overflows, but has only 8 significant bits (2 to 3 decimal digits)."},
+     noCodes, fitFloatFormat, fakeQuantizeFloatFormat, floatFormatLevels, roundToBf16, empty<FloatFormatParams>},
+    {{Scheme::Fp8E4M3, "fp8_e4m3", "FP8 E4M3 (OCP)", SchemeFamily::FloatingPoint, 8, 8, 8, true, true, false, &kFp8E4M3,
+      CalibrationGrid::Symmetric,
+      "A quarter of float32's memory with a relative precision of 1/16 within a per-tensor scaled range; the usual "
+      "FP8 choice for inference."},
+     noCodes, fitFloatFormat, fakeQuantizeFloatFormat, floatFormatLevels, roundToFp8E4M3, empty<FloatFormatParams>},
+    {{Scheme::Fp8E5M2, "fp8_e5m2", "FP8 E5M2 (OCP)", SchemeFamily::FloatingPoint, 8, 8, 8, true, true, false, &kFp8E5M2,
+      CalibrationGrid::Symmetric,
+      "More dynamic range than E4M3 but only a relative precision of 1/8; made for gradients and usually too coarse "
+      "for weights."},
+     noCodes, fitFloatFormat, fakeQuantizeFloatFormat, floatFormatLevels, roundToFp8E5M2, empty<FloatFormatParams>},
+}};
+
+constexpr bool rowsFollowTheEnum()
+{
+    for (std::size_t i = 0; i < kSchemes.size(); ++i)
+        if (static_cast<std::size_t>(kSchemes[i].traits.scheme) != i)
+            return false;
+    return true;
+}
+static_assert(static_cast<int>(Scheme::Fp8E5M2) + 1 == kSchemeCount, "kSchemeCount must count every Scheme");
+static_assert(kSchemes.size() == kSchemeCount && rowsFollowTheEnum(), "one schemeTable() row per Scheme, in enum order");
+
+constexpr std::array<SchemeTraits, kSchemeCount> traitsOf(const std::array<SchemeRow, kSchemeCount>& rows)
+{
+    std::array<SchemeTraits, kSchemeCount> traits{};
+    for (std::size_t i = 0; i < rows.size(); ++i)
+        traits[i] = rows[i].traits;
+    return traits;
+}
+constexpr std::array<SchemeTraits, kSchemeCount> kTraits = traitsOf(kSchemes);
+
+const SchemeRow& row(Scheme scheme)
 {
     const auto index = static_cast<std::size_t>(scheme);
     if (index >= kSchemes.size())
@@ -531,9 +662,60 @@ const SchemeTraits& schemeTraits(Scheme scheme)
     return kSchemes[index];
 }
 
+Rounding roundingOf(Scheme scheme) { return row(scheme).round; }
+
+void checkBits(Scheme scheme, int bits)
+{
+    const SchemeTraits& traits = schemeTraits(scheme);
+    if (bits >= traits.minBits && bits <= traits.maxBits)
+        return;
+    const std::string expected = traits.minBits == traits.maxBits
+        ? "exactly " + std::to_string(traits.minBits) + " bits"
+        : std::to_string(traits.minBits) + " to " + std::to_string(traits.maxBits) + " bits";
+    throw Error("scheme " + quoted(traits.name) + ": expected " + expected + ", got " + std::to_string(bits));
+}
+
+// Empty parameters for `spec`: its scheme's kind, code range and granularity, no blocks yet.
+QuantParams emptyParams(const TensorQuantSpec& spec, bool isSigned)
+{
+    const SchemeRow& r = row(spec.scheme);
+    QuantParams params;
+    params.scheme = spec.scheme;
+    params.bits = spec.bits;
+    const SchemeFamily family = r.traits.family;
+    params.isSigned = family == SchemeFamily::FloatingPoint || family == SchemeFamily::Codebook ? true : isSigned;
+    params.granularity = spec.granularity;
+    params.axis = 0;
+    params.groupSize = spec.granularity == Granularity::PerGroup ? spec.groupSize : 0;
+    const CodeRange codes = r.codeRange(params.bits, params.isSigned);
+    params.qmin = codes.qmin;
+    params.qmax = codes.qmax;
+    params.values = r.emptyValues();
+    return params;
+}
+
+[[noreturn]] void wrongKind(Scheme scheme, std::string_view kind)
+{
+    throw Error("quantization parameters of scheme " + quoted(schemeTraits(scheme).name) + " have no " + std::string(kind) +
+                " parameters");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Public functions
+
+const std::array<SchemeTraits, kSchemeCount>& schemeTable() { return kTraits; }
+
+const SchemeTraits& schemeTraits(Scheme scheme)
+{
+    row(scheme);  // checks the id
+    return kTraits[static_cast<std::size_t>(scheme)];
+}
+
 std::optional<Scheme> schemeFromName(std::string_view name)
 {
-    for (const SchemeTraits& traits : kSchemes)
+    for (const SchemeTraits& traits : kTraits)
         if (traits.name == name)
             return traits.scheme;
     return std::nullopt;
@@ -549,10 +731,72 @@ std::optional<Granularity> granularityFromName(std::string_view name)
     return std::nullopt;
 }
 
+bool runsInIntegers(Scheme scheme, int bits) { return schemeTraits(scheme).integerForm && bits <= kMaxIntegerBits; }
+
+const UniformParams& QuantParams::uniform() const
+{
+    if (const auto* u = std::get_if<UniformParams>(&values))
+        return *u;
+    wrongKind(scheme, "uniform");
+}
+
+UniformParams& QuantParams::uniform()
+{
+    if (auto* u = std::get_if<UniformParams>(&values))
+        return *u;
+    wrongKind(scheme, "uniform");
+}
+
+const Log2Params& QuantParams::log2() const
+{
+    if (const auto* l = std::get_if<Log2Params>(&values))
+        return *l;
+    wrongKind(scheme, "log2");
+}
+
+const CodebookParams& QuantParams::codebook() const
+{
+    if (const auto* c = std::get_if<CodebookParams>(&values))
+        return *c;
+    wrongKind(scheme, "codebook");
+}
+
+const FloatFormatParams& QuantParams::floatFormat() const
+{
+    if (const auto* f = std::get_if<FloatFormatParams>(&values))
+        return *f;
+    wrongKind(scheme, "floating-point format");
+}
+
+std::size_t QuantParams::blockCount() const
+{
+    if (const auto* u = std::get_if<UniformParams>(&values))
+        return u->scale.size();
+    if (const auto* l = std::get_if<Log2Params>(&values))
+        return l->largest.size();
+    if (const auto* c = std::get_if<CodebookParams>(&values))
+        return c->centroids.size() >> bits;
+    return std::get<FloatFormatParams>(values).preScale.size();
+}
+
+QuantParams uniformParams(Scheme scheme, int bits, bool isSigned, std::vector<float> scale, std::vector<std::int32_t> zeroPoint)
+{
+    if (!schemeTraits(scheme).integerForm)
+        throw Error("scheme " + quoted(schemeTraits(scheme).name) + " is not uniform: expected scales and zero-points of a uniform scheme");
+    TensorQuantSpec spec;
+    spec.scheme = scheme;
+    spec.bits = bits;
+    QuantParams params = emptyParams(spec, isSigned);
+    params.granularity = scale.size() > 1 ? Granularity::PerChannel : Granularity::PerTensor;
+    params.uniform().scale = std::move(scale);
+    params.uniform().zeroPoint = std::move(zeroPoint);
+    return params;
+}
+
 QuantParams paramsForRange(const TensorQuantSpec& spec, float min, float max)
 {
     const SchemeTraits& traits = schemeTraits(spec.scheme);
-    if (!traits.forActivations)
+    if (!traits.forActivations || !row(spec.scheme).fitBlock)
         throw Error("scheme " + quoted(traits.name) +
                     " is for weights only (it fits a codebook to known values): expected an activation scheme such as "
                     "'affine' or 'symmetric'");
@@ -567,8 +811,8 @@ QuantParams paramsForRange(const TensorQuantSpec& spec, float min, float max)
     // Runtime's u8 activations) whatever their sign; the zero-point-free schemes need signed codes
     // unless the range is non-negative (ReLU outputs), where unsigned codes double the resolution.
     const bool isSigned = spec.isSigned.value_or(spec.scheme == Scheme::Affine ? false : min < 0.f);
-    QuantParams params = baseParams(spec, isSigned);
-    appendBlock(params, min, max);
+    QuantParams params = emptyParams(spec, isSigned);
+    row(spec.scheme).fitBlock(params, min, max);
     return params;
 }
 
@@ -581,7 +825,8 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
     if (weights.dtype() != DataType::Float32)
         throw Error("expected float32 weights to quantize, got " + weights.describe());
 
-    QuantParams params = baseParams(spec, spec.isSigned.value_or(true));
+    QuantParams params = emptyParams(spec, spec.isSigned.value_or(true));
+    const auto fitBlock = row(spec.scheme).fitBlock;
     const std::vector<BlockSpan> blocks = weightBlocks(spec, weights);
     const float* w = weights.data<float>();
     for (std::size_t b = 0; b < blocks.size(); ++b) {
@@ -595,18 +840,18 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
         if (!finite)
             throw Error("weights " + weights.describe() + " contain NaN or infinity (block " + std::to_string(b) +
                         "): expected finite values");
-        if (spec.scheme == Scheme::KMeans) {
-            params.scale.push_back(hi - lo);  // for display only: the block's value range
+        if (fitBlock) {
+            fitBlock(params, lo, hi);
+        } else {  // the codebook is fitted below; the range is the block's values
             params.rangeMin.push_back(lo);
             params.rangeMax.push_back(hi);
-        } else {
-            appendBlock(params, lo, hi);
         }
     }
 
-    if (spec.scheme == Scheme::KMeans) {
+    if (!fitBlock) {  // k-means: a codebook fitted to each block's values
         const int levels = 1 << spec.bits;
-        params.codebook.resize(blocks.size() * static_cast<std::size_t>(levels));
+        std::vector<float>& codebook = std::get<CodebookParams>(params.values).centroids;
+        codebook.resize(blocks.size() * static_cast<std::size_t>(levels));
         const std::span<const float> all = weights.values<float>();
         std::vector<float> sorted(all.begin(), all.end());
         std::vector<double> prefix(sorted.size() + blocks.size());
@@ -617,7 +862,7 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
             const auto start = static_cast<std::size_t>(span.start), length = static_cast<std::size_t>(span.length);
             fitCodebook(std::span<float>(sorted).subspan(start, length),
                         std::span<double>(prefix).subspan(start + static_cast<std::size_t>(b), length + 1), levels,
-                        params.codebook.data() + static_cast<std::size_t>(b) * static_cast<std::size_t>(levels));
+                        codebook.data() + static_cast<std::size_t>(b) * static_cast<std::size_t>(levels));
         }
     }
     return params;
@@ -630,80 +875,14 @@ Tensor fakeQuantize(const Tensor& values, const QuantParams& params)
     if (values.dtype() != DataType::Float32)
         throw Error("fakeQuantize: expected a float32 tensor, got " + values.describe());
     checkBits(params.scheme, params.bits);
+    if (params.values.index() != row(params.scheme).emptyValues().index())
+        throw Error("quantization parameters: the parameters do not match their scheme " + quoted(schemeTraits(params.scheme).name));
     const BlockIndex blockOf = blockIndexFor(params, values);
-    const auto blocks = static_cast<std::size_t>(blockOf.count);
-    checkArraySize("scale", params.scale.size(), blocks);
-
     Tensor result(DataType::Float32, values.shape());
     const std::int64_t n = values.size();
     if (n == 0)
         return result;
-    const float* in = values.data<float>();
-    float* out = result.mutableData<float>();
-
-    switch (schemeTraits(params.scheme).family) {
-    case SchemeFamily::Uniform: {
-        checkScales(params);
-        checkArraySize("zero-point", params.zeroPoint.size(), blocks);
-        if (params.qmin >= params.qmax)
-            throw Error("quantization parameters: expected qmin < qmax, got [" + std::to_string(params.qmin) + ", " +
-                        std::to_string(params.qmax) + "]");
-        std::vector<UniformBlock> quantizers;
-        for (std::size_t b = 0; b < blocks; ++b)
-            quantizers.push_back({params.scale[b], 1.0f / params.scale[b], static_cast<float>(params.zeroPoint[b]),
-                                  static_cast<float>(params.qmin), static_cast<float>(params.qmax)});
-        applyPerBlock(in, out, n, blockOf, quantizers);
-        break;
-    }
-    case SchemeFamily::Logarithmic: {
-        checkScales(params);
-        if (params.qmax < 1)
-            throw Error("log2 parameters: expected qmax (the number of magnitudes) >= 1, got " + std::to_string(params.qmax));
-        std::vector<Log2Block> quantizers;
-        for (std::size_t b = 0; b < blocks; ++b)
-            quantizers.push_back({params.scale[b], params.qmax, params.isSigned});
-        applyPerBlock(in, out, n, blockOf, quantizers);
-        break;
-    }
-    case SchemeFamily::Codebook: {
-        const auto levels = std::size_t{1} << params.bits;
-        checkArraySize("codebook", params.codebook.size(), blocks * levels);
-        // Midpoints between neighbouring centroids, per block, for a binary search per value.
-        std::vector<double> midpoints(blocks * (levels - 1));
-        for (std::size_t b = 0; b < blocks; ++b) {
-            const float* c = params.codebook.data() + b * levels;
-            if (!std::is_sorted(c, c + levels))
-                throw Error("k-means parameters: expected each block's codebook sorted ascending (block " + std::to_string(b) + ")");
-            for (std::size_t i = 0; i + 1 < levels; ++i)
-                midpoints[b * (levels - 1) + i] = 0.5 * (static_cast<double>(c[i]) + c[i + 1]);
-        }
-        const float* codebook = params.codebook.data();
-        const double* mids = midpoints.data();
-#pragma omp parallel for if (n > (1 << 16))
-        for (std::int64_t i = 0; i < n; ++i) {
-            const auto b = static_cast<std::size_t>(blockOf(i));
-            out[i] = std::isnan(in[i]) ? in[i] : codebook[b * levels + nearestCentroid(mids + b * (levels - 1), levels - 1, in[i])];
-        }
-        break;
-    }
-    case SchemeFamily::FloatingPoint:
-        if (params.scheme == Scheme::Fp16) {
-            applyElementwise(in, out, n, [](float x) { return roundToFp16(x); });
-        } else if (params.scheme == Scheme::Bf16) {
-            applyElementwise(in, out, n, [](float x) { return roundToBf16(x); });
-        } else {
-            // value = s * fp8(x / s): the pre-scale maps the block's amax to the format's max.
-            checkScales(params);
-            const bool e4m3 = params.scheme == Scheme::Fp8E4M3;
-            const float* scale = params.scale.data();
-#pragma omp parallel for if (n > (1 << 16))
-            for (std::int64_t i = 0; i < n; ++i) {
-                const float s = scale[blockOf(i)];
-                out[i] = s * (e4m3 ? roundToFp8E4M3(in[i] / s) : roundToFp8E5M2(in[i] / s));
-            }
-        }
-        break;
-    }
+    row(params.scheme).fakeQuantize(params, blockOf, values.data<float>(), result.mutableData<float>(), n);
     return result;
 }
 
@@ -712,62 +891,10 @@ std::vector<float> quantizationLevels(const QuantParams& params, std::size_t blo
     if (block >= params.blockCount())
         throw Error("quantizationLevels: expected a block index below " + std::to_string(params.blockCount()) + ", got " +
                     std::to_string(block));
-    const float scale = params.scale[block];
-    std::vector<float> levels;
-    switch (schemeTraits(params.scheme).family) {
-    case SchemeFamily::Uniform: {
-        checkArraySize("zero-point", params.zeroPoint.size(), params.blockCount());
-        // The same float arithmetic as fakeQuantize(), so every output is one of these values.
-        const auto zeroPoint = static_cast<float>(params.zeroPoint[block]);
-        for (std::int32_t q = params.qmin; q <= params.qmax; ++q)
-            levels.push_back((static_cast<float>(q) - zeroPoint) * scale);
-        return levels;
-    }
-    case SchemeFamily::Logarithmic:
-        return log2Levels(scale, params.qmax, params.isSigned);
-    case SchemeFamily::Codebook: {
-        const auto count = std::size_t{1} << params.bits;
-        checkArraySize("codebook", params.codebook.size(), params.blockCount() * count);
-        return {params.codebook.begin() + static_cast<std::ptrdiff_t>(block * count),
-                params.codebook.begin() + static_cast<std::ptrdiff_t>((block + 1) * count)};
-    }
-    case SchemeFamily::FloatingPoint:
-        break;
-    }
-
-    // Floating-point formats: enumerate the codes. FP8 levels are all finite codes times the
-    // pre-scale (the scale maps the block's range onto the whole format); fp16/bf16 have no
-    // pre-scale, so only the values the block's data range can reach are listed (from its rounded
-    // minimum to its rounded maximum), and none at all when there are more than kMaxFloatLevels of
-    // them (too many to draw).
-    constexpr std::size_t kMaxFloatLevels = 4096;
-    const bool fp8 = params.scheme == Scheme::Fp8E4M3 || params.scheme == Scheme::Fp8E5M2;
-    const std::uint32_t codeCount = fp8 ? 256 : 65536;
-    const auto round = params.scheme == Scheme::Fp16 ? roundToFp16 : roundToBf16;
-    const float lo = fp8 ? -std::numeric_limits<float>::infinity() : round(params.rangeMin.at(block));
-    const float hi = fp8 ? std::numeric_limits<float>::infinity() : round(params.rangeMax.at(block));
-    for (std::uint32_t code = 0; code < codeCount; ++code) {
-        float value = 0.f;
-        switch (params.scheme) {
-        case Scheme::Fp8E4M3: value = scale * static_cast<float>(decodeFloat(code, {4, 3, 7, false})); break;
-        case Scheme::Fp8E5M2: value = scale * static_cast<float>(decodeFloat(code, {5, 2, 15, true})); break;
-        case Scheme::Fp16: value = static_cast<float>(decodeFloat(code, {5, 10, 15, true})); break;
-        default: value = std::bit_cast<float>(code << 16); break;  // bf16: the upper half of a float32
-        }
-        if (std::isfinite(value) && value >= lo && value <= hi) {
-            levels.push_back(value);
-            if (levels.size() > 2 * kMaxFloatLevels)  // +0 and -0 are merged below
-                return {};
-        }
-    }
-    std::sort(levels.begin(), levels.end());
-    levels.erase(std::unique(levels.begin(), levels.end()), levels.end());  // +0 == -0
-    if (levels.size() > kMaxFloatLevels)
-        return {};
-    return levels;
+    return row(params.scheme).levels(params, block);
 }
 
-float roundToFp16(float x) { return roundToFormat(x, kFp16Format); }
+float roundToFp16(float x) { return roundToFormat(x, kFp16); }
 
 float roundToBf16(float x)
 {
@@ -781,11 +908,11 @@ float roundToBf16(float x)
 }
 
 // OCP E4M3 has no infinity (S.1111.111 is NaN), so saturation is the only sensible overflow.
-float roundToFp8E4M3(float x) { return roundToFormat(x, kE4M3Format); }
+float roundToFp8E4M3(float x) { return roundToFormat(x, kFp8E4M3); }
 
 // OCP E5M2 has infinities, but we saturate finite overflow and infinity alike to +-57344 (OCP's
 // "saturating" conversion mode): the pre-scale in fakeQuantize() is meant to prevent overflow, and
 // an inf would poison every later layer's statistics.
-float roundToFp8E5M2(float x) { return roundToFormat(x, kE5M2Format); }
+float roundToFp8E5M2(float x) { return roundToFormat(x, kFp8E5M2); }
 
 }  // namespace qe

@@ -1,12 +1,15 @@
 #pragma once
-// The one table of quantization schemes. The engine, the configuration parser, the UI's combo
-// boxes, the exporter and the tests all read it (ggml's type_traits pattern), so adding a scheme
-// is one enum value and one table row.
+// The one table of quantization schemes. Each row holds everything a scheme is: its name and bit
+// widths, its family, whether an integer form exists, its format constants, and its behaviour
+// (code range, parameter fitting, fake quantization, levels; the functions live in scheme.cpp's
+// rows). The engine, the configuration parser, the UI's combo boxes, the exporter and the tests
+// all read it (ggml's type_traits pattern), so adding a scheme is one enum value and one row.
 //
-// Quantization parameters are values with a stated meaning (TFLite's convention):
-//     real_value = scale * (quantized_value - zero_point)
-// for the uniform schemes; the non-uniform schemes (log2, k-means) are lookup tables of levels,
-// and the floating-point formats round to the nearest representable value of the format.
+// Quantization parameters are values with one stated meaning per kind (QuantParams::values):
+//     uniform:        real = scale * (code - zero_point)            (TFLite's convention)
+//     log2:           real = 0 or +-largest * 2^-k
+//     codebook:       real = centroid[code]
+//     floating point: real = pre_scale * round_to_format(x / pre_scale)
 
 #include "tensor/tensor.h"
 
@@ -15,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace qe {
@@ -34,6 +38,19 @@ constexpr int kSchemeCount = 9;
 
 enum class SchemeFamily : std::uint8_t { Uniform, Logarithmic, Codebook, FloatingPoint };
 
+// A binary floating-point format narrower than float32 (fp16, bf16, fp8).
+struct FloatFormat {
+    int exponentBits, mantissaBits, bias;
+    double maxFinite;
+    bool saturate;      // overflow (and infinity) to +-maxFinite instead of to infinity
+    bool ieeeSpecials;  // all-ones exponent is inf/NaN (fp16, bf16, E5M2); else only S.1111.111 is NaN (E4M3)
+    bool preScaled;     // values are divided by a per-block pre-scale mapping their amax to maxFinite (fp8)
+};
+
+// How the MSE calibrators score a candidate range (calibration.cpp): the uniform grid it would
+// get. Non-uniform schemes and float formats are scored with the symmetric grid: a proxy.
+enum class CalibrationGrid : std::uint8_t { Affine, Symmetric, PowerOfTwo };
+
 struct SchemeTraits {
     Scheme scheme;
     std::string_view name;         // as written in configuration files: "affine", "fp8_e4m3", ...
@@ -41,6 +58,11 @@ struct SchemeTraits {
     SchemeFamily family;
     int minBits, maxBits, defaultBits;  // floating-point formats have minBits == maxBits
     bool forWeights, forActivations;
+    // Its codes are integers that integer kernels and QDQ files take (uniform schemes), up to
+    // kMaxIntegerBits bits: see runsInIntegers().
+    bool integerForm;
+    const FloatFormat* format;     // floating-point formats only
+    CalibrationGrid calibrationGrid;
     std::string_view tradeOff;     // one sentence shown as a tooltip: what it costs, what it buys
 };
 
@@ -65,8 +87,27 @@ struct TensorQuantSpec {
     bool operator==(const TensorQuantSpec&) const = default;
 };
 
-// The parameters one tensor was quantized with. Arrays have one entry per tensor, per channel,
-// or per (channel, group); `axis` is the channel axis.
+// The parameters of each kind of scheme, one array entry per block (tensor, channel or group).
+struct UniformParams {      // affine, symmetric, power of two: real = scale * (code - zeroPoint)
+    std::vector<float> scale;             // the step between neighbouring levels
+    std::vector<std::int32_t> zeroPoint;  // 0 for the symmetric schemes
+    bool operator==(const UniformParams&) const = default;
+};
+struct Log2Params {         // 0 and +-largest * 2^-k, k = 0 .. qmax - 1; code +-j is the level +-largest * 2^(j - qmax)
+    std::vector<float> largest;
+    bool operator==(const Log2Params&) const = default;
+};
+struct CodebookParams {     // k-means: 2^bits sorted centroids per block; code k is centroid k
+    std::vector<float> centroids;
+    bool operator==(const CodebookParams&) const = default;
+};
+struct FloatFormatParams {  // real = preScale * round_to_format(x / preScale); 1 for fp16/bf16
+    std::vector<float> preScale;
+    bool operator==(const FloatFormatParams&) const = default;
+};
+
+// The parameters one tensor was quantized with. `axis` is the channel axis of per-channel and
+// per-group blocks.
 struct QuantParams {
     Scheme scheme = Scheme::Symmetric;
     int bits = 8;
@@ -74,14 +115,30 @@ struct QuantParams {
     Granularity granularity = Granularity::PerTensor;
     int axis = 0;
     int groupSize = 0;
-    std::int32_t qmin = -127, qmax = 127;  // integer code range (uniform and log2)
-    std::vector<float> scale;              // uniform: step; log2: largest level; fp8: pre-scale; fp16/bf16: 1
-    std::vector<std::int32_t> zeroPoint;   // uniform only (0 for symmetric)
-    std::vector<float> rangeMin, rangeMax; // the clipping range each scale was derived from
-    std::vector<float> codebook;           // k-means: 2^bits sorted centroids per parameter block
-    std::size_t blockCount() const { return scale.size(); }
+    std::int32_t qmin = -127, qmax = 127;  // the integer codes (uniform, log2 and k-means; 0 for float formats)
+    std::vector<float> rangeMin, rangeMax; // the clipping range each block's parameters were derived from
+    std::variant<UniformParams, Log2Params, CodebookParams, FloatFormatParams> values;
+
+    // The kind's parameters; qe::Error naming the scheme when the parameters are of another kind.
+    const UniformParams& uniform() const;
+    UniformParams& uniform();
+    const Log2Params& log2() const;
+    const CodebookParams& codebook() const;
+    const FloatFormatParams& floatFormat() const;
+    std::size_t blockCount() const;
     bool operator==(const QuantParams&) const = default;
 };
+
+// Uniform parameters of `scheme` with these scales and zero-points (e.g. read from a QDQ file).
+QuantParams uniformParams(Scheme scheme, int bits, bool isSigned, std::vector<float> scale, std::vector<std::int32_t> zeroPoint);
+
+// The one rule for "runs in integers": quantized so, a tensor is 8-bit integer codes that the
+// int8 engine's kernels and a QDQ file take. Granularity is the caller's concern (per-group
+// blocks have no integer kernel, and activations must be per tensor).
+constexpr int kMaxIntegerBits = 8;
+bool runsInIntegers(Scheme scheme, int bits);
+inline bool runsInIntegers(const QuantParams& params) { return runsInIntegers(params.scheme, params.bits); }
+inline bool runsInIntegers(const TensorQuantSpec& spec) { return runsInIntegers(spec.scheme, spec.bits); }
 
 // Parameters for an activation tensor whose clipping range is [min, max] (from calibration or,
 // for dynamic quantization, from the tensor itself). Per-tensor only; k-means is not allowed.

@@ -70,13 +70,14 @@ Tensor moveAxisToFront(const Tensor& w, int axis)
 
 std::vector<std::int32_t> uniformCodes(const Tensor& fakeQuantized, const QuantParams& p, int channelAxis)
 {
-    if (schemeTraits(p.scheme).family != SchemeFamily::Uniform || p.scale.empty() || p.zeroPoint.size() != p.scale.size())
+    if (!schemeTraits(p.scheme).integerForm || p.uniform().scale.empty() || p.uniform().zeroPoint.size() != p.uniform().scale.size())
         throw Error("integer codes need uniform parameters with one zero-point per scale");
+    const UniformParams& u = p.uniform();
     std::int64_t inner = 1, channels = 1;
-    if (p.scale.size() > 1) {
+    if (u.scale.size() > 1) {
         if (channelAxis < 0 || channelAxis >= fakeQuantized.rank() ||
-            fakeQuantized.dim(channelAxis) != static_cast<std::int64_t>(p.scale.size()))
-            throw Error("integer codes: " + std::to_string(p.scale.size()) + " scales do not match axis " + std::to_string(channelAxis) +
+            fakeQuantized.dim(channelAxis) != static_cast<std::int64_t>(u.scale.size()))
+            throw Error("integer codes: " + std::to_string(u.scale.size()) + " scales do not match axis " + std::to_string(channelAxis) +
                         " of " + fakeQuantized.describe());
         channels = fakeQuantized.dim(channelAxis);
         for (int d = channelAxis + 1; d < fakeQuantized.rank(); ++d)
@@ -86,8 +87,7 @@ std::vector<std::int32_t> uniformCodes(const Tensor& fakeQuantized, const QuantP
     std::vector<std::int32_t> codes(static_cast<std::size_t>(fakeQuantized.size()));
     for (std::int64_t i = 0; i < fakeQuantized.size(); ++i) {
         const std::size_t c = static_cast<std::size_t>((i / inner) % channels);
-        codes[static_cast<std::size_t>(i)] =
-            std::clamp(static_cast<std::int32_t>(std::nearbyint(w[i] / p.scale[c])) + p.zeroPoint[c], p.qmin, p.qmax);
+        codes[static_cast<std::size_t>(i)] = std::clamp(static_cast<std::int32_t>(std::nearbyint(w[i] / u.scale[c])) + u.zeroPoint[c], p.qmin, p.qmax);
     }
     return codes;
 }
@@ -146,8 +146,8 @@ void prepareIntegerLayers(QuantPlan& plan, const Graph& graph, const QuantPlan* 
             auto in = tensorParams.find(node.input(0));
             const QuantParams* input = in != tensorParams.end() ? in->second : nullptr;
             if (!layer.bias.empty() && lp.weightParams && isIntegerWeightParams(*lp.weightParams) && input) {
-                const double inputScale = input->scale[0];
-                const std::vector<float>& weightScales = lp.weightParams->scale;
+                const double inputScale = input->uniform().scale[0];
+                const std::vector<float>& weightScales = lp.weightParams->uniform().scale;
                 const Tensor& bias = graph.initializers.at(layer.bias);
                 Tensor quantized(DataType::Float32, bias.shape());
                 const float* b = bias.data<float>();

@@ -247,7 +247,7 @@ void TestIntegerEngine::shapesTheKernelsDoNotTakeRunInFloat()
     const Tensor ours = runIntegerSingle(engine, "x", x);
     const Tensor simulated = runSimulated(plan, Executor(plan.graph), {{"x", x}}).at("out");
     QCOMPARE(ours.shape(), (Shape{3, 20, 3}));
-    const float step = plan.plans.back().activationParams->scale[0];
+    const float step = plan.plans.back().activationParams->uniform().scale[0];
     for (std::int64_t i = 0; i < ours.size(); ++i)
         QVERIFY(std::abs(ours.data<float>()[i] - simulated.data<float>()[i]) <= step * 1.001f);
 }

@@ -182,12 +182,12 @@ void TestQdqExport::importingTheExportGivesTheSamePlan()
         QCOMPARE(roundTrip.layers[i].name, plan.layers[i].name);
         QCOMPARE(roundTrip.plans[i].config.keepFloat || !roundTrip.plans[i].activationParams, plan.plans[i].config.keepFloat);
         if (plan.plans[i].activationParams) {
-            QCOMPARE(roundTrip.plans[i].activationParams->scale, plan.plans[i].activationParams->scale);
-            QCOMPARE(roundTrip.plans[i].activationParams->zeroPoint, plan.plans[i].activationParams->zeroPoint);
+            QCOMPARE(roundTrip.plans[i].activationParams->uniform().scale, plan.plans[i].activationParams->uniform().scale);
+            QCOMPARE(roundTrip.plans[i].activationParams->uniform().zeroPoint, plan.plans[i].activationParams->uniform().zeroPoint);
         }
         if (plan.plans[i].weightParams) {
             QVERIFY(roundTrip.plans[i].weightParams.has_value());
-            QCOMPARE(roundTrip.plans[i].weightParams->scale, plan.plans[i].weightParams->scale);
+            QCOMPARE(roundTrip.plans[i].weightParams->uniform().scale, plan.plans[i].weightParams->uniform().scale);
         }
     }
     // The same results: the simulation of the re-imported model and of the original plan.
@@ -235,7 +235,7 @@ void TestQdqExport::encodingsListEveryQuantizedTensor()
     for (const auto& t : json["tensors"])
         if (t["tensor"] == plan.layers[1].weight) {
             QCOMPARE(t["kind"].get<std::string>(), std::string("weight"));
-            QCOMPARE(t["scale"].get<std::vector<float>>(), plan.plans[1].weightParams->scale);
+            QCOMPARE(t["scale"].get<std::vector<float>>(), plan.plans[1].weightParams->uniform().scale);
             QCOMPARE(t["granularity"].get<std::string>(), std::string("per_channel"));
         }
     const std::string csv = encodingsCsv(model.encodings);

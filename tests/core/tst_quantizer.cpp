@@ -191,6 +191,7 @@ private slots:
 
     void tableRows_data();
     void tableRows();
+    void runsInIntegersRule();
     void namesRoundTrip();
 
     void uniformMatchesPyTorch_data();
@@ -317,6 +318,42 @@ void TestQuantizer::tableRows()
     QCOMPARE(row.forActivations, forActivations);
     QVERIFY(!row.displayName.empty());
     QVERIFY2(row.tradeOff.size() > 40 && row.tradeOff.back() == '.', "the trade-off is one full sentence");
+    // Integer codes exist for the uniform schemes only; floating-point formats carry their
+    // constants, and saturate to exactly the format's largest finite value.
+    QCOMPARE(row.integerForm, family == SchemeFamily::Uniform);
+    QCOMPARE(row.format != nullptr, family == SchemeFamily::FloatingPoint);
+    if (row.format && row.format->saturate) {
+        const float huge = 1e30f;
+        const float saturated = scheme == Scheme::Fp8E4M3 ? roundToFp8E4M3(huge) : roundToFp8E5M2(huge);
+        QCOMPARE(double(saturated), row.format->maxFinite);
+    }
+    if (scheme == Scheme::Fp16)
+        QCOMPARE(row.format->maxFinite, 65504.0);  // IEEE 754 binary16
+}
+
+void TestQuantizer::runsInIntegersRule()
+{
+    // The one rule the int8 engine, the simulation and the QDQ export share: uniform, <= 8 bits.
+    QVERIFY(runsInIntegers(Scheme::Affine, 8));
+    QVERIFY(runsInIntegers(Scheme::Symmetric, 4));
+    QVERIFY(runsInIntegers(Scheme::PowerOfTwo, 2));
+    QVERIFY(!runsInIntegers(Scheme::Affine, 9));
+    QVERIFY(!runsInIntegers(Scheme::Log2, 4));
+    QVERIFY(!runsInIntegers(Scheme::KMeans, 4));
+    QVERIFY(!runsInIntegers(Scheme::Fp8E4M3, 8));
+    QVERIFY(!runsInIntegers(Scheme::Fp16, 16));
+    // Parameters are of their scheme's kind, and asking for another kind is an error naming it.
+    const QuantParams log2 = paramsForRange(makeSpec(Scheme::Log2, 4), -1.f, 1.f);
+    QVERIFY(std::holds_alternative<Log2Params>(log2.values));
+    QVERIFY_THROWS_EXCEPTION(Error, log2.uniform());
+    try {
+        log2.uniform();
+    } catch (const Error& e) {
+        QVERIFY(QString(e.what()).contains("log2"));
+    }
+    const QuantParams fp8 = paramsForRange(makeSpec(Scheme::Fp8E4M3, 8), -1.f, 1.f);
+    QVERIFY(std::holds_alternative<FloatFormatParams>(fp8.values));
+    QCOMPARE(fp8.blockCount(), std::size_t{1});
 }
 
 void TestQuantizer::namesRoundTrip()
@@ -354,13 +391,13 @@ void TestQuantizer::uniformMatchesPyTorch()
     params.isSigned = params.qmin < 0;
     if (c["kind"] == "fake_quantize_per_tensor") {
         params.granularity = Granularity::PerTensor;
-        params.scale = {c["scale"].get<float>()};
-        params.zeroPoint = {c["zero_point"].get<std::int32_t>()};
+        params.uniform().scale = {c["scale"].get<float>()};
+        params.uniform().zeroPoint = {c["zero_point"].get<std::int32_t>()};
     } else {
         params.granularity = Granularity::PerChannel;
         params.axis = c["axis"];
-        params.scale = c["scales"].get<std::vector<float>>();
-        params.zeroPoint = c["zero_points"].get<std::vector<std::int32_t>>();
+        params.uniform().scale = c["scales"].get<std::vector<float>>();
+        params.uniform().zeroPoint = c["zero_points"].get<std::vector<std::int32_t>>();
     }
     const Tensor actual = fakeQuantize(input, params);
     QCOMPARE(actual.shape(), shape);
@@ -396,9 +433,9 @@ void TestQuantizer::paramsMatchPyTorchObservers()
     QCOMPARE(params.qmax, c["qmax"].get<std::int32_t>());
     QCOMPARE(params.blockCount(), scales.size());
     for (std::size_t b = 0; b < scales.size(); ++b) {
-        QVERIFY2(sameFloat(params.scale[b], scales[b]),
-                 qPrintable(QString("block %1: scale %2, PyTorch %3").arg(b).arg(params.scale[b], 0, 'g', 9).arg(scales[b], 0, 'g', 9)));
-        QCOMPARE(params.zeroPoint[b], zeroPoints[b]);
+        QVERIFY2(sameFloat(params.uniform().scale[b], scales[b]),
+                 qPrintable(QString("block %1: scale %2, PyTorch %3").arg(b).arg(params.uniform().scale[b], 0, 'g', 9).arg(scales[b], 0, 'g', 9)));
+        QCOMPARE(params.uniform().zeroPoint[b], zeroPoints[b]);
     }
 }
 
@@ -442,7 +479,7 @@ void TestQuantizer::fp8MatchesOcpTables()
     // the table's values too, and its levels must be the table's finite values.
     const float largest = c["largest"];
     const QuantParams params = paramsForRange(makeSpec(e4m3 ? Scheme::Fp8E4M3 : Scheme::Fp8E5M2, 8), -largest, largest);
-    QCOMPARE(params.scale.at(0), 1.f);
+    QCOMPARE(params.floatFormat().preScale.at(0), 1.f);
     const Tensor tensor = fakeQuantize(input, params);
     diff = bitwiseDifferences(input.values<float>(), tensor.values<float>(), expected.values<float>());
     QVERIFY2(diff.empty(), diff.c_str());
@@ -558,10 +595,10 @@ void TestQuantizer::everySchemeHasTheProperties()
                 QVERIFY2(y[i] == 0.f, qPrintable(QString("element %1: 0 became %2").arg(i).arg(y[i])));
             // Uniform: the error inside the clipping range is at most half a step.
             if (family == SchemeFamily::Uniform && x[i] >= params.rangeMin[b] && x[i] <= params.rangeMax[b]) {
-                const double bound = params.scale[b] / 2.0 +
+                const double bound = params.uniform().scale[b] / 2.0 +
                     kUniformSlack * (std::abs(x[i]) + std::abs(params.rangeMin[b]) + std::abs(params.rangeMax[b]));
                 QVERIFY2(std::abs(double(x[i]) - y[i]) <= bound,
-                         qPrintable(QString("element %1: %2 -> %3, scale %4").arg(i).arg(x[i]).arg(y[i]).arg(params.scale[b])));
+                         qPrintable(QString("element %1: %2 -> %3, scale %4").arg(i).arg(x[i]).arg(y[i]).arg(params.uniform().scale[b])));
             }
         }
     }
@@ -599,9 +636,9 @@ void TestQuantizer::kmeansIsNeverWorseThanUniform()
     const Tensor w = randomWeights({32, 16, 3, 3}, laplace, laplace ? 11 : 12);
     const QuantParams params = paramsForWeights(makeSpec(Scheme::KMeans, bits, granularity), w);
     const std::size_t levels = std::size_t{1} << bits;
-    QCOMPARE(params.codebook.size(), params.blockCount() * levels);
+    QCOMPARE(params.codebook().centroids.size(), params.blockCount() * levels);
     for (std::size_t b = 0; b < params.blockCount(); ++b)
-        QVERIFY(std::is_sorted(params.codebook.begin() + std::ptrdiff_t(b * levels), params.codebook.begin() + std::ptrdiff_t((b + 1) * levels)));
+        QVERIFY(std::is_sorted(params.codebook().centroids.begin() + std::ptrdiff_t(b * levels), params.codebook().centroids.begin() + std::ptrdiff_t((b + 1) * levels)));
 
     const double kmeans = meanSquaredError(w, fakeQuantize(w, params));
     const double minMax = uniformMinMaxMse(w, granularity, bits);
@@ -637,8 +674,8 @@ void TestQuantizer::affineKeepsZeroExact()
     const QuantParams p = paramsForRange(makeSpec(Scheme::Affine, bits, Granularity::PerTensor, 0, isSigned), min, max);
     QCOMPARE(p.qmin, isSigned ? -(1 << (bits - 1)) : 0);
     QCOMPARE(p.qmax, isSigned ? (1 << (bits - 1)) - 1 : (1 << bits) - 1);
-    QVERIFY(p.scale[0] > 0 && std::isfinite(p.scale[0]));
-    QVERIFY(p.zeroPoint[0] >= p.qmin && p.zeroPoint[0] <= p.qmax);
+    QVERIFY(p.uniform().scale[0] > 0 && std::isfinite(p.uniform().scale[0]));
+    QVERIFY(p.uniform().zeroPoint[0] >= p.qmin && p.uniform().zeroPoint[0] <= p.qmax);
     QVERIFY(p.rangeMin[0] <= 0 && p.rangeMax[0] >= 0 && p.rangeMin[0] <= min && p.rangeMax[0] >= max);
     const Tensor zeros = Tensor::fromValues<float>({3}, std::vector<float>{0.f, -0.f, min});
     const Tensor q = fakeQuantize(zeros, p);
@@ -646,7 +683,7 @@ void TestQuantizer::affineKeepsZeroExact()
     QCOMPARE(q.data<float>()[1], 0.f);
     // Both ends of the range are within half a step of a code, the nudged zero-point notwithstanding.
     const Tensor ends = fakeQuantize(Tensor::fromValues<float>({2}, std::vector<float>{p.rangeMin[0], p.rangeMax[0]}), p);
-    const double slack = p.scale[0] / 2.0 + kUniformSlack * (std::abs(p.rangeMin[0]) + std::abs(p.rangeMax[0]));
+    const double slack = p.uniform().scale[0] / 2.0 + kUniformSlack * (std::abs(p.rangeMin[0]) + std::abs(p.rangeMax[0]));
     QVERIFY(std::abs(double(ends.data<float>()[0]) - p.rangeMin[0]) <= slack);
     QVERIFY(std::abs(double(ends.data<float>()[1]) - p.rangeMax[0]) <= slack);
     const std::vector<float> levels = quantizationLevels(p);
@@ -676,17 +713,17 @@ void TestQuantizer::powerOfTwoScales()
     const QuantParams pow2 = paramsForRange(makeSpec(Scheme::PowerOfTwo, bits), min, max);
     QCOMPARE(pow2.qmin, symmetric.qmin);
     QCOMPARE(pow2.qmax, symmetric.qmax);
-    QVERIFY2(isPowerOfTwo(pow2.scale[0]), qPrintable(QString::number(pow2.scale[0], 'g', 9)));
-    QVERIFY(pow2.scale[0] >= symmetric.scale[0]);  // rounded up: no extra clipping
-    QVERIFY(pow2.scale[0] < 2 * symmetric.scale[0]);
-    QCOMPARE(pow2.zeroPoint[0], 0);
+    QVERIFY2(isPowerOfTwo(pow2.uniform().scale[0]), qPrintable(QString::number(pow2.uniform().scale[0], 'g', 9)));
+    QVERIFY(pow2.uniform().scale[0] >= symmetric.uniform().scale[0]);  // rounded up: no extra clipping
+    QVERIFY(pow2.uniform().scale[0] < 2 * symmetric.uniform().scale[0]);
+    QCOMPARE(pow2.uniform().zeroPoint[0], 0);
 
     const Tensor w = randomWeights({16, 32}, false, 5);
     const QuantParams perChannel = paramsForWeights(makeSpec(Scheme::PowerOfTwo, bits, Granularity::PerChannel), w);
     const QuantParams perChannelSymmetric = paramsForWeights(makeSpec(Scheme::Symmetric, bits, Granularity::PerChannel), w);
     for (std::size_t b = 0; b < perChannel.blockCount(); ++b) {
-        QVERIFY(isPowerOfTwo(perChannel.scale[b]));
-        QVERIFY(perChannel.scale[b] >= perChannelSymmetric.scale[b] && perChannel.scale[b] < 2 * perChannelSymmetric.scale[b]);
+        QVERIFY(isPowerOfTwo(perChannel.uniform().scale[b]));
+        QVERIFY(perChannel.uniform().scale[b] >= perChannelSymmetric.uniform().scale[b] && perChannel.uniform().scale[b] < 2 * perChannelSymmetric.uniform().scale[b]);
     }
 }
 
@@ -695,7 +732,7 @@ void TestQuantizer::log2Levels()
     // Signed: 0 and +-amax * 2^-k, k = 0 .. 2^(b-1) - 2, so 2^b - 1 levels.
     const QuantParams p = paramsForRange(makeSpec(Scheme::Log2, 4), -3.f, 2.f);
     QVERIFY(p.isSigned);
-    QCOMPARE(p.scale[0], 3.f);
+    QCOMPARE(p.log2().largest[0], 3.f);
     std::vector<float> expected;
     for (int k = 6; k >= 0; --k)
         expected.push_back(-3.f * std::ldexp(1.f, -k));
@@ -731,22 +768,22 @@ void TestQuantizer::defaultSignedness()
     QVERIFY(!p.isSigned);
     QCOMPARE(p.qmin, 0);
     QCOMPARE(p.qmax, 255);
-    QCOMPARE(p.zeroPoint[0], 64);  // round(0 - (-1) / (4 / 255)) = round(63.75)
+    QCOMPARE(p.uniform().zeroPoint[0], 64);  // round(0 - (-1) / (4 / 255)) = round(63.75)
     // ... the zero-point-free schemes are unsigned only for non-negative ranges.
     p = paramsForRange(makeSpec(Scheme::Symmetric, 8), 0.f, 6.f);
     QVERIFY(!p.isSigned);
     QCOMPARE(p.qmax, 255);
-    QCOMPARE(p.scale[0], 6.f / 255);
+    QCOMPARE(p.uniform().scale[0], 6.f / 255);
     p = paramsForRange(makeSpec(Scheme::Symmetric, 8), -1.f, 3.f);
     QVERIFY(p.isSigned);
     QCOMPARE(p.qmin, -127);
     QCOMPARE(p.qmax, 127);
-    QCOMPARE(p.scale[0], 3.f / 127);
+    QCOMPARE(p.uniform().scale[0], 3.f / 127);
     // An explicit choice wins.
     p = paramsForRange(makeSpec(Scheme::Affine, 8, Granularity::PerTensor, 0, true), 0.f, 1.f);
     QVERIFY(p.isSigned);
     QCOMPARE(p.qmin, -128);
-    QCOMPARE(p.zeroPoint[0], -128);
+    QCOMPARE(p.uniform().zeroPoint[0], -128);
     // Weights are signed by default.
     const Tensor w = Tensor::fromValues<float>({2, 2}, std::vector<float>{0.f, 1.f, 2.f, 3.f});
     p = paramsForWeights(makeSpec(Scheme::Symmetric, 4), w);

@@ -456,18 +456,18 @@ void TestMainWindow::exportsTheQuantizedModel()
         if (mine.keepFloat)
             continue;
         QVERIFY(plan.plans[i].activationParams && roundTrip.plans[i].activationParams);
-        QCOMPARE(roundTrip.plans[i].activationParams->scale, plan.plans[i].activationParams->scale);
-        QCOMPARE(roundTrip.plans[i].activationParams->zeroPoint, plan.plans[i].activationParams->zeroPoint);
+        QCOMPARE(roundTrip.plans[i].activationParams->uniform().scale, plan.plans[i].activationParams->uniform().scale);
+        QCOMPARE(roundTrip.plans[i].activationParams->uniform().zeroPoint, plan.plans[i].activationParams->uniform().zeroPoint);
         if (plan.plans[i].weightParams) {
             QCOMPARE(theirs.weights.bits, mine.weights.bits);
             QCOMPARE(theirs.weights.granularity, mine.weights.granularity);
-            QCOMPARE(roundTrip.plans[i].weightParams->scale, plan.plans[i].weightParams->scale);
+            QCOMPARE(roundTrip.plans[i].weightParams->uniform().scale, plan.plans[i].weightParams->uniform().scale);
         }
     }
     // conv1's percentile range really differs from min/max: the check above can tell them apart.
     QuantConfig minMax = config;
     minMax.layers["/conv1/Conv"].calibration.reset();
-    QVERIFY(reference.evaluator.plan(minMax).plans[1].activationParams->scale != plan.plans[1].activationParams->scale);
+    QVERIFY(reference.evaluator.plan(minMax).plans[1].activationParams->uniform().scale != plan.plans[1].activationParams->uniform().scale);
 }
 
 void TestMainWindow::exportListsTheLayersWrittenInFloat()

@@ -113,8 +113,8 @@ ActivationParams toActivationParams(const QuantParams& p)
 {
     const std::int32_t shift = p.isSigned ? 128 : 0;
     ActivationParams a;
-    a.scale = p.scale.at(0);
-    a.zeroPoint = p.zeroPoint.at(0) + shift;
+    a.scale = p.uniform().scale.at(0);
+    a.zeroPoint = p.uniform().zeroPoint.at(0) + shift;
     a.codeMin = p.qmin + shift;
     a.codeMax = p.qmax + shift;
     a.isSigned = p.isSigned;

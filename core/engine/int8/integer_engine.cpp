@@ -114,8 +114,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
         if (layer.nodeIndex >= 0)
             continue;
         const LayerPlan& lp = plan.plans[i];
-        const bool dynamicUniform = lp.dynamicActivations && schemeTraits(lp.config.activations.scheme).family == SchemeFamily::Uniform &&
-                                    lp.config.activations.bits <= 8;
+        const bool dynamicUniform = lp.dynamicActivations && runsInIntegers(lp.config.activations);
         std::string why;
         auto params = staticOutput(i, why);
         std::unique_ptr<Step> step;
@@ -158,7 +157,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                 why = "its input is not quantized (the layer before it runs in float)";
             else if (output) {
                 const auto range = fusedCodeRange(graph_, fused, *lp.activationParams);
-                const std::int32_t shift = output->zeroPoint - lp.activationParams->zeroPoint.at(0);  // +128 for int8 codes
+                const std::int32_t shift = output->zeroPoint - lp.activationParams->uniform().zeroPoint.at(0);  // +128 for int8 codes
                 const IntegerFamily family = operatorTraits(node.name, node.opType).integer;
                 const bool hasWeights = family == IntegerFamily::Convolution || family == IntegerFamily::MatrixProduct;
                 if (!range)
@@ -218,9 +217,8 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                 const LayerPlan& lp = plans_[out->second];
                 if (!lp.config.keepFloat && (lp.activationParams || lp.dynamicActivations)) {
                     outputPlan = &lp;
-                    const TensorQuantSpec& spec = lp.config.activations;
                     outputToCodes = lp.activationParams ? isIntegerActivationParams(*lp.activationParams)
-                                                        : schemeTraits(spec.scheme).family == SchemeFamily::Uniform && spec.bits <= 8;
+                                                        : runsInIntegers(lp.config.activations);
                     if (outputToCodes)
                         quantized[node.outputs[0]] = lp.activationParams ? std::optional(toActivationParams(*lp.activationParams))
                                                                          : std::nullopt;

@@ -101,9 +101,9 @@ struct WeightedLayerStep : Step {
     {
         node = &layerNode;
         weightCodes = std::move(codes);
-        weightZeroPoints = weights.zeroPoint;
+        weightZeroPoints = weights.uniform().zeroPoint;
         for (std::int64_t c = 0; c < channels; ++c)
-            weightScales.push_back(weights.scale.size() == 1 ? weights.scale[0] : weights.scale[static_cast<std::size_t>(c)]);
+            weightScales.push_back(weights.uniform().scale.size() == 1 ? weights.uniform().scale[0] : weights.uniform().scale[static_cast<std::size_t>(c)]);
         if (!layer.bias.empty())
             bias = graph.initializers.at(layer.bias).toFloatVector();
         reductionSize = summed;
@@ -293,7 +293,7 @@ LoweredLayer lowerConvolution(const LayerLowering& l)
     s->setUp(l.node, l.graph, l.layer, wp, Tensor::fromValues<std::int32_t>(w.shape(), codes), w.dim(0), w.size() / w.dim(0),
              l.output, {l.codeLo, l.codeHi}, l.inputParams.at(0));
     if (l.fastKernels)
-        if (auto f = fastWeights(codes, w.shape(), wp.zeroPoint)) {
+        if (auto f = fastWeights(codes, w.shape(), wp.uniform().zeroPoint)) {
             const std::int64_t oc = w.dim(0), kh = w.dim(2), kw = w.dim(3);
             const std::int8_t* wc = f->codes.data<std::int8_t>();
             const bool ours = int8::fusedKernelsAvailable();
@@ -321,7 +321,7 @@ LoweredLayer lowerMatrixProduct(const LayerLowering& l)
     s->setUp(l.node, l.graph, l.layer, wp, Tensor::fromValues<std::int32_t>(kn.shape(), codes), n, kn.dim(0), l.output,
              {l.codeLo, l.codeHi}, l.inputParams.at(0));
     if (l.fastKernels)
-        if (auto f = fastWeights(codes, kn.shape(), wp.zeroPoint)) {
+        if (auto f = fastWeights(codes, kn.shape(), wp.uniform().zeroPoint)) {
             if (int8::fusedKernelsAvailable())
                 s->fused = std::make_unique<int8::PackedGemm>(f->codes.data<std::int8_t>(), kn.dim(0), n, n, 1, f->zeroPoints);
             if (int8::fastKernelsAvailable())
