@@ -218,7 +218,7 @@ MainWindow::MainWindow(QWidget* parent)
 MainWindow::~MainWindow()
 {
     // An editor still open commits while the table is torn down: nothing may reach the
-    // half-destroyed window any more.
+    // half-destroyed window, or start an evaluation, any more.
     layers_->setEditScope({});
     layers_->disconnect(this);
     document_->disconnect(this);

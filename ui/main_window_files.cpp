@@ -61,6 +61,7 @@ std::set<std::string> layerNames(const SessionSnapshot& snapshot)
 }
 
 }  // namespace
+
 // ---- opening ------------------------------------------------------------------------------------
 
 void MainWindow::openSession(const QString& modelPath, const QString& dataPath, const QString& configPath)
