@@ -49,7 +49,10 @@ LayerField layerFieldOf(int column)
     }
 }
 
-LayerTableModel::LayerTableModel(QObject* parent) : QAbstractTableModel(parent) {}
+LayerTableModel::LayerTableModel(ConfigDocument* document, QObject* parent) : QAbstractTableModel(parent), document_(document)
+{
+    connect(document_, &ConfigDocument::changed, this, &LayerTableModel::showConfigChanged);
+}
 
 void LayerTableModel::setSession(std::shared_ptr<const SessionSnapshot> session)
 {
@@ -59,9 +62,9 @@ void LayerTableModel::setSession(std::shared_ptr<const SessionSnapshot> session)
     endResetModel();
 }
 
-void LayerTableModel::setConfig(const QuantConfig& config)
+void LayerTableModel::showConfigChanged()
 {
-    config_ = config;
+    // The configuration columns, and the metrics, which are greyed until they are re-evaluated.
     if (rowCount() > 0)
         emit dataChanged(index(0, WeightScheme), index(rowCount() - 1, ColumnCount - 1));
 }
@@ -93,7 +96,7 @@ bool LayerTableModel::hasWeights(int row) const
 
 LayerQuantConfig LayerTableModel::resolved(int row) const
 {
-    return config_.resolve(layerName(row));
+    return document_->config().resolve(layerName(row));
 }
 
 int LayerTableModel::rowCount(const QModelIndex& parent) const
@@ -221,7 +224,7 @@ QVariant LayerTableModel::data(const QModelIndex& index, int role) const
         return {};
     case Qt::ForegroundRole:
         // Metrics of an older configuration stay visible, greyed, until the new ones arrive.
-        if (isMetric(column) && evaluation_ && !(evaluation_->config == config_))
+        if (isMetric(column) && evaluation_ && !(evaluation_->config == document_->config()))
             return QColor(Qt::gray);
         return {};
     case Qt::ToolTipRole:
@@ -282,10 +285,10 @@ bool LayerTableModel::setData(const QModelIndex& index, const QVariant& value, i
     }
     const LayerField field = layerFieldOf(index.column());
     try {
-        QuantConfig edited = withLayerEdit(config_, layers, field, fieldValue);
-        if (edited == config_)
+        QuantConfig edited = withLayerEdit(document_->config(), layers, field, fieldValue);
+        if (edited == document_->config())
             return false;
-        emit configEdited(edited, QString::fromStdString(describeLayerEdit(layers, field, fieldValue)));
+        document_->edit(edited, QString::fromStdString(describeLayerEdit(layers, field, fieldValue)));
         return true;
     } catch (const Error& e) {
         emit editRejected(QString::fromStdString(e.what()));

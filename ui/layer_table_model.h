@@ -2,8 +2,11 @@
 // The one metrics model: a row per quantizable layer in graph order, with the layer's shape, its
 // configuration (editable) and the live metrics of the last evaluation. The table shows it, and
 // the error chart reads the same numbers from it (MetricRole), so a number on a chart is always
-// the number in the table. It computes nothing: it reads the session's snapshots.
+// the number in the table. It computes nothing and owns no configuration: it reads the
+// session's snapshots and the document's configuration, and an edit in a cell is proposed to the
+// document, which records it for undo; the cells follow the document's changed().
 
+#include "config_document.h"
 #include "config_edits.h"
 #include "session.h"
 
@@ -27,16 +30,14 @@ public:
     // for the charts. Infinite SQNR (an exact layer) stays +inf.
     static constexpr int MetricRole = Qt::UserRole + 1;
 
-    explicit LayerTableModel(QObject* parent = nullptr);
+    // `document` holds the configuration shown (at once, after every change) and takes the edits.
+    explicit LayerTableModel(ConfigDocument* document, QObject* parent = nullptr);
     void setSession(std::shared_ptr<const SessionSnapshot> session);
-    // The configuration the user is editing (shown at once) and the evaluation whose metrics are
-    // shown (they are greyed while they belong to an older configuration).
-    void setConfig(const QuantConfig& config);
+    // The evaluation whose metrics are shown (greyed while they belong to an older configuration).
     void setEvaluation(std::shared_ptr<const EvaluationSnapshot> evaluation);
     // Which rows an edit of `row` applies to: the view's selected rows when `row` is one of them.
     void setEditScope(std::function<std::vector<int>(int row)> scope) { editScope_ = std::move(scope); }
 
-    const QuantConfig& config() const { return config_; }
     std::string layerName(int row) const;
     int rowOf(const std::string& layer) const;
     bool hasWeights(int row) const;
@@ -54,18 +55,18 @@ public:
     QString toCsv() const;
 
 signals:
-    // An edit in the table: the window records it for undo and applies it.
-    void configEdited(const qe::QuantConfig& config, const QString& description);
+    // An edit the configuration does not allow (the message names the layer and the field).
     void editRejected(const QString& message);
 
 private:
+    void showConfigChanged();
     QVariant displayValue(int row, int column) const;
     double metric(int row, int column) const;
     LayerQuantConfig resolved(int row) const;
 
     std::shared_ptr<const SessionSnapshot> session_;
     std::shared_ptr<const EvaluationSnapshot> evaluation_;
-    QuantConfig config_;
+    ConfigDocument* document_;
     std::function<std::vector<int>(int)> editScope_;
 };
 

@@ -1,8 +1,17 @@
 #pragma once
 // The explorer window: the layer table (configuration and live metrics) on the left with the
 // per-layer error chart under it, and the views of the selected layer and of the whole model on
-// the right (histograms, layer details, accuracy, image gallery). Every view reads the session's
-// snapshots; every configuration change goes through the undo stack.
+// the right (histograms, layer details, accuracy, image gallery). The configuration lives in one
+// ConfigDocument (with its undo history); every view reads the session's snapshots and the
+// document, and proposes edits to the document.
+//
+// One class in several files, by responsibility:
+//   main_window.cpp          construction and layout of the panels, the layer selection
+//   main_window_menus.cpp    the menus and their actions
+//   main_window_files.cpp    opening and saving files: models, images, configurations, drag and
+//                            drop, recent files, the title and the question before discarding
+//   main_window_results.cpp  showing what the session publishes: metrics, histograms, details
+//   main_window_export.cpp   exports, the int8 engine and the screenshots of scripts/screenshot
 
 #include "charts.h"
 #include "quant/config.h"
@@ -23,15 +32,16 @@ class QTabWidget;
 class QTableView;
 class QTextBrowser;
 class QToolButton;
-class QUndoStack;
 
 namespace qe {
 
+class ConfigDocument;
 class ConfusionMatrixWidget;
 class GalleryModel;
 class LayerTableModel;
 class Session;
 struct ExportResult;
+struct SessionSnapshot;
 struct IntegerEvaluation;
 
 class MainWindow : public QMainWindow {
@@ -62,9 +72,8 @@ public:
     // Opens whatever `path` is: a model, a configuration or images.
     void openPath(const QString& path);
 
-    // A configuration change as the user makes it: recorded for undo, then applied.
-    void changeConfig(const QuantConfig& config, const QString& description);
-    QUndoStack* undoStack() const { return undo_; }
+    // The configuration explored, its undo history and its saved state.
+    ConfigDocument* document() const { return document_; }
     Session* session() const { return session_; }
     LayerTableModel* layerModel() const { return layers_; }
     QTableView* layerTable() const { return table_; }
@@ -86,38 +95,45 @@ protected:
     void closeEvent(QCloseEvent* event) override;
 
 private:
-    friend class ConfigCommand;
-    void applyConfig(const QuantConfig& config);  // shows it and starts its evaluation
-    void buildMenus();
+    // main_window.cpp
     QWidget* buildHistogramTab();
     QWidget* buildAccuracyTab();
     QWidget* buildImagesTab();
+    // main_window_menus.cpp
+    void buildMenus();
+    QString saveChartDialog(const QString& name);
+    // main_window_files.cpp
+    // Gives the document the configuration a newly loaded model starts from: the file asked for,
+    // else the model's own quantization (a QDQ model), else the W8A8 default.
+    void startConfiguration(const SessionSnapshot& snapshot);
+    void updateTitle();
+    void addRecent(const QString& path);
+    void rebuildRecentMenu();
+    QString autosavePath() const;  // where the document autosaves for the open model
+    bool confirmDiscard();
+    // main_window_results.cpp
     void showLoaded();
+    void showConfigChanged();  // the views that read the configuration itself
+    void showProgress(const QString& stage, int done, int total);
     void showEvaluation();
     void showHistograms();
     void showDetails();
     void showImageErrors(int image, const QList<double>& sqnr);
     void showError(const QString& message);
+    static QString percent(double fraction);  // 0.9876 -> "98.76%"
+    // main_window_export.cpp
     bool startExport(const QString& description, bool started);
     void showExported(std::shared_ptr<const ExportResult> result);
     void showExportError(const QString& path, const QString& message);
     void endExport();
-    void showIntegerResults();
     void updateExportActions();
-    void showProgress(const QString& stage, int done, int total);
-    void updateTitle();
-    void addRecent(const QString& path);
-    void rebuildRecentMenu();
-    void autosave();
-    bool confirmDiscard();
-    QString saveChartDialog(const QString& name);
-    QStringList layerNames() const;
+    void showIntegerResults();
 
     Session* session_;
+    ConfigDocument* document_;
     LayerTableModel* layers_;
     QSortFilterProxyModel* sorted_;
     QTableView* table_;
-    QUndoStack* undo_;
     ErrorChart* errorChart_;
     QComboBox* errorMode_;
     HistogramChart* weightHistogram_;
@@ -142,15 +158,17 @@ private:
     QMenu* recentMenu_;
     QList<QAction*> exportActions_;  // enabled while a model is loaded and no export runs
 
-    QString modelPath_, dataPath_, configPath_, pendingConfigPath_;
-    QString lastEditDescription_;
+    QString modelPath_, dataPath_;
+    QString pendingConfigPath_;  // the configuration to start from once the model has loaded
+    // The configurations evaluated so far and their points on the history chart (results, not
+    // the configuration being edited: that is the document's).
     QList<HistoryChart::Entry> historyEntries_;
     QList<QuantConfig> historyConfigs_;
     std::shared_ptr<const IntegerEvaluation> integer_;  // the int8 engine's last results ...
     QuantConfig integerConfig_;                         // ... and the configuration they belong to
     QString exportDescription_;                         // what the running export does
     bool integerRunning_ = false;                       // the running export is the int8 engine
-    qint64 editStartedNs_ = 0;  // when the last change was made, for the status bar's timing
+    qint64 editStartedMs_ = 0;  // when the last change was made, for the status bar's timing
 };
 
 }  // namespace qe

@@ -1,8 +1,9 @@
 #pragma once
 // The GUI's one door into core/: owns the Study (core/study: the model, the data sets, the
-// calibration and the evaluator, the same steps the CLI runs) and the configuration being
-// evaluated, runs every heavy step on a worker thread and publishes immutable snapshots. Widgets
-// only read snapshots.
+// calibration and the evaluator, the same steps the CLI runs), runs every heavy step on a worker
+// thread and publishes immutable snapshots. Widgets only read snapshots. The configuration it
+// evaluates is given to it (in the window, by the ConfigDocument, which owns it); the session
+// keeps that value only to hand it to its jobs.
 //
 // All core work runs on one private single-thread pool, so the study (which keeps caches and
 // is not thread-safe) is used by one job at a time, in the order the jobs were asked for. The
@@ -94,7 +95,8 @@ public:
     // Loads the model, the images and a calibration set on the worker; emits loaded() or failed().
     // The previous session stays intact until the new one has loaded completely.
     void open(const QString& modelPath, const QString& dataPath);
-    // The configuration to explore: evaluated in the background (debounced); emits evaluated().
+    // The configuration to evaluate, in the background (debounced); emits evaluated(). Histograms
+    // and exports use the latest one given.
     void setConfig(const QuantConfig& config);
     const QuantConfig& config() const { return config_; }
     // Evaluates `config` again from scratch (F5), at once: the previous run's caches are dropped,

@@ -1,5 +1,6 @@
 // The explorer window, driven as a user drives it (offscreen): it opens the embedded default and
-// fills its views; a layer's bits are edited through the table's delegate; undo and redo restore
+// fills its views; a layer's bits are edited through the table's delegate; the configuration has
+// one owner, the document, which the table reads and the session is given; undo and redo restore
 // the configuration; a newer change cancels a running evaluation; a malformed model gives an
 // error and keeps the session; and the charts show exactly the core's numbers. Exports: the QDQ
 // model imports back as the window's configuration (and lists what it writes in float), the
@@ -8,6 +9,7 @@
 // naming the file that leaves the session as it was.
 
 #include "charts.h"
+#include "config_document.h"
 #include "gallery_model.h"
 #include "layer_table_model.h"
 #include "main_window.h"
@@ -123,6 +125,7 @@ private slots:
     void opensTheDefault();
     void editsBitsThroughTheDelegate();
     void editsSeveralSelectedRows();
+    void oneOwnerOfTheConfiguration();
     void undoRedoRestoreTheConfiguration();
     void newerChangeCancelsTheRunningOne();
     void badModelKeepsTheSession();
@@ -199,8 +202,8 @@ void TestMainWindow::editsBitsThroughTheDelegate()
     spin->setValue(4);
     QTest::keyClick(spin, Qt::Key_Return);  // the delegate commits on Enter (queued)
 
-    QTRY_COMPARE(window.layerModel()->config().resolve("/fc1/Gemm").weights.bits, 4);
-    QCOMPARE(window.layerModel()->config().resolve("/fc2/Gemm").weights.bits, 8);  // only that layer
+    QTRY_COMPARE(window.document()->config().resolve("/fc1/Gemm").weights.bits, 4);
+    QCOMPARE(window.document()->config().resolve("/fc2/Gemm").weights.bits, 8);  // only that layer
     QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
     const auto evaluation = window.session()->evaluation();
     QCOMPARE(evaluation->config.resolve("/fc1/Gemm").weights.bits, 4);
@@ -230,40 +233,91 @@ void TestMainWindow::editsSeveralSelectedRows()
     combo->setCurrentIndex(kmeans);
     emit combo->activated(kmeans);
 
-    const QuantConfig& config = window.layerModel()->config();
+    const QuantConfig& config = window.document()->config();
     QCOMPARE(config.resolve("/conv2/Conv").weights.scheme, Scheme::KMeans);
     QCOMPARE(config.resolve("/conv3/Conv").weights.scheme, Scheme::KMeans);
     QCOMPARE(config.resolve("/conv1/Conv").weights.scheme, Scheme::Symmetric);
-    QCOMPARE(window.undoStack()->count(), 1);  // one edit, one undo step
+    QCOMPARE(window.document()->undoStack()->count(), 1);  // one edit, one undo step
+}
+
+// The document owns the configuration: an edit in the table changes the document (one undo
+// step, one changed()), the table's cells read the document's configuration (there is no copy
+// to go stale), the session is given exactly the document's configuration once per change, and
+// undo restores all of them together.
+void TestMainWindow::oneOwnerOfTheConfiguration()
+{
+    MainWindow window;
+    openDefault(window);
+    ConfigDocument* document = window.document();
+    LayerTableModel* model = window.layerModel();
+    const QuantConfig original = document->config();
+    QCOMPARE(window.session()->config(), original);
+    QSignalSpy changed(document, &ConfigDocument::changed);
+    QSignalSpy toldSession(window.session(), &Session::evaluationStarted);
+    const int conv2 = model->rowOf("/conv2/Conv");
+
+    // An edit through the table: proposed to the document, which applies it.
+    QVERIFY(model->setData(cell(window, "/conv2/Conv", LayerTableModel::ActivationBits), 6, Qt::EditRole));
+    QCOMPARE(changed.count(), 1);
+    QCOMPARE(document->undoStack()->count(), 1);
+    QCOMPARE(document->config().resolve("/conv2/Conv").activations.bits, 6);
+    QCOMPARE(model->index(conv2, LayerTableModel::ActivationBits).data().toInt(), 6);
+    QCOMPARE(window.session()->config(), document->config());
+
+    // An edit made on the document itself (as opening a file or the Edit menu make them) is what
+    // the table shows at once, and the table's next edit starts from it.
+    QuantConfig direct = document->config();
+    direct.layers["/conv2/Conv"].weights.bits = 5;
+    document->edit(direct, "conv2 weights 5 bits");
+    QCOMPARE(model->index(conv2, LayerTableModel::WeightBits).data().toInt(), 5);
+    QCOMPARE(window.session()->config(), direct);
+    QVERIFY(model->setData(cell(window, "/fc1/Gemm", LayerTableModel::WeightBits), 4, Qt::EditRole));
+    QCOMPARE(document->config().resolve("/conv2/Conv").weights.bits, 5);
+    QCOMPARE(document->config().resolve("/conv2/Conv").activations.bits, 6);
+    QCOMPARE(document->config().resolve("/fc1/Gemm").weights.bits, 4);
+    QCOMPARE(window.session()->config(), document->config());
+    QCOMPARE(changed.count(), 3);
+    QCOMPARE(toldSession.count(), changed.count());  // one connection: each change told once
+
+    // Undo walks the document back, and the table and the session follow.
+    for (int step = 0; step < 3; ++step)
+        document->undoStack()->undo();
+    QCOMPARE(document->config(), original);
+    QCOMPARE(window.session()->config(), original);
+    QCOMPARE(model->index(conv2, LayerTableModel::ActivationBits).data().toInt(), 8);
+    QCOMPARE(model->index(conv2, LayerTableModel::WeightBits).data().toInt(), 8);
+    QCOMPARE(toldSession.count(), changed.count());
+    QVERIFY(!window.isWindowModified());
+    QTRY_VERIFY_WITH_TIMEOUT(!window.session()->isBusy() && window.session()->evaluation()->config == document->config(), kTimeoutMs);
 }
 
 void TestMainWindow::undoRedoRestoreTheConfiguration()
 {
     MainWindow window;
     openDefault(window);
-    const QuantConfig original = window.layerModel()->config();
+    const QuantConfig original = window.document()->config();
     QVERIFY(!window.isWindowModified());
 
     QVERIFY(window.layerModel()->setData(cell(window, "/conv2/Conv", LayerTableModel::WeightBits), 3, Qt::EditRole));
     QVERIFY(window.layerModel()->setData(cell(window, "/fc2/Gemm", LayerTableModel::KeepFloat), Qt::Checked, Qt::CheckStateRole));
-    const QuantConfig edited = window.layerModel()->config();
+    const QuantConfig edited = window.document()->config();
     QCOMPARE(edited.resolve("/conv2/Conv").weights.bits, 3);
     QVERIFY(edited.resolve("/fc2/Gemm").keepFloat);
-    QCOMPARE(window.undoStack()->count(), 2);
+    QCOMPARE(window.document()->undoStack()->count(), 2);
     QVERIFY(window.isWindowModified());
     QVERIFY(window.windowTitle().contains("[*]"));
 
-    window.undoStack()->undo();
-    QVERIFY(!window.layerModel()->config().resolve("/fc2/Gemm").keepFloat);
-    QCOMPARE(window.layerModel()->config().resolve("/conv2/Conv").weights.bits, 3);
-    window.undoStack()->undo();
-    QCOMPARE(window.layerModel()->config(), original);
+    window.document()->undoStack()->undo();
+    QVERIFY(!window.document()->config().resolve("/fc2/Gemm").keepFloat);
+    QCOMPARE(window.document()->config().resolve("/conv2/Conv").weights.bits, 3);
+    window.document()->undoStack()->undo();
+    QCOMPARE(window.document()->config(), original);
     QCOMPARE(window.session()->config(), original);  // what is evaluated follows
     QVERIFY(!window.isWindowModified());
 
-    window.undoStack()->redo();
-    window.undoStack()->redo();
-    QCOMPARE(window.layerModel()->config(), edited);
+    window.document()->undoStack()->redo();
+    window.document()->undoStack()->redo();
+    QCOMPARE(window.document()->config(), edited);
     QSignalSpy evaluated(window.session(), &Session::evaluated);
     QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == edited, kTimeoutMs);
 }
@@ -277,13 +331,13 @@ void TestMainWindow::newerChangeCancelsTheRunningOne()
 
     // A change to the first convolution reruns the whole model (a few hundred ms): it starts at
     // once, and the second change arrives while it runs.
-    QuantConfig first = window.layerModel()->config();
+    QuantConfig first = window.document()->config();
     first.layers["/conv1/Conv"].weights.bits = 4;
-    window.changeConfig(first, "first");
+    window.document()->edit(first, "first");
     QVERIFY(window.session()->isBusy());
     QuantConfig second = first;
     second.layers["/conv1/Conv"].weights.bits = 5;
-    window.changeConfig(second, "second");
+    window.document()->edit(second, "second");
 
     QTRY_VERIFY_WITH_TIMEOUT(!shown.empty(), kTimeoutMs);
     QTest::qWait(300);  // nothing stale may still arrive
@@ -331,7 +385,7 @@ void TestMainWindow::chartsShowTheCoresNumbers()
     std::shared_ptr<const Dataset> test = openDataset(kImages.toStdString());
     QuantEvaluator evaluator(graph, test, *Preprocess::loadSidecar(kModel.toStdString()), 1000);
     evaluator.calibrate(*openDataset(kTrainImages.toStdString()), 512);
-    const QuantConfig config = window.layerModel()->config();
+    const QuantConfig config = window.document()->config();
     const ModelMetrics expected = evaluator.evaluate(config);
 
     const QList<QBarSet*> sets = window.errorChart()->barSets();
@@ -380,7 +434,7 @@ void TestMainWindow::savesConfigurationAndCsv()
     QCOMPARE(saved.resolve("/conv3/Conv").weights.bits, 5);
 
     QSignalSpy evaluated(window.session(), &Session::evaluated);
-    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == window.layerModel()->config(), kTimeoutMs);
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == window.document()->config(), kTimeoutMs);
     const QString csvPath = dir.path() + "/metrics.csv";
     QVERIFY(window.exportMetricsCsv(csvPath));
     QFile csv(csvPath);
@@ -401,7 +455,7 @@ void TestMainWindow::savesConfigurationAndCsv()
     // And the configuration opens again (undoable).
     QVERIFY(window.layerModel()->setData(cell(window, "/conv3/Conv", LayerTableModel::WeightBits), 7, Qt::EditRole));
     QVERIFY(window.openConfiguration(configPath));
-    QCOMPARE(window.layerModel()->config().resolve("/conv3/Conv").weights.bits, 5);
+    QCOMPARE(window.document()->config().resolve("/conv3/Conv").weights.bits, 5);
 }
 
 void TestMainWindow::exportsTheQuantizedModel()
@@ -410,11 +464,11 @@ void TestMainWindow::exportsTheQuantizedModel()
     openDefault(window);
     // A configuration that is not the default: fc2 in float, conv1's range by percentile, conv3's
     // weights per tensor.
-    QuantConfig config = window.layerModel()->config();
+    QuantConfig config = window.document()->config();
     config.layers["/fc2/Gemm"].keepFloat = true;
     config.layers["/conv1/Conv"].calibration = CalibrationSpec{CalibrationMethod::Percentile, 99.9};
     config.layers["/conv3/Conv"].weights.granularity = Granularity::PerTensor;
-    window.changeConfig(config, "edits");
+    window.document()->edit(config, "edits");
 
     QSignalSpy exported(window.session(), &Session::exported);
     QSignalSpy failed(window.session(), &Session::exportFailed);
@@ -474,10 +528,10 @@ void TestMainWindow::exportListsTheLayersWrittenInFloat()
 {
     MainWindow window;
     openDefault(window);
-    QuantConfig config = window.layerModel()->config();
+    QuantConfig config = window.document()->config();
     config.layers["/conv2/Conv"].weights.scheme = Scheme::KMeans;
     config.layers["/conv2/Conv"].weights.bits = 4;
-    window.changeConfig(config, "k-means");
+    window.document()->edit(config, "k-means");
     QSignalSpy exported(window.session(), &Session::exported);
     QSignalSpy failed(window.session(), &Session::exportFailed);
     QTemporaryDir dir;
@@ -493,7 +547,7 @@ void TestMainWindow::exportListsTheLayersWrittenInFloat()
     QVERIFY(box->informativeText().contains(result->warnings[0]));
     box->accept();
     QVERIFY(QFileInfo(dir.path() + "/kmeans.onnx").size() > 0);
-    QCOMPARE(window.layerModel()->config(), config);  // the configuration itself is unchanged
+    QCOMPARE(window.document()->config(), config);  // the configuration itself is unchanged
 }
 
 void TestMainWindow::exportKeepsTheConfigurationItWasAskedFor()
@@ -503,12 +557,12 @@ void TestMainWindow::exportKeepsTheConfigurationItWasAskedFor()
     QSignalSpy exported(window.session(), &Session::exported);
     QSignalSpy failed(window.session(), &Session::exportFailed);
     QTemporaryDir dir;
-    const QuantConfig asked = window.layerModel()->config();
+    const QuantConfig asked = window.document()->config();
     QVERIFY(window.exportQuantizedModel(dir.path() + "/asked.onnx"));
     // An edit right after: the running export is not changed by it, nor stopped.
     QuantConfig edited = asked;
     edited.layers["/fc1/Gemm"].keepFloat = true;
-    window.changeConfig(edited, "fc1 float");
+    window.document()->edit(edited, "fc1 float");
     const auto result = waitForExport(window, exported, failed);
     QVERIFY(result);
     QCOMPARE(result->config, asked);
@@ -522,9 +576,9 @@ void TestMainWindow::exportsEncodings()
 {
     MainWindow window;
     openDefault(window);
-    QuantConfig config = window.layerModel()->config();
+    QuantConfig config = window.document()->config();
     config.layers["/fc2/Gemm"].keepFloat = true;
-    window.changeConfig(config, "fc2 float");
+    window.document()->edit(config, "fc2 float");
     QSignalSpy exported(window.session(), &Session::exported);
     QSignalSpy failed(window.session(), &Session::exportFailed);
     QTemporaryDir dir;
@@ -645,11 +699,11 @@ void TestMainWindow::unwritablePathKeepsTheSession()
     MainWindow window;
     openDefault(window);
     QVERIFY(window.layerModel()->setData(cell(window, "/conv3/Conv", LayerTableModel::WeightBits), 5, Qt::EditRole));
-    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == window.layerModel()->config(), kTimeoutMs);
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == window.document()->config(), kTimeoutMs);
     const auto snapshot = window.session()->snapshot();
     const auto evaluation = window.session()->evaluation();
-    const QuantConfig config = window.layerModel()->config();
-    const int undoSteps = window.undoStack()->count();
+    const QuantConfig config = window.document()->config();
+    const int undoSteps = window.document()->undoStack()->count();
 
     // A path under a regular file can never be written (whoever runs the test).
     QTemporaryDir dir;
@@ -675,8 +729,8 @@ void TestMainWindow::unwritablePathKeepsTheSession()
     // Nothing the user made is lost, and the window goes on working.
     QCOMPARE(window.session()->snapshot(), snapshot);
     QCOMPARE(window.session()->evaluation(), evaluation);
-    QCOMPARE(window.layerModel()->config(), config);
-    QCOMPARE(window.undoStack()->count(), undoSteps);
+    QCOMPARE(window.document()->config(), config);
+    QCOMPARE(window.document()->undoStack()->count(), undoSteps);
     QVERIFY(window.isWindowModified());
     QVERIFY(window.exportQuantizedModel(dir.path() + "/model.onnx"));
     QTRY_COMPARE_WITH_TIMEOUT(exported.count(), 1, kTimeoutMs);

@@ -1,0 +1,268 @@
+// MainWindow: exports (metrics CSV, QDQ model, encodings, report), the int8 engine and its results,
+// and the screenshots scripts/screenshot takes.
+
+#include "main_window.h"
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "config_document.h"
+#include "gallery_model.h"
+#include "layer_table_model.h"
+#include "session.h"
+
+#include <QAction>
+#include <QApplication>
+#include <QCheckBox>
+#include <QDesktopServices>
+#include <QDir>
+#include <QFileInfo>
+#include <QLabel>
+#include <QMessageBox>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QStatusBar>
+#include <QTabWidget>
+#include <QTimer>
+#include <QToolButton>
+#include <QUrl>
+
+namespace qe {
+
+bool MainWindow::exportMetricsCsv(const QString& path)
+{
+    try {
+        writeFileAtomically(path.toStdString(), layers_->toCsv().toStdString());
+        statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+        return true;
+    } catch (const Error& e) {
+        showError(QString::fromStdString(e.what()));
+        return false;
+    }
+}
+
+bool MainWindow::startExport(const QString& description, bool started)
+{
+    if (!started) {
+        statusBar()->showMessage(tr("Open a model first."), 5000);
+        return false;
+    }
+    exportDescription_ = description;
+    exportProgress_->setRange(0, 0);
+    exportProgress_->setFormat(QString());
+    exportProgress_->show();
+    cancel_->show();
+    updateExportActions();
+    if (!session_->isBusy())
+        statusBar()->showMessage(description + " ...");
+    return true;
+}
+
+bool MainWindow::exportQuantizedModel(const QString& path)
+{
+    if (session_->isExporting()) {
+        statusBar()->showMessage(tr("%1 is still running.").arg(exportDescription_), 5000);
+        return false;
+    }
+    return startExport(tr("Exporting the quantized model to %1").arg(QFileInfo(path).fileName()), session_->exportQdqModel(path));
+}
+
+bool MainWindow::exportEncodings(const QString& path)
+{
+    if (session_->isExporting()) {
+        statusBar()->showMessage(tr("%1 is still running.").arg(exportDescription_), 5000);
+        return false;
+    }
+    return startExport(tr("Exporting the encodings to %1").arg(QFileInfo(path).fileName()), session_->exportEncodings(path));
+}
+
+bool MainWindow::exportReport(const QString& dir)
+{
+    if (session_->isExporting()) {
+        statusBar()->showMessage(tr("%1 is still running.").arg(exportDescription_), 5000);
+        return false;
+    }
+    return startExport(tr("Writing the report into %1").arg(QDir::toNativeSeparators(dir)), session_->exportReport(dir));
+}
+
+bool MainWindow::runIntegerEngine()
+{
+    if (session_->isExporting()) {
+        statusBar()->showMessage(tr("%1 is still running.").arg(exportDescription_), 5000);
+        return false;
+    }
+    if (!startExport(tr("Running the int8 engine"), session_->runIntegerEngine()))
+        return false;
+    integerRunning_ = true;
+    integerSummary_->setText(tr("<b>int8 engine:</b> running on the evaluation images ..."));
+    return true;
+}
+
+void MainWindow::endExport()
+{
+    integerRunning_ = false;
+    exportProgress_->hide();
+    cancel_->setVisible(session_->isBusy());
+    updateExportActions();
+    showIntegerResults();
+}
+
+void MainWindow::updateExportActions()
+{
+    const bool enabled = session_->snapshot() && !session_->isExporting();
+    for (QAction* action : exportActions_)
+        action->setEnabled(enabled);
+    runIntegerEngine_->setEnabled(enabled);
+}
+
+void MainWindow::showExported(std::shared_ptr<const ExportResult> result)
+{
+    if (result->integer) {
+        integer_ = result->integer;
+        integerConfig_ = result->config;
+    }
+    endExport();
+    const QString name = QDir::toNativeSeparators(result->path);
+    switch (result->kind) {
+    case ExportResult::QdqModel: {
+        statusBar()->showMessage(tr("Exported %1: %2 activations and %3 weights/biases in integers, %4 layers in float")
+                                     .arg(name)
+                                     .arg(result->activationEncodings)
+                                     .arg(result->weightEncodings)
+                                     .arg(result->warnings.size()),
+                                 10000);
+        if (!result->warnings.isEmpty()) {
+            // Never silently changed: what QDQ cannot express is written in float, and said so.
+            auto* box = new QMessageBox(QMessageBox::Warning, tr("Exported with Float Layers"),
+                                        tr("%1 was written, but %n layer(s) are in float there: ONNX's QDQ format cannot "
+                                           "express their quantization, so their weights are written as the dequantized "
+                                           "values and their outputs are not quantized.",
+                                           nullptr, int(result->warnings.size()))
+                                            .arg(name),
+                                        QMessageBox::Ok, this);
+            box->setObjectName("exportWarnings");
+            box->setInformativeText("\u2022 " + result->warnings.join("\n\u2022 "));
+            box->setAttribute(Qt::WA_DeleteOnClose);
+            box->open();
+        }
+        break;
+    }
+    case ExportResult::Encodings:
+        statusBar()->showMessage(tr("Exported %1: encodings of %2 activations and %3 weights/biases")
+                                     .arg(name)
+                                     .arg(result->activationEncodings)
+                                     .arg(result->weightEncodings),
+                                 10000);
+        break;
+    case ExportResult::Report: {
+        const QString report = QDir(result->path).filePath("report.md");
+        statusBar()->showMessage(tr("Wrote %1 (%n file(s))", nullptr, int(result->files.size())).arg(QDir::toNativeSeparators(report)), 10000);
+        auto* box = new QMessageBox(QMessageBox::Information, tr("Report Written"),
+                                    tr("The report is in %1.").arg(QDir::toNativeSeparators(report)), QMessageBox::Close, this);
+        box->setObjectName("reportWritten");
+        QStringList names;
+        for (const QString& file : result->files)
+            names << QFileInfo(file).fileName();
+        QString details = tr("Files: %1").arg(names.join(", "));
+        if (!result->integerError.isEmpty())
+            details += tr("\n\nThe int8 engine could not run, so the report has no int8 column: %1").arg(result->integerError);
+        box->setInformativeText(details);
+        QPushButton* open = box->addButton(tr("Open report.md"), QMessageBox::AcceptRole);
+        box->setDefaultButton(open);
+        connect(box, &QMessageBox::buttonClicked, this, [this, open, report](QAbstractButton* button) {
+            if (button == open && !QDesktopServices::openUrl(QUrl::fromLocalFile(report)))
+                statusBar()->showMessage(tr("No application opens %1; the report is there.").arg(QDir::toNativeSeparators(report)), 10000);
+        });
+        box->setAttribute(Qt::WA_DeleteOnClose);
+        box->open();
+        break;
+    }
+    case ExportResult::IntegerEngine:
+        tabs_->setCurrentIndex(2);  // the accuracy tab, where the results are
+        statusBar()->showMessage(tr("int8 engine: top-1 %1 on %2 images").arg(percent(result->integer->top1)).arg(result->integer->images),
+                                 10000);
+        break;
+    }
+}
+
+void MainWindow::showExportError(const QString& path, const QString& message)
+{
+    endExport();
+    const QString text = path.isEmpty() ? tr("%1 failed:\n\n%2").arg(exportDescription_, message)
+                                        : tr("Could not write %1:\n\n%2").arg(QDir::toNativeSeparators(path), message);
+    statusBar()->showMessage(tr("Failed: %1").arg(text.section('\n', 0, 0)), 10000);
+    QMessageBox::critical(this, tr("Export Failed"), text);
+}
+
+void MainWindow::showIntegerResults()
+{
+    if (integerRunning_)
+        return;  // "running ..." stays until it ends
+    if (!integer_) {
+        integerSummary_->setText(tr("<small>The integer-only <b>int8 engine</b> runs the configuration with integer kernels; "
+                                    "run it to compare with the simulation above.</small>"));
+        return;
+    }
+    const IntegerEvaluation& r = *integer_;
+    double ms = r.msPerImage;
+    QString text = tr("<b>int8 engine</b> (%1 of %2 layers in integers): top-1 <b>%3</b> (simulation %4) \u00b7 agreement with "
+                      "the simulation <b>%5</b> (%6 up to ties) \u00b7 outputs within one step %7 \u00b7 %8 ms/image "
+                      "<small>\u00b7 %9 images</small>")
+                       .arg(r.integerLayers)
+                       .arg(r.layers.size())
+                       .arg(percent(r.top1), percent(r.simulatedTop1), percent(r.agreementWithSimulation),
+                            percent(r.agreementUpToTies), percent(r.outputWithinOneLsb))
+                       .arg(ms, 0, 'f', ms < 1 ? 3 : 2)
+                       .arg(r.images);
+    if (!(integerConfig_ == document_->config()))
+        text = "<span style='color:gray'>" + text + tr(" \u2014 for an earlier configuration; run it again</span>");
+    integerSummary_->setText(text);
+}
+
+// ---- screenshots --------------------------------------------------------------------------------
+
+void MainWindow::saveScreenshotWhenReady(const QString& path)
+{
+    // Waits for the first evaluation and the selected layer's histograms, then walks the views.
+    auto pending = std::make_shared<int>(2);
+    auto shoot = [this, path] {
+        const QString base = path.endsWith(".png") ? path.chopped(4) : path;
+        QTimer::singleShot(300, this, [this, base] {
+            bool ok = grab().save(base + ".png");
+            tabs_->setCurrentIndex(1);
+            ok = grab().save(base + "_details.png") && ok;
+            tabs_->setCurrentIndex(2);
+            ok = grab().save(base + "_accuracy.png") && ok;
+            tabs_->setCurrentIndex(3);
+            changedOnly_->setChecked(true);
+            if (gallery_->rowCount() > 0) {
+                connect(session_, &Session::imageErrorsReady, this, [this, base, ok] {
+                    QTimer::singleShot(200, this, [this, base, ok] {
+                        const bool saved = grab().save(base + "_images.png") && ok;
+                        QApplication::exit(saved ? 0 : 1);
+                    });
+                });
+                session_->requestImageErrors(std::size_t(gallery_->index(0).data(GalleryModel::ImageIndexRole).toULongLong()));
+            } else {
+                ok = grab().save(base + "_images.png") && ok;
+                QApplication::exit(ok ? 0 : 1);
+            }
+        });
+    };
+    auto step = [pending, shoot] {
+        if (--*pending == 0)
+            shoot();
+    };
+    connect(session_, &Session::evaluated, this, [pending, step] {
+        if (*pending > 0)
+            step();
+    });
+    connect(session_, &Session::histogramsReady, this, [pending, step] {
+        if (*pending > 0)
+            step();
+    });
+    connect(session_, &Session::failed, this, [this, path] {  // an error dialog is worth a picture too
+        QTimer::singleShot(200, this, [this, path] { QApplication::exit(grab().save(path) ? 1 : 2); });
+    });
+}
+
+}  // namespace qe

@@ -1,0 +1,293 @@
+// MainWindow: opening and saving files (models, images, configurations), drag and drop, recent files,
+// the title, and the question before unsaved changes are discarded.
+
+#include "main_window.h"
+
+#include "common/error.h"
+#include "config_document.h"
+#include "preprocess_dialog.h"
+#include "session.h"
+
+#include <QCloseEvent>
+#include <QDragEnterEvent>
+#include <QFile>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QMenu>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QProgressBar>
+#include <QSettings>
+#include <QStandardPaths>
+#include <QStatusBar>
+#include <QToolButton>
+#include <QUrl>
+
+#include <set>
+
+namespace qe {
+
+namespace {
+
+constexpr int kMaxRecentFiles = 10;
+
+const QStringList kImageSuffixes = {"png", "jpg", "jpeg", "bmp"};
+
+bool looksLikeImages(const QFileInfo& file)
+{
+    return file.isDir() || kImageSuffixes.contains(file.suffix().toLower()) || file.fileName().contains("-ubyte") ||
+           file.suffix() == "bin";
+}
+
+// Which kind of JSON document `path` is, by its "format" key.
+QString jsonFormat(const QString& path)
+{
+    QFile file(path);
+    if (!file.open(QIODevice::ReadOnly))
+        return {};
+    const QByteArray head = file.read(4096);
+    if (head.contains("quantexplorer-preprocess"))
+        return QStringLiteral("preprocess");
+    return QStringLiteral("config");
+}
+
+// The names a configuration opened for this model may use.
+std::set<std::string> layerNames(const SessionSnapshot& snapshot)
+{
+    std::set<std::string> names;
+    for (const QuantLayer& layer : snapshot.layers)
+        names.insert(layer.name);
+    return names;
+}
+
+}  // namespace
+
+// ---- opening ------------------------------------------------------------------------------------
+
+void MainWindow::openSession(const QString& modelPath, const QString& dataPath, const QString& configPath)
+{
+    pendingConfigPath_ = configPath;
+    statusBar()->showMessage(tr("Loading %1 and %2 ...").arg(QFileInfo(modelPath).fileName(), QFileInfo(dataPath).fileName()));
+    progress_->setRange(0, 0);
+    progress_->show();
+    cancel_->show();
+    session_->open(modelPath, dataPath);
+}
+
+void MainWindow::openModel(const QString& path)
+{
+    if (!confirmDiscard())
+        return;
+    if (!Preprocess::loadSidecar(path.toStdString())) {
+        // Asked once: the answer is saved beside the model for every later session.
+        PreprocessDialog dialog(path, this);
+        if (dialog.exec() != QDialog::Accepted)
+            return;
+        try {
+            const Preprocess p = dialog.preprocess();
+            p.save(Preprocess::sidecarPath(path.toStdString()));
+        } catch (const Error& e) {
+            showError(QString::fromStdString(e.what()));
+            return;
+        }
+    }
+    addRecent(path);
+    openSession(path, dataPath_);
+}
+
+void MainWindow::openImages(const QString& path)
+{
+    addRecent(path);
+    // The configuration carries over: the layers are the same model's.
+    pendingConfigPath_.clear();
+    openSession(modelPath_, path, document_->path());
+}
+
+bool MainWindow::openConfiguration(const QString& path)
+{
+    const auto snapshot = session_->snapshot();
+    if (!snapshot) {
+        pendingConfigPath_ = path;
+        return true;
+    }
+    try {
+        const QuantConfig config = QuantConfig::load(path.toStdString(), layerNames(*snapshot));
+        document_->edit(config, tr("open %1").arg(QFileInfo(path).fileName()));
+        document_->markSaved(path);
+        addRecent(path);
+        return true;
+    } catch (const Error& e) {
+        showError(QString::fromStdString(e.what()));
+        return false;
+    }
+}
+
+void MainWindow::openPath(const QString& path)
+{
+    const QFileInfo info(path);
+    if (!info.exists()) {
+        showError(tr("%1: no such file or folder").arg(path));
+        return;
+    }
+    if (info.suffix().toLower() == "onnx")
+        openModel(path);
+    else if (info.suffix().toLower() == "json") {
+        if (jsonFormat(path) == "preprocess")
+            showError(tr("%1 is a preprocessing sidecar: it is read from beside its model when the model opens.").arg(path));
+        else
+            openConfiguration(path);
+    } else if (looksLikeImages(info) || info.fileName().endsWith(".gz"))
+        openImages(path);
+    else
+        showError(tr("%1: expected an ONNX model (.onnx), a configuration (.json), a folder of images, an idx or "
+                     "CIFAR file, or a PNG/JPEG/BMP image")
+                      .arg(path));
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* event)
+{
+    if (event->mimeData()->hasUrls())
+        event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* event)
+{
+    // A model first, so that images and a configuration dropped with it apply to it.
+    QStringList paths;
+    for (const QUrl& url : event->mimeData()->urls())
+        if (url.isLocalFile())
+            paths << url.toLocalFile();
+    std::stable_sort(paths.begin(), paths.end(), [](const QString& a, const QString& b) {
+        auto rank = [](const QString& p) { return p.endsWith(".onnx") ? 0 : p.endsWith(".json") ? 2 : 1; };
+        return rank(a) < rank(b);
+    });
+    QString model, images, config;
+    for (const QString& path : paths) {
+        const QFileInfo info(path);
+        if (info.suffix().toLower() == "onnx")
+            model = path;
+        else if (info.suffix().toLower() == "json")
+            config = path;
+        else if (images.isEmpty())
+            images = path;
+    }
+    event->acceptProposedAction();
+    if (!model.isEmpty() && !images.isEmpty()) {
+        dataPath_ = images;
+        addRecent(images);
+    }
+    if (!model.isEmpty()) {
+        openModel(model);
+        if (!config.isEmpty())
+            pendingConfigPath_ = config;
+    } else if (!images.isEmpty()) {
+        openPath(images);
+        if (!config.isEmpty())
+            pendingConfigPath_ = config;
+    } else if (!config.isEmpty()) {
+        openPath(config);
+    }
+}
+
+void MainWindow::addRecent(const QString& path)
+{
+    QSettings settings;
+    QStringList recent = settings.value("recentFiles").toStringList();
+    recent.removeAll(QFileInfo(path).absoluteFilePath());
+    recent.prepend(QFileInfo(path).absoluteFilePath());
+    while (recent.size() > kMaxRecentFiles)
+        recent.removeLast();
+    settings.setValue("recentFiles", recent);
+}
+
+void MainWindow::rebuildRecentMenu()
+{
+    recentMenu_->clear();
+    const QStringList recent = QSettings().value("recentFiles").toStringList();
+    for (const QString& path : recent)
+        recentMenu_->addAction(QFileInfo(path).fileName() + "  \u2014  " + QFileInfo(path).path(), this, [this, path] { openPath(path); });
+    if (recent.isEmpty())
+        recentMenu_->addAction(tr("(none)"))->setEnabled(false);
+}
+
+bool MainWindow::saveConfiguration(const QString& path)
+{
+    try {
+        document_->save(path, QFileInfo(modelPath_).fileName());
+        addRecent(path);
+        statusBar()->showMessage(tr("Saved %1").arg(path), 5000);
+        return true;
+    } catch (const Error& e) {
+        showError(QString::fromStdString(e.what()));
+        return false;
+    }
+}
+
+bool MainWindow::confirmDiscard()
+{
+    if (!document_->isModified())
+        return true;
+    const auto answer = QMessageBox::question(this, tr("Unsaved configuration"),
+                                              tr("The configuration has unsaved changes. Save them first?"),
+                                              QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel);
+    if (answer == QMessageBox::Cancel)
+        return false;
+    if (answer == QMessageBox::Save) {
+        const QString path = QFileDialog::getSaveFileName(this, tr("Save Configuration"), document_->path(), tr("Configurations (*.json)"));
+        return !path.isEmpty() && saveConfiguration(path);
+    }
+    return true;
+}
+
+void MainWindow::closeEvent(QCloseEvent* event)
+{
+    if (session_->isExporting() &&
+        QMessageBox::question(this, tr("Export Running"),
+                              tr("%1 is still running. Stop it and close? Nothing half-written is left behind.").arg(exportDescription_),
+                              QMessageBox::Yes | QMessageBox::No) != QMessageBox::Yes) {
+        event->ignore();
+        return;
+    }
+    if (confirmDiscard())
+        event->accept();
+    else
+        event->ignore();
+}
+
+void MainWindow::updateTitle()
+{
+    const QString model = modelPath_.isEmpty() ? QString() : QFileInfo(modelPath_).fileName() + " \u2014 ";
+    const QString config = document_->path().isEmpty() ? tr("untitled configuration") : QFileInfo(document_->path()).fileName();
+    setWindowTitle(QStringLiteral("%1%2[*] \u2014 Quantization Explorer").arg(model, config));
+    setWindowModified(document_->isModified());
+}
+
+QString MainWindow::autosavePath() const
+{
+    return QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + "/autosave/" +
+           QFileInfo(modelPath_).completeBaseName() + ".json";
+}
+
+void MainWindow::startConfiguration(const SessionSnapshot& snapshot)
+{
+    // The file asked for, else the model's own quantization (a QDQ model), else the W8A8 default.
+    QuantConfig config;
+    config.model = QFileInfo(modelPath_).fileName().toStdString();
+    QString path;
+    if (snapshot.modelConfig)
+        config = *snapshot.modelConfig;
+    if (!pendingConfigPath_.isEmpty()) {
+        try {
+            config = QuantConfig::load(pendingConfigPath_.toStdString(), layerNames(snapshot));
+            path = pendingConfigPath_;
+        } catch (const Error& e) {
+            showError(QString::fromStdString(e.what()) + tr("\n\nThe default W8A8 configuration is used instead."));
+        }
+        pendingConfigPath_.clear();
+    }
+    const QString start = path.isEmpty() ? (snapshot.modelConfig ? tr("the model's own") : tr("W8A8 default")) : QFileInfo(path).fileName();
+    document_->setAutosavePath(autosavePath());
+    document_->reset(config, path, tr("start: %1").arg(start));
+}
+
+}  // namespace qe

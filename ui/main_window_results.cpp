@@ -1,0 +1,225 @@
+// MainWindow: showing what the session publishes (the loaded model, progress, metrics, histograms, the
+// selected layer's details, one image's errors, errors) and what follows a configuration change.
+
+#include "main_window.h"
+
+#include "config_document.h"
+#include "confusion_matrix_widget.h"
+#include "gallery_model.h"
+#include "layer_details.h"
+#include "layer_table_model.h"
+#include "session.h"
+
+#include <QCheckBox>
+#include <QDateTime>
+#include <QFileInfo>
+#include <QHeaderView>
+#include <QLabel>
+#include <QMessageBox>
+#include <QProgressBar>
+#include <QSplitter>
+#include <QStatusBar>
+#include <QTableView>
+#include <QTextBrowser>
+#include <QTimer>
+#include <QToolButton>
+
+#include <algorithm>
+#include <cmath>
+
+namespace qe {
+
+QString MainWindow::percent(double fraction)
+{
+    return QString::number(100.0 * fraction, 'f', 2) + '%';
+}
+
+void MainWindow::showConfigChanged()
+{
+    // The time the status bar reports runs from here to the evaluation of this configuration.
+    editStartedMs_ = QDateTime::currentMSecsSinceEpoch();
+    showDetails();
+    showIntegerResults();
+}
+
+void MainWindow::showLoaded()
+{
+    const auto snapshot = session_->snapshot();
+    modelPath_ = snapshot->modelPath;
+    dataPath_ = snapshot->dataPath;
+    historyEntries_.clear();
+    historyConfigs_.clear();
+    integer_.reset();
+    layers_->setSession(snapshot);
+    gallery_->setSession(snapshot);
+    imageErrors_->setErrors({}, {}, {}, tr("Click an image to see its per-layer error"));
+    if (!snapshot->labelColumnNote.isEmpty())
+        statusBar()->showMessage(tr("Labels: %1").arg(snapshot->labelColumnNote), 10000);
+    for (int column = LayerTableModel::Operator; column < LayerTableModel::ColumnCount; ++column)
+        table_->resizeColumnToContents(column);
+    table_->setColumnWidth(LayerTableModel::Name, std::max(table_->columnWidth(LayerTableModel::Name), 120));
+    // Show every row of a small model; a large one gets 40% of the height and a scroll bar.
+    // After the new rows are laid out, so the sizes are known.
+    QTimer::singleShot(0, this, [this] {
+        auto* split = qobject_cast<QSplitter*>(centralWidget());
+        if (!split)
+            return;
+        // The headline wraps: its height at the table's width (its size hint assumes a narrow label).
+        const int wanted = headline_->heightForWidth(table_->width()) + table_->horizontalHeader()->height() +
+                           table_->verticalHeader()->defaultSectionSize() * layers_->rowCount() + 2 * table_->frameWidth() + 24;
+        const int rows = std::min(wanted, int(0.4 * split->height()));
+        split->setSizes({rows, split->height() - rows});
+    });
+
+    startConfiguration(*snapshot);
+    updateExportActions();
+
+    // Start on the first layer with weights: it has both histograms.
+    int first = 0;
+    for (int row = 0; row < layers_->rowCount(); ++row)
+        if (layers_->hasWeights(row)) {
+            first = row;
+            break;
+        }
+    selectLayer(first);
+    headline_->setText(tr("<b>%1</b> on %2 \u2014 evaluating ...")
+                           .arg(QFileInfo(modelPath_).fileName().toHtmlEscaped(),
+                                QString::fromStdString(snapshot->dataset->description()).toHtmlEscaped()));
+    statusBar()->showMessage(tr("Calibrating on %1 and evaluating on %2 images ...")
+                                 .arg(QFileInfo(snapshot->calibrationPath).fileName())
+                                 .arg(snapshot->evaluationImages));
+}
+
+void MainWindow::showProgress(const QString& stage, int done, int total)
+{
+    progress_->setRange(0, total);
+    progress_->setValue(done);
+    progress_->setFormat(stage + " %p%");
+    progress_->show();
+    cancel_->show();
+    statusBar()->showMessage(tr("%1: %2 of %3 images").arg(stage).arg(done).arg(total));
+}
+
+void MainWindow::showEvaluation()
+{
+    const auto snapshot = session_->snapshot();
+    const auto evaluation = session_->evaluation();
+    const ModelMetrics& m = evaluation->metrics;
+    progress_->hide();
+    cancel_->setVisible(session_->isExporting());
+    layers_->setEvaluation(evaluation);
+    gallery_->setEvaluation(evaluation);
+    changedOnly_->setText(tr("Only images whose prediction changed (%1 of %2)").arg(gallery_->changedCount()).arg(m.images));
+
+    const double sizeKiB = m.sizeBytes / 1024.0, floatKiB = m.floatSizeBytes / 1024.0;
+    headline_->setText(tr("<b>top-1 %1</b> (float %2) \u00b7 agreement %3 \u00b7 <b>%4 KiB</b> (float %5) \u00b7 %6 bits/weight "
+                          "<small>\u00b7 %7 images</small>")
+                           .arg(percent(m.top1), percent(m.floatTop1), percent(m.agreement))
+                           .arg(sizeKiB, 0, 'f', 1)
+                           .arg(floatKiB, 0, 'f', 1)
+                           .arg(m.bitsPerWeight, 0, 'f', 2)
+                           .arg(m.images));
+    accuracySummary_->setText(
+        tr("<table cellspacing=6><tr><th></th><th align=right>float</th><th align=right>quantized</th></tr>"
+           "<tr><td><b>top-1</b></td><td align=right>%1</td><td align=right><b>%2</b></td></tr>"
+           "<tr><td><b>top-5</b></td><td align=right>%3</td><td align=right>%4</td></tr>"
+           "<tr><td><b>size</b></td><td align=right>%5 KiB</td><td align=right><b>%6 KiB</b> (%7\u00d7 smaller)</td></tr>"
+           "<tr><td><b>bits per weight</b></td><td align=right>32</td><td align=right>%8</td></tr></table>"
+           "<p>Top-1 agreement with float: <b>%9</b> (%10 of %11 predictions changed) \u00b7 output SQNR %12 dB</p>")
+            .arg(percent(m.floatTop1), percent(m.top1), percent(m.floatTop5), percent(m.top5))
+            .arg(floatKiB, 0, 'f', 1)
+            .arg(sizeKiB, 0, 'f', 1)
+            .arg(sizeKiB > 0 ? floatKiB / sizeKiB : 0.0, 0, 'f', 2)
+            .arg(m.bitsPerWeight, 0, 'f', 2)
+            .arg(percent(m.agreement))
+            .arg(gallery_->changedCount())
+            .arg(m.images)
+            .arg(std::isinf(m.outputSqnrDb) ? tr("exact") : QString::number(m.outputSqnrDb, 'f', 1)));
+    QStringList names;
+    for (std::size_t k = 0; k < snapshot->classNames.size(); ++k)
+        names << QString::fromStdString(snapshot->classNames[k]);
+    confusion_->setMatrix(evaluation->confusion, names);
+
+    // The history of configurations tried; re-evaluating the same one does not add a point.
+    const HistoryChart::Entry entry{document_->lastEditDescription(), sizeKiB, 100.0 * m.top1, 100.0 * m.agreement};
+    const int known = historyConfigs_.indexOf(evaluation->config);
+    if (known >= 0) {
+        historyEntries_.removeAt(known);
+        historyConfigs_.removeAt(known);
+    }
+    historyEntries_ << entry;
+    historyConfigs_ << evaluation->config;
+    history_->setHistory(historyEntries_, {tr("float"), floatKiB, 100.0 * m.floatTop1, 100.0});
+    showDetails();
+
+    const qint64 elapsed = QDateTime::currentMSecsSinceEpoch() - editStartedMs_;
+    timing_->setText(tr("updated in %1 ms (worker %2 ms)").arg(elapsed).arg(evaluation->milliseconds, 0, 'f', 0));
+    statusBar()->showMessage(tr("Ready"), 3000);
+    emit viewsUpdated();
+}
+
+void MainWindow::showHistograms()
+{
+    const auto histograms = session_->histograms();
+    if (!histograms)
+        return;
+    const QString layer = QString::fromStdString(histograms->layer);
+    auto title = [](const char* what, const QString& layer, const std::optional<TensorHistogram>& h) {
+        if (!h)
+            return tr("%1 has no weights").arg(layer);
+        QString t = tr("%1 of %2").arg(tr(what), layer);
+        if (h->levels.empty())
+            t += tr(" (float)");
+        else if (h->clipRange)
+            t += tr(" \u2014 %1 levels, clipped %2%").arg(h->levels.size()).arg(100.0 * h->clippedFraction, 0, 'f', 3);
+        return t;
+    };
+    weightHistogram_->setHistogram(histograms->weights, title("Weights", layer, histograms->weights));
+    activationHistogram_->setHistogram(histograms->activations, title("Activations", layer, histograms->activations));
+}
+
+void MainWindow::showDetails()
+{
+    const auto snapshot = session_->snapshot();
+    const auto evaluation = session_->evaluation();
+    const int row = selectedLayer();
+    if (!snapshot || !evaluation || row < 0) {
+        details_->setHtml(tr("<p>Select a layer in the table.</p>"));
+        return;
+    }
+    QString html = layerDetailsHtml(*snapshot, *evaluation, std::size_t(row));
+    if (!(evaluation->config == document_->config()))
+        html = tr("<p><i>Updating: these numbers belong to the previous configuration.</i></p>") + html;
+    details_->setHtml(html);
+}
+
+void MainWindow::showImageErrors(int image, const QList<double>& sqnr)
+{
+    const auto snapshot = session_->snapshot();
+    const auto evaluation = session_->evaluation();
+    if (!snapshot || !evaluation)
+        return;
+    QStringList names;
+    QList<double> all;
+    for (const LayerMetrics& m : evaluation->metrics.layers) {
+        names << QString::fromStdString(m.name);
+        all << m.accumulated.sqnrDb;
+    }
+    const ModelMetrics& m = evaluation->metrics;
+    const int label = snapshot->dataset->label(std::size_t(image));
+    imageErrors_->setErrors(names, sqnr, all,
+                            tr("Image #%1 (%2): float says %3, quantized says %4")
+                                .arg(image)
+                                .arg(snapshot->className(label), snapshot->className(m.floatPredictions[std::size_t(image)]),
+                                     snapshot->className(m.predictions[std::size_t(image)])));
+}
+
+void MainWindow::showError(const QString& message)
+{
+    progress_->hide();
+    cancel_->setVisible(session_->isExporting());
+    statusBar()->showMessage(tr("Failed: %1").arg(message.section('\n', 0, 0)), 8000);
+    QMessageBox::critical(this, tr("Quantization Explorer"), message);
+}
+
+}  // namespace qe
