@@ -112,12 +112,18 @@ QString quantFormulaHtml(const QuantParams& p, std::size_t block)
         html += QStringLiteral("rounded in the log domain: fine steps near 0, coarse steps near amax");
     } else if (const auto* c = std::get_if<CodebookParams>(&p.values)) {
         const int levels = 1 << p.bits;
-        html += QStringLiteral("%1range [%2, %3]; a codebook of 2<sup>%4</sup> = %5 centroids fitted by Lloyd's algorithm:<br>")
-                    .arg(where, num(lo), num(hi)).arg(p.bits).arg(levels);
+        const int fitted = block < c->fitted.size() ? c->fitted[block] : levels;
+        if (fitted < levels)
+            html += QStringLiteral("%1range [%2, %3]; the block has only %4 distinct weights, fewer than the 2<sup>%5</sup> = %6 "
+                                   "centroids allowed, so they are the codebook, exactly:<br>")
+                        .arg(where, num(lo), num(hi)).arg(fitted).arg(p.bits).arg(levels);
+        else
+            html += QStringLiteral("%1range [%2, %3]; a codebook of 2<sup>%4</sup> = %5 centroids fitted by Lloyd's algorithm:<br>")
+                        .arg(where, num(lo), num(hi)).arg(p.bits).arg(levels);
         QStringList centroids;
-        for (int k = 0; k < std::min(levels, 16); ++k)
+        for (int k = 0; k < std::min(fitted, 16); ++k)
             centroids << num(c->centroids.at(block * std::size_t(levels) + std::size_t(k)));
-        html += "{" + centroids.join(", ") + (levels > 16 ? ", …}" : "}");
+        html += "{" + centroids.join(", ") + (fitted > 16 ? ", …}" : "}");
         html += QStringLiteral("<br>storage: %1 bits per weight plus the codebook").arg(p.bits);
     } else {
         const FloatFormat& format = *traits.format;

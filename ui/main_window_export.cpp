@@ -124,7 +124,7 @@ void MainWindow::showExported(std::shared_ptr<const ExportResult> result)
     const QString name = QDir::toNativeSeparators(result->path);
     switch (result->kind) {
     case ExportResult::QdqModel: {
-        statusBar()->showMessage(tr("Exported %1: %2 activations and %3 weights/biases in integers, %4 layers in float")
+        statusBar()->showMessage(tr("Exported %1: %2 activations and %3 weights/biases in integers, %4 tensors in float")
                                      .arg(name)
                                      .arg(result->activationEncodings)
                                      .arg(result->weightEncodings)
@@ -133,9 +133,10 @@ void MainWindow::showExported(std::shared_ptr<const ExportResult> result)
         if (!result->warnings.isEmpty()) {
             // Never silently changed: what QDQ cannot express is written in float, and said so.
             auto* box = new QMessageBox(QMessageBox::Warning, tr("Exported with Float Layers"),
-                                        tr("%1 was written, but %n layer(s) are in float there: ONNX's QDQ format cannot "
-                                           "express their quantization, so their weights are written as the dequantized "
-                                           "values and their outputs are not quantized.",
+                                        tr("%1 was written, but ONNX's 8-bit QDQ format cannot express %n of the "
+                                           "quantizations you chose. Those tensors are in float there (weights as their "
+                                           "dequantized values); everything else is quantized as configured. The "
+                                           "encodings file lists their own parameters.",
                                            nullptr, int(result->warnings.size()))
                                             .arg(name),
                                         QMessageBox::Ok, this);

@@ -82,4 +82,35 @@ ConfusionMatrix confusionMatrix(const std::vector<int>& labels, const std::vecto
     return m;
 }
 
+std::vector<ConfusedPair> mostConfusedPairs(const ConfusionMatrix& matrix, std::size_t count)
+{
+    std::vector<ConfusedPair> pairs;
+    for (int label = 0; label < matrix.classes; ++label)
+        for (int predicted = 0; predicted < matrix.classes; ++predicted)
+            if (label != predicted && matrix.at(label, predicted) > 0)
+                pairs.push_back({label, predicted, matrix.at(label, predicted)});
+    std::stable_sort(pairs.begin(), pairs.end(), [](const ConfusedPair& a, const ConfusedPair& b) { return a.count > b.count; });
+    if (pairs.size() > count)
+        pairs.resize(count);
+    return pairs;
+}
+
+std::vector<ClassAccuracy> classAccuracies(const ConfusionMatrix& matrix)
+{
+    std::vector<ClassAccuracy> classes;
+    for (int label = 0; label < matrix.classes; ++label) {
+        ClassAccuracy c{label, 0, matrix.at(label, label)};
+        for (int predicted = 0; predicted < matrix.classes; ++predicted)
+            c.images += matrix.at(label, predicted);
+        if (c.images > 0)
+            classes.push_back(c);
+    }
+    std::stable_sort(classes.begin(), classes.end(), [](const ClassAccuracy& a, const ClassAccuracy& b) {
+        if (a.accuracy() != b.accuracy())
+            return a.accuracy() < b.accuracy();
+        return a.images > b.images;
+    });
+    return classes;
+}
+
 }  // namespace qe

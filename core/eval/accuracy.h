@@ -55,4 +55,22 @@ struct ConfusionMatrix {
 };
 ConfusionMatrix confusionMatrix(const std::vector<int>& labels, const std::vector<int>& predictions);
 
+// What a confusion matrix with many classes says in a readable form: the most frequent mistakes
+// and each class's accuracy (a 1000 x 1000 matrix of a few hundred images is a grey block).
+struct ConfusedPair {
+    int label = 0, predicted = 0;
+    std::size_t count = 0;
+};
+// The `count` largest off-diagonal cells, most frequent first (ties: smaller label, then
+// prediction, first).
+std::vector<ConfusedPair> mostConfusedPairs(const ConfusionMatrix& matrix, std::size_t count);
+struct ClassAccuracy {
+    int label = 0;
+    std::size_t images = 0, correct = 0;
+    double accuracy() const { return images ? double(correct) / double(images) : 0.0; }
+};
+// Every class with at least one labelled image, worst accuracy first (ties: more images, then
+// smaller label, first).
+std::vector<ClassAccuracy> classAccuracies(const ConfusionMatrix& matrix);
+
 }  // namespace qe

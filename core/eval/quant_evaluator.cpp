@@ -77,7 +77,8 @@ double weightBytes(const Tensor& weight, const std::optional<QuantParams>& param
     double bytes = double(weight.size()) * params->bits / 8.0;
     const double blocks = double(params->blockCount());
     if (traits.family == SchemeFamily::Codebook)
-        bytes += blocks * double(1 << params->bits) * 4.0;
+        for (int fitted : params->codebook().fitted)  // the centroids each block keeps
+            bytes += 4.0 * fitted;
     else if (traits.family != SchemeFamily::FloatingPoint || traits.format->preScaled)  // a scale per block, and a zero-point
         bytes += blocks * (4.0 + (traits.integerForm ? 4.0 : 0.0));
     return bytes;

@@ -33,6 +33,35 @@ std::string describe(const QuantParams& p)
     return std::string(schemeTraits(p.scheme).name) + " " + std::to_string(p.bits) + "-bit " + std::string(granularityName(p.granularity));
 }
 
+// A tensor's encoding: its parameters as the plan has them. `inQdqModel` false: the QDQ model
+// cannot hold this quantization and has the tensor's dequantized float values.
+TensorEncoding encodingOf(const std::string& tensor, const std::string& layer, const std::string& kind, const QuantParams& p,
+                          bool inQdqModel)
+{
+    TensorEncoding e;
+    e.tensor = tensor;
+    e.layer = layer;
+    e.kind = kind;
+    e.scheme = schemeTraits(p.scheme).name;
+    e.bits = p.bits;
+    e.isSigned = p.isSigned;
+    e.granularity = granularityName(p.granularity);
+    e.axis = p.axis;
+    e.codeMin = p.qmin;
+    e.codeMax = p.qmax;
+    e.inQdqModel = inQdqModel;
+    if (const auto* u = std::get_if<UniformParams>(&p.values)) {
+        e.scale = u->scale;
+        e.zeroPoint = u->zeroPoint;
+    } else if (const auto* f = std::get_if<FloatFormatParams>(&p.values)) {
+        e.preScale = f->preScale;
+    } else {
+        for (std::size_t b = 0; b < p.blockCount(); ++b)
+            e.levels.push_back(quantizationLevels(p, b));
+    }
+    return e;
+}
+
 }  // namespace
 
 QdqModel exportQdq(const QuantPlan& plan)
@@ -92,12 +121,12 @@ QdqModel exportQdq(const QuantPlan& plan)
                 std::vector<std::int32_t> zp = p.uniform().zeroPoint;
                 dequantizeInitializer(layer.weight, codesTensor(codes, fq.shape(), p.isSigned), p.uniform().scale,
                                       codesTensor(zp, parameterShape(zp.size()), p.isSigned), p.axis);
-                out.encodings.push_back({layer.weight, layer.name, "weight", std::string(schemeTraits(p.scheme).name), p.bits, p.isSigned,
-                                         std::string(granularityName(p.granularity)), p.axis, p.qmin, p.qmax, p.uniform().scale, p.uniform().zeroPoint});
+                out.encodings.push_back(encodingOf(layer.weight, layer.name, "weight", p, true));
                 integerWeights = true;
             } else {
                 out.warnings.push_back("layer '" + layer.name + "': weights " + describe(p) +
                                        " have no integer form in ONNX's 8-bit QDQ; written as their dequantized float values");
+                out.encodings.push_back(encodingOf(layer.weight, layer.name, "weight", p, false));
             }
         }
         // Bias: int32 at input scale x weight scale, when the plan quantized it so.
@@ -119,8 +148,19 @@ QdqModel exportQdq(const QuantPlan& plan)
             // [1, N] broadcast alike in Conv and Gemm).
             dequantizeInitializer(layer.bias, Tensor::fromValues<std::int32_t>({b.size()}, codes), scale,
                                   Tensor::fromValues<std::int32_t>(parameterShape(zeros.size()), zeros), 0);
-            out.encodings.push_back({layer.bias, layer.name, "bias", "symmetric", 32, true, scale.size() > 1 ? "per_channel" : "per_tensor",
-                                     0, std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max(), scale, zeros});
+            TensorEncoding bias;
+            bias.tensor = layer.bias;
+            bias.layer = layer.name;
+            bias.kind = "bias";
+            bias.scheme = "symmetric";
+            bias.bits = 32;
+            bias.isSigned = true;
+            bias.granularity = scale.size() > 1 ? "per_channel" : "per_tensor";
+            bias.codeMin = std::numeric_limits<std::int32_t>::min();
+            bias.codeMax = std::numeric_limits<std::int32_t>::max();
+            bias.scale = scale;
+            bias.zeroPoint = zeros;
+            out.encodings.push_back(std::move(bias));
         }
         // Output activation.
         if (lp.dynamicActivations) {
@@ -133,6 +173,7 @@ QdqModel exportQdq(const QuantPlan& plan)
         if (!isIntegerActivationParams(a)) {
             out.warnings.push_back("layer '" + layer.name + "': activations " + describe(a) +
                                    " have no integer form in ONNX's 8-bit QDQ; written in float");
+            out.encodings.push_back(encodingOf(layer.output, layer.name, "activation", a, false));
             continue;
         }
         const float scale = a.uniform().scale[0];
@@ -173,8 +214,7 @@ QdqModel exportQdq(const QuantPlan& plan)
         auto& slot = isInput ? afterInputs : afterNode[static_cast<std::size_t>(layer.outputNodeIndex)];
         for (Node& n : inserted)
             slot.push_back(std::move(n));
-        out.encodings.push_back({tensor, layer.name, "activation", std::string(schemeTraits(a.scheme).name), a.bits, a.isSigned,
-                                 "per_tensor", 0, a.qmin, a.qmax, a.uniform().scale, a.uniform().zeroPoint});
+        out.encodings.push_back(encodingOf(tensor, layer.name, "activation", a, true));
     }
 
     // Consumers of a quantized graph input read its dequantized form.
@@ -198,12 +238,22 @@ QdqModel exportQdq(const QuantPlan& plan)
 std::string encodingsJson(const std::vector<TensorEncoding>& encodings)
 {
     nlohmann::json tensors = nlohmann::json::array();
-    for (const TensorEncoding& e : encodings)
-        tensors.push_back({{"tensor", e.tensor}, {"layer", e.layer}, {"kind", e.kind}, {"scheme", e.scheme}, {"bits", e.bits},
-                           {"signed", e.isSigned}, {"granularity", e.granularity}, {"axis", e.axis}, {"code_min", e.codeMin},
-                           {"code_max", e.codeMax}, {"scale", e.scale}, {"zero_point", e.zeroPoint}});
-    return nlohmann::json{{"format", "quantexplorer-encodings"}, {"version", 1},
-                          {"meaning", "real = scale * (code - zero_point)"}, {"tensors", tensors}}
+    for (const TensorEncoding& e : encodings) {
+        nlohmann::json t{{"tensor", e.tensor}, {"layer", e.layer}, {"kind", e.kind}, {"scheme", e.scheme}, {"bits", e.bits},
+                         {"signed", e.isSigned}, {"granularity", e.granularity}, {"axis", e.axis}, {"code_min", e.codeMin},
+                         {"code_max", e.codeMax}, {"scale", e.scale}, {"zero_point", e.zeroPoint}, {"in_qdq_model", e.inQdqModel}};
+        if (!e.levels.empty())
+            t["levels"] = e.levels;
+        if (!e.preScale.empty())
+            t["pre_scale"] = e.preScale;
+        tensors.push_back(std::move(t));
+    }
+    return nlohmann::json{{"format", "quantexplorer-encodings"},
+                          {"version", 1},
+                          {"meaning", "real = scale * (code - zero_point); log2 and k-means tensors list their levels per block, "
+                                      "floating-point formats their pre-scale (real = pre_scale * format(x / pre_scale)); "
+                                      "in_qdq_model false: the QDQ model holds the tensor's dequantized float values"},
+                          {"tensors", tensors}}
                .dump(2) + "\n";
 }
 
@@ -211,7 +261,7 @@ std::string encodingsCsv(const std::vector<TensorEncoding>& encodings)
 {
     std::ostringstream csv;
     csv.precision(9);
-    csv << "tensor,layer,kind,scheme,bits,signed,granularity,axis,code_min,code_max,scale,zero_point\n";
+    csv << "tensor,layer,kind,scheme,bits,signed,granularity,axis,code_min,code_max,scale,zero_point,in_qdq_model,levels,pre_scale\n";
     auto quoted = [](const std::string& s) {
         std::string q = "\"";
         for (char c : s)
@@ -226,6 +276,15 @@ std::string encodingsCsv(const std::vector<TensorEncoding>& encodings)
         csv << ",";
         for (std::size_t i = 0; i < e.zeroPoint.size(); ++i)
             csv << (i ? ";" : "") << e.zeroPoint[i];
+        csv << "," << (e.inQdqModel ? "true" : "false") << ",";
+        for (std::size_t b = 0; b < e.levels.size(); ++b) {
+            csv << (b ? "|" : "");
+            for (std::size_t i = 0; i < e.levels[b].size(); ++i)
+                csv << (i ? ";" : "") << e.levels[b][i];
+        }
+        csv << ",";
+        for (std::size_t i = 0; i < e.preScale.size(); ++i)
+            csv << (i ? ";" : "") << e.preScale[i];
         csv << "\n";
     }
     return csv.str();

@@ -15,7 +15,11 @@
 
 namespace qe {
 
-// One quantized tensor: real = scale * (code - zero_point), per tensor or along `axis`.
+// One quantized tensor: real = scale * (code - zero_point), per tensor or along `axis`. A tensor
+// whose quantization has no 8-bit QDQ form (k-means, log2, fp8/fp16/bf16, per-group, more than 8
+// bits) is listed too, with inQdqModel false: the model holds its dequantized float values, and
+// its own parameters are here (levels for log2 and k-means, pre-scales for the float formats,
+// scale and zero-point for uniform ones), so that nothing the user chose is dropped.
 struct TensorEncoding {
     std::string tensor, layer;
     std::string kind;  // "activation", "weight" or "bias"
@@ -27,18 +31,22 @@ struct TensorEncoding {
     std::int32_t codeMin = 0, codeMax = 255;
     std::vector<float> scale;
     std::vector<std::int32_t> zeroPoint;
+    bool inQdqModel = true;
+    std::vector<std::vector<float>> levels;  // log2, k-means: each block's levels
+    std::vector<float> preScale;             // floating-point formats: each block's pre-scale
 };
 
 struct QdqModel {
     Graph graph;  // opset >= 13 (per-channel DequantizeLinear)
     std::vector<TensorEncoding> encodings;
-    std::vector<std::string> warnings;  // one per layer whose choice was written in float
+    std::vector<std::string> warnings;  // one per tensor whose choice was written in float
 };
 
 // `plan` comes from makePlan on the float graph (its graph holds the fake-quantized weights).
 QdqModel exportQdq(const QuantPlan& plan);
 
 std::string encodingsJson(const std::vector<TensorEncoding>& encodings);  // {"tensors": [...]}
-std::string encodingsCsv(const std::vector<TensorEncoding>& encodings);   // one row per tensor; lists joined by ';'
+// One row per tensor; lists joined by ';', the levels' blocks by '|'.
+std::string encodingsCsv(const std::vector<TensorEncoding>& encodings);
 
 }  // namespace qe

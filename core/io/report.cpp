@@ -2,6 +2,8 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "eval/accuracy.h"
+#include "io/palette.h"
 #include "io/qdq_export.h"
 
 #include <nlohmann/json.hpp>
@@ -18,7 +20,10 @@ namespace qe {
 
 namespace {
 
-const cv::Scalar kInk(40, 40, 40), kGrid(220, 220, 220), kBlue(180, 110, 40), kOrange(40, 130, 230), kRed(60, 60, 200);
+// OpenCV draws in BGR.
+cv::Scalar bgr(palette::Rgb c) { return cv::Scalar(c.b, c.g, c.r); }
+const cv::Scalar kInk(40, 40, 40), kGrid(220, 220, 220), kBlue = bgr(palette::kBlue), kOrange = bgr(palette::kOrange),
+                 kRed = bgr(palette::kRed), kGrey = bgr(palette::kGrey);
 constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
 
 void text(cv::Mat& img, const std::string& s, cv::Point at, double size = 0.45, cv::Scalar color = kInk, int thickness = 1)
@@ -122,17 +127,17 @@ cv::Mat histogramGrid(const std::vector<TensorHistogram>& histograms)
         const bool dense = h.levels.size() > 64;
         for (float level : h.levels)
             if (level >= lo && level <= hi)
-                cv::line(img, {xOf(level), baseY + 2}, {xOf(level), baseY + (dense ? 4 : 8)}, kRed);
+                cv::line(img, {xOf(level), baseY + 2}, {xOf(level), baseY + (dense ? 4 : 8)}, kGrey);
         if (h.clipRange) {
             for (float edge : {h.clipRange->first, h.clipRange->second})
                 if (edge >= lo && edge <= hi)
-                    cv::line(img, {xOf(edge), oy + 30}, {xOf(edge), baseY}, kOrange, 1);
+                    cv::line(img, {xOf(edge), oy + 30}, {xOf(edge), baseY}, kRed, 1);
         }
         cv::line(img, {ox, baseY}, {ox + plotW, baseY}, kInk);
         text(img, fixed(lo, 3), {ox, baseY + 24}, 0.38);
         text(img, fixed(hi, 3), {ox + plotW - textWidth(fixed(hi, 3), 0.38), baseY + 24}, 0.38);
         const std::string levels = h.levels.empty() ? "float" : std::to_string(h.levels.size()) + " levels";
-        text(img, levels, {ox + plotW - textWidth(levels, 0.4), oy + 14}, 0.4, kRed);
+        text(img, levels, {ox + plotW - textWidth(levels, 0.4), oy + 14}, 0.4, kGrey);
     }
     return img;
 }
@@ -263,10 +268,29 @@ std::vector<std::filesystem::path> writeReport(const std::filesystem::path& dir,
     }
     md << "\n";
     if (!in.weightHistograms.empty())
-        md << "## Weights\n\nEach layer's weight histogram; red ticks are the representable levels, orange lines the clipping range.\n\n"
+        md << "## Weights\n\nEach layer's weight histogram, as in the window: grey ticks are the representable levels, red lines the clipping range.\n\n"
               "![weight histograms](weight_histograms.png)\n\n";
-    if (!confusion.empty())
+    if (!confusion.empty()) {
         md << "## Confusion matrix\n\n![confusion matrix](confusion_matrix.png)\n\n";
+    } else if (!m.labels.empty()) {
+        // Too many classes to draw a readable matrix: its two readable summaries.
+        const ConfusionMatrix matrix = confusionMatrix(m.labels, m.predictions);
+        auto name = [&](int c) {
+            const std::string number = std::to_string(c);
+            return c < static_cast<int>(in.classNames.size()) ? number + " " + in.classNames[static_cast<std::size_t>(c)] : number;
+        };
+        md << "## Confusion matrix\n\n" << matrix.classes
+           << " classes are too many to draw; the most frequent mistakes and the classes with the lowest accuracy "
+              "(quantized model):\n\n";
+        md << "| label | predicted as | images |\n|---|---|---:|\n";
+        for (const ConfusedPair& p : mostConfusedPairs(matrix, 20))
+            md << "| " << name(p.label) << " | " << name(p.predicted) << " | " << p.count << " |\n";
+        md << "\n| class | images | top-1 |\n|---|---:|---:|\n";
+        const std::vector<ClassAccuracy> classes = classAccuracies(matrix);
+        for (std::size_t i = 0; i < classes.size() && i < 20; ++i)
+            md << "| " << name(classes[i].label) << " | " << classes[i].images << " | " << percent(classes[i].accuracy()) << " |\n";
+        md << "\n";
+    }
     if (!in.notes.empty()) {
         md << "## Notes\n\n";
         for (const std::string& n : in.notes)

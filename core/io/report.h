@@ -21,6 +21,7 @@ struct ReportInput {
     const IntegerEvaluation* integer = nullptr;      // optional: the int8 engine's results
     std::vector<TensorHistogram> weightHistograms;   // optional: drawn as small multiples
     std::vector<std::string> notes;                  // e.g. export warnings
+    std::vector<std::string> classNames;             // optional: names for the confusion tables
 };
 
 // The parts every front end fills the same way: the graph, plan, metrics and configuration, each
@@ -30,7 +31,8 @@ struct ReportInput {
 ReportInput reportInputFor(QuantEvaluator& evaluator, const QuantConfig& config, const QuantPlan& plan, const ModelMetrics& metrics);
 
 // Writes <dir>/report.md, <dir>/layer_sqnr.png and, when given, <dir>/weight_histograms.png and
-// <dir>/confusion_matrix.png. Returns the files written. Each file is written atomically.
+// <dir>/confusion_matrix.png (up to 100 classes; with more, report.md lists the most confused
+// pairs and the classes with the lowest accuracy instead). Returns the files written. Each file is written atomically.
 std::vector<std::filesystem::path> writeReport(const std::filesystem::path& dir, const ReportInput& input);
 
 }  // namespace qe

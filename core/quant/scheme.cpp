@@ -229,9 +229,10 @@ void checkGroupSize(const TensorQuantSpec& spec)
 constexpr int kMaxLloydIterations = 30;
 constexpr int kMaxCodebookSize = 256;  // k-means takes at most 8 bits
 
-// Fits `levels` sorted centroids to `values` with Lloyd's algorithm. Sorts `values` in place and
-// uses `prefix` (values.size() + 1 entries) as scratch. Allocates nothing, so it can run inside a
-// parallel region.
+// Fits `levels` sorted centroids to `values` with Lloyd's algorithm and returns how many it fitted:
+// `levels`, or the number of distinct values when that is smaller (they are then the codebook,
+// padded with the largest). Sorts `values` in place and uses `prefix` (values.size() + 1 entries)
+// as scratch. Allocates nothing, so it can run inside a parallel region.
 //
 // It starts from the uniform grid of `levels` points spanning [min, max]. The first assignment is
 // then exactly uniform min-max quantization, and no Lloyd step increases the MSE (the assignment
@@ -241,10 +242,22 @@ constexpr int kMaxCodebookSize = 256;  // k-means takes at most 8 bits
 // In 1-D with sorted values each cluster is an index range whose ends are found by binary search
 // on the midpoints between neighbouring centroids, and its mean comes from prefix sums: one
 // iteration costs O(levels * log n), not O(n).
-void fitCodebook(std::span<float> values, std::span<double> prefix, int levels, float* codebook)
+int fitCodebook(std::span<float> values, std::span<double> prefix, int levels, float* codebook)
 {
     std::sort(values.begin(), values.end());
     const std::size_t n = values.size();
+    // Few distinct values: they are the codebook, exactly (zero error).
+    int distinct = 0;
+    for (std::size_t i = 0; i < n && distinct <= levels; ++i)
+        distinct += i == 0 || values[i] != values[i - 1];
+    if (distinct <= levels) {
+        int k = 0;
+        for (std::size_t i = 0; i < n; ++i)
+            if (i == 0 || values[i] != values[i - 1])
+                codebook[k++] = values[i];
+        std::fill(codebook + k, codebook + levels, codebook[k - 1]);
+        return distinct;
+    }
     prefix[0] = 0.0;
     for (std::size_t i = 0; i < n; ++i)
         prefix[i + 1] = prefix[i] + values[i];
@@ -274,6 +287,7 @@ void fitCodebook(std::span<float> values, std::span<double> prefix, int levels, 
     std::sort(centroids.begin(), centroids.begin() + levels);
     for (int i = 0; i < levels; ++i)
         codebook[i] = static_cast<float>(centroids[i]);
+    return levels;
 }
 
 // Index of the centroid nearest to x in a sorted codebook, given the midpoints between neighbours
@@ -541,9 +555,12 @@ std::vector<float> log2LevelsOf(const QuantParams& params, std::size_t block)
 std::vector<float> codebookLevels(const QuantParams& params, std::size_t block)
 {
     const auto count = std::size_t{1} << params.bits;
-    const std::vector<float>& centroids = params.codebook().centroids;
-    checkArraySize("codebook", centroids.size(), params.blockCount() * count);
-    return {centroids.begin() + static_cast<std::ptrdiff_t>(block * count), centroids.begin() + static_cast<std::ptrdiff_t>((block + 1) * count)};
+    const CodebookParams& c = params.codebook();
+    checkArraySize("codebook", c.centroids.size(), params.blockCount() * count);
+    // Only the fitted centroids: the padding repeats the largest.
+    const std::size_t fitted = block < c.fitted.size() ? static_cast<std::size_t>(c.fitted[block]) : count;
+    const auto first = c.centroids.begin() + static_cast<std::ptrdiff_t>(block * count);
+    return {first, first + static_cast<std::ptrdiff_t>(std::min(fitted, count))};
 }
 
 // Floating-point formats: enumerate the codes. Pre-scaled (FP8) levels are all finite codes
@@ -850,8 +867,10 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
 
     if (!fitBlock) {  // k-means: a codebook fitted to each block's values
         const int levels = 1 << spec.bits;
-        std::vector<float>& codebook = std::get<CodebookParams>(params.values).centroids;
+        CodebookParams& fitted = std::get<CodebookParams>(params.values);
+        std::vector<float>& codebook = fitted.centroids;
         codebook.resize(blocks.size() * static_cast<std::size_t>(levels));
+        fitted.fitted.resize(blocks.size());
         const std::span<const float> all = weights.values<float>();
         std::vector<float> sorted(all.begin(), all.end());
         std::vector<double> prefix(sorted.size() + blocks.size());
@@ -860,9 +879,10 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
         for (std::int64_t b = 0; b < blockCount; ++b) {
             const BlockSpan& span = blocks[static_cast<std::size_t>(b)];
             const auto start = static_cast<std::size_t>(span.start), length = static_cast<std::size_t>(span.length);
-            fitCodebook(std::span<float>(sorted).subspan(start, length),
-                        std::span<double>(prefix).subspan(start + static_cast<std::size_t>(b), length + 1), levels,
-                        codebook.data() + static_cast<std::size_t>(b) * static_cast<std::size_t>(levels));
+            fitted.fitted[static_cast<std::size_t>(b)] =
+                fitCodebook(std::span<float>(sorted).subspan(start, length),
+                            std::span<double>(prefix).subspan(start + static_cast<std::size_t>(b), length + 1), levels,
+                            codebook.data() + static_cast<std::size_t>(b) * static_cast<std::size_t>(levels));
         }
     }
     return params;

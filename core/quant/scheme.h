@@ -99,6 +99,10 @@ struct Log2Params {         // 0 and +-largest * 2^-k, k = 0 .. qmax - 1; code +
 };
 struct CodebookParams {     // k-means: 2^bits sorted centroids per block; code k is centroid k
     std::vector<float> centroids;
+    // Per block: how many centroids were fitted. A block with fewer distinct weights than 2^bits
+    // (a 3x3 depthwise channel has 9) gets exactly its distinct values, and the rest of its
+    // 2^bits entries repeat the largest: more levels could not lower the error.
+    std::vector<int> fitted;
     bool operator==(const CodebookParams&) const = default;
 };
 struct FloatFormatParams {  // real = preScale * round_to_format(x / preScale); 1 for fp16/bf16

@@ -29,7 +29,8 @@ void throwIfCancelled(const EvaluationProgress& progress)
 void countEncodings(const QdqModel& model, ExportedFiles& result)
 {
     for (const TensorEncoding& e : model.encodings)
-        (e.kind == "activation" ? result.activationEncodings : result.weightEncodings) += 1;
+        if (e.inQdqModel)
+            (e.kind == "activation" ? result.activationEncodings : result.weightEncodings) += 1;
     result.warnings.insert(result.warnings.end(), model.warnings.begin(), model.warnings.end());
 }
 
@@ -303,6 +304,7 @@ WrittenReport Study::writeReport(const QuantConfig& config, const std::filesyste
     ReportInput input = reportInputFor(*evaluator_, config, quantPlan, metrics);
     input.modelPath = sources_.model.string();
     input.dataDescription = data.description();
+    input.classNames = classNames();
     input.integer = report.integer ? &*report.integer : nullptr;
     report.written.warnings = input.notes;
     if (!report.integerError.empty())

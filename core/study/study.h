@@ -80,8 +80,9 @@ struct StudyResult {
 // What an export wrote.
 struct ExportedFiles {
     std::vector<std::filesystem::path> files;
-    std::vector<std::string> warnings;  // layers written in float in a QDQ model, and why
-    std::size_t activationEncodings = 0, weightEncodings = 0;  // weights counts weights and biases
+    std::vector<std::string> warnings;  // tensors written in float in a QDQ model, and why
+    // Tensors in integers in the QDQ model; weights counts weights and biases.
+    std::size_t activationEncodings = 0, weightEncodings = 0;
 };
 
 struct ReportRequest {

@@ -164,7 +164,18 @@ void TestCli::exportAndReport()
     QFile encodings(dir.path() + "/e.json");
     QVERIFY(encodings.open(QIODevice::ReadOnly));
     const QJsonArray tensors = QJsonDocument::fromJson(encodings.readAll()).object()["tensors"].toArray();
-    QCOMPARE(tensors.size(), m["quantized_activations"].toInt() + m["quantized_weights_and_biases"].toInt());
+    // Every quantized tensor, and fc1's k-means weights, which the QDQ model holds in float, with
+    // their codebook.
+    QCOMPARE(tensors.size(), m["quantized_activations"].toInt() + m["quantized_weights_and_biases"].toInt() + 1);
+    int notInModel = 0;
+    for (const QJsonValue& t : tensors)
+        if (!t.toObject()["in_qdq_model"].toBool()) {
+            ++notInModel;
+            QCOMPARE(t.toObject()["layer"].toString(), QString("/fc1/Gemm"));
+            QCOMPARE(t.toObject()["scheme"].toString(), QString("kmeans"));
+            QVERIFY(!t.toObject()["levels"].toArray().isEmpty());
+        }
+    QCOMPARE(notInModel, 1);
 
     // The exported file opens as a QDQ model with its own parameters.
     const CliResult back = runCli({"eval", "--model", dir.path() + "/q.onnx", "--data", kFashionTest, "--config", "model",

@@ -5,9 +5,11 @@
 // the encodings table holds every quantized tensor's parameters.
 
 #include "data/dataset.h"
+#include "eval/accuracy.h"
 #include "eval/integer_evaluation.h"
 #include "eval/quant_evaluator.h"
 #include "io/qdq_export.h"
+#include "io/report.h"
 #include "model/onnx_export.h"
 #include "engine/graph_preparation.h"
 #include "quant/qdq_import.h"
@@ -89,6 +91,8 @@ private slots:
     void importingTheExportGivesTheSamePlan();
     void unsupportedChoicesAreFloatAndWarned();
     void encodingsListEveryQuantizedTensor();
+    void encodingsKeepWhatTheQdqModelCannotHold();
+    void reportSummarizesAConfusionTooLargeToDraw();
 };
 
 void TestQdqExport::exportedModelPassesOnnxChecker()
@@ -240,7 +244,100 @@ void TestQdqExport::encodingsListEveryQuantizedTensor()
         }
     const std::string csv = encodingsCsv(model.encodings);
     QCOMPARE(std::count(csv.begin(), csv.end(), '\n'), 17L);  // header + 16 rows
-    QVERIFY(csv.rfind("tensor,layer,kind,scheme,bits,signed,granularity,axis,code_min,code_max,scale,zero_point\n", 0) == 0);
+    QVERIFY(csv.rfind("tensor,layer,kind,scheme,bits,signed,granularity,axis,code_min,code_max,scale,zero_point,in_qdq_model,levels,"
+                      "pre_scale\n", 0) == 0);
+    for (const auto& t : json["tensors"])
+        QVERIFY(t["in_qdq_model"].get<bool>());
+}
+
+void TestQdqExport::encodingsKeepWhatTheQdqModelCannotHold()
+{
+    // Issue 19: the encodings CSV dropped a k-means layer's weights silently. They are listed,
+    // marked as not in the QDQ model, with their codebook; an fp8 activation with its pre-scale.
+    QE_REQUIRE_PATH(kFashionTrain);
+    Demo d = openDemo(100);
+    QuantConfig config;
+    config.layers["/conv2/Conv"].weights.scheme = Scheme::KMeans;
+    config.layers["/conv2/Conv"].weights.bits = 4;
+    config.layers["/conv3/Conv"].activations.scheme = Scheme::Fp8E4M3;
+    config.layers["/conv3/Conv"].activations.bits = 8;
+    const QuantPlan plan = d.evaluator->plan(config);
+    const QdqModel model = exportQdq(plan);
+    // 6 activations (conv3's in fp8), 5 weights (conv2's k-means), 3 int32 biases: conv2's stays
+    // float with its float weights, and so does fc1's, whose input (conv3's output) has no
+    // integer scale.
+    QCOMPARE(model.encodings.size(), std::size_t{14});
+    const auto json = nlohmann::json::parse(encodingsJson(model.encodings));
+    bool sawCodebook = false, sawPreScale = false;
+    for (const auto& t : json["tensors"]) {
+        if (t["tensor"] == plan.layers[2].weight) {
+            sawCodebook = true;
+            QCOMPARE(t["scheme"].get<std::string>(), std::string("kmeans"));
+            QVERIFY(!t["in_qdq_model"].get<bool>());
+            const auto levels = t["levels"].get<std::vector<std::vector<float>>>();
+            QCOMPARE(levels.size(), plan.plans[2].weightParams->blockCount());
+            QCOMPARE(levels[0], quantizationLevels(*plan.plans[2].weightParams, 0));
+        }
+        if (t["tensor"] == plan.layers[3].output) {
+            sawPreScale = true;
+            QCOMPARE(t["scheme"].get<std::string>(), std::string("fp8_e4m3"));
+            QVERIFY(!t["in_qdq_model"].get<bool>());
+            QCOMPARE(t["pre_scale"].get<std::vector<float>>(), plan.plans[3].activationParams->floatFormat().preScale);
+        }
+    }
+    QVERIFY(sawCodebook && sawPreScale);
+    const std::string csv = encodingsCsv(model.encodings);
+    QVERIFY(csv.find("\"" + plan.layers[2].weight + "\"") != std::string::npos);
+    QVERIFY(csv.find(",kmeans,4,") != std::string::npos);
+}
+
+void TestQdqExport::reportSummarizesAConfusionTooLargeToDraw()
+{
+    // Issue 19: report.md had no confusion matrix for 1000 classes. Beyond 100 classes it lists
+    // the most frequent mistakes and the worst classes. Here 150 classes: label i is predicted as
+    // i, except that class 7 is taken for class 3 three times and class 9 for class 8 once.
+    std::vector<int> labels, predictions;
+    for (int i = 0; i < 150; ++i) {
+        labels.push_back(i);
+        predictions.push_back(i);
+    }
+    for (int k = 0; k < 3; ++k) {
+        labels.push_back(7);
+        predictions.push_back(3);
+    }
+    labels.push_back(9);
+    predictions.push_back(8);
+    const ConfusionMatrix matrix = confusionMatrix(labels, predictions);
+    const std::vector<ConfusedPair> pairs = mostConfusedPairs(matrix, 5);
+    QCOMPARE(pairs.size(), std::size_t{2});
+    QCOMPARE(pairs[0].label, 7);
+    QCOMPARE(pairs[0].predicted, 3);
+    QCOMPARE(pairs[0].count, std::size_t{3});
+    QCOMPARE(pairs[1].label, 9);
+    const std::vector<ClassAccuracy> worst = classAccuracies(matrix);
+    QCOMPARE(worst.size(), std::size_t{150});
+    QCOMPARE(worst[0].label, 7);  // 1 of 4 right
+    QCOMPARE(worst[0].images, std::size_t{4});
+    QCOMPARE(worst[1].label, 9);  // 1 of 2 right
+
+    QE_REQUIRE_PATH(kFashionTrain);
+    Demo d = openDemo(100);
+    const QuantPlan plan = d.evaluator->plan(QuantConfig{});
+    ModelMetrics metrics = d.evaluator->evaluate(QuantConfig{});
+    metrics.labels = labels;
+    metrics.predictions = predictions;
+    ReportInput input = reportInputFor(*d.evaluator, QuantConfig{}, plan, metrics);
+    input.classNames.assign(150, "name");
+    input.classNames[7] = "seven";
+    QTemporaryDir dir;
+    const auto written = writeReport(dir.path().toStdString(), input);
+    QVERIFY(!QFile::exists(dir.path() + "/confusion_matrix.png"));
+    QFile md(dir.path() + "/report.md");
+    QVERIFY(md.open(QIODevice::ReadOnly));
+    const QString text = QString::fromUtf8(md.readAll());
+    QVERIFY(text.contains("## Confusion matrix"));
+    QVERIFY(text.contains("150 classes are too many to draw"));
+    QVERIFY2(text.contains("| 7 seven | 3 name | 3 |"), qPrintable(text));
 }
 
 QTEST_APPLESS_MAIN(TestQdqExport)

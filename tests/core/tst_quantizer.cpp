@@ -192,6 +192,7 @@ private slots:
     void tableRows_data();
     void tableRows();
     void runsInIntegersRule();
+    void kmeansCodebookNoLargerThanTheDistinctWeights();
     void namesRoundTrip();
 
     void uniformMatchesPyTorch_data();
@@ -329,6 +330,32 @@ void TestQuantizer::tableRows()
     }
     if (scheme == Scheme::Fp16)
         QCOMPARE(row.format->maxFinite, 65504.0);  // IEEE 754 binary16
+}
+
+void TestQuantizer::kmeansCodebookNoLargerThanTheDistinctWeights()
+{
+    // Issue 19: a 3x3 depthwise channel (9 weights) listed 256 "fitted" centroids at 8 bits. Its
+    // codebook is its distinct weights, exactly; a channel with more distinct weights than levels
+    // gets the full codebook.
+    std::vector<float> values;
+    for (int i = 0; i < 9; ++i)
+        values.push_back(0.1f * float(i) - 0.3f);  // channel 0: 9 distinct weights
+    for (int i = 0; i < 9; ++i)
+        values.push_back(i < 5 ? 0.5f : -0.25f);    // channel 1: 2 distinct weights
+    const Tensor weights = Tensor::fromValues<float>({2, 1, 3, 3}, values);
+    const QuantParams p = paramsForWeights(makeSpec(Scheme::KMeans, 8, Granularity::PerChannel), weights);
+    QCOMPARE(p.codebook().fitted, (std::vector<int>{9, 2}));
+    std::vector<float> channel0(values.begin(), values.begin() + 9);
+    std::sort(channel0.begin(), channel0.end());
+    QCOMPARE(quantizationLevels(p, 0), channel0);
+    QCOMPARE(quantizationLevels(p, 1), (std::vector<float>{-0.25f, 0.5f}));
+    const Tensor q = fakeQuantize(weights, p);
+    for (std::int64_t i = 0; i < q.size(); ++i)
+        QCOMPARE(q.data<float>()[i], values[std::size_t(i)]);  // exact: every weight is a centroid
+    // 2 bits, 9 distinct weights: Lloyd's algorithm fits all 4 centroids.
+    const QuantParams two = paramsForWeights(makeSpec(Scheme::KMeans, 2, Granularity::PerChannel), weights);
+    QCOMPARE(two.codebook().fitted, (std::vector<int>{4, 2}));
+    QCOMPARE(quantizationLevels(two, 0).size(), std::size_t{4});
 }
 
 void TestQuantizer::runsInIntegersRule()
