@@ -6,6 +6,7 @@
 #include "config_document.h"
 #include "confusion_matrix_widget.h"
 #include "gallery_model.h"
+#include "graph_view.h"
 #include "layer_edit_delegate.h"
 #include "layer_table_model.h"
 #include "session.h"
@@ -43,7 +44,7 @@ MainWindow::MainWindow(QWidget* parent)
       runIntegerEngine_(new QPushButton(tr("Run int8 engine"), this)), headline_(new QLabel(this)),
       confusion_(new ConfusionMatrixWidget(this)), history_(new HistoryChart(this)), gallery_(new GalleryModel(this)),
       galleryView_(new QListView(this)), changedOnly_(new QCheckBox(tr("Only images whose prediction changed"), this)),
-      imageErrors_(new ImageErrorChart(this)), tabs_(new QTabWidget(this)), progress_(new QProgressBar(this)),
+      imageErrors_(new ImageErrorChart(this)), graph_(new GraphView(this)), tabs_(new QTabWidget(this)), progress_(new QProgressBar(this)),
       exportProgress_(new QProgressBar(this)),
       cancel_(new QToolButton(this)), timing_(new QLabel(this)), recentMenu_(nullptr)
 {
@@ -93,6 +94,7 @@ MainWindow::MainWindow(QWidget* parent)
     connect(table_->selectionModel(), &QItemSelectionModel::currentRowChanged, this, [this] {
         const int row = selectedLayer();
         errorChart_->setSelectedLayer(row);
+        graph_->setSelectedLayer(row);
         if (row >= 0) {
             weightHistogram_->setHistogram(std::nullopt, tr("Weights of %1 ...").arg(QString::fromStdString(layers_->layerName(row))));
             activationHistogram_->setHistogram(std::nullopt, tr("Activations of %1 ...").arg(QString::fromStdString(layers_->layerName(row))));
@@ -136,6 +138,7 @@ MainWindow::MainWindow(QWidget* parent)
     tabs_->addTab(details_, tr("Layer details"));
     tabs_->addTab(buildAccuracyTab(), tr("Accuracy"));
     tabs_->addTab(buildImagesTab(), tr("Images"));
+    tabs_->addTab(buildGraphTab(), tr("Graph"));
 
     // The table takes the full width (it has many columns); the charts share the space below.
     auto* bottom = new QSplitter(this);
@@ -282,6 +285,27 @@ QWidget* MainWindow::buildAccuracyTab()
     split->setSizes({300, 260});
     history_->setMinimumHeight(220);
     layout->addWidget(split, 1);
+    return tab;
+}
+
+QWidget* MainWindow::buildGraphTab()
+{
+    auto* tab = new QWidget(this);
+    auto* layout = new QVBoxLayout(tab);
+    auto* bar = new QHBoxLayout;
+    auto* legend = new QLabel(tab);
+    auto swatch = [](const QColor& c) { return QStringLiteral("<span style='background:%1'>&nbsp;&nbsp;&nbsp;</span>").arg(c.name()); };
+    legend->setText(tr("<small>accumulated SQNR at each layer: %1 ≥ 30 dB %2 20–30 %3 10–20 %4 &lt; 10 dB; "
+                       "white: kept in float, grey: not a layer. Click a node to select its layer; Ctrl + wheel zooms.</small>")
+                        .arg(swatch(GraphView::colourForSqnr(40)), swatch(GraphView::colourForSqnr(25)),
+                             swatch(GraphView::colourForSqnr(15)), swatch(GraphView::colourForSqnr(5))));
+    auto* fit = new QPushButton(tr("Fit"), tab);
+    bar->addWidget(legend, 1);
+    bar->addWidget(fit);
+    layout->addLayout(bar);
+    layout->addWidget(graph_);
+    connect(fit, &QPushButton::clicked, graph_, &GraphView::fitWholeModel);
+    connect(graph_, &GraphView::layerClicked, this, &MainWindow::selectLayer);
     return tab;
 }
 

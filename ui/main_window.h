@@ -36,6 +36,7 @@ class QToolButton;
 namespace qe {
 
 class ConfigDocument;
+class GraphView;
 class ConfusionMatrixWidget;
 class GalleryModel;
 class LayerTableModel;
@@ -76,6 +77,7 @@ public:
     ConfigDocument* document() const { return document_; }
     Session* session() const { return session_; }
     LayerTableModel* layerModel() const { return layers_; }
+    GraphView* graphView() const { return graph_; }
     QTableView* layerTable() const { return table_; }
     ErrorChart* errorChart() const { return errorChart_; }
     HistogramChart* weightHistogram() const { return weightHistogram_; }
@@ -99,6 +101,7 @@ private:
     QWidget* buildHistogramTab();
     QWidget* buildAccuracyTab();
     QWidget* buildImagesTab();
+    QWidget* buildGraphTab();
     // main_window_menus.cpp
     void buildMenus();
     QString saveChartDialog(const QString& name);
@@ -150,6 +153,7 @@ private:
     QListView* galleryView_;
     QCheckBox* changedOnly_;
     ImageErrorChart* imageErrors_;
+    GraphView* graph_;
     QTabWidget* tabs_;
     QProgressBar* progress_;
     QProgressBar* exportProgress_;

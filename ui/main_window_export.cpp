@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "config_document.h"
 #include "gallery_model.h"
+#include "graph_view.h"
 #include "layer_table_model.h"
 #include "session.h"
 
@@ -233,6 +234,9 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             ok = grab().save(base + "_details.png") && ok;
             tabs_->setCurrentIndex(2);
             ok = grab().save(base + "_accuracy.png") && ok;
+            tabs_->setCurrentIndex(tabs_->count() - 1);  // the graph
+            graph_->fitWholeModel();
+            ok = grab().save(base + "_graph.png") && ok;
             tabs_->setCurrentIndex(3);
             changedOnly_->setChecked(true);
             if (gallery_->rowCount() > 0) {

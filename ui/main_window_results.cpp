@@ -6,6 +6,7 @@
 #include "config_document.h"
 #include "confusion_matrix_widget.h"
 #include "gallery_model.h"
+#include "graph_view.h"
 #include "layer_details.h"
 #include "layer_table_model.h"
 #include "session.h"
@@ -52,6 +53,7 @@ void MainWindow::showLoaded()
     integer_.reset();
     layers_->setSession(snapshot);
     gallery_->setSession(snapshot);
+    graph_->setModel(*snapshot->graph, snapshot->layers);
     imageErrors_->setErrors({}, {}, {}, tr("Click an image to see its per-layer error"));
     if (!snapshot->labelColumnNote.isEmpty())
         statusBar()->showMessage(tr("Labels: %1").arg(snapshot->labelColumnNote), 10000);
@@ -109,6 +111,13 @@ void MainWindow::showEvaluation()
     cancel_->setVisible(session_->isExporting());
     layers_->setEvaluation(evaluation);
     gallery_->setEvaluation(evaluation);
+    std::vector<double> accumulated;
+    std::vector<bool> keptInFloat;
+    for (const LayerMetrics& layer : m.layers) {
+        accumulated.push_back(layer.accumulated.sqnrDb);
+        keptInFloat.push_back(layer.keepFloat);
+    }
+    graph_->setErrors(accumulated, keptInFloat);
     changedOnly_->setText(tr("Only images whose prediction changed (%1 of %2)").arg(gallery_->changedCount()).arg(m.images));
 
     const double sizeKiB = m.sizeBytes / 1024.0, floatKiB = m.floatSizeBytes / 1024.0;

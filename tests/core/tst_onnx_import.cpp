@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "engine/executor.h"
 #include "engine/graph_preparation.h"
+#include "model/graph_layout.h"
 #include "model/operator_traits.h"
 #include "quant/layers.h"
 #include "test_support.h"
@@ -180,6 +181,7 @@ private slots:
     void namesAreMadeUnique();
     void scalarConcatIsAnError();
     void operatorTable();
+    void graphLayoutFlowsDown();
 };
 
 void TestOnnxImport::foldingKeepsResults()
@@ -435,6 +437,50 @@ void TestOnnxImport::operatorTable()
     } catch (const Error& e) {
         QVERIFY2(QString(e.what()).contains("node 'mystery': operator 'Frobnicate'"), e.what());
     }
+}
+
+void TestOnnxImport::graphLayoutFlowsDown()
+{
+    // A residual block: stem -> conv -> relu -> add(relu, stem) -> mul(add, side(stem)). Every
+    // edge points down (the graph view draws data flowing down), and the skip connection
+    // stem -> add spans several rows beside the chain.
+    onnx::ModelProto model;
+    model.set_ir_version(8);
+    model.add_opset_import()->set_version(13);
+    onnx::GraphProto& g = *model.mutable_graph();
+    setTensorType(g.add_input(), "x", {"1", "2", "4", "4"});
+    setTensorType(g.add_output(), "out", {"1", "2", "4", "4"});
+    addFloatInitializer(g, "w0", {2, 2, 1, 1}, randomValues(4, 1));
+    addFloatInitializer(g, "w", {2, 2, 1, 1}, randomValues(4, 2));
+    addNode(g, "Conv", "stem", {"x", "w0"}, {"c0"});
+    addNode(g, "Conv", "conv", {"c0", "w"}, {"c"});
+    addNode(g, "Relu", "relu", {"c"}, {"r"});
+    addNode(g, "Add", "add", {"r", "c0"}, {"a"});
+    addNode(g, "Sigmoid", "side", {"c0"}, {"s"});
+    addNode(g, "Mul", "mul", {"a", "s"}, {"out"});
+    ImportOptions raw;
+    raw.foldConstants = false;
+    const Graph graph = load(model, raw);
+    const GraphLayout layout = layoutGraph(graph);
+    QCOMPARE(layout.nodes.size(), graph.nodes.size());
+    // stem->conv, conv->relu, relu->add, stem->add, stem->side, add->mul, side->mul (x and the
+    // weights are no nodes).
+    QCOMPARE(layout.edges.size(), std::size_t{7});
+    auto row = [&](const std::string& name) {
+        for (std::size_t i = 0; i < graph.nodes.size(); ++i)
+            if (graph.nodes[i].name == name)
+                return layout.nodes[i].row;
+        return -1;
+    };
+    for (const GraphLayout::Edge& e : layout.edges)
+        QVERIFY(layout.nodes[e.from].row < layout.nodes[e.to].row);
+    QCOMPARE(row("stem"), 0);
+    QCOMPARE(row("conv"), 1);
+    QCOMPARE(row("side"), 1);
+    QCOMPARE(row("add"), 3);  // after conv and relu: the skip edge from stem spans three rows
+    QCOMPARE(row("mul"), 4);
+    QCOMPARE(layout.rows, 5);
+    QCOMPARE(layout.columns, 2);  // conv and side share row 1
 }
 
 QTEST_APPLESS_MAIN(TestOnnxImport)

@@ -12,6 +12,7 @@
 #include "config_document.h"
 #include "gallery_model.h"
 #include "layer_table_model.h"
+#include "graph_view.h"
 #include "main_window.h"
 #include "session.h"
 
@@ -24,6 +25,8 @@
 #include <QComboBox>
 #include <QLabel>
 #include <QMessageBox>
+#include <QGraphicsItem>
+#include <QGraphicsScene>
 #include <QSignalSpy>
 #include <QSortFilterProxyModel>
 #include <QSpinBox>
@@ -126,6 +129,7 @@ private slots:
     void editsBitsThroughTheDelegate();
     void editsSeveralSelectedRows();
     void oneOwnerOfTheConfiguration();
+    void graphViewShowsTheModelAndSelects();
     void undoRedoRestoreTheConfiguration();
     void newerChangeCancelsTheRunningOne();
     void badModelKeepsTheSession();
@@ -244,6 +248,58 @@ void TestMainWindow::editsSeveralSelectedRows()
 // step, one changed()), the table's cells read the document's configuration (there is no copy
 // to go stale), the session is given exactly the document's configuration once per change, and
 // undo restores all of them together.
+void TestMainWindow::graphViewShowsTheModelAndSelects()
+{
+    // Issue 19: the graph view. Every node is drawn; a layer's node is coloured by its
+    // accumulated SQNR; clicking it selects the layer in the table; selecting in the table
+    // highlights it in the graph.
+    MainWindow window;
+    openDefault(window);
+    GraphView* graph = window.graphView();
+    const auto snapshot = window.session()->snapshot();
+    QCOMPARE(graph->nodeCount(), int(snapshot->graph->nodes.size()));
+    QVERIFY(graph->edgeCount() >= graph->nodeCount() - 1);  // a connected chain at least
+    const auto evaluation = window.session()->evaluation();
+    int layerNodes = 0;
+    for (int node = 0; node < graph->nodeCount(); ++node) {
+        const int layer = graph->layerOfNode(node);
+        if (layer < 0)
+            continue;
+        ++layerNodes;
+        const double sqnr = evaluation->metrics.layers[std::size_t(layer)].accumulated.sqnrDb;
+        QCOMPARE(graph->nodeColour(node), GraphView::colourForSqnr(sqnr));
+    }
+    QVERIFY(layerNodes >= int(snapshot->layers.size()) - 1);  // every layer but the graph input
+
+    // Clicking conv3's node selects conv3 in the table.
+    const int conv3 = window.layerModel()->rowOf("/conv3/Conv");
+    const int conv3Node = snapshot->layers[std::size_t(conv3)].nodeIndex;
+    QCOMPARE(graph->layerOfNode(conv3Node), conv3);
+    QSignalSpy clicked(graph, &GraphView::layerClicked);
+    for (QWidget* w = graph->parentWidget(); w; w = w->parentWidget())
+        if (auto* tabs = qobject_cast<QTabWidget*>(w)) {
+            for (int i = 0; i < tabs->count(); ++i)
+                if (tabs->widget(i)->isAncestorOf(graph))
+                    tabs->setCurrentIndex(i);
+            break;
+        }
+    graph->fitWholeModel();
+    QGraphicsItem* box = nullptr;
+    for (QGraphicsItem* item : graph->scene()->items())
+        if (item->data(0).isValid() && item->data(0).toInt() == conv3Node)
+            box = item;
+    QVERIFY(box);
+    graph->centerOn(box);
+    QTest::mouseClick(graph->viewport(), Qt::LeftButton, {}, graph->mapFromScene(box->sceneBoundingRect().center()));
+    QCOMPARE(clicked.count(), 1);
+    QCOMPARE(clicked.at(0).at(0).toInt(), conv3);
+    QCOMPARE(window.layerModel()->layerName(window.layerTable()->currentIndex().isValid()
+                                                ? qobject_cast<QSortFilterProxyModel*>(window.layerTable()->model())
+                                                      ->mapToSource(window.layerTable()->currentIndex()).row()
+                                                : -1),
+             std::string("/conv3/Conv"));
+}
+
 void TestMainWindow::oneOwnerOfTheConfiguration()
 {
     MainWindow window;
