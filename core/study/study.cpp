@@ -81,6 +81,12 @@ Study::Study(StudySources sources, const EvaluationProgress& progress) : sources
         labelColumn_ = chooseLabelColumn();
         dataset_ = openDataset(*sources_.data, sources_.labels, labelColumn_);
         evaluationImages_ = sources_.evaluationImages ? std::min(sources_.evaluationImages, dataset_->size()) : dataset_->size();
+        const ImageInputGeometry input = imageInputGeometry(*graph_);
+        dataWarnings_ = dataFitWarnings(*dataset_, evaluationImages_, {input.channels, input.height, input.width, outputClassCount()},
+                                        labelColumn_);
+        for (const std::string& warning : dataWarnings_)
+            if (sources_.warn)
+                sources_.warn(sources_.data->filename().string() + " on " + sources_.model.filename().string() + ": " + warning);
     }
     if (sources_.calibrationData)
         calibrationPath_ = sources_.calibrationData;
@@ -189,6 +195,7 @@ StudyResult Study::evaluate(const QuantConfig& config, const StudyRequest& reque
     result.config = config;
     result.metrics = evaluator_->evaluate(config, progress);
     result.plans = evaluator_->lastPlans();
+    result.calibrationImages = evaluator_->calibrationImages();
     result.confusion = confusionMatrix(result.metrics.labels, result.metrics.predictions);
     result.milliseconds = millisecondsSince(start);
     for (const std::string& layer : request.histogramLayers)
