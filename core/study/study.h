@@ -186,6 +186,13 @@ private:
     std::unique_ptr<QuantEvaluator> evaluator_;
 };
 
+// A classifier's output count: its first output's last dimension; 0 when unknown.
+std::int64_t outputClassCount(const Graph& graph);
+// Of a labels file's columns, the one named for `outputs` classes ("label_1001" for 1001
+// outputs); "" when none is. The study's choice when neither the caller nor the sidecar names one,
+// and the preprocessing dialog's first offer.
+std::string labelColumnForOutputs(const std::vector<std::string>& columns, std::int64_t outputs);
+
 // The encodings file format `path` names by its extension: ".json" or ".csv"; qe::Error otherwise.
 std::string encodingsFormat(const std::filesystem::path& path);
 
