@@ -107,10 +107,12 @@ void MainWindow::openModel(const QString& path)
             try {
                 std::rethrow_exception(e.exception());
             } catch (const std::exception& inner) {
+                pendingConfigPath_.clear();
                 showError(QString::fromStdString(inner.what()));
             }
             return;
         } catch (const std::exception& e) {
+            pendingConfigPath_.clear();
             showError(QString::fromStdString(e.what()));
             return;
         }
@@ -123,6 +125,9 @@ void MainWindow::openModel(const QString& path)
 void MainWindow::askPreprocessingAndOpen(const QString& path, const ModelInputs& inputs)
 {
     // Asked once: the answer is saved beside the model for every later session.
+    // A configuration dropped together with the model waits in pendingConfigPath_ meanwhile.
+    const QString config = pendingConfigPath_;
+    pendingConfigPath_.clear();
     PreprocessDialog dialog(path, inputs, this);
     if (dialog.exec() != QDialog::Accepted)
         return;
@@ -134,7 +139,7 @@ void MainWindow::askPreprocessingAndOpen(const QString& path, const ModelInputs&
         return;
     }
     addRecent(path);
-    openSession(path, dataPath_);
+    openSession(path, dataPath_, config);
 }
 
 void MainWindow::openImages(const QString& path)

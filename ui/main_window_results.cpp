@@ -152,8 +152,9 @@ void MainWindow::showEvaluation()
                            .arg(line.data.toHtmlEscaped())
                            .arg(line.labelColumn.isEmpty() ? QString() : tr(", labels %1").arg(line.labelColumn.toHtmlEscaped()))
                            .arg(line.warnings.isEmpty() ? QString()
-                                                        : tr(" \u00b7 <span style='color:#b00020'>\u26a0 %n warning(s) above</span>", "",
-                                                             int(line.warnings.size()))));
+                                                        : tr(" \u00b7 <span style='color:#b00020'>\u26a0 %1 above</span>")
+                                                              .arg(line.warnings.size() == 1 ? tr("1 warning")
+                                                                                             : tr("%1 warnings").arg(line.warnings.size()))));
     accuracySummary_->setText(
         tr("<table cellspacing=6><tr><th></th><th align=right>float</th><th align=right>quantized</th></tr>"
            "<tr><td><b>top-1</b></td><td align=right>%1</td><td align=right><b>%2</b></td></tr>"
