@@ -39,7 +39,7 @@ int main(int argc, char** argv)
                             "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
     QCommandLineOption config("config", "Quantization configuration (JSON) to start from (default: W8A8).", "path");
     QCommandLineOption screenshot("screenshot",
-                                  "Save PNGs of the main views once they are ready (PATH, PATH_details, _accuracy, _images), then quit.",
+                                  "Save PNGs of the main views once they are ready (PATH, PATH_details, _accuracy, _images) and PATH.json (the summary line's numbers and warnings), then quit.",
                                   "png");
     parser.addOption(model);
     parser.addOption(data);

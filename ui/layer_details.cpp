@@ -1,5 +1,7 @@
 #include "layer_details.h"
 
+#include <QFileInfo>
+
 #include <algorithm>
 #include <cmath>
 
@@ -157,7 +159,8 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
         if (!layer.weight.empty())
             html += row(QStringLiteral("Weights"), specSummary(plan.config.weights, true));
         html += row(QStringLiteral("Activations"), specSummary(plan.config.activations, false) +
-                                                       (plan.config.activations.quantize && !plan.config.activations.dynamic
+                                                       (plan.activationsFromModel ? QStringLiteral(", range from the model file")
+                                                        : plan.config.activations.quantize && !plan.config.activations.dynamic
                                                             ? ", calibrated by " + text(calibrationMethodName(plan.config.calibration.method))
                                                             : QString()));
     }
@@ -172,6 +175,8 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
     if (plan.weightParams) {
         const QuantParams& p = *plan.weightParams;
         html += QStringLiteral("<h4>Weights %1</h4><p>").arg(text(layer.weight));
+        if (plan.weightsFromModel)
+            html += QStringLiteral("Scales and zero-points from the model file (its DequantizeLinear), not computed here.<br>");
         html += quantFormulaHtml(p, 0) + scaleSpread(p) + "</p><p>";
         if (m.weights) {
             html += QStringLiteral("Weight SQNR %1").arg(db(m.weights->sqnrDb));
@@ -188,9 +193,15 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
     if (plan.activationParams) {
         const QuantParams& p = *plan.activationParams;
         html += QStringLiteral("<h4>Output activation %1</h4><p>").arg(text(layer.output));
-        html += QStringLiteral("Clipping range from %1 calibration on %2 images.<br>")
-                    .arg(text(calibrationMethodName(plan.config.calibration.method)))
-                    .arg(evaluation.config.calibrationImages);
+        // Where the range comes from, truly: the file's own scale, or the images the calibration
+        // observed (the configuration asks for up to `images`; a smaller set gives fewer).
+        if (plan.activationsFromModel)
+            html += QStringLiteral("Range from the model file (its QuantizeLinear scale and zero-point), not calibrated.<br>");
+        else
+            html += QStringLiteral("Clipping range from %1 calibration on %2 images of %3.<br>")
+                        .arg(text(calibrationMethodName(plan.config.calibration.method)))
+                        .arg(evaluation.calibrationImages)
+                        .arg(QFileInfo(session.calibrationPath).fileName().toHtmlEscaped());
         html += quantFormulaHtml(p, 0) + "</p><p>";
         html += QStringLiteral("Clipped: <b>%1%</b> of the evaluation activations fall outside [%2, %3] and are saturated.")
                     .arg(100.0 * m.clippedFraction, 0, 'f', 4)

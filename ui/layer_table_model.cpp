@@ -162,6 +162,11 @@ QVariant LayerTableModel::displayValue(int row, int column) const
             return QString();
         if (c.activations.dynamic)
             return tr("dynamic");
+        // A QDQ model's own activation scales are not calibrated: the core's plan says so while
+        // the layer still asks for what they describe.
+        if (evaluation_ && std::size_t(row) < evaluation_->plans.size() && evaluation_->plans[std::size_t(row)].activationsFromModel &&
+            evaluation_->plans[std::size_t(row)].config.activations == c.activations)
+            return tr("from model file");
         return QString::fromUtf8(calibrationMethodName(c.calibration.method).data());
     case KeepFloat: return QVariant();
     case Sqnr: case IsolatedSqnr: case WeightSqnr: return formatDb(metric(row, column));

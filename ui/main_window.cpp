@@ -42,6 +42,7 @@ MainWindow::MainWindow(QWidget* parent)
       activationHistogram_(new HistogramChart(tr("activation_histogram"), this)), logScale_(new QCheckBox(tr("Log scale"), this)),
       details_(new QTextBrowser(this)), accuracySummary_(new QLabel(this)), integerSummary_(new QLabel(this)),
       runIntegerEngine_(new QPushButton(tr("Run int8 engine"), this)), headline_(new QLabel(this)),
+      dataWarnings_(new QLabel(this)),
       confusion_(new ConfusionMatrixWidget(this)), history_(new HistoryChart(this)), gallery_(new GalleryModel(this)),
       galleryView_(new QListView(this)), changedOnly_(new QCheckBox(tr("Only images whose prediction changed"), this)),
       imageErrors_(new ImageErrorChart(this)), graph_(new GraphView(this)), tabs_(new QTabWidget(this)), progress_(new QProgressBar(this)),
@@ -112,6 +113,14 @@ MainWindow::MainWindow(QWidget* parent)
     auto* tablePanel = new QWidget(this);
     auto* tableLayout = new QVBoxLayout(tablePanel);
     tableLayout->setContentsMargins(4, 4, 4, 0);
+    // A model evaluated on images it was not made for gives numbers that mean nothing: said
+    // plainly, above the numbers, for as long as those images are loaded.
+    dataWarnings_->setObjectName("dataWarnings");
+    dataWarnings_->setWordWrap(true);
+    dataWarnings_->setTextFormat(Qt::RichText);
+    dataWarnings_->setStyleSheet("QLabel { background: #fff3cd; color: #664d03; border: 1px solid #e0c060; padding: 4px; }");
+    dataWarnings_->hide();
+    tableLayout->addWidget(dataWarnings_);
     tableLayout->addWidget(headline_);
     tableLayout->addWidget(table_);
 
@@ -183,6 +192,7 @@ MainWindow::MainWindow(QWidget* parent)
     connect(session_, &Session::evaluated, this, &MainWindow::showEvaluation);
     connect(session_, &Session::histogramsReady, this, &MainWindow::showHistograms);
     connect(session_, &Session::failed, this, &MainWindow::showError);
+    connect(session_, &Session::failed, this, [this] { keepConfigurationFor_.reset(); });
     connect(session_, &Session::progress, this, &MainWindow::showProgress);
     connect(session_, &Session::evaluationStarted, this, [this] {
         progress_->setRange(0, 0);  // busy until the first progress report

@@ -19,6 +19,9 @@
 #include <QMainWindow>
 
 #include <memory>
+#include <optional>
+#include <set>
+#include <string>
 
 class QCheckBox;
 class QComboBox;
@@ -44,6 +47,7 @@ class Session;
 struct ExportResult;
 struct SessionSnapshot;
 struct IntegerEvaluation;
+struct ModelInputs;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -54,7 +58,8 @@ public:
     // own quantization, else the built-in W8A8 default). No dialogs.
     void openSession(const QString& modelPath, const QString& dataPath, const QString& configPath = {});
     // For scripts/screenshot: once the default is evaluated, save PNGs of the main views
-    // (`path`, and beside it *_accuracy.png, *_images.png, *_details.png), then quit.
+    // (`path`, and beside it *_accuracy.png, *_images.png, *_details.png) and `path`.json, what
+    // the summary line says (summary()), then quit.
     void saveScreenshotWhenReady(const QString& path);
 
     // The interactive ways in (menus, drag and drop, recent files).
@@ -84,6 +89,20 @@ public:
     HistogramChart* activationHistogram() const { return activationHistogram_; }
     QLabel* integerSummary() const { return integerSummary_; }
     int selectedLayer() const;  // source row, -1 when none
+
+    // What the summary line above the table says, as values: the screenshot's JSON and the tests
+    // read these, so they check what a user sees. Empty before the first evaluation.
+    struct Summary {
+        double top1 = 0, floatTop1 = 0, agreement = 0;
+        std::size_t images = 0;
+        QString data;             // the images' file or folder name
+        QString dataDescription;  // the data set's own description (kind, count, size, labels)
+        QString labelColumn;      // the labels CSV column in use ("" for the data set's default)
+        QStringList warnings;     // how the images do not fit the model (shown above the line)
+        double sizeKiB = 0, floatSizeKiB = 0, bitsPerWeight = 0;
+    };
+    std::optional<Summary> summary() const;
+    QLabel* dataWarnings() const { return dataWarnings_; }
     void selectLayer(int row);
 
 signals:
@@ -109,11 +128,15 @@ private:
     // Gives the document the configuration a newly loaded model starts from: the file asked for,
     // else the model's own quantization (a QDQ model), else the W8A8 default.
     void startConfiguration(const SessionSnapshot& snapshot);
+    // The preprocessing question for a model without a sidecar (read as a model first), then
+    // the model opens.
+    void askPreprocessingAndOpen(const QString& path, const ModelInputs& inputs);
     void updateTitle();
     void addRecent(const QString& path);
     void rebuildRecentMenu();
     QString autosavePath() const;  // where the document autosaves for the open model
-    bool confirmDiscard();
+    // Asks before unsaved changes are lost (Save, Discard, Cancel); `why` says what happens.
+    bool confirmDiscard(const QString& why = {});
     // main_window_results.cpp
     void showLoaded();
     void showConfigChanged();  // the views that read the configuration itself
@@ -131,6 +154,7 @@ private:
     void endExport();
     void updateExportActions();
     void showIntegerResults();
+    bool writeSummaryJson(const QString& path) const;  // summary() as JSON, for scripts
 
     Session* session_;
     ConfigDocument* document_;
@@ -147,6 +171,7 @@ private:
     QLabel* integerSummary_;
     QPushButton* runIntegerEngine_;
     QLabel* headline_;
+    QLabel* dataWarnings_;  // above the headline while the images do not fit the model
     ConfusionMatrixWidget* confusion_;
     HistoryChart* history_;
     GalleryModel* gallery_;
@@ -164,6 +189,8 @@ private:
 
     QString modelPath_, dataPath_;
     QString pendingConfigPath_;  // the configuration to start from once the model has loaded
+    // While other images load for the same model: the layers the configuration was made for.
+    std::optional<std::set<std::string>> keepConfigurationFor_;
     // The configurations evaluated so far and their points on the history chart (results, not
     // the configuration being edited: that is the document's).
     QList<HistoryChart::Entry> historyEntries_;

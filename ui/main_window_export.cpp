@@ -17,9 +17,13 @@
 #include <QDesktopServices>
 #include <QDir>
 #include <QFileInfo>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QLabel>
 #include <QMessageBox>
 #include <QProgressBar>
+#include <QSaveFile>
 #include <QPushButton>
 #include <QStatusBar>
 #include <QTabWidget>
@@ -222,14 +226,39 @@ void MainWindow::showIntegerResults()
 
 // ---- screenshots --------------------------------------------------------------------------------
 
+bool MainWindow::writeSummaryJson(const QString& path) const
+{
+    const std::optional<Summary> line = summary();
+    if (!line)
+        return false;
+    QJsonObject json{{"model", QFileInfo(modelPath_).fileName()},
+                     {"top1", line->top1},
+                     {"float_top1", line->floatTop1},
+                     {"agreement", line->agreement},
+                     {"images", qint64(line->images)},
+                     {"data", line->data},
+                     {"data_description", line->dataDescription},
+                     {"label_column", line->labelColumn},
+                     {"warnings", QJsonArray::fromStringList(line->warnings)},
+                     {"size_kib", line->sizeKiB},
+                     {"float_size_kib", line->floatSizeKiB},
+                     {"bits_per_weight", line->bitsPerWeight}};
+    QSaveFile file(path);
+    if (!file.open(QIODevice::WriteOnly))
+        return false;
+    file.write(QJsonDocument(json).toJson());
+    return file.commit();
+}
+
 void MainWindow::saveScreenshotWhenReady(const QString& path)
 {
     // Waits for the first evaluation and the selected layer's histograms, then walks the views.
     auto pending = std::make_shared<int>(2);
     auto shoot = [this, path] {
         const QString base = path.endsWith(".png") ? path.chopped(4) : path;
-        QTimer::singleShot(300, this, [this, base] {
-            bool ok = grab().save(base + ".png");
+        QTimer::singleShot(300, this, [this, base, path] {
+            bool ok = writeSummaryJson(path + ".json");
+            ok = grab().save(base + ".png") && ok;
             tabs_->setCurrentIndex(1);
             ok = grab().save(base + "_details.png") && ok;
             tabs_->setCurrentIndex(2);

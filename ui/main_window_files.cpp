@@ -13,6 +13,7 @@
 #include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QFutureWatcher>
 #include <QMenu>
 #include <QMessageBox>
 #include <QMimeData>
@@ -21,7 +22,9 @@
 #include <QStandardPaths>
 #include <QStatusBar>
 #include <QToolButton>
+#include <QUnhandledException>
 #include <QUrl>
+#include <QtConcurrent>
 
 #include <set>
 
@@ -67,6 +70,7 @@ std::set<std::string> layerNames(const SessionSnapshot& snapshot)
 void MainWindow::openSession(const QString& modelPath, const QString& dataPath, const QString& configPath)
 {
     pendingConfigPath_ = configPath;
+    keepConfigurationFor_.reset();
     statusBar()->showMessage(tr("Loading %1 and %2 ...").arg(QFileInfo(modelPath).fileName(), QFileInfo(dataPath).fileName()));
     progress_->setRange(0, 0);
     progress_->show();
@@ -78,29 +82,76 @@ void MainWindow::openModel(const QString& path)
 {
     if (!confirmDiscard())
         return;
-    if (!Preprocess::loadSidecar(path.toStdString())) {
-        // Asked once: the answer is saved beside the model for every later session.
-        PreprocessDialog dialog(path, this);
-        if (dialog.exec() != QDialog::Accepted)
-            return;
+    std::optional<Preprocess> sidecar;
+    try {
+        sidecar = Preprocess::loadSidecar(path.toStdString());
+    } catch (const Error& e) {
+        showError(QString::fromStdString(e.what()));
+        return;
+    }
+    if (sidecar) {
+        addRecent(path);
+        openSession(path, dataPath_);
+        return;
+    }
+    // The file is read as a model on a worker first: the question is asked (and a sidecar
+    // written) only for a model the explorer can open, and shows its input and output.
+    statusBar()->showMessage(tr("Reading %1 ...").arg(QFileInfo(path).fileName()));
+    auto* watcher = new QFutureWatcher<ModelInputs>(this);
+    connect(watcher, &QFutureWatcher<ModelInputs>::finished, this, [this, watcher, path] {
+        watcher->deleteLater();
+        ModelInputs inputs;
         try {
-            const Preprocess p = dialog.preprocess();
-            p.save(Preprocess::sidecarPath(path.toStdString()));
-        } catch (const Error& e) {
+            inputs = watcher->result();
+        } catch (const QUnhandledException& e) {
+            try {
+                std::rethrow_exception(e.exception());
+            } catch (const std::exception& inner) {
+                pendingConfigPath_.clear();
+                showError(QString::fromStdString(inner.what()));
+            }
+            return;
+        } catch (const std::exception& e) {
+            pendingConfigPath_.clear();
             showError(QString::fromStdString(e.what()));
             return;
         }
+        statusBar()->clearMessage();
+        askPreprocessingAndOpen(path, inputs);
+    });
+    watcher->setFuture(QtConcurrent::run([path, data = dataPath_] { return PreprocessDialog::inspect(path, data); }));
+}
+
+void MainWindow::askPreprocessingAndOpen(const QString& path, const ModelInputs& inputs)
+{
+    // Asked once: the answer is saved beside the model for every later session.
+    // A configuration dropped together with the model waits in pendingConfigPath_ meanwhile.
+    const QString config = pendingConfigPath_;
+    pendingConfigPath_.clear();
+    PreprocessDialog dialog(path, inputs, this);
+    if (dialog.exec() != QDialog::Accepted)
+        return;
+    try {
+        const Preprocess p = dialog.preprocess();
+        p.save(Preprocess::sidecarPath(path.toStdString()));
+    } catch (const Error& e) {
+        showError(QString::fromStdString(e.what()));
+        return;
     }
     addRecent(path);
-    openSession(path, dataPath_);
+    openSession(path, dataPath_, config);
 }
 
 void MainWindow::openImages(const QString& path)
 {
     addRecent(path);
-    // The configuration carries over: the layers are the same model's.
+    // Same model, other images: the configuration and its undo history stay when the reloaded
+    // model's layers are still the ones it was made for (startConfiguration checks).
     pendingConfigPath_.clear();
-    openSession(modelPath_, path, document_->path());
+    const auto snapshot = session_->snapshot();
+    openSession(modelPath_, path);
+    if (snapshot)
+        keepConfigurationFor_ = layerNames(*snapshot);
 }
 
 bool MainWindow::openConfiguration(const QString& path)
@@ -223,12 +274,13 @@ bool MainWindow::saveConfiguration(const QString& path)
     }
 }
 
-bool MainWindow::confirmDiscard()
+bool MainWindow::confirmDiscard(const QString& why)
 {
     if (!document_->isModified())
         return true;
     const auto answer = QMessageBox::question(this, tr("Unsaved configuration"),
-                                              tr("The configuration has unsaved changes. Save them first?"),
+                                              (why.isEmpty() ? QString() : why + "\n\n") +
+                                                  tr("The configuration has unsaved changes. Save them first?"),
                                               QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel);
     if (answer == QMessageBox::Cancel)
         return false;
@@ -270,6 +322,21 @@ QString MainWindow::autosavePath() const
 
 void MainWindow::startConfiguration(const SessionSnapshot& snapshot)
 {
+    // New images for the same model: the configuration and its history stay when the layers
+    // still match; otherwise it cannot apply, and unsaved changes are offered for saving first.
+    if (keepConfigurationFor_) {
+        const bool same = *keepConfigurationFor_ == layerNames(snapshot);
+        keepConfigurationFor_.reset();
+        if (same) {
+            document_->setAutosavePath(autosavePath());
+            session_->setConfig(document_->config());
+            showConfigChanged();
+            return;
+        }
+        confirmDiscard(tr("%1 no longer has the layers the configuration was made for, so the configuration starts "
+                          "again from the model's default.")
+                           .arg(QFileInfo(modelPath_).fileName()));
+    }
     // The file asked for, else the model's own quantization (a QDQ model), else the W8A8 default.
     QuantConfig config;
     config.model = QFileInfo(modelPath_).fileName().toStdString();

@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "config_document.h"
 #include "confusion_matrix_widget.h"
+#include "help.h"
 #include "session.h"
 
 #include <QAction>
@@ -161,6 +162,16 @@ void MainWindow::buildMenus()
     const QStringList tabNames = {tr("&Histograms"), tr("Layer &Details"), tr("&Accuracy"), tr("&Images"), tr("&Graph")};
     for (int i = 0; i < tabNames.size(); ++i)
         view->addAction(tabNames[i], QKeySequence(Qt::CTRL | Qt::Key(Qt::Key_1 + i)), this, [this, i] { tabs_->setCurrentIndex(i); });
+
+    QMenu* help = menuBar()->addMenu(tr("&Help"));
+    help->setObjectName("helpMenu");
+    help->addAction(tr("&Guide"), QKeySequence::HelpContents, this,
+                    [this] { showHelpText(this, tr("Guide \u2014 Quantization Explorer"), windowGuideMarkdown(), false); });
+    help->addAction(tr("&Keyboard Shortcuts"), this,
+                    [this] { showHelpText(this, tr("Keyboard Shortcuts"), shortcutsHtml(menuBar()), true); });
+    help->addSeparator();
+    help->addAction(tr("&About Quantization Explorer"), this,
+                    [this] { QMessageBox::about(this, tr("About Quantization Explorer"), aboutHtml()); });
 }
 
 QString MainWindow::saveChartDialog(const QString& name)

@@ -57,6 +57,12 @@ void MainWindow::showLoaded()
     imageErrors_->setErrors({}, {}, {}, tr("Click an image to see its per-layer error"));
     if (!snapshot->labelColumnNote.isEmpty())
         statusBar()->showMessage(tr("Labels: %1").arg(snapshot->labelColumnNote), 10000);
+    QStringList warnings;
+    for (const QString& w : snapshot->dataWarnings)
+        warnings << "\u26a0 " + w.toHtmlEscaped();
+    dataWarnings_->setText(tr("<b>These images do not fit %1</b>; its accuracy on them means little:<br>%2")
+                               .arg(QFileInfo(snapshot->modelPath).fileName().toHtmlEscaped(), warnings.join("<br>")));
+    dataWarnings_->setVisible(!warnings.isEmpty());
     for (int column = LayerTableModel::Operator; column < LayerTableModel::ColumnCount; ++column)
         table_->resizeColumnToContents(column);
     table_->setColumnWidth(LayerTableModel::Name, std::max(table_->columnWidth(LayerTableModel::Name), 120));
@@ -87,9 +93,32 @@ void MainWindow::showLoaded()
     headline_->setText(tr("<b>%1</b> on %2 \u2014 evaluating ...")
                            .arg(QFileInfo(modelPath_).fileName().toHtmlEscaped(),
                                 QString::fromStdString(snapshot->dataset->description()).toHtmlEscaped()));
+    headline_->setToolTip(QString::fromStdString(snapshot->dataset->description()));
     statusBar()->showMessage(tr("Calibrating on %1 and evaluating on %2 images ...")
                                  .arg(QFileInfo(snapshot->calibrationPath).fileName())
                                  .arg(snapshot->evaluationImages));
+}
+
+std::optional<MainWindow::Summary> MainWindow::summary() const
+{
+    const auto snapshot = session_->snapshot();
+    const auto evaluation = session_->evaluation();
+    if (!snapshot || !evaluation)
+        return std::nullopt;
+    const ModelMetrics& m = evaluation->metrics;
+    Summary line;
+    line.top1 = m.top1;
+    line.floatTop1 = m.floatTop1;
+    line.agreement = m.agreement;
+    line.images = m.images;
+    line.data = QFileInfo(snapshot->dataPath).fileName();
+    line.dataDescription = QString::fromStdString(snapshot->dataset->description());
+    line.labelColumn = snapshot->labelColumn;
+    line.warnings = snapshot->dataWarnings;
+    line.sizeKiB = m.sizeBytes / 1024.0;
+    line.floatSizeKiB = m.floatSizeBytes / 1024.0;
+    line.bitsPerWeight = m.bitsPerWeight;
+    return line;
 }
 
 void MainWindow::showProgress(const QString& stage, int done, int total)
@@ -121,13 +150,20 @@ void MainWindow::showEvaluation()
     changedOnly_->setText(tr("Only images whose prediction changed (%1 of %2)").arg(gallery_->changedCount()).arg(m.images));
 
     const double sizeKiB = m.sizeBytes / 1024.0, floatKiB = m.floatSizeBytes / 1024.0;
+    const Summary line = *summary();
     headline_->setText(tr("<b>top-1 %1</b> (float %2) \u00b7 agreement %3 \u00b7 <b>%4 KiB</b> (float %5) \u00b7 %6 bits/weight "
-                          "<small>\u00b7 %7 images</small>")
-                           .arg(percent(m.top1), percent(m.floatTop1), percent(m.agreement))
-                           .arg(sizeKiB, 0, 'f', 1)
-                           .arg(floatKiB, 0, 'f', 1)
-                           .arg(m.bitsPerWeight, 0, 'f', 2)
-                           .arg(m.images));
+                          "<small>\u00b7 %7 images of <b>%8</b>%9%10</small>")
+                           .arg(percent(line.top1), percent(line.floatTop1), percent(line.agreement))
+                           .arg(line.sizeKiB, 0, 'f', 1)
+                           .arg(line.floatSizeKiB, 0, 'f', 1)
+                           .arg(line.bitsPerWeight, 0, 'f', 2)
+                           .arg(line.images)
+                           .arg(line.data.toHtmlEscaped())
+                           .arg(line.labelColumn.isEmpty() ? QString() : tr(", labels %1").arg(line.labelColumn.toHtmlEscaped()))
+                           .arg(line.warnings.isEmpty() ? QString()
+                                                        : tr(" \u00b7 <span style='color:#b00020'>\u26a0 %1 above</span>")
+                                                              .arg(line.warnings.size() == 1 ? tr("1 warning")
+                                                                                             : tr("%1 warnings").arg(line.warnings.size()))));
     accuracySummary_->setText(
         tr("<table cellspacing=6><tr><th></th><th align=right>float</th><th align=right>quantized</th></tr>"
            "<tr><td><b>top-1</b></td><td align=right>%1</td><td align=right><b>%2</b></td></tr>"

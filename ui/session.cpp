@@ -188,6 +188,8 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         snapshot->classNames = study->classNames();
         snapshot->labelColumn = QString::fromStdString(study->labelColumn());
         snapshot->labelColumnNote = QString::fromStdString(study->labelColumnNote());
+        for (const std::string& warning : study->dataWarnings())
+            snapshot->dataWarnings << QString::fromStdString(warning);
         snapshot->evaluationImages = study->evaluationImages();
         snapshot->layers = study->layers();
         snapshot->calibrationPath = QString::fromStdString(study->calibrationPath()->string());

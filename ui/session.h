@@ -19,6 +19,7 @@
 #include <QImage>
 #include <QObject>
 #include <QString>
+#include <QStringList>
 #include <QThreadPool>
 #include <QTimer>
 #include <QVector>
@@ -44,6 +45,7 @@ struct SessionSnapshot {
     std::optional<QuantConfig> modelConfig;  // a QDQ model's own quantization
     QString labelColumn;      // the labels CSV column in use ("" for the data set's default)
     QString labelColumnNote;  // why the study chose it, when it did
+    QStringList dataWarnings; // how the images do not fit the model (Study::dataWarnings)
     QString className(int index) const;
 };
 

@@ -57,7 +57,7 @@ int evaluateStoredModel(const Options& options, Study& study)
     if (options.has("--json")) {
         json out{{"top1", result.top1()}, {"top5", result.top5()}, {"count", result.count},
                  {"model", study.sources().model.string()}, {"data", study.dataset()->description()},
-                 {"label_column", study.labelColumn()}};
+                 {"label_column", study.labelColumn()}, {"warnings", study.dataWarnings()}};
         std::cout << out.dump() << "\n";
     } else {
         std::cout << std::fixed << std::setprecision(2) << "top-1: " << 100.0 * result.top1() << "%\n"
@@ -126,7 +126,8 @@ int runEval(const std::vector<std::string>& args)
                  {"float_top5", m.floatTop5}, {"agreement", m.agreement}, {"size_bytes", m.sizeBytes},
                  {"float_size_bytes", m.floatSizeBytes}, {"bits_per_weight", m.bitsPerWeight},
                  {"output_sqnr_db", finite(m.outputSqnrDb)}, {"model", modelPath},
-                 {"data", dataset->description()}, {"label_column", study.labelColumn()}, {"config", *options.value("--config")}, {"engine", integerEngine ? "int8" : "simulate"},
+                 {"data", dataset->description()}, {"label_column", study.labelColumn()}, {"warnings", study.dataWarnings()},
+                 {"config", *options.value("--config")}, {"engine", integerEngine ? "int8" : "simulate"},
                  {"layers", layers}};
         if (integer) {
             out["simulated_top1"] = integer->simulatedTop1;

@@ -99,6 +99,7 @@ public:
     // Observes the float activations of `images` calibration images (a separate set).
     void calibrate(const Dataset& calibrationSet, std::size_t images, const EvaluationProgress& progress = {});
     bool isCalibrated() const { return calibration_.images > 0; }
+    std::size_t calibrationImages() const { return calibration_.images; }  // observed by the last calibrate()
     // Parameters that came with the model (a QDQ file): used while a layer's configuration asks
     // for exactly what they describe.
     void setFixedParams(FixedParams params);

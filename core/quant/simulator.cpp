@@ -215,6 +215,7 @@ QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, co
             const QuantParams* given = fixed ? fixedFor(fixed->weights, layer.name, lp.config.weights) : nullptr;
             if (given) {
                 lp.weightParams = *given;
+                lp.weightsFromModel = true;
                 plan.quantizedWeights[layer.weight] = fakeQuantize(graph.initializers.at(layer.weight), *given);
             } else if (old) {
                 lp.weightParams = old->weightParams;
@@ -231,6 +232,7 @@ QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, co
             const QuantParams* given = fixed ? fixedFor(fixed->activations, layer.name, lp.config.activations) : nullptr;
             if (given) {
                 lp.activationParams = *given;
+                lp.activationsFromModel = true;
             } else if (lp.config.activations.dynamic) {
                 lp.dynamicActivations = true;
             } else {

@@ -44,6 +44,8 @@ struct LayerPlan {
     std::optional<QuantParams> weightParams;      // when the weights are quantized
     std::optional<QuantParams> activationParams;  // static activation quantization
     bool dynamicActivations = false;              // range taken from each input at run time
+    // The parameters are the model file's own (a QDQ model's scales), not computed here.
+    bool weightsFromModel = false, activationsFromModel = false;
     // The scale of the layer's (static, integer) input when its bias was quantized to int32 at
     // input scale x weight scale; 0 when the bias stays float.
     float biasInputScale = 0.f;

@@ -82,6 +82,12 @@ Study::Study(StudySources sources, const EvaluationProgress& progress) : sources
         labelColumn_ = chooseLabelColumn();
         dataset_ = openDataset(*sources_.data, sources_.labels, labelColumn_);
         evaluationImages_ = sources_.evaluationImages ? std::min(sources_.evaluationImages, dataset_->size()) : dataset_->size();
+        const ImageInputGeometry input = imageInputGeometry(*graph_);
+        dataWarnings_ = dataFitWarnings(*dataset_, evaluationImages_, {input.channels, input.height, input.width, outputClassCount()},
+                                        labelColumn_);
+        for (const std::string& warning : dataWarnings_)
+            if (sources_.warn)
+                sources_.warn(sources_.data->filename().string() + " on " + sources_.model.filename().string() + ": " + warning);
     }
     if (sources_.calibrationData)
         calibrationPath_ = sources_.calibrationData;
@@ -103,30 +109,40 @@ std::string Study::chooseLabelColumn()
         return preprocess_.labelColumn;
     const std::vector<std::string> columns = labelColumns(*sources_.data, sources_.labels);
     const std::int64_t outputs = outputClassCount();
-    if (columns.size() < 2 || outputs <= 0)
+    if (columns.size() < 2)
         return {};
     // Labels files for models with and without a background class carry both numberings
     // ("label_1000", "label_1001"): the one whose class count is the model's output count fits.
-    const std::string suffix = "_" + std::to_string(outputs);
-    for (const std::string& column : columns) {
-        if (column.ends_with(suffix)) {
-            labelColumnNote_ = "labels from column \"" + column + "\": its " + std::to_string(outputs) +
-                               " classes match the model's " + std::to_string(outputs) + " outputs";
-            if (sources_.warn)
-                sources_.warn(labelColumnNote_);
-            return column;
-        }
+    const std::string column = labelColumnForOutputs(columns, outputs);
+    if (!column.empty()) {
+        labelColumnNote_ = "labels from column \"" + column + "\": its " + std::to_string(outputs) +
+                           " classes match the model's " + std::to_string(outputs) + " outputs";
+        if (sources_.warn)
+            sources_.warn(labelColumnNote_);
     }
+    return column;
+}
+
+std::string labelColumnForOutputs(const std::vector<std::string>& columns, std::int64_t outputs)
+{
+    if (outputs <= 0)
+        return {};
+    const std::string suffix = "_" + std::to_string(outputs);
+    for (const std::string& column : columns)
+        if (column.ends_with(suffix))
+            return column;
     return {};
 }
 
-std::int64_t Study::outputClassCount() const
+std::int64_t outputClassCount(const Graph& graph)
 {
-    if (graph_->outputs.empty())
+    if (graph.outputs.empty())
         return 0;
-    const SymbolicShape& shape = graph_->outputs[0].shape;
+    const SymbolicShape& shape = graph.outputs[0].shape;
     return !shape.empty() && !shape.back().isDynamic() ? shape.back().value : 0;
 }
+
+std::int64_t Study::outputClassCount() const { return qe::outputClassCount(*graph_); }
 
 std::vector<std::string> Study::classNames() const
 {
@@ -190,6 +206,7 @@ StudyResult Study::evaluate(const QuantConfig& config, const StudyRequest& reque
     result.config = config;
     result.metrics = evaluator_->evaluate(config, progress);
     result.plans = evaluator_->lastPlans();
+    result.calibrationImages = evaluator_->calibrationImages();
     result.confusion = confusionMatrix(result.metrics.labels, result.metrics.predictions);
     result.milliseconds = millisecondsSince(start);
     for (const std::string& layer : request.histogramLayers)

@@ -18,6 +18,7 @@
 // throws Cancelled when cancelled. A Study is not thread-safe: one caller at a time (the window
 // runs its jobs on one worker thread). Results are values that share nothing with the study.
 
+#include "data/data_fit.h"
 #include "data/dataset.h"
 #include "eval/accuracy.h"
 #include "eval/integer_evaluation.h"
@@ -46,7 +47,8 @@ struct StudySources {
     // Applied to the model's preprocessing (its sidecar, else the defaults for its input): the
     // CLI's preprocessing flags.
     std::function<void(Preprocess&)> adjustPreprocess;
-    // Told about choices the study makes that change results (calibrating on the evaluation images).
+    // Told about choices the study makes that change results (calibrating on the evaluation
+    // images) and about images that do not fit the model (dataWarnings()).
     std::function<void(const std::string&)> warn;
 };
 
@@ -71,6 +73,9 @@ struct StudyResult {
     std::vector<LayerHistograms> histograms;   // as requested
     std::optional<IntegerEvaluation> integer;  // when the int8 engine ran
     double milliseconds = 0;       // calibration (if it ran) and evaluation
+    // The images the calibration in force observed (at most the calibration set's size); 0 when
+    // nothing was calibrated (every range is dynamic or the model's own).
+    std::size_t calibrationImages = 0;
 
     // The metrics with the accuracy and agreement with float of the int8 engine where it ran
     // (the simulation's otherwise): what `eval --engine int8` reports.
@@ -121,6 +126,9 @@ public:
     const std::string& labelColumnNote() const { return labelColumnNote_; }
     // The model's output count (its first output's last dimension); 0 when unknown.
     std::int64_t outputClassCount() const;
+    // How the evaluation images do not fit the model (dataFitWarnings: channels, size, labels
+    // against outputs), found when the study opened; each was also given to StudySources::warn.
+    const std::vector<std::string>& dataWarnings() const { return dataWarnings_; }
     // A QDQ model's own quantization; nullopt for a float model.
     const std::optional<QuantConfig>& modelConfig() const { return modelConfig_; }
     // The calibration images: given, the training split beside the data, else the data itself.
@@ -171,12 +179,20 @@ private:
     Preprocess preprocess_;
     std::size_t evaluationImages_ = 0;
     std::string labelColumn_, labelColumnNote_;
+    std::vector<std::string> dataWarnings_;
     std::optional<QuantConfig> modelConfig_;
     std::optional<std::filesystem::path> calibrationPath_;
     std::shared_ptr<const Dataset> calibrationSet_;  // opened at the first calibration
     std::size_t calibratedImages_ = 0;
     std::unique_ptr<QuantEvaluator> evaluator_;
 };
+
+// A classifier's output count: its first output's last dimension; 0 when unknown.
+std::int64_t outputClassCount(const Graph& graph);
+// Of a labels file's columns, the one named for `outputs` classes ("label_1001" for 1001
+// outputs); "" when none is. The study's choice when neither the caller nor the sidecar names one,
+// and the preprocessing dialog's first offer.
+std::string labelColumnForOutputs(const std::vector<std::string>& columns, std::int64_t outputs);
 
 // The encodings file format `path` names by its extension: ".json" or ".csv"; qe::Error otherwise.
 std::string encodingsFormat(const std::filesystem::path& path);

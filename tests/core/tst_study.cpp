@@ -2,6 +2,8 @@
 // file with several numberings (ImageNet's label_1000 and label_1001) is the one that fits the
 // model's outputs, so TensorFlow's MobileNet scores the MANIFEST's 54.0% rather than the 2% of a
 // shifted numbering; a given or stored column wins; the sidecar's "label_column" is checked.
+// Images that do not fit the model are said in words (dataWarnings), and a result says how many
+// images its calibration really observed and which parameters are the model file's own.
 
 #include "common/error.h"
 #include "study/study.h"
@@ -19,6 +21,26 @@ namespace {
 
 const std::filesystem::path kMobileNet = test::sharedDir() / "models/mobilenet_v1_0.25_128_float.onnx";
 const std::filesystem::path kImageNet = test::sharedDir() / "data/imagenet_val_227_300";
+const std::filesystem::path kResNet8 = test::sharedDir() / "models/resnet8_cifar10.onnx";
+const std::filesystem::path kResNet8Qdq = test::sharedDir() / "models/resnet8_cifar10_qdq_int8.onnx";
+const std::filesystem::path kCifar = test::sharedDir() / "data/cifar10_mlperf_tiny_200/test_200.bin";
+const std::filesystem::path kFashion = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+
+bool mentions(const std::vector<std::string>& warnings, const std::string& text)
+{
+    for (const std::string& w : warnings)
+        if (w.find(text) != std::string::npos)
+            return true;
+    return false;
+}
+
+std::string joined(const std::vector<std::string>& warnings)
+{
+    std::string all;
+    for (const std::string& w : warnings)
+        all += w + "\n";
+    return all;
+}
 
 // MANIFEST.md's preprocessing for the TensorFlow MobileNets.
 StudySources mobileNetOnImageNet(const std::string& labelColumn)
@@ -39,6 +61,11 @@ private slots:
     void labelColumnFitsTheModel();
     void givenLabelColumnWins();
     void sidecarLabelColumn();
+    void fittingDataHasNoWarnings();
+    void grayImagesOnAColourModelAreSaid();
+    void fewerClassesThanOutputsAreSaid();
+    void calibrationCountIsTheImagesObserved();
+    void qdqScalesAreMarkedAsTheModels();
 };
 
 void TestStudy::labelColumnFitsTheModel()
@@ -51,7 +78,8 @@ void TestStudy::labelColumnFitsTheModel()
     Study study(sources);
     QCOMPARE(study.outputClassCount(), std::int64_t(1001));
     QCOMPARE(study.labelColumn(), std::string("label_1001"));
-    // The choice is said, not silent.
+    // The choice is said, not silent, and the images fit: nothing else is said.
+    QVERIFY2(study.dataWarnings().empty(), joined(study.dataWarnings()).c_str());
     QCOMPARE(warnings.size(), std::size_t(1));
     QVERIFY2(warnings[0].find("label_1001") != std::string::npos, warnings[0].c_str());
     QCOMPARE(study.labelColumnNote(), warnings[0]);
@@ -70,6 +98,8 @@ void TestStudy::givenLabelColumnWins()
     QVERIFY(study.labelColumnNote().empty());
     // Shifted by one class: what the window showed before it chose the column (2.33%).
     QVERIFY(study.evaluateStoredModel(32).top1() < 0.10);
+    // ... and the misfit is said: the column is named for 1000 classes, the model has 1001.
+    QVERIFY2(mentions(study.dataWarnings(), "label_1000"), joined(study.dataWarnings()).c_str());
     QCOMPARE(labelColumns(kImageNet), (std::vector<std::string>{"label_1000", "label_1001"}));
 }
 
@@ -88,6 +118,75 @@ void TestStudy::sidecarLabelColumn()
                      std::string(e.what()).find("label_column") != std::string::npos,
                  e.what());
     }
+}
+
+void TestStudy::fittingDataHasNoWarnings()
+{
+    QE_REQUIRE_PATH(kResNet8);
+    QE_REQUIRE_PATH(kCifar);
+    Study study(StudySources{.model = kResNet8, .data = kCifar});
+    QVERIFY2(study.dataWarnings().empty(), joined(study.dataWarnings()).c_str());
+}
+
+void TestStudy::grayImagesOnAColourModelAreSaid()
+{
+    // Issue 19: ResNet-8 (CIFAR-10) on Fashion-MNIST showed "top-1 10.80%" without a word.
+    QE_REQUIRE_PATH(kResNet8);
+    QE_REQUIRE_PATH(kFashion);
+    std::vector<std::string> told;
+    StudySources sources{.model = kResNet8, .data = kFashion, .evaluationImages = 100};
+    sources.warn = [&](const std::string& w) { told.push_back(w); };
+    Study study(sources);
+    const std::vector<std::string>& w = study.dataWarnings();
+    QVERIFY2(mentions(w, "grayscale (1 channel)") && mentions(w, "3 colour channels"), joined(w).c_str());
+    QVERIFY2(mentions(w, "28\u00d728") && mentions(w, "32\u00d732"), joined(w).c_str());
+    // The same sentences reach the warn callback (the CLI's stderr), naming the files.
+    QCOMPARE(told.size(), w.size());
+    QVERIFY2(told[0].find("t10k-images-idx3-ubyte.gz on resnet8_cifar10.onnx: ") == 0, told[0].c_str());
+}
+
+void TestStudy::fewerClassesThanOutputsAreSaid()
+{
+    // Issue 19: MobileNet on CIFAR-10 showed 0.00% with 10 labels against 1001 outputs.
+    QE_REQUIRE_PATH(kMobileNet);
+    QE_REQUIRE_PATH(kCifar);
+    Study study(StudySources{.model = kMobileNet, .data = kCifar});
+    const std::vector<std::string>& w = study.dataWarnings();
+    QVERIFY2(mentions(w, "10 classes but the model has 1001 outputs"), joined(w).c_str());
+    QVERIFY2(mentions(w, "32\u00d732 pixels but the model's input is 128\u00d7128"), joined(w).c_str());
+}
+
+void TestStudy::calibrationCountIsTheImagesObserved()
+{
+    // The default configuration asks for 512 calibration images; the set has 200.
+    QE_REQUIRE_PATH(kResNet8);
+    QE_REQUIRE_PATH(kCifar);
+    Study study(StudySources{.model = kResNet8, .data = kCifar});
+    QuantConfig config;
+    QCOMPARE(config.calibrationImages, 512);
+    QCOMPARE(study.evaluate(config).calibrationImages, std::size_t(200));
+}
+
+void TestStudy::qdqScalesAreMarkedAsTheModels()
+{
+    QE_REQUIRE_PATH(kResNet8Qdq);
+    QE_REQUIRE_PATH(kCifar);
+    Study study(StudySources{.model = kResNet8Qdq, .data = kCifar});
+    QVERIFY(study.modelConfig());
+    const StudyResult own = study.evaluate(*study.modelConfig());
+    QCOMPARE(own.calibrationImages, std::size_t(0));  // nothing needed calibrating
+    std::size_t fromModel = 0;
+    for (const LayerPlan& plan : own.plans) {
+        QVERIFY(!plan.activationParams || plan.activationsFromModel);
+        QVERIFY(!plan.weightParams || plan.weightsFromModel);
+        fromModel += plan.activationsFromModel;
+    }
+    QVERIFY(fromModel > 0);
+    // A layer given another scheme gets computed parameters, no longer the file's.
+    QuantConfig edited = *study.modelConfig();
+    edited.layers[study.layers()[0].name].weights.bits = 4;
+    const StudyResult changed = study.evaluate(edited);
+    QVERIFY(!changed.plans[0].weightsFromModel);
 }
 
 QTEST_APPLESS_MAIN(TestStudy)
