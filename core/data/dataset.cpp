@@ -1,6 +1,7 @@
 #include "data/dataset.h"
 
 #include "common/error.h"
+#include "common/limits.h"
 #include "common/parallel.h"
 
 #include <algorithm>
@@ -92,7 +93,12 @@ std::vector<std::uint8_t> readMaybeGzipped(const fs::path& path,
     gzbuffer(file, 1 << 17);
     std::vector<std::uint8_t> data;
     std::array<std::uint8_t, 1 << 16> chunk{};
+    const std::uint64_t budget = memoryBudgetBytes();
     while (data.size() < limit) {
+        if (data.size() > budget) {
+            gzclose(file);
+            checkMemoryBudget(data.size(), path.string() + ": decompressed, the file");
+        }
         const auto want = static_cast<unsigned>(std::min<std::size_t>(chunk.size(), limit - data.size()));
         const int n = gzread(file, chunk.data(), want);
         if (n <= 0)
@@ -117,6 +123,10 @@ std::vector<std::uint8_t> readPlain(const fs::path& path)
     std::ifstream in(path, std::ios::binary);
     if (!in)
         throw Error(path.string() + ": cannot open the file");
+    std::error_code ec;
+    const std::uintmax_t fileSize = fs::file_size(path, ec);
+    if (!ec)
+        checkMemoryBudget(fileSize, path.string());
     std::vector<std::uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (in.bad())
         throw Error(path.string() + ": read error");
@@ -174,20 +184,25 @@ IdxArray readIdx(const fs::path& path, std::uint32_t expectedMagic, const char* 
                          : ""));
 
     IdxArray idx;
-    idx.bytes = readMaybeGzipped(path);
-    const std::size_t size = idx.bytes.size();
     const std::size_t rank = magic & 0xff;
     idx.offset = 4 + 4 * rank;
-    if (size < idx.offset)
-        throw Error(path.string() + ": truncated idx header (" + std::to_string(size) + " bytes)");
+    const std::vector<std::uint8_t> header = readMaybeGzipped(path, idx.offset);
+    if (header.size() < idx.offset)
+        throw Error(path.string() + ": truncated idx header (" + std::to_string(header.size()) + " bytes)");
     // The element count saturates at a size no file in memory can have, so a corrupt header cannot overflow it.
     constexpr std::uint64_t kHuge = std::uint64_t{1} << 48;
     std::uint64_t elements = 1;
     for (std::size_t d = 0; d < rank; ++d) {
-        const std::uint32_t dim = readBigEndian32(idx.bytes.data() + 4 + 4 * d);
+        const std::uint32_t dim = readBigEndian32(header.data() + 4 + 4 * d);
         idx.dims.push_back(dim);
         elements = (dim != 0 && elements > kHuge / dim) ? kHuge : elements * dim;
     }
+    // What the header promises is checked before the payload is read: a header that claims a
+    // billion images fails here, not after the reader has filled the memory.
+    checkMemoryBudget(elements, path.string() + ": the idx header's " + kind);
+    // One byte more than promised, to tell "unexpected bytes after" without reading them all.
+    idx.bytes = readMaybeGzipped(path, idx.offset + static_cast<std::size_t>(elements) + 1);
+    const std::size_t size = idx.bytes.size();
     const std::uint64_t payload = size - idx.offset;
     std::string shape;
     for (std::size_t d = 0; d < rank; ++d)
@@ -196,8 +211,7 @@ IdxArray readIdx(const fs::path& path, std::uint32_t expectedMagic, const char* 
         throw Error(path.string() + ": truncated: the header promises " + shape + " bytes of " + kind +
                     " but only " + std::to_string(payload) + " bytes follow");
     if (payload > elements)
-        throw Error(path.string() + ": " + std::to_string(payload - elements) + " unexpected bytes after the " +
-                    shape + " " + kind);
+        throw Error(path.string() + ": unexpected bytes after the " + shape + " " + kind);
     return idx;
 }
 

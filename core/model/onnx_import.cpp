@@ -1,10 +1,12 @@
 #include "model/onnx_import.h"
 
 #include "common/error.h"
+#include "common/limits.h"
 #include "model/operator_traits.h"
 
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -59,17 +61,71 @@ template <class Field> void copyTypedField(const Field& field, Tensor& tensor, c
     });
 }
 
+// A non-negative decimal integer from an external_data entry.
+std::int64_t parseExternalDataNumber(const std::string& text, const std::string& what, const std::string& key)
+{
+    std::int64_t value = 0;
+    if (text.empty() || text.size() > 18)
+        throw Error(what + ": external data '" + key + "' is '" + text + "'; expected a non-negative integer");
+    for (char c : text) {
+        if (c < '0' || c > '9')
+            throw Error(what + ": external data '" + key + "' is '" + text + "'; expected a non-negative integer");
+        value = value * 10 + (c - '0');
+    }
+    return value;
+}
+
+// The file an external_data 'location' names. Only files inside the model's folder are allowed:
+// a model from elsewhere must not make us read /etc/passwd or ../../secret, directly or through a
+// symbolic link.
+std::filesystem::path externalDataFile(const std::string& location, const std::string& what, const std::filesystem::path& dir)
+{
+    namespace fs = std::filesystem;
+    const fs::path relative(location);
+    if (location.find('\0') != std::string::npos || relative.is_absolute() || relative.has_root_name() ||
+        relative.has_root_directory())
+        throw Error(what + ": external data location '" + location +
+                    "' is an absolute path; only files inside the model's folder are allowed");
+    for (const fs::path& part : relative)
+        if (part == "..")
+            throw Error(what + ": external data location '" + location +
+                        "' contains '..'; only files inside the model's folder are allowed");
+    const fs::path file = dir / relative;
+    std::error_code ec;
+    const fs::path realDir = fs::weakly_canonical(dir.empty() ? fs::path(".") : dir, ec);
+    const fs::path realFile = ec ? fs::path() : fs::weakly_canonical(file, ec);
+    if (ec)
+        throw Error(what + ": external data file '" + file.string() + "' cannot be resolved (" + ec.message() + ")");
+    const auto [dirEnd, fileIt] = std::mismatch(realDir.begin(), realDir.end(), realFile.begin(), realFile.end());
+    if (dirEnd != realDir.end())
+        throw Error(what + ": external data file '" + file.string() + "' leads outside the model's folder (to '" +
+                    realFile.string() + "', through a symbolic link)");
+    return file;
+}
+
 Tensor convertTensor(const onnx::TensorProto& proto, const std::string& what, const std::filesystem::path& externalDataDir)
 {
     const DataType type = convertDataType(proto.data_type(), what);
     Shape shape(proto.dims().begin(), proto.dims().end());
+    // The declared size is checked against the data present before anything is allocated: a
+    // 10-byte initializer that claims 1e12 elements must not cost 4 TB.
+    std::uint64_t declaredBytes = 0;
+    try {
+        declaredBytes = static_cast<std::uint64_t>(elementCount(shape)) * dataTypeSize(type);
+    } catch (const Error& e) {
+        throw Error(what + ": " + e.what());
+    }
+    const bool external = proto.data_location() == onnx::TensorProto::EXTERNAL;
+    if (!external && proto.has_raw_data() && proto.raw_data().size() != declaredBytes)
+        throw Error(what + ": raw_data has " + std::to_string(proto.raw_data().size()) + " bytes, shape " +
+                    shapeToString(shape) + " needs " + std::to_string(declaredBytes));
     Tensor tensor;
     try {
         tensor = Tensor(type, shape);
     } catch (const Error& e) {
         throw Error(what + ": " + e.what());
     }
-    if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
+    if (external) {
         std::string location;
         std::int64_t offset = 0;
         std::int64_t length = -1;
@@ -77,13 +133,13 @@ Tensor convertTensor(const onnx::TensorProto& proto, const std::string& what, co
             if (entry.key() == "location")
                 location = entry.value();
             else if (entry.key() == "offset")
-                offset = std::stoll(entry.value());
+                offset = parseExternalDataNumber(entry.value(), what, "offset");
             else if (entry.key() == "length")
-                length = std::stoll(entry.value());
+                length = parseExternalDataNumber(entry.value(), what, "length");
         }
         if (location.empty())
             throw Error(what + ": external data has no 'location'");
-        const std::filesystem::path file = externalDataDir / location;
+        const std::filesystem::path file = externalDataFile(location, what, externalDataDir);
         std::ifstream in(file, std::ios::binary);
         if (!in)
             throw Error(what + ": external data file '" + file.string() + "' cannot be opened");
@@ -262,9 +318,19 @@ Graph readOnnxFromMemory(const std::string& bytes, const std::string& source, co
             throw Error(source + ": an initializer has no name");
         graph.initializers[init.name()] = convertTensor(init, source + ": initializer '" + init.name() + "'", externalDataDir);
     }
-    for (const auto& input : g.input())
-        if (!graph.isInitializer(input.name()))  // IR-3 models list initializers as inputs too
-            graph.inputs.push_back(convertValueInfo(input, source));
+    for (const auto& input : g.input()) {
+        if (graph.isInitializer(input.name()))  // IR-3 models list initializers as inputs too
+            continue;
+        // An image input has positive sizes; 0 or -5 would make every tensor after it empty or absurd.
+        if (input.type().has_tensor_type() && input.type().tensor_type().has_shape())
+            for (int d = 0; d < input.type().tensor_type().shape().dim_size(); ++d) {
+                const auto& dim = input.type().tensor_type().shape().dim(d);
+                if (dim.has_dim_value() && dim.dim_value() <= 0)
+                    throw Error(source + ": graph input '" + input.name() + "': dimension " + std::to_string(d) +
+                                " is " + std::to_string(dim.dim_value()) + "; expected a positive size or a symbol");
+            }
+        graph.inputs.push_back(convertValueInfo(input, source));
+    }
     for (const auto& output : g.output())
         graph.outputs.push_back(convertValueInfo(output, source));
     for (const auto& vi : g.value_info())

@@ -4,6 +4,7 @@
 #include "engine/operator.h"
 #include "engine/graph_preparation.h"
 
+#include <cmath>
 #include <map>
 
 namespace qe {
@@ -34,6 +35,24 @@ LinearQuantization readParameters(const Graph& graph, const Node& node)
         q.zeroPoint.assign(q.scale.size(), 0);
     }
     q.axis = static_cast<int>(node.intAttribute("axis", 1));
+    // A model from another tool is checked as any input: scales the arithmetic can use, one zero
+    // point per scale, 8-bit codes.
+    const std::string where = graph.sourcePath + ": node '" + node.name + "'";
+    if (q.scale.empty())
+        throw Error(where + ": the scale '" + node.input(1) + "' has no values");
+    for (float scale : q.scale)
+        if (!std::isfinite(scale) || !(scale > 0.0f))
+            throw Error(where + ": the scale '" + node.input(1) + "' holds " + std::to_string(scale) +
+                        "; expected finite positive numbers");
+    if (q.zeroPoint.size() != q.scale.size())
+        throw Error(where + ": " + std::to_string(q.zeroPoint.size()) + " zero points for " +
+                    std::to_string(q.scale.size()) + " scales; expected one zero point per scale");
+    if (q.type != DataType::Int8 && q.type != DataType::UInt8)
+        throw Error(where + ": the zero point is " + dataTypeName(q.type) + "; expected int8 or uint8");
+    const std::int32_t low = q.type == DataType::Int8 ? -128 : 0;
+    for (std::int32_t zp : q.zeroPoint)
+        if (zp < low || zp > low + 255)
+            throw Error(where + ": zero point " + std::to_string(zp) + " is outside the 8-bit range");
     return q;
 }
 

@@ -1,6 +1,7 @@
 #include "tensor/tensor.h"
 
 #include "common/error.h"
+#include "common/limits.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -63,8 +64,9 @@ namespace {
 // to 2 MiB and marked for transparent huge pages: a kernel that walks tens of MB of activations
 // then misses the TLB far less, and its speed no longer depends on where the allocator happened
 // to place the buffer (measured in bench/README.md: up to 30% at batch 32).
-std::shared_ptr<std::byte[]> allocateStorage(std::size_t bytes, bool zeroed)
+std::shared_ptr<std::byte[]> allocateStorage(std::size_t bytes, bool zeroed, const Shape& shape)
 {
+    checkMemoryBudget(bytes, "tensor of shape " + shapeToString(shape));
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     constexpr std::size_t kHugePage = std::size_t{2} << 20;
     if (bytes >= kHugePage) {
@@ -87,7 +89,7 @@ Tensor::Tensor(DataType type, Shape shape)
 {
     // Always allocate at least one byte so that an empty tensor (0 elements) is not "no tensor".
     const std::size_t bytes = std::max<std::size_t>(1, byteSize());
-    storage_ = allocateStorage(bytes, true);
+    storage_ = allocateStorage(bytes, true, shape_);
 }
 
 Tensor Tensor::uninitialized(DataType type, Shape shape)
@@ -96,7 +98,7 @@ Tensor Tensor::uninitialized(DataType type, Shape shape)
     t.dtype_ = type;
     t.shape_ = std::move(shape);
     t.count_ = elementCount(t.shape_);
-    t.storage_ = allocateStorage(std::max<std::size_t>(1, t.byteSize()), false);
+    t.storage_ = allocateStorage(std::max<std::size_t>(1, t.byteSize()), false, t.shape_);
     return t;
 }
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The window and session tests under ThreadSanitizer, in build-tsan/ (or $TSAN_BUILD).
+# Qt itself is not instrumented: tests/sanitizers/tsan.supp silences reports whose frames are all
+# inside Qt's own libraries (its thread pool and event dispatcher synchronise in code TSan cannot
+# see); a report with one of our frames in it is never suppressed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${TSAN_BUILD:-build-tsan}
+TESTS=(tst_config_document tst_config_edits tst_main_window tst_one_study tst_window_stress)
+if [ ! -f "$BUILD/build.ninja" ]; then
+  flags="-O1 -g1 -fsanitize=thread -fno-omit-frame-pointer"
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="$flags -DNDEBUG" \
+    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread"
+fi
+cmake --build "$BUILD" -j "$(nproc)" --target "${TESTS[@]}" quantexplorer-cli
+export QT_QPA_PLATFORM=offscreen
+export TSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/tsan.supp halt_on_error=1 second_deadlock_stack=1"
+cd "$BUILD"
+ctest --output-on-failure --timeout 2400 -R "^($(IFS='|'; echo "${TESTS[*]}"))\$" "$@"
