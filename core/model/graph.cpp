@@ -143,10 +143,14 @@ ImageInputGeometry imageInputGeometry(const Graph& graph)
     if (!input.shapeKnown || input.shape.size() != 4)
         throw Error(graph.sourcePath + ": input '" + input.name + "' should be N x C x H x W, it is " +
                     symbolicShapeToString(input.shape));
-    for (std::size_t d = 1; d < 4; ++d)
+    for (std::size_t d = 1; d < 4; ++d) {
         if (input.shape[d].isDynamic())
             throw Error(graph.sourcePath + ": input '" + input.name + "' has a dynamic dimension at axis " +
                         std::to_string(d) + "; only the batch axis may be dynamic");
+        if (input.shape[d].value == 0)
+            throw Error(graph.sourcePath + ": graph input '" + input.name + "': dimension " + std::to_string(d) +
+                        " is 0; expected a positive image size");
+    }
     ImageInputGeometry g;
     g.channels = static_cast<int>(input.shape[1].value);
     g.height = static_cast<int>(input.shape[2].value);

@@ -321,13 +321,15 @@ Graph readOnnxFromMemory(const std::string& bytes, const std::string& source, co
     for (const auto& input : g.input()) {
         if (graph.isInitializer(input.name()))  // IR-3 models list initializers as inputs too
             continue;
-        // An image input has positive sizes; 0 or -5 would make every tensor after it empty or absurd.
+        // A negative size is no size. (0 is valid ONNX, an empty tensor, and the ONNX tests use it;
+        // an image input with a 0 is refused where the model is used as a classifier,
+        // imageInputGeometry.)
         if (input.type().has_tensor_type() && input.type().tensor_type().has_shape())
             for (int d = 0; d < input.type().tensor_type().shape().dim_size(); ++d) {
                 const auto& dim = input.type().tensor_type().shape().dim(d);
-                if (dim.has_dim_value() && dim.dim_value() <= 0)
+                if (dim.has_dim_value() && dim.dim_value() < 0)
                     throw Error(source + ": graph input '" + input.name() + "': dimension " + std::to_string(d) +
-                                " is " + std::to_string(dim.dim_value()) + "; expected a positive size or a symbol");
+                                " is " + std::to_string(dim.dim_value()) + "; expected a size >= 0 or a symbol");
             }
         graph.inputs.push_back(convertValueInfo(input, source));
     }
