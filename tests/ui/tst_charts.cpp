@@ -87,19 +87,32 @@ void showLayer(MainWindow& window, int row, int channel = -1)
     if (channel != window.channelPicker()->value())
         window.channelPicker()->setValue(channel);
     const std::string name = window.layerModel()->layerName(row);
+    const bool weights = window.layerModel()->hasWeights(row);
     QTRY_VERIFY_WITH_TIMEOUT(window.session()->histograms() && window.session()->histograms()->layer == name &&
-                                 window.weightHistogram()->histogram() && window.weightHistogram()->histogram()->channel == channel,
+                                 window.activationHistogram()->histogram() &&
+                                 (!weights || (window.weightHistogram()->histogram() &&
+                                               window.weightHistogram()->histogram()->channel == channel)),
                              kTimeoutMs);
 }
 
-// Waits until the window shows the evaluation of the document's configuration and its histograms.
-void waitForCurrent(MainWindow& window)
+// Edits the configuration as the table would and waits for its evaluation and the histograms
+// that follow it (requested once the evaluation is shown, so none of an older configuration).
+void editAndWait(MainWindow& window, const QuantConfig& config, const QString& description)
 {
-    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation() && window.session()->evaluation()->config == window.document()->config(),
-                             kTimeoutMs);
-    QSignalSpy histograms(window.session(), &Session::histogramsReady);
-    QTRY_VERIFY_WITH_TIMEOUT(histograms.count() >= 1 || !window.session()->isBusy(), kTimeoutMs);
-    QTRY_VERIFY_WITH_TIMEOUT(histograms.count() >= 1, kTimeoutMs);
+    Session* session = window.session();
+    int histogramsAfter = -1;
+    const auto evaluated = QObject::connect(session, &Session::evaluated, session, [&] {
+        if (session->evaluation()->config == config)
+            histogramsAfter = 0;
+    });
+    const auto histograms = QObject::connect(session, &Session::histogramsReady, session, [&] {
+        if (histogramsAfter >= 0)
+            ++histogramsAfter;
+    });
+    window.document()->edit(config, description);
+    QTRY_VERIFY_WITH_TIMEOUT(histogramsAfter >= 1, kTimeoutMs);
+    QObject::disconnect(evaluated);
+    QObject::disconnect(histograms);
 }
 
 QAbstractSeries* seriesNamed(QChart* chart, const QString& prefix)
@@ -214,8 +227,7 @@ void TestCharts::channelPickerDrawsOneChannel()
     // Per tensor: the tensor's levels, and no channel in the legend.
     QuantConfig config = window.document()->config();
     config.layers[window.layerModel()->layerName(row)].weights.granularity = Granularity::PerTensor;
-    window.document()->edit(config, "per tensor");
-    waitForCurrent(window);
+    editAndWait(window, config, "per tensor");
     QTRY_VERIFY_WITH_TIMEOUT(window.weightHistogram()->histogram()->params->granularity == Granularity::PerTensor, kTimeoutMs);
     const TensorHistogram& perTensor = *window.weightHistogram()->histogram();
     QCOMPARE(perTensor.channel, 5);
@@ -252,6 +264,8 @@ void TestCharts::readableNumbersAndColours()
 
     // The clipped share in the legend is a percentage, whatever its size.
     for (int row = 0; row < window.layerModel()->rowCount(); ++row) {
+        if (!window.layerModel()->hasWeights(row))
+            continue;
         showLayer(window, row);
         if (window.activationHistogram()->histogram()->clippedFraction > 0)
             break;
@@ -283,8 +297,7 @@ void TestCharts::readableNumbersAndColours()
     // Hovering a configuration tried tells what it was.
     QuantConfig config = window.document()->config();
     config.defaultWeights.bits = 4;
-    window.document()->edit(config, "weights to 4 bits");
-    waitForCurrent(window);
+    editAndWait(window, config, "weights to 4 bits");
     HistoryChart* history = window.historyChart();
     QScatterSeries* tried = nullptr;
     for (QAbstractSeries* s : history->chart()->series())
@@ -341,7 +354,7 @@ void TestCharts::manyClassesListTheMostConfused()
         return;
     ConfusionMatrixWidget* confusion = window.confusionMatrix();
     const ConfusionMatrix& m = confusion->matrix();
-    QVERIFY(m.classes > 1000);
+    QVERIFY(m.classes > 100);  // the 1001 outputs' labels seen in 300 images
     QVERIFY(!confusion->showsMatrix());
     // The most confused pairs: the largest off-diagonal counts, largest first.
     std::vector<std::size_t> offDiagonal;
@@ -384,15 +397,20 @@ void TestCharts::channelRangesShowWhyPerTensorBreaks()
     if (QTest::currentTestFailed())
         return;
     int depthwise = -1;
-    for (int row = 0; row < window.layerModel()->rowCount() && depthwise < 0; ++row)
-        if (QString::fromStdString(window.layerModel()->layerName(row)).contains("depthwise", Qt::CaseInsensitive) &&
-            window.layerModel()->hasWeights(row))
-            depthwise = row;
+    // A depthwise convolution: weights [C, 1, k, k], one input channel per output channel.
+    const auto snapshot = window.session()->snapshot();
+    for (std::size_t row = 0; row < snapshot->layers.size() && depthwise < 0; ++row) {
+        const QuantLayer& layer = snapshot->layers[row];
+        if (layer.weight.empty())
+            continue;
+        const Tensor& w = snapshot->graph->initializers.at(layer.weight);
+        if (w.rank() == 4 && w.dim(1) == 1 && w.dim(0) > 1)
+            depthwise = int(row);
+    }
     QVERIFY(depthwise >= 0);
     QuantConfig config = window.document()->config();
     config.defaultWeights.granularity = Granularity::PerTensor;
-    window.document()->edit(config, "weights per tensor");
-    waitForCurrent(window);
+    editAndWait(window, config, "weights per tensor");
     showLayer(window, depthwise);
     QTRY_VERIFY_WITH_TIMEOUT(window.channelRangeChart()->ranges() &&
                                  window.channelRangeChart()->ranges()->layer == window.layerModel()->layerName(depthwise),
