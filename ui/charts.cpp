@@ -234,7 +234,9 @@ void ErrorChart::rebuild()
     }
     auto* y = new QBarCategoryAxis(c);
     y->append(names);
-    y->setReverse(true);           // the first layer on top, as in the table
+    // Horizontal bar charts draw the first category at the bottom: reversed, the first layer is
+    // on top, as in the table.
+    y->setReverse(true);
     y->setTruncateLabels(false);   // every name whole: the chart is as wide as the longest needs
     auto* x = new QValueAxis(c);
     x->setTitleText(unit);
