@@ -7,6 +7,7 @@
 #include <QAreaSeries>
 #include <QBarCategoryAxis>
 #include <QBarSeries>
+#include <QHorizontalBarSeries>
 #include <QBarSet>
 #include <QBuffer>
 #include <QContextMenuEvent>
@@ -28,10 +29,9 @@ namespace qe {
 
 namespace {
 
-// Colours that stay distinct on a projector and for the common colour-vision deficiencies
-// (Okabe-Ito).
-const QColor kBlue(0, 114, 178), kOrange(230, 159, 0), kRed(213, 94, 0), kGreen(0, 158, 115), kPurple(204, 121, 167),
-    kSky(86, 180, 233), kYellow(240, 228, 66), kGrey(90, 90, 90);
+using namespace colours;
+
+}  // namespace
 
 void hideFromLegend(QChart* chart, QAbstractSeries* series)
 {
@@ -49,7 +49,7 @@ QLineSeries* segment(QChart* chart, QPointF a, QPointF b, QPen pen, const QStrin
     return line;
 }
 
-void prepare(QChart* chart)
+void prepareChart(QChart* chart)
 {
     chart->removeAllSeries();
     for (QAbstractAxis* axis : chart->axes())
@@ -58,7 +58,15 @@ void prepare(QChart* chart)
     chart->setMargins(QMargins(4, 4, 4, 4));
 }
 
-}  // namespace
+QString percentText(double fraction)
+{
+    const double percent = 100.0 * fraction;
+    if (percent == 0)
+        return QStringLiteral("0%");
+    // Fixed notation with three significant digits however small: 0.0000399%, never 3.99e-05.
+    const int decimals = std::clamp(2 - int(std::floor(std::log10(std::abs(percent)))), 0, 12);
+    return QString::number(percent, 'f', decimals) + '%';
+}
 
 QString shortLayerName(const QString& name)
 {
@@ -126,174 +134,6 @@ void showSaveImageMenu(QWidget* widget, const QString& name, const QPoint& globa
     menu.exec(globalPos);
 }
 
-// ---- HistogramChart ----------------------------------------------------------------------------
-
-HistogramChart::HistogramChart(const QString& name, QWidget* parent) : ChartView(name, parent) {}
-
-void HistogramChart::setHistogram(const std::optional<TensorHistogram>& histogram, const QString& title)
-{
-    histogram_ = histogram;
-    title_ = title;
-    rebuild();
-}
-
-void HistogramChart::setLogScale(bool on)
-{
-    logScale_ = on;
-    rebuild();
-}
-
-void HistogramChart::rebuild()
-{
-    QChart* c = chart();
-    prepare(c);
-    c->setTitle(title_);
-    if (!histogram_ || histogram_->histogram.counts.empty()) {
-        c->legend()->hide();
-        return;
-    }
-    c->legend()->show();
-    const TensorHistogram& h = *histogram_;
-    const Histogram& bins = h.histogram;
-    const float width = bins.binWidth();
-    // The observer's bins may extend past the data (see RangeObserver): draw the data's span, and
-    // the clipping range and calibration ranges where they reach further.
-    float lo = h.min, hi = h.max;
-    if (h.clipRange) {
-        lo = std::min(lo, h.clipRange->first);
-        hi = std::max(hi, h.clipRange->second);
-    }
-    for (const auto& [method, range] : h.calibrationRanges) {
-        lo = std::min(lo, range.first);
-        hi = std::max(hi, range.second);
-    }
-    const float pad = std::max(1e-6f, 0.03f * (hi - lo));
-    const double floor = logScale_ ? 0.5 : 0.0;  // log axes cannot show 0: empty bins sit on the floor
-    // On a linear axis one spike (the exact zeros after a ReLU) would flatten everything else:
-    // when the highest bin is over 4 times the next, the axis is scaled to the next one and the
-    // spike runs off the top, with its count in the title.
-    double peak = 1, second = 1;
-    for (double count : bins.counts) {
-        if (count > peak)
-            second = peak, peak = count;
-        else
-            second = std::max(second, count);
-    }
-    QString title = title_;
-    if (!logScale_ && peak > 4 * second) {
-        title += tr("<br><small>the tallest bin (%1 values) runs off the scale; try the log scale</small>").arg(peak, 0, 'g', 3);
-        peak = second;
-    }
-    c->setTitle(title);
-
-    auto* all = new QLineSeries(c);
-    auto* clipped = new QLineSeries(c);
-    for (std::size_t k = 0; k < bins.counts.size(); ++k) {
-        const double left = bins.low + float(k) * width, right = left + width;
-        if (right < h.min - width || left > h.max + width)
-            continue;
-        const double count = std::max(floor, bins.counts[k]);
-        const double centre = (left + right) / 2;
-        const bool outside = h.clipRange && (centre < h.clipRange->first || centre > h.clipRange->second);
-        all->append(left, count);
-        all->append(right, count);
-        clipped->append(left, outside ? count : floor);
-        clipped->append(right, outside ? count : floor);
-    }
-    auto area = [&](QLineSeries* upper, QColor colour, const QString& name) {
-        auto* base = new QLineSeries(c);
-        for (const QPointF& p : upper->points())
-            base->append(p.x(), floor);
-        auto* series = new QAreaSeries(upper, base);
-        QColor fill = colour;
-        fill.setAlpha(150);
-        series->setBrush(fill);
-        series->setPen(QPen(colour, 1));
-        series->setName(name);
-        c->addSeries(series);
-        return series;
-    };
-    area(all, kBlue, h.isWeight ? tr("weights") : tr("activations"));
-    if (h.clipRange && h.clippedFraction > 0)
-        area(clipped, kRed, tr("clipped %1%").arg(100.0 * h.clippedFraction, 0, 'g', 3));
-    else
-        delete clipped;
-
-    // The calibration ranges, one bar per method above the histogram.
-    const double top = logScale_ ? peak * 3 : peak * 1.08;
-    const QColor methodColours[] = {kOrange, kGreen, kPurple, kSky, kGrey};
-    std::vector<QAbstractSeries*> lines;
-    int k = 0;
-    for (const auto& [method, range] : h.calibrationRanges) {
-        const double y = logScale_ ? top * std::pow(1.6, k) : top + peak * 0.07 * k;
-        QPen pen(methodColours[k % 5], 3);
-        auto* bar = segment(c, {range.first, y}, {range.second, y}, pen,
-                            QString::fromStdString(method == "moving_average" ? std::string("moving avg") : method));
-        bar->setPointsVisible(true);
-        lines.push_back(bar);
-        ++k;
-    }
-    const double ceiling = logScale_ ? top * std::pow(1.6, k + 1) : top + peak * 0.07 * (k + 1);
-
-    // The levels: a rug of ticks on the floor, and full-height lines when there are few.
-    if (!h.levels.empty()) {
-        auto* rug = new QScatterSeries(c);
-        rug->setMarkerShape(QScatterSeries::MarkerShapeRectangle);
-        rug->setMarkerSize(5);
-        rug->setColor(kGrey);
-        rug->setBorderColor(kGrey);
-        const double rugY = logScale_ ? 0.6 : peak * 0.01;
-        for (float level : h.levels)
-            if (level >= lo - pad && level <= hi + pad)
-                rug->append(level, rugY);
-        rug->setName(tr("%1 levels%2").arg(h.levels.size()).arg(h.isWeight ? tr(" (channel 0)") : QString()));
-        lines.push_back(rug);
-        if (h.levels.size() <= 16)
-            for (float level : h.levels) {
-                QPen pen(QColor(90, 90, 90, 120), 1, Qt::DotLine);
-                auto* line = segment(c, {level, floor}, {level, top}, pen, {});
-                lines.push_back(line);
-            }
-    }
-    if (h.clipRange) {
-        QPen pen(kRed, 2, Qt::DashLine);
-        lines.push_back(segment(c, {h.clipRange->first, floor}, {h.clipRange->first, top}, pen,
-                                tr("clip [%1, %2]").arg(h.clipRange->first, 0, 'g', 3).arg(h.clipRange->second, 0, 'g', 3)));
-        lines.push_back(segment(c, {h.clipRange->second, floor}, {h.clipRange->second, top}, pen, {}));
-    }
-    for (QAbstractSeries* s : lines)
-        c->addSeries(s);
-
-    auto* x = new QValueAxis(c);
-    x->setRange(lo - pad, hi + pad);
-    x->setLabelFormat("%.3g");
-    x->setTickCount(7);
-    x->setTitleText(h.isWeight ? tr("weight value") : tr("activation value"));
-    QAbstractAxis* y = nullptr;
-    if (logScale_) {
-        auto* log = new QLogValueAxis(c);
-        log->setBase(10);
-        log->setRange(floor, ceiling);
-        log->setLabelFormat("%g");
-        y = log;
-    } else {
-        auto* linear = new QValueAxis(c);
-        linear->setRange(0, ceiling);
-        linear->applyNiceNumbers();
-        linear->setLabelFormat("%.3g");
-        y = linear;
-    }
-    y->setTitleText(tr("count"));
-    c->addAxis(x, Qt::AlignBottom);
-    c->addAxis(y, Qt::AlignLeft);
-    for (QAbstractSeries* s : c->series()) {
-        s->attachAxis(x);
-        s->attachAxis(y);
-        if (s->name().isEmpty())
-            hideFromLegend(c, s);
-    }
-}
-
 // ---- ErrorChart --------------------------------------------------------------------------------
 
 ErrorChart::ErrorChart(QAbstractItemModel* layerModel, QWidget* parent) : ChartView(tr("layer_errors"), parent), model_(layerModel)
@@ -326,11 +166,27 @@ QList<QBarSet*> ErrorChart::barSets() const
     return series_ ? series_->barSets() : QList<QBarSet*>{};
 }
 
+QBarCategoryAxis* ErrorChart::layerAxis() const
+{
+    for (QAbstractAxis* axis : chart()->axes(Qt::Vertical))
+        if (auto* categories = qobject_cast<QBarCategoryAxis*>(axis))
+            return categories;
+    return nullptr;
+}
+
+QString ErrorChart::barDescription(int index, QBarSet* set) const
+{
+    if (!set || index < 0 || index >= fullNames_.size())
+        return {};
+    return QStringLiteral("%1\n%2: %3").arg(fullNames_[index], set->label()).arg(set->at(index), 0, 'g', 4);
+}
+
 void ErrorChart::rebuild()
 {
     QChart* c = chart();
-    prepare(c);
+    prepareChart(c);
     series_ = nullptr;
+    fullNames_.clear();
     const int rows = model_->rowCount();
     if (rows == 0)
         return;
@@ -346,12 +202,12 @@ void ErrorChart::rebuild()
         unit = tr("RMS rounding error / step");
     }
     c->setTitle(mode_ == RoundingNoise ? tr("Activation rounding noise per layer") : tr("Error per layer"));
-    series_ = new QBarSeries(c);
+    series_ = new QHorizontalBarSeries(c);
     auto makeSet = [&](int column, const QString& name, QColor colour) {
         auto* set = new QBarSet(name, series_);
         set->setColor(colour);
         set->setBorderColor(colour.darker(130));
-        set->setSelectedColor(kYellow);
+        set->setSelectedColor(yellow);
         for (int row = 0; row < rows; ++row) {
             const double v = model_->index(row, column).data(LayerTableModel::MetricRole).toDouble();
             // An exact layer has infinite SQNR and an inapplicable metric is NaN: no bar.
@@ -359,26 +215,34 @@ void ErrorChart::rebuild()
         }
         series_->append(set);
     };
-    makeSet(accumulatedColumn, mode_ == RoundingNoise ? tr("rounding noise") : tr("accumulated"), kBlue);
+    makeSet(accumulatedColumn, mode_ == RoundingNoise ? tr("rounding noise") : tr("accumulated"), blue);
     if (isolatedColumn >= 0)
-        makeSet(isolatedColumn, tr("isolated"), kOrange);
+        makeSet(isolatedColumn, tr("isolated"), orange);
     c->addSeries(series_);
 
     QStringList names;
     for (int row = 0; row < rows; ++row) {
-        QString name = shortLayerName(model_->index(row, LayerTableModel::Name).data().toString());
+        const QString full = model_->index(row, LayerTableModel::Name).data().toString();
+        QString name = shortLayerName(full);
         if (mode_ != RoundingNoise && std::isinf(model_->index(row, LayerTableModel::Sqnr).data(LayerTableModel::MetricRole).toDouble()))
             name += QStringLiteral(" \u221e");  // exact: infinite SQNR, no bar
+        // Category names must be unique: two layers with the same short name keep their row.
+        if (names.contains(name))
+            name += QStringLiteral(" #%1").arg(row);
         names << name;
+        fullNames_ << full;
     }
-    auto* x = new QBarCategoryAxis(c);
-    x->append(names);
-    if (rows > 8)
-        x->setLabelsAngle(-50);  // many layers: slanted, their names stay whole
-    auto* y = new QValueAxis(c);
-    y->setTitleText(unit);
-    c->addAxis(x, Qt::AlignBottom);
+    auto* y = new QBarCategoryAxis(c);
+    y->append(names);
+    // Horizontal bar charts draw the first category at the bottom: reversed, the first layer is
+    // on top, as in the table.
+    y->setReverse(true);
+    y->setTruncateLabels(false);   // every name whole: the chart is as wide as the longest needs
+    auto* x = new QValueAxis(c);
+    x->setTitleText(unit);
+    x->setLabelFormat("%.3g");
     c->addAxis(y, Qt::AlignLeft);
+    c->addAxis(x, Qt::AlignBottom);
     series_->attachAxis(x);
     series_->attachAxis(y);
     double maxValue = 0;
@@ -389,19 +253,24 @@ void ErrorChart::rebuild()
         // Uniform rounding noise has an RMS of step/sqrt(12): the reference a well-calibrated
         // uniform layer sits on.
         const double reference = 1.0 / std::sqrt(12.0);
-        auto* line = segment(c, {-0.5, reference}, {rows - 0.5, reference}, QPen(kRed, 2, Qt::DashLine),
+        auto* line = segment(c, {reference, -0.5}, {reference, rows - 0.5}, QPen(red, 2, Qt::DashLine),
                              tr("uniform noise 1/\u221a12 = 0.289"));
         c->addSeries(line);
         line->attachAxis(x);
         line->attachAxis(y);
         maxValue = std::max(maxValue, reference);
     }
-    y->setRange(0, maxValue > 0 ? maxValue * 1.1 : 1);
-    y->applyNiceNumbers();
-    connect(series_, &QBarSeries::clicked, this, [this](int index, QBarSet*) { emit layerClicked(index); });
-    connect(series_, &QBarSeries::hovered, this, [this, names](bool on, int index, QBarSet* set) {
+    x->setRange(0, maxValue > 0 ? maxValue * 1.1 : 1);
+    x->applyNiceNumbers();
+    // One row of bars per layer, readable however many layers there are: the window scrolls.
+    const int rowHeight = 10 + 9 * int(series_->count());
+    setMinimumHeight(std::max(240, rows * rowHeight + 110));
+    connect(series_, &QHorizontalBarSeries::clicked, this, [this](int index, QBarSet*) { emit layerClicked(index); });
+    connect(series_, &QHorizontalBarSeries::hovered, this, [this](bool on, int index, QBarSet* set) {
+        const QString text = on ? barDescription(index, set) : QString();
+        setToolTip(text);  // shown by the view's own tool-tip event, which would hide a bare showText
         if (on)
-            QToolTip::showText(QCursor::pos(), QStringLiteral("%1 (%2): %3").arg(names.value(index), set->label()).arg(set->at(index), 0, 'g', 4), this);
+            QToolTip::showText(QCursor::pos(), text, this);
     });
     setSelectedLayer(selected_);
 }
@@ -412,8 +281,10 @@ HistoryChart::HistoryChart(QWidget* parent) : ChartView(tr("history"), parent) {
 
 void HistoryChart::setHistory(const QList<Entry>& entries, const Entry& floatModel)
 {
+    entries_ = entries;
+    float_ = floatModel;
     QChart* c = chart();
-    prepare(c);
+    prepareChart(c);
     c->setTitle(tr("Configurations tried: accuracy against size"));
     if (entries.isEmpty())
         return;
@@ -422,16 +293,16 @@ void HistoryChart::setHistory(const QList<Entry>& entries, const Entry& floatMod
     path->setName(tr("order tried"));
     auto* tried = new QScatterSeries(c);
     tried->setName(tr("configurations"));
-    tried->setColor(kBlue);
+    tried->setColor(blue);
     tried->setMarkerSize(9);
     auto* current = new QScatterSeries(c);
     current->setName(tr("current"));
-    current->setColor(kOrange);
+    current->setColor(orange);
     current->setMarkerSize(15);
     auto* reference = new QScatterSeries(c);
     reference->setName(tr("float"));
     reference->setMarkerShape(QScatterSeries::MarkerShapeRectangle);
-    reference->setColor(kGreen);
+    reference->setColor(green);
     reference->setMarkerSize(11);
     double minX = floatModel.sizeKiB, maxX = floatModel.sizeKiB, minY = floatModel.top1, maxY = floatModel.top1;
     for (const Entry& e : entries) {
@@ -457,19 +328,33 @@ void HistoryChart::setHistory(const QList<Entry>& entries, const Entry& floatMod
     c->addAxis(y, Qt::AlignLeft);
     for (QAbstractSeries* s : c->series())
         s->attachAxis(x), s->attachAxis(y);
-    auto describe = [this, entries, floatModel](const QPointF& point, bool on) {
-        if (!on)
-            return;
-        QString text = tr("float model: %1% at %2 KiB").arg(floatModel.top1, 0, 'f', 2).arg(floatModel.sizeKiB, 0, 'f', 1);
-        for (const Entry& e : entries)
-            if (std::abs(e.sizeKiB - point.x()) < 1e-6 && std::abs(e.top1 - point.y()) < 1e-6)
-                text = tr("%1\ntop-1 %2%, agreement %3%, %4 KiB")
-                           .arg(e.description).arg(e.top1, 0, 'f', 2).arg(e.agreement, 0, 'f', 2).arg(e.sizeKiB, 0, 'f', 1);
-        QToolTip::showText(QCursor::pos(), text, this);
+    auto describe = [this](const QPointF& point, bool on) {
+        const QString text = on ? pointDescription(point) : QString();
+        setToolTip(text);  // shown by the view's own tool-tip event, which would hide a bare showText
+        if (on)
+            QToolTip::showText(QCursor::pos(), text, this);
     };
     connect(tried, &QScatterSeries::hovered, this, describe);
     connect(current, &QScatterSeries::hovered, this, describe);
     connect(reference, &QScatterSeries::hovered, this, describe);
+}
+
+QString HistoryChart::pointDescription(const QPointF& point) const
+{
+    // The nearest point drawn (the float model's, or a configuration's, the latest when several
+    // configurations share the point).
+    auto distance = [&](const Entry& e) { return std::hypot(e.sizeKiB - point.x(), e.top1 - point.y()); };
+    const Entry* nearest = &float_;
+    for (const Entry& e : entries_)
+        if (distance(e) <= distance(*nearest))
+            nearest = &e;
+    if (nearest == &float_)
+        return tr("float model: top-1 %1%, %2 KiB").arg(float_.top1, 0, 'f', 2).arg(float_.sizeKiB, 0, 'f', 1);
+    return tr("%1\ntop-1 %2%, agreement with float %3%, %4 KiB")
+        .arg(nearest->description.isEmpty() ? tr("(configuration)") : nearest->description)
+        .arg(nearest->top1, 0, 'f', 2)
+        .arg(nearest->agreement, 0, 'f', 2)
+        .arg(nearest->sizeKiB, 0, 'f', 1);
 }
 
 // ---- ImageErrorChart ---------------------------------------------------------------------------
@@ -480,7 +365,7 @@ void ImageErrorChart::setErrors(const QStringList& layers, const QList<double>& 
                                 const QString& title)
 {
     QChart* c = chart();
-    prepare(c);
+    prepareChart(c);
     c->setTitle(title);
     if (layers.isEmpty())
         return;
@@ -492,8 +377,8 @@ void ImageErrorChart::setErrors(const QStringList& layers, const QList<double>& 
             set->append(std::isfinite(v) ? v : 0.0);
         series->append(set);
     };
-    add(imageSqnr, tr("this image"), kPurple);
-    add(allSqnr, tr("all evaluation images"), kBlue);
+    add(imageSqnr, tr("this image"), purple);
+    add(allSqnr, tr("all evaluation images"), blue);
     c->addSeries(series);
     auto* x = new QBarCategoryAxis(c);
     QStringList shortNames;

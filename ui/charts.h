@@ -6,16 +6,38 @@
 #include "eval/quant_evaluator.h"
 
 #include <QChartView>
+#include <QColor>
+#include <QPen>
 #include <QPointer>
 
 #include <optional>
 
 class QAbstractItemModel;
-class QBarSeries;
+class QAbstractSeries;
 class QBarSet;
 class QBarCategoryAxis;
+class QChart;
+class QHorizontalBarSeries;
+class QLineSeries;
 
 namespace qe {
+
+// Colours that stay distinct on a projector and for the common colour-vision deficiencies
+// (Okabe-Ito), shared by every chart. `red` is Okabe-Ito's vermillion; where a text says "red"
+// about something that is not a chart series (the gallery's frames), `plainRed` is meant.
+namespace colours {
+inline const QColor blue(0, 114, 178), orange(230, 159, 0), red(213, 94, 0), green(0, 158, 115), purple(204, 121, 167),
+    sky(86, 180, 233), yellow(240, 228, 66), grey(90, 90, 90), plainRed(210, 20, 20);
+}
+
+// Empties a chart (series and axes) before it is drawn again.
+void prepareChart(QChart* chart);
+// A straight line from a to b, for clipping ranges and reference lines.
+QLineSeries* segment(QChart* chart, QPointF a, QPointF b, QPen pen, const QString& name);
+void hideFromLegend(QChart* chart, QAbstractSeries* series);
+// A fraction as a percentage with three significant digits in fixed notation, however small:
+// 0.00000040 -> "0.0000400%" (never "4e-05").
+QString percentText(double fraction);
 
 // Writes what `widget` shows as PNG (at twice the screen resolution) or SVG, chosen by the
 // suffix of `path`, atomically; throws qe::Error naming the file on failure.
@@ -42,27 +64,11 @@ private:
     QString name_;
 };
 
-// One tensor's histogram with what the configuration puts on it: the quantization levels (a rug
-// of ticks, and lines when there are few), the clipping range, the clipped mass in red, and, for
-// activations, the range each calibration method would choose, drawn side by side above it.
-class HistogramChart : public ChartView {
-    Q_OBJECT
-public:
-    explicit HistogramChart(const QString& name, QWidget* parent = nullptr);
-    void setHistogram(const std::optional<TensorHistogram>& histogram, const QString& title);
-    void setLogScale(bool on);
-    const std::optional<TensorHistogram>& histogram() const { return histogram_; }
-
-private:
-    void rebuild();
-    std::optional<TensorHistogram> histogram_;
-    QString title_;
-    bool logScale_ = false;
-};
-
 // Per-layer error from the layer table model: accumulated and isolated, as SQNR or MSE, or the
-// activation rounding noise in steps against the 1/sqrt(12) of uniform noise. Clicking a bar
-// selects its layer.
+// activation rounding noise in steps against the 1/sqrt(12) of uniform noise. Horizontal bars,
+// one row per layer named in full on the left, as the report draws them: the chart grows with
+// the model (the window scrolls it). Hovering a bar tells its layer and value; clicking selects
+// the layer.
 class ErrorChart : public ChartView {
     Q_OBJECT
 public:
@@ -72,6 +78,9 @@ public:
     void setSelectedLayer(int row);
     // The drawn values, for the tests: set 0 is the accumulated error, set 1 the isolated one.
     QList<QBarSet*> barSets() const;
+    QBarCategoryAxis* layerAxis() const;  // the layer names, one per bar group, top to bottom
+    // What hovering bar `index` of `set` shows: the layer's full name and the value.
+    QString barDescription(int index, QBarSet* set) const;
 
 signals:
     void layerClicked(int row);
@@ -81,7 +90,8 @@ private:
     QAbstractItemModel* model_;
     Mode mode_ = SqnrDb;
     int selected_ = -1;
-    QBarSeries* series_ = nullptr;
+    QHorizontalBarSeries* series_ = nullptr;
+    QStringList fullNames_;
 };
 
 // Accuracy against model size for every configuration tried, in order, with the current one
@@ -95,6 +105,12 @@ public:
     };
     explicit HistoryChart(QWidget* parent = nullptr);
     void setHistory(const QList<Entry>& entries, const Entry& floatModel);
+    // What hovering the point at `point` shows: the configuration's description and numbers.
+    QString pointDescription(const QPointF& point) const;
+
+private:
+    QList<Entry> entries_;
+    Entry float_;
 };
 
 // One image's accumulated SQNR per layer next to the average over all evaluation images.

@@ -1,5 +1,7 @@
 #include "gallery_model.h"
 
+#include "charts.h"
+
 #include <QColor>
 #include <QIcon>
 #include <QPainter>
@@ -8,6 +10,12 @@
 namespace qe {
 
 GalleryModel::GalleryModel(QObject* parent) : QAbstractListModel(parent) {}
+
+QColor GalleryModel::frameColour(bool right)
+{
+    // The red the window's text promises, not the charts' vermillion (which reads as orange).
+    return right ? colours::green : colours::plainRed;
+}
 
 void GalleryModel::setSession(std::shared_ptr<const SessionSnapshot> session)
 {
@@ -82,7 +90,7 @@ QVariant GalleryModel::data(const QModelIndex& index, int role) const
         QPixmap pixmap = QPixmap::fromImage(session_->thumbnails[qsizetype(image)]);
         if (evaluated && label >= 0) {
             QPainter painter(&pixmap);
-            painter.setPen(QPen(quantPrediction == label ? QColor(0, 158, 115) : QColor(213, 94, 0), 4));
+            painter.setPen(QPen(frameColour(quantPrediction == label), 4));
             painter.drawRect(pixmap.rect().adjusted(1, 1, -2, -2));
         }
         return QIcon(pixmap);

@@ -6,6 +6,7 @@
 #include "session.h"
 
 #include <QAbstractListModel>
+#include <QColor>
 
 namespace qe {
 
@@ -19,6 +20,8 @@ public:
     void setChangedOnly(bool changedOnly);
     bool changedOnly() const { return changedOnly_; }
     int changedCount() const;
+    // The frame around a thumbnail: green when the quantized prediction is right, red when wrong.
+    static QColor frameColour(bool right);
 
     int rowCount(const QModelIndex& parent = {}) const override;
     QVariant data(const QModelIndex& index, int role) const override;

@@ -85,7 +85,8 @@ QString quantFormulaHtml(const QuantParams& p, std::size_t block)
     QString html;
     if (const auto* u = std::get_if<UniformParams>(&p.values)) {
         const double scale = u->scale.at(block);
-        const int levels = p.qmax - p.qmin + 1;
+        // Counted as the histograms count them: the representable values.
+        const std::size_t levels = quantizationLevels(p, block).size();
         if (p.scheme == Scheme::Affine) {
             const int zp = u->zeroPoint.at(block);
             html += QStringLiteral("%1range [min, max] = [%2, %3] (always includes 0, so that 0 is exact)<br>").arg(where, num(lo), num(hi));

@@ -21,6 +21,9 @@
 #include <QMenu>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QScrollArea>
+#include <QSignalBlocker>
+#include <QSpinBox>
 #include <QSortFilterProxyModel>
 #include <QSplitter>
 #include <QStatusBar>
@@ -37,9 +40,10 @@ namespace qe {
 MainWindow::MainWindow(QWidget* parent)
     : QMainWindow(parent), session_(new Session(this)), document_(new ConfigDocument(this)),
       layers_(new LayerTableModel(document_, this)), sorted_(new QSortFilterProxyModel(this)), table_(new QTableView(this)),
-      errorChart_(new ErrorChart(layers_, this)), errorMode_(new QComboBox(this)),
+      errorChart_(new ErrorChart(layers_, this)), errorMode_(new QComboBox(this)), errorScroll_(new QScrollArea(this)),
       weightHistogram_(new HistogramChart(tr("weight_histogram"), this)),
       activationHistogram_(new HistogramChart(tr("activation_histogram"), this)), logScale_(new QCheckBox(tr("Log scale"), this)),
+      channel_(new QSpinBox(this)), channelRanges_(new ChannelRangeChart(this)),
       details_(new QTextBrowser(this)), accuracySummary_(new QLabel(this)), integerSummary_(new QLabel(this)),
       runIntegerEngine_(new QPushButton(tr("Run int8 engine"), this)), headline_(new QLabel(this)),
       dataWarnings_(new QLabel(this)),
@@ -97,9 +101,14 @@ MainWindow::MainWindow(QWidget* parent)
         errorChart_->setSelectedLayer(row);
         graph_->setSelectedLayer(row);
         if (row >= 0) {
-            weightHistogram_->setHistogram(std::nullopt, tr("Weights of %1 ...").arg(QString::fromStdString(layers_->layerName(row))));
-            activationHistogram_->setHistogram(std::nullopt, tr("Activations of %1 ...").arg(QString::fromStdString(layers_->layerName(row))));
-            session_->setFocusLayer(layers_->layerName(row));
+            const QString name = QString::fromStdString(layers_->layerName(row));
+            weightHistogram_->setHistogram(std::nullopt, tr("Weights of %1 ...").arg(name));
+            activationHistogram_->setHistogram(std::nullopt, tr("Activations of %1 ...").arg(name));
+            channelRanges_->setRanges(std::nullopt, tr("Channels of %1 ...").arg(name));
+            // A new layer starts on all its channels.
+            const QSignalBlocker blocker(channel_);
+            channel_->setValue(-1);
+            session_->setFocusLayer(layers_->layerName(row), -1);
         }
         showDetails();
     });
@@ -136,10 +145,15 @@ MainWindow::MainWindow(QWidget* parent)
     errorBar->addStretch();
     errorBar->addWidget(new QLabel(tr("<small>click a bar to select its layer</small>"), this));
     errorLayout->addLayout(errorBar);
-    errorLayout->addWidget(errorChart_);
+    // The chart grows with the number of layers; the panel scrolls it.
+    errorScroll_->setWidget(errorChart_);
+    errorScroll_->setWidgetResizable(true);
+    errorScroll_->setFrameShape(QFrame::NoFrame);
+    errorLayout->addWidget(errorScroll_);
     connect(errorMode_, &QComboBox::currentIndexChanged, this,
             [this] { errorChart_->setMode(ErrorChart::Mode(errorMode_->currentData().toInt())); });
     connect(errorChart_, &ErrorChart::layerClicked, this, &MainWindow::selectLayer);
+    errorBar->addWidget(new QLabel(tr("<small>hover a bar for its value</small>"), this));
 
     // The views of the selected layer and of the whole model.
     details_->setOpenLinks(false);
@@ -147,6 +161,7 @@ MainWindow::MainWindow(QWidget* parent)
     tabs_->addTab(details_, tr("Layer details"));
     tabs_->addTab(buildAccuracyTab(), tr("Accuracy"));
     tabs_->addTab(buildImagesTab(), tr("Images"));
+    tabs_->addTab(buildChannelTab(), tr("Channels"));
     tabs_->addTab(buildGraphTab(), tr("Graph"));
 
     // The table takes the full width (it has many columns); the charts share the space below.
@@ -248,6 +263,20 @@ QWidget* MainWindow::buildHistogramTab()
                                  "the quantization levels; bars above: each calibration method's range.</small>"),
                               this),
                    1);
+    // The weight histogram's channel: all of them, or one, whose own levels and range are drawn.
+    channel_->setRange(-1, 0);
+    channel_->setSpecialValueText(tr("all"));
+    channel_->setValue(-1);
+    channel_->setToolTip(tr("The output channel whose weights the histogram shows, with that channel's levels and clipping "
+                            "range (per-channel quantization gives each its own); \"all\" shows every weight"));
+    connect(channel_, &QSpinBox::valueChanged, this, [this](int channel) {
+        const int row = selectedLayer();
+        if (row >= 0)
+            session_->setFocusLayer(layers_->layerName(row), channel);
+    });
+    bar->addWidget(new QLabel(tr("Weight channel:"), this));
+    bar->addWidget(channel_);
+    bar->addSpacing(12);
     bar->addWidget(logScale_);
     layout->addLayout(bar);
     layout->addWidget(weightHistogram_, 1);
@@ -255,6 +284,22 @@ QWidget* MainWindow::buildHistogramTab()
     connect(logScale_, &QCheckBox::toggled, this, [this](bool on) {
         weightHistogram_->setLogScale(on);
         activationHistogram_->setLogScale(on);
+    });
+    return tab;
+}
+
+QWidget* MainWindow::buildChannelTab()
+{
+    auto* tab = new QWidget(this);
+    auto* layout = new QVBoxLayout(tab);
+    layout->addWidget(new QLabel(tr("<small>Blue: each output channel's range of weights; dashed red: the range one per-tensor "
+                                    "quantizer gives them all; points (right axis): the share of each channel's weights that "
+                                    "round to zero. Click a channel to see its histogram.</small>"),
+                                 this));
+    layout->addWidget(channelRanges_, 1);
+    connect(channelRanges_, &ChannelRangeChart::channelClicked, this, [this](int channel) {
+        channel_->setValue(channel);
+        tabs_->setCurrentIndex(0);  // the histograms
     });
     return tab;
 }

@@ -13,7 +13,9 @@
 //   main_window_results.cpp  showing what the session publishes: metrics, histograms, details
 //   main_window_export.cpp   exports, the int8 engine and the screenshots of scripts/screenshot
 
+#include "channel_range_chart.h"
 #include "charts.h"
+#include "histogram_chart.h"
 #include "quant/config.h"
 
 #include <QMainWindow>
@@ -30,6 +32,8 @@ class QListView;
 class QMenu;
 class QProgressBar;
 class QPushButton;
+class QScrollArea;
+class QSpinBox;
 class QSortFilterProxyModel;
 class QTabWidget;
 class QTableView;
@@ -87,6 +91,12 @@ public:
     ErrorChart* errorChart() const { return errorChart_; }
     HistogramChart* weightHistogram() const { return weightHistogram_; }
     HistogramChart* activationHistogram() const { return activationHistogram_; }
+    // The output channel the weight histogram shows (-1: all), and the per-channel range chart.
+    QSpinBox* channelPicker() const { return channel_; }
+    ChannelRangeChart* channelRangeChart() const { return channelRanges_; }
+    ConfusionMatrixWidget* confusionMatrix() const { return confusion_; }
+    HistoryChart* historyChart() const { return history_; }
+    GalleryModel* gallery() const { return gallery_; }
     QLabel* integerSummary() const { return integerSummary_; }
     int selectedLayer() const;  // source row, -1 when none
 
@@ -118,6 +128,7 @@ protected:
 private:
     // main_window.cpp
     QWidget* buildHistogramTab();
+    QWidget* buildChannelTab();
     QWidget* buildAccuracyTab();
     QWidget* buildImagesTab();
     QWidget* buildGraphTab();
@@ -163,9 +174,12 @@ private:
     QTableView* table_;
     ErrorChart* errorChart_;
     QComboBox* errorMode_;
+    QScrollArea* errorScroll_;
     HistogramChart* weightHistogram_;
     HistogramChart* activationHistogram_;
     QCheckBox* logScale_;
+    QSpinBox* channel_;
+    ChannelRangeChart* channelRanges_;
     QTextBrowser* details_;
     QLabel* accuracySummary_;
     QLabel* integerSummary_;

@@ -261,6 +261,8 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             ok = grab().save(base + ".png") && ok;
             tabs_->setCurrentIndex(1);
             ok = grab().save(base + "_details.png") && ok;
+            tabs_->setCurrentIndex(4);
+            ok = grab().save(base + "_channels.png") && ok;
             tabs_->setCurrentIndex(2);
             ok = grab().save(base + "_accuracy.png") && ok;
             tabs_->setCurrentIndex(tabs_->count() - 1);  // the graph

@@ -114,6 +114,7 @@ void MainWindow::buildMenus()
     const QList<QPair<QString, QWidget*>> chartList = {{tr("Per-layer error"), errorChart_},
                                                        {tr("Weight histogram"), weightHistogram_},
                                                        {tr("Activation histogram"), activationHistogram_},
+                                                       {tr("Channel ranges"), channelRanges_},
                                                        {tr("Confusion matrix"), confusion_},
                                                        {tr("Configuration history"), history_},
                                                        {tr("Image per-layer error"), imageErrors_}};
@@ -159,7 +160,8 @@ void MainWindow::buildMenus()
     log->setCheckable(true);
     connect(log, &QAction::toggled, logScale_, &QCheckBox::setChecked);
     connect(logScale_, &QCheckBox::toggled, log, &QAction::setChecked);
-    const QStringList tabNames = {tr("&Histograms"), tr("Layer &Details"), tr("&Accuracy"), tr("&Images"), tr("&Graph")};
+    const QStringList tabNames = {tr("&Histograms"), tr("Layer &Details"), tr("&Accuracy"), tr("&Images"), tr("&Channels"),
+                                  tr("&Graph")};
     for (int i = 0; i < tabNames.size(); ++i)
         view->addAction(tabNames[i], QKeySequence(Qt::CTRL | Qt::Key(Qt::Key_1 + i)), this, [this, i] { tabs_->setCurrentIndex(i); });
 

@@ -18,6 +18,8 @@
 #include <QLabel>
 #include <QMessageBox>
 #include <QProgressBar>
+#include <QSignalBlocker>
+#include <QSpinBox>
 #include <QSplitter>
 #include <QStatusBar>
 #include <QTableView>
@@ -151,7 +153,7 @@ void MainWindow::showEvaluation()
 
     const double sizeKiB = m.sizeBytes / 1024.0, floatKiB = m.floatSizeBytes / 1024.0;
     const Summary line = *summary();
-    headline_->setText(tr("<b>top-1 %1</b> (float %2) \u00b7 agreement %3 \u00b7 <b>%4 KiB</b> (float %5) \u00b7 %6 bits/weight "
+    headline_->setText(tr("<b>top-1 %1</b> (float %2) \u00b7 agreement %3 \u00b7 <b>%4 KiB</b> (float %5 KiB) \u00b7 %6 bits/weight "
                           "<small>\u00b7 %7 images of <b>%8</b>%9%10</small>")
                            .arg(percent(line.top1), percent(line.floatTop1), percent(line.agreement))
                            .arg(line.sizeKiB, 0, 'f', 1)
@@ -209,18 +211,15 @@ void MainWindow::showHistograms()
     if (!histograms)
         return;
     const QString layer = QString::fromStdString(histograms->layer);
-    auto title = [](const char* what, const QString& layer, const std::optional<TensorHistogram>& h) {
-        if (!h)
-            return tr("%1 has no weights").arg(layer);
-        QString t = tr("%1 of %2").arg(tr(what), layer);
-        if (h->levels.empty())
-            t += tr(" (float)");
-        else if (h->clipRange)
-            t += tr(" \u2014 %1 levels, clipped %2%").arg(h->levels.size()).arg(100.0 * h->clippedFraction, 0, 'f', 3);
-        return t;
-    };
-    weightHistogram_->setHistogram(histograms->weights, title("Weights", layer, histograms->weights));
-    activationHistogram_->setHistogram(histograms->activations, title("Activations", layer, histograms->activations));
+    if (histograms->weights) {
+        const QSignalBlocker blocker(channel_);
+        channel_->setMaximum(histograms->weights->channelCount - 1);
+        channel_->setValue(histograms->weights->channel);
+    }
+    channel_->setEnabled(histograms->weights.has_value());
+    weightHistogram_->setHistogram(histograms->weights, histogramTitle(tr("Weights"), layer, histograms->weights));
+    activationHistogram_->setHistogram(histograms->activations, histogramTitle(tr("Activations"), layer, histograms->activations));
+    channelRanges_->setRanges(histograms->channelRanges, tr("%1 has no weights").arg(layer));
 }
 
 void MainWindow::showDetails()

@@ -206,6 +206,7 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         evaluation_.reset();
         histograms_.reset();
         focusLayer_.clear();
+        focusChannel_ = -1;
         emit loaded();
     });
 }
@@ -266,11 +267,12 @@ void Session::startEvaluation()
     });
 }
 
-void Session::setFocusLayer(const std::string& layer)
+void Session::setFocusLayer(const std::string& layer, int weightChannel)
 {
-    if (layer == focusLayer_ && histograms_)
+    if (layer == focusLayer_ && weightChannel == focusChannel_ && histograms_)
         return;
     focusLayer_ = layer;
+    focusChannel_ = weightChannel;
     requestHistograms();
 }
 
@@ -279,13 +281,13 @@ void Session::requestHistograms()
     if (!study_ || focusLayer_.empty())
         return;
     auto state = restart(histogram_);
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, layer = focusLayer_]() {
+    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, layer = focusLayer_, channel = focusChannel_]() {
         if (state->cancel)
             throw Cancelled();
-        return std::make_shared<HistogramSnapshot>(study->layerHistograms(config, layer, progressInto(state)));
+        return std::make_shared<HistogramSnapshot>(study->layerHistograms(config, layer, progressInto(state), channel));
     });
     finish(work, histogram_, [this](std::shared_ptr<HistogramSnapshot> histograms) {
-        if (histograms->layer != focusLayer_)
+        if (histograms->layer != focusLayer_ || (histograms->weights && histograms->weights->channel != focusChannel_))
             return;
         histograms_ = std::move(histograms);
         emit histogramsReady();

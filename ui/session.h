@@ -104,8 +104,9 @@ public:
     // Evaluates `config` again from scratch (F5), at once: the previous run's caches are dropped,
     // so every layer is recomputed even when nothing changed.
     void reevaluate(const QuantConfig& config);
-    // The layer whose histograms the views show; they follow every evaluation and a change of layer.
-    void setFocusLayer(const std::string& layer);
+    // The layer whose histograms the views show, and the output channel of its weight histogram
+    // (-1: all); they follow every evaluation and a change of layer or channel.
+    void setFocusLayer(const std::string& layer, int weightChannel = -1);
     // Per-layer errors of one evaluation image; emits imageErrorsReady().
     void requestImageErrors(std::size_t image);
     // Exports of the current configuration, in the background after whatever is queued before
@@ -167,6 +168,7 @@ private:
     std::shared_ptr<Study> study_;  // used by the worker only
     QuantConfig config_;
     std::string focusLayer_;
+    int focusChannel_ = -1;
     quint64 sequence_ = 0;
     bool busy_ = false;
     bool fromScratch_ = false;  // the next evaluation drops the previous run's caches first

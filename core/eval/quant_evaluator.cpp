@@ -405,7 +405,58 @@ std::vector<ErrorStats> QuantEvaluator::imageLayerErrors(std::size_t image) cons
     return errors;
 }
 
-TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::string& tensor, int bins)
+namespace {
+
+// The fraction of the values outside [lo, hi], by the histogram's bin centres.
+double clippedFraction(const Histogram& h, std::pair<float, float> range)
+{
+    double clipped = 0;
+    for (std::size_t k = 0; k < h.counts.size(); ++k) {
+        const float centre = h.low + (float(k) + 0.5f) * h.binWidth();
+        if (centre < range.first || centre > range.second)
+            clipped += h.counts[k];
+    }
+    return h.total() > 0 ? clipped / h.total() : 0.0;
+}
+
+// Whether `params` are the model's own parameters for the layer's tensor.
+bool fromModel(const std::map<std::string, FixedTensorParams>& table, const std::string& layer, const QuantParams& params)
+{
+    auto it = table.find(layer);
+    return it != table.end() && it->second.params == params;
+}
+
+// The block of `params` whose levels and range apply to all values of channel `channel` (-1: of
+// the whole tensor with `channels` channels); none when its values span several blocks.
+std::optional<std::size_t> blockOfChannel(const QuantParams& params, int channel, std::int64_t channels)
+{
+    if (params.blockCount() == 1)
+        return 0;
+    if (channel >= 0 && std::int64_t(params.blockCount()) == channels)
+        return std::size_t(channel);
+    return std::nullopt;
+}
+
+// For each channel (a contiguous run of `front`), the fraction of its non-zero values that
+// `quantized` (in the same layout) makes 0.
+std::vector<double> zeroFractions(const Tensor& front, const Tensor& quantized, std::int64_t channels)
+{
+    const std::int64_t per = front.size() / std::max<std::int64_t>(1, channels);
+    const float* w = front.data<float>();
+    const float* q = quantized.data<float>();
+    std::vector<double> fractions(std::size_t(channels), 0.0);
+    for (std::int64_t c = 0; c < channels; ++c) {
+        std::int64_t zeroed = 0;
+        for (std::int64_t i = c * per; i < (c + 1) * per; ++i)
+            zeroed += w[i] != 0.f && q[i] == 0.f;
+        fractions[std::size_t(c)] = per > 0 ? double(zeroed) / double(per) : 0.0;
+    }
+    return fractions;
+}
+
+}  // namespace
+
+TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::string& tensor, int bins, int channel)
 {
     TensorHistogram result;
     result.tensor = tensor;
@@ -415,17 +466,32 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
             result.layer = layer.name;
             result.isWeight = true;
             const Tensor& weights = graph_->initializers.at(layer.weight);
+            const Tensor front = moveAxisToFront(weights, layer.weightChannelAxis);
+            const std::int64_t channels = front.rank() >= 1 ? front.dim(0) : 1;
+            if (channel < -1 || channel >= channels)
+                throw Error("weights '" + tensor + "' have " + std::to_string(channels) + " output channels: no channel " +
+                            std::to_string(channel));
+            result.channel = channel;
+            result.channelCount = int(channels);
+            const std::size_t per = std::size_t(front.size() / std::max<std::int64_t>(1, channels));
             RangeObserver observer(bins);
-            observer.observe(weights);
+            if (channel >= 0)
+                observer.observe(front.data<float>() + std::size_t(channel) * per, per);
+            else
+                observer.observe(weights);
             result.histogram = observer.histogram();
             result.min = observer.min();
             result.max = observer.max();
             if (!lc.keepFloat && lc.weights.quantize) {
                 Tensor quantized;
-                const QuantParams p = quantizeLayerWeights(layer, lc.weights, weights, quantized);
-                result.levels = quantizationLevels(p, 0);
-                result.clipRange = std::pair{*std::min_element(p.rangeMin.begin(), p.rangeMin.end()),
-                                             *std::max_element(p.rangeMax.begin(), p.rangeMax.end())};
+                const QuantParams p = layerWeightParams(layer, lc.weights, weights, &fixed_, quantized);
+                if (const auto block = blockOfChannel(p, channel, channels)) {
+                    result.levels = quantizationLevels(p, *block);
+                    result.clipRange = std::pair{p.rangeMin.at(*block), p.rangeMax.at(*block)};
+                    result.clippedFraction = clippedFraction(result.histogram, *result.clipRange);
+                }
+                result.paramsFromModel = fromModel(fixed_.weights, layer.name, p);
+                result.params = p;
             }
             return result;
         }
@@ -448,24 +514,23 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
         result.max = floatHistogram->second.max;
         auto calibrated = calibration_.observers.find(layer.output);
         const bool haveCalibration = calibrated != calibration_.observers.end() && !calibrated->second.empty();
-        if (!lc.keepFloat && lc.activations.quantize && (haveCalibration || lc.activations.dynamic)) {
-            QuantParams p;
-            if (lc.activations.dynamic) {
+        if (!lc.keepFloat && lc.activations.quantize) {
+            // The evaluation's parameters: the model's own, else calibrated; a dynamic range is
+            // each input's, shown here as the range over all evaluation images.
+            std::optional<QuantParams> p;
+            auto own = fixed_.activations.find(layer.name);
+            const bool modelsOwn = own != fixed_.activations.end() && own->second.spec == lc.activations;
+            if (haveCalibration || modelsOwn || lc.activations.dynamic)
+                p = layerActivationParams(layer, lc, calibration_, &fixed_);
+            if (!p && lc.activations.dynamic)
                 p = paramsForRange(lc.activations, result.min, result.max);
-            } else {
-                const auto [lo, hi] = calibrated->second.range(lc.calibration, lc.activations);
-                p = paramsForRange(lc.activations, lo, hi);
+            if (p) {
+                result.levels = quantizationLevels(*p, 0);
+                result.clipRange = std::pair{p->rangeMin[0], p->rangeMax[0]};
+                result.clippedFraction = clippedFraction(result.histogram, *result.clipRange);
+                result.paramsFromModel = fromModel(fixed_.activations, layer.name, *p);
+                result.params = p;
             }
-            result.levels = quantizationLevels(p, 0);
-            result.clipRange = std::pair{p.rangeMin[0], p.rangeMax[0]};
-            double clipped = 0;
-            const Histogram& h = result.histogram;
-            for (std::size_t k = 0; k < h.counts.size(); ++k) {
-                const float centre = h.low + (float(k) + 0.5f) * h.binWidth();
-                if (centre < result.clipRange->first || centre > result.clipRange->second)
-                    clipped += h.counts[k];
-            }
-            result.clippedFraction = h.total() > 0 ? clipped / h.total() : 0.0;
         }
         if (haveCalibration)
             for (const CalibrationMethodTraits& method : calibrationMethodTable()) {
@@ -493,6 +558,46 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
         return result;
     }
     throw Error("no layer, activation or weight named '" + tensor + "' (see 'quantexplorer-cli info' for names)");
+}
+
+ChannelRanges QuantEvaluator::channelRanges(const QuantConfig& config, const std::string& layerName) const
+{
+    for (const QuantLayer& layer : layers_) {
+        if (layer.name != layerName)
+            continue;
+        if (layer.weight.empty())
+            throw Error("layer '" + layerName + "' has no weights");
+        const LayerQuantConfig lc = config.resolve(layer.name);
+        const Tensor& weights = graph_->initializers.at(layer.weight);
+        const Tensor front = moveAxisToFront(weights, layer.weightChannelAxis);
+        const std::int64_t channels = front.rank() >= 1 ? front.dim(0) : 1;
+        const std::int64_t per = front.size() / std::max<std::int64_t>(1, channels);
+        ChannelRanges result;
+        result.layer = layerName;
+        const float* w = front.data<float>();
+        for (std::int64_t c = 0; c < channels; ++c) {
+            const auto [lo, hi] = std::minmax_element(w + c * per, w + (c + 1) * per);
+            result.min.push_back(per > 0 ? *lo : 0.f);
+            result.max.push_back(per > 0 ? *hi : 0.f);
+        }
+        // Per tensor, with the scheme and bits of the configuration (the default's when the
+        // weights stay float), for comparison.
+        TensorQuantSpec perTensor = lc.weights;
+        perTensor.granularity = Granularity::PerTensor;
+        perTensor.groupSize = 0;
+        const QuantParams tensorParams = paramsForWeights(perTensor, front);
+        result.perTensorRange = {tensorParams.rangeMin.at(0), tensorParams.rangeMax.at(0)};
+        result.perTensorZeroFraction = zeroFractions(front, fakeQuantize(front, tensorParams), channels);
+        if (!lc.keepFloat && lc.weights.quantize) {
+            Tensor quantized;
+            const QuantParams p = layerWeightParams(layer, lc.weights, weights, &fixed_, quantized);
+            result.zeroFraction = zeroFractions(front, moveAxisToFront(quantized, layer.weightChannelAxis), channels);
+            result.granularity = p.granularity;
+            result.fromModel = fromModel(fixed_.weights, layer.name, p);
+        }
+        return result;
+    }
+    throw Error("no layer named '" + layerName + "' (see 'quantexplorer-cli info' for names)");
 }
 
 }  // namespace qe

@@ -79,6 +79,32 @@ struct TensorHistogram {
     double clippedFraction = 0;
     // The ranges every calibration method would choose (activations only), by method name.
     std::vector<std::pair<std::string, std::pair<float, float>>> calibrationRanges;
+    // The parameters in force on the tensor, as the evaluation uses them (a QDQ model's own while
+    // the configuration asks for what the file holds); none for float. `levels` and `clipRange`
+    // are those of the block shown: the tensor's, or the channel's when there is one per channel.
+    std::optional<QuantParams> params;
+    bool paramsFromModel = false;  // they are the model's own
+    // Weights: the output channel shown (-1: all of them) and how many there are. All channels of
+    // per-channel or per-group parameters have no common levels or range: both are left empty.
+    int channel = -1;
+    int channelCount = 0;
+};
+
+// Each output channel of a layer's weights beside the range one per-tensor quantizer would give
+// them all: why per-tensor quantization breaks layers whose channels differ in scale (a
+// MobileNet's depthwise convolutions), where whole channels round to zero.
+struct ChannelRanges {
+    std::string layer;
+    std::vector<float> min, max;  // each channel's values
+    // The weights' scheme and bits quantized per tensor: the clipping range, and for each channel
+    // the fraction of its non-zero weights that round to 0.
+    std::pair<float, float> perTensorRange{0.f, 0.f};
+    std::vector<double> perTensorZeroFraction;
+    // The same fraction under the parameters in force (empty when the weights stay float), and
+    // their granularity.
+    std::vector<double> zeroFraction;
+    std::optional<Granularity> granularity;
+    bool fromModel = false;  // the parameters in force are the model's own (a QDQ file's)
 };
 
 struct EvaluationProgress {
@@ -115,7 +141,10 @@ public:
 
     // `tensor` is a layer name (its output activation), a weight initializer, or any float tensor
     // of the graph (shown without levels when it is not a quantization point).
-    TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128);
+    // For a weight, `channel` picks one output channel (-1: the whole tensor).
+    TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128, int channel = -1);
+    // The per-channel ranges of a layer's weights under `config` (qe::Error when it has none).
+    ChannelRanges channelRanges(const QuantConfig& config, const std::string& layer) const;
 
     // What the last completed evaluate() decided per layer (parallel to layers()): the parameters
     // the UI's layer details explain. Empty before the first evaluation and after a cancelled one.

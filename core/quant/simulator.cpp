@@ -47,8 +47,6 @@ CalibrationData calibrate(const Graph& graph, const std::vector<QuantLayer>& lay
     return data;
 }
 
-namespace {
-
 // Gemm/MatMul weights keep their output channels on axis 1 ([K, N]); the quantizers want them on
 // axis 0, so the weights are transposed around the call.
 Tensor moveAxisToFront(const Tensor& w, int axis)
@@ -65,8 +63,6 @@ Tensor moveAxisToFront(const Tensor& w, int axis)
             dst[c * w.dim(0) + r] = src[r * w.dim(1) + c];
     return t;
 }
-
-}  // namespace
 
 std::vector<std::int32_t> uniformCodes(const Tensor& fakeQuantized, const QuantParams& p, int channelAxis)
 {
@@ -188,14 +184,46 @@ void prepareIntegerLayers(QuantPlan& plan, const Graph& graph, const QuantPlan* 
 
 }  // namespace
 
+namespace {
+
+// The model's own parameters for a layer's tensor, while the configuration asks for exactly `spec`.
+const QuantParams* fixedParamsFor(const std::map<std::string, FixedTensorParams>& table, const std::string& layer,
+                                  const TensorQuantSpec& spec)
+{
+    auto it = table.find(layer);
+    return it != table.end() && it->second.spec == spec ? &it->second.params : nullptr;
+}
+
+}  // namespace
+
+QuantParams layerWeightParams(const QuantLayer& layer, const TensorQuantSpec& spec, const Tensor& weights,
+                              const FixedParams* fixed, Tensor& quantized)
+{
+    if (const QuantParams* given = fixed ? fixedParamsFor(fixed->weights, layer.name, spec) : nullptr) {
+        quantized = fakeQuantize(weights, *given);
+        return *given;
+    }
+    return quantizeLayerWeights(layer, spec, weights, quantized);
+}
+
+std::optional<QuantParams> layerActivationParams(const QuantLayer& layer, const LayerQuantConfig& config,
+                                                 const CalibrationData& calibration, const FixedParams* fixed)
+{
+    if (const QuantParams* given = fixed ? fixedParamsFor(fixed->activations, layer.name, config.activations) : nullptr)
+        return *given;
+    if (config.activations.dynamic)
+        return std::nullopt;
+    auto it = calibration.observers.find(layer.output);
+    if (it == calibration.observers.end() || it->second.empty())
+        throw Error("layer '" + layer.name + "': its static activation range needs calibration images, and none "
+                    "were observed for '" + layer.output + "'");
+    const auto [lo, hi] = it->second.range(config.calibration, config.activations);
+    return paramsForRange(config.activations, lo, hi);
+}
+
 QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,
                    const CalibrationData& calibration, const QuantPlan* previous, const FixedParams* fixed)
 {
-    auto fixedFor = [&](const std::map<std::string, FixedTensorParams>& table, const std::string& layer,
-                        const TensorQuantSpec& spec) -> const QuantParams* {
-        auto it = table.find(layer);
-        return it != table.end() && it->second.spec == spec ? &it->second.params : nullptr;
-    };
     QuantPlan plan;
     plan.layers = layers;
     plan.graph = graph;
@@ -212,37 +240,22 @@ QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, co
                     if (previous->layers[i].name == layer.name && previous->plans[i].weightParams &&
                         previous->plans[i].config.weights == lp.config.weights && !previous->plans[i].config.keepFloat)
                         old = &previous->plans[i];
-            const QuantParams* given = fixed ? fixedFor(fixed->weights, layer.name, lp.config.weights) : nullptr;
-            if (given) {
-                lp.weightParams = *given;
-                lp.weightsFromModel = true;
-                plan.quantizedWeights[layer.weight] = fakeQuantize(graph.initializers.at(layer.weight), *given);
-            } else if (old) {
+            const bool given = fixed && fixedParamsFor(fixed->weights, layer.name, lp.config.weights);
+            lp.weightsFromModel = given;
+            if (old && !given) {
                 lp.weightParams = old->weightParams;
                 plan.quantizedWeights[layer.weight] = previous->quantizedWeights.at(layer.weight);
             } else {
                 Tensor quantized;
-                lp.weightParams = quantizeLayerWeights(layer, lp.config.weights, graph.initializers.at(layer.weight), quantized);
+                lp.weightParams = layerWeightParams(layer, lp.config.weights, graph.initializers.at(layer.weight), fixed, quantized);
                 plan.quantizedWeights[layer.weight] = quantized;
             }
             plan.graph.initializers[layer.weight] = plan.quantizedWeights.at(layer.weight);
         }
-        const bool quantizeActivations = !lp.config.keepFloat && lp.config.activations.quantize;
-        if (quantizeActivations) {
-            const QuantParams* given = fixed ? fixedFor(fixed->activations, layer.name, lp.config.activations) : nullptr;
-            if (given) {
-                lp.activationParams = *given;
-                lp.activationsFromModel = true;
-            } else if (lp.config.activations.dynamic) {
-                lp.dynamicActivations = true;
-            } else {
-                auto it = calibration.observers.find(layer.output);
-                if (it == calibration.observers.end() || it->second.empty())
-                    throw Error("layer '" + layer.name + "': its static activation range needs calibration images, and none "
-                                "were observed for '" + layer.output + "'");
-                const auto [lo, hi] = it->second.range(lp.config.calibration, lp.config.activations);
-                lp.activationParams = paramsForRange(lp.config.activations, lo, hi);
-            }
+        if (!lp.config.keepFloat && lp.config.activations.quantize) {
+            lp.activationParams = layerActivationParams(layer, lp.config, calibration, fixed);
+            lp.activationsFromModel = fixed && fixedParamsFor(fixed->activations, layer.name, lp.config.activations);
+            lp.dynamicActivations = !lp.activationParams;
         }
         plan.plans.push_back(std::move(lp));
     }

@@ -78,6 +78,21 @@ struct QuantPlan {
 QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec& spec, const Tensor& weights,
                                  Tensor& quantized);
 
+// The parameters makePlan puts on a layer's weights under `spec`: the model's own (a QDQ file's)
+// while `spec` asks for exactly what they describe, else fitted to the weights. `quantized` gets
+// the fake-quantized weights in the layout of the original. What the histograms show, too.
+QuantParams layerWeightParams(const QuantLayer& layer, const TensorQuantSpec& spec, const Tensor& weights,
+                              const FixedParams* fixed, Tensor& quantized);
+// The parameters makePlan puts on a layer's output activation: the model's own while the
+// configuration asks for exactly what they describe, else the calibrated range (qe::Error when
+// none was observed); nullopt for dynamic activations (their range is each input's).
+std::optional<QuantParams> layerActivationParams(const QuantLayer& layer, const LayerQuantConfig& config,
+                                                 const CalibrationData& calibration, const FixedParams* fixed);
+
+// The weights with their output channels on axis 0 (Gemm/MatMul weights keep them on axis 1 of
+// [K, N]): each channel's values are then one contiguous run.
+Tensor moveAxisToFront(const Tensor& weights, int axis);
+
 // The integer codes of fake-quantized values under uniform parameters: exact, since each value is
 // (code - zero_point) * scale. Per-channel parameters run along `channelAxis` of the tensor.
 std::vector<std::int32_t> uniformCodes(const Tensor& fakeQuantized, const QuantParams& params, int channelAxis);

@@ -216,7 +216,8 @@ StudyResult Study::evaluate(const QuantConfig& config, const StudyRequest& reque
     return result;
 }
 
-TensorHistogram Study::histogram(const QuantConfig& config, const std::string& tensor, int bins, const EvaluationProgress& progress)
+TensorHistogram Study::histogram(const QuantConfig& config, const std::string& tensor, int bins, const EvaluationProgress& progress,
+                                 int channel)
 {
     if (!graph_->isInitializer(tensor)) {
         if (!dataset_)
@@ -224,18 +225,21 @@ TensorHistogram Study::histogram(const QuantConfig& config, const std::string& t
         ensureCalibrated(config, progress, true);
     }
     throwIfCancelled(progress);
-    return evaluator_->histogram(config, tensor, bins);
+    return evaluator_->histogram(config, tensor, bins, channel);
 }
 
-LayerHistograms Study::layerHistograms(const QuantConfig& config, const std::string& layerName, const EvaluationProgress& progress)
+LayerHistograms Study::layerHistograms(const QuantConfig& config, const std::string& layerName, const EvaluationProgress& progress,
+                                       int weightChannel)
 {
     LayerHistograms result;
     result.layer = layerName;
     for (const QuantLayer& layer : layers()) {
         if (layer.name != layerName)
             continue;
-        if (!layer.weight.empty())
-            result.weights = histogram(config, layer.weight, 128, progress);
+        if (!layer.weight.empty()) {
+            result.weights = histogram(config, layer.weight, 128, progress, weightChannel);
+            result.channelRanges = evaluator_->channelRanges(config, layerName);
+        }
         if (dataset_)
             result.activations = histogram(config, layer.name, 128, progress);
     }

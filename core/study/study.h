@@ -56,6 +56,7 @@ struct StudySources {
 struct LayerHistograms {
     std::string layer;
     std::optional<TensorHistogram> weights, activations;
+    std::optional<ChannelRanges> channelRanges;  // of the weights, when there are any
 };
 
 // What to compute besides the metrics.
@@ -148,8 +149,10 @@ public:
     StudyResult evaluate(const QuantConfig& config, const StudyRequest& request = {}, const EvaluationProgress& progress = {});
     // The histogram of a layer's output, a weight or any float tensor (see QuantEvaluator).
     TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128,
-                              const EvaluationProgress& progress = {});
-    LayerHistograms layerHistograms(const QuantConfig& config, const std::string& layer, const EvaluationProgress& progress = {});
+                              const EvaluationProgress& progress = {}, int channel = -1);
+    // `weightChannel` picks the output channel of the weight histogram (-1: all of them).
+    LayerHistograms layerHistograms(const QuantConfig& config, const std::string& layer, const EvaluationProgress& progress = {},
+                                    int weightChannel = -1);
     // The accumulated error at every layer for one evaluation image, from the last evaluate().
     std::vector<ErrorStats> imageLayerErrors(std::size_t image) const { return evaluator_->imageLayerErrors(image); }
     IntegerEvaluation runIntegerEngine(const QuantConfig& config, const EvaluationProgress& progress = {});

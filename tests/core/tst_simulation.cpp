@@ -211,8 +211,47 @@ void TestSimulation::histogramShowsLevels()
     config.layers[conv->name].weights.bits = 3;
     const TensorHistogram weights = evaluator->histogram(config, conv->weight);
     QVERIFY(weights.isWeight);
-    QCOMPARE(weights.levels.size(), std::size_t(8));  // the k-means codebook of channel 0
-    QCOMPARE(weights.histogram.total(), double(f.graph->initializers.at(conv->weight).size()));
+    // All channels of per-channel parameters: no common levels or range.
+    QVERIFY(weights.levels.empty());
+    QVERIFY(!weights.clipRange);
+    QVERIFY(weights.params && weights.params->blockCount() == std::size_t(weights.channelCount));
+    const Tensor& w = f.graph->initializers.at(conv->weight);
+    QCOMPARE(weights.histogram.total(), double(w.size()));
+    // One channel: its own values, and the levels and range of its own block.
+    const int channel = weights.channelCount - 1;
+    const TensorHistogram one = evaluator->histogram(config, conv->weight, 128, channel);
+    QCOMPARE(one.channel, channel);
+    QCOMPARE(one.levels.size(), std::size_t(8));  // the k-means codebook of that channel
+    QCOMPARE(one.levels, quantizationLevels(*one.params, std::size_t(channel)));
+    QCOMPARE(one.clipRange->first, one.params->rangeMin[std::size_t(channel)]);
+    QCOMPARE(one.histogram.total(), double(w.size() / weights.channelCount));
+    const auto values = w.values<float>();
+    const auto per = std::size_t(w.size() / weights.channelCount);
+    QCOMPARE(one.min, *std::min_element(values.begin() + std::ptrdiff_t(per) * channel, values.begin() + std::ptrdiff_t(per) * (channel + 1)));
+    // Per tensor, every channel has the tensor's levels.
+    config.layers[conv->name].weights.granularity = Granularity::PerTensor;
+    QCOMPARE(evaluator->histogram(config, conv->weight, 128, channel).levels, evaluator->histogram(config, conv->weight).levels);
+    QVERIFY_THROWS_EXCEPTION(Error, evaluator->histogram(config, conv->weight, 128, weights.channelCount));
+
+    // The per-channel ranges: each channel's extremes, and per channel a weight rounds to zero
+    // only where it also would per tensor (its scale is at most the tensor's).
+    QuantConfig lowBits = w8a8();  // 3 bits: coarse enough that weights round to zero at all
+    lowBits.defaultWeights.bits = 3;
+    const ChannelRanges ranges = evaluator->channelRanges(lowBits, conv->name);
+    QCOMPARE(int(ranges.min.size()), weights.channelCount);
+    QCOMPARE(ranges.min[std::size_t(channel)], one.min);
+    QCOMPARE(ranges.granularity, std::optional(Granularity::PerChannel));
+    double perTensorZeros = 0, perChannelZeros = 0;
+    for (std::size_t c = 0; c < ranges.min.size(); ++c) {
+        QVERIFY(ranges.zeroFraction[c] <= ranges.perTensorZeroFraction[c]);
+        perTensorZeros += ranges.perTensorZeroFraction[c];
+        perChannelZeros += ranges.zeroFraction[c];
+    }
+    QVERIFY(perTensorZeros > perChannelZeros);
+    float amax = 0;  // symmetric per tensor: [-amax, amax] over all channels
+    for (std::size_t c = 0; c < ranges.min.size(); ++c)
+        amax = std::max({amax, -ranges.min[c], ranges.max[c]});
+    QCOMPARE(ranges.perTensorRange.second, amax);
 
     const TensorHistogram activations = evaluator->histogram(w8a8(), conv->name);
     QVERIFY(!activations.isWeight);
