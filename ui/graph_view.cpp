@@ -72,17 +72,14 @@ void GraphView::setModel(const Graph& graph, const std::vector<QuantLayer>& laye
             nodes_[std::size_t(layers[l].outputNodeIndex)].layer = int(l);
     }
     // Rows are centred on the widest one, so a chain runs straight down the middle.
-    auto topLeft = [&](std::size_t i) {
-        int rowWidth = 0;
-        for (const GraphLayout::Place& p : layout.nodes)
-            if (p.row == layout.nodes[i].row)
-                rowWidth = std::max(rowWidth, p.column + 1);
-        const double offset = (layout.columns - rowWidth) * (kNodeWidth + kColumnGap) / 2;
-        return QPointF(offset + layout.nodes[i].column * (kNodeWidth + kColumnGap), layout.nodes[i].row * (kNodeHeight + kRowGap));
-    };
+    std::vector<int> rowWidth(std::size_t(layout.rows), 0);
+    for (const GraphLayout::Place& p : layout.nodes)
+        rowWidth[std::size_t(p.row)] = std::max(rowWidth[std::size_t(p.row)], p.column + 1);
     std::vector<QPointF> corners;
-    for (std::size_t i = 0; i < graph.nodes.size(); ++i)
-        corners.push_back(topLeft(i));
+    for (const GraphLayout::Place& p : layout.nodes) {
+        const double offset = (layout.columns - rowWidth[std::size_t(p.row)]) * (kNodeWidth + kColumnGap) / 2;
+        corners.emplace_back(offset + p.column * (kNodeWidth + kColumnGap), p.row * (kNodeHeight + kRowGap));
+    }
 
     QPen edgePen(QColor(120, 120, 120), 1.2);
     for (const GraphLayout::Edge& e : layout.edges) {

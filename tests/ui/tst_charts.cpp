@@ -37,6 +37,8 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include "dialog_closer.h"
+
 #include <algorithm>
 
 using namespace qe;
@@ -46,30 +48,10 @@ namespace {
 constexpr int kTimeoutMs = 180000;
 const QString kShared = QStringLiteral(QE_SHARED_DIR);
 
-// Closes the window's error boxes (which would wait for a user forever) and keeps their texts.
-class DialogCloser : public QObject {
-public:
-    DialogCloser()
-    {
-        connect(&timer_, &QTimer::timeout, this, [this] {
-            for (QWidget* w : QApplication::topLevelWidgets())
-                if (auto* box = qobject_cast<QMessageBox*>(w); box && box->isVisible()) {
-                    texts << box->text();
-                    box->accept();
-                }
-        });
-        timer_.start(100);
-    }
-    QStringList texts;
-
-private:
-    QTimer timer_;
-};
-
 // Opens a model on images and waits for its first evaluation and the selected layer's histograms.
 void openAndWait(MainWindow& window, const QString& model, const QString& data)
 {
-    static DialogCloser closer;
+    static DialogCloser closer(100);
     QSignalSpy evaluated(window.session(), &Session::evaluated);
     QSignalSpy failed(window.session(), &Session::failed);
     window.resize(1440, 900);

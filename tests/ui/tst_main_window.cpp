@@ -38,6 +38,8 @@
 #include <QUndoStack>
 #include <QtTest>
 
+#include "dialog_closer.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -68,26 +70,6 @@ QModelIndex cell(MainWindow& window, const std::string& layer, int column)
     const int row = window.layerModel()->rowOf(layer);
     return proxy->mapFromSource(window.layerModel()->index(row, column));
 }
-
-// Closes modal message boxes as a user would, so that error paths can be driven; keeps their texts.
-class DialogCloser : public QObject {
-public:
-    DialogCloser()
-    {
-        connect(&timer_, &QTimer::timeout, this, [this] {
-            for (QWidget* w : QApplication::topLevelWidgets())
-                if (auto* box = qobject_cast<QMessageBox*>(w); box && box->isVisible()) {
-                    texts << box->text() + "\n" + box->informativeText();
-                    box->accept();
-                }
-        });
-        timer_.start(50);
-    }
-    QStringList texts;
-
-private:
-    QTimer timer_;
-};
 
 // The core on its own, set up as the session sets itself up for the default: the first 1000 test
 // images, calibrated on 512 training images.

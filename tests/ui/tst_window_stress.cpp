@@ -20,6 +20,8 @@
 #include <QUndoStack>
 #include <QtTest>
 
+#include "dialog_closer.h"
+
 #include <fstream>
 #include <random>
 
@@ -30,26 +32,6 @@ namespace {
 const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx");
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
 constexpr int kTimeoutMs = 120000;
-
-// Accepts every message box as a user would (the error paths open them).
-class DialogCloser : public QObject {
-public:
-    DialogCloser()
-    {
-        connect(&timer_, &QTimer::timeout, this, [this] {
-            for (QWidget* w : QApplication::topLevelWidgets())
-                if (auto* box = qobject_cast<QMessageBox*>(w); box && box->isVisible()) {
-                    texts << box->text() + "\n" + box->informativeText();
-                    box->accept();
-                }
-        });
-        timer_.start(20);
-    }
-    QStringList texts;
-
-private:
-    QTimer timer_;
-};
 
 }  // namespace
 
@@ -80,7 +62,7 @@ void TestWindowStress::thousandRandomSteps()
     QVERIFY(!layers.empty());
 
     MainWindow window;
-    DialogCloser closer;
+    DialogCloser closer(20);
     QSignalSpy evaluated(window.session(), &Session::evaluated);
     window.show();
     window.openSession(kModel, kImages);
@@ -140,7 +122,7 @@ void TestWindowStress::closingDuringARun()
         QSKIP("needs Debian's Fashion-MNIST test images");
     for (int round = 0; round < 3; ++round) {
         auto* window = new MainWindow;
-        DialogCloser closer;
+        DialogCloser closer(20);
         QSignalSpy evaluated(window->session(), &Session::evaluated);
         window->show();
         window->openSession(kModel, kImages);
