@@ -274,21 +274,21 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             ok = grab().save(base + "_graph.png") && ok;
             tabs_->setCurrentIndex(3);
             changedOnly_->setChecked(true);
-            auto ok_ = std::make_shared<bool>(ok);
-            auto precisionViews = [this, base, ok_] { shootPrecisionViews(base, ok_); };
+            auto allSaved = std::make_shared<bool>(ok);
+            auto precisionViews = [this, base, allSaved] { shootPrecisionViews(base, allSaved); };
             if (gallery_->rowCount() > 0) {
                 auto once = std::make_shared<bool>(false);
-                connect(session_, &Session::imageErrorsReady, this, [this, base, ok_, once, precisionViews] {
+                connect(session_, &Session::imageErrorsReady, this, [this, base, allSaved, once, precisionViews] {
                     if (std::exchange(*once, true))
                         return;
-                    QTimer::singleShot(200, this, [this, base, ok_, precisionViews] {
-                        *ok_ = grab().save(base + "_images.png") && *ok_;
+                    QTimer::singleShot(200, this, [this, base, allSaved, precisionViews] {
+                        *allSaved = grab().save(base + "_images.png") && *allSaved;
                         precisionViews();
                     });
                 });
                 session_->requestImageErrors(std::size_t(gallery_->index(0).data(GalleryModel::ImageIndexRole).toULongLong()));
             } else {
-                *ok_ = grab().save(base + "_images.png") && *ok_;
+                *allSaved = grab().save(base + "_images.png") && *allSaved;
                 precisionViews();
             }
         });
@@ -342,8 +342,8 @@ void MainWindow::shootPrecisionViews(const QString& base, std::shared_ptr<bool> 
             *ok = grab().save(base + "_sensitivity.png") && *ok;
             SearchDialog* dialog = showSearchDialog();
             connect(session_, &Session::searchFinished, this, searched);
-            connect(session_, &Session::searchFailed, this, [this, base, ok](const QString&) {
-                *ok = searchDialog_->grab().save(base + "_search.png") && false;
+            connect(session_, &Session::searchFailed, this, [this, base](const QString&) {
+                searchDialog_->grab().save(base + "_search.png");  // the failure, for whoever looks
                 QApplication::exit(1);
             });
             dialog->start();

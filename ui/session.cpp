@@ -204,6 +204,7 @@ void Session::startEvaluation()
     auto state = restart(main_);
     busy_ = true;
     progressTimer_.start();
+    studyMovedOn_ = false;
     auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, fromScratch = std::exchange(fromScratch_, false)]() {
         if (state->cancel)
             throw Cancelled();
@@ -254,9 +255,16 @@ void Session::requestImageErrors(std::size_t image)
     if (!study_)
         return;
     auto state = restart(imageErrors_);
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, image]() {
+    // The study's per-image errors are those of its last evaluation; after a sweep or a search
+    // that is not the configuration shown, so it is evaluated again first (incrementally).
+    std::optional<QuantConfig> shown;
+    if (std::exchange(studyMovedOn_, false) && evaluation_)
+        shown = evaluation_->config;
+    auto work = QtConcurrent::run(&pool_, [state, study = study_, image, shown]() {
         if (state->cancel)
             throw Cancelled();
+        if (shown)
+            study->evaluate(*shown, {}, progressInto(state));
         auto errors = std::make_shared<ImageErrorSnapshot>();
         errors->image = image;
         errors->layers = study->imageLayerErrors(image);

@@ -236,6 +236,9 @@ private:
     bool busy_ = false;
     bool fromScratch_ = false;  // the next evaluation drops the previous run's caches first
     bool exporting_ = false;
+    // A sweep or a search has evaluated other configurations since the last evaluation, so the
+    // study's per-image errors no longer belong to the configuration shown.
+    bool studyMovedOn_ = false;
 
     Slot main_;        // loading and evaluation
     Slot histogram_;   // histograms on a change of the focus layer

@@ -40,6 +40,7 @@ void Session::measureNextLayer()
     SensitivityOptions one = sweep.options;
     one.layers = {sweep.options.layers.empty() ? snapshot_->layers[next].name : sweep.options.layers[next]};
     auto state = sweep_.state;
+    studyMovedOn_ = true;
     auto work = QtConcurrent::run(&pool_, [state, study = study_, base = sweep.base, one]() {
         if (state->cancel)
             return SensitivityResult{.complete = false};
@@ -91,6 +92,7 @@ bool Session::startSearch(const QuantConfig& base, const SearchOptions& options)
     auto inbox = std::make_shared<Inbox<SearchCandidate>>();
     searchInbox_ = inbox;
     searching_ = true;
+    studyMovedOn_ = true;
     searchTimer_.start();
     auto work = QtConcurrent::run(&pool_, [state, inbox, study = study_, base, options]() {
         auto result = std::make_shared<SearchResult>(searchMixedPrecision(
