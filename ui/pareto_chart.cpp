@@ -40,9 +40,9 @@ void ParetoChart::setPoints(const QList<Point>& points, const QList<int>& front,
         return;
     auto* byHand = scatter(tr("tried (evaluation images)"), blue, 9);
     auto* searched = scatter(tr("search candidates (search images)"), sky, 7);
-    auto* frontLine = new QLineSeries(c);
-    frontLine->setName(tr("Pareto front"));
-    frontLine->setPen(QPen(red, 2));
+    auto* frontSeries = new QLineSeries(c);
+    frontSeries->setName(tr("Pareto front"));
+    frontSeries->setPen(QPen(red, 2));
     auto* reference = scatter(tr("float"), green, 11);
     reference->setMarkerShape(QScatterSeries::MarkerShapeRectangle);
     auto* now = scatter(tr("current"), orange, 15);
@@ -51,18 +51,18 @@ void ParetoChart::setPoints(const QList<Point>& points, const QList<int>& front,
     now->setBorderColor(orange);
     now->setPen(QPen(orange, 3));
 
-    double minX = floatModel.sizeKiB, maxX = floatModel.sizeKiB, minY = floatModel.top1, maxY = floatModel.top1;
+    double maxX = floatModel.sizeKiB, minY = floatModel.top1, maxY = floatModel.top1;
     for (const Point& p : points) {
         (p.source == Point::Search ? searched : byHand)->append(p.sizeKiB, p.top1);
-        minX = std::min(minX, p.sizeKiB), maxX = std::max(maxX, p.sizeKiB);
+        maxX = std::max(maxX, p.sizeKiB);
         minY = std::min(minY, p.top1), maxY = std::max(maxY, p.top1);
     }
-    for (const QPointF& p : this->frontLine())
-        frontLine->append(p);
+    for (const QPointF& p : frontLine())
+        frontSeries->append(p);
     reference->append(floatModel.sizeKiB, floatModel.top1);
     if (current >= 0 && current < points.size())
         now->append(points[current].sizeKiB, points[current].top1);
-    for (QAbstractSeries* s : std::initializer_list<QAbstractSeries*>{frontLine, searched, byHand, reference, now})
+    for (QAbstractSeries* s : std::initializer_list<QAbstractSeries*>{frontSeries, searched, byHand, reference, now})
         c->addSeries(s);
     auto* x = new QValueAxis(c);
     x->setTitleText(tr("model size (KiB)"));

@@ -56,7 +56,9 @@ void SensitivityModel::setSweep(std::shared_ptr<const SensitivitySnapshot> sweep
         else
             for (const std::string& name : sweep->options.layers) {
                 const auto layer = std::find_if(layers.begin(), layers.end(), [&](const QuantLayer& l) { return l.name == name; });
-                measured.push_back(layer != layers.end() ? *layer : QuantLayer{.name = name});
+                QuantLayer unknown;  // not a layer of this model: the core will say so
+                unknown.name = name;
+                measured.push_back(layer != layers.end() ? *layer : unknown);
             }
         // Weights outer, activations inner, as the core measures them; a layer without weights
         // is measured at its activation widths alone, in columns of their own.

@@ -42,8 +42,10 @@ void Session::measureNextLayer()
     auto state = sweep_.state;
     studyMovedOn_ = true;
     auto work = QtConcurrent::run(&pool_, [state, study = study_, base = sweep.base, one]() {
+        SensitivityResult cancelled;
+        cancelled.complete = false;
         if (state->cancel)
-            return SensitivityResult{.complete = false};
+            return cancelled;
         return measureSensitivity(*study, base, one, progressInto(state));
     });
     finish(
