@@ -3,6 +3,8 @@
 // They work on raw bytes, so every element type is supported by the same code.
 
 #include "engine/operator.h"
+#include "model/onnx_import.h"
+#include "model/shape_inference.h"
 
 #include <algorithm>
 #include <cstring>
@@ -71,14 +73,6 @@ std::vector<Tensor> runConstant(const OpContext& c)
     failNode(c, "needs one of the attributes value, value_float(s), value_int(s) (sparse and string values are not supported)");
 }
 
-std::pair<std::int64_t, std::int64_t> shapeNodeRange(const Node& node, std::int64_t rank)
-{
-    std::int64_t start = node.intAttribute("start", 0), end = node.intAttribute("end", rank);
-    start = std::clamp<std::int64_t>(start < 0 ? start + rank : start, 0, rank);
-    end = std::clamp<std::int64_t>(end < 0 ? end + rank : end, 0, rank);
-    return {start, end};
-}
-
 std::vector<Tensor> runShape(const OpContext& c)
 {
     const Shape& shape = c.input(0).shape();
@@ -91,21 +85,8 @@ std::vector<Tensor> runShape(const OpContext& c)
 
 std::vector<Tensor> runCast(const OpContext& c)
 {
-    const std::int64_t to = c.node.intAttribute("to", -1);
     // ONNX TensorProto.DataType numbering.
-    DataType type;
-    switch (to) {
-    case 1: type = DataType::Float32; break;
-    case 2: type = DataType::UInt8; break;
-    case 3: type = DataType::Int8; break;
-    case 4: type = DataType::UInt16; break;
-    case 5: type = DataType::Int16; break;
-    case 6: type = DataType::Int32; break;
-    case 7: type = DataType::Int64; break;
-    case 9: type = DataType::Bool; break;
-    case 11: type = DataType::Float64; break;
-    default: failNode(c, "cast to ONNX type " + std::to_string(to) + " is not supported");
-    }
+    const DataType type = convertDataType(static_cast<int>(c.node.intAttribute("to", -1)), "attribute 'to'");
     return {c.input(0).castTo(type)};
 }
 
