@@ -6,6 +6,7 @@
 #include <cmath>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <unistd.h>
 
 namespace qe::cli {
@@ -128,6 +129,40 @@ nlohmann::json finite(double v) { return std::isfinite(v) ? nlohmann::json(v) : 
 nlohmann::json errorJson(const ErrorStats& e)
 {
     return {{"sqnr_db", finite(e.sqnrDb)}, {"mse", e.mse}, {"cosine", e.cosine}, {"max_abs_error", e.maxAbsError}};
+}
+
+std::optional<std::vector<int>> bitWidths(const Options& options, const std::string& flag)
+{
+    const std::optional<std::vector<float>> values = options.floatList(flag);
+    if (!values)
+        return std::nullopt;
+    std::vector<int> widths;
+    for (float v : *values) {
+        if (v != std::floor(v) || v < 1 || v > 32)
+            throw Error("option " + flag + " expects bit widths like 2,4,8; '" + *options.value(flag) + "' has " +
+                        std::to_string(v));
+        widths.push_back(static_cast<int>(v));
+    }
+    return widths;
+}
+
+std::vector<std::string> layerList(const Study& study, const std::string& flag, const std::string& value)
+{
+    std::vector<std::string> layers;
+    std::stringstream stream(value);
+    std::string name;
+    while (std::getline(stream, name, ',')) {
+        bool known = false;
+        std::string all;
+        for (const QuantLayer& layer : study.layers()) {
+            known = known || layer.name == name;
+            all += (all.empty() ? "" : ", ") + layer.name;
+        }
+        if (!known)
+            throw Error("option " + flag + ": the model has no layer '" + name + "' (its layers: " + all + ")");
+        layers.push_back(name);
+    }
+    return layers;
 }
 
 }  // namespace qe::cli

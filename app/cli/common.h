@@ -22,6 +22,8 @@ int runEval(const std::vector<std::string>& args);
 int runHistogram(const std::vector<std::string>& args);
 int runExport(const std::vector<std::string>& args);
 int runReport(const std::vector<std::string>& args);
+int runSensitivity(const std::vector<std::string>& args);
+int runSearch(const std::vector<std::string>& args);
 
 // Prints `usage` when the arguments ask for --help (or -h); the command then returns 0.
 bool printedHelp(const std::vector<std::string>& args, const char* usage);
@@ -32,6 +34,13 @@ std::set<std::string> withPreprocessFlags(std::set<std::string> flags);
 // The study the options describe: --model, --data (required or optional), --labels,
 // --label-column, --calib-data, --calib-count and the preprocessing flags. Warnings go to stderr.
 StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages);
+
+// A list of bit widths ("2,4,8"): positive integers; nullopt when the flag is absent. Whether the
+// layers' schemes allow them is checked where they are applied (withLayerPrecision).
+std::optional<std::vector<int>> bitWidths(const Options& options, const std::string& flag);
+
+// The model's layers named by a comma-separated flag value; qe::Error naming an unknown one.
+std::vector<std::string> layerList(const Study& study, const std::string& flag, const std::string& value);
 
 // --engine simulate (the default) or int8: whether the integer engine runs too.
 bool wantsIntegerEngine(const Options& options);

@@ -25,6 +25,10 @@ commands:
              table of every tensor's scale and zero-point (JSON or CSV)
   report     write a Markdown report with PNG charts: model, data, configuration, accuracy,
              size and every layer's metrics
+  sensitivity  each layer's cost alone: top-1 and output SQNR with only that layer quantized at
+             each width, and with every layer but that one quantized
+  search     mixed precision: the smallest configuration within an accuracy budget, or the
+             most accurate within a size budget, with the Pareto front of those evaluated
 
 Run 'quantexplorer-cli <command> --help' for the options of a command.
 Exit codes: 0 success, 2 bad input (the error is on stderr), 1 internal failure.
@@ -53,6 +57,10 @@ int main(int argc, char** argv)
             return qe::cli::runExport(args);
         if (command == "report")
             return qe::cli::runReport(args);
+        if (command == "sensitivity")
+            return qe::cli::runSensitivity(args);
+        if (command == "search")
+            return qe::cli::runSearch(args);
         std::cerr << "error: unknown command '" << command << "'\n\n" << kUsage;
         return 2;
     } catch (const qe::Error& e) {

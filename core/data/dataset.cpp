@@ -806,4 +806,37 @@ std::optional<std::filesystem::path> trainingSplitBeside(const std::filesystem::
     return std::nullopt;
 }
 
+namespace {
+
+class DatasetSlice final : public Dataset {
+public:
+    DatasetSlice(std::shared_ptr<const Dataset> whole, std::size_t first, std::size_t count)
+        : whole_(std::move(whole)), first_(first), count_(count)
+    {
+    }
+    std::size_t size() const override { return count_; }
+    cv::Mat image(std::size_t index) const override { return whole_->image(first_ + index); }
+    int label(std::size_t index) const override { return whole_->label(first_ + index); }
+    std::string imageName(std::size_t index) const override { return whole_->imageName(first_ + index); }
+    std::string description() const override
+    {
+        return whole_->description() + ", images " + std::to_string(first_) + "-" + std::to_string(first_ + count_ - 1);
+    }
+    std::vector<std::string> classNames() const override { return whole_->classNames(); }
+
+private:
+    std::shared_ptr<const Dataset> whole_;
+    std::size_t first_, count_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Dataset> datasetSlice(std::shared_ptr<const Dataset> whole, std::size_t first, std::size_t count)
+{
+    if (count == 0 || first + count > whole->size())
+        throw Error(whole->description() + ": images " + std::to_string(first) + "-" + std::to_string(first + count) +
+                    " are not all there (it has " + std::to_string(whole->size()) + ")");
+    return std::make_shared<DatasetSlice>(std::move(whole), first, count);
+}
+
 }  // namespace qe

@@ -59,6 +59,11 @@ std::vector<std::string> labelColumns(const std::filesystem::path& path,
 // name does not follow it or the file is not there.
 std::optional<std::filesystem::path> trainingSplitBeside(const std::filesystem::path& evaluationData);
 
+// Images [first, first + count) of `whole` as a data set of their own, sharing its decoded images
+// (nothing is read again): the mixed-precision search's held-out images at the end of the
+// training split whose first images calibrate. Throws qe::Error when the range is empty or past the end.
+std::shared_ptr<const Dataset> datasetSlice(std::shared_ptr<const Dataset> whole, std::size_t first, std::size_t count);
+
 // Images [first, first+count) preprocessed into one float32 NCHW tensor [count, channels, height, width].
 Tensor makeBatch(const Dataset& dataset, std::size_t first, std::size_t count, const Preprocess& preprocess,
                  int channels, int height, int width);

@@ -108,6 +108,13 @@ void QuantEvaluator::calibrate(const Dataset& calibrationSet, std::size_t images
     clearQuantizedCache();  // static ranges may have changed
 }
 
+void QuantEvaluator::shareCalibrationOf(const QuantEvaluator& other)
+{
+    calibration_ = other.calibration_;
+    fixed_ = other.fixed_;
+    clearQuantizedCache();
+}
+
 void QuantEvaluator::setFixedParams(FixedParams params)
 {
     fixed_ = std::move(params);
@@ -220,6 +227,18 @@ LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t 
         const Tensor& w = graph_->initializers.at(layer.weight);
         m.weightCount = w.size();
         m.weightBytes = weightBytes(w, lp.weightParams);
+        if (!floatCache_.empty()) {
+            // Each weight is used once per output position of its channel.
+            const Tensor& out = floatCache_.front().at(layer.output);
+            const double perImage = double(out.size()) / double(std::max<std::int64_t>(1, out.dim(0)));
+            const double channels = double(std::max<std::int64_t>(1, w.dim(layer.weightChannelAxis)));
+            m.macs = double(w.size()) * perImage / channels;
+            const int weightBits = lp.weightParams ? lp.weightParams->bits : 32;
+            const int activationBits = lp.activationParams ? lp.activationParams->bits
+                                       : lp.dynamicActivations ? lp.config.activations.bits
+                                                               : 32;
+            m.bitOperations = m.macs * weightBits * activationBits;
+        }
         if (lp.weightParams) {
             ErrorAccumulator werr;
             werr.add(w, plan.quantizedWeights.at(layer.weight));
@@ -358,6 +377,7 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
             weightBytesTotal += m.weightBytes;
             weightCountTotal += double(m.weightCount);
         }
+        metrics.bitOperations += m.bitOperations;
         layerCache_[i] = m;
         metrics.layers.push_back(m);
     }

@@ -49,6 +49,9 @@ struct LayerMetrics {
     std::optional<ErrorStats> weights;  // weight quantization error
     std::int64_t weightCount = 0;
     double weightBytes = 0;             // storage of the weights under the configuration
+    // Multiply-accumulates per image (weights x output positions; 0 for a layer without weights),
+    // and bit operations: MACs x weight bits x activation bits, a tensor in float counting 32.
+    double macs = 0, bitOperations = 0;
     double clippedFraction = 0;         // float activations outside the clipping range
     // RMS of the activation rounding error inside the range, in units of the quantization step;
     // uniform noise gives 1/sqrt(12) = 0.289. Exact zeros, which ReLU makes common and which
@@ -63,6 +66,7 @@ struct ModelMetrics {
     double outputSqnrDb = 0;
     double sizeBytes = 0, floatSizeBytes = 0;
     double bitsPerWeight = 32;
+    double bitOperations = 0;  // per image, summed over the layers (LayerMetrics::bitOperations)
     std::vector<LayerMetrics> layers;
     std::vector<int> predictions, floatPredictions, labels;
     std::size_t recomputedFromNode = 0;  // where the last evaluation resumed (0: full run)
@@ -126,6 +130,9 @@ public:
     void calibrate(const Dataset& calibrationSet, std::size_t images, const EvaluationProgress& progress = {});
     bool isCalibrated() const { return calibration_.images > 0; }
     std::size_t calibrationImages() const { return calibration_.images; }  // observed by the last calibrate()
+    // Takes `other`'s calibration and fixed parameters (an evaluator of the same graph on other
+    // images: the mixed-precision search's), so that both resolve a configuration alike.
+    void shareCalibrationOf(const QuantEvaluator& other);
     // Parameters that came with the model (a QDQ file): used while a layer's configuration asks
     // for exactly what they describe.
     void setFixedParams(FixedParams params);

@@ -168,27 +168,60 @@ QuantConfig Study::loadConfig(const std::string& pathOrModel) const
     return *modelConfig_;
 }
 
+std::size_t Study::calibrationImageCount(const QuantConfig& config) const
+{
+    return sources_.calibrationImages.value_or(std::size_t(config.calibrationImages));
+}
+
+std::shared_ptr<const Dataset> Study::calibrationSet()
+{
+    if (calibrationSet_)
+        return calibrationSet_;
+    if (!calibrationPath_)
+        throw Error("calibration needs images: give --calib-data (or --data)");
+    if (sources_.data && *calibrationPath_ == *sources_.data) {
+        if (!sources_.calibrationData && sources_.warn)
+            sources_.warn("no separate calibration set found beside " + sources_.data->string() +
+                          "; calibrating on the evaluation images (give --calib-data to avoid optimistic results)");
+        calibrationSet_ = dataset_;
+    } else {
+        calibrationSet_ = openDataset(*calibrationPath_, std::nullopt, labelColumn_);
+    }
+    return calibrationSet_;
+}
+
 void Study::ensureCalibrated(const QuantConfig& config, const EvaluationProgress& progress, bool always)
 {
-    const std::size_t images = sources_.calibrationImages.value_or(std::size_t(config.calibrationImages));
+    const std::size_t images = calibrationImageCount(config);
     const bool stale = evaluator_->isCalibrated() && calibratedImages_ != images;
     const bool needed = evaluator_->needsCalibration(config) || (always && !evaluator_->isCalibrated());
     if (!needed && !stale)
         return;
-    if (!calibrationPath_)
-        throw Error("calibration needs images: give --calib-data (or --data)");
-    if (!calibrationSet_) {
-        if (sources_.data && *calibrationPath_ == *sources_.data) {
-            if (!sources_.calibrationData && sources_.warn)
-                sources_.warn("no separate calibration set found beside " + sources_.data->string() +
-                              "; calibrating on the evaluation images (give --calib-data to avoid optimistic results)");
-            calibrationSet_ = dataset_;
-        } else {
-            calibrationSet_ = openDataset(*calibrationPath_, std::nullopt, labelColumn_);
-        }
-    }
-    evaluator_->calibrate(*calibrationSet_, images, progress);
+    evaluator_->calibrate(*calibrationSet(), images, progress);
     calibratedImages_ = images;
+}
+
+std::unique_ptr<Study> Study::onOtherImages(std::shared_ptr<const Dataset> images, const std::filesystem::path& path,
+                                            const QuantConfig& config, const EvaluationProgress& progress)
+{
+    ensureCalibrated(config, progress);
+    std::unique_ptr<Study> other(new Study());
+    other->sources_ = sources_;
+    other->sources_.data = path;
+    other->sources_.evaluationImages = 0;
+    other->storedGraph_ = storedGraph_;
+    other->graph_ = graph_;
+    other->dataset_ = images;
+    other->preprocess_ = preprocess_;
+    other->evaluationImages_ = images->size();
+    other->labelColumn_ = labelColumn_;
+    other->modelConfig_ = modelConfig_;
+    other->calibrationPath_ = calibrationPath_;
+    other->calibrationSet_ = calibrationSet_;
+    other->calibratedImages_ = calibratedImages_;
+    other->evaluator_ = std::make_unique<QuantEvaluator>(graph_, images, preprocess_, images->size());
+    other->evaluator_->shareCalibrationOf(*evaluator_);
+    return other;
 }
 
 QuantPlan Study::plan(const QuantConfig& config, const EvaluationProgress& progress)

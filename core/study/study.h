@@ -169,10 +169,23 @@ public:
     WrittenReport writeReport(const QuantConfig& config, const std::filesystem::path& dir, const ReportRequest& request,
                               const EvaluationProgress& progress = {});
 
+    // The calibration images (opened on first use; this study's evaluation images when the
+    // calibration path is theirs) and how many of its first images calibrating for `config` takes.
+    std::shared_ptr<const Dataset> calibrationSet();
+    std::size_t calibrationImageCount(const QuantConfig& config) const;
+    // A study of the same model, preprocessing and calibration measured on other images (`path`
+    // names them; `images` may be a slice of an open data set): the mixed-precision search's
+    // held-out images. It shares the opened model and calibration set, and takes this study's
+    // calibration for `config` (calibrating first if needed), so both resolve a configuration to
+    // the same parameters.
+    std::unique_ptr<Study> onOtherImages(std::shared_ptr<const Dataset> images, const std::filesystem::path& path,
+                                         const QuantConfig& config, const EvaluationProgress& progress = {});
+
     // Drops the evaluator's caches (benchmarks comparing full and incremental runs).
     void clearQuantizedCache() { evaluator_->clearQuantizedCache(); }
 
 private:
+    Study() = default;
     const Dataset& requireData(const std::string& what) const;
     std::string chooseLabelColumn();
 

@@ -44,6 +44,7 @@ private slots:
     void evalIntegerEngine();
     void exportAndReport();
     void histogramJson();
+    void sensitivityAndSearch();
     void badInput_data();
     void badInput();
 };
@@ -226,6 +227,52 @@ void TestCli::histogramJson()
     QCOMPARE(ah["calibration_ranges"].toObject().size(), 5);
 }
 
+void TestCli::sensitivityAndSearch()
+{
+    QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
+    const QString w8a8 = QString::fromStdString((qe::test::sourceDir() / "resources/configs/w8a8.json").string());
+    const CliResult s = runCli({"sensitivity", "--model", kDemoModel, "--data", kFashionTest, "--limit", "200", "--config", w8a8,
+                                "--weight-bits", "2,8", "--activation-bits", "8", "--json"});
+    QCOMPARE(s.exitCode, 0);
+    const QJsonObject sensitivity = QJsonDocument::fromJson(s.out).object();
+    QVERIFY(sensitivity["float_top1"].toDouble() > 0.8);
+    QVERIFY(sensitivity["base_top1"].toDouble() > 0.8);
+    const QJsonArray layers = sensitivity["layers"].toArray();
+    QCOMPARE(layers.size(), 6);  // the input and five weight layers
+    const QJsonObject conv1 = layers[1].toObject();
+    QCOMPARE(conv1["name"].toString(), QString("/conv1/Conv"));
+    const QJsonArray points = conv1["only_this"].toArray();
+    QCOMPARE(points.size(), 2);
+    QCOMPARE(points[0].toObject()["weight_bits"].toInt(), 2);
+    QCOMPARE(points[0].toObject()["activation_bits"].toInt(), 8);
+    // 2-bit weights are noisier than 8-bit ones.
+    QVERIFY(points[0].toObject()["output_sqnr_db"].toDouble() < points[1].toObject()["output_sqnr_db"].toDouble());
+    QVERIFY(conv1.contains("all_but_this_top1"));
+    QVERIFY(layers[0].toObject()["only_this"].toArray()[0].toObject()["weight_bits"].isNull());  // the input has no weights
+
+    QTemporaryDir dir;
+    const QString out = dir.path() + "/mixed.json";
+    const CliResult r = runCli({"search", "--model", kDemoModel, "--data", kFashionTest, "--limit", "200", "--config", w8a8,
+                                "--weight-bits", "4,8", "--activation-bits", "8", "--search-images", "200",
+                                "--max-accuracy-drop", "1", "--out", out, "--json"});
+    QCOMPARE(r.exitCode, 0);
+    const QJsonObject search = QJsonDocument::fromJson(r.out).object();
+    for (const char* key : {"top1", "search_top1", "float_top1", "size_bytes", "base_size_bytes"})
+        QVERIFY2(search[key].toDouble() > 0, key);
+    QCOMPARE(search["shortfall"].toString(), QString());
+    QVERIFY(search["size_bytes"].toDouble() < search["base_size_bytes"].toDouble() * 1.0001);
+    QVERIFY(search["search_data"].toString().contains("images 59800-59999"));
+    const QJsonArray pareto = search["pareto"].toArray();
+    QVERIFY(!pareto.isEmpty());
+    for (const QJsonValue& point : pareto)
+        QCOMPARE(point.toObject()["layers"].toObject().size(), 6);
+    // --out is an ordinary configuration: eval reads it and finds the reported top-1.
+    const CliResult e = runCli({"eval", "--model", kDemoModel, "--data", kFashionTest, "--limit", "200", "--config", out, "--json"});
+    QCOMPARE(e.exitCode, 0);
+    QCOMPARE(QJsonDocument::fromJson(e.out).object()["top1"].toDouble(), search["top1"].toDouble());
+    QCOMPARE(QJsonDocument::fromJson(e.out).object()["size_bytes"].toDouble(), search["size_bytes"].toDouble());
+}
+
 void TestCli::badInput_data()
 {
     QTemporaryDir dir;
@@ -265,6 +312,26 @@ void TestCli::badInput_data()
         << QStringList{"export", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--data", kFashionTest, "--calib-count", "16",
                        "--out", "/nonexistent/dir/q.onnx"}
         << "/nonexistent/dir/q.onnx";
+    const QStringList sensitivity{"sensitivity", "--model", kDemoModel, "--data", kFashionTest, "--limit", "50",
+                                  "--config", dir.path() + "/empty.json", "--calib-count", "16"};
+    QTest::newRow("sensitivity of an unknown layer") << sensitivity + QStringList{"--layers", "/conv1/Conv,conv9"}
+                                                     << "--layers: the model has no layer 'conv9'";
+    QTest::newRow("sensitivity at a width the scheme lacks") << sensitivity + QStringList{"--weight-bits", "1,8"} << "w1";
+    QTest::newRow("sensitivity at a width that is no width") << sensitivity + QStringList{"--activation-bits", "8,x"}
+                                                             << "option --activation-bits expects comma-separated numbers";
+    const QStringList search{"search", "--model", kDemoModel, "--data", kFashionTest, "--limit", "50",
+                             "--config", dir.path() + "/empty.json", "--calib-count", "16"};
+    QTest::newRow("search without a budget") << search << "give exactly one budget";
+    QTest::newRow("search with two budgets") << search + QStringList{"--max-accuracy-drop", "1", "--max-size-bytes", "5000"}
+                                             << "give exactly one budget";
+    QTest::newRow("search by size in bit operations") << search + QStringList{"--max-size-bytes", "5000", "--cost", "bops"}
+                                                      << "--max-size-bytes needs --cost size";
+    QTest::newRow("search with an unknown cost") << search + QStringList{"--max-accuracy-drop", "1", "--cost", "latency"}
+                                                 << "--cost: expected 'size' or 'bops', got 'latency'";
+    QTest::newRow("search at a width out of range") << search + QStringList{"--max-accuracy-drop", "1", "--weight-bits", "40"}
+                                                        << "option --weight-bits expects bit widths";
+    QTest::newRow("search on the reported images") << search + QStringList{"--max-accuracy-drop", "1", "--search-data", kFashionTest}
+                                                   << "is the evaluation data (--data)";
     QTest::newRow("wrong channels") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--color", "rgb", "--limit", "2"}
                                     << "channel";
 }
