@@ -75,6 +75,12 @@ void HistogramChart::setHistogram(const std::optional<TensorHistogram>& histogra
     rebuild();
 }
 
+void HistogramChart::setComparison(const std::optional<TensorHistogram>& b)
+{
+    comparison_ = b;
+    rebuild();
+}
+
 void HistogramChart::setLogScale(bool on)
 {
     logScale_ = on;
@@ -104,6 +110,10 @@ void HistogramChart::rebuild()
     for (const auto& [method, range] : h.calibrationRanges) {
         lo = std::min(lo, range.first);
         hi = std::max(hi, range.second);
+    }
+    if (comparison_ && comparison_->clipRange) {
+        lo = std::min(lo, comparison_->clipRange->first);
+        hi = std::max(hi, comparison_->clipRange->second);
     }
     const float pad = std::max(1e-6f, 0.03f * (hi - lo));
     const double floor = logScale_ ? 0.5 : 0.0;  // log axes cannot show 0: empty bins sit on the floor
@@ -198,6 +208,29 @@ void HistogramChart::rebuild()
         lines.push_back(segment(c, {h.clipRange->first, floor}, {h.clipRange->first, top}, pen,
                                 tr("clip [%1, %2]").arg(h.clipRange->first, 0, 'g', 3).arg(h.clipRange->second, 0, 'g', 3)));
         lines.push_back(segment(c, {h.clipRange->second, floor}, {h.clipRange->second, top}, pen, {}));
+    }
+    // B (A/B comparison): its levels as a second rug just above A's, its clipping range dash-dotted.
+    if (comparison_) {
+        const TensorHistogram& b = *comparison_;
+        if (!b.levels.empty()) {
+            auto* rug = new QScatterSeries(c);
+            rug->setMarkerShape(QScatterSeries::MarkerShapeRectangle);
+            rug->setMarkerSize(5);
+            rug->setColor(purple);
+            rug->setBorderColor(purple);
+            const double rugY = logScale_ ? 1.2 : peak * 0.04;
+            for (float level : b.levels)
+                if (level >= lo - pad && level <= hi + pad)
+                    rug->append(level, rugY);
+            rug->setName(tr("B: %1").arg(levelsLegend(b)));
+            lines.push_back(rug);
+        }
+        if (b.clipRange) {
+            QPen pen(purple, 2, Qt::DashDotLine);
+            lines.push_back(segment(c, {b.clipRange->first, floor}, {b.clipRange->first, top}, pen,
+                                    tr("B: clip [%1, %2]").arg(b.clipRange->first, 0, 'g', 3).arg(b.clipRange->second, 0, 'g', 3)));
+            lines.push_back(segment(c, {b.clipRange->second, floor}, {b.clipRange->second, top}, pen, {}));
+        }
     }
     for (QAbstractSeries* s : lines)
         c->addSeries(s);

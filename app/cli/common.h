@@ -22,6 +22,7 @@ int runEval(const std::vector<std::string>& args);
 int runHistogram(const std::vector<std::string>& args);
 int runExport(const std::vector<std::string>& args);
 int runReport(const std::vector<std::string>& args);
+int runCompare(const std::vector<std::string>& args);
 
 // Prints `usage` when the arguments ask for --help (or -h); the command then returns 0.
 bool printedHelp(const std::vector<std::string>& args, const char* usage);

@@ -25,6 +25,9 @@ commands:
              table of every tensor's scale and zero-point (JSON or CSV)
   report     write a Markdown report with PNG charts: model, data, configuration, accuracy,
              size and every layer's metrics
+  compare    two configurations on the same images (A/B): the differences in accuracy, size
+             and per-layer error, the images whose prediction differs, and whether the
+             difference is more than chance (McNemar's exact test)
 
 Run 'quantexplorer-cli <command> --help' for the options of a command.
 Exit codes: 0 success, 2 bad input (the error is on stderr), 1 internal failure.
@@ -53,6 +56,8 @@ int main(int argc, char** argv)
             return qe::cli::runExport(args);
         if (command == "report")
             return qe::cli::runReport(args);
+        if (command == "compare")
+            return qe::cli::runCompare(args);
         std::cerr << "error: unknown command '" << command << "'\n\n" << kUsage;
         return 2;
     } catch (const qe::Error& e) {
