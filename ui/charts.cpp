@@ -185,6 +185,8 @@ QString ErrorChart::barDescription(int index, QBarSet* set) const
 
 void ErrorChart::setComparison(std::optional<Comparison> comparison)
 {
+    if (!comparison && !comparison_)
+        return;  // nothing to redraw (every evaluation without B comes here)
     comparison_ = std::move(comparison);
     rebuild();
 }

@@ -41,6 +41,8 @@ void GalleryModel::setChangedOnly(bool changedOnly)
 
 void GalleryModel::setComparison(std::optional<ConfigComparison> comparison)
 {
+    if (!comparison && !comparison_)
+        return;  // nothing changes (every evaluation without B comes here)
     comparison_ = std::move(comparison);
     refilter();
 }

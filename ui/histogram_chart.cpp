@@ -77,6 +77,8 @@ void HistogramChart::setHistogram(const std::optional<TensorHistogram>& histogra
 
 void HistogramChart::setComparison(const std::optional<TensorHistogram>& b)
 {
+    if (!b && !comparison_)
+        return;  // nothing to redraw
     comparison_ = b;
     rebuild();
 }

@@ -104,6 +104,10 @@ void Session::cancel()
         restart(*slot);  // a new generation: results still on their way are dropped
     progressTimer_.stop();
     busy_ = false;
+    if (comparisonConfig_ && !comparison_) {  // B was being evaluated: there is no B after all
+        comparisonConfig_.reset();
+        emit comparisonEvaluated();
+    }
     if (wasExporting) {
         endExport();
         emit exportCancelled();
