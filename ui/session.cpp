@@ -91,7 +91,7 @@ Session::~Session()
     histogram_.state->cancel = true;
     imageErrors_.state->cancel = true;
     export_.state->cancel = true;
-    comparison_.state->cancel = true;
+    comparisonSlot_.state->cancel = true;
     pool_.waitForDone();
 }
 
@@ -100,7 +100,7 @@ void Session::cancel()
     const bool wasBusy = busy_ || debounce_.isActive();
     debounce_.stop();
     const bool wasExporting = exporting_;
-    for (Slot* slot : {&main_, &histogram_, &imageErrors_, &export_, &comparison_})
+    for (Slot* slot : {&main_, &histogram_, &imageErrors_, &export_, &comparisonSlot_})
         restart(*slot);  // a new generation: results still on their way are dropped
     progressTimer_.stop();
     busy_ = false;
@@ -219,7 +219,7 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         evaluation_.reset();
         histograms_.reset();
         // B belongs to the previous model's layers and images.
-        restart(comparison_);
+        restart(comparisonSlot_);
         comparison_.reset();
         comparisonHistograms_.reset();
         comparisonConfig_.reset();
@@ -343,7 +343,7 @@ void Session::setComparison(const QuantConfig& b, const QString& name)
         return;
     comparisonConfig_ = b;
     comparison_.reset();
-    auto state = restart(comparison_);
+    auto state = restart(comparisonSlot_);
     auto work = QtConcurrent::run(&pool_, [state, study = study_, a = config_, b, name]() {
         if (state->cancel)
             throw Cancelled();
@@ -356,7 +356,7 @@ void Session::setComparison(const QuantConfig& b, const QString& name)
         return std::shared_ptr<const ComparisonSnapshot>(std::move(snapshot));
     });
     finish(
-        work, comparison_,
+        work, comparisonSlot_,
         [this](std::shared_ptr<const ComparisonSnapshot> comparison) {
             comparison_ = std::move(comparison);
             emit comparisonEvaluated();
@@ -370,7 +370,7 @@ void Session::setComparison(const QuantConfig& b, const QString& name)
 
 void Session::clearComparison()
 {
-    restart(comparison_);
+    restart(comparisonSlot_);
     comparisonConfig_.reset();
     comparison_.reset();
     comparisonHistograms_.reset();

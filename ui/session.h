@@ -203,7 +203,7 @@ private:
     Slot histogram_;   // histograms on a change of the focus layer
     Slot imageErrors_;
     Slot export_;      // exports and the int8 engine
-    Slot comparison_;  // configuration B
+    Slot comparisonSlot_;  // configuration B
     QTimer progressTimer_;
     QTimer exportTimer_;  // the export slot's progress
     QTimer debounce_;
