@@ -24,6 +24,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 
 namespace qe {
 
@@ -181,6 +183,23 @@ QString ErrorChart::barDescription(int index, QBarSet* set) const
     return QStringLiteral("%1\n%2: %3").arg(fullNames_[index], set->label()).arg(set->at(index), 0, 'g', 4);
 }
 
+void ErrorChart::setComparison(std::optional<Comparison> comparison)
+{
+    if (!comparison && !comparison_)
+        return;  // nothing to redraw (every evaluation without B comes here)
+    comparison_ = std::move(comparison);
+    rebuild();
+}
+
+double ErrorChart::comparisonValue(int row) const
+{
+    const std::string name = model_->index(row, LayerTableModel::Name).data().toString().toStdString();
+    for (const LayerMetrics& l : comparison_->b)
+        if (l.name == name)
+            return mode_ == SqnrDb ? l.accumulated.sqnrDb : mode_ == Mse ? l.accumulated.mse : l.rmseOverScale;
+    return std::numeric_limits<double>::quiet_NaN();
+}
+
 void ErrorChart::rebuild()
 {
     QChart* c = chart();
@@ -203,21 +222,30 @@ void ErrorChart::rebuild()
     }
     c->setTitle(mode_ == RoundingNoise ? tr("Activation rounding noise per layer") : tr("Error per layer"));
     series_ = new QHorizontalBarSeries(c);
-    auto makeSet = [&](int column, const QString& name, QColor colour) {
+    auto makeSet = [&](const QString& name, QColor colour, const std::function<double(int row)>& valueOf) {
         auto* set = new QBarSet(name, series_);
         set->setColor(colour);
         set->setBorderColor(colour.darker(130));
         set->setSelectedColor(yellow);
         for (int row = 0; row < rows; ++row) {
-            const double v = model_->index(row, column).data(LayerTableModel::MetricRole).toDouble();
+            const double v = valueOf(row);
             // An exact layer has infinite SQNR and an inapplicable metric is NaN: no bar.
             set->append(std::isfinite(v) ? v : 0.0);
         }
         series_->append(set);
     };
-    makeSet(accumulatedColumn, mode_ == RoundingNoise ? tr("rounding noise") : tr("accumulated"), blue);
-    if (isolatedColumn >= 0)
-        makeSet(isolatedColumn, tr("isolated"), orange);
+    auto column = [&](int column) {
+        return [this, column](int row) { return model_->index(row, column).data(LayerTableModel::MetricRole).toDouble(); };
+    };
+    const QString accumulatedName = mode_ == RoundingNoise ? tr("rounding noise") : tr("accumulated");
+    if (comparison_) {
+        makeSet(tr("A: %1").arg(comparison_->nameA), blue, column(accumulatedColumn));
+        makeSet(tr("B: %1").arg(comparison_->nameB), purple, [&](int row) { return comparisonValue(row); });
+    } else {
+        makeSet(accumulatedName, blue, column(accumulatedColumn));
+        if (isolatedColumn >= 0)
+            makeSet(tr("isolated"), orange, column(isolatedColumn));
+    }
     c->addSeries(series_);
 
     QStringList names;

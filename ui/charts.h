@@ -81,15 +81,24 @@ public:
     QBarCategoryAxis* layerAxis() const;  // the layer names, one per bar group, top to bottom
     // What hovering bar `index` of `set` shows: the layer's full name and the value.
     QString barDescription(int index, QBarSet* set) const;
+    // A/B: while set, each layer has A's accumulated error (from the layer model) and B's (from
+    // `b`, by layer name) side by side, in place of accumulated and isolated; nullopt: back to A.
+    struct Comparison {
+        QString nameA, nameB;
+        std::vector<LayerMetrics> b;
+    };
+    void setComparison(std::optional<Comparison> comparison);
 
 signals:
     void layerClicked(int row);
 
 private:
     void rebuild();
+    double comparisonValue(int row) const;  // B's metric of the layer in `row`, by the mode
     QAbstractItemModel* model_;
     Mode mode_ = SqnrDb;
     int selected_ = -1;
+    std::optional<Comparison> comparison_;
     QHorizontalBarSeries* series_ = nullptr;
     QStringList fullNames_;
 };

@@ -55,6 +55,7 @@ MainWindow::MainWindow(QWidget* parent)
 {
     resize(1440, 900);
     setAcceptDrops(true);
+    buildComparisonWidgets();
     updateTitle();
 
     // The layer table: sorted through a proxy (by the raw numbers), edited in place.
@@ -131,6 +132,7 @@ MainWindow::MainWindow(QWidget* parent)
     dataWarnings_->hide();
     tableLayout->addWidget(dataWarnings_);
     tableLayout->addWidget(headline_);
+    tableLayout->addWidget(comparisonLine_);
     tableLayout->addWidget(table_);
 
     auto* errorPanel = new QWidget(this);
@@ -327,6 +329,7 @@ QWidget* MainWindow::buildAccuracyTab()
     summaryRow->addSpacing(16);
     summaryRow->addLayout(integerColumn, 1);
     layout->addLayout(summaryRow);
+    layout->addWidget(comparisonSummary_);
     auto* split = new QSplitter(Qt::Vertical, tab);
     auto* confusionBox = new QWidget(split);
     auto* confusionLayout = new QVBoxLayout(confusionBox);
@@ -382,6 +385,7 @@ QWidget* MainWindow::buildImagesTab()
                                     "Click an image for its per-layer error.</small>"),
                                  this));
     layout->addWidget(changedOnly_);
+    layout->addWidget(differingOnly_);
     auto* split = new QSplitter(Qt::Vertical, tab);
     split->addWidget(galleryView_);
     split->addWidget(imageErrors_);

@@ -12,9 +12,11 @@
 //                            drop, recent files, the title and the question before discarding
 //   main_window_results.cpp  showing what the session publishes: metrics, histograms, details
 //   main_window_export.cpp   exports, the int8 engine and the screenshots of scripts/screenshot
+//   main_window_compare.cpp  the A/B comparison with a second configuration (the Compare menu)
 
 #include "channel_range_chart.h"
 #include "charts.h"
+#include "eval/comparison.h"
 #include "histogram_chart.h"
 #include "quant/config.h"
 
@@ -27,6 +29,7 @@
 
 class QCheckBox;
 class QComboBox;
+class QJsonObject;
 class QLabel;
 class QListView;
 class QMenu;
@@ -112,8 +115,22 @@ public:
         double sizeKiB = 0, floatSizeKiB = 0, bitsPerWeight = 0;
     };
     std::optional<Summary> summary() const;
+    // summary() as JSON at `path` (with the A/B comparison while there is one): the screenshot's
+    // PATH.json, for scripts.
+    bool writeSummaryJson(const QString& path) const;
     QLabel* dataWarnings() const { return dataWarnings_; }
     void selectLayer(int row);
+
+    // A/B (main_window_compare.cpp): configuration B, evaluated by the session on its worker and
+    // kept while the current configuration (A) is edited; not an edit, so not in the undo history.
+    void compareWith(const QuantConfig& b, const QString& name);
+    bool compareWithFile(const QString& path);  // before a model has loaded: once it has
+    void pinCurrentAsB();
+    void clearComparison();
+    // The latest A against B, as the views show it; nullopt without B (or before its result).
+    std::optional<ConfigComparison> comparison() const;
+    QCheckBox* differingOnlyFilter() const { return differingOnly_; }
+    QLabel* comparisonSummary() const { return comparisonSummary_; }
 
 signals:
     // Every view shows the latest evaluation (after the session's evaluated(), once the views
@@ -165,7 +182,12 @@ private:
     void endExport();
     void updateExportActions();
     void showIntegerResults();
-    bool writeSummaryJson(const QString& path) const;  // summary() as JSON, for scripts
+    // main_window_compare.cpp
+    void buildComparisonWidgets();
+    void buildCompareMenu();
+    void showComparison();
+    void showComparisonHistograms();
+    QJsonObject comparisonJson() const;  // empty without a comparison
 
     Session* session_;
     ConfigDocument* document_;
@@ -198,6 +220,10 @@ private:
     QProgressBar* exportProgress_;
     QToolButton* cancel_;
     QLabel* timing_;
+    QLabel* comparisonLine_ = nullptr;     // under the headline while comparing
+    QLabel* comparisonSummary_ = nullptr;  // in the accuracy tab while comparing
+    QCheckBox* differingOnly_ = nullptr;   // the Images tab's A/B filter
+    QString comparisonName_, pendingComparePath_;
     QMenu* recentMenu_;
     QList<QAction*> exportActions_;  // enabled while a model is loaded and no export runs
 

@@ -243,6 +243,8 @@ bool MainWindow::writeSummaryJson(const QString& path) const
                      {"size_kib", line->sizeKiB},
                      {"float_size_kib", line->floatSizeKiB},
                      {"bits_per_weight", line->bitsPerWeight}};
+    if (const QJsonObject comparison = comparisonJson(); !comparison.isEmpty())
+        json["comparison"] = comparison;
     QSaveFile file(path);
     if (!file.open(QIODevice::WriteOnly))
         return false;
@@ -252,8 +254,11 @@ bool MainWindow::writeSummaryJson(const QString& path) const
 
 void MainWindow::saveScreenshotWhenReady(const QString& path)
 {
-    // Waits for the first evaluation and the selected layer's histograms, then walks the views.
-    auto pending = std::make_shared<int>(2);
+    // Waits for the first evaluation and the selected layer's histograms (and, with a
+    // configuration B to compare with, B's evaluation and the histograms under both), then walks
+    // the views.
+    const bool comparing = !pendingComparePath_.isEmpty();
+    auto shot = std::make_shared<bool>(false);
     auto shoot = [this, path] {
         const QString base = path.endsWith(".png") ? path.chopped(4) : path;
         QTimer::singleShot(300, this, [this, base, path] {
@@ -269,7 +274,7 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             graph_->fitWholeModel();
             ok = grab().save(base + "_graph.png") && ok;
             tabs_->setCurrentIndex(3);
-            changedOnly_->setChecked(true);
+            (comparison() ? differingOnly_ : changedOnly_)->setChecked(true);
             if (gallery_->rowCount() > 0) {
                 connect(session_, &Session::imageErrorsReady, this, [this, base, ok] {
                     QTimer::singleShot(200, this, [this, base, ok] {
@@ -284,17 +289,20 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             }
         });
     };
-    auto step = [pending, shoot] {
-        if (--*pending == 0)
-            shoot();
+    auto ready = [this, comparing] {
+        return session_->evaluation() && session_->histograms() &&
+               (!comparing || (session_->comparison() && session_->comparisonHistograms()));
     };
-    connect(session_, &Session::evaluated, this, [pending, step] {
-        if (*pending > 0)
-            step();
-    });
-    connect(session_, &Session::histogramsReady, this, [pending, step] {
-        if (*pending > 0)
-            step();
+    auto step = [shot, ready, shoot] {
+        if (!*shot && ready())
+            *shot = true, shoot();
+    };
+    connect(session_, &Session::evaluated, this, step);
+    connect(session_, &Session::histogramsReady, this, step);
+    connect(session_, &Session::comparisonEvaluated, this, step);
+    connect(session_, &Session::comparisonFailed, this, [shot, shoot] {  // shown without B
+        if (!*shot)
+            *shot = true, shoot();
     });
     connect(session_, &Session::failed, this, [this, path] {  // an error dialog is worth a picture too
         QTimer::singleShot(200, this, [this, path] { QApplication::exit(grab().save(path) ? 1 : 2); });

@@ -54,15 +54,6 @@ QString jsonFormat(const QString& path)
     return QStringLiteral("config");
 }
 
-// The names a configuration opened for this model may use.
-std::set<std::string> layerNames(const SessionSnapshot& snapshot)
-{
-    std::set<std::string> names;
-    for (const QuantLayer& layer : snapshot.layers)
-        names.insert(layer.name);
-    return names;
-}
-
 }  // namespace
 
 // ---- opening ------------------------------------------------------------------------------------
@@ -151,7 +142,7 @@ void MainWindow::openImages(const QString& path)
     const auto snapshot = session_->snapshot();
     openSession(modelPath_, path);
     if (snapshot)
-        keepConfigurationFor_ = layerNames(*snapshot);
+        keepConfigurationFor_ = snapshot->layerNames();
 }
 
 bool MainWindow::openConfiguration(const QString& path)
@@ -162,7 +153,7 @@ bool MainWindow::openConfiguration(const QString& path)
         return true;
     }
     try {
-        const QuantConfig config = QuantConfig::load(path.toStdString(), layerNames(*snapshot));
+        const QuantConfig config = QuantConfig::load(path.toStdString(), snapshot->layerNames());
         document_->edit(config, tr("open %1").arg(QFileInfo(path).fileName()));
         document_->markSaved(path);
         addRecent(path);
@@ -325,7 +316,7 @@ void MainWindow::startConfiguration(const SessionSnapshot& snapshot)
     // New images for the same model: the configuration and its history stay when the layers
     // still match; otherwise it cannot apply, and unsaved changes are offered for saving first.
     if (keepConfigurationFor_) {
-        const bool same = *keepConfigurationFor_ == layerNames(snapshot);
+        const bool same = *keepConfigurationFor_ == snapshot.layerNames();
         keepConfigurationFor_.reset();
         if (same) {
             document_->setAutosavePath(autosavePath());
@@ -345,7 +336,7 @@ void MainWindow::startConfiguration(const SessionSnapshot& snapshot)
         config = *snapshot.modelConfig;
     if (!pendingConfigPath_.isEmpty()) {
         try {
-            config = QuantConfig::load(pendingConfigPath_.toStdString(), layerNames(snapshot));
+            config = QuantConfig::load(pendingConfigPath_.toStdString(), snapshot.layerNames());
             path = pendingConfigPath_;
         } catch (const Error& e) {
             showError(QString::fromStdString(e.what()) + tr("\n\nThe default W8A8 configuration is used instead."));

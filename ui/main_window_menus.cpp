@@ -165,6 +165,7 @@ void MainWindow::buildMenus()
     for (int i = 0; i < tabNames.size(); ++i)
         view->addAction(tabNames[i], QKeySequence(Qt::CTRL | Qt::Key(Qt::Key_1 + i)), this, [this, i] { tabs_->setCurrentIndex(i); });
 
+    buildCompareMenu();
     QMenu* help = menuBar()->addMenu(tr("&Help"));
     help->setObjectName("helpMenu");
     help->addAction(tr("&Guide"), QKeySequence::HelpContents, this,

@@ -27,6 +27,8 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <set>
+#include <string>
 
 namespace qe {
 
@@ -47,6 +49,7 @@ struct SessionSnapshot {
     QString labelColumnNote;  // why the study chose it, when it did
     QStringList dataWarnings; // how the images do not fit the model (Study::dataWarnings)
     QString className(int index) const;
+    std::set<std::string> layerNames() const;  // the names a configuration for this model may use
 };
 
 // The study's result for one configuration, numbered in the order the window published them.
@@ -55,6 +58,13 @@ struct EvaluationSnapshot : StudyResult {
 };
 
 using HistogramSnapshot = LayerHistograms;
+
+// Configuration B of an A/B comparison: evaluated once, when it is chosen, on the same images as
+// A, and kept while A (the configuration being edited) changes.
+struct ComparisonSnapshot {
+    QString name;  // what the user chose: a file's name, "pinned", a configuration tried
+    StudyResult b;
+};
 
 // The accumulated error at every layer for one evaluation image.
 struct ImageErrorSnapshot {
@@ -121,6 +131,16 @@ public:
     bool runIntegerEngine();
     bool isExporting() const { return exporting_; }
 
+    // Configuration B of an A/B comparison, evaluated on the worker (emits comparisonEvaluated(),
+    // or comparisonFailed()); the selected layer's histograms then come under both. Clearing
+    // drops it (emits comparisonEvaluated() with no comparison). B stays while A changes.
+    void setComparison(const QuantConfig& b, const QString& name);
+    void clearComparison();
+    bool isComparing() const { return comparisonConfig_.has_value(); }
+    std::shared_ptr<const ComparisonSnapshot> comparison() const { return comparison_; }
+    // B's histograms of the layer in histograms(), while B is set.
+    std::shared_ptr<const HistogramSnapshot> comparisonHistograms() const { return comparisonHistograms_; }
+
     // Cancels whatever runs or waits, exports included.
     void cancel();
     bool isBusy() const { return busy_; }
@@ -142,6 +162,8 @@ signals:
     void exported(std::shared_ptr<const qe::ExportResult> result);
     void exportFailed(const QString& path, const QString& message);
     void exportCancelled();
+    void comparisonEvaluated();
+    void comparisonFailed(const QString& message);
 
 private:
     struct Slot {
@@ -165,6 +187,9 @@ private:
     std::shared_ptr<const SessionSnapshot> snapshot_;
     std::shared_ptr<const EvaluationSnapshot> evaluation_;
     std::shared_ptr<const HistogramSnapshot> histograms_;
+    std::shared_ptr<const ComparisonSnapshot> comparison_;
+    std::shared_ptr<const HistogramSnapshot> comparisonHistograms_;
+    std::optional<QuantConfig> comparisonConfig_;  // B, while comparing (also before its result)
     std::shared_ptr<Study> study_;  // used by the worker only
     QuantConfig config_;
     std::string focusLayer_;
@@ -178,6 +203,7 @@ private:
     Slot histogram_;   // histograms on a change of the focus layer
     Slot imageErrors_;
     Slot export_;      // exports and the int8 engine
+    Slot comparisonSlot_;  // configuration B
     QTimer progressTimer_;
     QTimer exportTimer_;  // the export slot's progress
     QTimer debounce_;

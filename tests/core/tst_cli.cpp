@@ -45,6 +45,7 @@ private slots:
     void exportAndReport();
     void histogramJson();
     void sensitivityAndSearch();
+    void compareJson();
     void badInput_data();
     void badInput();
 };
@@ -195,7 +196,7 @@ void TestCli::exportAndReport()
     for (const char* fragment : {"/conv1/Conv", "top-1", "integer-only int8 engine", "kmeans 3", "![SQNR per layer](layer_sqnr.png)"})
         QVERIFY2(text.contains(fragment), fragment);
     // Each subcommand documents its options.
-    for (const char* command : {"info", "eval", "histogram", "export", "report"}) {
+    for (const char* command : {"info", "eval", "histogram", "export", "report", "compare"}) {
         const CliResult help = runCli({command, "--help"});
         QCOMPARE(help.exitCode, 0);
         QVERIFY(help.out.startsWith("usage: quantexplorer-cli " + QByteArray(command)));
@@ -334,6 +335,54 @@ void TestCli::badInput_data()
                                                    << "is the evaluation data (--data)";
     QTest::newRow("wrong channels") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--color", "rgb", "--limit", "2"}
                                     << "channel";
+}
+
+// compare: the same images under two configurations; its counts agree with each other and with
+// two runs of eval (the top-1 of each configuration).
+void TestCli::compareJson()
+{
+    QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
+    const QString a = QString::fromStdString((qe::test::sourceDir() / "resources/configs/w8a8.json").string());
+    const QString b = QString::fromStdString((qe::test::sourceDir() / "resources/configs/mixed_precision.json").string());
+    const QStringList common{"--model", kDemoModel, "--data", kFashionTest, "--limit", "300", "--calib-count", "128", "--json"};
+    const CliResult r = runCli(QStringList{"compare", "--config", a, "--config-b", b} + common);
+    QCOMPARE(r.exitCode, 0);
+    const QJsonObject c = QJsonDocument::fromJson(r.out).object();
+    const CliResult evalA = runCli(QStringList{"eval", "--config", a} + common);
+    const CliResult evalB = runCli(QStringList{"eval", "--config", b} + common);
+    QCOMPARE(c["top1_a"].toDouble(), QJsonDocument::fromJson(evalA.out).object()["top1"].toDouble());
+    QCOMPARE(c["top1_b"].toDouble(), QJsonDocument::fromJson(evalB.out).object()["top1"].toDouble());
+    QCOMPARE(c["count"].toInt(), 300);
+    const QJsonArray differing = c["differing"].toArray();
+    QCOMPARE(c["differing_count"].toInt(), differing.size());
+    int aRight = 0, bRight = 0, bothWrong = 0;
+    for (const auto& d : differing) {
+        const QJsonObject image = d.toObject();
+        QVERIFY(image["prediction_a"].toInt() != image["prediction_b"].toInt());
+        aRight += image["prediction_a"] == image["label"];
+        bRight += image["prediction_b"] == image["label"];
+        bothWrong += image["prediction_a"] != image["label"] && image["prediction_b"] != image["label"];
+        QCOMPARE(image["outcome"].toString(), image["prediction_a"] == image["label"]   ? QString("a_right_b_wrong")
+                                              : image["prediction_b"] == image["label"] ? QString("b_right_a_wrong")
+                                                                                        : QString("both_wrong"));
+    }
+    QCOMPARE(c["a_right_b_wrong"].toInt(), aRight);
+    QCOMPARE(c["b_right_a_wrong"].toInt(), bRight);
+    QCOMPARE(c["both_wrong"].toInt(), bothWrong);
+    QCOMPARE(bRight - aRight, qRound(c["top1_difference"].toDouble() * 300));
+    QVERIFY(c["mcnemar_p"].toDouble() > 0 && c["mcnemar_p"].toDouble() <= 1);
+    const QJsonArray layersA = QJsonDocument::fromJson(evalA.out).object()["layers"].toArray();
+    QCOMPARE(c["layers"].toArray().size(), layersA.size());
+    QCOMPARE(c["layers"].toArray().last().toObject()["sqnr_db_a"].toDouble(),
+             layersA.last().toObject()["accumulated"].toObject()["sqnr_db"].toDouble());
+
+    // Bad input names the flag.
+    const CliResult missing = runCli(QStringList{"compare", "--config", a} + common);
+    QCOMPARE(missing.exitCode, 2);
+    QVERIFY2(missing.err.contains("--config-b"), missing.err.constData());
+    const CliResult help = runCli({"compare", "--help"});
+    QCOMPARE(help.exitCode, 0);
+    QVERIFY(help.out.contains("--config-b"));
 }
 
 void TestCli::badInput()
