@@ -5,6 +5,7 @@
 #include "model/graph_transforms.h"
 #include "model/onnx_import.h"
 #include "model/operator_traits.h"
+#include "model/slice.h"
 #include "model/window.h"
 
 #include <algorithm>
@@ -477,7 +478,6 @@ Outputs unsqueezeShape(const ShapeContext& c)
 Outputs sliceShape(const ShapeContext& c)
 {
     const TensorFacts& x = c.input(0);
-    const int rank = rankOf(x);
     std::vector<std::int64_t> starts, ends, axes, steps;
     if (c.opset < 10) {
         starts = c.node.intsAttribute("starts");
@@ -491,42 +491,14 @@ Outputs sliceShape(const ShapeContext& c)
         if (c.hasInput(4))
             steps = c.values(4);
     }
-    if (axes.empty())
-        for (std::size_t i = 0; i < starts.size(); ++i)
-            axes.push_back(static_cast<std::int64_t>(i));
-    if (steps.empty())
-        steps.assign(starts.size(), 1);
-    if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
-        throw Error("starts, ends, axes and steps must have the same length");
-    Shape out = x.shape;
-    std::vector<std::int64_t> begin(static_cast<std::size_t>(rank), 0), step(static_cast<std::size_t>(rank), 1);
-    for (std::size_t i = 0; i < starts.size(); ++i) {
-        const auto d = static_cast<std::size_t>(normalizeAxis(axes[i], rank));
-        const std::int64_t n = x.shape[d], s = steps[i];
-        if (s == 0)
-            throw Error("step 0 is not allowed");
-        // Clamping as the ONNX definition gives it (other bounds for negative steps).
-        std::int64_t start = starts[i] < 0 ? starts[i] + n : starts[i];
-        std::int64_t end = ends[i] < 0 ? ends[i] + n : ends[i];
-        if (s > 0) {
-            start = std::clamp<std::int64_t>(start, 0, n);
-            end = std::clamp<std::int64_t>(end, 0, n);
-        } else {
-            start = std::clamp<std::int64_t>(start, 0, n - 1);
-            end = std::clamp<std::int64_t>(end, -1, n - 1);
-        }
-        out[d] = s > 0 ? std::max<std::int64_t>(0, (end - start + s - 1) / s)
-                       : std::max<std::int64_t>(0, (start - end + (-s) - 1) / (-s));
-        begin[d] = start;
-        step[d] = s;
-    }
-    if (!x.value || rank != 1)
-        return {{x.dtype, out, std::nullopt}};
+    const SliceGeometry g = sliceGeometry(x.shape, starts, ends, axes, steps);
+    if (!x.value || rankOf(x) != 1)
+        return {{x.dtype, g.shape, std::nullopt}};
     const auto v = x.value->toInt64Vector();
     std::vector<std::int64_t> picked;
-    for (std::int64_t i = 0; i < out[0]; ++i)
-        picked.push_back(v[static_cast<std::size_t>(begin[0] + i * step[0])]);
-    return {withValues(x.dtype, out, picked)};
+    for (std::int64_t i = 0; i < g.shape[0]; ++i)
+        picked.push_back(v[static_cast<std::size_t>(g.begin[0] + i * g.step[0])]);
+    return {withValues(x.dtype, g.shape, picked)};
 }
 
 Outputs gatherShape(const ShapeContext& c)
