@@ -158,9 +158,28 @@ void ErrorChart::setSelectedLayer(int row)
         return;
     for (QBarSet* set : series_->barSets()) {
         set->deselectAllBars();
-        if (row >= 0)
-            set->selectBar(row);
+        if (row >= 0 && row < fullNames_.size())
+            set->selectBar(barOfRow(row));
     }
+}
+
+int ErrorChart::barOfRow(int row) const
+{
+    // The bars run from the last layer (bar 0, at the bottom) to the first (on top); the mapping
+    // is its own inverse.
+    return int(fullNames_.size()) - 1 - row;
+}
+
+QRect ErrorChart::layerBarRect(int row) const
+{
+    if (!series_ || row < 0 || row >= fullNames_.size())
+        return {};
+    // The band of the layer's category, across the plot area, in this widget's coordinates.
+    const QRectF plot = chart()->plotArea();
+    const double centre = chart()->mapToPosition(QPointF(0, barOfRow(row)), series_).y();
+    const double band = plot.height() / double(fullNames_.size());
+    const QRectF inChart(plot.left(), centre - band / 2, plot.width(), band);
+    return mapFromScene(chart()->mapToScene(inChart)).boundingRect();
 }
 
 QList<QBarSet*> ErrorChart::barSets() const
@@ -180,7 +199,7 @@ QString ErrorChart::barDescription(int index, QBarSet* set) const
 {
     if (!set || index < 0 || index >= fullNames_.size())
         return {};
-    return QStringLiteral("%1\n%2: %3").arg(fullNames_[index], set->label()).arg(set->at(index), 0, 'g', 4);
+    return QStringLiteral("%1\n%2: %3").arg(fullNames_[rowOfBar(index)], set->label()).arg(set->at(index), 0, 'g', 4);
 }
 
 void ErrorChart::setComparison(std::optional<Comparison> comparison)
@@ -227,8 +246,8 @@ void ErrorChart::rebuild()
         set->setColor(colour);
         set->setBorderColor(colour.darker(130));
         set->setSelectedColor(yellow);
-        for (int row = 0; row < rows; ++row) {
-            const double v = valueOf(row);
+        for (int bar = 0; bar < rows; ++bar) {
+            const double v = valueOf(rows - 1 - bar);
             // An exact layer has infinite SQNR and an inapplicable metric is NaN: no bar.
             set->append(std::isfinite(v) ? v : 0.0);
         }
@@ -260,11 +279,12 @@ void ErrorChart::rebuild()
         names << name;
         fullNames_ << full;
     }
+    // Horizontal bar charts draw the first category at the bottom, and Qt 6.4's category axis
+    // ignores setReverse(): the categories (and the bars) go in from the last layer to the first,
+    // so the first layer is on top, as in the table. barOfRow() maps between the two orders.
+    std::reverse(names.begin(), names.end());
     auto* y = new QBarCategoryAxis(c);
     y->append(names);
-    // Horizontal bar charts draw the first category at the bottom: reversed, the first layer is
-    // on top, as in the table.
-    y->setReverse(true);
     y->setTruncateLabels(false);   // every name whole: the chart is as wide as the longest needs
     auto* x = new QValueAxis(c);
     x->setTitleText(unit);
@@ -293,7 +313,7 @@ void ErrorChart::rebuild()
     // One row of bars per layer, readable however many layers there are: the window scrolls.
     const int rowHeight = 10 + 9 * int(series_->count());
     setMinimumHeight(std::max(240, rows * rowHeight + 110));
-    connect(series_, &QHorizontalBarSeries::clicked, this, [this](int index, QBarSet*) { emit layerClicked(index); });
+    connect(series_, &QHorizontalBarSeries::clicked, this, [this](int index, QBarSet*) { emit layerClicked(rowOfBar(index)); });
     connect(series_, &QHorizontalBarSeries::hovered, this, [this](bool on, int index, QBarSet* set) {
         const QString text = on ? barDescription(index, set) : QString();
         setToolTip(text);  // shown by the view's own tool-tip event, which would hide a bare showText

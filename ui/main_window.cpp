@@ -100,6 +100,7 @@ MainWindow::MainWindow(QWidget* parent)
     connect(table_->selectionModel(), &QItemSelectionModel::currentRowChanged, this, [this] {
         const int row = selectedLayer();
         errorChart_->setSelectedLayer(row);
+        scrollErrorChartToSelection();
         graph_->setSelectedLayer(row);
         if (row >= 0) {
             const QString name = QString::fromStdString(layers_->layerName(row));
@@ -123,8 +124,7 @@ MainWindow::MainWindow(QWidget* parent)
     auto* tablePanel = new QWidget(this);
     auto* tableLayout = new QVBoxLayout(tablePanel);
     tableLayout->setContentsMargins(4, 4, 4, 0);
-    // A model evaluated on images it was not made for gives numbers that mean nothing: said
-    // plainly, above the numbers, for as long as those images are loaded.
+    // The warnings about the numbers, above them (showWarnings()).
     dataWarnings_->setObjectName("dataWarnings");
     dataWarnings_->setWordWrap(true);
     dataWarnings_->setTextFormat(Qt::RichText);
@@ -155,6 +155,8 @@ MainWindow::MainWindow(QWidget* parent)
     connect(errorMode_, &QComboBox::currentIndexChanged, this,
             [this] { errorChart_->setMode(ErrorChart::Mode(errorMode_->currentData().toInt())); });
     connect(errorChart_, &ErrorChart::layerClicked, this, &MainWindow::selectLayer);
+    // The bars move when the chart is laid out again (a new model, another mode, a resize).
+    connect(errorChart_->chart(), &QChart::plotAreaChanged, this, &MainWindow::scrollErrorChartToSelection);
     errorBar->addWidget(new QLabel(tr("<small>hover a bar for its value</small>"), this));
 
     // The views of the selected layer and of the whole model.
@@ -209,6 +211,7 @@ MainWindow::MainWindow(QWidget* parent)
     connect(session_, &Session::evaluated, this, &MainWindow::showEvaluation);
     connect(session_, &Session::histogramsReady, this, &MainWindow::showHistograms);
     connect(session_, &Session::failed, this, &MainWindow::showError);
+    connect(session_, &Session::warning, this, &MainWindow::showStudyWarning);
     connect(session_, &Session::failed, this, [this] { keepConfigurationFor_.reset(); });
     connect(session_, &Session::progress, this, &MainWindow::showProgress);
     connect(session_, &Session::evaluationStarted, this, [this] {
@@ -417,6 +420,14 @@ void MainWindow::selectLayer(int row)
     const QModelIndex index = sorted_->mapFromSource(layers_->index(row, LayerTableModel::Name));
     table_->selectionModel()->setCurrentIndex(index, QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
     table_->scrollTo(index);
+}
+
+void MainWindow::scrollErrorChartToSelection()
+{
+    // The whole row of bars in view, or as much of it as fits, names on the left.
+    const QRect bars = errorChart_->layerBarRect(selectedLayer());
+    if (!bars.isEmpty())
+        errorScroll_->ensureVisible(0, bars.center().y(), 0, bars.height());
 }
 
 }  // namespace qe

@@ -66,7 +66,8 @@ public:
     void openSession(const QString& modelPath, const QString& dataPath, const QString& configPath = {});
     // For scripts/screenshot: once the default is evaluated, save PNGs of the main views
     // (`path`, and beside it *_accuracy.png, *_images.png, *_details.png) and `path`.json, what
-    // the summary line says (summary()), then quit.
+    // the summary line says (summary()), then quit. The run is scripted from then on: nobody
+    // answers a dialog, so none is shown (see endScriptedRun()).
     void saveScreenshotWhenReady(const QString& path);
 
     // The interactive ways in (menus, drag and drop, recent files).
@@ -92,6 +93,7 @@ public:
     GraphView* graphView() const { return graph_; }
     QTableView* layerTable() const { return table_; }
     ErrorChart* errorChart() const { return errorChart_; }
+    QScrollArea* errorScrollArea() const { return errorScroll_; }  // scrolls the error chart
     HistogramChart* weightHistogram() const { return weightHistogram_; }
     HistogramChart* activationHistogram() const { return activationHistogram_; }
     // The output channel the weight histogram shows (-1: all), and the per-channel range chart.
@@ -112,6 +114,7 @@ public:
         QString dataDescription;  // the data set's own description (kind, count, size, labels)
         QString labelColumn;      // the labels CSV column in use ("" for the data set's default)
         QStringList warnings;     // how the images do not fit the model (shown above the line)
+        QStringList studyWarnings;  // what the study warned of while it ran (calibrating on the evaluation images)
         double sizeKiB = 0, floatSizeKiB = 0, bitsPerWeight = 0;
     };
     std::optional<Summary> summary() const;
@@ -149,6 +152,9 @@ private:
     QWidget* buildAccuracyTab();
     QWidget* buildImagesTab();
     QWidget* buildGraphTab();
+    // Scrolls the error chart to the selected layer's bars (a large model's chart is taller than
+    // its panel).
+    void scrollErrorChartToSelection();
     // main_window_menus.cpp
     void buildMenus();
     QString saveChartDialog(const QString& name);
@@ -174,6 +180,8 @@ private:
     void showDetails();
     void showImageErrors(int image, const QList<double>& sqnr);
     void showError(const QString& message);
+    void showStudyWarning(const QString& message);
+    void showWarnings();  // the banner above the summary line: data warnings and the study's
     static QString percent(double fraction);  // 0.9876 -> "98.76%"
     // main_window_export.cpp
     bool startExport(const QString& description, bool started);
@@ -188,6 +196,12 @@ private:
     void showComparison();
     void showComparisonHistograms();
     QJsonObject comparisonJson() const;  // empty without a comparison
+    // In a scripted run, what a modal dialog would ask or say (an error, "save first?") goes to
+    // stderr instead and the program exits with code 2; returns whether it did. Outside a
+    // scripted run it does nothing and returns false: the caller shows its dialog.
+    bool endScriptedRun(const QString& message);
+    // In a scripted run, a note on stderr (the run goes on).
+    void noteScripted(const QString& message) const;
 
     Session* session_;
     ConfigDocument* document_;
@@ -229,6 +243,7 @@ private:
 
     QString modelPath_, dataPath_;
     QString pendingConfigPath_;  // the configuration to start from once the model has loaded
+    QStringList studyWarnings_;  // the session's warning()s for the loaded model
     // While other images load for the same model: the layers the configuration was made for.
     std::optional<std::set<std::string>> keepConfigurationFor_;
     // The configurations evaluated so far and their points on the history chart (results, not
@@ -240,6 +255,7 @@ private:
     QString exportDescription_;                         // what the running export does
     bool integerRunning_ = false;                       // the running export is the int8 engine
     qint64 editStartedMs_ = 0;  // when the last change was made, for the status bar's timing
+    bool scripted_ = false;     // --screenshot: no dialogs, errors end the run (endScriptedRun)
 };
 
 }  // namespace qe

@@ -31,6 +31,8 @@
 #include <QToolButton>
 #include <QUrl>
 
+#include <cstdio>
+
 namespace qe {
 
 bool MainWindow::exportMetricsCsv(const QString& path)
@@ -195,6 +197,8 @@ void MainWindow::showExportError(const QString& path, const QString& message)
     endExport();
     const QString text = path.isEmpty() ? tr("%1 failed:\n\n%2").arg(exportDescription_, message)
                                         : tr("Could not write %1:\n\n%2").arg(QDir::toNativeSeparators(path), message);
+    if (endScriptedRun(text))
+        return;
     statusBar()->showMessage(tr("Failed: %1").arg(text.section('\n', 0, 0)), 10000);
     QMessageBox::critical(this, tr("Export Failed"), text);
 }
@@ -240,6 +244,7 @@ bool MainWindow::writeSummaryJson(const QString& path) const
                      {"data_description", line->dataDescription},
                      {"label_column", line->labelColumn},
                      {"warnings", QJsonArray::fromStringList(line->warnings)},
+                     {"study_warnings", QJsonArray::fromStringList(line->studyWarnings)},
                      {"size_kib", line->sizeKiB},
                      {"float_size_kib", line->floatSizeKiB},
                      {"bits_per_weight", line->bitsPerWeight}};
@@ -252,8 +257,26 @@ bool MainWindow::writeSummaryJson(const QString& path) const
     return file.commit();
 }
 
+bool MainWindow::endScriptedRun(const QString& message)
+{
+    if (!scripted_)
+        return false;
+    noteScripted(tr("error: %1").arg(message));
+    // Queued: the event loop may not run yet (an error while the window starts), and exit()
+    // before exec() would be forgotten.
+    QMetaObject::invokeMethod(qApp, [] { QApplication::exit(2); }, Qt::QueuedConnection);
+    return true;
+}
+
+void MainWindow::noteScripted(const QString& message) const
+{
+    if (scripted_)
+        std::fprintf(stderr, "quantexplorer: %s\n", message.toLocal8Bit().constData());
+}
+
 void MainWindow::saveScreenshotWhenReady(const QString& path)
 {
+    scripted_ = true;
     // Waits for the first evaluation and the selected layer's histograms (and, with a
     // configuration B to compare with, B's evaluation and the histograms under both), then walks
     // the views.
@@ -304,9 +327,7 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
         if (!*shot)
             *shot = true, shoot();
     });
-    connect(session_, &Session::failed, this, [this, path] {  // an error dialog is worth a picture too
-        QTimer::singleShot(200, this, [this, path] { QApplication::exit(grab().save(path) ? 1 : 2); });
-    });
+    // A failure ends the run through showError() (endScriptedRun: the message on stderr, exit 2).
 }
 
 }  // namespace qe

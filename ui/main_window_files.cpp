@@ -62,6 +62,12 @@ void MainWindow::openSession(const QString& modelPath, const QString& dataPath, 
 {
     pendingConfigPath_ = configPath;
     keepConfigurationFor_.reset();
+    // Scripted, a model without a sidecar is not asked about: it opens as the CLI opens it.
+    const QString sidecar = QString::fromStdString(Preprocess::sidecarPath(modelPath.toStdString()).string());
+    if (!QFileInfo::exists(sidecar))
+        noteScripted(tr("%1 has no preprocessing sidecar: it opens with the defaults the CLI uses (raw 0..255 pixels, gray "
+                        "for one input channel, RGB otherwise); open it once in the window, or write %2, to choose")
+                         .arg(modelPath, sidecar));
     statusBar()->showMessage(tr("Loading %1 and %2 ...").arg(QFileInfo(modelPath).fileName(), QFileInfo(dataPath).fileName()));
     progress_->setRange(0, 0);
     progress_->show();
@@ -119,6 +125,11 @@ void MainWindow::askPreprocessingAndOpen(const QString& path, const ModelInputs&
     // A configuration dropped together with the model waits in pendingConfigPath_ meanwhile.
     const QString config = pendingConfigPath_;
     pendingConfigPath_.clear();
+    if (scripted_) {  // nobody to ask: the CLI's defaults, said on stderr by openSession(), and no sidecar written
+        addRecent(path);
+        openSession(path, dataPath_, config);
+        return;
+    }
     PreprocessDialog dialog(path, inputs, this);
     if (dialog.exec() != QDialog::Accepted)
         return;
@@ -269,6 +280,8 @@ bool MainWindow::confirmDiscard(const QString& why)
 {
     if (!document_->isModified())
         return true;
+    if (endScriptedRun((why.isEmpty() ? QString() : why + " ") + tr("The configuration has unsaved changes; nobody is there to save them.")))
+        return false;
     const auto answer = QMessageBox::question(this, tr("Unsaved configuration"),
                                               (why.isEmpty() ? QString() : why + "\n\n") +
                                                   tr("The configuration has unsaved changes. Save them first?"),

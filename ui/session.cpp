@@ -184,13 +184,31 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         std::shared_ptr<const SessionSnapshot> snapshot;
         std::shared_ptr<Study> study;
     };
-    auto work = QtConcurrent::run(&pool_, [state, modelPath, dataPath]() -> Loaded {
+    // The study warns on the worker: the message is queued to the GUI thread (this session
+    // outlives its jobs: the destructor waits for them). What it says while opening, the
+    // snapshot carries as values; what it says later is emitted as warning().
+    const quint64 openNumber = ++opens_;
+    auto opened = std::make_shared<std::atomic<bool>>(false);
+    auto warn = [this, openNumber, opened](const std::string& message) {
+        if (!*opened)
+            return;
+        QMetaObject::invokeMethod(
+            this,
+            [this, openNumber, text = QString::fromStdString(message)] {
+                if (openNumber == loadedOpen_)
+                    emit warning(text);
+            },
+            Qt::QueuedConnection);
+    };
+    auto work = QtConcurrent::run(&pool_, [state, modelPath, dataPath, warn, opened]() -> Loaded {
         state->stage = Loading;
         StudySources sources;
         sources.model = modelPath.toStdString();
         sources.data = dataPath.toStdString();
         sources.evaluationImages = kEvaluationImages;
+        sources.warn = warn;
         auto study = std::make_shared<Study>(std::move(sources), progressInto(state));
+        *opened = true;
         auto snapshot = std::make_shared<SessionSnapshot>();
         snapshot->modelPath = modelPath;
         snapshot->dataPath = dataPath;
@@ -213,7 +231,8 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         }
         return {std::move(snapshot), std::move(study)};
     });
-    finish(work, main_, [this](Loaded result) {
+    finish(work, main_, [this, openNumber](Loaded result) {
+        loadedOpen_ = openNumber;
         snapshot_ = std::move(result.snapshot);
         study_ = std::move(result.study);
         evaluation_.reset();

@@ -158,6 +158,10 @@ signals:
     void imageErrorsReady(std::shared_ptr<const qe::ImageErrorSnapshot> errors);
     void cancelled();
     void failed(const QString& message);
+    // A warning the study gives while it works (calibrating on the evaluation images), for the
+    // loaded model. Those it gives while opening are values of the snapshot instead
+    // (dataWarnings, labelColumnNote).
+    void warning(const QString& message);
     void exportProgress(const QString& stage, int done, int total);
     void exported(std::shared_ptr<const qe::ExportResult> result);
     void exportFailed(const QString& path, const QString& message);
@@ -195,6 +199,8 @@ private:
     std::string focusLayer_;
     int focusChannel_ = -1;
     quint64 sequence_ = 0;
+    // Which open() the study in use came from: warnings of a study since replaced are dropped.
+    quint64 opens_ = 0, loadedOpen_ = 0;
     bool busy_ = false;
     bool fromScratch_ = false;  // the next evaluation drops the previous run's caches first
     bool exporting_ = false;

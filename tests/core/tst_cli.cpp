@@ -4,6 +4,8 @@
 
 #include "test_support.h"
 
+#include "study/study.h"
+
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -46,6 +48,7 @@ private slots:
     void histogramJson();
     void sensitivityAndSearch();
     void compareJson();
+    void histogramOfOneChannel();
     void badInput_data();
     void badInput();
 };
@@ -274,6 +277,51 @@ void TestCli::sensitivityAndSearch()
     QCOMPARE(QJsonDocument::fromJson(e.out).object()["size_bytes"].toDouble(), search["size_bytes"].toDouble());
 }
 
+void TestCli::histogramOfOneChannel()
+{
+    const std::string config = (qe::test::sourceDir() / "resources/configs/mixed_precision.json").string();
+    // fc1's weights are 3-bit k-means per channel: channel 5 has its own 8 levels and range,
+    // the ones the core gives for that channel.
+    qe::StudySources sources;
+    sources.model = kDemoModel.toStdString();
+    qe::Study study(sources);
+    const qe::TensorHistogram core = study.histogram(study.loadConfig(config), "fc1.weight", 128, {}, 5);
+    QCOMPARE(core.channel, 5);
+    QCOMPARE(core.levels.size(), std::size_t(8));
+    QVERIFY(core.clipRange);
+
+    const CliResult r = runCli({"histogram", "--model", kDemoModel, "--config", QString::fromStdString(config), "--tensor",
+                                "fc1.weight", "--channel", "5", "--json"});
+    QCOMPARE(r.exitCode, 0);
+    const QJsonObject h = QJsonDocument::fromJson(r.out).object();
+    QCOMPARE(h["channel"].toInt(), 5);
+    QCOMPARE(h["channel_count"].toInt(), core.channelCount);
+    const QJsonArray levels = h["levels"].toArray();
+    QCOMPARE(levels.size(), qsizetype(core.levels.size()));
+    for (qsizetype k = 0; k < levels.size(); ++k)
+        QCOMPARE(float(levels[k].toDouble()), core.levels[std::size_t(k)]);
+    QCOMPARE(float(h["clip_range"].toArray()[0].toDouble()), core.clipRange->first);
+    QCOMPARE(float(h["clip_range"].toArray()[1].toDouble()), core.clipRange->second);
+    double total = 0;
+    for (const auto& c : h["counts"].toArray())
+        total += c.toDouble();
+    QCOMPARE(total, 576.0);  // one channel's weights, not the tensor's 128 x 576
+
+    // The whole tensor says so.
+    const CliResult all = runCli({"histogram", "--model", kDemoModel, "--config", QString::fromStdString(config), "--tensor",
+                                  "fc1.weight", "--json"});
+    QVERIFY(QJsonDocument::fromJson(all.out).object()["channel"].isNull());
+
+    // Out of range: exit 2 naming the layer and its channel count.
+    const CliResult out = runCli({"histogram", "--model", kDemoModel, "--config", QString::fromStdString(config), "--tensor",
+                                  "fc1.weight", "--channel", "128"});
+    QCOMPARE(out.exitCode, 2);
+    const QString error = QString::fromUtf8(out.err);
+    QVERIFY2(error.contains(QStringLiteral("layer '%1'").arg(QString::fromStdString(core.layer))), qPrintable(error));
+    QVERIFY2(error.contains("128 output channels (0 to 127): no channel 128"), qPrintable(error));
+    QVERIFY(out.out.isEmpty());
+}
+
 void TestCli::badInput_data()
 {
     QTemporaryDir dir;
@@ -302,6 +350,14 @@ void TestCli::badInput_data()
         << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "nope.weight",
                        "--data", kFashionTest, "--limit", "10", "--calib-count", "10"}
         << "no layer, activation or weight named 'nope.weight'";
+    QTest::newRow("histogram of a negative channel")
+        << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "fc1.weight",
+                       "--channel", "-1"}
+        << "--channel: expected an output channel number from 0, got -1";
+    QTest::newRow("channel of an activation")
+        << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "/conv1/Conv",
+                       "--channel", "0", "--data", kFashionTest, "--limit", "10", "--calib-count", "10"}
+        << "'/conv1/Conv' is the output of layer '/conv1/Conv': a channel picks an output channel of a layer's weights";
     QTest::newRow("unknown engine") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--engine", "int4"}
                                     << "--engine: expected 'simulate' or 'int8', got 'int4'";
     QTest::newRow("int8 without a configuration")
