@@ -44,10 +44,15 @@ int main(int argc, char** argv)
     parser.addOption(model);
     parser.addOption(data);
     parser.addOption(config);
+    QCommandLineOption compare("compare", "Configuration B (JSON) to compare the current one with (A/B), once the model has loaded.",
+                               "path");
     parser.addOption(screenshot);
+    parser.addOption(compare);
     parser.process(app);
 
     qe::MainWindow window;
+    if (parser.isSet(compare))
+        window.compareWithFile(parser.value(compare));  // before the screenshot, which then waits for B
     if (parser.isSet(screenshot))
         window.saveScreenshotWhenReady(parser.value(screenshot));
     window.show();

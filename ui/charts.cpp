@@ -23,6 +23,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 
 namespace qe {
 
@@ -155,9 +157,28 @@ void ErrorChart::setSelectedLayer(int row)
         return;
     for (QBarSet* set : series_->barSets()) {
         set->deselectAllBars();
-        if (row >= 0)
-            set->selectBar(row);
+        if (row >= 0 && row < fullNames_.size())
+            set->selectBar(barOfRow(row));
     }
+}
+
+int ErrorChart::barOfRow(int row) const
+{
+    // The bars run from the last layer (bar 0, at the bottom) to the first (on top); the mapping
+    // is its own inverse.
+    return int(fullNames_.size()) - 1 - row;
+}
+
+QRect ErrorChart::layerBarRect(int row) const
+{
+    if (!series_ || row < 0 || row >= fullNames_.size())
+        return {};
+    // The band of the layer's category, across the plot area, in this widget's coordinates.
+    const QRectF plot = chart()->plotArea();
+    const double centre = chart()->mapToPosition(QPointF(0, barOfRow(row)), series_).y();
+    const double band = plot.height() / double(fullNames_.size());
+    const QRectF inChart(plot.left(), centre - band / 2, plot.width(), band);
+    return mapFromScene(chart()->mapToScene(inChart)).boundingRect();
 }
 
 QList<QBarSet*> ErrorChart::barSets() const
@@ -177,7 +198,24 @@ QString ErrorChart::barDescription(int index, QBarSet* set) const
 {
     if (!set || index < 0 || index >= fullNames_.size())
         return {};
-    return QStringLiteral("%1\n%2: %3").arg(fullNames_[index], set->label()).arg(set->at(index), 0, 'g', 4);
+    return QStringLiteral("%1\n%2: %3").arg(fullNames_[rowOfBar(index)], set->label()).arg(set->at(index), 0, 'g', 4);
+}
+
+void ErrorChart::setComparison(std::optional<Comparison> comparison)
+{
+    if (!comparison && !comparison_)
+        return;  // nothing to redraw (every evaluation without B comes here)
+    comparison_ = std::move(comparison);
+    rebuild();
+}
+
+double ErrorChart::comparisonValue(int row) const
+{
+    const std::string name = model_->index(row, LayerTableModel::Name).data().toString().toStdString();
+    for (const LayerMetrics& l : comparison_->b)
+        if (l.name == name)
+            return mode_ == SqnrDb ? l.accumulated.sqnrDb : mode_ == Mse ? l.accumulated.mse : l.rmseOverScale;
+    return std::numeric_limits<double>::quiet_NaN();
 }
 
 void ErrorChart::rebuild()
@@ -202,21 +240,30 @@ void ErrorChart::rebuild()
     }
     c->setTitle(mode_ == RoundingNoise ? tr("Activation rounding noise per layer") : tr("Error per layer"));
     series_ = new QHorizontalBarSeries(c);
-    auto makeSet = [&](int column, const QString& name, QColor colour) {
+    auto makeSet = [&](const QString& name, QColor colour, const std::function<double(int row)>& valueOf) {
         auto* set = new QBarSet(name, series_);
         set->setColor(colour);
         set->setBorderColor(colour.darker(130));
         set->setSelectedColor(yellow);
-        for (int row = 0; row < rows; ++row) {
-            const double v = model_->index(row, column).data(LayerTableModel::MetricRole).toDouble();
+        for (int bar = 0; bar < rows; ++bar) {
+            const double v = valueOf(rows - 1 - bar);
             // An exact layer has infinite SQNR and an inapplicable metric is NaN: no bar.
             set->append(std::isfinite(v) ? v : 0.0);
         }
         series_->append(set);
     };
-    makeSet(accumulatedColumn, mode_ == RoundingNoise ? tr("rounding noise") : tr("accumulated"), blue);
-    if (isolatedColumn >= 0)
-        makeSet(isolatedColumn, tr("isolated"), orange);
+    auto column = [&](int column) {
+        return [this, column](int row) { return model_->index(row, column).data(LayerTableModel::MetricRole).toDouble(); };
+    };
+    const QString accumulatedName = mode_ == RoundingNoise ? tr("rounding noise") : tr("accumulated");
+    if (comparison_) {
+        makeSet(tr("A: %1").arg(comparison_->nameA), blue, column(accumulatedColumn));
+        makeSet(tr("B: %1").arg(comparison_->nameB), purple, [&](int row) { return comparisonValue(row); });
+    } else {
+        makeSet(accumulatedName, blue, column(accumulatedColumn));
+        if (isolatedColumn >= 0)
+            makeSet(tr("isolated"), orange, column(isolatedColumn));
+    }
     c->addSeries(series_);
 
     QStringList names;
@@ -231,11 +278,12 @@ void ErrorChart::rebuild()
         names << name;
         fullNames_ << full;
     }
+    // Horizontal bar charts draw the first category at the bottom, and Qt 6.4's category axis
+    // ignores setReverse(): the categories (and the bars) go in from the last layer to the first,
+    // so the first layer is on top, as in the table. barOfRow() maps between the two orders.
+    std::reverse(names.begin(), names.end());
     auto* y = new QBarCategoryAxis(c);
     y->append(names);
-    // Horizontal bar charts draw the first category at the bottom: reversed, the first layer is
-    // on top, as in the table.
-    y->setReverse(true);
     y->setTruncateLabels(false);   // every name whole: the chart is as wide as the longest needs
     auto* x = new QValueAxis(c);
     x->setTitleText(unit);
@@ -264,7 +312,7 @@ void ErrorChart::rebuild()
     // One row of bars per layer, readable however many layers there are: the window scrolls.
     const int rowHeight = 10 + 9 * int(series_->count());
     setMinimumHeight(std::max(240, rows * rowHeight + 110));
-    connect(series_, &QHorizontalBarSeries::clicked, this, [this](int index, QBarSet*) { emit layerClicked(index); });
+    connect(series_, &QHorizontalBarSeries::clicked, this, [this](int index, QBarSet*) { emit layerClicked(rowOfBar(index)); });
     connect(series_, &QHorizontalBarSeries::hovered, this, [this](bool on, int index, QBarSet* set) {
         const QString text = on ? barDescription(index, set) : QString();
         setToolTip(text);  // shown by the view's own tool-tip event, which would hide a bare showText

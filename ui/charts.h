@@ -77,19 +77,36 @@ public:
     void setMode(Mode mode);
     void setSelectedLayer(int row);
     // The drawn values, for the tests: set 0 is the accumulated error, set 1 the isolated one.
+    // Bar 0 is the bottom one, the last layer's: see barOfRow().
     QList<QBarSet*> barSets() const;
-    QBarCategoryAxis* layerAxis() const;  // the layer names, one per bar group, top to bottom
+    // The layer names, one per bar group, from the bottom (the last layer) to the top (the first).
+    QBarCategoryAxis* layerAxis() const;
+    // The bar (and category) index of a layer's row, and the row of a bar: the same mapping.
+    int barOfRow(int row) const;
+    int rowOfBar(int bar) const { return barOfRow(bar); }
+    // Where a layer's row of bars is drawn, in this widget's coordinates (empty when there is
+    // none): the window scrolls it into view when the layer is selected.
+    QRect layerBarRect(int row) const;
     // What hovering bar `index` of `set` shows: the layer's full name and the value.
     QString barDescription(int index, QBarSet* set) const;
+    // A/B: while set, each layer has A's accumulated error (from the layer model) and B's (from
+    // `b`, by layer name) side by side, in place of accumulated and isolated; nullopt: back to A.
+    struct Comparison {
+        QString nameA, nameB;
+        std::vector<LayerMetrics> b;
+    };
+    void setComparison(std::optional<Comparison> comparison);
 
 signals:
     void layerClicked(int row);
 
 private:
     void rebuild();
+    double comparisonValue(int row) const;  // B's metric of the layer in `row`, by the mode
     QAbstractItemModel* model_;
     Mode mode_ = SqnrDb;
     int selected_ = -1;
+    std::optional<Comparison> comparison_;
     QHorizontalBarSeries* series_ = nullptr;
     QStringList fullNames_;
 };

@@ -7,6 +7,8 @@
 #include <QPainter>
 #include <QPixmap>
 
+#include <algorithm>
+
 namespace qe {
 
 GalleryModel::GalleryModel(QObject* parent) : QAbstractListModel(parent) {}
@@ -21,6 +23,7 @@ void GalleryModel::setSession(std::shared_ptr<const SessionSnapshot> session)
 {
     session_ = std::move(session);
     evaluation_.reset();
+    comparison_.reset();
     refilter();
 }
 
@@ -34,6 +37,29 @@ void GalleryModel::setChangedOnly(bool changedOnly)
 {
     changedOnly_ = changedOnly;
     refilter();
+}
+
+void GalleryModel::setComparison(std::optional<ConfigComparison> comparison)
+{
+    if (!comparison && !comparison_)
+        return;  // nothing changes (every evaluation without B comes here)
+    comparison_ = std::move(comparison);
+    refilter();
+}
+
+void GalleryModel::setDifferingOnly(bool differingOnly)
+{
+    differingOnly_ = differingOnly;
+    refilter();
+}
+
+const DifferingImage* GalleryModel::differing(std::size_t image) const
+{
+    if (!comparison_)
+        return nullptr;
+    auto found = std::lower_bound(comparison_->differing.begin(), comparison_->differing.end(), image,
+                                  [](const DifferingImage& d, std::size_t i) { return d.image < i; });
+    return found != comparison_->differing.end() && found->image == image ? &*found : nullptr;
 }
 
 bool GalleryModel::changed(std::size_t image) const
@@ -58,7 +84,7 @@ void GalleryModel::refilter()
     shown_.clear();
     if (session_)
         for (std::size_t i = 0; i < std::size_t(session_->thumbnails.size()); ++i)
-            if (!changedOnly_ || (evaluation_ && changed(i)))
+            if ((!changedOnly_ || (evaluation_ && changed(i))) && (!differingOnly_ || differing(i)))
                 shown_.push_back(i);
     endResetModel();
 }
@@ -82,6 +108,8 @@ QVariant GalleryModel::data(const QModelIndex& index, int role) const
     case Qt::DisplayRole:
         if (!evaluated)
             return QStringLiteral("#%1").arg(image);
+        if (const DifferingImage* d = differing(image))
+            return QStringLiteral("A: %1\nB: %2").arg(session_->className(d->predictionA), session_->className(d->predictionB));
         if (floatPrediction == quantPrediction)
             return session_->className(quantPrediction);
         return QStringLiteral("%1\n\u2192 %2").arg(session_->className(floatPrediction), session_->className(quantPrediction));
@@ -97,10 +125,15 @@ QVariant GalleryModel::data(const QModelIndex& index, int role) const
     }
     case Qt::ForegroundRole:
         return evaluated && floatPrediction != quantPrediction ? QColor(213, 94, 0) : QVariant();
-    case Qt::ToolTipRole:
-        return tr("%1\nlabel: %2\nfloat: %3\nquantized: %4")
-            .arg(QString::fromStdString(session_->dataset->imageName(image)), session_->className(label),
-                 session_->className(floatPrediction), session_->className(quantPrediction));
+    case Qt::ToolTipRole: {
+        QString tip = tr("%1\nlabel: %2\nfloat: %3\nquantized: %4")
+                          .arg(QString::fromStdString(session_->dataset->imageName(image)), session_->className(label),
+                               session_->className(floatPrediction), session_->className(quantPrediction));
+        if (const DifferingImage* d = differing(image))
+            tip += tr("\nA: %1, B: %2 (%3)")
+                       .arg(session_->className(d->predictionA), session_->className(d->predictionB), tr(outcomeName(d->outcome)));
+        return tip;
+    }
     }
     return {};
 }

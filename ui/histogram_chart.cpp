@@ -75,6 +75,14 @@ void HistogramChart::setHistogram(const std::optional<TensorHistogram>& histogra
     rebuild();
 }
 
+void HistogramChart::setComparison(const std::optional<TensorHistogram>& b)
+{
+    if (!b && !comparison_)
+        return;  // nothing to redraw
+    comparison_ = b;
+    rebuild();
+}
+
 void HistogramChart::setLogScale(bool on)
 {
     logScale_ = on;
@@ -104,6 +112,10 @@ void HistogramChart::rebuild()
     for (const auto& [method, range] : h.calibrationRanges) {
         lo = std::min(lo, range.first);
         hi = std::max(hi, range.second);
+    }
+    if (comparison_ && comparison_->clipRange) {
+        lo = std::min(lo, comparison_->clipRange->first);
+        hi = std::max(hi, comparison_->clipRange->second);
     }
     const float pad = std::max(1e-6f, 0.03f * (hi - lo));
     const double floor = logScale_ ? 0.5 : 0.0;  // log axes cannot show 0: empty bins sit on the floor
@@ -173,19 +185,28 @@ void HistogramChart::rebuild()
     }
     const double ceiling = logScale_ ? top * std::pow(1.6, k + 1) : top + peak * 0.07 * (k + 1);
 
-    // The levels: a rug of ticks on the floor, and full-height lines when there are few.
-    if (!h.levels.empty()) {
+    // A configuration's levels as a rug of ticks at height `y`, and its clipping range as two
+    // vertical lines: A's grey and dashed red, B's (A/B comparison) purple, just above A's.
+    auto levelRug = [&](const TensorHistogram& t, QColor colour, double y, const QString& name) {
         auto* rug = new QScatterSeries(c);
         rug->setMarkerShape(QScatterSeries::MarkerShapeRectangle);
         rug->setMarkerSize(5);
-        rug->setColor(grey);
-        rug->setBorderColor(grey);
-        const double rugY = logScale_ ? 0.6 : peak * 0.01;
-        for (float level : h.levels)
+        rug->setColor(colour);
+        rug->setBorderColor(colour);
+        for (float level : t.levels)
             if (level >= lo - pad && level <= hi + pad)
-                rug->append(level, rugY);
-        rug->setName(levelsLegend(h));
+                rug->append(level, y);
+        rug->setName(name);
         lines.push_back(rug);
+    };
+    auto clipLines = [&](const std::pair<float, float>& range, const QPen& pen, const QString& prefix) {
+        lines.push_back(segment(c, {range.first, floor}, {range.first, top}, pen,
+                                prefix + tr("clip [%1, %2]").arg(range.first, 0, 'g', 3).arg(range.second, 0, 'g', 3)));
+        lines.push_back(segment(c, {range.second, floor}, {range.second, top}, pen, {}));
+    };
+    // The levels: a rug of ticks on the floor, and full-height lines when there are few.
+    if (!h.levels.empty()) {
+        levelRug(h, grey, logScale_ ? 0.6 : peak * 0.01, levelsLegend(h));
         if (h.levels.size() <= 16)
             for (float level : h.levels) {
                 QPen pen(QColor(90, 90, 90, 120), 1, Qt::DotLine);
@@ -193,11 +214,14 @@ void HistogramChart::rebuild()
                 lines.push_back(line);
             }
     }
-    if (h.clipRange) {
-        QPen pen(red, 2, Qt::DashLine);
-        lines.push_back(segment(c, {h.clipRange->first, floor}, {h.clipRange->first, top}, pen,
-                                tr("clip [%1, %2]").arg(h.clipRange->first, 0, 'g', 3).arg(h.clipRange->second, 0, 'g', 3)));
-        lines.push_back(segment(c, {h.clipRange->second, floor}, {h.clipRange->second, top}, pen, {}));
+    if (h.clipRange)
+        clipLines(*h.clipRange, QPen(red, 2, Qt::DashLine), {});
+    if (comparison_) {
+        const TensorHistogram& b = *comparison_;
+        if (!b.levels.empty())
+            levelRug(b, purple, logScale_ ? 1.2 : peak * 0.04, tr("B: %1").arg(levelsLegend(b)));
+        if (b.clipRange)
+            clipLines(*b.clipRange, QPen(purple, 2, Qt::DashDotLine), tr("B: "));
     }
     for (QAbstractSeries* s : lines)
         c->addSeries(s);

@@ -22,12 +22,16 @@ public:
     explicit HistogramChart(const QString& name, QWidget* parent = nullptr);
     void setHistogram(const std::optional<TensorHistogram>& histogram, const QString& title);
     void setLogScale(bool on);
+    // A/B: configuration B's levels and clipping range on the same tensor, drawn over A's in a
+    // second colour (purple) and named "B" in the legend; nullopt: A alone.
+    void setComparison(const std::optional<TensorHistogram>& b);
+    const std::optional<TensorHistogram>& comparison() const { return comparison_; }
     const std::optional<TensorHistogram>& histogram() const { return histogram_; }
     QAbstractAxis* countAxis() const;  // the vertical axis (logarithmic or linear)
 
 private:
     void rebuild();
-    std::optional<TensorHistogram> histogram_;
+    std::optional<TensorHistogram> histogram_, comparison_;
     QString title_;
     bool logScale_ = false;
 };

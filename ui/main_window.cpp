@@ -59,6 +59,7 @@ MainWindow::MainWindow(QWidget* parent)
 {
     resize(1440, 900);
     setAcceptDrops(true);
+    buildComparisonWidgets();
     updateTitle();
 
     // The layer table: sorted through a proxy (by the raw numbers), edited in place.
@@ -103,6 +104,7 @@ MainWindow::MainWindow(QWidget* parent)
     connect(table_->selectionModel(), &QItemSelectionModel::currentRowChanged, this, [this] {
         const int row = selectedLayer();
         errorChart_->setSelectedLayer(row);
+        scrollErrorChartToSelection();
         graph_->setSelectedLayer(row);
         if (row >= 0) {
             const QString name = QString::fromStdString(layers_->layerName(row));
@@ -126,8 +128,7 @@ MainWindow::MainWindow(QWidget* parent)
     auto* tablePanel = new QWidget(this);
     auto* tableLayout = new QVBoxLayout(tablePanel);
     tableLayout->setContentsMargins(4, 4, 4, 0);
-    // A model evaluated on images it was not made for gives numbers that mean nothing: said
-    // plainly, above the numbers, for as long as those images are loaded.
+    // The warnings about the numbers, above them (showWarnings()).
     dataWarnings_->setObjectName("dataWarnings");
     dataWarnings_->setWordWrap(true);
     dataWarnings_->setTextFormat(Qt::RichText);
@@ -135,6 +136,7 @@ MainWindow::MainWindow(QWidget* parent)
     dataWarnings_->hide();
     tableLayout->addWidget(dataWarnings_);
     tableLayout->addWidget(headline_);
+    tableLayout->addWidget(comparisonLine_);
     tableLayout->addWidget(table_);
 
     auto* errorPanel = new QWidget(this);
@@ -157,6 +159,8 @@ MainWindow::MainWindow(QWidget* parent)
     connect(errorMode_, &QComboBox::currentIndexChanged, this,
             [this] { errorChart_->setMode(ErrorChart::Mode(errorMode_->currentData().toInt())); });
     connect(errorChart_, &ErrorChart::layerClicked, this, &MainWindow::selectLayer);
+    // The bars move when the chart is laid out again (a new model, another mode, a resize).
+    connect(errorChart_->chart(), &QChart::plotAreaChanged, this, &MainWindow::scrollErrorChartToSelection);
     errorBar->addWidget(new QLabel(tr("<small>hover a bar for its value</small>"), this));
 
     // The views of the selected layer and of the whole model.
@@ -215,6 +219,7 @@ MainWindow::MainWindow(QWidget* parent)
     connect(session_, &Session::evaluated, this, &MainWindow::showEvaluation);
     connect(session_, &Session::histogramsReady, this, &MainWindow::showHistograms);
     connect(session_, &Session::failed, this, &MainWindow::showError);
+    connect(session_, &Session::warning, this, &MainWindow::showStudyWarning);
     connect(session_, &Session::failed, this, [this] { keepConfigurationFor_.reset(); });
     connect(session_, &Session::progress, this, &MainWindow::showProgress);
     connect(session_, &Session::evaluationStarted, this, [this] {
@@ -335,6 +340,7 @@ QWidget* MainWindow::buildAccuracyTab()
     summaryRow->addSpacing(16);
     summaryRow->addLayout(integerColumn, 1);
     layout->addLayout(summaryRow);
+    layout->addWidget(comparisonSummary_);
     // The configurations tried, against their size, are the Pareto tab's.
     layout->addWidget(new QLabel(tr("<b>Confusion matrix</b> of the quantized model (rows: true class)"), tab));
     layout->addWidget(confusion_, 1);
@@ -380,6 +386,7 @@ QWidget* MainWindow::buildImagesTab()
                                     "Click an image for its per-layer error.</small>"),
                                  this));
     layout->addWidget(changedOnly_);
+    layout->addWidget(differingOnly_);
     auto* split = new QSplitter(Qt::Vertical, tab);
     split->addWidget(galleryView_);
     split->addWidget(imageErrors_);
@@ -421,6 +428,14 @@ void MainWindow::selectLayer(int row)
     const QModelIndex index = sorted_->mapFromSource(layers_->index(row, LayerTableModel::Name));
     table_->selectionModel()->setCurrentIndex(index, QItemSelectionModel::ClearAndSelect | QItemSelectionModel::Rows);
     table_->scrollTo(index);
+}
+
+void MainWindow::scrollErrorChartToSelection()
+{
+    // The whole row of bars in view, or as much of it as fits, names on the left.
+    const QRect bars = errorChart_->layerBarRect(selectedLayer());
+    if (!bars.isEmpty())
+        errorScroll_->ensureVisible(0, bars.center().y(), 0, bars.height());
 }
 
 }  // namespace qe

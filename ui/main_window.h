@@ -15,9 +15,11 @@
 //   main_window_export.cpp   exports, the int8 engine and the screenshots of scripts/screenshot
 // The sensitivity map, the Pareto view and the search dialog are views of their own
 // (sensitivity_view, pareto_view, search_dialog) that read the session and edit the document.
+//   main_window_compare.cpp  the A/B comparison with a second configuration (the Compare menu)
 
 #include "channel_range_chart.h"
 #include "charts.h"
+#include "eval/comparison.h"
 #include "histogram_chart.h"
 #include "quant/config.h"
 
@@ -30,6 +32,7 @@
 
 class QCheckBox;
 class QComboBox;
+class QJsonObject;
 class QLabel;
 class QListView;
 class QMenu;
@@ -70,7 +73,9 @@ public:
     // For scripts/screenshot: once the default is evaluated, save PNGs of the main views
     // (`path`, and beside it *_details, *_channels, *_accuracy, *_graph, *_images, then, after a
     // sensitivity sweep and a search with the dialog's defaults, *_sensitivity, *_search (the
-    // dialog) and *_pareto) and `path`.json, what the summary line says (summary()), then quit.
+    // dialog) and *_pareto) and `path`.json, what
+    // the summary line says (summary()), then quit. The run is scripted from then on: nobody
+    // answers a dialog, so none is shown (see endScriptedRun()).
     void saveScreenshotWhenReady(const QString& path);
 
     // The interactive ways in (menus, drag and drop, recent files).
@@ -96,6 +101,7 @@ public:
     GraphView* graphView() const { return graph_; }
     QTableView* layerTable() const { return table_; }
     ErrorChart* errorChart() const { return errorChart_; }
+    QScrollArea* errorScrollArea() const { return errorScroll_; }  // scrolls the error chart
     HistogramChart* weightHistogram() const { return weightHistogram_; }
     HistogramChart* activationHistogram() const { return activationHistogram_; }
     // The output channel the weight histogram shows (-1: all), and the per-channel range chart.
@@ -119,11 +125,26 @@ public:
         QString dataDescription;  // the data set's own description (kind, count, size, labels)
         QString labelColumn;      // the labels CSV column in use ("" for the data set's default)
         QStringList warnings;     // how the images do not fit the model (shown above the line)
+        QStringList studyWarnings;  // what the study warned of while it ran (calibrating on the evaluation images)
         double sizeKiB = 0, floatSizeKiB = 0, bitsPerWeight = 0;
     };
     std::optional<Summary> summary() const;
+    // summary() as JSON at `path` (with the A/B comparison while there is one): the screenshot's
+    // PATH.json, for scripts.
+    bool writeSummaryJson(const QString& path) const;
     QLabel* dataWarnings() const { return dataWarnings_; }
     void selectLayer(int row);
+
+    // A/B (main_window_compare.cpp): configuration B, evaluated by the session on its worker and
+    // kept while the current configuration (A) is edited; not an edit, so not in the undo history.
+    void compareWith(const QuantConfig& b, const QString& name);
+    bool compareWithFile(const QString& path);  // before a model has loaded: once it has
+    void pinCurrentAsB();
+    void clearComparison();
+    // The latest A against B, as the views show it; nullopt without B (or before its result).
+    std::optional<ConfigComparison> comparison() const;
+    QCheckBox* differingOnlyFilter() const { return differingOnly_; }
+    QLabel* comparisonSummary() const { return comparisonSummary_; }
 
 signals:
     // Every view shows the latest evaluation (after the session's evaluated(), once the views
@@ -142,6 +163,9 @@ private:
     QWidget* buildAccuracyTab();
     QWidget* buildImagesTab();
     QWidget* buildGraphTab();
+    // Scrolls the error chart to the selected layer's bars (a large model's chart is taller than
+    // its panel).
+    void scrollErrorChartToSelection();
     // main_window_menus.cpp
     void buildMenus();
     QString saveChartDialog(const QString& name);
@@ -167,6 +191,8 @@ private:
     void showDetails();
     void showImageErrors(int image, const QList<double>& sqnr);
     void showError(const QString& message);
+    void showStudyWarning(const QString& message);
+    void showWarnings();  // the banner above the summary line: data warnings and the study's
     static QString percent(double fraction);  // 0.9876 -> "98.76%"
     // main_window_export.cpp
     bool startExport(const QString& description, bool started);
@@ -175,9 +201,20 @@ private:
     void endExport();
     void updateExportActions();
     void showIntegerResults();
-    bool writeSummaryJson(const QString& path) const;  // summary() as JSON, for scripts
     // The screenshots of the sensitivity map, the search dialog and the Pareto view, then quits.
     void shootPrecisionViews(const QString& base, std::shared_ptr<bool> ok);
+    // main_window_compare.cpp
+    void buildComparisonWidgets();
+    void buildCompareMenu();
+    void showComparison();
+    void showComparisonHistograms();
+    QJsonObject comparisonJson() const;  // empty without a comparison
+    // In a scripted run, what a modal dialog would ask or say (an error, "save first?") goes to
+    // stderr instead and the program exits with code 2; returns whether it did. Outside a
+    // scripted run it does nothing and returns false: the caller shows its dialog.
+    bool endScriptedRun(const QString& message);
+    // In a scripted run, a note on stderr (the run goes on).
+    void noteScripted(const QString& message) const;
 
     Session* session_;
     ConfigDocument* document_;
@@ -212,11 +249,16 @@ private:
     QProgressBar* exportProgress_;
     QToolButton* cancel_;
     QLabel* timing_;
+    QLabel* comparisonLine_ = nullptr;     // under the headline while comparing
+    QLabel* comparisonSummary_ = nullptr;  // in the accuracy tab while comparing
+    QCheckBox* differingOnly_ = nullptr;   // the Images tab's A/B filter
+    QString comparisonName_, pendingComparePath_;
     QMenu* recentMenu_;
     QList<QAction*> exportActions_;  // enabled while a model is loaded and no export runs
 
     QString modelPath_, dataPath_;
     QString pendingConfigPath_;  // the configuration to start from once the model has loaded
+    QStringList studyWarnings_;  // the session's warning()s for the loaded model
     // While other images load for the same model: the layers the configuration was made for.
     std::optional<std::set<std::string>> keepConfigurationFor_;
     std::shared_ptr<const IntegerEvaluation> integer_;  // the int8 engine's last results ...
@@ -225,6 +267,7 @@ private:
     bool integerRunning_ = false;                       // the running export is the int8 engine
     bool sweepShot_ = false;    // the screenshots' sensitivity map is taken
     qint64 editStartedMs_ = 0;  // when the last change was made, for the status bar's timing
+    bool scripted_ = false;     // --screenshot: no dialogs, errors end the run (endScriptedRun)
 };
 
 }  // namespace qe

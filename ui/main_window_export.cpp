@@ -34,6 +34,8 @@
 #include <QToolButton>
 #include <QUrl>
 
+#include <cstdio>
+
 namespace qe {
 
 bool MainWindow::exportMetricsCsv(const QString& path)
@@ -198,6 +200,8 @@ void MainWindow::showExportError(const QString& path, const QString& message)
     endExport();
     const QString text = path.isEmpty() ? tr("%1 failed:\n\n%2").arg(exportDescription_, message)
                                         : tr("Could not write %1:\n\n%2").arg(QDir::toNativeSeparators(path), message);
+    if (endScriptedRun(text))
+        return;
     statusBar()->showMessage(tr("Failed: %1").arg(text.section('\n', 0, 0)), 10000);
     QMessageBox::critical(this, tr("Export Failed"), text);
 }
@@ -243,9 +247,12 @@ bool MainWindow::writeSummaryJson(const QString& path) const
                      {"data_description", line->dataDescription},
                      {"label_column", line->labelColumn},
                      {"warnings", QJsonArray::fromStringList(line->warnings)},
+                     {"study_warnings", QJsonArray::fromStringList(line->studyWarnings)},
                      {"size_kib", line->sizeKiB},
                      {"float_size_kib", line->floatSizeKiB},
                      {"bits_per_weight", line->bitsPerWeight}};
+    if (const QJsonObject comparison = comparisonJson(); !comparison.isEmpty())
+        json["comparison"] = comparison;
     QSaveFile file(path);
     if (!file.open(QIODevice::WriteOnly))
         return false;
@@ -253,11 +260,32 @@ bool MainWindow::writeSummaryJson(const QString& path) const
     return file.commit();
 }
 
+bool MainWindow::endScriptedRun(const QString& message)
+{
+    if (!scripted_)
+        return false;
+    noteScripted(tr("error: %1").arg(message));
+    // Queued: the event loop may not run yet (an error while the window starts), and exit()
+    // before exec() would be forgotten.
+    QMetaObject::invokeMethod(qApp, [] { QApplication::exit(2); }, Qt::QueuedConnection);
+    return true;
+}
+
+void MainWindow::noteScripted(const QString& message) const
+{
+    if (scripted_)
+        std::fprintf(stderr, "quantexplorer: %s\n", message.toLocal8Bit().constData());
+}
+
 void MainWindow::saveScreenshotWhenReady(const QString& path)
 {
-    // Waits for the first evaluation and the selected layer's histograms, then walks the views;
-    // the last ones need a sensitivity sweep and a search of their own, run as a user runs them.
-    auto pending = std::make_shared<int>(2);
+    scripted_ = true;
+    // Waits for the first evaluation and the selected layer's histograms (and, with a
+    // configuration B to compare with, B's evaluation and the histograms under both), then walks
+    // the views; the last ones need a sensitivity sweep and a search of their own, run as a user
+    // runs them.
+    const bool comparing = !pendingComparePath_.isEmpty();
+    auto shot = std::make_shared<bool>(false);
     auto shoot = [this, path] {
         const QString base = path.endsWith(".png") ? path.chopped(4) : path;
         QTimer::singleShot(300, this, [this, base, path] {
@@ -273,7 +301,7 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             graph_->fitWholeModel();
             ok = grab().save(base + "_graph.png") && ok;
             tabs_->setCurrentIndex(3);
-            changedOnly_->setChecked(true);
+            (comparison() ? differingOnly_ : changedOnly_)->setChecked(true);
             auto allSaved = std::make_shared<bool>(ok);
             auto precisionViews = [this, base, allSaved] { shootPrecisionViews(base, allSaved); };
             if (gallery_->rowCount() > 0) {
@@ -293,21 +321,22 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             }
         });
     };
-    auto step = [pending, shoot] {
-        if (--*pending == 0)
-            shoot();
+    auto ready = [this, comparing] {
+        return session_->evaluation() && session_->histograms() &&
+               (!comparing || (session_->comparison() && session_->comparisonHistograms()));
     };
-    connect(session_, &Session::evaluated, this, [pending, step] {
-        if (*pending > 0)
-            step();
+    auto step = [shot, ready, shoot] {
+        if (!*shot && ready())
+            *shot = true, shoot();
+    };
+    connect(session_, &Session::evaluated, this, step);
+    connect(session_, &Session::histogramsReady, this, step);
+    connect(session_, &Session::comparisonEvaluated, this, step);
+    connect(session_, &Session::comparisonFailed, this, [shot, shoot] {  // shown without B
+        if (!*shot)
+            *shot = true, shoot();
     });
-    connect(session_, &Session::histogramsReady, this, [pending, step] {
-        if (*pending > 0)
-            step();
-    });
-    connect(session_, &Session::failed, this, [this, path] {  // an error dialog is worth a picture too
-        QTimer::singleShot(200, this, [this, path] { QApplication::exit(grab().save(path) ? 1 : 2); });
-    });
+    // A failure ends the run through showError() (endScriptedRun: the message on stderr, exit 2).
 }
 
 void MainWindow::shootPrecisionViews(const QString& base, std::shared_ptr<bool> ok)

@@ -54,15 +54,6 @@ QString jsonFormat(const QString& path)
     return QStringLiteral("config");
 }
 
-// The names a configuration opened for this model may use.
-std::set<std::string> layerNames(const SessionSnapshot& snapshot)
-{
-    std::set<std::string> names;
-    for (const QuantLayer& layer : snapshot.layers)
-        names.insert(layer.name);
-    return names;
-}
-
 }  // namespace
 
 // ---- opening ------------------------------------------------------------------------------------
@@ -71,6 +62,12 @@ void MainWindow::openSession(const QString& modelPath, const QString& dataPath, 
 {
     pendingConfigPath_ = configPath;
     keepConfigurationFor_.reset();
+    // Scripted, a model without a sidecar is not asked about: it opens as the CLI opens it.
+    const QString sidecar = QString::fromStdString(Preprocess::sidecarPath(modelPath.toStdString()).string());
+    if (!QFileInfo::exists(sidecar))
+        noteScripted(tr("%1 has no preprocessing sidecar: it opens with the defaults the CLI uses (raw 0..255 pixels, gray "
+                        "for one input channel, RGB otherwise); open it once in the window, or write %2, to choose")
+                         .arg(modelPath, sidecar));
     statusBar()->showMessage(tr("Loading %1 and %2 ...").arg(QFileInfo(modelPath).fileName(), QFileInfo(dataPath).fileName()));
     progress_->setRange(0, 0);
     progress_->show();
@@ -128,6 +125,11 @@ void MainWindow::askPreprocessingAndOpen(const QString& path, const ModelInputs&
     // A configuration dropped together with the model waits in pendingConfigPath_ meanwhile.
     const QString config = pendingConfigPath_;
     pendingConfigPath_.clear();
+    if (scripted_) {  // nobody to ask: the CLI's defaults, said on stderr by openSession(), and no sidecar written
+        addRecent(path);
+        openSession(path, dataPath_, config);
+        return;
+    }
     PreprocessDialog dialog(path, inputs, this);
     if (dialog.exec() != QDialog::Accepted)
         return;
@@ -151,7 +153,7 @@ void MainWindow::openImages(const QString& path)
     const auto snapshot = session_->snapshot();
     openSession(modelPath_, path);
     if (snapshot)
-        keepConfigurationFor_ = layerNames(*snapshot);
+        keepConfigurationFor_ = snapshot->layerNames();
 }
 
 bool MainWindow::openConfiguration(const QString& path)
@@ -162,7 +164,7 @@ bool MainWindow::openConfiguration(const QString& path)
         return true;
     }
     try {
-        const QuantConfig config = QuantConfig::load(path.toStdString(), layerNames(*snapshot));
+        const QuantConfig config = QuantConfig::load(path.toStdString(), snapshot->layerNames());
         document_->edit(config, tr("open %1").arg(QFileInfo(path).fileName()));
         document_->markSaved(path);
         addRecent(path);
@@ -278,6 +280,8 @@ bool MainWindow::confirmDiscard(const QString& why)
 {
     if (!document_->isModified())
         return true;
+    if (endScriptedRun((why.isEmpty() ? QString() : why + " ") + tr("The configuration has unsaved changes; nobody is there to save them.")))
+        return false;
     const auto answer = QMessageBox::question(this, tr("Unsaved configuration"),
                                               (why.isEmpty() ? QString() : why + "\n\n") +
                                                   tr("The configuration has unsaved changes. Save them first?"),
@@ -325,7 +329,7 @@ void MainWindow::startConfiguration(const SessionSnapshot& snapshot)
     // New images for the same model: the configuration and its history stay when the layers
     // still match; otherwise it cannot apply, and unsaved changes are offered for saving first.
     if (keepConfigurationFor_) {
-        const bool same = *keepConfigurationFor_ == layerNames(snapshot);
+        const bool same = *keepConfigurationFor_ == snapshot.layerNames();
         keepConfigurationFor_.reset();
         if (same) {
             document_->setAutosavePath(autosavePath());
@@ -345,7 +349,7 @@ void MainWindow::startConfiguration(const SessionSnapshot& snapshot)
         config = *snapshot.modelConfig;
     if (!pendingConfigPath_.isEmpty()) {
         try {
-            config = QuantConfig::load(pendingConfigPath_.toStdString(), layerNames(snapshot));
+            config = QuantConfig::load(pendingConfigPath_.toStdString(), snapshot.layerNames());
             path = pendingConfigPath_;
         } catch (const Error& e) {
             showError(QString::fromStdString(e.what()) + tr("\n\nThe default W8A8 configuration is used instead."));

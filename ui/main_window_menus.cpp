@@ -174,6 +174,7 @@ void MainWindow::buildMenus()
     });
     tools->addAction(tr("Search &Mixed Precision..."), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_M), this, &MainWindow::showSearchDialog);
 
+    buildCompareMenu();
     QMenu* help = menuBar()->addMenu(tr("&Help"));
     help->setObjectName("helpMenu");
     help->addAction(tr("&Guide"), QKeySequence::HelpContents, this,

@@ -57,12 +57,8 @@ void MainWindow::showLoaded()
     imageErrors_->setErrors({}, {}, {}, tr("Click an image to see its per-layer error"));
     if (!snapshot->labelColumnNote.isEmpty())
         statusBar()->showMessage(tr("Labels: %1").arg(snapshot->labelColumnNote), 10000);
-    QStringList warnings;
-    for (const QString& w : snapshot->dataWarnings)
-        warnings << "\u26a0 " + w.toHtmlEscaped();
-    dataWarnings_->setText(tr("<b>These images do not fit %1</b>; its accuracy on them means little:<br>%2")
-                               .arg(QFileInfo(snapshot->modelPath).fileName().toHtmlEscaped(), warnings.join("<br>")));
-    dataWarnings_->setVisible(!warnings.isEmpty());
+    studyWarnings_.clear();
+    showWarnings();
     for (int column = LayerTableModel::Operator; column < LayerTableModel::ColumnCount; ++column)
         table_->resizeColumnToContents(column);
     table_->setColumnWidth(LayerTableModel::Name, std::max(table_->columnWidth(LayerTableModel::Name), 120));
@@ -115,6 +111,7 @@ std::optional<MainWindow::Summary> MainWindow::summary() const
     line.dataDescription = QString::fromStdString(snapshot->dataset->description());
     line.labelColumn = snapshot->labelColumn;
     line.warnings = snapshot->dataWarnings;
+    line.studyWarnings = studyWarnings_;
     line.sizeKiB = m.sizeBytes / 1024.0;
     line.floatSizeKiB = m.floatSizeBytes / 1024.0;
     line.bitsPerWeight = m.bitsPerWeight;
@@ -151,6 +148,7 @@ void MainWindow::showEvaluation()
 
     const double sizeKiB = m.sizeBytes / 1024.0, floatKiB = m.floatSizeBytes / 1024.0;
     const Summary line = *summary();
+    const qsizetype warningCount = line.warnings.size() + line.studyWarnings.size();
     headline_->setText(tr("<b>top-1 %1</b> (float %2) \u00b7 agreement %3 \u00b7 <b>%4 KiB</b> (float %5 KiB) \u00b7 %6 bits/weight "
                           "<small>\u00b7 %7 images of <b>%8</b>%9%10</small>")
                            .arg(percent(line.top1), percent(line.floatTop1), percent(line.agreement))
@@ -160,10 +158,9 @@ void MainWindow::showEvaluation()
                            .arg(line.images)
                            .arg(line.data.toHtmlEscaped())
                            .arg(line.labelColumn.isEmpty() ? QString() : tr(", labels %1").arg(line.labelColumn.toHtmlEscaped()))
-                           .arg(line.warnings.isEmpty() ? QString()
-                                                        : tr(" \u00b7 <span style='color:#b00020'>\u26a0 %1 above</span>")
-                                                              .arg(line.warnings.size() == 1 ? tr("1 warning")
-                                                                                             : tr("%1 warnings").arg(line.warnings.size()))));
+                           .arg(warningCount == 0 ? QString()
+                                                  : tr(" \u00b7 <span style='color:#b00020'>\u26a0 %1 above</span>")
+                                                        .arg(warningCount == 1 ? tr("1 warning") : tr("%1 warnings").arg(warningCount))));
     accuracySummary_->setText(
         tr("<table cellspacing=6><tr><th></th><th align=right>float</th><th align=right>quantized</th></tr>"
            "<tr><td><b>top-1</b></td><td align=right>%1</td><td align=right><b>%2</b></td></tr>"
@@ -246,8 +243,41 @@ void MainWindow::showImageErrors(int image, const QList<double>& sqnr)
                                      snapshot->className(m.predictions[std::size_t(image)])));
 }
 
+void MainWindow::showStudyWarning(const QString& message)
+{
+    if (studyWarnings_.contains(message))
+        return;
+    studyWarnings_ << message;
+    statusBar()->showMessage(tr("Warning: %1").arg(message), 10000);
+    showWarnings();
+}
+
+void MainWindow::showWarnings()
+{
+    // A model evaluated on images it was not made for gives numbers that mean nothing, and a
+    // calibration on the evaluation images flatters them: said plainly, above the numbers, for as
+    // long as those images are loaded.
+    const auto snapshot = session_->snapshot();
+    auto items = [](const QStringList& texts) {
+        QStringList lines;
+        for (const QString& text : texts)
+            lines << "\u26a0 " + text.toHtmlEscaped();
+        return lines.join("<br>");
+    };
+    QStringList parts;
+    if (snapshot && !snapshot->dataWarnings.isEmpty())
+        parts << tr("<b>These images do not fit %1</b>; its accuracy on them means little:<br>%2")
+                     .arg(QFileInfo(snapshot->modelPath).fileName().toHtmlEscaped(), items(snapshot->dataWarnings));
+    if (!studyWarnings_.isEmpty())
+        parts << items(studyWarnings_);
+    dataWarnings_->setText(parts.join("<br>"));
+    dataWarnings_->setVisible(!parts.isEmpty());
+}
+
 void MainWindow::showError(const QString& message)
 {
+    if (endScriptedRun(message))
+        return;
     progress_->hide();
     cancel_->setVisible(session_->isExporting());
     statusBar()->showMessage(tr("Failed: %1").arg(message.section('\n', 0, 0)), 8000);

@@ -37,6 +37,14 @@ QString SessionSnapshot::className(int index) const
     return index < 0 ? QStringLiteral("?") : QString::number(index);
 }
 
+std::set<std::string> SessionSnapshot::layerNames() const
+{
+    std::set<std::string> names;
+    for (const QuantLayer& layer : layers)
+        names.insert(layer.name);
+    return names;
+}
+
 Session::Session(QObject* parent) : QObject(parent)
 {
     qRegisterMetaType<std::shared_ptr<const qe::ImageErrorSnapshot>>();
@@ -74,6 +82,7 @@ Session::~Session()
     export_.state->cancel = true;
     sweep_.state->cancel = true;
     search_.state->cancel = true;
+    comparisonSlot_.state->cancel = true;
     pool_.waitForDone();
 }
 
@@ -82,10 +91,14 @@ void Session::cancel()
     const bool wasBusy = busy_ || debounce_.isActive();
     debounce_.stop();
     const bool wasExporting = exporting_;
-    for (Slot* slot : {&main_, &histogram_, &imageErrors_, &export_})
+    for (Slot* slot : {&main_, &histogram_, &imageErrors_, &export_, &comparisonSlot_})
         restart(*slot);  // a new generation: results still on their way are dropped
     progressTimer_.stop();
     busy_ = false;
+    if (comparisonConfig_ && !comparison_) {  // B was being evaluated: there is no B after all
+        comparisonConfig_.reset();
+        emit comparisonEvaluated();
+    }
     if (wasExporting) {
         endExport();
         emit exportCancelled();
@@ -125,13 +138,31 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         std::shared_ptr<const SessionSnapshot> snapshot;
         std::shared_ptr<Study> study;
     };
-    auto work = QtConcurrent::run(&pool_, [state, modelPath, dataPath]() -> Loaded {
+    // The study warns on the worker: the message is queued to the GUI thread (this session
+    // outlives its jobs: the destructor waits for them). What it says while opening, the
+    // snapshot carries as values; what it says later is emitted as warning().
+    const quint64 openNumber = ++opens_;
+    auto opened = std::make_shared<std::atomic<bool>>(false);
+    auto warn = [this, openNumber, opened](const std::string& message) {
+        if (!*opened)
+            return;
+        QMetaObject::invokeMethod(
+            this,
+            [this, openNumber, text = QString::fromStdString(message)] {
+                if (openNumber == loadedOpen_)
+                    emit warning(text);
+            },
+            Qt::QueuedConnection);
+    };
+    auto work = QtConcurrent::run(&pool_, [state, modelPath, dataPath, warn, opened]() -> Loaded {
         state->stage = Loading;
         StudySources sources;
         sources.model = modelPath.toStdString();
         sources.data = dataPath.toStdString();
         sources.evaluationImages = kEvaluationImages;
+        sources.warn = warn;
         auto study = std::make_shared<Study>(std::move(sources), progressInto(state));
+        *opened = true;
         auto snapshot = std::make_shared<SessionSnapshot>();
         snapshot->modelPath = modelPath;
         snapshot->dataPath = dataPath;
@@ -154,12 +185,18 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         }
         return {std::move(snapshot), std::move(study)};
     });
-    finish(work, main_, [this](Loaded result) {
+    finish(work, main_, [this, openNumber](Loaded result) {
+        loadedOpen_ = openNumber;
         snapshot_ = std::move(result.snapshot);
         study_ = std::move(result.study);
         evaluation_.reset();
         histograms_.reset();
         sensitivity_.reset();
+        // B belongs to the previous model's layers and images.
+        restart(comparisonSlot_);
+        comparison_.reset();
+        comparisonHistograms_.reset();
+        comparisonConfig_.reset();
         focusLayer_.clear();
         focusChannel_ = -1;
         emit loaded();
@@ -237,15 +274,24 @@ void Session::requestHistograms()
     if (!study_ || focusLayer_.empty())
         return;
     auto state = restart(histogram_);
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, layer = focusLayer_, channel = focusChannel_]() {
+    struct Both {
+        std::shared_ptr<HistogramSnapshot> a, b;  // b: under configuration B, while comparing
+    };
+    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, b = comparisonConfig_, layer = focusLayer_,
+                                           channel = focusChannel_]() {
         if (state->cancel)
             throw Cancelled();
-        return std::make_shared<HistogramSnapshot>(study->layerHistograms(config, layer, progressInto(state), channel));
+        Both both;
+        both.a = std::make_shared<HistogramSnapshot>(study->layerHistograms(config, layer, progressInto(state), channel));
+        if (b)
+            both.b = std::make_shared<HistogramSnapshot>(study->layerHistograms(*b, layer, progressInto(state), channel));
+        return both;
     });
-    finish(work, histogram_, [this](std::shared_ptr<HistogramSnapshot> histograms) {
-        if (histograms->layer != focusLayer_ || (histograms->weights && histograms->weights->channel != focusChannel_))
+    finish(work, histogram_, [this](Both histograms) {
+        if (histograms.a->layer != focusLayer_ || (histograms.a->weights && histograms.a->weights->channel != focusChannel_))
             return;
-        histograms_ = std::move(histograms);
+        histograms_ = std::move(histograms.a);
+        comparisonHistograms_ = std::move(histograms.b);
         emit histogramsReady();
     });
 }
@@ -271,6 +317,46 @@ void Session::requestImageErrors(std::size_t image)
         return std::shared_ptr<const ImageErrorSnapshot>(std::move(errors));
     });
     finish(work, imageErrors_, [this](std::shared_ptr<const ImageErrorSnapshot> errors) { emit imageErrorsReady(errors); });
+}
+
+void Session::setComparison(const QuantConfig& b, const QString& name)
+{
+    if (!study_)
+        return;
+    comparisonConfig_ = b;
+    comparison_.reset();
+    auto state = restart(comparisonSlot_);
+    auto work = QtConcurrent::run(&pool_, [state, study = study_, a = config_, b, name]() {
+        if (state->cancel)
+            throw Cancelled();
+        auto snapshot = std::make_shared<ComparisonSnapshot>();
+        snapshot->name = name;
+        snapshot->b = study->evaluate(b, {}, progressInto(state));
+        // The study's caches (and so the per-image errors of the Images tab) are of its last
+        // evaluation: A is evaluated again so that they are A's, as the window expects.
+        study->evaluate(a, {}, progressInto(state));
+        return std::shared_ptr<const ComparisonSnapshot>(std::move(snapshot));
+    });
+    finish(
+        work, comparisonSlot_,
+        [this](std::shared_ptr<const ComparisonSnapshot> comparison) {
+            comparison_ = std::move(comparison);
+            emit comparisonEvaluated();
+            requestHistograms();  // B's histograms of the selected layer
+        },
+        [this](const QString& message) {
+            comparisonConfig_.reset();
+            emit comparisonFailed(message);
+        });
+}
+
+void Session::clearComparison()
+{
+    restart(comparisonSlot_);
+    comparisonConfig_.reset();
+    comparison_.reset();
+    comparisonHistograms_.reset();
+    emit comparisonEvaluated();
 }
 
 // ---- exports ------------------------------------------------------------------------------------

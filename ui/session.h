@@ -30,6 +30,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -52,6 +54,7 @@ struct SessionSnapshot {
     QString labelColumnNote;  // why the study chose it, when it did
     QStringList dataWarnings; // how the images do not fit the model (Study::dataWarnings)
     QString className(int index) const;
+    std::set<std::string> layerNames() const;  // the names a configuration for this model may use
 };
 
 // The study's result for one configuration, numbered in the order the window published them.
@@ -60,6 +63,13 @@ struct EvaluationSnapshot : StudyResult {
 };
 
 using HistogramSnapshot = LayerHistograms;
+
+// Configuration B of an A/B comparison: evaluated once, when it is chosen, on the same images as
+// A, and kept while A (the configuration being edited) changes.
+struct ComparisonSnapshot {
+    QString name;  // what the user chose: a file's name, "pinned", a configuration tried
+    StudyResult b;
+};
 
 // The accumulated error at every layer for one evaluation image.
 struct ImageErrorSnapshot {
@@ -175,7 +185,17 @@ public:
     void cancelSearch();
     bool isSearching() const { return searching_; }
 
-    // Cancels whatever runs or waits: exports, the sweep and the search included.
+    // Configuration B of an A/B comparison, evaluated on the worker (emits comparisonEvaluated(),
+    // or comparisonFailed()); the selected layer's histograms then come under both. Clearing
+    // drops it (emits comparisonEvaluated() with no comparison). B stays while A changes.
+    void setComparison(const QuantConfig& b, const QString& name);
+    void clearComparison();
+    bool isComparing() const { return comparisonConfig_.has_value(); }
+    std::shared_ptr<const ComparisonSnapshot> comparison() const { return comparison_; }
+    // B's histograms of the layer in histograms(), while B is set.
+    std::shared_ptr<const HistogramSnapshot> comparisonHistograms() const { return comparisonHistograms_; }
+
+    // Cancels whatever runs or waits: exports, the sweep, the search and B included.
     void cancel();
     bool isBusy() const { return busy_; }
 
@@ -192,6 +212,10 @@ signals:
     void imageErrorsReady(std::shared_ptr<const qe::ImageErrorSnapshot> errors);
     void cancelled();
     void failed(const QString& message);
+    // A warning the study gives while it works (calibrating on the evaluation images), for the
+    // loaded model. Those it gives while opening are values of the snapshot instead
+    // (dataWarnings, labelColumnNote).
+    void warning(const QString& message);
     void exportProgress(const QString& stage, int done, int total);
     void exported(std::shared_ptr<const qe::ExportResult> result);
     void exportFailed(const QString& path, const QString& message);
@@ -201,6 +225,8 @@ signals:
     void searchCandidates(const std::vector<qe::SearchCandidate>& candidates);  // newly evaluated ones
     void searchFinished(std::shared_ptr<const qe::SearchResult> result);
     void searchFailed(const QString& message);
+    void comparisonEvaluated();
+    void comparisonFailed(const QString& message);
 
 private:
     struct Slot {
@@ -228,11 +254,16 @@ private:
     std::shared_ptr<const SessionSnapshot> snapshot_;
     std::shared_ptr<const EvaluationSnapshot> evaluation_;
     std::shared_ptr<const HistogramSnapshot> histograms_;
+    std::shared_ptr<const ComparisonSnapshot> comparison_;
+    std::shared_ptr<const HistogramSnapshot> comparisonHistograms_;
+    std::optional<QuantConfig> comparisonConfig_;  // B, while comparing (also before its result)
     std::shared_ptr<Study> study_;  // used by the worker only
     QuantConfig config_;
     std::string focusLayer_;
     int focusChannel_ = -1;
     quint64 sequence_ = 0;
+    // Which open() the study in use came from: warnings of a study since replaced are dropped.
+    quint64 opens_ = 0, loadedOpen_ = 0;
     bool busy_ = false;
     bool fromScratch_ = false;  // the next evaluation drops the previous run's caches first
     bool exporting_ = false;
@@ -250,6 +281,7 @@ private:
     std::shared_ptr<Inbox<SearchCandidate>> searchInbox_;
     bool searching_ = false;
     QTimer searchTimer_;  // the search's progress and candidates
+    Slot comparisonSlot_;  // configuration B
     QTimer progressTimer_;
     QTimer exportTimer_;  // the export slot's progress
     QTimer debounce_;

@@ -3,6 +3,9 @@
 
 #include "cli/common.h"
 
+#include "common/error.h"
+
+#include <climits>
 #include <iostream>
 
 namespace qe::cli {
@@ -20,6 +23,9 @@ constexpr const char* kHistogramUsage = R"(usage: quantexplorer-cli histogram --
   --calib-count N       calibration images (default: the configuration's "images")
   --limit N             images to histogram activations over (default 1000)
   --bins N              histogram bins (default 128)
+  --channel N           weights only: output channel N alone, with that channel's levels and
+                        clipping range (per-channel quantization gives each its own); default:
+                        the whole tensor (per-channel weights then list no levels)
   --json                one JSON object: counts, range, levels, clip range, calibration ranges
   (and the preprocessing flags of 'eval')
 )";
@@ -32,18 +38,26 @@ int runHistogram(const std::vector<std::string>& args)
         return 0;
     const Options options(args,
                           withPreprocessFlags({"--model", "--config", "--tensor", "--data", "--labels", "--label-column",
-                                               "--calib-data", "--calib-count", "--limit", "--bins"}),
+                                               "--calib-data", "--calib-count", "--limit", "--bins", "--channel"}),
                           {"--json"});
     const std::size_t images = static_cast<std::size_t>(options.integer("--limit").value_or(1000));
     Study study(studySources(options, false, images));
     const QuantConfig config = study.loadConfig(options.required("--config"));
+    const std::optional<long long> channel = options.integer("--channel");
+    if (channel && *channel < 0)
+        throw Error("--channel: expected an output channel number from 0, got " + std::to_string(*channel));
     const TensorHistogram h = study.histogram(config, options.required("--tensor"),
-                                              static_cast<int>(options.integer("--bins").value_or(128)), stderrProgress());
+                                              static_cast<int>(options.integer("--bins").value_or(128)), stderrProgress(),
+                                              channel ? static_cast<int>(std::min<long long>(*channel, INT_MAX)) : -1);
 
     json out{{"tensor", h.tensor}, {"layer", h.layer}, {"kind", h.isWeight ? "weight" : "activation"},
              {"min", h.min}, {"max", h.max},
              {"low", h.histogram.low}, {"high", h.histogram.high}, {"counts", h.histogram.counts},
              {"levels", h.levels}, {"clipped_fraction", h.clippedFraction}};
+    if (h.isWeight) {
+        out["channel"] = h.channel >= 0 ? json(h.channel) : json(nullptr);  // null: the whole tensor
+        out["channel_count"] = h.channelCount;
+    }
     out["clip_range"] = h.clipRange ? json{h.clipRange->first, h.clipRange->second} : json(nullptr);
     json ranges = json::object();
     for (const auto& [method, range] : h.calibrationRanges)
@@ -56,7 +70,8 @@ int runHistogram(const std::vector<std::string>& args)
     if (h.layer.empty())
         std::cout << h.tensor << " (not a quantization point; it keeps its producer's levels): range [";
     else
-        std::cout << h.tensor << " (" << (h.isWeight ? "weights" : "activations") << " of layer " << h.layer << "): range [";
+        std::cout << h.tensor << (h.channel >= 0 ? " channel " + std::to_string(h.channel) + " of " + std::to_string(h.channelCount) : "")
+                  << " (" << (h.isWeight ? "weights" : "activations") << " of layer " << h.layer << "): range [";
     std::cout << h.min << ", " << h.max << "], " << h.levels.size() << " levels";
     if (h.clipRange)
         std::cout << ", clipped to [" << h.clipRange->first << ", " << h.clipRange->second << "] ("

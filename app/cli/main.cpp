@@ -29,6 +29,9 @@ commands:
              each width, and with every layer but that one quantized
   search     mixed precision: the smallest configuration within an accuracy budget, or the
              most accurate within a size budget, with the Pareto front of those evaluated
+  compare    two configurations on the same images (A/B): the differences in accuracy, size
+             and per-layer error, the images whose prediction differs, and whether the
+             difference is more than chance (McNemar's exact test)
 
 Run 'quantexplorer-cli <command> --help' for the options of a command.
 Exit codes: 0 success, 2 bad input (the error is on stderr), 1 internal failure.
@@ -61,6 +64,8 @@ int main(int argc, char** argv)
             return qe::cli::runSensitivity(args);
         if (command == "search")
             return qe::cli::runSearch(args);
+        if (command == "compare")
+            return qe::cli::runCompare(args);
         std::cerr << "error: unknown command '" << command << "'\n\n" << kUsage;
         return 2;
     } catch (const qe::Error& e) {

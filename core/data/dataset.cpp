@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "common/limits.h"
 #include "common/parallel.h"
+#include "data/image_header.h"
 
 #include <algorithm>
 #include <array>
@@ -135,14 +136,22 @@ std::vector<std::uint8_t> readPlain(const fs::path& path)
 
 cv::Mat decodeImage(const fs::path& path)
 {
+    const std::vector<std::uint8_t> bytes = readPlain(path);
+    // The size the header declares is checked before OpenCV allocates it: a small file may
+    // declare gigapixels.
+    const std::optional<ImageHeader> header = readImageHeader(bytes.data(), bytes.size());
+    if (!header)
+        throw Error(path.string() + ": cannot decode the image: not a PNG, JPEG or BMP file (its header is missing, unrecognised or cut short)");
+    checkMemoryBudget(header->decodedBytes(), path.string() + ": a " + std::to_string(header->width) + " x " +
+                                                  std::to_string(header->height) + " " + header->format + " image");
     cv::Mat image;
     try {
-        image = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
+        image = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
     } catch (const cv::Exception& e) {
         throw Error(path.string() + ": OpenCV cannot decode the image (" + e.what() + ")");
     }
     if (image.empty())
-        throw Error(path.string() + ": OpenCV cannot decode the image (missing, unreadable or not a PNG/JPEG/BMP)");
+        throw Error(path.string() + ": OpenCV cannot decode the image (its pixel data is damaged or cut short)");
     if (image.depth() == CV_16U)
         image.convertTo(image, CV_8U, 1.0 / 257.0);  // 65535 -> 255 exactly
     if (image.depth() != CV_8U)

@@ -4,10 +4,10 @@
 #include "engine/executor.h"
 #include "engine/operator.h"
 #include "model/graph_transforms.h"
+#include "model/shape_inference.h"
 #include "model/onnx_import.h"
 
 #include <algorithm>
-#include <optional>
 
 namespace qe {
 
@@ -77,76 +77,7 @@ Graph foldConstants(Graph graph)
     return graph;
 }
 
-Graph foldStaticShapes(Graph graph)
-{
-    auto staticShape = [&](const std::string& tensor, std::vector<bool>& dynamic) -> std::optional<Shape> {
-        auto it = graph.values.find(tensor);
-        if (it == graph.values.end() || !it->second.shapeKnown)
-            return std::nullopt;
-        Shape shape;
-        dynamic.clear();
-        for (const Dim& d : it->second.shape) {
-            shape.push_back(d.isDynamic() ? -1 : d.value);
-            dynamic.push_back(d.isDynamic());
-        }
-        return shape;
-    };
-
-    for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
-        Node& node = graph.nodes[i];
-        if (node.opType != "Shape")
-            continue;
-        std::vector<bool> dynamic;
-        auto shape = staticShape(node.input(0), dynamic);
-        if (!shape)
-            continue;
-        const auto [start, end] = shapeNodeRange(node, static_cast<std::int64_t>(shape->size()));
-        Shape dims;
-        std::vector<bool> dims_dynamic;
-        for (std::int64_t d = start; d < end; ++d) {
-            dims.push_back((*shape)[static_cast<std::size_t>(d)]);
-            dims_dynamic.push_back(dynamic[static_cast<std::size_t>(d)]);
-        }
-        const bool anyDynamic = std::find(dims_dynamic.begin(), dims_dynamic.end(), true) != dims_dynamic.end();
-        if (!anyDynamic) {
-            // Turn the Shape node into a Constant; foldConstants will take it from there.
-            node.opType = "Constant";
-            node.inputs.clear();
-            node.attributes.clear();
-            node.attributes["value"] = Tensor::fromValues<std::int64_t>({static_cast<std::int64_t>(dims.size())}, dims);
-            continue;
-        }
-        // Partially dynamic: fold the Gathers that pick only static dimensions.
-        for (Node& consumer : graph.nodes) {
-            if (consumer.opType != "Gather" || consumer.input(0) != node.outputs[0] ||
-                !graph.isInitializer(consumer.input(1)))
-                continue;
-            const Tensor& indices = graph.initializers.at(consumer.input(1));
-            std::vector<std::int64_t> picked;
-            bool ok = true;
-            for (std::int64_t index : indices.toInt64Vector()) {
-                const auto n = static_cast<std::int64_t>(dims.size());
-                if (index < 0)
-                    index += n;
-                if (index < 0 || index >= n || dims_dynamic[static_cast<std::size_t>(index)]) {
-                    ok = false;
-                    break;
-                }
-                picked.push_back(dims[static_cast<std::size_t>(index)]);
-            }
-            if (!ok)
-                continue;
-            consumer.opType = "Constant";
-            consumer.inputs.clear();
-            consumer.attributes.clear();
-            consumer.attributes["value"] = Tensor::fromValues<std::int64_t>(indices.shape(), picked);
-        }
-    }
-    removeDeadCode(graph);
-    return graph;
-}
-
-void inferShapes(Graph& graph)
+void probeShapes(Graph& graph)
 {
     // Probe feeds: the declared shape, with the leading symbolic axis set to 1 and then 2.
     for (const ValueInfo& input : graph.inputs) {

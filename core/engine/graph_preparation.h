@@ -1,10 +1,11 @@
 #pragma once
 // A model made ready for the engines: read (model/onnx_import.h), then the exporter's leftovers
-// folded and every tensor's shape inferred. Both evaluate nodes with the fp32 kernels, so they
-// live here, above model/: constants are folded by the very kernels that would compute them, and
-// shapes are those the engine computes (see inferShapes).
+// folded and every tensor's shape inferred (model/shape_inference.h, without running anything).
+// Folding constant subgraphs evaluates nodes with the fp32 kernels, so it lives here, above
+// model/: constants are folded by the very kernels that would compute them.
 
 #include "model/graph.h"
+#include "model/shape_inference.h"
 
 #include <filesystem>
 #include <string>
@@ -17,7 +18,7 @@ struct ImportOptions {
     bool foldConstants = true;
     // Fold BatchNormalization into the preceding Conv or Gemm. Off keeps the layers as exported.
     bool foldBatchNorm = true;
-    // Infer every tensor's shape by running the graph on a probe input (see graph_transforms.h).
+    // Infer every tensor's type and shape from the operators' shape rules (model/shape_inference.h).
     bool inferShapes = true;
 };
 
@@ -33,16 +34,11 @@ Graph prepareGraph(Graph graph, const ImportOptions& options = {});
 // quantized model's structure is what the user came to see); unused nodes and initializers go.
 Graph foldConstants(Graph graph);
 
-// Shape nodes (and Gathers of them) whose dimensions do not depend on the batch become constants,
-// so the Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains of exporters fold away where
-// they can. Needs inferred shapes.
-Graph foldStaticShapes(Graph graph);
-
-// Infers every tensor's type and shape by running the graph on a probe input: twice, with batch 1
-// and batch 2 on the dynamic leading axis, so a dimension that follows the batch is marked dynamic.
-// Running the real kernels means the shapes can never disagree with what the engine computes, and
-// an absurd shape fails here, at load time, with the node's name. Graphs whose inputs have other
-// symbolic dimensions are left without inferred shapes.
-void inferShapes(Graph& graph);
+// The oracle of the tests for model/'s static shape inference, not used by the program: infers
+// every tensor's type and shape into graph.values by running the graph with the fp32 kernels on a
+// probe input of ones, with batch 2 and then 3 on the dynamic leading axis (a dimension that
+// changes with them is marked with the batch's symbol). Graphs whose inputs have other symbolic
+// dimensions are left as they are.
+void probeShapes(Graph& graph);
 
 }  // namespace qe

@@ -43,9 +43,6 @@ std::vector<Tensor> runNode(const Node& node, std::int64_t opset, std::vector<co
 
 // Helpers shared by kernels.
 [[noreturn]] void failNode(const OpContext& context, const std::string& message);
-// The dimensions [start, end) a Shape node reports for an input of `rank`, with its start/end
-// attributes clamped as ONNX defines (also used to fold Shape nodes at import).
-std::pair<std::int64_t, std::int64_t> shapeNodeRange(const Node& node, std::int64_t rank);
 std::int64_t normalizeAxis(const OpContext& context, std::int64_t axis, std::int64_t rank);
 
 }  // namespace qe

@@ -489,8 +489,8 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
             const Tensor front = moveAxisToFront(weights, layer.weightChannelAxis);
             const std::int64_t channels = front.rank() >= 1 ? front.dim(0) : 1;
             if (channel < -1 || channel >= channels)
-                throw Error("weights '" + tensor + "' have " + std::to_string(channels) + " output channels: no channel " +
-                            std::to_string(channel));
+                throw Error("layer '" + layer.name + "' (weights '" + tensor + "') has " + std::to_string(channels) +
+                            " output channels (0 to " + std::to_string(channels - 1) + "): no channel " + std::to_string(channel));
             result.channel = channel;
             result.channelCount = int(channels);
             const std::size_t per = std::size_t(front.size() / std::max<std::int64_t>(1, channels));
@@ -517,6 +517,10 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
         }
         if (tensor != layer.name && tensor != layer.output)
             continue;
+        if (channel != -1)
+            throw Error("'" + tensor + "' is the output of layer '" + layer.name + "': a channel picks an output channel of " +
+                        (layer.weight.empty() ? "a layer's weights, and this layer has none"
+                                              : "a layer's weights; ask for its weights, '" + layer.weight + "'"));
         ensureFloatCache({});
         if (floatCache_.empty())
             throw Error("the histogram of activation '" + tensor + "' needs evaluation images");
@@ -564,6 +568,8 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
     // since such tensors keep the quantization of the layer that produced their input.
     auto value = graph_->values.find(tensor);
     if (value != graph_->values.end() && value->second.dtype == DataType::Float32) {
+        if (channel != -1)
+            throw Error("'" + tensor + "' is not a layer's weights: a channel picks an output channel of a layer's weights");
         ensureFloatCache({});
         if (inputs_.empty())
             throw Error("the histogram of tensor '" + tensor + "' needs evaluation images");

@@ -148,7 +148,8 @@ public:
 
     // `tensor` is a layer name (its output activation), a weight initializer, or any float tensor
     // of the graph (shown without levels when it is not a quantization point).
-    // For a weight, `channel` picks one output channel (-1: the whole tensor).
+    // For a weight, `channel` picks one output channel (-1: the whole tensor); a channel out of
+    // range, or one asked of anything but a layer's weights, is a qe::Error naming the layer.
     TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128, int channel = -1);
     // The per-channel ranges of a layer's weights under `config` (qe::Error when it has none).
     ChannelRanges channelRanges(const QuantConfig& config, const std::string& layer) const;

@@ -28,24 +28,6 @@ std::string readFile(const std::filesystem::path& path)
     return buffer.str();
 }
 
-DataType convertDataType(int onnxType, const std::string& what)
-{
-    switch (onnxType) {
-    case onnx::TensorProto::FLOAT: return DataType::Float32;
-    case onnx::TensorProto::DOUBLE: return DataType::Float64;
-    case onnx::TensorProto::INT8: return DataType::Int8;
-    case onnx::TensorProto::UINT8: return DataType::UInt8;
-    case onnx::TensorProto::INT16: return DataType::Int16;
-    case onnx::TensorProto::UINT16: return DataType::UInt16;
-    case onnx::TensorProto::INT32: return DataType::Int32;
-    case onnx::TensorProto::INT64: return DataType::Int64;
-    case onnx::TensorProto::BOOL: return DataType::Bool;
-    default: break;
-    }
-    throw Error(what + ": element type " + std::to_string(onnxType) + " (" +
-                onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(onnxType)) +
-                ") is not supported; expected float, double, (u)int8/16, int32, int64 or bool");
-}
 
 // Copies the typed repeated field of a TensorProto into the tensor, converting element by element.
 template <class Field> void copyTypedField(const Field& field, Tensor& tensor, const std::string& what)
@@ -265,6 +247,25 @@ std::vector<Node> topologicalSort(std::vector<Node> nodes, const std::set<std::s
 }
 
 }  // namespace
+
+DataType convertDataType(int onnxType, const std::string& what)
+{
+    switch (onnxType) {
+    case onnx::TensorProto::FLOAT: return DataType::Float32;
+    case onnx::TensorProto::DOUBLE: return DataType::Float64;
+    case onnx::TensorProto::INT8: return DataType::Int8;
+    case onnx::TensorProto::UINT8: return DataType::UInt8;
+    case onnx::TensorProto::INT16: return DataType::Int16;
+    case onnx::TensorProto::UINT16: return DataType::UInt16;
+    case onnx::TensorProto::INT32: return DataType::Int32;
+    case onnx::TensorProto::INT64: return DataType::Int64;
+    case onnx::TensorProto::BOOL: return DataType::Bool;
+    default: break;
+    }
+    throw Error(what + ": element type " + std::to_string(onnxType) + " (" +
+                onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(onnxType)) +
+                ") is not supported; expected float, double, (u)int8/16, int32, int64 or bool");
+}
 
 Tensor loadTensorProtoFile(const std::filesystem::path& path, std::string* name)
 {

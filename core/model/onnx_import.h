@@ -15,6 +15,10 @@ namespace qe {
 Graph readOnnx(const std::filesystem::path& path);
 Graph readOnnxFromMemory(const std::string& bytes, const std::string& sourceName, const std::filesystem::path& externalDataDir);
 
+// The element type of an ONNX TensorProto.DataType number (Cast's 'to', a tensor's data_type);
+// qe::Error starting with `what` for a type the engine does not support.
+DataType convertDataType(int onnxType, const std::string& what);
+
 // A TensorProto file (the ONNX backend tests' input_N.pb / output_N.pb).
 Tensor loadTensorProtoFile(const std::filesystem::path& path, std::string* name = nullptr);
 

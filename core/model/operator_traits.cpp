@@ -8,7 +8,7 @@ namespace qe {
 
 namespace {
 
-#define QE_TRAITS_ROW(Name, Role, Weight, Bias, Fuses, Family) \
+#define QE_TRAITS_ROW(Name, Role, Weight, Bias, Fuses, Family, ...) \
     OperatorTraits{#Name, OpRole::Role, Weight, Bias, Fuses, IntegerFamily::Family},
 constexpr std::array kOperators{QE_OPERATORS(QE_TRAITS_ROW)};
 #undef QE_TRAITS_ROW

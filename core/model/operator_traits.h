@@ -2,8 +2,10 @@
 // The one table of operators. Each row says what an operator is to every part of the program:
 // the importer accepts exactly these, the executor runs the kernel named after each (run<Name>,
 // engine/operator.h), layer discovery and the simulation read its role and weight inputs, and the
-// int8 engine lowers it by its integer family. Adding an operator is one row here plus its kernel
-// (and, for an integer form, its step) and their tests. No other list of operator names exists.
+// int8 engine lowers it by its integer family; shape inference (model/shape_inference.h) applies the
+// shape rule it names. Adding an operator is one row here plus its kernel (and, for an integer form,
+// its step), a shape rule where no existing one fits, and their tests. No other list of operator
+// names exists.
 
 #include <optional>
 #include <string>
@@ -52,56 +54,58 @@ struct OperatorTraits {
 };
 
 // Every operator of the default ONNX domain that the engines run:
-// X(name, role, weight input, bias input, fuses into the layer before, integer family).
-#define QE_OPERATORS(X)                                                \
-    X(Conv, Weighted, 1, 2, false, Convolution)                        \
-    X(Gemm, Weighted, 1, 2, false, MatrixProduct)                      \
-    X(MatMul, Weighted, 1, -1, false, MatrixProduct)                   \
-    X(Add, Elementwise, -1, -1, false, Elementwise)                    \
-    X(Sub, Elementwise, -1, -1, false, Elementwise)                    \
-    X(Mul, Elementwise, -1, -1, false, Elementwise)                    \
-    X(Div, Elementwise, -1, -1, false, None)                           \
-    X(PRelu, Elementwise, -1, -1, false, None)                         \
-    X(LeakyRelu, Lookup, -1, -1, false, Lookup)                        \
-    X(Sigmoid, Lookup, -1, -1, false, Lookup)                          \
-    X(HardSigmoid, Lookup, -1, -1, false, Lookup)                      \
-    X(HardSwish, Lookup, -1, -1, false, Lookup)                        \
-    X(Tanh, Lookup, -1, -1, false, Lookup)                             \
-    X(AveragePool, Averaging, -1, -1, false, Pooling)                  \
-    X(GlobalAveragePool, Averaging, -1, -1, false, Pooling)            \
-    X(ReduceMean, Averaging, -1, -1, false, None)                      \
-    X(Softmax, Normalizing, -1, -1, false, Softmax)                    \
-    X(BatchNormalization, Normalizing, -1, -1, false, None)            \
-    X(Concat, Joining, -1, -1, false, Concat)                          \
-    X(MaxPool, Moving, -1, -1, false, MaxPool)                         \
-    X(Reshape, Moving, -1, -1, false, Move)                            \
-    X(Flatten, Moving, -1, -1, false, Move)                            \
-    X(Transpose, Moving, -1, -1, false, Move)                          \
-    X(Squeeze, Moving, -1, -1, false, Move)                            \
-    X(Unsqueeze, Moving, -1, -1, false, Move)                          \
-    X(Identity, Moving, -1, -1, false, Move)                           \
-    X(Dropout, Moving, -1, -1, false, Move)                            \
-    X(Slice, Moving, -1, -1, false, Move)                              \
-    X(Gather, Moving, -1, -1, false, Move)                             \
-    X(Split, Moving, -1, -1, false, Move)                              \
-    X(Relu, Moving, -1, -1, true, Lookup)                              \
-    X(Clip, Float, -1, -1, true, None)                                 \
-    X(Exp, Float, -1, -1, false, None)                                 \
-    X(Sqrt, Float, -1, -1, false, None)                                \
-    X(Neg, Float, -1, -1, false, None)                                 \
-    X(Abs, Float, -1, -1, false, None)                                 \
-    X(GlobalMaxPool, Float, -1, -1, false, None)                       \
-    X(Pad, Float, -1, -1, false, None)                                 \
-    X(Constant, Shape, -1, -1, false, None)                            \
-    X(Shape, Shape, -1, -1, false, None)                               \
-    X(Cast, Shape, -1, -1, false, None)                                \
-    X(QuantizeLinear, Quantized, -1, -1, false, None)                  \
-    X(DequantizeLinear, Quantized, -1, -1, false, None)                \
-    X(DynamicQuantizeLinear, Quantized, -1, -1, false, None)           \
-    X(ConvInteger, Quantized, -1, -1, false, None)                     \
-    X(MatMulInteger, Quantized, -1, -1, false, None)                   \
-    X(QLinearConv, Quantized, -1, -1, false, None)                     \
-    X(QLinearMatMul, Quantized, -1, -1, false, None)
+// X(name, role, weight input, bias input, fuses into the layer before, integer family, shape rule).
+// The shape rule is the function of model/shape_inference.cpp that computes the operator's output
+// types and shapes from its inputs' (and the values of small integer inputs).
+#define QE_OPERATORS(X)                                                             \
+    X(Conv, Weighted, 1, 2, false, Convolution, convShape)                          \
+    X(Gemm, Weighted, 1, 2, false, MatrixProduct, gemmShape)                        \
+    X(MatMul, Weighted, 1, -1, false, MatrixProduct, matMulShape)                   \
+    X(Add, Elementwise, -1, -1, false, Elementwise, broadcastShape)                 \
+    X(Sub, Elementwise, -1, -1, false, Elementwise, broadcastShape)                 \
+    X(Mul, Elementwise, -1, -1, false, Elementwise, broadcastShape)                 \
+    X(Div, Elementwise, -1, -1, false, None, broadcastShape)                        \
+    X(PRelu, Elementwise, -1, -1, false, None, broadcastShape)                      \
+    X(LeakyRelu, Lookup, -1, -1, false, Lookup, sameShape)                          \
+    X(Sigmoid, Lookup, -1, -1, false, Lookup, sameShape)                            \
+    X(HardSigmoid, Lookup, -1, -1, false, Lookup, sameShape)                        \
+    X(HardSwish, Lookup, -1, -1, false, Lookup, sameShape)                          \
+    X(Tanh, Lookup, -1, -1, false, Lookup, sameShape)                               \
+    X(AveragePool, Averaging, -1, -1, false, Pooling, poolShape)                    \
+    X(GlobalAveragePool, Averaging, -1, -1, false, Pooling, globalPoolShape)        \
+    X(ReduceMean, Averaging, -1, -1, false, None, reduceShape)                      \
+    X(Softmax, Normalizing, -1, -1, false, Softmax, sameShape)                      \
+    X(BatchNormalization, Normalizing, -1, -1, false, None, sameShape)              \
+    X(Concat, Joining, -1, -1, false, Concat, concatShape)                          \
+    X(MaxPool, Moving, -1, -1, false, MaxPool, poolShape)                           \
+    X(Reshape, Moving, -1, -1, false, Move, reshapeShape)                           \
+    X(Flatten, Moving, -1, -1, false, Move, flattenShape)                           \
+    X(Transpose, Moving, -1, -1, false, Move, transposeShape)                       \
+    X(Squeeze, Moving, -1, -1, false, Move, squeezeShape)                           \
+    X(Unsqueeze, Moving, -1, -1, false, Move, unsqueezeShape)                       \
+    X(Identity, Moving, -1, -1, false, Move, identityShape)                         \
+    X(Dropout, Moving, -1, -1, false, Move, dropoutShape)                           \
+    X(Slice, Moving, -1, -1, false, Move, sliceShape)                               \
+    X(Gather, Moving, -1, -1, false, Move, gatherShape)                             \
+    X(Split, Moving, -1, -1, false, Move, splitShape)                               \
+    X(Relu, Moving, -1, -1, true, Lookup, sameShape)                                \
+    X(Clip, Float, -1, -1, true, None, sameShape)                                   \
+    X(Exp, Float, -1, -1, false, None, sameShape)                                   \
+    X(Sqrt, Float, -1, -1, false, None, sameShape)                                  \
+    X(Neg, Float, -1, -1, false, None, sameShape)                                   \
+    X(Abs, Float, -1, -1, false, None, sameShape)                                   \
+    X(GlobalMaxPool, Float, -1, -1, false, None, globalPoolShape)                   \
+    X(Pad, Float, -1, -1, false, None, padShape)                                    \
+    X(Constant, Shape, -1, -1, false, None, constantShape)                          \
+    X(Shape, Shape, -1, -1, false, None, shapeOfShape)                              \
+    X(Cast, Shape, -1, -1, false, None, castShape)                                  \
+    X(QuantizeLinear, Quantized, -1, -1, false, None, quantizeShape)                \
+    X(DequantizeLinear, Quantized, -1, -1, false, None, dequantizeShape)            \
+    X(DynamicQuantizeLinear, Quantized, -1, -1, false, None, dynamicQuantizeShape)  \
+    X(ConvInteger, Quantized, -1, -1, false, None, convIntegerShape)                \
+    X(MatMulInteger, Quantized, -1, -1, false, None, matMulIntegerShape)            \
+    X(QLinearConv, Quantized, -1, -1, false, None, qlinearConvShape)                \
+    X(QLinearMatMul, Quantized, -1, -1, false, None, qlinearMatMulShape)
 
 // The row of an operator of the default domain ("" or "ai.onnx"); nullopt for anything else.
 std::optional<OperatorTraits> findOperator(std::string_view domain, std::string_view opType);

@@ -42,10 +42,11 @@ std::string describePrecision(const PrecisionChoice& choice)
     if (choice.keepFloat)
         return "float";
     std::string text;
+    // Appended piece by piece: GCC 12 warns (wrongly, -Wrestrict) about "w" + std::to_string(...).
     if (choice.weightBits > 0)
-        text += "w" + std::to_string(choice.weightBits);
+        text.append("w").append(std::to_string(choice.weightBits));
     if (choice.activationBits > 0)
-        text += "a" + std::to_string(choice.activationBits);
+        text.append("a").append(std::to_string(choice.activationBits));
     return text.empty() ? "base" : text;
 }
 

@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "common/limits.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -180,6 +181,20 @@ void Tensor::checkType(DataType requested) const
 {
     if (requested != dtype_)
         throw Error("tensor " + describe() + " accessed as " + dataTypeName(requested));
+}
+
+Shape broadcastShapes(const Shape& a, const Shape& b)
+{
+    const std::size_t rank = std::max(a.size(), b.size());
+    Shape out(rank);
+    for (std::size_t k = 0; k < rank; ++k) {
+        const std::int64_t da = k < a.size() ? a[a.size() - 1 - k] : 1;
+        const std::int64_t db = k < b.size() ? b[b.size() - 1 - k] : 1;
+        if (da != db && da != 1 && db != 1)
+            throw Error("shapes " + shapeToString(a) + " and " + shapeToString(b) + " cannot be broadcast together");
+        out[rank - 1 - k] = da == 1 ? db : da;
+    }
+    return out;
 }
 
 }  // namespace qe

@@ -34,6 +34,9 @@ std::string shapeToString(const Shape& shape);
 // Product of the dimensions; throws qe::Error for a negative dimension or an element count that
 // no real model needs (more than 2^32 elements), so absurd shapes never reach the allocator.
 std::int64_t elementCount(const Shape& shape);
+// The shape of multidirectional (numpy-style) broadcasting of two shapes; qe::Error naming both
+// when they cannot be broadcast together.
+Shape broadcastShapes(const Shape& a, const Shape& b);
 
 class Tensor {
 public:

@@ -9,12 +9,14 @@
 #include <QString>
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace qe::test {
 
@@ -28,6 +30,25 @@ inline std::filesystem::path binaryDir() { return QE_BINARY_DIR; }
         if (!std::filesystem::exists(path))                                                          \
             QSKIP(qPrintable(QString("needs %1, which is absent").arg(QString::fromStdString((path).string())))); \
     } while (0)
+
+// One data row "dir" per node test of Debian's libonnx-testdata (a folder with a model.onnx and,
+// when `needsTestData`, its test_data_set_0), in name order; none when the package is absent
+// (the test function then skips).
+inline void addOnnxNodeTestRows(bool needsTestData)
+{
+    QTest::addColumn<QString>("dir");
+    const std::filesystem::path root = QE_ONNX_TESTDATA_DIR;
+    if (!std::filesystem::exists(root))
+        return;
+    std::vector<std::filesystem::path> dirs;
+    for (const auto& entry : std::filesystem::directory_iterator(root))
+        if (entry.is_directory() && std::filesystem::exists(entry.path() / "model.onnx") &&
+            (!needsTestData || std::filesystem::exists(entry.path() / "test_data_set_0")))
+            dirs.push_back(entry.path());
+    std::sort(dirs.begin(), dirs.end());
+    for (const std::filesystem::path& dir : dirs)
+        QTest::newRow(dir.filename().string().c_str()) << QString::fromStdString(dir.string());
+}
 
 // numpy.testing.assert_allclose semantics: |actual - expected| <= atol + rtol * |expected|.
 // Returns an empty string when close, else a description of the worst element.

@@ -12,6 +12,7 @@
 #include <QtTest>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <random>
 
@@ -214,6 +215,24 @@ void TestBadInput::initTestCase()
     fs::create_directories(path("corrupt_images"));
     writeBytes(path("corrupt_images/a.png"), "\x89PNG\r\n\x1a\n truncated");
     writeBytes(path("corrupt_images/labels.csv"), "file,label\na.png,1\n");
+    // Images of a few bytes whose headers declare 60000 x 60000 pixels (10 GB decoded): refused
+    // from the header, before OpenCV allocates anything.
+    const std::string side = bigEndian32(60000);
+    const std::string sideLittleEndian(side.rbegin(), side.rend());
+    const std::map<std::string, std::string> gigapixelImages = {
+        {"huge.png", std::string("\x89PNG\r\n\x1a\n", 8) + bigEndian32(13) + "IHDR" + side + side + std::string("\x08\x02\0\0\0", 5) +
+                         std::string(4, '\0')},
+        {"huge.jpg", std::string("\xff\xd8\xff\xc0\x00\x11\x08", 7) + side.substr(2) + side.substr(2) + std::string("\x03", 1) +
+                         std::string(9, '\1')},
+        {"huge.bmp", "BM" + std::string(12, '\0') + std::string("\x28\0\0\0", 4) + sideLittleEndian + sideLittleEndian +
+                         std::string("\x01\x00\x18\x00", 4) + std::string(24, '\0')},
+    };
+    for (const auto& [name, bytes] : gigapixelImages) {
+        const std::string folder = "gigapixel_" + name.substr(name.size() - 3);
+        fs::create_directories(path(folder));
+        writeBytes(path(folder + "/" + name), bytes);
+        writeBytes(path(folder + "/labels.csv"), "file,label\n" + name + ",1\n");
+    }
     fs::create_directories(path("bad_csv"));
     writeBytes(path("bad_csv/labels.csv"), "file,label\na.png,seven\n");
     fs::copy_file(kDemoModel.toStdString(), path("bad_csv/a.png"));  // never read: the CSV fails first
@@ -271,9 +290,15 @@ void TestBadInput::refused_data()
                                               << "short-images-idx3-ubyte: truncated: the header promises 100 x 28 x 28";
     QTest::newRow("idx promises a billion images") << eval(qpath("billion-images-idx3-ubyte")) << "64"
                                                    << "billion-images-idx3-ubyte: the idx header's images needs";
-    QTest::newRow("PNG that is text") << eval(qpath("text_png")) << "" << "text.png: OpenCV cannot decode";
+    QTest::newRow("PNG that is text") << eval(qpath("text_png")) << "" << "text.png: cannot decode the image: not a PNG, JPEG or BMP file";
     QTest::newRow("CIFAR batch of odd size") << eval(qpath("short.bin")) << "" << "short.bin: size 6139 bytes";
     QTest::newRow("corrupt image in a folder") << eval(qpath("corrupt_images")) << "" << "a.png";
+    for (const char* format : {"png", "jpg", "bmp"})
+        QTest::newRow(qPrintable(QString("%1 declaring 60000 x 60000 pixels").arg(format)))
+            << eval(qpath(std::string("gigapixel_") + format)) << "64"
+            << QString("huge.%1: a 60000 x 60000 %2 image needs 10 GiB, more than the memory budget of 64 MiB")
+                   .arg(format)
+                   .arg(QString(format) == "jpg" ? "JPEG" : QString(format).toUpper());
     QTest::newRow("label that is no number") << eval(qpath("bad_csv")) << "" << "labels.csv line 2: label 'seven'";
 
     QTest::newRow("99 bits") << config(qpath("bits99.json")) << "" << "bits99.json: default.weights.bits";

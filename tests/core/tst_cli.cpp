@@ -4,6 +4,8 @@
 
 #include "test_support.h"
 
+#include "study/study.h"
+
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -45,6 +47,8 @@ private slots:
     void exportAndReport();
     void histogramJson();
     void sensitivityAndSearch();
+    void compareJson();
+    void histogramOfOneChannel();
     void badInput_data();
     void badInput();
 };
@@ -195,7 +199,7 @@ void TestCli::exportAndReport()
     for (const char* fragment : {"/conv1/Conv", "top-1", "integer-only int8 engine", "kmeans 3", "![SQNR per layer](layer_sqnr.png)"})
         QVERIFY2(text.contains(fragment), fragment);
     // Each subcommand documents its options.
-    for (const char* command : {"info", "eval", "histogram", "export", "report"}) {
+    for (const char* command : {"info", "eval", "histogram", "export", "report", "compare"}) {
         const CliResult help = runCli({command, "--help"});
         QCOMPARE(help.exitCode, 0);
         QVERIFY(help.out.startsWith("usage: quantexplorer-cli " + QByteArray(command)));
@@ -273,6 +277,51 @@ void TestCli::sensitivityAndSearch()
     QCOMPARE(QJsonDocument::fromJson(e.out).object()["size_bytes"].toDouble(), search["size_bytes"].toDouble());
 }
 
+void TestCli::histogramOfOneChannel()
+{
+    const std::string config = (qe::test::sourceDir() / "resources/configs/mixed_precision.json").string();
+    // fc1's weights are 3-bit k-means per channel: channel 5 has its own 8 levels and range,
+    // the ones the core gives for that channel.
+    qe::StudySources sources;
+    sources.model = kDemoModel.toStdString();
+    qe::Study study(sources);
+    const qe::TensorHistogram core = study.histogram(study.loadConfig(config), "fc1.weight", 128, {}, 5);
+    QCOMPARE(core.channel, 5);
+    QCOMPARE(core.levels.size(), std::size_t(8));
+    QVERIFY(core.clipRange);
+
+    const CliResult r = runCli({"histogram", "--model", kDemoModel, "--config", QString::fromStdString(config), "--tensor",
+                                "fc1.weight", "--channel", "5", "--json"});
+    QCOMPARE(r.exitCode, 0);
+    const QJsonObject h = QJsonDocument::fromJson(r.out).object();
+    QCOMPARE(h["channel"].toInt(), 5);
+    QCOMPARE(h["channel_count"].toInt(), core.channelCount);
+    const QJsonArray levels = h["levels"].toArray();
+    QCOMPARE(levels.size(), qsizetype(core.levels.size()));
+    for (qsizetype k = 0; k < levels.size(); ++k)
+        QCOMPARE(float(levels[k].toDouble()), core.levels[std::size_t(k)]);
+    QCOMPARE(float(h["clip_range"].toArray()[0].toDouble()), core.clipRange->first);
+    QCOMPARE(float(h["clip_range"].toArray()[1].toDouble()), core.clipRange->second);
+    double total = 0;
+    for (const auto& c : h["counts"].toArray())
+        total += c.toDouble();
+    QCOMPARE(total, 576.0);  // one channel's weights, not the tensor's 128 x 576
+
+    // The whole tensor says so.
+    const CliResult all = runCli({"histogram", "--model", kDemoModel, "--config", QString::fromStdString(config), "--tensor",
+                                  "fc1.weight", "--json"});
+    QVERIFY(QJsonDocument::fromJson(all.out).object()["channel"].isNull());
+
+    // Out of range: exit 2 naming the layer and its channel count.
+    const CliResult out = runCli({"histogram", "--model", kDemoModel, "--config", QString::fromStdString(config), "--tensor",
+                                  "fc1.weight", "--channel", "128"});
+    QCOMPARE(out.exitCode, 2);
+    const QString error = QString::fromUtf8(out.err);
+    QVERIFY2(error.contains(QStringLiteral("layer '%1'").arg(QString::fromStdString(core.layer))), qPrintable(error));
+    QVERIFY2(error.contains("128 output channels (0 to 127): no channel 128"), qPrintable(error));
+    QVERIFY(out.out.isEmpty());
+}
+
 void TestCli::badInput_data()
 {
     QTemporaryDir dir;
@@ -301,6 +350,14 @@ void TestCli::badInput_data()
         << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "nope.weight",
                        "--data", kFashionTest, "--limit", "10", "--calib-count", "10"}
         << "no layer, activation or weight named 'nope.weight'";
+    QTest::newRow("histogram of a negative channel")
+        << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "fc1.weight",
+                       "--channel", "-1"}
+        << "--channel: expected an output channel number from 0, got -1";
+    QTest::newRow("channel of an activation")
+        << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "/conv1/Conv",
+                       "--channel", "0", "--data", kFashionTest, "--limit", "10", "--calib-count", "10"}
+        << "'/conv1/Conv' is the output of layer '/conv1/Conv': a channel picks an output channel of a layer's weights";
     QTest::newRow("unknown engine") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--engine", "int4"}
                                     << "--engine: expected 'simulate' or 'int8', got 'int4'";
     QTest::newRow("int8 without a configuration")
@@ -334,6 +391,54 @@ void TestCli::badInput_data()
                                                    << "is the evaluation data (--data)";
     QTest::newRow("wrong channels") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--color", "rgb", "--limit", "2"}
                                     << "channel";
+}
+
+// compare: the same images under two configurations; its counts agree with each other and with
+// two runs of eval (the top-1 of each configuration).
+void TestCli::compareJson()
+{
+    QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
+    const QString a = QString::fromStdString((qe::test::sourceDir() / "resources/configs/w8a8.json").string());
+    const QString b = QString::fromStdString((qe::test::sourceDir() / "resources/configs/mixed_precision.json").string());
+    const QStringList common{"--model", kDemoModel, "--data", kFashionTest, "--limit", "300", "--calib-count", "128", "--json"};
+    const CliResult r = runCli(QStringList{"compare", "--config", a, "--config-b", b} + common);
+    QCOMPARE(r.exitCode, 0);
+    const QJsonObject c = QJsonDocument::fromJson(r.out).object();
+    const CliResult evalA = runCli(QStringList{"eval", "--config", a} + common);
+    const CliResult evalB = runCli(QStringList{"eval", "--config", b} + common);
+    QCOMPARE(c["top1_a"].toDouble(), QJsonDocument::fromJson(evalA.out).object()["top1"].toDouble());
+    QCOMPARE(c["top1_b"].toDouble(), QJsonDocument::fromJson(evalB.out).object()["top1"].toDouble());
+    QCOMPARE(c["count"].toInt(), 300);
+    const QJsonArray differing = c["differing"].toArray();
+    QCOMPARE(c["differing_count"].toInt(), differing.size());
+    int aRight = 0, bRight = 0, bothWrong = 0;
+    for (const auto& d : differing) {
+        const QJsonObject image = d.toObject();
+        QVERIFY(image["prediction_a"].toInt() != image["prediction_b"].toInt());
+        aRight += image["prediction_a"] == image["label"];
+        bRight += image["prediction_b"] == image["label"];
+        bothWrong += image["prediction_a"] != image["label"] && image["prediction_b"] != image["label"];
+        QCOMPARE(image["outcome"].toString(), image["prediction_a"] == image["label"]   ? QString("a_right_b_wrong")
+                                              : image["prediction_b"] == image["label"] ? QString("b_right_a_wrong")
+                                                                                        : QString("both_wrong"));
+    }
+    QCOMPARE(c["a_right_b_wrong"].toInt(), aRight);
+    QCOMPARE(c["b_right_a_wrong"].toInt(), bRight);
+    QCOMPARE(c["both_wrong"].toInt(), bothWrong);
+    QCOMPARE(bRight - aRight, qRound(c["top1_difference"].toDouble() * 300));
+    QVERIFY(c["mcnemar_p"].toDouble() > 0 && c["mcnemar_p"].toDouble() <= 1);
+    const QJsonArray layersA = QJsonDocument::fromJson(evalA.out).object()["layers"].toArray();
+    QCOMPARE(c["layers"].toArray().size(), layersA.size());
+    QCOMPARE(c["layers"].toArray().last().toObject()["sqnr_db_a"].toDouble(),
+             layersA.last().toObject()["accumulated"].toObject()["sqnr_db"].toDouble());
+
+    // Bad input names the flag.
+    const CliResult missing = runCli(QStringList{"compare", "--config", a} + common);
+    QCOMPARE(missing.exitCode, 2);
+    QVERIFY2(missing.err.contains("--config-b"), missing.err.constData());
+    const CliResult help = runCli({"compare", "--help"});
+    QCOMPARE(help.exitCode, 0);
+    QVERIFY(help.out.contains("--config-b"));
 }
 
 void TestCli::badInput()

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "data/dataset.h"
+#include "data/image_header.h"
 #include "data/preprocess.h"
 
 #include <QDir>
@@ -14,6 +15,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -107,6 +110,7 @@ private slots:
     void classFolders();
     void singleImageAndDepths();
     void undecodableImage();
+    void imageHeaderMatchesOpenCv();
     void badDataFiles_data();
     void badDataFiles();
     void labelsCsvRejected_data();
@@ -410,6 +414,60 @@ void TestDataset::undecodableImage()
     // The batch loop runs under OpenMP; the error must still arrive as a qe::Error.
     message = errorOf([&] { qe::makeBatch(*dataset, 0, 2, qe::Preprocess::mnistStyle(), 1, 3, 3); });
     QVERIFY2(message.contains("broken.png"), qPrintable(message));
+}
+
+// The size read from an image's header, before decoding, against what OpenCV decodes: the shared
+// ImageNet JPEGs and VWW PNGs, and files OpenCV writes in the other layouts (gray, 16-bit, alpha,
+// progressive JPEG, 24- and 32-bit BMP).
+void TestDataset::imageHeaderMatchesOpenCv()
+{
+    QTemporaryDir tmp;
+    QVERIFY(tmp.isValid());
+    const fs::path dir = tmp.path().toStdString();
+    std::vector<fs::path> files;
+    auto write = [&](const std::string& name, const cv::Mat& image, const std::vector<int>& params = {}) {
+        QVERIFY(cv::imwrite((dir / name).string(), image, params));
+        files.push_back(dir / name);
+    };
+    write("gray.png", cv::Mat(7, 5, CV_8UC1, cv::Scalar(3)));
+    write("sixteen.png", cv::Mat(4, 9, CV_16UC3, cv::Scalar(1000, 2, 60000)));
+    write("alpha.png", cv::Mat(6, 3, CV_8UC4, cv::Scalar(1, 2, 3, 4)));
+    write("gray.jpg", cv::Mat(17, 11, CV_8UC1, cv::Scalar(50)));
+    write("progressive.jpg", cv::Mat(33, 20, CV_8UC3, cv::Scalar(10, 200, 30)), {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+    write("colour.bmp", cv::Mat(5, 13, CV_8UC3, cv::Scalar(7, 8, 9)));
+    write("alpha.bmp", cv::Mat(3, 2, CV_8UC4, cv::Scalar(7, 8, 9, 10)));
+    write("gray.bmp", cv::Mat(4, 4, CV_8UC1, cv::Scalar(70)));
+    for (const char* folder : {"imagenet_val_227_300", "vww_coco_96_200"})
+        if (fs::is_directory(sharedData(folder)))
+            for (const auto& entry : fs::directory_iterator(sharedData(folder)))
+                if (entry.path().extension() == ".JPEG" || entry.path().extension() == ".png")
+                    files.push_back(entry.path());
+    if (files.size() < 100)
+        qInfo("../shared/data is absent: only the images written here are checked");
+
+    for (const fs::path& file : files) {
+        std::ifstream in(file, std::ios::binary);
+        const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::optional<qe::ImageHeader> header = qe::readImageHeader(bytes.data(), bytes.size());
+        QVERIFY2(header, qPrintable(QString::fromStdString(file.string())));
+        const cv::Mat decoded = cv::imread(file.string(), cv::IMREAD_UNCHANGED);
+        QVERIFY(!decoded.empty());
+        const QString what = QString::fromStdString(file.filename().string());
+        QVERIFY2(header->width == std::uint32_t(decoded.cols) && header->height == std::uint32_t(decoded.rows), qPrintable(what));
+        // A BMP's header gives bits per pixel, not what OpenCV makes of them (a gray palette decodes
+        // to one channel, 32 bits to three): there the header gives an upper bound.
+        const std::uint64_t decodedBytes = decoded.total() * decoded.elemSize();
+        if (header->format == "BMP") {
+            QVERIFY2(header->channels >= decoded.channels(), qPrintable(what));
+            QVERIFY2(header->decodedBytes() >= decodedBytes, qPrintable(what));
+        } else {
+            QVERIFY2(header->channels == decoded.channels(), qPrintable(what));
+            QCOMPARE(header->decodedBytes(), decodedBytes);
+        }
+        // Cut anywhere inside the header, the size is unknown rather than wrong.
+        for (std::size_t cut : {std::size_t{0}, std::size_t{1}, std::size_t{8}, std::size_t{20}})
+            QVERIFY(!qe::readImageHeader(bytes.data(), cut));
+    }
 }
 
 void TestDataset::badDataFiles_data()

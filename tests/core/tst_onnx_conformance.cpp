@@ -50,17 +50,7 @@ private slots:
 
 void TestOnnxConformance::node_data()
 {
-    QTest::addColumn<QString>("dir");
-    const fs::path root = QE_ONNX_TESTDATA_DIR;
-    if (!fs::exists(root))
-        return;
-    std::vector<fs::path> dirs;
-    for (const auto& entry : fs::directory_iterator(root))
-        if (entry.is_directory() && fs::exists(entry.path() / "model.onnx"))
-            dirs.push_back(entry.path());
-    std::sort(dirs.begin(), dirs.end());
-    for (const fs::path& dir : dirs)
-        QTest::newRow(dir.filename().string().c_str()) << QString::fromStdString(dir.string());
+    test::addOnnxNodeTestRows(/*needsTestData=*/false);
 }
 
 void TestOnnxConformance::node()

@@ -7,6 +7,7 @@
 #include "engine/graph_preparation.h"
 #include "model/graph_layout.h"
 #include "model/operator_traits.h"
+#include "model/shape_inference.h"
 #include "quant/layers.h"
 #include "test_support.h"
 
@@ -421,7 +422,10 @@ void TestOnnxImport::operatorTable()
             QVERIFY2(keepsInputParameters(traits->role), name.c_str());
         QVERIFY(findOperator("ai.onnx", name));
         QVERIFY(!findOperator("com.microsoft", name));
+        // Shape inference reaches every operator through its row (model/shape_inference.h).
+        QVERIFY2(findShapeRule(name) != nullptr, name.c_str());
     }
+    QVERIFY(findShapeRule("NoSuchOperator") == nullptr);
     // Dropout moves values in the simulation and in the engine alike (it once did in one only).
     QVERIFY(keepsInputParameters(findOperator("", "Dropout")->role));
     QCOMPARE(findOperator("", "Dropout")->integer, IntegerFamily::Move);

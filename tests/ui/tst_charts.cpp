@@ -33,8 +33,11 @@
 #include <QMessageBox>
 #include <QTimer>
 #include <QScatterSeries>
+#include <QScrollArea>
+#include <QScrollBar>
 #include <QSignalSpy>
 #include <QSpinBox>
+#include <QStandardItemModel>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -126,13 +129,68 @@ QString mobileNetCopy(const QTemporaryDir& dir, const QString& name)
 class TestCharts : public QObject {
     Q_OBJECT
 private slots:
+    void errorChartPutsTheFirstLayerOnTop();
     void qdqHistogramsShowTheFilesParameters();
     void channelPickerDrawsOneChannel();
     void readableNumbersAndColours();
     void mobileNetErrorChartNamesEveryLayer();
+    void selectingALayerScrollsTheErrorChartToIt();
     void manyClassesListTheMostConfused();
     void channelRangesShowWhyPerTensorBreaks();
 };
+
+void TestCharts::errorChartPutsTheFirstLayerOnTop()
+{
+    // Three layers as the layer table gives them (names and SQNRs), no model needed.
+    const QStringList layers{"/first/Conv", "/middle/Conv", "/last/Gemm"};
+    QStandardItemModel table(int(layers.size()), LayerTableModel::ColumnCount);
+    for (int row = 0; row < layers.size(); ++row) {
+        table.setData(table.index(row, LayerTableModel::Name), layers[row]);
+        table.setData(table.index(row, LayerTableModel::Sqnr), 10.0 * (row + 1), LayerTableModel::MetricRole);
+        table.setData(table.index(row, LayerTableModel::IsolatedSqnr), 20.0 * (row + 1), LayerTableModel::MetricRole);
+    }
+    ErrorChart chart(&table);
+    chart.resize(500, 400);
+    chart.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&chart));
+    auto* series = qobject_cast<QHorizontalBarSeries*>(chart.chart()->series().value(0));
+    QVERIFY(series);
+    QBarCategoryAxis* names = chart.layerAxis();
+    QCOMPARE(names->count(), 3);
+
+    // The category drawn highest (the smallest y) is the first layer's, and its bars are the
+    // first layer's values.
+    int top = -1;
+    double topY = 1e9;
+    for (int category = 0; category < names->count(); ++category) {
+        const double y = chart.chart()->mapToPosition(QPointF(0, category), series).y();
+        if (y < topY)
+            topY = y, top = category;
+    }
+    QCOMPARE(names->at(top), QStringLiteral("first"));
+    QCOMPARE(chart.barSets().at(0)->at(top), 10.0);
+    QCOMPARE(chart.barSets().at(1)->at(top), 20.0);
+    QCOMPARE(chart.rowOfBar(top), 0);
+
+    // Hovering the top bar names the first layer and its value; clicking it selects row 0.
+    emit series->hovered(true, top, chart.barSets().at(0));
+    QVERIFY2(chart.toolTip().startsWith("/first/Conv\n") && chart.toolTip().endsWith(": 10"), qPrintable(chart.toolTip()));
+    QSignalSpy clicked(&chart, &ErrorChart::layerClicked);
+    emit series->clicked(top, chart.barSets().at(1));
+    QCOMPARE(clicked.count(), 1);
+    QCOMPARE(clicked.at(0).at(0).toInt(), 0);
+    // The bottom bar is the last layer's.
+    const int bottom = top == 0 ? 2 : 0;
+    emit series->clicked(bottom, chart.barSets().at(0));
+    QCOMPARE(clicked.at(1).at(0).toInt(), 2);
+
+    // Selecting row 0 highlights the top bar, and its band is drawn above the last layer's.
+    chart.setSelectedLayer(0);
+    QVERIFY(chart.barSets().at(0)->isBarSelected(top));
+    QVERIFY(!chart.barSets().at(0)->isBarSelected(bottom));
+    QVERIFY(chart.layerBarRect(0).center().y() < chart.layerBarRect(2).center().y());
+    QVERIFY(chart.rect().contains(chart.layerBarRect(0)));
+}
 
 void TestCharts::qdqHistogramsShowTheFilesParameters()
 {
@@ -309,20 +367,54 @@ void TestCharts::mobileNetErrorChartNamesEveryLayer()
     QBarCategoryAxis* names = chart->layerAxis();
     QVERIFY(names);
     QCOMPARE(names->count(), rows);
+    // The first layer on top: the categories run from the bottom (the last layer) up.
     for (int row = 0; row < rows; ++row)
-        QVERIFY(names->at(row).startsWith(shortLayerName(QString::fromStdString(window.layerModel()->layerName(row)))));
+        QVERIFY(names->at(rows - 1 - row).startsWith(shortLayerName(QString::fromStdString(window.layerModel()->layerName(row)))));
     // Every name is drawn whole: the chart is tall enough for one row per layer.
     QTest::qWait(50);
     QVERIFY(!names->labelsTruncated());
     QVERIFY(chart->minimumHeight() >= rows * 20);
-    // Hovering a bar names its layer and value.
+    // Hovering a bar names its layer and value: bar 0 is the bottom one, the last layer's.
     QBarSet* accumulated = chart->barSets().at(0);
     auto* series = qobject_cast<QHorizontalBarSeries*>(chart->chart()->series().at(0));
     QVERIFY(series);
-    emit series->hovered(true, rows - 1, accumulated);
+    emit series->hovered(true, 0, accumulated);
     const QString tip = chart->toolTip();
     QVERIFY2(tip.contains(QString::fromStdString(window.layerModel()->layerName(rows - 1))), qPrintable(tip));
-    QVERIFY2(tip.contains(QString::number(accumulated->at(rows - 1), 'g', 4)), qPrintable(tip));
+    QVERIFY2(tip.contains(QString::number(accumulated->at(0), 'g', 4)), qPrintable(tip));
+}
+
+void TestCharts::selectingALayerScrollsTheErrorChartToIt()
+{
+    QTemporaryDir dir;
+    const QString model = mobileNetCopy(dir, "mobilenet_v1_0.25_128_float.onnx");
+    if (model.isEmpty())
+        QSKIP("needs ../shared/models (MobileNet v1 0.25)");
+    MainWindow window;
+    openAndWait(window, model, kShared + "/data/imagenet_val_227_300");
+    if (QTest::currentTestFailed())
+        return;
+    ErrorChart* chart = window.errorChart();
+    QScrollArea* scroll = window.errorScrollArea();
+    const int rows = window.layerModel()->rowCount();
+    // What the panel shows of the chart, in the chart's coordinates.
+    auto visible = [&] { return QRect(-chart->pos(), scroll->viewport()->size()); };
+    QTRY_VERIFY(chart->height() > scroll->viewport()->height());  // the chart is taller than its panel
+
+    // The last layer, at the bottom, out of view at first.
+    window.selectLayer(0);
+    QTRY_VERIFY(visible().contains(chart->layerBarRect(0)));
+    QVERIFY(!visible().intersects(chart->layerBarRect(rows - 1)));
+    window.selectLayer(rows - 1);
+    QTRY_VERIFY2(visible().contains(chart->layerBarRect(rows - 1)),
+                 qPrintable(QStringLiteral("bars at y %1, shown %2 to %3").arg(chart->layerBarRect(rows - 1).y())
+                                .arg(visible().top()).arg(visible().bottom())));
+    QVERIFY(scroll->verticalScrollBar()->value() > 0);
+    for (QBarSet* set : chart->barSets())
+        QVERIFY(set->isBarSelected(chart->barOfRow(rows - 1)));
+    // And back up to the first.
+    window.selectLayer(0);
+    QTRY_VERIFY(visible().contains(chart->layerBarRect(0)));
 }
 
 void TestCharts::manyClassesListTheMostConfused()

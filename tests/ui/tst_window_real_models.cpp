@@ -75,8 +75,9 @@ nlohmann::json mobileNetSidecar()
             {"scale", 1.0}, {"mean", {128.0}}, {"std", {128.0}}};
 }
 
-// Runs the real program as scripts/screenshot does (offscreen) and returns PATH.json.
-QJsonObject screenshotJson(const QTemporaryDir& dir, const QString& model, const QString& data)
+// Runs the real program as scripts/screenshot does (offscreen) and returns PATH.json; `extra`:
+// more of its options.
+QJsonObject screenshotJson(const QTemporaryDir& dir, const QString& model, const QString& data, const QStringList& extra = {})
 {
     QProcess gui;
     QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
@@ -85,7 +86,7 @@ QJsonObject screenshotJson(const QTemporaryDir& dir, const QString& model, const
     env.insert("XDG_CONFIG_HOME", dir.path() + "/xdg");
     gui.setProcessEnvironment(env);
     const QString shot = dir.path() + "/shot.png";
-    gui.start(kGui, {"--screenshot", shot, "--model", model, "--data", data});
+    gui.start(kGui, QStringList{"--screenshot", shot, "--model", model, "--data", data} + extra);
     [&] {
         QVERIFY2(gui.waitForFinished(kTimeoutMs), "the window did not finish its screenshots");
         QVERIFY2(gui.exitCode() == 0, gui.readAllStandardError().constData());
@@ -149,6 +150,7 @@ private slots:
     void preprocessDialogFitsTheModel();
     void invalidModelIsNotAskedAbout();
     void helpMenu();
+    void comparisonInScreenshotJson();
 };
 
 void TestWindowRealModels::mobileNetSummaryIsRight()
@@ -337,6 +339,31 @@ void TestWindowRealModels::helpMenu()
     QVERIFY(windowGuideMarkdown().contains("Opening things"));
     const QString keys = shortcutsHtml(window.menuBar());
     QVERIFY2(keys.contains("Open Model") && keys.contains("Ctrl+O") && keys.contains("Ctrl+Z"), qPrintable(keys));
+}
+
+// --compare B.json: the screenshot waits for B and its JSON carries the A/B comparison, whose
+// counts agree with its own list of differing images and with the difference in top-1.
+void TestWindowRealModels::comparisonInScreenshotJson()
+{
+    REQUIRE_FILE(kResNet8);
+    REQUIRE_FILE(kCifar);
+    QTemporaryDir dir;
+    const QString b = dir.path() + "/w4a4.json";
+    std::ofstream(b.toStdString()) << R"({"format": "quantexplorer-config", "version": 1,
+        "default": {"weights": {"scheme": "symmetric", "bits": 4, "granularity": "per_tensor"},
+                    "activations": {"scheme": "affine", "bits": 4}}, "layers": {}})";
+    const QJsonObject json = screenshotJson(dir, copyModel(dir, kResNet8), kCifar, {"--compare", b});
+    QVERIFY2(json.contains("comparison"), qPrintable(QJsonDocument(json).toJson()));
+    const QJsonObject c = json["comparison"].toObject();
+    QCOMPARE(c["config_b"].toString(), QStringLiteral("w4a4.json"));
+    QCOMPARE(c["top1_a"].toDouble(), json["top1"].toDouble());
+    const QJsonArray differing = c["differing"].toArray();
+    QCOMPARE(c["differing_count"].toInt(), differing.size());
+    QVERIFY2(differing.size() > 0, "4-bit per-tensor ResNet-8 should change some predictions of W8A8");
+    QCOMPARE(c["a_right_b_wrong"].toInt() + c["b_right_a_wrong"].toInt() + c["both_wrong"].toInt(), differing.size());
+    QCOMPARE(c["b_right_a_wrong"].toInt() - c["a_right_b_wrong"].toInt(),
+             qRound(c["top1_difference"].toDouble() * json["images"].toDouble()));
+    QVERIFY(QFileInfo::exists(dir.path() + "/shot_images.png"));
 }
 
 QTEST_MAIN(TestWindowRealModels)

@@ -2,7 +2,7 @@
 #include "engine/int8/steps.h"
 
 #include "common/error.h"
-#include "engine/ops/window.h"
+#include "model/window.h"
 
 #include <algorithm>
 
@@ -54,7 +54,7 @@ struct AveragePoolStep final : Step {
             bool wholeImage = global;
             if (!global) {
                 const auto kernel = node->intsAttribute("kernel_shape");
-                const Window2D w = makeWindow(contextFor(*node, *graph), 2, in[2], in[3], kernel.size() == 2 ? kernel[0] : 0,
+                const Window2D w = makeWindow(*node, 2, in[2], in[3], kernel.size() == 2 ? kernel[0] : 0,
                                               kernel.size() == 2 ? kernel[1] : 0, node->intAttribute("ceil_mode", 0) != 0);
                 wholeImage = kernel.size() == 2 && kernel[0] == in[2] && kernel[1] == in[3] && w.outH == 1 && w.outW == 1 &&
                              w.padTop == 0 && w.padLeft == 0 && w.padBottom == 0 && w.padRight == 0;
@@ -77,7 +77,7 @@ struct AveragePoolStep final : Step {
             const auto kernel = node->intsAttribute("kernel_shape");
             if (kernel.size() != 2)
                 fail(*node, "integer AveragePool supports 2-D kernels");
-            window = makeWindow(contextFor(*node, *graph), 2, h, w, kernel[0], kernel[1], node->intAttribute("ceil_mode", 0) != 0);
+            window = makeWindow(*node, 2, h, w, kernel[0], kernel[1], node->intAttribute("ceil_mode", 0) != 0);
             includePad = node->intAttribute("count_include_pad", 0) != 0;
         }
         std::vector<FixedPointMultiplier> byCount(static_cast<std::size_t>(window.kernelH * window.kernelW + 1));
@@ -125,7 +125,7 @@ struct MaxPoolStep final : Step {
         if (kernel.size() != 2)
             fail(*node, "integer MaxPool supports 2-D kernels");
         const Window2D window =
-            makeWindow(contextFor(*node, *graph), 2, h, w, kernel[0], kernel[1], node->intAttribute("ceil_mode", 0) != 0);
+            makeWindow(*node, 2, h, w, kernel[0], kernel[1], node->intAttribute("ceil_mode", 0) != 0);
         IntegerEngine::Value y = newCodes(x.params, {n, window.outH, window.outW, c}, true);
         const std::uint8_t* px = x.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();

@@ -6,7 +6,7 @@
 #include "engine/int8/kernels/fast_kernels.h"
 #include "engine/int8/kernels/fused_kernels.h"
 #include "engine/int8/kernels/reference_kernels.h"
-#include "engine/ops/window.h"
+#include "model/window.h"
 #include "quant/integer_layers.h"
 
 #include <omp.h>
@@ -190,7 +190,7 @@ struct ConvStep final : WeightedLayerStep {
         std::optional<ChannelRequantization> local;
         const ChannelRequantization& r = requantizationFor(x.params.scale, local);
         const Shape logical = x.logicalShape();
-        const Window2D window = makeWindow(contextFor(*node, *graph), 2, logical[2], logical[3], weightCodes.dim(2),
+        const Window2D window = makeWindow(*node, 2, logical[2], logical[3], weightCodes.dim(2),
                                            weightCodes.dim(3), false);
         const std::int64_t oc = weightCodes.dim(0);
         IntegerEngine::Value y;

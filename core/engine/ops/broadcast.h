@@ -8,7 +8,7 @@
 
 namespace qe {
 
-Shape broadcastShapes(const Shape& a, const Shape& b);
+// (broadcastShapes, the output shape, is in tensor/tensor.h.)
 
 // Calls fn(outIndex, aIndex, bIndex) for every output element, in row-major order.
 // The innermost dimension runs in a tight loop with constant strides (0 or 1).

@@ -4,7 +4,7 @@
 
 #include "engine/operator.h"
 #include "engine/ops/parallel_gemm.h"
-#include "engine/ops/window.h"
+#include "model/window.h"
 
 #include <algorithm>
 #include <Eigen/Core>
@@ -85,7 +85,7 @@ std::vector<Tensor> runConv(const OpContext& c)
     if (!kernelShape.empty() && kernelShape.back() != kernelW)
         failNode(c, "kernel_shape does not match the weights " + weight.describe());
 
-    const Window2D w = makeWindow(c, spatialRank, inH, inW, kernelH, kernelW, false);
+    const Window2D w = makeWindow(c.node, spatialRank, inH, inW, kernelH, kernelW, false);
     std::vector<float> bias(static_cast<std::size_t>(outChannels), 0.f);
     if (c.hasInput(2)) {
         bias = c.input(2).toFloatVector();

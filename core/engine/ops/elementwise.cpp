@@ -10,20 +10,6 @@
 
 namespace qe {
 
-Shape broadcastShapes(const Shape& a, const Shape& b)
-{
-    const std::size_t rank = std::max(a.size(), b.size());
-    Shape out(rank);
-    for (std::size_t k = 0; k < rank; ++k) {
-        const std::int64_t da = k < a.size() ? a[a.size() - 1 - k] : 1;
-        const std::int64_t db = k < b.size() ? b[b.size() - 1 - k] : 1;
-        if (da != db && da != 1 && db != 1)
-            throw Error("shapes " + shapeToString(a) + " and " + shapeToString(b) + " cannot be broadcast together");
-        out[rank - 1 - k] = da == 1 ? db : da;
-    }
-    return out;
-}
-
 namespace {
 
 template <class Op> Tensor binary(const OpContext& context, Op op)

@@ -7,7 +7,7 @@
 
 #include "engine/int8/kernels/reference_kernels.h"
 #include "engine/operator.h"
-#include "engine/ops/window.h"
+#include "model/window.h"
 
 #include <algorithm>
 #include <cmath>
@@ -56,7 +56,7 @@ Tensor convAccumulate(const OpContext& c, const Tensor& x, std::int32_t xZeroPoi
     const bool oneD = x.rank() == 3;
     const Tensor x4 = oneD ? x.reshaped({x.dim(0), x.dim(1), 1, x.dim(2)}) : x;
     const Tensor w4 = oneD ? w.reshaped({w.dim(0), w.dim(1), 1, w.dim(2)}) : w;
-    const Window2D window = makeWindow(c, oneD ? 1 : 2, x4.dim(2), x4.dim(3), w4.dim(2), w4.dim(3), false);
+    const Window2D window = makeWindow(c.node, oneD ? 1 : 2, x4.dim(2), x4.dim(3), w4.dim(2), w4.dim(3), false);
     if (wZeroPoints.size() != 1 && static_cast<std::int64_t>(wZeroPoints.size()) != w.dim(0))
         failNode(c, "w_zero_point has " + std::to_string(wZeroPoints.size()) + " values for " + std::to_string(w.dim(0)) +
                         " output channels");

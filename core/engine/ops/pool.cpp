@@ -2,7 +2,7 @@
 
 #include "engine/operator.h"
 #include "engine/ops/parallel_gemm.h"
-#include "engine/ops/window.h"
+#include "model/window.h"
 
 #include <algorithm>
 #include <limits>
@@ -29,7 +29,7 @@ PoolGeometry poolGeometry(const OpContext& c, const Tensor& x)
     const std::int64_t inH = spatialRank == 2 ? x.dim(2) : 1, inW = x.dim(x.rank() - 1);
     const std::int64_t kernelH = spatialRank == 2 ? kernel[0] : 1, kernelW = kernel.back();
     PoolGeometry g{x.dim(0), x.dim(1), spatialRank,
-                   makeWindow(c, spatialRank, inH, inW, kernelH, kernelW, c.node.intAttribute("ceil_mode", 0) != 0),
+                   makeWindow(c.node, spatialRank, inH, inW, kernelH, kernelW, c.node.intAttribute("ceil_mode", 0) != 0),
                    {}};
     g.outShape = spatialRank == 2 ? Shape{g.batch, g.channels, g.window.outH, g.window.outW}
                                   : Shape{g.batch, g.channels, g.window.outW};

@@ -3,6 +3,9 @@
 // They work on raw bytes, so every element type is supported by the same code.
 
 #include "engine/operator.h"
+#include "model/onnx_import.h"
+#include "model/shape_inference.h"
+#include "model/slice.h"
 
 #include <algorithm>
 #include <cstring>
@@ -71,14 +74,6 @@ std::vector<Tensor> runConstant(const OpContext& c)
     failNode(c, "needs one of the attributes value, value_float(s), value_int(s) (sparse and string values are not supported)");
 }
 
-std::pair<std::int64_t, std::int64_t> shapeNodeRange(const Node& node, std::int64_t rank)
-{
-    std::int64_t start = node.intAttribute("start", 0), end = node.intAttribute("end", rank);
-    start = std::clamp<std::int64_t>(start < 0 ? start + rank : start, 0, rank);
-    end = std::clamp<std::int64_t>(end < 0 ? end + rank : end, 0, rank);
-    return {start, end};
-}
-
 std::vector<Tensor> runShape(const OpContext& c)
 {
     const Shape& shape = c.input(0).shape();
@@ -91,21 +86,8 @@ std::vector<Tensor> runShape(const OpContext& c)
 
 std::vector<Tensor> runCast(const OpContext& c)
 {
-    const std::int64_t to = c.node.intAttribute("to", -1);
     // ONNX TensorProto.DataType numbering.
-    DataType type;
-    switch (to) {
-    case 1: type = DataType::Float32; break;
-    case 2: type = DataType::UInt8; break;
-    case 3: type = DataType::Int8; break;
-    case 4: type = DataType::UInt16; break;
-    case 5: type = DataType::Int16; break;
-    case 6: type = DataType::Int32; break;
-    case 7: type = DataType::Int64; break;
-    case 9: type = DataType::Bool; break;
-    case 11: type = DataType::Float64; break;
-    default: failNode(c, "cast to ONNX type " + std::to_string(to) + " is not supported");
-    }
+    const DataType type = convertDataType(static_cast<int>(c.node.intAttribute("to", -1)), "attribute 'to'");
     return {c.input(0).castTo(type)};
 }
 
@@ -426,41 +408,15 @@ std::vector<Tensor> runSlice(const OpContext& c)
         if (c.hasInput(4))
             steps = c.input(4).toInt64Vector();
     }
-    if (axes.empty())
-        for (std::size_t i = 0; i < starts.size(); ++i)
-            axes.push_back(static_cast<std::int64_t>(i));
-    if (steps.empty())
-        steps.assign(starts.size(), 1);
-    if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
-        failNode(c, "starts, ends, axes and steps must have the same length");
-
-    std::vector<std::int64_t> begin(static_cast<std::size_t>(rank), 0), step(static_cast<std::size_t>(rank), 1);
-    Shape outShape = x.shape();
-    for (std::size_t i = 0; i < starts.size(); ++i) {
-        const std::int64_t d = normalizeAxis(c, axes[i], rank);
-        const std::int64_t n = x.dim(static_cast<int>(d));
-        const std::int64_t s = steps[i];
-        if (s == 0)
-            failNode(c, "step 0 is not allowed");
-        // Clamping as the ONNX definition gives it (other bounds for negative steps).
-        std::int64_t start = starts[i], end = ends[i];
-        if (start < 0)
-            start += n;
-        if (end < 0)
-            end += n;
-        if (s > 0) {
-            start = std::clamp<std::int64_t>(start, 0, n);
-            end = std::clamp<std::int64_t>(end, 0, n);
-        } else {
-            start = std::clamp<std::int64_t>(start, 0, n - 1);
-            end = std::clamp<std::int64_t>(end, -1, n - 1);
-        }
-        const std::int64_t count = s > 0 ? std::max<std::int64_t>(0, (end - start + s - 1) / s)
-                                         : std::max<std::int64_t>(0, (start - end + (-s) - 1) / (-s));
-        begin[d] = start;
-        step[d] = s;
-        outShape[d] = count;
+    SliceGeometry g;
+    try {
+        g = sliceGeometry(x.shape(), starts, ends, axes, steps);
+    } catch (const Error& e) {
+        failNode(c, e.what());
     }
+    const Shape& outShape = g.shape;
+    const std::vector<std::int64_t>& begin = g.begin;
+    const std::vector<std::int64_t>& step = g.step;
     Tensor out(x.dtype(), outShape);
     const std::size_t elem = dataTypeSize(x.dtype());
     const auto inStrides = stridesOf(x.shape());

@@ -11,7 +11,7 @@
 // afterwards. Built without oneDNN, fastKernelsAvailable() is false and the engine uses the
 // reference kernels.
 
-#include "engine/ops/window.h"
+#include "model/window.h"
 #include "tensor/tensor.h"
 
 #include <cstdint>

@@ -21,7 +21,7 @@
 // quantized_tensor.h); weights are int8 codes with per-channel zero-points.
 
 #include "engine/int8/kernels/requantize.h"
-#include "engine/ops/window.h"
+#include "model/window.h"
 
 #include <cstdint>
 #include <vector>

@@ -7,7 +7,7 @@
 // Accumulators are exact int32 sums of (x - x_zero_point) * (w - w_zero_point); padded input
 // positions hold the input's zero-point (real 0.0), so they add nothing.
 
-#include "engine/ops/window.h"
+#include "model/window.h"
 #include "tensor/tensor.h"
 
 #include <cstdint>

@@ -1,8 +1,10 @@
 #pragma once
-// Sliding-window geometry shared by Conv and the pooling operators: kernel, strides, dilations,
-// padding (explicit or auto_pad) and the output size, as the ONNX operator definitions give them.
+// Sliding-window geometry shared by Conv, the pooling operators, their int8 steps and their shape
+// rules: kernel, strides, dilations, padding (explicit or auto_pad) and the output size, as the
+// ONNX operator definitions give them.
 
-#include "engine/operator.h"
+#include "common/error.h"
+#include "model/graph.h"
 
 #include <cstdint>
 #include <string>
@@ -19,15 +21,15 @@ struct Window2D {
 };
 
 // `spatialRank` is 1 or 2 (1-D windows are 2-D windows of height 1). `ceilMode` is for pooling.
-inline Window2D makeWindow(const OpContext& context, int spatialRank, std::int64_t inH, std::int64_t inW,
+// Errors are plain qe::Errors; the caller (a kernel, a shape rule) names the node.
+inline Window2D makeWindow(const Node& node, int spatialRank, std::int64_t inH, std::int64_t inW,
                            std::int64_t kernelH, std::int64_t kernelW, bool ceilMode)
 {
-    const Node& node = context.node;
     auto pick = [&](const std::vector<std::int64_t>& values, std::int64_t fallback) {
         if (values.empty())
             return std::pair{fallback, fallback};
         if (static_cast<int>(values.size()) != spatialRank)
-            failNode(context, "expects " + std::to_string(spatialRank) + " values per spatial attribute, got " +
+            throw Error("expects " + std::to_string(spatialRank) + " values per spatial attribute, got " +
                                   std::to_string(values.size()));
         return spatialRank == 1 ? std::pair{std::int64_t{1}, values[0]} : std::pair{values[0], values[1]};
     };
@@ -39,7 +41,7 @@ inline Window2D makeWindow(const OpContext& context, int spatialRank, std::int64
     std::tie(w.strideH, w.strideW) = pick(node.intsAttribute("strides"), 1);
     std::tie(w.dilationH, w.dilationW) = pick(node.intsAttribute("dilations"), 1);
     if (w.strideH < 1 || w.strideW < 1 || w.dilationH < 1 || w.dilationW < 1)
-        failNode(context, "strides and dilations must be positive");
+        throw Error("strides and dilations must be positive");
 
     const std::int64_t effH = w.dilationH * (kernelH - 1) + 1;
     const std::int64_t effW = w.dilationW * (kernelW - 1) + 1;
@@ -57,12 +59,12 @@ inline Window2D makeWindow(const OpContext& context, int spatialRank, std::int64
         return w;
     }
     if (autoPad != "NOTSET" && autoPad != "VALID")
-        failNode(context, "auto_pad '" + autoPad + "' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID");
+        throw Error("auto_pad '" + autoPad + "' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID");
     if (autoPad == "NOTSET") {
         const auto pads = node.intsAttribute("pads");
         if (!pads.empty()) {
             if (static_cast<int>(pads.size()) != 2 * spatialRank)
-                failNode(context, "'pads' needs " + std::to_string(2 * spatialRank) + " values");
+                throw Error("'pads' needs " + std::to_string(2 * spatialRank) + " values");
             if (spatialRank == 1) {
                 w.padLeft = pads[0];
                 w.padRight = pads[1];
@@ -77,7 +79,7 @@ inline Window2D makeWindow(const OpContext& context, int spatialRank, std::int64
     auto outSize = [&](std::int64_t in, std::int64_t padSum, std::int64_t eff, std::int64_t stride, std::int64_t padBegin) {
         const std::int64_t span = in + padSum - eff;
         if (span < 0)
-            failNode(context, "the window (" + std::to_string(eff) + ") is larger than the padded input (" +
+            throw Error("the window (" + std::to_string(eff) + ") is larger than the padded input (" +
                                   std::to_string(in + padSum) + ")");
         std::int64_t out = (ceilMode ? (span + stride - 1) / stride : span / stride) + 1;
         // With ceil_mode the last window must start inside the input or its leading padding.
