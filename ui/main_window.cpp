@@ -143,9 +143,8 @@ MainWindow::MainWindow(QWidget* parent)
     auto* errorLayout = new QVBoxLayout(errorPanel);
     errorLayout->setContentsMargins(4, 0, 4, 4);
     auto* errorBar = new QHBoxLayout;
-    errorMode_->addItem(tr("SQNR (dB), accumulated and isolated"), ErrorChart::SqnrDb);
-    errorMode_->addItem(tr("MSE, accumulated and isolated"), ErrorChart::Mse);
-    errorMode_->addItem(tr("Activation rounding noise (steps) vs 1/\u221a12"), ErrorChart::RoundingNoise);
+    for (ErrorChart::Mode mode : {ErrorChart::SqnrDb, ErrorChart::Mse, ErrorChart::RoundingNoise})
+        errorMode_->addItem(errorModeName(mode, false), mode);
     errorBar->addWidget(new QLabel(tr("Per-layer error:"), this));
     errorBar->addWidget(errorMode_);
     errorBar->addStretch();
@@ -381,10 +380,9 @@ QWidget* MainWindow::buildImagesTab()
     galleryView_->setUniformItemSizes(false);  // uniform sizes take the first label's width and elide longer ones
     galleryView_->setWordWrap(true);
     galleryView_->setSpacing(2);
-    layout->addWidget(new QLabel(tr("<small>Label under each image: the float prediction, and \u2192 the quantized one where "
-                                    "it differs. Frame: green when the quantized prediction is right, red when wrong. "
-                                    "Click an image for its per-layer error.</small>"),
-                                 this));
+    imagesLegend_ = new QLabel(imagesLegendText(false), tab);
+    imagesLegend_->setWordWrap(true);
+    layout->addWidget(imagesLegend_);
     layout->addWidget(changedOnly_);
     layout->addWidget(differingOnly_);
     auto* split = new QSplitter(Qt::Vertical, tab);

@@ -101,6 +101,8 @@ public:
     GraphView* graphView() const { return graph_; }
     QTableView* layerTable() const { return table_; }
     ErrorChart* errorChart() const { return errorChart_; }
+    QComboBox* errorModeBox() const { return errorMode_; }
+    QLabel* imagesLegend() const { return imagesLegend_; }
     QScrollArea* errorScrollArea() const { return errorScroll_; }  // scrolls the error chart
     HistogramChart* weightHistogram() const { return weightHistogram_; }
     HistogramChart* activationHistogram() const { return activationHistogram_; }
@@ -206,6 +208,10 @@ private:
     // main_window_compare.cpp
     void buildComparisonWidgets();
     void buildCompareMenu();
+    // What the error chart's mode box and the Images tab's legend say: while comparing, the chart
+    // draws A's and B's accumulated error (no isolated bars) and the labels name both predictions.
+    static QString errorModeName(int mode, bool comparing);
+    static QString imagesLegendText(bool comparing);
     void showComparison();
     void showComparisonHistograms();
     QJsonObject comparisonJson() const;  // empty without a comparison
@@ -252,6 +258,7 @@ private:
     QLabel* comparisonLine_ = nullptr;     // under the headline while comparing
     QLabel* comparisonSummary_ = nullptr;  // in the accuracy tab while comparing
     QCheckBox* differingOnly_ = nullptr;   // the Images tab's A/B filter
+    QLabel* imagesLegend_ = nullptr;       // how to read the Images tab's labels and frames
     QString comparisonName_, pendingComparePath_;
     QMenu* recentMenu_;
     QList<QAction*> exportActions_;  // enabled while a model is loaded and no export runs

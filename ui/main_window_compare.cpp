@@ -14,6 +14,7 @@
 #include "session.h"
 
 #include <QCheckBox>
+#include <QComboBox>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QInputDialog>
@@ -146,12 +147,38 @@ std::optional<ConfigComparison> MainWindow::comparison() const
     }
 }
 
+QString MainWindow::errorModeName(int mode, bool comparing)
+{
+    switch (ErrorChart::Mode(mode)) {
+    case ErrorChart::SqnrDb: return comparing ? tr("SQNR (dB), accumulated: A and B") : tr("SQNR (dB), accumulated and isolated");
+    case ErrorChart::Mse: return comparing ? tr("MSE, accumulated: A and B") : tr("MSE, accumulated and isolated");
+    case ErrorChart::RoundingNoise:
+        return comparing ? tr("Activation rounding noise (steps): A and B") : tr("Activation rounding noise (steps) vs 1/\u221a12");
+    }
+    return {};
+}
+
+QString MainWindow::imagesLegendText(bool comparing)
+{
+    if (comparing)
+        return tr("<small>Label under each image: the float prediction, and \u2192 A's (the current configuration's) where it "
+                  "differs, in orange; where A and B predict differently, both (A: \u2026, B: \u2026; orange when A differs "
+                  "from float). Frame: green when A is right, red when wrong; hover an image for which of A and B is right "
+                  "(B right, A wrong \u00b7 A right, B wrong \u00b7 both wrong). Click an image for its per-layer error.</small>");
+    return tr("<small>Label under each image: the float prediction, and \u2192 the quantized one where it differs, in orange. "
+              "Frame: green when the quantized prediction is right, red when wrong. Click an image for its per-layer "
+              "error.</small>");
+}
+
 void MainWindow::showComparison()
 {
     const std::optional<ConfigComparison> c = comparison();
     const auto b = session_->comparison();
     gallery_->setComparison(c);
     differingOnly_->setEnabled(c.has_value());
+    for (int i = 0; i < errorMode_->count(); ++i)
+        errorMode_->setItemText(i, errorModeName(errorMode_->itemData(i).toInt(), c.has_value()));
+    imagesLegend_->setText(imagesLegendText(c.has_value()));
     if (!c) {
         errorChart_->setComparison(std::nullopt);
         weightHistogram_->setComparison(std::nullopt);

@@ -43,9 +43,7 @@ int runHistogram(const std::vector<std::string>& args)
     const std::size_t images = static_cast<std::size_t>(options.integer("--limit").value_or(1000));
     Study study(studySources(options, false, images));
     const QuantConfig config = study.loadConfig(options.required("--config"));
-    const std::optional<long long> channel = options.integer("--channel");
-    if (channel && *channel < 0)
-        throw Error("--channel: expected an output channel number from 0, got " + std::to_string(*channel));
+    const std::optional<long long> channel = options.integer("--channel");  // the parser refuses negative numbers
     const TensorHistogram h = study.histogram(config, options.required("--tensor"),
                                               static_cast<int>(options.integer("--bins").value_or(128)), stderrProgress(),
                                               channel ? static_cast<int>(std::min<long long>(*channel, INT_MAX)) : -1);

@@ -353,7 +353,7 @@ void TestCli::badInput_data()
     QTest::newRow("histogram of a negative channel")
         << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "fc1.weight",
                        "--channel", "-1"}
-        << "--channel: expected an output channel number from 0, got -1";
+        << "option --channel expects a non-negative integer, got '-1'";
     QTest::newRow("channel of an activation")
         << QStringList{"histogram", "--model", kDemoModel, "--config", dir.path() + "/empty.json", "--tensor", "/conv1/Conv",
                        "--channel", "0", "--data", kFashionTest, "--limit", "10", "--calib-count", "10"}

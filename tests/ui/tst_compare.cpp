@@ -16,6 +16,7 @@
 
 #include <QBarSet>
 #include <QCheckBox>
+#include <QComboBox>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -98,8 +99,13 @@ void TestCompare::comparesWithAFile()
         const std::string layer = window.layerModel()->layerName(row);
         for (const LayerMetrics& l : mb.layers)
             if (l.name == layer && std::isfinite(l.accumulated.sqnrDb))
-                QCOMPARE(sets[1]->at(row), l.accumulated.sqnrDb);
+                QCOMPARE(sets[1]->at(window.errorChart()->barOfRow(row)), l.accumulated.sqnrDb);
     }
+
+    // The mode box and the Images legend say what is drawn: A's and B's accumulated error, both predictions.
+    QVERIFY2(window.errorModeBox()->currentText().contains("A and B"), qPrintable(window.errorModeBox()->currentText()));
+    QVERIFY(!window.errorModeBox()->currentText().contains("isolated"));
+    QVERIFY2(window.imagesLegend()->text().contains("B right, A wrong"), qPrintable(window.imagesLegend()->text()));
 
     // The Images tab's filter: exactly the differing images, each with both predictions.
     QVERIFY(window.differingOnlyFilter()->isEnabled());
@@ -160,6 +166,8 @@ void TestCompare::comparesWithAFile()
     QVERIFY(!window.comparison());
     QCOMPARE(window.errorChart()->barSets()[1]->label(), QStringLiteral("isolated"));
     QVERIFY(!window.differingOnlyFilter()->isEnabled());
+    QVERIFY(window.errorModeBox()->currentText().contains("accumulated and isolated"));
+    QVERIFY(!window.imagesLegend()->text().contains("B right"));
     QVERIFY(!window.weightHistogram()->comparison());
     QVERIFY(window.writeSummaryJson(jsonPath));
     QFile again(jsonPath);
