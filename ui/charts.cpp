@@ -17,7 +17,6 @@
 #include <QLogValueAxis>
 #include <QMenu>
 #include <QMessageBox>
-#include <QScatterSeries>
 #include <QSvgGenerator>
 #include <QToolTip>
 #include <QValueAxis>
@@ -321,88 +320,6 @@ void ErrorChart::rebuild()
             QToolTip::showText(QCursor::pos(), text, this);
     });
     setSelectedLayer(selected_);
-}
-
-// ---- HistoryChart ------------------------------------------------------------------------------
-
-HistoryChart::HistoryChart(QWidget* parent) : ChartView(tr("history"), parent) {}
-
-void HistoryChart::setHistory(const QList<Entry>& entries, const Entry& floatModel)
-{
-    entries_ = entries;
-    float_ = floatModel;
-    QChart* c = chart();
-    prepareChart(c);
-    c->setTitle(tr("Configurations tried: accuracy against size"));
-    if (entries.isEmpty())
-        return;
-    auto* path = new QLineSeries(c);
-    path->setPen(QPen(QColor(150, 150, 150), 1, Qt::DotLine));
-    path->setName(tr("order tried"));
-    auto* tried = new QScatterSeries(c);
-    tried->setName(tr("configurations"));
-    tried->setColor(blue);
-    tried->setMarkerSize(9);
-    auto* current = new QScatterSeries(c);
-    current->setName(tr("current"));
-    current->setColor(orange);
-    current->setMarkerSize(15);
-    auto* reference = new QScatterSeries(c);
-    reference->setName(tr("float"));
-    reference->setMarkerShape(QScatterSeries::MarkerShapeRectangle);
-    reference->setColor(green);
-    reference->setMarkerSize(11);
-    double minX = floatModel.sizeKiB, maxX = floatModel.sizeKiB, minY = floatModel.top1, maxY = floatModel.top1;
-    for (const Entry& e : entries) {
-        path->append(e.sizeKiB, e.top1);
-        tried->append(e.sizeKiB, e.top1);
-        minX = std::min(minX, e.sizeKiB), maxX = std::max(maxX, e.sizeKiB);
-        minY = std::min(minY, e.top1), maxY = std::max(maxY, e.top1);
-    }
-    current->append(entries.back().sizeKiB, entries.back().top1);
-    reference->append(floatModel.sizeKiB, floatModel.top1);
-    for (QAbstractSeries* s : std::initializer_list<QAbstractSeries*>{path, tried, reference, current})
-        c->addSeries(s);
-    auto* x = new QValueAxis(c);
-    x->setTitleText(tr("model size (KiB)"));
-    x->setRange(0, maxX * 1.08);
-    x->setLabelFormat("%.0f");
-    auto* y = new QValueAxis(c);
-    y->setTitleText(tr("top-1 (%)"));
-    const double spread = std::max(1.0, maxY - minY);
-    y->setRange(std::max(0.0, minY - 0.15 * spread), std::min(100.0, maxY + 0.15 * spread));
-    y->setLabelFormat("%.1f");
-    c->addAxis(x, Qt::AlignBottom);
-    c->addAxis(y, Qt::AlignLeft);
-    for (QAbstractSeries* s : c->series())
-        s->attachAxis(x), s->attachAxis(y);
-    auto describe = [this](const QPointF& point, bool on) {
-        const QString text = on ? pointDescription(point) : QString();
-        setToolTip(text);  // shown by the view's own tool-tip event, which would hide a bare showText
-        if (on)
-            QToolTip::showText(QCursor::pos(), text, this);
-    };
-    connect(tried, &QScatterSeries::hovered, this, describe);
-    connect(current, &QScatterSeries::hovered, this, describe);
-    connect(reference, &QScatterSeries::hovered, this, describe);
-}
-
-QString HistoryChart::pointDescription(const QPointF& point) const
-{
-    // The nearest point drawn (the float model's, or a configuration's, the latest when several
-    // configurations share the point).
-    auto distance = [&](const Entry& e) { return std::hypot(e.sizeKiB - point.x(), e.top1 - point.y()); };
-    const Entry* nearest = &float_;
-    for (const Entry& e : entries_)
-        if (distance(e) <= distance(*nearest))
-            nearest = &e;
-    if (nearest == &float_)
-        return tr("float model: top-1 %1%, %2 KiB").arg(float_.top1, 0, 'f', 2).arg(float_.sizeKiB, 0, 'f', 1);
-    return tr("%1\ntop-1 %2%, agreement with float %3%, %4 KiB")
-        .arg(nearest->description.isEmpty() ? tr("(configuration)") : nearest->description)
-        .arg(nearest->top1, 0, 'f', 2)
-        .arg(nearest->agreement, 0, 'f', 2)
-        .arg(nearest->sizeKiB, 0, 'f', 1);
 }
 
 // ---- ImageErrorChart ---------------------------------------------------------------------------

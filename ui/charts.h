@@ -111,25 +111,6 @@ private:
     QStringList fullNames_;
 };
 
-// Accuracy against model size for every configuration tried, in order, with the current one
-// highlighted and the float model for reference.
-class HistoryChart : public ChartView {
-    Q_OBJECT
-public:
-    struct Entry {
-        QString description;
-        double sizeKiB = 0, top1 = 0, agreement = 0;
-    };
-    explicit HistoryChart(QWidget* parent = nullptr);
-    void setHistory(const QList<Entry>& entries, const Entry& floatModel);
-    // What hovering the point at `point` shows: the configuration's description and numbers.
-    QString pointDescription(const QPointF& point) const;
-
-private:
-    QList<Entry> entries_;
-    Entry float_;
-};
-
 // One image's accumulated SQNR per layer next to the average over all evaluation images.
 class ImageErrorChart : public ChartView {
     Q_OBJECT

@@ -9,6 +9,9 @@
 #include "graph_view.h"
 #include "layer_edit_delegate.h"
 #include "layer_table_model.h"
+#include "pareto_view.h"
+#include "search_dialog.h"
+#include "sensitivity_view.h"
 #include "session.h"
 
 #include <QAction>
@@ -47,9 +50,10 @@ MainWindow::MainWindow(QWidget* parent)
       details_(new QTextBrowser(this)), accuracySummary_(new QLabel(this)), integerSummary_(new QLabel(this)),
       runIntegerEngine_(new QPushButton(tr("Run int8 engine"), this)), headline_(new QLabel(this)),
       dataWarnings_(new QLabel(this)),
-      confusion_(new ConfusionMatrixWidget(this)), history_(new HistoryChart(this)), gallery_(new GalleryModel(this)),
+      confusion_(new ConfusionMatrixWidget(this)), gallery_(new GalleryModel(this)),
       galleryView_(new QListView(this)), changedOnly_(new QCheckBox(tr("Only images whose prediction changed"), this)),
-      imageErrors_(new ImageErrorChart(this)), graph_(new GraphView(this)), tabs_(new QTabWidget(this)), progress_(new QProgressBar(this)),
+      imageErrors_(new ImageErrorChart(this)), graph_(new GraphView(this)), sensitivity_(new SensitivityView(session_, document_, this)),
+      pareto_(new ParetoView(session_, document_, this)), tabs_(new QTabWidget(this)), progress_(new QProgressBar(this)),
       exportProgress_(new QProgressBar(this)),
       cancel_(new QToolButton(this)), timing_(new QLabel(this)), recentMenu_(nullptr)
 {
@@ -166,6 +170,10 @@ MainWindow::MainWindow(QWidget* parent)
     tabs_->addTab(buildImagesTab(), tr("Images"));
     tabs_->addTab(buildChannelTab(), tr("Channels"));
     tabs_->addTab(buildGraphTab(), tr("Graph"));
+    tabs_->addTab(sensitivity_, tr("Sensitivity"));
+    tabs_->addTab(pareto_, tr("Pareto"));
+    connect(sensitivity_, &SensitivityView::message, this, [this](const QString& text) { statusBar()->showMessage(text, 8000); });
+    connect(pareto_, &ParetoView::searchRequested, this, &MainWindow::showSearchDialog);
 
     // The table takes the full width (it has many columns); the charts share the space below.
     auto* bottom = new QSplitter(this);
@@ -332,19 +340,9 @@ QWidget* MainWindow::buildAccuracyTab()
     summaryRow->addLayout(integerColumn, 1);
     layout->addLayout(summaryRow);
     layout->addWidget(comparisonSummary_);
-    auto* split = new QSplitter(Qt::Vertical, tab);
-    auto* confusionBox = new QWidget(split);
-    auto* confusionLayout = new QVBoxLayout(confusionBox);
-    confusionLayout->setContentsMargins(0, 0, 0, 0);
-    confusionLayout->addWidget(new QLabel(tr("<b>Confusion matrix</b> of the quantized model (rows: true class)"), confusionBox));
-    confusionLayout->addWidget(confusion_, 1);
-    split->addWidget(confusionBox);
-    split->addWidget(history_);
-    split->setStretchFactor(0, 1);
-    split->setStretchFactor(1, 1);
-    split->setSizes({300, 260});
-    history_->setMinimumHeight(220);
-    layout->addWidget(split, 1);
+    // The configurations tried, against their size, are the Pareto tab's.
+    layout->addWidget(new QLabel(tr("<b>Confusion matrix</b> of the quantized model (rows: true class)"), tab));
+    layout->addWidget(confusion_, 1);
     return tab;
 }
 
@@ -393,7 +391,7 @@ QWidget* MainWindow::buildImagesTab()
     split->setStretchFactor(0, 3);
     split->setStretchFactor(1, 2);
     split->setSizes({320, 240});
-    // The per-image chart needs room for its axis title and tick labels (as the history chart).
+    // The per-image chart needs room for its axis title and tick labels.
     imageErrors_->setMinimumHeight(220);
     layout->addWidget(split, 1);
     connect(changedOnly_, &QCheckBox::toggled, gallery_, &GalleryModel::setChangedOnly);
@@ -401,6 +399,16 @@ QWidget* MainWindow::buildImagesTab()
         session_->requestImageErrors(std::size_t(index.data(GalleryModel::ImageIndexRole).toULongLong()));
     });
     return tab;
+}
+
+SearchDialog* MainWindow::showSearchDialog()
+{
+    if (!searchDialog_)
+        searchDialog_ = new SearchDialog(session_, document_, this);
+    searchDialog_->show();
+    searchDialog_->raise();
+    tabs_->setCurrentWidget(pareto_);  // the candidates appear there as they are evaluated
+    return searchDialog_;
 }
 
 // ---- the layer selection ------------------------------------------------------------------------

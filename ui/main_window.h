@@ -1,7 +1,8 @@
 #pragma once
 // The explorer window: the layer table (configuration and live metrics) on the left with the
 // per-layer error chart under it, and the views of the selected layer and of the whole model on
-// the right (histograms, layer details, accuracy, image gallery). The configuration lives in one
+// the right (histograms, layer details, accuracy, image gallery, channels, graph, the layers'
+// sensitivity and the Pareto view of every configuration evaluated). The configuration lives in one
 // ConfigDocument (with its undo history); every view reads the session's snapshots and the
 // document, and proposes edits to the document.
 //
@@ -12,6 +13,8 @@
 //                            drop, recent files, the title and the question before discarding
 //   main_window_results.cpp  showing what the session publishes: metrics, histograms, details
 //   main_window_export.cpp   exports, the int8 engine and the screenshots of scripts/screenshot
+// The sensitivity map, the Pareto view and the search dialog are views of their own
+// (sensitivity_view, pareto_view, search_dialog) that read the session and edit the document.
 //   main_window_compare.cpp  the A/B comparison with a second configuration (the Compare menu)
 
 #include "channel_range_chart.h"
@@ -47,6 +50,9 @@ namespace qe {
 
 class ConfigDocument;
 class GraphView;
+class ParetoView;
+class SearchDialog;
+class SensitivityView;
 class ConfusionMatrixWidget;
 class GalleryModel;
 class LayerTableModel;
@@ -65,7 +71,9 @@ public:
     // own quantization, else the built-in W8A8 default). No dialogs.
     void openSession(const QString& modelPath, const QString& dataPath, const QString& configPath = {});
     // For scripts/screenshot: once the default is evaluated, save PNGs of the main views
-    // (`path`, and beside it *_accuracy.png, *_images.png, *_details.png) and `path`.json, what
+    // (`path`, and beside it *_details, *_channels, *_accuracy, *_graph, *_images, then, after a
+    // sensitivity sweep and a search with the dialog's defaults, *_sensitivity, *_search (the
+    // dialog) and *_pareto) and `path`.json, what
     // the summary line says (summary()), then quit. The run is scripted from then on: nobody
     // answers a dialog, so none is shown (see endScriptedRun()).
     void saveScreenshotWhenReady(const QString& path);
@@ -102,7 +110,10 @@ public:
     QSpinBox* channelPicker() const { return channel_; }
     ChannelRangeChart* channelRangeChart() const { return channelRanges_; }
     ConfusionMatrixWidget* confusionMatrix() const { return confusion_; }
-    HistoryChart* historyChart() const { return history_; }
+    ParetoView* paretoView() const { return pareto_; }
+    SensitivityView* sensitivityView() const { return sensitivity_; }
+    // Tools > Search Mixed Precision: the dialog, made at its first use and kept.
+    SearchDialog* showSearchDialog();
     GalleryModel* gallery() const { return gallery_; }
     QLabel* integerSummary() const { return integerSummary_; }
     int selectedLayer() const;  // source row, -1 when none
@@ -192,6 +203,8 @@ private:
     void endExport();
     void updateExportActions();
     void showIntegerResults();
+    // The screenshots of the sensitivity map, the search dialog and the Pareto view, then quits.
+    void shootPrecisionViews(const QString& base, std::shared_ptr<bool> ok);
     // main_window_compare.cpp
     void buildComparisonWidgets();
     void buildCompareMenu();
@@ -229,12 +242,14 @@ private:
     QLabel* headline_;
     QLabel* dataWarnings_;  // above the headline while the images do not fit the model
     ConfusionMatrixWidget* confusion_;
-    HistoryChart* history_;
     GalleryModel* gallery_;
     QListView* galleryView_;
     QCheckBox* changedOnly_;
     ImageErrorChart* imageErrors_;
     GraphView* graph_;
+    SensitivityView* sensitivity_;
+    ParetoView* pareto_;
+    SearchDialog* searchDialog_ = nullptr;
     QTabWidget* tabs_;
     QProgressBar* progress_;
     QProgressBar* exportProgress_;
@@ -253,14 +268,11 @@ private:
     QStringList studyWarnings_;  // the session's warning()s for the loaded model
     // While other images load for the same model: the layers the configuration was made for.
     std::optional<std::set<std::string>> keepConfigurationFor_;
-    // The configurations evaluated so far and their points on the history chart (results, not
-    // the configuration being edited: that is the document's).
-    QList<HistoryChart::Entry> historyEntries_;
-    QList<QuantConfig> historyConfigs_;
     std::shared_ptr<const IntegerEvaluation> integer_;  // the int8 engine's last results ...
     QuantConfig integerConfig_;                         // ... and the configuration they belong to
     QString exportDescription_;                         // what the running export does
     bool integerRunning_ = false;                       // the running export is the int8 engine
+    bool sweepShot_ = false;    // the screenshots' sensitivity map is taken
     qint64 editStartedMs_ = 0;  // when the last change was made, for the status bar's timing
     bool scripted_ = false;     // --screenshot: no dialogs, errors end the run (endScriptedRun)
 };

@@ -5,6 +5,8 @@
 // edit of the configuration: the undo history does not see it.
 
 #include "main_window.h"
+#include "pareto_chart.h"
+#include "pareto_view.h"
 
 #include "common/error.h"
 #include "config_document.h"
@@ -68,23 +70,26 @@ void MainWindow::buildCompareMenu()
             compareWithFile(path);
     });
     compare->addAction(tr("Compare with a Configuration &Tried..."), this, [this] {
-        if (historyConfigs_.isEmpty()) {
+        // The configurations tried are the Pareto view's points: those evaluated by hand and
+        // those a search measured.
+        const QList<ParetoChart::Point>& tried = pareto_->chart()->points();
+        if (tried.isEmpty()) {
             statusBar()->showMessage(tr("No configuration has been evaluated yet"), 5000);
             return;
         }
         QStringList items;
-        for (int i = 0; i < historyEntries_.size(); ++i)
+        for (int i = 0; i < tried.size(); ++i)
             items << tr("%1. %2 (top-1 %3%, %4 KiB)")
                          .arg(i + 1)
-                         .arg(historyEntries_[i].description)
-                         .arg(historyEntries_[i].top1, 0, 'f', 2)
-                         .arg(historyEntries_[i].sizeKiB, 0, 'f', 1);
+                         .arg(tried[i].description.isEmpty() ? tried[i].bits : tried[i].description)
+                         .arg(tried[i].top1, 0, 'f', 2)
+                         .arg(tried[i].sizeKiB, 0, 'f', 1);
         bool ok = false;
         const QString item = QInputDialog::getItem(this, tr("Compare with (B)"), tr("Configurations tried:"), items,
                                                    int(items.size()) - 1, false, &ok);
         const int index = int(items.indexOf(item));
         if (ok && index >= 0)
-            compareWith(historyConfigs_[index], historyEntries_[index].description);
+            compareWith(tried[index].config, tried[index].description.isEmpty() ? tried[index].bits : tried[index].description);
     });
     compare->addAction(tr("&Pin Current as B"), QKeySequence(Qt::CTRL | Qt::Key_B), this, &MainWindow::pinCurrentAsB);
     compare->addAction(tr("&Clear Comparison"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_B), this, &MainWindow::clearComparison);

@@ -9,6 +9,9 @@
 #include "gallery_model.h"
 #include "graph_view.h"
 #include "layer_table_model.h"
+#include "pareto_view.h"
+#include "search_dialog.h"
+#include "sensitivity_view.h"
 #include "session.h"
 
 #include <QAction>
@@ -279,7 +282,8 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
     scripted_ = true;
     // Waits for the first evaluation and the selected layer's histograms (and, with a
     // configuration B to compare with, B's evaluation and the histograms under both), then walks
-    // the views.
+    // the views; the last ones need a sensitivity sweep and a search of their own, run as a user
+    // runs them.
     const bool comparing = !pendingComparePath_.isEmpty();
     auto shot = std::make_shared<bool>(false);
     auto shoot = [this, path] {
@@ -293,22 +297,27 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             ok = grab().save(base + "_channels.png") && ok;
             tabs_->setCurrentIndex(2);
             ok = grab().save(base + "_accuracy.png") && ok;
-            tabs_->setCurrentIndex(tabs_->count() - 1);  // the graph
+            tabs_->setCurrentIndex(5);  // the graph
             graph_->fitWholeModel();
             ok = grab().save(base + "_graph.png") && ok;
             tabs_->setCurrentIndex(3);
             (comparison() ? differingOnly_ : changedOnly_)->setChecked(true);
+            auto allSaved = std::make_shared<bool>(ok);
+            auto precisionViews = [this, base, allSaved] { shootPrecisionViews(base, allSaved); };
             if (gallery_->rowCount() > 0) {
-                connect(session_, &Session::imageErrorsReady, this, [this, base, ok] {
-                    QTimer::singleShot(200, this, [this, base, ok] {
-                        const bool saved = grab().save(base + "_images.png") && ok;
-                        QApplication::exit(saved ? 0 : 1);
+                auto once = std::make_shared<bool>(false);
+                connect(session_, &Session::imageErrorsReady, this, [this, base, allSaved, once, precisionViews] {
+                    if (std::exchange(*once, true))
+                        return;
+                    QTimer::singleShot(200, this, [this, base, allSaved, precisionViews] {
+                        *allSaved = grab().save(base + "_images.png") && *allSaved;
+                        precisionViews();
                     });
                 });
                 session_->requestImageErrors(std::size_t(gallery_->index(0).data(GalleryModel::ImageIndexRole).toULongLong()));
             } else {
-                ok = grab().save(base + "_images.png") && ok;
-                QApplication::exit(ok ? 0 : 1);
+                *allSaved = grab().save(base + "_images.png") && *allSaved;
+                precisionViews();
             }
         });
     };
@@ -328,6 +337,48 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             *shot = true, shoot();
     });
     // A failure ends the run through showError() (endScriptedRun: the message on stderr, exit 2).
+}
+
+void MainWindow::shootPrecisionViews(const QString& base, std::shared_ptr<bool> ok)
+{
+    // The sensitivity map of the configuration shown, once every layer is measured (worst first);
+    // then a search with the dialog's defaults, the dialog with its outcome, and the Pareto view
+    // once its choice is applied and evaluated.
+    tabs_->setCurrentWidget(sensitivity_);
+    auto searched = [this, base, ok](std::shared_ptr<const SearchResult>) {
+        QTimer::singleShot(200, this, [this, base, ok] {
+            *ok = searchDialog_->grab().save(base + "_search.png") && *ok;
+            searchDialog_->apply();
+            searchDialog_->hide();
+            auto once = std::make_shared<bool>(false);
+            connect(session_, &Session::evaluated, this, [this, base, ok, once] {
+                if (std::exchange(*once, true))
+                    return;
+                QTimer::singleShot(300, this, [this, base, ok] {
+                    tabs_->setCurrentWidget(pareto_);
+                    *ok = grab().save(base + "_pareto.png") && *ok;
+                    QApplication::exit(*ok ? 0 : 1);
+                });
+            });
+        });
+    };
+    connect(session_, &Session::sensitivityUpdated, this, [this, base, ok, searched] {
+        const auto sweep = session_->sensitivity();
+        if (!sweep || sweep->running || std::exchange(sweepShot_, true))
+            return;
+        sensitivity_->setWorstFirst(true);
+        QTimer::singleShot(200, this, [this, base, ok, searched] {
+            *ok = grab().save(base + "_sensitivity.png") && *ok;
+            SearchDialog* dialog = showSearchDialog();
+            connect(session_, &Session::searchFinished, this, searched);
+            connect(session_, &Session::searchFailed, this, [this, base](const QString&) {
+                searchDialog_->grab().save(base + "_search.png");  // the failure, for whoever looks
+                QApplication::exit(1);
+            });
+            dialog->start();
+        });
+    });
+    sensitivity_->measure();
 }
 
 }  // namespace qe

@@ -6,6 +6,8 @@
 #include "config_document.h"
 #include "confusion_matrix_widget.h"
 #include "help.h"
+#include "pareto_view.h"
+#include "sensitivity_view.h"
 #include "session.h"
 
 #include <QAction>
@@ -116,7 +118,7 @@ void MainWindow::buildMenus()
                                                        {tr("Activation histogram"), activationHistogram_},
                                                        {tr("Channel ranges"), channelRanges_},
                                                        {tr("Confusion matrix"), confusion_},
-                                                       {tr("Configuration history"), history_},
+                                                       {tr("Pareto view"), pareto_->chart()},
                                                        {tr("Image per-layer error"), imageErrors_}};
     for (const auto& [title, widget] : chartList) {
         charts->addAction(title + "...", this, [this, title = title, widget = widget] {
@@ -161,9 +163,16 @@ void MainWindow::buildMenus()
     connect(log, &QAction::toggled, logScale_, &QCheckBox::setChecked);
     connect(logScale_, &QCheckBox::toggled, log, &QAction::setChecked);
     const QStringList tabNames = {tr("&Histograms"), tr("Layer &Details"), tr("&Accuracy"), tr("&Images"), tr("&Channels"),
-                                  tr("&Graph")};
+                                  tr("&Graph"),      tr("&Sensitivity"),   tr("&Pareto")};
     for (int i = 0; i < tabNames.size(); ++i)
         view->addAction(tabNames[i], QKeySequence(Qt::CTRL | Qt::Key(Qt::Key_1 + i)), this, [this, i] { tabs_->setCurrentIndex(i); });
+
+    QMenu* tools = menuBar()->addMenu(tr("&Tools"));
+    tools->addAction(tr("Measure Layer &Sensitivity"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_L), this, [this] {
+        tabs_->setCurrentWidget(sensitivity_);
+        sensitivity_->measure();
+    });
+    tools->addAction(tr("Search &Mixed Precision..."), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_M), this, &MainWindow::showSearchDialog);
 
     buildCompareMenu();
     QMenu* help = menuBar()->addMenu(tr("&Help"));

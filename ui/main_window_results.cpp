@@ -50,8 +50,6 @@ void MainWindow::showLoaded()
     const auto snapshot = session_->snapshot();
     modelPath_ = snapshot->modelPath;
     dataPath_ = snapshot->dataPath;
-    historyEntries_.clear();
-    historyConfigs_.clear();
     integer_.reset();
     layers_->setSession(snapshot);
     gallery_->setSession(snapshot);
@@ -184,16 +182,6 @@ void MainWindow::showEvaluation()
         names << QString::fromStdString(snapshot->classNames[k]);
     confusion_->setMatrix(evaluation->confusion, names);
 
-    // The history of configurations tried; re-evaluating the same one does not add a point.
-    const HistoryChart::Entry entry{document_->lastEditDescription(), sizeKiB, 100.0 * m.top1, 100.0 * m.agreement};
-    const int known = historyConfigs_.indexOf(evaluation->config);
-    if (known >= 0) {
-        historyEntries_.removeAt(known);
-        historyConfigs_.removeAt(known);
-    }
-    historyEntries_ << entry;
-    historyConfigs_ << evaluation->config;
-    history_->setHistory(historyEntries_, {tr("float"), floatKiB, 100.0 * m.floatTop1, 100.0});
     showDetails();
 
     const qint64 elapsed = QDateTime::currentMSecsSinceEpoch() - editStartedMs_;

@@ -1,4 +1,5 @@
 #include "session.h"
+#include "session_jobs.h"
 
 #include "common/error.h"
 
@@ -10,12 +11,9 @@
 
 namespace qe {
 
-namespace {
+using namespace session_jobs;
 
-// Stages a worker reports, in the order they happen.
-constexpr const char* kStageNames[] = {"Loading",   "Calibrating",    "Float reference", "Quantized model",
-                                       "Histograms", "Exporting", "int8 engine",     "Writing report"};
-enum Stage { Loading, Calibrating, FloatReference, QuantizedModel, Histograms, Exporting, IntegerEngine, WritingReport };
+namespace {
 
 constexpr int kThumbnailSize = 56;
 
@@ -28,22 +26,6 @@ QImage thumbnail(const cv::Mat& image)
         return {};
     const QImage view(image.data, image.cols, image.rows, int(image.step), format);
     return view.scaled(kThumbnailSize, kThumbnailSize, Qt::KeepAspectRatio, Qt::SmoothTransformation);
-}
-
-EvaluationProgress progressInto(const std::shared_ptr<RequestState>& state)
-{
-    EvaluationProgress progress;
-    progress.cancel = &state->cancel;
-    progress.report = [state](const std::string& stage, std::size_t done, std::size_t total) {
-        state->stage = stage == "calibrating"       ? Calibrating
-                       : stage == "float reference" ? FloatReference
-                       : stage == "integer engine"  ? IntegerEngine
-                       : stage == "writing report"  ? WritingReport
-                                                    : QuantizedModel;
-        state->total = total;
-        state->done = done;
-    };
-    return progress;
 }
 
 }  // namespace
@@ -67,6 +49,7 @@ Session::Session(QObject* parent) : QObject(parent)
 {
     qRegisterMetaType<std::shared_ptr<const qe::ImageErrorSnapshot>>();
     qRegisterMetaType<std::shared_ptr<const qe::ExportResult>>();
+    qRegisterMetaType<std::shared_ptr<const qe::SearchResult>>();
     pool_.setMaxThreadCount(1);
     progressTimer_.setInterval(100);
     connect(&progressTimer_, &QTimer::timeout, this, [this] {
@@ -82,6 +65,12 @@ Session::Session(QObject* parent) : QObject(parent)
         const RequestState& state = *export_.state;
         emit exportProgress(tr(kStageNames[state.stage.load()]), int(state.done.load()), int(state.total.load()));
     });
+    searchTimer_.setInterval(100);
+    connect(&searchTimer_, &QTimer::timeout, this, [this] {
+        const RequestState& state = *search_.state;
+        emit searchProgress(tr(kStageNames[state.stage.load()]), int(state.done.load()), int(state.total.load()));
+        deliverSearchCandidates();
+    });
 }
 
 Session::~Session()
@@ -91,6 +80,8 @@ Session::~Session()
     histogram_.state->cancel = true;
     imageErrors_.state->cancel = true;
     export_.state->cancel = true;
+    sweep_.state->cancel = true;
+    search_.state->cancel = true;
     comparisonSlot_.state->cancel = true;
     pool_.waitForDone();
 }
@@ -112,6 +103,9 @@ void Session::cancel()
         endExport();
         emit exportCancelled();
     }
+    // The sweep and the search stop by their flags and keep what they measured.
+    cancelSensitivity();
+    cancelSearch();
     if (wasBusy)
         emit cancelled();
 }
@@ -124,59 +118,19 @@ std::shared_ptr<RequestState> Session::restart(Slot& slot)
     return slot.state;
 }
 
-template <class T, class OnResult> void Session::finish(QFuture<T> work, Slot& slot, OnResult onResult)
-{
-    finish(work, slot, onResult, [this](const QString& message) { emit failed(message); });
-}
-
-template <class T, class OnResult, class OnFailure>
-void Session::finish(QFuture<T> work, Slot& slot, OnResult onResult, OnFailure onFailure)
-{
-    const quint64 generation = slot.generation;
-    Slot* target = &slot;
-    const bool isMain = target == &main_;
-    auto fail = [this, target, generation, isMain, onFailure](const QString& message) {
-        if (target->generation != generation)
-            return;
-        if (isMain) {
-            progressTimer_.stop();
-            busy_ = false;
-        }
-        onFailure(message);
-    };
-    // QtConcurrent::run wraps exceptions that are not QExceptions in QUnhandledException, so the
-    // original is taken out and classified here.
-    auto classify = [fail](std::exception_ptr exception) {
-        try {
-            std::rethrow_exception(exception);
-        } catch (const Cancelled&) {
-            // A newer request replaced this one; nothing to report.
-        } catch (const Error& e) {
-            fail(QString::fromStdString(e.what()));
-        } catch (const std::exception& e) {
-            fail(QStringLiteral("Unexpected error: %1").arg(e.what()));
-        } catch (...) {
-            fail(QStringLiteral("Unexpected error"));
-        }
-    };
-    work.then(this, [this, target, generation, isMain, onResult](T result) {
-            if (target->generation != generation)
-                return;
-            if (isMain) {
-                progressTimer_.stop();
-                busy_ = false;
-            }
-            onResult(std::move(result));
-        })
-        .onFailed(this, [classify](const QUnhandledException& e) { classify(e.exception()); })
-        .onFailed(this, [classify]() { classify(std::current_exception()); });
-}
-
 void Session::open(const QString& modelPath, const QString& dataPath)
 {
     debounce_.stop();
     restart(histogram_);
     restart(imageErrors_);
+    // A sweep or a search of the previous model stops, and its results are dropped.
+    restart(sweep_);
+    stopSensitivity(tr("another model or data set was opened"));
+    if (searching_) {
+        restart(search_);
+        endSearch();
+        emit searchFailed(tr("Stopped: another model or data set was opened."));
+    }
     auto state = restart(main_);
     busy_ = true;
     progressTimer_.start();
@@ -237,6 +191,7 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         study_ = std::move(result.study);
         evaluation_.reset();
         histograms_.reset();
+        sensitivity_.reset();
         // B belongs to the previous model's layers and images.
         restart(comparisonSlot_);
         comparison_.reset();
@@ -286,6 +241,7 @@ void Session::startEvaluation()
     auto state = restart(main_);
     busy_ = true;
     progressTimer_.start();
+    studyMovedOn_ = false;
     auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, fromScratch = std::exchange(fromScratch_, false)]() {
         if (state->cancel)
             throw Cancelled();
@@ -345,9 +301,16 @@ void Session::requestImageErrors(std::size_t image)
     if (!study_)
         return;
     auto state = restart(imageErrors_);
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, image]() {
+    // The study's per-image errors are those of its last evaluation; after a sweep or a search
+    // that is not the configuration shown, so it is evaluated again first (incrementally).
+    std::optional<QuantConfig> shown;
+    if (std::exchange(studyMovedOn_, false) && evaluation_)
+        shown = evaluation_->config;
+    auto work = QtConcurrent::run(&pool_, [state, study = study_, image, shown]() {
         if (state->cancel)
             throw Cancelled();
+        if (shown)
+            study->evaluate(*shown, {}, progressInto(state));
         auto errors = std::make_shared<ImageErrorSnapshot>();
         errors->image = image;
         errors->layers = study->imageLayerErrors(image);

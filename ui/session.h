@@ -12,6 +12,8 @@
 // are dropped, so the window always shows the latest thing the user asked for. Workers never touch
 // QObjects: progress is read from atomics by a timer on the GUI thread.
 
+#include "study/precision_search.h"
+#include "study/sensitivity.h"
 #include "study/study.h"
 
 #include <QElapsedTimer>
@@ -26,9 +28,12 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace qe {
 
@@ -90,7 +95,39 @@ struct ExportResult {
 struct RequestState {
     std::atomic<bool> cancel{false};
     std::atomic<std::size_t> done{0}, total{0};
-    std::atomic<int> stage{0};  // an index into Session::kStageNames
+    std::atomic<int> stage{0};  // an index into session_jobs::kStageNames
+};
+
+// The sensitivity sweep as far as it has gone: every layer measured so far against the base
+// configuration it started from. A new snapshot after each layer; never mutated once published.
+struct SensitivitySnapshot {
+    QuantConfig base;              // what "all but this" quantizes, and whose schemes the widths use
+    SensitivityOptions options;    // the widths measured
+    SensitivityResult result;      // its layers in the order measured (the model's)
+    std::size_t layersToMeasure = 0;
+    bool running = false;          // more layers are coming
+    QString stopped;               // why it stopped early ("cancelled", or the error), "" otherwise
+};
+
+// Values a worker hands to the GUI thread as it makes them (search candidates, as the search
+// evaluates them): pushed by the worker, taken by a timer on the GUI thread. The values are
+// moved across, never shared.
+template <class T> class Inbox {
+public:
+    void push(T value)
+    {
+        const std::lock_guard lock(mutex_);
+        items_.push_back(std::move(value));
+    }
+    std::vector<T> take()
+    {
+        const std::lock_guard lock(mutex_);
+        return std::exchange(items_, {});
+    }
+
+private:
+    std::mutex mutex_;
+    std::vector<T> items_;
 };
 
 class Session : public QObject {
@@ -131,6 +168,23 @@ public:
     bool runIntegerEngine();
     bool isExporting() const { return exporting_; }
 
+    // The sensitivity of every layer (core/study/sensitivity.h) against `base`, measured one
+    // layer per job, so that an edit made meanwhile is evaluated after the layer in progress
+    // instead of after the whole sweep. The sweep keeps `base` (edits do not change what it
+    // measures, nor cancel it); a new sweep replaces a running one. Emits sensitivityUpdated()
+    // after each layer and when it stops. False when no model is loaded.
+    bool startSensitivitySweep(const QuantConfig& base, const SensitivityOptions& options = {});
+    void cancelSensitivity();  // keeps the layers done
+    std::shared_ptr<const SensitivitySnapshot> sensitivity() const { return sensitivity_; }
+
+    // A mixed-precision search from `base` (core/study/precision_search.h), in one job: edits made
+    // meanwhile are evaluated when it ends. Emits searchCandidates() as candidates are evaluated,
+    // then searchFinished() (also when cancelled: the result keeps what was evaluated) or
+    // searchFailed(). False when no model is loaded or a search is running.
+    bool startSearch(const QuantConfig& base, const SearchOptions& options);
+    void cancelSearch();
+    bool isSearching() const { return searching_; }
+
     // Configuration B of an A/B comparison, evaluated on the worker (emits comparisonEvaluated(),
     // or comparisonFailed()); the selected layer's histograms then come under both. Clearing
     // drops it (emits comparisonEvaluated() with no comparison). B stays while A changes.
@@ -141,7 +195,7 @@ public:
     // B's histograms of the layer in histograms(), while B is set.
     std::shared_ptr<const HistogramSnapshot> comparisonHistograms() const { return comparisonHistograms_; }
 
-    // Cancels whatever runs or waits, exports included.
+    // Cancels whatever runs or waits: exports, the sweep, the search and B included.
     void cancel();
     bool isBusy() const { return busy_; }
 
@@ -166,6 +220,11 @@ signals:
     void exported(std::shared_ptr<const qe::ExportResult> result);
     void exportFailed(const QString& path, const QString& message);
     void exportCancelled();
+    void sensitivityUpdated();
+    void searchProgress(const QString& stage, int done, int total);
+    void searchCandidates(const std::vector<qe::SearchCandidate>& candidates);  // newly evaluated ones
+    void searchFinished(std::shared_ptr<const qe::SearchResult> result);
+    void searchFailed(const QString& message);
     void comparisonEvaluated();
     void comparisonFailed(const QString& message);
 
@@ -187,6 +246,10 @@ private:
     void endExport();
     void startEvaluation();
     void requestHistograms();  // of the focus layer under the current configuration
+    void measureNextLayer();   // the sweep's next job
+    void stopSensitivity(const QString& why);
+    void deliverSearchCandidates();  // those the search evaluated since the last delivery
+    void endSearch();
 
     std::shared_ptr<const SessionSnapshot> snapshot_;
     std::shared_ptr<const EvaluationSnapshot> evaluation_;
@@ -204,11 +267,20 @@ private:
     bool busy_ = false;
     bool fromScratch_ = false;  // the next evaluation drops the previous run's caches first
     bool exporting_ = false;
+    // A sweep or a search has evaluated other configurations since the last evaluation, so the
+    // study's per-image errors no longer belong to the configuration shown.
+    bool studyMovedOn_ = false;
 
     Slot main_;        // loading and evaluation
     Slot histogram_;   // histograms on a change of the focus layer
     Slot imageErrors_;
     Slot export_;      // exports and the int8 engine
+    Slot sweep_;       // the sensitivity sweep, a layer per job
+    Slot search_;      // the mixed-precision search
+    std::shared_ptr<const SensitivitySnapshot> sensitivity_;
+    std::shared_ptr<Inbox<SearchCandidate>> searchInbox_;
+    bool searching_ = false;
+    QTimer searchTimer_;  // the search's progress and candidates
     Slot comparisonSlot_;  // configuration B
     QTimer progressTimer_;
     QTimer exportTimer_;  // the export slot's progress
@@ -221,3 +293,4 @@ private:
 
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::ImageErrorSnapshot>)
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::ExportResult>)
+Q_DECLARE_METATYPE(std::shared_ptr<const qe::SearchResult>)

@@ -7,7 +7,7 @@
 // - the per-layer error chart names every layer of a MobileNet, with tool tips;
 // - with 1001 classes the confusion view lists the most confused pairs and per-class accuracy;
 // - log-scale axes keep their numbers, percentages carry "%", sizes their unit, wrong
-//   predictions a red frame, and the history chart describes the configuration hovered;
+//   predictions a red frame, and the Pareto view describes the configuration hovered;
 // - the per-channel range chart shows why per tensor breaks a MobileNet's depthwise layers.
 
 #include "channel_range_chart.h"
@@ -18,6 +18,7 @@
 #include "layer_details.h"
 #include "layer_table_model.h"
 #include "main_window.h"
+#include "pareto_view.h"
 #include "session.h"
 
 #include <QAbstractSeries>
@@ -338,10 +339,10 @@ void TestCharts::readableNumbersAndColours()
     QuantConfig config = window.document()->config();
     config.defaultWeights.bits = 4;
     editAndWait(window, config, "weights to 4 bits");
-    HistoryChart* history = window.historyChart();
+    ParetoChart* history = window.paretoView()->chart();
     QScatterSeries* tried = nullptr;
     for (QAbstractSeries* s : history->chart()->series())
-        if (s->name() == "configurations")
+        if (s->name() == "tried (evaluation images)")
             tried = qobject_cast<QScatterSeries*>(s);
     QVERIFY(tried && tried->count() >= 2);
     emit tried->hovered(tried->at(tried->count() - 1), true);
