@@ -214,7 +214,7 @@ ErrorStats QuantEvaluator::isolatedError(const QuantPlan& plan, std::size_t laye
     return ErrorStats::from(error);
 }
 
-LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t i) const
+LayerMetrics QuantEvaluator::layerCost(const QuantPlan& plan, std::size_t i) const
 {
     const QuantLayer& layer = layers_[i];
     const LayerPlan& lp = plan.plans[i];
@@ -222,7 +222,6 @@ LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t 
     m.name = layer.name;
     m.opType = layer.opType;
     m.keepFloat = lp.config.keepFloat;
-    m.isolated = isolatedError(plan, i);
     if (!layer.weight.empty()) {
         const Tensor& w = graph_->initializers.at(layer.weight);
         m.weightCount = w.size();
@@ -239,6 +238,18 @@ LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t 
                                                                : 32;
             m.bitOperations = m.macs * weightBits * activationBits;
         }
+    }
+    return m;
+}
+
+LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t i) const
+{
+    const QuantLayer& layer = layers_[i];
+    const LayerPlan& lp = plan.plans[i];
+    LayerMetrics m = layerCost(plan, i);
+    m.isolated = isolatedError(plan, i);
+    if (!layer.weight.empty()) {
+        const Tensor& w = graph_->initializers.at(layer.weight);
         if (lp.weightParams) {
             ErrorAccumulator werr;
             werr.add(w, plan.quantizedWeights.at(layer.weight));
@@ -277,7 +288,7 @@ QuantPlan QuantEvaluator::plan(const QuantConfig& config) const
     return makePlan(*graph_, layers_, config, calibration_, previousPlan_.get(), &fixed_);
 }
 
-ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const EvaluationProgress& progress)
+ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const EvaluationProgress& progress, LayerDetail detail)
 {
     ensureFloatCache(progress);
     auto plan = std::make_unique<QuantPlan>(makePlan(*graph_, layers_, config, calibration_, previousPlan_.get(), &fixed_));
@@ -357,6 +368,10 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     std::vector<LayerMetrics> layerMetrics(layers_.size());
     parallelFor(static_cast<std::int64_t>(layers_.size()), [&](std::int64_t index) {
         const auto i = static_cast<std::size_t>(index);
+        if (detail == LayerDetail::CostOnly) {
+            layerMetrics[i] = layerCost(*plan, i);
+            return;
+        }
         const QuantLayer& layer = layers_[i];
         const bool planUnchanged = previousPlan && previousPlan->plans[i] == plan->plans[i] && layerCache_[i];
         LayerMetrics m = planUnchanged ? *layerCache_[i] : ownLayerMetrics(*plan, i);
@@ -378,7 +393,8 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
             weightCountTotal += double(m.weightCount);
         }
         metrics.bitOperations += m.bitOperations;
-        layerCache_[i] = m;
+        // Cost-only metrics are not a layer's metrics: the next full evaluation measures them.
+        layerCache_[i] = detail == LayerDetail::Full ? std::optional<LayerMetrics>(m) : std::nullopt;
         metrics.layers.push_back(m);
     }
 

@@ -144,7 +144,12 @@ public:
     QuantPlan plan(const QuantConfig& config) const;
 
     // Throws qe::Error for configurations that do not fit the model; Cancelled when cancelled.
-    ModelMetrics evaluate(const QuantConfig& config, const EvaluationProgress& progress = {});
+    // With LayerDetail::CostOnly each layer gets only its name, size and operation counts (what
+    // the sensitivity sweep and the mixed-precision search read): its errors, clipping and
+    // rounding noise are not measured and stay at their defaults. That halves a sweep's time,
+    // since a layer's isolated error runs the layer again over every image.
+    enum class LayerDetail { Full, CostOnly };
+    ModelMetrics evaluate(const QuantConfig& config, const EvaluationProgress& progress = {}, LayerDetail detail = LayerDetail::Full);
 
     // `tensor` is a layer name (its output activation), a weight initializer, or any float tensor
     // of the graph (shown without levels when it is not a quantization point).
@@ -167,8 +172,9 @@ public:
 private:
     void ensureFloatCache(const EvaluationProgress& progress);
     ErrorStats isolatedError(const QuantPlan& plan, std::size_t layerIndex) const;
-    // The metrics that depend only on this layer's own plan: isolated and weight error, size,
-    // clipping and rounding noise.
+    // The metrics that depend only on this layer's own plan: its cost (name, size, operations),
+    // then isolated and weight error, clipping and rounding noise.
+    LayerMetrics layerCost(const QuantPlan& plan, std::size_t layerIndex) const;
     LayerMetrics ownLayerMetrics(const QuantPlan& plan, std::size_t layerIndex) const;
 
     std::shared_ptr<const Graph> graph_;

@@ -64,7 +64,7 @@ public:
         QuantConfig allFloat = base_;
         for (const QuantLayer& l : study_.layers())
             allFloat = withLayerPrecision(allFloat, l.name, {.keepFloat = true});
-        const ModelMetrics floatMetrics = study_.evaluate(allFloat, {}, quiet()).metrics;
+        const ModelMetrics floatMetrics = study_.evaluate(allFloat, kCostOnlyRequest, quiet()).metrics;
         for (std::size_t i = 0; i < sensitivity.layers.size(); ++i) {
             const LayerSensitivity& l = sensitivity.layers[i];
             const LayerMetrics& f = floatMetrics.layers[i];
@@ -278,7 +278,7 @@ private:
             return it->second;
         SearchCandidate c;
         c.config = configOf(settings);
-        const ModelMetrics m = study_.evaluate(c.config, {}, quiet()).metrics;
+        const ModelMetrics m = study_.evaluate(c.config, kCostOnlyRequest, quiet()).metrics;
         c.searchTop1 = m.top1;
         c.sizeBytes = m.sizeBytes;
         c.bitOperations = m.bitOperations;
@@ -402,7 +402,7 @@ SearchResult searchMixedPrecision(Study& reported, const QuantConfig& base, cons
     const std::unique_ptr<Study> searchStudy = reported.onOtherImages(images.images, images.where.path, base, quiet);
     Search search(*searchStudy, base, options, progress, onCandidate);
     try {
-        result.baseSizeBytes = searchStudy->evaluate(base, {}, quiet).metrics.sizeBytes;
+        result.baseSizeBytes = searchStudy->evaluate(base, kCostOnlyRequest, quiet).metrics.sizeBytes;
         search.measureOptions(options);
         search.walk();
         // The refinement may take as many evaluations again as the walk, at least enough to
@@ -425,7 +425,7 @@ SearchResult searchMixedPrecision(Study& reported, const QuantConfig& base, cons
         return result;
     // The accuracy reported: the chosen configuration on the reported images.
     try {
-        const ModelMetrics m = reported.evaluate(result.chosen, {}, quiet).metrics;
+        const ModelMetrics m = reported.evaluate(result.chosen, kCostOnlyRequest, quiet).metrics;
         result.top1 = m.top1;
         result.floatTop1 = m.floatTop1;
     } catch (const Cancelled&) {

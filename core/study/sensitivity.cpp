@@ -101,7 +101,7 @@ SensitivityResult measureSensitivity(Study& study, const QuantConfig& base, cons
     for (const auto& c : choices)
         total += c.size();
     auto measure = [&](const QuantConfig& config) {
-        const ModelMetrics m = study.evaluate(config, {}, quiet).metrics;
+        const ModelMetrics m = study.evaluate(config, kCostOnlyRequest, quiet).metrics;
         if (progress.report)
             progress.report("sensitivity", ++done, total);
         return m;

@@ -237,7 +237,7 @@ StudyResult Study::evaluate(const QuantConfig& config, const StudyRequest& reque
     ensureCalibrated(config, progress);
     StudyResult result;
     result.config = config;
-    result.metrics = evaluator_->evaluate(config, progress);
+    result.metrics = evaluator_->evaluate(config, progress, request.layerDetail);
     result.plans = evaluator_->lastPlans();
     result.calibrationImages = evaluator_->calibrationImages();
     result.confusion = confusionMatrix(result.metrics.labels, result.metrics.predictions);

@@ -63,7 +63,12 @@ struct LayerHistograms {
 struct StudyRequest {
     std::vector<std::string> histogramLayers;  // layers whose histograms the result carries
     bool integerEngine = false;                // also run the int8 engine on the evaluation images
+    // CostOnly: each layer's size and operation counts without its errors (QuantEvaluator::evaluate).
+    QuantEvaluator::LayerDetail layerDetail = QuantEvaluator::LayerDetail::Full;
 };
+// What the sensitivity sweep and the mixed-precision search ask: accuracy, output error and costs.
+inline const StudyRequest kCostOnlyRequest{.histogramLayers = {}, .integerEngine = false,
+                                           .layerDetail = QuantEvaluator::LayerDetail::CostOnly};
 
 // Everything known about one configuration. Immutable once returned.
 struct StudyResult {

@@ -58,6 +58,7 @@ private slots:
     void initTestCase();
     void w8a8KeepsAccuracy();
     void incrementalEqualsFull();
+    void costOnlyEqualsFullAndLeavesNoStaleLayers();
     void floatLayersAreExact();
     void lowerBitsLoseMore();
     void roundingNoiseIsUniform();
@@ -121,6 +122,45 @@ void TestSimulation::incrementalEqualsFull()
     }
     // And the change is real: the last layer's weights lost precision.
     QVERIFY(layerNamed(after, fc2.name).weights->sqnrDb < layerNamed(before, fc2.name).weights->sqnrDb - 10);
+}
+
+void TestSimulation::costOnlyEqualsFullAndLeavesNoStaleLayers()
+{
+    Fixture f;
+    auto evaluator = f.evaluator(500);
+    QuantConfig config = w8a8();
+    const QuantLayer& fc2 = evaluator->layers().back();
+    config.layers[fc2.name].weights.bits = 4;
+    const ModelMetrics costOnly = evaluator->evaluate(config, {}, QuantEvaluator::LayerDetail::CostOnly);
+
+    auto fresh = f.evaluator(500);
+    const ModelMetrics full = fresh->evaluate(config);
+    // The model's numbers and every layer's cost are the full evaluation's.
+    QCOMPARE(costOnly.predictions, full.predictions);
+    QCOMPARE(costOnly.outputSqnrDb, full.outputSqnrDb);
+    QCOMPARE(costOnly.sizeBytes, full.sizeBytes);
+    QCOMPARE(costOnly.bitOperations, full.bitOperations);
+    QCOMPARE(costOnly.layers.size(), full.layers.size());
+    for (std::size_t i = 0; i < full.layers.size(); ++i) {
+        QCOMPARE(costOnly.layers[i].name, full.layers[i].name);
+        QCOMPARE(costOnly.layers[i].weightBytes, full.layers[i].weightBytes);
+        QCOMPARE(costOnly.layers[i].macs, full.layers[i].macs);
+        QVERIFY(!costOnly.layers[i].weights.has_value());  // errors are not measured
+    }
+
+    // A full evaluation after it, resuming at the last layer (the earlier ones unchanged), measures
+    // every layer's errors as a fresh evaluator does: nothing was cached from the cost-only run.
+    config.layers[fc2.name].weights.bits = 3;
+    const ModelMetrics after = evaluator->evaluate(config);
+    QCOMPARE(after.recomputedFromNode, std::size_t(fc2.nodeIndex));
+    auto fresh3 = f.evaluator(500);
+    const ModelMetrics full3 = fresh3->evaluate(config);
+    for (std::size_t i = 0; i < full3.layers.size(); ++i) {
+        QCOMPARE(after.layers[i].accumulated.mse, full3.layers[i].accumulated.mse);
+        QCOMPARE(after.layers[i].isolated.mse, full3.layers[i].isolated.mse);
+        QCOMPARE(after.layers[i].weights.has_value(), full3.layers[i].weights.has_value());
+        QCOMPARE(after.layers[i].clippedFraction, full3.layers[i].clippedFraction);
+    }
 }
 
 void TestSimulation::floatLayersAreExact()

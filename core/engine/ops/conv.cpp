@@ -94,7 +94,10 @@ std::vector<Tensor> runConv(const OpContext& c)
     }
 
     Shape outShape = spatialRank == 2 ? Shape{batch, outChannels, w.outH, w.outW} : Shape{batch, outChannels, w.outW};
-    Tensor out(DataType::Float32, outShape);
+    // Every output is written below (an empty patch, which writes nothing, keeps the zeros):
+    // skipping the zero fill saved a tenth of the sensitivity sweep's time.
+    Tensor out = groupChannels * kernelH * kernelW > 0 ? Tensor::uninitialized(DataType::Float32, outShape)
+                                                       : Tensor(DataType::Float32, outShape);
     const float* px = x.data<float>();
     const float* pw = weight.data<float>();
     float* po = out.mutableData<float>();

@@ -48,7 +48,7 @@ template <class Fn> Tensor unaryFloat(const OpContext& context, Fn fn)
     const Tensor& x = context.input(0);
     if (x.dtype() != DataType::Float32 && x.dtype() != DataType::Float64)
         failNode(context, "expects a float input, got " + x.describe());
-    Tensor out(x.dtype(), x.shape());
+    Tensor out = Tensor::uninitialized(x.dtype(), x.shape());  // every element is written
     dispatchType(x.dtype(), [&](auto v) {
         using T = decltype(v);
         if constexpr (std::is_floating_point_v<T>) {
@@ -67,7 +67,7 @@ template <class Fn> Tensor unaryFloat(const OpContext& context, Fn fn)
 template <class Fn> Tensor unaryNumeric(const OpContext& context, Fn fn)
 {
     const Tensor& x = context.input(0);
-    Tensor out(x.dtype(), x.shape());
+    Tensor out = Tensor::uninitialized(x.dtype(), x.shape());  // every element is written (or the node fails)
     dispatchType(x.dtype(), [&](auto v) {
         using T = decltype(v);
         if constexpr (std::is_same_v<T, bool>) {

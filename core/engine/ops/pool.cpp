@@ -45,7 +45,7 @@ std::vector<Tensor> runMaxPool(const OpContext& c)
     const Window2D& w = g.window;
     const bool columnMajorIndices = c.node.intAttribute("storage_order", 0) != 0;
     const bool wantIndices = c.outputCount() > 1 && !c.node.outputs[1].empty();
-    Tensor out(x.dtype(), g.outShape);
+    Tensor out = Tensor::uninitialized(x.dtype(), g.outShape);  // every output is written (or the node fails)
     Tensor indices(DataType::Int64, wantIndices ? g.outShape : Shape{0});
     dispatchType(x.dtype(), [&](auto v) {
         using T = decltype(v);
