@@ -167,7 +167,10 @@ std::vector<std::string> layerList(const Study& study, const std::string& flag, 
 
 const char* const kRepairUsage = R"(
 repairs of the float model before quantization (see README, "Repairs"), over any configuration:
-  --equalization        cross-layer equalization with high-bias absorption (Nagel et al. 2019)
+  --equalization        cross-layer equalization with high-bias absorption (Nagel et al. 2019);
+                        pairs with a ReLU6 between them are skipped (it cannot be rescaled per channel)
+  --relu6-as-relu       equalize through ReLU6 by making it a ReLU, as the paper does for MobileNets
+                        (changes the float model; the float reference stays the original)
   --bias-correction [M] correct the mean shift weight quantization causes, per output channel:
                         empirical (default: measured on the calibration images) or analytical
                         (from folded batch normalization statistics)
@@ -177,6 +180,7 @@ Options optionsWithRepairs(const std::vector<std::string>& args, std::set<std::s
 {
     valued.insert("--bias-correction");
     switches.insert("--equalization");
+    switches.insert("--relu6-as-relu");
     return Options(args, valued, switches, {{"--bias-correction", "empirical"}});
 }
 
@@ -184,6 +188,8 @@ QuantConfig withRepairFlags(QuantConfig config, const Options& options)
 {
     if (options.has("--equalization"))
         config.repairs.equalization = true;
+    if (options.has("--relu6-as-relu"))
+        config.repairs.relu6AsRelu = true;
     if (auto mode = options.value("--bias-correction")) {
         const auto parsed = biasCorrectionFromName(*mode);
         if (!parsed)
@@ -201,7 +207,8 @@ nlohmann::json repairsJson(const RepairReport* report)
     json layers = json::object();
     json pairs = json::array();
     for (const EqualizedPair& p : report->equalized) {
-        pairs.push_back({{"first", p.first}, {"second", p.second}, {"between", p.between}, {"scales", p.scales},
+        pairs.push_back({{"first", p.first}, {"second", p.second}, {"between", p.between},
+                         {"relu6_made_relu", p.clipBecameRelu}, {"scales", p.scales},
                          {"first_ranges_before", p.firstRangesBefore}, {"first_ranges_after", p.firstRangesAfter},
                          {"second_ranges_before", p.secondRangesBefore}, {"second_ranges_after", p.secondRangesAfter},
                          {"absorbed_bias", p.absorbed}, {"absorption", p.absorptionStatistics}});

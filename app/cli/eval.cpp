@@ -49,7 +49,8 @@ quantization (see README, "Quantization"):
 // Without --config: the model as stored, on the evaluation images.
 int evaluateStoredModel(const Options& options, Study& study)
 {
-    for (const char* flag : {"--calib-data", "--calib-count", "--save-config", "--equalization", "--bias-correction"})
+    for (const char* flag : {"--calib-data", "--calib-count", "--save-config", "--equalization", "--relu6-as-relu",
+                             "--bias-correction"})
         if (options.has(flag))
             throw Error(std::string("option ") + flag + " needs --config");
     const std::size_t batch = static_cast<std::size_t>(std::max<long long>(1, options.integer("--batch").value_or(32)));

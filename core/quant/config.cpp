@@ -260,10 +260,12 @@ public:
     RepairOverride readRepairs(const json& value, const std::string& path) const
     {
         requireObject(value, path);
-        checkKeys(value, path, {"equalization", "bias_correction"});
+        checkKeys(value, path, {"equalization", "relu6_as_relu", "bias_correction"});
         RepairOverride o;
         if (auto it = value.find("equalization"); it != value.end())
             o.equalization = readBool(*it, child(path, "equalization"));
+        if (auto it = value.find("relu6_as_relu"); it != value.end())
+            o.relu6AsRelu = readBool(*it, child(path, "relu6_as_relu"));
         if (auto it = value.find("bias_correction"); it != value.end()) {
             const std::string name = readString(*it, child(path, "bias_correction"));
             o.biasCorrection = biasCorrectionFromName(name);
@@ -303,6 +305,8 @@ json repairOverrideJson(const RepairOverride& o)
     json j = json::object();
     if (o.equalization)
         j["equalization"] = *o.equalization;
+    if (o.relu6AsRelu)
+        j["relu6_as_relu"] = *o.relu6AsRelu;
     if (o.biasCorrection)
         j["bias_correction"] = std::string(biasCorrectionName(*o.biasCorrection));
     return j;
@@ -382,6 +386,8 @@ RepairSpec RepairOverride::appliedTo(RepairSpec base) const
 {
     if (equalization)
         base.equalization = *equalization;
+    if (relu6AsRelu)
+        base.relu6AsRelu = *relu6AsRelu;
     if (biasCorrection)
         base.biasCorrection = *biasCorrection;
     return base;
@@ -558,7 +564,7 @@ nlohmann::json QuantConfig::toJson() const
     out["default"] = {{"weights", tensorSpecJson(defaultWeights, builtIn.defaultWeights, false)},
                       {"activations", tensorSpecJson(defaultActivations, builtIn.defaultActivations, true)}};
     if (repairs != builtIn.repairs)
-        out["repairs"] = repairOverrideJson({repairs.equalization, repairs.biasCorrection});
+        out["repairs"] = repairOverrideJson({repairs.equalization, repairs.relu6AsRelu, repairs.biasCorrection});
     json layerJson = json::object();
     for (const auto& [name, layer] : layers) {
         if (layer.empty())

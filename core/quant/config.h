@@ -18,7 +18,9 @@
 // signed, dynamic (activations only), float.
 // "repairs" (top level, overridden per layer field by field) changes the float model before it is
 // quantized (core/repair/): "equalization" (true | false) rescales the channels of consecutive
-// layers (a pair is equalized when both of its layers have it on), "bias_correction" (none |
+// layers (a pair is equalized when both of its layers have it on), "relu6_as_relu" (true |
+// false) lets it through a ReLU6 after the pair's first layer by making that a ReLU (a change of
+// the float model, off by default), "bias_correction" (none |
 // empirical | analytical) subtracts the mean shift weight quantization causes from the layer's
 // bias. Written only where a repair is on (top level) or overridden (a layer).
 // Unknown keys, wrong types, bits out of the scheme's range, k-means for activations, per-group
@@ -58,6 +60,9 @@ std::optional<BiasCorrection> biasCorrectionFromName(std::string_view name);
 
 struct RepairSpec {
     bool equalization = false;
+    // Equalize through a ReLU6 (Clip(0, 6)) by making it a ReLU, as the paper and AIMET do: that
+    // changes the float model, which equalization otherwise never does.
+    bool relu6AsRelu = false;
     BiasCorrection biasCorrection = BiasCorrection::None;
     bool any() const { return equalization || biasCorrection != BiasCorrection::None; }
     bool operator==(const RepairSpec&) const = default;
@@ -65,8 +70,9 @@ struct RepairSpec {
 
 struct RepairOverride {
     std::optional<bool> equalization;
+    std::optional<bool> relu6AsRelu;
     std::optional<BiasCorrection> biasCorrection;
-    bool empty() const { return !equalization && !biasCorrection; }
+    bool empty() const { return !equalization && !relu6AsRelu && !biasCorrection; }
     RepairSpec appliedTo(RepairSpec base) const;
     bool operator==(const RepairOverride&) const = default;
 };

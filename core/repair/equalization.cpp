@@ -15,30 +15,53 @@ namespace qe {
 
 namespace {
 
-// Whether `node` (one input, one output, constant other inputs) satisfies f(x / s) = f(x) / s for
-// every s > 0 on its own, checked by running it: it must be the identity or max(x, 0) on values
-// from -huge to +huge. This asks the kernel rather than parsing Clip's attribute and input forms.
-bool positivelyHomogeneous(const Graph& graph, const Node& node)
+// The activation's outputs on the probe values below.
+std::vector<float> probeActivation(const Graph& graph, const Node& node, const std::vector<float>& probe, bool& constantBounds)
 {
-    const std::vector<float> probe{-1e30f, -3.f, -0.5f, 0.f, 0.5f, 3.f, 7.f, 1e30f};
     const Tensor x = Tensor::fromValues<float>({std::int64_t(probe.size())}, probe);
     std::vector<const Tensor*> inputs{&x};
+    constantBounds = true;
     for (std::size_t k = 1; k < node.inputs.size(); ++k) {
         if (node.inputs[k].empty()) {
             inputs.push_back(nullptr);
             continue;
         }
-        if (!graph.isInitializer(node.inputs[k]))
-            return false;  // a computed bound could be anything
+        if (!graph.isInitializer(node.inputs[k])) {
+            constantBounds = false;  // a computed bound could be anything
+            return {};
+        }
         inputs.push_back(&graph.initializers.at(node.inputs[k]));
     }
     const Tensor y = runNode(node, graph.opsetVersion, inputs).at(0);
+    return {y.data<float>(), y.data<float>() + y.size()};
+}
+
+const std::vector<float> kProbe{-1e30f, -3.f, -0.5f, 0.f, 0.5f, 3.f, 7.f, 1e30f};
+
+// Whether `node` (one input, one output, constant other inputs) satisfies f(x / s) = f(x) / s for
+// every s > 0 on its own, checked by running it: it must be the identity or max(x, 0) on values
+// from -huge to +huge. This asks the kernel rather than parsing Clip's attribute and input forms.
+bool positivelyHomogeneous(const Graph& graph, const Node& node, bool& zeroesNegatives)
+{
+    bool constant = false;
+    const std::vector<float> y = probeActivation(graph, node, kProbe, constant);
+    if (!constant)
+        return false;
     bool identity = true, relu = true;
-    for (std::size_t k = 0; k < probe.size(); ++k) {
-        identity = identity && y.data<float>()[k] == probe[k];
-        relu = relu && y.data<float>()[k] == std::max(probe[k], 0.f);
+    for (std::size_t k = 0; k < kProbe.size(); ++k) {
+        identity = identity && y[k] == kProbe[k];
+        relu = relu && y[k] == std::max(kProbe[k], 0.f);
     }
+    zeroesNegatives = relu;
     return identity || relu;
+}
+
+// Whether `node` is max(x, 0) with an upper bound (a ReLU6): 0 below zero, x just above it.
+bool boundedRelu(const Graph& graph, const Node& node)
+{
+    bool constant = false;
+    const std::vector<float> y = probeActivation(graph, node, kProbe, constant);
+    return constant && y[0] == 0.f && y[2] == 0.f && y[3] == 0.f && y[4] == 0.5f && y.back() < 1e30f;
 }
 
 // Operators that act on each channel on its own and commute with a positive per-channel scale
@@ -54,6 +77,23 @@ bool padsInput(const Node& node)
             return true;
     const std::string autoPad = node.stringAttribute("auto_pad", "NOTSET");
     return autoPad != "NOTSET" && autoPad != "VALID";
+}
+
+// The first layer's bias per output channel (zeros when it has none).
+std::vector<float> firstBias(const Graph& graph, const QuantLayer& layer, std::int64_t channels)
+{
+    const Node& node = graph.nodes.at(std::size_t(layer.nodeIndex));
+    const OperatorTraits& traits = operatorTraits(node.name, node.opType);
+    const std::string name = traits.biasInput >= 0 ? node.input(std::size_t(traits.biasInput)) : std::string();
+    std::vector<float> bias(std::size_t(channels), 0.f);
+    if (name.empty() || !graph.isInitializer(name))
+        return bias;
+    const std::vector<float> values = graph.initializers.at(name).toFloatVector();
+    if (values.size() == 1)
+        std::fill(bias.begin(), bias.end(), values[0]);
+    else if (std::int64_t(values.size()) == channels)
+        bias = values;
+    return bias;
 }
 
 // A weight initializer shared with another node cannot be rescaled for one of them.
@@ -95,7 +135,8 @@ std::string ownBias(Graph& graph, const QuantLayer& layer, std::int64_t channels
 }
 
 std::vector<EqualizationPair> findEqualizationPairs(const Graph& graph, const std::vector<QuantLayer>& layers,
-                                                    const std::vector<bool>& enabled, std::vector<SkippedRepair>& skipped)
+                                                    const std::vector<bool>& enabled, const std::vector<bool>& relu6AsRelu,
+                                                    std::vector<SkippedRepair>& skipped)
 {
     std::map<int, std::size_t> layerAtNode;
     for (std::size_t k = 0; k < layers.size(); ++k)
@@ -109,10 +150,15 @@ std::vector<EqualizationPair> findEqualizationPairs(const Graph& graph, const st
             continue;
         // Follow the first layer's output through per-channel operators to the one node reading it.
         std::vector<std::string> between;
-        bool homogeneous = true;
+        bool homogeneous = true, clipBecomesRelu = false, zeroesNegatives = false;
         if (!first.fusedActivation.empty()) {
+            const Node& activation = graph.nodes.at(std::size_t(first.outputNodeIndex));
             between.push_back(first.fusedActivation);
-            homogeneous = positivelyHomogeneous(graph, graph.nodes.at(std::size_t(first.outputNodeIndex)));
+            homogeneous = positivelyHomogeneous(graph, activation, zeroesNegatives);
+            if (!homogeneous && relu6AsRelu[a] && boundedRelu(graph, activation)) {
+                homogeneous = clipBecomesRelu = zeroesNegatives = true;
+                between.back() = first.fusedActivation + " made Relu";
+            }
         }
         std::string tensor = first.output;
         const Node* reader = nullptr;
@@ -147,7 +193,7 @@ std::vector<EqualizationPair> findEqualizationPairs(const Graph& graph, const st
         }
         if (!homogeneous) {
             skip("the " + first.fusedActivation + " between them has an upper bound (ReLU6): clip(x / s) != clip(x) / s, "
-                 "and ONNX's Clip cannot take a bound per channel");
+                 "and ONNX's Clip cannot take a bound per channel (\"relu6_as_relu\" makes it a ReLU)");
             continue;
         }
         if (isConvolution(first) != isConvolution(second)) {
@@ -168,9 +214,21 @@ std::vector<EqualizationPair> findEqualizationPairs(const Graph& graph, const st
             skip(e.what());
             continue;
         }
-        pairs.push_back({a, b, joined});
+        pairs.push_back({a, b, joined, clipBecomesRelu, zeroesNegatives});
     }
     return pairs;
+}
+
+void makeClipsRelu(Graph& graph, const std::vector<QuantLayer>& layers, const std::vector<EqualizationPair>& pairs)
+{
+    for (const EqualizationPair& pair : pairs) {
+        if (!pair.clipBecomesRelu)
+            continue;
+        Node& clip = graph.nodes.at(std::size_t(layers[pair.first].outputNodeIndex));
+        clip.opType = "Relu";
+        clip.inputs.resize(1);
+        clip.attributes.clear();
+    }
 }
 
 Equalization equalizePairs(Graph& graph, const std::vector<QuantLayer>& layers, const std::vector<EqualizationPair>& pairs,
@@ -188,6 +246,7 @@ Equalization equalizePairs(Graph& graph, const std::vector<QuantLayer>& layers, 
         report.first = layers[pair.first].name;
         report.second = layers[pair.second].name;
         report.between = pair.between;
+        report.clipBecameRelu = pair.clipBecomesRelu;
         const WeightChannels one = weightChannels(graph, layers[pair.first]), two = weightChannels(graph, layers[pair.second]);
         report.firstRangesBefore = outputChannelRanges(graph.initializers.at(layers[pair.first].weight), one);
         report.secondRangesBefore = inputChannelRanges(graph.initializers.at(layers[pair.second].weight), two);
@@ -205,8 +264,19 @@ Equalization equalizePairs(Graph& graph, const std::vector<QuantLayer>& layers, 
             Tensor& w1 = graph.initializers.at(first.weight);
             Tensor& w2 = graph.initializers.at(second.weight);
             const std::vector<float> r1 = outputChannelRanges(w1, one), r2 = inputChannelRanges(w2, two);
+            const std::vector<float> b1 = firstBias(graph, first, one.outputs);
             std::vector<float> s(r1.size(), 1.f), inverse(r1.size(), 1.f);
             for (std::size_t i = 0; i < s.size(); ++i) {
+                // A first-layer channel without weights outputs the constant act(b_i). Where that
+                // is 0 (a dead ReLU channel), the second layer's weights on it only ever multiply
+                // zeros: clearing them changes nothing, and keeps their (untrained, often large)
+                // values from setting the second layer's per-tensor range.
+                if (r1[i] == 0.f && r2[i] > 0.f && (b1[i] == 0.f || (b1[i] < 0.f && pairs[p].zeroesNegatives))) {
+                    s[i] = 0.f;
+                    result.pairs[p].scales[i] = 0.f;
+                    largestChange = std::max(largestChange, 1.f);
+                    continue;
+                }
                 // A channel that is all zeros on either side has nothing to balance.
                 if (r1[i] > 0.f && r2[i] > 0.f) {
                     s[i] = float(std::sqrt(double(r1[i]) * double(r2[i])) / double(r2[i]));

@@ -41,12 +41,16 @@ std::string imagesNote(const RepairImages& images)
 void equalize(Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config, const RepairImages& images,
               const RepairProgress& progress, RepairReport& report)
 {
-    std::vector<bool> enabled;
-    for (const QuantLayer& layer : layers)
-        enabled.push_back(config.resolve(layer.name).repairs.equalization);
+    std::vector<bool> enabled, relu6AsRelu;
+    for (const QuantLayer& layer : layers) {
+        const RepairSpec spec = config.resolve(layer.name).repairs;
+        enabled.push_back(spec.equalization);
+        relu6AsRelu.push_back(spec.relu6AsRelu);
+    }
     if (progress.report)
         progress.report("equalization", 0, 0);
-    const std::vector<EqualizationPair> pairs = findEqualizationPairs(graph, layers, enabled, report.skipped);
+    const std::vector<EqualizationPair> pairs = findEqualizationPairs(graph, layers, enabled, relu6AsRelu, report.skipped);
+    makeClipsRelu(graph, layers, pairs);
     Equalization equalized = equalizePairs(graph, layers, pairs);
     report.equalizationSweeps = equalized.sweeps;
 
