@@ -559,7 +559,7 @@ void TestConfig::errors_data()
     QTest::newRow("unknown layer key")
         << layerDocument("conv2", R"({"wieghts": {}})")
         << QStringList{"layers.conv2: unknown key \"wieghts\" (expected one of: float, weights, activations, "
-                       "calibration)"};
+                       "calibration, repairs)"};
     QTest::newRow("images in a layer calibration")
         << layerDocument("conv2", R"({"calibration": {"images": 10}})")
         << QStringList{"layers.conv2.calibration: unknown key \"images\"", "top-level"};
