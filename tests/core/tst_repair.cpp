@@ -18,11 +18,15 @@
 #include "study/study.h"
 #include "test_support.h"
 
+#include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 Q_DECLARE_METATYPE(qe::Preprocess)
 
@@ -365,7 +369,8 @@ void TestRepair::int8EngineStaysExactUnderRepairs()
 }
 
 // The exported QDQ model is the repaired one: imported back, its own parameters give the same
-// predictions as the int8 engine on the repaired plan.
+// predictions as the int8 engine on the repaired plan; ONNX Runtime (when onnxruntime-node can be
+// had, as in tst_qdq_export) scores what the int8 engine scores.
 void TestRepair::exportCarriesTheRepairs()
 {
     QE_REQUIRE_PATH(kFashionTest);
@@ -391,6 +396,37 @@ void TestRepair::exportCarriesTheRepairs()
     qInfo("int8 engine: %.2f%% on the repaired plan, %.2f%% on its QDQ export, same prediction on %zu of %zu images", 100 * ours.top1,
           100 * theirs.top1, same, ours.predictions.size());
     QCOMPARE(same, ours.predictions.size());
+
+    QString why;
+    const QString ortDir = test::ortDirectory(why);
+    if (ortDir.isEmpty())
+        QSKIP(qPrintable("the QDQ import agrees; ONNX Runtime not checked: " + why));
+    const std::size_t n = ours.predictions.size();
+    const QString inputPath = dir.path() + "/images.bin";
+    {
+        const Tensor batch = makeBatch(*study.dataset(), 0, n, study.preprocess(), 1, 28, 28);
+        std::ofstream raw(inputPath.toStdString(), std::ios::binary);
+        raw.write(reinterpret_cast<const char*>(batch.data<float>()), static_cast<std::streamsize>(batch.size() * 4));
+    }
+    QProcess node;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert("ORTPEER_DIR", ortDir);
+    node.setProcessEnvironment(env);
+    node.start("node", {QString(QE_SOURCE_DIR) + "/scripts/ort_predict.js", QString::fromStdString(path.string()), inputPath,
+                        QString::number(n), "1", "28", "28"});
+    QVERIFY(node.waitForFinished(600000));
+    QVERIFY2(node.exitCode() == 0, node.readAllStandardError().constData());
+    const auto ort = nlohmann::json::parse(node.readAllStandardOutput().toStdString())["predictions"].get<std::vector<int>>();
+    QCOMPARE(ort.size(), n);
+    std::size_t ortSame = 0, ortCorrect = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        ortSame += ort[i] == ours.predictions[i];
+        ortCorrect += ort[i] == study.dataset()->label(i);
+    }
+    qInfo("ONNX Runtime on the repaired export: top-1 %.2f%% (int8 engine %.2f%%), same prediction on %zu of %zu images",
+          100.0 * double(ortCorrect) / double(n), 100 * ours.top1, ortSame, n);
+    QVERIFY(std::abs(double(ortCorrect) / double(n) - ours.top1) <= 0.002);
+    QVERIFY(double(ortSame) / double(n) >= 0.995);
 }
 
 void TestRepair::repairsAreCachedAcrossUnrelatedEdits()
