@@ -165,4 +165,68 @@ std::vector<std::string> layerList(const Study& study, const std::string& flag, 
     return layers;
 }
 
+const char* const kRepairUsage = R"(
+repairs of the float model before quantization (see README, "Repairs"), over any configuration:
+  --equalization        cross-layer equalization with high-bias absorption (Nagel et al. 2019);
+                        pairs with a ReLU6 between them are skipped (it cannot be rescaled per channel)
+  --relu6-as-relu       equalize through ReLU6 by making it a ReLU, as the paper does for MobileNets
+                        (changes the float model; the float reference stays the original)
+  --bias-correction [M] correct the mean shift weight quantization causes, per output channel:
+                        empirical (default: measured on the calibration images) or analytical
+                        (from folded batch normalization statistics)
+)";
+
+Options optionsWithRepairs(const std::vector<std::string>& args, std::set<std::string> valued, std::set<std::string> switches)
+{
+    valued.insert("--bias-correction");
+    switches.insert("--equalization");
+    switches.insert("--relu6-as-relu");
+    return Options(args, valued, switches, {{"--bias-correction", "empirical"}});
+}
+
+QuantConfig withRepairFlags(QuantConfig config, const Options& options)
+{
+    if (options.has("--equalization"))
+        config.repairs.equalization = true;
+    if (options.has("--relu6-as-relu"))
+        config.repairs.relu6AsRelu = true;
+    if (auto mode = options.value("--bias-correction")) {
+        const auto parsed = biasCorrectionFromName(*mode);
+        if (!parsed)
+            throw Error("option --bias-correction expects empirical, analytical or none, got '" + *mode + "'");
+        config.repairs.biasCorrection = *parsed;
+    }
+    return config;
+}
+
+nlohmann::json repairsJson(const RepairReport* report)
+{
+    using nlohmann::json;
+    if (!report)
+        return nullptr;
+    json layers = json::object();
+    json pairs = json::array();
+    for (const EqualizedPair& p : report->equalized) {
+        pairs.push_back({{"first", p.first}, {"second", p.second}, {"between", p.between},
+                         {"relu6_made_relu", p.clipBecameRelu}, {"scales", p.scales},
+                         {"first_ranges_before", p.firstRangesBefore}, {"first_ranges_after", p.firstRangesAfter},
+                         {"second_ranges_before", p.secondRangesBefore}, {"second_ranges_after", p.secondRangesAfter},
+                         {"absorbed_bias", p.absorbed}, {"absorption", p.absorptionStatistics}});
+        for (const std::string& layer : {p.first, p.second})
+            if (!layers.contains(layer) || layers[layer].back() != "equalization")
+                layers[layer].push_back("equalization");
+    }
+    json corrected = json::array();
+    for (const BiasCorrectionReport& b : report->biasCorrected) {
+        corrected.push_back({{"layer", b.layer}, {"mode", std::string(biasCorrectionName(b.mode))},
+                             {"statistics", b.statistics}, {"shift", b.shift}});
+        layers[b.layer].push_back("bias_correction");
+    }
+    json skipped = json::array();
+    for (const SkippedRepair& s : report->skipped)
+        skipped.push_back({{"layers", s.layers}, {"reason", s.reason}});
+    return {{"layers", layers}, {"equalization", pairs}, {"equalization_sweeps", report->equalizationSweeps},
+            {"bias_correction", corrected}, {"skipped", skipped}};
+}
+
 }  // namespace qe::cli

@@ -32,6 +32,17 @@ bool printedHelp(const std::vector<std::string>& args, const char* usage);
 // `flags` plus the preprocessing flags every command with images takes (--color, --scale, ...).
 std::set<std::string> withPreprocessFlags(std::set<std::string> flags);
 
+// The options of a command that takes --config: `valued` and `switches` plus the repair flags,
+// --equalization and --bias-correction [empirical|analytical|none] (empirical when no mode follows).
+Options optionsWithRepairs(const std::vector<std::string>& args, std::set<std::string> valued, std::set<std::string> switches);
+// The repair flags' lines of a command's --help.
+extern const char* const kRepairUsage;
+// `config` with the repair flags switched on over it, globally (a layer's own "repairs" override
+// still applies to that layer).
+QuantConfig withRepairFlags(QuantConfig config, const Options& options);
+// Which repairs ran on which layers, with their numbers (null when none was asked for).
+nlohmann::json repairsJson(const RepairReport* report);
+
 // The study the options describe: --model, --data (required or optional), --labels,
 // --label-column, --calib-data, --calib-count and the preprocessing flags. Warnings go to stderr.
 StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages);

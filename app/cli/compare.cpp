@@ -49,9 +49,9 @@ const char* outcomeKey(DifferingImage::Outcome outcome)
 
 int runCompare(const std::vector<std::string>& args)
 {
-    if (printedHelp(args, kCompareUsage))
+    if (printedHelp(args, (std::string(kCompareUsage) + kRepairUsage).c_str()))
         return 0;
-    const Options options(args,
+    const Options options = optionsWithRepairs(args,
                           withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--config",
                                                "--config-b", "--calib-data", "--calib-count"}),
                           {"--json"});
@@ -60,7 +60,8 @@ int runCompare(const std::vector<std::string>& args)
     Study study(studySources(options, true, limit));
     if (!study.dataset()->hasLabels())
         throw Error(study.dataset()->description() + ": has no labels; give them with --labels");
-    const QuantConfig configA = study.loadConfig(pathA), configB = study.loadConfig(pathB);
+    const QuantConfig configA = withRepairFlags(study.loadConfig(pathA), options);
+    const QuantConfig configB = withRepairFlags(study.loadConfig(pathB), options);
     const StudyResult a = study.evaluate(configA, {}, stderrProgress());
     const StudyResult b = study.evaluate(configB, {}, stderrProgress());
     const ConfigComparison c = compareEvaluations(a.metrics, b.metrics);

@@ -49,7 +49,8 @@ quantization (see README, "Quantization"):
 // Without --config: the model as stored, on the evaluation images.
 int evaluateStoredModel(const Options& options, Study& study)
 {
-    for (const char* flag : {"--calib-data", "--calib-count", "--save-config"})
+    for (const char* flag : {"--calib-data", "--calib-count", "--save-config", "--equalization", "--relu6-as-relu",
+                             "--bias-correction"})
         if (options.has(flag))
             throw Error(std::string("option ") + flag + " needs --config");
     const std::size_t batch = static_cast<std::size_t>(std::max<long long>(1, options.integer("--batch").value_or(32)));
@@ -71,9 +72,9 @@ int evaluateStoredModel(const Options& options, Study& study)
 
 int runEval(const std::vector<std::string>& args)
 {
-    if (printedHelp(args, kEvalUsage))
+    if (printedHelp(args, (std::string(kEvalUsage) + kRepairUsage).c_str()))
         return 0;
-    const Options options(args,
+    const Options options = optionsWithRepairs(args,
                           withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--batch",
                                                "--config", "--calib-data", "--calib-count", "--save-config", "--engine"}),
                           {"--json"});
@@ -87,7 +88,7 @@ int runEval(const std::vector<std::string>& args)
     if (!options.value("--config"))
         return evaluateStoredModel(options, study);
 
-    const QuantConfig config = study.loadConfig(*options.value("--config"));
+    const QuantConfig config = withRepairFlags(study.loadConfig(*options.value("--config")), options);
     if (auto save = options.value("--save-config"))
         config.save(*save);
     const StudyResult result = study.evaluate(config, {.integerEngine = integerEngine}, stderrProgress());
@@ -128,7 +129,7 @@ int runEval(const std::vector<std::string>& args)
                  {"output_sqnr_db", finite(m.outputSqnrDb)}, {"model", modelPath},
                  {"data", dataset->description()}, {"label_column", study.labelColumn()}, {"warnings", study.dataWarnings()},
                  {"config", *options.value("--config")}, {"engine", integerEngine ? "int8" : "simulate"},
-                 {"layers", layers}};
+                 {"layers", layers}, {"repairs", repairsJson(result.repairs.get())}};
         if (integer) {
             out["simulated_top1"] = integer->simulatedTop1;
             out["agreement_with_simulation"] = integer->agreementWithSimulation;
@@ -149,6 +150,15 @@ int runEval(const std::vector<std::string>& args)
               << "size: " << m.sizeBytes / 1024 << " KiB (float " << m.floatSizeBytes / 1024 << " KiB), "
               << m.bitsPerWeight << " bits per weight\n"
               << "images: " << m.images << "\n";
+    if (const RepairReport* repairs = result.repairs.get()) {
+        std::cout << "repairs: " << repairs->equalized.size() << " layer pairs equalized (" << repairs->equalizationSweeps
+                  << " sweeps), " << repairs->biasCorrected.size() << " biases corrected";
+        if (!repairs->skipped.empty())
+            std::cout << "; not repaired: ";
+        for (const SkippedRepair& skipped : repairs->skipped)
+            std::cout << (&skipped == &repairs->skipped.front() ? "" : "; ") << skipped.layers << " (" << skipped.reason << ")";
+        std::cout << "\n";
+    }
     if (integer) {
         std::cout << "engine: int8, " << integer->integerLayers << " of " << integer->layers.size()
                   << " layers in integer arithmetic, " << std::setprecision(3) << integer->msPerImage << " ms per image\n"

@@ -32,9 +32,9 @@ are written in float and listed as warnings on stderr; nothing is changed silent
 
 int runExport(const std::vector<std::string>& args)
 {
-    if (printedHelp(args, kExportUsage))
+    if (printedHelp(args, (std::string(kExportUsage) + kRepairUsage).c_str()))
         return 0;
-    const Options options(args,
+    const Options options = optionsWithRepairs(args,
                           withPreprocessFlags({"--model", "--config", "--out", "--encodings", "--calib-data", "--calib-count",
                                                "--data", "--labels", "--label-column"}),
                           {"--json"});
@@ -43,7 +43,7 @@ int runExport(const std::vector<std::string>& args)
     if (auto e = options.value("--encodings"))
         encodings = *e;  // its extension is checked before anything is written
     Study study(studySources(options, false, 0));
-    const QuantConfig config = study.loadConfig(options.required("--config"));
+    const QuantConfig config = withRepairFlags(study.loadConfig(options.required("--config")), options);
     const ExportedFiles written = study.exportQdqModel(config, out, encodings, stderrProgress());
     const std::filesystem::path& sidecar = written.files[1];
     for (const std::string& w : written.warnings)
@@ -52,7 +52,8 @@ int runExport(const std::vector<std::string>& args)
     if (options.has("--json")) {
         json j{{"out", out.string()}, {"preprocess", sidecar.string()},
                {"opset", std::max<std::int64_t>(13, study.graph().opsetVersion)},
-               {"quantized_activations", activations}, {"quantized_weights_and_biases", weights}, {"warnings", written.warnings}};
+               {"quantized_activations", activations}, {"quantized_weights_and_biases", weights}, {"warnings", written.warnings},
+               {"repairs", repairsJson(written.repairs.get())}};
         j["encodings"] = encodings ? json(encodings->string()) : json(nullptr);
         std::cout << j.dump() << "\n";
     } else {

@@ -34,15 +34,15 @@ constexpr const char* kHistogramUsage = R"(usage: quantexplorer-cli histogram --
 
 int runHistogram(const std::vector<std::string>& args)
 {
-    if (printedHelp(args, kHistogramUsage))
+    if (printedHelp(args, (std::string(kHistogramUsage) + kRepairUsage).c_str()))
         return 0;
-    const Options options(args,
+    const Options options = optionsWithRepairs(args,
                           withPreprocessFlags({"--model", "--config", "--tensor", "--data", "--labels", "--label-column",
                                                "--calib-data", "--calib-count", "--limit", "--bins", "--channel"}),
                           {"--json"});
     const std::size_t images = static_cast<std::size_t>(options.integer("--limit").value_or(1000));
     Study study(studySources(options, false, images));
-    const QuantConfig config = study.loadConfig(options.required("--config"));
+    const QuantConfig config = withRepairFlags(study.loadConfig(options.required("--config")), options);
     const std::optional<long long> channel = options.integer("--channel");  // the parser refuses negative numbers
     const TensorHistogram h = study.histogram(config, options.required("--tensor"),
                                               static_cast<int>(options.integer("--bins").value_or(128)), stderrProgress(),

@@ -6,12 +6,16 @@
 
 namespace qe::cli {
 
-Options::Options(const std::vector<std::string>& args, const std::set<std::string>& valued, const std::set<std::string>& switches)
+Options::Options(const std::vector<std::string>& args, const std::set<std::string>& valued, const std::set<std::string>& switches,
+                 const std::map<std::string, std::string>& defaults)
 {
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& arg = args[i];
         if (switches.count(arg)) {
             switches_.insert(arg);
+        } else if (auto fallback = defaults.find(arg); fallback != defaults.end() &&
+                                                        (i + 1 >= args.size() || args[i + 1].starts_with("--"))) {
+            values_[arg] = fallback->second;
         } else if (valued.count(arg)) {
             if (i + 1 >= args.size())
                 throw Error("option " + arg + " needs a value");

@@ -11,8 +11,11 @@ namespace qe::cli {
 
 class Options {
 public:
-    // `valued` flags take one value, `switches` take none. Throws qe::Error for anything else.
-    Options(const std::vector<std::string>& args, const std::set<std::string>& valued, const std::set<std::string>& switches);
+    // `valued` flags take one value, `switches` take none; a flag of `defaults` may omit its value
+    // (next comes another option or nothing) and then has the default. Throws qe::Error for
+    // anything else.
+    Options(const std::vector<std::string>& args, const std::set<std::string>& valued, const std::set<std::string>& switches,
+            const std::map<std::string, std::string>& defaults = {});
 
     bool has(const std::string& flag) const;
     std::optional<std::string> value(const std::string& flag) const;

@@ -25,16 +25,16 @@ constexpr const char* kReportUsage = R"(usage: quantexplorer-cli report --model 
 
 int runReport(const std::vector<std::string>& args)
 {
-    if (printedHelp(args, kReportUsage))
+    if (printedHelp(args, (std::string(kReportUsage) + kRepairUsage).c_str()))
         return 0;
-    const Options options(args,
+    const Options options = optionsWithRepairs(args,
                           withPreprocessFlags({"--model", "--config", "--data", "--out", "--labels", "--label-column", "--limit",
                                                "--calib-data", "--calib-count", "--engine"}),
                           {"--json"});
     const std::filesystem::path dir = options.required("--out");
     const bool integerEngine = wantsIntegerEngine(options);
     Study study(studySources(options, true, static_cast<std::size_t>(options.integer("--limit").value_or(0))));
-    const QuantConfig config = study.loadConfig(options.required("--config"));
+    const QuantConfig config = withRepairFlags(study.loadConfig(options.required("--config")), options);
     ReportRequest request;
     request.integerEngine = integerEngine ? ReportRequest::IntegerEngine::Yes : ReportRequest::IntegerEngine::No;
     const WrittenReport report = study.writeReport(config, dir, request, stderrProgress());
@@ -42,7 +42,7 @@ int runReport(const std::vector<std::string>& args)
         json list = json::array();
         for (const auto& f : report.written.files)
             list.push_back(f.string());
-        std::cout << json{{"files", list}}.dump() << "\n";
+        std::cout << json{{"files", list}, {"repairs", repairsJson(report.repairs.get())}}.dump() << "\n";
     } else {
         for (const auto& f : report.written.files)
             std::cout << "wrote " << f.string() << "\n";

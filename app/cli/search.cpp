@@ -94,9 +94,9 @@ SearchOptions searchOptions(const Options& options)
 
 int runSearch(const std::vector<std::string>& args)
 {
-    if (printedHelp(args, kSearchUsage))
+    if (printedHelp(args, (std::string(kSearchUsage) + kRepairUsage).c_str()))
         return 0;
-    const Options options(args,
+    const Options options = optionsWithRepairs(args,
                           withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--config",
                                                "--calib-data", "--calib-count", "--weight-bits", "--activation-bits",
                                                "--max-accuracy-drop", "--max-size-bytes", "--max-bops", "--cost", "--out",
@@ -107,7 +107,7 @@ int runSearch(const std::vector<std::string>& args)
     Study study(studySources(options, true, limit));
     if (!study.dataset()->hasLabels())
         throw Error(study.dataset()->description() + ": has no labels; give them with --labels");
-    const QuantConfig base = study.loadConfig(options.required("--config"));
+    const QuantConfig base = withRepairFlags(study.loadConfig(options.required("--config")), options);
     const SearchResult result = searchMixedPrecision(study, base, search, stderrProgress());
     if (auto out = options.value("--out"))
         result.chosen.save(*out);

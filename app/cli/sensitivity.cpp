@@ -38,9 +38,9 @@ every layer but that one is quantized as BASE.json says.
 
 int runSensitivity(const std::vector<std::string>& args)
 {
-    if (printedHelp(args, kSensitivityUsage))
+    if (printedHelp(args, (std::string(kSensitivityUsage) + kRepairUsage).c_str()))
         return 0;
-    const Options options(args,
+    const Options options = optionsWithRepairs(args,
                           withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--config",
                                                "--calib-data", "--calib-count", "--weight-bits", "--activation-bits", "--layers"}),
                           {"--json"});
@@ -51,7 +51,7 @@ int runSensitivity(const std::vector<std::string>& args)
     Study study(studySources(options, true, limit));
     if (!study.dataset()->hasLabels())
         throw Error(study.dataset()->description() + ": has no labels; give them with --labels");
-    const QuantConfig base = study.loadConfig(options.required("--config"));
+    const QuantConfig base = withRepairFlags(study.loadConfig(options.required("--config")), options);
     if (auto layers = options.value("--layers"))
         sensitivity.layers = layerList(study, "--layers", *layers);
     const SensitivityResult result = measureSensitivity(study, base, sensitivity, stderrProgress());

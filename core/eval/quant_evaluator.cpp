@@ -87,12 +87,15 @@ double weightBytes(const Tensor& weight, const std::optional<QuantParams>& param
 }  // namespace
 
 QuantEvaluator::QuantEvaluator(std::shared_ptr<const Graph> graph, std::shared_ptr<const Dataset> evaluation,
-                               Preprocess preprocess, std::size_t evaluationImages)
+                               Preprocess preprocess, std::size_t evaluationImages, FloatReference reference)
     : graph_(std::move(graph)), evaluation_(std::move(evaluation)), preprocess_(std::move(preprocess)),
       evaluationImages_(evaluation_ ? std::min(evaluationImages, evaluation_->size()) : 0),
       layers_(findQuantLayers(*graph_)),
-      floatExecutor_(*graph_)
+      reference_{reference.layers ? reference.layers : graph_, reference.outputs ? reference.outputs : graph_},
+      floatExecutor_(*reference_.layers)
 {
+    if (reference_.outputs != reference_.layers)
+        outputExecutor_.emplace(*reference_.outputs);
     if (layers_.empty())
         throw Error(graph_->sourcePath + ": the model has no layers to quantize");
 }
@@ -164,6 +167,12 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         const std::size_t first = std::size_t(b) * batchSize, count = std::min(batchSize, evaluationImages_ - first);
         inputs[b] = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width);
         cache[b] = floatExecutor_.run({{graph_->inputs[0].name, inputs[b]}}, run);
+        if (outputExecutor_) {
+            const std::string& output = graph_->outputs.at(0).name;
+            RunOptions outputOnly;
+            outputOnly.cancel = progress.cancel;
+            cache[b][output] = outputExecutor_->run({{graph_->inputs[0].name, inputs[b]}}, outputOnly).at(output);
+        }
         const std::size_t done = imagesDone += count;
         if (progress.report) {
 #pragma omp critical(qe_evaluator_progress)

@@ -116,12 +116,20 @@ struct EvaluationProgress {
     const std::atomic<bool>* cancel = nullptr;
 };
 
+// What a quantized model's float activations are compared with, when it is not the evaluated
+// graph itself (a repaired model, core/repair/): `layers` gives every layer's float output (same
+// tensor names as the evaluated graph), `outputs` the model's output (the original model's, so
+// that accuracy and agreement with float are the original's).
+struct FloatReference {
+    std::shared_ptr<const Graph> layers, outputs;
+};
+
 class QuantEvaluator {
 public:
     // `evaluation` images are the ones metrics are reported on (the first `evaluationImages`); it
     // may be null for weight-only questions (weight histograms).
     QuantEvaluator(std::shared_ptr<const Graph> graph, std::shared_ptr<const Dataset> evaluation, Preprocess preprocess,
-                   std::size_t evaluationImages);
+                   std::size_t evaluationImages, FloatReference reference = {});
 
     const Graph& graph() const { return *graph_; }
     const std::vector<QuantLayer>& layers() const { return layers_; }
@@ -182,7 +190,9 @@ private:
     Preprocess preprocess_;
     std::size_t evaluationImages_;
     std::vector<QuantLayer> layers_;
-    Executor floatExecutor_;
+    FloatReference reference_;  // both set: graph_ itself unless given
+    Executor floatExecutor_;    // runs reference_.layers
+    std::optional<Executor> outputExecutor_;  // runs reference_.outputs when it is another graph
     CalibrationData calibration_;
     FixedParams fixed_;
 

@@ -53,6 +53,12 @@ struct ValueInfo {
     bool shapeKnown = false;
 };
 
+// Per output channel, the mean and standard deviation a folded BatchNormalization gave a layer's
+// output (its beta and |gamma|): the statistics the data-free repairs read (core/repair/).
+struct ChannelStatistics {
+    std::vector<float> mean, stddev;
+};
+
 struct Graph {
     std::string name;
     std::string sourcePath;  // the file it came from, for error messages
@@ -62,6 +68,9 @@ struct Graph {
     std::vector<ValueInfo> inputs;            // real inputs only (no initializers)
     std::vector<ValueInfo> outputs;
     std::map<std::string, ValueInfo> values;  // every tensor's inferred type and shape
+    // What foldBatchNormalization folded, by the layer node's name; rescaled with the layer's
+    // channels by equalization. Not written to ONNX: a saved model is already folded.
+    std::map<std::string, ChannelStatistics> foldedNormalization;
 
     bool isInitializer(const std::string& tensor) const { return initializers.count(tensor) != 0; }
     const Node* producer(const std::string& tensor) const;

@@ -106,6 +106,12 @@ Graph foldBatchNormalization(Graph graph)
         for (std::int64_t c = 0; c < channels; ++c)
             bias[c] = (bias[c] - mean[c]) * factor[c] + beta[c];
 
+        // The layer's output now has, per channel, the mean beta and deviation |gamma| that the
+        // normalization gave it: kept for the repairs that need activation statistics without data.
+        ChannelStatistics statistics{beta, gamma};
+        for (float& g : statistics.stddev)
+            g = std::abs(g);
+        graph.foldedNormalization[layer.name] = std::move(statistics);
         graph.initializers[layer.input(1)] = newWeight;
         std::string biasName = layer.input(2);
         if (biasName.empty() || graph.consumers(biasName).size() != 1)

@@ -27,6 +27,9 @@ constexpr int kVersion = 1;
 // A "no such layer" message lists at most this many of the model's layers.
 constexpr std::size_t kMaxListedLayers = 10;
 
+constexpr std::pair<BiasCorrection, std::string_view> kBiasCorrections[] = {
+    {BiasCorrection::None, "none"}, {BiasCorrection::Empirical, "empirical"}, {BiasCorrection::Analytical, "analytical"}};
+
 constexpr Granularity kGranularities[] = {Granularity::PerTensor, Granularity::PerChannel, Granularity::PerGroup};
 
 // JSON text of a string, quoted and escaped; invalid UTF-8 (possible in a json built in code,
@@ -254,6 +257,26 @@ public:
         return base;
     }
 
+    RepairOverride readRepairs(const json& value, const std::string& path) const
+    {
+        requireObject(value, path);
+        checkKeys(value, path, {"equalization", "relu6_as_relu", "bias_correction"});
+        RepairOverride o;
+        if (auto it = value.find("equalization"); it != value.end())
+            o.equalization = readBool(*it, child(path, "equalization"));
+        if (auto it = value.find("relu6_as_relu"); it != value.end())
+            o.relu6AsRelu = readBool(*it, child(path, "relu6_as_relu"));
+        if (auto it = value.find("bias_correction"); it != value.end()) {
+            const std::string name = readString(*it, child(path, "bias_correction"));
+            o.biasCorrection = biasCorrectionFromName(name);
+            if (!o.biasCorrection)
+                fail(child(path, "bias_correction"),
+                     "unknown bias correction " + jsonQuoted(name) + " (expected one of: " +
+                         joined(kBiasCorrections, [](const auto& row) { return std::string(row.second); }) + ")");
+        }
+        return o;
+    }
+
     void checkLayerKnown(const std::string& name, const std::string& path,
                          const std::optional<std::set<std::string>>& layerNames) const
     {
@@ -276,6 +299,18 @@ public:
 private:
     std::string source_;
 };
+
+json repairOverrideJson(const RepairOverride& o)
+{
+    json j = json::object();
+    if (o.equalization)
+        j["equalization"] = *o.equalization;
+    if (o.relu6AsRelu)
+        j["relu6_as_relu"] = *o.relu6AsRelu;
+    if (o.biasCorrection)
+        j["bias_correction"] = std::string(biasCorrectionName(*o.biasCorrection));
+    return j;
+}
 
 json tensorOverrideJson(const TensorQuantOverride& o)
 {
@@ -330,6 +365,33 @@ json calibrationJson(const CalibrationSpec& spec, const CalibrationSpec& base)
 }
 
 }  // namespace
+
+std::string_view biasCorrectionName(BiasCorrection mode)
+{
+    for (const auto& [value, name] : kBiasCorrections)
+        if (value == mode)
+            return name;
+    return "none";
+}
+
+std::optional<BiasCorrection> biasCorrectionFromName(std::string_view name)
+{
+    for (const auto& [value, text] : kBiasCorrections)
+        if (text == name)
+            return value;
+    return std::nullopt;
+}
+
+RepairSpec RepairOverride::appliedTo(RepairSpec base) const
+{
+    if (equalization)
+        base.equalization = *equalization;
+    if (relu6AsRelu)
+        base.relu6AsRelu = *relu6AsRelu;
+    if (biasCorrection)
+        base.biasCorrection = *biasCorrection;
+    return base;
+}
 
 bool TensorQuantOverride::empty() const
 {
@@ -400,6 +462,7 @@ LayerQuantConfig QuantConfig::resolve(const std::string& layer) const
     out.weights = defaultWeights;
     out.activations = defaultActivations;
     out.calibration = calibration;
+    out.repairs = repairs;
     if (const auto it = layers.find(layer); it != layers.end()) {
         const LayerOverride& o = it->second;
         out.keepFloat = o.keepFloat;
@@ -407,6 +470,7 @@ LayerQuantConfig QuantConfig::resolve(const std::string& layer) const
         out.activations = o.activations.appliedTo(defaultActivations);
         if (o.calibration)
             out.calibration = *o.calibration;
+        out.repairs = o.repairs.appliedTo(repairs);
     }
     return out;
 }
@@ -437,7 +501,7 @@ QuantConfig QuantConfig::fromJson(const nlohmann::json& json, const std::string&
                               "; update Quantization Explorer to open it");
     if (version->get<std::int64_t>() != kVersion)
         r.fail("version", "expected " + std::to_string(kVersion) + ", got " + describe(*version));
-    r.checkKeys(json, "", {"format", "version", "model", "calibration", "default", "layers"});
+    r.checkKeys(json, "", {"format", "version", "model", "calibration", "default", "repairs", "layers"});
 
     QuantConfig config;
     if (auto it = json.find("model"); it != json.end())
@@ -454,13 +518,15 @@ QuantConfig QuantConfig::fromJson(const nlohmann::json& json, const std::string&
             config.defaultActivations = r.merged(r.readTensor(*a, "default.activations", true),
                                                  config.defaultActivations, true, "default.activations");
     }
+    if (auto it = json.find("repairs"); it != json.end())
+        config.repairs = r.readRepairs(*it, "repairs").appliedTo(config.repairs);
     if (auto it = json.find("layers"); it != json.end()) {
         r.requireObject(*it, "layers");
         for (const auto& [name, value] : it->items()) {
             const std::string path = child("layers", name);
             r.checkLayerKnown(name, path, layerNames);
             r.requireObject(value, path);
-            r.checkKeys(value, path, {"float", "weights", "activations", "calibration"});
+            r.checkKeys(value, path, {"float", "weights", "activations", "calibration", "repairs"});
             LayerOverride layer;
             if (auto f = value.find("float"); f != value.end())
                 layer.keepFloat = r.readBool(*f, child(path, "float"));
@@ -474,6 +540,8 @@ QuantConfig QuantConfig::fromJson(const nlohmann::json& json, const std::string&
             }
             if (auto c = value.find("calibration"); c != value.end())
                 layer.calibration = r.readCalibration(*c, child(path, "calibration"), config.calibration, nullptr);
+            if (auto rep = value.find("repairs"); rep != value.end())
+                layer.repairs = r.readRepairs(*rep, child(path, "repairs"));
             // An empty override is the same as none; dropping it keeps toJson/fromJson exact inverses.
             if (!layer.empty())
                 config.layers.emplace(name, std::move(layer));
@@ -495,6 +563,8 @@ nlohmann::json QuantConfig::toJson() const
     out["calibration"] = std::move(cal);
     out["default"] = {{"weights", tensorSpecJson(defaultWeights, builtIn.defaultWeights, false)},
                       {"activations", tensorSpecJson(defaultActivations, builtIn.defaultActivations, true)}};
+    if (repairs != builtIn.repairs)
+        out["repairs"] = repairOverrideJson({repairs.equalization, repairs.relu6AsRelu, repairs.biasCorrection});
     json layerJson = json::object();
     for (const auto& [name, layer] : layers) {
         if (layer.empty())
@@ -508,6 +578,8 @@ nlohmann::json QuantConfig::toJson() const
             entry["activations"] = tensorOverrideJson(layer.activations);
         if (layer.calibration)
             entry["calibration"] = calibrationJson(*layer.calibration, calibration);
+        if (!layer.repairs.empty())
+            entry["repairs"] = repairOverrideJson(layer.repairs);
         layerJson[name] = std::move(entry);
     }
     out["layers"] = std::move(layerJson);

@@ -7,14 +7,22 @@
 //   "calibration": { "images": 512, "method": "percentile", "percentile": 99.99 },
 //   "default": { "weights":     { "scheme": "symmetric", "bits": 8, "granularity": "per_channel" },
 //                "activations": { "scheme": "affine", "bits": 8, "dynamic": false } },
+//   "repairs": { "equalization": true, "bias_correction": "empirical" },
 //   "layers": { "conv2": { "weights": { "scheme": "kmeans", "bits": 4 } },
-//               "fc2":   { "float": true } } }
+//               "fc2":   { "float": true, "repairs": { "bias_correction": "none" } } } }
 //
 // A layer's "weights"/"activations" override the default field by field; "float": true leaves the
 // whole layer in float; { "float": true } inside "weights" or "activations" leaves just that tensor
 // in float (the hybrid case); a layer's "calibration" overrides the default calibration.
 // Tensor spec keys: scheme, bits, granularity (per_tensor | per_channel | per_group), group_size,
 // signed, dynamic (activations only), float.
+// "repairs" (top level, overridden per layer field by field) changes the float model before it is
+// quantized (core/repair/): "equalization" (true | false) rescales the channels of consecutive
+// layers (a pair is equalized when both of its layers have it on), "relu6_as_relu" (true |
+// false) lets it through a ReLU6 after the pair's first layer by making that a ReLU (a change of
+// the float model, off by default), "bias_correction" (none |
+// empirical | analytical) subtracts the mean shift weight quantization causes from the layer's
+// bias. Written only where a repair is on (top level) or overridden (a layer).
 // Unknown keys, wrong types, bits out of the scheme's range, k-means for activations, per-group
 // without group_size, or a layer the model lacks are errors naming the field ("layers.conv2.weights.bits").
 //
@@ -39,10 +47,35 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json_fwd.hpp>
 
 namespace qe {
+
+// The repairs of a layer's float weights before quantization (core/repair/repair.h).
+enum class BiasCorrection { None, Empirical, Analytical };
+std::string_view biasCorrectionName(BiasCorrection mode);
+std::optional<BiasCorrection> biasCorrectionFromName(std::string_view name);
+
+struct RepairSpec {
+    bool equalization = false;
+    // Equalize through a ReLU6 (Clip(0, 6)) by making it a ReLU, as the paper and AIMET do: that
+    // changes the float model, which equalization otherwise never does.
+    bool relu6AsRelu = false;
+    BiasCorrection biasCorrection = BiasCorrection::None;
+    bool any() const { return equalization || biasCorrection != BiasCorrection::None; }
+    bool operator==(const RepairSpec&) const = default;
+};
+
+struct RepairOverride {
+    std::optional<bool> equalization;
+    std::optional<bool> relu6AsRelu;
+    std::optional<BiasCorrection> biasCorrection;
+    bool empty() const { return !equalization && !relu6AsRelu && !biasCorrection; }
+    RepairSpec appliedTo(RepairSpec base) const;
+    bool operator==(const RepairOverride&) const = default;
+};
 
 // A partial TensorQuantSpec: only the fields a layer overrides.
 struct TensorQuantOverride {
@@ -62,7 +95,8 @@ struct LayerOverride {
     bool keepFloat = false;  // "float": true
     TensorQuantOverride weights, activations;
     std::optional<CalibrationSpec> calibration;
-    bool empty() const { return !keepFloat && weights.empty() && activations.empty() && !calibration; }
+    RepairOverride repairs;
+    bool empty() const { return !keepFloat && weights.empty() && activations.empty() && !calibration && repairs.empty(); }
     bool operator==(const LayerOverride&) const = default;
 };
 
@@ -71,6 +105,7 @@ struct LayerQuantConfig {
     bool keepFloat = false;
     TensorQuantSpec weights, activations;
     CalibrationSpec calibration;
+    RepairSpec repairs;
     bool operator==(const LayerQuantConfig&) const = default;
 };
 
@@ -80,6 +115,7 @@ struct QuantConfig {
     CalibrationSpec calibration;
     TensorQuantSpec defaultWeights{true, Scheme::Symmetric, 8, Granularity::PerChannel, 0, std::nullopt, false};
     TensorQuantSpec defaultActivations{true, Scheme::Affine, 8, Granularity::PerTensor, 0, std::nullopt, false};
+    RepairSpec repairs;
     std::map<std::string, LayerOverride> layers;
 
     LayerQuantConfig resolve(const std::string& layer) const;

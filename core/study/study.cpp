@@ -95,6 +95,7 @@ Study::Study(StudySources sources, const EvaluationProgress& progress) : sources
         calibrationPath_ = trainingSplitBeside(*sources_.data).value_or(*sources_.data);
 
     evaluator_ = std::make_unique<QuantEvaluator>(graph_, dataset_, preprocess_, evaluationImages_);
+    lastEvaluator_ = evaluator_.get();
     if (imported) {
         evaluator_->setFixedParams(imported->params);
         modelConfig_ = imported->config;
@@ -192,13 +193,65 @@ std::shared_ptr<const Dataset> Study::calibrationSet()
 
 void Study::ensureCalibrated(const QuantConfig& config, const EvaluationProgress& progress, bool always)
 {
+    evaluatorFor(config, progress, always ? Calibration::Always : Calibration::AsNeeded);
+}
+
+void Study::calibrateIfNeeded(QuantEvaluator& evaluator, std::size_t& calibratedImages, const QuantConfig& config,
+                              const EvaluationProgress& progress, Calibration calibration)
+{
+    if (calibration == Calibration::None)
+        return;
+    const bool always = calibration == Calibration::Always;
     const std::size_t images = calibrationImageCount(config);
-    const bool stale = evaluator_->isCalibrated() && calibratedImages_ != images;
-    const bool needed = evaluator_->needsCalibration(config) || (always && !evaluator_->isCalibrated());
+    const bool stale = evaluator.isCalibrated() && calibratedImages != images;
+    const bool needed = evaluator.needsCalibration(config) || (always && !evaluator.isCalibrated());
     if (!needed && !stale)
         return;
-    evaluator_->calibrate(*calibrationSet(), images, progress);
-    calibratedImages_ = images;
+    evaluator.calibrate(*calibrationSet(), images, progress);
+    calibratedImages = images;
+}
+
+QuantEvaluator& Study::evaluatorFor(const QuantConfig& config, const EvaluationProgress& progress, Calibration calibration)
+{
+    const RepairKey key = repairKey(config, layers(), calibrationImageCount(config));
+    if (!key.any()) {
+        calibrateIfNeeded(*evaluator_, calibratedImages_, config, progress, calibration);
+        return *evaluator_;
+    }
+    if (!repaired_ || repaired_->key != key) {
+        repaired_.reset();  // a cancelled repair leaves none rather than a stale one
+        const std::shared_ptr<const Dataset> images = calibrationPath_ ? calibrationSet() : nullptr;
+        auto model = std::make_shared<const RepairedModel>(
+            repair(*graph_, layers(), config, {images.get(), &preprocess_, key.images}, {progress.report, progress.cancel}));
+        auto slot = std::make_unique<Repaired>();
+        slot->key = key;
+        slot->evaluator = std::make_unique<QuantEvaluator>(model->graph, dataset_, preprocess_, evaluationImages_,
+                                                           FloatReference{model->reference, graph_});
+        slot->model = std::move(model);
+        repaired_ = std::move(slot);
+    }
+    calibrateIfNeeded(*repaired_->evaluator, repaired_->calibratedImages, config, progress, calibration);
+    return *repaired_->evaluator;
+}
+
+std::shared_ptr<const RepairReport> Study::repairsInForce(const QuantConfig& config) const
+{
+    if (!repaired_ || repaired_->key != repairKey(config, layers(), calibrationImageCount(config)))
+        return nullptr;
+    return std::shared_ptr<const RepairReport>(repaired_->model, &repaired_->model->report);
+}
+
+std::shared_ptr<const RepairedModel> Study::repairedModel(const QuantConfig& config, const EvaluationProgress& progress)
+{
+    QuantEvaluator& evaluator = evaluatorFor(config, progress, Calibration::None);
+    return &evaluator == evaluator_.get() ? nullptr : repaired_->model;
+}
+
+void Study::clearQuantizedCache()
+{
+    evaluator_->clearQuantizedCache();
+    if (repaired_)
+        repaired_->evaluator->clearQuantizedCache();
 }
 
 std::unique_ptr<Study> Study::onOtherImages(std::shared_ptr<const Dataset> images, const std::filesystem::path& path,
@@ -221,25 +274,38 @@ std::unique_ptr<Study> Study::onOtherImages(std::shared_ptr<const Dataset> image
     other->calibratedImages_ = calibratedImages_;
     other->evaluator_ = std::make_unique<QuantEvaluator>(graph_, images, preprocess_, images->size());
     other->evaluator_->shareCalibrationOf(*evaluator_);
+    other->lastEvaluator_ = other->evaluator_.get();
+    // The repaired model is the same on other images: shared, with its calibration.
+    QuantEvaluator& mine = evaluatorFor(config, progress);
+    if (&mine != evaluator_.get()) {
+        other->repaired_ = std::make_unique<Repaired>();
+        other->repaired_->key = repaired_->key;
+        other->repaired_->model = repaired_->model;
+        other->repaired_->calibratedImages = repaired_->calibratedImages;
+        other->repaired_->evaluator = std::make_unique<QuantEvaluator>(repaired_->model->graph, images, preprocess_, images->size(),
+                                                                       FloatReference{repaired_->model->reference, graph_});
+        other->repaired_->evaluator->shareCalibrationOf(mine);
+    }
     return other;
 }
 
 QuantPlan Study::plan(const QuantConfig& config, const EvaluationProgress& progress)
 {
-    ensureCalibrated(config, progress);
-    return evaluator_->plan(config);
+    return evaluatorFor(config, progress).plan(config);
 }
 
 StudyResult Study::evaluate(const QuantConfig& config, const StudyRequest& request, const EvaluationProgress& progress)
 {
     requireData("an evaluation");
     const auto start = std::chrono::steady_clock::now();
-    ensureCalibrated(config, progress);
+    QuantEvaluator& evaluator = evaluatorFor(config, progress);
     StudyResult result;
     result.config = config;
-    result.metrics = evaluator_->evaluate(config, progress, request.layerDetail);
-    result.plans = evaluator_->lastPlans();
-    result.calibrationImages = evaluator_->calibrationImages();
+    result.metrics = evaluator.evaluate(config, progress, request.layerDetail);
+    lastEvaluator_ = &evaluator;
+    result.plans = evaluator.lastPlans();
+    result.calibrationImages = evaluator.calibrationImages();
+    result.repairs = repairsInForce(config);
     result.confusion = confusionMatrix(result.metrics.labels, result.metrics.predictions);
     result.milliseconds = millisecondsSince(start);
     for (const std::string& layer : request.histogramLayers)
@@ -252,13 +318,12 @@ StudyResult Study::evaluate(const QuantConfig& config, const StudyRequest& reque
 TensorHistogram Study::histogram(const QuantConfig& config, const std::string& tensor, int bins, const EvaluationProgress& progress,
                                  int channel)
 {
-    if (!graph_->isInitializer(tensor)) {
-        if (!dataset_)
-            throw Error("the histogram of activation '" + tensor + "' needs images: give --data");
-        ensureCalibrated(config, progress, true);
-    }
+    if (!graph_->isInitializer(tensor) && !dataset_)
+        throw Error("the histogram of activation '" + tensor + "' needs images: give --data");
+    QuantEvaluator& evaluator =
+        evaluatorFor(config, progress, graph_->isInitializer(tensor) ? Calibration::None : Calibration::Always);
     throwIfCancelled(progress);
-    return evaluator_->histogram(config, tensor, bins, channel);
+    return evaluator.histogram(config, tensor, bins, channel);
 }
 
 LayerHistograms Study::layerHistograms(const QuantConfig& config, const std::string& layerName, const EvaluationProgress& progress,
@@ -271,7 +336,7 @@ LayerHistograms Study::layerHistograms(const QuantConfig& config, const std::str
             continue;
         if (!layer.weight.empty()) {
             result.weights = histogram(config, layer.weight, 128, progress, weightChannel);
-            result.channelRanges = evaluator_->channelRanges(config, layerName);
+            result.channelRanges = evaluatorFor(config, progress, Calibration::None).channelRanges(config, layerName);
         }
         if (dataset_)
             result.activations = histogram(config, layer.name, 128, progress);
@@ -306,6 +371,7 @@ ExportedFiles Study::exportQdqModel(const QuantConfig& config, const std::filesy
     QdqModel model = exportQdq(plan(config, progress));
     throwIfCancelled(progress);
     ExportedFiles result;
+    result.repairs = repairsInForce(config);
     countEncodings(model, result);
     saveOnnx(model.graph, path, {.minimumOpset = 13});
     result.files.push_back(path);
@@ -341,6 +407,7 @@ WrittenReport Study::writeReport(const QuantConfig& config, const std::filesyste
     const ModelMetrics metrics =
         request.current && request.current->config == config ? request.current->metrics : evaluate(config, {}, progress).metrics;
     const QuantPlan quantPlan = plan(config, progress);
+    report.repairs = repairsInForce(config);
     if (request.integerEngine != ReportRequest::IntegerEngine::No) {
         try {
             report.integer = evaluateInteger(quantPlan, data, preprocess_, evaluationImages_, progress);
@@ -355,7 +422,7 @@ WrittenReport Study::writeReport(const QuantConfig& config, const std::filesyste
     }
     if (progress.report)
         progress.report("writing report", 0, 0);
-    ReportInput input = reportInputFor(*evaluator_, config, quantPlan, metrics);
+    ReportInput input = reportInputFor(evaluatorFor(config, progress), config, quantPlan, metrics);
     input.modelPath = sources_.model.string();
     input.dataDescription = data.description();
     input.classNames = classNames();

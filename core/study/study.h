@@ -14,6 +14,13 @@
 // "images" (or the caller's count); again only when a configuration needs it or asks for a
 // different count.
 //
+// Repairs: a configuration that asks for repairs ("repairs", core/repair/) is evaluated, run by
+// the int8 engine and exported on the repaired model, calibrated on that model; the float model's
+// outputs stay the reference. The repaired model is kept while the repair settings, and the
+// weight quantization of the layers whose bias is corrected, stay the same (RepairKey), so that a
+// change to another layer does not repair again. A QDQ model's own parameters are not used on a
+// repaired model: its weights are no longer the ones they were made for.
+//
 // Every long step takes the progress callback and cancellation flag of EvaluationProgress and
 // throws Cancelled when cancelled. A Study is not thread-safe: one caller at a time (the window
 // runs its jobs on one worker thread). Results are values that share nothing with the study.
@@ -26,6 +33,7 @@
 #include "model/graph.h"
 #include "quant/config.h"
 #include "quant/qdq_import.h"
+#include "repair/repair.h"
 
 #include <filesystem>
 #include <functional>
@@ -79,6 +87,8 @@ struct StudyResult {
     std::vector<LayerHistograms> histograms;   // as requested
     std::optional<IntegerEvaluation> integer;  // when the int8 engine ran
     double milliseconds = 0;       // calibration (if it ran) and evaluation
+    // What the repairs did; null when the configuration asks for none.
+    std::shared_ptr<const RepairReport> repairs;
     // The images the calibration in force observed (at most the calibration set's size); 0 when
     // nothing was calibrated (every range is dynamic or the model's own).
     std::size_t calibrationImages = 0;
@@ -94,6 +104,7 @@ struct ExportedFiles {
     std::vector<std::string> warnings;  // tensors written in float in a QDQ model, and why
     // Tensors in integers in the QDQ model; weights counts weights and biases.
     std::size_t activationEncodings = 0, weightEncodings = 0;
+    std::shared_ptr<const RepairReport> repairs;  // what the repairs did to the exported model; null when none
 };
 
 struct ReportRequest {
@@ -106,6 +117,7 @@ struct WrittenReport {
     ExportedFiles written;  // warnings: the report's notes
     std::optional<IntegerEvaluation> integer;
     std::string integerError;  // why the report has no int8 engine results (IfItRuns)
+    std::shared_ptr<const RepairReport> repairs;  // null when the configuration asks for none
 };
 
 class Study {
@@ -159,7 +171,10 @@ public:
     LayerHistograms layerHistograms(const QuantConfig& config, const std::string& layer, const EvaluationProgress& progress = {},
                                     int weightChannel = -1);
     // The accumulated error at every layer for one evaluation image, from the last evaluate().
-    std::vector<ErrorStats> imageLayerErrors(std::size_t image) const { return evaluator_->imageLayerErrors(image); }
+    std::vector<ErrorStats> imageLayerErrors(std::size_t image) const { return lastEvaluator_->imageLayerErrors(image); }
+    // The model the configuration's repairs make (repaired now unless the last one fits); null
+    // when it asks for none.
+    std::shared_ptr<const RepairedModel> repairedModel(const QuantConfig& config, const EvaluationProgress& progress = {});
     IntegerEvaluation runIntegerEngine(const QuantConfig& config, const EvaluationProgress& progress = {});
     // The model as stored (no quantization of ours) on the evaluation images.
     ClassificationResult evaluateStoredModel(std::size_t batchSize, const EvaluationProgress& progress = {}) const;
@@ -186,13 +201,24 @@ public:
     std::unique_ptr<Study> onOtherImages(std::shared_ptr<const Dataset> images, const std::filesystem::path& path,
                                          const QuantConfig& config, const EvaluationProgress& progress = {});
 
-    // Drops the evaluator's caches (benchmarks comparing full and incremental runs).
-    void clearQuantizedCache() { evaluator_->clearQuantizedCache(); }
+    // Drops the evaluators' caches (benchmarks comparing full and incremental runs).
+    void clearQuantizedCache();
 
 private:
     Study() = default;
     const Dataset& requireData(const std::string& what) const;
     std::string chooseLabelColumn();
+    // The one place a configuration meets its model: the evaluator of the original model, or of
+    // the repaired one when the configuration asks for repairs (repairing when the key changed),
+    // calibrated as `calibration` says (Always: even when nothing needs it, for the histograms'
+    // calibration ranges; None: weight-only questions).
+    enum class Calibration { None, AsNeeded, Always };
+    QuantEvaluator& evaluatorFor(const QuantConfig& config, const EvaluationProgress& progress,
+                                 Calibration calibration = Calibration::AsNeeded);
+    // The report of the repaired model in use for `config` (after evaluatorFor); null when none.
+    std::shared_ptr<const RepairReport> repairsInForce(const QuantConfig& config) const;
+    void calibrateIfNeeded(QuantEvaluator& evaluator, std::size_t& calibratedImages, const QuantConfig& config,
+                           const EvaluationProgress& progress, Calibration calibration);
 
     StudySources sources_;
     std::shared_ptr<const Graph> storedGraph_, graph_;
@@ -206,6 +232,14 @@ private:
     std::shared_ptr<const Dataset> calibrationSet_;  // opened at the first calibration
     std::size_t calibratedImages_ = 0;
     std::unique_ptr<QuantEvaluator> evaluator_;
+    struct Repaired {
+        RepairKey key;
+        std::shared_ptr<const RepairedModel> model;
+        std::unique_ptr<QuantEvaluator> evaluator;
+        std::size_t calibratedImages = 0;
+    };
+    std::unique_ptr<Repaired> repaired_;
+    QuantEvaluator* lastEvaluator_ = nullptr;  // of the last evaluate()
 };
 
 // A classifier's output count: its first output's last dimension; 0 when unknown.

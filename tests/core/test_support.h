@@ -5,7 +5,9 @@
 #include "data/preprocess.h"
 #include "tensor/tensor.h"
 
+#include <QDir>
 #include <QProcess>
+#include <QStandardPaths>
 #include <QString>
 #include <QtTest>
 
@@ -144,5 +146,36 @@ inline QString runReferenceScript(const std::string& script, const QString& outD
         throw std::runtime_error(script + " failed with exit code " + std::to_string(python.exitCode()));
     return {};
 }
+
+// onnxruntime-node: $ORTPEER_DIR, else <build>/ortpeer, installed there from npm when missing.
+// Empty when node or the package cannot be had (the caller skips).
+inline QString ortDirectory(QString& why)
+{
+    if (QStandardPaths::findExecutable("node").isEmpty()) {
+        why = "node is not installed (Debian's nodejs)";
+        return {};
+    }
+    QString dir = qEnvironmentVariable("ORTPEER_DIR");
+    if (dir.isEmpty())
+        dir = QString(QE_BINARY_DIR) + "/ortpeer";
+    if (QFile::exists(dir + "/node_modules/onnxruntime-node/package.json"))
+        return dir;
+    if (QStandardPaths::findExecutable("npm").isEmpty()) {
+        why = "onnxruntime-node is not in " + dir + " and npm is not installed";
+        return {};
+    }
+    QProcess npm;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert("ONNXRUNTIME_NODE_INSTALL", "skip");  // the package's own download is for CUDA only
+    npm.setProcessEnvironment(env);
+    QDir().mkpath(dir);
+    npm.start("npm", {"--prefix", dir, "install", "onnxruntime-node@1.30.0"});
+    if (!npm.waitForFinished(300000) || !QFile::exists(dir + "/node_modules/onnxruntime-node/package.json")) {
+        why = "could not install onnxruntime-node into " + dir + ": " + QString::fromUtf8(npm.readAllStandardError()).left(300);
+        return {};
+    }
+    return dir;
+}
+
 
 }  // namespace qe::test

@@ -49,6 +49,7 @@ private slots:
     void sensitivityAndSearch();
     void compareJson();
     void histogramOfOneChannel();
+    void repairFlags();
     void badInput_data();
     void badInput();
 };
@@ -320,6 +321,58 @@ void TestCli::histogramOfOneChannel()
     QVERIFY2(error.contains(QStringLiteral("layer '%1'").arg(QString::fromStdString(core.layer))), qPrintable(error));
     QVERIFY2(error.contains("128 output channels (0 to 127): no channel 128"), qPrintable(error));
     QVERIFY(out.out.isEmpty());
+}
+
+// --equalization and --bias-correction switch the repairs on over a configuration file; the JSON
+// says which ran on which layer, for eval, export and report alike.
+void TestCli::repairFlags()
+{
+    QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
+    const QString config = QString::fromStdString((qe::test::sourceDir() / "resources/configs/w8a8.json").string());
+    const QStringList common{"--model", kDemoModel, "--data", kFashionTest, "--config", config, "--calib-count", "128"};
+    const CliResult plain = runCli(QStringList{"eval"} + common + QStringList{"--limit", "300", "--json"});
+    QCOMPARE(plain.exitCode, 0);
+    QVERIFY(QJsonDocument::fromJson(plain.out).object()["repairs"].isNull());
+
+    // --bias-correction without a mode is empirical; it may come last.
+    const CliResult r = runCli(QStringList{"eval"} + common + QStringList{"--limit", "300", "--json", "--equalization", "--bias-correction"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const QJsonObject m = QJsonDocument::fromJson(r.out).object();
+    const QJsonObject repairs = m["repairs"].toObject();
+    QCOMPARE(repairs["layers"].toObject()["/conv1/Conv"].toArray(), (QJsonArray{"equalization", "bias_correction"}));
+    QCOMPARE(repairs["layers"].toObject()["/fc2/Gemm"].toArray(), (QJsonArray{"equalization", "bias_correction"}));
+    const QJsonArray pairs = repairs["equalization"].toArray();
+    QCOMPARE(pairs.size(), 3);  // conv1 -> conv2, conv2 -> conv3 (through ReLU and MaxPool), fc1 -> fc2
+    QCOMPARE(pairs[0].toObject()["first"].toString(), QString("/conv1/Conv"));
+    QCOMPARE(pairs[0].toObject()["between"].toString(), QString("Relu, MaxPool"));
+    QCOMPARE(pairs[0].toObject()["scales"].toArray().size(), 16);
+    const QJsonArray corrected = repairs["bias_correction"].toArray();
+    QCOMPARE(corrected.size(), 5);
+    QCOMPARE(corrected[0].toObject()["mode"].toString(), QString("empirical"));
+    QCOMPARE(m["float_top1"].toDouble(), QJsonDocument::fromJson(plain.out).object()["float_top1"].toDouble());
+
+    const CliResult analytical = runCli(QStringList{"eval"} + common + QStringList{"--limit", "100", "--bias-correction", "analytical", "--json"});
+    QVERIFY2(analytical.exitCode == 0, analytical.err.constData());
+    QCOMPARE(QJsonDocument::fromJson(analytical.out).object()["repairs"].toObject()["bias_correction"].toArray()[0].toObject()["mode"].toString(),
+             QString("analytical"));
+
+    QTemporaryDir dir;
+    const CliResult exported = runCli(QStringList{"export"} + common + QStringList{"--out", dir.path() + "/r.onnx", "--equalization", "--json"});
+    QVERIFY2(exported.exitCode == 0, exported.err.constData());
+    QCOMPARE(QJsonDocument::fromJson(exported.out).object()["repairs"].toObject()["equalization"].toArray().size(), 3);
+    const CliResult report = runCli(QStringList{"report"} + common + QStringList{"--limit", "100", "--out", dir.path() + "/report",
+                                                                                 "--bias-correction", "empirical", "--json"});
+    QVERIFY2(report.exitCode == 0, report.err.constData());
+    QCOMPARE(QJsonDocument::fromJson(report.out).object()["repairs"].toObject()["bias_correction"].toArray().size(), 5);
+
+    for (const char* command : {"eval", "export", "report"})
+        QVERIFY(runCli({command, "--help"}).out.contains("--bias-correction [M]"));
+    const CliResult bad = runCli(QStringList{"eval"} + common + QStringList{"--bias-correction", "exact"});
+    QCOMPARE(bad.exitCode, 2);
+    QVERIFY2(bad.err.contains("--bias-correction expects empirical, analytical or none, got 'exact'"), bad.err.constData());
+    const CliResult noConfig = runCli({"eval", "--model", kDemoModel, "--data", kFashionTest, "--limit", "10", "--equalization"});
+    QCOMPARE(noConfig.exitCode, 2);
+    QVERIFY2(noConfig.err.contains("--equalization needs --config"), noConfig.err.constData());
 }
 
 void TestCli::badInput_data()

@@ -151,6 +151,12 @@ void TestConfig::headerExampleParsesAsDocumented()
     QVERIFY(fc2.keepFloat);
     QCOMPARE(fc2.calibration.method, CalibrationMethod::Percentile);
 
+    // Repairs: on for every layer, bias correction off for fc2 alone.
+    QVERIFY(conv1.repairs.equalization);
+    QCOMPARE(conv1.repairs.biasCorrection, BiasCorrection::Empirical);
+    QVERIFY(fc2.repairs.equalization);
+    QCOMPARE(fc2.repairs.biasCorrection, BiasCorrection::None);
+
     QCOMPARE(c.layers.size(), std::size_t(2));
     // The example is as minimal as toJson: writing it back gives the same document.
     QCOMPARE(QuantConfig::fromJson(c.toJson(), "again", kLayers), c);
@@ -219,6 +225,19 @@ void TestConfig::roundTrip_data()
         c.layers["fc1"].calibration = CalibrationSpec{CalibrationMethod::MovingAverage, 99.9, 0.02};
         c.layers["fc2"].calibration = c.calibration;
         QTest::newRow("layer calibration") << c;
+    }
+    {
+        QuantConfig c;
+        c.repairs = {true, false, BiasCorrection::Empirical};
+        c.layers["conv1"].repairs.equalization = false;
+        c.layers["fc2"].repairs.biasCorrection = BiasCorrection::Analytical;
+        c.layers["conv2"].repairs.relu6AsRelu = true;
+        QTest::newRow("repairs, global and per layer") << c;
+    }
+    {
+        QuantConfig c;
+        c.layers["fc1"].repairs.biasCorrection = BiasCorrection::None;  // an override to the default's value is kept
+        QTest::newRow("repairs, layer only") << c;
     }
 }
 
@@ -406,7 +425,7 @@ void TestConfig::errors_data()
     QTest::newRow("unknown top-level key")
         << document(R"("layer": {})")
         << QStringList{"my.json: unknown key \"layer\" (expected one of: format, version, model, calibration, "
-                       "default, layers)"};
+                       "default, repairs, layers)"};
     QTest::newRow("model not a string") << document(R"("model": 3)")
                                         << QStringList{"my.json: model: expected a string, got 3"};
 
@@ -518,6 +537,19 @@ void TestConfig::errors_data()
         << QStringList{"layers.conv2.weights.bits"};
 
     // Layers.
+    // Repairs.
+    QTest::newRow("repairs not an object") << document(R"("repairs": true)")
+                                           << QStringList{"my.json: repairs: expected an object, got true"};
+    QTest::newRow("repairs unknown key") << document(R"("repairs": {"adaround": true})")
+                                         << QStringList{"my.json: repairs: unknown key \"adaround\"",
+                                                        "equalization, relu6_as_relu, bias_correction"};
+    QTest::newRow("equalization not a bool") << document(R"("repairs": {"equalization": "yes"})")
+                                             << QStringList{"repairs.equalization: expected true or false"};
+    QTest::newRow("bias correction unknown") << document(R"("repairs": {"bias_correction": "exact"})")
+                                             << QStringList{"repairs.bias_correction: unknown bias correction \"exact\"",
+                                                            "none, empirical, analytical"};
+    QTest::newRow("layer repairs bad type") << layerDocument("conv2", R"({"repairs": {"bias_correction": true}})")
+                                            << QStringList{"layers.conv2.repairs.bias_correction: expected a string"};
     QTest::newRow("layers not an object") << document(R"("layers": [])")
                                           << QStringList{"my.json: layers: expected an object, got an array"};
     QTest::newRow("layer not an object") << layerDocument("conv2", "true")
@@ -527,7 +559,7 @@ void TestConfig::errors_data()
     QTest::newRow("unknown layer key")
         << layerDocument("conv2", R"({"wieghts": {}})")
         << QStringList{"layers.conv2: unknown key \"wieghts\" (expected one of: float, weights, activations, "
-                       "calibration)"};
+                       "calibration, repairs)"};
     QTest::newRow("images in a layer calibration")
         << layerDocument("conv2", R"({"calibration": {"images": 10}})")
         << QStringList{"layers.conv2.calibration: unknown key \"images\"", "top-level"};

@@ -51,36 +51,6 @@ Demo openDemo(std::size_t images)
     return d;
 }
 
-// onnxruntime-node: $ORTPEER_DIR, else <build>/ortpeer, installed there from npm when missing.
-// Empty when node or the package cannot be had (the caller skips).
-QString ortDirectory(QString& why)
-{
-    if (QStandardPaths::findExecutable("node").isEmpty()) {
-        why = "node is not installed (Debian's nodejs)";
-        return {};
-    }
-    QString dir = qEnvironmentVariable("ORTPEER_DIR");
-    if (dir.isEmpty())
-        dir = QString(QE_BINARY_DIR) + "/ortpeer";
-    if (QFile::exists(dir + "/node_modules/onnxruntime-node/package.json"))
-        return dir;
-    if (QStandardPaths::findExecutable("npm").isEmpty()) {
-        why = "onnxruntime-node is not in " + dir + " and npm is not installed";
-        return {};
-    }
-    QProcess npm;
-    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-    env.insert("ONNXRUNTIME_NODE_INSTALL", "skip");  // the package's own download is for CUDA only
-    npm.setProcessEnvironment(env);
-    QDir().mkpath(dir);
-    npm.start("npm", {"--prefix", dir, "install", "onnxruntime-node@1.30.0"});
-    if (!npm.waitForFinished(300000) || !QFile::exists(dir + "/node_modules/onnxruntime-node/package.json")) {
-        why = "could not install onnxruntime-node into " + dir + ": " + QString::fromUtf8(npm.readAllStandardError()).left(300);
-        return {};
-    }
-    return dir;
-}
-
 }  // namespace
 
 class TestQdqExport : public QObject {
@@ -122,7 +92,7 @@ void TestQdqExport::onnxRuntimeAgreesWithIntegerEngine()
 {
     QE_REQUIRE_PATH(kFashionTrain);
     QString why;
-    const QString ortDir = ortDirectory(why);
+    const QString ortDir = test::ortDirectory(why);
     if (ortDir.isEmpty())
         QSKIP(qPrintable(why));
     Demo d = openDemo(10000);
