@@ -1,0 +1,429 @@
+// AdaRound on libtorch tensors (float32, CPU). The only file of the project that includes torch:
+// its headers are slow to compile and stay out of every header.
+//
+// The layer becomes G independent matrix products (G = the Conv's groups, 1 for Gemm/MatMul):
+//     Y_g [rows, Mg] = X_g [rows, Kg] * W_g^T [Kg, Mg] + b_g
+// X holds unfolded inputs (im2col with the layer's pads, strides and dilations), so one row is one
+// output position of one image and a step's batch is a gather of random rows. The gradient is
+// written out by hand (no autograd graph per step):
+//     loss  = 1/B sum_rows,channels (act(Y) - act(T))^2 + lambda sum(1 - |2h - 1|^beta)
+//     dY    = 2/B (act(Y) - act(T)) * [lo < Y < hi]            (act = the fused clamp, if any)
+//     dW_g  = dY_g^T X_g
+//     dh    = s dW [code not clamped] - lambda beta |2h - 1|^(beta - 1) sign(2h - 1) 2
+//     dV    = dh (zeta - gamma) sigmoid(V) (1 - sigmoid(V)) [0 < h_unclamped < 1]
+// Adam is torch's. The products use Eigen on the tensors' memory: Debian's libtorch calls
+// whatever libblas.so.3 is installed, the reference BLAS by default, which is several times
+// slower than Eigen at these sizes (bench/README.md has the numbers).
+
+#include "repair/adaround.h"
+
+#include "common/error.h"
+#include "engine/executor.h"
+#include "engine/operator.h"
+#include "model/operator_traits.h"
+#include "model/window.h"
+#include "quant/simulator.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/optim/adam.h>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cfloat>
+#include <chrono>
+#include <cmath>
+#include <optional>
+#include <string>
+
+namespace qe {
+namespace {
+
+// The rectified sigmoid's stretch (Louizos et al., as the paper uses it).
+constexpr float kZeta = 1.1f, kGamma = -0.1f;
+
+using Clock = std::chrono::steady_clock;
+double msSince(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMap = Eigen::Map<const RowMatrix>;
+using Map = Eigen::Map<RowMatrix>;
+
+// A qe::Tensor's float32 values as a torch tensor that shares its memory (read only by us).
+at::Tensor borrow(const Tensor& t)
+{
+    std::vector<std::int64_t> sizes(t.shape().begin(), t.shape().end());
+    return at::from_blob(const_cast<float*>(t.data<float>()), sizes, at::TensorOptions().dtype(at::kFloat));
+}
+
+// Restores torch's thread count when AdaRound returns, so the caller's OpenMP regions (which
+// share libgomp's setting with torch) keep theirs.
+class TorchThreads {
+public:
+    explicit TorchThreads(int threads) : previous_(at::get_num_threads())
+    {
+        if (threads > 0)
+            at::set_num_threads(threads);
+    }
+    ~TorchThreads() { at::set_num_threads(previous_); }
+    TorchThreads(const TorchThreads&) = delete;
+    TorchThreads& operator=(const TorchThreads&) = delete;
+
+private:
+    int previous_;
+};
+
+// The layer as G matrix products, with the rows it is optimised on.
+struct Problem {
+    std::int64_t groups = 1, outputsPerGroup = 0, reduction = 0, rows = 0, rowsPerStep = 0;
+    at::Tensor inputs;   // [G, rows, Kg]
+    at::Tensor targets;  // [G, rows, Mg], through the fused activation when reconstructing after it
+    at::Tensor bias;     // [G, 1, Mg]
+    std::optional<std::pair<float, float>> activation;  // the fused clamp's bounds
+    bool weightsTransposed = false;  // the model stores [K, M] (Gemm without transB, MatMul)
+};
+
+// Y = X W^T + b for each group, into `out` [G, rows, Mg].
+void multiply(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, at::Tensor& out)
+{
+    const std::int64_t groups = x.size(0), rows = x.size(1), k = x.size(2), m = w.size(1);
+    for (std::int64_t g = 0; g < groups; ++g) {
+        ConstMap xg(x.data_ptr<float>() + g * rows * k, rows, k);
+        ConstMap wg(w.data_ptr<float>() + g * m * k, m, k);
+        Map yg(out.data_ptr<float>() + g * rows * m, rows, m);
+        yg.noalias() = xg * wg.transpose();
+        yg.rowwise() += ConstMap(bias.data_ptr<float>() + g * m, 1, m).row(0);
+    }
+}
+
+// dW = dY^T X for each group, into `out` [G, Mg, Kg].
+void weightGradient(const at::Tensor& dy, const at::Tensor& x, at::Tensor& out)
+{
+    const std::int64_t groups = x.size(0), rows = x.size(1), k = x.size(2), m = dy.size(2);
+    for (std::int64_t g = 0; g < groups; ++g) {
+        ConstMap dyg(dy.data_ptr<float>() + g * rows * m, rows, m);
+        ConstMap xg(x.data_ptr<float>() + g * rows * k, rows, k);
+        Map dwg(out.data_ptr<float>() + g * m * k, m, k);
+        dwg.noalias() = dyg.transpose() * xg;
+    }
+}
+
+// Mean over rows of the squared error summed over output channels: the loss's first term.
+double reconstructionError(const Problem& p, const at::Tensor& weights)
+{
+    at::Tensor y = at::empty({p.groups, p.rows, p.outputsPerGroup}, at::kFloat);
+    multiply(p.inputs, weights, p.bias, y);
+    if (p.activation)
+        y.clamp_(p.activation->first, p.activation->second);
+    return (y - p.targets).pow(2).sum().item<double>() / static_cast<double>(p.rows);
+}
+
+std::string describeShape(const Tensor& t) { return shapeToString(t.shape()); }
+
+// The fused Relu/Clip's bounds: the activation node run on the extremes of float (as
+// fusedCodeRange finds its code range); nullopt without one, or when a bound is computed.
+std::optional<std::pair<float, float>> fusedBounds(const Graph& graph, const QuantLayer& layer)
+{
+    if (layer.outputNodeIndex == layer.nodeIndex || layer.outputNodeIndex < 0)
+        return std::nullopt;
+    const Node& activation = graph.nodes.at(static_cast<std::size_t>(layer.outputNodeIndex));
+    const Tensor extremes = Tensor::fromValues<float>({2}, std::vector<float>{-FLT_MAX, FLT_MAX});
+    std::vector<const Tensor*> in{&extremes};
+    for (std::size_t i = 1; i < activation.inputs.size(); ++i) {
+        const std::string& name = activation.inputs[i];
+        if (!name.empty() && !graph.isInitializer(name))
+            return std::nullopt;
+        in.push_back(name.empty() ? nullptr : &graph.initializers.at(name));
+    }
+    const Tensor ends = runNode(activation, graph.opsetVersion, in).at(0);
+    return std::pair{ends.data<float>()[0], ends.data<float>()[1]};
+}
+
+// Conv: unfolds each image (padding first, so asymmetric and auto_pad pads work) and keeps at
+// most `maxPositions` random output positions of it; the targets at the same positions.
+void unfoldConvolution(const Node& node, const std::string& name, const Tensor& weights, const Tensor& inputs,
+                       const Tensor& targets, int maxPositions, at::Generator& generator, Problem& p)
+{
+    if (inputs.rank() != 4 && inputs.rank() != 3)
+        throw Error("layer '" + name + "': AdaRound expects its input as N x C x H x W (or N x C x W), got " + describeShape(inputs));
+    if (weights.rank() != inputs.rank())
+        throw Error("layer '" + name + "': weights " + describeShape(weights) + " do not match an input of rank " +
+                    std::to_string(inputs.rank()));
+    const int spatial = inputs.rank() - 2;
+    const std::int64_t n = inputs.dim(0), channels = inputs.dim(1);
+    const std::int64_t inH = spatial == 2 ? inputs.dim(2) : 1, inW = inputs.dim(inputs.rank() - 1);
+    const std::int64_t kernelH = spatial == 2 ? weights.dim(2) : 1, kernelW = weights.dim(weights.rank() - 1);
+    const std::int64_t groups = node.intAttribute("group", 1), outputs = weights.dim(0);
+    if (groups < 1 || channels != weights.dim(1) * groups || outputs % groups != 0)
+        throw Error("layer '" + name + "': an input of " + std::to_string(channels) + " channels does not fit weights " +
+                    describeShape(weights) + " in " + std::to_string(groups) + " groups");
+    Window2D w;
+    try {
+        w = makeWindow(node, spatial, inH, inW, kernelH, kernelW, false);
+    } catch (const Error& e) {
+        throw Error("layer '" + name + "': " + e.what());
+    }
+    const Shape expected = spatial == 2 ? Shape{n, outputs, w.outH, w.outW} : Shape{n, outputs, w.outW};
+    if (targets.shape() != expected)
+        throw Error("layer '" + name + "': its float outputs should be " + shapeToString(expected) + " for an input of " +
+                    describeShape(inputs) + ", got " + describeShape(targets));
+
+    const std::int64_t positions = w.outH * w.outW, kept = std::min<std::int64_t>(positions, maxPositions);
+    const std::int64_t unfoldedWidth = channels * kernelH * kernelW;
+    const at::Tensor x = borrow(inputs).reshape({n, channels, inH, inW});
+    const at::Tensor y = borrow(targets).reshape({n, outputs, positions});
+    at::Tensor rows = at::empty({n, kept, unfoldedWidth}, at::kFloat);
+    at::Tensor rowTargets = at::empty({n, kept, outputs}, at::kFloat);
+    for (std::int64_t i = 0; i < n; ++i) {
+        const at::Tensor padded = at::constant_pad_nd(x.narrow(0, i, 1), {w.padLeft, w.padRight, w.padTop, w.padBottom}, 0);
+        const at::Tensor columns = at::im2col(padded, {kernelH, kernelW}, {w.dilationH, w.dilationW}, {0, 0},
+                                              {w.strideH, w.strideW})[0];  // [C * kh * kw, positions]
+        const at::Tensor picked = kept == positions ? at::arange(positions, at::kLong)
+                                                    : at::randperm(positions, generator, at::kLong).narrow(0, 0, kept);
+        rows[i].copy_(columns.index_select(1, picked).t());
+        rowTargets[i].copy_(y[i].index_select(1, picked).t());
+    }
+    p.groups = groups;
+    p.outputsPerGroup = outputs / groups;
+    p.reduction = unfoldedWidth / groups;  // im2col's columns are (channel, ky, kx), so each group's are contiguous
+    p.rows = n * kept;
+    p.inputs = rows.reshape({p.rows, groups, p.reduction}).permute({1, 0, 2}).contiguous();
+    p.targets = rowTargets.reshape({p.rows, groups, p.outputsPerGroup}).permute({1, 0, 2}).contiguous();
+}
+
+// Gemm/MatMul: every leading index of the input is a row.
+void rowsOfMatrixProduct(const Node& node, const std::string& name, const Tensor& weights, const Tensor& inputs,
+                         const Tensor& targets, Problem& p)
+{
+    if (weights.rank() != 2)
+        throw Error("layer '" + name + "': AdaRound takes matrix weights, got " + describeShape(weights));
+    const bool gemm = node.opType == "Gemm";
+    if (gemm && (node.intAttribute("transA", 0) != 0 || node.floatAttribute("alpha", 1.f) != 1.f ||
+                 node.floatAttribute("beta", 1.f) != 1.f))
+        throw Error("layer '" + name + "': AdaRound takes a Gemm without transA, alpha or beta");
+    p.weightsTransposed = !(gemm && node.intAttribute("transB", 0) != 0);
+    const std::int64_t reduction = weights.dim(p.weightsTransposed ? 0 : 1), outputs = weights.dim(p.weightsTransposed ? 1 : 0);
+    if (inputs.rank() < 2 || inputs.dim(inputs.rank() - 1) != reduction)
+        throw Error("layer '" + name + "': its input should end in " + std::to_string(reduction) + " values (weights " +
+                    describeShape(weights) + "), got " + describeShape(inputs));
+    Shape expected = inputs.shape();
+    expected.back() = outputs;
+    if (targets.shape() != expected)
+        throw Error("layer '" + name + "': its float outputs should be " + shapeToString(expected) + " for an input of " +
+                    describeShape(inputs) + ", got " + describeShape(targets));
+    p.groups = 1;
+    p.outputsPerGroup = outputs;
+    p.reduction = reduction;
+    p.rows = inputs.size() / reduction;
+    p.inputs = borrow(inputs).reshape({1, p.rows, reduction}).clone();
+    p.targets = borrow(targets).reshape({1, p.rows, outputs}).clone();
+}
+
+// The weights as [G, Mg, Kg], output channel m = g * Mg + j.
+at::Tensor weightMatrices(const Problem& p, const Tensor& weights)
+{
+    at::Tensor w = borrow(weights);
+    if (p.weightsTransposed)
+        w = w.t();
+    return w.reshape({p.groups, p.outputsPerGroup, p.reduction}).contiguous();
+}
+
+// Back to the model's layout, from [G, Mg, Kg].
+at::Tensor modelLayout(const Problem& p, const at::Tensor& matrices, const Tensor& weights)
+{
+    at::Tensor w = matrices.reshape({p.groups * p.outputsPerGroup, p.reduction});
+    if (p.weightsTransposed)
+        w = w.t();
+    std::vector<std::int64_t> sizes(weights.shape().begin(), weights.shape().end());
+    return w.contiguous().reshape(sizes);
+}
+
+void checkParams(const std::string& name, const QuantParams& params, std::int64_t outputs)
+{
+    const SchemeTraits& traits = schemeTraits(params.scheme);
+    if (traits.family != SchemeFamily::Uniform || !std::holds_alternative<UniformParams>(params.values))
+        throw Error("layer '" + name + "': AdaRound chooses between the two nearest levels of a uniform grid, so it needs "
+                    "affine, symmetric or power-of-two weights, not '" + std::string(traits.name) + "'");
+    if (params.granularity == Granularity::PerGroup)
+        throw Error("layer '" + name + "': AdaRound takes per-tensor or per-channel weight parameters, not per-group");
+    const UniformParams& u = params.uniform();
+    const auto blocks = static_cast<std::int64_t>(u.scale.size());
+    if ((blocks != 1 && blocks != outputs) || u.zeroPoint.size() != u.scale.size())
+        throw Error("layer '" + name + "': expected 1 or " + std::to_string(outputs) + " weight scales with as many zero-points, got " +
+                    std::to_string(blocks) + " scales and " + std::to_string(u.zeroPoint.size()) + " zero-points");
+    for (float s : u.scale)
+        if (!(s > 0.f) || !std::isfinite(1.f / s))
+            throw Error("layer '" + name + "': weight scales must be positive and finite, got " + std::to_string(s));
+}
+
+void checkOptions(const std::string& name, const AdaRoundOptions& o)
+{
+    auto fail = [&](const std::string& what) { throw Error("layer '" + name + "': AdaRound needs " + what); };
+    if (o.iterations < 1)
+        fail("at least 1 iteration, got " + std::to_string(o.iterations));
+    if (o.batchSize < 1 || o.positionsPerImage < 1 || o.maxPositionsPerImage < 1)
+        fail("a batch size and positions per image of at least 1, got " + std::to_string(o.batchSize) + ", " +
+             std::to_string(o.positionsPerImage) + " and " + std::to_string(o.maxPositionsPerImage));
+    if (!(o.warmup >= 0.f && o.warmup < 1.f))
+        fail("a warm-up fraction in [0, 1), got " + std::to_string(o.warmup));
+    if (!(o.learningRate > 0.f) || !(o.regularization >= 0.f) || !(o.betaStart >= o.betaEnd && o.betaEnd > 0.f))
+        fail("a positive learning rate, a non-negative regularisation and beta annealing downwards to a positive value");
+}
+
+// The regulariser's exponent at `iteration` of the annealing phase: cosine from betaStart to betaEnd.
+float annealedBeta(const AdaRoundOptions& o, int iteration, int warmupIterations)
+{
+    const double progress = double(iteration - warmupIterations) / double(std::max(1, o.iterations - warmupIterations));
+    return static_cast<float>(o.betaEnd + 0.5 * (o.betaStart - o.betaEnd) * (1 + std::cos(progress * M_PI)));
+}
+
+}  // namespace
+
+AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const QuantParams& weightParams, const Tensor& inputs,
+                        const Tensor& targets, const AdaRoundOptions& options)
+{
+    const Clock::time_point start = Clock::now();
+    const std::string& name = layer.name;
+    if (layer.nodeIndex < 0 || layer.weight.empty())
+        throw Error("layer '" + name + "': AdaRound needs a layer with weights (Conv, Gemm or MatMul)");
+    const Node& node = graph.nodes.at(static_cast<std::size_t>(layer.nodeIndex));
+    const IntegerFamily family = operatorTraits(node.name, node.opType).integer;
+    if (family != IntegerFamily::Convolution && family != IntegerFamily::MatrixProduct)
+        throw Error("layer '" + name + "': AdaRound takes a Conv, Gemm or MatMul layer, not " + node.opType);
+    const Tensor& weights = graph.initializers.at(layer.weight);
+    if (weights.dtype() != DataType::Float32 || inputs.dtype() != DataType::Float32 || targets.dtype() != DataType::Float32)
+        throw Error("layer '" + name + "': AdaRound takes float32 weights, inputs and outputs");
+    if (inputs.empty() || inputs.size() == 0)
+        throw Error("layer '" + name + "': AdaRound needs input samples, got none");
+    checkOptions(name, options);
+    const std::int64_t outputs = weights.dim(family == IntegerFamily::Convolution ? 0 : layer.weightChannelAxis);
+    checkParams(name, weightParams, outputs);
+
+    TorchThreads threads(options.threads);
+    at::NoGradGuard noGradients;
+    at::Generator generator = at::detail::createCPUGenerator(options.seed);
+
+    Problem p;
+    if (family == IntegerFamily::Convolution)
+        unfoldConvolution(node, name, weights, inputs, targets, options.maxPositionsPerImage, generator, p);
+    else
+        rowsOfMatrixProduct(node, name, weights, inputs, targets, p);
+    const std::int64_t rowsPerImage = p.rows / inputs.dim(0);
+    p.rowsPerStep = std::min<std::int64_t>(p.rows, options.batchSize * std::min<std::int64_t>(options.positionsPerImage, rowsPerImage));
+    p.bias = at::zeros({p.groups, 1, p.outputsPerGroup}, at::kFloat);
+    if (!layer.bias.empty()) {
+        const Tensor& bias = graph.initializers.at(layer.bias);
+        if (bias.dtype() != DataType::Float32 || bias.size() != outputs)
+            throw Error("layer '" + name + "': expected a float32 bias of " + std::to_string(outputs) + " values, got " +
+                        bias.describe());
+        p.bias.copy_(borrow(bias).reshape({p.groups, 1, p.outputsPerGroup}));
+    }
+    if (options.throughFusedActivation)
+        p.activation = fusedBounds(graph, layer);
+    if (p.activation)
+        p.targets.clamp_(p.activation->first, p.activation->second);
+
+    // The rounding problem: each weight's two neighbouring codes, per output channel's scale.
+    const UniformParams& u = weightParams.uniform();
+    at::Tensor scale = at::empty({outputs}, at::kFloat), zeroPoint = at::empty({outputs}, at::kFloat);
+    for (std::int64_t m = 0; m < outputs; ++m) {
+        const std::size_t block = u.scale.size() == 1 ? 0 : static_cast<std::size_t>(m);
+        scale[m] = u.scale[block];
+        zeroPoint[m] = static_cast<float>(u.zeroPoint[block]);
+    }
+    scale = scale.reshape({p.groups, p.outputsPerGroup, 1});
+    zeroPoint = zeroPoint.reshape({p.groups, p.outputsPerGroup, 1});
+    const float qmin = static_cast<float>(weightParams.qmin), qmax = static_cast<float>(weightParams.qmax);
+    const at::Tensor floatWeights = weightMatrices(p, weights);
+    // x * (1/s), as fakeQuantize computes it, so that nearest rounding here is fakeQuantize's.
+    const at::Tensor ratio = floatWeights * scale.reciprocal();
+    const at::Tensor lower = ratio.floor() + zeroPoint;  // the code below (or at) each weight
+    // Weights whose both neighbours are codes; the others are clamped either way and stay fixed.
+    const at::Tensor movable = ((lower >= qmin) & (lower + 1 <= qmax)).to(at::kFloat);
+    auto weightsFor = [&](const at::Tensor& up) { return scale * ((lower + up).clamp(qmin, qmax) - zeroPoint); };
+
+    // h(V) = frac(w/s) at the start: V = -log((zeta - gamma) / (frac - gamma) - 1).
+    const at::Tensor fraction = ratio - ratio.floor();
+    at::Tensor v = -at::log((kZeta - kGamma) / (fraction - kGamma) - 1);
+    v.set_requires_grad(true);
+    torch::optim::Adam adam(std::vector<at::Tensor>{v}, torch::optim::AdamOptions(options.learningRate));
+
+    AdaRoundStatistics stats;
+    stats.rows = p.rows;
+    stats.rowsPerStep = p.rowsPerStep;
+    stats.floatError = reconstructionError(p, floatWeights);
+    stats.nearestError = reconstructionError(p, weightsFor(ratio.round() + zeroPoint - lower));
+
+    // Buffers reused by every step.
+    const std::int64_t batch = p.rowsPerStep;
+    at::Tensor picked = at::empty({batch}, at::kLong);
+    at::Tensor x = at::empty({p.groups, batch, p.reduction}, at::kFloat);
+    at::Tensor t = at::empty({p.groups, batch, p.outputsPerGroup}, at::kFloat);
+    at::Tensor y = at::empty({p.groups, batch, p.outputsPerGroup}, at::kFloat);
+    at::Tensor weightGrad = at::empty({p.groups, p.outputsPerGroup, p.reduction}, at::kFloat);
+    const int warmupIterations = static_cast<int>(std::lround(options.warmup * options.iterations));
+    const float reconstructionScale = 2.f / static_cast<float>(batch);
+    stats.setupMs = msSince(start);
+
+    for (int iteration = 0; iteration < options.iterations; ++iteration) {
+        if (options.cancel && options.cancel->load(std::memory_order_relaxed))
+            throw Cancelled();
+        Clock::time_point phase = Clock::now();
+        at::randint_out(picked, p.rows, {batch}, generator);
+        at::index_select_out(x, p.inputs, 1, picked);
+        at::index_select_out(t, p.targets, 1, picked);
+        const at::Tensor sigmoid = v.detach().sigmoid();
+        const at::Tensor stretched = sigmoid * (kZeta - kGamma) + kGamma;
+        const at::Tensor h = stretched.clamp(0, 1);
+        const at::Tensor soft = weightsFor(h);
+        multiply(x, soft, p.bias, y);
+        stats.forwardMs += msSince(phase);
+
+        phase = Clock::now();
+        at::Tensor dy = y.clamp(p.activation ? p.activation->first : -FLT_MAX, p.activation ? p.activation->second : FLT_MAX);
+        dy.sub_(t).mul_(reconstructionScale);
+        if (p.activation)
+            dy.mul_(((y > p.activation->first) & (y < p.activation->second)).to(at::kFloat));
+        weightGradient(dy, x, weightGrad);
+        at::Tensor dh = weightGrad.mul_(scale).mul_(movable);
+        if (iteration >= warmupIterations && options.regularization > 0.f) {
+            // d/dh of lambda (1 - |2h - 1|^beta) = -2 lambda beta |2h - 1|^(beta - 1) sign(2h - 1)
+            const float beta = annealedBeta(options, iteration, warmupIterations);
+            const at::Tensor centred = 2 * h - 1;
+            dh.sub_(centred.abs().pow(beta - 1).mul_(centred.sign()).mul_(2 * options.regularization * beta));
+        }
+        const at::Tensor inside = ((stretched > 0) & (stretched < 1)).to(at::kFloat);
+        v.mutable_grad() = dh.mul_(sigmoid * (1 - sigmoid) * (kZeta - kGamma)).mul_(inside);
+        stats.backwardMs += msSince(phase);
+
+        phase = Clock::now();
+        adam.step();
+        stats.adamMs += msSince(phase);
+        stats.iterations = iteration + 1;
+        if (options.progress && (iteration + 1) % 500 == 0)
+            options.progress(iteration + 1, options.iterations);
+    }
+
+    // Round up where h(V) >= 0.5.
+    const at::Tensor up = (v.detach().sigmoid() * (kZeta - kGamma) + kGamma).clamp(0, 1).ge(0.5f).to(at::kFloat);
+    const at::Tensor rounded = weightsFor(up);
+    stats.adaRoundError = reconstructionError(p, rounded);
+    const at::Tensor codes = (lower + up).clamp(qmin, qmax);
+    const at::Tensor nearestCodes = (ratio.round() + zeroPoint).clamp(qmin, qmax);
+    stats.flippedFraction = codes.ne(nearestCodes).sum().item<double>() / static_cast<double>(codes.numel());
+
+    AdaRoundResult result;
+    const at::Tensor codesInModelLayout = modelLayout(p, codes, weights).to(at::kInt);
+    result.codes.assign(codesInModelLayout.data_ptr<std::int32_t>(), codesInModelLayout.data_ptr<std::int32_t>() + codesInModelLayout.numel());
+    result.weights = Tensor(DataType::Float32, weights.shape());
+    const at::Tensor roundedInModelLayout = modelLayout(p, rounded, weights);
+    std::copy_n(roundedInModelLayout.data_ptr<float>(), roundedInModelLayout.numel(), result.weights.mutableData<float>());
+    if (options.progress)
+        options.progress(options.iterations, options.iterations);
+    stats.totalMs = msSince(start);
+    result.statistics = stats;
+    return result;
+}
+
+}  // namespace qe
