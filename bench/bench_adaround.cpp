@@ -2,6 +2,7 @@
 // AdaRound's defaults, each layer fed what the W4A8 simulation (nearest rounding) gives it:
 //   build/bench/bench_adaround [--iterations N] [--images N]              the demo model, Fashion-MNIST training images
 //   build/bench/bench_adaround --mobilenet [--iterations N] [--images N]  MobileNetV1 0.5 at 160, ../shared's ImageNet images
+// --threads N sets AdaRound's threads (default 2).
 // Prints, per layer, the seconds and where they went (unfolding and set-up, forward, backward,
 // Adam), and the reconstruction error of nearest rounding and AdaRound on the optimised rows.
 
@@ -38,10 +39,12 @@ int main(int argc, char** argv)
             mobileNet = true;
         else if (!std::strcmp(argv[i], "--iterations") && i + 1 < argc)
             options.iterations = std::stoi(argv[++i]);
+        else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
+            options.threads = std::stoi(argv[++i]);
         else if (!std::strcmp(argv[i], "--images") && i + 1 < argc)
             images = std::stoul(argv[++i]);
         else {
-            std::fprintf(stderr, "usage: bench_adaround [--mobilenet] [--iterations N] [--images N]\n");
+            std::fprintf(stderr, "usage: bench_adaround [--mobilenet] [--iterations N] [--images N] [--threads N]\n");
             return 2;
         }
     }

@@ -74,46 +74,102 @@ private:
     int previous_;
 };
 
-// The layer as G matrix products, with the rows it is optimised on.
+// The layer as G matrix products, with the rows it is optimised on. A row holds all groups'
+// reductions side by side ([G, Kg], as im2col lays them out), so gathering a batch copies whole
+// rows; the products read each group's columns with a stride.
 struct Problem {
     std::int64_t groups = 1, outputsPerGroup = 0, reduction = 0, rows = 0, rowsPerStep = 0;
-    at::Tensor inputs;   // [G, rows, Kg]
-    at::Tensor targets;  // [G, rows, Mg], through the fused activation when reconstructing after it
-    at::Tensor bias;     // [G, 1, Mg]
+    at::Tensor inputs;   // [rows, G * Kg]
+    at::Tensor targets;  // [rows, G * Mg], through the fused activation when reconstructing after it
+    at::Tensor bias;     // [G * Mg]
     std::optional<std::pair<float, float>> activation;  // the fused clamp's bounds
     bool weightsTransposed = false;  // the model stores [K, M] (Gemm without transB, MatMul)
 };
 
-// Y = X W^T + b for each group, into `out` [G, rows, Mg].
-void multiply(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, at::Tensor& out)
+using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+using ConstStridedMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
+using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
+
+// Below this many multiply-adds a second thread costs more than it saves (as in
+// engine/ops/parallel_gemm.h), and on a busy machine a parallel region can wait milliseconds
+// for a descheduled thread.
+constexpr std::int64_t kParallelWork = 4'000'000;
+
+// Row blocks for the threads: [begin, end) of block `b` of `blocks`.
+std::pair<std::int64_t, std::int64_t> rowBlock(std::int64_t rows, int b, int blocks)
 {
-    const std::int64_t groups = x.size(0), rows = x.size(1), k = x.size(2), m = w.size(1);
-    for (std::int64_t g = 0; g < groups; ++g) {
-        ConstMap xg(x.data_ptr<float>() + g * rows * k, rows, k);
-        ConstMap wg(w.data_ptr<float>() + g * m * k, m, k);
-        Map yg(out.data_ptr<float>() + g * rows * m, rows, m);
-        yg.noalias() = xg * wg.transpose();
-        yg.rowwise() += ConstMap(bias.data_ptr<float>() + g * m, 1, m).row(0);
+    return {rows * b / blocks, rows * (b + 1) / blocks};
+}
+
+int blocksFor(std::int64_t work, int threads) { return work >= kParallelWork ? std::max(1, threads) : 1; }
+
+// Y = X W^T + b for each group: x [rows, G * Kg], w [G, Mg, Kg], into `out` [rows, G * Mg].
+// A depthwise layer (Mg = 1) streams through the rows once, every group at a time; other layers
+// multiply each group's (strided) columns. Rows are split among the threads.
+void multiply(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, at::Tensor& out, int threads)
+{
+    const std::int64_t groups = w.size(0), m = w.size(1), k = w.size(2), rows = x.size(0);
+    const float* px = x.data_ptr<float>();
+    const float* pw = w.data_ptr<float>();
+    const float* pb = bias.data_ptr<float>();
+    float* py = out.data_ptr<float>();
+    const int blocks = blocksFor(rows * groups * m * k, threads);
+#pragma omp parallel for schedule(static) num_threads(blocks) if (blocks > 1)
+    for (int block = 0; block < blocks; ++block) {
+        const auto [begin, end] = rowBlock(rows, block, blocks);
+        if (m == 1 && groups > 1) {
+            const ConstMap weights(pw, groups, k);
+            for (std::int64_t r = begin; r < end; ++r)
+                Eigen::Map<Eigen::VectorXf>(py + r * groups, groups) =
+                    (ConstMap(px + r * groups * k, groups, k).array() * weights.array()).rowwise().sum().matrix() +
+                    Eigen::Map<const Eigen::VectorXf>(pb, groups);
+            continue;
+        }
+        for (std::int64_t g = 0; g < groups; ++g) {
+            ConstStridedMap xg(px + begin * groups * k + g * k, end - begin, k, Eigen::OuterStride<>(groups * k));
+            StridedMap yg(py + begin * groups * m + g * m, end - begin, m, Eigen::OuterStride<>(groups * m));
+            yg.noalias() = xg * ConstMap(pw + g * m * k, m, k).transpose();
+        }
+        Map(py + begin * groups * m, end - begin, groups * m).rowwise() += ConstMap(pb, 1, groups * m).row(0);
     }
 }
 
-// dW = dY^T X for each group, into `out` [G, Mg, Kg].
-void weightGradient(const at::Tensor& dy, const at::Tensor& x, at::Tensor& out)
+// dW = dY^T X for each group, into `out` [G, Mg, Kg]: each thread sums its rows' share into
+// `partial` [threads, G, Mg, Kg], then the shares are added.
+void weightGradient(const at::Tensor& dy, const at::Tensor& x, at::Tensor& partial, at::Tensor& out, int threads)
 {
-    const std::int64_t groups = x.size(0), rows = x.size(1), k = x.size(2), m = dy.size(2);
-    for (std::int64_t g = 0; g < groups; ++g) {
-        ConstMap dyg(dy.data_ptr<float>() + g * rows * m, rows, m);
-        ConstMap xg(x.data_ptr<float>() + g * rows * k, rows, k);
-        Map dwg(out.data_ptr<float>() + g * m * k, m, k);
-        dwg.noalias() = dyg.transpose() * xg;
+    const std::int64_t groups = out.size(0), m = out.size(1), k = out.size(2), rows = x.size(0);
+    const float* pdy = dy.data_ptr<float>();
+    const float* px = x.data_ptr<float>();
+    const int blocks = std::min<int>(blocksFor(rows * groups * m * k, threads), static_cast<int>(partial.size(0)));
+#pragma omp parallel for schedule(static) num_threads(blocks) if (blocks > 1)
+    for (int block = 0; block < blocks; ++block) {
+        const auto [begin, end] = rowBlock(rows, block, blocks);
+        float* pw = (blocks == 1 ? out : partial[block]).data_ptr<float>();
+        if (m == 1 && groups > 1) {
+            Map dw(pw, groups, k);
+            dw.setZero();
+            for (std::int64_t r = begin; r < end; ++r)
+                dw.array() += ConstMap(px + r * groups * k, groups, k).array().colwise() *
+                              Eigen::Map<const Eigen::ArrayXf>(pdy + r * groups, groups);
+            continue;
+        }
+        for (std::int64_t g = 0; g < groups; ++g) {
+            ConstStridedMap dyg(pdy + begin * groups * m + g * m, end - begin, m, Eigen::OuterStride<>(groups * m));
+            ConstStridedMap xg(px + begin * groups * k + g * k, end - begin, k, Eigen::OuterStride<>(groups * k));
+            Map(pw + g * m * k, m, k).noalias() = dyg.transpose() * xg;
+        }
     }
+    if (blocks > 1)
+        at::sum_out(out, partial.narrow(0, 0, blocks), {0});
 }
 
 // Mean over rows of the squared error summed over output channels: the loss's first term.
 double reconstructionError(const Problem& p, const at::Tensor& weights)
 {
-    at::Tensor y = at::empty({p.groups, p.rows, p.outputsPerGroup}, at::kFloat);
-    multiply(p.inputs, weights, p.bias, y);
+    at::Tensor y = at::empty({p.rows, p.groups * p.outputsPerGroup}, at::kFloat);
+    multiply(p.inputs, weights, p.bias, y, at::get_num_threads());
     if (p.activation)
         y.clamp_(p.activation->first, p.activation->second);
     return (y - p.targets).pow(2).sum().item<double>() / static_cast<double>(p.rows);
@@ -188,8 +244,8 @@ void unfoldConvolution(const Node& node, const std::string& name, const Tensor& 
     p.outputsPerGroup = outputs / groups;
     p.reduction = unfoldedWidth / groups;  // im2col's columns are (channel, ky, kx), so each group's are contiguous
     p.rows = n * kept;
-    p.inputs = rows.reshape({p.rows, groups, p.reduction}).permute({1, 0, 2}).contiguous();
-    p.targets = rowTargets.reshape({p.rows, groups, p.outputsPerGroup}).permute({1, 0, 2}).contiguous();
+    p.inputs = rows.reshape({p.rows, unfoldedWidth});
+    p.targets = rowTargets.reshape({p.rows, outputs});
 }
 
 // Gemm/MatMul: every leading index of the input is a row.
@@ -216,8 +272,8 @@ void rowsOfMatrixProduct(const Node& node, const std::string& name, const Tensor
     p.outputsPerGroup = outputs;
     p.reduction = reduction;
     p.rows = inputs.size() / reduction;
-    p.inputs = borrow(inputs).reshape({1, p.rows, reduction}).clone();
-    p.targets = borrow(targets).reshape({1, p.rows, outputs}).clone();
+    p.inputs = borrow(inputs).reshape({p.rows, reduction}).clone();
+    p.targets = borrow(targets).reshape({p.rows, outputs}).clone();
 }
 
 // The weights as [G, Mg, Kg], output channel m = g * Mg + j.
@@ -300,7 +356,7 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
     const std::int64_t outputs = weights.dim(family == IntegerFamily::Convolution ? 0 : layer.weightChannelAxis);
     checkParams(name, weightParams, outputs);
 
-    TorchThreads threads(options.threads);
+    TorchThreads torchThreads(options.threads);
     at::NoGradGuard noGradients;
     at::Generator generator = at::detail::createCPUGenerator(options.seed);
 
@@ -311,13 +367,13 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
         rowsOfMatrixProduct(node, name, weights, inputs, targets, p);
     const std::int64_t rowsPerImage = p.rows / inputs.dim(0);
     p.rowsPerStep = std::min<std::int64_t>(p.rows, options.batchSize * std::min<std::int64_t>(options.positionsPerImage, rowsPerImage));
-    p.bias = at::zeros({p.groups, 1, p.outputsPerGroup}, at::kFloat);
+    p.bias = at::zeros({outputs}, at::kFloat);
     if (!layer.bias.empty()) {
         const Tensor& bias = graph.initializers.at(layer.bias);
         if (bias.dtype() != DataType::Float32 || bias.size() != outputs)
             throw Error("layer '" + name + "': expected a float32 bias of " + std::to_string(outputs) + " values, got " +
                         bias.describe());
-        p.bias.copy_(borrow(bias).reshape({p.groups, 1, p.outputsPerGroup}));
+        p.bias.copy_(borrow(bias).reshape({outputs}));
     }
     if (options.throughFusedActivation)
         p.activation = fusedBounds(graph, layer);
@@ -332,10 +388,11 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
         scale[m] = u.scale[block];
         zeroPoint[m] = static_cast<float>(u.zeroPoint[block]);
     }
-    scale = scale.reshape({p.groups, p.outputsPerGroup, 1});
-    zeroPoint = zeroPoint.reshape({p.groups, p.outputsPerGroup, 1});
-    const float qmin = static_cast<float>(weightParams.qmin), qmax = static_cast<float>(weightParams.qmax);
     const at::Tensor floatWeights = weightMatrices(p, weights);
+    // Per weight (the step's loops are flat over all weights): its channel's scale and zero-point.
+    scale = scale.reshape({p.groups, p.outputsPerGroup, 1}).expand_as(floatWeights).contiguous();
+    zeroPoint = zeroPoint.reshape({p.groups, p.outputsPerGroup, 1}).expand_as(floatWeights).contiguous();
+    const float qmin = static_cast<float>(weightParams.qmin), qmax = static_cast<float>(weightParams.qmax);
     // x * (1/s), as fakeQuantize computes it, so that nearest rounding here is fakeQuantize's.
     const at::Tensor ratio = floatWeights * scale.reciprocal();
     const at::Tensor lower = ratio.floor() + zeroPoint;  // the code below (or at) each weight
@@ -347,6 +404,7 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
     const at::Tensor fraction = ratio - ratio.floor();
     at::Tensor v = -at::log((kZeta - kGamma) / (fraction - kGamma) - 1);
     v.set_requires_grad(true);
+    v.mutable_grad() = at::zeros_like(v);  // written in place by each step
     torch::optim::Adam adam(std::vector<at::Tensor>{v}, torch::optim::AdamOptions(options.learningRate));
 
     AdaRoundStatistics stats;
@@ -356,14 +414,27 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
     stats.nearestError = reconstructionError(p, weightsFor(ratio.round() + zeroPoint - lower));
 
     // Buffers reused by every step.
-    const std::int64_t batch = p.rowsPerStep;
+    const int threads = at::get_num_threads();
+    const std::int64_t batch = p.rowsPerStep, count = v.numel();
     at::Tensor picked = at::empty({batch}, at::kLong);
-    at::Tensor x = at::empty({p.groups, batch, p.reduction}, at::kFloat);
-    at::Tensor t = at::empty({p.groups, batch, p.outputsPerGroup}, at::kFloat);
-    at::Tensor y = at::empty({p.groups, batch, p.outputsPerGroup}, at::kFloat);
-    at::Tensor weightGrad = at::empty({p.groups, p.outputsPerGroup, p.reduction}, at::kFloat);
+    at::Tensor x = at::empty({batch, p.groups * p.reduction}, at::kFloat);
+    at::Tensor t = at::empty({batch, outputs}, at::kFloat);
+    at::Tensor y = at::empty({batch, outputs}, at::kFloat);
+    at::Tensor dy = at::empty({batch, outputs}, at::kFloat);
+    at::Tensor soft = at::empty_like(floatWeights), sigmoid = at::empty_like(floatWeights);
+    at::Tensor weightGrad = at::empty_like(floatWeights);
+    at::Tensor partialGrads = at::empty({threads, p.groups, p.outputsPerGroup, p.reduction}, at::kFloat);
+    // The per-weight arithmetic runs as fused Eigen array expressions (one pass over the weights
+    // each, instead of a torch operator and a temporary per term).
+    const ConstArrayMap S(scale.data_ptr<float>(), count), Z(zeroPoint.data_ptr<float>(), count),
+        L(lower.data_ptr<float>(), count), movableMask(movable.data_ptr<float>(), count);
+    const ConstArrayMap V(v.data_ptr<float>(), count), dW(weightGrad.data_ptr<float>(), count);
+    ArrayMap soft_(soft.data_ptr<float>(), count), sig(sigmoid.data_ptr<float>(), count), dV(v.mutable_grad().data_ptr<float>(), count);
     const int warmupIterations = static_cast<int>(std::lround(options.warmup * options.iterations));
     const float reconstructionScale = 2.f / static_cast<float>(batch);
+    const float lo = p.activation ? p.activation->first : -FLT_MAX, hi = p.activation ? p.activation->second : FLT_MAX;
+    const ConstArrayMap Y(y.data_ptr<float>(), y.numel()), T(t.data_ptr<float>(), t.numel());
+    ArrayMap dY(dy.data_ptr<float>(), dy.numel());
     stats.setupMs = msSince(start);
 
     for (int iteration = 0; iteration < options.iterations; ++iteration) {
@@ -371,30 +442,28 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
             throw Cancelled();
         Clock::time_point phase = Clock::now();
         at::randint_out(picked, p.rows, {batch}, generator);
-        at::index_select_out(x, p.inputs, 1, picked);
-        at::index_select_out(t, p.targets, 1, picked);
-        const at::Tensor sigmoid = v.detach().sigmoid();
-        const at::Tensor stretched = sigmoid * (kZeta - kGamma) + kGamma;
-        const at::Tensor h = stretched.clamp(0, 1);
-        const at::Tensor soft = weightsFor(h);
-        multiply(x, soft, p.bias, y);
+        at::index_select_out(x, p.inputs, 0, picked);
+        at::index_select_out(t, p.targets, 0, picked);
+        sig = (1.f + (-V).exp()).inverse();
+        soft_ = S * ((L + (sig * (kZeta - kGamma) + kGamma).max(0.f).min(1.f)).max(qmin).min(qmax) - Z);
+        multiply(x, soft, p.bias, y, threads);
         stats.forwardMs += msSince(phase);
 
         phase = Clock::now();
-        at::Tensor dy = y.clamp(p.activation ? p.activation->first : -FLT_MAX, p.activation ? p.activation->second : FLT_MAX);
-        dy.sub_(t).mul_(reconstructionScale);
-        if (p.activation)
-            dy.mul_(((y > p.activation->first) & (y < p.activation->second)).to(at::kFloat));
-        weightGradient(dy, x, weightGrad);
-        at::Tensor dh = weightGrad.mul_(scale).mul_(movable);
+        // The targets are already through the clamp; where the clamp cuts Y, no gradient passes.
+        dY = (Y.max(lo).min(hi) - T) * reconstructionScale * ((Y > lo) && (Y < hi)).cast<float>();
+        weightGradient(dy, x, partialGrads, weightGrad, threads);
+        const auto stretched = sig * (kZeta - kGamma) + kGamma;
+        const auto inside = ((stretched > 0.f) && (stretched < 1.f)).cast<float>();
+        const auto chain = (kZeta - kGamma) * sig * (1.f - sig) * inside;
         if (iteration >= warmupIterations && options.regularization > 0.f) {
             // d/dh of lambda (1 - |2h - 1|^beta) = -2 lambda beta |2h - 1|^(beta - 1) sign(2h - 1)
             const float beta = annealedBeta(options, iteration, warmupIterations);
-            const at::Tensor centred = 2 * h - 1;
-            dh.sub_(centred.abs().pow(beta - 1).mul_(centred.sign()).mul_(2 * options.regularization * beta));
+            const auto centred = 2.f * stretched.max(0.f).min(1.f) - 1.f;
+            dV = (dW * S * movableMask - 2.f * options.regularization * beta * ((beta - 1.f) * centred.abs().log()).exp() * centred.sign()) * chain;
+        } else {
+            dV = dW * S * movableMask * chain;
         }
-        const at::Tensor inside = ((stretched > 0) & (stretched < 1)).to(at::kFloat);
-        v.mutable_grad() = dh.mul_(sigmoid * (1 - sigmoid) * (kZeta - kGamma)).mul_(inside);
         stats.backwardMs += msSince(phase);
 
         phase = Clock::now();
