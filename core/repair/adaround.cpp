@@ -35,6 +35,7 @@
 #include <chrono>
 #include <cmath>
 #include <optional>
+#include <random>
 #include <string>
 
 namespace qe {
@@ -74,12 +75,14 @@ private:
     int previous_;
 };
 
-// The layer as G matrix products, with the rows it is optimised on. A row holds all groups'
-// reductions side by side ([G, Kg], as im2col lays them out), so gathering a batch copies whole
-// rows; the products read each group's columns with a stride.
+// The layer as G matrix products, with the rows it is optimised on, in random order: a step's
+// batch is a window at a random offset, a view rather than a gather. A row holds all groups'
+// reductions side by side ([G, Kg], as im2col lays them out), and the products read each
+// group's columns with a stride; a depthwise layer's rows (Mg = 1) are transposed to [Kg, G] so
+// that each tap is a contiguous vector over the channels.
 struct Problem {
     std::int64_t groups = 1, outputsPerGroup = 0, reduction = 0, rows = 0, rowsPerStep = 0;
-    at::Tensor inputs;   // [rows, G * Kg]
+    at::Tensor inputs;   // [rows, G * Kg], depthwise [rows, Kg * G]
     at::Tensor targets;  // [rows, G * Mg], through the fused activation when reconstructing after it
     at::Tensor bias;     // [G * Mg]
     std::optional<std::pair<float, float>> activation;  // the fused clamp's bounds
@@ -118,12 +121,14 @@ void multiply(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, 
 #pragma omp parallel for schedule(static) num_threads(blocks) if (blocks > 1)
     for (int block = 0; block < blocks; ++block) {
         const auto [begin, end] = rowBlock(rows, block, blocks);
-        if (m == 1 && groups > 1) {
-            const ConstMap weights(pw, groups, k);
-            for (std::int64_t r = begin; r < end; ++r)
-                Eigen::Map<Eigen::VectorXf>(py + r * groups, groups) =
-                    (ConstMap(px + r * groups * k, groups, k).array() * weights.array()).rowwise().sum().matrix() +
-                    Eigen::Map<const Eigen::VectorXf>(pb, groups);
+        if (m == 1 && groups > 1) {  // depthwise: rows are [Kg, G], so each tap is a vector over the channels
+            const RowMatrix taps = ConstMap(pw, groups, k).transpose();
+            for (std::int64_t r = begin; r < end; ++r) {
+                Eigen::Map<Eigen::ArrayXf> yr(py + r * groups, groups);
+                yr = Eigen::Map<const Eigen::ArrayXf>(pb, groups);
+                for (std::int64_t tap = 0; tap < k; ++tap)
+                    yr += Eigen::Map<const Eigen::ArrayXf>(px + (r * k + tap) * groups, groups) * taps.row(tap).transpose().array();
+            }
             continue;
         }
         for (std::int64_t g = 0; g < groups; ++g) {
@@ -147,12 +152,14 @@ void weightGradient(const at::Tensor& dy, const at::Tensor& x, at::Tensor& parti
     for (int block = 0; block < blocks; ++block) {
         const auto [begin, end] = rowBlock(rows, block, blocks);
         float* pw = (blocks == 1 ? out : partial[block]).data_ptr<float>();
-        if (m == 1 && groups > 1) {
-            Map dw(pw, groups, k);
-            dw.setZero();
-            for (std::int64_t r = begin; r < end; ++r)
-                dw.array() += ConstMap(px + r * groups * k, groups, k).array().colwise() *
-                              Eigen::Map<const Eigen::ArrayXf>(pdy + r * groups, groups);
+        if (m == 1 && groups > 1) {  // depthwise: rows are [Kg, G]
+            RowMatrix taps = RowMatrix::Zero(k, groups);
+            for (std::int64_t r = begin; r < end; ++r) {
+                const Eigen::Map<const Eigen::ArrayXf> dyr(pdy + r * groups, groups);
+                for (std::int64_t tap = 0; tap < k; ++tap)
+                    taps.row(tap).transpose().array() += dyr * Eigen::Map<const Eigen::ArrayXf>(px + (r * k + tap) * groups, groups);
+            }
+            Map(pw, groups, k) = taps.transpose();
             continue;
         }
         for (std::int64_t g = 0; g < groups; ++g) {
@@ -365,6 +372,13 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
         unfoldConvolution(node, name, weights, inputs, targets, options.maxPositionsPerImage, generator, p);
     else
         rowsOfMatrixProduct(node, name, weights, inputs, targets, p);
+    {
+        const at::Tensor order = at::randperm(p.rows, generator, at::kLong);
+        p.inputs = p.inputs.index_select(0, order);
+        p.targets = p.targets.index_select(0, order);
+        if (p.outputsPerGroup == 1 && p.groups > 1)
+            p.inputs = p.inputs.reshape({p.rows, p.groups, p.reduction}).transpose(1, 2).contiguous().reshape({p.rows, p.groups * p.reduction});
+    }
     const std::int64_t rowsPerImage = p.rows / inputs.dim(0);
     p.rowsPerStep = std::min<std::int64_t>(p.rows, options.batchSize * std::min<std::int64_t>(options.positionsPerImage, rowsPerImage));
     p.bias = at::zeros({outputs}, at::kFloat);
@@ -416,9 +430,8 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
     // Buffers reused by every step.
     const int threads = at::get_num_threads();
     const std::int64_t batch = p.rowsPerStep, count = v.numel();
-    at::Tensor picked = at::empty({batch}, at::kLong);
-    at::Tensor x = at::empty({batch, p.groups * p.reduction}, at::kFloat);
-    at::Tensor t = at::empty({batch, outputs}, at::kFloat);
+    std::mt19937_64 offsets(options.seed);
+    std::uniform_int_distribution<std::int64_t> offset(0, p.rows - batch);
     at::Tensor y = at::empty({batch, outputs}, at::kFloat);
     at::Tensor dy = at::empty({batch, outputs}, at::kFloat);
     at::Tensor soft = at::empty_like(floatWeights), sigmoid = at::empty_like(floatWeights);
@@ -433,7 +446,7 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
     const int warmupIterations = static_cast<int>(std::lround(options.warmup * options.iterations));
     const float reconstructionScale = 2.f / static_cast<float>(batch);
     const float lo = p.activation ? p.activation->first : -FLT_MAX, hi = p.activation ? p.activation->second : FLT_MAX;
-    const ConstArrayMap Y(y.data_ptr<float>(), y.numel()), T(t.data_ptr<float>(), t.numel());
+    const ConstArrayMap Y(y.data_ptr<float>(), y.numel());
     ArrayMap dY(dy.data_ptr<float>(), dy.numel());
     stats.setupMs = msSince(start);
 
@@ -441,9 +454,9 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
         if (options.cancel && options.cancel->load(std::memory_order_relaxed))
             throw Cancelled();
         Clock::time_point phase = Clock::now();
-        at::randint_out(picked, p.rows, {batch}, generator);
-        at::index_select_out(x, p.inputs, 0, picked);
-        at::index_select_out(t, p.targets, 0, picked);
+        const std::int64_t first = offset(offsets);
+        const at::Tensor x = p.inputs.narrow(0, first, batch);
+        const ConstArrayMap T(p.targets.data_ptr<float>() + first * outputs, batch * outputs);
         sig = (1.f + (-V).exp()).inverse();
         soft_ = S * ((L + (sig * (kZeta - kGamma) + kGamma).max(0.f).min(1.f)).max(qmin).min(qmax) - Z);
         multiply(x, soft, p.bias, y, threads);
@@ -451,16 +464,19 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
 
         phase = Clock::now();
         // The targets are already through the clamp; where the clamp cuts Y, no gradient passes.
-        dY = (Y.max(lo).min(hi) - T) * reconstructionScale * ((Y > lo) && (Y < hi)).cast<float>();
+        // Masks are written as ceil(clamp(a, 0, 1)), 1 where a > 0 and else 0, rather than as
+        // comparisons: Eigen vectorises the whole expression only when every term has a packet form.
+        dY = (Y.max(lo).min(hi) - T) * reconstructionScale * (Y - lo).max(0.f).min(1.f).ceil() * (hi - Y).max(0.f).min(1.f).ceil();
         weightGradient(dy, x, partialGrads, weightGrad, threads);
         const auto stretched = sig * (kZeta - kGamma) + kGamma;
-        const auto inside = ((stretched > 0.f) && (stretched < 1.f)).cast<float>();
-        const auto chain = (kZeta - kGamma) * sig * (1.f - sig) * inside;
+        const auto chain = (kZeta - kGamma) * sig * (1.f - sig) * stretched.max(0.f).min(1.f).ceil() * (1.f - stretched).max(0.f).min(1.f).ceil();
         if (iteration >= warmupIterations && options.regularization > 0.f) {
             // d/dh of lambda (1 - |2h - 1|^beta) = -2 lambda beta |2h - 1|^(beta - 1) sign(2h - 1)
+            //                                    = -2 lambda beta c |c|^(beta - 2), c = 2h - 1;
+            // the tiny offset makes 0^0 (beta = 2 at the end) 1 instead of NaN.
             const float beta = annealedBeta(options, iteration, warmupIterations);
             const auto centred = 2.f * stretched.max(0.f).min(1.f) - 1.f;
-            dV = (dW * S * movableMask - 2.f * options.regularization * beta * ((beta - 1.f) * centred.abs().log()).exp() * centred.sign()) * chain;
+            dV = (dW * S * movableMask - (2.f * options.regularization * beta) * centred * ((beta - 2.f) * (centred.abs() + 1e-30f).log()).exp()) * chain;
         } else {
             dV = dW * S * movableMask * chain;
         }
