@@ -1,19 +1,23 @@
 // AdaRound on libtorch tensors (float32, CPU). The only file of the project that includes torch:
-// its headers are slow to compile and stay out of every header.
+// its headers are slow to compile and stay out of every header. Torch unfolds the inputs
+// (constant_pad_nd + im2col), draws the random numbers, and runs Adam; the step's arithmetic runs
+// on the tensors' memory in Eigen (below).
 //
 // The layer becomes G independent matrix products (G = the Conv's groups, 1 for Gemm/MatMul):
 //     Y_g [rows, Mg] = X_g [rows, Kg] * W_g^T [Kg, Mg] + b_g
 // X holds unfolded inputs (im2col with the layer's pads, strides and dilations), so one row is one
-// output position of one image and a step's batch is a gather of random rows. The gradient is
-// written out by hand (no autograd graph per step):
+// output position of one image; the rows are shuffled once and a step's batch is a window of
+// them at a random offset. The gradient is written out by hand (no autograd graph per step):
 //     loss  = 1/B sum_rows,channels (act(Y) - act(T))^2 + lambda sum(1 - |2h - 1|^beta)
 //     dY    = 2/B (act(Y) - act(T)) * [lo < Y < hi]            (act = the fused clamp, if any)
 //     dW_g  = dY_g^T X_g
 //     dh    = s dW [code not clamped] - lambda beta |2h - 1|^(beta - 1) sign(2h - 1) 2
 //     dV    = dh (zeta - gamma) sigmoid(V) (1 - sigmoid(V)) [0 < h_unclamped < 1]
-// Adam is torch's. The products use Eigen on the tensors' memory: Debian's libtorch calls
-// whatever libblas.so.3 is installed, the reference BLAS by default, which is several times
-// slower than Eigen at these sizes (bench/README.md has the numbers).
+// Why not torch's operators for the step: Debian's libtorch multiplies through whatever
+// libblas.so.3 is installed, the reference BLAS by default (5 GFLOP/s measured on a
+// [1024 x 288] x [288 x 64] product, several times below Eigen), and each of the step's ~20
+// element-wise operators would be one pass over the weights with a temporary; as fused Eigen
+// expressions they are one pass each for the forward and the backward step.
 
 #include "repair/adaround.h"
 

@@ -15,9 +15,9 @@
 //
 // A "sample" is one row of the layer as a matrix product: a Gemm/MatMul input vector, or the
 // receptive field of one output position of a Conv (all groups at once; strides, pads, dilations
-// and groups are applied once, when the inputs are unfolded). Each step draws a random batch of
-// rows, so no step computes a whole feature map. The computation runs in libtorch (float32, its
-// matrix products); no torch type appears here.
+// and groups are applied once, when the inputs are unfolded). Each step takes a random batch of
+// rows, so no step computes a whole feature map. The computation runs on libtorch tensors
+// (float32; the products and the per-weight arithmetic in Eigen); no torch type appears here.
 
 #include "model/graph.h"
 #include "quant/layers.h"
