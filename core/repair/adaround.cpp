@@ -338,6 +338,17 @@ void checkOptions(const std::string& name, const AdaRoundOptions& o)
         fail("a positive learning rate, a non-negative regularisation and beta annealing downwards to a positive value");
 }
 
+// The rows in random order, once, so that a window of them is a random batch; a depthwise
+// layer's rows tap-major (see Problem).
+void shuffleRows(Problem& p, at::Generator& generator)
+{
+    const at::Tensor order = at::randperm(p.rows, generator, at::kLong);
+    p.inputs = p.inputs.index_select(0, order);
+    p.targets = p.targets.index_select(0, order);
+    if (p.outputsPerGroup == 1 && p.groups > 1)
+        p.inputs = p.inputs.reshape({p.rows, p.groups, p.reduction}).transpose(1, 2).contiguous().reshape({p.rows, p.groups * p.reduction});
+}
+
 // The regulariser's exponent at `iteration` of the annealing phase: cosine from betaStart to betaEnd.
 float annealedBeta(const AdaRoundOptions& o, int iteration, int warmupIterations)
 {
@@ -376,13 +387,7 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
         unfoldConvolution(node, name, weights, inputs, targets, options.maxPositionsPerImage, generator, p);
     else
         rowsOfMatrixProduct(node, name, weights, inputs, targets, p);
-    {
-        const at::Tensor order = at::randperm(p.rows, generator, at::kLong);
-        p.inputs = p.inputs.index_select(0, order);
-        p.targets = p.targets.index_select(0, order);
-        if (p.outputsPerGroup == 1 && p.groups > 1)
-            p.inputs = p.inputs.reshape({p.rows, p.groups, p.reduction}).transpose(1, 2).contiguous().reshape({p.rows, p.groups * p.reduction});
-    }
+    shuffleRows(p, generator);
     const std::int64_t rowsPerImage = p.rows / inputs.dim(0);
     p.rowsPerStep = std::min<std::int64_t>(p.rows, options.batchSize * std::min<std::int64_t>(options.positionsPerImage, rowsPerImage));
     p.bias = at::zeros({outputs}, at::kFloat);

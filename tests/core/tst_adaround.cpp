@@ -20,6 +20,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <random>
+#include <span>
 
 using namespace qe;
 namespace fs = std::filesystem;
@@ -83,13 +85,13 @@ double meanSquaredError(const Tensor& a, const Tensor& b)
 
 // (a) and (b) for one layer; prints the numbers the report quotes.
 void checkLayer(const Graph& graph, const QuantLayer& layer, const LayerSamples& fit, const LayerSamples& heldOut,
-                bool floatInputs)
+                bool floatInputs, int iterations = kIterations)
 {
     const Tensor& weights = graph.initializers.at(layer.weight);
     Tensor nearestWeights;
     const QuantParams params = quantizeLayerWeights(layer, kW4PerChannel, weights, nearestWeights);
     AdaRoundOptions options;
-    options.iterations = kIterations;
+    options.iterations = iterations;
     const AdaRoundResult result = adaRound(graph, layer, params, fit.inputs, fit.floatOutputs, options);
     const AdaRoundStatistics& s = result.statistics;
 
@@ -119,7 +121,7 @@ void checkLayer(const Graph& graph, const QuantLayer& layer, const LayerSamples&
         flipped += code != nearest[i];
     }
     QCOMPARE(s.flippedFraction, double(flipped) / double(nearest.size()));
-    QCOMPARE(s.iterations, kIterations);
+    QCOMPARE(s.iterations, iterations);
 
     // The unfolded products reproduce the engine's layer: with float inputs the float weights
     // reconstruct the float outputs up to float rounding.
@@ -208,6 +210,112 @@ private slots:
             if (QTest::currentTestFailed())
                 return;
         }
+    }
+
+    // MNIST-8 from ../shared: Convs with auto_pad SAME_UPPER and no bias input, and a MatMul
+    // after a Reshape (the model takes one image per run); Fashion-MNIST images, float inputs.
+    void mnistEveryLayer()
+    {
+        const fs::path model = test::sharedDir() / "models/mnist-8.onnx";
+        QE_REQUIRE_PATH(model);
+        const Graph graph = loadOnnx(model);
+        const Preprocess preprocess = test::makePreprocess(ColorOrder::Gray, 1.0 / 255, 0, 1, 1.0);
+        const std::unique_ptr<Dataset> train = openDataset(kFashionTrain);
+        const std::vector<QuantLayer> layers = weightedLayers(graph);
+        QCOMPARE(layers.size(), std::size_t(3));
+        QCOMPARE(graph.nodes.at(static_cast<std::size_t>(layers[2].nodeIndex)).opType, std::string("MatMul"));
+        const auto fit = collectLayerSamples(graph, layers, *train, preprocess, 0, 128);
+        const auto heldOut = collectLayerSamples(graph, layers, *train, preprocess, 30000, 128);
+        for (const QuantLayer& layer : layers) {
+            checkLayer(graph, layer, fit.at(layer.name), heldOut.at(layer.name), true);
+            if (QTest::currentTestFailed())
+                return;
+        }
+    }
+
+    // Forms no model here has: a grouped Conv with several outputs per group, strides,
+    // dilations and asymmetric pads; a depthwise Conv with auto_pad; a 1-D Conv; a Gemm with
+    // [K, N] weights; a MatMul on a 3-D input. Random weights; targets from our fp32 engine.
+    // The inputs are correlated as activations are (a shared level per image plus noise): on
+    // white noise the reconstruction error is the weights' squared error times a constant, and
+    // nearest rounding is already the best there is (the paper's point about the Hessian).
+    void geometry_data()
+    {
+        QTest::addColumn<QString>("form");
+        for (const char* form : {"grouped", "depthwise auto_pad", "1-D", "gemm [K, N]", "matmul 3-D"})
+            QTest::newRow(form) << form;
+    }
+    void geometry()
+    {
+        QFETCH(QString, form);
+        Graph graph;
+        graph.opsetVersion = 13;
+        Node node;
+        node.name = "layer";
+        node.inputs = {"x", "w"};
+        node.outputs = {"y"};
+        Shape input, weights;
+        if (form == "grouped") {
+            node.opType = "Conv";
+            node.attributes = {{"group", std::int64_t(2)}, {"strides", std::vector<std::int64_t>{2, 1}},
+                               {"dilations", std::vector<std::int64_t>{1, 2}}, {"pads", std::vector<std::int64_t>{1, 0, 0, 2}}};
+            input = {1, 4, 11, 9};
+            weights = {6, 2, 3, 2};
+        } else if (form == "depthwise auto_pad") {
+            node.opType = "Conv";
+            node.attributes = {{"group", std::int64_t(8)}, {"strides", std::vector<std::int64_t>{2, 2}},
+                               {"auto_pad", std::string("SAME_UPPER")}};
+            input = {1, 8, 10, 10};
+            weights = {8, 1, 3, 3};
+        } else if (form == "1-D") {
+            node.opType = "Conv";
+            node.attributes = {{"pads", std::vector<std::int64_t>{2, 1}}};
+            input = {1, 3, 20};
+            weights = {5, 3, 4};
+        } else if (form == "gemm [K, N]") {
+            node.opType = "Gemm";
+            input = {1, 24};
+            weights = {24, 7};
+        } else {
+            node.opType = "MatMul";
+            input = {1, 5, 24};
+            weights = {24, 7};
+        }
+        std::mt19937 random(7);
+        std::normal_distribution<float> normal;
+        auto randomTensor = [&](Shape shape) {
+            Tensor t(DataType::Float32, std::move(shape));
+            for (float& v : std::span(t.mutableData<float>(), static_cast<std::size_t>(t.size())))
+                v = normal(random);
+            return t;
+        };
+        graph.initializers["w"] = randomTensor(weights);
+        if (node.opType != "MatMul") {
+            node.inputs.push_back("b");
+            graph.initializers["b"] = randomTensor({weights[node.opType == "Gemm" ? 1 : 0]});
+        }
+        graph.inputs.push_back({"x", DataType::Float32, {}, false});
+        graph.outputs.push_back({"y", DataType::Float32, {}, false});
+        graph.nodes.push_back(node);
+        const QuantLayer layer = weightedLayers(graph).at(0);
+        auto samples = [&](std::int64_t images) {
+            Shape shape = input;
+            shape[0] = images;
+            LayerSamples s{randomTensor(shape), {}};
+            const std::int64_t perImage = s.inputs.size() / images;
+            float* x = s.inputs.mutableData<float>();
+            for (std::int64_t n = 0; n < images; ++n) {
+                const float level = std::abs(normal(random)) + 0.5f;
+                for (std::int64_t i = n * perImage; i < (n + 1) * perImage; ++i)
+                    x[i] = level + 0.3f * x[i];
+            }
+            std::vector<const Tensor*> in{&s.inputs, &graph.initializers.at("w")};
+            if (node.inputs.size() > 2)
+                in.push_back(&graph.initializers.at("b"));
+            s.floatOutputs = runNode(node, graph.opsetVersion, in).at(0);
+            return s;
+        };
+        checkLayer(graph, layer, samples(64), samples(64), true, 2000);
     }
 
     // (c) What AdaRound refuses, each naming the layer and what it expected.
