@@ -48,7 +48,11 @@ struct AdaRoundOptions {
     // error the activation clips away does not count.
     bool throughFusedActivation = true;
     std::uint64_t seed = 20200420;
-    int threads = 2;               // libtorch's intra-op threads
+    // Threads for libtorch and the row blocks of the products (OpenMP, shared with
+    // common/parallel.h's loops); the caller's setting is restored on return. Called inside a
+    // parallelFor task, the products run serially (nested OpenMP regions do), so the two never
+    // oversubscribe the cores.
+    int threads = 2;
     std::function<void(int done, int total)> progress;  // called every few hundred iterations
     const std::atomic<bool>* cancel = nullptr;          // polled each iteration; throws qe::Cancelled
 };
