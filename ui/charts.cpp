@@ -345,13 +345,26 @@ void ImageErrorChart::setErrors(const QStringList& layers, const QList<double>& 
     add(imageSqnr, tr("this image"), purple);
     add(allSqnr, tr("all evaluation images"), blue);
     c->addSeries(series);
+    // More layers than leave room for a name under each pair of bars (a MobileNet's 28 names were
+    // all elided to "..."): number them in table order, and name each bar on hover.
     auto* x = new QBarCategoryAxis(c);
-    QStringList shortNames;
-    for (const QString& layer : layers)
-        shortNames << shortLayerName(layer);
-    x->append(shortNames);
-    if (layers.size() > 8)
+    const bool numbered = layers.size() > kMaxNamedImageErrorLayers;
+    QStringList categories;
+    for (qsizetype i = 0; i < layers.size(); ++i)
+        categories << (numbered ? QString::number(i + 1) : shortLayerName(layers[i]));
+    x->append(categories);
+    if (numbered)
+        x->setTitleText(tr("layer, numbered as in the table (hover a bar for its name)"));
+    else if (layers.size() > 8)
         x->setLabelsAngle(-40);
+    connect(series, &QBarSeries::hovered, this, [this, layers](bool on, int index, QBarSet* set) {
+        const QString text = on && index >= 0 && index < layers.size()
+                                 ? QStringLiteral("%1\n%2: %3 dB").arg(layers[index], set->label()).arg(set->at(index), 0, 'f', 1)
+                                 : QString();
+        setToolTip(text);  // as ErrorChart: the view's own tool-tip event would hide a bare showText
+        if (!text.isEmpty())
+            QToolTip::showText(QCursor::pos(), text, this);
+    });
     auto* y = new QValueAxis(c);
     y->setTitleText(tr("SQNR (dB)"));
     double maxValue = 1;
@@ -364,6 +377,14 @@ void ImageErrorChart::setErrors(const QStringList& layers, const QList<double>& 
     c->addAxis(y, Qt::AlignLeft);
     series->attachAxis(x);
     series->attachAxis(y);
+}
+
+QBarCategoryAxis* ImageErrorChart::layerAxis() const
+{
+    for (QAbstractAxis* axis : chart()->axes(Qt::Horizontal))
+        if (auto* categories = qobject_cast<QBarCategoryAxis*>(axis))
+            return categories;
+    return nullptr;
 }
 
 }  // namespace qe

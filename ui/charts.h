@@ -118,6 +118,9 @@ public:
     explicit ImageErrorChart(QWidget* parent = nullptr);
     void setErrors(const QStringList& layers, const QList<double>& imageSqnr, const QList<double>& allSqnr,
                    const QString& title);
+    // The layer axis: short layer names, or with more layers than this, their numbers.
+    QBarCategoryAxis* layerAxis() const;
 };
+constexpr int kMaxNamedImageErrorLayers = 12;
 
 }  // namespace qe

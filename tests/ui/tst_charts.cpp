@@ -130,6 +130,7 @@ class TestCharts : public QObject {
     Q_OBJECT
 private slots:
     void errorChartPutsTheFirstLayerOnTop();
+    void imageErrorChartNumbersManyLayers();
     void qdqHistogramsShowTheFilesParameters();
     void channelPickerDrawsOneChannel();
     void readableNumbersAndColours();
@@ -524,4 +525,26 @@ void TestCharts::channelRangesShowWhyPerTensorBreaks()
 }
 
 QTEST_MAIN(TestCharts)
+void TestCharts::imageErrorChartNumbersManyLayers()
+{
+    // A few layers: their short names under the bars.
+    ImageErrorChart few;
+    few.setErrors({"/conv1/Conv", "/fc1/Gemm"}, {30, 20}, {31, 21}, "few");
+    QCOMPARE(few.layerAxis()->categories(), (QStringList{shortLayerName("/conv1/Conv"), shortLayerName("/fc1/Gemm")}));
+    // A MobileNet's 28: numbered in table order, the axis title saying how to find a name.
+    QStringList layers;
+    QList<double> values;
+    for (int i = 0; i < 28; ++i) {
+        layers << QStringLiteral("op%1_conv").arg(i, 2, 10, QLatin1Char('0'));
+        values << 20 + i;
+    }
+    ImageErrorChart many;
+    many.setErrors(layers, values, values, "many");
+    const QStringList categories = many.layerAxis()->categories();
+    QCOMPARE(categories.size(), 28);
+    QCOMPARE(categories.first(), QStringLiteral("1"));
+    QCOMPARE(categories.last(), QStringLiteral("28"));
+    QVERIFY(many.layerAxis()->titleText().contains("hover"));
+}
+
 #include "tst_charts.moc"
