@@ -46,7 +46,12 @@ int main(int argc, char** argv)
     parser.addOption(config);
     QCommandLineOption compare("compare", "Configuration B (JSON) to compare the current one with (A/B), once the model has loaded.",
                                "path");
+    QCommandLineOption precisionViews("screenshot-precision",
+                                      "With --screenshot: then run a sensitivity sweep and a mixed-precision search with the dialog's "
+                                      "defaults and save PATH_sensitivity, _search and _pareto too (minutes on a large model; the search "
+                                      "needs the training split beside the images).");
     parser.addOption(screenshot);
+    parser.addOption(precisionViews);
     parser.addOption(compare);
     parser.process(app);
 
@@ -54,7 +59,7 @@ int main(int argc, char** argv)
     if (parser.isSet(compare))
         window.compareWithFile(parser.value(compare));  // before the screenshot, which then waits for B
     if (parser.isSet(screenshot))
-        window.saveScreenshotWhenReady(parser.value(screenshot));
+        window.saveScreenshotWhenReady(parser.value(screenshot), parser.isSet(precisionViews));
     window.show();
     window.openSession(parser.value(model), parser.value(data), parser.value(config));
     return app.exec();

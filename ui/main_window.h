@@ -71,12 +71,12 @@ public:
     // own quantization, else the built-in W8A8 default). No dialogs.
     void openSession(const QString& modelPath, const QString& dataPath, const QString& configPath = {});
     // For scripts/screenshot: once the default is evaluated, save PNGs of the main views
-    // (`path`, and beside it *_details, *_channels, *_accuracy, *_graph, *_images, then, after a
-    // sensitivity sweep and a search with the dialog's defaults, *_sensitivity, *_search (the
-    // dialog) and *_pareto) and `path`.json, what
+    // (`path`, and beside it *_details, *_channels, *_accuracy, *_graph, *_images, then, with
+    // `withPrecisionViews`, after a sensitivity sweep and a search with the dialog's defaults,
+    // *_sensitivity, *_search (the dialog) and *_pareto) and `path`.json, what
     // the summary line says (summary()), then quit. The run is scripted from then on: nobody
     // answers a dialog, so none is shown (see endScriptedRun()).
-    void saveScreenshotWhenReady(const QString& path);
+    void saveScreenshotWhenReady(const QString& path, bool withPrecisionViews = false);
 
     // The interactive ways in (menus, drag and drop, recent files).
     void openModel(const QString& path);   // asks for the preprocessing once when there is no sidecar

@@ -277,7 +277,7 @@ void MainWindow::noteScripted(const QString& message) const
         std::fprintf(stderr, "quantexplorer: %s\n", message.toLocal8Bit().constData());
 }
 
-void MainWindow::saveScreenshotWhenReady(const QString& path)
+void MainWindow::saveScreenshotWhenReady(const QString& path, bool withPrecisionViews)
 {
     scripted_ = true;
     // Waits for the first evaluation and the selected layer's histograms (and, with a
@@ -286,9 +286,9 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
     // runs them.
     const bool comparing = !pendingComparePath_.isEmpty();
     auto shot = std::make_shared<bool>(false);
-    auto shoot = [this, path] {
+    auto shoot = [this, path, withPrecisionViews] {
         const QString base = path.endsWith(".png") ? path.chopped(4) : path;
-        QTimer::singleShot(300, this, [this, base, path] {
+        QTimer::singleShot(300, this, [this, base, path, withPrecisionViews] {
             bool ok = writeSummaryJson(path + ".json");
             ok = grab().save(base + ".png") && ok;
             tabs_->setCurrentIndex(1);
@@ -303,7 +303,14 @@ void MainWindow::saveScreenshotWhenReady(const QString& path)
             tabs_->setCurrentIndex(3);
             (comparison() ? differingOnly_ : changedOnly_)->setChecked(true);
             auto allSaved = std::make_shared<bool>(ok);
-            auto precisionViews = [this, base, allSaved] { shootPrecisionViews(base, allSaved); };
+            // The sweep and the search take minutes on a real model, and the search needs held-out
+            // images: only when asked for.
+            auto precisionViews = [this, base, allSaved, withPrecisionViews] {
+                if (withPrecisionViews)
+                    shootPrecisionViews(base, allSaved);
+                else
+                    QApplication::exit(*allSaved ? 0 : 1);
+            };
             if (gallery_->rowCount() > 0) {
                 auto once = std::make_shared<bool>(false);
                 connect(session_, &Session::imageErrorsReady, this, [this, base, allSaved, once, precisionViews] {
