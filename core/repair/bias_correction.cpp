@@ -23,7 +23,7 @@ std::map<std::string, std::vector<double>> measureQuantizationShift(const Graph&
         std::size_t count = 0;
     };
     std::map<std::string, Sums> sums;
-    forEachCalibrationBatch(graph, capture, images, progress, "bias correction", [&](const TensorMap& run) {
+    forEachCalibrationBatch(graph, capture, images, progress, "bias correction", [&](const Tensor&, const TensorMap& run) {
         for (const QuantLayer& layer : layers) {
             const Node& node = graph.nodes.at(std::size_t(layer.nodeIndex));
             std::vector<const Tensor*> inputs;

@@ -15,25 +15,26 @@ constexpr std::size_t kBatchSize = 32;
 
 void forEachCalibrationBatch(const Graph& graph, const std::set<std::string>& capture, const RepairImages& images,
                              const RepairProgress& progress, const std::string& stage,
-                             const std::function<void(const TensorMap&)>& visit)
+                             const std::function<void(const Tensor& batch, const TensorMap& captured)>& visit)
 {
     if (!images.available())
         throw Error(stage + " needs calibration images");
     const ImageInputGeometry g = imageInputGeometry(graph);
-    const std::size_t total = std::min(images.images, images.dataset->size());
+    const std::size_t end = std::min(images.first + images.images, images.dataset->size());
+    const std::size_t total = end > images.first ? end - images.first : 0;
     const std::size_t batchSize = g.fixedBatchOfOne ? 1 : kBatchSize;
     const Executor executor(graph);
     RunOptions run;
     run.capture = capture;
     run.cancel = progress.cancel;
-    for (std::size_t first = 0; first < total; first += batchSize) {
+    for (std::size_t done = 0; done < total; done += batchSize) {
         if (progress.cancel && progress.cancel->load())
             throw Cancelled();
-        const std::size_t count = std::min(batchSize, total - first);
-        const Tensor batch = makeBatch(*images.dataset, first, count, *images.preprocess, g.channels, g.height, g.width);
-        visit(executor.run({{graph.inputs.at(0).name, batch}}, run));
+        const std::size_t count = std::min(batchSize, total - done);
+        const Tensor batch = makeBatch(*images.dataset, images.first + done, count, *images.preprocess, g.channels, g.height, g.width);
+        visit(batch, executor.run({{graph.inputs.at(0).name, batch}}, run));
         if (progress.report)
-            progress.report(stage, first + count, total);
+            progress.report(stage, done + count, total);
     }
 }
 
@@ -78,7 +79,7 @@ std::map<std::string, ChannelStatistics> measureChannelStatistics(const Graph& g
         std::size_t count = 0;
     };
     std::map<std::string, Moments> moments;
-    forEachCalibrationBatch(graph, capture, images, progress, "activation statistics", [&](const TensorMap& run) {
+    forEachCalibrationBatch(graph, capture, images, progress, "activation statistics", [&](const Tensor&, const TensorMap& run) {
         for (const auto& [name, convolution] : tensors) {
             const Tensor& t = run.at(name);
             Moments& m = moments[name];

@@ -16,11 +16,13 @@
 
 namespace qe {
 
-// The calibration images the data-driven repairs run on (none: only the data-free ones run).
+// The calibration images the data-driven repairs run on (none: only the data-free ones run):
+// `images` of them from `first` on.
 struct RepairImages {
     const Dataset* dataset = nullptr;
     const Preprocess* preprocess = nullptr;
     std::size_t images = 0;
+    std::size_t first = 0;
     bool available() const { return dataset && preprocess && images > 0; }
 };
 
@@ -29,11 +31,11 @@ struct RepairProgress {
     const std::atomic<bool>* cancel = nullptr;
 };
 
-// Runs `graph` on the calibration images batch by batch and hands each run's captured tensors
-// (`capture`) to `visit`. Throws Cancelled when cancelled.
+// Runs `graph` on the calibration images batch by batch and hands each batch and the run's
+// captured tensors (`capture`) to `visit`. Throws Cancelled when cancelled.
 void forEachCalibrationBatch(const Graph& graph, const std::set<std::string>& capture, const RepairImages& images,
                              const RepairProgress& progress, const std::string& stage,
-                             const std::function<void(const TensorMap&)>& visit);
+                             const std::function<void(const Tensor& batch, const TensorMap& captured)>& visit);
 
 // The channel axis of an activation read or written by a Conv (1, NCHW) or a Gemm/MatMul (the last).
 int activationChannelAxis(const Tensor& activation, bool convolution);

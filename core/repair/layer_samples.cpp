@@ -2,9 +2,12 @@
 
 #include "common/error.h"
 #include "engine/executor.h"
+#include "repair/channel_statistics.h"
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <set>
 
 namespace qe {
 namespace {
@@ -35,36 +38,37 @@ std::map<std::string, LayerSamples> collectLayerSamples(const Graph& floatGraph,
     if (count == 0 || first + count > images.size())
         throw Error("layer samples: images " + std::to_string(first) + " to " + std::to_string(first + count) + " of " +
                     images.description() + " (" + std::to_string(images.size()) + " images) do not exist");
-    const ImageInputGeometry geometry = imageInputGeometry(floatGraph);
     const std::string& feed = floatGraph.inputs.at(0).name;
-    RunOptions inputRun, outputRun;
-    inputRun.cancel = outputRun.cancel = cancel;
+    std::set<std::string> floatCapture;
+    RunOptions inputRun;
+    inputRun.cancel = cancel;
     for (const QuantLayer& layer : layers) {
         if (layer.nodeIndex < 0 || layer.weight.empty())
             throw Error("layer samples: layer '" + layer.name + "' has no weights");
         const Node& node = floatGraph.nodes.at(static_cast<std::size_t>(layer.nodeIndex));
-        (quantized ? inputRun : outputRun).capture.insert(node.inputs.at(0));
-        outputRun.capture.insert(node.outputs.at(0));
+        if (quantized)
+            inputRun.capture.insert(node.inputs.at(0));
+        else
+            floatCapture.insert(node.inputs.at(0));
+        floatCapture.insert(node.outputs.at(0));
     }
-    const Executor floatModel(floatGraph);
     std::optional<Executor> quantizedModel;
     if (quantized)
         quantizedModel.emplace(quantized->graph);
 
-    const std::size_t batchSize = geometry.fixedBatchOfOne ? 1 : 32;
     std::map<std::string, std::vector<Tensor>> inputBatches, outputBatches;
-    for (std::size_t start = first; start < first + count; start += batchSize) {
-        const std::size_t n = std::min(batchSize, first + count - start);
-        const Tensor batch = makeBatch(images, start, n, preprocess, geometry.channels, geometry.height, geometry.width);
-        const TensorMap floatRun = floatModel.run({{feed, batch}}, outputRun);
-        // Without a plan, the float run captures the inputs too.
-        const TensorMap inputsRun = quantized ? runSimulated(*quantized, *quantizedModel, {{feed, batch}}, inputRun) : floatRun;
-        for (const QuantLayer& layer : layers) {
-            const Node& node = floatGraph.nodes.at(static_cast<std::size_t>(layer.nodeIndex));
-            inputBatches[layer.name].push_back(inputsRun.at(node.inputs.at(0)));
-            outputBatches[layer.name].push_back(floatRun.at(node.outputs.at(0)));
-        }
-    }
+    const RepairImages range{.dataset = &images, .preprocess = &preprocess, .images = count, .first = first};
+    forEachCalibrationBatch(floatGraph, floatCapture, range, {.report = {}, .cancel = cancel}, "layer samples",
+                            [&](const Tensor& batch, const TensorMap& floatRun) {
+                                // Without a plan, the float run captured the inputs too.
+                                const TensorMap inputsRun =
+                                    quantized ? runSimulated(*quantized, *quantizedModel, {{feed, batch}}, inputRun) : floatRun;
+                                for (const QuantLayer& layer : layers) {
+                                    const Node& node = floatGraph.nodes.at(static_cast<std::size_t>(layer.nodeIndex));
+                                    inputBatches[layer.name].push_back(inputsRun.at(node.inputs.at(0)));
+                                    outputBatches[layer.name].push_back(floatRun.at(node.outputs.at(0)));
+                                }
+                            });
     std::map<std::string, LayerSamples> samples;
     for (const QuantLayer& layer : layers)
         samples[layer.name] = {stack(inputBatches[layer.name]), stack(outputBatches[layer.name])};

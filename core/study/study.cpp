@@ -223,15 +223,21 @@ QuantEvaluator& Study::evaluatorFor(const QuantConfig& config, const EvaluationP
         const std::shared_ptr<const Dataset> images = calibrationPath_ ? calibrationSet() : nullptr;
         auto model = std::make_shared<const RepairedModel>(
             repair(*graph_, layers(), config, {images.get(), &preprocess_, key.images}, {progress.report, progress.cancel}));
-        auto slot = std::make_unique<Repaired>();
-        slot->key = key;
-        slot->evaluator = std::make_unique<QuantEvaluator>(model->graph, dataset_, preprocess_, evaluationImages_,
-                                                           FloatReference{model->reference, graph_});
-        slot->model = std::move(model);
-        repaired_ = std::move(slot);
+        repaired_ = repairedOn(std::move(model), key, dataset_, evaluationImages_);
     }
     calibrateIfNeeded(*repaired_->evaluator, repaired_->calibratedImages, config, progress, calibration);
     return *repaired_->evaluator;
+}
+
+std::unique_ptr<Study::Repaired> Study::repairedOn(std::shared_ptr<const RepairedModel> model, const RepairKey& key,
+                                                  std::shared_ptr<const Dataset> images, std::size_t imageCount) const
+{
+    auto slot = std::make_unique<Repaired>();
+    slot->key = key;
+    slot->evaluator = std::make_unique<QuantEvaluator>(model->graph, std::move(images), preprocess_, imageCount,
+                                                       FloatReference{model->reference, graph_});
+    slot->model = std::move(model);
+    return slot;
 }
 
 std::shared_ptr<const RepairReport> Study::repairsInForce(const QuantConfig& config) const
@@ -278,12 +284,8 @@ std::unique_ptr<Study> Study::onOtherImages(std::shared_ptr<const Dataset> image
     // The repaired model is the same on other images: shared, with its calibration.
     QuantEvaluator& mine = evaluatorFor(config, progress);
     if (&mine != evaluator_.get()) {
-        other->repaired_ = std::make_unique<Repaired>();
-        other->repaired_->key = repaired_->key;
-        other->repaired_->model = repaired_->model;
+        other->repaired_ = repairedOn(repaired_->model, repaired_->key, images, images->size());
         other->repaired_->calibratedImages = repaired_->calibratedImages;
-        other->repaired_->evaluator = std::make_unique<QuantEvaluator>(repaired_->model->graph, images, preprocess_, images->size(),
-                                                                       FloatReference{repaired_->model->reference, graph_});
         other->repaired_->evaluator->shareCalibrationOf(mine);
     }
     return other;

@@ -239,6 +239,10 @@ private:
         std::size_t calibratedImages = 0;
     };
     std::unique_ptr<Repaired> repaired_;
+    // An evaluator of the repaired `model` on `images` (not calibrated yet), with the float model's
+    // outputs as its reference.
+    std::unique_ptr<Repaired> repairedOn(std::shared_ptr<const RepairedModel> model, const RepairKey& key,
+                                         std::shared_ptr<const Dataset> images, std::size_t imageCount) const;
     QuantEvaluator* lastEvaluator_ = nullptr;  // of the last evaluate()
 };
 
