@@ -51,6 +51,15 @@ QuantConfig perTensorW8A8()
     return config;
 }
 
+// Per-tensor W8A8 with both repairs on every layer: what the int8 engine and the export run.
+QuantConfig perTensorW8A8Repaired()
+{
+    QuantConfig config = perTensorW8A8();
+    config.repairs.equalization = true;
+    config.repairs.biasCorrection = BiasCorrection::Empirical;
+    return config;
+}
+
 // The model's output on the first `count` images, by `graph`.
 Tensor outputOn(const Graph& graph, const Dataset& data, const Preprocess& preprocess, std::size_t count)
 {
@@ -352,9 +361,7 @@ void TestRepair::int8EngineStaysExactUnderRepairs()
     QE_REQUIRE_PATH(kFashionTest);
     QE_REQUIRE_PATH(kFashionTrain);
     Study study(demoSources(1000));
-    QuantConfig config = perTensorW8A8();
-    config.repairs.equalization = true;
-    config.repairs.biasCorrection = BiasCorrection::Empirical;
+    const QuantConfig config = perTensorW8A8Repaired();
     const StudyResult result = study.evaluate(config, {.integerEngine = true});
     QVERIFY(result.repairs && !result.repairs->equalized.empty() && !result.repairs->biasCorrected.empty());
     const IntegerEvaluation& r = *result.integer;
@@ -376,9 +383,7 @@ void TestRepair::exportCarriesTheRepairs()
     QE_REQUIRE_PATH(kFashionTest);
     QE_REQUIRE_PATH(kFashionTrain);
     Study study(demoSources(1000));
-    QuantConfig config = perTensorW8A8();
-    config.repairs.equalization = true;
-    config.repairs.biasCorrection = BiasCorrection::Empirical;
+    const QuantConfig config = perTensorW8A8Repaired();
     QTemporaryDir dir;
     const fs::path path = (dir.path() + "/repaired.onnx").toStdString();
     const ExportedFiles files = study.exportQdqModel(config, path);

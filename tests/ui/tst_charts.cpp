@@ -124,6 +124,19 @@ QString mobileNetCopy(const QTemporaryDir& dir, const QString& name)
     return model;
 }
 
+// Opens a copy of MobileNetV1 0.25 on the shared ImageNet images in `window`, as the tests of
+// real-model charts start: skips the test without ../shared, and returns from it when the
+// window did not evaluate (openAndWait has failed it then).
+#define OPEN_MOBILENET_OR_SKIP(window, dir)                                                  \
+    do {                                                                                     \
+        const QString model = mobileNetCopy(dir, "mobilenet_v1_0.25_128_float.onnx");        \
+        if (model.isEmpty())                                                                 \
+            QSKIP("needs ../shared/models (MobileNet v1 0.25)");                             \
+        openAndWait(window, model, kShared + "/data/imagenet_val_227_300");                  \
+        if (QTest::currentTestFailed())                                                      \
+            return;                                                                          \
+    } while (false)
+
 }  // namespace
 
 class TestCharts : public QObject {
@@ -355,13 +368,8 @@ void TestCharts::readableNumbersAndColours()
 void TestCharts::mobileNetErrorChartNamesEveryLayer()
 {
     QTemporaryDir dir;
-    const QString model = mobileNetCopy(dir, "mobilenet_v1_0.25_128_float.onnx");
-    if (model.isEmpty())
-        QSKIP("needs ../shared/models (MobileNet v1 0.25)");
     MainWindow window;
-    openAndWait(window, model, kShared + "/data/imagenet_val_227_300");
-    if (QTest::currentTestFailed())
-        return;
+    OPEN_MOBILENET_OR_SKIP(window, dir);
     ErrorChart* chart = window.errorChart();
     const int rows = window.layerModel()->rowCount();
     QVERIFY(rows > 25);
@@ -388,13 +396,8 @@ void TestCharts::mobileNetErrorChartNamesEveryLayer()
 void TestCharts::selectingALayerScrollsTheErrorChartToIt()
 {
     QTemporaryDir dir;
-    const QString model = mobileNetCopy(dir, "mobilenet_v1_0.25_128_float.onnx");
-    if (model.isEmpty())
-        QSKIP("needs ../shared/models (MobileNet v1 0.25)");
     MainWindow window;
-    openAndWait(window, model, kShared + "/data/imagenet_val_227_300");
-    if (QTest::currentTestFailed())
-        return;
+    OPEN_MOBILENET_OR_SKIP(window, dir);
     ErrorChart* chart = window.errorChart();
     QScrollArea* scroll = window.errorScrollArea();
     const int rows = window.layerModel()->rowCount();
@@ -421,13 +424,8 @@ void TestCharts::selectingALayerScrollsTheErrorChartToIt()
 void TestCharts::manyClassesListTheMostConfused()
 {
     QTemporaryDir dir;
-    const QString model = mobileNetCopy(dir, "mobilenet_v1_0.25_128_float.onnx");
-    if (model.isEmpty())
-        QSKIP("needs ../shared/models (MobileNet v1 0.25)");
     MainWindow window;
-    openAndWait(window, model, kShared + "/data/imagenet_val_227_300");
-    if (QTest::currentTestFailed())
-        return;
+    OPEN_MOBILENET_OR_SKIP(window, dir);
     ConfusionMatrixWidget* confusion = window.confusionMatrix();
     const ConfusionMatrix& m = confusion->matrix();
     QVERIFY(m.classes > 100);  // the 1001 outputs' labels seen in 300 images
@@ -465,13 +463,8 @@ void TestCharts::manyClassesListTheMostConfused()
 void TestCharts::channelRangesShowWhyPerTensorBreaks()
 {
     QTemporaryDir dir;
-    const QString model = mobileNetCopy(dir, "mobilenet_v1_0.25_128_float.onnx");
-    if (model.isEmpty())
-        QSKIP("needs ../shared/models (MobileNet v1 0.25)");
     MainWindow window;
-    openAndWait(window, model, kShared + "/data/imagenet_val_227_300");
-    if (QTest::currentTestFailed())
-        return;
+    OPEN_MOBILENET_OR_SKIP(window, dir);
     // The depthwise convolutions: weights [C, 1, k, k], one input channel per output channel.
     std::vector<int> depthwise;
     const auto snapshot = window.session()->snapshot();
