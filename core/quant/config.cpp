@@ -390,6 +390,12 @@ RepairSpec RepairOverride::appliedTo(RepairSpec base) const
         base.relu6AsRelu = *relu6AsRelu;
     if (biasCorrection)
         base.biasCorrection = *biasCorrection;
+    if (adaRound)
+        base.adaRound.enabled = *adaRound;
+    if (adaRoundIterations)
+        base.adaRound.iterations = *adaRoundIterations;
+    if (adaRoundImages)
+        base.adaRound.images = *adaRoundImages;
     return base;
 }
 
@@ -564,7 +570,8 @@ nlohmann::json QuantConfig::toJson() const
     out["default"] = {{"weights", tensorSpecJson(defaultWeights, builtIn.defaultWeights, false)},
                       {"activations", tensorSpecJson(defaultActivations, builtIn.defaultActivations, true)}};
     if (repairs != builtIn.repairs)
-        out["repairs"] = repairOverrideJson({repairs.equalization, repairs.relu6AsRelu, repairs.biasCorrection});
+        out["repairs"] = repairOverrideJson({repairs.equalization, repairs.relu6AsRelu, repairs.biasCorrection,
+                                             repairs.adaRound.enabled, repairs.adaRound.iterations, repairs.adaRound.images});
     json layerJson = json::object();
     for (const auto& [name, layer] : layers) {
         if (layer.empty())

@@ -58,13 +58,23 @@ enum class BiasCorrection { None, Empirical, Analytical };
 std::string_view biasCorrectionName(BiasCorrection mode);
 std::optional<BiasCorrection> biasCorrectionFromName(std::string_view name);
 
+// AdaRound (core/repair/adaround.h) as the last repair: learned rounding of the layer's weights on
+// `images` calibration images, `iterations` Adam steps per layer.
+struct AdaRoundSpec {
+    bool enabled = false;
+    int iterations = 10000;  // AIMET's default_num_iterations
+    int images = 256;        // calibration images whose layer inputs and outputs it reconstructs
+    bool operator==(const AdaRoundSpec&) const = default;
+};
+
 struct RepairSpec {
     bool equalization = false;
     // Equalize through a ReLU6 (Clip(0, 6)) by making it a ReLU, as the paper and AIMET do: that
     // changes the float model, which equalization otherwise never does.
     bool relu6AsRelu = false;
     BiasCorrection biasCorrection = BiasCorrection::None;
-    bool any() const { return equalization || biasCorrection != BiasCorrection::None; }
+    AdaRoundSpec adaRound;
+    bool any() const { return equalization || biasCorrection != BiasCorrection::None || adaRound.enabled; }
     bool operator==(const RepairSpec&) const = default;
 };
 
@@ -72,7 +82,13 @@ struct RepairOverride {
     std::optional<bool> equalization;
     std::optional<bool> relu6AsRelu;
     std::optional<BiasCorrection> biasCorrection;
-    bool empty() const { return !equalization && !relu6AsRelu && !biasCorrection; }
+    std::optional<bool> adaRound;
+    std::optional<int> adaRoundIterations;
+    std::optional<int> adaRoundImages;
+    bool empty() const
+    {
+        return !equalization && !relu6AsRelu && !biasCorrection && !adaRound && !adaRoundIterations && !adaRoundImages;
+    }
     RepairSpec appliedTo(RepairSpec base) const;
     bool operator==(const RepairOverride&) const = default;
 };

@@ -31,11 +31,23 @@ struct BiasCorrectionReport {
     bool operator==(const BiasCorrectionReport&) const = default;
 };
 
+struct AdaRoundReport {
+    std::string layer;
+    int iterations = 0;
+    std::size_t images = 0;
+    double flippedFraction = 0;             // weights whose code differs from nearest rounding's
+    std::vector<float> flippedPerChannel;   // the same per output channel
+    // The layer's output reconstruction error (adaround.h's AdaRoundStatistics) on its images.
+    double nearestError = 0, adaRoundError = 0;
+    bool operator==(const AdaRoundReport&) const = default;
+};
+
 // What the repairs did, layer by layer, in numbers a reader can check.
 struct RepairReport {
     std::vector<EqualizedPair> equalized;
     int equalizationSweeps = 0;
     std::vector<BiasCorrectionReport> biasCorrected;
+    std::vector<AdaRoundReport> adaRounded;
     std::vector<SkippedRepair> skipped;  // pairs or layers a requested repair could not touch, and why
     bool operator==(const RepairReport&) const = default;
 };
