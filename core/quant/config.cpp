@@ -257,10 +257,11 @@ public:
         return base;
     }
 
-    RepairOverride readRepairs(const json& value, const std::string& path) const
+    // `global`: the top-level "repairs", where an AdaRound object without "enabled" switches it on.
+    RepairOverride readRepairs(const json& value, const std::string& path, bool global) const
     {
         requireObject(value, path);
-        checkKeys(value, path, {"equalization", "relu6_as_relu", "bias_correction"});
+        checkKeys(value, path, {"equalization", "relu6_as_relu", "bias_correction", "adaround"});
         RepairOverride o;
         if (auto it = value.find("equalization"); it != value.end())
             o.equalization = readBool(*it, child(path, "equalization"));
@@ -274,7 +275,34 @@ public:
                      "unknown bias correction " + jsonQuoted(name) + " (expected one of: " +
                          joined(kBiasCorrections, [](const auto& row) { return std::string(row.second); }) + ")");
         }
+        if (auto it = value.find("adaround"); it != value.end())
+            readAdaRound(*it, child(path, "adaround"), global, o);
         return o;
+    }
+
+    // true | false, or { "enabled": bool, "iterations": N, "images": M }. Without "enabled" the
+    // object switches AdaRound on at the top level (where inheriting would mean the built-in
+    // "off", so giving parameters means wanting it), and inherits the switch in a layer, field by
+    // field like every other override (so a layer can take other parameters without switching,
+    // and toJson can write that back).
+    void readAdaRound(const json& value, const std::string& path, bool global, RepairOverride& o) const
+    {
+        if (value.is_boolean()) {
+            o.adaRound = value.get<bool>();
+            return;
+        }
+        if (!value.is_object())
+            fail(path, "expected true, false or an object with \"enabled\", \"iterations\" and \"images\", got " +
+                           describe(value));
+        checkKeys(value, path, {"enabled", "iterations", "images"});
+        if (global)
+            o.adaRound = true;
+        if (auto it = value.find("enabled"); it != value.end())
+            o.adaRound = readBool(*it, child(path, "enabled"));
+        if (auto it = value.find("iterations"); it != value.end())
+            o.adaRoundIterations = readPositiveInt(*it, child(path, "iterations"));
+        if (auto it = value.find("images"); it != value.end())
+            o.adaRoundImages = readPositiveInt(*it, child(path, "images"));
     }
 
     void checkLayerKnown(const std::string& name, const std::string& path,
@@ -309,6 +337,20 @@ json repairOverrideJson(const RepairOverride& o)
         j["relu6_as_relu"] = *o.relu6AsRelu;
     if (o.biasCorrection)
         j["bias_correction"] = std::string(biasCorrectionName(*o.biasCorrection));
+    // A bare switch when only that is set; else the object, with "enabled" whenever the switch is
+    // set (always at the top level, whose spec is written whole).
+    if (o.adaRoundIterations || o.adaRoundImages) {
+        json a = json::object();
+        if (o.adaRound)
+            a["enabled"] = *o.adaRound;
+        if (o.adaRoundIterations)
+            a["iterations"] = *o.adaRoundIterations;
+        if (o.adaRoundImages)
+            a["images"] = *o.adaRoundImages;
+        j["adaround"] = std::move(a);
+    } else if (o.adaRound) {
+        j["adaround"] = *o.adaRound;
+    }
     return j;
 }
 
@@ -525,7 +567,7 @@ QuantConfig QuantConfig::fromJson(const nlohmann::json& json, const std::string&
                                                  config.defaultActivations, true, "default.activations");
     }
     if (auto it = json.find("repairs"); it != json.end())
-        config.repairs = r.readRepairs(*it, "repairs").appliedTo(config.repairs);
+        config.repairs = r.readRepairs(*it, "repairs", true).appliedTo(config.repairs);
     if (auto it = json.find("layers"); it != json.end()) {
         r.requireObject(*it, "layers");
         for (const auto& [name, value] : it->items()) {
@@ -547,7 +589,7 @@ QuantConfig QuantConfig::fromJson(const nlohmann::json& json, const std::string&
             if (auto c = value.find("calibration"); c != value.end())
                 layer.calibration = r.readCalibration(*c, child(path, "calibration"), config.calibration, nullptr);
             if (auto rep = value.find("repairs"); rep != value.end())
-                layer.repairs = r.readRepairs(*rep, child(path, "repairs"));
+                layer.repairs = r.readRepairs(*rep, child(path, "repairs"), false);
             // An empty override is the same as none; dropping it keeps toJson/fromJson exact inverses.
             if (!layer.empty())
                 config.layers.emplace(name, std::move(layer));
@@ -569,9 +611,15 @@ nlohmann::json QuantConfig::toJson() const
     out["calibration"] = std::move(cal);
     out["default"] = {{"weights", tensorSpecJson(defaultWeights, builtIn.defaultWeights, false)},
                       {"activations", tensorSpecJson(defaultActivations, builtIn.defaultActivations, true)}};
-    if (repairs != builtIn.repairs)
-        out["repairs"] = repairOverrideJson({repairs.equalization, repairs.relu6AsRelu, repairs.biasCorrection,
-                                             repairs.adaRound.enabled, repairs.adaRound.iterations, repairs.adaRound.images});
+    if (repairs != builtIn.repairs) {
+        // The switches always, AdaRound's parameters only when they differ from the built-in ones.
+        const AdaRoundSpec& a = repairs.adaRound;
+        const AdaRoundSpec& builtInA = builtIn.repairs.adaRound;
+        out["repairs"] = repairOverrideJson(
+            {repairs.equalization, repairs.relu6AsRelu, repairs.biasCorrection, a.enabled,
+             a.iterations != builtInA.iterations ? std::optional(a.iterations) : std::nullopt,
+             a.images != builtInA.images ? std::optional(a.images) : std::nullopt});
+    }
     json layerJson = json::object();
     for (const auto& [name, layer] : layers) {
         if (layer.empty())

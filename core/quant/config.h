@@ -22,7 +22,10 @@
 // false) lets it through a ReLU6 after the pair's first layer by making that a ReLU (a change of
 // the float model, off by default), "bias_correction" (none |
 // empirical | analytical) subtracts the mean shift weight quantization causes from the layer's
-// bias. Written only where a repair is on (top level) or overridden (a layer).
+// bias, "adaround" (true | false | { "enabled": true, "iterations": 10000, "images": 256 }; at the
+// top level an object without "enabled" switches it on, in a layer it inherits the switch) learns
+// each weight's rounding on calibration images, last.
+// Written only where a repair is on (top level) or overridden (a layer).
 // Unknown keys, wrong types, bits out of the scheme's range, k-means for activations, per-group
 // without group_size, or a layer the model lacks are errors naming the field ("layers.conv2.weights.bits").
 //

@@ -107,6 +107,7 @@ private slots:
     void layersAreOnlyCheckedWhenNamesAreGiven();
     void errors_data();
     void errors();
+    void adaRoundForms();
     void longLayerListIsShortened();
     void validateSpecNamesTheField_data();
     void validateSpecNamesTheField();
@@ -238,6 +239,25 @@ void TestConfig::roundTrip_data()
         QuantConfig c;
         c.layers["fc1"].repairs.biasCorrection = BiasCorrection::None;  // an override to the default's value is kept
         QTest::newRow("repairs, layer only") << c;
+    }
+    {
+        QuantConfig c;
+        c.repairs.adaRound.enabled = true;
+        QTest::newRow("adaround on, default parameters") << c;
+    }
+    {
+        QuantConfig c;
+        c.repairs.adaRound = {true, 200, 64};
+        c.layers["conv1"].repairs.adaRound = false;
+        c.layers["fc2"].repairs.adaRoundIterations = 50;
+        c.layers["conv2"].repairs.adaRound = true;
+        c.layers["conv2"].repairs.adaRoundImages = 32;
+        QTest::newRow("adaround, global and per layer") << c;
+    }
+    {
+        QuantConfig c;
+        c.repairs.adaRound = {false, 500, 256};  // parameters kept while it is off
+        QTest::newRow("adaround off with iterations") << c;
     }
 }
 
@@ -540,9 +560,22 @@ void TestConfig::errors_data()
     // Repairs.
     QTest::newRow("repairs not an object") << document(R"("repairs": true)")
                                            << QStringList{"my.json: repairs: expected an object, got true"};
-    QTest::newRow("repairs unknown key") << document(R"("repairs": {"adaround": true})")
-                                         << QStringList{"my.json: repairs: unknown key \"adaround\"",
-                                                        "equalization, relu6_as_relu, bias_correction"};
+    QTest::newRow("repairs unknown key") << document(R"("repairs": {"adaptive": true})")
+                                         << QStringList{"my.json: repairs: unknown key \"adaptive\"",
+                                                        "equalization, relu6_as_relu, bias_correction, adaround"};
+    QTest::newRow("adaround not a bool or object") << document(R"("repairs": {"adaround": "yes"})")
+                                                   << QStringList{"my.json: repairs.adaround: expected true, false or an object"};
+    QTest::newRow("adaround unknown key") << document(R"("repairs": {"adaround": {"iters": 5}})")
+                                          << QStringList{"repairs.adaround: unknown key \"iters\"",
+                                                         "enabled, iterations, images"};
+    QTest::newRow("adaround iterations zero") << document(R"("repairs": {"adaround": {"iterations": 0}})")
+                                              << QStringList{"repairs.adaround.iterations: expected an integer >= 1, got 0"};
+    QTest::newRow("adaround iterations fraction") << document(R"("repairs": {"adaround": {"iterations": 2.5}})")
+                                                  << QStringList{"repairs.adaround.iterations: expected an integer >= 1"};
+    QTest::newRow("adaround images negative") << layerDocument("conv2", R"({"repairs": {"adaround": {"images": -3}}})")
+                                              << QStringList{"layers.conv2.repairs.adaround.images: expected an integer >= 1"};
+    QTest::newRow("adaround enabled not a bool") << document(R"("repairs": {"adaround": {"enabled": 1}})")
+                                                 << QStringList{"repairs.adaround.enabled: expected true or false"};
     QTest::newRow("equalization not a bool") << document(R"("repairs": {"equalization": "yes"})")
                                              << QStringList{"repairs.equalization: expected true or false"};
     QTest::newRow("bias correction unknown") << document(R"("repairs": {"bias_correction": "exact"})")
@@ -591,6 +624,30 @@ void TestConfig::errors()
         for (const QString& fragment : fragments)
             QVERIFY2(message.contains(fragment), qPrintable("\"" + fragment + "\" not in: " + message));
     }
+}
+
+// "adaround" as a switch or as an object whose "enabled" defaults to true at the top level and
+// to the inherited switch in a layer; a layer's parameters override the global ones field by field.
+void TestConfig::adaRoundForms()
+{
+    const auto parse = [](const std::string& repairs, const std::string& layers = "{}") {
+        return QuantConfig::fromJson(json::parse(R"({"format": "quantexplorer-config", "version": 1, "repairs": )" + repairs +
+                                                 R"(, "layers": )" + layers + "}"),
+                                     "my.json", kLayers);
+    };
+    QCOMPARE(parse(R"({"adaround": true})").repairs.adaRound, (AdaRoundSpec{true, 10000, 256}));
+    QCOMPARE(parse(R"({"adaround": {"iterations": 200}})").repairs.adaRound, (AdaRoundSpec{true, 200, 256}));
+    QCOMPARE(parse(R"({"adaround": {"enabled": false, "images": 64}})").repairs.adaRound, (AdaRoundSpec{false, 10000, 64}));
+    const QuantConfig c = parse(R"({"adaround": {"iterations": 200}})", R"({"conv2": {"repairs": {"adaround": {"images": 32}}},
+                                                                             "fc2": {"repairs": {"adaround": false}}})");
+    QCOMPARE(c.resolve("conv2").repairs.adaRound, (AdaRoundSpec{true, 200, 32}));
+    QCOMPARE(c.resolve("fc2").repairs.adaRound, (AdaRoundSpec{false, 200, 256}));
+    QCOMPARE(c.resolve("conv1").repairs.adaRound, (AdaRoundSpec{true, 200, 256}));
+    // A layer's object without "enabled" inherits the switch: off here.
+    QCOMPARE(parse("{}", R"({"conv2": {"repairs": {"adaround": {"images": 32}}}})").resolve("conv2").repairs.adaRound,
+             (AdaRoundSpec{false, 10000, 32}));
+    // Written as a bare switch while its parameters are the built-in ones.
+    QCOMPARE(parse(R"({"adaround": true})").toJson()["repairs"]["adaround"], json(true));
 }
 
 void TestConfig::longLayerListIsShortened()
