@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <unistd.h>
@@ -174,13 +175,16 @@ repairs of the float model before quantization (see README, "Repairs"), over any
   --bias-correction [M] correct the mean shift weight quantization causes, per output channel:
                         empirical (default: measured on the calibration images) or analytical
                         (from folded batch normalization statistics)
+  --adaround            learn each weight's rounding (up or down) layer by layer on the calibration
+                        images, against the float model's outputs (Nagel et al. 2020); last
+  --adaround-iterations N  Adam steps per layer (default 10000)
+  --adaround-images M   calibration images each layer learns on (default 256)
 )";
 
 Options optionsWithRepairs(const std::vector<std::string>& args, std::set<std::string> valued, std::set<std::string> switches)
 {
-    valued.insert("--bias-correction");
-    switches.insert("--equalization");
-    switches.insert("--relu6-as-relu");
+    valued.insert({"--bias-correction", "--adaround-iterations", "--adaround-images"});
+    switches.insert({"--equalization", "--relu6-as-relu", "--adaround"});
     return Options(args, valued, switches, {{"--bias-correction", "empirical"}});
 }
 
@@ -196,6 +200,18 @@ QuantConfig withRepairFlags(QuantConfig config, const Options& options)
             throw Error("option --bias-correction expects empirical, analytical or none, got '" + *mode + "'");
         config.repairs.biasCorrection = *parsed;
     }
+    if (options.has("--adaround"))
+        config.repairs.adaRound.enabled = true;
+    const auto positive = [&](const std::string& flag) -> std::optional<int> {
+        const std::optional<long long> n = options.integer(flag);
+        if (n && (*n < 1 || *n > std::numeric_limits<int>::max()))
+            throw Error("option " + flag + " expects an integer >= 1, got " + *options.value(flag));
+        return n ? std::optional(int(*n)) : std::nullopt;
+    };
+    if (auto n = positive("--adaround-iterations"))
+        config.repairs.adaRound.iterations = *n;
+    if (auto n = positive("--adaround-images"))
+        config.repairs.adaRound.images = *n;
     return config;
 }
 
@@ -222,11 +238,18 @@ nlohmann::json repairsJson(const RepairReport* report)
                              {"statistics", b.statistics}, {"shift", b.shift}});
         layers[b.layer].push_back("bias_correction");
     }
+    json rounded = json::array();
+    for (const AdaRoundReport& a : report->adaRounded) {
+        rounded.push_back({{"layer", a.layer}, {"iterations", a.iterations}, {"images", a.images},
+                           {"flipped_fraction", a.flippedFraction}, {"flipped_per_channel", a.flippedPerChannel},
+                           {"nearest_error", a.nearestError}, {"adaround_error", a.adaRoundError}});
+        layers[a.layer].push_back("adaround");
+    }
     json skipped = json::array();
     for (const SkippedRepair& s : report->skipped)
         skipped.push_back({{"layers", s.layers}, {"reason", s.reason}});
     return {{"layers", layers}, {"equalization", pairs}, {"equalization_sweeps", report->equalizationSweeps},
-            {"bias_correction", corrected}, {"skipped", skipped}};
+            {"bias_correction", corrected}, {"adaround", rounded}, {"skipped", skipped}};
 }
 
 }  // namespace qe::cli

@@ -50,7 +50,7 @@ quantization (see README, "Quantization"):
 int evaluateStoredModel(const Options& options, Study& study)
 {
     for (const char* flag : {"--calib-data", "--calib-count", "--save-config", "--equalization", "--relu6-as-relu",
-                             "--bias-correction"})
+                             "--bias-correction", "--adaround", "--adaround-iterations", "--adaround-images"})
         if (options.has(flag))
             throw Error(std::string("option ") + flag + " needs --config");
     const std::size_t batch = static_cast<std::size_t>(std::max<long long>(1, options.integer("--batch").value_or(32)));
@@ -152,7 +152,8 @@ int runEval(const std::vector<std::string>& args)
               << "images: " << m.images << "\n";
     if (const RepairReport* repairs = result.repairs.get()) {
         std::cout << "repairs: " << repairs->equalized.size() << " layer pairs equalized (" << repairs->equalizationSweeps
-                  << " sweeps), " << repairs->biasCorrected.size() << " biases corrected";
+                  << " sweeps), " << repairs->biasCorrected.size() << " biases corrected, " << repairs->adaRounded.size()
+                  << " layers AdaRounded";
         if (!repairs->skipped.empty())
             std::cout << "; not repaired: ";
         for (const SkippedRepair& skipped : repairs->skipped)

@@ -238,6 +238,13 @@ std::vector<std::filesystem::path> writeReport(const std::filesystem::path& dir,
            << percent(r.top1) << " (simulation " << percent(r.simulatedTop1) << "), the same top-1 as the simulation on "
            << percent(r.agreementWithSimulation) << " of the images, " << fixed(r.msPerImage, 3) << " ms per image.\n\n";
     }
+    if (!in.repairs.empty()) {
+        md << "## Repairs\n\nThe float model was repaired before quantization. Float accuracy and agreement are the original "
+              "model's; each layer's error is against the repaired float model before bias correction and AdaRound.\n\n";
+        for (const std::string& line : in.repairs)
+            md << "- " << line << "\n";
+        md << "\n";
+    }
     md << "## Layers\n\n![SQNR per layer](layer_sqnr.png)\n\n";
     md << "| layer | op | weights | activations | SQNR dB (accumulated) | SQNR dB (isolated) | weight SQNR dB | cosine | clipped | weight KiB |";
     md << (in.integer ? " int8 engine |\n" : "\n");

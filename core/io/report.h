@@ -21,6 +21,7 @@ struct ReportInput {
     const IntegerEvaluation* integer = nullptr;      // optional: the int8 engine's results
     std::vector<TensorHistogram> weightHistograms;   // optional: drawn as small multiples
     std::vector<std::string> notes;                  // e.g. export warnings
+    std::vector<std::string> repairs;                // what the repairs did (repair/repair.h's describeRepairs)
     std::vector<std::string> classNames;             // optional: names for the confusion tables
 };
 

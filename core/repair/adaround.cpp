@@ -1,7 +1,6 @@
-// AdaRound on libtorch tensors (float32, CPU). The only file of the project that includes torch:
-// its headers are slow to compile and stay out of every header. Torch unfolds the inputs
-// (constant_pad_nd + im2col), draws the random numbers, and runs Adam; the step's arithmetic runs
-// on the tensors' memory in Eigen (below).
+// AdaRound in plain C++ and Eigen (float32, CPU). It needs no more than an unfold (im2col), a
+// shuffle, matrix products and Adam, so it does not load libtorch: linking libtorch_cpu made every
+// executable that can reach repair() pay about 0.8 s and 100 MB at start-up (bench/README.md).
 //
 // The layer becomes G independent matrix products (G = the Conv's groups, 1 for Gemm/MatMul):
 //     Y_g [rows, Mg] = X_g [rows, Kg] * W_g^T [Kg, Mg] + b_g
@@ -13,11 +12,8 @@
 //     dW_g  = dY_g^T X_g
 //     dh    = s dW [code not clamped] - lambda beta |2h - 1|^(beta - 1) sign(2h - 1) 2
 //     dV    = dh (zeta - gamma) sigmoid(V) (1 - sigmoid(V)) [0 < h_unclamped < 1]
-// Why not torch's operators for the step: Debian's libtorch multiplies through whatever
-// libblas.so.3 is installed, the reference BLAS by default (5 GFLOP/s measured on a
-// [1024 x 288] x [288 x 64] product, several times below Eigen), and each of the step's ~20
-// element-wise operators would be one pass over the weights with a temporary; as fused Eigen
-// expressions they are one pass each for the forward and the backward step.
+// The per-weight arithmetic is fused Eigen array expressions: one pass over the weights each for
+// the forward and the backward step, and one for Adam.
 
 #include "repair/adaround.h"
 
@@ -28,16 +24,13 @@
 #include "model/window.h"
 #include "quant/simulator.h"
 
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/optim/adam.h>
-
 #include <Eigen/Core>
 
 #include <algorithm>
 #include <cfloat>
 #include <chrono>
 #include <cmath>
+#include <numeric>
 #include <optional>
 #include <random>
 #include <string>
@@ -47,56 +40,37 @@ namespace {
 
 // The rectified sigmoid's stretch (Louizos et al., as the paper uses it).
 constexpr float kZeta = 1.1f, kGamma = -0.1f;
+// Adam's defaults (Kingma and Ba, as torch.optim.Adam has them).
+constexpr double kAdamBeta1 = 0.9, kAdamBeta2 = 0.999, kAdamEpsilon = 1e-8;
 
 using Clock = std::chrono::steady_clock;
 double msSince(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
 
+using Floats = std::vector<float>;
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMap = Eigen::Map<const RowMatrix>;
 using Map = Eigen::Map<RowMatrix>;
-
-// A qe::Tensor's float32 values as a torch tensor that shares its memory (read only by us).
-at::Tensor borrow(const Tensor& t)
-{
-    std::vector<std::int64_t> sizes(t.shape().begin(), t.shape().end());
-    return at::from_blob(const_cast<float*>(t.data<float>()), sizes, at::TensorOptions().dtype(at::kFloat));
-}
-
-// Restores torch's thread count when AdaRound returns, so the caller's OpenMP regions (which
-// share libgomp's setting with torch) keep theirs.
-class TorchThreads {
-public:
-    explicit TorchThreads(int threads) : previous_(at::get_num_threads())
-    {
-        if (threads > 0)
-            at::set_num_threads(threads);
-    }
-    ~TorchThreads() { at::set_num_threads(previous_); }
-    TorchThreads(const TorchThreads&) = delete;
-    TorchThreads& operator=(const TorchThreads&) = delete;
-
-private:
-    int previous_;
-};
-
-// The layer as G matrix products, with the rows it is optimised on, in random order: a step's
-// batch is a window at a random offset, a view rather than a gather. A row holds all groups'
-// reductions side by side ([G, Kg], as im2col lays them out), and the products read each
-// group's columns with a stride; a depthwise layer's rows (Mg = 1) are transposed to [Kg, G] so
-// that each tap is a contiguous vector over the channels.
-struct Problem {
-    std::int64_t groups = 1, outputsPerGroup = 0, reduction = 0, rows = 0, rowsPerStep = 0;
-    at::Tensor inputs;   // [rows, G * Kg], depthwise [rows, Kg * G]
-    at::Tensor targets;  // [rows, G * Mg], through the fused activation when reconstructing after it
-    at::Tensor bias;     // [G * Mg]
-    std::optional<std::pair<float, float>> activation;  // the fused clamp's bounds
-    bool weightsTransposed = false;  // the model stores [K, M] (Gemm without transB, MatMul)
-};
-
 using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
 using ConstStridedMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
 using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
 using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
+
+// The layer as G matrix products, with the rows it is optimised on, in random order: a step's
+// batch is a window at a random offset. A row holds all groups' reductions side by side ([G, Kg],
+// as im2col lays them out), and the products read each group's columns with a stride; a depthwise
+// layer's rows (Mg = 1) are transposed to [Kg, G] so that each tap is a contiguous vector over
+// the channels.
+struct Problem {
+    std::int64_t groups = 1, outputsPerGroup = 0, reduction = 0, rows = 0, rowsPerStep = 0;
+    Floats inputs;   // [rows, G * Kg], depthwise [rows, Kg * G]
+    Floats targets;  // [rows, G * Mg], through the fused activation when reconstructing after it
+    Floats bias;     // [G * Mg]
+    std::optional<std::pair<float, float>> activation;  // the fused clamp's bounds
+    bool weightsTransposed = false;  // the model stores [K, M] (Gemm without transB, MatMul)
+    std::int64_t outputs() const { return groups * outputsPerGroup; }
+    std::int64_t width() const { return groups * reduction; }
+    bool depthwise() const { return outputsPerGroup == 1 && groups > 1; }
+};
 
 // Below this many multiply-adds a second thread costs more than it saves (as in
 // engine/ops/parallel_gemm.h), and on a busy machine a parallel region can wait milliseconds
@@ -111,79 +85,80 @@ std::pair<std::int64_t, std::int64_t> rowBlock(std::int64_t rows, int b, int blo
 
 int blocksFor(std::int64_t work, int threads) { return work >= kParallelWork ? std::max(1, threads) : 1; }
 
-// Y = X W^T + b for each group: x [rows, G * Kg], w [G, Mg, Kg], into `out` [rows, G * Mg].
-// A depthwise layer (Mg = 1) streams through the rows once, every group at a time; other layers
-// multiply each group's (strided) columns. Rows are split among the threads.
-void multiply(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, at::Tensor& out, int threads)
+// Y = X W^T + b for each group: x [rows, G * Kg] (`rows` of them from `x`), w [G, Mg, Kg], into
+// `y` [rows, G * Mg]. A depthwise layer streams through the rows once, every group at a time;
+// other layers multiply each group's (strided) columns. Rows are split among the threads.
+void multiply(const Problem& p, const float* x, std::int64_t rows, const float* w, float* y, int threads)
 {
-    const std::int64_t groups = w.size(0), m = w.size(1), k = w.size(2), rows = x.size(0);
-    const float* px = x.data_ptr<float>();
-    const float* pw = w.data_ptr<float>();
-    const float* pb = bias.data_ptr<float>();
-    float* py = out.data_ptr<float>();
+    const std::int64_t groups = p.groups, m = p.outputsPerGroup, k = p.reduction;
+    const float* pb = p.bias.data();
     const int blocks = blocksFor(rows * groups * m * k, threads);
 #pragma omp parallel for schedule(static) num_threads(blocks) if (blocks > 1)
     for (int block = 0; block < blocks; ++block) {
         const auto [begin, end] = rowBlock(rows, block, blocks);
-        if (m == 1 && groups > 1) {  // depthwise: rows are [Kg, G], so each tap is a vector over the channels
-            const RowMatrix taps = ConstMap(pw, groups, k).transpose();
+        if (p.depthwise()) {  // rows are [Kg, G], so each tap is a vector over the channels
+            const RowMatrix taps = ConstMap(w, groups, k).transpose();
             for (std::int64_t r = begin; r < end; ++r) {
-                Eigen::Map<Eigen::ArrayXf> yr(py + r * groups, groups);
-                yr = Eigen::Map<const Eigen::ArrayXf>(pb, groups);
+                ArrayMap yr(y + r * groups, groups);
+                yr = ConstArrayMap(pb, groups);
                 for (std::int64_t tap = 0; tap < k; ++tap)
-                    yr += Eigen::Map<const Eigen::ArrayXf>(px + (r * k + tap) * groups, groups) * taps.row(tap).transpose().array();
+                    yr += ConstArrayMap(x + (r * k + tap) * groups, groups) * taps.row(tap).transpose().array();
             }
             continue;
         }
         for (std::int64_t g = 0; g < groups; ++g) {
-            ConstStridedMap xg(px + begin * groups * k + g * k, end - begin, k, Eigen::OuterStride<>(groups * k));
-            StridedMap yg(py + begin * groups * m + g * m, end - begin, m, Eigen::OuterStride<>(groups * m));
-            yg.noalias() = xg * ConstMap(pw + g * m * k, m, k).transpose();
+            ConstStridedMap xg(x + begin * groups * k + g * k, end - begin, k, Eigen::OuterStride<>(groups * k));
+            StridedMap yg(y + begin * groups * m + g * m, end - begin, m, Eigen::OuterStride<>(groups * m));
+            yg.noalias() = xg * ConstMap(w + g * m * k, m, k).transpose();
         }
-        Map(py + begin * groups * m, end - begin, groups * m).rowwise() += ConstMap(pb, 1, groups * m).row(0);
+        Map(y + begin * groups * m, end - begin, groups * m).rowwise() += ConstMap(pb, 1, groups * m).row(0);
     }
 }
 
-// dW = dY^T X for each group, into `out` [G, Mg, Kg]: each thread sums its rows' share into
-// `partial` [threads, G, Mg, Kg], then the shares are added.
-void weightGradient(const at::Tensor& dy, const at::Tensor& x, at::Tensor& partial, at::Tensor& out, int threads)
+// dW = dY^T X for each group, into `out` [G, Mg, Kg]: each thread sums its rows' share into its
+// slice of `partial` [threads, G, Mg, Kg], then the shares are added.
+void weightGradient(const Problem& p, const float* dy, const float* x, std::int64_t rows, Floats& partial, float* out, int threads)
 {
-    const std::int64_t groups = out.size(0), m = out.size(1), k = out.size(2), rows = x.size(0);
-    const float* pdy = dy.data_ptr<float>();
-    const float* px = x.data_ptr<float>();
-    const int blocks = std::min<int>(blocksFor(rows * groups * m * k, threads), static_cast<int>(partial.size(0)));
+    const std::int64_t groups = p.groups, m = p.outputsPerGroup, k = p.reduction, size = groups * m * k;
+    const int blocks = blocksFor(rows * size, threads);
+    partial.resize(std::size_t(blocks > 1 ? blocks * size : 0));
 #pragma omp parallel for schedule(static) num_threads(blocks) if (blocks > 1)
     for (int block = 0; block < blocks; ++block) {
         const auto [begin, end] = rowBlock(rows, block, blocks);
-        float* pw = (blocks == 1 ? out : partial[block]).data_ptr<float>();
-        if (m == 1 && groups > 1) {  // depthwise: rows are [Kg, G]
+        float* pw = blocks == 1 ? out : partial.data() + block * size;
+        if (p.depthwise()) {  // rows are [Kg, G]
             RowMatrix taps = RowMatrix::Zero(k, groups);
             for (std::int64_t r = begin; r < end; ++r) {
-                const Eigen::Map<const Eigen::ArrayXf> dyr(pdy + r * groups, groups);
+                const ConstArrayMap dyr(dy + r * groups, groups);
                 for (std::int64_t tap = 0; tap < k; ++tap)
-                    taps.row(tap).transpose().array() += dyr * Eigen::Map<const Eigen::ArrayXf>(px + (r * k + tap) * groups, groups);
+                    taps.row(tap).transpose().array() += dyr * ConstArrayMap(x + (r * k + tap) * groups, groups);
             }
             Map(pw, groups, k) = taps.transpose();
             continue;
         }
         for (std::int64_t g = 0; g < groups; ++g) {
-            ConstStridedMap dyg(pdy + begin * groups * m + g * m, end - begin, m, Eigen::OuterStride<>(groups * m));
-            ConstStridedMap xg(px + begin * groups * k + g * k, end - begin, k, Eigen::OuterStride<>(groups * k));
+            ConstStridedMap dyg(dy + begin * groups * m + g * m, end - begin, m, Eigen::OuterStride<>(groups * m));
+            ConstStridedMap xg(x + begin * groups * k + g * k, end - begin, k, Eigen::OuterStride<>(groups * k));
             Map(pw + g * m * k, m, k).noalias() = dyg.transpose() * xg;
         }
     }
-    if (blocks > 1)
-        at::sum_out(out, partial.narrow(0, 0, blocks), {0});
+    if (blocks > 1) {
+        ArrayMap sum(out, size);
+        sum = ConstArrayMap(partial.data(), size);
+        for (int block = 1; block < blocks; ++block)
+            sum += ConstArrayMap(partial.data() + block * size, size);
+    }
 }
 
 // Mean over rows of the squared error summed over output channels: the loss's first term.
-double reconstructionError(const Problem& p, const at::Tensor& weights)
+double reconstructionError(const Problem& p, const Eigen::ArrayXf& weights, int threads)
 {
-    at::Tensor y = at::empty({p.rows, p.groups * p.outputsPerGroup}, at::kFloat);
-    multiply(p.inputs, weights, p.bias, y, at::get_num_threads());
+    Floats y(std::size_t(p.rows * p.outputs()));
+    multiply(p, p.inputs.data(), p.rows, weights.data(), y.data(), threads);
+    ArrayMap values(y.data(), Eigen::Index(y.size()));
     if (p.activation)
-        y.clamp_(p.activation->first, p.activation->second);
-    return (y - p.targets).pow(2).sum().item<double>() / static_cast<double>(p.rows);
+        values = values.max(p.activation->first).min(p.activation->second);
+    return (values - ConstArrayMap(p.targets.data(), Eigen::Index(p.targets.size()))).cast<double>().square().sum() / double(p.rows);
 }
 
 std::string describeShape(const Tensor& t) { return shapeToString(t.shape()); }
@@ -207,10 +182,11 @@ std::optional<std::pair<float, float>> fusedBounds(const Graph& graph, const Qua
     return std::pair{ends.data<float>()[0], ends.data<float>()[1]};
 }
 
-// Conv: unfolds each image (padding first, so asymmetric and auto_pad pads work) and keeps at
-// most `maxPositions` random output positions of it; the targets at the same positions.
+// Conv: unfolds at most `maxPositions` random output positions of each image (im2col: one row
+// per position, columns (channel, ky, kx) with zeros where the window reaches into the padding);
+// the targets at the same positions.
 void unfoldConvolution(const Node& node, const std::string& name, const Tensor& weights, const Tensor& inputs,
-                       const Tensor& targets, int maxPositions, at::Generator& generator, Problem& p)
+                       const Tensor& targets, int maxPositions, std::mt19937_64& random, Problem& p)
 {
     if (inputs.rank() != 4 && inputs.rank() != 3)
         throw Error("layer '" + name + "': AdaRound expects its input as N x C x H x W (or N x C x W), got " + describeShape(inputs));
@@ -237,26 +213,40 @@ void unfoldConvolution(const Node& node, const std::string& name, const Tensor& 
                     describeShape(inputs) + ", got " + describeShape(targets));
 
     const std::int64_t positions = w.outH * w.outW, kept = std::min<std::int64_t>(positions, maxPositions);
-    const std::int64_t unfoldedWidth = channels * kernelH * kernelW;
-    const at::Tensor x = borrow(inputs).reshape({n, channels, inH, inW});
-    const at::Tensor y = borrow(targets).reshape({n, outputs, positions});
-    at::Tensor rows = at::empty({n, kept, unfoldedWidth}, at::kFloat);
-    at::Tensor rowTargets = at::empty({n, kept, outputs}, at::kFloat);
+    const std::int64_t width = channels * kernelH * kernelW;
+    const float* x = inputs.data<float>();
+    const float* y = targets.data<float>();
+    p.inputs.assign(std::size_t(n * kept * width), 0.f);
+    p.targets.resize(std::size_t(n * kept * outputs));
+    std::vector<std::int64_t> picked(static_cast<std::size_t>(positions));
     for (std::int64_t i = 0; i < n; ++i) {
-        const at::Tensor padded = at::constant_pad_nd(x.narrow(0, i, 1), {w.padLeft, w.padRight, w.padTop, w.padBottom}, 0);
-        const at::Tensor columns = at::im2col(padded, {kernelH, kernelW}, {w.dilationH, w.dilationW}, {0, 0},
-                                              {w.strideH, w.strideW})[0];  // [C * kh * kw, positions]
-        const at::Tensor picked = kept == positions ? at::arange(positions, at::kLong)
-                                                    : at::randperm(positions, generator, at::kLong).narrow(0, 0, kept);
-        rows[i].copy_(columns.index_select(1, picked).t());
-        rowTargets[i].copy_(y[i].index_select(1, picked).t());
+        std::iota(picked.begin(), picked.end(), 0);
+        if (kept < positions)
+            std::shuffle(picked.begin(), picked.end(), random);
+        for (std::int64_t j = 0; j < kept; ++j) {
+            const std::int64_t position = picked[std::size_t(j)], oy = position / w.outW, ox = position % w.outW;
+            float* row = p.inputs.data() + (i * kept + j) * width;
+            for (std::int64_t c = 0; c < channels; ++c)
+                for (std::int64_t ky = 0; ky < kernelH; ++ky) {
+                    const std::int64_t iy = oy * w.strideH - w.padTop + ky * w.dilationH;
+                    if (iy < 0 || iy >= inH)
+                        continue;  // padding: the row stays 0
+                    const float* line = x + ((i * channels + c) * inH + iy) * inW;
+                    for (std::int64_t kx = 0; kx < kernelW; ++kx) {
+                        const std::int64_t ix = ox * w.strideW - w.padLeft + kx * w.dilationW;
+                        if (ix >= 0 && ix < inW)
+                            row[(c * kernelH + ky) * kernelW + kx] = line[ix];
+                    }
+                }
+            float* target = p.targets.data() + (i * kept + j) * outputs;
+            for (std::int64_t o = 0; o < outputs; ++o)
+                target[o] = y[(i * outputs + o) * positions + position];
+        }
     }
     p.groups = groups;
     p.outputsPerGroup = outputs / groups;
-    p.reduction = unfoldedWidth / groups;  // im2col's columns are (channel, ky, kx), so each group's are contiguous
+    p.reduction = width / groups;  // the columns are (channel, ky, kx), so each group's are contiguous
     p.rows = n * kept;
-    p.inputs = rows.reshape({p.rows, unfoldedWidth});
-    p.targets = rowTargets.reshape({p.rows, outputs});
 }
 
 // Gemm/MatMul: every leading index of the input is a row.
@@ -283,27 +273,33 @@ void rowsOfMatrixProduct(const Node& node, const std::string& name, const Tensor
     p.outputsPerGroup = outputs;
     p.reduction = reduction;
     p.rows = inputs.size() / reduction;
-    p.inputs = borrow(inputs).reshape({p.rows, reduction}).clone();
-    p.targets = borrow(targets).reshape({p.rows, outputs}).clone();
+    p.inputs.assign(inputs.data<float>(), inputs.data<float>() + inputs.size());
+    p.targets.assign(targets.data<float>(), targets.data<float>() + targets.size());
 }
 
 // The weights as [G, Mg, Kg], output channel m = g * Mg + j.
-at::Tensor weightMatrices(const Problem& p, const Tensor& weights)
+Eigen::ArrayXf weightMatrices(const Problem& p, const Tensor& weights)
 {
-    at::Tensor w = borrow(weights);
-    if (p.weightsTransposed)
-        w = w.t();
-    return w.reshape({p.groups, p.outputsPerGroup, p.reduction}).contiguous();
+    Eigen::ArrayXf w(Eigen::Index(weights.size()));
+    const float* source = weights.data<float>();
+    if (p.weightsTransposed)  // [K, M] -> [M, K]
+        Map(w.data(), p.outputs(), p.reduction) = ConstMap(source, p.reduction, p.outputs()).transpose();
+    else
+        std::copy_n(source, weights.size(), w.data());
+    return w;
 }
 
 // Back to the model's layout, from [G, Mg, Kg].
-at::Tensor modelLayout(const Problem& p, const at::Tensor& matrices, const Tensor& weights)
+template <typename T>
+std::vector<T> modelLayout(const Problem& p, const Eigen::Array<T, Eigen::Dynamic, 1>& matrices)
 {
-    at::Tensor w = matrices.reshape({p.groups * p.outputsPerGroup, p.reduction});
+    std::vector<T> out(std::size_t(matrices.size()));
+    using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     if (p.weightsTransposed)
-        w = w.t();
-    std::vector<std::int64_t> sizes(weights.shape().begin(), weights.shape().end());
-    return w.contiguous().reshape(sizes);
+        Eigen::Map<Matrix>(out.data(), p.reduction, p.outputs()) = Eigen::Map<const Matrix>(matrices.data(), p.outputs(), p.reduction).transpose();
+    else
+        std::copy_n(matrices.data(), matrices.size(), out.data());
+    return out;
 }
 
 void checkParams(const std::string& name, const QuantParams& params, std::int64_t outputs)
@@ -340,13 +336,23 @@ void checkOptions(const std::string& name, const AdaRoundOptions& o)
 
 // The rows in random order, once, so that a window of them is a random batch; a depthwise
 // layer's rows tap-major (see Problem).
-void shuffleRows(Problem& p, at::Generator& generator)
+void shuffleRows(Problem& p, std::mt19937_64& random)
 {
-    const at::Tensor order = at::randperm(p.rows, generator, at::kLong);
-    p.inputs = p.inputs.index_select(0, order);
-    p.targets = p.targets.index_select(0, order);
-    if (p.outputsPerGroup == 1 && p.groups > 1)
-        p.inputs = p.inputs.reshape({p.rows, p.groups, p.reduction}).transpose(1, 2).contiguous().reshape({p.rows, p.groups * p.reduction});
+    std::vector<std::int64_t> order(static_cast<std::size_t>(p.rows));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), random);
+    const std::int64_t width = p.width(), outputs = p.outputs();
+    Floats inputs(p.inputs.size()), targets(p.targets.size());
+    for (std::int64_t r = 0; r < p.rows; ++r) {
+        const std::int64_t from = order[std::size_t(r)];
+        if (p.depthwise())  // [G, Kg] -> [Kg, G]
+            Map(inputs.data() + r * width, p.reduction, p.groups) = ConstMap(p.inputs.data() + from * width, p.groups, p.reduction).transpose();
+        else
+            std::copy_n(p.inputs.data() + from * width, width, inputs.data() + r * width);
+        std::copy_n(p.targets.data() + from * outputs, outputs, targets.data() + r * outputs);
+    }
+    p.inputs = std::move(inputs);
+    p.targets = std::move(targets);
 }
 
 // The regulariser's exponent at `iteration` of the annealing phase: cosine from betaStart to betaEnd.
@@ -377,98 +383,85 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
     checkOptions(name, options);
     const std::int64_t outputs = weights.dim(family == IntegerFamily::Convolution ? 0 : layer.weightChannelAxis);
     checkParams(name, weightParams, outputs);
-
-    TorchThreads torchThreads(options.threads);
-    at::NoGradGuard noGradients;
-    at::Generator generator = at::detail::createCPUGenerator(options.seed);
+    const int threads = std::max(1, options.threads);
+    std::mt19937_64 random(options.seed);
 
     Problem p;
     if (family == IntegerFamily::Convolution)
-        unfoldConvolution(node, name, weights, inputs, targets, options.maxPositionsPerImage, generator, p);
+        unfoldConvolution(node, name, weights, inputs, targets, options.maxPositionsPerImage, random, p);
     else
         rowsOfMatrixProduct(node, name, weights, inputs, targets, p);
-    shuffleRows(p, generator);
+    shuffleRows(p, random);
     const std::int64_t rowsPerImage = p.rows / inputs.dim(0);
     p.rowsPerStep = std::min<std::int64_t>(p.rows, options.batchSize * std::min<std::int64_t>(options.positionsPerImage, rowsPerImage));
-    p.bias = at::zeros({outputs}, at::kFloat);
+    p.bias.assign(std::size_t(outputs), 0.f);
     if (!layer.bias.empty()) {
         const Tensor& bias = graph.initializers.at(layer.bias);
         if (bias.dtype() != DataType::Float32 || bias.size() != outputs)
             throw Error("layer '" + name + "': expected a float32 bias of " + std::to_string(outputs) + " values, got " +
                         bias.describe());
-        p.bias.copy_(borrow(bias).reshape({outputs}));
+        std::copy_n(bias.data<float>(), outputs, p.bias.data());
     }
     if (options.throughFusedActivation)
         p.activation = fusedBounds(graph, layer);
     if (p.activation)
-        p.targets.clamp_(p.activation->first, p.activation->second);
+        for (float& t : p.targets)
+            t = std::clamp(t, p.activation->first, p.activation->second);
 
-    // The rounding problem: each weight's two neighbouring codes, per output channel's scale.
+    // The rounding problem, per weight (the step's loops are flat over all weights, [G, Mg, Kg]):
+    // its channel's scale and zero-point, and the code below it.
     const UniformParams& u = weightParams.uniform();
-    at::Tensor scale = at::empty({outputs}, at::kFloat), zeroPoint = at::empty({outputs}, at::kFloat);
+    const Eigen::ArrayXf floatWeights = weightMatrices(p, weights);
+    const Eigen::Index count = floatWeights.size();
+    Eigen::ArrayXf S(count), Z(count);
     for (std::int64_t m = 0; m < outputs; ++m) {
         const std::size_t block = u.scale.size() == 1 ? 0 : static_cast<std::size_t>(m);
-        scale[m] = u.scale[block];
-        zeroPoint[m] = static_cast<float>(u.zeroPoint[block]);
+        S.segment(m * p.reduction, p.reduction).setConstant(u.scale[block]);
+        Z.segment(m * p.reduction, p.reduction).setConstant(static_cast<float>(u.zeroPoint[block]));
     }
-    const at::Tensor floatWeights = weightMatrices(p, weights);
-    // Per weight (the step's loops are flat over all weights): its channel's scale and zero-point.
-    scale = scale.reshape({p.groups, p.outputsPerGroup, 1}).expand_as(floatWeights).contiguous();
-    zeroPoint = zeroPoint.reshape({p.groups, p.outputsPerGroup, 1}).expand_as(floatWeights).contiguous();
     const float qmin = static_cast<float>(weightParams.qmin), qmax = static_cast<float>(weightParams.qmax);
-    // x * (1/s), as fakeQuantize computes it, so that nearest rounding here is fakeQuantize's.
-    const at::Tensor ratio = floatWeights * scale.reciprocal();
-    const at::Tensor lower = ratio.floor() + zeroPoint;  // the code below (or at) each weight
+    // x * (1/s), as fakeQuantize computes it, so that nearest rounding here is fakeQuantize's
+    // (rint: half to even, as its nearbyint).
+    const Eigen::ArrayXf ratio = floatWeights * S.inverse();
+    const Eigen::ArrayXf L = ratio.floor() + Z;  // the code below (or at) each weight
     // Weights whose both neighbours are codes; the others are clamped either way and stay fixed.
-    const at::Tensor movable = ((lower >= qmin) & (lower + 1 <= qmax)).to(at::kFloat);
-    auto weightsFor = [&](const at::Tensor& up) { return scale * ((lower + up).clamp(qmin, qmax) - zeroPoint); };
+    const Eigen::ArrayXf movable = ((L >= qmin) && (L + 1 <= qmax)).cast<float>();
+    auto weightsFor = [&](const Eigen::ArrayXf& up) -> Eigen::ArrayXf { return S * ((L + up).max(qmin).min(qmax) - Z); };
 
     // h(V) = frac(w/s) at the start: V = -log((zeta - gamma) / (frac - gamma) - 1).
-    const at::Tensor fraction = ratio - ratio.floor();
-    at::Tensor v = -at::log((kZeta - kGamma) / (fraction - kGamma) - 1);
-    v.set_requires_grad(true);
-    v.mutable_grad() = at::zeros_like(v);  // written in place by each step
-    torch::optim::Adam adam(std::vector<at::Tensor>{v}, torch::optim::AdamOptions(options.learningRate));
+    Eigen::ArrayXf V = -((kZeta - kGamma) / (ratio - ratio.floor() - kGamma) - 1).log();
+    Eigen::ArrayXf adamMean = Eigen::ArrayXf::Zero(count), adamSquares = Eigen::ArrayXf::Zero(count);
 
     AdaRoundStatistics stats;
     stats.rows = p.rows;
     stats.rowsPerStep = p.rowsPerStep;
-    stats.floatError = reconstructionError(p, floatWeights);
-    stats.nearestError = reconstructionError(p, weightsFor(ratio.round() + zeroPoint - lower));
+    stats.floatError = reconstructionError(p, floatWeights, threads);
+    const Eigen::ArrayXf nearestCodes = (ratio.rint() + Z).max(qmin).min(qmax);
+    stats.nearestError = reconstructionError(p, S * (nearestCodes - Z), threads);
 
     // Buffers reused by every step.
-    const int threads = at::get_num_threads();
-    const std::int64_t batch = p.rowsPerStep, count = v.numel();
+    const std::int64_t batch = p.rowsPerStep;
     std::mt19937_64 offsets(options.seed);
     std::uniform_int_distribution<std::int64_t> offset(0, p.rows - batch);
-    at::Tensor y = at::empty({batch, outputs}, at::kFloat);
-    at::Tensor dy = at::empty({batch, outputs}, at::kFloat);
-    at::Tensor soft = at::empty_like(floatWeights), sigmoid = at::empty_like(floatWeights);
-    at::Tensor weightGrad = at::empty_like(floatWeights);
-    at::Tensor partialGrads = at::empty({threads, p.groups, p.outputsPerGroup, p.reduction}, at::kFloat);
-    // The per-weight arithmetic runs as fused Eigen array expressions (one pass over the weights
-    // each, instead of a torch operator and a temporary per term).
-    const ConstArrayMap S(scale.data_ptr<float>(), count), Z(zeroPoint.data_ptr<float>(), count),
-        L(lower.data_ptr<float>(), count), movableMask(movable.data_ptr<float>(), count);
-    const ConstArrayMap V(v.data_ptr<float>(), count), dW(weightGrad.data_ptr<float>(), count);
-    ArrayMap soft_(soft.data_ptr<float>(), count), sig(sigmoid.data_ptr<float>(), count), dV(v.mutable_grad().data_ptr<float>(), count);
+    Floats y(std::size_t(batch * outputs)), dy(std::size_t(batch * outputs)), partialGrads;
+    Eigen::ArrayXf soft(count), sig(count), dW(count), dV(count);
     const int warmupIterations = static_cast<int>(std::lround(options.warmup * options.iterations));
     const float reconstructionScale = 2.f / static_cast<float>(batch);
     const float lo = p.activation ? p.activation->first : -FLT_MAX, hi = p.activation ? p.activation->second : FLT_MAX;
-    const ConstArrayMap Y(y.data_ptr<float>(), y.numel());
-    ArrayMap dY(dy.data_ptr<float>(), dy.numel());
+    const ConstArrayMap Y(y.data(), Eigen::Index(y.size()));
+    ArrayMap dY(dy.data(), Eigen::Index(dy.size()));
     stats.setupMs = msSince(start);
 
     for (int iteration = 0; iteration < options.iterations; ++iteration) {
-        if (options.cancel && options.cancel->load(std::memory_order_relaxed))
+        if (options.progress.cancel && options.progress.cancel->load(std::memory_order_relaxed))
             throw Cancelled();
         Clock::time_point phase = Clock::now();
         const std::int64_t first = offset(offsets);
-        const at::Tensor x = p.inputs.narrow(0, first, batch);
-        const ConstArrayMap T(p.targets.data_ptr<float>() + first * outputs, batch * outputs);
+        const float* x = p.inputs.data() + first * p.width();
+        const ConstArrayMap T(p.targets.data() + first * outputs, batch * outputs);
         sig = (1.f + (-V).exp()).inverse();
-        soft_ = S * ((L + (sig * (kZeta - kGamma) + kGamma).max(0.f).min(1.f)).max(qmin).min(qmax) - Z);
-        multiply(x, soft, p.bias, y, threads);
+        soft = S * ((L + (sig * (kZeta - kGamma) + kGamma).max(0.f).min(1.f)).max(qmin).min(qmax) - Z);
+        multiply(p, x, batch, soft.data(), y.data(), threads);
         stats.forwardMs += msSince(phase);
 
         phase = Clock::now();
@@ -476,7 +469,7 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
         // Masks are written as ceil(clamp(a, 0, 1)), 1 where a > 0 and else 0, rather than as
         // comparisons: Eigen vectorises the whole expression only when every term has a packet form.
         dY = (Y.max(lo).min(hi) - T) * reconstructionScale * (Y - lo).max(0.f).min(1.f).ceil() * (hi - Y).max(0.f).min(1.f).ceil();
-        weightGradient(dy, x, partialGrads, weightGrad, threads);
+        weightGradient(p, dy.data(), x, batch, partialGrads, dW.data(), threads);
         const auto stretched = sig * (kZeta - kGamma) + kGamma;
         const auto chain = (kZeta - kGamma) * sig * (1.f - sig) * stretched.max(0.f).min(1.f).ceil() * (1.f - stretched).max(0.f).min(1.f).ceil();
         if (iteration >= warmupIterations && options.regularization > 0.f) {
@@ -485,36 +478,41 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
             // the tiny offset makes 0^0 (beta = 2 at the end) 1 instead of NaN.
             const float beta = annealedBeta(options, iteration, warmupIterations);
             const auto centred = 2.f * stretched.max(0.f).min(1.f) - 1.f;
-            dV = (dW * S * movableMask - (2.f * options.regularization * beta) * centred * ((beta - 2.f) * (centred.abs() + 1e-30f).log()).exp()) * chain;
+            dV = (dW * S * movable - (2.f * options.regularization * beta) * centred * ((beta - 2.f) * (centred.abs() + 1e-30f).log()).exp()) * chain;
         } else {
-            dV = dW * S * movableMask * chain;
+            dV = dW * S * movable * chain;
         }
         stats.backwardMs += msSince(phase);
 
+        // Adam, as torch.optim.Adam computes it: V -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
         phase = Clock::now();
-        adam.step();
+        const int step = iteration + 1;
+        const float stepSize = float(options.learningRate / (1 - std::pow(kAdamBeta1, step)));
+        const float squaresCorrection = float(1 / std::sqrt(1 - std::pow(kAdamBeta2, step)));
+        adamMean = float(kAdamBeta1) * adamMean + float(1 - kAdamBeta1) * dV;
+        adamSquares = float(kAdamBeta2) * adamSquares + float(1 - kAdamBeta2) * dV.square();
+        V -= stepSize * adamMean / (adamSquares.sqrt() * squaresCorrection + float(kAdamEpsilon));
         stats.adamMs += msSince(phase);
-        stats.iterations = iteration + 1;
-        if (options.progress && (iteration + 1) % 500 == 0)
-            options.progress(iteration + 1, options.iterations);
+        stats.iterations = step;
+        if (options.progress.report && step % 500 == 0)
+            options.progress.report(options.stage, std::size_t(step), std::size_t(options.iterations));
     }
 
     // Round up where h(V) >= 0.5.
-    const at::Tensor up = (v.detach().sigmoid() * (kZeta - kGamma) + kGamma).clamp(0, 1).ge(0.5f).to(at::kFloat);
-    const at::Tensor rounded = weightsFor(up);
-    stats.adaRoundError = reconstructionError(p, rounded);
-    const at::Tensor codes = (lower + up).clamp(qmin, qmax);
-    const at::Tensor nearestCodes = (ratio.round() + zeroPoint).clamp(qmin, qmax);
-    stats.flippedFraction = codes.ne(nearestCodes).sum().item<double>() / static_cast<double>(codes.numel());
+    const Eigen::ArrayXf up = ((V.logistic() * (kZeta - kGamma) + kGamma).max(0.f).min(1.f) >= 0.5f).cast<float>();
+    const Eigen::ArrayXf rounded = weightsFor(up);
+    stats.adaRoundError = reconstructionError(p, rounded, threads);
+    const Eigen::ArrayXf codes = (L + up).max(qmin).min(qmax);
+    stats.flippedFraction = double((codes != nearestCodes).count()) / double(count);
 
     AdaRoundResult result;
-    const at::Tensor codesInModelLayout = modelLayout(p, codes, weights).to(at::kInt);
-    result.codes.assign(codesInModelLayout.data_ptr<std::int32_t>(), codesInModelLayout.data_ptr<std::int32_t>() + codesInModelLayout.numel());
+    const Eigen::ArrayXi integerCodes = codes.cast<int>();
+    result.codes = modelLayout<std::int32_t>(p, integerCodes);
     result.weights = Tensor(DataType::Float32, weights.shape());
-    const at::Tensor roundedInModelLayout = modelLayout(p, rounded, weights);
-    std::copy_n(roundedInModelLayout.data_ptr<float>(), roundedInModelLayout.numel(), result.weights.mutableData<float>());
-    if (options.progress)
-        options.progress(options.iterations, options.iterations);
+    const Floats roundedInModelLayout = modelLayout<float>(p, rounded);
+    std::copy(roundedInModelLayout.begin(), roundedInModelLayout.end(), result.weights.mutableData<float>());
+    if (options.progress.report)
+        options.progress.report(options.stage, std::size_t(options.iterations), std::size_t(options.iterations));
     stats.totalMs = msSince(start);
     result.statistics = stats;
     return result;

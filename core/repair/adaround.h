@@ -16,17 +16,16 @@
 // A "sample" is one row of the layer as a matrix product: a Gemm/MatMul input vector, or the
 // receptive field of one output position of a Conv (all groups at once; strides, pads, dilations
 // and groups are applied once, when the inputs are unfolded). Each step takes a random batch of
-// rows, so no step computes a whole feature map. The computation runs on libtorch tensors
-// (float32; the products and the per-weight arithmetic in Eigen); no torch type appears here.
+// rows, so no step computes a whole feature map. The computation is float32, in Eigen.
 
 #include "model/graph.h"
 #include "quant/layers.h"
 #include "quant/scheme.h"
+#include "repair/channel_statistics.h"
 #include "tensor/tensor.h"
 
-#include <atomic>
 #include <cstdint>
-#include <functional>
+#include <string>
 #include <vector>
 
 namespace qe {
@@ -48,13 +47,14 @@ struct AdaRoundOptions {
     // error the activation clips away does not count.
     bool throughFusedActivation = true;
     std::uint64_t seed = 20200420;
-    // Threads for libtorch and the row blocks of the products (OpenMP, shared with
-    // common/parallel.h's loops); the caller's setting is restored on return. Called inside a
-    // parallelFor task, the products run serially (nested OpenMP regions do), so the two never
-    // oversubscribe the cores.
+    // Threads for the row blocks of the products (OpenMP, as common/parallel.h's loops). Called
+    // inside a parallelFor task, the products run serially (nested OpenMP regions do), so the two
+    // never oversubscribe the cores.
     int threads = 2;
-    std::function<void(int done, int total)> progress;  // called every few hundred iterations
-    const std::atomic<bool>* cancel = nullptr;          // polled each iteration; throws qe::Cancelled
+    // The repairs' one progress and cancellation (repair() passes its own): reported as `stage`
+    // every few hundred iterations; the flag is polled each iteration (throws qe::Cancelled).
+    RepairProgress progress;
+    std::string stage = "AdaRound";
 };
 
 struct AdaRoundStatistics {

@@ -33,7 +33,7 @@ Tensor stack(const std::vector<Tensor>& batches)
 std::map<std::string, LayerSamples> collectLayerSamples(const Graph& floatGraph, const std::vector<QuantLayer>& layers,
                                                         const Dataset& images, const Preprocess& preprocess,
                                                         std::size_t first, std::size_t count, const QuantPlan* quantized,
-                                                        const std::atomic<bool>* cancel)
+                                                        const RepairProgress& progress)
 {
     if (count == 0 || first + count > images.size())
         throw Error("layer samples: images " + std::to_string(first) + " to " + std::to_string(first + count) + " of " +
@@ -41,7 +41,7 @@ std::map<std::string, LayerSamples> collectLayerSamples(const Graph& floatGraph,
     const std::string& feed = floatGraph.inputs.at(0).name;
     std::set<std::string> floatCapture;
     RunOptions inputRun;
-    inputRun.cancel = cancel;
+    inputRun.cancel = progress.cancel;
     for (const QuantLayer& layer : layers) {
         if (layer.nodeIndex < 0 || layer.weight.empty())
             throw Error("layer samples: layer '" + layer.name + "' has no weights");
@@ -58,7 +58,7 @@ std::map<std::string, LayerSamples> collectLayerSamples(const Graph& floatGraph,
 
     std::map<std::string, std::vector<Tensor>> inputBatches, outputBatches;
     const RepairImages range{.dataset = &images, .preprocess = &preprocess, .images = count, .first = first};
-    forEachCalibrationBatch(floatGraph, floatCapture, range, {.report = {}, .cancel = cancel}, "layer samples",
+    forEachCalibrationBatch(floatGraph, floatCapture, range, progress, "layer samples",
                             [&](const Tensor& batch, const TensorMap& floatRun) {
                                 // Without a plan, the float run captured the inputs too.
                                 const TensorMap inputsRun =

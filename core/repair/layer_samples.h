@@ -7,9 +7,9 @@
 #include "model/graph.h"
 #include "quant/layers.h"
 #include "quant/simulator.h"
+#include "repair/channel_statistics.h"
 #include "tensor/tensor.h"
 
-#include <atomic>
 #include <cstddef>
 #include <map>
 #include <string>
@@ -25,11 +25,12 @@ struct LayerSamples {
 // For each of `layers` (weighted layers of `floatGraph`), over images [first, first + count) of
 // `images`, in batches of 32. The inputs come from `quantized` when given: the simulation of that
 // plan (of the same model), so each layer sees what the quantized layers before it produce; else
-// from the float model. By layer name. qe::Cancelled when `cancel` is set.
+// from the float model. By layer name. Progress is reported as "layer samples"; qe::Cancelled
+// when cancelled.
 std::map<std::string, LayerSamples> collectLayerSamples(const Graph& floatGraph, const std::vector<QuantLayer>& layers,
                                                         const Dataset& images, const Preprocess& preprocess,
                                                         std::size_t first, std::size_t count,
                                                         const QuantPlan* quantized = nullptr,
-                                                        const std::atomic<bool>* cancel = nullptr);
+                                                        const RepairProgress& progress = {});
 
 }  // namespace qe

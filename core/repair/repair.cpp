@@ -3,9 +3,14 @@
 #include "common/error.h"
 #include "model/operator_traits.h"
 #include "quant/simulator.h"
+#include "repair/adaround.h"
 #include "repair/bias_correction.h"
+#include "repair/layer_samples.h"
 #include "repair/weight_channels.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <map>
 
 namespace qe {
@@ -15,6 +20,119 @@ namespace {
 bool correctsBias(const LayerQuantConfig& c, const QuantLayer& layer)
 {
     return c.repairs.biasCorrection != BiasCorrection::None && !layer.weight.empty() && !c.keepFloat && c.weights.quantize;
+}
+
+bool adaRounds(const LayerQuantConfig& c, const QuantLayer& layer)
+{
+    return c.repairs.adaRound.enabled && !layer.weight.empty() && layer.nodeIndex >= 0 && !c.keepFloat && c.weights.quantize;
+}
+
+// Why AdaRound cannot round this layer's weights as configured; "" when it can.
+std::string adaRoundObstacle(const Graph& graph, const QuantLayer& layer, const LayerQuantConfig& c)
+{
+    const Node& node = graph.nodes.at(std::size_t(layer.nodeIndex));
+    const IntegerFamily family = operatorTraits(node.name, node.opType).integer;
+    if (family != IntegerFamily::Convolution && family != IntegerFamily::MatrixProduct)
+        return "AdaRound takes Conv, Gemm and MatMul layers, not " + node.opType;
+    const SchemeTraits& scheme = schemeTraits(c.weights.scheme);
+    if (scheme.family != SchemeFamily::Uniform)
+        return "AdaRound chooses between the two nearest levels of a uniform grid, not of '" + std::string(scheme.name) + "'";
+    if (c.weights.granularity == Granularity::PerGroup)
+        return "AdaRound takes per-tensor or per-channel weights, not per-group";
+    return {};
+}
+
+// The fraction of each output channel's weights whose code differs between `a` and `b` (codes in
+// the layout of the weights, channels on `axis`).
+std::vector<float> differingPerChannel(const std::vector<std::int32_t>& a, const std::vector<std::int32_t>& b,
+                                       const Shape& shape, int axis)
+{
+    const std::int64_t channels = shape.at(std::size_t(axis));
+    std::int64_t inner = 1;
+    for (std::size_t d = std::size_t(axis) + 1; d < shape.size(); ++d)
+        inner *= shape[d];
+    std::vector<std::int64_t> differing(std::size_t(channels), 0);
+    for (std::size_t i = 0; i < a.size(); ++i)
+        differing[std::size_t((std::int64_t(i) / inner) % channels)] += a[i] != b[i];
+    const double perChannel = double(a.size()) / double(channels);
+    std::vector<float> fractions;
+    for (std::int64_t d : differing)
+        fractions.push_back(float(double(d) / perChannel));
+    return fractions;
+}
+
+// AdaRound on each layer that asks for it, in graph order. A layer learns on its input as the
+// model quantized so far computes it (the earlier layers' weights as AdaRound rounded them,
+// activations quantized with ranges calibrated on `graph`), against the float reference's output.
+void adaRoundLayers(Graph& graph, const Graph& reference, const std::vector<QuantLayer>& layers, const QuantConfig& config,
+                    const RepairImages& images, const RepairProgress& progress, RepairedModel& result)
+{
+    std::vector<const QuantLayer*> chosen;
+    for (const QuantLayer& layer : layers) {
+        const LayerQuantConfig c = config.resolve(layer.name);
+        if (!adaRounds(c, layer))
+            continue;
+        if (const std::string obstacle = adaRoundObstacle(graph, layer, c); !obstacle.empty())
+            result.report.skipped.push_back({layer.name, obstacle});
+        else if (!images.available() || images.first >= images.dataset->size())
+            result.report.skipped.push_back({layer.name, "AdaRound needs calibration images"});
+        else
+            chosen.push_back(&layer);
+    }
+    if (chosen.empty())
+        return;
+
+    CalibrationOptions calibrationOptions;
+    calibrationOptions.images = images.images;
+    calibrationOptions.cancel = progress.cancel;
+    if (progress.report)
+        calibrationOptions.progress = [&](std::size_t done, std::size_t total) { progress.report("AdaRound: calibrating", done, total); };
+    const CalibrationData calibration = calibrate(graph, layers, *images.dataset, *images.preprocess, calibrationOptions);
+
+    for (std::size_t k = 0; k < chosen.size(); ++k) {
+        const QuantLayer& layer = *chosen[k];
+        const LayerQuantConfig c = config.resolve(layer.name);
+        const AdaRoundSpec& spec = c.repairs.adaRound;
+        const std::string stage = "AdaRound layer " + std::to_string(k + 1) + " of " + std::to_string(chosen.size());
+        const RepairProgress staged{progress.report ? [&](const std::string& step, std::size_t done, std::size_t total) {
+                                        progress.report(stage + " (" + layer.name + "): " + step, done, total);
+                                    } : std::function<void(const std::string&, std::size_t, std::size_t)>{},
+                                    progress.cancel};
+        // No previous plan is passed: its integer weights would be reused for a layer whose
+        // weight parameters stayed the same while AdaRound changed its weights.
+        const QuantPlan quantizedSoFar = makePlan(graph, layers, config, calibration, nullptr, &result.pinned);
+        const std::size_t count = std::min<std::size_t>(std::size_t(spec.images), images.dataset->size() - images.first);
+        const LayerSamples samples = collectLayerSamples(reference, {layer}, *images.dataset, *images.preprocess, images.first,
+                                                         count, &quantizedSoFar, staged)
+                                         .at(layer.name);
+        Tensor nearest;
+        const QuantParams params = quantizeLayerWeights(layer, c.weights, graph.initializers.at(layer.weight), nearest);
+        AdaRoundOptions options;
+        options.iterations = spec.iterations;
+        options.progress = staged;
+        options.stage = "rounding";
+        AdaRoundResult rounded;
+        try {
+            rounded = adaRound(graph, layer, params, samples.inputs, samples.floatOutputs, options);
+        } catch (const Cancelled&) {
+            throw;
+        } catch (const Error& e) {
+            result.report.skipped.push_back({layer.name, e.what()});
+            continue;
+        }
+        AdaRoundReport out;
+        out.layer = layer.name;
+        out.iterations = rounded.statistics.iterations;
+        out.images = count;
+        out.flippedFraction = rounded.statistics.flippedFraction;
+        out.flippedPerChannel = differingPerChannel(rounded.codes, uniformCodes(nearest, params, layer.weightChannelAxis),
+                                                    nearest.shape(), layer.weightChannelAxis);
+        out.nearestError = rounded.statistics.nearestError;
+        out.adaRoundError = rounded.statistics.adaRoundError;
+        result.report.adaRounded.push_back(std::move(out));
+        graph.initializers[layer.weight] = std::move(rounded.weights);
+        result.pinned.weights[layer.name] = {c.weights, params};
+    }
 }
 
 // The layer whose (activated) output is `tensor`, if a layer's output is.
@@ -181,6 +299,42 @@ void correctBiases(Graph& graph, const Graph& reference, const std::vector<Quant
 
 }  // namespace
 
+std::vector<std::string> describeRepairs(const RepairReport& report)
+{
+    const auto percent = [](double f) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.1f%%", 100 * f);
+        return std::string(text);
+    };
+    std::vector<std::string> lines;
+    if (!report.equalized.empty()) {
+        std::string pairs;
+        for (const EqualizedPair& p : report.equalized)
+            pairs += (pairs.empty() ? "" : ", ") + p.first + " -> " + p.second + (p.clipBecameRelu ? " (ReLU6 made ReLU)" : "") +
+                     (p.absorbed.empty() ? "" : " (high bias absorbed)");
+        lines.push_back("Cross-layer equalization (" + std::to_string(report.equalizationSweeps) + " sweeps): " + pairs);
+    }
+    for (const BiasCorrectionReport& b : report.biasCorrected) {
+        double largest = 0;
+        for (float shift : b.shift)
+            largest = std::max(largest, double(std::abs(shift)));
+        char text[32];
+        std::snprintf(text, sizeof text, "%.3g", largest);
+        lines.push_back("Bias correction (" + std::string(biasCorrectionName(b.mode)) + ") on " + b.layer + ": largest shift " + text +
+                        ", statistics from " + b.statistics);
+    }
+    for (const AdaRoundReport& a : report.adaRounded) {
+        char errors[96];
+        std::snprintf(errors, sizeof errors, "reconstruction error %.4g with nearest rounding, %.4g with AdaRound", a.nearestError,
+                      a.adaRoundError);
+        lines.push_back("AdaRound on " + a.layer + " (" + std::to_string(a.iterations) + " iterations, " + std::to_string(a.images) +
+                        " images): " + percent(a.flippedFraction) + " of the weights rounded the other way, " + errors);
+    }
+    for (const SkippedRepair& s : report.skipped)
+        lines.push_back("Not repaired: " + s.layers + " (" + s.reason + ")");
+    return lines;
+}
+
 bool RepairKey::any() const
 {
     for (const RepairSpec& spec : layers)
@@ -192,11 +346,18 @@ bool RepairKey::any() const
 RepairKey repairKey(const QuantConfig& config, const std::vector<QuantLayer>& layers, std::size_t images)
 {
     RepairKey key;
+    int lastAdaRounded = -2;  // node index; graph inputs (-1) come before every node
     for (const QuantLayer& layer : layers) {
         const LayerQuantConfig c = config.resolve(layer.name);
         key.layers.push_back(c.repairs);
         key.correctedWeights.push_back(correctsBias(c, layer) ? std::optional(c.weights) : std::nullopt);
+        key.adaRoundedWeights.push_back(adaRounds(c, layer) ? std::optional(c.weights) : std::nullopt);
+        if (adaRounds(c, layer))
+            lastAdaRounded = std::max(lastAdaRounded, layer.nodeIndex);
     }
+    for (const QuantLayer& layer : layers)
+        key.quantizedBeforeAdaRound.push_back(layer.nodeIndex < lastAdaRounded ? std::optional(config.resolve(layer.name))
+                                                                               : std::nullopt);
     key.images = key.any() ? images : 0;
     return key;
 }
@@ -206,11 +367,12 @@ RepairedModel repair(const Graph& original, const std::vector<QuantLayer>& layer
 {
     RepairedModel result;
     Graph graph = original;
-    bool equalization = false, biasCorrection = false;
+    bool equalization = false, biasCorrection = false, adaRound = false;
     for (const QuantLayer& layer : layers) {
         const LayerQuantConfig c = config.resolve(layer.name);
         equalization = equalization || c.repairs.equalization;
         biasCorrection = biasCorrection || correctsBias(c, layer);
+        adaRound = adaRound || adaRounds(c, layer);
     }
     if (equalization)
         equalize(graph, layers, config, images, progress, result.report);
@@ -219,6 +381,8 @@ RepairedModel repair(const Graph& original, const std::vector<QuantLayer>& layer
     auto reference = std::make_shared<const Graph>(graph);
     if (biasCorrection)
         correctBiases(graph, *reference, layers, config, images, progress, result.report);
+    if (adaRound)
+        adaRoundLayers(graph, *reference, layers, config, images, progress, result);
     result.reference = std::move(reference);
     result.graph = std::make_shared<const Graph>(std::move(graph));
     return result;

@@ -1,18 +1,29 @@
 #pragma once
 // The repairs of a float model before it is quantized, as its configuration asks ("repairs",
 // quant/config.h): cross-layer equalization with high-bias absorption (equalization.h), then bias
-// correction (bias_correction.h). Each step takes the graph the previous one produced; a later
-// step (AdaRound, which pins weight values and scales: quant/simulator.h's FixedParams) is one
-// more step at the end of repair().
+// correction (bias_correction.h), then AdaRound (adaround.h), layer by layer in graph order, each
+// layer learning on the outputs of the layers before it as quantized (AdaRound's weights where it
+// ran, activations as the configuration says) against the float reference's outputs. Each step
+// takes the graph the previous one produced.
 //
 // The result is two graphs: `graph`, the repaired model that is calibrated, quantized, run by the
-// int8 engine and exported; and `reference`, the same model before bias correction, whose float
-// activations equal the original's up to the equalization's per-channel scales (and the absorbed
-// bias), so that a layer's quantization error is measured against what that layer should output.
+// int8 engine and exported; and `reference`, the same model before bias correction and AdaRound,
+// whose float activations equal the original's up to the equalization's per-channel scales (and
+// the absorbed bias), so that a layer's quantization error is measured against what that layer
+// should output.
+//
+// AdaRound's result is pinned in two halves, and both are needed for exactness: `graph` holds
+// its weights already fake-quantized, s * (code - z), and `pinned` holds the scale and zero-point
+// they were rounded with. Quantizing s * (code - z) again with that same scale gives back `code`
+// exactly (the error of (s * (code - z)) * (1/s) is a few ulps, far from the 0.5 that would change
+// the rounding), so the simulation, the int8 engine and the QDQ export all see AdaRound's codes.
+// Without the pinned scale a scale fitted to the rounded weights (their range moved by up to one
+// step) would round them to other codes.
 
 #include "model/graph.h"
 #include "quant/config.h"
 #include "quant/layers.h"
+#include "quant/simulator.h"
 #include "repair/channel_statistics.h"
 #include "repair/equalization.h"
 
@@ -52,17 +63,27 @@ struct RepairReport {
     bool operator==(const RepairReport&) const = default;
 };
 
+// The report in a few lines of Markdown list items (what ran on which layers, with the key
+// numbers): report.md's "Repairs" section.
+std::vector<std::string> describeRepairs(const RepairReport& report);
+
 struct RepairedModel {
     std::shared_ptr<const Graph> graph, reference;
     RepairReport report;
+    FixedParams pinned;  // the weight parameters of AdaRound's layers (see above), for the evaluator
 };
 
 // Everything repair()'s result depends on besides the model and the images: each layer's repair
-// settings, and the weight quantization of the layers whose bias is corrected. Two
-// configurations with equal keys give the same repaired model.
+// settings, the weight quantization of the layers whose bias is corrected or that AdaRound rounds
+// (it pins their parameters), and the whole quantization of every layer before the last one
+// AdaRound rounds (it learns on their quantized outputs). Two configurations with equal
+// keys give the same repaired model; a change to a layer after the last AdaRounded one keeps it.
 struct RepairKey {
     std::vector<RepairSpec> layers;                           // parallel to the layers
     std::vector<std::optional<TensorQuantSpec>> correctedWeights;  // parallel; set where the bias is corrected
+    std::vector<std::optional<TensorQuantSpec>> adaRoundedWeights;  // parallel; set where AdaRound rounds
+    // Parallel; set for the layers before the last AdaRounded one (its inputs' quantization).
+    std::vector<std::optional<LayerQuantConfig>> quantizedBeforeAdaRound;
     std::size_t images = 0;
     bool any() const;
     bool operator==(const RepairKey&) const = default;

@@ -236,6 +236,7 @@ std::unique_ptr<Study::Repaired> Study::repairedOn(std::shared_ptr<const Repaire
     slot->key = key;
     slot->evaluator = std::make_unique<QuantEvaluator>(model->graph, std::move(images), preprocess_, imageCount,
                                                        FloatReference{model->reference, graph_});
+    slot->evaluator->setFixedParams(model->pinned);  // AdaRound's weight parameters (repair.h)
     slot->model = std::move(model);
     return slot;
 }
@@ -429,6 +430,8 @@ WrittenReport Study::writeReport(const QuantConfig& config, const std::filesyste
     input.dataDescription = data.description();
     input.classNames = classNames();
     input.integer = report.integer ? &*report.integer : nullptr;
+    if (report.repairs)
+        input.repairs = describeRepairs(*report.repairs);
     report.written.warnings = input.notes;
     if (!report.integerError.empty())
         input.notes.push_back("The int8 engine could not run: " + report.integerError);

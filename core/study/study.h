@@ -16,9 +16,11 @@
 //
 // Repairs: a configuration that asks for repairs ("repairs", core/repair/) is evaluated, run by
 // the int8 engine and exported on the repaired model, calibrated on that model; the float model's
-// outputs stay the reference. The repaired model is kept while the repair settings, and the
-// weight quantization of the layers whose bias is corrected, stay the same (RepairKey), so that a
-// change to another layer does not repair again. A QDQ model's own parameters are not used on a
+// outputs stay the reference. The repaired model is kept while its RepairKey stays the same (the
+// repair settings, the weight quantization of the layers whose bias is corrected or that AdaRound
+// rounds, the quantization of the layers before the last AdaRounded one), so that a change to
+// another layer does not repair again. AdaRound's weight parameters are pinned on the repaired
+// model's evaluator (RepairedModel::pinned). A QDQ model's own parameters are not used on a
 // repaired model: its weights are no longer the ones they were made for.
 //
 // Every long step takes the progress callback and cancellation flag of EvaluationProgress and

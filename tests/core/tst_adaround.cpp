@@ -398,11 +398,13 @@ private slots:
         const QuantParams params = quantizeLayerWeights(layer, kW4PerChannel, graph.initializers.at(layer.weight), nearest);
         std::atomic<bool> cancelled{false};
         AdaRoundOptions options;
-        options.cancel = &cancelled;
+        options.progress.cancel = &cancelled;
+        options.stage = "AdaRound layer 1 of 1";
         int reports = 0;
-        options.progress = [&](int done, int total) {
+        options.progress.report = [&](const std::string& stage, std::size_t done, std::size_t total) {
             ++reports;
-            QCOMPARE(total, options.iterations);
+            QCOMPARE(stage, options.stage);
+            QCOMPARE(total, std::size_t(options.iterations));
             if (done >= 1000)
                 cancelled = true;
         };

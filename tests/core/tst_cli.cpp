@@ -50,6 +50,7 @@ private slots:
     void compareJson();
     void histogramOfOneChannel();
     void repairFlags();
+    void adaRoundFlags();
     void badInput_data();
     void badInput();
 };
@@ -373,6 +374,48 @@ void TestCli::repairFlags()
     const CliResult noConfig = runCli({"eval", "--model", kDemoModel, "--data", kFashionTest, "--limit", "10", "--equalization"});
     QCOMPARE(noConfig.exitCode, 2);
     QVERIFY2(noConfig.err.contains("--equalization needs --config"), noConfig.err.constData());
+}
+
+// --adaround over a configuration file: the JSON lists each AdaRounded layer with its numbers,
+// and report.md says what ran where.
+void TestCli::adaRoundFlags()
+{
+    QE_REQUIRE_PATH(std::filesystem::path(kFashionTest.toStdString()));
+    const QString config = QString::fromStdString((qe::test::sourceDir() / "resources/configs/w8a8.json").string());
+    const QStringList common{"--model", kDemoModel, "--data", kFashionTest, "--config", config, "--calib-count", "64",
+                             "--adaround", "--adaround-iterations", "200", "--adaround-images", "32"};
+    const CliResult r = runCli(QStringList{"eval"} + common + QStringList{"--limit", "100", "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const QJsonObject repairs = QJsonDocument::fromJson(r.out).object()["repairs"].toObject();
+    QCOMPARE(repairs["layers"].toObject()["/conv1/Conv"].toArray(), (QJsonArray{"adaround"}));
+    const QJsonArray rounded = repairs["adaround"].toArray();
+    QCOMPARE(rounded.size(), 5);  // every weighted layer
+    for (const QJsonValue& value : rounded) {
+        const QJsonObject layer = value.toObject();
+        QCOMPARE(layer["iterations"].toInt(), 200);
+        QCOMPARE(layer["images"].toInt(), 32);
+        QVERIFY(layer["flipped_fraction"].toDouble() >= 0 && layer["flipped_fraction"].toDouble() <= 1);
+        QVERIFY(!layer["flipped_per_channel"].toArray().isEmpty());
+        QVERIFY(layer["nearest_error"].toDouble() > 0);
+        QVERIFY(layer["adaround_error"].toDouble() > 0);
+    }
+
+    QTemporaryDir dir;
+    const CliResult report = runCli(QStringList{"report"} + common + QStringList{"--limit", "100", "--out", dir.path() + "/report",
+                                                                                 "--equalization", "--json"});
+    QVERIFY2(report.exitCode == 0, report.err.constData());
+    QFile markdown(dir.path() + "/report/report.md");
+    QVERIFY(markdown.open(QIODevice::ReadOnly));
+    const QString text = QString::fromUtf8(markdown.readAll());
+    QVERIFY2(text.contains("## Repairs"), qPrintable(text));
+    QVERIFY2(text.contains("- Cross-layer equalization"), qPrintable(text));
+    QVERIFY2(text.contains("- AdaRound on /conv1/Conv (200 iterations, 32 images)"), qPrintable(text));
+
+    QVERIFY(runCli({"export", "--help"}).out.contains("--adaround-iterations N"));
+    const CliResult bad = runCli({"eval", "--model", kDemoModel, "--data", kFashionTest, "--config", config, "--adaround",
+                                  "--adaround-iterations", "0"});
+    QCOMPARE(bad.exitCode, 2);
+    QVERIFY2(bad.err.contains("--adaround-iterations expects an integer >= 1, got 0"), bad.err.constData());
 }
 
 void TestCli::badInput_data()

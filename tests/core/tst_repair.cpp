@@ -43,6 +43,17 @@ const fs::path kMobileNet05 = test::sharedDir() / "models/mobilenet_v1_0.5_160_f
 const fs::path kResNet8 = test::sharedDir() / "models/resnet8_cifar10.onnx";
 const fs::path kCifar = test::sharedDir() / "data/cifar10_mlperf_tiny_200/test_200.bin";
 
+// W4A8 per channel with AdaRound on every layer, short enough for a test (the defaults are
+// 10,000 iterations on 256 images).
+QuantConfig perChannelW4A8AdaRound()
+{
+    QuantConfig config;
+    config.defaultWeights.bits = 4;
+    config.calibrationImages = 128;
+    config.repairs.adaRound = {true, 1500, 64};
+    return config;
+}
+
 QuantConfig perTensorW8A8()
 {
     QuantConfig config;
@@ -125,6 +136,45 @@ StudySources mobileNetSources()
     return sources;
 }
 
+// ONNX Runtime (when onnxruntime-node can be had, as in tst_qdq_export) on the exported demo model
+// `path`: the same top-1 as the int8 engine's `ours` (0.2 points) and the same prediction on
+// 99.5% of the images. Skips the test, with the reason, when ONNX Runtime is missing.
+void checkOnnxRuntimeScoresLikeTheInt8Engine(const Dataset& data, const Preprocess& preprocess, const fs::path& path,
+                                             const IntegerEvaluation& ours)
+{
+    QTemporaryDir dir;
+    QString why;
+    const QString ortDir = test::ortDirectory(why);
+    if (ortDir.isEmpty())
+        QSKIP(qPrintable("the QDQ import agrees; ONNX Runtime not checked: " + why));
+    const std::size_t n = ours.predictions.size();
+    const QString inputPath = dir.path() + "/images.bin";
+    {
+        const Tensor batch = makeBatch(data, 0, n, preprocess, 1, 28, 28);
+        std::ofstream raw(inputPath.toStdString(), std::ios::binary);
+        raw.write(reinterpret_cast<const char*>(batch.data<float>()), static_cast<std::streamsize>(batch.size() * 4));
+    }
+    QProcess node;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert("ORTPEER_DIR", ortDir);
+    node.setProcessEnvironment(env);
+    node.start("node", {QString(QE_SOURCE_DIR) + "/scripts/ort_predict.js", QString::fromStdString(path.string()), inputPath,
+                        QString::number(n), "1", "28", "28"});
+    QVERIFY(node.waitForFinished(600000));
+    QVERIFY2(node.exitCode() == 0, node.readAllStandardError().constData());
+    const auto ort = nlohmann::json::parse(node.readAllStandardOutput().toStdString())["predictions"].get<std::vector<int>>();
+    QCOMPARE(ort.size(), n);
+    std::size_t ortSame = 0, ortCorrect = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        ortSame += ort[i] == ours.predictions[i];
+        ortCorrect += ort[i] == data.label(i);
+    }
+    qInfo("ONNX Runtime on the repaired export: top-1 %.2f%% (int8 engine %.2f%%), same prediction on %zu of %zu images",
+          100.0 * double(ortCorrect) / double(n), 100 * ours.top1, ortSame, n);
+    QVERIFY(std::abs(double(ortCorrect) / double(n) - ours.top1) <= 0.002);
+    QVERIFY(double(ortSame) / double(n) >= 0.995);
+}
+
 }  // namespace
 
 class TestRepair : public QObject {
@@ -141,6 +191,8 @@ private slots:
     void int8EngineStaysExactUnderRepairs();
     void exportCarriesTheRepairs();
     void repairsAreCachedAcrossUnrelatedEdits();
+    void adaRoundThroughTheStudy();
+    void adaRoundIsCancelledWithProgress();
 };
 
 void TestRepair::equalizationKeepsTheFunction_data()
@@ -402,36 +454,7 @@ void TestRepair::exportCarriesTheRepairs()
           100 * theirs.top1, same, ours.predictions.size());
     QCOMPARE(same, ours.predictions.size());
 
-    QString why;
-    const QString ortDir = test::ortDirectory(why);
-    if (ortDir.isEmpty())
-        QSKIP(qPrintable("the QDQ import agrees; ONNX Runtime not checked: " + why));
-    const std::size_t n = ours.predictions.size();
-    const QString inputPath = dir.path() + "/images.bin";
-    {
-        const Tensor batch = makeBatch(*study.dataset(), 0, n, study.preprocess(), 1, 28, 28);
-        std::ofstream raw(inputPath.toStdString(), std::ios::binary);
-        raw.write(reinterpret_cast<const char*>(batch.data<float>()), static_cast<std::streamsize>(batch.size() * 4));
-    }
-    QProcess node;
-    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-    env.insert("ORTPEER_DIR", ortDir);
-    node.setProcessEnvironment(env);
-    node.start("node", {QString(QE_SOURCE_DIR) + "/scripts/ort_predict.js", QString::fromStdString(path.string()), inputPath,
-                        QString::number(n), "1", "28", "28"});
-    QVERIFY(node.waitForFinished(600000));
-    QVERIFY2(node.exitCode() == 0, node.readAllStandardError().constData());
-    const auto ort = nlohmann::json::parse(node.readAllStandardOutput().toStdString())["predictions"].get<std::vector<int>>();
-    QCOMPARE(ort.size(), n);
-    std::size_t ortSame = 0, ortCorrect = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        ortSame += ort[i] == ours.predictions[i];
-        ortCorrect += ort[i] == study.dataset()->label(i);
-    }
-    qInfo("ONNX Runtime on the repaired export: top-1 %.2f%% (int8 engine %.2f%%), same prediction on %zu of %zu images",
-          100.0 * double(ortCorrect) / double(n), 100 * ours.top1, ortSame, n);
-    QVERIFY(std::abs(double(ortCorrect) / double(n) - ours.top1) <= 0.002);
-    QVERIFY(double(ortSame) / double(n) >= 0.995);
+    checkOnnxRuntimeScoresLikeTheInt8Engine(*study.dataset(), study.preprocess(), path, ours);
 }
 
 void TestRepair::repairsAreCachedAcrossUnrelatedEdits()
@@ -455,6 +478,122 @@ void TestRepair::repairsAreCachedAcrossUnrelatedEdits()
     QVERIFY(study.repairedModel(corrected).get() != first.get());
     // No repairs: the original model.
     QVERIFY(!study.repairedModel(QuantConfig{}));
+}
+
+// AdaRound as the last repair, through the study, on the demo model at W4A8 per channel. One
+// test, because the repair is the expensive part and the study keeps it: (a) the plan's codes are
+// AdaRound's, each within one step of nearest rounding, with the flipped fraction the report
+// states (the pinned scale reproduces the codes exactly); (b) accuracy is at least nearest
+// rounding's; (c) the int8 engine is bit-exact with the simulation; (d) the QDQ export carries the
+// codes: imported back it predicts as the int8 engine, and ONNX Runtime scores what it scores;
+// (e) editing a layer after the last AdaRounded one keeps the repaired model.
+void TestRepair::adaRoundThroughTheStudy()
+{
+    QE_REQUIRE_PATH(kFashionTest);
+    QE_REQUIRE_PATH(kFashionTrain);
+    Study study(demoSources(1000));
+    const QuantConfig config = perChannelW4A8AdaRound();
+    const StudyResult result = study.evaluate(config, {.integerEngine = true});
+    QVERIFY(result.repairs);
+    QCOMPARE(result.repairs->adaRounded.size(), std::size_t(5));  // every weighted layer
+    QVERIFY(result.repairs->skipped.empty());
+
+    // (a)
+    const auto repaired = study.repairedModel(config);
+    const QuantPlan plan = study.plan(config);
+    for (const AdaRoundReport& rounded : result.repairs->adaRounded) {
+        const auto layer = std::find_if(plan.layers.begin(), plan.layers.end(), [&](const QuantLayer& l) { return l.name == rounded.layer; });
+        QVERIFY(layer != plan.layers.end());
+        const LayerPlan& lp = plan.plans[std::size_t(layer - plan.layers.begin())];
+        QVERIFY(lp.weightParams);
+        Tensor nearest;
+        const QuantParams nearestParams = quantizeLayerWeights(*layer, lp.config.weights, repaired->reference->initializers.at(layer->weight), nearest);
+        QVERIFY2(*lp.weightParams == nearestParams, rounded.layer.c_str());  // the scale AdaRound rounded with
+        const auto codes = uniformCodes(plan.quantizedWeights.at(layer->weight), *lp.weightParams, layer->weightChannelAxis);
+        const auto nearestCodes = uniformCodes(nearest, nearestParams, layer->weightChannelAxis);
+        std::size_t flipped = 0;
+        for (std::size_t i = 0; i < codes.size(); ++i) {
+            QVERIFY2(std::abs(codes[i] - nearestCodes[i]) <= 1, rounded.layer.c_str());
+            flipped += codes[i] != nearestCodes[i];
+        }
+        QCOMPARE(double(flipped) / double(codes.size()), rounded.flippedFraction);
+        QVERIFY2(rounded.adaRoundError < rounded.nearestError, rounded.layer.c_str());
+        qInfo("%s: %.1f%% flipped, reconstruction error %.4g nearest, %.4g AdaRound", rounded.layer.c_str(),
+              100 * rounded.flippedFraction, rounded.nearestError, rounded.adaRoundError);
+    }
+
+    // (b)
+    QuantConfig nearestConfig = config;
+    nearestConfig.repairs.adaRound.enabled = false;
+    const StudyResult nearest = study.evaluate(nearestConfig);
+    qInfo("W4A8 per channel: top-1 %.2f%% nearest, %.2f%% AdaRound (float %.2f%%)", 100 * nearest.metrics.top1,
+          100 * result.metrics.top1, 100 * result.metrics.floatTop1);
+    QVERIFY(result.metrics.top1 >= nearest.metrics.top1);
+    QCOMPARE(result.metrics.floatTop1, nearest.metrics.floatTop1);
+
+    // (c)
+    const IntegerEvaluation& r = *result.integer;
+    QCOMPARE(r.integerLayers, r.layers.size());
+    for (std::size_t i = 0; i < r.layers.size(); ++i)
+        if (plan.integerLayers.count(plan.layers[i].nodeIndex))
+            QVERIFY2(r.isolatedExactFraction[i] == 1.0, plan.layers[i].name.c_str());
+    QVERIFY(r.outputWithinOneLsb >= 0.999);
+    QVERIFY(r.agreementWithSimulation >= 0.995);
+
+    // (e) before the export, which leaves the study on this configuration.
+    QuantConfig lastLayerEdited = config;
+    lastLayerEdited.layers["/fc2/Gemm"].activations.bits = 6;  // after every AdaRounded layer's input
+    QCOMPARE(study.repairedModel(lastLayerEdited).get(), repaired.get());
+    QuantConfig firstLayerEdited = config;
+    firstLayerEdited.layers["/conv1/Conv"].activations.bits = 6;  // feeds the later layers' inputs
+    QuantConfig unchanged = config;
+    QVERIFY(repairKey(firstLayerEdited, study.layers(), 128) != repairKey(unchanged, study.layers(), 128));
+
+    // (d)
+    QTemporaryDir dir;
+    const fs::path path = (dir.path() + "/adarounded.onnx").toStdString();
+    const ExportedFiles files = study.exportQdqModel(config, path);
+    QVERIFY(files.repairs && files.repairs->adaRounded.size() == 5);
+    StudySources exported = demoSources(1000);
+    exported.model = path;
+    Study reopened(exported);
+    const IntegerEvaluation theirs = reopened.runIntegerEngine(*reopened.modelConfig());
+    std::size_t same = 0;
+    for (std::size_t i = 0; i < r.predictions.size(); ++i)
+        same += r.predictions[i] == theirs.predictions[i];
+    QCOMPARE(same, r.predictions.size());
+    checkOnnxRuntimeScoresLikeTheInt8Engine(*study.dataset(), study.preprocess(), path, r);
+}
+
+// The study's progress names the layer AdaRound is on; Cancel stops it with qe::Cancelled and
+// leaves no repaired model behind.
+void TestRepair::adaRoundIsCancelledWithProgress()
+{
+    QE_REQUIRE_PATH(kFashionTest);
+    QE_REQUIRE_PATH(kFashionTrain);
+    Study study(demoSources(100));
+    QuantConfig config = perChannelW4A8AdaRound();
+    config.repairs.adaRound.iterations = 1000;
+    std::atomic<bool> cancel{false};
+    std::vector<std::string> stages;
+    EvaluationProgress progress;
+    progress.cancel = &cancel;
+    progress.report = [&](const std::string& stage, std::size_t, std::size_t) {
+        if (stages.empty() || stages.back() != stage)
+            stages.push_back(stage);
+        if (stage.starts_with("AdaRound layer 2 of 5"))
+            cancel = true;
+    };
+    QVERIFY_THROWS_EXCEPTION(Cancelled, study.evaluate(config, {}, progress));
+    const bool sawFirst = std::any_of(stages.begin(), stages.end(), [](const std::string& s) {
+        return s == "AdaRound layer 1 of 5 (/conv1/Conv): rounding";
+    });
+    QVERIFY2(sawFirst, stages.empty() ? "no progress" : stages.back().c_str());
+    QVERIFY(stages.back().starts_with("AdaRound layer 2 of 5"));
+    // Not cancelled: it runs to the end.
+    cancel = false;
+    progress.report = {};
+    QCOMPARE(study.evaluate(config, {}, progress).repairs->adaRounded.size(), std::size_t(5));
 }
 
 QTEST_GUILESS_MAIN(TestRepair)
