@@ -20,16 +20,10 @@ inline bool worthParallel(std::int64_t macs) { return macs >= kParallelMacThresh
 template <class T>
 using RowMajorMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// Defined in parallel_gemm.cpp for float and double, so that Eigen's product kernels live in one
-// file that a sanitizer build can leave uninstrumented (see core/CMakeLists.txt).
+// Defined (for float and double) only in parallel_gemm.cpp, so that Eigen's product kernels live
+// in one file that a sanitizer build can leave uninstrumented (see core/CMakeLists.txt).
 template <class T>
 void parallelGemm(const Eigen::Ref<const RowMajorMatrix<T>>& a, const Eigen::Ref<const RowMajorMatrix<T>>& b,
                   Eigen::Ref<RowMajorMatrix<T>> y);
-
-extern template void parallelGemm<float>(const Eigen::Ref<const RowMajorMatrix<float>>&,
-                                         const Eigen::Ref<const RowMajorMatrix<float>>&, Eigen::Ref<RowMajorMatrix<float>>);
-extern template void parallelGemm<double>(const Eigen::Ref<const RowMajorMatrix<double>>&,
-                                          const Eigen::Ref<const RowMajorMatrix<double>>&,
-                                          Eigen::Ref<RowMajorMatrix<double>>);
 
 }  // namespace qe
