@@ -1,6 +1,7 @@
 #include "eval/accuracy.h"
 
 #include "common/error.h"
+#include "quant/image_batches.h"
 
 #include <algorithm>
 #include <numeric>
@@ -32,17 +33,12 @@ int TopKTally::add(const float* scores, int classes, int label)
 ClassificationResult evaluateClassifier(const Executor& executor, const Dataset& dataset, const Preprocess& preprocess,
                                         const EvaluationOptions& options)
 {
-    const ImageInputGeometry g = imageInputGeometry(executor.graph());
     const std::size_t total = options.limit ? std::min(options.limit, dataset.size()) : dataset.size();
-    const std::size_t batchSize = g.fixedBatchOfOne ? 1 : std::max<std::size_t>(1, options.batchSize);
     ClassificationResult result;
     result.predictions.reserve(total);
     TopKTally tally;
-    for (std::size_t first = 0; first < total; first += batchSize) {
-        if (options.cancel && options.cancel->load())
-            throw Cancelled();
-        const std::size_t count = std::min(batchSize, total - first);
-        const Tensor batch = makeBatch(dataset, first, count, preprocess, g.channels, g.height, g.width);
+    auto scoreBatch = [&](std::size_t first, const Tensor& batch) {
+        const std::size_t count = std::size_t(batch.dim(0));
         const Tensor output = runSingle(executor, batch).castTo(DataType::Float32);
         if (output.rank() < 1 || output.dim(0) != static_cast<std::int64_t>(count))
             throw Error(executor.graph().sourcePath + ": output " + output.describe() + " is not one score row per image");
@@ -55,7 +51,8 @@ ClassificationResult evaluateClassifier(const Executor& executor, const Dataset&
         }
         if (options.progress)
             options.progress(first + count, total);
-    }
+    };
+    forEachImageBatch(executor.graph(), dataset, preprocess, 0, total, options.batchSize, options.cancel, scoreBatch);
     result.count = tally.labelled;
     result.top1Correct = tally.top1Correct;
     result.top5Correct = tally.top5Correct;

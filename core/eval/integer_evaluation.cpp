@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "eval/accuracy.h"
+#include "quant/image_batches.h"
 
 #include <algorithm>
 #include <chrono>
@@ -13,7 +14,6 @@ IntegerEvaluation evaluateInteger(const QuantPlan& plan, const Dataset& dataset,
                                   std::size_t limit, const EvaluationProgress& progress)
 {
     const Graph& graph = plan.graph;
-    const ImageInputGeometry g = imageInputGeometry(graph);
     if (graph.outputs.size() != 1)
         throw Error(graph.sourcePath + ": expected one output (class scores), the model has " + std::to_string(graph.outputs.size()));
     const std::string& inputName = graph.inputs[0].name;
@@ -25,7 +25,6 @@ IntegerEvaluation evaluateInteger(const QuantPlan& plan, const Dataset& dataset,
     result.layers = engine.layerExecution();
     result.integerLayers = engine.integerLayerCount();
     const std::size_t total = limit ? std::min(limit, dataset.size()) : dataset.size();
-    const std::size_t batchSize = g.fixedBatchOfOne ? 1 : 32;
     // The layers whose outputs are compared step by step.
     std::vector<double> layerSteps(plan.layers.size(), 0.0);
     RunOptions capture;
@@ -61,11 +60,8 @@ IntegerEvaluation evaluateInteger(const QuantPlan& plan, const Dataset& dataset,
     TopKTally integerTally, simulatedTally;
     std::size_t agree = 0, agreeUpToTies = 0, elements = 0, withinOne = 0;
     double seconds = 0;
-    for (std::size_t first = 0; first < total; first += batchSize) {
-        if (progress.cancel && progress.cancel->load())
-            throw Cancelled();
-        const std::size_t count = std::min(batchSize, total - first);
-        const Tensor batch = makeBatch(dataset, first, count, preprocess, g.channels, g.height, g.width);
+    auto compareBatch = [&](std::size_t first, const Tensor& batch) {
+        const std::size_t count = std::size_t(batch.dim(0));
         // Timed on its own: the comparison run below also dequantizes every tensor it captures.
         const auto start = std::chrono::steady_clock::now();
         const Tensor integer = runIntegerSingle(engine, inputName, batch);
@@ -142,7 +138,8 @@ IntegerEvaluation evaluateInteger(const QuantPlan& plan, const Dataset& dataset,
         }
         if (progress.report)
             progress.report("integer engine", first + count, total);
-    }
+    };
+    forEachImageBatch(graph, dataset, preprocess, 0, total, 32, progress.cancel, compareBatch);
     for (std::size_t l = 0; l < plan.layers.size(); ++l) {
         const double n = static_cast<double>(layerElements[l]);
         result.layerExactFraction.push_back(n > 0 ? double(layerExact[l]) / n : std::nan(""));

@@ -4,6 +4,7 @@
 #include "common/parallel.h"
 #include "engine/operator.h"
 #include "eval/accuracy.h"
+#include "quant/image_batches.h"
 
 #include <algorithm>
 #include <cmath>
@@ -150,7 +151,7 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
     if (!floatCache_.empty() || evaluationImages_ == 0)
         return;
     const ImageInputGeometry g = imageInputGeometry(*graph_);
-    const std::size_t batchSize = g.fixedBatchOfOne ? 1 : kBatchSize;
+    const std::size_t batchSize = modelBatchSize(g, kBatchSize);
     RunOptions run;
     run.cancel = progress.cancel;
     for (const QuantLayer& layer : layers_) {

@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "engine/int8/kernels/requantize.h"
 #include "model/graph.h"
+#include "quant/image_batches.h"
 
 #include <algorithm>
 #include <cmath>
@@ -23,7 +24,6 @@ std::set<std::string> layerNames(const std::vector<QuantLayer>& layers)
 CalibrationData calibrate(const Graph& graph, const std::vector<QuantLayer>& layers, const Dataset& dataset,
                           const Preprocess& preprocess, const CalibrationOptions& options)
 {
-    const ImageInputGeometry g = imageInputGeometry(graph);
     const Executor executor(graph);
     CalibrationData data;
     RunOptions run;
@@ -33,16 +33,14 @@ CalibrationData calibrate(const Graph& graph, const std::vector<QuantLayer>& lay
         data.observers.emplace(layer.output, RangeObserver());
     }
     const std::size_t total = std::min(options.images, dataset.size());
-    const std::size_t batchSize = g.fixedBatchOfOne ? 1 : std::max<std::size_t>(1, options.batchSize);
-    for (std::size_t first = 0; first < total; first += batchSize) {
-        const std::size_t count = std::min(batchSize, total - first);
-        const Tensor batch = makeBatch(dataset, first, count, preprocess, g.channels, g.height, g.width);
-        const TensorMap outputs = executor.run({{graph.inputs[0].name, batch}}, run);
-        for (auto& [name, observer] : data.observers)
-            observer.observe(outputs.at(name));
-        if (options.progress)
-            options.progress(first + count, total);
-    }
+    forEachImageBatch(graph, dataset, preprocess, 0, total, options.batchSize, options.cancel,
+                      [&](std::size_t offset, const Tensor& batch) {
+                          const TensorMap outputs = executor.run({{graph.inputs[0].name, batch}}, run);
+                          for (auto& [name, observer] : data.observers)
+                              observer.observe(outputs.at(name));
+                          if (options.progress)
+                              options.progress(offset + std::size_t(batch.dim(0)), total);
+                      });
     data.images = total;
     return data;
 }

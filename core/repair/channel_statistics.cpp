@@ -1,6 +1,7 @@
 #include "repair/channel_statistics.h"
 
 #include "common/error.h"
+#include "quant/image_batches.h"
 
 #include <algorithm>
 #include <cmath>
@@ -19,23 +20,20 @@ void forEachCalibrationBatch(const Graph& graph, const std::set<std::string>& ca
 {
     if (!images.available())
         throw Error(stage + " needs calibration images");
-    const ImageInputGeometry g = imageInputGeometry(graph);
-    const std::size_t end = std::min(images.first + images.images, images.dataset->size());
-    const std::size_t total = end > images.first ? end - images.first : 0;
-    const std::size_t batchSize = g.fixedBatchOfOne ? 1 : kBatchSize;
+    const std::size_t total = images.first < images.dataset->size()
+                                  ? std::min(images.images, images.dataset->size() - images.first)
+                                  : 0;
     const Executor executor(graph);
     RunOptions run;
     run.capture = capture;
     run.cancel = progress.cancel;
-    for (std::size_t done = 0; done < total; done += batchSize) {
-        if (progress.cancel && progress.cancel->load())
-            throw Cancelled();
-        const std::size_t count = std::min(batchSize, total - done);
-        const Tensor batch = makeBatch(*images.dataset, images.first + done, count, *images.preprocess, g.channels, g.height, g.width);
+    auto runBatch = [&](std::size_t done, const Tensor& batch) {
         visit(batch, executor.run({{graph.inputs.at(0).name, batch}}, run));
         if (progress.report)
-            progress.report(stage, done + count, total);
-    }
+            progress.report(stage, done + std::size_t(batch.dim(0)), total);
+    };
+    forEachImageBatch(graph, *images.dataset, *images.preprocess, images.first, total, kBatchSize, progress.cancel,
+                      runBatch);
 }
 
 int activationChannelAxis(const Tensor& activation, bool convolution)

@@ -3,6 +3,7 @@
 // or padding skip im2col; depthwise convolutions use a direct loop (im2col would only copy).
 
 #include "engine/operator.h"
+#include "common/parallel.h"
 #include "engine/ops/parallel_gemm.h"
 #include "model/window.h"
 

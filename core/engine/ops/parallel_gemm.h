@@ -3,11 +3,8 @@
 // output dimension. Eigen itself runs single-threaded (EIGEN_DONT_PARALLELIZE): we decide where
 // threads pay off, because small layers (LeNet-size) lose more to thread wake-ups than they gain.
 
-#include "common/parallel.h"
-
 #include <Eigen/Core>
 
-#include <algorithm>
 #include <cstdint>
 
 #include <omp.h>
@@ -23,33 +20,10 @@ inline bool worthParallel(std::int64_t macs) { return macs >= kParallelMacThresh
 template <class T>
 using RowMajorMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// Defined (for float and double) only in parallel_gemm.cpp, so that Eigen's product kernels live
+// in one file that a sanitizer build can leave uninstrumented (see core/CMakeLists.txt).
 template <class T>
 void parallelGemm(const Eigen::Ref<const RowMajorMatrix<T>>& a, const Eigen::Ref<const RowMajorMatrix<T>>& b,
-                  Eigen::Ref<RowMajorMatrix<T>> y)
-{
-    const std::int64_t m = a.rows(), k = a.cols(), n = b.cols();
-    if (!worthParallel(m * k * n) || omp_in_parallel()) {
-        y.noalias() = a * b;
-        return;
-    }
-    // One block per thread; parallelFor carries any exception (Eigen may allocate) out of the region.
-    const int threads = omp_get_max_threads();
-    if (m >= n) {
-        const std::int64_t block = (m + threads - 1) / threads;
-        parallelFor(threads, [&](std::int64_t t) {
-            const std::int64_t begin = t * block, count = std::min(block, m - begin);
-            if (count > 0)
-                y.middleRows(begin, count).noalias() = a.middleRows(begin, count) * b;
-        });
-    } else {
-        // Column blocks a multiple of 16 wide keep the vectorised inner loops aligned.
-        const std::int64_t block = ((n + threads - 1) / threads + 15) / 16 * 16;
-        parallelFor(threads, [&](std::int64_t t) {
-            const std::int64_t begin = t * block, count = std::min(block, n - begin);
-            if (count > 0)
-                y.middleCols(begin, count).noalias() = a * b.middleCols(begin, count);
-        });
-    }
-}
+                  Eigen::Ref<RowMajorMatrix<T>> y);
 
 }  // namespace qe
