@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${TSAN_BUILD:-build-tsan}
-TESTS=(tst_config_document tst_config_edits tst_main_window tst_one_study tst_window_stress)
+TESTS=(tst_config_document tst_config_edits tst_main_window tst_one_study tst_window_stress tst_window_repairs)
 if [ ! -f "$BUILD/build.ninja" ]; then
   flags="-O1 -g1 -fsanitize=thread -fno-omit-frame-pointer"
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="$flags -DNDEBUG" \

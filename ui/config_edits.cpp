@@ -47,6 +47,22 @@ QuantConfig withLayerEdit(QuantConfig config, const std::vector<std::string>& la
             break;
         }
         case LayerField::KeepFloat: o.keepFloat = std::get<bool>(value); break;
+        // A repair equal to the switch is no override: the layer follows the switch again.
+        case LayerField::Equalization: {
+            const bool on = std::get<bool>(value);
+            o.repairs.equalization = on == config.repairs.equalization ? std::nullopt : std::optional(on);
+            break;
+        }
+        case LayerField::BiasCorrection: {
+            const BiasCorrection mode = std::get<BiasCorrection>(value);
+            o.repairs.biasCorrection = mode == config.repairs.biasCorrection ? std::nullopt : std::optional(mode);
+            break;
+        }
+        case LayerField::AdaRound: {
+            const bool on = std::get<bool>(value);
+            o.repairs.adaRound = on == config.repairs.adaRound.enabled ? std::nullopt : std::optional(on);
+            break;
+        }
         }
         const LayerQuantConfig after = config.resolve(layer);
         validateSpec(after.weights, false, "layers[\"" + layer + "\"].weights");
@@ -71,8 +87,55 @@ std::string describeLayerEdit(const std::vector<std::string>& layers, LayerField
     case LayerField::Calibration:
         return who + ": calibration " + std::string(calibrationMethodName(std::get<CalibrationMethod>(value)));
     case LayerField::KeepFloat: return who + (std::get<bool>(value) ? ": keep in float" : ": quantize");
+    case LayerField::Equalization: return who + (std::get<bool>(value) ? ": equalization on" : ": equalization off");
+    case LayerField::BiasCorrection:
+        return who + ": bias correction " + std::string(biasCorrectionName(std::get<BiasCorrection>(value)));
+    case LayerField::AdaRound: return who + (std::get<bool>(value) ? ": AdaRound on" : ": AdaRound off");
     }
     return who;
+}
+
+QuantConfig withRepairSwitches(QuantConfig config, const RepairSpec& repairs)
+{
+    if (repairs.adaRound.iterations < 1)
+        throw Error("repairs.adaround.iterations: expected at least 1, got " + std::to_string(repairs.adaRound.iterations));
+    if (repairs.adaRound.images < 1)
+        throw Error("repairs.adaround.images: expected at least 1, got " + std::to_string(repairs.adaRound.images));
+    config.repairs = repairs;
+    // A layer override that now says what the switch says is no override any more.
+    for (auto it = config.layers.begin(); it != config.layers.end();) {
+        RepairOverride& o = it->second.repairs;
+        if (o.equalization == repairs.equalization)
+            o.equalization.reset();
+        if (o.biasCorrection == repairs.biasCorrection)
+            o.biasCorrection.reset();
+        if (o.adaRound == repairs.adaRound.enabled)
+            o.adaRound.reset();
+        it = it->second.empty() ? config.layers.erase(it) : std::next(it);
+    }
+    return config;
+}
+
+std::string describeRepairSwitches(const RepairSpec& before, const RepairSpec& after)
+{
+    std::vector<std::string> changes;
+    auto onOff = [](bool on) { return on ? std::string(" on") : std::string(" off"); };
+    if (before.equalization != after.equalization)
+        changes.push_back("equalization" + onOff(after.equalization));
+    if (before.relu6AsRelu != after.relu6AsRelu)
+        changes.push_back("ReLU6 as ReLU" + onOff(after.relu6AsRelu));
+    if (before.biasCorrection != after.biasCorrection)
+        changes.push_back("bias correction " + std::string(biasCorrectionName(after.biasCorrection)));
+    if (before.adaRound.enabled != after.adaRound.enabled)
+        changes.push_back("AdaRound" + onOff(after.adaRound.enabled));
+    if (before.adaRound.iterations != after.adaRound.iterations)
+        changes.push_back("AdaRound " + std::to_string(after.adaRound.iterations) + " iterations");
+    if (before.adaRound.images != after.adaRound.images)
+        changes.push_back("AdaRound on " + std::to_string(after.adaRound.images) + " images");
+    std::string text = "repairs: ";
+    for (std::size_t i = 0; i < changes.size(); ++i)
+        text += (i ? ", " : "") + changes[i];
+    return changes.empty() ? "repairs unchanged" : text;
 }
 
 }  // namespace qe

@@ -11,14 +11,20 @@
 
 namespace qe {
 
-enum class LayerField { WeightScheme, WeightBits, WeightGranularity, ActivationScheme, ActivationBits, Calibration, KeepFloat };
+enum class LayerField {
+    WeightScheme, WeightBits, WeightGranularity, ActivationScheme, ActivationBits, Calibration, KeepFloat,
+    // The layer's repairs (quant/config.h "repairs"): overrides of the configuration's switches.
+    Equalization, BiasCorrection, AdaRound
+};
 
-using LayerFieldValue = std::variant<Scheme, int, Granularity, CalibrationMethod, bool>;
+using LayerFieldValue = std::variant<Scheme, int, Granularity, CalibrationMethod, bool, BiasCorrection>;
 
 // `config` with `field` set to `value` on every layer in `layers`. A scheme change drops a bit
 // width the new scheme does not allow (the layer then inherits or takes the scheme's default);
-// per-group granularity without a group size takes kDefaultGroupSize. Overrides that end up empty
-// are removed. Throws qe::Error naming the layer when the result is not a valid configuration.
+// per-group granularity without a group size takes kDefaultGroupSize. A repair set to what the
+// configuration's switch already says drops the layer's override, so that the layer follows the
+// switch again. Overrides that end up empty are removed. Throws qe::Error naming the layer when
+// the result is not a valid configuration.
 QuantConfig withLayerEdit(QuantConfig config, const std::vector<std::string>& layers, LayerField field,
                           const LayerFieldValue& value);
 
@@ -26,5 +32,12 @@ constexpr int kDefaultGroupSize = 32;
 
 // "conv2 weights 4 bits", for the undo history and the status bar.
 std::string describeLayerEdit(const std::vector<std::string>& layers, LayerField field, const LayerFieldValue& value);
+
+// `config` with its repair switches (the top-level "repairs", which every layer inherits unless
+// it overrides a field) set to `repairs`. Throws qe::Error naming the field when AdaRound's
+// iterations or images are below 1.
+QuantConfig withRepairSwitches(QuantConfig config, const RepairSpec& repairs);
+// "repairs: equalization on, AdaRound 2000 iterations", naming what changed from `before`.
+std::string describeRepairSwitches(const RepairSpec& before, const RepairSpec& after);
 
 }  // namespace qe

@@ -1,5 +1,7 @@
 #include "layer_details.h"
 
+#include "charts.h"
+
 #include <QFileInfo>
 
 #include <algorithm>
@@ -18,6 +20,7 @@ QString text(std::string_view s)
 {
     return QString::fromUtf8(s.data(), qsizetype(s.size())).toHtmlEscaped();
 }
+
 
 QString db(double v)
 {
@@ -143,6 +146,126 @@ QString quantFormulaHtml(const QuantParams& p, std::size_t block)
     return html;
 }
 
+// The channels a formula table shows: the `count` with the smallest and the largest `key`
+// (ties in channel order), in channel order, so that both ends of the spread are on the page.
+std::vector<std::size_t> extremeChannels(const std::vector<float>& key, std::size_t count)
+{
+    std::vector<std::size_t> order(key.size());
+    for (std::size_t i = 0; i < order.size(); ++i)
+        order[i] = i;
+    if (order.size() <= 2 * count)
+        return order;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return key[a] < key[b]; });
+    std::vector<std::size_t> picked(order.begin(), order.begin() + std::ptrdiff_t(count));
+    picked.insert(picked.end(), order.end() - std::ptrdiff_t(count), order.end());
+    std::sort(picked.begin(), picked.end());
+    return picked;
+}
+
+QString equalizationHtml(const EqualizedPair& p, int sweeps)
+{
+    QString html = QStringLiteral("<h4>Cross-layer equalization with %1</h4><p>").arg(text(p.second));
+    html += QStringLiteral(
+                "r1<sub>i</sub> = max |W1<sub>i,\u00b7</sub>| is this layer's output channel i, r2<sub>i</sub> = max "
+                "|W2<sub>\u00b7,i</sub>| the input channel i of %1. Channel i of this layer (weights and bias) is divided by "
+                "s<sub>i</sub> = \u221a(r1<sub>i</sub> \u00b7 r2<sub>i</sub>) / r2<sub>i</sub> and %1's input channel i "
+                "multiplied by it, which leaves both ranges at \u221a(r1<sub>i</sub> \u00b7 r2<sub>i</sub>) and the float "
+                "outputs unchanged (ReLU is positively homogeneous: ReLU(x / s) = ReLU(x) / s). Along a chain the pairs are "
+                "swept %2 times; s<sub>i</sub> applied is the product of the sweeps'.")
+                .arg(text(p.second))
+                .arg(sweeps);
+    if (p.clipBecameRelu)
+        html += QStringLiteral(" The ReLU6 after this layer was made a ReLU (Repairs: ReLU6 as ReLU), which changes the float model.");
+    html += "</p><table cellspacing=3><tr><th>channel</th><th>r1 before</th><th>r2 before</th><th>\u221a(r1\u00b7r2)/r2</th>"
+            "<th>s applied</th><th>r1 after</th><th>r2 after</th></tr>";
+    for (std::size_t i : extremeChannels(p.scales, 4)) {
+        const double r1 = p.firstRangesBefore[i], r2 = p.secondRangesBefore[i];
+        html += QStringLiteral("<tr><td>%1</td><td>%2</td><td>%3</td><td>%4</td><td>%5</td><td>%6</td><td>%7</td></tr>")
+                    .arg(i)
+                    .arg(num(r1), num(r2), r2 > 0 ? num(std::sqrt(r1 * r2) / r2) : QStringLiteral("\u2014"),
+                         p.scales[i] > 0 ? num(p.scales[i]) : QStringLiteral("dead"), num(p.firstRangesAfter[i]),
+                         num(p.secondRangesAfter[i]));
+    }
+    html += QStringLiteral("</table><p><small>The channels with the smallest and largest s; the Repairs tab charts all %1.</small></p>")
+                .arg(p.scales.size());
+    if (!p.absorbed.empty()) {
+        float largest = 0;
+        std::size_t at = 0;
+        for (std::size_t i = 0; i < p.absorbed.size(); ++i)
+            if (p.absorbed[i] > largest)
+                largest = p.absorbed[i], at = i;
+        html += QStringLiteral("<p>High-bias absorption: c<sub>i</sub> = max(0, \u03b2<sub>i</sub> \u2212 3\u03b3<sub>i</sub>) (the "
+                               "channel's mean minus three deviations, %1) is taken out of this layer's bias and added to %2's "
+                               "through its weights, b2 += W2 c; largest c = %3 on channel %4.</p>")
+                    .arg(text(p.absorptionStatistics), text(p.second), num(largest))
+                    .arg(at);
+    } else if (!p.absorptionStatistics.empty()) {
+        html += QStringLiteral("<p>No high bias absorbed: %1.</p>").arg(text(p.absorptionStatistics));
+    }
+    return html;
+}
+
+QString biasCorrectionHtml(const BiasCorrectionReport& b)
+{
+    QString html = QStringLiteral("<h4>Bias correction (%1)</h4><p>").arg(text(biasCorrectionName(b.mode)));
+    html += QStringLiteral("Quantizing the weights shifts each output channel's mean by \u03b5 = (W\u0303 \u2212 W) E[x]; the bias "
+                           "becomes b'<sub>c</sub> = b<sub>c</sub> \u2212 \u03b5<sub>c</sub>. E[x], the layer's mean input, from %1.")
+                .arg(text(b.statistics));
+    double sumAbs = 0;
+    std::vector<float> magnitude;
+    for (float shift : b.shift)
+        sumAbs += std::abs(shift), magnitude.push_back(std::abs(shift));
+    if (!b.shift.empty()) {
+        html += QStringLiteral(" Mean |\u03b5| over the %1 channels: %2.</p><table cellspacing=3><tr><th>channel</th>"
+                               "<th>\u03b5 subtracted</th></tr>")
+                    .arg(b.shift.size())
+                    .arg(num(sumAbs / double(b.shift.size())));
+        for (std::size_t i : extremeChannels(magnitude, 3))
+            html += QStringLiteral("<tr><td>%1</td><td>%2</td></tr>").arg(i).arg(num(b.shift[i]));
+        html += "</table>";
+    } else {
+        html += "</p>";
+    }
+    return html;
+}
+
+QString adaRoundHtml(const AdaRoundReport& a)
+{
+    QString html = QStringLiteral("<h4>AdaRound</h4><p>");
+    html += QStringLiteral(
+        "Each weight rounds down or up: W\u0303 = s \u00b7 (clamp(\u230aW / s\u230b + h(V), q<sub>min</sub>, q<sub>max</sub>) "
+        "\u2212 z), with h(V) = clamp(\u03c3(V)(\u03b6 \u2212 \u03b3) + \u03b3, 0, 1), \u03b6 = 1.1, \u03b3 = \u22120.1. Adam "
+        "learns V to minimise \u2016f(W x) \u2212 f(W\u0303 x)\u2016\u00b2 + \u03bb \u03a3 (1 \u2212 |2h(V) \u2212 1|<sup>\u03b2</sup>) "
+        "on the layer's inputs from the quantized layers before it (f: its fused activation), \u03b2 annealed from 20 to 2 so "
+        "that every h ends at 0 or 1. So no weight moves more than one step from nearest rounding.");
+    html += QStringLiteral("<br>%1 iterations on %2 images: <b>%3</b> of the weights rounded the other way; reconstruction error "
+                           "%4 with nearest rounding, <b>%5</b> with AdaRound (%6 of it).</p>")
+                .arg(a.iterations)
+                .arg(a.images)
+                .arg(percentText(a.flippedFraction), num(a.nearestError), num(a.adaRoundError),
+                     a.nearestError > 0 ? percentText(a.adaRoundError / a.nearestError) : QStringLiteral("\u2014"));
+    return html;
+}
+
+QString repairsHtml(const RepairReport& report, const std::string& layer)
+{
+    const LayerRepairs repairs = layerRepairs(report, layer);
+    QString html;
+    if (repairs.equalizedAsFirst)
+        html += equalizationHtml(*repairs.equalizedAsFirst, report.equalizationSweeps);
+    if (const EqualizedPair* p = repairs.equalizedAsSecond)
+        html += QStringLiteral("<h4>Cross-layer equalization with %1</h4><p>Its input channels were multiplied by the s<sub>i</sub> "
+                               "of the pair %1 \u2192 %2 (the formula is in %1's details).</p>")
+                    .arg(text(p->first), text(p->second));
+    if (repairs.biasCorrection)
+        html += biasCorrectionHtml(*repairs.biasCorrection);
+    if (repairs.adaRound)
+        html += adaRoundHtml(*repairs.adaRound);
+    for (const SkippedRepair* s : repairs.skipped)
+        html += QStringLiteral("<p><b>Not repaired:</b> %1 \u2014 %2</p>").arg(text(s->layers), text(s->reason));
+    return html;
+}
+
 QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapshot& evaluation, std::size_t index)
 {
     if (index >= session.layers.size() || index >= evaluation.plans.size() || index >= evaluation.metrics.layers.size())
@@ -214,6 +337,8 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
     } else if (plan.dynamicActivations) {
         html += QStringLiteral("<h4>Output activation</h4><p>Dynamic: each input's own min and max set the range at run time.</p>");
     }
+    if (evaluation.repairs)
+        html += repairsHtml(*evaluation.repairs, layer.name);
     return html;
 }
 

@@ -51,6 +51,10 @@ QWidget* LayerEditDelegate::createEditor(QWidget* parent, const QStyleOptionView
             combo->setItemData(combo->count() - 1, text(method.tradeOff), Qt::ToolTipRole);
         }
         break;
+    case LayerTableModel::BiasCorrection:
+        for (BiasCorrection mode : {BiasCorrection::None, BiasCorrection::Empirical, BiasCorrection::Analytical})
+            combo->addItem(text(biasCorrectionName(mode)), int(mode));
+        break;
     default:
         delete combo;
         return QStyledItemDelegate::createEditor(parent, option, index);

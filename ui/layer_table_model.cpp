@@ -45,6 +45,9 @@ LayerField layerFieldOf(int column)
     case LayerTableModel::ActivationScheme: return LayerField::ActivationScheme;
     case LayerTableModel::ActivationBits: return LayerField::ActivationBits;
     case LayerTableModel::Calibration: return LayerField::Calibration;
+    case LayerTableModel::Equalization: return LayerField::Equalization;
+    case LayerTableModel::BiasCorrection: return LayerField::BiasCorrection;
+    case LayerTableModel::AdaRound: return LayerField::AdaRound;
     default: return LayerField::KeepFloat;
     }
 }
@@ -168,7 +171,10 @@ QVariant LayerTableModel::displayValue(int row, int column) const
             evaluation_->plans[std::size_t(row)].config.activations == c.activations)
             return tr("from model file");
         return QString::fromUtf8(calibrationMethodName(c.calibration.method).data());
-    case KeepFloat: return QVariant();
+    case KeepFloat: case Equalization: case AdaRound: return QVariant();
+    case BiasCorrection:
+        return layer.weight.empty() ? QString() : QString::fromUtf8(biasCorrectionName(c.repairs.biasCorrection).data());
+    case Repaired: return repairMarks(row);
     case Sqnr: case IsolatedSqnr: case WeightSqnr: return formatDb(metric(row, column));
     case Mse: case IsolatedMse: {
         const double v = metric(row, column);
@@ -211,6 +217,9 @@ QVariant LayerTableModel::data(const QModelIndex& index, int role) const
         case WeightGranularity: return int(c.weights.granularity);
         case Calibration: return int(c.calibration.method);
         case KeepFloat: return c.keepFloat;
+        case Equalization: return c.repairs.equalization;
+        case BiasCorrection: return int(c.repairs.biasCorrection);
+        case AdaRound: return c.repairs.adaRound.enabled;
         }
         return displayValue(row, column);
     case MetricRole:
@@ -222,6 +231,8 @@ QVariant LayerTableModel::data(const QModelIndex& index, int role) const
     case Qt::CheckStateRole:
         if (column == KeepFloat)
             return c.keepFloat ? Qt::Checked : Qt::Unchecked;
+        if ((column == Equalization || column == AdaRound) && hasWeights(row))
+            return (column == Equalization ? c.repairs.equalization : c.repairs.adaRound.enabled) ? Qt::Checked : Qt::Unchecked;
         return {};
     case Qt::TextAlignmentRole:
         if (isMetric(column) || column == Parameters || column == WeightBits || column == ActivationBits)
@@ -229,7 +240,7 @@ QVariant LayerTableModel::data(const QModelIndex& index, int role) const
         return {};
     case Qt::ForegroundRole:
         // Metrics of an older configuration stay visible, greyed, until the new ones arrive.
-        if (isMetric(column) && evaluation_ && !(evaluation_->config == document_->config()))
+        if ((isMetric(column) || column == Repaired) && evaluation_ && !(evaluation_->config == document_->config()))
             return QColor(Qt::gray);
         return {};
     case Qt::ToolTipRole:
@@ -239,6 +250,8 @@ QVariant LayerTableModel::data(const QModelIndex& index, int role) const
             return QString::fromUtf8(schemeTraits(c.activations.scheme).tradeOff.data());
         if (column == Calibration)
             return QString::fromUtf8(calibrationMethodTable()[std::size_t(c.calibration.method)].tradeOff.data());
+        if (column == Repaired)
+            return repairDescription(row);
         return {};
     }
     return {};
@@ -253,6 +266,11 @@ Qt::ItemFlags LayerTableModel::flags(const QModelIndex& index) const
     const LayerQuantConfig c = resolved(index.row());
     if (column == KeepFloat)
         return f | Qt::ItemIsUserCheckable;
+    // The repairs change float weights, so they stay editable on a layer kept in float.
+    if ((column == Equalization || column == AdaRound) && hasWeights(index.row()))
+        return f | Qt::ItemIsUserCheckable;
+    if (column == BiasCorrection && hasWeights(index.row()))
+        return f | Qt::ItemIsEditable;
     const bool weightColumn = column == WeightScheme || column == WeightBits || column == WeightGranularity;
     const bool activationColumn = column == ActivationScheme || column == ActivationBits || column == Calibration;
     if (c.keepFloat)
@@ -268,13 +286,13 @@ bool LayerTableModel::setData(const QModelIndex& index, const QVariant& value, i
 {
     if (!session_ || !index.isValid() || !isConfiguration(index.column()))
         return false;
-    if (role != Qt::EditRole && !(role == Qt::CheckStateRole && index.column() == KeepFloat))
+    if (role != Qt::EditRole && !(role == Qt::CheckStateRole && isCheckable(index.column())))
         return false;
     std::vector<int> rows = editScope_ ? editScope_(index.row()) : std::vector<int>{index.row()};
     std::vector<std::string> layers;
     for (int row : rows)
-        // Weight edits skip the selected layers that have no weights (an Add, the input).
-        if (!(index.column() <= WeightGranularity && !hasWeights(row)))
+        // Weight and repair edits skip the selected layers that have no weights (an Add, the input).
+        if (!(isWeightColumn(index.column()) && !hasWeights(row)))
             layers.push_back(layerName(row));
     if (layers.empty())
         return false;
@@ -284,9 +302,10 @@ bool LayerTableModel::setData(const QModelIndex& index, const QVariant& value, i
     case WeightBits: case ActivationBits: fieldValue = value.toInt(); break;
     case WeightGranularity: fieldValue = Granularity(value.toInt()); break;
     case Calibration: fieldValue = CalibrationMethod(value.toInt()); break;
-    case KeepFloat:
+    case KeepFloat: case Equalization: case AdaRound:
         fieldValue = role == Qt::CheckStateRole ? value.value<Qt::CheckState>() == Qt::Checked : value.toBool();
         break;
+    case BiasCorrection: fieldValue = qe::BiasCorrection(value.toInt()); break;
     }
     const LayerField field = layerFieldOf(index.column());
     try {
@@ -317,6 +336,14 @@ QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, i
         case RoundingNoise: return tr("RMS activation rounding error in quantization steps; uniform noise gives 1/\u221a12 = 0.289");
         case SizeKiB: return tr("Weight storage under this configuration (codes, scales, zero-points, codebooks)");
         case KeepFloat: return tr("Keep the whole layer in float");
+        case Equalization:
+            return tr("Cross-layer equalization: rescale this layer's output channels and the next layer's input channels so "
+                      "that their weight ranges match (a pair is equalized when both layers have it on)");
+        case BiasCorrection:
+            return tr("Bias correction: subtract the mean output shift that weight quantization causes (empirical: measured "
+                      "on calibration images; analytical: from the folded BatchNormalization statistics)");
+        case AdaRound: return tr("AdaRound: learn whether each weight rounds up or down to reconstruct the layer's output");
+        case Repaired: return tr("What the repairs did: E equalized, B bias corrected, A AdaRound, ! a requested repair skipped");
         }
         return {};
     }
@@ -335,6 +362,10 @@ QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, i
     case ActivationBits: return tr("A bits");
     case Calibration: return tr("Calibration");
     case KeepFloat: return tr("Float");
+    case Equalization: return tr("Equalize");
+    case BiasCorrection: return tr("Bias corr.");
+    case AdaRound: return tr("AdaRound");
+    case Repaired: return tr("Repaired");
     case Sqnr: return tr("SQNR dB");
     case IsolatedSqnr: return tr("Isolated dB");
     case Mse: return tr("MSE");
@@ -348,19 +379,46 @@ QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, i
     return {};
 }
 
+QString LayerTableModel::repairMarks(int row) const
+{
+    if (!evaluation_ || !evaluation_->repairs)
+        return {};
+    const LayerRepairs repairs = layerRepairs(*evaluation_->repairs, layerName(row));
+    QStringList marks;
+    if (repairs.equalizedAsFirst || repairs.equalizedAsSecond)
+        marks << QStringLiteral("E");
+    if (repairs.biasCorrection)
+        marks << QStringLiteral("B");
+    if (repairs.adaRound)
+        marks << QStringLiteral("A");
+    if (!repairs.skipped.empty())
+        marks << QStringLiteral("!");
+    return marks.join(' ');
+}
+
+QString LayerTableModel::repairDescription(int row) const
+{
+    if (!evaluation_ || !evaluation_->repairs)
+        return {};
+    QStringList lines;
+    for (const std::string& line : describeLayerRepairs(layerRepairs(*evaluation_->repairs, layerName(row))))
+        lines << QString::fromStdString(line);
+    return lines.join('\n');
+}
+
 QString LayerTableModel::toCsv() const
 {
     QStringList lines;
     QStringList header;
     for (int column = 0; column < ColumnCount; ++column)
-        header << csvField(column == KeepFloat ? QStringLiteral("Float") : headerData(column, Qt::Horizontal, Qt::DisplayRole).toString());
+        header << csvField(headerData(column, Qt::Horizontal, Qt::DisplayRole).toString());
     lines << header.join(',');
     for (int row = 0; row < rowCount(); ++row) {
         QStringList fields;
         for (int column = 0; column < ColumnCount; ++column) {
             QString text;
-            if (column == KeepFloat)
-                text = resolved(row).keepFloat ? "true" : "false";
+            if (isCheckable(column))
+                text = data(index(row, column), Qt::EditRole).toBool() ? "true" : "false";
             else if (isMetric(column)) {
                 const double v = metric(row, column);
                 text = std::isnan(v) ? QString() : std::isinf(v) ? QStringLiteral("inf") : QString::number(v, 'g', 10);

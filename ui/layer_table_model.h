@@ -23,6 +23,8 @@ public:
     enum Column {
         Name, Operator, OutputShape, WeightShape, Parameters,
         WeightScheme, WeightBits, WeightGranularity, ActivationScheme, ActivationBits, Calibration, KeepFloat,
+        Equalization, BiasCorrection, AdaRound,  // the layer's repair switches (overrides of the bar's)
+        Repaired,                                // what the repairs did to it, from the evaluation's report
         Sqnr, IsolatedSqnr, Mse, IsolatedMse, Cosine, WeightSqnr, Clipped, RoundingNoise, SizeKiB,
         ColumnCount
     };
@@ -42,7 +44,17 @@ public:
     int rowOf(const std::string& layer) const;
     bool hasWeights(int row) const;
     static bool isMetric(int column) { return column >= Sqnr; }
-    static bool isConfiguration(int column) { return column >= WeightScheme && column <= KeepFloat; }
+    static bool isConfiguration(int column) { return column >= WeightScheme && column <= AdaRound; }
+    // The columns that only apply to a layer with weights.
+    static bool isWeightColumn(int column)
+    {
+        return (column >= WeightScheme && column <= WeightGranularity) || (column >= Equalization && column <= Repaired);
+    }
+    static bool isCheckable(int column) { return column == KeepFloat || column == Equalization || column == AdaRound; }
+    // "E B A": what the evaluation's repairs did to the layer in `row` (empty when nothing), and
+    // the sentences that say it with the numbers (the cell's tooltip).
+    QString repairMarks(int row) const;
+    QString repairDescription(int row) const;
 
     int rowCount(const QModelIndex& parent = {}) const override;
     int columnCount(const QModelIndex& parent = {}) const override;

@@ -46,7 +46,9 @@ MainWindow::MainWindow(QWidget* parent)
       errorChart_(new ErrorChart(layers_, this)), errorMode_(new QComboBox(this)), errorScroll_(new QScrollArea(this)),
       weightHistogram_(new HistogramChart(tr("weight_histogram"), this)),
       activationHistogram_(new HistogramChart(tr("activation_histogram"), this)), logScale_(new QCheckBox(tr("Log scale"), this)),
-      channel_(new QSpinBox(this)), channelRanges_(new ChannelRangeChart(this)),
+      channel_(new QSpinBox(this)), channelRanges_(new ChannelRangeChart(this)), repairBar_(new RepairBar(document_, this)),
+      equalizationChart_(new RepairChart(RepairChart::Equalization, this)),
+      biasShiftChart_(new RepairChart(RepairChart::BiasShift, this)), adaRoundChart_(new RepairChart(RepairChart::AdaRoundFlips, this)),
       details_(new QTextBrowser(this)), accuracySummary_(new QLabel(this)), integerSummary_(new QLabel(this)),
       runIntegerEngine_(new QPushButton(tr("Run int8 engine"), this)), headline_(new QLabel(this)),
       dataWarnings_(new QLabel(this)),
@@ -117,6 +119,10 @@ MainWindow::MainWindow(QWidget* parent)
             session_->setFocusLayer(layers_->layerName(row), -1);
         }
         showDetails();
+        showRepairs();
+    });
+    connect(repairBar_, &RepairBar::editRejected, this, [this](const QString& message) {
+        statusBar()->showMessage(tr("Not applied: %1").arg(message), 8000);
     });
 
     // Left: headline, table, error chart.
@@ -137,6 +143,7 @@ MainWindow::MainWindow(QWidget* parent)
     tableLayout->addWidget(dataWarnings_);
     tableLayout->addWidget(headline_);
     tableLayout->addWidget(comparisonLine_);
+    tableLayout->addWidget(repairBar_);
     tableLayout->addWidget(table_);
 
     auto* errorPanel = new QWidget(this);
@@ -169,6 +176,7 @@ MainWindow::MainWindow(QWidget* parent)
     tabs_->addTab(buildAccuracyTab(), tr("Accuracy"));
     tabs_->addTab(buildImagesTab(), tr("Images"));
     tabs_->addTab(buildChannelTab(), tr("Channels"));
+    tabs_->addTab(buildRepairsTab(), tr("Repairs"));
     tabs_->addTab(buildGraphTab(), tr("Graph"));
     tabs_->addTab(sensitivity_, tr("Sensitivity"));
     tabs_->addTab(pareto_, tr("Pareto"));
@@ -313,6 +321,26 @@ QWidget* MainWindow::buildChannelTab()
         channel_->setValue(channel);
         tabs_->setCurrentIndex(0);  // the histograms
     });
+    return tab;
+}
+
+QWidget* MainWindow::buildRepairsTab()
+{
+    auto* tab = new QWidget(this);
+    auto* layout = new QVBoxLayout(tab);
+    auto* legend = new QLabel(tr("<small>What the repairs (the switches above the table) did to the selected layer: each "
+                                 "channel's weight range before (orange) and after (blue) equalization, the mean output "
+                                 "shift bias correction subtracted, and the share of weights AdaRound rounded the other way. "
+                                 "Hover a channel for its numbers; the layer details give the formulas.</small>"),
+                              tab);
+    legend->setWordWrap(true);
+    layout->addWidget(legend);
+    auto* split = new QSplitter(Qt::Vertical, tab);
+    for (RepairChart* chart : {equalizationChart_, biasShiftChart_, adaRoundChart_}) {
+        chart->setMinimumHeight(180);
+        split->addWidget(chart);
+    }
+    layout->addWidget(split, 1);
     return tab;
 }
 

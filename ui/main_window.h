@@ -1,8 +1,9 @@
 #pragma once
 // The explorer window: the layer table (configuration and live metrics) on the left with the
 // per-layer error chart under it, and the views of the selected layer and of the whole model on
-// the right (histograms, layer details, accuracy, image gallery, channels, graph, the layers'
-// sensitivity and the Pareto view of every configuration evaluated). The configuration lives in one
+// the right (histograms, layer details, accuracy, image gallery, channels, repairs, graph, the
+// layers' sensitivity and the Pareto view of every configuration evaluated). The repair switches
+// sit above the table (RepairBar). The configuration lives in one
 // ConfigDocument (with its undo history); every view reads the session's snapshots and the
 // document, and proposes edits to the document.
 //
@@ -22,6 +23,8 @@
 #include "eval/comparison.h"
 #include "histogram_chart.h"
 #include "quant/config.h"
+#include "repair_bar.h"
+#include "repair_charts.h"
 
 #include <QMainWindow>
 
@@ -109,6 +112,12 @@ public:
     // The output channel the weight histogram shows (-1: all), and the per-channel range chart.
     QSpinBox* channelPicker() const { return channel_; }
     ChannelRangeChart* channelRangeChart() const { return channelRanges_; }
+    // The repair switches above the table, and the Repairs tab's charts of the selected layer.
+    RepairBar* repairBar() const { return repairBar_; }
+    RepairChart* equalizationChart() const { return equalizationChart_; }
+    RepairChart* biasShiftChart() const { return biasShiftChart_; }
+    RepairChart* adaRoundChart() const { return adaRoundChart_; }
+    QTabWidget* tabs() const { return tabs_; }
     ConfusionMatrixWidget* confusionMatrix() const { return confusion_; }
     ParetoView* paretoView() const { return pareto_; }
     SensitivityView* sensitivityView() const { return sensitivity_; }
@@ -162,6 +171,8 @@ private:
     // main_window.cpp
     QWidget* buildHistogramTab();
     QWidget* buildChannelTab();
+    QWidget* buildRepairsTab();
+    void showRepairs();  // the Repairs tab and bar for the selected layer and the evaluation shown
     QWidget* buildAccuracyTab();
     QWidget* buildImagesTab();
     QWidget* buildGraphTab();
@@ -235,6 +246,10 @@ private:
     QCheckBox* logScale_;
     QSpinBox* channel_;
     ChannelRangeChart* channelRanges_;
+    RepairBar* repairBar_;
+    RepairChart* equalizationChart_;
+    RepairChart* biasShiftChart_;
+    RepairChart* adaRoundChart_;
     QTextBrowser* details_;
     QLabel* accuracySummary_;
     QLabel* integerSummary_;

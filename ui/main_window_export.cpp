@@ -295,9 +295,11 @@ void MainWindow::saveScreenshotWhenReady(const QString& path, bool withPrecision
             ok = grab().save(base + "_details.png") && ok;
             tabs_->setCurrentIndex(4);
             ok = grab().save(base + "_channels.png") && ok;
+            tabs_->setCurrentIndex(5);
+            ok = grab().save(base + "_repairs.png") && ok;
             tabs_->setCurrentIndex(2);
             ok = grab().save(base + "_accuracy.png") && ok;
-            tabs_->setCurrentIndex(5);  // the graph
+            tabs_->setCurrentIndex(6);  // the graph
             graph_->fitWholeModel();
             ok = grab().save(base + "_graph.png") && ok;
             tabs_->setCurrentIndex(3);

@@ -163,7 +163,7 @@ void MainWindow::buildMenus()
     connect(log, &QAction::toggled, logScale_, &QCheckBox::setChecked);
     connect(logScale_, &QCheckBox::toggled, log, &QAction::setChecked);
     const QStringList tabNames = {tr("&Histograms"), tr("Layer &Details"), tr("&Accuracy"), tr("&Images"), tr("&Channels"),
-                                  tr("&Graph"),      tr("&Sensitivity"),   tr("&Pareto")};
+                                  tr("&Repairs"),    tr("&Graph"),         tr("&Sensitivity"), tr("&Pareto")};
     for (int i = 0; i < tabNames.size(); ++i)
         view->addAction(tabNames[i], QKeySequence(Qt::CTRL | Qt::Key(Qt::Key_1 + i)), this, [this, i] { tabs_->setCurrentIndex(i); });
 

@@ -42,6 +42,7 @@ void MainWindow::showConfigChanged()
     // The time the status bar reports runs from here to the evaluation of this configuration.
     editStartedMs_ = QDateTime::currentMSecsSinceEpoch();
     showDetails();
+    showRepairs();
     showIntegerResults();
 }
 
@@ -183,6 +184,7 @@ void MainWindow::showEvaluation()
     confusion_->setMatrix(evaluation->confusion, names);
 
     showDetails();
+    showRepairs();
 
     const qint64 elapsed = QDateTime::currentMSecsSinceEpoch() - editStartedMs_;
     timing_->setText(tr("updated in %1 ms (worker %2 ms)").arg(elapsed).arg(evaluation->milliseconds, 0, 'f', 0));
@@ -220,6 +222,17 @@ void MainWindow::showDetails()
     if (!(evaluation->config == document_->config()))
         html = tr("<p><i>Updating: these numbers belong to the previous configuration.</i></p>") + html;
     details_->setHtml(html);
+}
+
+void MainWindow::showRepairs()
+{
+    const auto evaluation = session_->evaluation();
+    const std::shared_ptr<const RepairReport> report = evaluation ? evaluation->repairs : nullptr;
+    repairBar_->setReport(report, evaluation && evaluation->config == document_->config());
+    const int row = selectedLayer();
+    const QString layer = row >= 0 ? QString::fromStdString(layers_->layerName(row)) : QString();
+    for (RepairChart* chart : {equalizationChart_, biasShiftChart_, adaRoundChart_})
+        chart->setLayer(report, layer);
 }
 
 void MainWindow::showImageErrors(int image, const QList<double>& sqnr)

@@ -55,7 +55,7 @@ Session::Session(QObject* parent) : QObject(parent)
     connect(&progressTimer_, &QTimer::timeout, this, [this] {
         const RequestState& state = *main_.state;
         if (state.total > 0)
-            emit progress(tr(kStageNames[state.stage.load()]), int(state.done.load()), int(state.total.load()));
+            emit progress(stageText(state), int(state.done.load()), int(state.total.load()));
     });
     debounce_.setSingleShot(true);
     debounce_.setInterval(kDebounceMs);
@@ -63,12 +63,12 @@ Session::Session(QObject* parent) : QObject(parent)
     exportTimer_.setInterval(100);
     connect(&exportTimer_, &QTimer::timeout, this, [this] {
         const RequestState& state = *export_.state;
-        emit exportProgress(tr(kStageNames[state.stage.load()]), int(state.done.load()), int(state.total.load()));
+        emit exportProgress(stageText(state), int(state.done.load()), int(state.total.load()));
     });
     searchTimer_.setInterval(100);
     connect(&searchTimer_, &QTimer::timeout, this, [this] {
         const RequestState& state = *search_.state;
-        emit searchProgress(tr(kStageNames[state.stage.load()]), int(state.done.load()), int(state.total.load()));
+        emit searchProgress(stageText(state), int(state.done.load()), int(state.total.load()));
         deliverSearchCandidates();
     });
 }

@@ -96,6 +96,10 @@ struct RequestState {
     std::atomic<bool> cancel{false};
     std::atomic<std::size_t> done{0}, total{0};
     std::atomic<int> stage{0};  // an index into session_jobs::kStageNames
+    // The core's own words for a stage the list does not name (a repair's "AdaRound layer 2 of 5
+    // (/conv2/Conv): rounding"), when `stage` is session_jobs::Detail.
+    mutable std::mutex detailMutex;
+    std::string detail;
 };
 
 // The sensitivity sweep as far as it has gone: every layer measured so far against the base

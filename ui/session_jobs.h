@@ -15,10 +15,23 @@ namespace qe {
 
 namespace session_jobs {
 
-// Stages a worker reports, in the order they happen.
+// Stages a worker reports, in the order they happen; Detail: the core's own words (RequestState::detail).
 inline constexpr const char* kStageNames[] = {"Loading",    "Calibrating", "Float reference", "Quantized model",
-                                              "Histograms", "Exporting",   "int8 engine",     "Writing report"};
-enum Stage { Loading, Calibrating, FloatReference, QuantizedModel, Histograms, Exporting, IntegerEngine, WritingReport };
+                                              "Histograms", "Exporting",   "int8 engine",     "Writing report", ""};
+enum Stage { Loading, Calibrating, FloatReference, QuantizedModel, Histograms, Exporting, IntegerEngine, WritingReport, Detail };
+
+// What the status bar says for the stage a worker is in.
+inline QString stageText(const RequestState& state)
+{
+    const int stage = state.stage.load();
+    if (stage != Detail)
+        return Session::tr(kStageNames[stage]);
+    std::lock_guard lock(state.detailMutex);
+    QString text = QString::fromStdString(state.detail);
+    if (!text.isEmpty())
+        text[0] = text[0].toUpper();
+    return text;
+}
 
 // The progress callback of a request: the stage and the counts go into its atomics, which a timer
 // on the GUI thread reads.
@@ -27,11 +40,19 @@ inline EvaluationProgress progressInto(const std::shared_ptr<RequestState>& stat
     EvaluationProgress progress;
     progress.cancel = &state->cancel;
     progress.report = [state](const std::string& stage, std::size_t done, std::size_t total) {
-        state->stage = stage == "calibrating"       ? Calibrating
-                       : stage == "float reference" ? FloatReference
-                       : stage == "integer engine"  ? IntegerEngine
-                       : stage == "writing report"  ? WritingReport
-                                                    : QuantizedModel;
+        // The stages the list names; any other (the repairs': equalization, bias correction,
+        // AdaRound layer by layer) in the core's words.
+        const Stage known = stage == "calibrating"                                   ? Calibrating
+                            : stage == "float reference" || stage == "float model"   ? FloatReference
+                            : stage == "integer engine"                               ? IntegerEngine
+                            : stage == "writing report"                               ? WritingReport
+                            : stage == "quantized model" || stage == "histograms"     ? QuantizedModel
+                                                                                      : Detail;
+        if (known == Detail) {
+            std::lock_guard lock(state->detailMutex);
+            state->detail = stage;
+        }
+        state->stage = known;
         state->total = total;
         state->done = done;
     };

@@ -335,6 +335,71 @@ std::vector<std::string> describeRepairs(const RepairReport& report)
     return lines;
 }
 
+LayerRepairs layerRepairs(const RepairReport& report, const std::string& layer)
+{
+    LayerRepairs found;
+    for (const EqualizedPair& pair : report.equalized) {
+        if (pair.first == layer)
+            found.equalizedAsFirst = &pair;
+        if (pair.second == layer)
+            found.equalizedAsSecond = &pair;
+    }
+    for (const BiasCorrectionReport& b : report.biasCorrected)
+        if (b.layer == layer)
+            found.biasCorrection = &b;
+    for (const AdaRoundReport& a : report.adaRounded)
+        if (a.layer == layer)
+            found.adaRound = &a;
+    // A skipped pair is named "first -> second".
+    const std::string asFirst = layer + " -> ", asSecond = " -> " + layer;
+    for (const SkippedRepair& skipped : report.skipped)
+        if (skipped.layers == layer || skipped.layers.starts_with(asFirst) || skipped.layers.ends_with(asSecond))
+            found.skipped.push_back(&skipped);
+    return found;
+}
+
+std::vector<std::string> describeLayerRepairs(const LayerRepairs& repairs)
+{
+    const auto number = [](double v) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.3g", v);
+        return std::string(text);
+    };
+    // The smallest and largest non-zero scale (0 marks a dead channel).
+    const auto scaleSpan = [&](const std::vector<float>& scales) {
+        float lo = 0, hi = 0;
+        for (float s : scales)
+            if (s > 0) {
+                lo = lo > 0 ? std::min(lo, s) : s;
+                hi = std::max(hi, s);
+            }
+        return number(lo) + " to " + number(hi);
+    };
+    std::vector<std::string> lines;
+    if (const EqualizedPair* p = repairs.equalizedAsFirst)
+        lines.push_back("Equalized with " + p->second + ": its output channels divided by s_i from " + scaleSpan(p->scales) +
+                        (p->clipBecameRelu ? "; the ReLU6 after it made a ReLU" : "") +
+                        (p->absorbed.empty() ? "" : "; high bias absorbed into " + p->second));
+    if (const EqualizedPair* p = repairs.equalizedAsSecond)
+        lines.push_back("Equalized with " + p->first + ": its input channels multiplied by s_i from " + scaleSpan(p->scales));
+    if (const BiasCorrectionReport* b = repairs.biasCorrection) {
+        std::size_t largest = 0;
+        for (std::size_t c = 0; c < b->shift.size(); ++c)
+            if (std::abs(b->shift[c]) > std::abs(b->shift[largest]))
+                largest = c;
+        lines.push_back("Bias corrected (" + std::string(biasCorrectionName(b->mode)) + ", statistics from " + b->statistics + ")" +
+                        (b->shift.empty() ? std::string()
+                                          : ": largest shift " + number(b->shift[largest]) + " on channel " + std::to_string(largest)));
+    }
+    if (const AdaRoundReport* a = repairs.adaRound)
+        lines.push_back("AdaRound (" + std::to_string(a->iterations) + " iterations, " + std::to_string(a->images) + " images): " +
+                        number(100 * a->flippedFraction) + "% of the weights rounded the other way; reconstruction error " +
+                        number(a->nearestError) + " with nearest rounding, " + number(a->adaRoundError) + " with AdaRound");
+    for (const SkippedRepair* s : repairs.skipped)
+        lines.push_back("Not repaired: " + s->layers + " (" + s->reason + ")");
+    return lines;
+}
+
 bool RepairKey::any() const
 {
     for (const RepairSpec& spec : layers)

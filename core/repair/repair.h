@@ -67,6 +67,20 @@ struct RepairReport {
 // numbers): report.md's "Repairs" section.
 std::vector<std::string> describeRepairs(const RepairReport& report);
 
+// What the repairs did to one layer: pointers into a report (null where a repair did not touch it).
+struct LayerRepairs {
+    const EqualizedPair* equalizedAsFirst = nullptr;   // its output channels were rescaled
+    const EqualizedPair* equalizedAsSecond = nullptr;  // its input channels were rescaled
+    const BiasCorrectionReport* biasCorrection = nullptr;
+    const AdaRoundReport* adaRound = nullptr;
+    std::vector<const SkippedRepair*> skipped;  // requested on it (or a pair with it) and not done
+    bool any() const { return equalizedAsFirst || equalizedAsSecond || biasCorrection || adaRound || !skipped.empty(); }
+};
+LayerRepairs layerRepairs(const RepairReport& report, const std::string& layer);
+// The same as sentences with the numbers ("Equalized with conv2 ...", "AdaRound: 3.1% of the
+// weights rounded the other way ...", "Not repaired: ..."), for the window's table and details.
+std::vector<std::string> describeLayerRepairs(const LayerRepairs& repairs);
+
 struct RepairedModel {
     std::shared_ptr<const Graph> graph, reference;
     RepairReport report;

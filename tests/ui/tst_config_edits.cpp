@@ -4,6 +4,8 @@
 
 #include "common/error.h"
 
+#include <nlohmann/json.hpp>
+
 #include <QtTest>
 
 using namespace qe;
@@ -19,6 +21,8 @@ private slots:
     void resolvedAfterEdit();
     void invalidEditsAreRejected();
     void editingBackToTheDefaultLeavesNoOverride();
+    void repairOverridesFollowTheSwitches();
+    void repairSwitchesAreValidated();
 };
 
 void TestConfigEdits::resolvedAfterEdit_data()
@@ -80,6 +84,53 @@ void TestConfigEdits::editingBackToTheDefaultLeavesNoOverride()
     QVERIFY(config.layers.empty());
     QCOMPARE(config, QuantConfig{});
     QCOMPARE(QString::fromStdString(describeLayerEdit({"conv"}, LayerField::WeightBits, 4)), QString("conv: weights 4 bits"));
+}
+
+void TestConfigEdits::repairOverridesFollowTheSwitches()
+{
+    // A layer switched on while the switch is off overrides it, and the file says so.
+    QuantConfig config = withLayerEdit(QuantConfig{}, {"conv1", "conv2"}, LayerField::Equalization, true);
+    QVERIFY(config.resolve("conv1").repairs.equalization);
+    QVERIFY(!config.resolve("other").repairs.equalization);
+    QCOMPARE(config.toJson()["layers"]["conv1"]["repairs"]["equalization"], nlohmann::json(true));
+    // The switch turned on: the overrides now say what it says and are dropped.
+    RepairSpec on;
+    on.equalization = true;
+    on.biasCorrection = BiasCorrection::Empirical;
+    config = withRepairSwitches(config, on);
+    QVERIFY(config.layers.empty());
+    QVERIFY(config.resolve("other").repairs.equalization);
+    QCOMPARE(config.resolve("other").repairs.biasCorrection, BiasCorrection::Empirical);
+    // One layer opts out of each repair; setting it back to the switch's value removes the override.
+    config = withLayerEdit(config, {"fc"}, LayerField::BiasCorrection, BiasCorrection::None);
+    config = withLayerEdit(config, {"fc"}, LayerField::AdaRound, true);
+    QCOMPARE(config.resolve("fc").repairs.biasCorrection, BiasCorrection::None);
+    QVERIFY(config.resolve("fc").repairs.adaRound.enabled);
+    QVERIFY(!config.resolve("conv1").repairs.adaRound.enabled);
+    config = withLayerEdit(config, {"fc"}, LayerField::BiasCorrection, BiasCorrection::Empirical);
+    config = withLayerEdit(config, {"fc"}, LayerField::AdaRound, false);
+    QVERIFY(config.layers.empty());
+    // Round trip through the file format.
+    QCOMPARE(QuantConfig::fromJson(config.toJson(), "edited"), config);
+    QCOMPARE(QString::fromStdString(describeRepairSwitches(RepairSpec{}, on)),
+             QString("repairs: equalization on, bias correction empirical"));
+    QCOMPARE(QString::fromStdString(describeLayerEdit({"fc"}, LayerField::AdaRound, true)), QString("fc: AdaRound on"));
+}
+
+void TestConfigEdits::repairSwitchesAreValidated()
+{
+    RepairSpec spec;
+    spec.adaRound.enabled = true;
+    spec.adaRound.iterations = 0;
+    try {
+        withRepairSwitches(QuantConfig{}, spec);
+        QFAIL("0 AdaRound iterations were accepted");
+    } catch (const Error& e) {
+        QVERIFY2(QString(e.what()).contains("repairs.adaround.iterations"), e.what());
+    }
+    spec.adaRound.iterations = 100;
+    spec.adaRound.images = 0;
+    QVERIFY_THROWS_EXCEPTION(Error, withRepairSwitches(QuantConfig{}, spec));
 }
 
 QTEST_MAIN(TestConfigEdits)
