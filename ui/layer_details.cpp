@@ -178,7 +178,19 @@ QString equalizationHtml(const EqualizedPair& p, int sweeps)
         html += QStringLiteral(" The ReLU6 after this layer was made a ReLU (Repairs: ReLU6 as ReLU), which changes the float model.");
     html += "</p><table cellspacing=3><tr><th>channel</th><th>r1 before</th><th>r2 before</th><th>\u221a(r1\u00b7r2)/r2</th>"
             "<th>s applied</th><th>r1 after</th><th>r2 after</th></tr>";
-    for (std::size_t i : extremeChannels(p.scales, 4)) {
+    // The live channels with the smallest and largest s (dead ones, s = 0, are counted below).
+    std::vector<std::size_t> live;
+    for (std::size_t i = 0; i < p.scales.size(); ++i)
+        if (p.scales[i] > 0)
+            live.push_back(i);
+    const std::size_t dead = p.scales.size() - live.size();
+    std::vector<float> liveScales;
+    for (std::size_t i : live)
+        liveScales.push_back(p.scales[i]);
+    std::vector<std::size_t> shown;
+    for (std::size_t k : extremeChannels(liveScales, 4))
+        shown.push_back(live[k]);
+    for (std::size_t i : shown) {
         const double r1 = p.firstRangesBefore[i], r2 = p.secondRangesBefore[i];
         html += QStringLiteral("<tr><td>%1</td><td>%2</td><td>%3</td><td>%4</td><td>%5</td><td>%6</td><td>%7</td></tr>")
                     .arg(i)
@@ -186,8 +198,11 @@ QString equalizationHtml(const EqualizedPair& p, int sweeps)
                          p.scales[i] > 0 ? num(p.scales[i]) : QStringLiteral("dead"), num(p.firstRangesAfter[i]),
                          num(p.secondRangesAfter[i]));
     }
-    html += QStringLiteral("</table><p><small>The channels with the smallest and largest s; the Repairs tab charts all %1.</small></p>")
+    html += QStringLiteral("</table><p><small>The channels with the smallest and largest s; the Repairs tab charts all %1.")
                 .arg(p.scales.size());
+    if (dead > 0)
+        html += QStringLiteral(" %1 dead channels (no weights, never activated): %2's weights on them were cleared.").arg(dead).arg(text(p.second));
+    html += "</small></p>";
     if (!p.absorbed.empty()) {
         float largest = 0;
         std::size_t at = 0;

@@ -16,21 +16,22 @@ namespace qe {
 QString repairSummary(const RepairReport& report)
 {
     QStringList parts;
+    const auto count = [](std::size_t n, const QString& one, const QString& many) { return (n == 1 ? one : many).arg(n); };
     if (!report.equalized.empty())
-        parts << RepairBar::tr("%n pair(s) equalized", nullptr, int(report.equalized.size())) +
+        parts << count(report.equalized.size(), RepairBar::tr("%1 pair equalized"), RepairBar::tr("%1 pairs equalized")) +
                      RepairBar::tr(" (%1 sweeps)").arg(report.equalizationSweeps);
     if (!report.biasCorrected.empty())
-        parts << RepairBar::tr("%n bias(es) corrected", nullptr, int(report.biasCorrected.size()));
+        parts << count(report.biasCorrected.size(), RepairBar::tr("%1 bias corrected"), RepairBar::tr("%1 biases corrected"));
     if (!report.adaRounded.empty()) {
         double flipped = 0;  // the layers' mean: the share of a layer's weights is what each layer reports
         for (const AdaRoundReport& a : report.adaRounded)
             flipped += a.flippedFraction;
-        parts << RepairBar::tr("AdaRound on %n layer(s)", nullptr, int(report.adaRounded.size())) +
+        parts << count(report.adaRounded.size(), RepairBar::tr("AdaRound on %1 layer"), RepairBar::tr("AdaRound on %1 layers")) +
                      RepairBar::tr(" (%1% of a layer's weights flipped, on average)")
                          .arg(100.0 * flipped / double(report.adaRounded.size()), 0, 'f', 1);
     }
     if (!report.skipped.empty())
-        parts << RepairBar::tr("%n skipped", nullptr, int(report.skipped.size()));
+        parts << RepairBar::tr("%1 skipped").arg(report.skipped.size());
     return parts.isEmpty() ? RepairBar::tr("nothing to repair") : parts.join(QStringLiteral(" \u00b7 "));
 }
 

@@ -19,19 +19,23 @@ QString text(const std::string& s)
     return QString::fromStdString(s).toHtmlEscaped();
 }
 
-// One bar per channel from 0 to its value, drawn as a band one step wide per channel (a bar
-// series with a category per channel is unreadable and slow past a few dozen channels).
+// One bar per channel from 0 to its value, as one area whose outline rises and falls at each
+// channel's edges (a bar series with a category per channel is unreadable and slow past a few
+// dozen channels).
 QAreaSeries* channelBars(QChart* chart, const std::vector<float>& values, double factor, QColor colour, const QString& name)
 {
     auto* top = new QLineSeries(chart);
-    auto* bottom = new QLineSeries(chart);
     for (std::size_t k = 0; k < values.size(); ++k) {
-        top->append(double(k) - 0.4, factor * values[k]);
-        top->append(double(k) + 0.4, factor * values[k]);
-        bottom->append(double(k) - 0.4, 0);
-        bottom->append(double(k) + 0.4, 0);
+        const double x = double(k), v = factor * values[k];
+        top->append(x - 0.4, 0);
+        top->append(x - 0.4, v);
+        top->append(x + 0.4, v);
+        top->append(x + 0.4, 0);
     }
-    auto* band = new QAreaSeries(top, bottom);
+    auto* zero = new QLineSeries(chart);  // the area is filled between the bars and 0, above or below
+    zero->append(-0.4, 0);
+    zero->append(double(values.size()) - 0.6, 0);
+    auto* band = new QAreaSeries(top, zero);
     QColor fill = colour;
     fill.setAlpha(150);
     band->setBrush(fill);
@@ -89,7 +93,7 @@ void RepairChart::setLayer(std::shared_ptr<const RepairReport> report, const QSt
         title += tr("<br><small>largest / smallest channel range: %1 before, %2 after; s_i = \u221a(r1_i \u00b7 r2_i) / r2_i</small>")
                      .arg(spread(before_), 0, 'g', 3)
                      .arg(spread(after_), 0, 'g', 3);
-        rebuild(title, tr("max |w| of the channel"), first ? tr("output channel") : tr("input channel"));
+        rebuild(title, tr("max |w|"), first ? tr("output channel") : tr("input channel"));
         return;
     }
     case BiasShift: {
@@ -120,7 +124,7 @@ void RepairChart::setLayer(std::shared_ptr<const RepairReport> report, const QSt
                     .arg(a->adaRoundError, 0, 'g', 4)
                     .arg(a->iterations)
                     .arg(a->images),
-                tr("% of the channel's weights"), tr("output channel"));
+                tr("flipped"), tr("output channel"));
         return;
     }
     }
@@ -154,7 +158,9 @@ void RepairChart::rebuild(const QString& title, const QString& axisTitle, const 
         c->legend()->hide();
         return;
     }
-    c->legend()->show();
+    // Beside the plot, not under it: the three charts share the tab's height.
+    c->legend()->setVisible(kind_ == Equalization);
+    c->legend()->setAlignment(Qt::AlignRight);
     const int channels = int(after_.size());
     const double factor = kind_ == AdaRoundFlips ? 100.0 : 1.0;
     QList<QAreaSeries*> bands;
@@ -180,6 +186,7 @@ void RepairChart::rebuild(const QString& title, const QString& axisTitle, const 
     auto* y = new QValueAxis(c);
     const double pad = std::max(1e-9, 0.05 * (hi - lo));
     y->setRange(lo < 0 ? lo - pad : 0, hi + pad);
+    y->applyNiceNumbers();
     y->setLabelFormat(kind_ == AdaRoundFlips ? "%.0f%%" : "%.3g");
     y->setTitleText(axisTitle);
     y->setTruncateLabels(false);
