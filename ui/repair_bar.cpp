@@ -11,6 +11,8 @@
 #include <QSignalBlocker>
 #include <QSpinBox>
 
+#include <limits>
+
 namespace qe {
 
 QString repairSummary(const RepairReport& report)
@@ -63,11 +65,11 @@ RepairBar::RepairBar(ConfigDocument* document, QWidget* parent)
     adaRound_->setToolTip(tr("AdaRound (Nagel et al. 2020): learn, layer by layer, whether each weight rounds up or down so that "
                              "the layer's output on calibration images stays closest to float. Slow: about a minute on the demo "
                              "model, tens of minutes on a MobileNet; the status bar shows its progress and Esc cancels it."));
-    iterations_->setRange(1, 1'000'000);
+    iterations_->setRange(1, std::numeric_limits<int>::max());
     iterations_->setSingleStep(500);
     iterations_->setSuffix(tr(" iterations"));
     iterations_->setToolTip(tr("AdaRound's Adam steps per layer (AIMET's default: 10000)"));
-    images_->setRange(1, 1'000'000);
+    images_->setRange(1, std::numeric_limits<int>::max());
     images_->setSingleStep(32);
     images_->setSuffix(tr(" images"));
     images_->setToolTip(tr("The calibration images whose layer inputs and outputs AdaRound reconstructs"));
