@@ -34,7 +34,8 @@ QString SessionSnapshot::className(int index) const
 {
     if (index >= 0 && std::size_t(index) < classNames.size())
         return QString::fromStdString(classNames[std::size_t(index)]);
-    return index < 0 ? QStringLiteral("?") : QString::number(index);
+    // Without names, say what the number is: a bare "3" under an image reads like a count.
+    return index < 0 ? QStringLiteral("?") : QObject::tr("class %1").arg(index);
 }
 
 std::set<std::string> SessionSnapshot::layerNames() const

@@ -53,7 +53,7 @@ struct SessionSnapshot {
     QString labelColumn;      // the labels CSV column in use ("" for the data set's default)
     QString labelColumnNote;  // why the study chose it, when it did
     QStringList dataWarnings; // how the images do not fit the model (Study::dataWarnings)
-    QString className(int index) const;
+    QString className(int index) const;  // its name, else "class N"; "?" for a missing label
     std::set<std::string> layerNames() const;  // the names a configuration for this model may use
 };
 
