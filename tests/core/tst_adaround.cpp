@@ -1,6 +1,7 @@
 // AdaRound (core/repair/adaround.h) on real layers: every weighted layer of the demo model, with
-// the inputs the W4A8 simulation gives it, and a handful of MobileNetV1 0.5 layers (stride 2,
-// depthwise, pointwise, the classifier) with float inputs. Each must (a) keep every code within
+// the inputs the W4A8 simulation gives it, every weighted layer of MNIST-8, ResNet-8 and the VWW
+// MobileNetV1 0.25, and a handful of MobileNetV1 0.5 layers (stride 2, depthwise, pointwise, the
+// classifier), with float inputs. Each must (a) keep every code within
 // one step of nearest rounding, on the weight's floor or ceiling, inside the code range, and
 // (b) lower the layer's reconstruction error on held-out images below nearest rounding's at
 // 4 bits. The held-out error is computed by our own fp32 engine (the node's kernel and its fused
@@ -226,6 +227,44 @@ private slots:
         QCOMPARE(graph.nodes.at(static_cast<std::size_t>(layers[2].nodeIndex)).opType, std::string("MatMul"));
         const auto fit = collectLayerSamples(graph, layers, *train, preprocess, 0, 128);
         const auto heldOut = collectLayerSamples(graph, layers, *train, preprocess, 30000, 128);
+        for (const QuantLayer& layer : layers) {
+            checkLayer(graph, layer, fit.at(layer.name), heldOut.at(layer.name), true);
+            if (QTest::currentTestFailed())
+                return;
+        }
+    }
+
+    // The other shared models, every weighted layer, float inputs: CIFAR-10's ResNet-8 (3x3
+    // Convs with strides, 1x1 shortcut Convs, the classifier Gemm) and the VWW MobileNetV1 0.25
+    // at 96 (depthwise and pointwise with ReLU6, stride 2). Their 200 shipped images: the first
+    // 100 to optimise on, the other 100 held out.
+    void sharedModelEveryLayer_data()
+    {
+        QTest::addColumn<QString>("model");
+        QTest::addColumn<QString>("data");
+        QTest::addColumn<double>("scale");  // the MANIFEST's preprocessing: RGB, pixel * scale
+        QTest::addColumn<int>("layerCount");
+        QTest::newRow("resnet8") << "resnet8_cifar10.onnx" << "cifar10_mlperf_tiny_200/test_200.bin" << 1.0 << 10;
+        QTest::newRow("vww") << "vww_96_mobilenetv1_025.onnx" << "vww_coco_96_200" << 1.0 / 255 << 28;
+    }
+
+    void sharedModelEveryLayer()
+    {
+        QFETCH(QString, model);
+        QFETCH(QString, data);
+        QFETCH(double, scale);
+        QFETCH(int, layerCount);
+        const fs::path modelPath = test::sharedDir() / "models" / model.toStdString();
+        const fs::path dataPath = test::sharedDir() / "data" / data.toStdString();
+        QE_REQUIRE_PATH(modelPath);
+        QE_REQUIRE_PATH(dataPath);
+        const Graph graph = loadOnnx(modelPath);
+        const Preprocess preprocess = test::makePreprocess(ColorOrder::Rgb, scale, 0, 1, 1.0);
+        const std::unique_ptr<Dataset> images = openDataset(dataPath);
+        const std::vector<QuantLayer> layers = weightedLayers(graph);
+        QCOMPARE(int(layers.size()), layerCount);
+        const auto fit = collectLayerSamples(graph, layers, *images, preprocess, 0, 100);
+        const auto heldOut = collectLayerSamples(graph, layers, *images, preprocess, 100, 100);
         for (const QuantLayer& layer : layers) {
             checkLayer(graph, layer, fit.at(layer.name), heldOut.at(layer.name), true);
             if (QTest::currentTestFailed())
