@@ -25,6 +25,7 @@ int runReport(const std::vector<std::string>& args);
 int runSensitivity(const std::vector<std::string>& args);
 int runSearch(const std::vector<std::string>& args);
 int runCompare(const std::vector<std::string>& args);
+int runQat(const std::vector<std::string>& args);
 
 // Prints `usage` when the arguments ask for --help (or -h); the command then returns 0.
 bool printedHelp(const std::vector<std::string>& args, const char* usage);

@@ -32,6 +32,8 @@ commands:
   compare    two configurations on the same images (A/B): the differences in accuracy, size
              and per-layer error, the images whose prediction differs, and whether the
              difference is more than chance (McNemar's exact test)
+  qat        quantization-aware training: fine-tune the model with a configuration's
+             quantizers in its forward pass, and write the fine-tuned model
 
 Run 'quantexplorer-cli <command> --help' for the options of a command.
 Exit codes: 0 success, 2 bad input (the error is on stderr), 1 internal failure.
@@ -66,6 +68,8 @@ int main(int argc, char** argv)
             return qe::cli::runSearch(args);
         if (command == "compare")
             return qe::cli::runCompare(args);
+        if (command == "qat")
+            return qe::cli::runQat(args);
         std::cerr << "error: unknown command '" << command << "'\n\n" << kUsage;
         return 2;
     } catch (const qe::Error& e) {

@@ -142,19 +142,9 @@ void prepareIntegerLayers(QuantPlan& plan, const Graph& graph, const QuantPlan* 
             if (!layer.bias.empty() && lp.weightParams && isIntegerWeightParams(*lp.weightParams) && input) {
                 const double inputScale = input->uniform().scale[0];
                 const std::vector<float>& weightScales = lp.weightParams->uniform().scale;
-                const Tensor& bias = graph.initializers.at(layer.bias);
-                Tensor quantized(DataType::Float32, bias.shape());
-                const float* b = bias.data<float>();
-                float* q = quantized.mutableData<float>();
-                // Biases too large for an int32 accumulator (tiny weights, a real bias: a channel a
-                // folded BatchNorm almost switched off) are clamped where the sum cannot overflow.
                 const Tensor& w = graph.initializers.at(layer.weight);
-                const std::int64_t reductionSize = w.size() / std::max<std::int64_t>(1, bias.size());
-                for (std::int64_t c = 0; c < bias.size(); ++c) {
-                    const double step = inputScale * (weightScales.size() == 1 ? weightScales[0] : weightScales.at(static_cast<std::size_t>(c)));
-                    q[c] = static_cast<float>(int8::int32Bias(b[c], step, reductionSize) * step);
-                }
-                plan.graph.initializers[layer.bias] = quantized;
+                const Tensor& bias = graph.initializers.at(layer.bias);
+                plan.graph.initializers[layer.bias] = integerBias(bias, inputScale, weightScales, w.size() / std::max<std::int64_t>(1, bias.size()));
                 lp.biasInputScale = static_cast<float>(inputScale);
             }
             const bool weighted = operatorTraits(node.name, node.opType).role == OpRole::Weighted;
@@ -217,6 +207,20 @@ std::optional<QuantParams> layerActivationParams(const QuantLayer& layer, const 
                     "were observed for '" + layer.output + "'");
     const auto [lo, hi] = it->second.range(config.calibration, config.activations);
     return paramsForRange(config.activations, lo, hi);
+}
+
+Tensor integerBias(const Tensor& bias, double inputScale, const std::vector<float>& weightScales, std::int64_t reductionSize)
+{
+    Tensor quantized(DataType::Float32, bias.shape());
+    const float* b = bias.data<float>();
+    float* q = quantized.mutableData<float>();
+    // Biases too large for an int32 accumulator (tiny weights, a real bias: a channel a folded
+    // BatchNorm almost switched off) are clamped where the sum cannot overflow.
+    for (std::int64_t c = 0; c < bias.size(); ++c) {
+        const double step = inputScale * (weightScales.size() == 1 ? weightScales[0] : weightScales.at(static_cast<std::size_t>(c)));
+        q[c] = static_cast<float>(int8::int32Bias(b[c], step, reductionSize) * step);
+    }
+    return quantized;
 }
 
 QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,

@@ -97,6 +97,10 @@ Tensor moveAxisToFront(const Tensor& weights, int axis);
 // (code - zero_point) * scale. Per-channel parameters run along `channelAxis` of the tensor.
 std::vector<std::int32_t> uniformCodes(const Tensor& fakeQuantized, const QuantParams& params, int channelAxis);
 
+// A weighted layer's bias as the integer engine stores it: int32 codes at the step inputScale x
+// the output channel's weight scale (one scale: per tensor), clamped where the accumulator of
+// `reductionSize` products could overflow; dequantized. What makePlan puts on an integer layer.
+Tensor integerBias(const Tensor& bias, double inputScale, const std::vector<float>& weightScales, std::int64_t reductionSize);
 // Throws qe::Error when the configuration asks for something the data cannot give (e.g. static
 // activations for a layer the calibration never saw).
 QuantPlan makePlan(const Graph& graph, const std::vector<QuantLayer>& layers, const QuantConfig& config,

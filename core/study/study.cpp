@@ -292,6 +292,25 @@ std::unique_ptr<Study> Study::onOtherImages(std::shared_ptr<const Dataset> image
     return other;
 }
 
+std::unique_ptr<Study> Study::withModel(std::shared_ptr<const Graph> graph) const
+{
+    std::unique_ptr<Study> other(new Study());
+    other->sources_ = sources_;
+    other->storedGraph_ = graph;
+    other->graph_ = graph;
+    other->dataset_ = dataset_;
+    other->preprocess_ = preprocess_;
+    other->evaluationImages_ = evaluationImages_;
+    other->labelColumn_ = labelColumn_;
+    other->labelColumnNote_ = labelColumnNote_;
+    other->dataWarnings_ = dataWarnings_;
+    other->calibrationPath_ = calibrationPath_;
+    other->calibrationSet_ = calibrationSet_;
+    other->evaluator_ = std::make_unique<QuantEvaluator>(graph, dataset_, preprocess_, evaluationImages_);
+    other->lastEvaluator_ = other->evaluator_.get();
+    return other;
+}
+
 QuantPlan Study::plan(const QuantConfig& config, const EvaluationProgress& progress)
 {
     return evaluatorFor(config, progress).plan(config);

@@ -203,6 +203,11 @@ public:
     std::unique_ptr<Study> onOtherImages(std::shared_ptr<const Dataset> images, const std::filesystem::path& path,
                                          const QuantConfig& config, const EvaluationProgress& progress = {});
 
+    // A study of `graph` (this model with other weights, e.g. fine-tuned) on the same images,
+    // preprocessing and calibration set, calibrated afresh on it when asked: what a study opened on
+    // that model's file would compute.
+    std::unique_ptr<Study> withModel(std::shared_ptr<const Graph> graph) const;
+
     // Drops the evaluators' caches (benchmarks comparing full and incremental runs).
     void clearQuantizedCache();
 

@@ -1,0 +1,43 @@
+#pragma once
+// Inside the training module only (it includes libtorch): a qe::Graph run as torch operations, so
+// that autograd can train it. Each ONNX operator on the training path is one function in
+// torch_graph.cpp's table, following the ONNX semantics of our fp32 kernels (tst_training checks
+// the two agree on every model of resources/ and ../shared). An operator without a torch form is
+// a qe::Error naming the node and the operator.
+
+#include "model/graph.h"
+#include "train/training_module.h"
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace qe {
+
+torch::Tensor toTorch(const Tensor& tensor);  // float32 copy
+Tensor fromTorch(const torch::Tensor& tensor);
+
+class TorchGraph {
+public:
+    // `trainable` initializers become parameters (requires_grad); the other float initializers
+    // are constants. Checks every node has a torch form before anything runs.
+    TorchGraph(const Graph& graph, const std::vector<std::string>& trainable);
+
+    std::vector<torch::Tensor> parameters() const;
+    std::map<std::string, Tensor> parameterValues() const;
+    void setParameterValues(const std::map<std::string, Tensor>& values);
+
+    // The graph's first output for `input`. With `quant`, weights and activations are fake
+    // quantized as the job says (straight-through gradients); without, it is the float model.
+    // `logits`: when the graph ends in Softmax, its input instead (what cross-entropy takes).
+    torch::Tensor forward(const torch::Tensor& input, const TrainingJob* quant, bool logits) const;
+
+private:
+    const Graph& graph_;
+    std::map<std::string, torch::Tensor> parameters_;  // trainable, by initializer name
+    std::map<std::string, torch::Tensor> constants_;   // the other float initializers
+};
+
+}  // namespace qe
