@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 BUILD=${ASAN_BUILD:-build-asan}
 if [ ! -f "$BUILD/build.ninja" ]; then
   flags="-O2 -g1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DQE_BUILD_BENCH=OFF -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags -DNDEBUG" \
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DQE_BUILD_BENCH=OFF -DQE_BUILD_TRAINING=OFF -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags -DNDEBUG" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined"
 fi
 # Arguments name the targets to build (scripts/test.sh's quick sanitizer pass); none builds everything.

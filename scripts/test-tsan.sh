@@ -9,7 +9,7 @@ BUILD=${TSAN_BUILD:-build-tsan}
 TESTS=(tst_config_document tst_config_edits tst_main_window tst_one_study tst_window_stress tst_window_repairs)
 if [ ! -f "$BUILD/build.ninja" ]; then
   flags="-O1 -g1 -fsanitize=thread -fno-omit-frame-pointer"
-  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="$flags -DNDEBUG" \
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DQE_BUILD_TRAINING=OFF -DCMAKE_CXX_FLAGS="$flags -DNDEBUG" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread"
 fi
 cmake --build "$BUILD" -j "$(nproc)" --target "${TESTS[@]}" quantexplorer-cli

@@ -121,7 +121,7 @@ int runQat(const std::vector<std::string>& args)
         const json output{{"float_top1", result.floatTop1}, {"ptq_top1", result.ptqTop1}, {"top1", result.top1},
                           {"history", history}, {"steps", result.steps}, {"train_images", result.trainImages},
                           {"distilled", result.distilled}, {"cancelled", result.cancelled}, {"diverged", result.diverged},
-                          {"seconds", result.seconds}, {"notes", result.notes}, {"model", out.string()},
+                          {"seconds", result.seconds}, {"training_seconds", result.trainingSeconds}, {"notes", result.notes}, {"model", out.string()},
                           {"config", options.value("--save-config").value_or("")}, {"count", study.evaluationImages()}};
         std::cout << output.dump() << "\n";
         return 0;

@@ -233,7 +233,14 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     std::shared_ptr<const Graph> lastMeasured = study.sharedGraph();
     double lastTop1 = result.ptqTop1;
     std::string divergence;
+    double measuringSeconds = 0;
     job.checkpoint = [&](int step, int epoch, const std::map<std::string, Tensor>& weights, double meanLoss) {
+        const auto measureStart = std::chrono::steady_clock::now();
+        struct AddTime {  // on every way out
+            double& total;
+            std::chrono::steady_clock::time_point from;
+            ~AddTime() { total += std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count(); }
+        } addTime{measuringSeconds, measureStart};
         stage("Measuring step " + std::to_string(step));
         std::shared_ptr<const Graph> current = withWeights(graph, weights);
         std::unique_ptr<Study> measured = study.withModel(current);
@@ -260,7 +267,10 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     };
 
     stage("Training");
+    const auto trainingStart = std::chrono::steady_clock::now();
     train(job);
+    result.trainingSeconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - trainingStart).count() - measuringSeconds;
     if (!job.error.empty())
         throw Error("quantization-aware training: " + job.error);
     result.steps = job.stepsDone;

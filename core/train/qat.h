@@ -79,7 +79,8 @@ struct QatResult {
     bool cancelled = false;  // then `graph` has the weights of the best checkpoint so far
     bool diverged = false;   // the loss became NaN or infinite: the last finite step's weights
     std::vector<std::string> notes;  // what the user should know (repairs dropped, divergence, ...)
-    double seconds = 0;
+    double seconds = 0;          // everything: measuring before, reading images, training, checkpoints
+    double trainingSeconds = 0;  // the training steps alone (the checkpoints' measurements excluded)
 };
 
 // Throws qe::Error for a model with an operator that has no training path (naming the node),
