@@ -108,7 +108,7 @@ int runQat(const std::vector<std::string>& args)
     for (const std::string& note : result.notes)
         std::cerr << "note: " << note << "\n";
 
-    saveFineTunedModel(result, study, out);
+    saveFineTunedModel(result, study.preprocess(), out);
     QuantConfig saved = result.config;
     saved.model = out.filename().string();
     if (auto path = options.value("--save-config"))

@@ -171,13 +171,16 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
         if (progress.onStage)
             progress.onStage(text);
     };
-    const EvaluationProgress measuring{nullptr, progress.cancel};
+    // Measuring runs to its end: Cancel is honoured by training, which then returns what it has
+    // (the model as it was, when no step ran), so a cancelled run always has a result.
+    const EvaluationProgress measuring{};
 
     // Before: float and post-training on the evaluation images.
     stage("Measuring the post-training result");
-    const StudyResult before = study.evaluate(result.config, kCostOnlyRequest, measuring);
+    const StudyResult before = study.evaluate(result.config, {}, measuring);
     result.floatTop1 = before.metrics.floatTop1;
     result.ptqTop1 = before.metrics.top1;
+    result.layersBefore = before.metrics.layers;
 
     // The training images, preprocessed once.
     stage("Reading the training images");
@@ -231,7 +234,6 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     std::shared_ptr<const Graph> best;
     double bestTop1 = -1;
     std::shared_ptr<const Graph> lastMeasured = study.sharedGraph();
-    double lastTop1 = result.ptqTop1;
     std::string divergence;
     double measuringSeconds = 0;
     job.checkpoint = [&](int step, int epoch, const std::map<std::string, Tensor>& weights, double meanLoss) {
@@ -259,7 +261,6 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
             best = current;
         }
         lastMeasured = current;
-        lastTop1 = checkpoint.top1;
         if (progress.onCheckpoint)
             progress.onCheckpoint(checkpoint);
         stage("Training");
@@ -280,13 +281,11 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     if (job.stopped) {
         // The weights of the last checkpoint that could be measured (or the model as it was).
         result.graph = lastMeasured;
-        result.top1 = lastTop1;
         result.notes.push_back("training diverged: " + divergence + "; it stopped and kept the weights of the last good " +
                                "checkpoint" + (result.history.empty() ? " (the model as it was)" : "") +
                                "; try a lower learning rate");
     } else if (job.cancelled && best) {
         result.graph = best;
-        result.top1 = bestTop1;
         result.notes.push_back("cancelled: the result has the weights of the best checkpoint (top-1 " +
                                std::to_string(100 * bestTop1) + "%)");
     } else {
@@ -295,22 +294,21 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
             result.notes.push_back("the loss diverged (NaN or infinite) after step " + std::to_string(job.stepsDone) +
                                    ": training stopped and kept the weights of the last step whose loss was finite; "
                                    "try a lower learning rate");
-        // The last checkpoint measured these very weights unless training stopped between two.
-        if (!result.history.empty() && !job.cancelled && !job.diverged && result.history.back().step == job.stepsDone) {
-            result.top1 = result.history.back().top1;
-        } else {
-            stage("Measuring the fine-tuned model");
-            try {
-                result.top1 = study.withModel(result.graph)->evaluate(result.config, kCostOnlyRequest, {}).metrics.top1;
-            } catch (const Error& e) {
-                result.graph = lastMeasured;
-                result.top1 = lastTop1;
-                result.diverged = true;
-                result.notes.push_back(std::string("the last weights could not be measured (") + e.what() +
-                                       "): kept those of the last good checkpoint");
-            }
-        }
     }
+    // The result measured in full (each layer's errors too; the checkpoints measured top-1 only).
+    stage("Measuring the fine-tuned model");
+    ModelMetrics after;
+    try {
+        after = study.withModel(result.graph)->evaluate(result.config, {}, {}).metrics;
+    } catch (const Error& e) {
+        result.diverged = true;
+        result.notes.push_back(std::string("the last weights could not be measured (") + e.what() +
+                               "): kept those of the last good checkpoint");
+        result.graph = lastMeasured;
+        after = study.withModel(result.graph)->evaluate(result.config, {}, {}).metrics;
+    }
+    result.top1 = after.top1;
+    result.layersAfter = after.layers;
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return result;
 }
@@ -319,12 +317,12 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
 
 namespace qe {
 
-void saveFineTunedModel(const QatResult& result, const Study& study, const std::filesystem::path& path)
+void saveFineTunedModel(const QatResult& result, const Preprocess& preprocess, const std::filesystem::path& path)
 {
     if (path.extension() != ".onnx")
         throw Error(path.string() + ": the fine-tuned model is an ONNX file (.onnx)");
     saveOnnx(*result.graph, path);
-    study.preprocess().save(Preprocess::sidecarPath(path));
+    preprocess.save(Preprocess::sidecarPath(path));
 }
 
 }  // namespace qe

@@ -72,6 +72,9 @@ struct QatResult {
     std::shared_ptr<const Graph> graph;  // the fine-tuned model
     QuantConfig config;                  // the configuration it was trained for
     double floatTop1 = 0, ptqTop1 = 0, top1 = 0;
+    // Each layer's metrics on the evaluation images before training (post-training) and after
+    // (the weights of the result): the accumulated SQNR shows where training helped.
+    std::vector<LayerMetrics> layersBefore, layersAfter;
     std::vector<QatCheckpoint> history;
     int steps = 0;
     std::size_t trainImages = 0;
@@ -88,9 +91,9 @@ struct QatResult {
 QatResult fineTuneWithQat(Study& study, const QuantConfig& config, const QatOptions& options,
                           const QatProgress& progress = {});
 
-// Writes the fine-tuned model to `path` (an .onnx file) and the study's preprocessing sidecar
-// beside it, so that a study opened on it (eval --model path) sees what training measured.
-void saveFineTunedModel(const QatResult& result, const Study& study, const std::filesystem::path& path);
+// Writes the fine-tuned model to `path` (an .onnx file) and the preprocessing sidecar (the
+// study's) beside it, so that a study opened on it (eval --model path) sees what training measured.
+void saveFineTunedModel(const QatResult& result, const Preprocess& preprocess, const std::filesystem::path& path);
 
 // The pieces, exposed for the tests' comparisons with the fp32 engine and the simulation:
 // `job`'s trainable weights and fake quantizers as `config` puts them on the study's model

@@ -51,7 +51,8 @@ void runTraining(TrainingJob& job)
     if (!job.labels.empty() && static_cast<std::int64_t>(job.labels.size()) != count)
         throw Error("the training images and their labels differ in number");
     torch::manual_seed(job.seed);
-    torch::set_num_threads(std::max(1, job.threads));
+    if (torch::get_num_threads() != std::max(1, job.threads))
+        torch::set_num_threads(std::max(1, job.threads));
 
     TorchGraph graph(*job.graph, job.trainable);
     const torch::Tensor images = toTorch(*job.images);

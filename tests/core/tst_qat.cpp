@@ -177,8 +177,8 @@ private slots:
         for (std::size_t i = 0; i < a.size(); ++i)
             agree += a[i] == b[i];
         const double error = relativeMaxError(trained, simulated);
-        qInfo("W%dA%d: predictions agree on %d of 256 images; largest output difference %.4f of the largest output",
-              bits, bits, agree, error);
+        qInfo("%s: predictions agree on %d of 256 images; largest output difference %.4f of the largest output",
+              QTest::currentDataTag(), agree, error);
         QVERIFY2(agree >= 250, qPrintable(QString("only %1 of 256 predictions agree").arg(agree)));
         // The float model differs far more: the quantizers are really there.
         const Tensor floatOutput = torchForward(study.graph(), x);
@@ -207,7 +207,7 @@ private slots:
 
         QTemporaryDir dir;
         const fs::path out = fs::path(dir.path().toStdString()) / "fashion_qat.onnx";
-        saveFineTunedModel(result, study, out);
+        saveFineTunedModel(result, study.preprocess(), out);
         Study reopened(StudySources{.model = out, .data = kFashionTest, .evaluationImages = 2000});
         const double top1 = reopened.evaluate(result.config).metrics.top1;
         QCOMPARE(top1, result.top1);
