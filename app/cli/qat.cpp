@@ -73,8 +73,7 @@ int runQat(const std::vector<std::string>& args)
                                                "--checkpoint-every", "--calib-data", "--calib-count"}),
                           {"--json", "--constant-lr"});
     const std::filesystem::path out = options.required("--out");
-    if (out.extension() != ".onnx")
-        throw Error("--out " + out.string() + ": the fine-tuned model is an ONNX file (.onnx)");
+    checkFineTunedModelPath(out);
     const std::string configPath = options.required("--config");
 
     QatOptions qat;

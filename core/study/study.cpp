@@ -265,23 +265,12 @@ std::unique_ptr<Study> Study::onOtherImages(std::shared_ptr<const Dataset> image
                                             const QuantConfig& config, const EvaluationProgress& progress)
 {
     ensureCalibrated(config, progress);
-    std::unique_ptr<Study> other(new Study());
-    other->sources_ = sources_;
+    std::unique_ptr<Study> other = sibling(storedGraph_, graph_, images, images->size());
     other->sources_.data = path;
     other->sources_.evaluationImages = 0;
-    other->storedGraph_ = storedGraph_;
-    other->graph_ = graph_;
-    other->dataset_ = images;
-    other->preprocess_ = preprocess_;
-    other->evaluationImages_ = images->size();
-    other->labelColumn_ = labelColumn_;
     other->modelConfig_ = modelConfig_;
-    other->calibrationPath_ = calibrationPath_;
-    other->calibrationSet_ = calibrationSet_;
     other->calibratedImages_ = calibratedImages_;
-    other->evaluator_ = std::make_unique<QuantEvaluator>(graph_, images, preprocess_, images->size());
     other->evaluator_->shareCalibrationOf(*evaluator_);
-    other->lastEvaluator_ = other->evaluator_.get();
     // The repaired model is the same on other images: shared, with its calibration.
     QuantEvaluator& mine = evaluatorFor(config, progress);
     if (&mine != evaluator_.get()) {
@@ -294,19 +283,26 @@ std::unique_ptr<Study> Study::onOtherImages(std::shared_ptr<const Dataset> image
 
 std::unique_ptr<Study> Study::withModel(std::shared_ptr<const Graph> graph) const
 {
-    std::unique_ptr<Study> other(new Study());
-    other->sources_ = sources_;
-    other->storedGraph_ = graph;
-    other->graph_ = graph;
-    other->dataset_ = dataset_;
-    other->preprocess_ = preprocess_;
-    other->evaluationImages_ = evaluationImages_;
-    other->labelColumn_ = labelColumn_;
+    std::unique_ptr<Study> other = sibling(graph, graph, dataset_, evaluationImages_);
     other->labelColumnNote_ = labelColumnNote_;
     other->dataWarnings_ = dataWarnings_;
+    return other;
+}
+
+std::unique_ptr<Study> Study::sibling(std::shared_ptr<const Graph> stored, std::shared_ptr<const Graph> graph,
+                                      std::shared_ptr<const Dataset> images, std::size_t imageCount) const
+{
+    std::unique_ptr<Study> other(new Study());
+    other->sources_ = sources_;
+    other->storedGraph_ = std::move(stored);
+    other->graph_ = graph;
+    other->dataset_ = images;
+    other->preprocess_ = preprocess_;
+    other->evaluationImages_ = imageCount;
+    other->labelColumn_ = labelColumn_;
     other->calibrationPath_ = calibrationPath_;
     other->calibrationSet_ = calibrationSet_;
-    other->evaluator_ = std::make_unique<QuantEvaluator>(graph, dataset_, preprocess_, evaluationImages_);
+    other->evaluator_ = std::make_unique<QuantEvaluator>(std::move(graph), std::move(images), preprocess_, imageCount);
     other->lastEvaluator_ = other->evaluator_.get();
     return other;
 }

@@ -213,6 +213,11 @@ public:
 
 private:
     Study() = default;
+    // A study sharing this one's sources, preprocessing, labels column and calibration set, on
+    // `graph` (stored as `stored`) and the first `imageCount` of `images`, with an evaluator of
+    // its own (not calibrated): what onOtherImages and withModel each adjust.
+    std::unique_ptr<Study> sibling(std::shared_ptr<const Graph> stored, std::shared_ptr<const Graph> graph,
+                                   std::shared_ptr<const Dataset> images, std::size_t imageCount) const;
     const Dataset& requireData(const std::string& what) const;
     std::string chooseLabelColumn();
     // The one place a configuration meets its model: the evaluator of the original model, or of

@@ -11,6 +11,13 @@
 namespace qe {
 namespace {
 
+// Per-tensor uniform parameters as the training module's quantizer takes them.
+UniformQuant uniformQuant(const QuantParams& params)
+{
+    const UniformParams& uniform = params.uniform();
+    return UniformQuant{uniform.scale.at(0), uniform.zeroPoint.at(0), params.qmin, params.qmax};
+}
+
 // The static activation parameters a plan gives, as the training module's uniform quantizers;
 // every layer whose activations the plan quantizes must be uniform (QAT's fake quantizers are).
 void setActivationQuantizers(const QuantPlan& plan, TrainingJob& job)
@@ -32,8 +39,7 @@ void setActivationQuantizers(const QuantPlan& plan, TrainingJob& job)
                         std::string(schemeTraits(params.scheme).name) +
                         "; quantization-aware training fake-quantizes activations with the uniform schemes only "
                         "(affine, symmetric, power of two)");
-        const UniformParams& uniform = params.uniform();
-        job.staticActivations[tensor] = UniformQuant{uniform.scale.at(0), uniform.zeroPoint.at(0), params.qmin, params.qmax};
+        job.staticActivations[tensor] = uniformQuant(params);
     }
     job.biasInputScales.clear();
     for (std::size_t i = 0; i < plan.layers.size(); ++i)
@@ -118,8 +124,7 @@ void setQuantizers(Study& study, const QuantConfig& config, TrainingJob& job, co
         return integerBias(values, scale->second, params.uniform().scale, weights.size() / std::max<std::int64_t>(1, values.size()));
     };
     job.dynamicQuant = [activationSpecs](const std::string& tensor, float min, float max) {
-        const QuantParams params = paramsForRange(activationSpecs.at(tensor), min, max);
-        return UniformQuant{params.uniform().scale.at(0), params.uniform().zeroPoint.at(0), params.qmin, params.qmax};
+        return uniformQuant(paramsForRange(activationSpecs.at(tensor), min, max));
     };
     setActivationQuantizers(study.plan(config, progress), job);
 }
@@ -317,10 +322,15 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
 
 namespace qe {
 
-void saveFineTunedModel(const QatResult& result, const Preprocess& preprocess, const std::filesystem::path& path)
+void checkFineTunedModelPath(const std::filesystem::path& path)
 {
     if (path.extension() != ".onnx")
         throw Error(path.string() + ": the fine-tuned model is an ONNX file (.onnx)");
+}
+
+void saveFineTunedModel(const QatResult& result, const Preprocess& preprocess, const std::filesystem::path& path)
+{
+    checkFineTunedModelPath(path);
     saveOnnx(*result.graph, path);
     preprocess.save(Preprocess::sidecarPath(path));
 }

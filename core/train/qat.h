@@ -94,6 +94,9 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& config, const QatOpti
 // Writes the fine-tuned model to `path` (an .onnx file) and the preprocessing sidecar (the
 // study's) beside it, so that a study opened on it (eval --model path) sees what training measured.
 void saveFineTunedModel(const QatResult& result, const Preprocess& preprocess, const std::filesystem::path& path);
+// qe::Error naming `path` unless it names an .onnx file: front ends check before training, so
+// that a run is never lost to a bad output name.
+void checkFineTunedModelPath(const std::filesystem::path& path);
 
 // The pieces, exposed for the tests' comparisons with the fp32 engine and the simulation:
 // `job`'s trainable weights and fake quantizers as `config` puts them on the study's model
