@@ -50,14 +50,24 @@ int main(int argc, char** argv)
                                       "With --screenshot: then run a sensitivity sweep and a mixed-precision search with the dialog's "
                                       "defaults and save PATH_sensitivity, _search and _pareto too (minutes on a large model; the search "
                                       "needs the training split beside the images).");
+    QCommandLineOption qatShots("screenshot-qat",
+                                "With --screenshot (instead of the precision views): then fine-tune with QAT for STEPS steps from "
+                                "the configuration shown, save PATH_qat (the dialog), write the fine-tuned model as PATH_qat.onnx "
+                                "and save PATH_qat_model (the window on it).",
+                                "steps");
     parser.addOption(screenshot);
     parser.addOption(precisionViews);
+    parser.addOption(qatShots);
     parser.addOption(compare);
     parser.process(app);
 
     qe::MainWindow window;
     if (parser.isSet(compare))
         window.compareWithFile(parser.value(compare));  // before the screenshot, which then waits for B
+    if (parser.isSet(screenshot) && parser.isSet(qatShots)) {
+        const QString path = parser.value(screenshot);
+        window.screenshotQat(parser.value(qatShots).toInt(), (path.endsWith(".png") ? path.chopped(4) : path) + "_qat.onnx");
+    }
     if (parser.isSet(screenshot))
         window.saveScreenshotWhenReady(parser.value(screenshot), parser.isSet(precisionViews));
     window.show();

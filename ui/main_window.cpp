@@ -10,6 +10,7 @@
 #include "layer_edit_delegate.h"
 #include "layer_table_model.h"
 #include "pareto_view.h"
+#include "qat_dialog.h"
 #include "search_dialog.h"
 #include "sensitivity_view.h"
 #include "session.h"
@@ -427,6 +428,17 @@ QWidget* MainWindow::buildImagesTab()
         session_->requestImageErrors(std::size_t(index.data(GalleryModel::ImageIndexRole).toULongLong()));
     });
     return tab;
+}
+
+QatDialog* MainWindow::showQatDialog()
+{
+    if (!qatDialog_) {
+        qatDialog_ = new QatDialog(session_, document_, this);
+        connect(qatDialog_, &QatDialog::fineTunedModelSaved, this, &MainWindow::openFineTunedModel);
+    }
+    qatDialog_->show();
+    qatDialog_->raise();
+    return qatDialog_;
 }
 
 SearchDialog* MainWindow::showSearchDialog()

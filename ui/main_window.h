@@ -54,6 +54,7 @@ namespace qe {
 class ConfigDocument;
 class GraphView;
 class ParetoView;
+class QatDialog;
 class SearchDialog;
 class SensitivityView;
 class ConfusionMatrixWidget;
@@ -80,6 +81,14 @@ public:
     // the summary line says (summary()), then quit. The run is scripted from then on: nobody
     // answers a dialog, so none is shown (see endScriptedRun()).
     void saveScreenshotWhenReady(const QString& path, bool withPrecisionViews = false);
+    // With saveScreenshotWhenReady (instead of the precision views): then quantization-aware
+    // training of `steps` steps from the configuration shown, the dialog at its end (*_qat), and
+    // the window on the fine-tuned model, saved as `fineTunedPath` (*_qat_model).
+    void screenshotQat(int steps, const QString& fineTunedPath)
+    {
+        qatShotSteps_ = steps;
+        qatShotModel_ = fineTunedPath;
+    }
 
     // The interactive ways in (menus, drag and drop, recent files).
     void openModel(const QString& path);   // asks for the preprocessing once when there is no sidecar
@@ -123,6 +132,15 @@ public:
     SensitivityView* sensitivityView() const { return sensitivity_; }
     // Tools > Search Mixed Precision: the dialog, made at its first use and kept.
     SearchDialog* showSearchDialog();
+    // Tools > Fine-Tune with QAT: the dialog, made at its first use and kept.
+    QatDialog* showQatDialog();
+    // Opens a fine-tuned model (saved by the QAT dialog) on the images in use with `config`, the
+    // configuration it was trained for; the model and configuration shown until then are kept for
+    // backToPreviousModel().
+    void openFineTunedModel(const QString& path, const QuantConfig& config);
+    // File > Back to Previous Model: the model and configuration shown before the fine-tuned one.
+    bool backToPreviousModel();
+    bool hasPreviousModel() const { return previousModel_.has_value(); }
     GalleryModel* gallery() const { return gallery_; }
     QLabel* integerSummary() const { return integerSummary_; }
     int selectedLayer() const;  // source row, -1 when none
@@ -193,6 +211,9 @@ private:
     void addRecent(const QString& path);
     void rebuildRecentMenu();
     QString autosavePath() const;  // where the document autosaves for the open model
+    // openSession() starting from a configuration in memory instead of a file; `origin` names it
+    // in the undo history ("start: <origin>").
+    void openSessionWith(const QString& modelPath, const QString& dataPath, const QuantConfig& config, const QString& origin);
     // Asks before unsaved changes are lost (Save, Discard, Cancel); `why` says what happens.
     bool confirmDiscard(const QString& why = {});
     // main_window_results.cpp
@@ -216,6 +237,7 @@ private:
     void showIntegerResults();
     // The screenshots of the sensitivity map, the search dialog and the Pareto view, then quits.
     void shootPrecisionViews(const QString& base, std::shared_ptr<bool> ok);
+    void shootQat(const QString& base, std::shared_ptr<bool> ok);
     // main_window_compare.cpp
     void buildComparisonWidgets();
     void buildCompareMenu();
@@ -265,6 +287,8 @@ private:
     SensitivityView* sensitivity_;
     ParetoView* pareto_;
     SearchDialog* searchDialog_ = nullptr;
+    QatDialog* qatDialog_ = nullptr;
+    QAction* backToPrevious_ = nullptr;
     QTabWidget* tabs_;
     QProgressBar* progress_;
     QProgressBar* exportProgress_;
@@ -280,6 +304,15 @@ private:
 
     QString modelPath_, dataPath_;
     QString pendingConfigPath_;  // the configuration to start from once the model has loaded
+    // ... or one in memory (openSessionWith), and what the undo history calls it
+    std::optional<QuantConfig> pendingConfig_;
+    QString pendingConfigOrigin_;
+    // What openFineTunedModel() replaced, for backToPreviousModel().
+    struct PreviousModel {
+        QString modelPath, dataPath;
+        QuantConfig config;
+    };
+    std::optional<PreviousModel> previousModel_;
     QStringList studyWarnings_;  // the session's warning()s for the loaded model
     // While other images load for the same model: the layers the configuration was made for.
     std::optional<std::set<std::string>> keepConfigurationFor_;
@@ -288,6 +321,8 @@ private:
     QString exportDescription_;                         // what the running export does
     bool integerRunning_ = false;                       // the running export is the int8 engine
     bool sweepShot_ = false;    // the screenshots' sensitivity map is taken
+    int qatShotSteps_ = 0;      // screenshotQat()
+    QString qatShotModel_;
     qint64 editStartedMs_ = 0;  // when the last change was made, for the status bar's timing
     bool scripted_ = false;     // --screenshot: no dialogs, errors end the run (endScriptedRun)
 };

@@ -2,6 +2,7 @@
 // and the screenshots scripts/screenshot takes.
 
 #include "main_window.h"
+#include "qat_dialog.h"
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -16,6 +17,8 @@
 
 #include <QAction>
 #include <QApplication>
+#include <QLabel>
+#include <QSpinBox>
 #include <QCheckBox>
 #include <QDesktopServices>
 #include <QDir>
@@ -308,7 +311,9 @@ void MainWindow::saveScreenshotWhenReady(const QString& path, bool withPrecision
             // The sweep and the search take minutes on a real model, and the search needs held-out
             // images: only when asked for.
             auto precisionViews = [this, base, allSaved, withPrecisionViews] {
-                if (withPrecisionViews)
+                if (qatShotSteps_ > 0)
+                    shootQat(base, allSaved);
+                else if (withPrecisionViews)
                     shootPrecisionViews(base, allSaved);
                 else
                     QApplication::exit(*allSaved ? 0 : 1);
@@ -346,6 +351,39 @@ void MainWindow::saveScreenshotWhenReady(const QString& path, bool withPrecision
             *shot = true, shoot();
     });
     // A failure ends the run through showError() (endScriptedRun: the message on stderr, exit 2).
+}
+
+void MainWindow::shootQat(const QString& base, std::shared_ptr<bool> ok)
+{
+    // Training as a user starts it from the dialog (its defaults, a fixed number of steps and a
+    // checkpoint every tenth of them), the dialog at the end, then the fine-tuned model opened.
+    QatDialog* dialog = showQatDialog();
+    dialog->steps()->setValue(qatShotSteps_);
+    dialog->checkpointEvery()->setValue(std::max(1, qatShotSteps_ / 10));
+    connect(session_, &Session::qatFailed, this, [this, base](const QString& message) {
+        qatDialog_->grab().save(base + "_qat.png");  // the failure, for whoever looks
+        endScriptedRun(message);
+    });
+    connect(session_, &Session::qatFinished, this, [this, base, ok](std::shared_ptr<const QatResult>) {
+        QTimer::singleShot(300, this, [this, base, ok] {
+            *ok = qatDialog_->grab().save(base + "_qat.png") && *ok;
+            auto once = std::make_shared<bool>(false);
+            connect(session_, &Session::evaluated, this, [this, base, ok, once] {
+                if (session_->snapshot()->modelPath != qatShotModel_ || std::exchange(*once, true))
+                    return;
+                QTimer::singleShot(300, this, [this, base, ok] {
+                    tabs_->setCurrentIndex(0);
+                    *ok = grab().save(base + "_qat_model.png") && *ok;
+                    QApplication::exit(*ok ? 0 : 1);
+                });
+            });
+            qatDialog_->hide();
+            if (!qatDialog_->saveResult(qatShotModel_))
+                endScriptedRun(qatDialog_->outcome()->text());
+        });
+    });
+    if (!dialog->start())
+        endScriptedRun(dialog->outcome()->text());
 }
 
 void MainWindow::shootPrecisionViews(const QString& base, std::shared_ptr<bool> ok)

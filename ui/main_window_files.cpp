@@ -8,6 +8,8 @@
 #include "preprocess_dialog.h"
 #include "session.h"
 
+#include <nlohmann/json.hpp>
+
 #include <QCloseEvent>
 #include <QDragEnterEvent>
 #include <QFile>
@@ -61,6 +63,7 @@ QString jsonFormat(const QString& path)
 void MainWindow::openSession(const QString& modelPath, const QString& dataPath, const QString& configPath)
 {
     pendingConfigPath_ = configPath;
+    pendingConfig_.reset();
     keepConfigurationFor_.reset();
     // Scripted, a model without a sidecar is not asked about: it opens as the CLI opens it.
     const QString sidecar = QString::fromStdString(Preprocess::sidecarPath(modelPath.toStdString()).string());
@@ -73,6 +76,35 @@ void MainWindow::openSession(const QString& modelPath, const QString& dataPath, 
     progress_->show();
     cancel_->show();
     session_->open(modelPath, dataPath);
+}
+
+void MainWindow::openSessionWith(const QString& modelPath, const QString& dataPath, const QuantConfig& config,
+                                 const QString& origin)
+{
+    openSession(modelPath, dataPath);
+    pendingConfig_ = config;
+    pendingConfigOrigin_ = origin;
+}
+
+void MainWindow::openFineTunedModel(const QString& path, const QuantConfig& config)
+{
+    // What is shown now stays reachable: File > Back to Previous Model reopens it as it is.
+    if (!modelPath_.isEmpty())
+        previousModel_ = PreviousModel{modelPath_, dataPath_, document_->config()};
+    backToPrevious_->setEnabled(previousModel_.has_value());
+    addRecent(path);
+    openSessionWith(path, dataPath_, config, tr("fine-tuned with QAT"));
+}
+
+bool MainWindow::backToPreviousModel()
+{
+    if (!previousModel_)
+        return false;
+    const PreviousModel previous = *std::exchange(previousModel_, std::nullopt);
+    backToPrevious_->setEnabled(false);
+    openSessionWith(previous.modelPath, previous.dataPath, previous.config,
+                    tr("back to %1").arg(QFileInfo(previous.modelPath).fileName()));
+    return true;
 }
 
 void MainWindow::openModel(const QString& path)
@@ -356,7 +388,19 @@ void MainWindow::startConfiguration(const SessionSnapshot& snapshot)
         }
         pendingConfigPath_.clear();
     }
-    const QString start = path.isEmpty() ? (snapshot.modelConfig ? tr("the model's own") : tr("W8A8 default")) : QFileInfo(path).fileName();
+    QString origin = path.isEmpty() ? (snapshot.modelConfig ? tr("the model's own") : tr("W8A8 default")) : QFileInfo(path).fileName();
+    if (pendingConfig_) {
+        // A configuration in memory (the fine-tuned model's, or the one to go back to); only
+        // layers of this model, as when it is read from a file.
+        try {
+            config = QuantConfig::fromJson(pendingConfig_->toJson(), pendingConfigOrigin_.toStdString(), snapshot.layerNames());
+            origin = pendingConfigOrigin_;
+        } catch (const Error& e) {
+            showError(QString::fromStdString(e.what()) + tr("\n\nThe default W8A8 configuration is used instead."));
+        }
+        pendingConfig_.reset();
+    }
+    const QString start = origin;
     document_->setAutosavePath(autosavePath());
     document_->reset(config, path, tr("start: %1").arg(start));
 }

@@ -73,6 +73,9 @@ void MainWindow::buildMenus()
         else
             openConfiguration(path);
     });
+    backToPrevious_ = file->addAction(tr("&Back to Previous Model"), this, &MainWindow::backToPreviousModel);
+    backToPrevious_->setEnabled(false);  // until a fine-tuned model replaces the one shown
+    backToPrevious_->setToolTip(tr("Returns to the model and configuration shown before the fine-tuned model was opened."));
     recentMenu_ = file->addMenu(tr("&Recent Files"));
     connect(recentMenu_, &QMenu::aboutToShow, this, &MainWindow::rebuildRecentMenu);
     file->addSeparator();
@@ -173,6 +176,7 @@ void MainWindow::buildMenus()
         sensitivity_->measure();
     });
     tools->addAction(tr("Search &Mixed Precision..."), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_M), this, &MainWindow::showSearchDialog);
+    tools->addAction(tr("Fine-Tune with &QAT..."), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_T), this, &MainWindow::showQatDialog);
 
     buildCompareMenu();
     QMenu* help = menuBar()->addMenu(tr("&Help"));

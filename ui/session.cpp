@@ -51,6 +51,8 @@ Session::Session(QObject* parent) : QObject(parent)
     qRegisterMetaType<std::shared_ptr<const qe::ImageErrorSnapshot>>();
     qRegisterMetaType<std::shared_ptr<const qe::ExportResult>>();
     qRegisterMetaType<std::shared_ptr<const qe::SearchResult>>();
+    qRegisterMetaType<std::shared_ptr<const qe::QatResult>>();
+    qRegisterMetaType<qe::QatCheckpoint>();
     pool_.setMaxThreadCount(1);
     progressTimer_.setInterval(100);
     connect(&progressTimer_, &QTimer::timeout, this, [this] {
@@ -72,6 +74,8 @@ Session::Session(QObject* parent) : QObject(parent)
         emit searchProgress(stageText(state), int(state.done.load()), int(state.total.load()));
         deliverSearchCandidates();
     });
+    qatTimer_.setInterval(200);
+    connect(&qatTimer_, &QTimer::timeout, this, &Session::deliverQatProgress);
 }
 
 Session::~Session()
@@ -83,6 +87,7 @@ Session::~Session()
     export_.state->cancel = true;
     sweep_.state->cancel = true;
     search_.state->cancel = true;
+    qat_.state->cancel = true;
     comparisonSlot_.state->cancel = true;
     pool_.waitForDone();
 }
@@ -104,9 +109,10 @@ void Session::cancel()
         endExport();
         emit exportCancelled();
     }
-    // The sweep and the search stop by their flags and keep what they measured.
+    // The sweep, the search and training stop by their flags and keep what they measured.
     cancelSensitivity();
     cancelSearch();
+    cancelQat();
     if (wasBusy)
         emit cancelled();
 }
@@ -131,6 +137,11 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         restart(search_);
         endSearch();
         emit searchFailed(tr("Stopped: another model or data set was opened."));
+    }
+    if (training_) {
+        restart(qat_);
+        endQat();
+        emit qatFailed(tr("Stopped: another model or data set was opened."));
     }
     auto state = restart(main_);
     busy_ = true;

@@ -15,6 +15,7 @@
 #include "study/precision_search.h"
 #include "study/sensitivity.h"
 #include "study/study.h"
+#include "train/qat.h"
 
 #include <QElapsedTimer>
 #include <QFuture>
@@ -199,7 +200,16 @@ public:
     // B's histograms of the layer in histograms(), while B is set.
     std::shared_ptr<const HistogramSnapshot> comparisonHistograms() const { return comparisonHistograms_; }
 
-    // Cancels whatever runs or waits: exports, the sweep, the search and B included.
+    // Quantization-aware training (core/train/qat.h) of the loaded model from `config`, in one
+    // job: edits made meanwhile are evaluated when it ends. Emits qatProgress() and qatCheckpoint()
+    // as it trains, then qatFinished() (also when cancelled: the result then has the weights of the
+    // best checkpoint so far) or qatFailed(). The result is not adopted: the window saves it and
+    // opens it as a model of its own. False when no model is loaded or training runs.
+    bool startQat(const QuantConfig& config, const QatOptions& options);
+    void cancelQat();
+    bool isTraining() const { return training_; }
+
+    // Cancels whatever runs or waits: exports, the sweep, the search, training and B included.
     void cancel();
     bool isBusy() const { return busy_; }
 
@@ -231,6 +241,12 @@ signals:
     void searchFailed(const QString& message);
     void comparisonEvaluated();
     void comparisonFailed(const QString& message);
+    // Training's stage ("Training", "Measuring step 200", ...), the steps done of all, and the
+    // mean loss of the steps since the previous qatProgress() (NaN when none ran meanwhile).
+    void qatProgress(const QString& stage, int step, int steps, double loss);
+    void qatCheckpoint(const qe::QatCheckpoint& checkpoint);  // held-out top-1, in step order
+    void qatFinished(std::shared_ptr<const qe::QatResult> result);
+    void qatFailed(const QString& message);
 
 private:
     struct Slot {
@@ -254,6 +270,8 @@ private:
     void stopSensitivity(const QString& why);
     void deliverSearchCandidates();  // those the search evaluated since the last delivery
     void endSearch();
+    void deliverQatProgress();  // the step counts, the loss and the checkpoints since the last delivery
+    void endQat();
 
     std::shared_ptr<const SessionSnapshot> snapshot_;
     std::shared_ptr<const EvaluationSnapshot> evaluation_;
@@ -285,6 +303,18 @@ private:
     std::shared_ptr<Inbox<SearchCandidate>> searchInbox_;
     bool searching_ = false;
     QTimer searchTimer_;  // the search's progress and candidates
+    // Quantization-aware training: the losses of the steps since the last delivery and the
+    // checkpoints, from the worker to the GUI thread.
+    struct QatLive {
+        std::mutex mutex;
+        double lossSum = 0;
+        int losses = 0;
+        Inbox<QatCheckpoint> checkpoints;
+    };
+    Slot qat_;
+    std::shared_ptr<QatLive> qatLive_;
+    bool training_ = false;
+    QTimer qatTimer_;
     Slot comparisonSlot_;  // configuration B
     QTimer progressTimer_;
     QTimer exportTimer_;  // the export slot's progress
@@ -298,3 +328,5 @@ private:
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::ImageErrorSnapshot>)
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::ExportResult>)
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::SearchResult>)
+Q_DECLARE_METATYPE(std::shared_ptr<const qe::QatResult>)
+Q_DECLARE_METATYPE(qe::QatCheckpoint)
