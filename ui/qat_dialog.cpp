@@ -234,6 +234,7 @@ void QatDialog::resetChart()
     floatLine_->clear();
     maxLoss_ = 0;
     lastPlottedStep_ = 0;
+    chartSteps_ = 0;
     stepAxis_->setRange(0, 1);
     lossAxis_->setRange(0, 1);
     showTop1Range(0);
@@ -254,7 +255,8 @@ void QatDialog::showProgress(const QString& stage, int step, int steps, double l
     if (steps > 0) {
         progress_->setRange(0, steps);
         progress_->setValue(step);
-        if (stepAxis_->max() != steps) {
+        if (chartSteps_ != steps) {  // once per run: nice numbers move the axis's maximum past `steps`
+            chartSteps_ = steps;
             stepAxis_->setRange(0, steps);
             stepAxis_->applyNiceNumbers();
         }

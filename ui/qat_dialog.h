@@ -104,6 +104,7 @@ private:
     std::shared_ptr<const QatResult> result_;
     double maxLoss_ = 0;
     int lastPlottedStep_ = 0;
+    int chartSteps_ = 0;  // the step count the step axis was ranged for
 };
 
 }  // namespace qe

@@ -9,6 +9,7 @@
 #include "config_document.h"
 #include "main_window.h"
 #include "session.h"
+#include "window_waits.h"
 
 #include <QLabel>
 #include <QProcess>
@@ -50,14 +51,6 @@ std::string readBytes(const QString& path)
 std::string bigEndian32(std::uint32_t v)
 {
     return {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-}
-
-// Waits until an evaluation of `config` is shown (a failure is the test's).
-void waitForEvaluationOf(MainWindow& window, const QuantConfig& config)
-{
-    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation() && window.session()->evaluation()->config == config &&
-                                 !window.session()->isBusy(),
-                             kTimeoutMs);
 }
 
 }  // namespace
@@ -110,7 +103,7 @@ void TestWindowBadInput::initTestCase()
     QuantConfig edited = window_->document()->config();
     edited.defaultWeights.bits = 5;
     window_->document()->edit(edited, "weights to 5 bits");
-    waitForEvaluationOf(*window_, edited);
+    waitForEvaluationOf(*window_, edited, kTimeoutMs);
     QVERIFY(window_->document()->isModified());
 }
 
@@ -166,7 +159,7 @@ void TestWindowBadInput::showsAClearErrorAndStaysUsable()
     QuantConfig next = before;
     next.defaultWeights.bits = before.defaultWeights.bits == 5 ? 6 : 5;
     window.document()->edit(next, "another edit");
-    waitForEvaluationOf(window, next);
+    waitForEvaluationOf(window, next, kTimeoutMs);
 }
 
 void TestWindowBadInput::scriptedRunNeverWaits_data()

@@ -9,6 +9,7 @@
 #include "main_window.h"
 #include "qat_dialog.h"
 #include "session.h"
+#include "window_waits.h"
 
 #include <QLabel>
 #include <QLineSeries>
@@ -31,14 +32,6 @@ const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_c
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
 const QString kTrainImages = QStringLiteral(QE_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz");
 constexpr int kTimeoutMs = 400000;
-
-void waitForEvaluation(MainWindow& window)
-{
-    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation() &&
-                                 window.session()->evaluation()->config == window.document()->config() &&
-                                 !window.session()->isBusy(),
-                             kTimeoutMs);
-}
 
 // The demo configuration at 4-bit weights: post-training loses points there, so training has
 // something to recover.
@@ -78,7 +71,7 @@ void TestWindowQat::initTestCase()
     window_->openSession(kModel, kImages);
     QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
     window_->document()->edit(w4a8(window_->document()->config()), "W4A8");
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     trained_ = window_->document()->config();
     ptqTop1_ = window_->session()->evaluation()->metrics.top1;
 }
@@ -142,7 +135,7 @@ void TestWindowQat::trainsLiveAndOpensTheFineTunedModel()
     QVERIFY(QFile::exists(path));
     QVERIFY(QFile::exists(dir_.filePath("fashion_qat.preprocess.json")));
     QTRY_COMPARE_WITH_TIMEOUT(window_->session()->snapshot()->modelPath, path, kTimeoutMs);
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     QCOMPARE(window_->document()->config().model, std::string("fashion_qat.onnx"));
     QCOMPARE(window_->document()->config().defaultWeights.bits, 4);
     QCOMPARE(window_->session()->evaluation()->metrics.top1, result->top1);
@@ -153,7 +146,7 @@ void TestWindowQat::backToThePreviousModel()
 {
     QVERIFY(window_->backToPreviousModel());
     QTRY_COMPARE_WITH_TIMEOUT(window_->session()->snapshot()->modelPath, kModel, kTimeoutMs);
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     QVERIFY(window_->document()->config() == trained_);
     QCOMPARE(window_->session()->evaluation()->metrics.top1, ptqTop1_);
     QVERIFY(!window_->hasPreviousModel());

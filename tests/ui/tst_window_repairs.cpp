@@ -12,6 +12,7 @@
 #include "repair_bar.h"
 #include "repair_charts.h"
 #include "session.h"
+#include "window_waits.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -35,15 +36,6 @@ namespace {
 const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx");
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
 constexpr int kTimeoutMs = 240000;
-
-// Waits until an evaluation of the document's configuration is shown.
-void waitForEvaluation(MainWindow& window)
-{
-    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation() &&
-                                 window.session()->evaluation()->config == window.document()->config() &&
-                                 !window.session()->isBusy(),
-                             kTimeoutMs);
-}
 
 QModelIndex cell(MainWindow& window, const std::string& layer, int column)
 {
@@ -98,7 +90,7 @@ void TestWindowRepairs::initTestCase()
     QuantConfig config = window_->document()->config();
     config.defaultWeights.granularity = Granularity::PerTensor;
     window_->document()->edit(config, "per tensor");
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     QVERIFY(!window_->session()->evaluation()->repairs);
 }
 
@@ -112,7 +104,7 @@ void TestWindowRepairs::switchesMarkTheTableAndChartTheReport()
     pick(bar->biasCorrection(), BiasCorrection::Empirical);
     QCOMPARE(window_->document()->config().repairs.biasCorrection, BiasCorrection::Empirical);
     QCOMPARE(window_->document()->undoStack()->count(), undoSteps + 2);
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
 
     const auto evaluation = window_->session()->evaluation();
     QVERIFY(evaluation->repairs);
@@ -156,7 +148,7 @@ void TestWindowRepairs::switchesMarkTheTableAndChartTheReport()
     window_->document()->undoStack()->undo();
     QCOMPARE(window_->document()->config().repairs, RepairSpec{});
     QVERIFY(!bar->equalization()->isChecked());
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     QVERIFY(!window_->session()->evaluation()->repairs);
     for (int row = 0; row < table->rowCount(); ++row)
         QVERIFY(table->index(row, LayerTableModel::Repaired).data().toString().isEmpty());
@@ -166,7 +158,7 @@ void TestWindowRepairs::switchesMarkTheTableAndChartTheReport()
 void TestWindowRepairs::aLayerRowOverridesTheSwitch()
 {
     window_->repairBar()->equalization()->click();
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     const RepairReport report = *window_->session()->evaluation()->repairs;
     QVERIFY(!report.equalized.empty());
     const std::string layer = report.equalized.front().first;
@@ -176,7 +168,7 @@ void TestWindowRepairs::aLayerRowOverridesTheSwitch()
     const QuantConfig& config = window_->document()->config();
     QVERIFY(config.repairs.equalization);
     QCOMPARE(config.layers.at(layer).repairs.equalization, std::optional<bool>(false));
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     for (const EqualizedPair& p : window_->session()->evaluation()->repairs->equalized)
         QVERIFY(p.first != layer && p.second != layer);
     QVERIFY(!window_->layerModel()->index(window_->layerModel()->rowOf(layer), LayerTableModel::Repaired).data().toString().contains('E'));
@@ -190,7 +182,7 @@ void TestWindowRepairs::aLayerRowOverridesTheSwitch()
     window_->document()->undoStack()->undo();
     window_->document()->undoStack()->undo();
     QCOMPARE(window_->document()->config().repairs, RepairSpec{});
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
 }
 
 void TestWindowRepairs::adaRoundIsKeptAndCancellable()
@@ -203,7 +195,7 @@ void TestWindowRepairs::adaRoundIsKeptAndCancellable()
     bar->adaRound()->click();
     QCOMPARE(window_->document()->config().repairs.adaRound, (AdaRoundSpec{true, 300, 64}));
     QVERIFY(bar->adaRoundIterations()->isEnabled());
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     const auto evaluation = window_->session()->evaluation();
     QVERIFY(evaluation->repairs);
     const RepairReport& report = *evaluation->repairs;
@@ -230,10 +222,10 @@ void TestWindowRepairs::adaRoundIsKeptAndCancellable()
     // kept (the same report object); the first layer's output bits do, and it is repaired again.
     const std::string last = report.adaRounded.back().layer, first = report.adaRounded.front().layer;
     QVERIFY(table->setData(cell(*window_, last, LayerTableModel::ActivationBits), 6, Qt::EditRole));
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     QCOMPARE(window_->session()->evaluation()->repairs.get(), evaluation->repairs.get());
     QVERIFY(table->setData(cell(*window_, first, LayerTableModel::ActivationBits), 6, Qt::EditRole));
-    waitForEvaluation(*window_);
+    waitForEvaluation(*window_, kTimeoutMs);
     QVERIFY(window_->session()->evaluation()->repairs.get() != evaluation->repairs.get());
 
     // A long run shows AdaRound's stage in the progress and is cancelled while AdaRound works:
