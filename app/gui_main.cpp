@@ -11,6 +11,8 @@
 #include <QDir>
 #include <QFileInfo>
 
+#include <cstdio>
+
 namespace {
 
 // The resources folder: beside the executable when installed, else the source tree's.
@@ -65,8 +67,15 @@ int main(int argc, char** argv)
     if (parser.isSet(compare))
         window.compareWithFile(parser.value(compare));  // before the screenshot, which then waits for B
     if (parser.isSet(screenshot) && parser.isSet(qatShots)) {
+        bool isNumber = false;
+        const int steps = parser.value(qatShots).toInt(&isNumber);
+        if (!isNumber || steps < 1) {
+            std::fprintf(stderr, "--screenshot-qat: a number of training steps (1 or more), got '%s'\n",
+                         qPrintable(parser.value(qatShots)));
+            return 2;
+        }
         const QString path = parser.value(screenshot);
-        window.screenshotQat(parser.value(qatShots).toInt(), (path.endsWith(".png") ? path.chopped(4) : path) + "_qat.onnx");
+        window.screenshotQat(steps, (path.endsWith(".png") ? path.chopped(4) : path) + "_qat.onnx");
     }
     if (parser.isSet(screenshot))
         window.saveScreenshotWhenReady(parser.value(screenshot), parser.isSet(precisionViews));

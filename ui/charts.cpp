@@ -69,6 +69,25 @@ QString percentText(double fraction)
     return QString::number(percent, 'f', decimals) + '%';
 }
 
+QString accuracyText(double fraction)
+{
+    return QString::number(100.0 * fraction, 'f', 2) + '%';
+}
+
+QString sqnrText(double db, int decimals)
+{
+    if (std::isnan(db))
+        return {};
+    if (std::isinf(db))
+        return db > 0 ? QObject::tr("exact") : QStringLiteral("\u2212\u221e");
+    return QString::number(db, 'f', decimals);
+}
+
+QString sqnrWithUnit(double db, int decimals)
+{
+    return std::isfinite(db) ? sqnrText(db, decimals) + QStringLiteral(" dB") : sqnrText(db, decimals);
+}
+
 QString shortLayerName(const QString& name)
 {
     QStringList parts = name.split('/', Qt::SkipEmptyParts);

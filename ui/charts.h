@@ -38,6 +38,12 @@ void hideFromLegend(QChart* chart, QAbstractSeries* series);
 // A fraction as a percentage with three significant digits in fixed notation, however small:
 // 0.00000040 -> "0.0000400%" (never "4e-05").
 QString percentText(double fraction);
+// An accuracy (or any fraction of images) with two decimals: 0.9876 -> "98.76%".
+QString accuracyText(double fraction);
+// An SQNR in dB: "exact" for no error at all (+inf), "−∞" for no signal, empty for none
+// measured (NaN); sqnrWithUnit adds " dB" to a number.
+QString sqnrText(double db, int decimals = 1);
+QString sqnrWithUnit(double db, int decimals = 1);
 
 // Writes what `widget` shows as PNG (at twice the screen resolution) or SVG, chosen by the
 // suffix of `path`, atomically; throws qe::Error naming the file on failure.

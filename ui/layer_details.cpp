@@ -22,10 +22,6 @@ QString text(std::string_view s)
 }
 
 
-QString db(double v)
-{
-    return std::isinf(v) ? QStringLiteral("exact") : QString::number(v, 'f', 2) + " dB";
-}
 
 QString row(const QString& name, const QString& value)
 {
@@ -304,11 +300,11 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
                                                             : QString()));
     }
     html += row(QStringLiteral("Accumulated error"), QStringLiteral("SQNR %1, cosine %2, MSE %3")
-                                                         .arg(db(m.accumulated.sqnrDb))
+                                                         .arg(sqnrWithUnit(m.accumulated.sqnrDb, 2))
                                                          .arg(m.accumulated.cosine, 0, 'f', 5)
                                                          .arg(num(m.accumulated.mse)));
     html += row(QStringLiteral("Isolated error"),
-                QStringLiteral("SQNR %1 (this layer alone quantized, on float input)").arg(db(m.isolated.sqnrDb)));
+                QStringLiteral("SQNR %1 (this layer alone quantized, on float input)").arg(sqnrWithUnit(m.isolated.sqnrDb, 2)));
     html += "</table>";
 
     if (plan.weightParams) {
@@ -318,7 +314,7 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
             html += QStringLiteral("Scales and zero-points from the model file (its DequantizeLinear), not computed here.<br>");
         html += quantFormulaHtml(p, 0) + scaleSpread(p) + "</p><p>";
         if (m.weights) {
-            html += QStringLiteral("Weight SQNR %1").arg(db(m.weights->sqnrDb));
+            html += QStringLiteral("Weight SQNR %1").arg(sqnrWithUnit(m.weights->sqnrDb, 2));
             if (schemeTraits(p.scheme).family == SchemeFamily::Uniform)
                 html += QStringLiteral(" (a uniform quantizer on uniformly spread values gives 6.02·b + 1.76 = %1 dB; "
                                        "real weights concentrate near 0 and lose more)")

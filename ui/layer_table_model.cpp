@@ -1,5 +1,7 @@
 #include "layer_table_model.h"
 
+#include "charts.h"
+
 #include "common/error.h"
 
 #include <QColor>
@@ -14,13 +16,6 @@ namespace qe {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-QString formatDb(double db)
-{
-    if (std::isnan(db))
-        return {};
-    return std::isinf(db) ? QStringLiteral("exact") : QString::number(db, 'f', 1);
-}
 
 QString formatScheme(Scheme scheme)
 {
@@ -175,7 +170,7 @@ QVariant LayerTableModel::displayValue(int row, int column) const
     case BiasCorrection:
         return layer.weight.empty() ? QString() : QString::fromUtf8(biasCorrectionName(c.repairs.biasCorrection).data());
     case Repaired: return repairMarks(row);
-    case Sqnr: case IsolatedSqnr: case WeightSqnr: return formatDb(metric(row, column));
+    case Sqnr: case IsolatedSqnr: case WeightSqnr: return sqnrText(metric(row, column));
     case Mse: case IsolatedMse: {
         const double v = metric(row, column);
         return std::isnan(v) ? QString() : QString::number(v, 'e', 2);

@@ -137,7 +137,7 @@ public:
     // Opens a fine-tuned model (saved by the QAT dialog) on the images in use with `config`, the
     // configuration it was trained for; the model and configuration shown until then are kept for
     // backToPreviousModel().
-    void openFineTunedModel(const QString& path, const QuantConfig& config);
+    void openFineTunedModel(const QString& path, const QString& dataPath, const QuantConfig& config);
     // File > Back to Previous Model: the model and configuration shown before the fine-tuned one.
     bool backToPreviousModel();
     bool hasPreviousModel() const { return previousModel_.has_value(); }
@@ -227,7 +227,6 @@ private:
     void showError(const QString& message);
     void showStudyWarning(const QString& message);
     void showWarnings();  // the banner above the summary line: data warnings and the study's
-    static QString percent(double fraction);  // 0.9876 -> "98.76%"
     // main_window_export.cpp
     bool startExport(const QString& description, bool started);
     void showExported(std::shared_ptr<const ExportResult> result);
@@ -313,6 +312,8 @@ private:
         QuantConfig config;
     };
     std::optional<PreviousModel> previousModel_;
+    // What previousModel_ becomes when the model being opened has loaded.
+    std::optional<PreviousModel> previousOnLoad_;
     QStringList studyWarnings_;  // the session's warning()s for the loaded model
     // While other images load for the same model: the layers the configuration was made for.
     std::optional<std::set<std::string>> keepConfigurationFor_;

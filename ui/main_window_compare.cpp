@@ -210,17 +210,16 @@ void MainWindow::showComparison()
             .arg(what, a, b, difference);
     };
     auto signedPoints = [](double fraction) { return QStringLiteral("%1").arg(100 * fraction, 0, 'f', 2).prepend(fraction > 0 ? "+" : ""); };
-    auto db = [](double v) { return std::isinf(v) ? tr("exact") : QString::number(v, 'f', 1); };
     comparisonSummary_->setText(
         tr("<p><b>A/B comparison</b>: A = the current configuration, B = %1</p>"
            "<table cellspacing=6><tr><th></th><th align=right>A</th><th align=right>B</th><th align=right>B \u2212 A</th></tr>%2%3%4%5%6</table>"
            "<p>Prediction differs on <b>%7</b> of %8 images: B right and A wrong %9, A right and B wrong %10, both wrong %11. %12</p>")
             .arg(nameB)
-            .arg(row(tr("top-1"), percent(c->top1A), percent(c->top1B), signedPoints(c->top1Difference()) + tr(" points")))
-            .arg(row(tr("top-5"), percent(c->top5A), percent(c->top5B), signedPoints(c->top5B - c->top5A) + tr(" points")))
-            .arg(row(tr("agreement with float"), percent(c->agreementA), percent(c->agreementB),
+            .arg(row(tr("top-1"), accuracyText(c->top1A), accuracyText(c->top1B), signedPoints(c->top1Difference()) + tr(" points")))
+            .arg(row(tr("top-5"), accuracyText(c->top5A), accuracyText(c->top5B), signedPoints(c->top5B - c->top5A) + tr(" points")))
+            .arg(row(tr("agreement with float"), accuracyText(c->agreementA), accuracyText(c->agreementB),
                      signedPoints(c->agreementB - c->agreementA) + tr(" points")))
-            .arg(row(tr("output SQNR"), db(c->outputSqnrDbA) + " dB", db(c->outputSqnrDbB) + " dB",
+            .arg(row(tr("output SQNR"), sqnrWithUnit(c->outputSqnrDbA), sqnrWithUnit(c->outputSqnrDbB),
                      std::isfinite(c->outputSqnrDbB - c->outputSqnrDbA) ? QString::number(c->outputSqnrDbB - c->outputSqnrDbA, 'f', 1) + " dB"
                                                                         : QString()))
             .arg(row(tr("size"), QString::number(c->sizeBytesA / 1024, 'f', 1) + " KiB", QString::number(c->sizeBytesB / 1024, 'f', 1) + " KiB",

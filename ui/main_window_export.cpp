@@ -192,7 +192,7 @@ void MainWindow::showExported(std::shared_ptr<const ExportResult> result)
     }
     case ExportResult::IntegerEngine:
         tabs_->setCurrentIndex(2);  // the accuracy tab, where the results are
-        statusBar()->showMessage(tr("int8 engine: top-1 %1 on %2 images").arg(percent(result->integer->top1)).arg(result->integer->images),
+        statusBar()->showMessage(tr("int8 engine: top-1 %1 on %2 images").arg(accuracyText(result->integer->top1)).arg(result->integer->images),
                                  10000);
         break;
     }
@@ -225,8 +225,8 @@ void MainWindow::showIntegerResults()
                       "<small>\u00b7 %9 images</small>")
                        .arg(r.integerLayers)
                        .arg(r.layers.size())
-                       .arg(percent(r.top1), percent(r.simulatedTop1), percent(r.agreementWithSimulation),
-                            percent(r.agreementUpToTies), percent(r.outputWithinOneLsb))
+                       .arg(accuracyText(r.top1), accuracyText(r.simulatedTop1), accuracyText(r.agreementWithSimulation),
+                            accuracyText(r.agreementUpToTies), accuracyText(r.outputWithinOneLsb))
                        .arg(ms, 0, 'f', ms < 1 ? 3 : 2)
                        .arg(r.images);
     if (!(integerConfig_ == document_->config()))

@@ -62,6 +62,9 @@ QString jsonFormat(const QString& path)
 
 void MainWindow::openSession(const QString& modelPath, const QString& dataPath, const QString& configPath)
 {
+    // What Back to Previous Model offers once this model has loaded (showLoaded): nothing, unless
+    // openFineTunedModel sets it after calling here. A model that fails to open changes nothing.
+    previousOnLoad_.reset();
     pendingConfigPath_ = configPath;
     pendingConfig_.reset();
     keepConfigurationFor_.reset();
@@ -86,22 +89,22 @@ void MainWindow::openSessionWith(const QString& modelPath, const QString& dataPa
     pendingConfigOrigin_ = origin;
 }
 
-void MainWindow::openFineTunedModel(const QString& path, const QuantConfig& config)
+void MainWindow::openFineTunedModel(const QString& path, const QString& dataPath, const QuantConfig& config)
 {
     // What is shown now stays reachable: File > Back to Previous Model reopens it as it is.
+    std::optional<PreviousModel> shown;
     if (!modelPath_.isEmpty())
-        previousModel_ = PreviousModel{modelPath_, dataPath_, document_->config()};
-    backToPrevious_->setEnabled(previousModel_.has_value());
+        shown = PreviousModel{modelPath_, dataPath_, document_->config()};
     addRecent(path);
-    openSessionWith(path, dataPath_, config, tr("fine-tuned with QAT"));
+    openSessionWith(path, dataPath, config, tr("fine-tuned with QAT"));
+    previousOnLoad_ = std::move(shown);
 }
 
 bool MainWindow::backToPreviousModel()
 {
-    if (!previousModel_)
+    if (!previousModel_ || !confirmDiscard())
         return false;
-    const PreviousModel previous = *std::exchange(previousModel_, std::nullopt);
-    backToPrevious_->setEnabled(false);
+    const PreviousModel previous = *previousModel_;  // kept until it has loaded: a failure can be retried
     openSessionWith(previous.modelPath, previous.dataPath, previous.config,
                     tr("back to %1").arg(QFileInfo(previous.modelPath).fileName()));
     return true;

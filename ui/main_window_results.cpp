@@ -32,11 +32,6 @@
 
 namespace qe {
 
-QString MainWindow::percent(double fraction)
-{
-    return QString::number(100.0 * fraction, 'f', 2) + '%';
-}
-
 void MainWindow::showConfigChanged()
 {
     // The time the status bar reports runs from here to the evaluation of this configuration.
@@ -51,6 +46,8 @@ void MainWindow::showLoaded()
     const auto snapshot = session_->snapshot();
     modelPath_ = snapshot->modelPath;
     dataPath_ = snapshot->dataPath;
+    previousModel_ = std::exchange(previousOnLoad_, std::nullopt);
+    backToPrevious_->setEnabled(previousModel_.has_value());
     integer_.reset();
     layers_->setSession(snapshot);
     gallery_->setSession(snapshot);
@@ -152,7 +149,7 @@ void MainWindow::showEvaluation()
     const qsizetype warningCount = line.warnings.size() + line.studyWarnings.size();
     headline_->setText(tr("<b>top-1 %1</b> (float %2) \u00b7 agreement %3 \u00b7 <b>%4 KiB</b> (float %5 KiB) \u00b7 %6 bits/weight "
                           "<small>\u00b7 %7 images of <b>%8</b>%9%10</small>")
-                           .arg(percent(line.top1), percent(line.floatTop1), percent(line.agreement))
+                           .arg(accuracyText(line.top1), accuracyText(line.floatTop1), accuracyText(line.agreement))
                            .arg(line.sizeKiB, 0, 'f', 1)
                            .arg(line.floatSizeKiB, 0, 'f', 1)
                            .arg(line.bitsPerWeight, 0, 'f', 2)
@@ -169,12 +166,12 @@ void MainWindow::showEvaluation()
            "<tr><td><b>size</b></td><td align=right>%5 KiB</td><td align=right><b>%6 KiB</b> (%7\u00d7 smaller)</td></tr>"
            "<tr><td><b>bits per weight</b></td><td align=right>32</td><td align=right>%8</td></tr></table>"
            "<p>Top-1 agreement with float: <b>%9</b> (%10 of %11 predictions changed) \u00b7 output SQNR %12 dB</p>")
-            .arg(percent(m.floatTop1), percent(m.top1), percent(m.floatTop5), percent(m.top5))
+            .arg(accuracyText(m.floatTop1), accuracyText(m.top1), accuracyText(m.floatTop5), accuracyText(m.top5))
             .arg(floatKiB, 0, 'f', 1)
             .arg(sizeKiB, 0, 'f', 1)
             .arg(sizeKiB > 0 ? floatKiB / sizeKiB : 0.0, 0, 'f', 2)
             .arg(m.bitsPerWeight, 0, 'f', 2)
-            .arg(percent(m.agreement))
+            .arg(accuracyText(m.agreement))
             .arg(gallery_->changedCount())
             .arg(m.images)
             .arg(std::isinf(m.outputSqnrDb) ? tr("exact") : QString::number(m.outputSqnrDb, 'f', 1)));

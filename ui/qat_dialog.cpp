@@ -28,19 +28,6 @@
 
 namespace qe {
 
-namespace {
-
-QString percent(double fraction)
-{
-    return QString::number(100.0 * fraction, 'f', 2) + "%";
-}
-
-QString decibels(double db)
-{
-    return std::isfinite(db) ? QString::number(db, 'f', 1) : (db > 0 ? QStringLiteral("\u221e") : QStringLiteral("\u2212\u221e"));
-}
-
-}  // namespace
 
 QatDialog::QatDialog(Session* session, ConfigDocument* document, QWidget* parent)
     : QDialog(parent), session_(session), document_(document), epochs_(new QSpinBox(this)), steps_(new QSpinBox(this)),
@@ -203,11 +190,21 @@ bool QatDialog::start()
         outcome_->setText(tr("Open a model and images first."));
         return false;
     }
+    // Refused before anything is cleared: the result and chart of the last run stay.
+    if (session_->isTraining()) {
+        outcome_->setText(tr("Training is already running."));
+        return false;
+    }
+    if (session_->isLoading()) {
+        outcome_->setText(tr("A model is being opened: train it once it has loaded."));
+        return false;
+    }
     result_.reset();
+    trainedOn_ = snapshot;
     layers_->setRowCount(0);
     resetChart();
     if (!session_->startQat(document_->config(), options())) {
-        outcome_->setText(session_->isTraining() ? tr("Training is already running.") : tr("Open a model and images first."));
+        outcome_->setText(tr("Open a model and images first."));
         return false;
     }
     // The reference lines from the evaluation shown, when it is of this configuration (the run
@@ -271,7 +268,7 @@ void QatDialog::showProgress(const QString& stage, int step, int steps, double l
         lastPlottedStep_ = step;
         loss_->append(step, loss);
         maxLoss_ = std::max(maxLoss_, loss);
-        lossAxis_->setRange(0, maxLoss_ * 1.1);
+        lossAxis_->setRange(0, maxLoss_ > 0 ? maxLoss_ * 1.1 : 1.0);  // every loss 0: an empty range draws nothing
         lossAxis_->applyNiceNumbers();
     }
 }
@@ -318,8 +315,8 @@ void QatDialog::showFinished(std::shared_ptr<const QatResult> result)
     text += tr("<p>Top-1 on the %1 evaluation images:<br>float <b>%2</b> \u00b7 post-training <b>%3</b> \u00b7 "
                "fine-tuned <b>%4</b> (%5%6 points)</p>"
                "<p>%7 steps on %8 training images%9, %10 s of training (%11 s in all)</p>")
-                .arg(session_->snapshot() ? session_->snapshot()->evaluationImages : 0)
-                .arg(percent(r.floatTop1), percent(r.ptqTop1), percent(r.top1))
+                .arg(trainedOn_ ? trainedOn_->evaluationImages : 0)
+                .arg(accuracyText(r.floatTop1), accuracyText(r.ptqTop1), accuracyText(r.top1))
                 .arg(r.top1 >= r.ptqTop1 ? "+" : "")
                 .arg(100.0 * (r.top1 - r.ptqTop1), 0, 'f', 2)
                 .arg(r.steps)
@@ -350,10 +347,10 @@ void QatDialog::showLayers(const QatResult& result)
             item->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
             return item;
         };
-        layers_->setItem(row, 1, number(before.accumulated.sqnrDb, decibels(before.accumulated.sqnrDb)));
+        layers_->setItem(row, 1, number(before.accumulated.sqnrDb, sqnrText(before.accumulated.sqnrDb)));
         if (!after)
             continue;
-        layers_->setItem(row, 2, number(after->accumulated.sqnrDb, decibels(after->accumulated.sqnrDb)));
+        layers_->setItem(row, 2, number(after->accumulated.sqnrDb, sqnrText(after->accumulated.sqnrDb)));
         const double change = after->accumulated.sqnrDb - before.accumulated.sqnrDb;
         QTableWidgetItem* changeItem = number(change, std::isfinite(change) ? QString::asprintf("%+.1f", change) : QString("\u2014"));
         if (std::isfinite(change))
@@ -366,10 +363,9 @@ void QatDialog::showLayers(const QatResult& result)
 
 void QatDialog::askWhereAndSave()
 {
-    const auto snapshot = session_->snapshot();
-    if (!result_ || !snapshot)
+    if (!result_ || !trainedOn_)
         return;
-    const QFileInfo model(snapshot->modelPath);
+    const QFileInfo model(trainedOn_->modelPath);
     const QString suggested = model.absolutePath() + "/" + model.completeBaseName() + "_qat.onnx";
     const QString path = QFileDialog::getSaveFileName(this, tr("Save the Fine-Tuned Model"), suggested, tr("ONNX models (*.onnx)"));
     if (!path.isEmpty())
@@ -378,18 +374,17 @@ void QatDialog::askWhereAndSave()
 
 bool QatDialog::saveResult(const QString& path)
 {
-    const auto snapshot = session_->snapshot();
-    if (!result_ || !result_->graph || !snapshot)
+    if (!result_ || !result_->graph || !trainedOn_)
         return false;
     try {
-        saveFineTunedModel(*result_, snapshot->preprocess, path.toStdString());
+        saveFineTunedModel(*result_, trainedOn_->preprocess, path.toStdString());
     } catch (const Error& e) {
         outcome_->setText(outcome_->text() + tr("<p style='color:#b00020'><b>Not saved:</b> %1</p>").arg(QString::fromStdString(e.what()).toHtmlEscaped()));
         return false;
     }
     QuantConfig config = result_->config;
     config.model = QFileInfo(path).fileName().toStdString();
-    emit fineTunedModelSaved(path, config);
+    emit fineTunedModelSaved(path, trainedOn_->dataPath, config);
     return true;
 }
 

@@ -60,8 +60,9 @@ public:
     QLineSeries* top1Series() const { return top1_; }
 
 signals:
-    // The fine-tuned model is at `path`; `config` is the configuration it was trained for.
-    void fineTunedModelSaved(const QString& path, const qe::QuantConfig& config);
+    // The fine-tuned model is at `path`; `config` is the configuration it was trained for and
+    // `dataPath` the images it was measured on.
+    void fineTunedModelSaved(const QString& path, const QString& dataPath, const qe::QuantConfig& config);
 
 protected:
     void done(int result) override;
@@ -102,6 +103,9 @@ private:
     QPushButton* cancel_;
     QPushButton* open_;
     std::shared_ptr<const QatResult> result_;
+    // The model and images the run trained on: saving uses its preprocessing and names, even
+    // when another model has been opened since.
+    std::shared_ptr<const SessionSnapshot> trainedOn_;
     double maxLoss_ = 0;
     int lastPlottedStep_ = 0;
     int chartSteps_ = 0;  // the step count the step axis was ranged for

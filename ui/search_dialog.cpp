@@ -183,7 +183,9 @@ bool SearchDialog::start()
     result_.reset();
     candidates_ = 0;
     if (!session_->startSearch(document_->config(), asked)) {
-        outcome_->setText(session_->isSearching() ? tr("A search is already running.") : tr("Open a model and images first."));
+        outcome_->setText(session_->isSearching()  ? tr("A search is already running.")
+                          : session_->isLoading() ? tr("A model is being opened: search it once it has loaded.")
+                                                  : tr("Open a model and images first."));
         return false;
     }
     showRunning(true);

@@ -213,7 +213,7 @@ QString SensitivityModel::describe(int row, int column) const
         .arg(100.0 * p->top1, 0, 'f', 2)
         .arg(floatTop1, 0, 'f', 2)
         .arg(dropAt(row, column), 0, 'f', 2)
-        .arg(std::isinf(p->outputSqnrDb) ? tr("exact") : tr("%1 dB").arg(p->outputSqnrDb, 0, 'f', 1));
+        .arg(sqnrWithUnit(p->outputSqnrDb));
 }
 
 int SensitivityModel::rowCount(const QModelIndex& parent) const

@@ -81,14 +81,10 @@ Session::Session(QObject* parent) : QObject(parent)
 Session::~Session()
 {
     debounce_.stop();
-    main_.state->cancel = true;
-    histogram_.state->cancel = true;
-    imageErrors_.state->cancel = true;
-    export_.state->cancel = true;
-    sweep_.state->cancel = true;
-    search_.state->cancel = true;
-    qat_.state->cancel = true;
-    comparisonSlot_.state->cancel = true;
+    for (Slot* slot : {&main_, &histogram_, &imageErrors_, &export_, &sweep_, &search_, &qat_, &comparisonSlot_}) {
+        slot->state->cancel = true;
+        slot->state->abandon = true;
+    }
     pool_.waitForDone();
 }
 
@@ -101,6 +97,7 @@ void Session::cancel()
         restart(*slot);  // a new generation: results still on their way are dropped
     progressTimer_.stop();
     busy_ = false;
+    loading_ = false;  // the model shown stays
     if (comparisonConfig_ && !comparison_) {  // B was being evaluated: there is no B after all
         comparisonConfig_.reset();
         emit comparisonEvaluated();
@@ -120,6 +117,7 @@ void Session::cancel()
 std::shared_ptr<RequestState> Session::restart(Slot& slot)
 {
     slot.state->cancel = true;
+    slot.state->abandon = true;
     slot.state = std::make_shared<RequestState>();
     ++slot.generation;
     return slot.state;
@@ -145,6 +143,7 @@ void Session::open(const QString& modelPath, const QString& dataPath)
     }
     auto state = restart(main_);
     busy_ = true;
+    loading_ = true;
     progressTimer_.start();
     struct Loaded {
         std::shared_ptr<const SessionSnapshot> snapshot;
@@ -197,7 +196,12 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         }
         return {std::move(snapshot), std::move(study)};
     });
+    auto loadFailed = [this](const QString& message) {
+        loading_ = false;
+        emit failed(message);
+    };
     finish(work, main_, [this, openNumber](Loaded result) {
+        loading_ = false;
         loadedOpen_ = openNumber;
         snapshot_ = std::move(result.snapshot);
         study_ = std::move(result.study);
@@ -212,7 +216,7 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         focusLayer_.clear();
         focusChannel_ = -1;
         emit loaded();
-    });
+    }, loadFailed);
 }
 
 void Session::setConfig(const QuantConfig& config)

@@ -95,6 +95,9 @@ struct ExportResult {
 // The state a worker shares with the GUI thread.
 struct RequestState {
     std::atomic<bool> cancel{false};
+    // Nobody wants the result any more (a new generation, the session closing): stronger than
+    // cancel, which training answers with its best checkpoint; abandoned, it stops at once.
+    std::atomic<bool> abandon{false};
     std::atomic<std::size_t> done{0}, total{0};
     std::atomic<int> stage{0};  // an index into session_jobs::kStageNames
     // The core's own words for a stage the list does not name (a repair's "AdaRound layer 2 of 5
@@ -177,7 +180,7 @@ public:
     // layer per job, so that an edit made meanwhile is evaluated after the layer in progress
     // instead of after the whole sweep. The sweep keeps `base` (edits do not change what it
     // measures, nor cancel it); a new sweep replaces a running one. Emits sensitivityUpdated()
-    // after each layer and when it stops. False when no model is loaded.
+    // after each layer and when it stops. False when no model is loaded or one is loading.
     bool startSensitivitySweep(const QuantConfig& base, const SensitivityOptions& options = {});
     void cancelSensitivity();  // keeps the layers done
     std::shared_ptr<const SensitivitySnapshot> sensitivity() const { return sensitivity_; }
@@ -185,7 +188,7 @@ public:
     // A mixed-precision search from `base` (core/study/precision_search.h), in one job: edits made
     // meanwhile are evaluated when it ends. Emits searchCandidates() as candidates are evaluated,
     // then searchFinished() (also when cancelled: the result keeps what was evaluated) or
-    // searchFailed(). False when no model is loaded or a search is running.
+    // searchFailed(). False when no model is loaded, one is loading or a search is running.
     bool startSearch(const QuantConfig& base, const SearchOptions& options);
     void cancelSearch();
     bool isSearching() const { return searching_; }
@@ -204,7 +207,7 @@ public:
     // job: edits made meanwhile are evaluated when it ends. Emits qatProgress() and qatCheckpoint()
     // as it trains, then qatFinished() (also when cancelled: the result then has the weights of the
     // best checkpoint so far) or qatFailed(). The result is not adopted: the window saves it and
-    // opens it as a model of its own. False when no model is loaded or training runs.
+    // opens it as a model of its own. False when no model is loaded, one is loading or training runs.
     bool startQat(const QuantConfig& config, const QatOptions& options);
     void cancelQat();
     bool isTraining() const { return training_; }
@@ -212,6 +215,9 @@ public:
     // Cancels whatever runs or waits: exports, the sweep, the search, training and B included.
     void cancel();
     bool isBusy() const { return busy_; }
+    // A model is being opened: the sweep, the search and training wait until it has loaded
+    // (started now, they would work on the model that is about to go).
+    bool isLoading() const { return loading_; }
 
     std::shared_ptr<const SessionSnapshot> snapshot() const { return snapshot_; }
     std::shared_ptr<const EvaluationSnapshot> evaluation() const { return evaluation_; }
@@ -287,6 +293,7 @@ private:
     // Which open() the study in use came from: warnings of a study since replaced are dropped.
     quint64 opens_ = 0, loadedOpen_ = 0;
     bool busy_ = false;
+    bool loading_ = false;
     bool fromScratch_ = false;  // the next evaluation drops the previous run's caches first
     bool exporting_ = false;
     // A sweep or a search has evaluated other configurations since the last evaluation, so the

@@ -14,7 +14,7 @@ using namespace session_jobs;
 
 bool Session::startSensitivitySweep(const QuantConfig& base, const SensitivityOptions& options)
 {
-    if (!study_ || !snapshot_)
+    if (!study_ || !snapshot_ || loading_)
         return false;
     restart(sweep_);  // a running sweep stops, and its last layer is dropped
     auto sweep = std::make_shared<SensitivitySnapshot>();
@@ -88,7 +88,7 @@ void Session::cancelSensitivity()
 
 bool Session::startSearch(const QuantConfig& base, const SearchOptions& options)
 {
-    if (!study_ || searching_)
+    if (!study_ || searching_ || loading_)
         return false;
     auto state = restart(search_);
     auto inbox = std::make_shared<Inbox<SearchCandidate>>();

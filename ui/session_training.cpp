@@ -3,8 +3,10 @@
 //
 // Training reports through its own channel rather than the RequestState alone: the losses of the
 // steps since the last delivery (their mean is one point of the chart) and the held-out
-// checkpoints (an Inbox), which a timer hands to the GUI thread every 200 ms. Cancel is the core's: training stops at the next step and the result keeps the best
-// checkpoint's weights, so a cancelled run is still delivered by qatFinished().
+// checkpoints (an Inbox), which a timer hands to the GUI thread every 200 ms. Cancel is the
+// core's: training stops at the next step and the result keeps the best checkpoint's weights, so a
+// cancelled run is still delivered by qatFinished(). A new generation (another model opened) or
+// the session closing abandons the run instead: it stops without measuring its result.
 
 #include "session.h"
 #include "session_jobs.h"
@@ -17,7 +19,7 @@ using namespace session_jobs;
 
 bool Session::startQat(const QuantConfig& config, const QatOptions& options)
 {
-    if (!study_ || !snapshot_ || training_)
+    if (!study_ || !snapshot_ || training_ || loading_)
         return false;
     auto state = restart(qat_);
     auto live = std::make_shared<QatLive>();
@@ -28,6 +30,7 @@ bool Session::startQat(const QuantConfig& config, const QatOptions& options)
     auto work = QtConcurrent::run(&pool_, [state, live, study = study_, config, options]() {
         QatProgress progress;
         progress.cancel = &state->cancel;
+        progress.abandon = &state->abandon;
         progress.onStage = [state](const std::string& stage) {
             {
                 std::lock_guard lock(state->detailMutex);

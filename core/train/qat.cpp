@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/limits.h"
+#include "engine/executor.h"
 #include "model/onnx_export.h"
 #include "train/training_module_loader.h"
 
@@ -172,13 +173,18 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
                                "quantization-aware training; it trained and measured the configuration without them");
     const TrainingEntry train = trainingModuleEntry();  // fails early, before anything is measured
     checkTrainable(study);
+    auto abandoned = [&] { return progress.abandon && progress.abandon->load(); };
     auto stage = [&](const std::string& text) {
+        if (abandoned())
+            throw Cancelled();
         if (progress.onStage)
             progress.onStage(text);
     };
-    // Measuring runs to its end: Cancel is honoured by training, which then returns what it has
-    // (the model as it was, when no step ran), so a cancelled run always has a result.
-    const EvaluationProgress measuring{};
+    // Measuring runs to its end unless the run is abandoned: Cancel is honoured by training, which
+    // then returns what it has (the model as it was, when no step ran), so a cancelled run always
+    // has a result.
+    EvaluationProgress measuring;
+    measuring.cancel = progress.abandon;
 
     // Before: float and post-training on the evaluation images.
     stage("Measuring the post-training result");
@@ -253,8 +259,8 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
         std::unique_ptr<Study> measured = study.withModel(current);
         StudyResult now;
         try {
-            now = measured->evaluate(result.config, kCostOnlyRequest, {});
-            setActivationQuantizers(measured->plan(result.config, {}), job);
+            now = measured->evaluate(result.config, kCostOnlyRequest, measuring);
+            setActivationQuantizers(measured->plan(result.config, measuring), job);
         } catch (const Error& e) {
             divergence = "at step " + std::to_string(step) + " the model could no longer be measured (" + e.what() + ")";
             return false;
@@ -275,6 +281,8 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     stage("Training");
     const auto trainingStart = std::chrono::steady_clock::now();
     train(job);
+    if (abandoned())
+        throw Cancelled();
     result.trainingSeconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - trainingStart).count() - measuringSeconds;
     if (!job.error.empty())
@@ -304,13 +312,13 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     stage("Measuring the fine-tuned model");
     ModelMetrics after;
     try {
-        after = study.withModel(result.graph)->evaluate(result.config, {}, {}).metrics;
+        after = study.withModel(result.graph)->evaluate(result.config, {}, measuring).metrics;
     } catch (const Error& e) {
         result.diverged = true;
         result.notes.push_back(std::string("the last weights could not be measured (") + e.what() +
                                "): kept those of the last good checkpoint");
         result.graph = lastMeasured;
-        after = study.withModel(result.graph)->evaluate(result.config, {}, {}).metrics;
+        after = study.withModel(result.graph)->evaluate(result.config, {}, measuring).metrics;
     }
     result.top1 = after.top1;
     result.layersAfter = after.layers;

@@ -65,7 +65,11 @@ struct QatProgress {
     std::function<void(int step, int totalSteps, double loss)> onStep;
     std::function<void(const QatCheckpoint&)> onCheckpoint;
     std::function<void(const std::string& stage)> onStage;  // "Calibrating", "Measuring", ...
+    // Cancel: training stops at its next step and the result keeps the best checkpoint.
     const std::atomic<bool>* cancel = nullptr;
+    // Abandon: nobody wants the result (another model was opened, the window closes): training
+    // and measuring stop as soon as they can and fineTuneWithQat throws qe::Cancelled.
+    const std::atomic<bool>* abandon = nullptr;
 };
 
 struct QatResult {

@@ -323,6 +323,31 @@ private slots:
         QCOMPARE(study.withModel(result.graph)->evaluate(result.config).metrics.top1, best);
     }
 
+    // Abandoned (the window opened another model), the run stops without measuring anything more:
+    // Cancelled, no result, no stage after the checkpoint it was in.
+    void abandonStopsAtOnce()
+    {
+        QE_REQUIRE_PATH(kFashionTest);
+        Study study(demoSources(500));
+        QatOptions options;
+        options.steps = 1000;
+        options.trainImages = 6400;
+        options.checkpointEvery = 10;
+        std::atomic<bool> cancel{false}, abandon{false};
+        std::vector<std::string> stages;
+        QatProgress progress;
+        progress.cancel = &cancel;
+        progress.abandon = &abandon;
+        progress.onStage = [&](const std::string& stage) { stages.push_back(stage); };
+        progress.onCheckpoint = [&](const QatCheckpoint&) {
+            cancel = true;
+            abandon = true;
+        };
+        QVERIFY_THROWS_EXCEPTION(Cancelled, fineTuneWithQat(study, w4a4(), options, progress));
+        QVERIFY(std::find(stages.begin(), stages.end(), "Measuring the fine-tuned model") == stages.end());
+        QVERIFY2(stages.back().rfind("Measuring step", 0) == 0, stages.back().c_str());  // the checkpoint it was in
+    }
+
     // An operator without a training path is an error naming the node, before anything runs.
     void unsupportedOperatorNamed()
     {

@@ -50,6 +50,8 @@ private slots:
     void trainsLiveAndOpensTheFineTunedModel();
     void backToThePreviousModel();
     void cancelKeepsTheBestCheckpoint();
+    void escapeClosesAndKeepsTheBestCheckpoint();
+    void openingAModelStopsTrainingAndWaitsForIt();
     void cleanupTestCase() { window_.reset(); }
 
 private:
@@ -178,6 +180,66 @@ void TestWindowQat::cancelKeepsTheBestCheckpoint()
     QVERIFY(dialog->openButton()->isEnabled());
     // The window's own configuration was not touched.
     QVERIFY(window_->document()->config() == trained_);
+}
+
+void TestWindowQat::escapeClosesAndKeepsTheBestCheckpoint()
+{
+    QatDialog* dialog = window_->showQatDialog();
+    dialog->steps()->setValue(100000);
+    dialog->trainImages()->setValue(6000);
+    dialog->checkpointEvery()->setValue(10);
+    QSignalSpy checkpoints(window_->session(), &Session::qatCheckpoint);
+    QSignalSpy finished(window_->session(), &Session::qatFinished);
+    QVERIFY(dialog->start());
+    QTRY_VERIFY_WITH_TIMEOUT(checkpoints.count() >= 1, kTimeoutMs);
+    QTest::keyClick(dialog, Qt::Key_Escape);  // closing the dialog cancels: the result still arrives
+    QVERIFY(!dialog->isVisible());
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, kTimeoutMs);
+    QVERIFY(!window_->session()->isTraining());
+    const auto result = dialog->result();
+    QVERIFY(result && result->graph && result->cancelled);
+    QVERIFY(window_->showQatDialog() == dialog);  // reopened, it shows that result
+    QVERIFY(dialog->outcome()->text().contains("Cancelled"));
+    QVERIFY(dialog->openButton()->isEnabled());
+}
+
+void TestWindowQat::openingAModelStopsTrainingAndWaitsForIt()
+{
+    QatDialog* dialog = window_->showQatDialog();
+    const auto lastResult = dialog->result();
+    dialog->steps()->setValue(100000);
+    dialog->trainImages()->setValue(6000);
+    dialog->checkpointEvery()->setValue(10);
+    QSignalSpy checkpoints(window_->session(), &Session::qatCheckpoint);
+    QSignalSpy finished(window_->session(), &Session::qatFinished);
+    QSignalSpy failed(window_->session(), &Session::qatFailed);
+    QSignalSpy loaded(window_->session(), &Session::loaded);
+    QVERIFY(dialog->start());
+    QTRY_VERIFY_WITH_TIMEOUT(checkpoints.count() >= 1, kTimeoutMs);
+
+    // Another model (here the same file again): training stops, its run is dropped, and nothing
+    // can be started on the model that is going away.
+    window_->openSession(kModel, kImages);
+    QVERIFY(window_->session()->isLoading());
+    QVERIFY(!window_->session()->isTraining());
+    QCOMPARE(failed.count(), 1);
+    QVERIFY(failed.first().first().toString().contains("another model"));
+    QVERIFY(!dialog->start());
+    QVERIFY2(dialog->outcome()->text().contains("being opened"), qPrintable(dialog->outcome()->text()));
+    QVERIFY(!window_->session()->startSearch(window_->document()->config(), SearchOptions{}));
+    QVERIFY(!window_->session()->startSensitivitySweep(window_->document()->config()));
+
+    QTRY_VERIFY_WITH_TIMEOUT(loaded.count() == 1, kTimeoutMs);
+    QVERIFY(!window_->session()->isLoading());
+    QCOMPARE(finished.count(), 0);  // the abandoned run delivers nothing
+    // A model opened the ordinary way leaves nothing to go back to.
+    QVERIFY(!window_->hasPreviousModel());
+    // Once it has loaded, training starts again.
+    dialog->steps()->setValue(2);
+    dialog->checkpointEvery()->setValue(0);
+    QVERIFY(dialog->start());
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, kTimeoutMs);
+    QVERIFY(dialog->result() && dialog->result() != lastResult);
 }
 
 QTEST_MAIN(TestWindowQat)
