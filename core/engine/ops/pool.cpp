@@ -36,6 +36,34 @@ PoolGeometry poolGeometry(const OpContext& c, const Tensor& x)
     return g;
 }
 
+// Max pooling of one float plane without indices, a row of outputs at a time: for each tap of the
+// window, the outputs whose tap falls inside the image are one run of ox (its bounds computed once),
+// so the innermost loop has no branch. The general loop below, with its per-tap checks, was 15% of
+// ResNet-18's fp32 time.
+void maxPoolPlane(const float* plane, const Window2D& w, float* out)
+{
+    auto firstInside = [](std::int64_t offset, std::int64_t stride) {  // smallest ox with ox * stride + offset >= 0
+        return offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+    };
+    for (std::int64_t oy = 0; oy < w.outH; ++oy) {
+        float* row = out + oy * w.outW;
+        std::fill(row, row + w.outW, -std::numeric_limits<float>::infinity());
+        for (std::int64_t ky = 0; ky < w.kernelH; ++ky) {
+            const std::int64_t iy = oy * w.strideH - w.padTop + ky * w.dilationH;
+            if (iy < 0 || iy >= w.inH)
+                continue;
+            const float* in = plane + iy * w.inW;
+            for (std::int64_t kx = 0; kx < w.kernelW; ++kx) {
+                const std::int64_t offset = kx * w.dilationW - w.padLeft;  // ix = ox * strideW + offset
+                const std::int64_t begin = firstInside(offset, w.strideW);
+                const std::int64_t end = std::min(w.outW, offset >= w.inW ? 0 : (w.inW - 1 - offset) / w.strideW + 1);
+                for (std::int64_t ox = begin; ox < end; ++ox)
+                    row[ox] = std::max(row[ox], in[ox * w.strideW + offset]);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 std::vector<Tensor> runMaxPool(const OpContext& c)
@@ -46,6 +74,15 @@ std::vector<Tensor> runMaxPool(const OpContext& c)
     const bool columnMajorIndices = c.node.intAttribute("storage_order", 0) != 0;
     const bool wantIndices = c.outputCount() > 1 && !c.node.outputs[1].empty();
     Tensor out = Tensor::uninitialized(x.dtype(), g.outShape);  // every output is written (or the node fails)
+    if (x.dtype() == DataType::Float32 && !wantIndices) {
+        const float* px = x.data<float>();
+        float* po = out.mutableData<float>();
+        const std::int64_t planes = g.batch * g.channels;
+#pragma omp parallel for if (worthParallel(out.size() * w.kernelH * w.kernelW))
+        for (std::int64_t p = 0; p < planes; ++p)
+            maxPoolPlane(px + p * w.inH * w.inW, w, po + p * w.outH * w.outW);
+        return {out};
+    }
     Tensor indices(DataType::Int64, wantIndices ? g.outShape : Shape{0});
     dispatchType(x.dtype(), [&](auto v) {
         using T = decltype(v);
