@@ -57,6 +57,9 @@ int main(int argc, char** argv)
                                 "the configuration shown, save PATH_qat (the dialog), write the fine-tuned model as PATH_qat.onnx "
                                 "and save PATH_qat_model (the window on it).",
                                 "steps");
+    QCommandLineOption images("images", "How many evaluation images (default 1000; Tools > Evaluation Images...). The caches keep "
+                                        "every layer's activations per image: fewer images, less memory.", "count");
+    parser.addOption(images);
     parser.addOption(screenshot);
     parser.addOption(precisionViews);
     parser.addOption(qatShots);
@@ -64,6 +67,15 @@ int main(int argc, char** argv)
     parser.process(app);
 
     qe::MainWindow window;
+    if (parser.isSet(images)) {
+        bool isNumber = false;
+        const int count = parser.value(images).toInt(&isNumber);
+        if (!isNumber || count < 1) {
+            std::fprintf(stderr, "--images: a number of images (1 or more), got '%s'\n", qPrintable(parser.value(images)));
+            return 2;
+        }
+        window.setEvaluationImages(count);
+    }
     if (parser.isSet(compare))
         window.compareWithFile(parser.value(compare));  // before the screenshot, which then waits for B
     if (parser.isSet(screenshot) && parser.isSet(qatShots)) {

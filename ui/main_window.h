@@ -140,6 +140,10 @@ public:
     void openFineTunedModel(const QString& path, const QString& dataPath, const QuantConfig& config);
     // File > Back to Previous Model: the model and configuration shown before the fine-tuned one.
     bool backToPreviousModel();
+    // Evaluates `images` images from now on (Tools > Evaluation Images..., or --images): the
+    // model and images open again with the configuration kept. The caches' memory grows with it.
+    void setEvaluationImages(int images);
+    void askEvaluationImages();
     bool hasPreviousModel() const { return previousModel_.has_value(); }
     GalleryModel* gallery() const { return gallery_; }
     QLabel* integerSummary() const { return integerSummary_; }

@@ -20,6 +20,7 @@
 #include <QMessageBox>
 #include <QMimeData>
 #include <QProgressBar>
+#include <QInputDialog>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QStatusBar>
@@ -177,6 +178,35 @@ void MainWindow::askPreprocessingAndOpen(const QString& path, const ModelInputs&
     }
     addRecent(path);
     openSession(path, dataPath_, config);
+}
+
+void MainWindow::setEvaluationImages(int images)
+{
+    images = std::max(1, images);
+    if (std::size_t(images) == session_->evaluationImages())
+        return;
+    session_->setEvaluationImages(std::size_t(images));
+    if (!modelPath_.isEmpty() && !dataPath_.isEmpty() && session_->snapshot()) {
+        // The same model and images again, with the configuration and its history kept.
+        pendingConfigPath_.clear();
+        const auto snapshot = session_->snapshot();
+        const std::optional<PreviousModel> previous = previousModel_;
+        openSession(modelPath_, dataPath_);
+        keepConfigurationFor_ = snapshot->layerNames();
+        previousOnLoad_ = previous;  // Back to Previous Model still goes where it went
+    }
+}
+
+void MainWindow::askEvaluationImages()
+{
+    bool ok = false;
+    const int images = QInputDialog::getInt(
+        this, tr("Evaluation Images"),
+        tr("How many images to evaluate on (the first of the data set). Every layer's activations are kept for each "
+           "image, so memory grows with this number: peak memory is in the status bar."),
+        int(session_->evaluationImages()), 1, 10'000'000, 100, &ok);
+    if (ok)
+        setEvaluationImages(images);
 }
 
 void MainWindow::openImages(const QString& path)

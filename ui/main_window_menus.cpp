@@ -177,6 +177,8 @@ void MainWindow::buildMenus()
     });
     tools->addAction(tr("Search &Mixed Precision..."), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_M), this, &MainWindow::showSearchDialog);
     tools->addAction(tr("Fine-Tune with &QAT..."), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_T), this, &MainWindow::showQatDialog);
+    tools->addSeparator();
+    tools->addAction(tr("&Evaluation Images..."), this, &MainWindow::askEvaluationImages);
 
     buildCompareMenu();
     QMenu* help = menuBar()->addMenu(tr("&Help"));

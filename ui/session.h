@@ -141,6 +141,7 @@ private:
 class Session : public QObject {
     Q_OBJECT
 public:
+    // How many images are evaluated unless the user says otherwise (setEvaluationImages).
     static constexpr std::size_t kEvaluationImages = 1000;
     // Edits closer together than this are coalesced into one evaluation; the first edit after a
     // quiet moment starts at once, so a single change is not delayed.
@@ -218,6 +219,10 @@ public:
     // A model is being opened: the sweep, the search and training wait until it has loaded
     // (started now, they would work on the model that is about to go).
     bool isLoading() const { return loading_; }
+    // The number of evaluation images the next open() uses (at least 1; fewer when the data has
+    // fewer). Every cached activation is kept per image, so this sets the caches' memory.
+    void setEvaluationImages(std::size_t images) { evaluationImages_ = std::max<std::size_t>(1, images); }
+    std::size_t evaluationImages() const { return evaluationImages_; }
 
     std::shared_ptr<const SessionSnapshot> snapshot() const { return snapshot_; }
     std::shared_ptr<const EvaluationSnapshot> evaluation() const { return evaluation_; }
@@ -294,6 +299,7 @@ private:
     quint64 opens_ = 0, loadedOpen_ = 0;
     bool busy_ = false;
     bool loading_ = false;
+    std::size_t evaluationImages_ = kEvaluationImages;
     bool fromScratch_ = false;  // the next evaluation drops the previous run's caches first
     bool exporting_ = false;
     // A sweep or a search has evaluated other configurations since the last evaluation, so the

@@ -4,6 +4,7 @@
 #include "cli/common.h"
 
 #include "common/error.h"
+#include "common/memory.h"
 #include "model/operator_traits.h"
 
 #include <iomanip>
@@ -58,12 +59,14 @@ int evaluateStoredModel(const Options& options, Study& study)
     if (options.has("--json")) {
         json out{{"top1", result.top1()}, {"top5", result.top5()}, {"count", result.count},
                  {"model", study.sources().model.string()}, {"data", study.dataset()->description()},
-                 {"label_column", study.labelColumn()}, {"warnings", study.dataWarnings()}};
+                 {"label_column", study.labelColumn()}, {"warnings", study.dataWarnings()},
+                 {"peak_rss_bytes", peakResidentBytes()}};
         std::cout << out.dump() << "\n";
     } else {
         std::cout << std::fixed << std::setprecision(2) << "top-1: " << 100.0 * result.top1() << "%\n"
                   << "top-5: " << 100.0 * result.top5() << "%\n"
-                  << "images: " << result.count << "\n";
+                  << "images: " << result.count << "\n"
+                  << "peak memory: " << double(peakResidentBytes()) / (1 << 20) << " MiB\n";
     }
     return 0;
 }
@@ -129,7 +132,7 @@ int runEval(const std::vector<std::string>& args)
                  {"output_sqnr_db", finite(m.outputSqnrDb)}, {"model", modelPath},
                  {"data", dataset->description()}, {"label_column", study.labelColumn()}, {"warnings", study.dataWarnings()},
                  {"config", *options.value("--config")}, {"engine", integerEngine ? "int8" : "simulate"},
-                 {"layers", layers}, {"repairs", repairsJson(result.repairs.get())}};
+                 {"layers", layers}, {"repairs", repairsJson(result.repairs.get())}, {"peak_rss_bytes", peakResidentBytes()}};
         if (integer) {
             out["simulated_top1"] = integer->simulatedTop1;
             out["agreement_with_simulation"] = integer->agreementWithSimulation;
@@ -149,7 +152,8 @@ int runEval(const std::vector<std::string>& args)
               << "output SQNR: " << m.outputSqnrDb << " dB\n"
               << "size: " << m.sizeBytes / 1024 << " KiB (float " << m.floatSizeBytes / 1024 << " KiB), "
               << m.bitsPerWeight << " bits per weight\n"
-              << "images: " << m.images << "\n";
+              << "images: " << m.images << "\n"
+              << "peak memory: " << double(peakResidentBytes()) / (1 << 20) << " MiB\n";
     if (const RepairReport* repairs = result.repairs.get()) {
         std::cout << "repairs: " << repairs->equalized.size() << " layer pairs equalized (" << repairs->equalizationSweeps
                   << " sweeps), " << repairs->biasCorrected.size() << " biases corrected, " << repairs->adaRounded.size()

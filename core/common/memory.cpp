@@ -3,6 +3,9 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#if defined(__unix__)
+#include <sys/resource.h>
+#endif
 
 namespace qe {
 
@@ -17,6 +20,16 @@ void keepFreedMemoryForReuse()
     mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
+}
+
+std::uint64_t peakResidentBytes()
+{
+#if defined(__unix__)
+    rusage usage{};
+    if (getrusage(RUSAGE_SELF, &usage) == 0)
+        return std::uint64_t(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+#endif
+    return 0;
 }
 
 }  // namespace qe

@@ -2,6 +2,8 @@
 // Process-wide allocator settings for an application whose inference runs allocate and free the
 // same large activation tensors again and again (tens of MB at batch 32).
 
+#include <cstdint>
+
 namespace qe {
 
 // glibc returns freed blocks above its mmap threshold (128 KiB to 32 MiB, adaptive) to the
@@ -10,5 +12,9 @@ namespace qe {
 // a mapping of its own), as ONNX Runtime's arena does: memory stays at its peak instead (the
 // largest run's activations), up to 1 GiB of free heap before it is trimmed. Call once at the start of main(). Without glibc it does nothing.
 void keepFreedMemoryForReuse();
+
+// The most memory this process has held in RAM since it started (its peak resident set), in
+// bytes; 0 where the system does not say.
+std::uint64_t peakResidentBytes();
 
 }  // namespace qe

@@ -79,6 +79,10 @@ void TestCli::demoModelAccuracy()
           100 * result["top5"].toDouble());
     QVERIFY(result["top1"].toDouble() >= 0.90);
     QVERIFY(result["top5"].toDouble() >= result["top1"].toDouble());
+    // The process's peak memory: at least the 10,000 decoded test images (7.8 MB of pixels) and
+    // the libraries, far below the machine's memory.
+    const double peak = result["peak_rss_bytes"].toDouble();
+    QVERIFY2(peak > 8e6 && peak < 4e9, qPrintable(QString::number(peak)));
 }
 
 void TestCli::flagsOverrideSidecar()

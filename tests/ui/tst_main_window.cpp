@@ -126,6 +126,7 @@ private slots:
     void runsTheIntegerEngine();
     void unwritablePathKeepsTheSession();
     void refreshRerunsFromScratch();
+    void evaluationImagesIsASetting();
 };
 
 void TestMainWindow::initTestCase()
@@ -806,6 +807,31 @@ void TestMainWindow::refreshRerunsFromScratch()
     // The time since the last edit would be at least the pause above plus this run; no bound on
     // the machine's speed is needed.
     QVERIFY2(shownMs >= qint64(evaluation->milliseconds) && shownMs <= sinceRefresh.elapsed(), qPrintable(timing->text()));
+}
+
+// The number of evaluation images is the user's (issue 16): set, the same model and images open
+// again on that many, with the configuration kept; the status bar shows the peak memory.
+void TestMainWindow::evaluationImagesIsASetting()
+{
+    MainWindow window;
+    openDefault(window);
+    QuantConfig edited = window.document()->config();
+    edited.defaultWeights.bits = 6;
+    window.document()->edit(edited, "W6");
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation()->config == edited, kTimeoutMs);
+    QSignalSpy loaded(window.session(), &Session::loaded);
+    window.setEvaluationImages(250);
+    QTRY_VERIFY_WITH_TIMEOUT(loaded.count() == 1, kTimeoutMs);
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation() && window.session()->evaluation()->metrics.images == 250 &&
+                                 window.session()->evaluation()->config == edited,
+                             kTimeoutMs);
+    QCOMPARE(window.session()->snapshot()->evaluationImages, std::size_t(250));
+    QVERIFY(window.document()->config() == edited);
+    QVERIFY(window.document()->undoStack()->canUndo());  // the history stayed too
+    bool peakShown = false;
+    for (QLabel* label : window.statusBar()->findChildren<QLabel*>())
+        peakShown = peakShown || label->text().contains("peak memory");
+    QVERIFY(peakShown);
 }
 
 QTEST_MAIN(TestMainWindow)
