@@ -3,6 +3,7 @@
 // default configuration calibrated and evaluated.
 
 #include "main_window.h"
+#include "session.h"
 
 #include "common/memory.h"
 
@@ -60,6 +61,10 @@ int main(int argc, char** argv)
     QCommandLineOption images("images", "How many evaluation images (default 1000; Tools > Evaluation Images...). The caches keep "
                                         "every layer's activations per image: fewer images, less memory.", "count");
     parser.addOption(images);
+    QCommandLineOption budget("memory-budget", "The most the evaluation caches may hold, in bytes or with K, M or G (3G); default "
+                                               "a quarter of the machine's memory. Beyond it, edits recompute more images.",
+                              "size");
+    parser.addOption(budget);
     parser.addOption(screenshot);
     parser.addOption(precisionViews);
     parser.addOption(qatShots);
@@ -75,6 +80,15 @@ int main(int argc, char** argv)
             return 2;
         }
         window.setEvaluationImages(count);
+    }
+    if (parser.isSet(budget)) {
+        const std::optional<std::uint64_t> bytes = qe::parseByteSize(parser.value(budget).toStdString());
+        if (!bytes) {
+            std::fprintf(stderr, "--memory-budget: a size in bytes, or with K, M or G (e.g. 3G), got '%s'\n",
+                         qPrintable(parser.value(budget)));
+            return 2;
+        }
+        window.session()->setCacheBudget(bytes);
     }
     if (parser.isSet(compare))
         window.compareWithFile(parser.value(compare));  // before the screenshot, which then waits for B

@@ -165,12 +165,14 @@ void Session::open(const QString& modelPath, const QString& dataPath)
             },
             Qt::QueuedConnection);
     };
-    auto work = QtConcurrent::run(&pool_, [state, modelPath, dataPath, warn, opened, images = evaluationImages_]() -> Loaded {
+    auto work = QtConcurrent::run(&pool_, [state, modelPath, dataPath, warn, opened, images = evaluationImages_,
+                                                  budget = cacheBudget_]() -> Loaded {
         state->stage = Loading;
         StudySources sources;
         sources.model = modelPath.toStdString();
         sources.data = dataPath.toStdString();
         sources.evaluationImages = images;
+        sources.cacheBudget = budget;
         sources.warn = warn;
         auto study = std::make_shared<Study>(std::move(sources), progressInto(state));
         *opened = true;

@@ -223,6 +223,9 @@ public:
     // fewer). Every cached activation is kept per image, so this sets the caches' memory.
     void setEvaluationImages(std::size_t images) { evaluationImages_ = std::max<std::size_t>(1, images); }
     std::size_t evaluationImages() const { return evaluationImages_; }
+    // The most the evaluation caches may hold from the next open() on (none: a quarter of the
+    // machine's memory, QuantEvaluator::defaultCacheBudget).
+    void setCacheBudget(std::optional<std::uint64_t> bytes) { cacheBudget_ = bytes; }
 
     std::shared_ptr<const SessionSnapshot> snapshot() const { return snapshot_; }
     std::shared_ptr<const EvaluationSnapshot> evaluation() const { return evaluation_; }
@@ -300,6 +303,7 @@ private:
     bool busy_ = false;
     bool loading_ = false;
     std::size_t evaluationImages_ = kEvaluationImages;
+    std::optional<std::uint64_t> cacheBudget_;
     bool fromScratch_ = false;  // the next evaluation drops the previous run's caches first
     bool exporting_ = false;
     // A sweep or a search has evaluated other configurations since the last evaluation, so the

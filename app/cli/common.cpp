@@ -1,5 +1,7 @@
 #include "cli/common.h"
 
+#include "common/memory.h"
+
 #include "common/error.h"
 
 #include <chrono>
@@ -82,9 +84,21 @@ StudySources studySources(const Options& options, bool dataRequired, std::size_t
     if (auto n = options.integer("--calib-count"))
         s.calibrationImages = static_cast<std::size_t>(std::max<long long>(0, *n));
     s.evaluationImages = evaluationImages;
+    s.cacheBudget = memoryBudget(options);
     s.adjustPreprocess = [options](Preprocess& p) { applyPreprocessFlags(options, p); };
     s.warn = [](const std::string& message) { std::cerr << "warning: " << message << "\n"; };
     return s;
+}
+
+std::optional<std::uint64_t> memoryBudget(const Options& options)
+{
+    const auto text = options.value("--memory-budget");
+    if (!text)
+        return std::nullopt;
+    const std::optional<std::uint64_t> bytes = parseByteSize(*text);
+    if (!bytes)
+        throw Error("--memory-budget: a size in bytes, or with K, M or G (e.g. 3G), got '" + *text + "'");
+    return bytes;
 }
 
 bool wantsIntegerEngine(const Options& options)

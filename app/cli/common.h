@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -47,6 +48,9 @@ nlohmann::json repairsJson(const RepairReport* report);
 // The study the options describe: --model, --data (required or optional), --labels,
 // --label-column, --calib-data, --calib-count and the preprocessing flags. Warnings go to stderr.
 StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages);
+// --memory-budget SIZE (bytes, or with a K, M or G suffix: 3G): the most the evaluation's
+// activation caches may hold; none when not given. qe::Error for anything else.
+std::optional<std::uint64_t> memoryBudget(const Options& options);
 
 // A list of bit widths ("2,4,8"): positive integers; nullopt when the flag is absent. Whether the
 // layers' schemes allow them is checked where they are applied (withLayerPrecision).

@@ -52,7 +52,7 @@ int runCompare(const std::vector<std::string>& args)
     if (printedHelp(args, (std::string(kCompareUsage) + kRepairUsage).c_str()))
         return 0;
     const Options options = optionsWithRepairs(args,
-                          withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--config",
+                          withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--memory-budget", "--config",
                                                "--config-b", "--calib-data", "--calib-count"}),
                           {"--json"});
     const std::string pathA = options.required("--config"), pathB = options.required("--config-b");

@@ -25,6 +25,8 @@ constexpr const char* kEvalUsage = R"(usage: quantexplorer-cli eval --model M.on
                         the column named for the model's output count, e.g. label_1001 for 1001
                         outputs, else "label", else the first "label*")
   --limit N             evaluate only the first N images
+  --memory-budget SIZE  the most the activation caches may hold (bytes, or 512M, 3G); eval measures
+                        once, so by default it caches nothing and keeps one batch per core in memory
   --batch N             images per inference batch (default 32)
   --color rgb|bgr|gray  channel order the model expects
   --scale S             multiply pixels (0..255) by S before mean/std
@@ -78,14 +80,18 @@ int runEval(const std::vector<std::string>& args)
     if (printedHelp(args, (std::string(kEvalUsage) + kRepairUsage).c_str()))
         return 0;
     const Options options = optionsWithRepairs(args,
-                          withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--batch",
+                          withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--memory-budget", "--batch",
                                                "--config", "--calib-data", "--calib-count", "--save-config", "--engine"}),
                           {"--json"});
     const bool integerEngine = wantsIntegerEngine(options);
     if (integerEngine && !options.value("--config"))
         throw Error("--engine int8 needs --config (the quantization to run in integers)");
     const std::size_t limit = static_cast<std::size_t>(options.integer("--limit").value_or(0));
-    Study study(studySources(options, true, limit));
+    StudySources sources = studySources(options, true, limit);
+    // One evaluation: nothing is measured twice, so nothing is worth caching unless asked.
+    if (!sources.cacheBudget)
+        sources.cacheBudget = 0;
+    Study study(std::move(sources));
     if (!study.dataset()->hasLabels())
         throw Error(study.dataset()->description() + ": has no labels; give them with --labels");
     if (!options.value("--config"))

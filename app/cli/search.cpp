@@ -38,6 +38,8 @@ images; the chosen configuration's top-1 is then measured on --data.
                           --data, after the calibration images)
   --search-images N       how many search images (default 1000)
   --limit N               report on only the first N images of --data
+  --memory-budget SIZE    the most the activation caches may hold (512M, 3G; default a quarter of
+                          the machine's memory): beyond it, images are computed again at each step
   --calib-data PATH, --calib-count N, --labels PATH, --label-column NAME, preprocessing flags
   --json                  one JSON object: top1, search_top1, float_top1, size_bytes,
                           base_size_bytes, shortfall, and pareto (each point with size_bytes,
@@ -97,7 +99,7 @@ int runSearch(const std::vector<std::string>& args)
     if (printedHelp(args, (std::string(kSearchUsage) + kRepairUsage).c_str()))
         return 0;
     const Options options = optionsWithRepairs(args,
-                          withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--config",
+                          withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--memory-budget", "--config",
                                                "--calib-data", "--calib-count", "--weight-bits", "--activation-bits",
                                                "--max-accuracy-drop", "--max-size-bytes", "--max-bops", "--cost", "--out",
                                                "--search-data", "--search-images"}),

@@ -26,6 +26,8 @@ every layer but that one is quantized as BASE.json says.
   --activation-bits LIST  activation widths to try (default 4,6,8)
   --layers LIST           only these layers (default: all)
   --limit N               evaluate only the first N images of --data
+  --memory-budget SIZE    the most the activation caches may hold (512M, 3G; default a quarter of
+                          the machine's memory): beyond it, images are computed again at each step
   --calib-data PATH       calibration images (default: the training split beside --data)
   --calib-count N         calibration images to use (default: the configuration's "images")
   --labels PATH, --label-column NAME, and the preprocessing flags of 'eval'
@@ -41,7 +43,7 @@ int runSensitivity(const std::vector<std::string>& args)
     if (printedHelp(args, (std::string(kSensitivityUsage) + kRepairUsage).c_str()))
         return 0;
     const Options options = optionsWithRepairs(args,
-                          withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--config",
+                          withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--memory-budget", "--config",
                                                "--calib-data", "--calib-count", "--weight-bits", "--activation-bits", "--layers"}),
                           {"--json"});
     const std::size_t limit = static_cast<std::size_t>(options.integer("--limit").value_or(0));

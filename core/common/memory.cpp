@@ -1,10 +1,13 @@
 #include "common/memory.h"
 
+#include <stdexcept>
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 #if defined(__unix__)
 #include <sys/resource.h>
+#include <unistd.h>
 #endif
 
 namespace qe {
@@ -30,6 +33,36 @@ std::uint64_t peakResidentBytes()
         return std::uint64_t(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
 #endif
     return 0;
+}
+
+std::uint64_t physicalMemoryBytes()
+{
+#if defined(__unix__)
+    const long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && pageSize > 0)
+        return std::uint64_t(pages) * std::uint64_t(pageSize);
+#endif
+    return 0;
+}
+
+std::optional<std::uint64_t> parseByteSize(const std::string& text)
+{
+    std::size_t used = 0;
+    double value = -1;
+    try {
+        value = std::stod(text, &used);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    const std::string suffix = text.substr(used);
+    const double unit = suffix.empty()                     ? 1.0
+                        : suffix == "K" || suffix == "k" ? 1024.0
+                        : suffix == "M" || suffix == "m" ? 1024.0 * 1024
+                        : suffix == "G" || suffix == "g" ? 1024.0 * 1024 * 1024
+                                                         : -1.0;
+    if (unit < 0 || !(value >= 0) || value * unit > 1e18)
+        return std::nullopt;
+    return std::uint64_t(value * unit);
 }
 
 }  // namespace qe

@@ -3,6 +3,8 @@
 // same large activation tensors again and again (tens of MB at batch 32).
 
 #include <cstdint>
+#include <optional>
+#include <string>
 
 namespace qe {
 
@@ -16,5 +18,11 @@ void keepFreedMemoryForReuse();
 // The most memory this process has held in RAM since it started (its peak resident set), in
 // bytes; 0 where the system does not say.
 std::uint64_t peakResidentBytes();
+// The machine's memory in bytes; 0 where the system does not say.
+std::uint64_t physicalMemoryBytes();
+
+// "3G", "512M", "64k", "2000000000": a size in bytes (K, M, G are powers of 1024); nothing when
+// the text is not one.
+std::optional<std::uint64_t> parseByteSize(const std::string& text);
 
 }  // namespace qe

@@ -1,6 +1,7 @@
 #include "eval/quant_evaluator.h"
 
 #include "common/error.h"
+#include "common/memory.h"
 #include "common/parallel.h"
 #include "engine/operator.h"
 #include "eval/accuracy.h"
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 namespace qe {
 
@@ -32,6 +34,16 @@ void ErrorAccumulator::add(const float* reference, const float* approx, std::siz
     normApprox_ += normApprox;
     maxAbs_ = std::max(maxAbs_, maxAbs);
     count_ += count;
+}
+
+void ErrorAccumulator::merge(const ErrorAccumulator& other)
+{
+    signal_ += other.signal_;
+    noise_ += other.noise_;
+    dot_ += other.dot_;
+    normApprox_ += other.normApprox_;
+    maxAbs_ = std::max(maxAbs_, other.maxAbs_);
+    count_ += other.count_;
 }
 
 void ErrorAccumulator::add(const Tensor& reference, const Tensor& approx)
@@ -67,6 +79,9 @@ ErrorStats ErrorStats::from(const ErrorAccumulator& a)
 namespace {
 
 constexpr std::size_t kBatchSize = 32;
+// A batch whose float activations take more than this is measured alone when it is not cached
+// (ResNet-18 at 224 x 224 takes about 450 MB per batch of 32; the demo model 10 MB).
+constexpr std::uint64_t kLargeBatchBytes = std::uint64_t(256) << 20;
 
 // Storage of a weight tensor under its parameters: the codes, plus per-block scale and
 // zero-point (or codebook), as a device would keep them.
@@ -85,7 +100,26 @@ double weightBytes(const Tensor& weight, const std::optional<QuantParams>& param
     return bytes;
 }
 
+// The bytes the tensors of `maps` hold, each storage counted once (a fused activation's output
+// shares its input's).
+std::uint64_t storageBytes(const std::vector<const TensorMap*>& maps)
+{
+    std::set<const std::byte*> seen;
+    std::uint64_t bytes = 0;
+    for (const TensorMap* map : maps)
+        for (const auto& [name, tensor] : *map)
+            if (!tensor.empty() && seen.insert(tensor.rawData()).second)
+                bytes += tensor.byteSize();
+    return bytes;
+}
+
 }  // namespace
+
+std::uint64_t QuantEvaluator::defaultCacheBudget()
+{
+    const std::uint64_t memory = physicalMemoryBytes();
+    return memory > 0 ? memory / 4 : std::uint64_t(2) << 30;
+}
 
 QuantEvaluator::QuantEvaluator(std::shared_ptr<const Graph> graph, std::shared_ptr<const Dataset> evaluation,
                                Preprocess preprocess, std::size_t evaluationImages, FloatReference reference)
@@ -143,85 +177,183 @@ void QuantEvaluator::clearQuantizedCache()
 {
     previousPlan_.reset();
     quantCache_.clear();
+    quantOutputs_.clear();
     layerCache_.clear();
+}
+
+void QuantEvaluator::setCacheBudget(std::uint64_t bytes)
+{
+    if (bytes == cacheBudget_)
+        return;
+    cacheBudget_ = bytes;
+    clearQuantizedCache();
+    inputs_.clear();
+    floatCache_.clear();
+    floatOutputs_.clear();
+    cachedBatches_ = 0;
+}
+
+std::uint64_t QuantEvaluator::cachedBytes() const
+{
+    std::vector<const TensorMap*> maps;
+    for (const TensorMap& map : floatCache_)
+        maps.push_back(&map);
+    for (const TensorMap& map : quantCache_)
+        maps.push_back(&map);
+    return storageBytes(maps);
+}
+
+std::size_t QuantEvaluator::cachedImages() const
+{
+    std::size_t images = 0;
+    for (std::size_t b = 0; b < floatCache_.size(); ++b)
+        images += std::size_t(inputs_[b].dim(0));
+    return images;
+}
+
+std::set<std::string> QuantEvaluator::floatCaptures() const
+{
+    std::set<std::string> capture;
+    for (const QuantLayer& layer : layers_) {
+        capture.insert(layer.output);
+        for (const std::string& in : layer.inputs)
+            capture.insert(in);
+    }
+    return capture;
+}
+
+TensorMap QuantEvaluator::runFloat(std::size_t batch, const std::atomic<bool>* cancel, const std::set<std::string>* only) const
+{
+    RunOptions run;
+    run.cancel = cancel;
+    run.capture = only ? *only : floatCaptures();
+    TensorMap map = floatExecutor_.run({{graph_->inputs[0].name, inputs_[batch]}}, run);
+    if (outputExecutor_) {
+        const std::string& output = graph_->outputs.at(0).name;
+        RunOptions outputOnly;
+        outputOnly.cancel = cancel;
+        map[output] = outputExecutor_->run({{graph_->inputs[0].name, inputs_[batch]}}, outputOnly).at(output);
+    }
+    return map;
 }
 
 void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
 {
-    if (!floatCache_.empty() || evaluationImages_ == 0)
+    if (!inputs_.empty() || evaluationImages_ == 0)
         return;
     const ImageInputGeometry g = imageInputGeometry(*graph_);
     const std::size_t batchSize = modelBatchSize(g, kBatchSize);
-    RunOptions run;
-    run.cancel = progress.cancel;
-    for (const QuantLayer& layer : layers_) {
-        run.capture.insert(layer.output);
-        for (const std::string& in : layer.inputs)
-            run.capture.insert(in);
-    }
+    const std::string& outputName = graph_->outputs.at(0).name;
     // Built aside and committed at the end: a cancelled run must not leave a partial cache.
     const std::size_t batches = (evaluationImages_ + batchSize - 1) / batchSize;
     std::vector<Tensor> inputs(batches);
-    std::vector<TensorMap> cache(batches);
-    std::atomic<std::size_t> imagesDone{0};
     parallelFor(static_cast<std::int64_t>(batches), [&](std::int64_t b) {
         const std::size_t first = std::size_t(b) * batchSize, count = std::min(batchSize, evaluationImages_ - first);
         inputs[b] = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width);
-        cache[b] = floatExecutor_.run({{graph_->inputs[0].name, inputs[b]}}, run);
-        if (outputExecutor_) {
-            const std::string& output = graph_->outputs.at(0).name;
-            RunOptions outputOnly;
-            outputOnly.cancel = progress.cancel;
-            cache[b][output] = outputExecutor_->run({{graph_->inputs[0].name, inputs[b]}}, outputOnly).at(output);
-        }
-        const std::size_t done = imagesDone += count;
-        if (progress.report) {
-#pragma omp critical(qe_evaluator_progress)
-            progress.report("float reference", done, evaluationImages_);
-        }
     });
-    std::vector<int> labels;
-    for (std::size_t i = 0; i < evaluationImages_; ++i)
-        labels.push_back(evaluation_->label(i));
     inputs_ = std::move(inputs);
-    floatCache_ = std::move(cache);
-    labels_ = std::move(labels);
+    try {
+        // The first batch alone says what a batch's activations take: as many batches are kept as
+        // fit the budget with their quantized run beside them (about as large; checked after the
+        // first evaluation), the others are computed again when needed.
+        std::vector<TensorMap> cache;
+        std::vector<Tensor> outputs(batches);
+        TensorMap first = runFloat(0, progress.cancel);
+        const std::uint64_t perBatch = std::max<std::uint64_t>(1, storageBytes({&first}));
+        floatBytesPerBatch_ = perBatch;
+        const std::size_t fit = std::size_t(std::min<std::uint64_t>(batches, cacheBudget_ / (2 * perBatch)));
+        outputsPerImage_.clear();
+        for (const QuantLayer& layer : layers_) {
+            const Tensor& out = first.at(layer.output);
+            outputsPerImage_.push_back(double(out.size()) / double(std::max<std::int64_t>(1, out.dim(0))));
+        }
+        outputs[0] = first.at(outputName);
+        cache.resize(fit);
+        if (fit > 0)
+            cache[0] = std::move(first);
+        first.clear();
+        std::atomic<std::size_t> imagesDone{std::size_t(inputs_[0].dim(0))};
+        auto runBatch = [&](std::size_t b) {
+            TensorMap map = runFloat(b, progress.cancel);
+            outputs[b] = map.at(outputName);
+            if (b < fit)
+                cache[b] = std::move(map);
+            const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
+            if (progress.report) {
+#pragma omp critical(qe_evaluator_progress)
+                progress.report("float reference", done, evaluationImages_);
+            }
+        };
+        // Large batches one at a time (as evaluate() measures them), small ones two at a time.
+        if (perBatch > kLargeBatchBytes) {
+            for (std::size_t b = 1; b < batches; ++b)
+                runBatch(b);
+        } else {
+            parallelFor(static_cast<std::int64_t>(batches) - 1, [&](std::int64_t index) { runBatch(std::size_t(index) + 1); });
+        }
+        std::vector<int> labels;
+        for (std::size_t i = 0; i < evaluationImages_; ++i)
+            labels.push_back(evaluation_->label(i));
+        floatCache_ = std::move(cache);
+        cachedBatches_ = fit;
+        floatOutputs_ = std::move(outputs);
+        labels_ = std::move(labels);
+    } catch (...) {
+        inputs_.clear();
+        throw;
+    }
 }
 
-ErrorStats QuantEvaluator::isolatedError(const QuantPlan& plan, std::size_t layerIndex) const
+void QuantEvaluator::accumulateOwn(const QuantPlan& plan, std::size_t layerIndex, const TensorMap& floats,
+                                   LayerPartial& partial) const
 {
     const QuantLayer& layer = plan.layers[layerIndex];
     const LayerPlan& lp = plan.plans[layerIndex];
-    ErrorAccumulator error;
-    for (const TensorMap& cached : floatCache_) {
-        const Tensor& reference = cached.at(layer.output);
-        Tensor value;
-        if (layer.nodeIndex < 0) {
-            value = reference;
-        } else {
-            // The layer's node (and its fused activation) on float inputs, with this plan's weights.
-            auto runLayerNode = [&](int index, const Tensor* fusedInput) {
-                const Node& node = plan.graph.nodes[static_cast<std::size_t>(index)];
-                std::vector<const Tensor*> inputs;
-                for (const std::string& name : node.inputs) {
-                    if (name.empty())
-                        inputs.push_back(nullptr);
-                    else if (plan.graph.isInitializer(name))
-                        inputs.push_back(&plan.graph.initializers.at(name));
-                    else
-                        inputs.push_back(fusedInput ? fusedInput : &cached.at(name));
-                }
-                return runNode(node, plan.graph.opsetVersion, std::move(inputs)).at(0);
-            };
-            value = runLayerNode(layer.nodeIndex, nullptr);
-            if (layer.outputNodeIndex != layer.nodeIndex)
-                value = runLayerNode(layer.outputNodeIndex, &value);
-        }
-        if (lp.activationParams || lp.dynamicActivations)
-            value = fakeQuantize(value, activationParamsFor(lp, value));
-        error.add(reference, value);
+    // Isolated error: the layer's node (and its fused activation) on float inputs, with this
+    // plan's weights.
+    const Tensor& reference = floats.at(layer.output);
+    Tensor value;
+    if (layer.nodeIndex < 0) {
+        value = reference;
+    } else {
+        auto runLayerNode = [&](int index, const Tensor* fusedInput) {
+            const Node& node = plan.graph.nodes[static_cast<std::size_t>(index)];
+            std::vector<const Tensor*> inputs;
+            for (const std::string& name : node.inputs) {
+                if (name.empty())
+                    inputs.push_back(nullptr);
+                else if (plan.graph.isInitializer(name))
+                    inputs.push_back(&plan.graph.initializers.at(name));
+                else
+                    inputs.push_back(fusedInput ? fusedInput : &floats.at(name));
+            }
+            return runNode(node, plan.graph.opsetVersion, std::move(inputs)).at(0);
+        };
+        value = runLayerNode(layer.nodeIndex, nullptr);
+        if (layer.outputNodeIndex != layer.nodeIndex)
+            value = runLayerNode(layer.outputNodeIndex, &value);
     }
-    return ErrorStats::from(error);
+    if (lp.activationParams || lp.dynamicActivations)
+        value = fakeQuantize(value, activationParamsFor(lp, value));
+    partial.isolated.add(reference, value);
+
+    // Clipping and rounding noise of the static activation range.
+    if (!lp.activationParams)
+        return;
+    const QuantParams& p = *lp.activationParams;
+    const bool uniform = schemeTraits(p.scheme).integerForm;
+    const Tensor q = uniform ? fakeQuantize(reference, p) : Tensor();
+    for (std::int64_t k = 0; k < reference.size(); ++k) {
+        const float v = reference.data<float>()[k];
+        if (v < p.rangeMin[0] || v > p.rangeMax[0]) {
+            ++partial.clipped;
+        } else if (uniform && v != 0.f) {  // exact zeros (ReLU) quantize without error
+            const double e = q.data<float>()[k] - v;
+            partial.noise += e * e;
+            ++partial.inside;
+        }
+    }
+    partial.total += static_cast<std::size_t>(reference.size());
 }
 
 LayerMetrics QuantEvaluator::layerCost(const QuantPlan& plan, std::size_t i) const
@@ -236,10 +368,9 @@ LayerMetrics QuantEvaluator::layerCost(const QuantPlan& plan, std::size_t i) con
         const Tensor& w = graph_->initializers.at(layer.weight);
         m.weightCount = w.size();
         m.weightBytes = weightBytes(w, lp.weightParams);
-        if (!floatCache_.empty()) {
+        if (i < outputsPerImage_.size()) {
             // Each weight is used once per output position of its channel.
-            const Tensor& out = floatCache_.front().at(layer.output);
-            const double perImage = double(out.size()) / double(std::max<std::int64_t>(1, out.dim(0)));
+            const double perImage = outputsPerImage_[i];
             const double channels = double(std::max<std::int64_t>(1, w.dim(layer.weightChannelAxis)));
             m.macs = double(w.size()) * perImage / channels;
             const int weightBits = lp.weightParams ? lp.weightParams->bits : 32;
@@ -252,12 +383,12 @@ LayerMetrics QuantEvaluator::layerCost(const QuantPlan& plan, std::size_t i) con
     return m;
 }
 
-LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t i) const
+LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t i, const LayerPartial& merged) const
 {
     const QuantLayer& layer = layers_[i];
     const LayerPlan& lp = plan.plans[i];
     LayerMetrics m = layerCost(plan, i);
-    m.isolated = isolatedError(plan, i);
+    m.isolated = ErrorStats::from(merged.isolated);
     if (!layer.weight.empty()) {
         const Tensor& w = graph_->initializers.at(layer.weight);
         if (lp.weightParams) {
@@ -269,27 +400,10 @@ LayerMetrics QuantEvaluator::ownLayerMetrics(const QuantPlan& plan, std::size_t 
     if (!lp.activationParams)
         return m;
     const QuantParams& p = *lp.activationParams;
-    std::size_t clipped = 0, total = 0, inside = 0;
-    double noise = 0;
     const bool uniform = schemeTraits(p.scheme).integerForm;
-    for (const TensorMap& cached : floatCache_) {
-        const Tensor& x = cached.at(layer.output);
-        const Tensor q = uniform ? fakeQuantize(x, p) : Tensor();
-        for (std::int64_t k = 0; k < x.size(); ++k) {
-            const float v = x.data<float>()[k];
-            if (v < p.rangeMin[0] || v > p.rangeMax[0]) {
-                ++clipped;
-            } else if (uniform && v != 0.f) {  // exact zeros (ReLU) quantize without error
-                const double e = q.data<float>()[k] - v;
-                noise += e * e;
-                ++inside;
-            }
-        }
-        total += static_cast<std::size_t>(x.size());
-    }
-    m.clippedFraction = total ? double(clipped) / double(total) : 0.0;
-    if (uniform && inside && p.uniform().scale[0] > 0)
-        m.rmseOverScale = std::sqrt(noise / double(inside)) / p.uniform().scale[0];
+    m.clippedFraction = merged.total ? double(merged.clipped) / double(merged.total) : 0.0;
+    if (uniform && merged.inside && p.uniform().scale[0] > 0)
+        m.rmseOverScale = std::sqrt(merged.noise / double(merged.inside)) / p.uniform().scale[0];
     return m;
 }
 
@@ -303,39 +417,108 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     ensureFloatCache(progress);
     auto plan = std::make_unique<QuantPlan>(makePlan(*graph_, layers_, config, calibration_, previousPlan_.get(), &fixed_));
     const Executor executor(plan->graph);
+    const std::size_t batches = inputs_.size();
+    const std::size_t nodes = graph_->nodes.size();
+    const std::string& outputName = graph_->outputs.at(0).name;
 
-    // Resume from the first node whose layer changed; everything before it is as last time.
+    // Resume from the first node whose layer changed; everything before it is as last time (in
+    // the cached batches; the others run from the start, but the layers before it keep their
+    // accumulated error, which only depends on what comes before them).
     std::size_t startNode = 0;
-    if (previousPlan_ && quantCache_.size() == inputs_.size()) {
-        startNode = graph_->nodes.size();
+    if (previousPlan_ && quantCache_.size() == cachedBatches_ && quantOutputs_.size() == batches) {
+        startNode = nodes;
         for (std::size_t i = 0; i < layers_.size(); ++i)
             if (!(plan->plans[i] == previousPlan_->plans[i]))
                 startNode = std::min<std::size_t>(startNode, layers_[i].nodeIndex < 0 ? 0 : std::size_t(layers_[i].nodeIndex));
     }
-    if (startNode == 0)
-        quantCache_.assign(inputs_.size(), {});
-    // Until this run completes, the cache holds a mix of old and new batches: forget the old plan
+    if (startNode == 0) {
+        quantCache_.assign(cachedBatches_, {});
+        quantOutputs_.assign(batches, {});
+    }
+    // Until this run completes, the caches hold a mix of old and new batches: forget the old plan
     // so that a cancelled or failed run is followed by a full one.
     std::unique_ptr<QuantPlan> previousPlan = std::move(previousPlan_);
-    // Batches are independent: run them on both cores (kernels inside run single-threaded then).
+
+    // What each layer needs measured again: its own metrics when its plan changed, its
+    // accumulated error when anything before its output changed.
+    if (layerCache_.size() != layers_.size())
+        layerCache_.assign(layers_.size(), std::nullopt);
+    std::vector<char> needOwn(layers_.size(), 0), needAccumulated(layers_.size(), 0);
+    bool anyLayerWork = false;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        if (detail == LayerDetail::CostOnly)
+            continue;
+        const QuantLayer& layer = layers_[i];
+        const bool planUnchanged = previousPlan && previousPlan->plans[i] == plan->plans[i] && layerCache_[i];
+        const bool upstreamOfChange = layer.outputNodeIndex >= 0 && std::size_t(layer.outputNodeIndex) < startNode;
+        needOwn[i] = !planUnchanged;
+        needAccumulated[i] = !(planUnchanged && upstreamOfChange && startNode > 0);
+        anyLayerWork = anyLayerWork || needOwn[i] || needAccumulated[i];
+    }
+    std::set<std::string> quantCaptures{outputName};
+    for (const QuantLayer& layer : layers_)
+        quantCaptures.insert(layer.output);
+
+    // Batches are independent: run them on both cores (kernels inside run single-threaded then),
+    // each measured while its activations are at hand.
+    std::vector<std::vector<LayerPartial>> partials(batches, std::vector<LayerPartial>(layers_.size()));
     std::atomic<std::size_t> imagesDone{0};
-    parallelFor(static_cast<std::int64_t>(inputs_.size()), [&](std::int64_t b) {
-        if (startNode < graph_->nodes.size()) {
-            RunOptions run;
-            run.captureAll = true;
-            run.cancel = progress.cancel;
-            run.startNode = startNode;
-            TensorMap feeds = startNode == 0 ? TensorMap{{graph_->inputs[0].name, inputs_[b]}} : quantCache_[b];
-            TensorMap produced = runSimulated(*plan, executor, std::move(feeds), run);
-            for (auto& [name, tensor] : produced)
-                quantCache_[b][name] = std::move(tensor);
+    auto measureBatch = [&](std::size_t b) {
+        const bool cached = b < cachedBatches_;
+        const bool rerun = startNode < nodes;
+        TensorMap streamedFloat, streamedQuant;
+        const TensorMap* floats = nullptr;
+        const TensorMap* quantized = nullptr;
+        if (cached) {
+            if (rerun) {
+                RunOptions run;
+                run.captureAll = true;
+                run.cancel = progress.cancel;
+                run.startNode = startNode;
+                TensorMap feeds = startNode == 0 ? TensorMap{{graph_->inputs[0].name, inputs_[b]}} : quantCache_[b];
+                TensorMap produced = runSimulated(*plan, executor, std::move(feeds), run);
+                for (auto& [name, tensor] : produced)
+                    quantCache_[b][name] = std::move(tensor);
+            }
+            floats = &floatCache_[b];
+            quantized = &quantCache_[b];
+        } else {
+            if (anyLayerWork) {
+                streamedFloat = runFloat(b, progress.cancel);
+                floats = &streamedFloat;
+            }
+            bool needQuantized = rerun;
+            for (std::size_t i = 0; i < layers_.size() && !needQuantized; ++i)
+                needQuantized = needAccumulated[i];
+            if (needQuantized) {
+                RunOptions run;
+                run.capture = quantCaptures;
+                run.cancel = progress.cancel;
+                streamedQuant = runSimulated(*plan, executor, {{graph_->inputs[0].name, inputs_[b]}}, run);
+                quantized = &streamedQuant;
+            }
+        }
+        if (quantized && rerun)
+            quantOutputs_[b] = quantized->at(outputName);
+        for (std::size_t i = 0; i < layers_.size(); ++i) {
+            if (needOwn[i])
+                accumulateOwn(*plan, i, *floats, partials[b][i]);
+            if (needAccumulated[i])
+                partials[b][i].accumulated.add(floats->at(layers_[i].output), quantized->at(layers_[i].output));
         }
         const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
         if (progress.report) {
 #pragma omp critical(qe_evaluator_progress)
             progress.report("quantized model", done, evaluationImages_);
         }
-    });
+    };
+    // Batches outside the caches hold their activations while measured: when those are large,
+    // one batch at a time (its kernels using every core) halves the memory two batches in flight
+    // would take.
+    const std::size_t inParallel = floatBytesPerBatch_ > kLargeBatchBytes ? cachedBatches_ : batches;
+    parallelFor(static_cast<std::int64_t>(inParallel), [&](std::int64_t b) { measureBatch(std::size_t(b)); });
+    for (std::size_t b = inParallel; b < batches; ++b)
+        measureBatch(b);
 
     ModelMetrics metrics;
     metrics.images = labels_.size();
@@ -343,13 +526,12 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     metrics.labels = labels_;
 
     // Whole model: accuracy, agreement, output SQNR.
-    const std::string& outputName = graph_->outputs.at(0).name;
     ErrorAccumulator outputError;
     TopKTally quantizedTally, floatTally;
     std::size_t agree = 0;
-    for (std::size_t b = 0; b < inputs_.size(); ++b) {
-        const Tensor& reference = floatCache_[b].at(outputName);
-        const Tensor& quantized = quantCache_[b].at(outputName);
+    for (std::size_t b = 0; b < batches; ++b) {
+        const Tensor& reference = floatOutputs_[b];
+        const Tensor& quantized = quantOutputs_[b];
         outputError.add(reference, quantized);
         const std::int64_t rows = reference.rank() >= 1 ? reference.dim(0) : 0;
         if (rows != quantized.dim(0) || rows == 0)
@@ -372,9 +554,7 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     metrics.outputSqnrDb = outputError.sqnrDb();
 
     // Per layer: a layer's own metrics are reused while its plan is unchanged, and its
-    // accumulated error while the run resumed after its output.
-    if (layerCache_.size() != layers_.size())
-        layerCache_.assign(layers_.size(), std::nullopt);
+    // accumulated error while the run resumed after its output; the rest from the batches.
     std::vector<LayerMetrics> layerMetrics(layers_.size());
     parallelFor(static_cast<std::int64_t>(layers_.size()), [&](std::int64_t index) {
         const auto i = static_cast<std::size_t>(index);
@@ -382,18 +562,22 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
             layerMetrics[i] = layerCost(*plan, i);
             return;
         }
-        const QuantLayer& layer = layers_[i];
-        const bool planUnchanged = previousPlan && previousPlan->plans[i] == plan->plans[i] && layerCache_[i];
-        LayerMetrics m = planUnchanged ? *layerCache_[i] : ownLayerMetrics(*plan, i);
-        const bool upstreamOfChange = layer.outputNodeIndex >= 0 && std::size_t(layer.outputNodeIndex) < startNode;
-        if (!(planUnchanged && upstreamOfChange && startNode > 0)) {
-            ErrorAccumulator accumulated;
-            for (std::size_t b = 0; b < inputs_.size(); ++b)
-                accumulated.add(floatCache_[b].at(layer.output), quantCache_[b].at(layer.output));
-            m.accumulated = ErrorStats::from(accumulated);
+        LayerPartial merged;
+        for (std::size_t b = 0; b < batches; ++b) {
+            const LayerPartial& part = partials[b][i];
+            merged.isolated.merge(part.isolated);
+            merged.accumulated.merge(part.accumulated);
+            merged.clipped += part.clipped;
+            merged.total += part.total;
+            merged.inside += part.inside;
+            merged.noise += part.noise;
         }
+        LayerMetrics m = needOwn[i] ? ownLayerMetrics(*plan, i, merged) : *layerCache_[i];
+        if (needAccumulated[i])
+            m.accumulated = ErrorStats::from(merged.accumulated);
         layerMetrics[i] = std::move(m);
     });
+    partials.clear();
     std::set<std::string> countedWeights;
     double weightBytesTotal = 0, weightCountTotal = 0;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
@@ -419,6 +603,14 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     metrics.floatSizeBytes = floatBytes;
     metrics.bitsPerWeight = weightCountTotal > 0 ? 8.0 * weightBytesTotal / weightCountTotal : 32.0;
 
+    // The quantized runs can hold more than the float activations the number of cached batches
+    // was chosen by: give up the last cached batches until both fit the budget.
+    while (cachedBatches_ > 0 && cachedBytes() > cacheBudget_) {
+        --cachedBatches_;
+        floatCache_.resize(cachedBatches_);
+        quantCache_.resize(cachedBatches_);
+    }
+
     previousPlan_ = std::move(plan);
     return metrics;
 }
@@ -430,7 +622,7 @@ std::vector<LayerPlan> QuantEvaluator::lastPlans() const
 
 std::vector<ErrorStats> QuantEvaluator::imageLayerErrors(std::size_t image) const
 {
-    if (!previousPlan_ || quantCache_.size() != inputs_.size())
+    if (!previousPlan_ || quantOutputs_.size() != inputs_.size() || quantCache_.size() != cachedBatches_)
         throw Error("per-image errors need a completed evaluation");
     if (image >= labels_.size())
         throw Error("image " + std::to_string(image) + " is not one of the " + std::to_string(labels_.size()) +
@@ -439,13 +631,28 @@ std::vector<ErrorStats> QuantEvaluator::imageLayerErrors(std::size_t image) cons
     std::size_t batch = 0, row = image;
     while (row >= std::size_t(inputs_[batch].dim(0)))
         row -= std::size_t(inputs_[batch++].dim(0));
+    // A batch outside the caches is computed again, float and quantized.
+    TensorMap streamedFloat, streamedQuant;
+    const TensorMap* floats = batch < cachedBatches_ ? &floatCache_[batch] : nullptr;
+    const TensorMap* quantized = batch < cachedBatches_ ? &quantCache_[batch] : nullptr;
+    if (!floats) {
+        std::set<std::string> outputs;
+        for (const QuantLayer& layer : layers_)
+            outputs.insert(layer.output);
+        streamedFloat = runFloat(batch, nullptr, &outputs);
+        RunOptions run;
+        run.capture = outputs;
+        streamedQuant = runSimulated(*previousPlan_, Executor(previousPlan_->graph), {{graph_->inputs[0].name, inputs_[batch]}}, run);
+        floats = &streamedFloat;
+        quantized = &streamedQuant;
+    }
     std::vector<ErrorStats> errors;
     for (const QuantLayer& layer : layers_) {
-        const Tensor& reference = floatCache_[batch].at(layer.output);
-        const Tensor& quantized = quantCache_[batch].at(layer.output);
+        const Tensor& reference = floats->at(layer.output);
+        const Tensor& approx = quantized->at(layer.output);
         const auto perImage = static_cast<std::size_t>(reference.size() / reference.dim(0));
         ErrorAccumulator error;
-        error.add(reference.data<float>() + row * perImage, quantized.data<float>() + row * perImage, perImage);
+        error.add(reference.data<float>() + row * perImage, approx.data<float>() + row * perImage, perImage);
         errors.push_back(ErrorStats::from(error));
     }
     return errors;
@@ -548,15 +755,16 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
                         (layer.weight.empty() ? "a layer's weights, and this layer has none"
                                               : "a layer's weights; ask for its weights, '" + layer.weight + "'"));
         ensureFloatCache({});
-        if (floatCache_.empty())
+        if (inputs_.empty())
             throw Error("the histogram of activation '" + tensor + "' needs evaluation images");
         result.layer = layer.name;
         const std::string key = layer.output + "/" + std::to_string(bins);
         auto floatHistogram = floatHistograms_.find(key);
         if (floatHistogram == floatHistograms_.end()) {
             RangeObserver observer(bins);
-            for (const TensorMap& cached : floatCache_)
-                observer.observe(cached.at(layer.output));
+            const std::set<std::string> only{layer.output};
+            for (std::size_t b = 0; b < inputs_.size(); ++b)  // the batches outside the cache computed again
+                observer.observe(b < cachedBatches_ ? floatCache_[b].at(layer.output) : runFloat(b, nullptr, &only).at(layer.output));
             floatHistogram = floatHistograms_.emplace(key, FloatHistogram{observer.histogram(), observer.min(), observer.max()}).first;
         }
         result.histogram = floatHistogram->second.histogram;

@@ -10,11 +10,13 @@
 #include "quant/simulator.h"
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <limits>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,8 @@ class ErrorAccumulator {
 public:
     void add(const Tensor& reference, const Tensor& approx);
     void add(const float* reference, const float* approx, std::size_t count);
+    // Adds what `other` accumulated (the evaluator sums per batch, then the batches in order).
+    void merge(const ErrorAccumulator& other);
     std::size_t count() const { return count_; }
     double mse() const;
     double sqnrDb() const;    // 10 log10(signal power / noise power); +inf when exact
@@ -124,8 +128,15 @@ struct FloatReference {
     std::shared_ptr<const Graph> layers, outputs;
 };
 
+// The evaluator keeps, per evaluation image, every layer's float input and output and every
+// tensor of the last quantized run, so that an edit recomputes only what follows the edited layer.
+// A budget bounds these caches: the batches that fit are kept, the rest are computed again at
+// each evaluation (float and quantized) and dropped once measured. Results are the same either
+// way. The preprocessed images themselves are always kept.
 class QuantEvaluator {
 public:
+    // A quarter of the machine's memory.
+    static std::uint64_t defaultCacheBudget();
     // `evaluation` images are the ones metrics are reported on (the first `evaluationImages`); it
     // may be null for weight-only questions (weight histograms).
     QuantEvaluator(std::shared_ptr<const Graph> graph, std::shared_ptr<const Dataset> evaluation, Preprocess preprocess,
@@ -177,13 +188,33 @@ public:
     // Drops the caches (for benchmarks comparing full and incremental runs).
     void clearQuantizedCache();
 
+    // The most the activation caches may hold, in bytes (default: defaultCacheBudget()). A new
+    // budget drops the caches; the next evaluation builds them again within it.
+    void setCacheBudget(std::uint64_t bytes);
+    std::uint64_t cacheBudget() const { return cacheBudget_; }
+    // What the caches hold now (activations, float and quantized; tensors sharing storage counted
+    // once), and how many evaluation images have their activations cached.
+    std::uint64_t cachedBytes() const;
+    std::size_t cachedImages() const;
+
 private:
+    // One batch's contribution to a layer's metrics; the batches' are merged in batch order.
+    struct LayerPartial {
+        ErrorAccumulator isolated, accumulated;
+        std::size_t clipped = 0, total = 0, inside = 0;
+        double noise = 0;
+    };
     void ensureFloatCache(const EvaluationProgress& progress);
-    ErrorStats isolatedError(const QuantPlan& plan, std::size_t layerIndex) const;
+    // Batch `batch`'s float layer inputs and outputs and the model output (run now: for batches
+    // that are not cached); `only` limits the captured tensors.
+    TensorMap runFloat(std::size_t batch, const std::atomic<bool>* cancel, const std::set<std::string>* only = nullptr) const;
+    std::set<std::string> floatCaptures() const;
+    // This layer's isolated error, clipping and rounding noise on one batch's float activations.
+    void accumulateOwn(const QuantPlan& plan, std::size_t layerIndex, const TensorMap& floats, LayerPartial& partial) const;
     // The metrics that depend only on this layer's own plan: its cost (name, size, operations),
-    // then isolated and weight error, clipping and rounding noise.
+    // then isolated and weight error, clipping and rounding noise (from the merged batches).
     LayerMetrics layerCost(const QuantPlan& plan, std::size_t layerIndex) const;
-    LayerMetrics ownLayerMetrics(const QuantPlan& plan, std::size_t layerIndex) const;
+    LayerMetrics ownLayerMetrics(const QuantPlan& plan, std::size_t layerIndex, const LayerPartial& merged) const;
 
     std::shared_ptr<const Graph> graph_;
     std::shared_ptr<const Dataset> evaluation_;
@@ -196,13 +227,19 @@ private:
     CalibrationData calibration_;
     FixedParams fixed_;
 
-    std::vector<Tensor> inputs_;        // preprocessed evaluation batches
-    std::vector<TensorMap> floatCache_; // per batch: layer outputs and inputs, graph output
+    std::uint64_t cacheBudget_ = defaultCacheBudget();
+    std::vector<Tensor> inputs_;        // preprocessed evaluation batches (all of them)
+    std::vector<TensorMap> floatCache_; // per cached batch: layer outputs and inputs, graph output
+    std::size_t cachedBatches_ = 0;     // batches [0, cachedBatches_) have their activations cached
+    std::uint64_t floatBytesPerBatch_ = 0;  // the first batch's float activations
+    std::vector<Tensor> floatOutputs_;  // per batch: the float model's output
+    std::vector<double> outputsPerImage_;  // per layer: output values per image
     std::vector<int> labels_;
 
     // The previous quantized run, for incremental recomputation.
     std::unique_ptr<QuantPlan> previousPlan_;
-    std::vector<TensorMap> quantCache_;  // per batch: every tensor of the quantized run
+    std::vector<TensorMap> quantCache_;  // per cached batch: every tensor of the quantized run
+    std::vector<Tensor> quantOutputs_;   // per batch: the quantized model's output
     std::vector<std::optional<LayerMetrics>> layerCache_;  // the previous run's per-layer metrics
 
     // Histograms of float activations over the evaluation images, by "tensor/bins": they do not

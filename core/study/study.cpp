@@ -95,6 +95,8 @@ Study::Study(StudySources sources, const EvaluationProgress& progress) : sources
         calibrationPath_ = trainingSplitBeside(*sources_.data).value_or(*sources_.data);
 
     evaluator_ = std::make_unique<QuantEvaluator>(graph_, dataset_, preprocess_, evaluationImages_);
+    if (sources_.cacheBudget)
+        evaluator_->setCacheBudget(*sources_.cacheBudget);
     lastEvaluator_ = evaluator_.get();
     if (imported) {
         evaluator_->setFixedParams(imported->params);
@@ -237,6 +239,8 @@ std::unique_ptr<Study::Repaired> Study::repairedOn(std::shared_ptr<const Repaire
     slot->evaluator = std::make_unique<QuantEvaluator>(model->graph, std::move(images), preprocess_, imageCount,
                                                        FloatReference{model->reference, graph_});
     slot->evaluator->setFixedParams(model->pinned);  // AdaRound's weight parameters (repair.h)
+    if (sources_.cacheBudget)
+        slot->evaluator->setCacheBudget(*sources_.cacheBudget);
     slot->model = std::move(model);
     return slot;
 }
@@ -303,6 +307,8 @@ std::unique_ptr<Study> Study::sibling(std::shared_ptr<const Graph> stored, std::
     other->calibrationPath_ = calibrationPath_;
     other->calibrationSet_ = calibrationSet_;
     other->evaluator_ = std::make_unique<QuantEvaluator>(std::move(graph), std::move(images), preprocess_, imageCount);
+    if (sources_.cacheBudget)
+        other->evaluator_->setCacheBudget(*sources_.cacheBudget);
     other->lastEvaluator_ = other->evaluator_.get();
     return other;
 }

@@ -54,6 +54,10 @@ struct StudySources {
     std::optional<std::filesystem::path> calibrationData;  // default: the training split beside `data`, else `data`
     std::optional<std::size_t> calibrationImages;          // default: the configuration's "images"
     std::size_t evaluationImages = 0;                      // the first images of `data` that are measured; 0: all
+    // The most each evaluator's activation caches may hold (QuantEvaluator::setCacheBudget);
+    // default a quarter of the machine's memory. Beyond it, batches are computed again at each
+    // evaluation: slower edits, the same results.
+    std::optional<std::uint64_t> cacheBudget;
     // Applied to the model's preprocessing (its sidecar, else the defaults for its input): the
     // CLI's preprocessing flags.
     std::function<void(Preprocess&)> adjustPreprocess;

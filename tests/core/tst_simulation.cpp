@@ -66,6 +66,7 @@ private slots:
     void histogramShowsLevels();
     void configErrorsNameTheLayer();
     void cancelledRunLeavesNoStaleCache();
+    void memoryBudgetKeepsResultsAndBound();
 };
 
 void TestSimulation::initTestCase()
@@ -343,6 +344,75 @@ void TestSimulation::cancelledRunLeavesNoStaleCache()
     const ModelMetrics again = evaluator->evaluate(a);
     QCOMPARE(again.predictions, first.predictions);
     QCOMPARE(again.outputSqnrDb, first.outputSqnrDb);
+}
+
+// The caches within a budget (issue 16): with room for a few batches, or none, every number is the
+// same as with everything cached, through edits (incremental and full), per-image errors and
+// histograms; what is cached stays within the budget.
+void TestSimulation::memoryBudgetKeepsResultsAndBound()
+{
+    Fixture f;
+    auto all = f.evaluator(1000);
+    auto some = f.evaluator(1000);
+    auto none = f.evaluator(1000);
+    QuantConfig config = w8a8();
+    const ModelMetrics reference = all->evaluate(config);
+    const std::uint64_t everything = all->cachedBytes();
+    QCOMPARE(all->cachedImages(), std::size_t(1000));
+    QVERIFY(everything > 0);
+    const std::uint64_t budget = everything / 3;
+    some->setCacheBudget(budget);
+    none->setCacheBudget(0);
+
+    auto same = [](const ModelMetrics& a, const ModelMetrics& b) {
+        QCOMPARE(a.predictions, b.predictions);
+        QCOMPARE(a.floatPredictions, b.floatPredictions);
+        QCOMPARE(a.top1, b.top1);
+        QCOMPARE(a.outputSqnrDb, b.outputSqnrDb);
+        QCOMPARE(a.layers.size(), b.layers.size());
+        for (std::size_t i = 0; i < a.layers.size(); ++i) {
+            QCOMPARE(a.layers[i].accumulated.mse, b.layers[i].accumulated.mse);
+            QCOMPARE(a.layers[i].accumulated.maxAbsError, b.layers[i].accumulated.maxAbsError);
+            QCOMPARE(a.layers[i].isolated.mse, b.layers[i].isolated.mse);
+            QCOMPARE(a.layers[i].clippedFraction, b.layers[i].clippedFraction);
+            QCOMPARE(std::isnan(a.layers[i].rmseOverScale), std::isnan(b.layers[i].rmseOverScale));
+            if (!std::isnan(a.layers[i].rmseOverScale))
+                QCOMPARE(a.layers[i].rmseOverScale, b.layers[i].rmseOverScale);
+            QCOMPARE(a.layers[i].macs, b.layers[i].macs);
+        }
+    };
+    for (QuantEvaluator* e : {some.get(), none.get()})
+        same(e->evaluate(config), reference);
+    QVERIFY(some->cachedImages() > 0 && some->cachedImages() < 1000);
+    QVERIFY2(some->cachedBytes() <= budget, qPrintable(QString("%1 > %2").arg(some->cachedBytes()).arg(budget)));
+    QCOMPARE(none->cachedImages(), std::size_t(0));
+    QCOMPARE(none->cachedBytes(), std::uint64_t(0));
+
+    // Edits: a late layer (incremental in the cached batches), then the first one.
+    const QuantLayer& last = all->layers().back();
+    config.layers[last.name].weights.bits = 3;
+    const ModelMetrics lateAll = all->evaluate(config);
+    for (QuantEvaluator* e : {some.get(), none.get()})
+        same(e->evaluate(config), lateAll);
+    const QuantLayer& first = all->layers()[1];
+    config.layers[first.name].weights.bits = 4;
+    const ModelMetrics earlyAll = all->evaluate(config);
+    for (QuantEvaluator* e : {some.get(), none.get()})
+        same(e->evaluate(config), earlyAll);
+    QVERIFY(some->cachedBytes() <= budget);
+
+    // Per-image errors of an image in the cache and one outside every cache, and an activation
+    // histogram.
+    for (std::size_t image : {std::size_t(3), std::size_t(999)}) {
+        const std::vector<ErrorStats> a = all->imageLayerErrors(image), n = none->imageLayerErrors(image);
+        QCOMPARE(a.size(), n.size());
+        for (std::size_t i = 0; i < a.size(); ++i)
+            QCOMPARE(a[i].mse, n[i].mse);
+    }
+    const TensorHistogram ha = all->histogram(config, first.name), hn = none->histogram(config, first.name);
+    QCOMPARE(ha.histogram.counts, hn.histogram.counts);
+    QCOMPARE(ha.min, hn.min);
+    QCOMPARE(ha.max, hn.max);
 }
 
 QTEST_APPLESS_MAIN(TestSimulation)
