@@ -58,7 +58,7 @@ int main(int argc, char** argv)
                                 "the configuration shown, save PATH_qat (the dialog), write the fine-tuned model as PATH_qat.onnx "
                                 "and save PATH_qat_model (the window on it).",
                                 "steps");
-    QCommandLineOption images("images", "How many evaluation images (default 1000; Tools > Evaluation Images...). The caches keep "
+    QCommandLineOption images("images", "How many evaluation images (default 1000; Tools > Evaluation Images and Memory...). The caches keep "
                                         "every layer's activations per image: fewer images, less memory.", "count");
     parser.addOption(images);
     QCommandLineOption budget("memory-budget", "The most the evaluation caches may hold, in bytes or with K, M or G (3G); default "

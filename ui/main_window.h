@@ -140,10 +140,12 @@ public:
     void openFineTunedModel(const QString& path, const QString& dataPath, const QuantConfig& config);
     // File > Back to Previous Model: the model and configuration shown before the fine-tuned one.
     bool backToPreviousModel();
-    // Evaluates `images` images from now on (Tools > Evaluation Images..., or --images): the
-    // model and images open again with the configuration kept. The caches' memory grows with it.
+    // Evaluates `images` images from now on, with caches of at most `cacheBudget` bytes (none: a
+    // quarter of the machine's memory); Tools > Evaluation Images and Memory..., or --images and
+    // --memory-budget. The model and images open again with the configuration kept.
     void setEvaluationImages(int images);
-    void askEvaluationImages();
+    void setEvaluationSettings(int images, std::optional<std::uint64_t> cacheBudget);
+    void askEvaluationSettings();
     bool hasPreviousModel() const { return previousModel_.has_value(); }
     GalleryModel* gallery() const { return gallery_; }
     QLabel* integerSummary() const { return integerSummary_; }

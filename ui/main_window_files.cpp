@@ -4,6 +4,7 @@
 #include "main_window.h"
 
 #include "common/error.h"
+#include "common/memory.h"
 #include "config_document.h"
 #include "preprocess_dialog.h"
 #include "session.h"
@@ -21,6 +22,12 @@
 #include <QMimeData>
 #include <QProgressBar>
 #include <QInputDialog>
+#include <QDialogButtonBox>
+#include <QFormLayout>
+#include <QLabel>
+#include <QLocale>
+#include <QSpinBox>
+#include <QVBoxLayout>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QStatusBar>
@@ -182,10 +189,16 @@ void MainWindow::askPreprocessingAndOpen(const QString& path, const ModelInputs&
 
 void MainWindow::setEvaluationImages(int images)
 {
+    setEvaluationSettings(images, session_->cacheBudget());
+}
+
+void MainWindow::setEvaluationSettings(int images, std::optional<std::uint64_t> cacheBudget)
+{
     images = std::max(1, images);
-    if (std::size_t(images) == session_->evaluationImages())
+    if (std::size_t(images) == session_->evaluationImages() && cacheBudget == session_->cacheBudget())
         return;
     session_->setEvaluationImages(std::size_t(images));
+    session_->setCacheBudget(cacheBudget);
     if (!modelPath_.isEmpty() && !dataPath_.isEmpty() && session_->snapshot()) {
         // The same model and images again, with the configuration and its history kept.
         pendingConfigPath_.clear();
@@ -197,16 +210,38 @@ void MainWindow::setEvaluationImages(int images)
     }
 }
 
-void MainWindow::askEvaluationImages()
+void MainWindow::askEvaluationSettings()
 {
-    bool ok = false;
-    const int images = QInputDialog::getInt(
-        this, tr("Evaluation Images"),
-        tr("How many images to evaluate on (the first of the data set). Every layer's activations are kept for each "
-           "image, so memory grows with this number: peak memory is in the status bar."),
-        int(session_->evaluationImages()), 1, 10'000'000, 100, &ok);
-    if (ok)
-        setEvaluationImages(images);
+    QDialog dialog(this);
+    dialog.setWindowTitle(tr("Evaluation Images and Memory"));
+    auto* images = new QSpinBox(&dialog);
+    images->setRange(1, 10'000'000);
+    images->setValue(int(session_->evaluationImages()));
+    auto* budget = new QSpinBox(&dialog);
+    const double machineMiB = double(physicalMemoryBytes()) / (1 << 20);
+    budget->setRange(0, std::max(1, int(machineMiB)));
+    budget->setSuffix(tr(" MiB"));
+    budget->setValue(int(double(session_->cacheBudget().value_or(QuantEvaluator::defaultCacheBudget())) / (1 << 20)));
+    auto* form = new QFormLayout;
+    form->addRow(tr("Evaluation images:"), images);
+    form->addRow(tr("Memory for the caches:"), budget);
+    auto* note = new QLabel(tr("<small>The first images of the data set are evaluated. To recompute only what follows an "
+                               "edited layer, every layer's activations are kept per image, within the memory given "
+                               "(default a quarter of this machine's %1); images beyond it are computed again at each "
+                               "edit, with the same results, more slowly. Peak memory so far: %2.</small>")
+                                .arg(QLocale().formattedDataSize(qint64(physicalMemoryBytes()), 1, QLocale::DataSizeTraditionalFormat),
+                                     QLocale().formattedDataSize(qint64(peakResidentBytes()), 1, QLocale::DataSizeTraditionalFormat)),
+                            &dialog);
+    note->setWordWrap(true);
+    auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, &dialog);
+    connect(buttons, &QDialogButtonBox::accepted, &dialog, &QDialog::accept);
+    connect(buttons, &QDialogButtonBox::rejected, &dialog, &QDialog::reject);
+    auto* layout = new QVBoxLayout(&dialog);
+    layout->addLayout(form);
+    layout->addWidget(note);
+    layout->addWidget(buttons);
+    if (dialog.exec() == QDialog::Accepted)
+        setEvaluationSettings(images->value(), std::uint64_t(budget->value()) << 20);
 }
 
 void MainWindow::openImages(const QString& path)

@@ -178,7 +178,7 @@ void MainWindow::buildMenus()
     tools->addAction(tr("Search &Mixed Precision..."), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_M), this, &MainWindow::showSearchDialog);
     tools->addAction(tr("Fine-Tune with &QAT..."), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_T), this, &MainWindow::showQatDialog);
     tools->addSeparator();
-    tools->addAction(tr("&Evaluation Images..."), this, &MainWindow::askEvaluationImages);
+    tools->addAction(tr("&Evaluation Images and Memory..."), this, &MainWindow::askEvaluationSettings);
 
     buildCompareMenu();
     QMenu* help = menuBar()->addMenu(tr("&Help"));

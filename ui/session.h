@@ -226,6 +226,7 @@ public:
     // The most the evaluation caches may hold from the next open() on (none: a quarter of the
     // machine's memory, QuantEvaluator::defaultCacheBudget).
     void setCacheBudget(std::optional<std::uint64_t> bytes) { cacheBudget_ = bytes; }
+    std::optional<std::uint64_t> cacheBudget() const { return cacheBudget_; }
 
     std::shared_ptr<const SessionSnapshot> snapshot() const { return snapshot_; }
     std::shared_ptr<const EvaluationSnapshot> evaluation() const { return evaluation_; }

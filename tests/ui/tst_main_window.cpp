@@ -832,6 +832,21 @@ void TestMainWindow::evaluationImagesIsASetting()
     for (QLabel* label : window.statusBar()->findChildren<QLabel*>())
         peakShown = peakShown || label->text().contains("peak memory");
     QVERIFY(peakShown);
+
+    // No memory for the caches: every image is computed again at each evaluation, and the
+    // numbers are the same.
+    const ModelMetrics cached = window.session()->evaluation()->metrics;
+    window.setEvaluationSettings(250, 0);
+    QCOMPARE(window.session()->cacheBudget(), std::optional<std::uint64_t>(0));
+    QTRY_VERIFY_WITH_TIMEOUT(loaded.count() == 2, kTimeoutMs);
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation() && window.session()->evaluation()->metrics.images == 250 &&
+                                 window.session()->evaluation()->config == edited,
+                             kTimeoutMs);
+    const ModelMetrics streamed = window.session()->evaluation()->metrics;
+    QCOMPARE(streamed.predictions, cached.predictions);
+    QCOMPARE(streamed.layers.size(), cached.layers.size());
+    for (std::size_t i = 0; i < cached.layers.size(); ++i)
+        QCOMPARE(streamed.layers[i].accumulated.mse, cached.layers[i].accumulated.mse);
 }
 
 QTEST_MAIN(TestMainWindow)
