@@ -127,6 +127,15 @@ void TestCli::evalWithConfig()
     // fc1 is 3-bit k-means: 3 bits a weight plus one 8-entry float codebook per output channel.
     QCOMPARE(fc1["weight_bytes"].toDouble(), fc1["weight_count"].toDouble() * 3 / 8 + 128 * 8 * 4);
     QVERIFY(fc1["weights"].toObject()["sqnr_db"].toDouble() > 10);
+
+    // With caches of 3 GB instead of none, the same numbers (the layers' included).
+    const CliResult cached = runCli({"eval", "--model", kDemoModel, "--data", kFashionTest, "--config", config, "--limit", "500",
+                                     "--calib-count", "128", "--memory-budget", "3G", "--json"});
+    QCOMPARE(cached.exitCode, 0);
+    const QJsonObject c = QJsonDocument::fromJson(cached.out).object();
+    QCOMPARE(c["top1"].toDouble(), m["top1"].toDouble());
+    QCOMPARE(c["output_sqnr_db"].toDouble(), m["output_sqnr_db"].toDouble());
+    QCOMPARE(c["layers"].toArray(), layers);
 }
 
 void TestCli::evalIntegerEngine()
@@ -460,6 +469,12 @@ void TestCli::badInput_data()
         << "'/conv1/Conv' is the output of layer '/conv1/Conv': a channel picks an output channel of a layer's weights";
     QTest::newRow("unknown engine") << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--engine", "int4"}
                                     << "--engine: expected 'simulate' or 'int8', got 'int4'";
+    QTest::newRow("memory budget that is not a size")
+        << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--memory-budget", "lots"}
+        << "--memory-budget: a size in bytes, or with K, M or G (e.g. 3G), got 'lots'";
+    QTest::newRow("negative memory budget")
+        << QStringList{"sensitivity", "--model", kDemoModel, "--data", kFashionTest, "--memory-budget", "-1G"}
+        << "--memory-budget: a size in bytes, or with K, M or G (e.g. 3G), got '-1G'";
     QTest::newRow("int8 without a configuration")
         << QStringList{"eval", "--model", kDemoModel, "--data", kFashionTest, "--engine", "int8"} << "--engine int8 needs --config";
     QTest::newRow("export without --out") << QStringList{"export", "--model", kDemoModel, "--config", "model"} << "option --out is required";
