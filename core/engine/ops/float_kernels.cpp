@@ -1,7 +1,7 @@
 #include "engine/ops/float_kernels.h"
 
 #ifdef QE_HAVE_ONEDNN
-#include <oneapi/dnnl/dnnl.hpp>
+#include "engine/onednn.h"
 #endif
 
 #include <list>
@@ -9,7 +9,6 @@
 #include <mutex>
 #include <omp.h>
 #include <string>
-#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -23,13 +22,8 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Type = memory::data_type;
 
-dnnl::engine& cpuEngine()
-{
-    static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-    return engine;
-}
-
-bool isOptimized(const char* implementation) { return std::string_view(implementation).find("ref") == std::string_view::npos; }
+using onednn::cpuEngine;
+using onednn::isOptimized;
 
 struct Primitive {
     bool optimized = false;
@@ -97,11 +91,7 @@ public:
                 entries_.splice(entries_.begin(), entries_, it);
                 return it->packed;
             }
-        memory user(plain, cpuEngine(), const_cast<std::byte*>(weights.rawData()));
-        memory result(packed, cpuEngine());
-        dnnl::stream stream(cpuEngine());
-        dnnl::reorder(user, result).execute(stream, user, result);
-        stream.wait();
+        const memory result = onednn::reordered(memory(plain, cpuEngine(), const_cast<std::byte*>(weights.rawData())), packed);
         entries_.push_front({weights, result});
         bytes_ += packed.get_size();
         while (bytes_ > kPackedBytes && entries_.size() > 1) {
@@ -149,33 +139,19 @@ std::optional<Tensor> fastFloatConv(const Tensor& x, const Tensor& weights, cons
     const memory::desc plainDst({x.dim(0), oc, window.outH, window.outW}, Type::f32, Tag::nchw);
 
     Tensor out = Tensor::uninitialized(DataType::Float32, {x.dim(0), oc, window.outH, window.outW});
-    dnnl::stream stream(cpuEngine());
-    memory userSrc(plainSrc, cpuEngine(), const_cast<std::byte*>(x.rawData()));
-    memory userDst(plainDst, cpuEngine(), out.mutableRawData());
-    memory src = userSrc, dst = userDst;
-    if (p.pd.src_desc() != plainSrc) {
-        src = memory(p.pd.src_desc(), cpuEngine());
-        dnnl::reorder(userSrc, src).execute(stream, userSrc, src);
-    }
-    if (p.pd.dst_desc() != plainDst)
-        dst = memory(p.pd.dst_desc(), cpuEngine());
+    const memory userSrc(plainSrc, cpuEngine(), const_cast<std::byte*>(x.rawData()));
+    const memory userDst(plainDst, cpuEngine(), out.mutableRawData());
+    const memory src = p.pd.src_desc() == plainSrc ? userSrc : onednn::reordered(userSrc, p.pd.src_desc());
+    const memory dst = p.pd.dst_desc() == plainDst ? userDst : memory(p.pd.dst_desc(), cpuEngine());
     const memory packed = p.pd.weights_desc() == plainWeights
                               ? memory(plainWeights, cpuEngine(), const_cast<std::byte*>(weights.rawData()))
                               : packedWeights().get(weights, plainWeights, p.pd.weights_desc());
-
-    thread_local std::vector<std::byte> scratch;
-    if (scratch.size() < p.pd.scratchpad_desc().get_size())
-        scratch.resize(p.pd.scratchpad_desc().get_size());
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
-                                         {DNNL_ARG_WEIGHTS, packed},
-                                         {DNNL_ARG_DST, dst},
-                                         {DNNL_ARG_SCRATCHPAD, memory(p.pd.scratchpad_desc(), cpuEngine(), scratch.data())}};
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, packed}, {DNNL_ARG_DST, dst}};
     if (hasBias)
         args.emplace(DNNL_ARG_BIAS, memory(p.pd.bias_desc(), cpuEngine(), const_cast<std::byte*>(bias.rawData())));
-    p.primitive.execute(stream, args);
+    onednn::execute(p.primitive, p.pd.scratchpad_desc(), std::move(args));
     if (dst != userDst)
-        dnnl::reorder(dst, userDst).execute(stream, dst, userDst);
-    stream.wait();
+        onednn::reorder(dst, userDst);
     return out;
 }
 

@@ -3,7 +3,7 @@
 #include "common/error.h"
 
 #ifdef QE_HAVE_ONEDNN
-#include <oneapi/dnnl/dnnl.hpp>
+#include "engine/onednn.h"
 #endif
 
 #include <algorithm>
@@ -21,38 +21,15 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Type = memory::data_type;
 
-dnnl::engine& cpuEngine()
-{
-    static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-    return engine;
-}
-
-// oneDNN's own reference implementations are slower than ours; only its JIT/BRGEMM kernels count.
-bool isOptimized(const char* implementation) { return std::string_view(implementation).find("ref") == std::string_view::npos; }
-
-// Runs a primitive with a scratchpad of its own, so that several threads may run the same
-// primitive at once (the default library-managed scratchpad is shared).
-void execute(const dnnl::primitive& primitive, const memory::desc& scratchpadDesc, std::unordered_map<int, memory> args)
-{
-    thread_local std::vector<std::byte> scratch;  // grows to the largest need, never cleared per call
-    if (scratch.size() < scratchpadDesc.get_size())
-        scratch.resize(scratchpadDesc.get_size());
-    args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratchpadDesc, cpuEngine(), scratch.data()));
-    dnnl::stream stream(cpuEngine());
-    primitive.execute(stream, args);
-    stream.wait();
-}
+using onednn::cpuEngine;
+using onednn::execute;
+using onednn::isOptimized;
 
 // The weights, given in `plain` layout, copied into the layout the primitive chose (`packed`),
 // once when the primitive is made.
 memory packWeights(const Tensor& weights, const memory::desc& plain, const memory::desc& packed)
 {
-    memory user(plain, cpuEngine(), const_cast<std::byte*>(weights.rawData()));
-    memory result(packed, cpuEngine());
-    dnnl::stream stream(cpuEngine());
-    dnnl::reorder(user, result).execute(stream, user, result);
-    stream.wait();
-    return result;
+    return onednn::reordered(memory(plain, cpuEngine(), const_cast<std::byte*>(weights.rawData())), packed);
 }
 
 }  // namespace
