@@ -5,6 +5,7 @@
 #include "main_window.h"
 #include "session.h"
 
+#include "common/error.h"
 #include "common/memory.h"
 
 #include <QApplication>
@@ -13,6 +14,7 @@
 #include <QFileInfo>
 
 #include <cstdio>
+#include <optional>
 
 namespace {
 
@@ -23,6 +25,19 @@ QString resourcesDir()
     if (QFileInfo::exists(besideBinary))
         return besideBinary;
     return QStringLiteral(QE_RESOURCES_DIR);
+}
+
+// The value of a flag that counts something (1 or more); nothing, with the reason on stderr,
+// for anything else.
+std::optional<int> positiveCount(const QCommandLineParser& parser, const QCommandLineOption& option, const char* what)
+{
+    bool isNumber = false;
+    const int count = parser.value(option).toInt(&isNumber);
+    if (isNumber && count >= 1)
+        return count;
+    std::fprintf(stderr, "--%s: a number of %s (1 or more), got '%s'\n", qPrintable(option.names().first()), what,
+                 qPrintable(parser.value(option)));
+    return std::nullopt;
 }
 
 }  // namespace
@@ -73,35 +88,27 @@ int main(int argc, char** argv)
 
     qe::MainWindow window;
     if (parser.isSet(images)) {
-        bool isNumber = false;
-        const int count = parser.value(images).toInt(&isNumber);
-        if (!isNumber || count < 1) {
-            std::fprintf(stderr, "--images: a number of images (1 or more), got '%s'\n", qPrintable(parser.value(images)));
+        const std::optional<int> count = positiveCount(parser, images, "images");
+        if (!count)
             return 2;
-        }
-        window.setEvaluationImages(count);
+        window.setEvaluationImages(*count);
     }
     if (parser.isSet(budget)) {
-        const std::optional<std::uint64_t> bytes = qe::parseByteSize(parser.value(budget).toStdString());
-        if (!bytes) {
-            std::fprintf(stderr, "--memory-budget: a size in bytes, or with K, M or G (e.g. 3G), got '%s'\n",
-                         qPrintable(parser.value(budget)));
+        try {
+            window.session()->setCacheBudget(qe::byteSizeOption("--memory-budget", parser.value(budget).toStdString()));
+        } catch (const qe::Error& e) {
+            std::fprintf(stderr, "%s\n", e.what());
             return 2;
         }
-        window.session()->setCacheBudget(bytes);
     }
     if (parser.isSet(compare))
         window.compareWithFile(parser.value(compare));  // before the screenshot, which then waits for B
     if (parser.isSet(screenshot) && parser.isSet(qatShots)) {
-        bool isNumber = false;
-        const int steps = parser.value(qatShots).toInt(&isNumber);
-        if (!isNumber || steps < 1) {
-            std::fprintf(stderr, "--screenshot-qat: a number of training steps (1 or more), got '%s'\n",
-                         qPrintable(parser.value(qatShots)));
+        const std::optional<int> steps = positiveCount(parser, qatShots, "training steps");
+        if (!steps)
             return 2;
-        }
         const QString path = parser.value(screenshot);
-        window.screenshotQat(steps, (path.endsWith(".png") ? path.chopped(4) : path) + "_qat.onnx");
+        window.screenshotQat(*steps, (path.endsWith(".png") ? path.chopped(4) : path) + "_qat.onnx");
     }
     if (parser.isSet(screenshot))
         window.saveScreenshotWhenReady(parser.value(screenshot), parser.isSet(precisionViews));

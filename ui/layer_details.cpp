@@ -21,8 +21,6 @@ QString text(std::string_view s)
     return QString::fromUtf8(s.data(), qsizetype(s.size())).toHtmlEscaped();
 }
 
-
-
 QString row(const QString& name, const QString& value)
 {
     return QStringLiteral("<tr><td><b>%1</b></td><td>%2</td></tr>").arg(name, value);

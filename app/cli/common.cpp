@@ -95,10 +95,7 @@ std::optional<std::uint64_t> memoryBudget(const Options& options)
     const auto text = options.value("--memory-budget");
     if (!text)
         return std::nullopt;
-    const std::optional<std::uint64_t> bytes = parseByteSize(*text);
-    if (!bytes)
-        throw Error("--memory-budget: a size in bytes, or with K, M or G (e.g. 3G), got '" + *text + "'");
-    return bytes;
+    return byteSizeOption("--memory-budget", *text);
 }
 
 bool wantsIntegerEngine(const Options& options)

@@ -1,5 +1,7 @@
 #include "common/memory.h"
 
+#include "common/error.h"
+
 #include <stdexcept>
 
 #if defined(__GLIBC__)
@@ -63,6 +65,14 @@ std::optional<std::uint64_t> parseByteSize(const std::string& text)
     if (unit < 0 || !(value >= 0) || value * unit > 1e18)
         return std::nullopt;
     return std::uint64_t(value * unit);
+}
+
+std::uint64_t byteSizeOption(const std::string& option, const std::string& text)
+{
+    const std::optional<std::uint64_t> bytes = parseByteSize(text);
+    if (!bytes)
+        throw Error(option + ": a size in bytes, or with K, M or G (e.g. 3G), got '" + text + "'");
+    return *bytes;
 }
 
 }  // namespace qe

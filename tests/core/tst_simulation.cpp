@@ -50,6 +50,27 @@ const LayerMetrics& layerNamed(const ModelMetrics& m, const std::string& name)
     throw std::runtime_error("no layer " + name);
 }
 
+// Every number two evaluations report alike: predictions, accuracy, output error, and each
+// layer's errors, clipping, rounding noise and cost. Exact: the same images measured the same way.
+void compareMetrics(const ModelMetrics& a, const ModelMetrics& b)
+{
+    QCOMPARE(a.predictions, b.predictions);
+    QCOMPARE(a.floatPredictions, b.floatPredictions);
+    QCOMPARE(a.top1, b.top1);
+    QCOMPARE(a.outputSqnrDb, b.outputSqnrDb);
+    QCOMPARE(a.layers.size(), b.layers.size());
+    for (std::size_t i = 0; i < a.layers.size(); ++i) {
+        QCOMPARE(a.layers[i].accumulated.mse, b.layers[i].accumulated.mse);
+        QCOMPARE(a.layers[i].accumulated.maxAbsError, b.layers[i].accumulated.maxAbsError);
+        QCOMPARE(a.layers[i].isolated.mse, b.layers[i].isolated.mse);
+        QCOMPARE(a.layers[i].clippedFraction, b.layers[i].clippedFraction);
+        QCOMPARE(std::isnan(a.layers[i].rmseOverScale), std::isnan(b.layers[i].rmseOverScale));
+        if (!std::isnan(a.layers[i].rmseOverScale))
+            QCOMPARE(a.layers[i].rmseOverScale, b.layers[i].rmseOverScale);
+        QCOMPARE(a.layers[i].macs, b.layers[i].macs);
+    }
+}
+
 }  // namespace
 
 class TestSimulation : public QObject {
@@ -113,14 +134,9 @@ void TestSimulation::incrementalEqualsFull()
 
     auto fresh = f.evaluator(1000);
     const ModelMetrics full = fresh->evaluate(config);
-    QCOMPARE(after.predictions, full.predictions);
-    QCOMPARE(after.top1, full.top1);
-    QCOMPARE(after.outputSqnrDb, full.outputSqnrDb);
-    QCOMPARE(after.layers.size(), full.layers.size());
-    for (std::size_t i = 0; i < full.layers.size(); ++i) {
-        QCOMPARE(after.layers[i].accumulated.mse, full.layers[i].accumulated.mse);
-        QCOMPARE(after.layers[i].isolated.mse, full.layers[i].isolated.mse);
-    }
+    compareMetrics(after, full);
+    if (QTest::currentTestFailed())
+        return;
     // And the change is real: the last layer's weights lost precision.
     QVERIFY(layerNamed(after, fc2.name).weights->sqnrDb < layerNamed(before, fc2.name).weights->sqnrDb - 10);
 }
@@ -364,25 +380,8 @@ void TestSimulation::memoryBudgetKeepsResultsAndBound()
     some->setCacheBudget(budget);
     none->setCacheBudget(0);
 
-    auto same = [](const ModelMetrics& a, const ModelMetrics& b) {
-        QCOMPARE(a.predictions, b.predictions);
-        QCOMPARE(a.floatPredictions, b.floatPredictions);
-        QCOMPARE(a.top1, b.top1);
-        QCOMPARE(a.outputSqnrDb, b.outputSqnrDb);
-        QCOMPARE(a.layers.size(), b.layers.size());
-        for (std::size_t i = 0; i < a.layers.size(); ++i) {
-            QCOMPARE(a.layers[i].accumulated.mse, b.layers[i].accumulated.mse);
-            QCOMPARE(a.layers[i].accumulated.maxAbsError, b.layers[i].accumulated.maxAbsError);
-            QCOMPARE(a.layers[i].isolated.mse, b.layers[i].isolated.mse);
-            QCOMPARE(a.layers[i].clippedFraction, b.layers[i].clippedFraction);
-            QCOMPARE(std::isnan(a.layers[i].rmseOverScale), std::isnan(b.layers[i].rmseOverScale));
-            if (!std::isnan(a.layers[i].rmseOverScale))
-                QCOMPARE(a.layers[i].rmseOverScale, b.layers[i].rmseOverScale);
-            QCOMPARE(a.layers[i].macs, b.layers[i].macs);
-        }
-    };
     for (QuantEvaluator* e : {some.get(), none.get()})
-        same(e->evaluate(config), reference);
+        compareMetrics(e->evaluate(config), reference);
     QVERIFY(some->cachedImages() > 0 && some->cachedImages() < 1000);
     QVERIFY2(some->cachedBytes() <= budget, qPrintable(QString("%1 > %2").arg(some->cachedBytes()).arg(budget)));
     QCOMPARE(none->cachedImages(), std::size_t(0));
@@ -393,12 +392,12 @@ void TestSimulation::memoryBudgetKeepsResultsAndBound()
     config.layers[last.name].weights.bits = 3;
     const ModelMetrics lateAll = all->evaluate(config);
     for (QuantEvaluator* e : {some.get(), none.get()})
-        same(e->evaluate(config), lateAll);
+        compareMetrics(e->evaluate(config), lateAll);
     const QuantLayer& first = all->layers()[1];
     config.layers[first.name].weights.bits = 4;
     const ModelMetrics earlyAll = all->evaluate(config);
     for (QuantEvaluator* e : {some.get(), none.get()})
-        same(e->evaluate(config), earlyAll);
+        compareMetrics(e->evaluate(config), earlyAll);
     QVERIFY(some->cachedBytes() <= budget);
 
     // Per-image errors of an image in the cache and one outside every cache, and an activation

@@ -55,6 +55,17 @@ private slots:
     void cleanupTestCase() { window_.reset(); }
 
 private:
+    // The dialog set for a run far longer than any test waits for (each stops it), with frequent
+    // checkpoints.
+    QatDialog* showLongRun()
+    {
+        QatDialog* dialog = window_->showQatDialog();
+        dialog->steps()->setValue(100000);
+        dialog->trainImages()->setValue(6000);
+        dialog->checkpointEvery()->setValue(10);
+        return dialog;
+    }
+
     std::unique_ptr<MainWindow> window_;
     QTemporaryDir dir_;
     QuantConfig trained_;      // the configuration the first run trained
@@ -157,10 +168,7 @@ void TestWindowQat::backToThePreviousModel()
 
 void TestWindowQat::cancelKeepsTheBestCheckpoint()
 {
-    QatDialog* dialog = window_->showQatDialog();
-    dialog->steps()->setValue(100000);
-    dialog->trainImages()->setValue(6000);
-    dialog->checkpointEvery()->setValue(10);
+    QatDialog* dialog = showLongRun();
     QSignalSpy checkpoints(window_->session(), &Session::qatCheckpoint);
     QSignalSpy finished(window_->session(), &Session::qatFinished);
     QVERIFY(dialog->start());
@@ -184,10 +192,7 @@ void TestWindowQat::cancelKeepsTheBestCheckpoint()
 
 void TestWindowQat::escapeClosesAndKeepsTheBestCheckpoint()
 {
-    QatDialog* dialog = window_->showQatDialog();
-    dialog->steps()->setValue(100000);
-    dialog->trainImages()->setValue(6000);
-    dialog->checkpointEvery()->setValue(10);
+    QatDialog* dialog = showLongRun();
     QSignalSpy checkpoints(window_->session(), &Session::qatCheckpoint);
     QSignalSpy finished(window_->session(), &Session::qatFinished);
     QVERIFY(dialog->start());
@@ -205,11 +210,8 @@ void TestWindowQat::escapeClosesAndKeepsTheBestCheckpoint()
 
 void TestWindowQat::openingAModelStopsTrainingAndWaitsForIt()
 {
-    QatDialog* dialog = window_->showQatDialog();
+    QatDialog* dialog = showLongRun();
     const auto lastResult = dialog->result();
-    dialog->steps()->setValue(100000);
-    dialog->trainImages()->setValue(6000);
-    dialog->checkpointEvery()->setValue(10);
     QSignalSpy checkpoints(window_->session(), &Session::qatCheckpoint);
     QSignalSpy finished(window_->session(), &Session::qatFinished);
     QSignalSpy failed(window_->session(), &Session::qatFailed);
