@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/memory.h"
+#include "background_job.h"
 #include "config_document.h"
 #include "preprocess_dialog.h"
 #include "session.h"
@@ -16,7 +17,6 @@
 #include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
-#include <QFutureWatcher>
 #include <QMenu>
 #include <QMessageBox>
 #include <QMimeData>
@@ -32,9 +32,7 @@
 #include <QStandardPaths>
 #include <QStatusBar>
 #include <QToolButton>
-#include <QUnhandledException>
 #include <QUrl>
-#include <QtConcurrent>
 
 #include <set>
 
@@ -137,29 +135,23 @@ void MainWindow::openModel(const QString& path)
     // The file is read as a model on a worker first: the question is asked (and a sidecar
     // written) only for a model the explorer can open, and shows its input and output.
     statusBar()->showMessage(tr("Reading %1 ...").arg(QFileInfo(path).fileName()));
-    auto* watcher = new QFutureWatcher<ModelInputs>(this);
-    connect(watcher, &QFutureWatcher<ModelInputs>::finished, this, [this, watcher, path] {
-        watcher->deleteLater();
-        ModelInputs inputs;
-        try {
-            inputs = watcher->result();
-        } catch (const QUnhandledException& e) {
-            try {
-                std::rethrow_exception(e.exception());
-            } catch (const std::exception& inner) {
+    runInBackground(
+        *QThreadPool::globalInstance(), this, [path, data = dataPath_] { return PreprocessDialog::inspect(path, data); },
+        [this, path](JobOutcome<ModelInputs> outcome) {
+            if (outcome.error) {
                 pendingConfigPath_.clear();
-                showError(QString::fromStdString(inner.what()));
+                try {
+                    std::rethrow_exception(outcome.error);
+                } catch (const std::exception& e) {
+                    showError(QString::fromStdString(e.what()));
+                } catch (...) {
+                    showError(tr("Unexpected error while reading %1").arg(path));
+                }
+                return;
             }
-            return;
-        } catch (const std::exception& e) {
-            pendingConfigPath_.clear();
-            showError(QString::fromStdString(e.what()));
-            return;
-        }
-        statusBar()->clearMessage();
-        askPreprocessingAndOpen(path, inputs);
-    });
-    watcher->setFuture(QtConcurrent::run([path, data = dataPath_] { return PreprocessDialog::inspect(path, data); }));
+            statusBar()->clearMessage();
+            askPreprocessingAndOpen(path, *outcome.value);
+        });
 }
 
 void MainWindow::askPreprocessingAndOpen(const QString& path, const ModelInputs& inputs)

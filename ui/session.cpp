@@ -4,8 +4,6 @@
 #include "common/error.h"
 
 #include <QFileInfo>
-#include <QUnhandledException>
-#include <QtConcurrent>
 
 #include <opencv2/core.hpp>
 
@@ -165,7 +163,7 @@ void Session::open(const QString& modelPath, const QString& dataPath)
             },
             Qt::QueuedConnection);
     };
-    auto work = QtConcurrent::run(&pool_, [state, modelPath, dataPath, warn, opened, images = evaluationImages_,
+    auto work = [state, modelPath, dataPath, warn, opened, images = evaluationImages_,
                                                   budget = cacheBudget_]() -> Loaded {
         state->stage = Loading;
         StudySources sources;
@@ -197,12 +195,12 @@ void Session::open(const QString& modelPath, const QString& dataPath)
             snapshot->thumbnails.push_back(thumbnail(snapshot->dataset->image(i)));
         }
         return {std::move(snapshot), std::move(study)};
-    });
+    };
     auto loadFailed = [this](const QString& message) {
         loading_ = false;
         emit failed(message);
     };
-    finish(work, main_, [this, openNumber](Loaded result) {
+    runJob(work, main_, [this, openNumber](Loaded result) {
         loading_ = false;
         loadedOpen_ = openNumber;
         snapshot_ = std::move(result.snapshot);
@@ -260,7 +258,7 @@ void Session::startEvaluation()
     busy_ = true;
     progressTimer_.start();
     studyMovedOn_ = false;
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, fromScratch = std::exchange(fromScratch_, false)]() {
+    auto work = [state, study = study_, config = config_, fromScratch = std::exchange(fromScratch_, false)]() {
         if (state->cancel)
             throw Cancelled();
         if (fromScratch)
@@ -268,8 +266,8 @@ void Session::startEvaluation()
         auto evaluation = std::make_shared<EvaluationSnapshot>();
         static_cast<StudyResult&>(*evaluation) = study->evaluate(config, {}, progressInto(state));
         return evaluation;
-    });
-    finish(work, main_, [this](std::shared_ptr<EvaluationSnapshot> evaluation) {
+    };
+    runJob(work, main_, [this](std::shared_ptr<EvaluationSnapshot> evaluation) {
         evaluation->sequence = ++sequence_;
         evaluation_ = std::move(evaluation);
         emit evaluated();
@@ -295,7 +293,7 @@ void Session::requestHistograms()
     struct Both {
         std::shared_ptr<HistogramSnapshot> a, b;  // b: under configuration B, while comparing
     };
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, config = config_, b = comparisonConfig_, layer = focusLayer_,
+    auto work = [state, study = study_, config = config_, b = comparisonConfig_, layer = focusLayer_,
                                            channel = focusChannel_]() {
         if (state->cancel)
             throw Cancelled();
@@ -304,8 +302,8 @@ void Session::requestHistograms()
         if (b)
             both.b = std::make_shared<HistogramSnapshot>(study->layerHistograms(*b, layer, progressInto(state), channel));
         return both;
-    });
-    finish(work, histogram_, [this](Both histograms) {
+    };
+    runJob(work, histogram_, [this](Both histograms) {
         if (histograms.a->layer != focusLayer_ || (histograms.a->weights && histograms.a->weights->channel != focusChannel_))
             return;
         histograms_ = std::move(histograms.a);
@@ -324,7 +322,7 @@ void Session::requestImageErrors(std::size_t image)
     std::optional<QuantConfig> shown;
     if (std::exchange(studyMovedOn_, false) && evaluation_)
         shown = evaluation_->config;
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, image, shown]() {
+    auto work = [state, study = study_, image, shown]() {
         if (state->cancel)
             throw Cancelled();
         if (shown)
@@ -333,8 +331,8 @@ void Session::requestImageErrors(std::size_t image)
         errors->image = image;
         errors->layers = study->imageLayerErrors(image);
         return std::shared_ptr<const ImageErrorSnapshot>(std::move(errors));
-    });
-    finish(work, imageErrors_, [this](std::shared_ptr<const ImageErrorSnapshot> errors) { emit imageErrorsReady(errors); });
+    };
+    runJob(work, imageErrors_, [this](std::shared_ptr<const ImageErrorSnapshot> errors) { emit imageErrorsReady(errors); });
 }
 
 void Session::setComparison(const QuantConfig& b, const QString& name)
@@ -344,7 +342,7 @@ void Session::setComparison(const QuantConfig& b, const QString& name)
     comparisonConfig_ = b;
     comparison_.reset();
     auto state = restart(comparisonSlot_);
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, a = config_, b, name]() {
+    auto work = [state, study = study_, a = config_, b, name]() {
         if (state->cancel)
             throw Cancelled();
         auto snapshot = std::make_shared<ComparisonSnapshot>();
@@ -354,8 +352,8 @@ void Session::setComparison(const QuantConfig& b, const QString& name)
         // evaluation: A is evaluated again so that they are A's, as the window expects.
         study->evaluate(a, {}, progressInto(state));
         return std::shared_ptr<const ComparisonSnapshot>(std::move(snapshot));
-    });
-    finish(
+    };
+    runJob(
         work, comparisonSlot_,
         [this](std::shared_ptr<const ComparisonSnapshot> comparison) {
             comparison_ = std::move(comparison);
@@ -401,7 +399,7 @@ template <class Work> bool Session::startExport(ExportResult::Kind kind, const Q
     auto state = restart(export_);
     exporting_ = true;
     exportTimer_.start();
-    auto job = QtConcurrent::run(&pool_, [state, study = study_, evaluation = evaluation_, config = config_, kind, path, work]() {
+    auto job = [state, study = study_, evaluation = evaluation_, config = config_, kind, path, work]() {
         if (state->cancel)
             throw Cancelled();
         QElapsedTimer clock;
@@ -414,8 +412,8 @@ template <class Work> bool Session::startExport(ExportResult::Kind kind, const Q
         work(*study, evaluation, progressInto(state), *result);
         result->milliseconds = double(clock.nsecsElapsed()) / 1e6;
         return std::shared_ptr<const ExportResult>(std::move(result));
-    });
-    finish(
+    };
+    runJob(
         job, export_,
         [this](std::shared_ptr<const ExportResult> result) {
             endExport();

@@ -270,11 +270,11 @@ private:
     };
     // Cancels the slot's running request and starts a new one; returns its state.
     std::shared_ptr<RequestState> restart(Slot& slot);
-    // Delivers the worker's result (or failure) on the GUI thread, unless a newer request in the
-    // same slot has replaced this one.
-    template <class T, class OnResult> void finish(QFuture<T> work, Slot& slot, OnResult onResult);
-    template <class T, class OnResult, class OnFailure>
-    void finish(QFuture<T> work, Slot& slot, OnResult onResult, OnFailure onFailure);
+    // Runs work() on the worker and delivers its result (or failure) on the GUI thread, unless a
+    // newer request in the same slot has replaced this one.
+    template <class Work, class OnResult> void runJob(Work work, Slot& slot, OnResult onResult);
+    template <class Work, class OnResult, class OnFailure>
+    void runJob(Work work, Slot& slot, OnResult onResult, OnFailure onFailure);
     // Runs `work(study, evaluation, progress, state, result)` on the worker for the current
     // configuration, calibrated first when it needs calibration.
     template <class Work> bool startExport(ExportResult::Kind kind, const QString& path, Work work);

@@ -2,14 +2,12 @@
 // The Session's job plumbing, shared by its source files (session.cpp: loading, evaluation,
 // histograms and exports; session_precision.cpp: the sensitivity sweep and the mixed-precision
 // search): the stages a worker reports, the progress callback that writes them into a request's
-// atomics, and finish(), which hands a worker's result to the GUI thread.
+// atomics, and runJob(), which runs a worker and hands its result to the GUI thread.
 
+#include "background_job.h"
 #include "session.h"
 
 #include "common/error.h"
-
-#include <QUnhandledException>
-#include <QtConcurrent>
 
 namespace qe {
 
@@ -61,52 +59,40 @@ inline EvaluationProgress progressInto(const std::shared_ptr<RequestState>& stat
 
 }  // namespace session_jobs
 
-template <class T, class OnResult> void Session::finish(QFuture<T> work, Slot& slot, OnResult onResult)
+template <class Work, class OnResult> void Session::runJob(Work work, Slot& slot, OnResult onResult)
 {
-    finish(work, slot, onResult, [this](const QString& message) { emit failed(message); });
+    runJob(std::move(work), slot, onResult, [this](const QString& message) { emit failed(message); });
 }
 
-template <class T, class OnResult, class OnFailure>
-void Session::finish(QFuture<T> work, Slot& slot, OnResult onResult, OnFailure onFailure)
+template <class Work, class OnResult, class OnFailure>
+void Session::runJob(Work work, Slot& slot, OnResult onResult, OnFailure onFailure)
 {
     const quint64 generation = slot.generation;
     Slot* target = &slot;
     const bool isMain = target == &main_;
-    auto fail = [this, target, generation, isMain, onFailure](const QString& message) {
+    runInBackground(pool_, this, std::move(work), [this, target, generation, isMain, onResult, onFailure](auto outcome) {
         if (target->generation != generation)
             return;
         if (isMain) {
             progressTimer_.stop();
             busy_ = false;
         }
-        onFailure(message);
-    };
-    // QtConcurrent::run wraps exceptions that are not QExceptions in QUnhandledException, so the
-    // original is taken out and classified here.
-    auto classify = [fail](std::exception_ptr exception) {
+        if (!outcome.error) {
+            onResult(std::move(*outcome.value));
+            return;
+        }
         try {
-            std::rethrow_exception(exception);
+            std::rethrow_exception(outcome.error);
         } catch (const Cancelled&) {
             // A newer request replaced this one; nothing to report.
         } catch (const Error& e) {
-            fail(QString::fromStdString(e.what()));
+            onFailure(QString::fromStdString(e.what()));
         } catch (const std::exception& e) {
-            fail(QStringLiteral("Unexpected error: %1").arg(e.what()));
+            onFailure(QStringLiteral("Unexpected error: %1").arg(e.what()));
         } catch (...) {
-            fail(QStringLiteral("Unexpected error"));
+            onFailure(QStringLiteral("Unexpected error"));
         }
-    };
-    work.then(this, [this, target, generation, isMain, onResult](T result) {
-            if (target->generation != generation)
-                return;
-            if (isMain) {
-                progressTimer_.stop();
-                busy_ = false;
-            }
-            onResult(std::move(result));
-        })
-        .onFailed(this, [classify](const QUnhandledException& e) { classify(e.exception()); })
-        .onFailed(this, [classify]() { classify(std::current_exception()); });
+    });
 }
 
 }  // namespace qe

@@ -41,14 +41,14 @@ void Session::measureNextLayer()
     one.layers = {sweep.options.layers.empty() ? snapshot_->layers[next].name : sweep.options.layers[next]};
     auto state = sweep_.state;
     studyMovedOn_ = true;
-    auto work = QtConcurrent::run(&pool_, [state, study = study_, base = sweep.base, one]() {
+    auto work = [state, study = study_, base = sweep.base, one]() {
         SensitivityResult cancelled;
         cancelled.complete = false;
         if (state->cancel)
             return cancelled;
         return measureSensitivity(*study, base, one, progressInto(state));
-    });
-    finish(
+    };
+    runJob(
         work, sweep_,
         [this](SensitivityResult measured) {
             if (!measured.complete || measured.layers.empty()) {
@@ -96,12 +96,12 @@ bool Session::startSearch(const QuantConfig& base, const SearchOptions& options)
     searching_ = true;
     studyMovedOn_ = true;
     searchTimer_.start();
-    auto work = QtConcurrent::run(&pool_, [state, inbox, study = study_, base, options]() {
+    auto work = [state, inbox, study = study_, base, options]() {
         auto result = std::make_shared<SearchResult>(searchMixedPrecision(
             *study, base, options, progressInto(state), [inbox](const SearchCandidate& candidate) { inbox->push(candidate); }));
         return std::shared_ptr<const SearchResult>(std::move(result));
-    });
-    finish(
+    };
+    runJob(
         work, search_,
         [this](std::shared_ptr<const SearchResult> result) {
             deliverSearchCandidates();

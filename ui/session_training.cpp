@@ -27,7 +27,7 @@ bool Session::startQat(const QuantConfig& config, const QatOptions& options)
     training_ = true;
     studyMovedOn_ = true;  // training evaluates the configuration on other weights
     qatTimer_.start();
-    auto work = QtConcurrent::run(&pool_, [state, live, study = study_, config, options]() {
+    auto work = [state, live, study = study_, config, options]() {
         QatProgress progress;
         progress.cancel = &state->cancel;
         progress.abandon = &state->abandon;
@@ -49,8 +49,8 @@ bool Session::startQat(const QuantConfig& config, const QatOptions& options)
         };
         progress.onCheckpoint = [live](const QatCheckpoint& checkpoint) { live->checkpoints.push(checkpoint); };
         return std::shared_ptr<const QatResult>(std::make_shared<QatResult>(fineTuneWithQat(*study, config, options, progress)));
-    });
-    finish(
+    };
+    runJob(
         work, qat_,
         [this](std::shared_ptr<const QatResult> result) {
             deliverQatProgress();

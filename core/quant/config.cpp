@@ -667,6 +667,13 @@ QuantConfig QuantConfig::load(const std::filesystem::path& path, const std::opti
         if (const auto end = what.find("] "); what.starts_with("[json.exception") && end != std::string::npos)
             what.erase(0, end + 2);
         throw Error(name + ": not valid JSON (byte " + std::to_string(e.byte) + "): " + what);
+    } catch (const json::exception& e) {
+        // A number too large for a double ("1E400") is valid JSON syntax that nlohmann refuses
+        // with out_of_range rather than parse_error.
+        std::string what = e.what();
+        if (const auto end = what.find("] "); what.starts_with("[json.exception") && end != std::string::npos)
+            what.erase(0, end + 2);
+        throw Error(name + ": not valid JSON: " + what);
     }
     return fromJson(document, name, layerNames);
 }
