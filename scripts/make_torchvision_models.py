@@ -5,7 +5,9 @@ Used by the CTest test of the ONNX importer/engine:
 
     /usr/bin/python3 scripts/make_torchvision_models.py --out DIR
 
-For each model (resnet18, mobilenet_v2, mobilenet_v3_small, squeezenet1_1, shufflenet_v2_x0_5):
+For each model (resnet18, mobilenet_v2, mobilenet_v3_small, squeezenet1_1, shufflenet_v2_x0_5, and the
+vision transformer vit_b_16 twice: at opset 14, where LayerNorm is exported decomposed into
+ReduceMean/Sub/Pow/Sqrt/Div, and at opset 17 as LayerNormalization):
     DIR/<name>.onnx         dynamic batch axis, input "input" [N,3,224,224], output "output" [N,1000]
     DIR/<name>.input.bin    raw little-endian float32, C order, shape [2,3,224,224], seeded N(0,1)
     DIR/<name>.output.bin   raw little-endian float32, C order, shape [2,1000], PyTorch eval output
@@ -26,6 +28,7 @@ Exit codes: 0 ok, 1 failure, 3 dependencies (torch / torchvision / onnx) missing
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -46,13 +49,15 @@ except Exception as exc:  # ImportError, or a broken installation
           file=sys.stderr)
     sys.exit(EXIT_DEPS_MISSING)
 
-# name -> (opset, do_constant_folding)
+# name -> (opset, do_constant_folding); a name's "_opset<N>" suffix is not part of the torchvision model's.
 MODELS = [
     ("resnet18", 13, False),
     ("mobilenet_v2", 13, True),
     ("mobilenet_v3_small", 14, True),   # opset 14: hardswish exports as HardSwish
     ("squeezenet1_1", 13, True),
     ("shufflenet_v2_x0_5", 13, False),
+    ("vit_b_16", 14, True),
+    ("vit_b_16_opset17", 17, True),     # opset 17: LayerNorm exports as LayerNormalization
 ]
 INPUT_SHAPE = (2, 3, 224, 224)
 
@@ -235,6 +240,38 @@ def _run_node(node, ins):
             s, e = int(max(min(s, dim), -dim - 1)), int(max(min(e, dim), -dim - 1))
             sl[a] = slice(s, e, int(st))
         return [x[tuple(sl)]]
+    if op == "MatMul":
+        return [np.matmul(ins[0].astype(np.float64), ins[1].astype(np.float64)).astype(np.float32)]
+    if op == "Softmax":
+        x = ins[0].astype(np.float64)
+        axis = at.get("axis", -1)
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return [(e / e.sum(axis=axis, keepdims=True)).astype(np.float32)]
+    if op == "Erf":
+        return [torch.erf(torch.from_numpy(ins[0].astype(np.float64))).numpy().astype(np.float32)]
+    if op == "Sqrt":
+        return [np.sqrt(ins[0])]
+    if op == "Pow":
+        return [np.power(ins[0].astype(np.float64), ins[1]).astype(ins[0].dtype)]
+    if op == "Equal":
+        return [np.equal(ins[0], ins[1])]
+    if op == "Where":
+        return [np.where(ins[0], ins[1], ins[2])]
+    if op == "ConstantOfShape":
+        value = onnx.numpy_helper.to_array(at["value"]) if "value" in at else np.zeros(1, np.float32)
+        return [np.full([int(d) for d in ins[0]], value.reshape(-1)[0], dtype=value.dtype)]
+    if op == "Expand":
+        x = ins[0]
+        return [x * np.ones([int(d) for d in ins[1]], dtype=x.dtype)]
+    if op == "LayerNormalization":
+        x = ins[0].astype(np.float64)
+        axes = tuple(range(at.get("axis", -1) % x.ndim, x.ndim))
+        mean = x.mean(axis=axes, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+        y = (x - mean) / np.sqrt(var + at.get("epsilon", 1e-5)) * ins[1]
+        if len(ins) > 2 and ins[2] is not None:
+            y = y + ins[2]
+        return [y.astype(np.float32)]
     raise NotImplementedError(f"verifier does not implement {op}")
 
 
@@ -279,8 +316,12 @@ def main():
             continue
         t0 = time.perf_counter()
         torch.manual_seed(0)
-        model = getattr(torchvision.models, name)(weights=None)
+        model = getattr(torchvision.models, name.split("_opset")[0])(weights=None)
         n_bn = reinit_batchnorm(model, seed=1000 + index)
+        if hasattr(model, "heads"):
+            # torchvision starts a vision transformer's classifier at zero, so every output would be 0.
+            with torch.no_grad():
+                model.heads.head.weight.normal_(0, 0.02, generator=torch.Generator().manual_seed(3000 + index))
         model.eval()
 
         g = torch.Generator().manual_seed(2000 + index)
@@ -300,7 +341,9 @@ def main():
             # The model is in eval mode; PRESERVE keeps it so (inference BatchNormalization with one
             # output) but skips the exporter's eval peephole pass that would fuse BN into Conv.
             export_kwargs["training"] = torch.onnx.TrainingMode.PRESERVE
-        with torch.no_grad():
+        # Under no_grad, nn.MultiheadAttention takes its fused fast path, which PyTorch 1.13 cannot
+        # export; with gradients on it runs (and exports) the plain MatMul/Softmax form.
+        with torch.no_grad() if not name.startswith("vit") else contextlib.nullcontext():
             torch.onnx.export(model, x, onnx_path, **export_kwargs)
 
         proto = onnx.load(onnx_path)

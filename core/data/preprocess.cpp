@@ -66,8 +66,9 @@ std::vector<float> readFloats(const nlohmann::json& json, const std::string& sou
         fail(source, field, "must be a non-empty array of numbers, got " + typeName(value));
     std::vector<float> out;
     for (std::size_t i = 0; i < value.size(); ++i) {
-        if (!value[i].is_number() || !std::isfinite(value[i].get<double>()))
-            fail(source, field, "element " + std::to_string(i) + " must be a finite number");
+        // Checked as the float it is kept as: 1e90 is a finite double but an infinite float.
+        if (!value[i].is_number() || !std::isfinite(value[i].get<float>()))
+            fail(source, field, "element " + std::to_string(i) + " must be a finite number within float range (|x| < 3.4e38)");
         out.push_back(value[i].get<float>());
     }
     return out;

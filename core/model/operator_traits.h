@@ -71,11 +71,14 @@ struct OperatorTraits {
     X(HardSigmoid, Lookup, -1, -1, false, Lookup, sameShape)                        \
     X(HardSwish, Lookup, -1, -1, false, Lookup, sameShape)                          \
     X(Tanh, Lookup, -1, -1, false, Lookup, sameShape)                               \
+    X(Erf, Lookup, -1, -1, false, Lookup, sameShape)                                \
+    X(Gelu, Lookup, -1, -1, false, Lookup, sameShape)                               \
     X(AveragePool, Averaging, -1, -1, false, Pooling, poolShape)                    \
     X(GlobalAveragePool, Averaging, -1, -1, false, Pooling, globalPoolShape)        \
     X(ReduceMean, Averaging, -1, -1, false, None, reduceShape)                      \
     X(Softmax, Normalizing, -1, -1, false, Softmax, sameShape)                      \
     X(BatchNormalization, Normalizing, -1, -1, false, None, sameShape)              \
+    X(LayerNormalization, Normalizing, -1, -1, false, None, layerNormalizationShape) \
     X(Concat, Joining, -1, -1, false, Concat, concatShape)                          \
     X(MaxPool, Moving, -1, -1, false, MaxPool, poolShape)                           \
     X(Reshape, Moving, -1, -1, false, Move, reshapeShape)                           \
@@ -88,17 +91,22 @@ struct OperatorTraits {
     X(Slice, Moving, -1, -1, false, Move, sliceShape)                               \
     X(Gather, Moving, -1, -1, false, Move, gatherShape)                             \
     X(Split, Moving, -1, -1, false, Move, splitShape)                               \
+    X(Expand, Moving, -1, -1, false, Move, expandShape)                             \
     X(Relu, Moving, -1, -1, true, Lookup, sameShape)                                \
     X(Clip, Float, -1, -1, true, None, sameShape)                                   \
     X(Exp, Float, -1, -1, false, None, sameShape)                                   \
     X(Sqrt, Float, -1, -1, false, None, sameShape)                                  \
     X(Neg, Float, -1, -1, false, None, sameShape)                                   \
     X(Abs, Float, -1, -1, false, None, sameShape)                                   \
+    X(Pow, Float, -1, -1, false, None, powShape)                                    \
+    X(Where, Float, -1, -1, false, None, whereShape)                                \
     X(GlobalMaxPool, Float, -1, -1, false, None, globalPoolShape)                   \
     X(Pad, Float, -1, -1, false, None, padShape)                                    \
     X(Constant, Shape, -1, -1, false, None, constantShape)                          \
     X(Shape, Shape, -1, -1, false, None, shapeOfShape)                              \
     X(Cast, Shape, -1, -1, false, None, castShape)                                  \
+    X(Equal, Shape, -1, -1, false, None, equalShape)                                \
+    X(ConstantOfShape, Shape, -1, -1, false, None, constantOfShapeShape)            \
     X(QuantizeLinear, Quantized, -1, -1, false, None, quantizeShape)                \
     X(DequantizeLinear, Quantized, -1, -1, false, None, dequantizeShape)            \
     X(DynamicQuantizeLinear, Quantized, -1, -1, false, None, dynamicQuantizeShape)  \

@@ -31,6 +31,18 @@ using Outputs = std::vector<TensorFacts>;
 std::string describe(const TensorFacts& t) { return dataTypeName(t.dtype) + shapeToString(t.shape); }
 int rankOf(const TensorFacts& t) { return static_cast<int>(t.shape.size()); }
 
+void requireNotBool(const TensorFacts& t, const std::string& what)
+{
+    if (t.dtype == DataType::Bool)
+        throw Error(what + ": boolean inputs are not supported");
+}
+
+void requireType(const TensorFacts& t, std::initializer_list<DataType> types, const std::string& what)
+{
+    if (std::find(types.begin(), types.end(), t.dtype) == types.end())
+        throw Error(what + " has an unsupported type: " + describe(t));
+}
+
 bool isPropagated(DataType type, const Shape& shape)
 {
     return (type == DataType::Int64 || type == DataType::Int32 || type == DataType::Bool) &&
@@ -141,6 +153,107 @@ Outputs broadcastShape(const ShapeContext& c)
     return {withValues(a.dtype, shape, out)};
 }
 
+Outputs powShape(const ShapeContext& c)
+{
+    const TensorFacts& base = c.input(0);
+    requireNotBool(base, "base");
+    requireNotBool(c.input(1), "exponent");
+    return {{base.dtype, broadcastShapes(base.shape, c.input(1).shape), std::nullopt}};
+}
+
+// The values of a broadcast of small tensors of equal shapes or single values (what shape
+// computations write), element by element; nullopt when a value is unknown or the shapes differ.
+template <class Fn>
+std::optional<std::vector<std::int64_t>> elementValues(const std::vector<const TensorFacts*>& inputs, const Shape& shape, Fn fn)
+{
+    std::vector<std::vector<std::int64_t>> values;
+    for (const TensorFacts* t : inputs) {
+        if (!t->value || (t->shape != shape && elementCount(t->shape) != 1))
+            return std::nullopt;
+        values.push_back(t->value->toInt64Vector());
+    }
+    std::vector<std::int64_t> out(static_cast<std::size_t>(elementCount(shape)));
+    std::vector<std::int64_t> at(values.size());
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        for (std::size_t k = 0; k < values.size(); ++k)
+            at[k] = values[k][values[k].size() == 1 ? 0 : i];
+        out[i] = fn(at);
+    }
+    return out;
+}
+
+Outputs equalShape(const ShapeContext& c)
+{
+    const TensorFacts& a = c.input(0);
+    const TensorFacts& b = c.input(1);
+    if (a.dtype != b.dtype)
+        throw Error("input types differ: " + describe(a) + " and " + describe(b));
+    const Shape shape = broadcastShapes(a.shape, b.shape);
+    if (isPropagated(DataType::Bool, shape))
+        if (auto v = elementValues({&a, &b}, shape, [](const auto& x) { return std::int64_t(x[0] == x[1]); }))
+            return {withValues(DataType::Bool, shape, *v)};
+    return {{DataType::Bool, shape, std::nullopt}};
+}
+
+Outputs whereShape(const ShapeContext& c)
+{
+    const TensorFacts& condition = c.input(0);
+    const TensorFacts& x = c.input(1);
+    const TensorFacts& y = c.input(2);
+    if (condition.dtype != DataType::Bool)
+        throw Error("condition must be bool, got " + describe(condition));
+    if (x.dtype != y.dtype)
+        throw Error("input types differ: " + describe(x) + " and " + describe(y));
+    const Shape shape = broadcastShapes(broadcastShapes(condition.shape, x.shape), y.shape);
+    if (isPropagated(x.dtype, shape))
+        if (auto v = elementValues({&condition, &x, &y}, shape, [](const auto& v) { return v[0] ? v[1] : v[2]; }))
+            return {withValues(x.dtype, shape, *v)};
+    return {{x.dtype, shape, std::nullopt}};
+}
+
+Outputs constantOfShapeShape(const ShapeContext& c)
+{
+    const std::vector<std::int64_t> dims = c.values(0);
+    const Shape shape(dims.begin(), dims.end());
+    for (std::int64_t d : dims)
+        if (d < 0)
+            throw Error("shape " + shapeToString(shape) + " has a negative dimension");
+    const Tensor* value = c.node.tensorAttribute("value");
+    if (value && value->size() != 1)
+        throw Error("attribute value must hold one element, got " + value->describe());
+    const DataType type = value ? value->dtype() : DataType::Float32;
+    if (!value || !isPropagated(type, shape))
+        return {{type, shape, std::nullopt}};
+    return {withValues(type, shape, std::vector<std::int64_t>(static_cast<std::size_t>(elementCount(shape)), value->toInt64Vector()[0]))};
+}
+
+Outputs expandShape(const ShapeContext& c)
+{
+    const TensorFacts& x = c.input(0);
+    const std::vector<std::int64_t> dims = c.values(1);
+    const Shape shape = broadcastShapes(x.shape, Shape(dims.begin(), dims.end()));
+    if (isPropagated(x.dtype, shape))
+        if (auto v = elementValues({&x}, shape, [](const auto& v) { return v[0]; }))
+            return {withValues(x.dtype, shape, *v)};
+    return {{x.dtype, shape, std::nullopt}};
+}
+
+Outputs layerNormalizationShape(const ShapeContext& c)
+{
+    const TensorFacts& x = c.input(0);
+    requireType(x, {DataType::Float32}, "input");
+    const std::int64_t rank = rankOf(x);
+    const std::int64_t axis = normalizeAxis(c.node.intAttribute("axis", -1), rank);
+    Shape statistics = x.shape;
+    for (std::int64_t d = axis; d < rank; ++d)
+        statistics[static_cast<std::size_t>(d)] = 1;
+    Outputs outputs{{DataType::Float32, x.shape, std::nullopt},
+                    {DataType::Float32, statistics, std::nullopt},
+                    {DataType::Float32, statistics, std::nullopt}};
+    outputs.resize(std::max<std::size_t>(1, std::min<std::size_t>(3, c.outputCount())));
+    return outputs;
+}
+
 // ---- Windows: convolutions and pooling ----
 
 // The output of a 1-D or 2-D convolution of input `xIndex` by weights `wIndex`, of type `type`.
@@ -169,12 +282,6 @@ Outputs convolution(const ShapeContext& c, std::size_t xIndex, std::size_t wInde
     const Shape out = spatialRank == 2 ? Shape{x.shape[0], outChannels, window.outH, window.outW}
                                        : Shape{x.shape[0], outChannels, window.outW};
     return {{type, out, std::nullopt}};
-}
-
-void requireType(const TensorFacts& t, std::initializer_list<DataType> types, const std::string& what)
-{
-    if (std::find(types.begin(), types.end(), t.dtype) == types.end())
-        throw Error(what + " has an unsupported type: " + describe(t));
 }
 
 Outputs convShape(const ShapeContext& c)

@@ -5,6 +5,8 @@
 #include "data/preprocess.h"
 #include "tensor/tensor.h"
 
+#include <nlohmann/json.hpp>
+
 #include <QDir>
 #include <QProcess>
 #include <QStandardPaths>
@@ -15,6 +17,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -145,6 +148,26 @@ inline QString runReferenceScript(const std::string& script, const QString& outD
     if (python.exitStatus() != QProcess::NormalExit || python.exitCode() != 0)
         throw std::runtime_error(script + " failed with exit code " + std::to_string(python.exitCode()));
     return {};
+}
+
+// The torchvision models scripts/make_torchvision_models.py exports with random weights.
+inline const std::vector<std::string> kTorchvisionModels = {"resnet18",           "mobilenet_v2", "mobilenet_v3_small",
+                                                            "squeezenet1_1",      "shufflenet_v2_x0_5",
+                                                            "vit_b_16",           "vit_b_16_opset17"};
+
+// Exports them into `dir` unless its manifest lists every one already (a build folder made before
+// a model was added gets them all again); a skip reason when PyTorch is missing.
+inline QString ensureTorchvisionModels(const std::filesystem::path& dir)
+{
+    if (std::ifstream in{dir / "manifest.json"}) {
+        std::set<std::string> listed;
+        for (const auto& m : nlohmann::json::parse(in, nullptr, false).value("models", nlohmann::json::array()))
+            listed.insert(m.value("name", ""));
+        if (std::all_of(kTorchvisionModels.begin(), kTorchvisionModels.end(), [&](const std::string& n) { return listed.count(n); }))
+            return {};
+    }
+    return runReferenceScript("make_torchvision_models.py", QString::fromStdString(dir.string()),
+                              "python3-torch and python3-torchvision to export the models");
 }
 
 // onnxruntime-node: $ORTPEER_DIR, else <build>/ortpeer, installed there from npm when missing.

@@ -243,6 +243,9 @@ void TestBadInput::initTestCase()
     writeBytes(path("nan.json"),
                R"({"format": "quantexplorer-config", "version": 1, "default": {"weights": {"bits": NaN}}})");
     writeBytes(path("not_json.json"), "{\"format\": \"quantexplorer-config\", ");
+    // Valid JSON syntax, but no double holds it (the config fuzzer's first finding).
+    writeBytes(path("overflow.json"),
+               R"({"format": "quantexplorer-config", "version": 1, "default": {"weights": {"bits": 3E333}}})");
     fs::create_directories(path("sidecar"));
     fs::copy_file(kDemoModel.toStdString(), path("sidecar/model.onnx"));
     writeBytes(path("sidecar/model.preprocess.json"),
@@ -303,6 +306,8 @@ void TestBadInput::refused_data()
 
     QTest::newRow("99 bits") << config(qpath("bits99.json")) << "" << "bits99.json: default.weights.bits";
     QTest::newRow("NaN in a configuration") << config(qpath("nan.json")) << "" << "nan.json";
+    QTest::newRow("number too large for a double") << config(qpath("overflow.json")) << ""
+                                                   << "overflow.json: not valid JSON: number overflow parsing '3E333'";
     QTest::newRow("configuration cut short") << config(qpath("not_json.json")) << "" << "not_json.json";
     QTest::newRow("bad sidecar") << QStringList{"eval", "--model", qpath("sidecar/model.onnx"), "--data", kFashionTest, "--limit", "10"}
                                  << "" << "model.preprocess.json: field \"scale\" must be a number";

@@ -119,10 +119,7 @@ private:
 
 void TestShapeInference::initTestCase()
 {
-    if (fs::exists(kTorchvisionDir / "manifest.json"))
-        return;
-    torchvisionSkip_ = test::runReferenceScript("make_torchvision_models.py", QString::fromStdString(kTorchvisionDir.string()),
-                                                "python3-torch and python3-torchvision to export the models");
+    torchvisionSkip_ = test::ensureTorchvisionModels(kTorchvisionDir);
 }
 
 void TestShapeInference::matchesTheProbeRun_data()
@@ -133,8 +130,8 @@ void TestShapeInference::matchesTheProbeRun_data()
                              "vww_96_mobilenetv1_025_qdq_int8", "mobilenet_v1_0.25_128_float", "mobilenet_v1_0.25_128_qdq_uint8",
                              "mobilenet_v1_0.5_160_float", "mobilenet_v1_0.5_160_qdq_uint8"})
         QTest::newRow(name) << QString::fromStdString((test::sharedDir() / "models" / (std::string(name) + ".onnx")).string());
-    for (const char* name : {"resnet18", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5"})
-        QTest::newRow(name) << QString("torchvision:") + name;
+    for (const std::string& name : test::kTorchvisionModels)
+        QTest::newRow(name.c_str()) << QString::fromStdString("torchvision:" + name);
 }
 
 void TestShapeInference::matchesTheProbeRun()

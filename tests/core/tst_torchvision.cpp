@@ -46,17 +46,14 @@ private:
 
 void TestTorchvision::initTestCase()
 {
-    if (fs::exists(kModelDir / "manifest.json"))
-        return;
-    skipReason_ = test::runReferenceScript("make_torchvision_models.py", QString::fromStdString(kModelDir.string()),
-                                           "python3-torch and python3-torchvision to export the models");
+    skipReason_ = test::ensureTorchvisionModels(kModelDir);
 }
 
 void TestTorchvision::matchesPyTorch_data()
 {
     QTest::addColumn<QString>("name");
-    for (const char* name : {"resnet18", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5"})
-        QTest::newRow(name) << name;
+    for (const std::string& name : test::kTorchvisionModels)
+        QTest::newRow(name.c_str()) << QString::fromStdString(name);
 }
 
 void TestTorchvision::matchesPyTorch()

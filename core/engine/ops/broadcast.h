@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "tensor/tensor.h"
 
+#include <cstring>
 #include <vector>
 
 namespace qe {
@@ -54,6 +55,22 @@ template <class Fn> void forEachBroadcast(const Shape& out, const Shape& a, cons
             counter[d] = 0;
         }
     }
+}
+
+// The tensor repeated along its size-1 (and missing leading) dimensions to `shape`, which must
+// be a broadcast of its shape (Expand, Where). Any element type: elements are copied as bytes.
+inline Tensor broadcastTo(const Tensor& x, const Shape& shape)
+{
+    if (broadcastShapes(x.shape(), shape) != shape)
+        throw Error("cannot broadcast " + x.describe() + " to " + shapeToString(shape));
+    Tensor out = Tensor::uninitialized(x.dtype(), shape);
+    const std::size_t size = dataTypeSize(x.dtype());
+    const std::byte* px = x.rawData();
+    std::byte* po = out.mutableRawData();
+    forEachBroadcast(shape, x.shape(), shape, [&](std::int64_t o, std::int64_t i, std::int64_t) {
+        std::memcpy(po + o * size, px + i * size, size);
+    });
+    return out;
 }
 
 }  // namespace qe

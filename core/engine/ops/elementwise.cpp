@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -147,6 +148,86 @@ std::vector<Tensor> runHardSwish(const OpContext& c)
 std::vector<Tensor> runTanh(const OpContext& c) { return {unaryFloat(c, [](auto x) { return std::tanh(x); })}; }
 std::vector<Tensor> runExp(const OpContext& c) { return {unaryFloat(c, [](auto x) { return std::exp(x); })}; }
 std::vector<Tensor> runSqrt(const OpContext& c) { return {unaryFloat(c, [](auto x) { return std::sqrt(x); })}; }
+std::vector<Tensor> runErf(const OpContext& c) { return {unaryFloat(c, [](auto x) { return std::erf(x); })}; }
+
+std::vector<Tensor> runGelu(const OpContext& c)
+{
+    const std::string approximate = c.node.stringAttribute("approximate", "none");
+    if (approximate == "tanh")
+        return {unaryFloat(c, [](auto x) {
+            using T = decltype(x);
+            const T k = static_cast<T>(0.7978845608028654);  // sqrt(2 / pi)
+            return T(0.5) * x * (T(1) + std::tanh(k * (x + T(0.044715) * x * x * x)));
+        })};
+    if (approximate != "none")
+        failNode(c, "attribute approximate is '" + approximate + "'; expected 'none' or 'tanh'");
+    return {unaryFloat(c, [](auto x) {
+        using T = decltype(x);
+        return T(0.5) * x * (T(1) + std::erf(x * static_cast<T>(0.7071067811865476)));
+    })};
+}
+
+std::vector<Tensor> runPow(const OpContext& c)
+{
+    // The exponent may have another type than the base (pow_types_float32_int64); the result has
+    // the base's. Computed in double, as numpy's reference does for these types.
+    const Tensor& base = c.input(0);
+    const Tensor exponent = c.input(1).castTo(DataType::Float64);
+    const Shape shape = broadcastShapes(base.shape(), exponent.shape());
+    Tensor out(base.dtype(), shape);
+    const double* pe = exponent.data<double>();
+    dispatchType(base.dtype(), [&](auto v) {
+        using T = decltype(v);
+        if constexpr (std::is_same_v<T, bool>) {
+            failNode(c, "boolean inputs are not supported");
+        } else {
+            const T* pb = base.data<T>();
+            T* po = out.mutableData<T>();
+            forEachBroadcast(shape, base.shape(), exponent.shape(), [&](std::int64_t o, std::int64_t ib, std::int64_t ie) {
+                po[o] = static_cast<T>(std::pow(static_cast<double>(pb[ib]), pe[ie]));
+            });
+        }
+    });
+    return {out};
+}
+
+std::vector<Tensor> runEqual(const OpContext& c)
+{
+    const Tensor& a = c.input(0);
+    const Tensor& b = c.input(1);
+    if (a.dtype() != b.dtype())
+        failNode(c, "input types differ: " + a.describe() + " and " + b.describe());
+    const Shape shape = broadcastShapes(a.shape(), b.shape());
+    Tensor out(DataType::Bool, shape);
+    bool* po = out.mutableData<bool>();
+    dispatchType(a.dtype(), [&](auto v) {
+        using T = decltype(v);
+        const T* pa = a.data<T>();
+        const T* pb = b.data<T>();
+        forEachBroadcast(shape, a.shape(), b.shape(), [&](std::int64_t o, std::int64_t ia, std::int64_t ib) { po[o] = pa[ia] == pb[ib]; });
+    });
+    return {out};
+}
+
+std::vector<Tensor> runWhere(const OpContext& c)
+{
+    const Tensor& condition = c.input(0);
+    const Tensor& x = c.input(1);
+    const Tensor& y = c.input(2);
+    if (condition.dtype() != DataType::Bool)
+        failNode(c, "condition must be bool, got " + condition.describe());
+    if (x.dtype() != y.dtype())
+        failNode(c, "input types differ: " + x.describe() + " and " + y.describe());
+    const Shape shape = broadcastShapes(broadcastShapes(condition.shape(), x.shape()), y.shape());
+    const Tensor pick = broadcastTo(condition, shape), a = broadcastTo(x, shape), b = broadcastTo(y, shape);
+    Tensor out = Tensor::uninitialized(x.dtype(), shape);
+    const std::size_t size = dataTypeSize(x.dtype());
+    const bool* pc = pick.data<bool>();
+    for (std::int64_t i = 0; i < out.size(); ++i)
+        std::memcpy(out.mutableRawData() + i * size, (pc[i] ? a : b).rawData() + i * size, size);
+    return {out};
+}
+
 std::vector<Tensor> runNeg(const OpContext& c) { return {unaryNumeric(c, [](auto x) { return -x; })}; }
 std::vector<Tensor> runAbs(const OpContext& c)
 {

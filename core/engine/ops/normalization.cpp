@@ -1,6 +1,7 @@
-// BatchNormalization (inference), Softmax and ReduceMean.
+// BatchNormalization (inference), LayerNormalization, Softmax and ReduceMean.
 
 #include "engine/operator.h"
+#include "engine/ops/broadcast.h"
 
 #include <algorithm>
 #include <cmath>
@@ -79,6 +80,58 @@ std::vector<Tensor> runSoftmax(const OpContext& c)
                 dst[k * inner] = static_cast<float>(dst[k * inner] / sum);
         }
     return {out};
+}
+
+std::vector<Tensor> runLayerNormalization(const OpContext& c)
+{
+    // Y = (X - mean) / sqrt(var + epsilon) * Scale + B over the axes from `axis` on; the optional
+    // outputs Mean and InvStdDev have X's shape with those axes set to 1. Statistics in double.
+    const Tensor& x = c.input(0);
+    if (x.dtype() != DataType::Float32)
+        failNode(c, "expects float32 input, got " + x.describe());
+    const std::int64_t rank = x.rank();
+    const std::int64_t axis = normalizeAxis(c, c.node.intAttribute("axis", -1), rank);
+    const float epsilon = c.node.floatAttribute("epsilon", 1e-5f);
+    const Shape normalized(x.shape().begin() + axis, x.shape().end());
+    const std::int64_t length = elementCount(normalized), rows = length == 0 ? 0 : x.size() / length;
+    auto affine = [&](std::size_t input) -> Tensor {
+        const Tensor& t = c.input(input);
+        if (t.dtype() != DataType::Float32)
+            failNode(c, "input " + std::to_string(input) + " must be float32, got " + t.describe());
+        try {
+            return broadcastTo(t, normalized);
+        } catch (const Error&) {
+            failNode(c, "input " + std::to_string(input) + " " + t.describe() + " does not broadcast to the normalized shape " +
+                            shapeToString(normalized));
+        }
+    };
+    const Tensor scale = affine(1);
+    const Tensor bias = c.hasInput(2) ? affine(2) : Tensor(DataType::Float32, normalized);
+    Shape statisticsShape = x.shape();
+    for (std::int64_t d = axis; d < rank; ++d)
+        statisticsShape[static_cast<std::size_t>(d)] = 1;
+    Tensor y(DataType::Float32, x.shape()), mean(DataType::Float32, statisticsShape), inverse(DataType::Float32, statisticsShape);
+    const float* px = x.data<float>();
+    const float* ps = scale.data<float>();
+    const float* pb = bias.data<float>();
+    float* py = y.mutableData<float>();
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const float* row = px + r * length;
+        double sum = 0, squares = 0;
+        for (std::int64_t i = 0; i < length; ++i)
+            sum += row[i];
+        const double mu = sum / double(length);
+        for (std::int64_t i = 0; i < length; ++i)
+            squares += (row[i] - mu) * (row[i] - mu);
+        const double invStdDev = 1.0 / std::sqrt(squares / double(length) + double(epsilon));
+        for (std::int64_t i = 0; i < length; ++i)
+            py[r * length + i] = static_cast<float>((row[i] - mu) * invStdDev * ps[i] + pb[i]);
+        mean.mutableData<float>()[r] = static_cast<float>(mu);
+        inverse.mutableData<float>()[r] = static_cast<float>(invStdDev);
+    }
+    std::vector<Tensor> outputs{y, mean, inverse};
+    outputs.resize(std::max<std::size_t>(1, std::min<std::size_t>(3, c.outputCount())));
+    return outputs;
 }
 
 std::vector<Tensor> runReduceMean(const OpContext& c)

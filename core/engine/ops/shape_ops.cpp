@@ -1,8 +1,9 @@
 // Operators that move data without arithmetic: reshapes, transposes, joins and splits, padding,
-// gathers and slices, plus Constant, Shape, Cast, Identity and inference-mode Dropout.
+// gathers and slices, plus Constant, ConstantOfShape, Expand, Shape, Cast, Identity and inference-mode Dropout.
 // They work on raw bytes, so every element type is supported by the same code.
 
 #include "engine/operator.h"
+#include "engine/ops/broadcast.h"
 #include "model/onnx_import.h"
 #include "model/shape_inference.h"
 #include "model/slice.h"
@@ -72,6 +73,28 @@ std::vector<Tensor> runConstant(const OpContext& c)
         return {Tensor::fromValues<std::int64_t>({static_cast<std::int64_t>(v.size())}, v)};
     }
     failNode(c, "needs one of the attributes value, value_float(s), value_int(s) (sparse and string values are not supported)");
+}
+
+std::vector<Tensor> runConstantOfShape(const OpContext& c)
+{
+    const std::vector<std::int64_t> dims = c.input(0).toInt64Vector();
+    for (std::int64_t d : dims)
+        if (d < 0)
+            failNode(c, "shape " + shapeToString(Shape(dims.begin(), dims.end())) + " has a negative dimension");
+    Tensor value = Tensor::scalar<float>(0.f);  // ONNX's default: a float 0
+    if (const Tensor* given = c.node.tensorAttribute("value")) {
+        if (given->size() != 1)
+            failNode(c, "attribute value must hold one element, got " + given->describe());
+        value = *given;
+    }
+    return {broadcastTo(value.reshaped({}), Shape(dims.begin(), dims.end()))};
+}
+
+std::vector<Tensor> runExpand(const OpContext& c)
+{
+    const std::vector<std::int64_t> dims = c.input(1).toInt64Vector();
+    const Shape shape = broadcastShapes(c.input(0).shape(), Shape(dims.begin(), dims.end()));
+    return {broadcastTo(c.input(0), shape)};
 }
 
 std::vector<Tensor> runShape(const OpContext& c)
