@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <optional>
 #include <set>
@@ -69,5 +70,16 @@ EvaluationProgress stderrProgress();
 // JSON has no infinity: an exact (error-free) SQNR is written as null.
 nlohmann::json finite(double v);
 nlohmann::json errorJson(const ErrorStats& e);
+
+// The width of a text table's column: its longest entry plus two spaces, at least `minimum`, so
+// exporters' long node names ("/encoder/layers/encoder_layer_0/self_attention/MatMul") keep the
+// columns after them aligned.
+template <class Range, class Field> int columnWidth(const Range& rows, Field field, int minimum)
+{
+    std::size_t widest = 0;
+    for (const auto& row : rows)
+        widest = std::max(widest, std::string(field(row)).size());
+    return std::max(minimum, static_cast<int>(widest) + 2);
+}
 
 }  // namespace qe::cli

@@ -111,10 +111,11 @@ int runCompare(const std::vector<std::string>& args)
     if (c.unlabelled)
         std::cout << ", unlabelled " << c.unlabelled;
     std::cout << "\n" << c.verdict() << "\n\n";
-    std::cout << std::left << std::setw(28) << "layer" << std::right << std::setw(12) << "SQNR A dB" << std::setw(12)
+    const int nameColumn = columnWidth(c.layers, [](const LayerComparison& l) { return l.name; }, 28);
+    std::cout << std::left << std::setw(nameColumn) << "layer" << std::right << std::setw(12) << "SQNR A dB" << std::setw(12)
               << "SQNR B dB" << "\n";
     for (const LayerComparison& l : c.layers)
-        std::cout << std::left << std::setw(28) << l.name << std::right << std::setw(12) << l.a.sqnrDb << std::setw(12)
+        std::cout << std::left << std::setw(nameColumn) << l.name << std::right << std::setw(12) << l.a.sqnrDb << std::setw(12)
                   << l.b.sqnrDb << "\n";
     std::cout << "\n" << std::left << std::setw(8) << "image" << std::setw(16) << "label" << std::setw(16) << "A"
               << std::setw(16) << "B" << "outcome\n";

@@ -190,11 +190,13 @@ int runEval(const std::vector<std::string>& args)
         }
     }
     std::cout << "\n";
-    std::cout << std::left << std::setw(28) << "layer" << std::setw(12) << "op" << std::right << std::setw(12)
+    const int nameColumn = columnWidth(m.layers, [](const LayerMetrics& l) { return l.name; }, 28);
+    const int opColumn = columnWidth(m.layers, [](const LayerMetrics& l) { return l.opType; }, 12);
+    std::cout << std::left << std::setw(nameColumn) << "layer" << std::setw(opColumn) << "op" << std::right << std::setw(12)
               << "SQNR dB" << std::setw(12) << "isolated" << std::setw(12) << "weights" << std::setw(10) << "clipped"
               << std::setw(10) << "cosine" << "\n";
     for (const LayerMetrics& l : m.layers) {
-        std::cout << std::left << std::setw(28) << l.name << std::setw(12) << l.opType << std::right << std::setw(12)
+        std::cout << std::left << std::setw(nameColumn) << l.name << std::setw(opColumn) << l.opType << std::right << std::setw(12)
                   << l.accumulated.sqnrDb << std::setw(12) << l.isolated.sqnrDb << std::setw(12)
                   << (l.weights ? std::to_string(l.weights->sqnrDb).substr(0, 6) : std::string("-")) << std::setw(9)
                   << 100 * l.clippedFraction << "%" << std::setw(10) << std::setprecision(5) << l.accumulated.cosine

@@ -82,12 +82,13 @@ int runInfo(const std::vector<std::string>& args)
     for (const auto& [op, count] : operatorCounts)
         std::cout << " " << op << " x" << count;
     std::cout << "\n\n";
-    std::cout << std::left << std::setw(32) << "node" << std::setw(20) << "operator" << std::setw(24) << "output shape"
+    const int nodeColumn = columnWidth(graph.nodes, [](const Node& n) { return n.name; }, 32);
+    std::cout << std::left << std::setw(nodeColumn) << "node" << std::setw(20) << "operator" << std::setw(24) << "output shape"
               << "parameters\n";
     for (const Node& node : graph.nodes) {
         auto it = graph.values.find(node.outputs.empty() ? "" : node.outputs[0]);
         const std::string shape = it != graph.values.end() ? symbolicShapeToString(it->second.shape) : "?";
-        std::cout << std::left << std::setw(32) << node.name << std::setw(20) << node.opType << std::setw(24) << shape
+        std::cout << std::left << std::setw(nodeColumn) << node.name << std::setw(20) << node.opType << std::setw(24) << shape
                   << graph.parameterCount(node) << "\n";
     }
     return 0;
