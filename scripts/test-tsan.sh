@@ -18,6 +18,9 @@ export QT_QPA_PLATFORM=offscreen
 # One OpenMP thread: libgomp's barriers are invisible to TSan (it is not instrumented), so its
 # worker threads would look racy; the threads under test are the GUI thread and the session's worker.
 export OMP_NUM_THREADS=1
+# Everything runs about ten times slower under TSan: the tests' waits stretch with it.
+export QE_TEST_TIME_SCALE=${QE_TEST_TIME_SCALE:-10}
+export QTEST_FUNCTION_TIMEOUT=${QTEST_FUNCTION_TIMEOUT:-3000000}  # QtTest's own limit per test function (ms)
 export TSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/tsan.supp halt_on_error=1 second_deadlock_stack=1"
 cd "$BUILD"
 ctest --output-on-failure --timeout 2400 -R "^($(IFS='|'; echo "${TESTS[*]}"))\$" "$@"

@@ -10,6 +10,7 @@
 //   predictions a red frame, and the Pareto view describes the configuration hovered;
 // - the per-channel range chart shows why per tensor breaks a MobileNet's depthwise layers.
 
+#include "window_waits.h"
 #include "channel_range_chart.h"
 #include "config_document.h"
 #include "confusion_matrix_widget.h"
@@ -49,7 +50,7 @@ using namespace qe;
 
 namespace {
 
-constexpr int kTimeoutMs = 180000;
+const int kTimeoutMs = scaledTimeout(180000);
 const QString kShared = QStringLiteral(QE_SHARED_DIR);
 
 // Opens a model on images and waits for its first evaluation and the selected layer's histograms.

@@ -5,6 +5,7 @@
 // keeps B, choosing B leaves the undo history alone, the per-image errors stay A's, and clearing
 // puts everything back.
 
+#include "window_waits.h"
 #include "charts.h"
 #include "dialog_closer.h"
 #include "config_document.h"
@@ -36,7 +37,7 @@ namespace {
 
 const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx");
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
-constexpr int kTimeoutMs = 120000;
+const int kTimeoutMs = scaledTimeout(120000);
 
 }  // namespace
 

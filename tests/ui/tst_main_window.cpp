@@ -8,6 +8,7 @@
 // charts, the int8 engine's results reach the accuracy tab, and an unwritable path is an error
 // naming the file that leaves the session as it was.
 
+#include "window_waits.h"
 #include "charts.h"
 #include "config_document.h"
 #include "gallery_model.h"
@@ -53,7 +54,7 @@ namespace {
 const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx");
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
 const QString kTrainImages = QStringLiteral(QE_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz");
-constexpr int kTimeoutMs = 60000;
+const int kTimeoutMs = scaledTimeout(60000);
 
 // Opens the default and waits for its first evaluation.
 void openDefault(MainWindow& window)

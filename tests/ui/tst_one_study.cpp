@@ -4,6 +4,7 @@
 // model opens the same way in both: as its float graph with its own quantization, which the window
 // starts from and the CLI names "--config model". The int8 engine, run from both, agrees too.
 
+#include "window_waits.h"
 #include "session.h"
 
 #include "test_support.h"
@@ -22,7 +23,7 @@ using namespace qe;
 
 namespace {
 
-constexpr int kTimeoutMs = 120000;
+const int kTimeoutMs = scaledTimeout(120000);
 const QString kDemoModel = QString::fromStdString((qe::test::sourceDir() / "resources/models/fashion_cnn.onnx").string());
 const QString kFashionTest = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
 

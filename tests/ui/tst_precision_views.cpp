@@ -9,6 +9,7 @@
 // - a search started from the dialog with a loose budget finishes, fills the Pareto view and
 //   applies its choice as one undo step.
 
+#include "window_waits.h"
 #include "config_document.h"
 #include "main_window.h"
 #include "pareto_view.h"
@@ -42,8 +43,8 @@ using namespace qe;
 namespace {
 const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx");
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
-constexpr int kTimeoutMs = 120000;
-constexpr int kSearchTimeoutMs = 600000;
+const int kTimeoutMs = scaledTimeout(120000);
+const int kSearchTimeoutMs = scaledTimeout(600000);
 
 void openDefault(MainWindow& window)
 {

@@ -35,7 +35,7 @@ const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_c
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
 const QString kLabels = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-labels-idx1-ubyte.gz");
 const QString kGui = QStringLiteral(QE_BINARY_DIR "/app/quantexplorer");
-constexpr int kTimeoutMs = 120000;
+const int kTimeoutMs = scaledTimeout(120000);
 
 void writeBytes(const QString& path, const std::string& bytes)
 {

@@ -31,7 +31,7 @@ namespace {
 const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx");
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
 const QString kTrainImages = QStringLiteral(QE_FASHION_MNIST_DIR "/train-images-idx3-ubyte.gz");
-constexpr int kTimeoutMs = 400000;
+const int kTimeoutMs = scaledTimeout(400000);
 
 // The demo configuration at 4-bit weights: post-training loses points there, so training has
 // something to recover.

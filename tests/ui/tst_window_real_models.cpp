@@ -7,6 +7,7 @@
 // from the preset for its channels, prints floats without noise and offers the label column; the
 // Help menu has the guide, the shortcuts and About. Skips with a message when ../shared is absent.
 
+#include "window_waits.h"
 #include "config_document.h"
 #include "help.h"
 #include "layer_details.h"
@@ -49,7 +50,7 @@ const QString kResNet8Qdq = kShared + "/models/resnet8_cifar10_qdq_int8.onnx";
 const QString kCifar = kShared + "/data/cifar10_mlperf_tiny_200/test_200.bin";
 const QString kFashion = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
 const QString kGui = QStringLiteral(QE_BINARY_DIR "/app/quantexplorer");
-constexpr int kTimeoutMs = 120000;
+const int kTimeoutMs = scaledTimeout(120000);
 
 #define REQUIRE_FILE(path)                                                                              \
     do {                                                                                                \

@@ -35,7 +35,7 @@ namespace {
 
 const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx");
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
-constexpr int kTimeoutMs = 240000;
+const int kTimeoutMs = scaledTimeout(240000);
 
 QModelIndex cell(MainWindow& window, const std::string& layer, int column)
 {

@@ -3,6 +3,7 @@
 // active. Nothing may crash, the autosave must hold the last configuration, and the last
 // evaluation shown must be of the last configuration asked for. Only MainWindow's public API.
 
+#include "window_waits.h"
 #include "config_document.h"
 #include "main_window.h"
 #include "session.h"
@@ -31,7 +32,7 @@ namespace {
 
 const QString kModel = QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx");
 const QString kImages = QStringLiteral(QE_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz");
-constexpr int kTimeoutMs = 120000;
+const int kTimeoutMs = scaledTimeout(120000);
 
 }  // namespace
 

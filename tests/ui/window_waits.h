@@ -7,6 +7,18 @@
 
 #include <QtTest>
 
+#include <cstdlib>
+
+// A wait's limit, times QE_TEST_TIME_SCALE (default 1): under ThreadSanitizer
+// (scripts/test-tsan.sh) an evaluation takes ten times as long, and a wait that runs out is a
+// failure that says nothing about races.
+inline int scaledTimeout(int milliseconds)
+{
+    const char* scale = std::getenv("QE_TEST_TIME_SCALE");
+    const int factor = scale ? std::atoi(scale) : 1;
+    return milliseconds * (factor > 0 ? factor : 1);
+}
+
 // Until the window shows an evaluation of `config` and nothing else runs.
 inline void waitForEvaluationOf(qe::MainWindow& window, const qe::QuantConfig& config, int timeoutMs)
 {
