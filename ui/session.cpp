@@ -200,7 +200,7 @@ void Session::open(const QString& modelPath, const QString& dataPath)
         loading_ = false;
         emit failed(message);
     };
-    runJob(work, main_, [this, openNumber](Loaded result) {
+    runJob(std::move(work), main_, [this, openNumber](Loaded result) {
         loading_ = false;
         loadedOpen_ = openNumber;
         snapshot_ = std::move(result.snapshot);
@@ -267,7 +267,7 @@ void Session::startEvaluation()
         static_cast<StudyResult&>(*evaluation) = study->evaluate(config, {}, progressInto(state));
         return evaluation;
     };
-    runJob(work, main_, [this](std::shared_ptr<EvaluationSnapshot> evaluation) {
+    runJob(std::move(work), main_, [this](std::shared_ptr<EvaluationSnapshot> evaluation) {
         evaluation->sequence = ++sequence_;
         evaluation_ = std::move(evaluation);
         emit evaluated();
@@ -303,7 +303,7 @@ void Session::requestHistograms()
             both.b = std::make_shared<HistogramSnapshot>(study->layerHistograms(*b, layer, progressInto(state), channel));
         return both;
     };
-    runJob(work, histogram_, [this](Both histograms) {
+    runJob(std::move(work), histogram_, [this](Both histograms) {
         if (histograms.a->layer != focusLayer_ || (histograms.a->weights && histograms.a->weights->channel != focusChannel_))
             return;
         histograms_ = std::move(histograms.a);
@@ -332,7 +332,7 @@ void Session::requestImageErrors(std::size_t image)
         errors->layers = study->imageLayerErrors(image);
         return std::shared_ptr<const ImageErrorSnapshot>(std::move(errors));
     };
-    runJob(work, imageErrors_, [this](std::shared_ptr<const ImageErrorSnapshot> errors) { emit imageErrorsReady(errors); });
+    runJob(std::move(work), imageErrors_, [this](std::shared_ptr<const ImageErrorSnapshot> errors) { emit imageErrorsReady(errors); });
 }
 
 void Session::setComparison(const QuantConfig& b, const QString& name)
@@ -354,7 +354,7 @@ void Session::setComparison(const QuantConfig& b, const QString& name)
         return std::shared_ptr<const ComparisonSnapshot>(std::move(snapshot));
     };
     runJob(
-        work, comparisonSlot_,
+        std::move(work), comparisonSlot_,
         [this](std::shared_ptr<const ComparisonSnapshot> comparison) {
             comparison_ = std::move(comparison);
             emit comparisonEvaluated();
@@ -414,7 +414,7 @@ template <class Work> bool Session::startExport(ExportResult::Kind kind, const Q
         return std::shared_ptr<const ExportResult>(std::move(result));
     };
     runJob(
-        job, export_,
+        std::move(job), export_,
         [this](std::shared_ptr<const ExportResult> result) {
             endExport();
             emit exported(std::move(result));

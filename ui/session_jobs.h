@@ -61,7 +61,7 @@ inline EvaluationProgress progressInto(const std::shared_ptr<RequestState>& stat
 
 template <class Work, class OnResult> void Session::runJob(Work work, Slot& slot, OnResult onResult)
 {
-    runJob(std::move(work), slot, onResult, [this](const QString& message) { emit failed(message); });
+    runJob(std::move(work), slot, std::move(onResult), [this](const QString& message) { emit failed(message); });
 }
 
 template <class Work, class OnResult, class OnFailure>

@@ -49,7 +49,7 @@ void Session::measureNextLayer()
         return measureSensitivity(*study, base, one, progressInto(state));
     };
     runJob(
-        work, sweep_,
+        std::move(work), sweep_,
         [this](SensitivityResult measured) {
             if (!measured.complete || measured.layers.empty()) {
                 stopSensitivity(tr("cancelled"));
@@ -102,7 +102,7 @@ bool Session::startSearch(const QuantConfig& base, const SearchOptions& options)
         return std::shared_ptr<const SearchResult>(std::move(result));
     };
     runJob(
-        work, search_,
+        std::move(work), search_,
         [this](std::shared_ptr<const SearchResult> result) {
             deliverSearchCandidates();
             endSearch();

@@ -51,7 +51,7 @@ bool Session::startQat(const QuantConfig& config, const QatOptions& options)
         return std::shared_ptr<const QatResult>(std::make_shared<QatResult>(fineTuneWithQat(*study, config, options, progress)));
     };
     runJob(
-        work, qat_,
+        std::move(work), qat_,
         [this](std::shared_ptr<const QatResult> result) {
             deliverQatProgress();
             endQat();

@@ -133,42 +133,16 @@ std::int64_t arithmetic(const std::string& op, std::int64_t a, std::int64_t b)
     throw ValuesUnknown{};  // PRelu: never part of a shape computation
 }
 
-Outputs broadcastShape(const ShapeContext& c)
-{
-    const TensorFacts& a = c.input(0);
-    const TensorFacts& b = c.input(1);
-    if (a.dtype != b.dtype)
-        throw Error("input types differ: " + describe(a) + " and " + describe(b));
-    if (a.dtype == DataType::Bool)
-        throw Error("boolean inputs are not supported");
-    const Shape shape = broadcastShapes(a.shape, b.shape);
-    // Values of shape arithmetic: equal shapes or a single value on one side is all exporters write.
-    const bool simple = a.shape == b.shape || elementCount(a.shape) == 1 || elementCount(b.shape) == 1;
-    if (!a.value || !b.value || !simple || !isPropagated(a.dtype, shape))
-        return {{a.dtype, shape, std::nullopt}};
-    const auto va = a.value->toInt64Vector(), vb = b.value->toInt64Vector();
-    std::vector<std::int64_t> out(static_cast<std::size_t>(elementCount(shape)));
-    for (std::size_t i = 0; i < out.size(); ++i)
-        out[i] = arithmetic(c.node.opType, va[va.size() == 1 ? 0 : i], vb[vb.size() == 1 ? 0 : i]);
-    return {withValues(a.dtype, shape, out)};
-}
-
-Outputs powShape(const ShapeContext& c)
-{
-    const TensorFacts& base = c.input(0);
-    requireNotBool(base, "base");
-    requireNotBool(c.input(1), "exponent");
-    return {{base.dtype, broadcastShapes(base.shape, c.input(1).shape), std::nullopt}};
-}
-
-// The values of a broadcast of small tensors of equal shapes or single values (what shape
-// computations write), element by element; nullopt when a value is unknown or the shapes differ.
+// The values of a broadcast of small tensors, element by element; nullopt when a value is
+// unknown. Shape computations broadcast only tensors of the output's element count (the same
+// elements, perhaps with unit dimensions) or single values, so flat indexing is exact for both;
+// anything else gives nullopt rather than a general broadcast nobody exports.
 template <class Fn>
 std::optional<std::vector<std::int64_t>> elementValues(const std::vector<const TensorFacts*>& inputs, const Shape& shape, Fn fn)
 {
     std::vector<std::vector<std::int64_t>> values;
     for (const TensorFacts* t : inputs) {
-        if (!t->value || (t->shape != shape && elementCount(t->shape) != 1))
+        if (!t->value || (elementCount(t->shape) != elementCount(shape) && elementCount(t->shape) != 1))
             return std::nullopt;
         values.push_back(t->value->toInt64Vector());
     }
@@ -180,6 +154,29 @@ std::optional<std::vector<std::int64_t>> elementValues(const std::vector<const T
         out[i] = fn(at);
     }
     return out;
+}
+
+Outputs broadcastShape(const ShapeContext& c)
+{
+    const TensorFacts& a = c.input(0);
+    const TensorFacts& b = c.input(1);
+    if (a.dtype != b.dtype)
+        throw Error("input types differ: " + describe(a) + " and " + describe(b));
+    if (a.dtype == DataType::Bool)
+        throw Error("boolean inputs are not supported");
+    const Shape shape = broadcastShapes(a.shape, b.shape);
+    if (isPropagated(a.dtype, shape))
+        if (auto v = elementValues({&a, &b}, shape, [&](const auto& x) { return arithmetic(c.node.opType, x[0], x[1]); }))
+            return {withValues(a.dtype, shape, *v)};
+    return {{a.dtype, shape, std::nullopt}};
+}
+
+Outputs powShape(const ShapeContext& c)
+{
+    const TensorFacts& base = c.input(0);
+    requireNotBool(base, "base");
+    requireNotBool(c.input(1), "exponent");
+    return {{base.dtype, broadcastShapes(base.shape, c.input(1).shape), std::nullopt}};
 }
 
 Outputs equalShape(const ShapeContext& c)
