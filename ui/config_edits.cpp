@@ -44,8 +44,16 @@ QuantConfig withLayerEdit(QuantConfig config, const std::vector<std::string>& la
             CalibrationSpec spec = before.calibration;
             spec.method = std::get<CalibrationMethod>(value);
             o.calibration = spec;
+            if (before.activations.dynamic) {
+                o.activations.dynamic = false;
+                o.activations.granularity = Granularity::PerTensor;
+            }
             break;
         }
+        case LayerField::DynamicRange:
+            o.activations.dynamic = true;
+            o.activations.granularity = std::get<Granularity>(value);
+            break;
         case LayerField::KeepFloat: o.keepFloat = std::get<bool>(value); break;
         // A repair equal to the switch is no override: the layer follows the switch again.
         case LayerField::Equalization: {
@@ -86,6 +94,8 @@ std::string describeLayerEdit(const std::vector<std::string>& layers, LayerField
         return who + ": weights " + std::string(granularityName(std::get<Granularity>(value)));
     case LayerField::Calibration:
         return who + ": calibration " + std::string(calibrationMethodName(std::get<CalibrationMethod>(value)));
+    case LayerField::DynamicRange:
+        return who + ": dynamic activations " + std::string(granularityName(std::get<Granularity>(value)));
     case LayerField::KeepFloat: return who + (std::get<bool>(value) ? ": keep in float" : ": quantize");
     case LayerField::Equalization: return who + (std::get<bool>(value) ? ": equalization on" : ": equalization off");
     case LayerField::BiasCorrection:

@@ -12,7 +12,10 @@
 namespace qe {
 
 enum class LayerField {
-    WeightScheme, WeightBits, WeightGranularity, ActivationScheme, ActivationBits, Calibration, KeepFloat,
+    WeightScheme, WeightBits, WeightGranularity, ActivationScheme, ActivationBits,
+    Calibration,   // a static range, calibrated by this method (a dynamic layer becomes static)
+    DynamicRange,  // a range taken at run time, per tensor or per token (the value is the granularity)
+    KeepFloat,
     // The layer's repairs (quant/config.h "repairs"): overrides of the configuration's switches.
     Equalization, BiasCorrection, AdaRound
 };

@@ -344,7 +344,11 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
                         .arg(m.rmseOverScale, 0, 'f', 3);
         html += "</p>";
     } else if (plan.dynamicActivations) {
-        html += QStringLiteral("<h4>Output activation</h4><p>Dynamic: each input's own min and max set the range at run time.</p>");
+        html += plan.config.activations.granularity == Granularity::PerToken
+                    ? QStringLiteral("<h4>Output activation</h4><p>Dynamic, per token: each row of the last axis (each token) "
+                                     "gets its own min and max at run time, so one outlier token does not coarsen the others. "
+                                     "The int8 engine computes this layer in float.</p>")
+                    : QStringLiteral("<h4>Output activation</h4><p>Dynamic: each input's own min and max set the range at run time.</p>");
     }
     if (evaluation.repairs)
         html += repairsHtml(*evaluation.repairs, layer.name);

@@ -50,6 +50,14 @@ QWidget* LayerEditDelegate::createEditor(QWidget* parent, const QStyleOptionView
             combo->addItem(text(method.displayName), int(method.method));
             combo->setItemData(combo->count() - 1, text(method.tradeOff), Qt::ToolTipRole);
         }
+        combo->addItem(tr("dynamic, per tensor"), LayerTableModel::kDynamicRange + int(Granularity::PerTensor));
+        combo->setItemData(combo->count() - 1, tr("Each input's own min and max, taken at run time: no calibration, a little work per image"),
+                           Qt::ToolTipRole);
+        combo->addItem(tr("dynamic, per token"), LayerTableModel::kDynamicRange + int(Granularity::PerToken));
+        combo->setItemData(combo->count() - 1,
+                           tr("A range per row of the last axis (per token of a transformer), taken at run time: one outlier "
+                              "token no longer coarsens every other token's step. Runs in float in the int8 engine."),
+                           Qt::ToolTipRole);
         break;
     case LayerTableModel::BiasCorrection:
         for (BiasCorrection mode : {BiasCorrection::None, BiasCorrection::Empirical, BiasCorrection::Analytical})

@@ -159,7 +159,7 @@ QVariant LayerTableModel::displayValue(int row, int column) const
         if (activationsFloat)
             return QString();
         if (c.activations.dynamic)
-            return tr("dynamic");
+            return c.activations.granularity == Granularity::PerToken ? tr("dynamic per token") : tr("dynamic");
         // A QDQ model's own activation scales are not calibrated: the core's plan says so while
         // the layer still asks for what they describe.
         if (evaluation_ && std::size_t(row) < evaluation_->plans.size() && evaluation_->plans[std::size_t(row)].activationsFromModel &&
@@ -210,7 +210,8 @@ QVariant LayerTableModel::data(const QModelIndex& index, int role) const
         case WeightBits: return c.weights.bits;
         case ActivationBits: return c.activations.bits;
         case WeightGranularity: return int(c.weights.granularity);
-        case Calibration: return int(c.calibration.method);
+        case Calibration:
+            return c.activations.dynamic ? kDynamicRange + int(c.activations.granularity) : int(c.calibration.method);
         case KeepFloat: return c.keepFloat;
         case Equalization: return c.repairs.equalization;
         case BiasCorrection: return int(c.repairs.biasCorrection);
@@ -296,13 +297,20 @@ bool LayerTableModel::setData(const QModelIndex& index, const QVariant& value, i
     case WeightScheme: case ActivationScheme: fieldValue = Scheme(value.toInt()); break;
     case WeightBits: case ActivationBits: fieldValue = value.toInt(); break;
     case WeightGranularity: fieldValue = Granularity(value.toInt()); break;
-    case Calibration: fieldValue = CalibrationMethod(value.toInt()); break;
+    case Calibration:
+        if (value.toInt() >= kDynamicRange)
+            fieldValue = Granularity(value.toInt() - kDynamicRange);
+        else
+            fieldValue = CalibrationMethod(value.toInt());
+        break;
     case KeepFloat: case Equalization: case AdaRound:
         fieldValue = role == Qt::CheckStateRole ? value.value<Qt::CheckState>() == Qt::Checked : value.toBool();
         break;
     case BiasCorrection: fieldValue = qe::BiasCorrection(value.toInt()); break;
     }
-    const LayerField field = layerFieldOf(index.column());
+    const LayerField field = std::holds_alternative<Granularity>(fieldValue) && index.column() == Calibration
+                                 ? LayerField::DynamicRange
+                                 : layerFieldOf(index.column());
     try {
         QuantConfig edited = withLayerEdit(document_->config(), layers, field, fieldValue);
         if (edited == document_->config())

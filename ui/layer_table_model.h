@@ -31,6 +31,9 @@ public:
     // The raw number behind a metric cell (double; NaN where it does not apply), for sorting and
     // for the charts. Infinite SQNR (an exact layer) stays +inf.
     static constexpr int MetricRole = Qt::UserRole + 1;
+    // The Calibration column's edit value is a CalibrationMethod for a static range, or
+    // kDynamicRange + Granularity (per tensor, per token) for a range taken at run time.
+    static constexpr int kDynamicRange = 100;
 
     // `document` holds the configuration shown (at once, after every change) and takes the edits.
     explicit LayerTableModel(ConfigDocument* document, QObject* parent = nullptr);

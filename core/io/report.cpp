@@ -258,7 +258,8 @@ std::vector<std::filesystem::path> writeReport(const std::filesystem::path& dir,
             if (c.keepFloat || !s.quantize)
                 return std::string("float");
             return std::string(schemeTraits(s.scheme).name) + " " + std::to_string(s.bits) +
-                   (s.dynamic ? " dynamic" : "") + (s.granularity == Granularity::PerChannel ? " per-channel" : "");
+                   (s.dynamic ? " dynamic" : "") + (s.granularity == Granularity::PerChannel ? " per-channel" : "") +
+                   (s.granularity == Granularity::PerToken ? " per-token" : "");
         };
         md << "| " << l.name << " | " << l.opType << " | " << spec(c.weights, l.weightCount > 0) << " | " << spec(c.activations, true)
            << " | " << fixed(l.accumulated.sqnrDb, 2) << " | " << fixed(l.isolated.sqnrDb, 2) << " | "

@@ -30,7 +30,7 @@ constexpr std::size_t kMaxListedLayers = 10;
 constexpr std::pair<BiasCorrection, std::string_view> kBiasCorrections[] = {
     {BiasCorrection::None, "none"}, {BiasCorrection::Empirical, "empirical"}, {BiasCorrection::Analytical, "analytical"}};
 
-constexpr Granularity kGranularities[] = {Granularity::PerTensor, Granularity::PerChannel, Granularity::PerGroup};
+constexpr Granularity kGranularities[] = {Granularity::PerTensor, Granularity::PerChannel, Granularity::PerGroup, Granularity::PerToken};
 
 // JSON text of a string, quoted and escaped; invalid UTF-8 (possible in a json built in code,
 // never in a parsed file) is replaced rather than thrown about while reporting another error.
@@ -492,9 +492,14 @@ void validateSpec(const TensorQuantSpec& spec, bool forActivations, const std::s
                          std::to_string(traits.maxBits) + " for scheme " + scheme + ", got " +
                          std::to_string(spec.bits));
     }
-    if (forActivations && spec.granularity != Granularity::PerTensor)
-        fail("granularity", "activations are quantized per tensor; expected \"per_tensor\", got " +
-                                jsonQuoted(granularityName(spec.granularity)));
+    if (forActivations && spec.granularity == Granularity::PerToken && !spec.dynamic)
+        fail("granularity", "\"per_token\" ranges are taken from each input at run time: it needs \"dynamic\": true");
+    if (forActivations && spec.granularity != Granularity::PerTensor && spec.granularity != Granularity::PerToken)
+        fail("granularity", "activations are quantized per tensor, or per token when dynamic; expected \"per_tensor\" or "
+                            "\"per_token\", got " + jsonQuoted(granularityName(spec.granularity)));
+    if (!forActivations && spec.granularity == Granularity::PerToken)
+        fail("granularity", "\"per_token\" is for dynamic activations; weights are \"per_tensor\", \"per_channel\" or "
+                            "\"per_group\"");
     if (spec.granularity == Granularity::PerGroup && spec.groupSize < 1)
         fail("group_size", "granularity \"per_group\" needs a group size, an integer >= 1; got " +
                                (spec.groupSize == 0 ? std::string("none") : std::to_string(spec.groupSize)));

@@ -21,7 +21,7 @@
 namespace qe {
 namespace {
 
-constexpr std::array<std::string_view, 3> kGranularityNames{"per_tensor", "per_channel", "per_group"};
+constexpr std::array<std::string_view, 4> kGranularityNames{"per_tensor", "per_channel", "per_group", "per_token"};
 
 std::string quoted(std::string_view name) { return "'" + std::string(name) + "'"; }
 
@@ -383,6 +383,7 @@ struct BlockIndex {
         case Granularity::PerTensor: return 0;
         case Granularity::PerChannel: return (i / inner) % channels;
         case Granularity::PerGroup: return (i / inner) * groupsPerChannel + (i % inner) / groupSize;
+        case Granularity::PerToken: return i / inner;
         }
         return 0;
     }
@@ -395,6 +396,15 @@ BlockIndex blockIndexFor(const QuantParams& params, const Tensor& values)
     if (params.granularity == Granularity::PerTensor)
         return index;
     const std::string what = std::string(granularityName(params.granularity)) + " parameters for " + values.describe();
+    if (params.granularity == Granularity::PerToken) {
+        if (values.rank() < 1 || values.dim(values.rank() - 1) == 0)
+            throw Error(what + ": expected a tensor of rank >= 1 with rows of at least one element");
+        index.inner = values.dim(values.rank() - 1);
+        index.count = values.size() / index.inner;
+        if (static_cast<std::int64_t>(params.blockCount()) != index.count)
+            throw Error(what + ": expected " + std::to_string(index.count) + " row ranges, got " + std::to_string(params.blockCount()));
+        return index;
+    }
     if (params.axis < 0 || params.axis >= values.rank())
         throw Error(what + ": expected a channel axis in [0, " + std::to_string(values.rank()) + "), got " +
                     std::to_string(params.axis));
@@ -810,7 +820,9 @@ QuantParams uniformParams(Scheme scheme, int bits, bool isSigned, std::vector<fl
     return params;
 }
 
-QuantParams paramsForRange(const TensorQuantSpec& spec, float min, float max)
+namespace {
+
+void requireActivationScheme(const TensorQuantSpec& spec)
 {
     const SchemeTraits& traits = schemeTraits(spec.scheme);
     if (!traits.forActivations || !row(spec.scheme).fitBlock)
@@ -818,18 +830,57 @@ QuantParams paramsForRange(const TensorQuantSpec& spec, float min, float max)
                     " is for weights only (it fits a codebook to known values): expected an activation scheme such as "
                     "'affine' or 'symmetric'");
     checkBits(spec.scheme, spec.bits);
+}
+
+// Unset signedness: affine activations use unsigned codes (uint8 with a zero-point, as ONNX
+// Runtime's u8 activations) whatever their sign; the zero-point-free schemes need signed codes
+// unless the range is non-negative (ReLU outputs), where unsigned codes double the resolution.
+bool activationIsSigned(const TensorQuantSpec& spec, float min)
+{
+    return spec.isSigned.value_or(spec.scheme == Scheme::Affine ? false : min < 0.f);
+}
+
+}  // namespace
+
+QuantParams paramsForRange(const TensorQuantSpec& spec, float min, float max)
+{
+    requireActivationScheme(spec);
     if (spec.granularity != Granularity::PerTensor)
         throw Error("activation ranges are per tensor: expected granularity 'per_tensor', got " +
                     quoted(granularityName(spec.granularity)));
     if (!std::isfinite(min) || !std::isfinite(max) || min > max)
         throw Error("expected a finite activation range with min <= max, got [" + std::to_string(min) + ", " +
                     std::to_string(max) + "]");
-    // Unset signedness: affine activations use unsigned codes (uint8 with a zero-point, as ONNX
-    // Runtime's u8 activations) whatever their sign; the zero-point-free schemes need signed codes
-    // unless the range is non-negative (ReLU outputs), where unsigned codes double the resolution.
-    const bool isSigned = spec.isSigned.value_or(spec.scheme == Scheme::Affine ? false : min < 0.f);
-    QuantParams params = emptyParams(spec, isSigned);
+    QuantParams params = emptyParams(spec, activationIsSigned(spec, min));
     row(spec.scheme).fitBlock(params, min, max);
+    return params;
+}
+
+QuantParams paramsForTokens(const TensorQuantSpec& spec, const Tensor& values)
+{
+    if (spec.granularity != Granularity::PerToken)
+        throw Error("paramsForTokens: expected granularity 'per_token', got " + quoted(granularityName(spec.granularity)));
+    if (values.empty() || values.dtype() != DataType::Float32 || values.rank() < 1 || values.dim(values.rank() - 1) == 0)
+        throw Error("per-token ranges need a float32 tensor of rank >= 1 with non-empty rows, got " +
+                    (values.empty() ? std::string("no tensor") : values.describe()));
+    requireActivationScheme(spec);
+    const std::int64_t rowLength = values.dim(values.rank() - 1), rows = values.size() / rowLength;
+    const float* v = values.data<float>();
+    std::vector<std::pair<float, float>> ranges(static_cast<std::size_t>(rows));
+    float lowest = 0.f;
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const auto [lo, hi] = std::minmax_element(v + r * rowLength, v + (r + 1) * rowLength);
+        ranges[static_cast<std::size_t>(r)] = {*lo, *hi};
+        lowest = std::min(lowest, *lo);
+    }
+    // One signedness for the whole tensor: one code type, as the static per-tensor range has.
+    QuantParams params = emptyParams(spec, activationIsSigned(spec, lowest));
+    params.axis = values.rank() - 1;
+    for (const auto& [lo, hi] : ranges) {
+        if (!std::isfinite(lo) || !std::isfinite(hi))
+            throw Error("per-token ranges: " + values.describe() + " holds NaN or infinity");
+        row(spec.scheme).fitBlock(params, lo, hi);
+    }
     return params;
 }
 

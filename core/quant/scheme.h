@@ -70,8 +70,10 @@ const std::array<SchemeTraits, kSchemeCount>& schemeTable();
 const SchemeTraits& schemeTraits(Scheme scheme);
 std::optional<Scheme> schemeFromName(std::string_view name);
 
-enum class Granularity : std::uint8_t { PerTensor, PerChannel, PerGroup };
-std::string_view granularityName(Granularity g);  // "per_tensor", "per_channel", "per_group"
+// PerToken is for dynamic activations only: one range per row of the last axis, taken at run
+// time (a transformer's tokens: one outlier token no longer sets every other token's step).
+enum class Granularity : std::uint8_t { PerTensor, PerChannel, PerGroup, PerToken };
+std::string_view granularityName(Granularity g);  // "per_tensor", "per_channel", "per_group", "per_token"
 std::optional<Granularity> granularityFromName(std::string_view name);
 
 // What the user chose for one tensor (a layer's weights or its output activations).
@@ -147,6 +149,11 @@ inline bool runsInIntegers(const TensorQuantSpec& spec) { return runsInIntegers(
 // Parameters for an activation tensor whose clipping range is [min, max] (from calibration or,
 // for dynamic quantization, from the tensor itself). Per-tensor only; k-means is not allowed.
 QuantParams paramsForRange(const TensorQuantSpec& spec, float min, float max);
+
+// Dynamic per-token parameters of an activation tensor: each row of its last axis gets the range
+// of its own values (spec.granularity must be PerToken; rank >= 1). Signedness is the tensor's:
+// as paramsForRange() decides it from the whole tensor's range.
+QuantParams paramsForTokens(const TensorQuantSpec& spec, const Tensor& values);
 
 // Parameters for a weight tensor: ranges per tensor / per output channel (axis 0) / per group
 // (blocks of groupSize along the flattened input dimensions of each output channel); k-means

@@ -269,9 +269,17 @@ QuantParams activationParamsFor(const LayerPlan& plan, const Tensor& values)
 {
     if (plan.activationParams)
         return *plan.activationParams;
+    if (plan.config.activations.granularity == Granularity::PerToken)
+        return paramsForTokens(plan.config.activations, values);
     const auto v = values.values<float>();
     const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
     return paramsForRange(plan.config.activations, v.empty() ? 0.f : *lo, v.empty() ? 0.f : *hi);
+}
+
+bool dynamicActivationCodes(const LayerPlan& plan)
+{
+    return plan.dynamicActivations && runsInIntegers(plan.config.activations) &&
+           plan.config.activations.granularity == Granularity::PerTensor;
 }
 
 TensorMap runSimulated(const QuantPlan& plan, const Executor& executor, TensorMap feeds, RunOptions options)

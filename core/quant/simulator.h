@@ -118,6 +118,10 @@ std::vector<Tensor> runSimulatedNode(const QuantPlan& plan, std::size_t nodeInde
 
 // The activation parameters a layer uses for one tensor (static or computed from the tensor).
 QuantParams activationParamsFor(const LayerPlan& plan, const Tensor& values);
+// Whether a layer's dynamic activations become integer codes in the int8 engine: uniform, at most
+// 8 bits, one range per tensor. Per-token ranges stay fake-quantized float there: an integer
+// kernel would need a scale per row.
+bool dynamicActivationCodes(const LayerPlan& plan);
 
 // The layer names a configuration may mention.
 std::set<std::string> layerNames(const std::vector<QuantLayer>& layers);

@@ -29,6 +29,9 @@ void setActivationQuantizers(const QuantPlan& plan, TrainingJob& job)
         const LayerPlan& layer = plan.plans[i];
         const std::string& tensor = plan.layers[i].output;
         if (layer.dynamicActivations) {
+            if (layer.config.activations.granularity == Granularity::PerToken)
+                throw Error("layer '" + plan.layers[i].name + "': quantization-aware training fakes dynamic activations "
+                            "with one range per tensor; per-token ranges are not trained (choose \"per_tensor\")");
             job.dynamicActivations.insert(tensor);
             continue;
         }

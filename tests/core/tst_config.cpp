@@ -526,7 +526,15 @@ void TestConfig::errors_data()
     QTest::newRow("unknown granularity")
         << layerDocument("conv2", R"({"weights": {"granularity": "per_row"}})")
         << QStringList{"layers.conv2.weights.granularity: unknown granularity \"per_row\" (expected one of: "
-                       "per_tensor, per_channel, per_group)"};
+                       "per_tensor, per_channel, per_group, per_token)"};
+    QTest::newRow("per_token static activations")
+        << layerDocument("conv2", R"({"activations": {"granularity": "per_token"}})")
+        << QStringList{"layers.conv2.activations.granularity", "needs \"dynamic\": true"};
+    QTest::newRow("per_channel dynamic activations")
+        << layerDocument("conv2", R"({"activations": {"granularity": "per_channel", "dynamic": true}})")
+        << QStringList{"layers.conv2.activations.granularity", "per token when dynamic", "got \"per_channel\""};
+    QTest::newRow("per_token weights") << layerDocument("conv2", R"({"weights": {"granularity": "per_token"}})")
+                                       << QStringList{"layers.conv2.weights.granularity", "for dynamic activations"};
     QTest::newRow("group_size 0") << layerDocument("conv2", R"({"weights": {"granularity": "per_group", "group_size": 0}})")
                                   << QStringList{"layers.conv2.weights.group_size: expected an integer >= 1, got 0"};
     QTest::newRow("per_group without group_size")
@@ -544,7 +552,7 @@ void TestConfig::errors_data()
         << QStringList{"my.json: layers.conv2.activations.scheme: scheme \"kmeans\" is for weights only"};
     QTest::newRow("per_channel activations")
         << layerDocument("conv2", R"({"activations": {"granularity": "per_channel"}})")
-        << QStringList{"layers.conv2.activations.granularity", "expected \"per_tensor\", got \"per_channel\""};
+        << QStringList{"layers.conv2.activations.granularity", "expected \"per_tensor\" or \"per_token\", got \"per_channel\""};
     QTest::newRow("per_group activations")
         << layerDocument("conv2", R"({"activations": {"granularity": "per_group", "group_size": 8}})")
         << QStringList{"layers.conv2.activations.granularity", "got \"per_group\""};

@@ -216,6 +216,7 @@ private slots:
     void log2Levels();
     void defaultSignedness();
     void perGroupBlocks();
+    void perTokenRanges();
     void badSpecsAreErrors_data();
     void badSpecsAreErrors();
 
@@ -448,9 +449,22 @@ void TestQuantizer::paramsMatchPyTorchObservers()
     std::vector<float> scales;
     std::vector<std::int32_t> zeroPoints;
     if (perChannel) {
-        params = paramsForWeights(spec, test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), c["shape"].get<Shape>()));
+        const Tensor weights = test::readRawFloats(kReferenceDir / c["input"].get<std::string>(), c["shape"].get<Shape>());
+        params = paramsForWeights(spec, weights);
         scales = c["scales"].get<std::vector<float>>();
         zeroPoints = c["zero_points"].get<std::vector<std::int32_t>>();
+        // Dynamic per-token ranges of the same values laid out as rows (one row per channel) are
+        // PyTorch's per-channel observer on axis 0 too.
+        TensorQuantSpec perToken = spec;
+        perToken.granularity = Granularity::PerToken;
+        perToken.dynamic = true;
+        const std::int64_t channels = weights.dim(0);
+        const QuantParams tokens = paramsForTokens(perToken, Tensor::fromValues<float>({1, channels, weights.size() / channels}, weights.toFloatVector()));
+        QCOMPARE(tokens.blockCount(), scales.size());
+        for (std::size_t b = 0; b < scales.size(); ++b) {
+            QVERIFY2(sameFloat(tokens.uniform().scale[b], scales[b]), qPrintable(QString("token %1").arg(b)));
+            QCOMPARE(tokens.uniform().zeroPoint[b], zeroPoints[b]);
+        }
     } else {
         params = paramsForRange(spec, c["min"].get<float>(), c["max"].get<float>());
         scales = {c["scale"].get<float>()};
@@ -845,6 +859,49 @@ void TestQuantizer::perGroupBlocks()
     for (int i = 0; i < 560; ++i)
         if (i < 16 || i >= 32)
             QCOMPARE(q2.data<float>()[i], q1.data<float>()[i]);
+}
+
+// Each token (row of the last axis) is quantized as the per-tensor dynamic range of that row alone
+// would quantize it, so an outlier token leaves every other token as it was.
+void TestQuantizer::perTokenRanges()
+{
+    const Tensor x = randomWeights({2, 3, 16}, true, 5);
+    TensorQuantSpec spec = makeSpec(Scheme::Affine, 8);
+    spec.dynamic = true;
+    spec.granularity = Granularity::PerToken;
+    const QuantParams p = paramsForTokens(spec, x);
+    QCOMPARE(p.blockCount(), std::size_t(6));
+    QCOMPARE(p.axis, 2);
+    const Tensor q = fakeQuantize(x, p);
+    TensorQuantSpec perTensor = spec;
+    perTensor.granularity = Granularity::PerTensor;
+    for (int r = 0; r < 6; ++r) {
+        const std::vector<float> all = x.toFloatVector();
+        const std::vector<float> row(all.begin() + r * 16, all.begin() + (r + 1) * 16);
+        const auto [lo, hi] = std::minmax_element(row.begin(), row.end());
+        const Tensor alone = fakeQuantize(Tensor::fromValues<float>({16}, row), paramsForRange(perTensor, *lo, *hi));
+        for (int i = 0; i < 16; ++i)
+            QCOMPARE(q.data<float>()[r * 16 + i], alone.data<float>()[i]);
+    }
+    std::vector<float> values = x.toFloatVector();
+    for (int i = 16; i < 32; ++i)
+        values[std::size_t(i)] *= 1000.f;  // token 1 becomes an outlier
+    const Tensor scaled = Tensor::fromValues<float>({2, 3, 16}, values);
+    const Tensor q2 = fakeQuantize(scaled, paramsForTokens(spec, scaled));
+    for (int i = 0; i < 96; ++i)
+        if (i < 16 || i >= 32)
+            QCOMPARE(q2.data<float>()[i], q.data<float>()[i]);
+    // Per tensor, the outlier token's range is every token's: the others lose most of their levels.
+    const auto [lo, hi] = std::minmax_element(values.begin(), values.end());
+    const Tensor q3 = fakeQuantize(scaled, paramsForRange(perTensor, *lo, *hi));
+    double tokenError = 0, tensorError = 0;
+    for (int i = 32; i < 96; ++i) {
+        tokenError += std::abs(q2.data<float>()[i] - values[std::size_t(i)]);
+        tensorError += std::abs(q3.data<float>()[i] - values[std::size_t(i)]);
+    }
+    QVERIFY2(tensorError > 100 * tokenError, qPrintable(QString("per tensor %1, per token %2").arg(tensorError).arg(tokenError)));
+    // Parameters of a tensor of another row count are an error, not a misread.
+    QVERIFY_THROWS_EXCEPTION(Error, fakeQuantize(Tensor::fromValues<float>({4, 16}, std::vector<float>(64, 0.f)), p));
 }
 
 void TestQuantizer::badSpecsAreErrors_data()

@@ -23,6 +23,7 @@ private slots:
     void editingBackToTheDefaultLeavesNoOverride();
     void repairOverridesFollowTheSwitches();
     void repairSwitchesAreValidated();
+    void dynamicRangeAndBack();
 };
 
 void TestConfigEdits::resolvedAfterEdit_data()
@@ -134,4 +135,21 @@ void TestConfigEdits::repairSwitchesAreValidated()
 }
 
 QTEST_MAIN(TestConfigEdits)
+// The Calibration column's two dynamic choices, and a calibration method that makes the layer
+// static again (with the per-token granularity dropped, which a static range cannot have).
+void TestConfigEdits::dynamicRangeAndBack()
+{
+    QuantConfig config = withLayerEdit(QuantConfig{}, {"fc"}, LayerField::DynamicRange, Granularity::PerToken);
+    QVERIFY(config.resolve("fc").activations.dynamic);
+    QCOMPARE(config.resolve("fc").activations.granularity, Granularity::PerToken);
+    QVERIFY(!config.resolve("conv").activations.dynamic);
+    QCOMPARE(QString::fromStdString(describeLayerEdit({"fc"}, LayerField::DynamicRange, Granularity::PerToken)),
+             QString("fc: dynamic activations per_token"));
+    config = withLayerEdit(config, {"fc"}, LayerField::Calibration, CalibrationMethod::Percentile);
+    const LayerQuantConfig fc = config.resolve("fc");
+    QVERIFY(!fc.activations.dynamic);
+    QCOMPARE(fc.activations.granularity, Granularity::PerTensor);
+    QCOMPARE(fc.calibration.method, CalibrationMethod::Percentile);
+}
+
 #include "tst_config_edits.moc"

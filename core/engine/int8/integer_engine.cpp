@@ -89,7 +89,9 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
             return std::nullopt;
         }
         if (lp.dynamicActivations) {
-            why = "dynamic output range: computed in float, quantized at run time";
+            why = lp.config.activations.granularity == Granularity::PerToken
+                      ? "dynamic per-token ranges: computed in float, each row quantized at run time (an integer kernel would need a scale per row)"
+                      : "dynamic output range: computed in float, quantized at run time";
             return std::nullopt;
         }
         if (!lp.activationParams) {
@@ -114,7 +116,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
         if (layer.nodeIndex >= 0)
             continue;
         const LayerPlan& lp = plan.plans[i];
-        const bool dynamicUniform = lp.dynamicActivations && runsInIntegers(lp.config.activations);
+        const bool dynamicUniform = dynamicActivationCodes(lp);
         std::string why;
         auto params = staticOutput(i, why);
         std::unique_ptr<Step> step;
@@ -218,7 +220,7 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                 if (!lp.config.keepFloat && (lp.activationParams || lp.dynamicActivations)) {
                     outputPlan = &lp;
                     outputToCodes = lp.activationParams ? isIntegerActivationParams(*lp.activationParams)
-                                                        : runsInIntegers(lp.config.activations);
+                                                        : dynamicActivationCodes(lp);
                     if (outputToCodes)
                         quantized[node.outputs[0]] = lp.activationParams ? std::optional(toActivationParams(*lp.activationParams))
                                                                          : std::nullopt;
