@@ -87,6 +87,7 @@ int main(int argc, char** argv)
     parser.process(app);
 
     qe::MainWindow window;
+    window.setExamplesFolder(resourcesDir() + "/models");
     if (parser.isSet(images)) {
         const std::optional<int> count = positiveCount(parser, images, "images");
         if (!count)

@@ -144,6 +144,8 @@ public:
     // quarter of the machine's memory); Tools > Evaluation Images and Memory..., or --images and
     // --memory-budget. The model and images open again with the configuration kept.
     void setEvaluationImages(int images);
+    // The folder of the example models (resources/models) that File > Open Example lists.
+    void setExamplesFolder(const QString& folder) { examplesFolder_ = folder; }
     void setEvaluationSettings(int images, std::optional<std::uint64_t> cacheBudget);
     void askEvaluationSettings();
     bool hasPreviousModel() const { return previousModel_.has_value(); }
@@ -305,6 +307,8 @@ private:
     QLabel* imagesLegend_ = nullptr;       // how to read the Images tab's labels and frames
     QString comparisonName_, pendingComparePath_;
     QMenu* recentMenu_;
+    QMenu* examplesMenu_;
+    QString examplesFolder_;
     QList<QAction*> exportActions_;  // enabled while a model is loaded and no export runs
 
     QString modelPath_, dataPath_;

@@ -34,6 +34,16 @@ void MainWindow::buildMenus()
         if (!path.isEmpty())
             openModel(path);
     });
+    // Every model in the examples folder (resources/models): the CNN and the vision transformer.
+    examplesMenu_ = file->addMenu(tr("Open E&xample"));
+    connect(examplesMenu_, &QMenu::aboutToShow, this, [this] {
+        examplesMenu_->clear();
+        const QFileInfoList models = QDir(examplesFolder_).entryInfoList({QStringLiteral("*.onnx")}, QDir::Files, QDir::Name);
+        for (const QFileInfo& model : models)
+            examplesMenu_->addAction(model.completeBaseName(), this, [this, path = model.filePath()] { openModel(path); });
+        if (models.isEmpty())
+            examplesMenu_->addAction(tr("(no examples in %1)").arg(examplesFolder_))->setEnabled(false);
+    });
     file->addAction(tr("Open &Images..."), this, [this] {
         const QString path = QFileDialog::getOpenFileName(
             this, tr("Open Images"), QFileInfo(dataPath_).path(),

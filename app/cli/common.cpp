@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -190,12 +191,16 @@ repairs of the float model before quantization (see README, "Repairs"), over any
                         images, against the float model's outputs (Nagel et al. 2020); last
   --adaround-iterations N  Adam steps per layer (default 10000)
   --adaround-images M   calibration images each layer learns on (default 256)
+  --smoothquant         SmoothQuant (Xiao et al. 2023): divide each LayerNorm's output channels by
+                        s_j and multiply the rows of the MatMul/Gemm weights reading it by s_j, with
+                        s_j = max|x_j|^alpha / max|w_j|^(1-alpha) measured on the calibration images
+  --smoothquant-alpha A the share of the activation range moved into the weights (default 0.5)
 )";
 
 Options optionsWithRepairs(const std::vector<std::string>& args, std::set<std::string> valued, std::set<std::string> switches)
 {
-    valued.insert({"--bias-correction", "--adaround-iterations", "--adaround-images"});
-    switches.insert({"--equalization", "--relu6-as-relu", "--adaround"});
+    valued.insert({"--bias-correction", "--adaround-iterations", "--adaround-images", "--smoothquant-alpha"});
+    switches.insert({"--equalization", "--relu6-as-relu", "--adaround", "--smoothquant"});
     return Options(args, valued, switches, {{"--bias-correction", "empirical"}});
 }
 
@@ -223,6 +228,15 @@ QuantConfig withRepairFlags(QuantConfig config, const Options& options)
         config.repairs.adaRound.iterations = *n;
     if (auto n = positive("--adaround-images"))
         config.repairs.adaRound.images = *n;
+    if (options.has("--smoothquant"))
+        config.repairs.smoothQuant = true;
+    if (auto alpha = options.value("--smoothquant-alpha")) {
+        char* end = nullptr;
+        const double a = std::strtod(alpha->c_str(), &end);
+        if (alpha->empty() || *end != '\0' || !(a >= 0 && a <= 1))
+            throw Error("option --smoothquant-alpha expects a number from 0 to 1, got '" + *alpha + "'");
+        config.repairs.smoothQuantAlpha = float(a);
+    }
     return config;
 }
 
@@ -256,10 +270,18 @@ nlohmann::json repairsJson(const RepairReport* report)
                            {"nearest_error", a.nearestError}, {"adaround_error", a.adaRoundError}});
         layers[a.layer].push_back("adaround");
     }
+    json smoothed = json::array();
+    for (const SmoothedGroup& g : report->smoothed) {
+        smoothed.push_back({{"layer_norm", g.layerNorm}, {"consumers", g.consumers}, {"alpha", g.alpha}, {"images", g.images},
+                            {"activation_max", g.activationMax}, {"weight_max", g.weightMax}, {"scales", g.scales}});
+        layers[g.layerNorm].push_back("smoothquant");
+        for (const std::string& c : g.consumers)
+            layers[c].push_back("smoothquant");
+    }
     json skipped = json::array();
     for (const SkippedRepair& s : report->skipped)
         skipped.push_back({{"layers", s.layers}, {"reason", s.reason}});
-    return {{"layers", layers}, {"equalization", pairs}, {"equalization_sweeps", report->equalizationSweeps},
+    return {{"layers", layers}, {"smoothquant", smoothed}, {"equalization", pairs}, {"equalization_sweeps", report->equalizationSweeps},
             {"bias_correction", corrected}, {"adaround", rounded}, {"skipped", skipped}};
 }
 

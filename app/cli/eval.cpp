@@ -53,7 +53,8 @@ quantization (see README, "Quantization"):
 int evaluateStoredModel(const Options& options, Study& study)
 {
     for (const char* flag : {"--calib-data", "--calib-count", "--save-config", "--equalization", "--relu6-as-relu",
-                             "--bias-correction", "--adaround", "--adaround-iterations", "--adaround-images"})
+                             "--bias-correction", "--adaround", "--adaround-iterations", "--adaround-images", "--smoothquant",
+                             "--smoothquant-alpha"})
         if (options.has(flag))
             throw Error(std::string("option ") + flag + " needs --config");
     const std::size_t batch = static_cast<std::size_t>(std::max<long long>(1, options.integer("--batch").value_or(32)));
@@ -161,7 +162,8 @@ int runEval(const std::vector<std::string>& args)
               << "images: " << m.images << "\n"
               << "peak memory: " << double(peakResidentBytes()) / (1 << 20) << " MiB\n";
     if (const RepairReport* repairs = result.repairs.get()) {
-        std::cout << "repairs: " << repairs->equalized.size() << " layer pairs equalized (" << repairs->equalizationSweeps
+        std::cout << "repairs: " << repairs->smoothed.size() << " LayerNorms smoothed, " << repairs->equalized.size()
+                  << " layer pairs equalized (" << repairs->equalizationSweeps
                   << " sweeps), " << repairs->biasCorrected.size() << " biases corrected, " << repairs->adaRounded.size()
                   << " layers AdaRounded";
         if (!repairs->skipped.empty())
@@ -169,6 +171,9 @@ int runEval(const std::vector<std::string>& args)
         for (const SkippedRepair& skipped : repairs->skipped)
             std::cout << (&skipped == &repairs->skipped.front() ? "" : "; ") << skipped.layers << " (" << skipped.reason << ")";
         std::cout << "\n";
+        for (const std::string& line : describeRepairs(*repairs))
+            if (line.starts_with("SmoothQuant"))
+                std::cout << "  " << line << "\n";
     }
     if (integer) {
         std::cout << "engine: int8, " << integer->integerLayers << " of " << integer->layers.size()

@@ -261,7 +261,7 @@ public:
     RepairOverride readRepairs(const json& value, const std::string& path, bool global) const
     {
         requireObject(value, path);
-        checkKeys(value, path, {"equalization", "relu6_as_relu", "bias_correction", "adaround"});
+        checkKeys(value, path, {"equalization", "relu6_as_relu", "bias_correction", "adaround", "smoothquant", "smoothquant_alpha"});
         RepairOverride o;
         if (auto it = value.find("equalization"); it != value.end())
             o.equalization = readBool(*it, child(path, "equalization"));
@@ -277,6 +277,14 @@ public:
         }
         if (auto it = value.find("adaround"); it != value.end())
             readAdaRound(*it, child(path, "adaround"), global, o);
+        if (auto it = value.find("smoothquant"); it != value.end())
+            o.smoothQuant = readBool(*it, child(path, "smoothquant"));
+        if (auto it = value.find("smoothquant_alpha"); it != value.end()) {
+            if (!it->is_number() || it->get<double>() < 0 || it->get<double>() > 1)
+                fail(child(path, "smoothquant_alpha"), "expected a number from 0 to 1 (the share of the activations' range "
+                                                       "moved into the weights), got " + describe(*it));
+            o.smoothQuantAlpha = it->get<float>();
+        }
         return o;
     }
 
@@ -337,6 +345,10 @@ json repairOverrideJson(const RepairOverride& o)
         j["relu6_as_relu"] = *o.relu6AsRelu;
     if (o.biasCorrection)
         j["bias_correction"] = std::string(biasCorrectionName(*o.biasCorrection));
+    if (o.smoothQuant)
+        j["smoothquant"] = *o.smoothQuant;
+    if (o.smoothQuantAlpha)
+        j["smoothquant_alpha"] = *o.smoothQuantAlpha;
     // A bare switch when only that is set; else the object, with "enabled" whenever the switch is
     // set (always at the top level, whose spec is written whole).
     if (o.adaRoundIterations || o.adaRoundImages) {
@@ -438,6 +450,10 @@ RepairSpec RepairOverride::appliedTo(RepairSpec base) const
         base.adaRound.iterations = *adaRoundIterations;
     if (adaRoundImages)
         base.adaRound.images = *adaRoundImages;
+    if (smoothQuant)
+        base.smoothQuant = *smoothQuant;
+    if (smoothQuantAlpha)
+        base.smoothQuantAlpha = *smoothQuantAlpha;
     return base;
 }
 
@@ -623,7 +639,8 @@ nlohmann::json QuantConfig::toJson() const
         out["repairs"] = repairOverrideJson(
             {repairs.equalization, repairs.relu6AsRelu, repairs.biasCorrection, a.enabled,
              a.iterations != builtInA.iterations ? std::optional(a.iterations) : std::nullopt,
-             a.images != builtInA.images ? std::optional(a.images) : std::nullopt});
+             a.images != builtInA.images ? std::optional(a.images) : std::nullopt, repairs.smoothQuant,
+             repairs.smoothQuantAlpha != builtIn.repairs.smoothQuantAlpha ? std::optional(repairs.smoothQuantAlpha) : std::nullopt});
     }
     json layerJson = json::object();
     for (const auto& [name, layer] : layers) {

@@ -77,7 +77,11 @@ struct RepairSpec {
     bool relu6AsRelu = false;
     BiasCorrection biasCorrection = BiasCorrection::None;
     AdaRoundSpec adaRound;
-    bool any() const { return equalization || biasCorrection != BiasCorrection::None || adaRound.enabled; }
+    // SmoothQuant (core/repair/smoothquant.h) into this layer's weights from the LayerNorm before
+    // it, with migration strength alpha in [0, 1].
+    bool smoothQuant = false;
+    float smoothQuantAlpha = 0.5f;
+    bool any() const { return equalization || biasCorrection != BiasCorrection::None || adaRound.enabled || smoothQuant; }
     bool operator==(const RepairSpec&) const = default;
 };
 
@@ -88,9 +92,12 @@ struct RepairOverride {
     std::optional<bool> adaRound;
     std::optional<int> adaRoundIterations;
     std::optional<int> adaRoundImages;
+    std::optional<bool> smoothQuant;
+    std::optional<float> smoothQuantAlpha;
     bool empty() const
     {
-        return !equalization && !relu6AsRelu && !biasCorrection && !adaRound && !adaRoundIterations && !adaRoundImages;
+        return !equalization && !relu6AsRelu && !biasCorrection && !adaRound && !adaRoundIterations && !adaRoundImages &&
+               !smoothQuant && !smoothQuantAlpha;
     }
     RepairSpec appliedTo(RepairSpec base) const;
     bool operator==(const RepairOverride&) const = default;

@@ -307,6 +307,18 @@ std::vector<std::string> describeRepairs(const RepairReport& report)
         return std::string(text);
     };
     std::vector<std::string> lines;
+    for (const SmoothedGroup& g : report.smoothed) {
+        std::vector<float> after(g.activationMax.size());
+        for (std::size_t j = 0; j < after.size(); ++j)
+            after[j] = g.activationMax[j] / g.scales[j];
+        char text[160];
+        std::snprintf(text, sizeof text, " (alpha %.2f, %zu images): largest activation channel / median %.1f before, %.1f after",
+                      double(g.alpha), g.images, double(outlierRatio(g.activationMax)), double(outlierRatio(after)));
+        std::string consumers;
+        for (const std::string& c : g.consumers)
+            consumers += (consumers.empty() ? "" : ", ") + c;
+        lines.push_back("SmoothQuant " + g.layerNorm + " -> " + consumers + text);
+    }
     if (!report.equalized.empty()) {
         std::string pairs;
         for (const EqualizedPair& p : report.equalized)
@@ -350,6 +362,12 @@ LayerRepairs layerRepairs(const RepairReport& report, const std::string& layer)
     for (const AdaRoundReport& a : report.adaRounded)
         if (a.layer == layer)
             found.adaRound = &a;
+    for (const SmoothedGroup& g : report.smoothed) {
+        if (g.layerNorm == layer)
+            found.smoothedLayerNorm = &g;
+        if (std::find(g.consumers.begin(), g.consumers.end(), layer) != g.consumers.end())
+            found.smoothedWeights = &g;
+    }
     // A skipped pair is named "first -> second".
     const std::string asFirst = layer + " -> ", asSecond = " -> " + layer;
     for (const SkippedRepair& skipped : report.skipped)
@@ -376,6 +394,17 @@ std::vector<std::string> describeLayerRepairs(const LayerRepairs& repairs)
         return number(lo) + " to " + number(hi);
     };
     std::vector<std::string> lines;
+    if (const SmoothedGroup* g = repairs.smoothedLayerNorm) {
+        std::vector<float> after(g->activationMax.size());
+        for (std::size_t j = 0; j < after.size(); ++j)
+            after[j] = g->activationMax[j] / g->scales[j];
+        lines.push_back("SmoothQuant (alpha " + number(g->alpha) + "): its output channels divided by s_j from " + scaleSpan(g->scales) +
+                        "; largest channel range / median " + number(outlierRatio(g->activationMax)) + " before, " +
+                        number(outlierRatio(after)) + " after");
+    }
+    if (const SmoothedGroup* g = repairs.smoothedWeights)
+        lines.push_back("SmoothQuant from " + g->layerNorm + " (alpha " + number(g->alpha) +
+                        "): its input channels multiplied by s_j from " + scaleSpan(g->scales));
     if (const EqualizedPair* p = repairs.equalizedAsFirst)
         lines.push_back("Equalized with " + p->second + ": its output channels divided by s_i from " + scaleSpan(p->scales) +
                         (p->clipBecameRelu ? "; the ReLU6 after it made a ReLU" : "") +
@@ -432,13 +461,16 @@ RepairedModel repair(const Graph& original, const std::vector<QuantLayer>& layer
 {
     RepairedModel result;
     Graph graph = original;
-    bool equalization = false, biasCorrection = false, adaRound = false;
+    bool smoothing = false, equalization = false, biasCorrection = false, adaRound = false;
     for (const QuantLayer& layer : layers) {
         const LayerQuantConfig c = config.resolve(layer.name);
+        smoothing = smoothing || c.repairs.smoothQuant;
         equalization = equalization || c.repairs.equalization;
         biasCorrection = biasCorrection || correctsBias(c, layer);
         adaRound = adaRound || adaRounds(c, layer);
     }
+    if (smoothing)
+        result.report.smoothed = smoothQuant(graph, layers, config, images, progress, result.report.skipped);
     if (equalization)
         equalize(graph, layers, config, images, progress, result.report);
     if (progress.cancel && progress.cancel->load())

@@ -1,6 +1,6 @@
 #pragma once
 // The repairs of a float model before it is quantized, as its configuration asks ("repairs",
-// quant/config.h): cross-layer equalization with high-bias absorption (equalization.h), then bias
+// quant/config.h): SmoothQuant (smoothquant.h), then cross-layer equalization with high-bias absorption (equalization.h), then bias
 // correction (bias_correction.h), then AdaRound (adaround.h), layer by layer in graph order, each
 // layer learning on the outputs of the layers before it as quantized (AdaRound's weights where it
 // ran, activations as the configuration says) against the float reference's outputs. Each step
@@ -26,6 +26,7 @@
 #include "quant/simulator.h"
 #include "repair/channel_statistics.h"
 #include "repair/equalization.h"
+#include "repair/smoothquant.h"
 
 #include <memory>
 #include <optional>
@@ -55,6 +56,7 @@ struct AdaRoundReport {
 
 // What the repairs did, layer by layer, in numbers a reader can check.
 struct RepairReport {
+    std::vector<SmoothedGroup> smoothed;
     std::vector<EqualizedPair> equalized;
     int equalizationSweeps = 0;
     std::vector<BiasCorrectionReport> biasCorrected;
@@ -73,8 +75,14 @@ struct LayerRepairs {
     const EqualizedPair* equalizedAsSecond = nullptr;  // its input channels were rescaled
     const BiasCorrectionReport* biasCorrection = nullptr;
     const AdaRoundReport* adaRound = nullptr;
+    const SmoothedGroup* smoothedLayerNorm = nullptr;  // it is the LayerNorm whose output was divided by s
+    const SmoothedGroup* smoothedWeights = nullptr;    // its weight rows were multiplied by s
     std::vector<const SkippedRepair*> skipped;  // requested on it (or a pair with it) and not done
-    bool any() const { return equalizedAsFirst || equalizedAsSecond || biasCorrection || adaRound || !skipped.empty(); }
+    bool any() const
+    {
+        return equalizedAsFirst || equalizedAsSecond || biasCorrection || adaRound || smoothedLayerNorm || smoothedWeights ||
+               !skipped.empty();
+    }
 };
 LayerRepairs layerRepairs(const RepairReport& report, const std::string& layer);
 // The same as sentences with the numbers ("Equalized with conv2 ...", "AdaRound: 3.1% of the
