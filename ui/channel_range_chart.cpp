@@ -69,14 +69,31 @@ void ChannelRangeChart::rebuild()
     const ChannelRanges& r = *ranges_;
     const int channels = int(r.min.size());
     const QString layer = QString::fromStdString(r.layer);
-    int starved = 0;  // channels that lose over half their weights to zero per tensor
+    int starved = 0;  // channels that lose over half their values to zero per tensor
     for (double f : r.perTensorZeroFraction)
         starved += f > 0.5;
-    c->setTitle(tr("Weight range of each output channel of %1 (%2 channels)<br><small>per tensor, %3 of them lose over "
-                   "half their weights to zero</small>")
-                    .arg(layer.toHtmlEscaped())
-                    .arg(channels)
-                    .arg(starved));
+    if (r.activations) {
+        // How far the largest channel stands out: the median channel's range against the largest.
+        std::vector<float> spans;
+        for (int k = 0; k < channels; ++k)
+            spans.push_back(std::max(std::abs(r.min[std::size_t(k)]), std::abs(r.max[std::size_t(k)])));
+        std::vector<float> sorted = spans;
+        std::nth_element(sorted.begin(), sorted.begin() + channels / 2, sorted.end());
+        const float median = sorted[std::size_t(channels / 2)], largest = *std::max_element(spans.begin(), spans.end());
+        c->setTitle(tr("Activation range of each channel of %1 (%2 channels, %3 images)<br><small>largest channel %4x the median; "
+                       "per tensor, %5 channels lose over half their values to zero</small>")
+                        .arg(layer.toHtmlEscaped())
+                        .arg(channels)
+                        .arg(r.images)
+                        .arg(median > 0 ? largest / median : 1.f, 0, 'f', 1)
+                        .arg(starved));
+    } else {
+        c->setTitle(tr("Weight range of each output channel of %1 (%2 channels)<br><small>per tensor, %3 of them lose over "
+                       "half their weights to zero</small>")
+                        .arg(layer.toHtmlEscaped())
+                        .arg(channels)
+                        .arg(starved));
+    }
 
     // Each channel's range as a band, one step wide per channel.
     auto* upper = new QLineSeries(c);
@@ -131,13 +148,13 @@ void ChannelRangeChart::rebuild()
     auto* x = new QValueAxis(c);
     x->setRange(-0.5, channels - 0.5);
     x->setLabelFormat("%.0f");
-    x->setTitleText(tr("output channel"));
+    x->setTitleText(r.activations ? tr("channel") : tr("output channel"));
     x->setTruncateLabels(false);
     auto* values = new QValueAxis(c);
     const float pad = std::max(1e-6f, 0.05f * (hi - lo));
     values->setRange(lo - pad, hi + pad);
     values->setLabelFormat("%.3g");
-    values->setTitleText(tr("weight value"));
+    values->setTitleText(r.activations ? tr("activation value") : tr("weight value"));
     values->setTruncateLabels(false);
     auto* percent = new QValueAxis(c);
     percent->setRange(0, 100);

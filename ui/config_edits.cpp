@@ -2,6 +2,8 @@
 
 #include "common/error.h"
 
+#include <cstdio>
+
 namespace qe {
 
 namespace {
@@ -121,6 +123,8 @@ QuantConfig withRepairSwitches(QuantConfig config, const RepairSpec& repairs)
             o.biasCorrection.reset();
         if (o.adaRound == repairs.adaRound.enabled)
             o.adaRound.reset();
+        if (o.smoothQuant == repairs.smoothQuant)
+            o.smoothQuant.reset();
         it = it->second.empty() ? config.layers.erase(it) : std::next(it);
     }
     return config;
@@ -142,6 +146,13 @@ std::string describeRepairSwitches(const RepairSpec& before, const RepairSpec& a
         changes.push_back("AdaRound " + std::to_string(after.adaRound.iterations) + " iterations");
     if (before.adaRound.images != after.adaRound.images)
         changes.push_back("AdaRound on " + std::to_string(after.adaRound.images) + " images");
+    if (before.smoothQuant != after.smoothQuant)
+        changes.push_back("SmoothQuant" + onOff(after.smoothQuant));
+    if (before.smoothQuantAlpha != after.smoothQuantAlpha) {
+        char alpha[32];
+        std::snprintf(alpha, sizeof alpha, "%.2f", double(after.smoothQuantAlpha));
+        changes.push_back("SmoothQuant alpha " + std::string(alpha));
+    }
     std::string text = "repairs: ";
     for (std::size_t i = 0; i < changes.size(); ++i)
         text += (i ? ", " : "") + changes[i];

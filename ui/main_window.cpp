@@ -319,6 +319,8 @@ QWidget* MainWindow::buildChannelTab()
                                  this));
     layout->addWidget(channelRanges_, 1);
     connect(channelRanges_, &ChannelRangeChart::channelClicked, this, [this](int channel) {
+        if (!channel_->isEnabled())
+            return;  // an activation's channels: the histograms show the whole tensor
         channel_->setValue(channel);
         tabs_->setCurrentIndex(0);  // the histograms
     });

@@ -36,6 +36,7 @@ void MainWindow::buildMenus()
     });
     // Every model in the examples folder (resources/models): the CNN and the vision transformer.
     examplesMenu_ = file->addMenu(tr("Open E&xample"));
+    examplesMenu_->setObjectName("examplesMenu");
     connect(examplesMenu_, &QMenu::aboutToShow, this, [this] {
         examplesMenu_->clear();
         const QFileInfoList models = QDir(examplesFolder_).entryInfoList({QStringLiteral("*.onnx")}, QDir::Files, QDir::Name);

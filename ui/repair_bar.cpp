@@ -6,11 +6,13 @@
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDoubleSpinBox>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QSignalBlocker>
 #include <QSpinBox>
 
+#include <cmath>
 #include <limits>
 
 namespace qe {
@@ -19,6 +21,8 @@ QString repairSummary(const RepairReport& report)
 {
     QStringList parts;
     const auto count = [](std::size_t n, const QString& one, const QString& many) { return (n == 1 ? one : many).arg(n); };
+    if (!report.smoothed.empty())
+        parts << count(report.smoothed.size(), RepairBar::tr("%1 LayerNorm smoothed"), RepairBar::tr("%1 LayerNorms smoothed"));
     if (!report.equalized.empty())
         parts << count(report.equalized.size(), RepairBar::tr("%1 pair equalized"), RepairBar::tr("%1 pairs equalized")) +
                      RepairBar::tr(" (%1 sweeps)").arg(report.equalizationSweeps);
@@ -40,8 +44,8 @@ QString repairSummary(const RepairReport& report)
 RepairBar::RepairBar(ConfigDocument* document, QWidget* parent)
     : QWidget(parent), document_(document), equalization_(new QCheckBox(tr("Equalize"), this)),
       relu6AsRelu_(new QCheckBox(tr("ReLU6 as ReLU"), this)), adaRound_(new QCheckBox(tr("AdaRound"), this)),
-      biasCorrection_(new QComboBox(this)), iterations_(new QSpinBox(this)), images_(new QSpinBox(this)),
-      summary_(new QLabel(this))
+      smoothQuant_(new QCheckBox(tr("SmoothQuant"), this)), biasCorrection_(new QComboBox(this)), iterations_(new QSpinBox(this)),
+      images_(new QSpinBox(this)), alpha_(new QDoubleSpinBox(this)), summary_(new QLabel(this))
 {
     auto* layout = new QHBoxLayout(this);
     layout->setContentsMargins(0, 0, 0, 0);
@@ -73,10 +77,23 @@ RepairBar::RepairBar(ConfigDocument* document, QWidget* parent)
     images_->setSingleStep(32);
     images_->setSuffix(tr(" images"));
     images_->setToolTip(tr("The calibration images whose layer inputs and outputs AdaRound reconstructs"));
+    smoothQuant_->setToolTip(tr("SmoothQuant (Xiao et al. 2023), for transformers: divide each LayerNorm's output channel j by "
+                                "s_j and multiply the weight rows reading it by s_j, s_j = max|x_j|^alpha / max|w_j|^(1-alpha) on the "
+                                "calibration images. Outlier activation channels shrink, the float model's outputs do not change."));
+    alpha_->setRange(0.0, 1.0);
+    alpha_->setSingleStep(0.05);
+    alpha_->setDecimals(2);
+    alpha_->setPrefix(tr("alpha "));
+    alpha_->setToolTip(tr("How much of the activations' range moves into the weights: 0 none, 0.5 balances the two (the paper's "
+                          "default), 1 all of it"));
     // One edit per value the user settles on, not one per digit typed.
     iterations_->setKeyboardTracking(false);
     images_->setKeyboardTracking(false);
+    alpha_->setKeyboardTracking(false);
 
+    layout->addWidget(smoothQuant_);
+    layout->addWidget(alpha_);
+    layout->addSpacing(8);
     layout->addWidget(equalization_);
     layout->addWidget(relu6AsRelu_);
     layout->addSpacing(8);
@@ -91,8 +108,9 @@ RepairBar::RepairBar(ConfigDocument* document, QWidget* parent)
     summary_->setTextFormat(Qt::PlainText);
     layout->addWidget(summary_, 1);
 
-    for (QCheckBox* box : {equalization_, relu6AsRelu_, adaRound_})
+    for (QCheckBox* box : {equalization_, relu6AsRelu_, adaRound_, smoothQuant_})
         connect(box, &QCheckBox::toggled, this, &RepairBar::propose);
+    connect(alpha_, &QDoubleSpinBox::valueChanged, this, &RepairBar::propose);
     connect(biasCorrection_, &QComboBox::activated, this, &RepairBar::propose);
     connect(iterations_, &QSpinBox::valueChanged, this, &RepairBar::propose);
     connect(images_, &QSpinBox::valueChanged, this, &RepairBar::propose);
@@ -103,7 +121,11 @@ RepairBar::RepairBar(ConfigDocument* document, QWidget* parent)
 void RepairBar::showConfig()
 {
     const RepairSpec& r = document_->config().repairs;
-    const QSignalBlocker b1(equalization_), b2(relu6AsRelu_), b3(adaRound_), b4(biasCorrection_), b5(iterations_), b6(images_);
+    const QSignalBlocker b1(equalization_), b2(relu6AsRelu_), b3(adaRound_), b4(biasCorrection_), b5(iterations_), b6(images_),
+        b7(smoothQuant_), b8(alpha_);
+    smoothQuant_->setChecked(r.smoothQuant);
+    alpha_->setValue(r.smoothQuantAlpha);
+    alpha_->setEnabled(r.smoothQuant);
     equalization_->setChecked(r.equalization);
     relu6AsRelu_->setChecked(r.relu6AsRelu);
     relu6AsRelu_->setEnabled(r.equalization);
@@ -125,6 +147,10 @@ void RepairBar::propose()
     after.adaRound.enabled = adaRound_->isChecked();
     after.adaRound.iterations = iterations_->value();
     after.adaRound.images = images_->value();
+    after.smoothQuant = smoothQuant_->isChecked();
+    // The spin box shows two decimals; an untouched alpha keeps its exact value.
+    if (std::abs(alpha_->value() - before.smoothQuantAlpha) > 1e-6)
+        after.smoothQuantAlpha = float(alpha_->value());
     if (after == before)
         return;
     try {

@@ -15,6 +15,7 @@ class QCheckBox;
 class QComboBox;
 class QLabel;
 class QSpinBox;
+class QDoubleSpinBox;
 
 namespace qe {
 
@@ -34,6 +35,8 @@ public:
     QCheckBox* adaRound() const { return adaRound_; }
     QSpinBox* adaRoundIterations() const { return iterations_; }
     QSpinBox* adaRoundImages() const { return images_; }
+    QCheckBox* smoothQuant() const { return smoothQuant_; }
+    QDoubleSpinBox* smoothQuantAlpha() const { return alpha_; }
     QLabel* summary() const { return summary_; }
 
 signals:
@@ -45,9 +48,10 @@ private:
     void propose();  // the switches as they are now, as one edit
 
     ConfigDocument* document_;
-    QCheckBox *equalization_, *relu6AsRelu_, *adaRound_;
+    QCheckBox *equalization_, *relu6AsRelu_, *adaRound_, *smoothQuant_;
     QComboBox* biasCorrection_;
     QSpinBox *iterations_, *images_;
+    QDoubleSpinBox* alpha_;
     QLabel* summary_;
 };
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 
 namespace qe {
@@ -818,6 +819,79 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
         return result;
     }
     throw Error("no layer, activation or weight named '" + tensor + "' (see 'quantexplorer-cli info' for names)");
+}
+
+ChannelRanges QuantEvaluator::activationChannelRanges(const QuantConfig& config, const std::string& layerName)
+{
+    const auto layer = std::find_if(layers_.begin(), layers_.end(), [&](const QuantLayer& l) { return l.name == layerName; });
+    if (layer == layers_.end())
+        throw Error("no layer named '" + layerName + "' (see 'quantexplorer-cli info' for names)");
+    ensureFloatCache({});
+    if (inputs_.empty())
+        throw Error("the channels of the activations of '" + layerName + "' need evaluation images");
+    RunOptions run;
+    run.capture = {layer->output};
+    const auto outputOf = [&](const Tensor& batch) { return floatExecutor_.run({{graph_->inputs[0].name, batch}}, run).at(layer->output); };
+    const auto channelAxis = [](const Tensor& t) { return t.rank() == 4 ? 1 : std::max(0, t.rank() - 1); };
+
+    // First pass: each channel's range. Second: what the per-tensor range rounds to zero (the
+    // batches are run twice rather than held: a large model's activations over 1000 images
+    // would not fit).
+    ChannelRanges result;
+    result.layer = layerName;
+    result.activations = true;
+    std::int64_t channels = -1;
+    for (const Tensor& batch : inputs_) {
+        const Tensor out = outputOf(batch);
+        if (out.dtype() != DataType::Float32 || out.rank() < 1)
+            throw Error("layer '" + layerName + "' outputs " + out.describe() + ": its channels need a float tensor");
+        const int axis = channelAxis(out);
+        std::int64_t inner = 1;
+        for (int d = axis + 1; d < out.rank(); ++d)
+            inner *= out.dim(d);
+        if (channels < 0) {
+            channels = out.dim(axis);
+            result.min.assign(std::size_t(channels), std::numeric_limits<float>::infinity());
+            result.max.assign(std::size_t(channels), -std::numeric_limits<float>::infinity());
+        }
+        const float* v = out.data<float>();
+        for (std::int64_t i = 0; i < out.size(); ++i) {
+            const std::size_t c = std::size_t((i / inner) % channels);
+            result.min[c] = std::min(result.min[c], v[i]);
+            result.max[c] = std::max(result.max[c], v[i]);
+        }
+        result.images += std::size_t(batch.dim(0));
+    }
+    const float lo = *std::min_element(result.min.begin(), result.min.end());
+    const float hi = *std::max_element(result.max.begin(), result.max.end());
+    TensorQuantSpec spec = config.resolve(layerName).activations;
+    spec.granularity = Granularity::PerTensor;
+    spec.dynamic = false;
+    if (!schemeTraits(spec.scheme).forActivations)
+        spec = QuantConfig{}.defaultActivations;
+    const QuantParams perTensor = paramsForRange(spec, lo, hi);
+    result.perTensorRange = {perTensor.rangeMin.at(0), perTensor.rangeMax.at(0)};
+    std::vector<double> zero(std::size_t(channels), 0), nonZero(std::size_t(channels), 0);
+    for (const Tensor& batch : inputs_) {
+        const Tensor out = outputOf(batch);
+        const Tensor quantized = fakeQuantize(out, perTensor);
+        const int axis = channelAxis(out);
+        std::int64_t inner = 1;
+        for (int d = axis + 1; d < out.rank(); ++d)
+            inner *= out.dim(d);
+        const float* v = out.data<float>();
+        const float* q = quantized.data<float>();
+        for (std::int64_t i = 0; i < out.size(); ++i) {
+            const std::size_t c = std::size_t((i / inner) % channels);
+            if (v[i] != 0) {
+                nonZero[c] += 1;
+                zero[c] += q[i] == 0;
+            }
+        }
+    }
+    for (std::size_t c = 0; c < zero.size(); ++c)
+        result.perTensorZeroFraction.push_back(nonZero[c] > 0 ? zero[c] / nonZero[c] : 0.0);
+    return result;
 }
 
 ChannelRanges QuantEvaluator::channelRanges(const QuantConfig& config, const std::string& layerName) const

@@ -113,6 +113,10 @@ struct ChannelRanges {
     std::vector<double> zeroFraction;
     std::optional<Granularity> granularity;
     bool fromModel = false;  // the parameters in force are the model's own (a QDQ file's)
+    // An activation's channels (activationChannelRanges) instead of the weights': each channel's
+    // values over `images` evaluation images, per tensor with the layer's activation scheme.
+    bool activations = false;
+    std::size_t images = 0;
 };
 
 struct EvaluationProgress {
@@ -177,6 +181,11 @@ public:
     TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128, int channel = -1);
     // The per-channel ranges of a layer's weights under `config` (qe::Error when it has none).
     ChannelRanges channelRanges(const QuantConfig& config, const std::string& layer) const;
+    // The per-channel ranges of a layer's float output activation over the evaluation images
+    // (channels on axis 1 of an NCHW image tensor, else on the last axis: a transformer's hidden
+    // channels), with what one per-tensor range of the layer's activation scheme would round to 0:
+    // which channels are outliers, and what they cost the others.
+    ChannelRanges activationChannelRanges(const QuantConfig& config, const std::string& layer);
 
     // What the last completed evaluate() decided per layer (parallel to layers()): the parameters
     // the UI's layer details explain. Empty before the first evaluation and after a cancelled one.

@@ -361,6 +361,10 @@ LayerHistograms Study::layerHistograms(const QuantConfig& config, const std::str
         if (!layer.weight.empty()) {
             result.weights = histogram(config, layer.weight, 128, progress, weightChannel);
             result.channelRanges = evaluatorFor(config, progress, Calibration::None).channelRanges(config, layerName);
+        } else if (dataset_ && layer.nodeIndex >= 0) {
+            // A layer without weights (a LayerNorm, a Softmax, an Add): its activation's channels,
+            // where a transformer's outlier channels show.
+            result.channelRanges = evaluatorFor(config, progress, Calibration::None).activationChannelRanges(config, layerName);
         }
         if (dataset_)
             result.activations = histogram(config, layer.name, 128, progress);

@@ -70,7 +70,8 @@ struct StudySources {
 struct LayerHistograms {
     std::string layer;
     std::optional<TensorHistogram> weights, activations;
-    std::optional<ChannelRanges> channelRanges;  // of the weights, when there are any
+    // Of the weights, when there are any; else of the output activation over the evaluation images.
+    std::optional<ChannelRanges> channelRanges;
 };
 
 // What to compute besides the metrics.

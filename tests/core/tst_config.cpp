@@ -259,6 +259,14 @@ void TestConfig::roundTrip_data()
         c.repairs.adaRound = {false, 500, 256};  // parameters kept while it is off
         QTest::newRow("adaround off with iterations") << c;
     }
+    {
+        QuantConfig c;
+        c.repairs.smoothQuant = true;
+        c.repairs.smoothQuantAlpha = 0.75f;
+        c.layers["fc1"].repairs.smoothQuant = false;
+        c.layers["fc2"].repairs.smoothQuantAlpha = 0.25f;
+        QTest::newRow("smoothquant, global and per layer") << c;
+    }
 }
 
 void TestConfig::roundTrip()
@@ -570,7 +578,12 @@ void TestConfig::errors_data()
                                            << QStringList{"my.json: repairs: expected an object, got true"};
     QTest::newRow("repairs unknown key") << document(R"("repairs": {"adaptive": true})")
                                          << QStringList{"my.json: repairs: unknown key \"adaptive\"",
-                                                        "equalization, relu6_as_relu, bias_correction, adaround"};
+                                                        "equalization, relu6_as_relu, bias_correction, adaround, smoothquant"};
+    QTest::newRow("smoothquant alpha above 1") << document(R"("repairs": {"smoothquant": true, "smoothquant_alpha": 1.5})")
+                                               << QStringList{"my.json: repairs.smoothquant_alpha: expected a number from 0 to 1",
+                                                              "got 1.5"};
+    QTest::newRow("smoothquant alpha a string") << layerDocument("fc1", R"({"repairs": {"smoothquant_alpha": "half"}})")
+                                                << QStringList{"layers.fc1.repairs.smoothquant_alpha: expected a number"};
     QTest::newRow("adaround not a bool or object") << document(R"("repairs": {"adaround": "yes"})")
                                                    << QStringList{"my.json: repairs.adaround: expected true, false or an object"};
     QTest::newRow("adaround unknown key") << document(R"("repairs": {"adaround": {"iters": 5}})")

@@ -1,4 +1,6 @@
-// Real pretrained models from ../shared/models on their labelled images: our fp32 engine must
+// The demo vision transformer (resources/models/fashion_vit.onnx) against the logits PyTorch
+// computed when the script trained it (tests/data/fashion_vit.logits.bin) and the accuracy it
+// measured. Real pretrained models from ../shared/models on their labelled images: our fp32 engine must
 // reproduce OpenCV DNN's per-image top-1 (reference_predictions.csv) on at least 99.5% of the
 // images and the accuracy the MANIFEST measured. The QDQ models, run through QuantizeLinear /
 // DequantizeLinear in float as the MANIFEST's reference interpreter does, are compared with that
@@ -9,6 +11,9 @@
 #include "eval/accuracy.h"
 #include "engine/graph_preparation.h"
 #include "test_support.h"
+
+#include <fstream>
+#include <iterator>
 
 #include <QtTest>
 
@@ -23,6 +28,7 @@ class TestRealModels : public QObject {
 private slots:
     void matchesReference_data();
     void matchesReference();
+    void demoTransformerMatchesPyTorch();
 };
 
 void TestRealModels::matchesReference_data()
@@ -96,6 +102,36 @@ void TestRealModels::matchesReference()
     const double tolerance = std::max(0.1, 100.0 / double(dataset->size()) + 1e-9);
     QVERIFY2(std::abs(100 * result.top1() - manifestTop1) <= (minimumAgreement >= 0.995 ? tolerance : 1.0),
              qPrintable(QString("top-1 %1% vs MANIFEST %2%").arg(100 * result.top1()).arg(manifestTop1)));
+}
+
+void TestRealModels::demoTransformerMatchesPyTorch()
+{
+    const fs::path model = test::sourceDir() / "resources/models/fashion_vit.onnx";
+    const fs::path logits = test::sourceDir() / "tests/data/fashion_vit.logits.bin";
+    const fs::path images = fs::path(QE_FASHION_MNIST_DIR) / "t10k-images-idx3-ubyte.gz";
+    QE_REQUIRE_PATH(images);
+    const Graph graph = loadOnnx(model);
+    const Preprocess mnist = test::makePreprocess(ColorOrder::Gray, 1.0 / 255, 0, 1, 1.0);
+    const auto dataset = openDataset(images);
+    constexpr std::size_t kImages = 100;  // as many as the script wrote
+    const Tensor batch = makeBatch(*dataset, 0, kImages, mnist, 1, 28, 28);
+    const Tensor ours = Executor(graph).run({{graph.inputs[0].name, batch}}).at(graph.outputs[0].name);
+    const std::string difference = test::compareClose(ours, test::readRawFloats(logits, {std::int64_t(kImages), 10}), 1e-4, 1e-4);
+    QVERIFY2(difference.empty(), difference.c_str());
+
+    // The accuracy the script measured with PyTorch on all 10,000 test images (fashion_vit.md),
+    // to the image: the same predictions, not only close logits.
+    std::ifstream md(test::sourceDir() / "resources/models/fashion_vit.md");
+    const std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+    const std::string marker = "Test top-1, PyTorch (10,000 t10k images) | **";
+    const std::size_t at = text.find(marker);
+    QVERIFY2(at != std::string::npos, "fashion_vit.md states no PyTorch accuracy");
+    const double pytorchTop1 = std::stod(text.substr(at + marker.size()));
+    const ClassificationResult result = evaluateClassifier(Executor(graph), *dataset, mnist);
+    qInfo("fashion_vit: top-1 %.2f%% (PyTorch %.2f%%)", 100 * result.top1(), pytorchTop1);
+    QVERIFY2(std::abs(100 * result.top1() - pytorchTop1) <= 0.02,
+             qPrintable(QString("top-1 %1% vs PyTorch %2%").arg(100 * result.top1()).arg(pytorchTop1)));
+    QVERIFY(pytorchTop1 >= 88.0);  // the bar for the demo transformer
 }
 
 QTEST_APPLESS_MAIN(TestRealModels)

@@ -151,6 +151,7 @@ private slots:
     void preprocessDialogFitsTheModel();
     void invalidModelIsNotAskedAbout();
     void helpMenu();
+    void openExampleTransformer();
     void comparisonInScreenshotJson();
 };
 
@@ -340,6 +341,38 @@ void TestWindowRealModels::helpMenu()
     QVERIFY(windowGuideMarkdown().contains("Opening things"));
     const QString keys = shortcutsHtml(window.menuBar());
     QVERIFY2(keys.contains("Open Model") && keys.contains("Ctrl+O") && keys.contains("Ctrl+Z"), qPrintable(keys));
+}
+
+// File > Open Example lists the models in resources/models; choosing the vision transformer opens
+// it on the images already open, with its LayerNorms, Softmax and attention products as layers.
+void TestWindowRealModels::openExampleTransformer()
+{
+    REQUIRE_FILE(kFashion);
+    MainWindow window;
+    window.setExamplesFolder(QStringLiteral(QE_SOURCE_DIR "/resources/models"));
+    openAndWait(window, QStringLiteral(QE_SOURCE_DIR "/resources/models/fashion_cnn.onnx"), kFashion);
+    QMenu* examples = window.menuBar()->findChild<QMenu*>("examplesMenu");
+    QVERIFY(examples);
+    emit examples->aboutToShow();
+    QStringList names;
+    QAction* vit = nullptr;
+    for (QAction* action : examples->actions()) {
+        names << action->text();
+        if (action->text() == "fashion_vit")
+            vit = action;
+    }
+    QVERIFY2(vit && names.contains("fashion_cnn"), qPrintable(names.join(", ")));
+    QSignalSpy evaluated(window.session(), &Session::evaluated);
+    vit->trigger();
+    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+    auto* table = window.findChild<LayerTableModel*>();
+    QVERIFY(table);
+    QStringList operators;
+    for (int row = 0; row < table->rowCount(); ++row)
+        operators << table->index(row, LayerTableModel::Operator).data().toString();
+    for (const QString op : {"LayerNormalization", "Softmax", "MatMul", "Erf", "Gemm"})
+        QVERIFY2(operators.contains(op), qPrintable(op + " not in " + operators.join(", ")));
+    QVERIFY(window.windowTitle().contains("fashion_vit"));
 }
 
 // --compare B.json: the screenshot waits for B and its JSON carries the A/B comparison, whose
