@@ -7,6 +7,7 @@
 
 #include <climits>
 #include <iostream>
+#include <optional>
 
 namespace qe::cli {
 
@@ -26,6 +27,9 @@ constexpr const char* kHistogramUsage = R"(usage: quantexplorer-cli histogram --
   --channel N           weights only: output channel N alone, with that channel's levels and
                         clipping range (per-channel quantization gives each its own); default:
                         the whole tensor (per-channel weights then list no levels)
+  --channels            activations only: each channel's range over the images (axis 1 of an NCHW
+                        tensor, else the last: a transformer's hidden channels) and the share of
+                        its values one per-tensor range rounds to 0; which channels are outliers
   --json                one JSON object: counts, range, levels, clip range, calibration ranges
   (and the preprocessing flags of 'eval')
 )";
@@ -39,7 +43,7 @@ int runHistogram(const std::vector<std::string>& args)
     const Options options = optionsWithRepairs(args,
                           withPreprocessFlags({"--model", "--config", "--tensor", "--data", "--labels", "--label-column",
                                                "--calib-data", "--calib-count", "--limit", "--bins", "--channel"}),
-                          {"--json"});
+                          {"--json", "--channels"});
     const std::size_t images = static_cast<std::size_t>(options.integer("--limit").value_or(1000));
     Study study(studySources(options, false, images));
     const QuantConfig config = withRepairFlags(study.loadConfig(options.required("--config")), options);
@@ -61,6 +65,16 @@ int runHistogram(const std::vector<std::string>& args)
     for (const auto& [method, range] : h.calibrationRanges)
         ranges[method] = {range.first, range.second};
     out["calibration_ranges"] = ranges;
+    std::optional<ChannelRanges> channels;
+    if (options.has("--channels")) {
+        if (h.isWeight || h.layer.empty())
+            throw Error("option --channels takes a layer's activations; '" + h.tensor + "' is " +
+                        (h.isWeight ? "a weight tensor" : "not a layer's output"));
+        channels = study.activationChannelRanges(config, h.layer, stderrProgress());
+        out["channels"] = {{"min", channels->min}, {"max", channels->max}, {"images", channels->images},
+                           {"per_tensor_range", {channels->perTensorRange.first, channels->perTensorRange.second}},
+                           {"per_tensor_zero_fraction", channels->perTensorZeroFraction}};
+    }
     if (options.has("--json")) {
         std::cout << out.dump() << "\n";
         return 0;
@@ -77,6 +91,12 @@ int runHistogram(const std::vector<std::string>& args)
     std::cout << "\n";
     for (const auto& [method, range] : h.calibrationRanges)
         std::cout << "  " << method << ": [" << range.first << ", " << range.second << "]\n";
+    if (channels) {
+        std::cout << "channels over " << channels->images << " images (range, share rounding to 0 with one per-tensor range):\n";
+        for (std::size_t c = 0; c < channels->min.size(); ++c)
+            std::cout << "  " << c << ": [" << channels->min[c] << ", " << channels->max[c] << "], "
+                      << 100 * channels->perTensorZeroFraction[c] << "%\n";
+    }
     return 0;
 }
 

@@ -350,6 +350,13 @@ TensorHistogram Study::histogram(const QuantConfig& config, const std::string& t
     return evaluator.histogram(config, tensor, bins, channel);
 }
 
+ChannelRanges Study::activationChannelRanges(const QuantConfig& config, const std::string& layer, const EvaluationProgress& progress)
+{
+    if (!dataset_)
+        throw Error("the channels of the activations of '" + layer + "' need evaluation images");
+    return evaluatorFor(config, progress, Calibration::None).activationChannelRanges(config, layer);
+}
+
 LayerHistograms Study::layerHistograms(const QuantConfig& config, const std::string& layerName, const EvaluationProgress& progress,
                                        int weightChannel)
 {
@@ -364,7 +371,7 @@ LayerHistograms Study::layerHistograms(const QuantConfig& config, const std::str
         } else if (dataset_ && layer.nodeIndex >= 0) {
             // A layer without weights (a LayerNorm, a Softmax, an Add): its activation's channels,
             // where a transformer's outlier channels show.
-            result.channelRanges = evaluatorFor(config, progress, Calibration::None).activationChannelRanges(config, layerName);
+            result.channelRanges = activationChannelRanges(config, layerName, progress);
         }
         if (dataset_)
             result.activations = histogram(config, layer.name, 128, progress);

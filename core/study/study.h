@@ -174,6 +174,8 @@ public:
     // The histogram of a layer's output, a weight or any float tensor (see QuantEvaluator).
     TensorHistogram histogram(const QuantConfig& config, const std::string& tensor, int bins = 128,
                               const EvaluationProgress& progress = {}, int channel = -1);
+    // Each channel's range of a layer's output over the evaluation images (see QuantEvaluator).
+    ChannelRanges activationChannelRanges(const QuantConfig& config, const std::string& layer, const EvaluationProgress& progress = {});
     // `weightChannel` picks the output channel of the weight histogram (-1: all of them).
     LayerHistograms layerHistograms(const QuantConfig& config, const std::string& layer, const EvaluationProgress& progress = {},
                                     int weightChannel = -1);
