@@ -182,9 +182,10 @@ int runEval(const std::vector<std::string>& args)
                   << "%, agreement with the simulation: " << 100 * integer->agreementWithSimulation << "% ("
                   << 100 * integer->agreementUpToTies << "% up to tied scores), output within 1 LSB: "
                   << 100 * integer->outputWithinOneLsb << "%\n";
+        const int engineColumn = columnWidth(integer->layers, [](const LayerExecution& e) { return e.layer; }, 28);
         for (std::size_t i = 0; i < integer->layers.size(); ++i) {
             const LayerExecution& e = integer->layers[i];
-            std::cout << "  " << std::left << std::setw(28) << e.layer << std::right;
+            std::cout << "  " << std::left << std::setw(engineColumn) << e.layer << std::right;
             if (e.integer)
                 std::cout << "integer; codes equal to the simulation's: " << std::setw(6) << 100 * integer->layerExactFraction[i]
                           << "% (layer alone: " << std::setw(6) << 100 * integer->isolatedExactFraction[i] << "%), within 1 LSB: "

@@ -42,13 +42,15 @@ std::string integerFormObstacle(const Graph& graph, const QuantLayer& layer, con
         return w.rank() == 4 ? "" : "only 2-D convolutions run in integers";
     if (traits.integer != IntegerFamily::MatrixProduct)
         return "no integer kernel for " + node.opType + " with weights";
+    // A MatMul's input may have leading (batch, token) dimensions: the product is then one
+    // [M, K] x [K, N] matrix product over its rows. Gemm takes matrices only.
     const auto input = graph.values.find(node.input(0));
-    const bool matrixInput = input != graph.values.end() && input->second.shapeKnown && input->second.shape.size() == 2;
     const bool gemm = node.opType == "Gemm";
+    const std::size_t inputRank = input != graph.values.end() && input->second.shapeKnown ? input->second.shape.size() : 0;
     if (w.rank() != 2)
         return "only 2-D weight matrices run in integers";
-    if (!matrixInput)
-        return "only 2-D (matrix) inputs run in integers";
+    if (gemm ? inputRank != 2 : inputRank < 2)
+        return gemm ? "only 2-D (matrix) inputs run in integers" : "its input's rank is unknown or below 2";
     if (gemm && (node.intAttribute("transA", 0) != 0 || node.floatAttribute("alpha", 1.f) != 1.f || node.floatAttribute("beta", 1.f) != 1.f))
         return "Gemm with transA, alpha or beta runs in float";
     const std::int64_t outputs = w.dim(gemm && node.intAttribute("transB", 0) != 0 ? 0 : 1);
@@ -184,9 +186,12 @@ std::vector<Tensor> runIntegerWeightedLayer(const IntegerWeightedLayer& layer, c
     // No bias here: it joins the accumulator in int32 below.
     Tensor acc = runNode(node, opset, {&integers, &layer.weights}).at(0);
 
-    // Channels are axis 1: [N, C, H, W] for Conv, [M, N] for Gemm and MatMul.
+    // Channels are axis 1 of a Conv's [N, C, H, W], the last axis of a Gemm's or MatMul's
+    // [..., M, N] (a MatMul's leading dimensions are more rows).
     const int8::ChannelRequantization& r = layer.requantization;
-    const std::int64_t outer = acc.dim(0), channels = acc.rank() > 1 ? acc.dim(1) : 1;
+    const bool channelsLast = node.opType != "Conv";
+    const std::int64_t channels = channelsLast ? acc.dim(acc.rank() - 1) : acc.rank() > 1 ? acc.dim(1) : 1;
+    const std::int64_t outer = channelsLast ? (channels > 0 ? acc.size() / channels : 0) : acc.dim(0);
     if (static_cast<std::size_t>(channels) != r.channels())
         throw Error("node '" + node.name + "': " + std::to_string(r.channels()) + " prepared channels for output " + acc.describe());
     const std::int64_t inner = outer * channels > 0 ? acc.size() / (outer * channels) : 0;

@@ -37,13 +37,25 @@ std::string smoothingObstacle(const Graph& graph, const std::vector<QuantLayer>&
             return "its " + std::string(input == 1 ? "scale" : "bias") + " is computed, not stored: the scales cannot fold into it";
     if (node.inputs.size() < 2 || node.inputs[1].empty())
         return "it has no scale input";
-    std::optional<float> alpha;
+    // Through a Transpose that keeps the last axis last (PyTorch's MultiheadAttention swaps the
+    // batch and sequence axes first) the channels are the same, so its readers take the scales.
+    std::vector<std::pair<const Node*, std::string>> readersOfChannels;  // node, the tensor it reads
     for (const Node* reader : readers) {
+        const auto perm = reader->opType == "Transpose" ? reader->intsAttribute("perm") : std::vector<std::int64_t>{};
+        if (!perm.empty() && perm.back() == std::int64_t(perm.size()) - 1 && !graph.isOutput(reader->outputs.at(0))) {
+            for (const Node* next : graph.consumers(reader->outputs.at(0)))
+                readersOfChannels.push_back({next, reader->outputs.at(0)});
+        } else {
+            readersOfChannels.push_back({reader, ln.output});
+        }
+    }
+    std::optional<float> alpha;
+    for (const auto& [reader, tensor] : readersOfChannels) {
         auto layer = std::find_if(layers.begin(), layers.end(), [&](const QuantLayer& l) {
             return l.nodeIndex >= 0 && &graph.nodes[std::size_t(l.nodeIndex)] == reader;
         });
         if ((reader->opType != "MatMul" && reader->opType != "Gemm") || layer == layers.end() || layer->weight.empty() ||
-            reader->input(0) != ln.output)
+            reader->input(0) != tensor)
             return "'" + reader->name + "' (" + reader->opType + ") reads its output: only MatMul and Gemm layers with "
                    "weights can take the scales";
         if (graph.consumers(layer->weight).size() != 1)
@@ -56,6 +68,8 @@ std::string smoothingObstacle(const Graph& graph, const std::vector<QuantLayer>&
         alpha = spec.smoothQuantAlpha;
         candidate.consumers.push_back(std::size_t(layer - layers.begin()));
     }
+    if (!alpha)
+        return "nothing but a Transpose nobody reads reads its output";
     candidate.alpha = *alpha;
     return {};
 }

@@ -2,6 +2,7 @@
 // Shared helpers for the tests: where the outside reference data lives, and closeness checks
 // with the tolerances of the references we compare with.
 
+#include "data/dataset.h"
 #include "data/preprocess.h"
 #include "tensor/tensor.h"
 
@@ -10,6 +11,7 @@
 #include <QDir>
 #include <QProcess>
 #include <QStandardPaths>
+#include <QTemporaryDir>
 #include <QString>
 #include <QtTest>
 
@@ -200,5 +202,37 @@ inline QString ortDirectory(QString& why)
     return dir;
 }
 
+// ONNX Runtime's top-1 predictions for the first `count` images of `data` on the ONNX model
+// `model` (scripts/ort_predict.js through onnxruntime-node). Empty, with `why`, when ONNX
+// Runtime cannot be had; a failed run is a failed QVERIFY (check QTest::currentTestFailed()).
+inline std::vector<int> onnxRuntimePredictions(const Dataset& data, const Preprocess& preprocess, const std::filesystem::path& model,
+                                               std::size_t count, std::int64_t channels, std::int64_t height, std::int64_t width,
+                                               QString& why)
+{
+    const QString ortDir = ortDirectory(why);
+    if (ortDir.isEmpty())
+        return {};
+    QTemporaryDir dir;
+    const QString inputPath = dir.path() + "/images.bin";
+    {
+        const Tensor batch = makeBatch(data, 0, count, preprocess, channels, height, width);
+        std::ofstream raw(inputPath.toStdString(), std::ios::binary);
+        raw.write(reinterpret_cast<const char*>(batch.data<float>()), static_cast<std::streamsize>(batch.size() * 4));
+    }
+    QProcess node;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert("ORTPEER_DIR", ortDir);
+    node.setProcessEnvironment(env);
+    node.start("node", {QString(QE_SOURCE_DIR) + "/scripts/ort_predict.js", QString::fromStdString(model.string()), inputPath,
+                        QString::number(count), QString::number(channels), QString::number(height), QString::number(width)});
+    const bool finished = node.waitForFinished(600000);
+    [&] {
+        QVERIFY2(finished, "ONNX Runtime did not finish");
+        QVERIFY2(node.exitCode() == 0, node.readAllStandardError().constData());
+    }();
+    if (!finished || node.exitCode() != 0)
+        return {};
+    return nlohmann::json::parse(node.readAllStandardOutput().toStdString())["predictions"].get<std::vector<int>>();
+}
 
 }  // namespace qe::test

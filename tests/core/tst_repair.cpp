@@ -142,27 +142,13 @@ StudySources mobileNetSources()
 void checkOnnxRuntimeScoresLikeTheInt8Engine(const Dataset& data, const Preprocess& preprocess, const fs::path& path,
                                              const IntegerEvaluation& ours)
 {
-    QTemporaryDir dir;
     QString why;
-    const QString ortDir = test::ortDirectory(why);
-    if (ortDir.isEmpty())
-        QSKIP(qPrintable("the QDQ import agrees; ONNX Runtime not checked: " + why));
     const std::size_t n = ours.predictions.size();
-    const QString inputPath = dir.path() + "/images.bin";
-    {
-        const Tensor batch = makeBatch(data, 0, n, preprocess, 1, 28, 28);
-        std::ofstream raw(inputPath.toStdString(), std::ios::binary);
-        raw.write(reinterpret_cast<const char*>(batch.data<float>()), static_cast<std::streamsize>(batch.size() * 4));
-    }
-    QProcess node;
-    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-    env.insert("ORTPEER_DIR", ortDir);
-    node.setProcessEnvironment(env);
-    node.start("node", {QString(QE_SOURCE_DIR) + "/scripts/ort_predict.js", QString::fromStdString(path.string()), inputPath,
-                        QString::number(n), "1", "28", "28"});
-    QVERIFY(node.waitForFinished(600000));
-    QVERIFY2(node.exitCode() == 0, node.readAllStandardError().constData());
-    const auto ort = nlohmann::json::parse(node.readAllStandardOutput().toStdString())["predictions"].get<std::vector<int>>();
+    const std::vector<int> ort = test::onnxRuntimePredictions(data, preprocess, path, n, 1, 28, 28, why);
+    if (QTest::currentTestFailed())
+        return;
+    if (ort.empty())
+        QSKIP(qPrintable("the QDQ import agrees; ONNX Runtime not checked: " + why));
     QCOMPARE(ort.size(), n);
     std::size_t ortSame = 0, ortCorrect = 0;
     for (std::size_t i = 0; i < n; ++i) {

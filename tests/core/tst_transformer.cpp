@@ -9,6 +9,7 @@
 #include "study/study.h"
 #include "test_support.h"
 
+#include <QTemporaryDir>
 #include <QtTest>
 
 #include <algorithm>
@@ -63,6 +64,7 @@ private slots:
     void smoothQuantKeepsTheFunctionAndBalancesTheChannels();
     void int8EngineRunsTheTransformer();
     void activationChannelsShowTheOutliers();
+    void exportRunsInOnnxRuntime();
 };
 
 void TestTransformer::init()
@@ -203,6 +205,35 @@ void TestTransformer::activationChannelsShowTheOutliers()
         QVERIFY(f >= 0 && f <= 1);
     qInfo("%s: channel ranges from %.3g to %.3g, largest channel / median %.1f", ln.c_str(), double(h.activations->min),
           double(h.activations->max), double(outlierRatio(r.max)));
+}
+
+// The QDQ export of W8A8 per tensor: ONNX Runtime scores what the window showed (the simulation)
+// and predicts what the int8 engine predicts.
+void TestTransformer::exportRunsInOnnxRuntime()
+{
+    Study study(vitSources(500));
+    const QuantConfig config = w8a8PerTensor();
+    const StudyResult result = study.evaluate(config, {.integerEngine = true});
+    QTemporaryDir dir;
+    const fs::path path = (dir.path() + "/fashion_vit_w8a8.onnx").toStdString();
+    study.exportQdqModel(config, path);
+    QString why;
+    const std::vector<int> ort = test::onnxRuntimePredictions(*study.dataset(), study.preprocess(), path, 500, 1, 28, 28, why);
+    if (QTest::currentTestFailed())
+        return;
+    if (ort.empty())
+        QSKIP(qPrintable("ONNX Runtime not checked: " + why));
+    std::size_t same = 0, correct = 0;
+    for (std::size_t i = 0; i < ort.size(); ++i) {
+        same += ort[i] == result.integer->predictions[i];
+        correct += ort[i] == study.dataset()->label(i);
+    }
+    const double ortTop1 = double(correct) / double(ort.size());
+    qInfo("fashion_vit W8A8 QDQ: ONNX Runtime %.2f%%, simulation %.2f%%, int8 engine %.2f%%, same prediction as the engine on %zu "
+          "of %zu",
+          100 * ortTop1, 100 * result.metrics.top1, 100 * result.integer->top1, same, ort.size());
+    QVERIFY(std::abs(ortTop1 - result.metrics.top1) <= 0.01);
+    QVERIFY(double(same) / double(ort.size()) >= 0.98);
 }
 
 QTEST_APPLESS_MAIN(TestTransformer)

@@ -161,7 +161,9 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                 const auto range = fusedCodeRange(graph_, fused, *lp.activationParams);
                 const std::int32_t shift = output->zeroPoint - lp.activationParams->uniform().zeroPoint.at(0);  // +128 for int8 codes
                 const IntegerFamily family = operatorTraits(node.name, node.opType).integer;
-                const bool hasWeights = family == IntegerFamily::Convolution || family == IntegerFamily::MatrixProduct;
+                // A MatMul of two activations (attention) has no weights: a product of codes.
+                const bool activationProduct = family == IntegerFamily::MatrixProduct && layer.weight.empty() && dataInputs.size() == 2;
+                const bool hasWeights = (family == IntegerFamily::Convolution || family == IntegerFamily::MatrixProduct) && !activationProduct;
                 if (!range)
                     why = "its fused " + fused->opType + " has computed bounds";
                 else if (hasWeights)
@@ -181,10 +183,16 @@ IntegerEngine::IntegerEngine(const QuantPlan& plan, Kernels kernels) : graph_(pl
                                                  .dataInputs = dataInputs,
                                                  .inputParams = std::move(inputParams),
                                                  .fastKernels = fastKernels};
-                    LoweredLayer lowered = lowerLayer(family, lowering);
+                    LoweredLayer lowered = activationProduct ? lowerActivationProduct(lowering) : lowerLayer(family, lowering);
                     if (lowered.step) {
                         step = std::move(lowered.step);
                         record(li, true, "", lowered.kernel);
+                    } else if (node.opType == "LayerNormalization") {
+                        why = "LayerNormalization runs in float: a row's mean and variance need wider arithmetic than 8 bits "
+                              "(an I-BERT-style integer square root is not implemented); its output is quantized again";
+                    } else if (family == IntegerFamily::None) {
+                        why = node.opType + " has no integer kernel: it runs in float on dequantized inputs, its output "
+                                            "quantized again";
                     } else {
                         why = "no integer kernel for this form of " + node.opType;
                     }

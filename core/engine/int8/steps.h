@@ -78,6 +78,8 @@ struct LoweredLayer {
 // weighted_steps.cpp (the layer's integerFormObstacle is already known to be empty)
 LoweredLayer lowerConvolution(const LayerLowering& layer);
 LoweredLayer lowerMatrixProduct(const LayerLowering& layer);
+// A MatMul of two quantized activations (attention's Q.K^T and attention.V).
+LoweredLayer lowerActivationProduct(const LayerLowering& layer);
 // elementwise_steps.cpp
 LoweredLayer lowerElementwise(const LayerLowering& layer);
 LoweredLayer lowerConcat(const LayerLowering& layer);

@@ -248,9 +248,13 @@ struct GemmStep final : WeightedLayerStep {  // weightCodes: [K, N]
 
     void run(Values& values) const override
     {
-        const QuantizedTensor x = int8::toChannelsFirst(*values.at(inputs[0]).codes);
-        if (x.codes.rank() != 2 || x.codes.dim(1) != weightCodes.dim(0))
-            fail(*node, "expects a [M, " + std::to_string(weightCodes.dim(0)) + "] input, got " + x.codes.describe());
+        QuantizedTensor x = int8::toChannelsFirst(*values.at(inputs[0]).codes);
+        const Shape inputShape = x.codes.shape();
+        if (x.codes.rank() < 2 || x.codes.dim(x.codes.rank() - 1) != weightCodes.dim(0))
+            fail(*node, "expects a [..., M, " + std::to_string(weightCodes.dim(0)) + "] input, got " + x.codes.describe());
+        // A MatMul over [batch, tokens, K]: one matrix product over all the rows.
+        if (x.codes.rank() > 2)
+            x.codes = x.codes.reshaped({x.codes.size() / weightCodes.dim(0), weightCodes.dim(0)});
         std::optional<ChannelRequantization> local;
         const ChannelRequantization& r = requantizationFor(x.params.scale, local);
         IntegerEngine::Value y = newCodes(output, {x.codes.dim(0), weightCodes.dim(1)});
@@ -270,6 +274,67 @@ struct GemmStep final : WeightedLayerStep {  // weightCodes: [K, N]
             ours();
         else
             accumulateThenRequantize();
+        if (inputShape.size() > 2) {
+            Shape outputShape = inputShape;
+            outputShape.back() = weightCodes.dim(1);
+            y.codes->codes = y.codes->codes.reshaped(outputShape);
+        }
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// Q.K^T and attention.V: a product of two quantized activations [..., M, K] x [..., K, N] with
+// the same leading dimensions. Each accumulator is sum_k (a - za)(b - zb) in int32 (each factor
+// within +-255, so K up to 33,000 cannot overflow), requantized by s_a s_b / s_out with the
+// fixed-point multiplier every layer uses. Reference loops: the attention products are a sliver
+// of a ViT's work. Leading dimensions that would need broadcasting run the float product instead.
+struct ActivationProductStep final : Step {
+    const Node* node = nullptr;
+    const Graph* graph = nullptr;
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+
+    void run(Values& values) const override
+    {
+        const QuantizedTensor a = int8::toChannelsFirst(*values.at(inputs[0]).codes);
+        const QuantizedTensor b = int8::toChannelsFirst(*values.at(inputs[1]).codes);
+        const Shape& sa = a.codes.shape();
+        const Shape& sb = b.codes.shape();
+        const bool sameBatch = sa.size() >= 2 && sa.size() == sb.size() && std::equal(sa.begin(), sa.end() - 2, sb.begin()) &&
+                               sa.back() == sb[sb.size() - 2];
+        if (!sameBatch) {
+            const Tensor ra = int8::dequantize(a), rb = int8::dequantize(b);
+            values[outputs[0]].codes = int8::quantize(runNode(*node, graph->opsetVersion, {&ra, &rb}).at(0), output);
+            return;
+        }
+        const std::int64_t m = sa[sa.size() - 2], k = sa.back(), n = sb.back();
+        const std::int64_t batches = m * k > 0 ? a.codes.size() / (m * k) : 0;
+        Shape outShape = sa;
+        outShape.back() = n;
+        IntegerEngine::Value y = newCodes(output, outShape);
+        const int8::FixedPointMultiplier multiplier =
+            int8::prepareMultiplier(double(a.params.scale) * double(b.params.scale) / double(output.scale));
+        const std::uint8_t* pa = a.codes.data<std::uint8_t>();
+        const std::uint8_t* pb = b.codes.data<std::uint8_t>();
+        std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
+        const std::int32_t za = a.params.zeroPoint, zb = b.params.zeroPoint;
+        std::vector<std::int32_t> row(static_cast<std::size_t>(n));
+        for (std::int64_t batch = 0; batch < batches; ++batch) {
+            const std::uint8_t* A = pa + batch * m * k;
+            const std::uint8_t* B = pb + batch * k * n;
+            for (std::int64_t i = 0; i < m; ++i) {
+                std::fill(row.begin(), row.end(), 0);
+                for (std::int64_t p = 0; p < k; ++p) {
+                    const std::int32_t x = std::int32_t(A[i * k + p]) - za;
+                    const std::uint8_t* Bp = B + p * n;
+                    for (std::int64_t j = 0; j < n; ++j)
+                        row[std::size_t(j)] += x * (std::int32_t(Bp[j]) - zb);
+                }
+                std::uint8_t* o = out + (batch * m + i) * n;
+                for (std::int64_t j = 0; j < n; ++j)
+                    o[j] = static_cast<std::uint8_t>(int8::requantize(row[std::size_t(j)], multiplier, output.zeroPoint, codeLo, codeHi));
+            }
+        }
         values[outputs[0]] = std::move(y);
     }
 };
@@ -306,6 +371,22 @@ LoweredLayer lowerConvolution(const LayerLowering& l)
         }
     std::string kernel = kernelName(s->depthwise || s->im2col, s->fast != nullptr);
     return {std::move(s), std::move(kernel)};
+}
+
+LoweredLayer lowerActivationProduct(const LayerLowering& l)
+{
+    // Both factors need static parameters (a per-batch range would change the multiplier), and
+    // the multiplier must be one the fixed-point requantization takes.
+    if (l.node.opType != "MatMul" || l.dataInputs.size() != 2 || !l.inputParams.at(0) || !l.inputParams.at(1) ||
+        !int8::isUsableMultiplier(double(l.inputParams[0]->scale) * double(l.inputParams[1]->scale) / double(l.output.scale)))
+        return {};
+    auto s = std::make_unique<ActivationProductStep>();
+    s->node = &l.node;
+    s->graph = &l.graph;
+    s->output = l.output;
+    s->codeLo = l.codeLo;
+    s->codeHi = l.codeHi;
+    return {std::move(s), "reference"};
 }
 
 LoweredLayer lowerMatrixProduct(const LayerLowering& l)
