@@ -39,12 +39,16 @@ std::string smoothingObstacle(const Graph& graph, const std::vector<QuantLayer>&
         return "it has no scale input";
     // Through a Transpose that keeps the last axis last (PyTorch's MultiheadAttention swaps the
     // batch and sequence axes first) the channels are the same, so its readers take the scales.
+    // A Shape node reads only the shape, which smoothing leaves alone.
     std::vector<std::pair<const Node*, std::string>> readersOfChannels;  // node, the tensor it reads
     for (const Node* reader : readers) {
+        if (reader->opType == "Shape")
+            continue;
         const auto perm = reader->opType == "Transpose" ? reader->intsAttribute("perm") : std::vector<std::int64_t>{};
         if (!perm.empty() && perm.back() == std::int64_t(perm.size()) - 1 && !graph.isOutput(reader->outputs.at(0))) {
             for (const Node* next : graph.consumers(reader->outputs.at(0)))
-                readersOfChannels.push_back({next, reader->outputs.at(0)});
+                if (next->opType != "Shape")
+                    readersOfChannels.push_back({next, reader->outputs.at(0)});
         } else {
             readersOfChannels.push_back({reader, ln.output});
         }
