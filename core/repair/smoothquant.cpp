@@ -183,8 +183,11 @@ std::vector<SmoothedGroup> smoothQuant(Graph& graph, const std::vector<QuantLaye
             graph.initializers[name] = Tensor::fromValues<float>(original.shape(), values);
             node.inputs[input] = name;
         }
-        for (std::size_t k = 0; k < c.consumers.size(); ++k)
-            scaleInputChannels(graph.initializers.at(layers[c.consumers[k]].weight), layouts[k], group.scales);
+        for (std::size_t k = 0; k < c.consumers.size(); ++k) {
+            Tensor& weights = graph.initializers.at(layers[c.consumers[k]].weight);
+            weights = weights.clone();  // the original graph shares the storage
+            scaleInputChannels(weights, layouts[k], group.scales);
+        }
         groups.push_back(std::move(group));
     }
     return groups;
