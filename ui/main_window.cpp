@@ -313,9 +313,11 @@ QWidget* MainWindow::buildChannelTab()
 {
     auto* tab = new QWidget(this);
     auto* layout = new QVBoxLayout(tab);
-    layout->addWidget(new QLabel(tr("<small>Blue: each output channel's range of weights; dashed red: the range one per-tensor "
-                                    "quantizer gives them all; points (right axis): the share of each channel's weights that "
-                                    "round to zero. Click a channel to see its histogram.</small>"),
+    layout->addWidget(new QLabel(tr("<small>Blue: each output channel's range of weights (for a layer without weights, such as a "
+                                    "LayerNorm: each channel's range of its activation over the images, where a transformer's "
+                                    "outlier channels show); dashed red: the range one per-tensor quantizer gives them all; points "
+                                    "(right axis): the share of each channel's values that round to zero. Click a weight channel "
+                                    "to see its histogram.</small>"),
                                  this));
     layout->addWidget(channelRanges_, 1);
     connect(channelRanges_, &ChannelRangeChart::channelClicked, this, [this](int channel) {

@@ -64,7 +64,7 @@ struct OperatorTraits {
     X(Add, Elementwise, -1, -1, false, Elementwise, broadcastShape)                 \
     X(Sub, Elementwise, -1, -1, false, Elementwise, broadcastShape)                 \
     X(Mul, Elementwise, -1, -1, false, Elementwise, broadcastShape)                 \
-    X(Div, Elementwise, -1, -1, false, None, broadcastShape)                        \
+    X(Div, Elementwise, -1, -1, false, Elementwise, broadcastShape)                 \
     X(PRelu, Elementwise, -1, -1, false, None, broadcastShape)                      \
     X(LeakyRelu, Lookup, -1, -1, false, Lookup, sameShape)                          \
     X(Sigmoid, Lookup, -1, -1, false, Lookup, sameShape)                            \

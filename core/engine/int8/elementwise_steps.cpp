@@ -1,4 +1,4 @@
-// Add, Mul, Add/Sub of a constant and Concat on codes: each output code is one integer
+// Add, Mul, Add/Sub of a constant, Mul by a scalar constant and Concat on codes: each output code is one integer
 // expression of the input codes, rounded once.
 #include "engine/int8/steps.h"
 
@@ -78,7 +78,8 @@ struct AddStep final : Step {
 //     y = zy + round((a - za) * sa / sy + c / sy)
 // with both terms scaled by 2^shift into one 64-bit integer (the constant prepared once per
 // input scale) and rounded once, half to even. The constant is a scalar, one value per channel
-// (axis 1 of a 4-D tensor) or one per column (last axis of a 2-D tensor).
+// (axis 1 of a 4-D tensor) or one per column (the last axis of a tensor of another rank: a
+// transformer's [batch, tokens, channels] takes its bias this way).
 struct AddConstantStep final : Step {
     enum class Broadcast { Scalar, Channel, Column };
     const Node* node = nullptr;
@@ -93,8 +94,8 @@ struct AddConstantStep final : Step {
         std::int64_t channels = 1;
         if (broadcast == Broadcast::Channel && logical.size() == 4)
             channels = logical[1];
-        else if (broadcast == Broadcast::Column && logical.size() == 2)
-            channels = logical[1];
+        else if (broadcast == Broadcast::Column && logical.size() >= 2 && logical.size() != 4)
+            channels = logical.back();
         else if (broadcast != Broadcast::Scalar)
             fail(*node, "the constant operand does not broadcast over " + shapeToString(logical) + " per channel");
         if (static_cast<std::int64_t>(constant.size()) != channels)
@@ -114,12 +115,35 @@ struct AddConstantStep final : Step {
         const std::uint8_t* pa = a.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
         // The channel of element i: innermost when channels-last, else axis 1 of N C (H W).
-        const std::int64_t inner = a.channelsLast || logical.size() == 2 ? 1 : logical[2] * logical[3];
+        const std::int64_t inner = a.channelsLast || logical.size() != 4 ? 1 : logical[2] * logical[3];
         for (std::int64_t i = 0; i < a.codes.size(); ++i) {
             const std::int64_t channel = channels == 1 ? 0 : (i / inner) % channels;
             const std::int64_t sum = (pa[i] - a.params.zeroPoint) * qa + qc[static_cast<std::size_t>(channel)];
             py[i] = static_cast<std::uint8_t>(std::clamp(static_cast<std::int32_t>(int8::roundingShift(sum, shift)) + output.zeroPoint, codeLo, codeHi));
         }
+        values[outputs[0]] = std::move(y);
+    }
+};
+
+// Mul by a scalar constant c (attention's 1/sqrt(d), GELU's 0.5), or Div by 1/c:
+//     y = zy + round(sign(c) (a - za) * |c| sa / sy)
+// with the fixed-point multiplier of |c| sa / sy.
+struct MulConstantStep final : Step {
+    const Node* node = nullptr;
+    float constant = 1.f;
+    ActivationParams output;
+    std::int32_t codeLo = 0, codeHi = 255;
+    void run(Values& values) const override
+    {
+        const QuantizedTensor& a = *values.at(inputs[0]).codes;
+        const FixedPointMultiplier m =
+            checkedMultiplier(std::abs(static_cast<double>(constant)) * a.params.scale / output.scale, *node);
+        const std::int32_t sign = constant < 0 ? -1 : 1;
+        IntegerEngine::Value y = newCodes(output, a.codes.shape(), a.channelsLast);
+        const std::uint8_t* pa = a.codes.data<std::uint8_t>();
+        std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
+        for (std::int64_t i = 0; i < a.codes.size(); ++i)
+            py[i] = static_cast<std::uint8_t>(int8::requantize(sign * (pa[i] - a.params.zeroPoint), m, output.zeroPoint, codeLo, codeHi));
         values[outputs[0]] = std::move(y);
     }
 };
@@ -223,16 +247,37 @@ LoweredLayer lowerElementwise(const LayerLowering& l)
         s->codeHi = l.codeHi;
         return {std::move(s), ""};
     }
+    // Mul by a scalar constant on either side, or Div by one (GELU's x / sqrt(2)): a rescale.
+    const bool divide = node.opType == "Div" && node.inputs.size() == 2 && l.dataInputs.size() == 1 && node.inputs[0] == l.dataInputs[0];
+    if ((node.opType == "Mul" || divide) && l.dataInputs.size() == 1 && node.inputs.size() == 2) {
+        const std::string& other = node.inputs[0] == l.dataInputs[0] ? node.inputs[1] : node.inputs[0];
+        auto c = graph.initializers.find(other);
+        if (c == graph.initializers.end() || c->second.dtype() != DataType::Float32 || c->second.size() != 1 ||
+            (divide && c->second.data<float>()[0] == 0.f))
+            return {};
+        auto s = std::make_unique<MulConstantStep>();
+        s->node = &node;
+        s->constant = divide ? 1.f / c->second.data<float>()[0] : c->second.data<float>()[0];
+        s->output = l.output;
+        s->codeLo = l.codeLo;
+        s->codeHi = l.codeHi;
+        return {std::move(s), ""};
+    }
+    // Add takes its constant on either side (PyTorch writes a Linear's bias first); Sub on the right.
+    const bool constantFirst = node.opType == "Add" && node.inputs.size() == 2 && l.dataInputs.size() == 1 &&
+                               node.inputs[1] == l.dataInputs[0] && graph.isInitializer(node.inputs[0]);
+    const std::string constantName = node.inputs.size() == 2 ? node.inputs[constantFirst ? 0 : 1] : std::string();
     if ((node.opType == "Add" || node.opType == "Sub") && l.dataInputs.size() == 1 && node.inputs.size() == 2 &&
-        node.inputs[0] == l.dataInputs[0] && graph.initializers.at(node.inputs[1]).dtype() == DataType::Float32) {
+        (constantFirst || node.inputs[0] == l.dataInputs[0]) && graph.initializers.at(constantName).dtype() == DataType::Float32) {
         // The kernel handles a scalar, one value per channel of a 4-D input, or one per column
-        // of a 2-D input; anything else runs in float.
-        const Tensor& c = graph.initializers.at(node.inputs[1]);
+        // (last axis) of an input of another rank; anything else runs in float.
+        const Tensor& c = graph.initializers.at(constantName);
         const Shape& shape = c.shape();
-        const int rank = knownRank(node.inputs[0]);
+        const int rank = knownRank(l.dataInputs[0]);
         const bool channel = rank == 4 && ((shape.size() == 3 && shape[1] == 1 && shape[2] == 1) ||
                                            (shape.size() == 4 && shape[0] == 1 && shape[2] == 1 && shape[3] == 1));
-        const bool column = rank == 2 && (shape.size() == 1 || (shape.size() == 2 && shape[0] == 1));
+        const bool column = rank >= 2 && rank != 4 && !shape.empty() && static_cast<int>(shape.size()) <= rank &&
+                            elementCount(shape) == shape.back();  // [C] or [1, ..., 1, C]
         if (elementCount(shape) != 1 && !channel && !column)
             return {};
         auto s = std::make_unique<AddConstantStep>();
