@@ -180,8 +180,12 @@ std::vector<SmoothedGroup> smoothQuant(Graph& graph, const std::vector<QuantLaye
             for (std::size_t j = 0; j < channels; ++j)
                 values[j] /= group.scales[j];
             const std::string name = ln.name + (input == 1 ? "/smoothquant_scale" : "/smoothquant_bias");
+            const std::string previous = node.inputs[input];
             graph.initializers[name] = Tensor::fromValues<float>(original.shape(), values);
             node.inputs[input] = name;
+            // The original goes when nothing else reads it, so that the model's size stays true.
+            if (graph.consumers(previous).empty() && !graph.isOutput(previous))
+                graph.initializers.erase(previous);
         }
         for (std::size_t k = 0; k < c.consumers.size(); ++k) {
             Tensor& weights = graph.initializers.at(layers[c.consumers[k]].weight);
