@@ -37,6 +37,24 @@ Q_DECLARE_METATYPE(qe::Preprocess)
 
 namespace {
 
+// Normally distributed values (standard deviation 0.5) from one seeded generator: a synthetic
+// test model's weights and inputs.
+class RandomTensors {
+public:
+    explicit RandomTensors(unsigned seed) : rng_(seed) {}
+    Tensor operator()(Shape shape)
+    {
+        Tensor t(DataType::Float32, std::move(shape));
+        for (std::int64_t i = 0; i < t.size(); ++i)
+            t.mutableData<float>()[i] = normal_(rng_);
+        return t;
+    }
+
+private:
+    std::mt19937 rng_;
+    std::normal_distribution<float> normal_{0.f, 0.5f};
+};
+
 const fs::path kDemoModel = test::sourceDir() / "resources/models/fashion_cnn.onnx";
 const fs::path kFashionTest = fs::path(QE_FASHION_MNIST_DIR) / "t10k-images-idx3-ubyte.gz";
 const fs::path kFashionTrain = fs::path(QE_FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz";
@@ -189,17 +207,11 @@ void TestIntegerEngine::unsupportedChoicesRunInFloatWithAReason()
 
 // Forms the integer kernels do not take are decided when the plan is lowered, never at run
 // time: a broadcasting Mul (a squeeze-and-excitation gate), a constant that broadcasts along the
-// width, a MatMul of a 3-D input. They run in float, with the reason, and the model runs.
+// width. They run in float, with the reason, and the model runs; a MatMul of a 3-D input runs in
+// integers as one product of its rows.
 void TestIntegerEngine::shapesTheKernelsDoNotTakeRunInFloat()
 {
-    std::mt19937 rng(1);
-    std::normal_distribution<float> normal(0.f, 0.5f);
-    auto randomTensor = [&](Shape shape) {
-        Tensor t(DataType::Float32, std::move(shape));
-        for (std::int64_t i = 0; i < t.size(); ++i)
-            t.mutableData<float>()[i] = normal(rng);
-        return t;
-    };
+    RandomTensors randomTensor(1);
     Graph g;
     g.name = "shapes";
     g.opsetVersion = 13;
@@ -259,14 +271,7 @@ void TestIntegerEngine::shapesTheKernelsDoNotTakeRunInFloat()
 // rounding), and nearly always exactly.
 void TestIntegerEngine::attentionProductsRunInIntegers()
 {
-    std::mt19937 rng(7);
-    std::normal_distribution<float> normal(0.f, 0.5f);
-    auto randomTensor = [&](Shape shape) {
-        Tensor t(DataType::Float32, std::move(shape));
-        for (std::int64_t i = 0; i < t.size(); ++i)
-            t.mutableData<float>()[i] = normal(rng);
-        return t;
-    };
+    RandomTensors randomTensor(7);
     Graph g;
     g.name = "attention";
     g.opsetVersion = 13;
