@@ -832,7 +832,14 @@ ChannelRanges QuantEvaluator::activationChannelRanges(const QuantConfig& config,
     RunOptions run;
     run.capture = {layer->output};
     const auto outputOf = [&](const Tensor& batch) { return floatExecutor_.run({{graph_->inputs[0].name, batch}}, run).at(layer->output); };
+    // Elements per step of the channel index: channels on axis 1 of NCHW, else on the last axis.
     const auto channelAxis = [](const Tensor& t) { return t.rank() == 4 ? 1 : std::max(0, t.rank() - 1); };
+    const auto innerSize = [&](const Tensor& t) {
+        std::int64_t inner = 1;
+        for (int d = channelAxis(t) + 1; d < t.rank(); ++d)
+            inner *= t.dim(d);
+        return inner;
+    };
 
     // First pass: each channel's range. Second: what the per-tensor range rounds to zero (the
     // batches are run twice rather than held: a large model's activations over 1000 images
@@ -845,12 +852,9 @@ ChannelRanges QuantEvaluator::activationChannelRanges(const QuantConfig& config,
         const Tensor out = outputOf(batch);
         if (out.dtype() != DataType::Float32 || out.rank() < 1)
             throw Error("layer '" + layerName + "' outputs " + out.describe() + ": its channels need a float tensor");
-        const int axis = channelAxis(out);
-        std::int64_t inner = 1;
-        for (int d = axis + 1; d < out.rank(); ++d)
-            inner *= out.dim(d);
+        const std::int64_t inner = innerSize(out);
         if (channels < 0) {
-            channels = out.dim(axis);
+            channels = out.dim(channelAxis(out));
             result.min.assign(std::size_t(channels), std::numeric_limits<float>::infinity());
             result.max.assign(std::size_t(channels), -std::numeric_limits<float>::infinity());
         }
@@ -875,10 +879,7 @@ ChannelRanges QuantEvaluator::activationChannelRanges(const QuantConfig& config,
     for (const Tensor& batch : inputs_) {
         const Tensor out = outputOf(batch);
         const Tensor quantized = fakeQuantize(out, perTensor);
-        const int axis = channelAxis(out);
-        std::int64_t inner = 1;
-        for (int d = axis + 1; d < out.rank(); ++d)
-            inner *= out.dim(d);
+        const std::int64_t inner = innerSize(out);
         const float* v = out.data<float>();
         const float* q = quantized.data<float>();
         for (std::int64_t i = 0; i < out.size(); ++i) {
