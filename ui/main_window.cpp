@@ -313,12 +313,15 @@ QWidget* MainWindow::buildChannelTab()
 {
     auto* tab = new QWidget(this);
     auto* layout = new QVBoxLayout(tab);
-    layout->addWidget(new QLabel(tr("<small>Blue: each output channel's range of weights (for a layer without weights, such as a "
+    // Word-wrapped: a label this long would otherwise set the window's minimum width.
+    auto* legend = new QLabel(tr("<small>Blue: each output channel's range of weights (for a layer without weights, such as a "
                                     "LayerNorm: each channel's range of its activation over the images, where a transformer's "
                                     "outlier channels show); dashed red: the range one per-tensor quantizer gives them all; points "
                                     "(right axis): the share of each channel's values that round to zero. Click a weight channel "
                                     "to see its histogram.</small>"),
-                                 this));
+                                 this);
+    legend->setWordWrap(true);
+    layout->addWidget(legend);
     layout->addWidget(channelRanges_, 1);
     connect(channelRanges_, &ChannelRangeChart::channelClicked, this, [this](int channel) {
         if (!channel_->isEnabled())
