@@ -5,10 +5,14 @@
 //   build/bench/bench_engines --models-dir DIR [--models lenet,mobilenet,resnet18]
 //       [--threads 1,2] [--batches 1,32] [--precisions fp32,int8] [--runs 20] [--warmup 3] [--min-time 1] [--json OUT.jsonl]
 //       [--profile 1]   (after each int8 row: where the time goes, step by step and by kind of step)
+//       [--int8-from-qdq KEY]  (the int8 engine runs the QDQ model manifest.json names under
+//                               files.KEY, with its own scales, instead of quantizing the fp32 one)
 //
 // int8 here is W8A8 as ONNX Runtime's QDQ models of the same folder have it: per-channel
 // symmetric int8 weights, per-tensor affine uint8 activations, min-max ranges from 8 random
-// inputs. Every layer must run in integers (checked); the table says how far int8 is from fp32.
+// inputs. Layers that do not run in integers are listed with the engine's reason; the check line
+// says how far int8 is from fp32. With --int8-from-qdq both engines run the very same QDQ file
+// (bench/vit_peers.sh: the demo vision transformer as the project exports it).
 
 #include "common/error.h"
 #include "common/memory.h"
@@ -16,6 +20,7 @@
 #include "engine/graph_preparation.h"
 #include "engine/int8/integer_engine.h"
 #include "quant/layers.h"
+#include "quant/qdq_import.h"
 #include "quant/simulator.h"
 
 #include <nlohmann/json.hpp>
@@ -118,12 +123,90 @@ void printProfile(const IntegerEngine& engine, const std::string& inputName, con
         std::printf("      %8.3f  %s\n", ms, kind.c_str());
 }
 
+// The manifest's batch-2 check input (raw float32), else random values.
+Tensor checkInput(const Graph& graph, const std::string& modelsDir, const json& entry)
+{
+    Tensor x = randomInput(graph, 2, 7);
+    if (!entry.contains("check"))
+        return x;
+    const std::string file = modelsDir + "/" + entry["check"]["input"].get<std::string>();
+    std::ifstream in(file, std::ios::binary);
+    in.read(reinterpret_cast<char*>(x.mutableData<float>()), std::streamsize(x.size() * sizeof(float)));
+    if (!in)
+        throw Error(file + ": expected " + std::to_string(x.size()) + " float32 values (a batch-2 input " +
+                    shapeToString(x.shape()) + ")");
+    return x;
+}
+
+// Multiply-accumulates per image of the Conv, MatMul and Gemm nodes (activation products
+// included), from the shapes one batch-1 run gives: for models whose manifest has no count.
+double macsPerImage(const Graph& graph, const Executor& executor)
+{
+    RunOptions all;
+    all.captureAll = true;
+    const TensorMap values = executor.run({{graph.inputs[0].name, randomInput(graph, 1, 5)}}, all);
+    const auto shapeOf = [&](const std::string& name) -> const Shape& {
+        const auto it = values.find(name);
+        return it != values.end() ? it->second.shape() : graph.initializers.at(name).shape();
+    };
+    double macs = 0;
+    for (const Node& node : graph.nodes) {
+        if (node.opType != "Conv" && node.opType != "MatMul" && node.opType != "Gemm")
+            continue;
+        const Shape& a = shapeOf(node.inputs[0]);
+        const Shape& w = shapeOf(node.inputs[1]);
+        double outputs = 1;
+        for (const std::int64_t d : shapeOf(node.outputs[0]))
+            outputs *= double(d);
+        if (node.opType == "Conv") {
+            double kernel = double(a[1] / node.intAttribute("group", 1));
+            for (std::size_t d = 2; d < w.size(); ++d)
+                kernel *= double(w[d]);
+            macs += outputs * kernel;
+        } else {
+            macs += outputs * double(node.opType == "Gemm" && node.intAttribute("transA", 0) ? a[0] : a.back());
+        }
+    }
+    return macs;
+}
+
+// W8A8 as the QDQ peers of ../shared/bench: min-max ranges from 8 random inputs.
+QuantPlan quantizeLikeThePeers(const Graph& graph)
+{
+    const std::vector<QuantLayer> layers = findQuantLayers(graph);
+    CalibrationData calibration;
+    const Executor executor(graph);
+    RunOptions capture;
+    for (const QuantLayer& l : layers)
+        capture.capture.insert(l.output);
+    const TensorMap out = executor.run({{graph.inputs[0].name, randomInput(graph, 8, 1)}}, capture);
+    for (const QuantLayer& l : layers)
+        calibration.observers[l.output].observe(out.at(l.output));
+    calibration.images = 8;
+    const QuantConfig config;  // per-channel symmetric int8 weights, affine uint8 activations, min-max
+    return makePlan(graph, layers, config, calibration);
+}
+
+// The quantization a QDQ file carries (its own scales and zero-points), as the window and the CLI
+// open such a file.
+QuantPlan planFromQdq(const std::string& modelsDir, const json& entry, const std::string& key)
+{
+    if (!entry.contains("files") || !entry["files"].contains(key))
+        throw Error("manifest.json: the model has no files." + key + " (the QDQ model --int8-from-qdq names)");
+    const std::string file = modelsDir + "/" + entry["files"][key].get<std::string>();
+    const std::optional<ImportedQuantization> imported = importQdq(loadOnnx(file));
+    if (!imported)
+        throw Error(file + ": expected a QDQ model (QuantizeLinear/DequantizeLinear nodes), found none");
+    const std::vector<QuantLayer> layers = findQuantLayers(imported->floatGraph);
+    return makePlan(imported->floatGraph, layers, imported->config, CalibrationData{}, nullptr, &imported->params);
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
 {
     qe::keepFreedMemoryForReuse();
-    std::string modelsDir, jsonPath;
+    std::string modelsDir, jsonPath, int8FromQdq;
     std::vector<std::string> models{"lenet", "mobilenet", "resnet18"};
     std::vector<std::string> threads{"1", "2"}, batches{"1", "32"}, precisions{"fp32", "int8"};
     int runs = 20, warmup = 3;
@@ -141,6 +224,7 @@ int main(int argc, char** argv)
         else if (flag == "--min-time") minTime = std::stod(value);
         else if (flag == "--json") jsonPath = value;
         else if (flag == "--profile") profile = value == "1";
+        else if (flag == "--int8-from-qdq") int8FromQdq = value;
         else {
             std::cerr << "unknown option " << flag << "\n";
             return 2;
@@ -159,35 +243,28 @@ int main(int argc, char** argv)
         for (const std::string& name : models) {
             const std::string file = modelsDir + "/" + name + "_fp32.onnx";
             const auto graph = std::make_shared<const Graph>(loadOnnx(file));
+            const Executor floatExecutor(*graph);
             double macs = 0;
             if (manifest["models"].contains(name))
                 macs = manifest["models"][name].value("macs_per_image", 0.0);
-
-            // W8A8 as the QDQ peers: min-max ranges from 8 random inputs.
-            const std::vector<QuantLayer> layers = findQuantLayers(*graph);
-            CalibrationData calibration;
-            {
-                const Executor executor(*graph);
-                RunOptions capture;
-                for (const QuantLayer& l : layers)
-                    capture.capture.insert(l.output);
-                const TensorMap out = executor.run({{graph->inputs[0].name, randomInput(*graph, 8, 1)}}, capture);
-                for (const QuantLayer& l : layers)
-                    calibration.observers[l.output].observe(out.at(l.output));
-                calibration.images = 8;
+            if (macs == 0) {
+                macs = macsPerImage(*graph, floatExecutor);
+                std::printf("%s: %.2f M multiply-accumulates per image\n", name.c_str(), macs / 1e6);
             }
-            const QuantConfig config;  // per-channel symmetric int8 weights, affine uint8 activations, min-max
-            const QuantPlan plan = makePlan(*graph, layers, config, calibration);
+
+            const QuantPlan plan = int8FromQdq.empty() ? quantizeLikeThePeers(*graph)
+                                                       : planFromQdq(modelsDir, manifest["models"][name], int8FromQdq);
+            const std::size_t layerCount = plan.layers.size();
             const IntegerEngine engine(plan);
-            if (engine.integerLayerCount() != layers.size())
+            if (engine.integerLayerCount() != layerCount)
                 for (const LayerExecution& e : engine.layerExecution())
                     if (!e.integer)
                         std::cerr << name << ": layer " << e.layer << " runs in float: " << e.reason << "\n";
-            const Executor floatExecutor(*graph);
 
-            // How far int8 is from fp32 on the same input (the peers print the same check).
+            // How far int8 is from fp32 on the same input (the peers print the same check, on the
+            // manifest's batch-2 input: real images where the ranges were calibrated on them).
             {
-                const Tensor x = randomInput(*graph, 2, 7);
+                const Tensor x = checkInput(*graph, modelsDir, manifest["models"].value(name, json::object()));
                 const Tensor a = runSingle(floatExecutor, x);
                 const Tensor b = runIntegerSingle(engine, graph->inputs[0].name, x);
                 double dot = 0, na = 0, nb = 0;
@@ -198,9 +275,9 @@ int main(int argc, char** argv)
                 }
                 const json check{{"kind", "check"}, {"engine", "qe"}, {"model", name}, {"precision", "int8"},
                                  {"cosine", dot / std::sqrt(na * nb)}, {"integer_layers", engine.integerLayerCount()},
-                                 {"layers", layers.size()}};
+                                 {"layers", layerCount}};
                 std::printf("%s: int8 vs fp32 cosine %.5f, %zu of %zu layers in integers\n", name.c_str(),
-                            check["cosine"].get<double>(), engine.integerLayerCount(), layers.size());
+                            check["cosine"].get<double>(), engine.integerLayerCount(), layerCount);
                 if (jsonOut)
                     jsonOut << check.dump() << "\n";
             }

@@ -7,7 +7,15 @@
 #include <exception>
 #include <limits>
 
+#include <omp.h>
+
 namespace qe {
+
+// Below this many multiply-adds (about 0.2 ms of work) a layer runs on one thread: waking the
+// second thread and meeting it at the barrier costs more, above all when that core is busy.
+constexpr std::int64_t kParallelMacThreshold = std::int64_t{1} << 22;
+
+inline bool worthParallel(std::int64_t macs) { return macs >= kParallelMacThreshold && omp_get_max_threads() > 1; }
 
 template <class Task> void parallelFor(std::int64_t count, Task&& task)
 {

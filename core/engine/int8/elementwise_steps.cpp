@@ -111,15 +111,35 @@ struct AddConstantStep final : Step {
         std::vector<std::int64_t> qc;
         for (float c : constant)
             qc.push_back(std::llround(std::ldexp(static_cast<double>(c) / output.scale, shift)));
+        const auto requantized = [&](std::int32_t code, std::int64_t channel) {
+            const std::int64_t sum = (code - a.params.zeroPoint) * qa + qc[static_cast<std::size_t>(channel)];
+            return static_cast<std::uint8_t>(std::clamp(static_cast<std::int32_t>(int8::roundingShift(sum, shift)) + output.zeroPoint, codeLo, codeHi));
+        };
         IntegerEngine::Value y = newCodes(output, a.codes.shape(), a.channelsLast);
         const std::uint8_t* pa = a.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
-        // The channel of element i: innermost when channels-last, else axis 1 of N C (H W).
+        // The elements run as [outer][channels][inner]: inner is 1 when channels-last (or a column
+        // constant), else the plane of N C H W.
         const std::int64_t inner = a.channelsLast || logical.size() != 4 ? 1 : logical[2] * logical[3];
-        for (std::int64_t i = 0; i < a.codes.size(); ++i) {
-            const std::int64_t channel = channels == 1 ? 0 : (i / inner) % channels;
-            const std::int64_t sum = (pa[i] - a.params.zeroPoint) * qa + qc[static_cast<std::size_t>(channel)];
-            py[i] = static_cast<std::uint8_t>(std::clamp(static_cast<std::int32_t>(int8::roundingShift(sum, shift)) + output.zeroPoint, codeLo, codeHi));
+        const std::int64_t outer = a.codes.size() / std::max<std::int64_t>(1, channels * inner);
+        // Each channel maps the 256 input codes to output codes: where there are more elements than
+        // table entries, a table computed with the same expression replaces the 64-bit arithmetic.
+        if (a.codes.size() >= channels * 256) {
+            std::vector<std::uint8_t> table(static_cast<std::size_t>(channels * 256));
+            for (std::int64_t c = 0; c < channels; ++c)
+                for (std::int32_t code = 0; code < 256; ++code)
+                    table[static_cast<std::size_t>(c * 256 + code)] = requantized(code, c);
+            for (std::int64_t o = 0, i = 0; o < outer; ++o)
+                for (std::int64_t c = 0; c < channels; ++c) {
+                    const std::uint8_t* t = table.data() + c * 256;
+                    for (std::int64_t k = 0; k < inner; ++k, ++i)
+                        py[i] = t[pa[i]];
+                }
+        } else {
+            for (std::int64_t o = 0, i = 0; o < outer; ++o)
+                for (std::int64_t c = 0; c < channels; ++c)
+                    for (std::int64_t k = 0; k < inner; ++k, ++i)
+                        py[i] = requantized(pa[i], c);
         }
         values[outputs[0]] = std::move(y);
     }
@@ -139,11 +159,15 @@ struct MulConstantStep final : Step {
         const FixedPointMultiplier m =
             checkedMultiplier(std::abs(static_cast<double>(constant)) * a.params.scale / output.scale, *node);
         const std::int32_t sign = constant < 0 ? -1 : 1;
+        // One output code per input code: a table of 256 replaces the 64-bit arithmetic per element.
+        std::uint8_t table[256];
+        for (std::int32_t code = 0; code < 256; ++code)
+            table[code] = static_cast<std::uint8_t>(int8::requantize(sign * (code - a.params.zeroPoint), m, output.zeroPoint, codeLo, codeHi));
         IntegerEngine::Value y = newCodes(output, a.codes.shape(), a.channelsLast);
         const std::uint8_t* pa = a.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
         for (std::int64_t i = 0; i < a.codes.size(); ++i)
-            py[i] = static_cast<std::uint8_t>(int8::requantize(sign * (pa[i] - a.params.zeroPoint), m, output.zeroPoint, codeLo, codeHi));
+            py[i] = table[pa[i]];
         values[outputs[0]] = std::move(y);
     }
 };

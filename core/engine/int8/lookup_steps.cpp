@@ -84,6 +84,9 @@ struct SoftmaxStep final : Step {
         IntegerEngine::Value y = newCodes(output, x.codes.shape());
         const std::uint8_t* px = x.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
+        // Locals, not members: a store through the byte pointer could alias them, so the compiler
+        // would load the members again for every element.
+        const std::int32_t zeroPoint = output.zeroPoint, lo = codeLo, hi = codeHi;
         for (std::int64_t r = 0; r < rows; ++r) {
             const std::uint8_t* in = px + r * length;
             const std::uint8_t top = *std::max_element(in, in + length);
@@ -91,14 +94,27 @@ struct SoftmaxStep final : Step {
             for (std::int64_t i = 0; i < length; ++i)
                 sum += table[static_cast<std::size_t>(top - in[i])];
             const std::uint64_t denominator = sum << 16;
+            // The quotient from a double reciprocal, corrected to the exact one: it is small (the
+            // denominator is at least 2^40), so the reciprocal's rounding leaves it off by at most
+            // one, and a 64-bit division per element cost more than the rest of the row. Signed
+            // 64-bit values (all below 2^63) convert to and from double in one instruction each.
+            const auto den = static_cast<std::int64_t>(denominator);
+            const double reciprocal = 1.0 / static_cast<double>(den);
             for (std::int64_t i = 0; i < length; ++i) {
-                const std::uint64_t numerator = table[static_cast<std::size_t>(top - in[i])] * inverseOutputScale;
-                std::uint64_t q64 = numerator / denominator;
-                const std::uint64_t remainder = numerator % denominator;
-                if (2 * remainder > denominator || (2 * remainder == denominator && (q64 & 1)))
+                const auto numerator = static_cast<std::int64_t>(table[static_cast<std::size_t>(top - in[i])] * inverseOutputScale);
+                auto q64 = static_cast<std::int64_t>(static_cast<double>(numerator) * reciprocal);
+                std::int64_t remainder = numerator - q64 * den;
+                if (remainder < 0) {
+                    --q64;
+                    remainder += den;
+                } else if (remainder >= den) {
                     ++q64;
+                    remainder -= den;
+                }
+                // Half to even, without a branch: the rounding direction is a coin toss per element.
+                q64 += static_cast<std::int64_t>((2 * remainder > den) | ((2 * remainder == den) & (q64 & 1)));
                 const auto q = static_cast<std::int32_t>(q64);
-                py[r * length + i] = static_cast<std::uint8_t>(std::clamp(q + output.zeroPoint, codeLo, codeHi));
+                py[r * length + i] = static_cast<std::uint8_t>(std::clamp(q + zeroPoint, lo, hi));
             }
         }
         values[outputs[0]] = std::move(y);

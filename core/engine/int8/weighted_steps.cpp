@@ -6,6 +6,7 @@
 #include "engine/int8/kernels/fast_kernels.h"
 #include "engine/int8/kernels/fused_kernels.h"
 #include "engine/int8/kernels/reference_kernels.h"
+#include "common/parallel.h"
 #include "model/window.h"
 #include "quant/integer_layers.h"
 
@@ -318,22 +319,30 @@ struct ActivationProductStep final : Step {
         const std::uint8_t* pb = b.codes.data<std::uint8_t>();
         std::uint8_t* out = y.codes->codes.mutableData<std::uint8_t>();
         const std::int32_t za = a.params.zeroPoint, zb = b.params.zeroPoint;
-        std::vector<std::int32_t> row(static_cast<std::size_t>(n));
+        // One multiplier for every output column, requantized a whole batch at a time by the
+        // weighted layers' vectorized (AVX-512 where present) kernel: exactly int8::requantize.
+        int8::ChannelRequantization columns;
+        for (std::int64_t j = 0; j < n; ++j)
+            columns.add(0, multiplier);
+        // Batches (heads x images) are independent products: one thread each when worth it.
+#pragma omp parallel for schedule(static) if (worthParallel(batches * m * k * n))
         for (std::int64_t batch = 0; batch < batches; ++batch) {
-            const std::uint8_t* A = pa + batch * m * k;
+            // B - zb once per batch, so that the inner loop is a plain multiply-add over int32 lanes.
+            std::vector<std::int32_t> centered(static_cast<std::size_t>(k * n)), sums(static_cast<std::size_t>(m * n), 0);
             const std::uint8_t* B = pb + batch * k * n;
+            for (std::int64_t e = 0; e < k * n; ++e)
+                centered[static_cast<std::size_t>(e)] = std::int32_t(B[e]) - zb;
+            const std::uint8_t* A = pa + batch * m * k;
             for (std::int64_t i = 0; i < m; ++i) {
-                std::fill(row.begin(), row.end(), 0);
+                std::int32_t* acc = sums.data() + i * n;
                 for (std::int64_t p = 0; p < k; ++p) {
                     const std::int32_t x = std::int32_t(A[i * k + p]) - za;
-                    const std::uint8_t* Bp = B + p * n;
+                    const std::int32_t* Bp = centered.data() + p * n;
                     for (std::int64_t j = 0; j < n; ++j)
-                        row[std::size_t(j)] += x * (std::int32_t(Bp[j]) - zb);
+                        acc[j] += x * Bp[j];
                 }
-                std::uint8_t* o = out + (batch * m + i) * n;
-                for (std::int64_t j = 0; j < n; ++j)
-                    o[j] = static_cast<std::uint8_t>(int8::requantize(row[std::size_t(j)], multiplier, output.zeroPoint, codeLo, codeHi));
             }
+            int8::requantizeChannelsLast(sums.data(), out + batch * m * n, m, n, columns, output.zeroPoint, codeLo, codeHi);
         }
         values[outputs[0]] = std::move(y);
     }

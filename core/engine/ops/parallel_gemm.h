@@ -3,6 +3,8 @@
 // output dimension. Eigen itself runs single-threaded (EIGEN_DONT_PARALLELIZE): we decide where
 // threads pay off, because small layers (LeNet-size) lose more to thread wake-ups than they gain.
 
+#include "common/parallel.h"
+
 #include <Eigen/Core>
 
 #include <cstdint>
@@ -10,12 +12,6 @@
 #include <omp.h>
 
 namespace qe {
-
-// Below this many multiply-adds (about 0.2 ms of work) a layer runs on one thread: waking the
-// second thread and meeting it at the barrier costs more, above all when that core is busy.
-constexpr std::int64_t kParallelMacThreshold = std::int64_t{1} << 22;
-
-inline bool worthParallel(std::int64_t macs) { return macs >= kParallelMacThreshold && omp_get_max_threads() > 1; }
 
 template <class T>
 using RowMajorMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
