@@ -208,7 +208,9 @@ void TestTransformer::activationChannelsShowTheOutliers()
 }
 
 // The QDQ export of W8A8 per tensor: ONNX Runtime scores what the window showed (the simulation)
-// and predicts what the int8 engine predicts.
+// and predicts what the int8 engine predicts. Opened again (as the window and bench/vit_peers.sh
+// open a QDQ file: its own scales become the configuration), the int8 engine runs the file's
+// quantization: the same layers in integers and the same predictions.
 void TestTransformer::exportRunsInOnnxRuntime()
 {
     Study study(vitSources(500));
@@ -217,6 +219,22 @@ void TestTransformer::exportRunsInOnnxRuntime()
     QTemporaryDir dir;
     const fs::path path = (dir.path() + "/fashion_vit_w8a8.onnx").toStdString();
     study.exportQdqModel(config, path);
+
+    StudySources reopenedSources = vitSources(500);
+    reopenedSources.model = path;
+    Study reopened(reopenedSources);
+    QVERIFY(reopened.modelConfig().has_value());
+    const StudyResult again = reopened.evaluate(*reopened.modelConfig(), {.integerEngine = true});
+    std::size_t sameAsBefore = 0;
+    for (std::size_t i = 0; i < again.integer->predictions.size(); ++i)
+        sameAsBefore += again.integer->predictions[i] == result.integer->predictions[i];
+    qInfo("reopened QDQ export: int8 engine %.2f%% (before export %.2f%%), %zu of %zu layers in integers (before %zu), same "
+          "prediction on %zu of 500",
+          100 * again.integer->top1, 100 * result.integer->top1, again.integer->integerLayers, again.integer->layers.size(),
+          result.integer->integerLayers, sameAsBefore);
+    QCOMPARE(again.integer->integerLayers, result.integer->integerLayers);
+    QVERIFY(sameAsBefore >= 495);
+
     QString why;
     const std::vector<int> ort = test::onnxRuntimePredictions(*study.dataset(), study.preprocess(), path, 500, 1, 28, 28, why);
     if (QTest::currentTestFailed())
