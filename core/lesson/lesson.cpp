@@ -1,0 +1,513 @@
+#include "lesson/lesson.h"
+
+#include "common/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace qe {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::vector<std::string>& lessonViews()
+{
+    static const std::vector<std::string> views{"histograms", "details", "accuracy", "images", "channels",
+                                                "repairs",    "graph",   "sensitivity", "pareto"};
+    return views;
+}
+
+namespace {
+
+// What a fact is computed from: the evaluation, and the selected layer's metrics and parameters
+// (null when no layer is selected or the layer is not in the evaluation).
+struct FactSources {
+    const StudyResult& result;
+    const LayerMetrics* layer = nullptr;
+    const LayerPlan* plan = nullptr;
+};
+using FactValue = std::function<std::optional<double>(const FactSources&)>;
+
+struct FactDefinition {
+    LessonFactInfo info;
+    FactValue value;
+};
+
+std::optional<double> finite(double v)
+{
+    return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
+}
+
+std::optional<double> uniformScale(const std::optional<QuantParams>& p)
+{
+    if (!p || !std::holds_alternative<UniformParams>(p->values) || p->uniform().scale.empty())
+        return std::nullopt;
+    return p->uniform().scale.front();
+}
+
+// The one table of facts: key, meaning, decimals, and how the live value is found. A fact named
+// in a lesson file is checked against it when the file loads.
+const std::vector<FactDefinition>& factTable()
+{
+    static const std::vector<FactDefinition> table = [] {
+        std::vector<FactDefinition> t;
+        auto model = [&t](std::string key, std::string meaning, int decimals, std::function<double(const ModelMetrics&)> f) {
+            t.push_back({{std::move(key), std::move(meaning), decimals},
+                         [f](const FactSources& s) { return finite(f(s.result.metrics)); }});
+        };
+        auto layer = [&t](std::string key, std::string meaning, int decimals,
+                          std::function<std::optional<double>(const LayerMetrics&, const LayerPlan*)> f) {
+            t.push_back({{std::move(key), std::move(meaning), decimals}, [f](const FactSources& s) -> std::optional<double> {
+                             if (!s.layer)
+                                 return std::nullopt;
+                             const std::optional<double> v = f(*s.layer, s.plan);
+                             return v ? finite(*v) : std::nullopt;
+                         }});
+        };
+        model("model.top1", "top-1 accuracy of the quantized model (simulation), percent", 2,
+              [](const ModelMetrics& m) { return 100 * m.top1; });
+        model("model.float_top1", "top-1 accuracy of the float model, percent", 2,
+              [](const ModelMetrics& m) { return 100 * m.floatTop1; });
+        model("model.top1_drop", "float top-1 minus quantized top-1, percentage points", 2,
+              [](const ModelMetrics& m) { return 100 * (m.floatTop1 - m.top1); });
+        model("model.agreement", "images where quantized and float predict the same class, percent", 2,
+              [](const ModelMetrics& m) { return 100 * m.agreement; });
+        model("model.output_sqnr_db", "signal-to-quantization-noise ratio of the model's output, dB", 1,
+              [](const ModelMetrics& m) { return m.outputSqnrDb; });
+        model("model.size_kib", "weight storage under the configuration, KiB", 1,
+              [](const ModelMetrics& m) { return m.sizeBytes / 1024; });
+        model("model.float_size_kib", "weight storage in float, KiB", 1,
+              [](const ModelMetrics& m) { return m.floatSizeBytes / 1024; });
+        model("model.bits_per_weight", "average bits per weight", 2, [](const ModelMetrics& m) { return m.bitsPerWeight; });
+        model("model.images", "evaluation images", 0, [](const ModelMetrics& m) { return double(m.images); });
+        t.push_back({{"engine.top1", "top-1 accuracy of the int8 engine, percent (when it ran)", 2},
+                     [](const FactSources& s) -> std::optional<double> {
+                         return s.result.integer ? std::optional<double>(100 * s.result.integer->top1) : std::nullopt;
+                     }});
+        t.push_back({{"engine.integer_layers", "layers the int8 engine runs in integers (when it ran)", 0},
+                     [](const FactSources& s) -> std::optional<double> {
+                         return s.result.integer ? std::optional<double>(double(s.result.integer->integerLayers)) : std::nullopt;
+                     }});
+        layer("layer.sqnr_db", "SQNR of the layer's output with everything before it quantized, dB", 1,
+              [](const LayerMetrics& l, const LayerPlan*) { return l.accumulated.sqnrDb; });
+        layer("layer.isolated_sqnr_db", "SQNR of the layer's output with only this layer quantized, dB", 1,
+              [](const LayerMetrics& l, const LayerPlan*) { return l.isolated.sqnrDb; });
+        layer("layer.weight_sqnr_db", "SQNR of the layer's quantized weights, dB", 1,
+              [](const LayerMetrics& l, const LayerPlan*) -> std::optional<double> {
+                  return l.weights ? std::optional<double>(l.weights->sqnrDb) : std::nullopt;
+              });
+        layer("layer.clipped_percent", "activations outside the clipping range, percent", 3,
+              [](const LayerMetrics& l, const LayerPlan*) { return 100 * l.clippedFraction; });
+        layer("layer.rounding_rms_steps", "RMS rounding error inside the range, in quantization steps (uniform noise: 0.289)", 3,
+              [](const LayerMetrics& l, const LayerPlan*) { return l.rmseOverScale; });
+        layer("layer.weight_count", "number of weights", 0,
+              [](const LayerMetrics& l, const LayerPlan*) -> std::optional<double> {
+                  return l.weightCount ? std::optional<double>(double(l.weightCount)) : std::nullopt;
+              });
+        layer("layer.weight_bits", "bits of the weights (absent when they stay float)", 0,
+              [](const LayerMetrics&, const LayerPlan* p) -> std::optional<double> {
+                  return p && p->weightParams ? std::optional<double>(p->weightParams->bits) : std::nullopt;
+              });
+        layer("layer.activation_bits", "bits of the output activation (absent when it stays float)", 0,
+              [](const LayerMetrics&, const LayerPlan* p) -> std::optional<double> {
+                  if (!p || !(p->activationParams || p->dynamicActivations))
+                      return std::nullopt;
+                  return p->activationParams ? p->activationParams->bits : p->config.activations.bits;
+              });
+        layer("layer.weight_scale", "step of the weights' first quantizer (per channel: channel 0)", 6,
+              [](const LayerMetrics&, const LayerPlan* p) { return p ? uniformScale(p->weightParams) : std::nullopt; });
+        layer("layer.activation_scale", "step of the output activation's quantizer", 6,
+              [](const LayerMetrics&, const LayerPlan* p) { return p ? uniformScale(p->activationParams) : std::nullopt; });
+        layer("layer.activation_zero_point", "zero-point of the output activation's quantizer", 0,
+              [](const LayerMetrics&, const LayerPlan* p) -> std::optional<double> {
+                  if (!p || !p->activationParams || !std::holds_alternative<UniformParams>(p->activationParams->values) ||
+                      p->activationParams->uniform().zeroPoint.empty())
+                      return std::nullopt;
+                  return p->activationParams->uniform().zeroPoint.front();
+              });
+        layer("layer.macs", "multiply-accumulates per image", 0,
+              [](const LayerMetrics& l, const LayerPlan*) -> std::optional<double> {
+                  return l.macs > 0 ? std::optional<double>(l.macs) : std::nullopt;
+              });
+        return t;
+    }();
+    return table;
+}
+
+// Words a text may name besides the numbers.
+const std::set<std::string>& wordFacts()
+{
+    static const std::set<std::string> words{"layer.name", "layer.op"};
+    return words;
+}
+
+const FactDefinition* findFact(const std::string& key)
+{
+    for (const FactDefinition& f : factTable())
+        if (f.info.key == key)
+            return &f;
+    return nullptr;
+}
+
+FactSources sourcesFor(const StudyResult& result, const std::string& layer)
+{
+    FactSources s{result};
+    for (std::size_t i = 0; i < result.metrics.layers.size(); ++i)
+        if (result.metrics.layers[i].name == layer) {
+            s.layer = &result.metrics.layers[i];
+            s.plan = i < result.plans.size() ? &result.plans[i] : nullptr;
+        }
+    return s;
+}
+
+std::string formatNumber(double value, int decimals)
+{
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.*f", std::clamp(decimals, 0, 9), value);
+    return buffer;
+}
+
+// One placeholder of a text: the fact's key and the decimals asked for (-1: the fact's own).
+struct Placeholder {
+    std::string key;
+    int decimals = -1;
+};
+
+// Calls `literal` for each run of plain text and `placeholder` for each {key} or {key:decimals}
+// of `text`; qe::Error (without the file, which the caller adds) for an unclosed brace or a bad
+// decimals count.
+void scanText(const std::string& text, const std::function<void(const std::string&)>& literal,
+              const std::function<void(const Placeholder&)>& placeholder)
+{
+    std::string run;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if ((c == '{' || c == '}') && i + 1 < text.size() && text[i + 1] == c) {
+            run += c;
+            ++i;
+            continue;
+        }
+        if (c == '}')
+            throw Error("a '}' without its '{' at character " + std::to_string(i + 1) + " (write '}}' for a brace)");
+        if (c != '{') {
+            run += c;
+            continue;
+        }
+        const std::size_t end = text.find('}', i);
+        if (end == std::string::npos)
+            throw Error("a '{' without its '}' at character " + std::to_string(i + 1) + " (write '{{' for a brace)");
+        std::string inside = text.substr(i + 1, end - i - 1);
+        Placeholder p;
+        if (const std::size_t colon = inside.find(':'); colon != std::string::npos) {
+            const std::string digits = inside.substr(colon + 1);
+            if (digits.empty() || digits.size() > 1 || !std::isdigit(static_cast<unsigned char>(digits[0])))
+                throw Error("{" + inside + "}: expected a number of decimals from 0 to 9 after ':'");
+            p.decimals = digits[0] - '0';
+            inside.resize(colon);
+        }
+        p.key = inside;
+        literal(run);
+        run.clear();
+        placeholder(p);
+        i = end;
+    }
+    literal(run);
+}
+
+[[noreturn]] void failAt(const fs::path& path, int step, const std::string& title, const std::string& field, const std::string& what)
+{
+    std::string where = path.string();
+    if (step > 0)
+        where += ": step " + std::to_string(step) + (title.empty() ? "" : " (\"" + title + "\")");
+    throw Error(where + ": " + field + ": " + what);
+}
+
+std::string requiredString(const json& j, const std::string& key, const std::function<void(const std::string&)>& fail)
+{
+    if (!j.contains(key))
+        fail("missing; expected a string");
+    if (!j[key].is_string() || j[key].get<std::string>().empty())
+        fail("expected a non-empty string, found " + std::string(j[key].type_name()));
+    return j[key].get<std::string>();
+}
+
+std::string optionalString(const json& j, const std::string& key, const std::function<void(const std::string&)>& fail)
+{
+    if (!j.contains(key))
+        return {};
+    if (!j[key].is_string())
+        fail("expected a string, found " + std::string(j[key].type_name()));
+    return j[key].get<std::string>();
+}
+
+void checkText(const std::string& text, const std::function<void(const std::string&)>& fail)
+{
+    try {
+        scanText(
+            text, [](const std::string&) {},
+            [&](const Placeholder& p) {
+                if (!findFact(p.key) && !wordFacts().count(p.key))
+                    fail("{" + p.key + "} is not a fact; expected one of those listed in resources/lessons/README.md (e.g. "
+                         "{model.top1}, {layer.isolated_sqnr_db})");
+            });
+    } catch (const Error& e) {
+        fail(e.what());
+    }
+}
+
+// A model named by a lesson: an example's name, or a path inside the lesson's folder (a lesson
+// from elsewhere must not make the app read files outside the folder the user chose).
+fs::path resolveModel(const std::string& model, const fs::path& lessonFolder, const fs::path& examplesFolder,
+                      const std::function<void(const std::string&)>& fail)
+{
+    const fs::path named(model);
+    if (!named.has_parent_path() && named.extension().empty()) {
+        const fs::path example = examplesFolder / (model + ".onnx");
+        if (!fs::is_regular_file(example))
+            fail("\"" + model + "\" is not an example model (no " + example.string() + ")");
+        return example;
+    }
+    if (named.is_absolute())
+        fail("\"" + model + "\": expected an example's name or a path relative to the lesson's folder");
+    for (const fs::path& part : named)
+        if (part == "..")
+            fail("\"" + model + "\" leads out of the lesson's folder; expected a path inside it");
+    const fs::path path = lessonFolder / named;
+    if (!fs::is_regular_file(path))
+        fail("\"" + model + "\": no such file (" + path.string() + ")");
+    return fs::weakly_canonical(path);
+}
+
+}  // namespace
+
+const std::vector<LessonFactInfo>& lessonFactKeys()
+{
+    static const std::vector<LessonFactInfo> keys = [] {
+        std::vector<LessonFactInfo> k;
+        for (const FactDefinition& f : factTable())
+            k.push_back(f.info);
+        k.push_back({"layer.name", "the selected layer's name", 0});
+        k.push_back({"layer.op", "the selected layer's operator", 0});
+        return k;
+    }();
+    return keys;
+}
+
+Lesson loadLesson(const fs::path& path, const fs::path& examplesFolder)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw Error(path.string() + ": cannot read the lesson file");
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    json j;
+    try {
+        j = json::parse(bytes.str());
+    } catch (const json::exception& e) {
+        throw Error(path.string() + ": not valid JSON: " + e.what());
+    }
+    auto failTop = [&](const std::string& field) {
+        return [&, field](const std::string& what) { failAt(path, 0, "", field, what); };
+    };
+    if (!j.is_object())
+        failAt(path, 0, "", "the file", "expected a JSON object");
+    if (j.value("format", "") != "quantexplorer-lesson")
+        failTop("format")("expected \"quantexplorer-lesson\"");
+    if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != 1)
+        failTop("version")("expected 1");
+    Lesson lesson;
+    lesson.path = path;
+    lesson.title = requiredString(j, "title", failTop("title"));
+    lesson.summary = optionalString(j, "summary", failTop("summary"));
+    if (!j.contains("steps") || !j["steps"].is_array() || j["steps"].empty())
+        failTop("steps")("expected a non-empty array of steps");
+    static const std::set<std::string> stepKeys{"title", "text", "model", "config", "layer", "view", "highlight", "question"};
+    static const std::set<std::string> answers{"lowest_layer", "highest_layer", "number"};
+    int number = 0;
+    for (const json& s : j["steps"]) {
+        ++number;
+        LessonStep step;
+        if (!s.is_object())
+            failAt(path, number, "", "the step", "expected a JSON object");
+        if (s.contains("title") && s["title"].is_string())
+            step.title = s["title"].get<std::string>();
+        auto fail = [&](const std::string& field) {
+            return [&, field](const std::string& what) { failAt(path, number, step.title, field, what); };
+        };
+        for (const auto& [key, value] : s.items())
+            if (!stepKeys.count(key))
+                fail(key)("not a step field; expected title, text, model, config, layer, view, highlight or question");
+        step.title = requiredString(s, "title", fail("title"));
+        step.text = requiredString(s, "text", fail("text"));
+        checkText(step.text, fail("text"));
+        step.model = optionalString(s, "model", fail("model"));
+        if (!step.model.empty())
+            step.modelPath = resolveModel(step.model, path.parent_path(), examplesFolder, fail("model"));
+        if (s.contains("config")) {
+            if (!s["config"].is_object())
+                fail("config")("expected a configuration object (the format of a quantexplorer-config file)");
+            json config = s["config"];
+            config.emplace("format", "quantexplorer-config");
+            config.emplace("version", 1);
+            step.config = QuantConfig::fromJson(config, path.string() + ": step " + std::to_string(number) + ": config");
+        }
+        step.layer = optionalString(s, "layer", fail("layer"));
+        step.view = optionalString(s, "view", fail("view"));
+        if (!step.view.empty() && std::find(lessonViews().begin(), lessonViews().end(), step.view) == lessonViews().end()) {
+            std::string names;
+            for (const std::string& v : lessonViews())
+                names += (names.empty() ? "" : ", ") + v;
+            fail("view")("\"" + step.view + "\" is not a view; expected one of " + names);
+        }
+        step.highlight = optionalString(s, "highlight", fail("highlight"));
+        if (s.contains("question")) {
+            const json& q = s["question"];
+            if (!q.is_object())
+                fail("question")("expected an object with prompt, answer and fact");
+            LessonQuestion question;
+            question.prompt = requiredString(q, "prompt", fail("question.prompt"));
+            question.answer = requiredString(q, "answer", fail("question.answer"));
+            if (!answers.count(question.answer))
+                fail("question.answer")("\"" + question.answer + "\"; expected lowest_layer, highest_layer or number");
+            question.fact = requiredString(q, "fact", fail("question.fact"));
+            if (!findFact(question.fact))
+                fail("question.fact")("\"" + question.fact + "\" is not a number fact (resources/lessons/README.md lists them)");
+            if (question.answer != "number" && question.fact.rfind("layer.", 0) != 0)
+                fail("question.fact")("a question about layers compares a layer.* fact, not \"" + question.fact + "\"");
+            if (q.contains("tolerance")) {
+                if (!q["tolerance"].is_number() || !std::isfinite(q["tolerance"].get<double>()) || q["tolerance"].get<double>() < 0)
+                    fail("question.tolerance")("expected a number of at least 0");
+                question.tolerance = q["tolerance"].get<double>();
+            }
+            step.question = question;
+        }
+        lesson.steps.push_back(std::move(step));
+    }
+    return lesson;
+}
+
+std::vector<Lesson> loadLessons(const fs::path& folder, const fs::path& examplesFolder)
+{
+    std::vector<fs::path> files;
+    std::error_code error;
+    for (const fs::directory_entry& entry : fs::directory_iterator(folder, error))
+        if (entry.is_regular_file() && entry.path().extension() == ".json")
+            files.push_back(entry.path());
+    if (error)
+        throw Error(folder.string() + ": cannot list the lessons: " + error.message());
+    std::sort(files.begin(), files.end());
+    std::vector<Lesson> lessons;
+    for (const fs::path& file : files)
+        lessons.push_back(loadLesson(file, examplesFolder));
+    return lessons;
+}
+
+std::map<std::string, double> lessonFacts(const StudyResult& result, const std::string& layer)
+{
+    const FactSources sources = sourcesFor(result, layer);
+    std::map<std::string, double> facts;
+    for (const FactDefinition& f : factTable())
+        if (const std::optional<double> v = f.value(sources))
+            facts[f.info.key] = *v;
+    return facts;
+}
+
+std::map<std::string, std::map<std::string, double>> lessonLayerFacts(const StudyResult& result)
+{
+    std::map<std::string, std::map<std::string, double>> byLayer;
+    for (const LayerMetrics& l : result.metrics.layers) {
+        std::map<std::string, double> facts = lessonFacts(result, l.name);
+        std::erase_if(facts, [](const auto& entry) { return entry.first.rfind("layer.", 0) != 0; });
+        byLayer[l.name] = std::move(facts);
+    }
+    return byLayer;
+}
+
+std::string renderLessonText(const std::string& text, const StudyResult& result, const std::string& layer)
+{
+    const FactSources sources = sourcesFor(result, layer);
+    std::string out;
+    scanText(
+        text, [&](const std::string& run) { out += run; },
+        [&](const Placeholder& p) {
+            if (p.key == "layer.name") {
+                out += sources.layer ? sources.layer->name : "n/a";
+                return;
+            }
+            if (p.key == "layer.op") {
+                out += sources.layer ? sources.layer->opType : "n/a";
+                return;
+            }
+            const FactDefinition* f = findFact(p.key);
+            const std::optional<double> v = f ? f->value(sources) : std::nullopt;
+            out += v ? formatNumber(*v, p.decimals >= 0 ? p.decimals : f->info.decimals) : "n/a";
+        });
+    return out;
+}
+
+LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::string& answer, const StudyResult& result)
+{
+    LessonAnswerCheck check;
+    const FactDefinition* f = findFact(question.fact);
+    if (!f)
+        throw Error("lesson question: \"" + question.fact + "\" is not a fact");
+    std::string given = answer;
+    given.erase(0, given.find_first_not_of(" \t"));
+    given.erase(given.find_last_not_of(" \t") + 1);
+    if (question.answer == "number") {
+        const std::optional<double> v = f->value(sourcesFor(result, {}));
+        if (!v) {
+            check.explanation = question.fact + " has no value for this evaluation.";
+            return check;
+        }
+        check.expected = formatNumber(*v, f->info.decimals);
+        double number = std::numeric_limits<double>::quiet_NaN();
+        try {
+            std::size_t used = 0;
+            number = std::stod(given, &used);
+            if (used != given.size())
+                number = std::numeric_limits<double>::quiet_NaN();
+        } catch (const std::exception&) {
+        }
+        check.correct = std::isfinite(number) && std::abs(number - *v) <= question.tolerance;
+        check.explanation = "The live value is " + check.expected + " (" + f->info.meaning + ")" +
+                            (std::isfinite(number) ? "; you answered " + given + "." : "; expected a number.");
+        return check;
+    }
+    // Layers: the one with the lowest (highest) value of the fact among the layers that have it.
+    const bool lowest = question.answer == "lowest_layer";
+    std::optional<double> best;
+    for (const auto& [name, facts] : lessonLayerFacts(result)) {
+        const auto it = facts.find(question.fact);
+        if (it == facts.end())
+            continue;
+        if (!best || (lowest ? it->second < *best : it->second > *best)) {
+            best = it->second;
+            check.expected = name;
+        }
+    }
+    if (!best) {
+        check.explanation = "No layer has a value of " + question.fact + " in this evaluation.";
+        return check;
+    }
+    check.correct = given == check.expected;
+    check.explanation = check.expected + " has the " + (lowest ? "lowest" : "highest") + " " + f->info.meaning + ": " +
+                        formatNumber(*best, f->info.decimals) + ".";
+    if (!check.correct && !given.empty()) {
+        const std::map<std::string, double> facts = lessonFacts(result, given);
+        const auto it = facts.find(question.fact);
+        check.explanation += it != facts.end() ? " " + given + " has " + formatNumber(it->second, f->info.decimals) + "."
+                                               : " \"" + given + "\" is not a layer with this number.";
+    }
+    return check;
+}
+
+}  // namespace qe

@@ -1,0 +1,87 @@
+#pragma once
+// Guided lessons (Help > Lessons): a lesson is a file of steps; each step opens a model, sets a
+// configuration, selects a layer and a view, and explains what to look at in text whose numbers
+// are filled in from the live evaluation, never written into the file. A step may ask a question
+// that is checked against the same live numbers. The format is documented in
+// resources/lessons/README.md; loadLesson checks a file completely and names the file, the step
+// and the field of the first thing wrong.
+
+#include "quant/config.h"
+#include "study/study.h"
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qe {
+
+// The window's views a step can bring to the front, by their names in lesson files.
+const std::vector<std::string>& lessonViews();
+
+// A question a step asks. `answer` says what the right answer is, from the live numbers:
+//   "lowest_layer" / "highest_layer": the layer whose value of `fact` (a layer.* fact) is the
+//       lowest / highest of the layers that have it; the student names the layer;
+//   "number": the value of `fact` (any fact), within `tolerance`; the student types a number.
+struct LessonQuestion {
+    std::string prompt;
+    std::string answer;
+    std::string fact;
+    double tolerance = 0;
+};
+
+struct LessonStep {
+    std::string title;
+    std::string text;  // with {fact} or {fact:decimals} placeholders (lessonFactKeys)
+    // An example model's name (a file of resources/models without ".onnx") or a path relative to
+    // the lesson's folder; empty: the model stays.
+    std::string model;
+    std::optional<std::filesystem::path> modelPath;  // the model resolved by resolveLessonModel
+    std::optional<QuantConfig> config;               // empty: the configuration stays
+    std::string layer;                               // empty: the selection stays
+    std::string view;                                // one of lessonViews(); empty: the view stays
+    std::string highlight;                           // what to point at, in the view's words
+    std::optional<LessonQuestion> question;
+};
+
+struct Lesson {
+    std::filesystem::path path;
+    std::string title, summary;
+    std::vector<LessonStep> steps;
+};
+
+// Reads and checks a lesson file: qe::Error "FILE: step N ("TITLE"): FIELD: what was expected"
+// for the first problem. `examplesFolder` resolves example model names.
+Lesson loadLesson(const std::filesystem::path& path, const std::filesystem::path& examplesFolder);
+// Every *.json lesson of a folder, by file name; a malformed file is an error naming it.
+std::vector<Lesson> loadLessons(const std::filesystem::path& folder, const std::filesystem::path& examplesFolder);
+
+// The numbers a step's text and question can name, each with what it means; "layer." facts are
+// those of the selected layer.
+struct LessonFactInfo {
+    std::string key, meaning;
+    int decimals = 2;  // how {key} prints without ":decimals"
+};
+const std::vector<LessonFactInfo>& lessonFactKeys();
+
+// The live values of the facts for an evaluation and a selected layer (empty: no layer facts).
+// A fact that does not apply (a layer without weights has no weight SQNR, a model evaluated
+// without the int8 engine has no engine facts) is absent.
+std::map<std::string, double> lessonFacts(const StudyResult& result, const std::string& layer);
+// The same facts for every layer, by layer name (what questions about layers compare).
+std::map<std::string, std::map<std::string, double>> lessonLayerFacts(const StudyResult& result);
+
+// The text with each {fact} replaced by its live value; a fact without a value prints "n/a".
+// "{{" and "}}" print braces. {layer.name} and {layer.op} print the selected layer's name and
+// operator.
+std::string renderLessonText(const std::string& text, const StudyResult& result, const std::string& layer);
+
+struct LessonAnswerCheck {
+    bool correct = false;
+    std::string expected;     // the right answer from the live numbers
+    std::string explanation;  // one sentence with the numbers
+};
+LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::string& answer, const StudyResult& result);
+
+}  // namespace qe

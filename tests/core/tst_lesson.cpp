@@ -1,0 +1,227 @@
+// Lessons (core/lesson): the built-in lesson files load and run start to end on the live
+// evaluation, the numbers their texts print are the core's, questions are checked against the
+// live data, and a malformed lesson file is refused naming the file, the step and the field.
+
+#include "common/error.h"
+#include "lesson/lesson.h"
+#include "test_support.h"
+
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+using namespace qe;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kLessons = test::sourceDir() / "resources/lessons";
+const fs::path kExamples = test::sourceDir() / "resources/models";
+const fs::path kFashionTest = fs::path(QE_FASHION_MNIST_DIR) / "t10k-images-idx3-ubyte.gz";
+const fs::path kFashionTrain = fs::path(QE_FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz";
+
+std::string formatted(double v, int decimals)
+{
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.*f", decimals, v);
+    return buffer;
+}
+
+std::string lessonError(const std::string& stepsJson)
+{
+    QTemporaryDir dir;
+    const fs::path path = fs::path(dir.path().toStdString()) / "broken.json";
+    std::ofstream(path) << R"({"format": "quantexplorer-lesson", "version": 1, "title": "T", "steps": )" << stepsJson << "}";
+    try {
+        loadLesson(path, kExamples);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "no error";
+}
+
+// Runs a lesson's steps as the window does: a study per model, each step's configuration
+// evaluated; calls `check` with each step and its result.
+void runLesson(const Lesson& lesson, const std::function<void(const LessonStep&, const StudyResult&)>& check)
+{
+    std::unique_ptr<Study> study;
+    QuantConfig config;
+    for (const LessonStep& step : lesson.steps) {
+        if (step.modelPath) {
+            StudySources sources;
+            sources.model = *step.modelPath;
+            sources.data = kFashionTest;
+            sources.calibrationData = kFashionTrain;
+            sources.evaluationImages = 500;
+            study = std::make_unique<Study>(sources);
+        }
+        QVERIFY2(study, (lesson.path.string() + ": the first step must open a model").c_str());
+        if (step.config)
+            config = *step.config;
+        check(step, study->evaluate(config, {.integerEngine = true}));
+        if (QTest::currentTestFailed())
+            return;
+    }
+}
+
+}  // namespace
+
+class TestLesson : public QObject {
+    Q_OBJECT
+private slots:
+    void init();
+    void builtInLessonsRunStartToEnd();
+    void textsPrintTheCoresNumbers();
+    void sixDecibelsPerBit();
+    void questionsAreCheckedAgainstTheLiveData();
+    void malformedLessonsNameFileStepAndField();
+    void formatDocumentationListsEveryFact();
+};
+
+void TestLesson::init()
+{
+    QE_REQUIRE_PATH(kFashionTest);
+    QE_REQUIRE_PATH(kFashionTrain);
+}
+
+// Every built-in lesson loads, and every step's text renders with every number it names.
+void TestLesson::builtInLessonsRunStartToEnd()
+{
+    const std::vector<Lesson> lessons = loadLessons(kLessons, kExamples);
+    QVERIFY(!lessons.empty());
+    for (const Lesson& lesson : lessons) {
+        QVERIFY(!lesson.steps.empty());
+        runLesson(lesson, [&](const LessonStep& step, const StudyResult& result) {
+            const std::string text = renderLessonText(step.text, result, step.layer);
+            QVERIFY2(text.find("n/a") == std::string::npos, (lesson.path.filename().string() + ": " + step.title + ": " + text).c_str());
+            QVERIFY(text.find('{') == std::string::npos);
+            if (!step.layer.empty()) {
+                bool found = false;
+                for (const LayerMetrics& l : result.metrics.layers)
+                    found = found || l.name == step.layer;
+                QVERIFY2(found, (step.title + ": no layer " + step.layer).c_str());
+            }
+        });
+    }
+}
+
+// The numbers printed are the evaluation's own, read here from the result directly.
+void TestLesson::textsPrintTheCoresNumbers()
+{
+    const Lesson lesson = loadLesson(kLessons / "02_bits_against_error.json", kExamples);
+    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result) {
+        const LayerMetrics* layer = nullptr;
+        for (const LayerMetrics& l : result.metrics.layers)
+            if (l.name == step.layer)
+                layer = &l;
+        QVERIFY(layer && layer->weights);
+        const std::string text = renderLessonText("{model.top1}|{model.float_top1}|{layer.weight_sqnr_db}|{layer.weight_bits}|"
+                                                  "{engine.top1}|{layer.name}|{layer.isolated_sqnr_db:3}",
+                                                  result, step.layer);
+        const std::string expected = formatted(100 * result.metrics.top1, 2) + "|" + formatted(100 * result.metrics.floatTop1, 2) +
+                                     "|" + formatted(layer->weights->sqnrDb, 1) + "|" +
+                                     std::to_string(step.config->defaultWeights.bits) + "|" +
+                                     formatted(100 * result.integer->top1, 2) + "|" + step.layer + "|" +
+                                     formatted(layer->isolated.sqnrDb, 3);
+        QCOMPARE(text, expected);
+        QCOMPARE(renderLessonText("{{literal}} {layer.op}", result, step.layer), std::string("{literal} Conv"));
+    });
+}
+
+// The law the lesson teaches, measured: a uniform quantizer loses about 6.02 dB per bit while
+// the signal fills its range (from 8 down to 4 bits; at 2 bits the law no longer holds).
+void TestLesson::sixDecibelsPerBit()
+{
+    const Lesson lesson = loadLesson(kLessons / "02_bits_against_error.json", kExamples);
+    std::map<int, double> sqnr;
+    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result) {
+        sqnr[step.config->defaultWeights.bits] = lessonFacts(result, step.layer).at("layer.weight_sqnr_db");
+    });
+    QVERIFY(sqnr.count(8) && sqnr.count(6) && sqnr.count(4));
+    qInfo("weight SQNR of /conv2/Conv: 8 bits %.2f dB, 6 bits %.2f, 4 bits %.2f, 2 bits %.2f", sqnr[8], sqnr[6], sqnr[4], sqnr[2]);
+    QVERIFY(std::abs((sqnr[8] - sqnr[6]) / 2 - 6.02) < 1.0);
+    QVERIFY(std::abs((sqnr[6] - sqnr[4]) / 2 - 6.02) < 1.0);
+}
+
+void TestLesson::questionsAreCheckedAgainstTheLiveData()
+{
+    const Lesson lesson = loadLesson(kLessons / "02_bits_against_error.json", kExamples);
+    int asked = 0;
+    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result) {
+        if (!step.question)
+            return;
+        ++asked;
+        const LessonQuestion& q = *step.question;
+        if (q.answer == "lowest_layer") {
+            // The layer with the lowest weight SQNR, found here from the metrics.
+            std::string worst;
+            double lowest = INFINITY;
+            for (const LayerMetrics& l : result.metrics.layers)
+                if (l.weights && l.weights->sqnrDb < lowest) {
+                    lowest = l.weights->sqnrDb;
+                    worst = l.name;
+                }
+            const LessonAnswerCheck right = checkLessonAnswer(q, " " + worst + " ", result);
+            QVERIFY2(right.correct, right.explanation.c_str());
+            QCOMPARE(right.expected, worst);
+            const std::string other = worst == "/conv1/Conv" ? "/fc2/Gemm" : "/conv1/Conv";
+            const LessonAnswerCheck wrong = checkLessonAnswer(q, other, result);
+            QVERIFY(!wrong.correct);
+            QVERIFY2(wrong.explanation.find(other + " has ") != std::string::npos, wrong.explanation.c_str());
+            QVERIFY(!checkLessonAnswer(q, "no such layer", result).correct);
+        } else {
+            const double top1 = 100 * result.metrics.top1;
+            QVERIFY(checkLessonAnswer(q, formatted(top1 + 0.4, 2), result).correct);
+            QVERIFY(!checkLessonAnswer(q, formatted(top1 + 0.6, 2), result).correct);
+            QVERIFY(!checkLessonAnswer(q, "about ten", result).correct);
+        }
+    });
+    QCOMPARE(asked, 2);
+}
+
+void TestLesson::malformedLessonsNameFileStepAndField()
+{
+    struct Case {
+        const char* steps;
+        const char* expected;
+    };
+    const Case cases[] = {
+        {R"([{"title": "A", "text": "x", "model": "fashion_cnn", "view": "histogram"}])",
+         R"(broken.json: step 1 ("A"): view: "histogram" is not a view)"},
+        {R"([{"title": "A", "text": "x"}, {"title": "B", "text": "{model.accuracy}"}])",
+         R"(broken.json: step 2 ("B"): text: {model.accuracy} is not a fact)"},
+        {R"([{"title": "A", "text": "SQNR {layer.sqnr_db:x}"}])", R"(step 1 ("A"): text: {layer.sqnr_db:x}: expected a number of decimals)"},
+        {R"([{"title": "A", "text": "an open { brace"}])", R"(step 1 ("A"): text: a '{' without its '}')"},
+        {R"([{"title": "A"}])", R"(step 1 ("A"): text: missing)"},
+        {R"([{"text": "x"}])", R"(step 1: title: missing)"},
+        {R"([{"title": "A", "text": "x", "model": "../../etc/model.onnx"}])", R"(step 1 ("A"): model: "../../etc/model.onnx" leads out)"},
+        {R"([{"title": "A", "text": "x", "model": "no_such_example"}])", R"(model: "no_such_example" is not an example model)"},
+        {R"([{"title": "A", "text": "x", "config": {"default": {"weights": {"bits": 99}}}}])", R"(broken.json: step 1: config)"},
+        {R"([{"title": "A", "text": "x", "question": {"prompt": "?", "answer": "maybe", "fact": "model.top1"}}])",
+         R"(step 1 ("A"): question.answer: "maybe")"},
+        {R"([{"title": "A", "text": "x", "question": {"prompt": "?", "answer": "lowest_layer", "fact": "model.top1"}}])",
+         R"(question.fact: a question about layers compares a layer.* fact)"},
+        {R"([{"title": "A", "text": "x", "colour": "red"}])", R"(step 1 ("A"): colour: not a step field)"},
+        {R"([])", R"(broken.json: steps: expected a non-empty array)"},
+    };
+    for (const Case& c : cases) {
+        const std::string error = lessonError(c.steps);
+        QVERIFY2(error.find(c.expected) != std::string::npos, (error + "\n   expected to contain: " + c.expected).c_str());
+    }
+}
+
+// resources/lessons/README.md documents every fact a lesson can name.
+void TestLesson::formatDocumentationListsEveryFact()
+{
+    std::ifstream in(kLessons / "README.md");
+    std::stringstream doc;
+    doc << in.rdbuf();
+    for (const LessonFactInfo& fact : lessonFactKeys())
+        QVERIFY2(doc.str().find("| `" + fact.key + "` |") != std::string::npos, fact.key.c_str());
+}
+
+QTEST_APPLESS_MAIN(TestLesson)
+#include "tst_lesson.moc"
