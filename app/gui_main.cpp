@@ -84,10 +84,18 @@ int main(int argc, char** argv)
     parser.addOption(precisionViews);
     parser.addOption(qatShots);
     parser.addOption(compare);
+    QCommandLineOption lessonShot("screenshot-lesson",
+                                  "With --screenshot (instead of the views): once the model is evaluated, open the lesson FILE in "
+                                  "Help > Lessons, go to step --lesson-step (default 1), wait for its evaluation, save PATH and quit.",
+                                  "file");
+    QCommandLineOption lessonStep("lesson-step", "With --screenshot-lesson: the step shown (1 is the first).", "number");
+    parser.addOption(lessonShot);
+    parser.addOption(lessonStep);
     parser.process(app);
 
     qe::MainWindow window;
     window.setExamplesFolder(resourcesDir() + "/models");
+    window.setLessonsFolder(resourcesDir() + "/lessons");
     if (parser.isSet(images)) {
         const std::optional<int> count = positiveCount(parser, images, "images");
         if (!count)
@@ -111,8 +119,14 @@ int main(int argc, char** argv)
         const QString path = parser.value(screenshot);
         window.screenshotQat(*steps, (path.endsWith(".png") ? path.chopped(4) : path) + "_qat.onnx");
     }
-    if (parser.isSet(screenshot))
+    if (parser.isSet(screenshot) && parser.isSet(lessonShot)) {
+        const std::optional<int> step = parser.isSet(lessonStep) ? positiveCount(parser, lessonStep, "lesson step") : 1;
+        if (!step)
+            return 2;
+        window.screenshotLessonWhenReady(parser.value(lessonShot), *step - 1, parser.value(screenshot));
+    } else if (parser.isSet(screenshot)) {
         window.saveScreenshotWhenReady(parser.value(screenshot), parser.isSet(precisionViews));
+    }
     window.show();
     window.openSession(parser.value(model), parser.value(data), parser.value(config));
     return app.exec();

@@ -17,6 +17,7 @@
 // The sensitivity map, the Pareto view and the search dialog are views of their own
 // (sensitivity_view, pareto_view, search_dialog) that read the session and edit the document.
 //   main_window_compare.cpp  the A/B comparison with a second configuration (the Compare menu)
+//   main_window_lessons.cpp  Help > Lessons (LessonPanel) and showing a lesson's step
 
 #include "channel_range_chart.h"
 #include "charts.h"
@@ -57,6 +58,8 @@ class ParetoView;
 class QatDialog;
 class SearchDialog;
 class SensitivityView;
+class LessonPanel;
+struct LessonStep;
 class ConfusionMatrixWidget;
 class GalleryModel;
 class LayerTableModel;
@@ -81,6 +84,10 @@ public:
     // the summary line says (summary()), then quit. The run is scripted from then on: nobody
     // answers a dialog, so none is shown (see endScriptedRun()).
     void saveScreenshotWhenReady(const QString& path, bool withPrecisionViews = false);
+    // For scripts/screenshot --lesson: once the model is evaluated, the lesson file in the
+    // lessons panel at `step` (0-based); when the step's evaluation and histograms are shown, a
+    // PNG of the window at `path`, then quit (exit 1 when the lesson cannot be opened).
+    void screenshotLessonWhenReady(const QString& lessonPath, int step, const QString& path);
     // With saveScreenshotWhenReady (instead of the precision views): then quantization-aware
     // training of `steps` steps from the configuration shown, the dialog at its end (*_qat), and
     // the window on the fine-tuned model, saved as `fineTunedPath` (*_qat_model).
@@ -146,6 +153,17 @@ public:
     void setEvaluationImages(int images);
     // The folder of the example models (resources/models) that File > Open Example lists.
     void setExamplesFolder(const QString& folder) { examplesFolder_ = folder; }
+    QString examplesFolder() const { return examplesFolder_; }
+    // The folder of the built-in lessons (resources/lessons) that Help > Lessons lists.
+    void setLessonsFolder(const QString& folder) { lessonsFolder_ = folder; }
+    QString lessonsFolder() const { return lessonsFolder_; }
+    // Help > Lessons: the panel, made at its first use and kept.
+    LessonPanel* showLessonPanel();
+    // Shows a lesson step: its model (opened on the images in use unless it is the one shown),
+    // its configuration (an edit the student can undo), its layer and its view.
+    void applyLessonStep(const LessonStep& step, const QString& lessonTitle);
+    // The row of the layer named `name` in the table, -1 when the model has none.
+    int layerRow(const std::string& name) const;
     void setEvaluationSettings(int images, std::optional<std::uint64_t> cacheBudget);
     void askEvaluationSettings();
     bool hasPreviousModel() const { return previousModel_.has_value(); }
@@ -235,6 +253,8 @@ private:
     void showError(const QString& message);
     void showStudyWarning(const QString& message);
     void showWarnings();  // the banner above the summary line: data warnings and the study's
+    // main_window_lessons.cpp
+    void showLessonLayerAndView(const std::string& layer, const std::string& view);
     // main_window_export.cpp
     bool startExport(const QString& description, bool started);
     void showExported(std::shared_ptr<const ExportResult> result);
@@ -308,7 +328,10 @@ private:
     QString comparisonName_, pendingComparePath_;
     QMenu* recentMenu_;
     QMenu* examplesMenu_;
-    QString examplesFolder_;
+    QString examplesFolder_, lessonsFolder_;
+    LessonPanel* lessonPanel_ = nullptr;
+    // A lesson step's layer and view, shown once the step's model has loaded.
+    std::string pendingLessonLayer_, pendingLessonView_;
     QList<QAction*> exportActions_;  // enabled while a model is loaded and no export runs
 
     QString modelPath_, dataPath_;

@@ -196,6 +196,8 @@ void MainWindow::buildMenus()
     help->setObjectName("helpMenu");
     help->addAction(tr("&Guide"), QKeySequence::HelpContents, this,
                     [this] { showHelpText(this, tr("Guide \u2014 Quantization Explorer"), windowGuideMarkdown(), false); });
+    QAction* lessons = help->addAction(tr("&Lessons"), this, &MainWindow::showLessonPanel);
+    lessons->setObjectName("lessonsAction");
     help->addAction(tr("&Keyboard Shortcuts"), this,
                     [this] { showHelpText(this, tr("Keyboard Shortcuts"), shortcutsHtml(menuBar()), true); });
     help->addSeparator();

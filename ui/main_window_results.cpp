@@ -87,6 +87,8 @@ void MainWindow::showLoaded()
             break;
         }
     selectLayer(first);
+    // A lesson step that opened this model: its layer and view.
+    showLessonLayerAndView(std::exchange(pendingLessonLayer_, {}), std::exchange(pendingLessonView_, {}));
     headline_->setText(tr("<b>%1</b> on %2 \u2014 evaluating ...")
                            .arg(QFileInfo(modelPath_).fileName().toHtmlEscaped(),
                                 QString::fromStdString(snapshot->dataset->description()).toHtmlEscaped()));

@@ -1,0 +1,103 @@
+// MainWindow: Help > Lessons, and showing a lesson's step (model, configuration, layer, view).
+#include "main_window.h"
+
+#include "config_document.h"
+#include "lesson_panel.h"
+#include "session.h"
+
+#include "lesson/lesson.h"
+
+#include <QApplication>
+#include <QFileInfo>
+#include <QLabel>
+#include <QTabWidget>
+#include <QTimer>
+
+#include <cstdio>
+
+#include <algorithm>
+
+namespace qe {
+
+LessonPanel* MainWindow::showLessonPanel()
+{
+    if (!lessonPanel_) {
+        lessonPanel_ = new LessonPanel(this);
+        addDockWidget(Qt::RightDockWidgetArea, lessonPanel_);
+    }
+    lessonPanel_->show();
+    lessonPanel_->raise();
+    return lessonPanel_;
+}
+
+int MainWindow::layerRow(const std::string& name) const
+{
+    const auto snapshot = session_->snapshot();
+    if (!snapshot)
+        return -1;
+    for (std::size_t i = 0; i < snapshot->layers.size(); ++i)
+        if (snapshot->layers[i].name == name)
+            return static_cast<int>(i);
+    return -1;
+}
+
+void MainWindow::applyLessonStep(const LessonStep& step, const QString& lessonTitle)
+{
+    const QString description = tr("lesson \"%1\": %2").arg(lessonTitle, QString::fromStdString(step.title));
+    const QString model = step.modelPath ? QString::fromStdString(step.modelPath->string()) : QString();
+    if (!model.isEmpty() && QFileInfo(model).canonicalFilePath() != QFileInfo(modelPath_).canonicalFilePath()) {
+        // Another model: it opens on the images in use; the layer and view follow once it has
+        // loaded (showLoaded), the configuration with it.
+        pendingLessonLayer_ = step.layer;
+        pendingLessonView_ = step.view;
+        openSessionWith(model, dataPath_, step.config.value_or(QuantConfig{}), description);
+        return;
+    }
+    if (step.config && !(*step.config == document_->config()))
+        document_->edit(*step.config, description);
+    showLessonLayerAndView(step.layer, step.view);
+}
+
+void MainWindow::showLessonLayerAndView(const std::string& layer, const std::string& view)
+{
+    if (const int row = layerRow(layer); row >= 0)
+        selectLayer(row);
+    const std::vector<std::string>& views = lessonViews();
+    if (const auto it = std::find(views.begin(), views.end(), view); it != views.end())
+        tabs_->setCurrentIndex(static_cast<int>(it - views.begin()));
+}
+
+void MainWindow::screenshotLessonWhenReady(const QString& lessonPath, int step, const QString& path)
+{
+    scripted_ = true;
+    auto started = std::make_shared<bool>(false);
+    auto shot = std::make_shared<bool>(false);
+    auto shootWhenShown = [this, path, shot] {
+        const auto evaluation = session_->evaluation();
+        if (*shot || !evaluation || !(evaluation->config == document_->config()) || session_->isBusy())
+            return;
+        *shot = true;
+        // The histograms of the selected layer come after the evaluation.
+        QTimer::singleShot(1500, this, [this, path] { QApplication::exit(grab().save(path) ? 0 : 1); });
+    };
+    connect(session_, &Session::evaluated, this, [this, lessonPath, step, started, shootWhenShown] {
+        if (!*started) {
+            *started = true;
+            LessonPanel* panel = showLessonPanel();
+            if (!panel->openLessonFile(lessonPath)) {
+                std::fprintf(stderr, "%s\n", qPrintable(panel->errorLabel()->text()));
+                QApplication::exit(1);
+                return;
+            }
+            panel->goToStep(step);
+            if (panel->step() != step) {
+                std::fprintf(stderr, "%s: there is no step %d\n", qPrintable(lessonPath), step + 1);
+                QApplication::exit(2);
+                return;
+            }
+        }
+        shootWhenShown();
+    });
+}
+
+}  // namespace qe
