@@ -209,7 +209,7 @@ void LessonPanel::checkAnswer()
     const LessonStep& s = l->steps[static_cast<std::size_t>(step_)];
     if (!s.question)
         return;
-    const LessonAnswerCheck check = checkLessonAnswer(*s.question, answer_->text().toStdString(), *evaluation);
+    const LessonAnswerCheck check = checkLessonAnswer(*s.question, answer_->text().toStdString(), *evaluation, s.layer);
     feedback_->setText((check.correct ? tr("\u2714 Right. ") : tr("\u2718 Not quite. ")) + QString::fromStdString(check.explanation));
     feedback_->setStyleSheet(check.correct ? "color: #1b7f3b;" : "color: #b00020;");
 }

@@ -382,6 +382,8 @@ Lesson loadLesson(const fs::path& path, const fs::path& examplesFolder)
                 fail("question.fact")("\"" + question.fact + "\" is not a number fact (resources/lessons/README.md lists them)");
             if (question.answer != "number" && question.fact.rfind("layer.", 0) != 0)
                 fail("question.fact")("a question about layers compares a layer.* fact, not \"" + question.fact + "\"");
+            if (question.answer == "number" && question.fact.rfind("layer.", 0) == 0 && step.layer.empty())
+                fail("question.fact")("\"" + question.fact + "\" is a layer's number: the step needs a \"layer\"");
             if (q.contains("tolerance")) {
                 if (!q["tolerance"].is_number() || !std::isfinite(q["tolerance"].get<double>()) || q["tolerance"].get<double>() < 0)
                     fail("question.tolerance")("expected a number of at least 0");
@@ -453,7 +455,8 @@ std::string renderLessonText(const std::string& text, const StudyResult& result,
     return out;
 }
 
-LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::string& answer, const StudyResult& result)
+LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::string& answer, const StudyResult& result,
+                                    const std::string& layer)
 {
     LessonAnswerCheck check;
     const FactDefinition* f = findFact(question.fact);
@@ -463,7 +466,7 @@ LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::s
     given.erase(0, given.find_first_not_of(" \t"));
     given.erase(given.find_last_not_of(" \t") + 1);
     if (question.answer == "number") {
-        const std::optional<double> v = f->value(sourcesFor(result, {}));
+        const std::optional<double> v = f->value(sourcesFor(result, layer));
         if (!v) {
             check.explanation = question.fact + " has no value for this evaluation.";
             return check;

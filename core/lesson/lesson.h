@@ -23,7 +23,8 @@ const std::vector<std::string>& lessonViews();
 // A question a step asks. `answer` says what the right answer is, from the live numbers:
 //   "lowest_layer" / "highest_layer": the layer whose value of `fact` (a layer.* fact) is the
 //       lowest / highest of the layers that have it; the student names the layer;
-//   "number": the value of `fact` (any fact), within `tolerance`; the student types a number.
+//   "number": the value of `fact` (a layer.* fact: the step's layer's), within `tolerance`; the
+//       student types a number.
 struct LessonQuestion {
     std::string prompt;
     std::string answer;
@@ -82,6 +83,8 @@ struct LessonAnswerCheck {
     std::string expected;     // the right answer from the live numbers
     std::string explanation;  // one sentence with the numbers
 };
-LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::string& answer, const StudyResult& result);
+// `layer` is the step's layer, whose facts a "number" question may ask for.
+LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::string& answer, const StudyResult& result,
+                                    const std::string& layer = {});
 
 }  // namespace qe

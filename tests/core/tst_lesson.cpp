@@ -204,6 +204,8 @@ void TestLesson::malformedLessonsNameFileStepAndField()
          R"(step 1 ("A"): question.answer: "maybe")"},
         {R"([{"title": "A", "text": "x", "question": {"prompt": "?", "answer": "lowest_layer", "fact": "model.top1"}}])",
          R"(question.fact: a question about layers compares a layer.* fact)"},
+        {R"([{"title": "A", "text": "x", "question": {"prompt": "?", "answer": "number", "fact": "layer.weight_sqnr_db"}}])",
+         R"(question.fact: "layer.weight_sqnr_db" is a layer's number: the step needs a "layer")"},
         {R"([{"title": "A", "text": "x", "colour": "red"}])", R"(step 1 ("A"): colour: not a step field)"},
         {R"([])", R"(broken.json: steps: expected a non-empty array)"},
     };

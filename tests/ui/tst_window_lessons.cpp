@@ -114,7 +114,7 @@ void TestWindowLessons::builtInLessonsRunStartToEnd()
                     QVERIFY2(panel->shownText().contains(QString::number(m.weights->sqnrDb, 'f', 1) + " dB"), qPrintable(panel->shownText()));
             if (s.question) {
                 QVERIFY(panel->answerEdit()->isVisible());
-                const LessonAnswerCheck right = checkLessonAnswer(*s.question, "", *result);
+                const LessonAnswerCheck right = checkLessonAnswer(*s.question, "", *result, s.layer);
                 panel->answerEdit()->setText(QString::fromStdString(right.expected));
                 panel->checkButton()->click();
                 QVERIFY2(panel->feedback()->text().startsWith(QString::fromUtf8("\u2714")), qPrintable(panel->feedback()->text()));
