@@ -159,7 +159,7 @@ void ChannelRangeChart::rebuild()
     auto* percent = new QValueAxis(c);
     percent->setRange(0, 100);
     percent->setLabelFormat("%.0f%%");
-    percent->setTitleText(tr("% of the channel's weights rounding to 0"));
+    percent->setTitleText(r.activations ? tr("% of the channel's values rounding to 0") : tr("% of the channel's weights rounding to 0"));
     percent->setTruncateLabels(false);
     c->addAxis(x, Qt::AlignBottom);
     c->addAxis(values, Qt::AlignLeft);

@@ -77,8 +77,14 @@ void MainWindow::screenshotLessonWhenReady(const QString& lessonPath, int step, 
         if (*shot || !evaluation || !(evaluation->config == document_->config()) || session_->isBusy())
             return;
         *shot = true;
-        // The histograms of the selected layer come after the evaluation.
-        QTimer::singleShot(1500, this, [this, path] { QApplication::exit(grab().save(path) ? 0 : 1); });
+        // The selected layer's histograms and channel ranges come after the evaluation (at the
+        // latest 30 s later, when the views are shot as they are).
+        auto shootNow = [this, path, done = std::make_shared<bool>(false)] {
+            if (!std::exchange(*done, true))
+                QTimer::singleShot(500, this, [this, path] { QApplication::exit(grab().save(path) ? 0 : 1); });
+        };
+        connect(session_, &Session::histogramsReady, this, shootNow);
+        QTimer::singleShot(30000, this, shootNow);
     };
     connect(session_, &Session::evaluated, this, [this, lessonPath, step, started, shootWhenShown] {
         if (!*started) {
