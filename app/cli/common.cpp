@@ -69,10 +69,11 @@ std::set<std::string> withPreprocessFlags(std::set<std::string> flags)
     return flags;
 }
 
-StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages)
+StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages, bool modelRequired)
 {
     StudySources s;
-    s.model = options.required("--model");
+    if (modelRequired)
+        s.model = options.required("--model");
     if (dataRequired)
         s.data = options.required("--data");
     else if (auto d = options.value("--data"))

@@ -24,6 +24,7 @@ int runEval(const std::vector<std::string>& args);
 int runHistogram(const std::vector<std::string>& args);
 int runExport(const std::vector<std::string>& args);
 int runReport(const std::vector<std::string>& args);
+int runLesson(const std::vector<std::string>& args);
 int runSensitivity(const std::vector<std::string>& args);
 int runSearch(const std::vector<std::string>& args);
 int runCompare(const std::vector<std::string>& args);
@@ -48,7 +49,8 @@ nlohmann::json repairsJson(const RepairReport* report);
 
 // The study the options describe: --model, --data (required or optional), --labels,
 // --label-column, --calib-data, --calib-count and the preprocessing flags. Warnings go to stderr.
-StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages);
+// `modelRequired` false: --model is not a flag of the command (a lesson names its models).
+StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages, bool modelRequired = true);
 // --memory-budget SIZE (bytes, or with a K, M or G suffix: 3G): the most the evaluation's
 // activation caches may hold; none when not given. qe::Error for anything else.
 std::optional<std::uint64_t> memoryBudget(const Options& options);

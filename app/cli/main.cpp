@@ -34,6 +34,8 @@ commands:
              difference is more than chance (McNemar's exact test)
   qat        quantization-aware training: fine-tune the model with a configuration's
              quantizers in its forward pass, and write the fine-tuned model
+  lesson     run a lesson file (resources/lessons) start to end and write its handout: each
+             step's text with the live numbers, the answers to its questions, its charts
 
 Run 'quantexplorer-cli <command> --help' for the options of a command.
 Exit codes: 0 success, 2 bad input (the error is on stderr), 1 internal failure.
@@ -70,6 +72,8 @@ int main(int argc, char** argv)
             return qe::cli::runCompare(args);
         if (command == "qat")
             return qe::cli::runQat(args);
+        if (command == "lesson")
+            return qe::cli::runLesson(args);
         std::cerr << "error: unknown command '" << command << "'\n\n" << kUsage;
         return 2;
     } catch (const qe::Error& e) {

@@ -1,5 +1,6 @@
 #include "lesson/lesson.h"
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 #include <nlohmann/json.hpp>
@@ -511,6 +512,64 @@ LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::s
                                                : " \"" + given + "\" is not a layer with this number.";
     }
     return check;
+}
+
+LessonHandout writeLessonHandout(const Lesson& lesson, StudySources sources, const fs::path& dir, const EvaluationProgress& progress)
+{
+    LessonHandout handout;
+    std::unique_ptr<Study> study;
+    QuantConfig config;
+    std::ostringstream md;
+    md << "# " << lesson.title << "\n\n";
+    if (!lesson.summary.empty())
+        md << lesson.summary << "\n\n";
+    md << "Lesson file: `" << lesson.path.filename().string() << "`.\n\n";
+    int number = 0;
+    for (const LessonStep& step : lesson.steps) {
+        ++number;
+        if (step.modelPath) {
+            sources.model = *step.modelPath;
+            study = std::make_unique<Study>(sources, progress);
+        }
+        if (!study)
+            throw Error(lesson.path.string() + ": step 1 (\"" + lesson.steps.front().title +
+                        "\"): model: missing; the first step must open a model");
+        if (step.config)
+            config = *step.config;
+        const StudyResult result = study->evaluate(config, {}, progress);
+        const std::string stepDir = "step_" + std::to_string(number);
+        ReportRequest request;
+        request.current = &result;
+        const WrittenReport report = study->writeReport(config, dir / stepDir, request, progress);
+        handout.files.insert(handout.files.end(), report.written.files.begin(), report.written.files.end());
+
+        md << "## Step " << number << ": " << step.title << "\n\n";
+        md << "Model `" << sources.model.filename().string() << "`, " << result.metrics.images << " images";
+        if (!step.layer.empty())
+            md << ", layer `" << step.layer << "`";
+        if (!step.view.empty())
+            md << ", view *" << step.view << "*";
+        md << ".\n\n";
+        if (!step.highlight.empty())
+            md << "**Look at:** " << step.highlight << "\n\n";
+        md << renderLessonText(step.text, result, step.layer) << "\n\n";
+        if (step.question) {
+            const LessonAnswerCheck answer = checkLessonAnswer(*step.question, "", result, step.layer);
+            md << "**Question:** " << step.question->prompt << "\n\n";
+            md << "**Answer:** " << (answer.expected.empty() ? "none in this run" : answer.expected);
+            if (step.question->answer != "number")
+                md << ". " << answer.explanation;  // which layer, with its number
+            md << "\n\n";
+        }
+        md << "![per-layer SQNR](" << stepDir << "/layer_sqnr.png)\n\n";
+        md << "The step's full report: [" << stepDir << "/report.md](" << stepDir << "/report.md).\n\n";
+        handout.steps.push_back(result);
+    }
+    const fs::path path = dir / "handout.md";
+    fs::create_directories(dir);
+    writeFileAtomically(path, md.str());
+    handout.files.insert(handout.files.begin(), path);
+    return handout;
 }
 
 }  // namespace qe

@@ -87,4 +87,16 @@ struct LessonAnswerCheck {
 LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::string& answer, const StudyResult& result,
                                     const std::string& layer = {});
 
+// A lesson written down for a class (the handout): the lesson run start to end on `sources`
+// (each step's model replaces sources.model), and <dir>/handout.md with each step's title, what
+// to look at, its text with the numbers of that run, its question with the right answer, and the
+// step's report (Study::writeReport: per-layer SQNR chart, weight histograms, metrics) in
+// <dir>/step_N/. The CLI's `lesson` and the lessons panel's Handout... write the same files.
+struct LessonHandout {
+    std::vector<std::filesystem::path> files;
+    std::vector<StudyResult> steps;  // each step's evaluation, in order
+};
+LessonHandout writeLessonHandout(const Lesson& lesson, StudySources sources, const std::filesystem::path& dir,
+                                 const EvaluationProgress& progress = {});
+
 }  // namespace qe

@@ -15,6 +15,8 @@
 
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 namespace {
 
 struct CliResult {
@@ -51,6 +53,7 @@ private slots:
     void histogramOfOneChannel();
     void repairFlags();
     void adaRoundFlags();
+    void lessonHandout();
     void badInput_data();
     void badInput();
 };
@@ -429,6 +432,52 @@ void TestCli::adaRoundFlags()
                                   "--adaround-iterations", "0"});
     QCOMPARE(bad.exitCode, 2);
     QVERIFY2(bad.err.contains("--adaround-iterations expects an integer >= 1, got 0"), bad.err.constData());
+}
+
+// `lesson` runs a lesson file and writes its handout; its numbers are those `eval --config`
+// reports for the step's configuration on the same images.
+void TestCli::lessonHandout()
+{
+    QTemporaryDir dir;
+    const QString lesson = QString::fromStdString((qe::test::sourceDir() / "resources/lessons/02_bits_against_error.json").string());
+    const CliResult r = runCli({"lesson", "--lesson", lesson, "--data", kFashionTest, "--limit", "300", "--out", dir.path() + "/handout", "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const nlohmann::json j = nlohmann::json::parse(r.out.toStdString());
+    QCOMPARE(j["steps"].size(), std::size_t(4));
+    QFile md(dir.path() + "/handout/handout.md");
+    QVERIFY(md.open(QIODevice::ReadOnly));
+    const QString handout = QString::fromUtf8(md.readAll());
+    for (std::size_t i = 0; i < 4; ++i) {
+        const auto& step = j["steps"][i];
+        QVERIFY(handout.contains(QString::fromStdString("## Step " + std::to_string(i + 1) + ": " + step["title"].get<std::string>())));
+        QVERIFY(handout.contains(QString::fromStdString(step["text"].get<std::string>())));
+        QVERIFY2(QFile::exists(dir.path() + QString("/handout/step_%1/layer_sqnr.png").arg(i + 1)), "layer_sqnr.png");
+        QVERIFY(QString::fromStdString(step["text"].get<std::string>())
+                    .contains(QString::number(step["facts"]["layer.weight_sqnr_db"].get<double>(), 'f', 1) + " dB"));
+    }
+    QCOMPARE(handout.count("**Question:**"), 2);
+    QCOMPARE(handout.count("**Answer:**"), 2);
+
+    // The last step's configuration through eval: the same top-1.
+    std::ifstream in(lesson.toStdString());
+    nlohmann::json config = nlohmann::json::parse(in)["steps"][3]["config"];
+    config["format"] = "quantexplorer-config";
+    config["version"] = 1;
+    const QString configPath = dir.path() + "/step4.json";
+    std::ofstream(configPath.toStdString()) << config.dump();
+    const CliResult e = runCli({"eval", "--model", kDemoModel, "--data", kFashionTest, "--limit", "300", "--config", configPath, "--json"});
+    QCOMPARE(e.exitCode, 0);
+    const double top1 = nlohmann::json::parse(e.out.toStdString())["top1"].get<double>();
+    QCOMPARE(j["steps"][3]["facts"]["model.top1"].get<double>(), 100 * top1);
+
+    // A malformed lesson: exit 2, the file, the step and the field named.
+    const QString broken = dir.path() + "/broken.json";
+    std::ofstream(broken.toStdString()) << R"({"format": "quantexplorer-lesson", "version": 1, "title": "T",
+        "steps": [{"title": "A", "text": "x", "model": "fashion_cnn", "view": "nowhere"}]})";
+    const CliResult bad = runCli({"lesson", "--lesson", broken, "--data", kFashionTest, "--out", dir.path() + "/bad"});
+    QCOMPARE(bad.exitCode, 2);
+    QVERIFY2(bad.err.contains("broken.json: step 1 (\"A\"): view: \"nowhere\" is not a view"), bad.err.constData());
+    QVERIFY(!QFile::exists(dir.path() + "/bad"));
 }
 
 void TestCli::badInput_data()
