@@ -1,5 +1,6 @@
 #include "lesson_panel.h"
 
+#include "background_job.h"
 #include "main_window.h"
 #include "session.h"
 
@@ -13,6 +14,7 @@
 #include <QLineEdit>
 #include <QPushButton>
 #include <QTextBrowser>
+#include <QThreadPool>
 #include <QVBoxLayout>
 
 namespace qe {
@@ -74,6 +76,15 @@ LessonPanel::LessonPanel(MainWindow* window) : QDockWidget(tr("Lessons"), window
     navigation->addStretch(1);
     navigation->addWidget(next_);
     layout->addLayout(navigation);
+    auto* handoutRow = new QHBoxLayout;
+    handout_ = new QPushButton(tr("Handout..."), body);
+    handout_->setToolTip(tr("Run the whole lesson on the images in use and write it down: each step's text with its numbers, "
+                            "the answers, and the step's charts (handout.md in a folder you choose)"));
+    handoutStatus_ = new QLabel(body);
+    handoutStatus_->setWordWrap(true);
+    handoutRow->addWidget(handout_);
+    handoutRow->addWidget(handoutStatus_, 1);
+    layout->addLayout(handoutRow);
     setWidget(body);
     setMinimumWidth(320);
 
@@ -86,6 +97,11 @@ LessonPanel::LessonPanel(MainWindow* window) : QDockWidget(tr("Lessons"), window
     connect(back_, &QPushButton::clicked, this, [this] { goToStep(step_ - 1); });
     connect(next_, &QPushButton::clicked, this, [this] { goToStep(step_ + 1); });
     connect(check_, &QPushButton::clicked, this, &LessonPanel::checkAnswer);
+    connect(handout_, &QPushButton::clicked, this, [this] {
+        const QString dir = QFileDialog::getExistingDirectory(this, tr("Write the Handout into"));
+        if (!dir.isEmpty())
+            writeHandout(dir);
+    });
     connect(answer_, &QLineEdit::returnPressed, this, &LessonPanel::checkAnswer);
     // The numbers are the latest evaluation's: filled in again whenever there is a new one.
     connect(window_->session(), &Session::evaluated, this, &LessonPanel::refresh);
@@ -128,6 +144,41 @@ bool LessonPanel::openLessonFile(const QString& path)
     return true;
 }
 
+bool LessonPanel::writeHandout(const QString& dir)
+{
+    const Lesson* l = lesson();
+    const auto snapshot = window_->session()->snapshot();
+    if (!l || !snapshot || writingHandout_)
+        return false;
+    // The images, calibration set and number of images the window evaluates on.
+    StudySources sources;
+    sources.data = snapshot->dataPath.toStdString();
+    sources.calibrationData = snapshot->calibrationPath.toStdString();
+    sources.evaluationImages = snapshot->evaluationImages;
+    writingHandout_ = true;
+    handout_->setEnabled(false);
+    handoutStatus_->setText(tr("Running the lesson for the handout ..."));
+    const Lesson copy = *l;
+    const std::filesystem::path target = dir.toStdString();
+    runInBackground(
+        *QThreadPool::globalInstance(), this, [copy, sources, target] { return writeLessonHandout(copy, sources, target).files; },
+        [this](JobOutcome<std::vector<std::filesystem::path>> outcome) {
+            writingHandout_ = false;
+            handout_->setEnabled(true);
+            try {
+                if (outcome.error)
+                    std::rethrow_exception(outcome.error);
+                const QString path = QString::fromStdString(outcome.value->front().string());
+                handoutStatus_->setText(tr("Wrote %1").arg(path));
+                emit handoutWritten(path);
+            } catch (const std::exception& e) {
+                handoutStatus_->setText(tr("The handout was not written: %1").arg(QString::fromUtf8(e.what())));
+                emit handoutFailed(QString::fromUtf8(e.what()));
+            }
+        });
+    return true;
+}
+
 const Lesson* LessonPanel::lesson() const
 {
     return current_ >= 0 && current_ < static_cast<int>(lessons_.size()) ? &lessons_[static_cast<std::size_t>(current_)] : nullptr;
@@ -164,6 +215,7 @@ void LessonPanel::refresh()
     const Lesson* l = lesson();
     const bool running = l != nullptr;
     back_->setEnabled(running && step_ > 0);
+    handout_->setEnabled(running && !writingHandout_);
     next_->setEnabled(running && step_ + 1 < static_cast<int>(l ? l->steps.size() : 0));
     if (!l) {
         title_->setText(lessons_.empty() ? tr("No lessons") : tr("Choose a lesson"));

@@ -31,6 +31,11 @@ public:
     // Adds a lesson file from elsewhere to the list and starts it; false (with the error shown)
     // when it is malformed.
     bool openLessonFile(const QString& path);
+    // The lesson run start to end in the background on the images in use, written to `dir` as a
+    // handout (core/lesson's writeLessonHandout: handout.md and each step's report); false when
+    // no lesson is running or a handout is being written. handoutWritten() or handoutFailed()
+    // follow.
+    bool writeHandout(const QString& dir);
     // Starts lesson `index` of the list at its first step.
     void startLesson(int index);
     void goToStep(int step);  // 0-based; shown by the window
@@ -47,6 +52,11 @@ public:
     QPushButton* checkButton() const { return check_; }
     QLabel* feedback() const { return feedback_; }
     QLabel* errorLabel() const { return error_; }
+    QLabel* handoutStatus() const { return handoutStatus_; }
+
+signals:
+    void handoutWritten(const QString& path);
+    void handoutFailed(const QString& message);
 
 private:
     void refresh();  // the step's text and controls, from the latest evaluation
@@ -68,6 +78,9 @@ private:
     QLabel* error_;
     QPushButton* back_;
     QPushButton* next_;
+    QPushButton* handout_;
+    QLabel* handoutStatus_;
+    bool writingHandout_ = false;
 };
 
 }  // namespace qe

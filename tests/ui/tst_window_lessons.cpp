@@ -50,6 +50,7 @@ private slots:
     void viewsAreTheWindowsTabs();
     void builtInLessonsRunStartToEnd();
     void numbersFollowTheStudentsEdits();
+    void handoutHasTheNumbersShown();
     void malformedLessonIsRefusedByName();
 };
 
@@ -159,6 +160,37 @@ void TestWindowLessons::numbersFollowTheStudentsEdits()
     window.document()->undoStack()->undo();  // the student's edit
     window.document()->undoStack()->undo();  // the lesson's step
     QVERIFY(window.document()->config() == before);
+}
+
+// Handout...: the lesson run in the background on the images in use; its first step's text is the
+// one the panel showed for that step.
+void TestWindowLessons::handoutHasTheNumbersShown()
+{
+    MainWindow window;
+    window.setExamplesFolder(kExamples);
+    window.setLessonsFolder(kLessons);
+    window.show();
+    QSignalSpy evaluated(window.session(), &Session::evaluated);
+    window.openSession(kExamples + "/fashion_cnn.onnx", kFashion);
+    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+    LessonPanel* panel = window.showLessonPanel();
+    panel->startLesson(0);
+    const Lesson& lesson = *panel->lesson();
+    waitForEvaluationOf(window, *lesson.steps[0].config, kTimeoutMs);
+    const QString shown = QString::fromStdString(renderLessonText(lesson.steps[0].text, *window.session()->evaluation(), lesson.steps[0].layer));
+    QVERIFY(panel->shownText().endsWith(shown));
+
+    QTemporaryDir dir;
+    QSignalSpy written(panel, &LessonPanel::handoutWritten);
+    QVERIFY(panel->writeHandout(dir.path()));
+    QVERIFY(!panel->writeHandout(dir.path()));  // one at a time
+    QTRY_VERIFY_WITH_TIMEOUT(written.count() == 1, kTimeoutMs);
+    QFile md(dir.path() + "/handout.md");
+    QVERIFY(md.open(QIODevice::ReadOnly));
+    const QString handout = QString::fromUtf8(md.readAll());
+    QVERIFY2(handout.contains(shown), qPrintable(handout.left(2000) + "\n--- expected ---\n" + shown));
+    QVERIFY(QFile::exists(dir.path() + "/step_1/layer_sqnr.png"));
+    QVERIFY(panel->handoutStatus()->text().contains("handout.md"));
 }
 
 void TestWindowLessons::malformedLessonIsRefusedByName()
