@@ -91,6 +91,8 @@ int main(int argc, char** argv)
     QCommandLineOption lessonStep("lesson-step", "With --screenshot-lesson: the step shown (1 is the first).", "number");
     parser.addOption(lessonShot);
     parser.addOption(lessonStep);
+    QCommandLineOption presentation("presentation", "Start in presentation mode (View > Presentation Mode) at 1280x720.");
+    parser.addOption(presentation);
     parser.process(app);
 
     qe::MainWindow window;
@@ -126,6 +128,10 @@ int main(int argc, char** argv)
         window.screenshotLessonWhenReady(parser.value(lessonShot), *step - 1, parser.value(screenshot));
     } else if (parser.isSet(screenshot)) {
         window.saveScreenshotWhenReady(parser.value(screenshot), parser.isSet(precisionViews));
+    }
+    if (parser.isSet(presentation)) {
+        window.setPresentationMode(true);
+        window.resize(1280, 720);
     }
     window.show();
     window.openSession(parser.value(model), parser.value(data), parser.value(config));

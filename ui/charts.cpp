@@ -9,6 +9,7 @@
 #include <QBarSeries>
 #include <QHorizontalBarSeries>
 #include <QBarSet>
+#include <QApplication>
 #include <QBuffer>
 #include <QContextMenuEvent>
 #include <QFileDialog>
@@ -108,6 +109,36 @@ ChartView::ChartView(const QString& name, QWidget* parent) : QChartView(new QCha
 void ChartView::contextMenuEvent(QContextMenuEvent* event)
 {
     showSaveImageMenu(this, name_, event->globalPos());
+}
+
+void ChartView::paintEvent(QPaintEvent* event)
+{
+    matchWindowFont();
+    QChartView::paintEvent(event);
+}
+
+void ChartView::matchWindowFont()
+{
+    if (!ownTitleFont_) {
+        ownTitleFont_ = chart()->titleFont();
+        ownLegendFont_ = chart()->legend()->font();
+    }
+    const bool enlarged = font() != QApplication::font();
+    QFont title = font();
+    title.setBold(true);
+    // Only what differs is set: setting a font lays the chart out again and paints once more.
+    if (const QFont wanted = enlarged ? title : *ownTitleFont_; chart()->titleFont() != wanted)
+        chart()->setTitleFont(wanted);
+    if (const QFont wanted = enlarged ? font() : *ownLegendFont_; chart()->legend()->font() != wanted)
+        chart()->legend()->setFont(wanted);
+    if (!enlarged)
+        return;
+    for (QAbstractAxis* axis : chart()->axes()) {
+        if (axis->labelsFont() != font())
+            axis->setLabelsFont(font());
+        if (axis->titleFont() != font())
+            axis->setTitleFont(font());
+    }
 }
 
 void saveWidgetImage(QWidget* widget, const QString& title, const QString& path)

@@ -65,9 +65,15 @@ public:
 
 protected:
     void contextMenuEvent(QContextMenuEvent* event) override;
+    void paintEvent(QPaintEvent* event) override;
 
 private:
+    // Presentation mode (MainWindow::setPresentationMode) enlarges the window's font; the chart's
+    // title, legend and axes (made again at every update) follow it here, and go back to the
+    // chart's own fonts after.
+    void matchWindowFont();
     QString name_;
+    std::optional<QFont> ownTitleFont_, ownLegendFont_;
 };
 
 // Per-layer error from the layer table model: accumulated and isolated, as SQNR or MSE, or the

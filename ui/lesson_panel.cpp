@@ -29,6 +29,7 @@ LessonPanel::LessonPanel(MainWindow* window) : QDockWidget(tr("Lessons"), window
     lessonBox_ = new QComboBox(body);
     lessonBox_->setObjectName("lessonBox");
     lessonBox_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    lessonBox_->setMinimumContentsLength(10);
     auto* openFile = new QPushButton(tr("Open..."), body);
     openFile->setToolTip(tr("Open a lesson file of your own (resources/lessons/README.md describes the format)"));
     chooser->addWidget(lessonBox_, 1);
@@ -45,6 +46,7 @@ LessonPanel::LessonPanel(MainWindow* window) : QDockWidget(tr("Lessons"), window
     title_->setWordWrap(true);
     title_->setStyleSheet("font-weight: bold; font-size: 120%;");
     position_ = new QLabel(body);
+    position_->setWordWrap(true);
     highlight_ = new QLabel(body);
     highlight_->setWordWrap(true);
     highlight_->setStyleSheet("background: #fff3c4; padding: 4px;");
@@ -86,7 +88,7 @@ LessonPanel::LessonPanel(MainWindow* window) : QDockWidget(tr("Lessons"), window
     handoutRow->addWidget(handoutStatus_, 1);
     layout->addLayout(handoutRow);
     setWidget(body);
-    setMinimumWidth(320);
+    setMinimumWidth(300);
 
     connect(lessonBox_, &QComboBox::activated, this, &LessonPanel::startLesson);
     connect(openFile, &QPushButton::clicked, this, [this] {

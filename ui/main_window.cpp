@@ -26,6 +26,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollArea>
+#include <QScrollBar>
 #include <QSignalBlocker>
 #include <QSpinBox>
 #include <QSortFilterProxyModel>
@@ -144,19 +145,32 @@ MainWindow::MainWindow(QWidget* parent)
     tableLayout->addWidget(dataWarnings_);
     tableLayout->addWidget(headline_);
     tableLayout->addWidget(comparisonLine_);
-    tableLayout->addWidget(repairBar_);
+    // The repair switches are a long row: in a narrow window it scrolls instead of widening it.
+    repairScroll_ = new QScrollArea(this);
+    repairScroll_->setWidget(repairBar_);
+    repairScroll_->setWidgetResizable(true);
+    repairScroll_->setFrameShape(QFrame::NoFrame);
+    repairScroll_->setVerticalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    repairScroll_->setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Fixed);
+    fitRepairBarHeight();
+    tableLayout->addWidget(repairScroll_);
     tableLayout->addWidget(table_);
 
     auto* errorPanel = new QWidget(this);
     auto* errorLayout = new QVBoxLayout(errorPanel);
     errorLayout->setContentsMargins(4, 0, 4, 4);
     auto* errorBar = new QHBoxLayout;
+    errorMode_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);  // a narrow window elides it
+    errorMode_->setMinimumContentsLength(14);
     for (ErrorChart::Mode mode : {ErrorChart::SqnrDb, ErrorChart::Mse, ErrorChart::RoundingNoise})
         errorMode_->addItem(errorModeName(mode, false), mode);
     errorBar->addWidget(new QLabel(tr("Per-layer error:"), this));
     errorBar->addWidget(errorMode_);
     errorBar->addStretch();
-    errorBar->addWidget(new QLabel(tr("<small>click a bar to select its layer</small>"), this));
+    auto* clickHint = new QLabel(tr("<small>click a bar to select its layer</small>"), this);
+    clickHint->setWordWrap(true);
+    clickHint->setObjectName("hint");  // hidden in presentation mode
+    errorBar->addWidget(clickHint);
     errorLayout->addLayout(errorBar);
     // The chart grows with the number of layers; the panel scrolls it.
     errorScroll_->setWidget(errorChart_);
@@ -168,7 +182,10 @@ MainWindow::MainWindow(QWidget* parent)
     connect(errorChart_, &ErrorChart::layerClicked, this, &MainWindow::selectLayer);
     // The bars move when the chart is laid out again (a new model, another mode, a resize).
     connect(errorChart_->chart(), &QChart::plotAreaChanged, this, &MainWindow::scrollErrorChartToSelection);
-    errorBar->addWidget(new QLabel(tr("<small>hover a bar for its value</small>"), this));
+    auto* hoverHint = new QLabel(tr("<small>hover a bar for its value</small>"), this);
+    hoverHint->setWordWrap(true);
+    hoverHint->setObjectName("hint");
+    errorBar->addWidget(hoverHint);
 
     // The views of the selected layer and of the whole model.
     details_->setOpenLinks(false);
@@ -275,15 +292,22 @@ MainWindow::~MainWindow()
     session_->disconnect(this);
 }
 
+void MainWindow::fitRepairBarHeight()
+{
+    repairScroll_->setFixedHeight(repairBar_->sizeHint().height() + repairScroll_->horizontalScrollBar()->sizeHint().height());
+}
+
 QWidget* MainWindow::buildHistogramTab()
 {
     auto* tab = new QWidget(this);
     auto* layout = new QVBoxLayout(tab);
     auto* bar = new QHBoxLayout;
-    bar->addWidget(new QLabel(tr("<small>Blue: the float values; red: the mass outside the clipping range; grey ticks: "
+    auto* legend = new QLabel(tr("<small>Blue: the float values; red: the mass outside the clipping range; grey ticks: "
                                  "the quantization levels; bars above: each calibration method's range.</small>"),
-                              this),
-                   1);
+                              this);
+    legend->setWordWrap(true);  // a narrow window (a projector's 1280 pixels) wraps it instead of widening
+    legend->setObjectName("hint");
+    bar->addWidget(legend, 1);
     // The weight histogram's channel: all of them, or one, whose own levels and range are drawn.
     channel_->setRange(-1, 0);
     channel_->setSpecialValueText(tr("all"));
@@ -388,6 +412,7 @@ QWidget* MainWindow::buildGraphTab()
     auto* layout = new QVBoxLayout(tab);
     auto* bar = new QHBoxLayout;
     auto* legend = new QLabel(tab);
+    legend->setWordWrap(true);
     auto swatch = [](const QColor& c) { return QStringLiteral("<span style='background:%1'>&nbsp;&nbsp;&nbsp;</span>").arg(c.name()); };
     legend->setText(tr("<small>accumulated SQNR at each layer: %1 ≥ 30 dB %2 20–30 %3 10–20 %4 &lt; 10 dB; "
                        "white: kept in float, grey: not a layer. Click a node to select its layer; Ctrl + wheel zooms.</small>")

@@ -17,7 +17,7 @@
 // The sensitivity map, the Pareto view and the search dialog are views of their own
 // (sensitivity_view, pareto_view, search_dialog) that read the session and edit the document.
 //   main_window_compare.cpp  the A/B comparison with a second configuration (the Compare menu)
-//   main_window_lessons.cpp  Help > Lessons (LessonPanel) and showing a lesson's step
+//   main_window_lessons.cpp  Help > Lessons (LessonPanel), showing a lesson's step, presentation mode
 
 #include "channel_range_chart.h"
 #include "charts.h"
@@ -162,6 +162,11 @@ public:
     // Shows a lesson step: its model (opened on the images in use unless it is the one shown),
     // its configuration (an edit the student can undo), its layer and its view.
     void applyLessonStep(const LessonStep& step, const QString& lessonTitle);
+    // View > Presentation Mode: fonts half as large again in the tables, charts and panels, a
+    // high-contrast palette, and during a lesson only the view its step names (for a projector at
+    // 1280x720).
+    void setPresentationMode(bool on);
+    bool presentationMode() const { return presentation_; }
     // The row of the layer named `name` in the table, -1 when the model has none.
     int layerRow(const std::string& name) const;
     void setEvaluationSettings(int images, std::optional<std::uint64_t> cacheBudget);
@@ -213,6 +218,7 @@ protected:
 
 private:
     // main_window.cpp
+    void fitRepairBarHeight();  // the repair switches' scroll area: one row of them and its scroll bar
     QWidget* buildHistogramTab();
     QWidget* buildChannelTab();
     QWidget* buildRepairsTab();
@@ -332,6 +338,11 @@ private:
     LessonPanel* lessonPanel_ = nullptr;
     // A lesson step's layer and view, shown once the step's model has loaded.
     std::string pendingLessonLayer_, pendingLessonView_;
+    std::string lessonView_;  // the view the lesson's current step shows ("" outside a lesson)
+    bool presentation_ = false;
+    QAction* presentationAction_ = nullptr;
+    QScrollArea* repairScroll_ = nullptr;
+    void showPresentationTabs();  // every tab, or only the lesson's view in presentation mode
     QList<QAction*> exportActions_;  // enabled while a model is loaded and no export runs
 
     QString modelPath_, dataPath_;

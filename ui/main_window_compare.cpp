@@ -186,7 +186,7 @@ void MainWindow::showComparison()
         comparisonSummary_->clear();
         comparisonSummary_->hide();
         differingOnly_->setChecked(false);
-        differingOnly_->setText(tr("Only images whose prediction differs between A and B (Compare menu)"));
+        differingOnly_->setText(tr("Only images A and B predict differently (Compare menu)"));
         if (!session_->isComparing())
             comparisonLine_->hide();
         return;
@@ -231,7 +231,7 @@ void MainWindow::showComparison()
             .arg(c->bothWrong)
             .arg(QString::fromStdString(c->verdict()).toHtmlEscaped()));
     comparisonSummary_->show();
-    differingOnly_->setText(tr("Only images whose prediction differs between A and B (%1)").arg(c->differing.size()));
+    differingOnly_->setText(tr("Only images A and B predict differently (%1)").arg(c->differing.size()));
     showComparisonHistograms();
 }
 

@@ -1,4 +1,5 @@
-// MainWindow: Help > Lessons, and showing a lesson's step (model, configuration, layer, view).
+// MainWindow: Help > Lessons, showing a lesson's step (model, configuration, layer, view), and
+// View > Presentation Mode.
 #include "main_window.h"
 
 #include "config_document.h"
@@ -7,8 +8,15 @@
 
 #include "lesson/lesson.h"
 
+#include <QAction>
 #include <QApplication>
+#include <QLabel>
+#include <QPalette>
 #include <QFileInfo>
+#include <QFontMetrics>
+#include <QHeaderView>
+#include <QSplitter>
+#include <QTableView>
 #include <QLabel>
 #include <QTabWidget>
 #include <QTimer>
@@ -63,8 +71,53 @@ void MainWindow::showLessonLayerAndView(const std::string& layer, const std::str
     if (const int row = layerRow(layer); row >= 0)
         selectLayer(row);
     const std::vector<std::string>& views = lessonViews();
-    if (const auto it = std::find(views.begin(), views.end(), view); it != views.end())
+    if (const auto it = std::find(views.begin(), views.end(), view); it != views.end()) {
+        lessonView_ = view;
+        tabs_->setTabVisible(static_cast<int>(it - views.begin()), true);
         tabs_->setCurrentIndex(static_cast<int>(it - views.begin()));
+    }
+    showPresentationTabs();
+}
+
+void MainWindow::showPresentationTabs()
+{
+    const std::vector<std::string>& views = lessonViews();
+    for (int i = 0; i < tabs_->count() && i < static_cast<int>(views.size()); ++i)
+        tabs_->setTabVisible(i, !presentation_ || lessonView_.empty() || views[static_cast<std::size_t>(i)] == lessonView_);
+}
+
+void MainWindow::setPresentationMode(bool on)
+{
+    presentation_ = on;
+    if (presentationAction_ && presentationAction_->isChecked() != on)
+        presentationAction_->setChecked(on);
+    QFont font = QApplication::font();
+    if (on)
+        font.setPointSizeF(font.pointSizeF() * 1.5);
+    setFont(font);  // every child without a font of its own; the charts follow it (ChartView)
+    QFont headline = headline_->font();
+    headline.setPointSizeF(font.pointSizeF() * 1.15);
+    headline_->setFont(headline);
+    QPalette palette = QApplication::palette();
+    if (on) {
+        // Black on white, and a dark selection, for a washed-out projector.
+        palette.setColor(QPalette::WindowText, Qt::black);
+        palette.setColor(QPalette::Text, Qt::black);
+        palette.setColor(QPalette::ButtonText, Qt::black);
+        palette.setColor(QPalette::Base, Qt::white);
+        palette.setColor(QPalette::Window, QColor(250, 250, 250));
+        palette.setColor(QPalette::Highlight, QColor(0, 51, 128));
+        palette.setColor(QPalette::HighlightedText, Qt::white);
+    }
+    setPalette(palette);
+    table_->verticalHeader()->setDefaultSectionSize(QFontMetrics(font).height() + 8);
+    fitRepairBarHeight();
+    // How to use the window is not for the class: the small hints go while presenting.
+    for (QLabel* hint : findChildren<QLabel*>("hint"))
+        hint->setVisible(!on);
+    if (auto* split = qobject_cast<QSplitter*>(centralWidget()); split && on)
+        split->setSizes({split->height() / 2, split->height() - split->height() / 2});  // the larger rows need room
+    showPresentationTabs();
 }
 
 void MainWindow::screenshotLessonWhenReady(const QString& lessonPath, int step, const QString& path)

@@ -176,6 +176,10 @@ void MainWindow::buildMenus()
     log->setCheckable(true);
     connect(log, &QAction::toggled, logScale_, &QCheckBox::setChecked);
     connect(logScale_, &QCheckBox::toggled, log, &QAction::setChecked);
+    presentationAction_ = view->addAction(tr("&Presentation Mode"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_P));
+    presentationAction_->setObjectName("presentationAction");
+    presentationAction_->setCheckable(true);
+    connect(presentationAction_, &QAction::toggled, this, &MainWindow::setPresentationMode);
     const QStringList tabNames = {tr("&Histograms"), tr("Layer &Details"), tr("&Accuracy"), tr("&Images"), tr("&Channels"),
                                   tr("&Repairs"),    tr("&Graph"),         tr("&Sensitivity"), tr("&Pareto")};
     for (int i = 0; i < tabNames.size(); ++i)

@@ -8,7 +8,9 @@
 #include "lesson/lesson.h"
 #include "lesson_panel.h"
 
+#include <QAbstractAxis>
 #include <QAction>
+#include <QChart>
 #include <QComboBox>
 #include <QLabel>
 #include <QLineEdit>
@@ -16,6 +18,7 @@
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QTabWidget>
+#include <QTableView>
 #include <QTemporaryDir>
 #include <QUndoStack>
 #include <QtTest>
@@ -51,6 +54,7 @@ private slots:
     void builtInLessonsRunStartToEnd();
     void numbersFollowTheStudentsEdits();
     void handoutHasTheNumbersShown();
+    void presentationModeEnlargesAndShowsTheStepsView();
     void malformedLessonIsRefusedByName();
 };
 
@@ -191,6 +195,46 @@ void TestWindowLessons::handoutHasTheNumbersShown()
     QVERIFY2(handout.contains(shown), qPrintable(handout.left(2000) + "\n--- expected ---\n" + shown));
     QVERIFY(QFile::exists(dir.path() + "/step_1/layer_sqnr.png"));
     QVERIFY(panel->handoutStatus()->text().contains("handout.md"));
+}
+
+// View > Presentation Mode: larger fonts in the table and the charts, only the lesson step's view,
+// everything back when it is turned off.
+void TestWindowLessons::presentationModeEnlargesAndShowsTheStepsView()
+{
+    MainWindow window;
+    window.setExamplesFolder(kExamples);
+    window.setLessonsFolder(kLessons);
+    window.show();
+    QSignalSpy evaluated(window.session(), &Session::evaluated);
+    window.openSession(kExamples + "/fashion_cnn.onnx", kFashion);
+    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+    LessonPanel* panel = window.showLessonPanel();
+    panel->startLesson(0);
+    waitForEvaluation(window, kTimeoutMs);
+    const qreal normal = window.layerTable()->font().pointSizeF();
+    const int visibleBefore = [&] { int n = 0; for (int i = 0; i < window.tabs()->count(); ++i) n += window.tabs()->isTabVisible(i); return n; }();
+    QCOMPARE(visibleBefore, window.tabs()->count());
+
+    QAction* action = window.findChild<QAction*>("presentationAction");
+    QVERIFY(action && action->isCheckable());
+    action->trigger();
+    QVERIFY(window.presentationMode());
+    QVERIFY(window.layerTable()->font().pointSizeF() >= 1.4 * normal);
+    int visible = 0;
+    for (int i = 0; i < window.tabs()->count(); ++i)
+        visible += window.tabs()->isTabVisible(i);
+    QCOMPARE(visible, 1);
+    QCOMPARE(lessonViews()[static_cast<std::size_t>(window.tabs()->currentIndex())], panel->lesson()->steps[0].view);
+    // The charts follow the window's font when they are painted.
+    window.weightHistogram()->grab();
+    for (QAbstractAxis* axis : window.weightHistogram()->chart()->axes())
+        QCOMPARE(axis->labelsFont().pointSizeF(), window.font().pointSizeF());
+
+    action->trigger();
+    QVERIFY(!window.presentationMode());
+    QCOMPARE(window.layerTable()->font().pointSizeF(), normal);
+    for (int i = 0; i < window.tabs()->count(); ++i)
+        QVERIFY(window.tabs()->isTabVisible(i));
 }
 
 void TestWindowLessons::malformedLessonIsRefusedByName()
