@@ -13,9 +13,15 @@ and into --reference-dir (default: <repo>/tests/data):
     fashion_vit.logits.bin       PyTorch's logits of the first 100 t10k images, float32 little-endian
                                  [100,10]: the outside reference tst_real_models checks the engine on
 
-Debian's PyTorch uses the system BLAS, by default the reference one; `apt install libopenblas0-pthread`
-makes this training about 3x faster (about 28 minutes on 2 cores instead of about 90). The project does not
-install it: it changes libtorch's arithmetic for the whole machine, QAT's included.
+Debian's PyTorch uses the system BLAS, by default the reference one (14 epochs: about two hours on 2
+cores). OpenBLAS makes it many times faster; the project does not install it machine-wide (it changes
+libtorch's arithmetic for everything, QAT's included), but it can be used for this process only:
+
+    apt-get download libopenblas0-pthread && dpkg -x libopenblas0-pthread_*.deb /tmp/openblas
+    LD_LIBRARY_PATH=/tmp/openblas/usr/lib/x86_64-linux-gnu/openblas-pthread /usr/bin/python3 scripts/train_demo_vit.py
+
+The model card records which BLAS library the run loaded. Results differ in the last digits
+between BLAS libraries, so another library may land a few images either side.
 
 The model is written the way ViT/DeiT are (Dosovitskiy et al. 2021): 4x4 patches embedded by a
 strided Conv, a class token and learned position embeddings, pre-norm encoder blocks of multi-head
@@ -48,6 +54,19 @@ from train_demo_model import CLASS_NAMES, DATA_DIR, REPO_ROOT, evaluate_torch, l
 
 MODEL_NAME = "fashion_vit"
 REFERENCE_IMAGES = 100
+
+
+def blas_library():
+    """The BLAS shared library this process loaded (the model card records it)."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                name = line.split()[-1]
+                if "libblas.so" in name or "libopenblas" in name:
+                    return name
+    except OSError:
+        pass
+    return "unknown"
 
 
 class Attention(nn.Module):
@@ -111,7 +130,7 @@ class FashionViT(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    ap.add_argument("--epochs", type=int, default=14, help="training epochs (default 14)")
     ap.add_argument("--out-dir", default=os.path.join(REPO_ROOT, "resources", "models"))
     ap.add_argument("--reference-dir", default=os.path.join(REPO_ROOT, "tests", "data"))
     ap.add_argument("--seed", type=int, default=20261206)
@@ -241,7 +260,8 @@ comes from `{args.data_dir}`; no network):
 
 Training: {args.epochs} epochs, AdamW (weight decay 0.05) with a one-cycle schedule (peak learning
 rate {args.lr}), batch size {args.batch_size}, cross-entropy with label smoothing 0.1, gradient
-clipping at norm 1, no dropout, random horizontal flips, seed {args.seed}, {args.threads} CPU threads.
+clipping at norm 1, no dropout, random horizontal flips, seed {args.seed}, {args.threads} CPU threads,
+BLAS `{blas_library()}`.
 
 ## Measured results
 
