@@ -284,7 +284,12 @@ fs::path resolveModel(const std::string& model, const fs::path& lessonFolder, co
     const fs::path path = lessonFolder / named;
     if (!fs::is_regular_file(path))
         fail("\"" + model + "\": no such file (" + path.string() + ")");
-    return fs::weakly_canonical(path);
+    // A symbolic link inside the folder may still point out of it.
+    const fs::path resolved = fs::canonical(path), folder = fs::canonical(lessonFolder.empty() ? fs::path(".") : lessonFolder);
+    const auto [end, unused] = std::mismatch(folder.begin(), folder.end(), resolved.begin(), resolved.end());
+    if (end != folder.end())
+        fail("\"" + model + "\" leads out of the lesson's folder (to " + resolved.string() + "); expected a file inside it");
+    return resolved;
 }
 
 }  // namespace

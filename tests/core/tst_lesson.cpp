@@ -77,6 +77,7 @@ private slots:
     void textsPrintTheCoresNumbers();
     void sixDecibelsPerBit();
     void questionsAreCheckedAgainstTheLiveData();
+    void modelsStayInsideTheLessonsFolder();
     void malformedLessonsNameFileStepAndField();
     void formatDocumentationListsEveryFact();
 };
@@ -180,6 +181,30 @@ void TestLesson::questionsAreCheckedAgainstTheLiveData()
         }
     });
     QCOMPARE(asked, 2);
+}
+
+// A lesson's model must stay inside the lesson's folder, symbolic links included.
+void TestLesson::modelsStayInsideTheLessonsFolder()
+{
+    QTemporaryDir dir;
+    const fs::path folder = fs::path(dir.path().toStdString()) / "lessons";
+    fs::create_directories(folder / "models");
+    fs::copy_file(kExamples / "fashion_cnn.onnx", folder / "models" / "mine.onnx");
+    fs::create_symlink(kExamples / "fashion_cnn.onnx", folder / "models" / "outside.onnx");
+    auto lessonWith = [&](const std::string& model) {
+        const fs::path path = folder / "l.json";
+        std::ofstream(path) << R"({"format": "quantexplorer-lesson", "version": 1, "title": "T", "steps": [{"title": "A", "text": "x", "model": ")"
+                            << model << R"("}]})";
+        return path;
+    };
+    const Lesson inside = loadLesson(lessonWith("models/mine.onnx"), kExamples);
+    QCOMPARE(*inside.steps[0].modelPath, fs::canonical(folder / "models" / "mine.onnx"));
+    try {
+        loadLesson(lessonWith("models/outside.onnx"), kExamples);
+        QFAIL("a link out of the lesson's folder was followed");
+    } catch (const Error& e) {
+        QVERIFY2(std::string(e.what()).find("leads out of the lesson's folder") != std::string::npos, e.what());
+    }
 }
 
 void TestLesson::malformedLessonsNameFileStepAndField()
