@@ -55,8 +55,10 @@ std::string smoothingObstacle(const Graph& graph, const std::vector<QuantLayer>&
     }
     std::optional<float> alpha;
     for (const auto& [reader, tensor] : readersOfChannels) {
-        auto layer = std::find_if(layers.begin(), layers.end(), [&](const QuantLayer& l) {
-            return l.nodeIndex >= 0 && &graph.nodes[std::size_t(l.nodeIndex)] == reader;
+        // A structured binding captured by a lambda is C++20 that clang 14 (the fuzzing and
+        // ThreadSanitizer builds) does not take: the lambda gets a copy of the pointer.
+        auto layer = std::find_if(layers.begin(), layers.end(), [&, readerNode = reader](const QuantLayer& l) {
+            return l.nodeIndex >= 0 && &graph.nodes[std::size_t(l.nodeIndex)] == readerNode;
         });
         if ((reader->opType != "MatMul" && reader->opType != "Gemm") || layer == layers.end() || layer->weight.empty() ||
             reader->input(0) != tensor)
