@@ -1,5 +1,7 @@
 #include "data/preprocess.h"
 
+#include "common/limits.h"
+
 #include "common/atomic_file.h"
 #include "common/error.h"
 
@@ -331,10 +333,15 @@ void Preprocess::apply(const cv::Mat& image, int channels, int height, int width
         int newRows = resizeShorter;
         int newCols = resizeShorter;
         if (rows < cols)
-            newCols = std::max(1, static_cast<int>(static_cast<std::int64_t>(resizeShorter) * cols / rows));
+            newCols = static_cast<int>(std::clamp<std::int64_t>(std::int64_t{resizeShorter} * cols / rows, 1, INT32_MAX));
         else if (cols < rows)
-            newRows = std::max(1, static_cast<int>(static_cast<std::int64_t>(resizeShorter) * rows / cols));
+            newRows = static_cast<int>(std::clamp<std::int64_t>(std::int64_t{resizeShorter} * rows / cols, 1, INT32_MAX));
         if (newRows != rows || newCols != cols) {
+            // A sidecar's size times an image's aspect ratio can ask for billions of pixels
+            // (found by the sidecar fuzzer: resize_shorter 88880 wanted 11 GB): checked first.
+            checkMemoryBudget(static_cast<std::uint64_t>(newRows) * static_cast<std::uint64_t>(newCols) * img.elemSize(),
+                              "preprocess: resizing a " + std::to_string(cols) + "x" + std::to_string(rows) + " image to " +
+                                  std::to_string(newCols) + "x" + std::to_string(newRows));
             cv::Mat resized;
             cv::resize(img, resized, cv::Size(newCols, newRows), 0, 0, cv::INTER_LINEAR);
             img = resized;
