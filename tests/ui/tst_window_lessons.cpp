@@ -44,6 +44,25 @@ QString expectedText(const Lesson& lesson, int step, const StudyResult& result)
     return text;
 }
 
+// The window on the demo CNN and Fashion-MNIST, with the built-in lessons, once evaluated.
+void openDemoModel(MainWindow& window)
+{
+    window.setExamplesFolder(kExamples);
+    window.setLessonsFolder(kLessons);
+    window.show();
+    QSignalSpy evaluated(window.session(), &Session::evaluated);
+    window.openSession(kExamples + "/fashion_cnn.onnx", kFashion);
+    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+}
+
+int visibleTabs(const MainWindow& window)
+{
+    int visible = 0;
+    for (int i = 0; i < window.tabs()->count(); ++i)
+        visible += window.tabs()->isTabVisible(i);
+    return visible;
+}
+
 }  // namespace
 
 class TestWindowLessons : public QObject {
@@ -78,12 +97,9 @@ void TestWindowLessons::viewsAreTheWindowsTabs()
 void TestWindowLessons::builtInLessonsRunStartToEnd()
 {
     MainWindow window;
-    window.setExamplesFolder(kExamples);
-    window.setLessonsFolder(kLessons);
-    window.show();
-    QSignalSpy evaluated(window.session(), &Session::evaluated);
-    window.openSession(kExamples + "/fashion_cnn.onnx", kFashion);
-    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+    openDemoModel(window);
+    if (QTest::currentTestFailed())
+        return;
 
     QAction* lessons = window.menuBar()->findChild<QAction*>("lessonsAction");
     QVERIFY(lessons);
@@ -139,12 +155,9 @@ void TestWindowLessons::builtInLessonsRunStartToEnd()
 void TestWindowLessons::numbersFollowTheStudentsEdits()
 {
     MainWindow window;
-    window.setExamplesFolder(kExamples);
-    window.setLessonsFolder(kLessons);
-    window.show();
-    QSignalSpy evaluated(window.session(), &Session::evaluated);
-    window.openSession(kExamples + "/fashion_cnn.onnx", kFashion);
-    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+    openDemoModel(window);
+    if (QTest::currentTestFailed())
+        return;
     const QuantConfig before = window.document()->config();
     LessonPanel* panel = window.showLessonPanel();
     panel->startLesson(0);
@@ -171,12 +184,9 @@ void TestWindowLessons::numbersFollowTheStudentsEdits()
 void TestWindowLessons::handoutHasTheNumbersShown()
 {
     MainWindow window;
-    window.setExamplesFolder(kExamples);
-    window.setLessonsFolder(kLessons);
-    window.show();
-    QSignalSpy evaluated(window.session(), &Session::evaluated);
-    window.openSession(kExamples + "/fashion_cnn.onnx", kFashion);
-    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+    openDemoModel(window);
+    if (QTest::currentTestFailed())
+        return;
     LessonPanel* panel = window.showLessonPanel();
     panel->startLesson(0);
     const Lesson& lesson = *panel->lesson();
@@ -202,28 +212,21 @@ void TestWindowLessons::handoutHasTheNumbersShown()
 void TestWindowLessons::presentationModeEnlargesAndShowsTheStepsView()
 {
     MainWindow window;
-    window.setExamplesFolder(kExamples);
-    window.setLessonsFolder(kLessons);
-    window.show();
-    QSignalSpy evaluated(window.session(), &Session::evaluated);
-    window.openSession(kExamples + "/fashion_cnn.onnx", kFashion);
-    QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+    openDemoModel(window);
+    if (QTest::currentTestFailed())
+        return;
     LessonPanel* panel = window.showLessonPanel();
     panel->startLesson(0);
     waitForEvaluation(window, kTimeoutMs);
     const qreal normal = window.layerTable()->font().pointSizeF();
-    const int visibleBefore = [&] { int n = 0; for (int i = 0; i < window.tabs()->count(); ++i) n += window.tabs()->isTabVisible(i); return n; }();
-    QCOMPARE(visibleBefore, window.tabs()->count());
+    QCOMPARE(visibleTabs(window), window.tabs()->count());
 
     QAction* action = window.findChild<QAction*>("presentationAction");
     QVERIFY(action && action->isCheckable());
     action->trigger();
     QVERIFY(window.presentationMode());
     QVERIFY(window.layerTable()->font().pointSizeF() >= 1.4 * normal);
-    int visible = 0;
-    for (int i = 0; i < window.tabs()->count(); ++i)
-        visible += window.tabs()->isTabVisible(i);
-    QCOMPARE(visible, 1);
+    QCOMPARE(visibleTabs(window), 1);
     QCOMPARE(lessonViews()[static_cast<std::size_t>(window.tabs()->currentIndex())], panel->lesson()->steps[0].view);
     // The charts follow the window's font when they are painted.
     window.weightHistogram()->grab();
@@ -233,8 +236,7 @@ void TestWindowLessons::presentationModeEnlargesAndShowsTheStepsView()
     action->trigger();
     QVERIFY(!window.presentationMode());
     QCOMPARE(window.layerTable()->font().pointSizeF(), normal);
-    for (int i = 0; i < window.tabs()->count(); ++i)
-        QVERIFY(window.tabs()->isTabVisible(i));
+    QCOMPARE(visibleTabs(window), window.tabs()->count());
 }
 
 void TestWindowLessons::malformedLessonIsRefusedByName()
