@@ -29,12 +29,7 @@ OUT=$(cd "$OUT" && pwd)
 cp "$SHARED_BENCH"/*.py "$SHARED_BENCH"/*.js "$WORK"/
 [ -f "$WORK/models/manifest.json" ] || (cd "$WORK" && "$PY" make_models.py)
 
-export ORTPEER_DIR=${ORTPEER_DIR:-$PWD/$WORK/ortpeer}
-if [ ! -d "$ORTPEER_DIR/node_modules/onnxruntime-node" ]; then
-  # The tarball carries the CPU binaries; its install script only fetches CUDA ones (offline: skip).
-  mkdir -p "$ORTPEER_DIR"
-  ONNXRUNTIME_NODE_INSTALL=skip npm --prefix "$ORTPEER_DIR" install onnxruntime-node@1.30.0 >/dev/null
-fi
+. bench/ort_peer.sh
 
 MAX_BG=${MAX_BG:-0.3}
 if [ "${QUICK:-0}" = 1 ]; then

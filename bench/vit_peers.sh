@@ -38,11 +38,7 @@ JSON
   { cat "$WORK/export.log" >&2; exit 1; }
 "$PY" bench/make_vit_manifest.py "$WORK" fashion_vit_fp32.onnx fashion_vit_int8_u8s8.onnx int8_u8s8
 
-export ORTPEER_DIR=${ORTPEER_DIR:-$PWD/$BUILD/peer-bench/ortpeer}
-if [ ! -d "$ORTPEER_DIR/node_modules/onnxruntime-node" ]; then
-  mkdir -p "$ORTPEER_DIR"
-  ONNXRUNTIME_NODE_INSTALL=skip npm --prefix "$ORTPEER_DIR" install onnxruntime-node@1.30.0 >/dev/null
-fi
+. bench/ort_peer.sh
 
 MAX_BG=${MAX_BG:-0.3}
 ARGS=(--models fashion_vit --batches 1,32)
