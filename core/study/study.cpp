@@ -7,6 +7,7 @@
 #include "io/report.h"
 #include "model/onnx_export.h"
 #include "engine/graph_preparation.h"
+#include "quant/image_batches.h"
 
 #include <cctype>
 #include <chrono>
@@ -383,6 +384,22 @@ IntegerEvaluation Study::runIntegerEngine(const QuantConfig& config, const Evalu
 {
     const Dataset& data = requireData("the int8 engine");
     return evaluateInteger(plan(config, progress), data, preprocess_, evaluationImages_, progress);
+}
+
+IntegerTrace Study::traceIntegerOutput(const QuantConfig& config, const std::string& layer, std::size_t image,
+                                      const std::vector<std::int64_t>& position, const EvaluationProgress& progress)
+{
+    const Dataset& data = requireData("tracing a value through the int8 engine");
+    if (image >= evaluationImages_)
+        throw Error("image " + std::to_string(image) + " is not one of the " + std::to_string(evaluationImages_) + " evaluation images");
+    const QuantPlan quantPlan = plan(config, progress);
+    std::optional<IntegerTrace> trace;
+    forEachImageBatch(*graph_, data, preprocess_, image, 1, 1, progress.cancel, [&](std::size_t, const Tensor& batch) {
+        trace = qe::traceIntegerOutput(quantPlan, {{graph_->inputs.at(0).name, batch}}, layer, position);
+    });
+    if (!trace)
+        throw Error("image " + std::to_string(image) + " could not be read");
+    return std::move(*trace);
 }
 
 ClassificationResult Study::evaluateStoredModel(std::size_t batchSize, const EvaluationProgress& progress) const

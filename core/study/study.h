@@ -31,6 +31,7 @@
 #include "data/dataset.h"
 #include "eval/accuracy.h"
 #include "eval/integer_evaluation.h"
+#include "eval/integer_trace.h"
 #include "eval/quant_evaluator.h"
 #include "model/graph.h"
 #include "quant/config.h"
@@ -185,6 +186,11 @@ public:
     // when it asks for none.
     std::shared_ptr<const RepairedModel> repairedModel(const QuantConfig& config, const EvaluationProgress& progress = {});
     IntegerEvaluation runIntegerEngine(const QuantConfig& config, const EvaluationProgress& progress = {});
+    // One output value of an integer Conv/Gemm/MatMul layer on evaluation image `image`, traced
+    // through the int8 engine's arithmetic (eval/integer_trace.h); `position` is the element's
+    // coordinates in the layer's output, batch index 0.
+    IntegerTrace traceIntegerOutput(const QuantConfig& config, const std::string& layer, std::size_t image,
+                                    const std::vector<std::int64_t>& position, const EvaluationProgress& progress = {});
     // The model as stored (no quantization of ours) on the evaluation images.
     ClassificationResult evaluateStoredModel(std::size_t batchSize, const EvaluationProgress& progress = {}) const;
 

@@ -25,6 +25,16 @@ const std::filesystem::path kResNet8 = test::sharedDir() / "models/resnet8_cifar
 const std::filesystem::path kResNet8Qdq = test::sharedDir() / "models/resnet8_cifar10_qdq_int8.onnx";
 const std::filesystem::path kCifar = test::sharedDir() / "data/cifar10_mlperf_tiny_200/test_200.bin";
 const std::filesystem::path kFashion = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+const std::filesystem::path kDemoModel = test::sourceDir() / "resources/models/fashion_cnn.onnx";
+const std::filesystem::path kVit = test::sourceDir() / "resources/models/fashion_vit.onnx";
+
+QuantConfig configFromJson(const std::string& text)
+{
+    nlohmann::json json = nlohmann::json::parse(text);
+    json["format"] = "quantexplorer-config";
+    json["version"] = 1;
+    return QuantConfig::fromJson(json, "test");
+}
 
 bool mentions(const std::vector<std::string>& warnings, const std::string& text)
 {
@@ -66,6 +76,9 @@ private slots:
     void fewerClassesThanOutputsAreSaid();
     void calibrationCountIsTheImagesObserved();
     void qdqScalesAreMarkedAsTheModels();
+    void integerTraceEndsInTheEngineCode_data();
+    void integerTraceEndsInTheEngineCode();
+    void integerTraceRefusesWhatItCannotTrace();
 };
 
 void TestStudy::labelColumnFitsTheModel()
@@ -187,6 +200,119 @@ void TestStudy::qdqScalesAreMarkedAsTheModels()
     edited.layers[study.layers()[0].name].weights.bits = 4;
     const StudyResult changed = study.evaluate(edited);
     QVERIFY(!changed.plans[0].weightsFromModel);
+}
+
+// Lesson 10's trace of one output value (eval/integer_trace.h) recomputes the value from the
+// engine's input codes and the layer's integer weights, bias and multiplier, step by step; it
+// must end in exactly the code the int8 engine's own kernels (fused AVX-512, oneDNN or reference,
+// whichever ran) wrote at that position. Every integer Conv (plain, strided, padded, depthwise)
+// and Gemm/MatMul of each model, at its first, a middle and its last output element.
+void TestStudy::integerTraceEndsInTheEngineCode_data()
+{
+    QTest::addColumn<QString>("model");
+    QTest::addColumn<QString>("data");
+    QTest::addColumn<QString>("config");  // JSON, or "model" for a QDQ model's own
+    QTest::addColumn<bool>("shared");
+    QTest::newRow("demo CNN W8A8") << QString::fromStdString(kDemoModel.string()) << QString::fromStdString(kFashion.string()) << "{}" << false;
+    QTest::newRow("demo CNN W4, int8 activations")
+        << QString::fromStdString(kDemoModel.string()) << QString::fromStdString(kFashion.string())
+        << R"({"default": {"weights": {"bits": 4, "granularity": "per_tensor"}, "activations": {"scheme": "symmetric"}}})" << false;
+    QTest::newRow("demo ViT W8A8") << QString::fromStdString(kVit.string()) << QString::fromStdString(kFashion.string()) << "{}" << false;
+    QTest::newRow("resnet8 int8 QDQ") << QString::fromStdString(kResNet8Qdq.string()) << QString::fromStdString(kCifar.string()) << "model" << true;
+    QTest::newRow("mobilenet 0.25 W8A8") << QString::fromStdString(kMobileNet.string()) << QString::fromStdString(kImageNet.string()) << "{}" << true;
+}
+
+void TestStudy::integerTraceEndsInTheEngineCode()
+{
+    QFETCH(QString, model);
+    QFETCH(QString, data);
+    QFETCH(QString, config);
+    QFETCH(bool, shared);
+    QE_REQUIRE_PATH(std::filesystem::path(data.toStdString()));
+    if (shared)
+        QE_REQUIRE_PATH(std::filesystem::path(model.toStdString()));
+    StudySources sources{.model = model.toStdString(), .data = data.toStdString()};
+    sources.evaluationImages = 4;
+    sources.calibrationImages = 32;
+    if (model.contains("mobilenet"))
+        sources = [&] { StudySources s = mobileNetOnImageNet(""); s.evaluationImages = 4; s.calibrationImages = 32; return s; }();
+    Study study(sources);
+    const QuantConfig quantConfig = config == "model" ? *study.modelConfig() : configFromJson(config.toStdString());
+    const QuantPlan plan = study.plan(quantConfig);
+    int traced = 0, padded = 0, clamped = 0, signedInputs = 0;
+    for (const QuantLayer& layer : plan.layers) {
+        if (!plan.integerLayers.count(layer.nodeIndex))
+            continue;
+        const std::vector<std::int64_t> shape = study.traceIntegerOutput(quantConfig, layer.name, 1, {}).outputShape;
+        std::int64_t elements = 1;
+        for (std::int64_t d : shape)
+            elements *= d;
+        for (std::int64_t flat : {std::int64_t{0}, elements / 2 + 7 * (elements > 16), elements - 1}) {
+            std::vector<std::int64_t> position(shape.size());
+            for (std::size_t d = shape.size(); d-- > 0; flat /= shape[d])
+                position[d] = flat % shape[d];
+            const IntegerTrace t = study.traceIntegerOutput(quantConfig, layer.name, 1, position);
+            const std::string where = layer.name + " at element " + std::to_string(flat);
+            QVERIFY2(t.code == t.engineCode, (where + ": traced " + std::to_string(t.code) + ", engine " + std::to_string(t.engineCode)).c_str());
+            // The steps are consistent with each other...
+            std::int64_t sum = 0;
+            for (const IntegerTraceTerm& term : t.terms) {
+                QCOMPARE(term.product, std::int64_t(term.inputCode - t.inputZeroPoint) * (term.weightCode - t.weightZeroPoint));
+                QCOMPARE(term.inputCode == t.inputZeroPoint || !term.padding, true);
+                sum += term.product;
+                padded += term.padding;
+            }
+            QCOMPARE(t.accumulator, sum);
+            QCOMPARE(t.biased, t.accumulator + t.biasCode);
+            QVERIFY(std::abs(t.biasCode - t.bias / (double(t.inputScale) * t.weightScale)) <= 0.5 + 1e-3);
+            // ...the Q0.31 mantissa and shift give M to 31 bits...
+            QVERIFY(t.multiplier >= (1 << 30));
+            QVERIFY(std::abs(std::ldexp(double(t.multiplier), -t.rightShift) / t.realMultiplier - 1) < 1e-9);
+            // ...and the rounding lands within half a step of the exact rescaled value (plus the
+            // mantissa's 2^-31 relative error).
+            QVERIFY2(std::abs(double(t.rounded) - t.exactRescaled) <= 0.5 + std::abs(t.exactRescaled) * 1e-9 + 1e-9, where.c_str());
+            QCOMPARE(t.withZeroPoint, t.rounded + t.outputZeroPoint);
+            QCOMPARE(t.code, std::int32_t(std::clamp<std::int64_t>(t.withZeroPoint, t.codeMin, t.codeMax)));
+            clamped += t.clamped;
+            signedInputs += t.inputSigned;
+            ++traced;
+        }
+    }
+    qInfo("%d values traced (%d padded products, %d clamped, %d with int8 inputs): each equals the engine's code", traced, padded,
+          clamped, signedInputs);
+    QVERIFY(traced >= 6);
+}
+
+void TestStudy::integerTraceRefusesWhatItCannotTrace()
+{
+    QE_REQUIRE_PATH(kFashion);
+    Study study(StudySources{.model = kDemoModel, .data = kFashion, .calibrationImages = 16, .evaluationImages = 4});
+    const QuantConfig config = configFromJson("{}");
+    const std::string conv = study.layers()[1].name;
+    auto message = [&](const std::string& layer, const std::vector<std::int64_t>& position, std::size_t image = 0) {
+        try {
+            study.traceIntegerOutput(config, layer, image, position);
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    QVERIFY(message("nonsense", {}).find("no layer 'nonsense'") != std::string::npos);
+    QVERIFY(message(study.layers()[0].name, {}).find("does not run in integers") != std::string::npos);
+    QVERIFY(message(conv, {0, 999, 0, 0}).find("is not in its output, of shape [1,") != std::string::npos);
+    QVERIFY(message(conv, {0, 0}).find("is not in its output") != std::string::npos);
+    QVERIFY(message(conv, {}, 99).find("not one of the 4 evaluation images") != std::string::npos);
+    // No position: the first element.
+    const IntegerTrace first = study.traceIntegerOutput(config, conv, 0, {});
+    QCOMPARE(first.position, std::vector<std::int64_t>(4, 0));
+    QCOMPARE(first.code, first.engineCode);
+    const QuantConfig floatConv = configFromJson(R"({"layers": {")" + conv + R"(": {"float": true}}})");
+    try {
+        study.traceIntegerOutput(floatConv, conv, 0, {});
+        QFAIL("a float layer was traced");
+    } catch (const Error& e) {
+        QVERIFY(std::string(e.what()).find("does not run in integers") != std::string::npos);
+    }
 }
 
 QTEST_APPLESS_MAIN(TestStudy)
