@@ -107,6 +107,7 @@ LessonPanel::LessonPanel(MainWindow* window) : QDockWidget(tr("Lessons"), window
     connect(answer_, &QLineEdit::returnPressed, this, &LessonPanel::checkAnswer);
     // The numbers are the latest evaluation's: filled in again whenever there is a new one.
     connect(window_->session(), &Session::evaluated, this, &LessonPanel::refresh);
+    connect(window_, &MainWindow::lessonViewsChanged, this, &LessonPanel::refresh);
     reloadLessons();
 }
 
@@ -241,7 +242,7 @@ void LessonPanel::refresh()
     if (layer.empty() && snapshot && row >= 0 && row < static_cast<int>(snapshot->layers.size()))
         layer = snapshot->layers[static_cast<std::size_t>(row)].name;
     const auto evaluation = window_->session()->evaluation();
-    QString text = evaluation ? QString::fromStdString(renderLessonText(s.text, *evaluation, layer))
+    QString text = evaluation ? QString::fromStdString(renderLessonText(s.text, *evaluation, layer, window_->lessonViewFacts()))
                               : tr("(the numbers appear once the model is evaluated)");
     if (step_ == 0 && !l->summary.empty())
         text = QString::fromStdString(l->summary) + "\n\n" + text;
@@ -263,7 +264,8 @@ void LessonPanel::checkAnswer()
     const LessonStep& s = l->steps[static_cast<std::size_t>(step_)];
     if (!s.question)
         return;
-    const LessonAnswerCheck check = checkLessonAnswer(*s.question, answer_->text().toStdString(), *evaluation, s.layer);
+    const LessonAnswerCheck check =
+        checkLessonAnswer(*s.question, answer_->text().toStdString(), *evaluation, s.layer, window_->lessonViewFacts());
     feedback_->setText((check.correct ? tr("\u2714 Right. ") : tr("\u2718 Not quite. ")) + QString::fromStdString(check.explanation));
     feedback_->setStyleSheet(check.correct ? "color: #1b7f3b;" : "color: #b00020;");
 }

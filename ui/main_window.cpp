@@ -7,13 +7,17 @@
 #include "confusion_matrix_widget.h"
 #include "gallery_model.h"
 #include "graph_view.h"
+#include "integer_trace_view.h"
 #include "layer_edit_delegate.h"
 #include "layer_table_model.h"
 #include "pareto_view.h"
+#include "playground_view.h"
 #include "qat_dialog.h"
 #include "search_dialog.h"
 #include "sensitivity_view.h"
 #include "session.h"
+
+#include "lesson/lesson.h"
 
 #include <QAction>
 #include <QCheckBox>
@@ -57,7 +61,8 @@ MainWindow::MainWindow(QWidget* parent)
       confusion_(new ConfusionMatrixWidget(this)), gallery_(new GalleryModel(this)),
       galleryView_(new QListView(this)), changedOnly_(new QCheckBox(tr("Only images whose prediction changed"), this)),
       imageErrors_(new ImageErrorChart(this)), graph_(new GraphView(this)), sensitivity_(new SensitivityView(session_, document_, this)),
-      pareto_(new ParetoView(session_, document_, this)), tabs_(new QTabWidget(this)), progress_(new QProgressBar(this)),
+      pareto_(new ParetoView(session_, document_, this)), playground_(new PlaygroundView(this)),
+      traceView_(new IntegerTraceView(session_, this)), tabs_(new QTabWidget(this)), progress_(new QProgressBar(this)),
       exportProgress_(new QProgressBar(this)),
       cancel_(new QToolButton(this)), timing_(new QLabel(this)), recentMenu_(nullptr)
 {
@@ -119,6 +124,7 @@ MainWindow::MainWindow(QWidget* parent)
             const QSignalBlocker blocker(channel_);
             channel_->setValue(-1);
             session_->setFocusLayer(layers_->layerName(row), -1);
+            traceView_->setLayer(layers_->layerName(row));
         }
         showDetails();
         showRepairs();
@@ -198,6 +204,10 @@ MainWindow::MainWindow(QWidget* parent)
     tabs_->addTab(buildGraphTab(), tr("Graph"));
     tabs_->addTab(sensitivity_, tr("Sensitivity"));
     tabs_->addTab(pareto_, tr("Pareto"));
+    tabs_->addTab(playground_, tr("Playground"));
+    tabs_->addTab(traceView_, tr("Integer arithmetic"));
+    connect(playground_, &PlaygroundView::changed, this, &MainWindow::lessonViewsChanged);
+    connect(traceView_, &IntegerTraceView::traced, this, &MainWindow::lessonViewsChanged);
     connect(sensitivity_, &SensitivityView::message, this, [this](const QString& text) { statusBar()->showMessage(text, 8000); });
     connect(pareto_, &ParetoView::searchRequested, this, &MainWindow::showSearchDialog);
 

@@ -29,6 +29,7 @@
 
 #include <QMainWindow>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -60,6 +61,9 @@ class SearchDialog;
 class SensitivityView;
 class LessonPanel;
 struct LessonStep;
+struct LessonTrace;
+class PlaygroundView;
+class IntegerTraceView;
 class ConfusionMatrixWidget;
 class GalleryModel;
 class LayerTableModel;
@@ -167,6 +171,11 @@ public:
     // 1280x720).
     void setPresentationMode(bool on);
     bool presentationMode() const { return presentation_; }
+    // The numbers of the Playground and Integer arithmetic views that lesson texts name
+    // (playground.*, trace.*); lessonViewsChanged() when they change.
+    std::map<std::string, double> lessonViewFacts() const;
+    PlaygroundView* playground() const { return playground_; }
+    IntegerTraceView* integerTrace() const { return traceView_; }
     // The row of the layer named `name` in the table, -1 when the model has none.
     int layerRow(const std::string& name) const;
     void setEvaluationSettings(int images, std::optional<std::uint64_t> cacheBudget);
@@ -210,6 +219,7 @@ signals:
     // Every view shows the latest evaluation (after the session's evaluated(), once the views
     // have been refreshed): what the bench times.
     void viewsUpdated();
+    void lessonViewsChanged();  // the playground or the traced value changed (lessonViewFacts)
 
 protected:
     void dragEnterEvent(QDragEnterEvent* event) override;
@@ -319,6 +329,8 @@ private:
     GraphView* graph_;
     SensitivityView* sensitivity_;
     ParetoView* pareto_;
+    PlaygroundView* playground_;
+    IntegerTraceView* traceView_;
     SearchDialog* searchDialog_ = nullptr;
     QatDialog* qatDialog_ = nullptr;
     QAction* backToPrevious_ = nullptr;
@@ -338,6 +350,7 @@ private:
     LessonPanel* lessonPanel_ = nullptr;
     // A lesson step's layer and view, shown once the step's model has loaded.
     std::string pendingLessonLayer_, pendingLessonView_;
+    std::unique_ptr<LessonTrace> lessonTrace_;  // the value the step traces, set with its layer
     std::string lessonView_;  // the view the lesson's current step shows ("" outside a lesson)
     bool presentation_ = false;
     QAction* presentationAction_ = nullptr;

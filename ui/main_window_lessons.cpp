@@ -3,7 +3,9 @@
 #include "main_window.h"
 
 #include "config_document.h"
+#include "integer_trace_view.h"
 #include "lesson_panel.h"
+#include "playground_view.h"
 #include "session.h"
 
 #include "lesson/lesson.h"
@@ -52,6 +54,9 @@ int MainWindow::layerRow(const std::string& name) const
 void MainWindow::applyLessonStep(const LessonStep& step, const QString& lessonTitle)
 {
     const QString description = tr("lesson \"%1\": %2").arg(lessonTitle, QString::fromStdString(step.title));
+    if (step.playground)
+        playground_->setSettings(*step.playground);
+    lessonTrace_ = step.trace ? std::make_unique<LessonTrace>(*step.trace) : nullptr;
     const QString model = step.modelPath ? QString::fromStdString(step.modelPath->string()) : QString();
     if (!model.isEmpty() && QFileInfo(model).canonicalFilePath() != QFileInfo(modelPath_).canonicalFilePath()) {
         // Another model: it opens on the images in use; the layer and view follow once it has
@@ -70,6 +75,8 @@ void MainWindow::showLessonLayerAndView(const std::string& layer, const std::str
 {
     if (const int row = layerRow(layer); row >= 0)
         selectLayer(row);
+    if (lessonTrace_)
+        traceView_->setTarget(lessonTrace_->image, lessonTrace_->position);
     const std::vector<std::string>& views = lessonViews();
     if (const auto it = std::find(views.begin(), views.end(), view); it != views.end()) {
         lessonView_ = view;
@@ -77,6 +84,16 @@ void MainWindow::showLessonLayerAndView(const std::string& layer, const std::str
         tabs_->setCurrentIndex(static_cast<int>(it - views.begin()));
     }
     showPresentationTabs();
+}
+
+std::map<std::string, double> MainWindow::lessonViewFacts() const
+{
+    LessonViewFacts facts;
+    if (playground_->playground())
+        facts = playgroundFacts(*playground_->playground());
+    if (traceView_->trace())
+        facts.merge(integerTraceFacts(*traceView_->trace()));
+    return facts;
 }
 
 void MainWindow::showPresentationTabs()

@@ -47,6 +47,7 @@ std::set<std::string> SessionSnapshot::layerNames() const
 Session::Session(QObject* parent) : QObject(parent)
 {
     qRegisterMetaType<std::shared_ptr<const qe::ImageErrorSnapshot>>();
+    qRegisterMetaType<std::shared_ptr<const qe::IntegerTrace>>();
     qRegisterMetaType<std::shared_ptr<const qe::ExportResult>>();
     qRegisterMetaType<std::shared_ptr<const qe::SearchResult>>();
     qRegisterMetaType<std::shared_ptr<const qe::QatResult>>();
@@ -333,6 +334,21 @@ void Session::requestImageErrors(std::size_t image)
         return std::shared_ptr<const ImageErrorSnapshot>(std::move(errors));
     };
     runJob(std::move(work), imageErrors_, [this](std::shared_ptr<const ImageErrorSnapshot> errors) { emit imageErrorsReady(errors); });
+}
+
+void Session::requestIntegerTrace(const std::string& layer, std::size_t image, const std::vector<std::int64_t>& position)
+{
+    if (!study_)
+        return;
+    auto state = restart(trace_);
+    auto work = [state, study = study_, config = config_, layer, image, position]() {
+        if (state->cancel)
+            throw Cancelled();
+        return std::make_shared<const IntegerTrace>(study->traceIntegerOutput(config, layer, image, position, progressInto(state)));
+    };
+    runJob(
+        std::move(work), trace_, [this](std::shared_ptr<const IntegerTrace> trace) { emit integerTraceReady(trace); },
+        [this, layer](const QString& message) { emit integerTraceFailed(QString::fromStdString(layer), message); });
 }
 
 void Session::setComparison(const QuantConfig& b, const QString& name)

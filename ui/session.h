@@ -165,6 +165,10 @@ public:
     void setFocusLayer(const std::string& layer, int weightChannel = -1);
     // Per-layer errors of one evaluation image; emits imageErrorsReady().
     void requestImageErrors(std::size_t image);
+    // One output value of an integer layer traced through the int8 engine's arithmetic under the
+    // current configuration (Study::traceIntegerOutput); emits integerTraceReady() or
+    // integerTraceFailed(). A newer request replaces a running one.
+    void requestIntegerTrace(const std::string& layer, std::size_t image, const std::vector<std::int64_t>& position);
     // Exports of the current configuration, in the background after whatever is queued before
     // them; each emits exported() or exportFailed(). A configuration change does not stop them
     // (they keep the configuration they were asked for); a newer export replaces a running one,
@@ -239,6 +243,8 @@ signals:
     void evaluated();
     void histogramsReady();
     void imageErrorsReady(std::shared_ptr<const qe::ImageErrorSnapshot> errors);
+    void integerTraceReady(std::shared_ptr<const qe::IntegerTrace> trace);
+    void integerTraceFailed(const QString& layer, const QString& message);
     void cancelled();
     void failed(const QString& message);
     // A warning the study gives while it works (calibrating on the evaluation images), for the
@@ -314,6 +320,7 @@ private:
     Slot main_;        // loading and evaluation
     Slot histogram_;   // histograms on a change of the focus layer
     Slot imageErrors_;
+    Slot trace_;       // the Integer arithmetic view's traced value
     Slot export_;      // exports and the int8 engine
     Slot sweep_;       // the sensitivity sweep, a layer per job
     Slot search_;      // the mixed-precision search
@@ -344,6 +351,7 @@ private:
 }  // namespace qe
 
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::ImageErrorSnapshot>)
+Q_DECLARE_METATYPE(std::shared_ptr<const qe::IntegerTrace>)
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::ExportResult>)
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::SearchResult>)
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::QatResult>)

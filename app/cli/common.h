@@ -25,6 +25,7 @@ int runHistogram(const std::vector<std::string>& args);
 int runExport(const std::vector<std::string>& args);
 int runReport(const std::vector<std::string>& args);
 int runLesson(const std::vector<std::string>& args);
+int runTrace(const std::vector<std::string>& args);
 int runSensitivity(const std::vector<std::string>& args);
 int runSearch(const std::vector<std::string>& args);
 int runCompare(const std::vector<std::string>& args);

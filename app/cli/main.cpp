@@ -36,6 +36,8 @@ commands:
              quantizers in its forward pass, and write the fine-tuned model
   lesson     run a lesson file (resources/lessons) start to end and write its handout: each
              step's text with the live numbers, the answers to its questions, its charts
+  trace      one output value of an integer layer, step by step as the int8 engine computes
+             it: products of codes, int32 sum, bias, Q0.31 multiplier and shift, rounding, clamp
 
 Run 'quantexplorer-cli <command> --help' for the options of a command.
 Exit codes: 0 success, 2 bad input (the error is on stderr), 1 internal failure.
@@ -74,6 +76,8 @@ int main(int argc, char** argv)
             return qe::cli::runQat(args);
         if (command == "lesson")
             return qe::cli::runLesson(args);
+        if (command == "trace")
+            return qe::cli::runTrace(args);
         std::cerr << "error: unknown command '" << command << "'\n\n" << kUsage;
         return 2;
     } catch (const qe::Error& e) {

@@ -22,7 +22,8 @@ using nlohmann::json;
 const std::vector<std::string>& lessonViews()
 {
     static const std::vector<std::string> views{"histograms", "details", "accuracy", "images", "channels",
-                                                "repairs",    "graph",   "sensitivity", "pareto"};
+                                                "repairs",    "graph",   "sensitivity", "pareto",
+                                                "playground", "integer"};
     return views;
 }
 
@@ -34,6 +35,7 @@ struct FactSources {
     const StudyResult& result;
     const LayerMetrics* layer = nullptr;
     const LayerPlan* plan = nullptr;
+    const LessonViewFacts* views = nullptr;  // the teaching views' facts, when shown
 };
 using FactValue = std::function<std::optional<double>(const FactSources&)>;
 
@@ -52,6 +54,70 @@ std::optional<double> uniformScale(const std::optional<QuantParams>& p)
     if (!p || !std::holds_alternative<UniformParams>(p->values) || p->uniform().scale.empty())
         return std::nullopt;
     return p->uniform().scale.front();
+}
+
+// The teaching views' facts: key, meaning, decimals, and the value from what the view shows.
+template <class Shown> struct ViewFactDefinition {
+    LessonFactInfo info;
+    std::function<std::optional<double>(const Shown&)> value;
+};
+
+const std::vector<ViewFactDefinition<Playground>>& playgroundFactTable()
+{
+    using P = Playground;
+    static const std::vector<ViewFactDefinition<Playground>> table{
+        {{"playground.scale", "the playground's step between levels (uniform schemes)", 4},
+         [](const P& p) -> std::optional<double> { return p.scale ? std::optional<double>(*p.scale) : std::nullopt; }},
+        {{"playground.zero_point", "the playground's zero-point (uniform schemes)", 0},
+         [](const P& p) -> std::optional<double> { return p.zeroPoint ? std::optional<double>(*p.zeroPoint) : std::nullopt; }},
+        {{"playground.bits", "the playground's bits", 0}, [](const P& p) { return std::optional<double>(p.params.bits); }},
+        {{"playground.levels", "representable values inside the playground's range", 0},
+         [](const P& p) { return std::optional<double>(double(p.levels.size())); }},
+        {{"playground.range_min", "the low end of the playground's clipping range", 3}, [](const P& p) { return std::optional<double>(p.rangeMin); }},
+        {{"playground.range_max", "the high end of the playground's clipping range", 3}, [](const P& p) { return std::optional<double>(p.rangeMax); }},
+        {{"playground.clipped", "playground values outside the clipping range", 0}, [](const P& p) { return std::optional<double>(double(p.clipped)); }},
+        {{"playground.max_error", "the largest |error| of the playground's values", 4}, [](const P& p) { return std::optional<double>(p.maxAbsError); }},
+        {{"playground.rms_error", "the RMS error of the playground's values", 4}, [](const P& p) { return std::optional<double>(p.rmsError); }},
+        {{"playground.sqnr_db", "SQNR of the playground's values, dB", 1},
+         [](const P& p) { return std::isfinite(p.sqnrDb) ? std::optional<double>(p.sqnrDb) : std::nullopt; }},
+    };
+    return table;
+}
+
+const std::vector<ViewFactDefinition<IntegerTrace>>& traceFactTable()
+{
+    using T = IntegerTrace;
+    auto number = [](auto f) { return [f](const T& t) { return std::optional<double>(double(f(t))); }; };
+    static const std::vector<ViewFactDefinition<IntegerTrace>> table{
+        {{"trace.terms", "products summed into the traced value's accumulator", 0}, number([](const T& t) { return t.terms.size(); })},
+        {{"trace.input_zero_point", "the traced layer's input zero-point", 0}, number([](const T& t) { return t.inputZeroPoint; })},
+        {{"trace.weight_zero_point", "the traced channel's weight zero-point", 0}, number([](const T& t) { return t.weightZeroPoint; })},
+        {{"trace.accumulator", "the int32 sum of the products", 0}, number([](const T& t) { return t.accumulator; })},
+        {{"trace.bias", "the traced channel's float bias", 5}, number([](const T& t) { return t.bias; })},
+        {{"trace.bias_code", "the bias as an int32 in accumulator units", 0}, number([](const T& t) { return t.biasCode; })},
+        {{"trace.biased", "accumulator plus bias", 0}, number([](const T& t) { return t.biased; })},
+        {{"trace.real_multiplier", "M = input scale x weight scale / output scale", 8}, number([](const T& t) { return t.realMultiplier; })},
+        {{"trace.multiplier", "M's Q0.31 mantissa (an int32)", 0}, number([](const T& t) { return t.multiplier; })},
+        {{"trace.shift", "M's right shift", 0}, number([](const T& t) { return t.rightShift; })},
+        {{"trace.exact", "accumulator plus bias, times M, in real arithmetic", 4}, number([](const T& t) { return t.exactRescaled; })},
+        {{"trace.rounded", "the rescaled value rounded (half to even)", 0}, number([](const T& t) { return t.rounded; })},
+        {{"trace.output_zero_point", "the traced layer's output zero-point", 0}, number([](const T& t) { return t.outputZeroPoint; })},
+        {{"trace.code_min", "the lowest output code (a fused Relu raises it)", 0}, number([](const T& t) { return t.codeMin; })},
+        {{"trace.code_max", "the highest output code", 0}, number([](const T& t) { return t.codeMax; })},
+        {{"trace.code", "the traced output code", 0}, number([](const T& t) { return t.code; })},
+        {{"trace.engine_code", "the int8 engine's code at the traced position", 0}, number([](const T& t) { return t.engineCode; })},
+        {{"trace.dequantized", "the traced code as a real value", 5}, number([](const T& t) { return t.dequantized; })},
+    };
+    return table;
+}
+
+template <class Shown> LessonViewFacts viewFacts(const std::vector<ViewFactDefinition<Shown>>& table, const Shown& shown)
+{
+    LessonViewFacts facts;
+    for (const auto& f : table)
+        if (const std::optional<double> v = f.value(shown); v && std::isfinite(*v))
+            facts[f.info.key] = *v;
+    return facts;
 }
 
 // The one table of facts: key, meaning, decimals, and how the live value is found. A fact named
@@ -138,6 +204,19 @@ const std::vector<FactDefinition>& factTable()
               [](const LayerMetrics& l, const LayerPlan*) -> std::optional<double> {
                   return l.macs > 0 ? std::optional<double>(l.macs) : std::nullopt;
               });
+        // The views' facts are looked up in what the window (or the handout) passes.
+        auto view = [&t](const LessonFactInfo& info) {
+            t.push_back({info, [key = info.key](const FactSources& s) -> std::optional<double> {
+                             if (!s.views)
+                                 return std::nullopt;
+                             const auto it = s.views->find(key);
+                             return it != s.views->end() ? std::optional<double>(it->second) : std::nullopt;
+                         }});
+        };
+        for (const auto& f : playgroundFactTable())
+            view(f.info);
+        for (const auto& f : traceFactTable())
+            view(f.info);
         return t;
     }();
     return table;
@@ -158,9 +237,10 @@ const FactDefinition* findFact(const std::string& key)
     return nullptr;
 }
 
-FactSources sourcesFor(const StudyResult& result, const std::string& layer)
+FactSources sourcesFor(const StudyResult& result, const std::string& layer, const LessonViewFacts& views)
 {
     FactSources s{result};
+    s.views = &views;
     for (std::size_t i = 0; i < result.metrics.layers.size(); ++i)
         if (result.metrics.layers[i].name == layer) {
             s.layer = &result.metrics.layers[i];
@@ -292,7 +372,115 @@ fs::path resolveModel(const std::string& model, const fs::path& lessonFolder, co
     return resolved;
 }
 
+using FieldFailure = std::function<std::function<void(const std::string&)>(const std::string&)>;
+
+// "playground": {"values": [...], "scheme": "affine", "bits": 4, "range": [min, max]}; checked by
+// quantizing it once.
+PlaygroundSettings readPlayground(const json& p, const FieldFailure& fail)
+{
+    if (!p.is_object())
+        fail("playground")("expected an object with values, scheme, bits and range");
+    for (const auto& [key, value] : p.items())
+        if (key != "values" && key != "scheme" && key != "bits" && key != "range")
+            fail("playground." + key)("not a playground field; expected values, scheme, bits or range");
+    PlaygroundSettings settings;
+    if (!p.contains("values") || !p["values"].is_array())
+        fail("playground.values")("expected an array of numbers");
+    for (const json& v : p["values"]) {
+        if (!v.is_number())
+            fail("playground.values")("expected numbers, found " + std::string(v.type_name()));
+        settings.values.push_back(v.get<float>());
+    }
+    if (p.contains("scheme")) {
+        const std::optional<Scheme> scheme = p["scheme"].is_string() ? schemeFromName(p["scheme"].get<std::string>()) : std::nullopt;
+        if (!scheme)
+            fail("playground.scheme")("expected a scheme's name (affine, symmetric, power_of_two, log2, fp8_e4m3, ...)");
+        settings.scheme = *scheme;
+    }
+    if (p.contains("bits")) {
+        if (!p["bits"].is_number_integer())
+            fail("playground.bits")("expected a whole number of bits");
+        settings.bits = p["bits"].get<int>();
+    }
+    if (p.contains("range")) {
+        const json& r = p["range"];
+        if (!r.is_array() || r.size() != 2 || !r[0].is_number() || !r[1].is_number())
+            fail("playground.range")("expected [min, max]");
+        settings.rangeMin = r[0].get<float>();
+        settings.rangeMax = r[1].get<float>();
+    }
+    try {
+        quantizePlayground(settings);
+    } catch (const Error& e) {
+        fail("playground")(e.what());
+    }
+    return settings;
+}
+
+// "trace": {"image": 0, "position": [0, 3, 5, 5]}
+LessonTrace readTrace(const json& t, const FieldFailure& fail)
+{
+    if (!t.is_object())
+        fail("trace")("expected an object with image and position");
+    for (const auto& [key, value] : t.items())
+        if (key != "image" && key != "position")
+            fail("trace." + key)("not a trace field; expected image or position");
+    LessonTrace trace;
+    if (t.contains("image")) {
+        if (!t["image"].is_number_unsigned())
+            fail("trace.image")("expected an image number of at least 0");
+        trace.image = t["image"].get<std::size_t>();
+    }
+    if (t.contains("position")) {
+        if (!t["position"].is_array() || t["position"].size() > 8)
+            fail("trace.position")("expected the output element's coordinates, e.g. [0, 3, 5, 5]");
+        for (const json& v : t["position"]) {
+            if (!v.is_number_unsigned())
+                fail("trace.position")("expected coordinates of at least 0");
+            trace.position.push_back(v.get<std::int64_t>());
+        }
+    }
+    return trace;
+}
+
+// The playground as a Markdown table: each value, its code, the value it stands for and the error.
+std::string playgroundTable(const Playground& p)
+{
+    std::ostringstream md;
+    md << "| value | code | dequantized | error | clipped |\n|---:|---:|---:|---:|:---:|\n";
+    for (const PlaygroundValue& v : p.values)
+        md << "| " << formatNumber(v.value, 4) << " | " << v.code << " | " << formatNumber(v.dequantized, 4) << " | "
+           << formatNumber(v.error, 4) << " | " << (v.clipped ? "yes" : "") << " |\n";
+    return md.str();
+}
+
+// The trace as a Markdown table of its arithmetic, one row per step.
+std::string integerTraceTable(const IntegerTrace& t)
+{
+    std::ostringstream md;
+    std::string at;
+    for (std::int64_t c : t.position)
+        at += (at.empty() ? "" : ", ") + std::to_string(c);
+    md << "Output element [" << at << "] of `" << t.layer << "` (" << t.opType << "), step by step as the int8 engine computes it:\n\n";
+    md << "| step | value |\n|---|---:|\n";
+    md << "| sum of " << t.terms.size() << " products (x - " << t.inputZeroPoint << ") * (w - " << t.weightZeroPoint << ") | "
+       << t.accumulator << " |\n";
+    md << "| + bias " << formatNumber(t.bias, 5) << " / (" << formatNumber(t.inputScale, 6) << " * " << formatNumber(t.weightScale, 6)
+       << ") rounded | " << t.biasCode << " |\n";
+    md << "| = int32 accumulator | " << t.biased << " |\n";
+    md << "| x M = " << formatNumber(t.realMultiplier, 8) << " = " << t.multiplier << " * 2^-" << t.rightShift << " | "
+       << formatNumber(t.exactRescaled, 4) << " |\n";
+    md << "| rounded half to even (" << t.product << " / 2^" << t.rightShift << (t.tie ? ", a tie" : "") << ") | " << t.rounded << " |\n";
+    md << "| + output zero-point " << t.outputZeroPoint << " | " << t.withZeroPoint << " |\n";
+    md << "| clamped to [" << t.codeMin << ", " << t.codeMax << "] | **" << t.code << "** |\n";
+    md << "| the int8 engine's code | " << t.engineCode << " |\n";
+    return md.str();
+}
+
 }  // namespace
+
+LessonViewFacts playgroundFacts(const Playground& playground) { return viewFacts(playgroundFactTable(), playground); }
+LessonViewFacts integerTraceFacts(const IntegerTrace& trace) { return viewFacts(traceFactTable(), trace); }
 
 const std::vector<LessonFactInfo>& lessonFactKeys()
 {
@@ -335,7 +523,8 @@ Lesson loadLesson(const fs::path& path, const fs::path& examplesFolder)
     lesson.summary = optionalString(j, "summary", failTop("summary"));
     if (!j.contains("steps") || !j["steps"].is_array() || j["steps"].empty())
         failTop("steps")("expected a non-empty array of steps");
-    static const std::set<std::string> stepKeys{"title", "text", "model", "config", "layer", "view", "highlight", "question"};
+    static const std::set<std::string> stepKeys{"title", "text", "model", "config", "layer", "view", "highlight", "question",
+                                                "playground", "trace"};
     static const std::set<std::string> answers{"lowest_layer", "highest_layer", "number"};
     int number = 0;
     for (const json& s : j["steps"]) {
@@ -350,7 +539,8 @@ Lesson loadLesson(const fs::path& path, const fs::path& examplesFolder)
         };
         for (const auto& [key, value] : s.items())
             if (!stepKeys.count(key))
-                fail(key)("not a step field; expected title, text, model, config, layer, view, highlight or question");
+                fail(key)("not a step field; expected title, text, model, config, layer, view, highlight, question, playground "
+                          "or trace");
         step.title = requiredString(s, "title", fail("title"));
         step.text = requiredString(s, "text", fail("text"));
         checkText(step.text, fail("text"));
@@ -397,6 +587,10 @@ Lesson loadLesson(const fs::path& path, const fs::path& examplesFolder)
             }
             step.question = question;
         }
+        if (s.contains("playground"))
+            step.playground = readPlayground(s["playground"], fail);
+        if (s.contains("trace"))
+            step.trace = readTrace(s["trace"], fail);
         lesson.steps.push_back(std::move(step));
     }
     return lesson;
@@ -418,9 +612,9 @@ std::vector<Lesson> loadLessons(const fs::path& folder, const fs::path& examples
     return lessons;
 }
 
-std::map<std::string, double> lessonFacts(const StudyResult& result, const std::string& layer)
+std::map<std::string, double> lessonFacts(const StudyResult& result, const std::string& layer, const LessonViewFacts& views)
 {
-    const FactSources sources = sourcesFor(result, layer);
+    const FactSources sources = sourcesFor(result, layer, views);
     std::map<std::string, double> facts;
     for (const FactDefinition& f : factTable())
         if (const std::optional<double> v = f.value(sources))
@@ -439,9 +633,10 @@ std::map<std::string, std::map<std::string, double>> lessonLayerFacts(const Stud
     return byLayer;
 }
 
-std::string renderLessonText(const std::string& text, const StudyResult& result, const std::string& layer)
+std::string renderLessonText(const std::string& text, const StudyResult& result, const std::string& layer,
+                             const LessonViewFacts& views)
 {
-    const FactSources sources = sourcesFor(result, layer);
+    const FactSources sources = sourcesFor(result, layer, views);
     std::string out;
     scanText(
         text, [&](const std::string& run) { out += run; },
@@ -462,7 +657,7 @@ std::string renderLessonText(const std::string& text, const StudyResult& result,
 }
 
 LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::string& answer, const StudyResult& result,
-                                    const std::string& layer)
+                                    const std::string& layer, const LessonViewFacts& views)
 {
     LessonAnswerCheck check;
     const FactDefinition* f = findFact(question.fact);
@@ -472,7 +667,7 @@ LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::s
     given.erase(0, given.find_first_not_of(" \t"));
     given.erase(given.find_last_not_of(" \t") + 1);
     if (question.answer == "number") {
-        const std::optional<double> v = f->value(sourcesFor(result, layer));
+        const std::optional<double> v = f->value(sourcesFor(result, layer, views));
         if (!v) {
             check.explanation = question.fact + " has no value for this evaluation.";
             return check;
@@ -524,6 +719,9 @@ LessonHandout writeLessonHandout(const Lesson& lesson, StudySources sources, con
     LessonHandout handout;
     std::unique_ptr<Study> study;
     QuantConfig config;
+    std::optional<PlaygroundSettings> playground;
+    LessonTrace trace;
+    std::string layer;  // the layer selected: the step's, else the one before
     std::ostringstream md;
     md << "# " << lesson.title << "\n\n";
     if (!lesson.summary.empty())
@@ -557,9 +755,29 @@ LessonHandout writeLessonHandout(const Lesson& lesson, StudySources sources, con
         md << ".\n\n";
         if (!step.highlight.empty())
             md << "**Look at:** " << step.highlight << "\n\n";
-        md << renderLessonText(step.text, result, step.layer) << "\n\n";
+        // The teaching views' numbers: the playground as the step sets it (or as the step before
+        // left it), and the step's layer traced when the step shows the Integer arithmetic view.
+        if (step.playground)
+            playground = *step.playground;
+        LessonViewFacts views;
+        if (playground) {
+            const Playground shown = quantizePlayground(*playground);
+            views = playgroundFacts(shown);
+            if (step.view == "playground")
+                md << playgroundTable(shown) << "\n";
+        }
+        if (step.trace)
+            trace = *step.trace;
+        if (!step.layer.empty())
+            layer = step.layer;
+        if (step.view == "integer" && !layer.empty()) {
+            const IntegerTrace traced = study->traceIntegerOutput(config, layer, trace.image, trace.position, progress);
+            views.merge(integerTraceFacts(traced));
+            md << integerTraceTable(traced) << "\n";
+        }
+        md << renderLessonText(step.text, result, layer, views) << "\n\n";
         if (step.question) {
-            const LessonAnswerCheck answer = checkLessonAnswer(*step.question, "", result, step.layer);
+            const LessonAnswerCheck answer = checkLessonAnswer(*step.question, "", result, layer, views);
             md << "**Question:** " << step.question->prompt << "\n\n";
             md << "**Answer:** " << (answer.expected.empty() ? "none in this run" : answer.expected);
             if (step.question->answer != "number")

@@ -7,6 +7,7 @@
 // and the field of the first thing wrong.
 
 #include "quant/config.h"
+#include "quant/playground.h"
 #include "study/study.h"
 
 #include <filesystem>
@@ -32,6 +33,13 @@ struct LessonQuestion {
     double tolerance = 0;
 };
 
+// Which output value of the step's layer the Integer arithmetic view traces: an evaluation image
+// and the element's coordinates (empty: the first element).
+struct LessonTrace {
+    std::size_t image = 0;
+    std::vector<std::int64_t> position;
+};
+
 struct LessonStep {
     std::string title;
     std::string text;  // with {fact} or {fact:decimals} placeholders (lessonFactKeys)
@@ -44,6 +52,8 @@ struct LessonStep {
     std::string view;                                // one of lessonViews(); empty: the view stays
     std::string highlight;                           // what to point at, in the view's words
     std::optional<LessonQuestion> question;
+    std::optional<PlaygroundSettings> playground;  // the playground's values and settings (view "playground")
+    std::optional<LessonTrace> trace;              // the value to trace (view "integer")
 };
 
 struct Lesson {
@@ -66,17 +76,25 @@ struct LessonFactInfo {
 };
 const std::vector<LessonFactInfo>& lessonFactKeys();
 
-// The live values of the facts for an evaluation and a selected layer (empty: no layer facts).
-// A fact that does not apply (a layer without weights has no weight SQNR, a model evaluated
-// without the int8 engine has no engine facts) is absent.
-std::map<std::string, double> lessonFacts(const StudyResult& result, const std::string& layer);
+// The facts of the two teaching views, which are not part of an evaluation: the playground's
+// ("playground.*") and the traced integer value's ("trace.*"). The window passes those of what it
+// shows; the handout computes them for the step.
+using LessonViewFacts = std::map<std::string, double>;
+LessonViewFacts playgroundFacts(const Playground& playground);
+LessonViewFacts integerTraceFacts(const IntegerTrace& trace);
+
+// The live values of the facts for an evaluation and a selected layer (empty: no layer facts),
+// with the views' facts. A fact that does not apply (a layer without weights has no weight SQNR,
+// a model evaluated without the int8 engine has no engine facts, a view not shown) is absent.
+std::map<std::string, double> lessonFacts(const StudyResult& result, const std::string& layer, const LessonViewFacts& views = {});
 // The same facts for every layer, by layer name (what questions about layers compare).
 std::map<std::string, std::map<std::string, double>> lessonLayerFacts(const StudyResult& result);
 
 // The text with each {fact} replaced by its live value; a fact without a value prints "n/a".
 // "{{" and "}}" print braces. {layer.name} and {layer.op} print the selected layer's name and
 // operator.
-std::string renderLessonText(const std::string& text, const StudyResult& result, const std::string& layer);
+std::string renderLessonText(const std::string& text, const StudyResult& result, const std::string& layer,
+                             const LessonViewFacts& views = {});
 
 struct LessonAnswerCheck {
     bool correct = false;
@@ -85,13 +103,14 @@ struct LessonAnswerCheck {
 };
 // `layer` is the step's layer, whose facts a "number" question may ask for.
 LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::string& answer, const StudyResult& result,
-                                    const std::string& layer = {});
+                                    const std::string& layer = {}, const LessonViewFacts& views = {});
 
 // A lesson written down for a class (the handout): the lesson run start to end on `sources`
 // (each step's model replaces sources.model), and <dir>/handout.md with each step's title, what
 // to look at, its text with the numbers of that run, its question with the right answer, and the
 // step's report (Study::writeReport: per-layer SQNR chart, weight histograms, metrics) in
-// <dir>/step_N/. The CLI's `lesson` and the lessons panel's Handout... write the same files.
+// <dir>/step_N/. A step with a playground or a trace gets their numbers too (the trace of the
+// step's layer, traced on the step's image, as a table of its arithmetic). The CLI's `lesson` and the lessons panel's Handout... write the same files.
 struct LessonHandout {
     std::vector<std::filesystem::path> files;
     std::vector<StudyResult> steps;  // each step's evaluation, in order

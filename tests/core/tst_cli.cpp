@@ -54,6 +54,7 @@ private slots:
     void repairFlags();
     void adaRoundFlags();
     void lessonHandout();
+    void traceEndsInTheEnginesCode();
     void badInput_data();
     void badInput();
 };
@@ -436,6 +437,34 @@ void TestCli::adaRoundFlags()
 
 // `lesson` runs a lesson file and writes its handout; its numbers are those `eval --config`
 // reports for the step's configuration on the same images.
+// `trace`: one output value step by step, ending in the int8 engine's own code; a position
+// outside the layer's output is refused naming the layer and the shape.
+void TestCli::traceEndsInTheEnginesCode()
+{
+    const CliResult r = runCli({"trace", "--model", kDemoModel, "--data", kFashionTest, "--layer", "/fc1/Gemm", "--image", "3",
+                                "--position", "0,10", "--json"});
+    QVERIFY2(r.exitCode == 0, r.err.constData());
+    const nlohmann::json j = nlohmann::json::parse(r.out.toStdString());
+    QCOMPARE(j["code"].get<int>(), j["engine_code"].get<int>());
+    QCOMPARE(j["terms"].size(), std::size_t(576));  // fc1 reads 64 x 3 x 3 values
+    std::int64_t sum = 0;
+    for (const auto& term : j["terms"])
+        sum += term["product"].get<std::int64_t>();
+    QCOMPARE(sum, j["accumulator"].get<std::int64_t>());
+    QCOMPARE(j["biased"].get<std::int64_t>(), sum + j["bias_code"].get<std::int64_t>());
+    QCOMPARE(j["position"], nlohmann::json({0, 10}));
+
+    const CliResult text = runCli({"trace", "--model", kDemoModel, "--data", kFashionTest, "--layer", "/fc1/Gemm", "--image", "3",
+                                   "--position", "0,10"});
+    QVERIFY(text.out.contains("(the same)"));
+    const CliResult outside = runCli({"trace", "--model", kDemoModel, "--data", kFashionTest, "--layer", "/fc1/Gemm", "--position", "0,999"});
+    QCOMPARE(outside.exitCode, 2);
+    QVERIFY2(outside.err.contains("layer '/fc1/Gemm': position [0,999] is not in its output, of shape [1,128]"), outside.err.constData());
+    const CliResult notLayer = runCli({"trace", "--model", kDemoModel, "--data", kFashionTest, "--layer", "/nope"});
+    QCOMPARE(notLayer.exitCode, 2);
+    QVERIFY(notLayer.err.contains("there is no layer '/nope' to trace"));
+}
+
 void TestCli::lessonHandout()
 {
     QTemporaryDir dir;

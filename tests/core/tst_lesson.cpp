@@ -44,11 +44,16 @@ std::string lessonError(const std::string& stepsJson)
 }
 
 // Runs a lesson's steps as the window does: a study per model, each step's configuration
-// evaluated; calls `check` with each step and its result.
-void runLesson(const Lesson& lesson, const std::function<void(const LessonStep&, const StudyResult&)>& check)
+// evaluated, the playground as the lesson sets it and the step's value traced in the Integer
+// arithmetic view; calls `check` with each step, its result and the views' numbers.
+void runLesson(const Lesson& lesson,
+               const std::function<void(const LessonStep&, const StudyResult&, const LessonViewFacts&)>& check)
 {
     std::unique_ptr<Study> study;
     QuantConfig config;
+    std::optional<PlaygroundSettings> playground;
+    LessonTrace trace;
+    std::string layer;
     for (const LessonStep& step : lesson.steps) {
         if (step.modelPath) {
             StudySources sources;
@@ -61,7 +66,15 @@ void runLesson(const Lesson& lesson, const std::function<void(const LessonStep&,
         QVERIFY2(study, (lesson.path.string() + ": the first step must open a model").c_str());
         if (step.config)
             config = *step.config;
-        check(step, study->evaluate(config, {.integerEngine = true}));
+        playground = step.playground ? step.playground : playground;
+        trace = step.trace.value_or(trace);
+        layer = step.layer.empty() ? layer : step.layer;
+        LessonViewFacts views;
+        if (playground)
+            views = playgroundFacts(quantizePlayground(*playground));
+        if (step.view == "integer")
+            views.merge(integerTraceFacts(study->traceIntegerOutput(config, layer, trace.image, trace.position)));
+        check(step, study->evaluate(config, {.integerEngine = true}), views);
         if (QTest::currentTestFailed())
             return;
     }
@@ -80,6 +93,7 @@ private slots:
     void modelsStayInsideTheLessonsFolder();
     void malformedLessonsNameFileStepAndField();
     void formatDocumentationListsEveryFact();
+    void handoutShowsThePlaygroundAndTheTrace();
 };
 
 void TestLesson::init()
@@ -95,8 +109,8 @@ void TestLesson::builtInLessonsRunStartToEnd()
     QVERIFY(!lessons.empty());
     for (const Lesson& lesson : lessons) {
         QVERIFY(!lesson.steps.empty());
-        runLesson(lesson, [&](const LessonStep& step, const StudyResult& result) {
-            const std::string text = renderLessonText(step.text, result, step.layer);
+        runLesson(lesson, [&](const LessonStep& step, const StudyResult& result, const LessonViewFacts& views) {
+            const std::string text = renderLessonText(step.text, result, step.layer, views);
             QVERIFY2(text.find("n/a") == std::string::npos, (lesson.path.filename().string() + ": " + step.title + ": " + text).c_str());
             QVERIFY(text.find('{') == std::string::npos);
             if (!step.layer.empty()) {
@@ -113,7 +127,7 @@ void TestLesson::builtInLessonsRunStartToEnd()
 void TestLesson::textsPrintTheCoresNumbers()
 {
     const Lesson lesson = loadLesson(kLessons / "02_bits_against_error.json", kExamples);
-    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result) {
+    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result, const LessonViewFacts&) {
         const LayerMetrics* layer = nullptr;
         for (const LayerMetrics& l : result.metrics.layers)
             if (l.name == step.layer)
@@ -138,7 +152,7 @@ void TestLesson::sixDecibelsPerBit()
 {
     const Lesson lesson = loadLesson(kLessons / "02_bits_against_error.json", kExamples);
     std::map<int, double> sqnr;
-    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result) {
+    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result, const LessonViewFacts&) {
         sqnr[step.config->defaultWeights.bits] = lessonFacts(result, step.layer).at("layer.weight_sqnr_db");
     });
     QVERIFY(sqnr.count(8) && sqnr.count(6) && sqnr.count(4));
@@ -151,7 +165,7 @@ void TestLesson::questionsAreCheckedAgainstTheLiveData()
 {
     const Lesson lesson = loadLesson(kLessons / "02_bits_against_error.json", kExamples);
     int asked = 0;
-    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result) {
+    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result, const LessonViewFacts&) {
         if (!step.question)
             return;
         ++asked;
@@ -233,6 +247,18 @@ void TestLesson::malformedLessonsNameFileStepAndField()
          R"(question.fact: "layer.weight_sqnr_db" is a layer's number: the step needs a "layer")"},
         {R"([{"title": "A", "text": "x", "colour": "red"}])", R"(step 1 ("A"): colour: not a step field)"},
         {R"([])", R"(broken.json: steps: expected a non-empty array)"},
+        {R"([{"title": "P", "text": "x", "playground": {"values": [1, "a"]}}])", R"(step 1 ("P"): playground.values: expected numbers, found string)"},
+        {R"([{"title": "P", "text": "x", "playground": {"values": [1, 2], "bits": 99}}])",
+         R"(step 1 ("P"): playground: bits: 99 bits; "affine" takes 2 to 16)"},
+        {R"([{"title": "P", "text": "x", "playground": {"values": [1, 2], "scheme": "kmeans"}}])",
+         R"(step 1 ("P"): playground: scheme: "kmeans" is for weights only)"},
+        {R"([{"title": "P", "text": "x", "playground": {"values": [1, 2], "range": [3, 1]}}])",
+         R"(step 1 ("P"): playground: range: expected finite numbers with min <= max)"},
+        {R"([{"title": "P", "text": "x", "playground": {"values": [], "range": [0, 1]}}])",
+         R"(step 1 ("P"): playground: values: expected 1 to 64 values, got 0)"},
+        {R"([{"title": "T", "text": "x", "trace": {"position": [0, -1]}}])", R"(step 1 ("T"): trace.position: expected coordinates of at least 0)"},
+        {R"([{"title": "T", "text": "x", "trace": {"pixel": 3}}])", R"(step 1 ("T"): trace.pixel: not a trace field)"},
+        {R"([{"title": "T", "text": "{trace.nonsense}"}])", R"(step 1 ("T"): text: {trace.nonsense} is not a fact)"},
     };
     for (const Case& c : cases) {
         const std::string error = lessonError(c.steps);
@@ -248,6 +274,38 @@ void TestLesson::formatDocumentationListsEveryFact()
     doc << in.rdbuf();
     for (const LessonFactInfo& fact : lessonFactKeys())
         QVERIFY2(doc.str().find("| `" + fact.key + "` |") != std::string::npos, fact.key.c_str());
+}
+
+// The handout of the playground and integer-arithmetic lessons carries their tables: each value's
+// code, and the trace's steps ending in the int8 engine's own code.
+void TestLesson::handoutShowsThePlaygroundAndTheTrace()
+{
+    QTemporaryDir dir;
+    StudySources sources;
+    sources.data = kFashionTest;
+    sources.calibrationData = kFashionTrain;
+    sources.evaluationImages = 200;
+    const Lesson integer = loadLesson(kLessons / "10_integer_arithmetic.json", kExamples);
+    writeLessonHandout(integer, sources, dir.path().toStdString() + "/integer");
+    std::ifstream in(dir.path().toStdString() + "/integer/handout.md");
+    std::stringstream md;
+    md << in.rdbuf();
+    Study study([&] { StudySources s = sources; s.model = *integer.steps[0].modelPath; return s; }());
+    const IntegerTrace t = study.traceIntegerOutput(*integer.steps[0].config, "/conv2/Conv", 0, {0, 10, 7, 7});
+    QCOMPARE(t.code, t.engineCode);
+    QVERIFY2(md.str().find("| clamped to [" + std::to_string(t.codeMin) + ", " + std::to_string(t.codeMax) + "] | **" +
+                           std::to_string(t.code) + "** |") != std::string::npos, md.str().c_str());
+    QVERIFY(md.str().find("| the int8 engine's code | " + std::to_string(t.engineCode) + " |") != std::string::npos);
+    QVERIFY(md.str().find("n/a") == std::string::npos);
+
+    const Lesson playground = loadLesson(kLessons / "01_scale_and_zero_point.json", kExamples);
+    writeLessonHandout(playground, sources, dir.path().toStdString() + "/playground");
+    std::ifstream in2(dir.path().toStdString() + "/playground/handout.md");
+    std::stringstream md2;
+    md2 << in2.rdbuf();
+    const Playground p = quantizePlayground(*playground.steps[0].playground);
+    QVERIFY2(md2.str().find("| 2.4000 | " + std::to_string(p.values.back().code) + " | ") != std::string::npos, md2.str().c_str());
+    QVERIFY(md2.str().find("n/a") == std::string::npos);
 }
 
 QTEST_APPLESS_MAIN(TestLesson)

@@ -6,7 +6,9 @@
 #include "window_waits.h"
 
 #include "lesson/lesson.h"
+#include "integer_trace_view.h"
 #include "lesson_panel.h"
+#include "playground_view.h"
 
 #include <QAbstractAxis>
 #include <QAction>
@@ -14,6 +16,10 @@
 #include <QComboBox>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMouseEvent>
+#include <QSpinBox>
+#include <QTableWidget>
+#include <QTextBrowser>
 #include <QMenuBar>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -34,11 +40,12 @@ const QString kExamples = QStringLiteral(QE_SOURCE_DIR "/resources/models");
 const QString kLessons = QStringLiteral(QE_SOURCE_DIR "/resources/lessons");
 const int kTimeoutMs = scaledTimeout(120000);
 
-// What the panel should show for the step on the evaluation shown, from the core.
-QString expectedText(const Lesson& lesson, int step, const StudyResult& result)
+// What the panel should show for the step on the evaluation shown, from the core (`views`: the
+// playground's and the traced value's numbers, computed by the core on its own).
+QString expectedText(const Lesson& lesson, int step, const StudyResult& result, const LessonViewFacts& views = {})
 {
     const LessonStep& s = lesson.steps[static_cast<std::size_t>(step)];
-    QString text = QString::fromStdString(renderLessonText(s.text, result, s.layer));
+    QString text = QString::fromStdString(renderLessonText(s.text, result, s.layer, views));
     if (step == 0 && !lesson.summary.empty())
         text = QString::fromStdString(lesson.summary) + "\n\n" + text;
     return text;
@@ -53,6 +60,16 @@ void openDemoModel(MainWindow& window)
     QSignalSpy evaluated(window.session(), &Session::evaluated);
     window.openSession(kExamples + "/fashion_cnn.onnx", kFashion);
     QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
+}
+
+// The built-in lesson of that file name, by its place in the lessons panel's list (file order).
+int lessonIndex(const std::string& fileName)
+{
+    const std::vector<Lesson> lessons = loadLessons(kLessons.toStdString(), kExamples.toStdString());
+    for (std::size_t i = 0; i < lessons.size(); ++i)
+        if (lessons[i].path.filename() == fileName)
+            return static_cast<int>(i);
+    return -1;
 }
 
 int visibleTabs(const MainWindow& window)
@@ -75,6 +92,8 @@ private slots:
     void handoutHasTheNumbersShown();
     void presentationModeEnlargesAndShowsTheStepsView();
     void malformedLessonIsRefusedByName();
+    void playgroundFollowsTypedAndDraggedValues();
+    void integerTraceViewShowsTheEnginesArithmetic();
 };
 
 void TestWindowLessons::init()
@@ -110,9 +129,15 @@ void TestWindowLessons::builtInLessonsRunStartToEnd()
     const std::vector<Lesson> expected = loadLessons(kLessons.toStdString(), kExamples.toStdString());
     QCOMPARE(panel->lessonBox()->count(), static_cast<int>(expected.size()));
 
+    // The trace the Integer arithmetic view should show, from a study of its own on the same files.
+    Study study(StudySources{.model = (kExamples + "/fashion_cnn.onnx").toStdString(), .data = kFashion.toStdString(),
+                             .evaluationImages = Session::kEvaluationImages});
     for (int l = 0; l < panel->lessonBox()->count(); ++l) {
         panel->startLesson(l);
         const Lesson& lesson = *panel->lesson();
+        std::optional<PlaygroundSettings> playground;
+        LessonTrace trace;
+        std::string layer;
         for (int step = 0; step < static_cast<int>(lesson.steps.size()); ++step) {
             if (step > 0) {
                 QVERIFY(panel->nextButton()->isEnabled());
@@ -123,7 +148,19 @@ void TestWindowLessons::builtInLessonsRunStartToEnd()
             if (s.config)
                 waitForEvaluationOf(window, *s.config, kTimeoutMs);
             const auto result = window.session()->evaluation();
-            QCOMPARE(panel->shownText(), expectedText(lesson, step, *result));
+            // The teaching views' numbers, from the core: the playground as the lesson left it,
+            // the step's layer traced as the step asks.
+            LessonViewFacts views;
+            playground = s.playground ? s.playground : playground;
+            if (playground) {
+                views = playgroundFacts(quantizePlayground(*playground));
+                QVERIFY(window.playground()->settings() == *playground);
+            }
+            trace = s.trace.value_or(trace);
+            layer = s.layer.empty() ? layer : s.layer;
+            if (s.view == "integer")
+                views.merge(integerTraceFacts(study.traceIntegerOutput(result->config, layer, trace.image, trace.position)));
+            QTRY_COMPARE_WITH_TIMEOUT(panel->shownText(), expectedText(lesson, step, *result, views), kTimeoutMs);
             QVERIFY2(!panel->shownText().contains("n/a"), qPrintable(panel->shownText()));
             if (!s.layer.empty())
                 QCOMPARE(window.selectedLayer(), window.layerRow(s.layer));
@@ -135,7 +172,7 @@ void TestWindowLessons::builtInLessonsRunStartToEnd()
                     QVERIFY2(panel->shownText().contains(QString::number(m.weights->sqnrDb, 'f', 1) + " dB"), qPrintable(panel->shownText()));
             if (s.question) {
                 QVERIFY(panel->answerEdit()->isVisible());
-                const LessonAnswerCheck right = checkLessonAnswer(*s.question, "", *result, s.layer);
+                const LessonAnswerCheck right = checkLessonAnswer(*s.question, "", *result, s.layer, views);
                 panel->answerEdit()->setText(QString::fromStdString(right.expected));
                 panel->checkButton()->click();
                 QVERIFY2(panel->feedback()->text().startsWith(QString::fromUtf8("\u2714")), qPrintable(panel->feedback()->text()));
@@ -160,7 +197,7 @@ void TestWindowLessons::numbersFollowTheStudentsEdits()
         return;
     const QuantConfig before = window.document()->config();
     LessonPanel* panel = window.showLessonPanel();
-    panel->startLesson(0);
+    panel->startLesson(lessonIndex("02_bits_against_error.json"));
     const Lesson& lesson = *panel->lesson();
     QVERIFY(lesson.steps[0].config);
     waitForEvaluationOf(window, *lesson.steps[0].config, kTimeoutMs);
@@ -188,7 +225,7 @@ void TestWindowLessons::handoutHasTheNumbersShown()
     if (QTest::currentTestFailed())
         return;
     LessonPanel* panel = window.showLessonPanel();
-    panel->startLesson(0);
+    panel->startLesson(lessonIndex("02_bits_against_error.json"));
     const Lesson& lesson = *panel->lesson();
     waitForEvaluationOf(window, *lesson.steps[0].config, kTimeoutMs);
     const QString shown = QString::fromStdString(renderLessonText(lesson.steps[0].text, *window.session()->evaluation(), lesson.steps[0].layer));
@@ -216,7 +253,7 @@ void TestWindowLessons::presentationModeEnlargesAndShowsTheStepsView()
     if (QTest::currentTestFailed())
         return;
     LessonPanel* panel = window.showLessonPanel();
-    panel->startLesson(0);
+    panel->startLesson(lessonIndex("02_bits_against_error.json"));
     waitForEvaluation(window, kTimeoutMs);
     const qreal normal = window.layerTable()->font().pointSizeF();
     QCOMPARE(visibleTabs(window), window.tabs()->count());
@@ -255,6 +292,91 @@ void TestWindowLessons::malformedLessonIsRefusedByName()
     QVERIFY2(panel->errorLabel()->text().contains("mine.json: step 2 (\"Two\"): text: {layer.sqnr} is not a fact"),
              qPrintable(panel->errorLabel()->text()));
     QCOMPARE(panel->lessonBox()->count(), listed);
+}
+
+// Lesson 1's playground: values typed in or dragged on the number line are quantized by the core,
+// and the table shows the core's codes and errors; a bad value is refused in words.
+void TestWindowLessons::playgroundFollowsTypedAndDraggedValues()
+{
+    MainWindow window;
+    window.show();
+    PlaygroundView* view = window.playground();
+    window.tabs()->setCurrentWidget(view);
+    QVERIFY(QTest::qWaitForWindowExposed(&window));
+
+    view->valuesEdit()->setText("-1, 0.25, 0.3, 2");
+    emit view->valuesEdit()->editingFinished();
+    view->bitsBox()->setValue(2);
+    const PlaygroundSettings typed = view->settings();
+    QCOMPARE(typed.values, (std::vector<float>{-1.f, 0.25f, 0.3f, 2.f}));
+    QCOMPARE(typed.bits, 2);
+    const Playground expected = quantizePlayground(typed);
+    QCOMPARE(view->table()->rowCount(), 4);
+    for (int i = 0; i < 4; ++i) {
+        QCOMPARE(view->table()->item(i, 1)->text().toInt(), expected.values[std::size_t(i)].code);
+        QCOMPARE(view->table()->item(i, 2)->text().toDouble(), std::round(expected.values[std::size_t(i)].dequantized * 1e4) / 1e4);
+    }
+    QVERIFY(view->summary()->text().contains(QString::number(*expected.scale, 'f', 5)));
+    QCOMPARE(window.lessonViewFacts().at("playground.levels"), 4.0);
+
+    // Drag the value 2 down to about 1: the range shrinks, the codes follow.
+    NumberLine* line = view->numberLine();
+    const QPoint from(int(std::lround(line->xOf(2.0))), line->valueY());
+    const QPoint to(int(std::lround(line->xOf(1.0))), line->valueY());
+    QTest::mousePress(line, Qt::LeftButton, {}, from);
+    QMouseEvent move(QEvent::MouseMove, to, line->mapToGlobal(to), Qt::NoButton, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(line, &move);
+    QTest::mouseRelease(line, Qt::LeftButton, {}, to);
+    const float dragged = view->settings().values[3];
+    QVERIFY2(std::abs(dragged - 1.f) < 0.1f, qPrintable(QString::number(dragged)));
+    QCOMPARE(view->playground()->rangeMax, dragged);
+    QCOMPARE(window.lessonViewFacts().at("playground.max_error"), quantizePlayground(view->settings()).maxAbsError);
+
+    view->valuesEdit()->setText("1, two, 3");
+    emit view->valuesEdit()->editingFinished();
+    QVERIFY2(view->errorLabel()->text().contains("\"two\" is not a number"), qPrintable(view->errorLabel()->text()));
+    QCOMPARE(view->settings().values[3], dragged);  // refused: the values shown stay
+}
+
+// The Integer arithmetic view shows the core's trace of the selected layer's value, which ends in
+// the int8 engine's own code; another element traces again.
+void TestWindowLessons::integerTraceViewShowsTheEnginesArithmetic()
+{
+    MainWindow window;
+    openDemoModel(window);
+    if (QTest::currentTestFailed())
+        return;
+    IntegerTraceView* view = window.integerTrace();
+    window.selectLayer(window.layerRow("/conv2/Conv"));
+    window.tabs()->setCurrentWidget(view);
+    QTRY_VERIFY_WITH_TIMEOUT(view->trace() && view->trace()->layer == "/conv2/Conv", kTimeoutMs);
+    QCOMPARE(view->coordinates().size(), std::size_t(3));  // channel, y, x
+    view->coordinates()[0]->setValue(10);
+    view->coordinates()[1]->setValue(7);
+    view->coordinates()[2]->setValue(7);
+    const std::vector<std::int64_t> position{0, 10, 7, 7};
+    QTRY_VERIFY_WITH_TIMEOUT(view->trace()->position == position, kTimeoutMs);
+
+    Study study(StudySources{.model = (kExamples + "/fashion_cnn.onnx").toStdString(), .data = kFashion.toStdString(),
+                             .evaluationImages = Session::kEvaluationImages});
+    const IntegerTrace expected = study.traceIntegerOutput(window.session()->evaluation()->config, "/conv2/Conv", 0, position);
+    const IntegerTrace& shown = *view->trace();
+    QCOMPARE(shown.accumulator, expected.accumulator);
+    QCOMPARE(shown.biasCode, expected.biasCode);
+    QCOMPARE(shown.multiplier, expected.multiplier);
+    QCOMPARE(shown.rightShift, expected.rightShift);
+    QCOMPARE(shown.code, expected.code);
+    QCOMPARE(shown.engineCode, shown.code);
+    QCOMPARE(view->terms()->rowCount(), int(expected.terms.size()));
+    const QString steps = view->steps()->toPlainText();
+    for (std::int64_t n : {expected.accumulator, std::int64_t(expected.multiplier), expected.rounded, std::int64_t(expected.engineCode)})
+        QVERIFY2(steps.contains(QString::number(n)), qPrintable(QString::number(n) + " not in\n" + steps));
+    QVERIFY(steps.contains(QString::fromUtf8("\u2714")));
+    QCOMPARE(window.lessonViewFacts().at("trace.engine_code"), double(expected.engineCode));
+
+    // A layer that stays in float cannot be traced: said, not shown.
+    window.selectLayer(window.layerRow("input"));
+    QTRY_VERIFY_WITH_TIMEOUT(!view->trace(), kTimeoutMs);
 }
 
 QTEST_MAIN(TestWindowLessons)
