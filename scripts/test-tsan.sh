@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${TSAN_BUILD:-build-tsan}
 TESTS=(tst_config_document tst_config_edits tst_main_window tst_one_study tst_window_stress tst_window_repairs
-       tst_window_bad_input tst_charts tst_compare tst_precision_views)
+       tst_window_bad_input tst_charts tst_compare tst_precision_views tst_window_lessons)
 if [ ! -f "$BUILD/build.ninja" ]; then
   flags="-O1 -g1 -fsanitize=thread -fno-omit-frame-pointer"
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DQE_BUILD_TRAINING=OFF -DCMAKE_CXX_FLAGS="$flags -DNDEBUG" \

@@ -57,13 +57,15 @@ void MainWindow::applyLessonStep(const LessonStep& step, const QString& lessonTi
     if (step.playground)
         playground_->setSettings(*step.playground);
     lessonTrace_ = step.trace ? std::make_unique<LessonTrace>(*step.trace) : nullptr;
-    const QString model = step.modelPath ? QString::fromStdString(step.modelPath->string()) : QString();
-    if (!model.isEmpty() && QFileInfo(model).canonicalFilePath() != QFileInfo(modelPath_).canonicalFilePath()) {
-        // Another model: it opens on the images in use; the layer and view follow once it has
-        // loaded (showLoaded), the configuration with it.
+    const QString model = step.modelPath ? QString::fromStdString(step.modelPath->string()) : modelPath_;
+    const QString data = step.dataPath ? QString::fromStdString(step.dataPath->string()) : dataPath_;
+    auto other = [](const QString& a, const QString& b) { return QFileInfo(a).canonicalFilePath() != QFileInfo(b).canonicalFilePath(); };
+    if (other(model, modelPath_) || (step.dataPath && other(data, dataPath_))) {
+        // Another model or other images: they open (a model on the images in use unless the step
+        // names its own); the layer and view follow once loaded (showLoaded), the configuration with it.
         pendingLessonLayer_ = step.layer;
         pendingLessonView_ = step.view;
-        openSessionWith(model, dataPath_, step.config.value_or(QuantConfig{}), description);
+        openSessionWith(model, data, step.config.value_or(QuantConfig{}), description);
         return;
     }
     if (step.config && !(*step.config == document_->config()))

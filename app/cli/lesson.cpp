@@ -15,7 +15,7 @@ using nlohmann::json;
 constexpr const char* kLessonUsage = R"(usage: quantexplorer-cli lesson --lesson L.json --data PATH --out DIR [options]
 
   --lesson L.json       the lesson (resources/lessons/README.md describes the format)
-  --data PATH           the images every step is evaluated on
+  --data PATH           the images the steps are evaluated on (not needed when the lesson names its own)
   --out DIR             writes DIR/handout.md (each step's text with the numbers of this run, what
                         to look at, its question and the right answer) and DIR/step_N/ (the
                         step's report: report.md, layer_sqnr.png, weight_histograms.png, ...)
@@ -40,7 +40,7 @@ int runLesson(const std::vector<std::string>& args)
     const Lesson lesson = loadLesson(options.required("--lesson"), examples);
     const std::filesystem::path dir = options.required("--out");
     const StudySources sources =
-        studySources(options, true, static_cast<std::size_t>(options.integer("--limit").value_or(0)), false);
+        studySources(options, !lesson.steps.front().dataPath, static_cast<std::size_t>(options.integer("--limit").value_or(0)), false);
     const LessonHandout handout = writeLessonHandout(lesson, sources, dir, stderrProgress());
     if (options.has("--json")) {
         json files = json::array(), steps = json::array();
@@ -50,8 +50,8 @@ int runLesson(const std::vector<std::string>& args)
             const LessonStep& step = lesson.steps[i];
             steps.push_back({{"title", step.title},
                              {"layer", step.layer},
-                             {"text", renderLessonText(step.text, handout.steps[i], step.layer)},
-                             {"facts", lessonFacts(handout.steps[i], step.layer)}});
+                             {"text", renderLessonText(step.text, handout.steps[i], step.layer, handout.views[i])},
+                             {"facts", lessonFacts(handout.steps[i], step.layer, handout.views[i])}});
         }
         std::cout << json{{"lesson", lesson.title}, {"files", files}, {"steps", steps}}.dump() << "\n";
     } else {

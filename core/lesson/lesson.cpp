@@ -344,8 +344,28 @@ void checkText(const std::string& text, const std::function<void(const std::stri
     }
 }
 
-// A model named by a lesson: an example's name, or a path inside the lesson's folder (a lesson
-// from elsewhere must not make the app read files outside the folder the user chose).
+// A file or folder named by a lesson, inside the lesson's folder (a lesson from elsewhere must not
+// make the app read files outside the folder the user chose, not through a symbolic link either).
+fs::path resolveInsideFolder(const std::string& name, const fs::path& lessonFolder, bool folderAllowed,
+                             const std::function<void(const std::string&)>& fail)
+{
+    const fs::path named(name);
+    if (named.is_absolute())
+        fail("\"" + name + "\": expected a path relative to the lesson's folder");
+    for (const fs::path& part : named)
+        if (part == "..")
+            fail("\"" + name + "\" leads out of the lesson's folder; expected a path inside it");
+    const fs::path path = lessonFolder / named;
+    if (!fs::is_regular_file(path) && !(folderAllowed && fs::is_directory(path)))
+        fail("\"" + name + "\": no such " + (folderAllowed ? "file or folder" : "file") + " (" + path.string() + ")");
+    const fs::path resolved = fs::canonical(path), folder = fs::canonical(lessonFolder.empty() ? fs::path(".") : lessonFolder);
+    const auto [end, unused] = std::mismatch(folder.begin(), folder.end(), resolved.begin(), resolved.end());
+    if (end != folder.end())
+        fail("\"" + name + "\" leads out of the lesson's folder (to " + resolved.string() + "); expected a path inside it");
+    return resolved;
+}
+
+// A model named by a lesson: an example's name, or a path inside the lesson's folder.
 fs::path resolveModel(const std::string& model, const fs::path& lessonFolder, const fs::path& examplesFolder,
                       const std::function<void(const std::string&)>& fail)
 {
@@ -358,18 +378,7 @@ fs::path resolveModel(const std::string& model, const fs::path& lessonFolder, co
     }
     if (named.is_absolute())
         fail("\"" + model + "\": expected an example's name or a path relative to the lesson's folder");
-    for (const fs::path& part : named)
-        if (part == "..")
-            fail("\"" + model + "\" leads out of the lesson's folder; expected a path inside it");
-    const fs::path path = lessonFolder / named;
-    if (!fs::is_regular_file(path))
-        fail("\"" + model + "\": no such file (" + path.string() + ")");
-    // A symbolic link inside the folder may still point out of it.
-    const fs::path resolved = fs::canonical(path), folder = fs::canonical(lessonFolder.empty() ? fs::path(".") : lessonFolder);
-    const auto [end, unused] = std::mismatch(folder.begin(), folder.end(), resolved.begin(), resolved.end());
-    if (end != folder.end())
-        fail("\"" + model + "\" leads out of the lesson's folder (to " + resolved.string() + "); expected a file inside it");
-    return resolved;
+    return resolveInsideFolder(model, lessonFolder, false, fail);
 }
 
 using FieldFailure = std::function<std::function<void(const std::string&)>(const std::string&)>;
@@ -523,8 +532,8 @@ Lesson loadLesson(const fs::path& path, const fs::path& examplesFolder)
     lesson.summary = optionalString(j, "summary", failTop("summary"));
     if (!j.contains("steps") || !j["steps"].is_array() || j["steps"].empty())
         failTop("steps")("expected a non-empty array of steps");
-    static const std::set<std::string> stepKeys{"title", "text", "model", "config", "layer", "view", "highlight", "question",
-                                                "playground", "trace"};
+    static const std::set<std::string> stepKeys{"title", "text", "model", "data", "config", "layer", "view", "highlight",
+                                                "question", "playground", "trace"};
     static const std::set<std::string> answers{"lowest_layer", "highest_layer", "number"};
     int number = 0;
     for (const json& s : j["steps"]) {
@@ -539,14 +548,17 @@ Lesson loadLesson(const fs::path& path, const fs::path& examplesFolder)
         };
         for (const auto& [key, value] : s.items())
             if (!stepKeys.count(key))
-                fail(key)("not a step field; expected title, text, model, config, layer, view, highlight, question, playground "
-                          "or trace");
+                fail(key)("not a step field; expected title, text, model, data, config, layer, view, highlight, question, "
+                          "playground or trace");
         step.title = requiredString(s, "title", fail("title"));
         step.text = requiredString(s, "text", fail("text"));
         checkText(step.text, fail("text"));
         step.model = optionalString(s, "model", fail("model"));
         if (!step.model.empty())
             step.modelPath = resolveModel(step.model, path.parent_path(), examplesFolder, fail("model"));
+        step.data = optionalString(s, "data", fail("data"));
+        if (!step.data.empty())
+            step.dataPath = resolveInsideFolder(step.data, path.parent_path(), true, fail("data"));
         if (s.contains("config")) {
             if (!s["config"].is_object())
                 fail("config")("expected a configuration object (the format of a quantexplorer-config file)");
@@ -730,8 +742,11 @@ LessonHandout writeLessonHandout(const Lesson& lesson, StudySources sources, con
     int number = 0;
     for (const LessonStep& step : lesson.steps) {
         ++number;
-        if (step.modelPath) {
-            sources.model = *step.modelPath;
+        if (step.modelPath || step.dataPath) {
+            if (step.modelPath)
+                sources.model = *step.modelPath;
+            if (step.dataPath)
+                sources.data = *step.dataPath;
             study = std::make_unique<Study>(sources, progress);
         }
         if (!study)
@@ -787,6 +802,7 @@ LessonHandout writeLessonHandout(const Lesson& lesson, StudySources sources, con
         md << "![per-layer SQNR](" << stepDir << "/layer_sqnr.png)\n\n";
         md << "The step's full report: [" << stepDir << "/report.md](" << stepDir << "/report.md).\n\n";
         handout.steps.push_back(result);
+        handout.views.push_back(views);
     }
     const fs::path path = dir / "handout.md";
     fs::create_directories(dir);

@@ -47,6 +47,10 @@ struct LessonStep {
     // the lesson's folder; empty: the model stays.
     std::string model;
     std::optional<std::filesystem::path> modelPath;  // the model resolved by resolveLessonModel
+    // Images (a file or a folder) relative to the lesson's folder, for a model that needs its own
+    // (an ImageNet model in a lesson folder a teacher made); empty: the images stay.
+    std::string data;
+    std::optional<std::filesystem::path> dataPath;
     std::optional<QuantConfig> config;               // empty: the configuration stays
     std::string layer;                               // empty: the selection stays
     std::string view;                                // one of lessonViews(); empty: the view stays
@@ -106,14 +110,15 @@ LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::s
                                     const std::string& layer = {}, const LessonViewFacts& views = {});
 
 // A lesson written down for a class (the handout): the lesson run start to end on `sources`
-// (each step's model replaces sources.model), and <dir>/handout.md with each step's title, what
+// (each step's model replaces sources.model, its data sources.data), and <dir>/handout.md with each step's title, what
 // to look at, its text with the numbers of that run, its question with the right answer, and the
 // step's report (Study::writeReport: per-layer SQNR chart, weight histograms, metrics) in
 // <dir>/step_N/. A step with a playground or a trace gets their numbers too (the trace of the
 // step's layer, traced on the step's image, as a table of its arithmetic). The CLI's `lesson` and the lessons panel's Handout... write the same files.
 struct LessonHandout {
     std::vector<std::filesystem::path> files;
-    std::vector<StudyResult> steps;  // each step's evaluation, in order
+    std::vector<StudyResult> steps;      // each step's evaluation, in order
+    std::vector<LessonViewFacts> views;  // each step's playground and trace facts
 };
 LessonHandout writeLessonHandout(const Lesson& lesson, StudySources sources, const std::filesystem::path& dir,
                                  const EvaluationProgress& progress = {});

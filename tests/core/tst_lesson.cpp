@@ -55,11 +55,13 @@ void runLesson(const Lesson& lesson,
     LessonTrace trace;
     std::string layer;
     for (const LessonStep& step : lesson.steps) {
-        if (step.modelPath) {
-            StudySources sources;
-            sources.model = *step.modelPath;
-            sources.data = kFashionTest;
-            sources.calibrationData = kFashionTrain;
+        if (step.modelPath || step.dataPath) {
+            StudySources sources = study ? study->sources() : StudySources{};
+            if (step.modelPath)
+                sources.model = *step.modelPath;
+            sources.data = step.dataPath.value_or(sources.data.value_or(kFashionTest));
+            if (!step.dataPath)
+                sources.calibrationData = kFashionTrain;
             sources.evaluationImages = 500;
             study = std::make_unique<Study>(sources);
         }
@@ -94,6 +96,7 @@ private slots:
     void malformedLessonsNameFileStepAndField();
     void formatDocumentationListsEveryFact();
     void handoutShowsThePlaygroundAndTheTrace();
+    void mobileNetLessonShowsTheDepthwiseCollapse();
 };
 
 void TestLesson::init()
@@ -259,6 +262,9 @@ void TestLesson::malformedLessonsNameFileStepAndField()
         {R"([{"title": "T", "text": "x", "trace": {"position": [0, -1]}}])", R"(step 1 ("T"): trace.position: expected coordinates of at least 0)"},
         {R"([{"title": "T", "text": "x", "trace": {"pixel": 3}}])", R"(step 1 ("T"): trace.pixel: not a trace field)"},
         {R"([{"title": "T", "text": "{trace.nonsense}"}])", R"(step 1 ("T"): text: {trace.nonsense} is not a fact)"},
+        {R"([{"title": "D", "text": "x", "data": "../elsewhere"}])", R"(step 1 ("D"): data: "../elsewhere" leads out of the lesson's folder)"},
+        {R"([{"title": "D", "text": "x", "data": "/etc"}])", R"(step 1 ("D"): data: "/etc": expected a path relative to the lesson's folder)"},
+        {R"([{"title": "D", "text": "x", "data": "nothing_here"}])", R"(step 1 ("D"): data: "nothing_here": no such file or folder)"},
     };
     for (const Case& c : cases) {
         const std::string error = lessonError(c.steps);
@@ -306,6 +312,60 @@ void TestLesson::handoutShowsThePlaygroundAndTheTrace()
     const Playground p = quantizePlayground(*playground.steps[0].playground);
     QVERIFY2(md2.str().find("| 2.4000 | " + std::to_string(p.values.back().code) + " | ") != std::string::npos, md2.str().c_str());
     QVERIFY(md2.str().find("n/a") == std::string::npos);
+}
+
+// resources/lessons/mobilenet: lesson 4 on TensorFlow's MobileNetV1 0.25, run from a folder
+// holding the lesson, the model and its images as a teacher would make it. Per-tensor 8-bit
+// weights collapse the first depthwise convolution (the question's answer, found independently
+// from the evaluation) and cost the model more than 15 points; per channel recovers both.
+void TestLesson::mobileNetLessonShowsTheDepthwiseCollapse()
+{
+    const fs::path model = test::sharedDir() / "models/mobilenet_v1_0.25_128_float.onnx";
+    const fs::path images = test::sharedDir() / "data/imagenet_val_227_300";
+    QE_REQUIRE_PATH(model);
+    QE_REQUIRE_PATH(images);
+    QTemporaryDir dir;
+    const fs::path kit = dir.path().toStdString();
+    for (const char* file : {"04_mobilenet_per_tensor.json", "mobilenet_v1_0.25_128_float.preprocess.json"})
+        fs::copy_file(kLessons / "mobilenet" / file, kit / file);
+    // Without the model beside it, the lesson says which file is missing.
+    try {
+        loadLesson(kit / "04_mobilenet_per_tensor.json", kExamples);
+        QFAIL("the lesson loaded without its model");
+    } catch (const Error& e) {
+        QVERIFY2(std::string(e.what()).find("step 1 (\"Per tensor: a depthwise layer collapses\"): model: "
+                                            "\"mobilenet_v1_0.25_128_float.onnx\": no such file") != std::string::npos, e.what());
+    }
+    fs::copy_file(model, kit / model.filename());
+    fs::copy(images, kit / images.filename(), fs::copy_options::recursive);
+    const Lesson lesson = loadLesson(kit / "04_mobilenet_per_tensor.json", kExamples);
+    std::vector<double> top1, isolated;
+    runLesson(lesson, [&](const LessonStep& step, const StudyResult& result, const LessonViewFacts& views) {
+        const std::string text = renderLessonText(step.text, result, "op01_dwconv", views);
+        QVERIFY2(text.find("n/a") == std::string::npos, text.c_str());
+        QCOMPARE(result.metrics.images, std::size_t(300));
+        top1.push_back(100 * result.metrics.top1);
+        for (const LayerMetrics& l : result.metrics.layers)
+            if (l.name == "op01_dwconv")
+                isolated.push_back(l.isolated.sqnrDb);
+        if (step.question) {
+            std::string lowest;
+            double lowestSqnr = 1e9;
+            for (const LayerMetrics& l : result.metrics.layers)
+                if (l.weights && l.isolated.sqnrDb < lowestSqnr) {
+                    lowestSqnr = l.isolated.sqnrDb;
+                    lowest = l.name;
+                }
+            QCOMPARE(lowest, std::string("op01_dwconv"));
+            QVERIFY(checkLessonAnswer(*step.question, lowest, result, step.layer, views).correct);
+        }
+    });
+    QCOMPARE(top1.size(), std::size_t(4));
+    qInfo("MobileNetV1 0.25, 8-bit weights: per tensor %.2f%%, per channel %.2f%%, per tensor after equalization %.2f%%; "
+          "op01_dwconv isolated SQNR %.1f dB per tensor, %.1f per channel",
+          top1[0], top1[2], top1[3], isolated[0], isolated[2]);
+    QVERIFY(top1[2] > top1[0] + 15);
+    QVERIFY(isolated[2] > isolated[0] + 15);
 }
 
 QTEST_APPLESS_MAIN(TestLesson)

@@ -29,6 +29,7 @@
 #include <QUndoStack>
 #include <QtTest>
 
+#include <filesystem>
 #include <fstream>
 
 using namespace qe;
@@ -42,10 +43,11 @@ const int kTimeoutMs = scaledTimeout(120000);
 
 // What the panel should show for the step on the evaluation shown, from the core (`views`: the
 // playground's and the traced value's numbers, computed by the core on its own).
-QString expectedText(const Lesson& lesson, int step, const StudyResult& result, const LessonViewFacts& views = {})
+QString expectedText(const Lesson& lesson, int step, const StudyResult& result, const LessonViewFacts& views = {},
+                     const std::string& selectedLayer = {})
 {
     const LessonStep& s = lesson.steps[static_cast<std::size_t>(step)];
-    QString text = QString::fromStdString(renderLessonText(s.text, result, s.layer, views));
+    QString text = QString::fromStdString(renderLessonText(s.text, result, s.layer.empty() ? selectedLayer : s.layer, views));
     if (step == 0 && !lesson.summary.empty())
         text = QString::fromStdString(lesson.summary) + "\n\n" + text;
     return text;
@@ -82,6 +84,64 @@ int visibleTabs(const MainWindow& window)
 
 }  // namespace
 
+// Steps through the lesson the panel has started, by Next, checking each step as it is shown: its
+// layer and view, its text equal to the core's rendering of the evaluation shown (with the
+// playground's and the traced value's numbers, computed by the core on its own: traces by
+// `traceStudy`, a study of the demo model), and its question answered right and wrong.
+void stepThroughLesson(MainWindow& window, LessonPanel* panel, Study& traceStudy)
+{
+    const Lesson& lesson = *panel->lesson();
+    std::optional<PlaygroundSettings> playground;
+    LessonTrace trace;
+    std::string layer;
+    for (int step = 0; step < static_cast<int>(lesson.steps.size()); ++step) {
+        if (step > 0) {
+            QVERIFY(panel->nextButton()->isEnabled());
+            panel->nextButton()->click();
+        }
+        QCOMPARE(panel->step(), step);
+        const LessonStep& s = lesson.steps[static_cast<std::size_t>(step)];
+        if (s.config)
+            waitForEvaluationOf(window, *s.config, kTimeoutMs);
+        const auto result = window.session()->evaluation();
+        // The teaching views' numbers, from the core: the playground as the lesson left it,
+        // the step's layer traced as the step asks.
+        LessonViewFacts views;
+        playground = s.playground ? s.playground : playground;
+        if (playground) {
+            views = playgroundFacts(quantizePlayground(*playground));
+            QVERIFY(window.playground()->settings() == *playground);
+        }
+        trace = s.trace.value_or(trace);
+        layer = s.layer.empty() ? layer : s.layer;
+        if (s.view == "integer")
+            views.merge(integerTraceFacts(traceStudy.traceIntegerOutput(result->config, layer, trace.image, trace.position)));
+        QTRY_COMPARE_WITH_TIMEOUT(panel->shownText(), expectedText(lesson, step, *result, views, layer), kTimeoutMs);
+        QVERIFY2(!panel->shownText().contains("n/a"), qPrintable(panel->shownText()));
+        if (!s.layer.empty())
+            QCOMPARE(window.selectedLayer(), window.layerRow(s.layer));
+        if (!s.view.empty())
+            QCOMPARE(lessonViews()[static_cast<std::size_t>(window.tabs()->currentIndex())], s.view);
+        // The weight SQNR the text prints is the evaluation's, with one decimal.
+        for (const LayerMetrics& m : result->metrics.layers)
+            if (m.name == s.layer && m.weights && s.text.find("{layer.weight_sqnr_db}") != std::string::npos)
+                QVERIFY2(panel->shownText().contains(QString::number(m.weights->sqnrDb, 'f', 1) + " dB"), qPrintable(panel->shownText()));
+        if (s.question) {
+            QVERIFY(panel->answerEdit()->isVisible());
+            const LessonAnswerCheck right = checkLessonAnswer(*s.question, "", *result, s.layer, views);
+            panel->answerEdit()->setText(QString::fromStdString(right.expected));
+            panel->checkButton()->click();
+            QVERIFY2(panel->feedback()->text().startsWith(QString::fromUtf8("\u2714")), qPrintable(panel->feedback()->text()));
+            panel->answerEdit()->setText("not the answer");
+            panel->checkButton()->click();
+            QVERIFY2(panel->feedback()->text().contains("Not quite"), qPrintable(panel->feedback()->text()));
+        } else {
+            QVERIFY(!panel->answerEdit()->isVisible());
+        }
+    }
+    QVERIFY(!panel->nextButton()->isEnabled());
+}
+
 class TestWindowLessons : public QObject {
     Q_OBJECT
 private slots:
@@ -94,6 +154,7 @@ private slots:
     void malformedLessonIsRefusedByName();
     void playgroundFollowsTypedAndDraggedValues();
     void integerTraceViewShowsTheEnginesArithmetic();
+    void mobileNetLessonOpensItsModelAndImages();
 };
 
 void TestWindowLessons::init()
@@ -132,58 +193,9 @@ void TestWindowLessons::builtInLessonsRunStartToEnd()
     // The trace the Integer arithmetic view should show, from a study of its own on the same files.
     Study study(StudySources{.model = (kExamples + "/fashion_cnn.onnx").toStdString(), .data = kFashion.toStdString(),
                              .evaluationImages = Session::kEvaluationImages});
-    for (int l = 0; l < panel->lessonBox()->count(); ++l) {
+    for (int l = 0; l < panel->lessonBox()->count() && !QTest::currentTestFailed(); ++l) {
         panel->startLesson(l);
-        const Lesson& lesson = *panel->lesson();
-        std::optional<PlaygroundSettings> playground;
-        LessonTrace trace;
-        std::string layer;
-        for (int step = 0; step < static_cast<int>(lesson.steps.size()); ++step) {
-            if (step > 0) {
-                QVERIFY(panel->nextButton()->isEnabled());
-                panel->nextButton()->click();
-            }
-            QCOMPARE(panel->step(), step);
-            const LessonStep& s = lesson.steps[static_cast<std::size_t>(step)];
-            if (s.config)
-                waitForEvaluationOf(window, *s.config, kTimeoutMs);
-            const auto result = window.session()->evaluation();
-            // The teaching views' numbers, from the core: the playground as the lesson left it,
-            // the step's layer traced as the step asks.
-            LessonViewFacts views;
-            playground = s.playground ? s.playground : playground;
-            if (playground) {
-                views = playgroundFacts(quantizePlayground(*playground));
-                QVERIFY(window.playground()->settings() == *playground);
-            }
-            trace = s.trace.value_or(trace);
-            layer = s.layer.empty() ? layer : s.layer;
-            if (s.view == "integer")
-                views.merge(integerTraceFacts(study.traceIntegerOutput(result->config, layer, trace.image, trace.position)));
-            QTRY_COMPARE_WITH_TIMEOUT(panel->shownText(), expectedText(lesson, step, *result, views), kTimeoutMs);
-            QVERIFY2(!panel->shownText().contains("n/a"), qPrintable(panel->shownText()));
-            if (!s.layer.empty())
-                QCOMPARE(window.selectedLayer(), window.layerRow(s.layer));
-            if (!s.view.empty())
-                QCOMPARE(lessonViews()[static_cast<std::size_t>(window.tabs()->currentIndex())], s.view);
-            // The weight SQNR the text prints is the evaluation's, with one decimal.
-            for (const LayerMetrics& m : result->metrics.layers)
-                if (m.name == s.layer && m.weights && s.text.find("{layer.weight_sqnr_db}") != std::string::npos)
-                    QVERIFY2(panel->shownText().contains(QString::number(m.weights->sqnrDb, 'f', 1) + " dB"), qPrintable(panel->shownText()));
-            if (s.question) {
-                QVERIFY(panel->answerEdit()->isVisible());
-                const LessonAnswerCheck right = checkLessonAnswer(*s.question, "", *result, s.layer, views);
-                panel->answerEdit()->setText(QString::fromStdString(right.expected));
-                panel->checkButton()->click();
-                QVERIFY2(panel->feedback()->text().startsWith(QString::fromUtf8("\u2714")), qPrintable(panel->feedback()->text()));
-                panel->answerEdit()->setText("not the answer");
-                panel->checkButton()->click();
-                QVERIFY2(panel->feedback()->text().contains("Not quite"), qPrintable(panel->feedback()->text()));
-            } else {
-                QVERIFY(!panel->answerEdit()->isVisible());
-            }
-        }
-        QVERIFY(!panel->nextButton()->isEnabled());
+        stepThroughLesson(window, panel, study);
     }
 }
 
@@ -377,6 +389,37 @@ void TestWindowLessons::integerTraceViewShowsTheEnginesArithmetic()
     // A layer that stays in float cannot be traced: said, not shown.
     window.selectLayer(window.layerRow("input"));
     QTRY_VERIFY_WITH_TIMEOUT(!view->trace(), kTimeoutMs);
+}
+
+// The MobileNet lesson (resources/lessons/mobilenet) from a folder a teacher made with the model
+// and its ImageNet images: Open... loads it, its first step opens that model on those images, and
+// every step shows the core's numbers.
+void TestWindowLessons::mobileNetLessonOpensItsModelAndImages()
+{
+    const QString shared = QStringLiteral(QE_SHARED_DIR);
+    const QString model = shared + "/models/mobilenet_v1_0.25_128_float.onnx";
+    const QString images = shared + "/data/imagenet_val_227_300";
+    if (!QFileInfo::exists(model) || !QFileInfo::exists(images))
+        QSKIP("needs ../shared (MobileNetV1 0.25 and the ImageNet images)");
+    QTemporaryDir dir;
+    const std::filesystem::path kit = dir.path().toStdString();
+    for (const char* file : {"04_mobilenet_per_tensor.json", "mobilenet_v1_0.25_128_float.preprocess.json"})
+        std::filesystem::copy_file(kLessons.toStdString() + "/mobilenet/" + file, kit / file);
+    std::filesystem::copy_file(model.toStdString(), kit / "mobilenet_v1_0.25_128_float.onnx");
+    std::filesystem::copy(images.toStdString(), kit / "imagenet_val_227_300", std::filesystem::copy_options::recursive);
+
+    MainWindow window;
+    openDemoModel(window);
+    if (QTest::currentTestFailed())
+        return;
+    LessonPanel* panel = window.showLessonPanel();
+    QVERIFY2(panel->openLessonFile(dir.filePath("04_mobilenet_per_tensor.json")), qPrintable(panel->errorLabel()->text()));
+    QTRY_VERIFY_WITH_TIMEOUT(window.summary() && window.summary()->images == 300, kTimeoutMs);
+    QCOMPARE(window.summary()->data, QString("imagenet_val_227_300"));
+    QVERIFY(window.session()->snapshot()->layers.size() > 28);  // MobileNet's layers, not the demo CNN's
+    QCOMPARE(window.summary()->labelColumn, QString("label_1001"));
+    Study traces(StudySources{.model = (kExamples + "/fashion_cnn.onnx").toStdString(), .data = kFashion.toStdString()});
+    stepThroughLesson(window, panel, traces);
 }
 
 QTEST_MAIN(TestWindowLessons)
