@@ -162,7 +162,8 @@ MainWindow::MainWindow(QWidget* parent)
     tableLayout->addWidget(repairScroll_);
     tableLayout->addWidget(table_);
 
-    auto* errorPanel = new QWidget(this);
+    errorPanel_ = new QWidget(this);
+    QWidget* errorPanel = errorPanel_;
     auto* errorLayout = new QVBoxLayout(errorPanel);
     errorLayout->setContentsMargins(4, 0, 4, 4);
     auto* errorBar = new QHBoxLayout;
@@ -195,17 +196,27 @@ MainWindow::MainWindow(QWidget* parent)
 
     // The views of the selected layer and of the whole model.
     details_->setOpenLinks(false);
-    tabs_->addTab(buildHistogramTab(), tr("Histograms"));
-    tabs_->addTab(details_, tr("Layer details"));
-    tabs_->addTab(buildAccuracyTab(), tr("Accuracy"));
-    tabs_->addTab(buildImagesTab(), tr("Images"));
-    tabs_->addTab(buildChannelTab(), tr("Channels"));
-    tabs_->addTab(buildRepairsTab(), tr("Repairs"));
-    tabs_->addTab(buildGraphTab(), tr("Graph"));
-    tabs_->addTab(sensitivity_, tr("Sensitivity"));
-    tabs_->addTab(pareto_, tr("Pareto"));
-    tabs_->addTab(playground_, tr("Playground"));
-    tabs_->addTab(traceView_, tr("Integer arithmetic"));
+    // Each view scrolls inside its tab when the window is smaller than it needs: a tab widget is
+    // otherwise as large as its largest page, whichever is shown, which no projector at 1280x720
+    // would fit.
+    auto addView = [this](QWidget* page, const QString& name) {
+        auto* area = new QScrollArea(tabs_);
+        area->setWidget(page);
+        area->setWidgetResizable(true);
+        area->setFrameShape(QFrame::NoFrame);
+        tabs_->addTab(area, name);
+    };
+    addView(buildHistogramTab(), tr("Histograms"));
+    addView(details_, tr("Layer details"));
+    addView(buildAccuracyTab(), tr("Accuracy"));
+    addView(buildImagesTab(), tr("Images"));
+    addView(buildChannelTab(), tr("Channels"));
+    addView(buildRepairsTab(), tr("Repairs"));
+    addView(buildGraphTab(), tr("Graph"));
+    addView(sensitivity_, tr("Sensitivity"));
+    addView(pareto_, tr("Pareto"));
+    addView(playground_, tr("Playground"));
+    addView(traceView_, tr("Integer arithmetic"));
     connect(playground_, &PlaygroundView::changed, this, &MainWindow::lessonViewsChanged);
     connect(traceView_, &IntegerTraceView::traced, this, &MainWindow::lessonViewsChanged);
     connect(sensitivity_, &SensitivityView::message, this, [this](const QString& text) { statusBar()->showMessage(text, 8000); });
@@ -489,7 +500,7 @@ SearchDialog* MainWindow::showSearchDialog()
         searchDialog_ = new SearchDialog(session_, document_, this);
     searchDialog_->show();
     searchDialog_->raise();
-    tabs_->setCurrentWidget(pareto_);  // the candidates appear there as they are evaluated
+    showView(pareto_);  // the candidates appear there as they are evaluated
     return searchDialog_;
 }
 
@@ -516,6 +527,13 @@ void MainWindow::scrollErrorChartToSelection()
     const QRect bars = errorChart_->layerBarRect(selectedLayer());
     if (!bars.isEmpty())
         errorScroll_->ensureVisible(0, bars.center().y(), 0, bars.height());
+}
+
+void MainWindow::showView(QWidget* view)
+{
+    for (int i = 0; i < tabs_->count(); ++i)
+        if (auto* area = qobject_cast<QScrollArea*>(tabs_->widget(i)); area && area->widget() == view)
+            tabs_->setCurrentIndex(i);
 }
 
 }  // namespace qe

@@ -174,6 +174,8 @@ public:
     // The numbers of the Playground and Integer arithmetic views that lesson texts name
     // (playground.*, trace.*); lessonViewsChanged() when they change.
     std::map<std::string, double> lessonViewFacts() const;
+    // Brings the tab showing `view` (one of the views in the tabs) to the front.
+    void showView(QWidget* view);
     PlaygroundView* playground() const { return playground_; }
     IntegerTraceView* integerTrace() const { return traceView_; }
     // The row of the layer named `name` in the table, -1 when the model has none.
@@ -355,6 +357,7 @@ private:
     bool presentation_ = false;
     QAction* presentationAction_ = nullptr;
     QScrollArea* repairScroll_ = nullptr;
+    QWidget* errorPanel_ = nullptr;  // the per-layer error chart left of the views
     void showPresentationTabs();  // every tab, or only the lesson's view in presentation mode
     QList<QAction*> exportActions_;  // enabled while a model is loaded and no export runs
 

@@ -391,7 +391,7 @@ void MainWindow::shootPrecisionViews(const QString& base, std::shared_ptr<bool> 
     // The sensitivity map of the configuration shown, once every layer is measured (worst first);
     // then a search with the dialog's defaults, the dialog with its outcome, and the Pareto view
     // once its choice is applied and evaluated.
-    tabs_->setCurrentWidget(sensitivity_);
+    showView(sensitivity_);
     auto searched = [this, base, ok](std::shared_ptr<const SearchResult>) {
         QTimer::singleShot(200, this, [this, base, ok] {
             *ok = searchDialog_->grab().save(base + "_search.png") && *ok;
@@ -402,7 +402,7 @@ void MainWindow::shootPrecisionViews(const QString& base, std::shared_ptr<bool> 
                 if (std::exchange(*once, true))
                     return;
                 QTimer::singleShot(300, this, [this, base, ok] {
-                    tabs_->setCurrentWidget(pareto_);
+                    showView(pareto_);
                     *ok = grab().save(base + "_pareto.png") && *ok;
                     QApplication::exit(*ok ? 0 : 1);
                 });

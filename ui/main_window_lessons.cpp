@@ -103,6 +103,8 @@ void MainWindow::showPresentationTabs()
     const std::vector<std::string>& views = lessonViews();
     for (int i = 0; i < tabs_->count() && i < static_cast<int>(views.size()); ++i)
         tabs_->setTabVisible(i, !presentation_ || lessonView_.empty() || views[static_cast<std::size_t>(i)] == lessonView_);
+    // The step's view gets the width the per-layer error chart would take beside it.
+    errorPanel_->setVisible(!presentation_ || lessonView_.empty());
 }
 
 void MainWindow::setPresentationMode(bool on)

@@ -187,7 +187,7 @@ void MainWindow::buildMenus()
 
     QMenu* tools = menuBar()->addMenu(tr("&Tools"));
     tools->addAction(tr("Measure Layer &Sensitivity"), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_L), this, [this] {
-        tabs_->setCurrentWidget(sensitivity_);
+        showView(sensitivity_);
         sensitivity_->measure();
     });
     tools->addAction(tr("Search &Mixed Precision..."), QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_M), this, &MainWindow::showSearchDialog);

@@ -199,7 +199,7 @@ void TestPrecisionViews::clickingACellAppliesItAsOneUndoStep()
         if (model->choiceAt(c) == PrecisionChoice{.weightBits = 4, .activationBits = 6})
             column = c;
     QVERIFY(row >= 0 && column >= 0);
-    window.findChild<QTabWidget*>()->setCurrentWidget(view);
+    window.showView(view);
     QTableView* table = view->table();
     table->scrollTo(model->index(row, column));
     QTest::mouseClick(table->viewport(), Qt::LeftButton, {}, table->visualRect(model->index(row, column)).center());

@@ -276,16 +276,31 @@ void TestWindowLessons::presentationModeEnlargesAndShowsTheStepsView()
     QVERIFY(window.presentationMode());
     QVERIFY(window.layerTable()->font().pointSizeF() >= 1.4 * normal);
     QCOMPARE(visibleTabs(window), 1);
+    QVERIFY(!window.errorChart()->isVisible());  // the step's view takes its width
     QCOMPARE(lessonViews()[static_cast<std::size_t>(window.tabs()->currentIndex())], panel->lesson()->steps[0].view);
     // The charts follow the window's font when they are painted.
     window.weightHistogram()->grab();
     for (QAbstractAxis* axis : window.weightHistogram()->chart()->axes())
         QCOMPARE(axis->labelsFont().pointSizeF(), window.font().pointSizeF());
 
+    // Readable on a projector at 1280x720: with the lessons panel, the window fits there whichever
+    // view a step shows.
+    for (const std::string& view : lessonViews()) {
+        LessonStep step;
+        step.title = "view " + view;
+        step.view = view;
+        window.applyLessonStep(step, "sizes");
+        QCoreApplication::processEvents();
+        const QSize needed = window.minimumSizeHint().expandedTo(window.minimumSize());
+        qInfo("presentation, view %s: the window needs %dx%d", view.c_str(), needed.width(), needed.height());
+        QVERIFY2(needed.width() <= 1280 && needed.height() <= 720, view.c_str());
+    }
+
     action->trigger();
     QVERIFY(!window.presentationMode());
     QCOMPARE(window.layerTable()->font().pointSizeF(), normal);
     QCOMPARE(visibleTabs(window), window.tabs()->count());
+    QVERIFY(window.errorChart()->isVisible());
 }
 
 void TestWindowLessons::malformedLessonIsRefusedByName()
@@ -313,7 +328,7 @@ void TestWindowLessons::playgroundFollowsTypedAndDraggedValues()
     MainWindow window;
     window.show();
     PlaygroundView* view = window.playground();
-    window.tabs()->setCurrentWidget(view);
+    window.showView(view);
     QVERIFY(QTest::qWaitForWindowExposed(&window));
 
     view->valuesEdit()->setText("-1, 0.25, 0.3, 2");
@@ -360,7 +375,7 @@ void TestWindowLessons::integerTraceViewShowsTheEnginesArithmetic()
         return;
     IntegerTraceView* view = window.integerTrace();
     window.selectLayer(window.layerRow("/conv2/Conv"));
-    window.tabs()->setCurrentWidget(view);
+    window.showView(view);
     QTRY_VERIFY_WITH_TIMEOUT(view->trace() && view->trace()->layer == "/conv2/Conv", kTimeoutMs);
     QCOMPARE(view->coordinates().size(), std::size_t(3));  // channel, y, x
     view->coordinates()[0]->setValue(10);
