@@ -786,9 +786,15 @@ LessonHandout writeLessonHandout(const Lesson& lesson, StudySources sources, con
         if (!step.layer.empty())
             layer = step.layer;
         if (step.view == "integer" && !layer.empty()) {
-            const IntegerTrace traced = study->traceIntegerOutput(config, layer, trace.image, trace.position, progress);
-            views.merge(integerTraceFacts(traced));
-            md << integerTraceTable(traced) << "\n";
+            // A layer the configuration keeps in float has no integer arithmetic to show: said in
+            // the handout (its trace.* numbers print n/a), the rest of the lesson written.
+            try {
+                const IntegerTrace traced = study->traceIntegerOutput(config, layer, trace.image, trace.position, progress);
+                views.merge(integerTraceFacts(traced));
+                md << integerTraceTable(traced) << "\n";
+            } catch (const Error& e) {
+                md << "*No integer arithmetic to show: " << e.what() << ".*\n\n";
+            }
         }
         md << renderLessonText(step.text, result, layer, views) << "\n\n";
         if (step.question) {

@@ -312,6 +312,20 @@ void TestLesson::handoutShowsThePlaygroundAndTheTrace()
     const Playground p = quantizePlayground(*playground.steps[0].playground);
     QVERIFY2(md2.str().find("| 2.4000 | " + std::to_string(p.values.back().code) + " | ") != std::string::npos, md2.str().c_str());
     QVERIFY(md2.str().find("n/a") == std::string::npos);
+
+    // A step tracing a layer that has no integer arithmetic (the input) says so; the rest is written.
+    const fs::path own = fs::path(dir.path().toStdString()) / "own.json";
+    std::ofstream(own) << R"({"format": "quantexplorer-lesson", "version": 1, "title": "T", "steps": [
+        {"title": "Input", "model": "fashion_cnn", "layer": "input", "view": "integer", "text": "code {trace.code}"},
+        {"title": "Conv", "layer": "/conv1/Conv", "view": "integer", "text": "code {trace.code}"}]})";
+    writeLessonHandout(loadLesson(own, kExamples), sources, dir.path().toStdString() + "/own");
+    std::ifstream in3(dir.path().toStdString() + "/own/handout.md");
+    std::stringstream md3;
+    md3 << in3.rdbuf();
+    QVERIFY2(md3.str().find("*No integer arithmetic to show: layer 'input' (Input) does not run in integers") != std::string::npos,
+             md3.str().c_str());
+    QVERIFY(md3.str().find("code n/a") != std::string::npos);
+    QVERIFY(md3.str().find("| the int8 engine's code |") != std::string::npos);  // the second step's trace
 }
 
 // resources/lessons/mobilenet: lesson 4 on TensorFlow's MobileNetV1 0.25, run from a folder
