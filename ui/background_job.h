@@ -93,4 +93,30 @@ template <class Work, class OnDone> void runInBackground(QThreadPool& pool, QObj
     watcher->setFuture(done);
 }
 
+// Runs f() on receiver's thread later (queued), from any thread: what a worker uses to tell the
+// GUI thread something while it works. The hand-off goes through Qt's event queue, which TSan
+// cannot see, so it is told in the same words as above: released before posting, acquired first
+// thing on the receiving thread, and the event object Qt builds in between written while TSan
+// ignores this thread.
+template <class F> void postToThreadOf(QObject* receiver, F f)
+{
+    auto shared = std::make_shared<F>(std::move(f));
+#ifdef QE_THREAD_SANITIZER
+    __tsan_release(shared.get());
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+#endif
+    QMetaObject::invokeMethod(
+        receiver,
+        [shared] {
+#ifdef QE_THREAD_SANITIZER
+            __tsan_acquire(shared.get());
+#endif
+            (*shared)();
+        },
+        Qt::QueuedConnection);
+#ifdef QE_THREAD_SANITIZER
+    AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+#endif
+}
+
 }  // namespace qe

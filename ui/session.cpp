@@ -156,13 +156,10 @@ void Session::open(const QString& modelPath, const QString& dataPath)
     auto warn = [this, openNumber, opened](const std::string& message) {
         if (!*opened)
             return;
-        QMetaObject::invokeMethod(
-            this,
-            [this, openNumber, text = QString::fromStdString(message)] {
-                if (openNumber == loadedOpen_)
-                    emit warning(text);
-            },
-            Qt::QueuedConnection);
+        postToThreadOf(this, [this, openNumber, text = QString::fromStdString(message)] {
+            if (openNumber == loadedOpen_)
+                emit warning(text);
+        });
     };
     auto work = [state, modelPath, dataPath, warn, opened, images = evaluationImages_,
                                                   budget = cacheBudget_]() -> Loaded {

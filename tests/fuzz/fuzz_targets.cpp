@@ -4,6 +4,7 @@
 #include "data/dataset.h"
 #include "data/preprocess.h"
 #include "engine/graph_preparation.h"
+#include "lesson/lesson.h"
 #include "model/onnx_import.h"
 #include "quant/config.h"
 #include "quant/layers.h"
@@ -154,6 +155,30 @@ void labelsCsv(const std::uint8_t* data, std::size_t size)
     }
 }
 
+// A lesson file (loadLesson: JSON, steps, configurations, playgrounds, paths kept inside the
+// lesson's folder); an accepted lesson's texts rendered and its questions checked as the panel
+// would, against an evaluation without numbers.
+void lessonFile(const std::uint8_t* data, std::size_t size)
+{
+    const fs::path path = scratch / "lessons" / "fuzz.json";
+    writeFile(path, data, size);
+    Lesson lesson;
+    try {
+        lesson = loadLesson(path, fs::path(QE_SOURCE_DIR) / "resources/models");
+    } catch (const Error&) {
+        return;
+    }
+    const StudyResult nothing;
+    for (const LessonStep& step : lesson.steps) {
+        (void)renderLessonText(step.text, nothing, step.layer);
+        if (step.playground)
+            (void)renderLessonText(step.text, nothing, step.layer, playgroundFacts(quantizePlayground(*step.playground)));
+        if (step.question)
+            for (const char* answer : {"", "1.5", "/conv1/Conv", "x"})
+                (void)checkLessonAnswer(*step.question, answer, nothing, step.layer);
+    }
+}
+
 }  // namespace
 
 const std::vector<Target>& targets()
@@ -161,7 +186,7 @@ const std::vector<Target>& targets()
     static const std::vector<Target> all = {
         {"onnx", onnxModel}, {"qdq", qdqModel},     {"config", configuration}, {"sidecar", sidecar},
         {"idx", idx},        {"idx_gz", idxGz},     {"cifar", cifar},          {"csv", labelsCsv},
-        {"image", image},
+        {"image", image},    {"lesson", lessonFile},
     };
     return all;
 }
@@ -180,6 +205,7 @@ void initialize()
     setenv("OPENCV_IO_MAX_IMAGE_PIXELS", "16777216", 1);  // OpenCV's own limit on a decoded image
     scratch = fs::temp_directory_path() / ("qe-fuzz-" + std::to_string(getpid()));
     fs::create_directories(scratch / "csv");
+    fs::create_directories(scratch / "lessons");
     const cv::Mat pixels(4, 4, CV_8UC1, cv::Scalar(128));
     cv::imwrite((scratch / "csv" / "a.png").string(), pixels);
     cv::imwrite((scratch / "csv" / "b.png").string(), pixels);
