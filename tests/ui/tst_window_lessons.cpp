@@ -64,6 +64,14 @@ void openDemoModel(MainWindow& window)
     QTRY_VERIFY_WITH_TIMEOUT(evaluated.count() >= 1, kTimeoutMs);
 }
 
+// A study of its own on the files the window opens (openDemoModel), evaluated on as many images as
+// the window: what the Playground and Integer arithmetic views' numbers are checked against.
+StudySources demoStudySources()
+{
+    return StudySources{.model = (kExamples + "/fashion_cnn.onnx").toStdString(), .data = kFashion.toStdString(),
+                        .evaluationImages = Session::kEvaluationImages};
+}
+
 // The built-in lesson of that file name, by its place in the lessons panel's list (file order).
 int lessonIndex(const std::string& fileName)
 {
@@ -191,8 +199,7 @@ void TestWindowLessons::builtInLessonsRunStartToEnd()
     QCOMPARE(panel->lessonBox()->count(), static_cast<int>(expected.size()));
 
     // The trace the Integer arithmetic view should show, from a study of its own on the same files.
-    Study study(StudySources{.model = (kExamples + "/fashion_cnn.onnx").toStdString(), .data = kFashion.toStdString(),
-                             .evaluationImages = Session::kEvaluationImages});
+    Study study(demoStudySources());
     for (int l = 0; l < panel->lessonBox()->count() && !QTest::currentTestFailed(); ++l) {
         panel->startLesson(l);
         stepThroughLesson(window, panel, study);
@@ -384,8 +391,7 @@ void TestWindowLessons::integerTraceViewShowsTheEnginesArithmetic()
     const std::vector<std::int64_t> position{0, 10, 7, 7};
     QTRY_VERIFY_WITH_TIMEOUT(view->trace()->position == position, kTimeoutMs);
 
-    Study study(StudySources{.model = (kExamples + "/fashion_cnn.onnx").toStdString(), .data = kFashion.toStdString(),
-                             .evaluationImages = Session::kEvaluationImages});
+    Study study(demoStudySources());
     const IntegerTrace expected = study.traceIntegerOutput(window.session()->evaluation()->config, "/conv2/Conv", 0, position);
     const IntegerTrace& shown = *view->trace();
     QCOMPARE(shown.accumulator, expected.accumulator);
@@ -433,7 +439,7 @@ void TestWindowLessons::mobileNetLessonOpensItsModelAndImages()
     QCOMPARE(window.summary()->data, QString("imagenet_val_227_300"));
     QVERIFY(window.session()->snapshot()->layers.size() > 28);  // MobileNet's layers, not the demo CNN's
     QCOMPARE(window.summary()->labelColumn, QString("label_1001"));
-    Study traces(StudySources{.model = (kExamples + "/fashion_cnn.onnx").toStdString(), .data = kFashion.toStdString()});
+    Study traces(demoStudySources());
     stepThroughLesson(window, panel, traces);
 }
 
