@@ -2,6 +2,8 @@
 
 #include "common/error.h"
 
+#include <algorithm>
+#include <cctype>
 #include <sstream>
 
 namespace qe::cli {
@@ -92,6 +94,30 @@ std::optional<std::vector<float>> Options::floatList(const std::string& flag) co
     }
     if (values.empty())
         throw Error("option " + flag + " expects comma-separated numbers, got '" + *v + "'");
+    return values;
+}
+
+std::optional<std::vector<long long>> Options::integerList(const std::string& flag) const
+{
+    auto v = value(flag);
+    if (!v)
+        return std::nullopt;
+    const Error wrong("option " + flag + " expects comma-separated whole numbers of at least 0, e.g. 0,5,7,7, got '" + *v + "'");
+    std::vector<long long> values;
+    std::stringstream stream(*v);
+    std::string item;
+    while (std::getline(stream, item, ',')) {
+        // std::stoll alone would take "-3" and " 7"; only digits are a coordinate.
+        if (item.empty() || !std::all_of(item.begin(), item.end(), [](unsigned char c) { return std::isdigit(c); }))
+            throw wrong;
+        try {
+            values.push_back(std::stoll(item));
+        } catch (const std::exception&) {  // out of range
+            throw wrong;
+        }
+    }
+    if (values.empty())
+        throw wrong;
     return values;
 }
 

@@ -23,6 +23,7 @@ public:
     std::optional<double> number(const std::string& flag) const;
     std::optional<long long> integer(const std::string& flag) const;
     std::optional<std::vector<float>> floatList(const std::string& flag) const;  // "a,b,c"
+    std::optional<std::vector<long long>> integerList(const std::string& flag) const;  // "0,5,7,7", each >= 0
 
 private:
     std::map<std::string, std::string> values_;

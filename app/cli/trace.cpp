@@ -36,15 +36,11 @@ int runTrace(const std::vector<std::string>& args)
                                                "--config", "--layer", "--image", "--position"}),
                           {"--json"});
     const std::size_t image = static_cast<std::size_t>(options.integer("--image").value_or(0));
+    std::vector<std::int64_t> position;
+    if (const auto list = options.integerList("--position"))
+        position.assign(list->begin(), list->end());
     Study study(studySources(options, true, image + 1));
     const QuantConfig config = options.has("--config") ? study.loadConfig(options.required("--config")) : QuantConfig{};
-    std::vector<std::int64_t> position;
-    if (const auto list = options.floatList("--position"))
-        for (float v : *list) {
-            if (v < 0 || v != static_cast<float>(static_cast<std::int64_t>(v)))
-                throw Error("option --position: expected whole coordinates of at least 0, e.g. 0,5,7,7");
-            position.push_back(static_cast<std::int64_t>(v));
-        }
     const IntegerTrace t = study.traceIntegerOutput(config, options.required("--layer"), image, position, stderrProgress());
 
     if (options.has("--json")) {

@@ -1,23 +1,19 @@
+// The lessons' facts: one table of what a text may name ({model.top1}, {layer.isolated_sqnr_db},
+// the teaching views' numbers), rendering texts with live numbers, and checking answers.
 #include "lesson/lesson.h"
+#include "lesson/lesson_internal.h"
 
-#include "common/atomic_file.h"
 #include "common/error.h"
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <functional>
-#include <limits>
 #include <set>
-#include <sstream>
 
 namespace qe {
 
-namespace fs = std::filesystem;
-using nlohmann::json;
+using lesson_internal::formatNumber;
 
 const std::vector<std::string>& lessonViews()
 {
@@ -249,13 +245,6 @@ FactSources sourcesFor(const StudyResult& result, const std::string& layer, cons
     return s;
 }
 
-std::string formatNumber(double value, int decimals)
-{
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%.*f", std::clamp(decimals, 0, 9), value);
-    return buffer;
-}
-
 // One placeholder of a text: the fact's key and the decimals asked for (-1: the fact's own).
 struct Placeholder {
     std::string key;
@@ -303,31 +292,18 @@ void scanText(const std::string& text, const std::function<void(const std::strin
     literal(run);
 }
 
-[[noreturn]] void failAt(const fs::path& path, int step, const std::string& title, const std::string& field, const std::string& what)
+}  // namespace
+
+namespace lesson_internal {
+
+std::string formatNumber(double value, int decimals)
 {
-    std::string where = path.string();
-    if (step > 0)
-        where += ": step " + std::to_string(step) + (title.empty() ? "" : " (\"" + title + "\")");
-    throw Error(where + ": " + field + ": " + what);
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.*f", std::clamp(decimals, 0, 9), value);
+    return buffer;
 }
 
-std::string requiredString(const json& j, const std::string& key, const std::function<void(const std::string&)>& fail)
-{
-    if (!j.contains(key))
-        fail("missing; expected a string");
-    if (!j[key].is_string() || j[key].get<std::string>().empty())
-        fail("expected a non-empty string, found " + std::string(j[key].type_name()));
-    return j[key].get<std::string>();
-}
-
-std::string optionalString(const json& j, const std::string& key, const std::function<void(const std::string&)>& fail)
-{
-    if (!j.contains(key))
-        return {};
-    if (!j[key].is_string())
-        fail("expected a string, found " + std::string(j[key].type_name()));
-    return j[key].get<std::string>();
-}
+bool isNumericFact(const std::string& key) { return findFact(key) != nullptr; }
 
 void checkText(const std::string& text, const std::function<void(const std::string&)>& fail)
 {
@@ -344,149 +320,8 @@ void checkText(const std::string& text, const std::function<void(const std::stri
     }
 }
 
-// A file or folder named by a lesson, inside the lesson's folder (a lesson from elsewhere must not
-// make the app read files outside the folder the user chose, not through a symbolic link either).
-fs::path resolveInsideFolder(const std::string& name, const fs::path& lessonFolder, bool folderAllowed,
-                             const std::function<void(const std::string&)>& fail)
-{
-    const fs::path named(name);
-    if (named.is_absolute())
-        fail("\"" + name + "\": expected a path relative to the lesson's folder");
-    for (const fs::path& part : named)
-        if (part == "..")
-            fail("\"" + name + "\" leads out of the lesson's folder; expected a path inside it");
-    const fs::path path = lessonFolder / named;
-    if (!fs::is_regular_file(path) && !(folderAllowed && fs::is_directory(path)))
-        fail("\"" + name + "\": no such " + (folderAllowed ? "file or folder" : "file") + " (" + path.string() + ")");
-    const fs::path resolved = fs::canonical(path), folder = fs::canonical(lessonFolder.empty() ? fs::path(".") : lessonFolder);
-    const auto [end, unused] = std::mismatch(folder.begin(), folder.end(), resolved.begin(), resolved.end());
-    if (end != folder.end())
-        fail("\"" + name + "\" leads out of the lesson's folder (to " + resolved.string() + "); expected a path inside it");
-    return resolved;
-}
+}  // namespace lesson_internal
 
-// A model named by a lesson: an example's name, or a path inside the lesson's folder.
-fs::path resolveModel(const std::string& model, const fs::path& lessonFolder, const fs::path& examplesFolder,
-                      const std::function<void(const std::string&)>& fail)
-{
-    const fs::path named(model);
-    if (!named.has_parent_path() && named.extension().empty()) {
-        const fs::path example = examplesFolder / (model + ".onnx");
-        if (!fs::is_regular_file(example))
-            fail("\"" + model + "\" is not an example model (no " + example.string() + ")");
-        return example;
-    }
-    if (named.is_absolute())
-        fail("\"" + model + "\": expected an example's name or a path relative to the lesson's folder");
-    return resolveInsideFolder(model, lessonFolder, false, fail);
-}
-
-using FieldFailure = std::function<std::function<void(const std::string&)>(const std::string&)>;
-
-// "playground": {"values": [...], "scheme": "affine", "bits": 4, "range": [min, max]}; checked by
-// quantizing it once.
-PlaygroundSettings readPlayground(const json& p, const FieldFailure& fail)
-{
-    if (!p.is_object())
-        fail("playground")("expected an object with values, scheme, bits and range");
-    for (const auto& [key, value] : p.items())
-        if (key != "values" && key != "scheme" && key != "bits" && key != "range")
-            fail("playground." + key)("not a playground field; expected values, scheme, bits or range");
-    PlaygroundSettings settings;
-    if (!p.contains("values") || !p["values"].is_array())
-        fail("playground.values")("expected an array of numbers");
-    for (const json& v : p["values"]) {
-        if (!v.is_number())
-            fail("playground.values")("expected numbers, found " + std::string(v.type_name()));
-        settings.values.push_back(v.get<float>());
-    }
-    if (p.contains("scheme")) {
-        const std::optional<Scheme> scheme = p["scheme"].is_string() ? schemeFromName(p["scheme"].get<std::string>()) : std::nullopt;
-        if (!scheme)
-            fail("playground.scheme")("expected a scheme's name (affine, symmetric, power_of_two, log2, fp8_e4m3, ...)");
-        settings.scheme = *scheme;
-    }
-    if (p.contains("bits")) {
-        if (!p["bits"].is_number_integer())
-            fail("playground.bits")("expected a whole number of bits");
-        settings.bits = p["bits"].get<int>();
-    }
-    if (p.contains("range")) {
-        const json& r = p["range"];
-        if (!r.is_array() || r.size() != 2 || !r[0].is_number() || !r[1].is_number())
-            fail("playground.range")("expected [min, max]");
-        settings.rangeMin = r[0].get<float>();
-        settings.rangeMax = r[1].get<float>();
-    }
-    try {
-        quantizePlayground(settings);
-    } catch (const Error& e) {
-        fail("playground")(e.what());
-    }
-    return settings;
-}
-
-// "trace": {"image": 0, "position": [0, 3, 5, 5]}
-LessonTrace readTrace(const json& t, const FieldFailure& fail)
-{
-    if (!t.is_object())
-        fail("trace")("expected an object with image and position");
-    for (const auto& [key, value] : t.items())
-        if (key != "image" && key != "position")
-            fail("trace." + key)("not a trace field; expected image or position");
-    LessonTrace trace;
-    if (t.contains("image")) {
-        if (!t["image"].is_number_unsigned())
-            fail("trace.image")("expected an image number of at least 0");
-        trace.image = t["image"].get<std::size_t>();
-    }
-    if (t.contains("position")) {
-        if (!t["position"].is_array() || t["position"].size() > 8)
-            fail("trace.position")("expected the output element's coordinates, e.g. [0, 3, 5, 5]");
-        for (const json& v : t["position"]) {
-            if (!v.is_number_unsigned())
-                fail("trace.position")("expected coordinates of at least 0");
-            trace.position.push_back(v.get<std::int64_t>());
-        }
-    }
-    return trace;
-}
-
-// The playground as a Markdown table: each value, its code, the value it stands for and the error.
-std::string playgroundTable(const Playground& p)
-{
-    std::ostringstream md;
-    md << "| value | code | dequantized | error | clipped |\n|---:|---:|---:|---:|:---:|\n";
-    for (const PlaygroundValue& v : p.values)
-        md << "| " << formatNumber(v.value, 4) << " | " << v.code << " | " << formatNumber(v.dequantized, 4) << " | "
-           << formatNumber(v.error, 4) << " | " << (v.clipped ? "yes" : "") << " |\n";
-    return md.str();
-}
-
-// The trace as a Markdown table of its arithmetic, one row per step.
-std::string integerTraceTable(const IntegerTrace& t)
-{
-    std::ostringstream md;
-    std::string at;
-    for (std::int64_t c : t.position)
-        at += (at.empty() ? "" : ", ") + std::to_string(c);
-    md << "Output element [" << at << "] of `" << t.layer << "` (" << t.opType << "), step by step as the int8 engine computes it:\n\n";
-    md << "| step | value |\n|---|---:|\n";
-    md << "| sum of " << t.terms.size() << " products (x - " << t.inputZeroPoint << ") * (w - " << t.weightZeroPoint << ") | "
-       << t.accumulator << " |\n";
-    md << "| + bias " << formatNumber(t.bias, 5) << " / (" << formatNumber(t.inputScale, 6) << " * " << formatNumber(t.weightScale, 6)
-       << ") rounded | " << t.biasCode << " |\n";
-    md << "| = int32 accumulator | " << t.biased << " |\n";
-    md << "| x M = " << formatNumber(t.realMultiplier, 8) << " = " << t.multiplier << " * 2^-" << t.rightShift << " | "
-       << formatNumber(t.exactRescaled, 4) << " |\n";
-    md << "| rounded half to even (" << t.product << " / 2^" << t.rightShift << (t.tie ? ", a tie" : "") << ") | " << t.rounded << " |\n";
-    md << "| + output zero-point " << t.outputZeroPoint << " | " << t.withZeroPoint << " |\n";
-    md << "| clamped to [" << t.codeMin << ", " << t.codeMax << "] | **" << t.code << "** |\n";
-    md << "| the int8 engine's code | " << t.engineCode << " |\n";
-    return md.str();
-}
-
-}  // namespace
 
 LessonViewFacts playgroundFacts(const Playground& playground) { return viewFacts(playgroundFactTable(), playground); }
 LessonViewFacts integerTraceFacts(const IntegerTrace& trace) { return viewFacts(traceFactTable(), trace); }
@@ -502,126 +337,6 @@ const std::vector<LessonFactInfo>& lessonFactKeys()
         return k;
     }();
     return keys;
-}
-
-Lesson loadLesson(const fs::path& path, const fs::path& examplesFolder)
-{
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw Error(path.string() + ": cannot read the lesson file");
-    std::stringstream bytes;
-    bytes << in.rdbuf();
-    json j;
-    try {
-        j = json::parse(bytes.str());
-    } catch (const json::exception& e) {
-        throw Error(path.string() + ": not valid JSON: " + e.what());
-    }
-    auto failTop = [&](const std::string& field) {
-        return [&, field](const std::string& what) { failAt(path, 0, "", field, what); };
-    };
-    if (!j.is_object())
-        failAt(path, 0, "", "the file", "expected a JSON object");
-    if (j.value("format", "") != "quantexplorer-lesson")
-        failTop("format")("expected \"quantexplorer-lesson\"");
-    if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != 1)
-        failTop("version")("expected 1");
-    Lesson lesson;
-    lesson.path = path;
-    lesson.title = requiredString(j, "title", failTop("title"));
-    lesson.summary = optionalString(j, "summary", failTop("summary"));
-    if (!j.contains("steps") || !j["steps"].is_array() || j["steps"].empty())
-        failTop("steps")("expected a non-empty array of steps");
-    static const std::set<std::string> stepKeys{"title", "text", "model", "data", "config", "layer", "view", "highlight",
-                                                "question", "playground", "trace"};
-    static const std::set<std::string> answers{"lowest_layer", "highest_layer", "number"};
-    int number = 0;
-    for (const json& s : j["steps"]) {
-        ++number;
-        LessonStep step;
-        if (!s.is_object())
-            failAt(path, number, "", "the step", "expected a JSON object");
-        if (s.contains("title") && s["title"].is_string())
-            step.title = s["title"].get<std::string>();
-        auto fail = [&](const std::string& field) {
-            return [&, field](const std::string& what) { failAt(path, number, step.title, field, what); };
-        };
-        for (const auto& [key, value] : s.items())
-            if (!stepKeys.count(key))
-                fail(key)("not a step field; expected title, text, model, data, config, layer, view, highlight, question, "
-                          "playground or trace");
-        step.title = requiredString(s, "title", fail("title"));
-        step.text = requiredString(s, "text", fail("text"));
-        checkText(step.text, fail("text"));
-        step.model = optionalString(s, "model", fail("model"));
-        if (!step.model.empty())
-            step.modelPath = resolveModel(step.model, path.parent_path(), examplesFolder, fail("model"));
-        step.data = optionalString(s, "data", fail("data"));
-        if (!step.data.empty())
-            step.dataPath = resolveInsideFolder(step.data, path.parent_path(), true, fail("data"));
-        if (s.contains("config")) {
-            if (!s["config"].is_object())
-                fail("config")("expected a configuration object (the format of a quantexplorer-config file)");
-            json config = s["config"];
-            config.emplace("format", "quantexplorer-config");
-            config.emplace("version", 1);
-            step.config = QuantConfig::fromJson(config, path.string() + ": step " + std::to_string(number) + ": config");
-        }
-        step.layer = optionalString(s, "layer", fail("layer"));
-        step.view = optionalString(s, "view", fail("view"));
-        if (!step.view.empty() && std::find(lessonViews().begin(), lessonViews().end(), step.view) == lessonViews().end()) {
-            std::string names;
-            for (const std::string& v : lessonViews())
-                names += (names.empty() ? "" : ", ") + v;
-            fail("view")("\"" + step.view + "\" is not a view; expected one of " + names);
-        }
-        step.highlight = optionalString(s, "highlight", fail("highlight"));
-        if (s.contains("question")) {
-            const json& q = s["question"];
-            if (!q.is_object())
-                fail("question")("expected an object with prompt, answer and fact");
-            LessonQuestion question;
-            question.prompt = requiredString(q, "prompt", fail("question.prompt"));
-            question.answer = requiredString(q, "answer", fail("question.answer"));
-            if (!answers.count(question.answer))
-                fail("question.answer")("\"" + question.answer + "\"; expected lowest_layer, highest_layer or number");
-            question.fact = requiredString(q, "fact", fail("question.fact"));
-            if (!findFact(question.fact))
-                fail("question.fact")("\"" + question.fact + "\" is not a number fact (resources/lessons/README.md lists them)");
-            if (question.answer != "number" && question.fact.rfind("layer.", 0) != 0)
-                fail("question.fact")("a question about layers compares a layer.* fact, not \"" + question.fact + "\"");
-            if (question.answer == "number" && question.fact.rfind("layer.", 0) == 0 && step.layer.empty())
-                fail("question.fact")("\"" + question.fact + "\" is a layer's number: the step needs a \"layer\"");
-            if (q.contains("tolerance")) {
-                if (!q["tolerance"].is_number() || !std::isfinite(q["tolerance"].get<double>()) || q["tolerance"].get<double>() < 0)
-                    fail("question.tolerance")("expected a number of at least 0");
-                question.tolerance = q["tolerance"].get<double>();
-            }
-            step.question = question;
-        }
-        if (s.contains("playground"))
-            step.playground = readPlayground(s["playground"], fail);
-        if (s.contains("trace"))
-            step.trace = readTrace(s["trace"], fail);
-        lesson.steps.push_back(std::move(step));
-    }
-    return lesson;
-}
-
-std::vector<Lesson> loadLessons(const fs::path& folder, const fs::path& examplesFolder)
-{
-    std::vector<fs::path> files;
-    std::error_code error;
-    for (const fs::directory_entry& entry : fs::directory_iterator(folder, error))
-        if (entry.is_regular_file() && entry.path().extension() == ".json")
-            files.push_back(entry.path());
-    if (error)
-        throw Error(folder.string() + ": cannot list the lessons: " + error.message());
-    std::sort(files.begin(), files.end());
-    std::vector<Lesson> lessons;
-    for (const fs::path& file : files)
-        lessons.push_back(loadLesson(file, examplesFolder));
-    return lessons;
 }
 
 std::map<std::string, double> lessonFacts(const StudyResult& result, const std::string& layer, const LessonViewFacts& views)
@@ -724,97 +439,6 @@ LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::s
                                                : " \"" + given + "\" is not a layer with this number.";
     }
     return check;
-}
-
-LessonHandout writeLessonHandout(const Lesson& lesson, StudySources sources, const fs::path& dir, const EvaluationProgress& progress)
-{
-    LessonHandout handout;
-    std::unique_ptr<Study> study;
-    QuantConfig config;
-    std::optional<PlaygroundSettings> playground;
-    LessonTrace trace;
-    std::string layer;  // the layer selected: the step's, else the one before
-    std::ostringstream md;
-    md << "# " << lesson.title << "\n\n";
-    if (!lesson.summary.empty())
-        md << lesson.summary << "\n\n";
-    md << "Lesson file: `" << lesson.path.filename().string() << "`.\n\n";
-    int number = 0;
-    for (const LessonStep& step : lesson.steps) {
-        ++number;
-        if (step.modelPath || step.dataPath) {
-            if (step.modelPath)
-                sources.model = *step.modelPath;
-            if (step.dataPath)
-                sources.data = *step.dataPath;
-            study = std::make_unique<Study>(sources, progress);
-        }
-        if (!study)
-            throw Error(lesson.path.string() + ": step 1 (\"" + lesson.steps.front().title +
-                        "\"): model: missing; the first step must open a model");
-        if (step.config)
-            config = *step.config;
-        const StudyResult result = study->evaluate(config, {}, progress);
-        const std::string stepDir = "step_" + std::to_string(number);
-        ReportRequest request;
-        request.current = &result;
-        const WrittenReport report = study->writeReport(config, dir / stepDir, request, progress);
-        handout.files.insert(handout.files.end(), report.written.files.begin(), report.written.files.end());
-
-        md << "## Step " << number << ": " << step.title << "\n\n";
-        md << "Model `" << sources.model.filename().string() << "`, " << result.metrics.images << " images";
-        if (!step.layer.empty())
-            md << ", layer `" << step.layer << "`";
-        if (!step.view.empty())
-            md << ", view *" << step.view << "*";
-        md << ".\n\n";
-        if (!step.highlight.empty())
-            md << "**Look at:** " << step.highlight << "\n\n";
-        // The teaching views' numbers: the playground as the step sets it (or as the step before
-        // left it), and the step's layer traced when the step shows the Integer arithmetic view.
-        if (step.playground)
-            playground = *step.playground;
-        LessonViewFacts views;
-        if (playground) {
-            const Playground shown = quantizePlayground(*playground);
-            views = playgroundFacts(shown);
-            if (step.view == "playground")
-                md << playgroundTable(shown) << "\n";
-        }
-        if (step.trace)
-            trace = *step.trace;
-        if (!step.layer.empty())
-            layer = step.layer;
-        if (step.view == "integer" && !layer.empty()) {
-            // A layer the configuration keeps in float has no integer arithmetic to show: said in
-            // the handout (its trace.* numbers print n/a), the rest of the lesson written.
-            try {
-                const IntegerTrace traced = study->traceIntegerOutput(config, layer, trace.image, trace.position, progress);
-                views.merge(integerTraceFacts(traced));
-                md << integerTraceTable(traced) << "\n";
-            } catch (const Error& e) {
-                md << "*No integer arithmetic to show: " << e.what() << ".*\n\n";
-            }
-        }
-        md << renderLessonText(step.text, result, layer, views) << "\n\n";
-        if (step.question) {
-            const LessonAnswerCheck answer = checkLessonAnswer(*step.question, "", result, layer, views);
-            md << "**Question:** " << step.question->prompt << "\n\n";
-            md << "**Answer:** " << (answer.expected.empty() ? "none in this run" : answer.expected);
-            if (step.question->answer != "number")
-                md << ". " << answer.explanation;  // which layer, with its number
-            md << "\n\n";
-        }
-        md << "![per-layer SQNR](" << stepDir << "/layer_sqnr.png)\n\n";
-        md << "The step's full report: [" << stepDir << "/report.md](" << stepDir << "/report.md).\n\n";
-        handout.steps.push_back(result);
-        handout.views.push_back(views);
-    }
-    const fs::path path = dir / "handout.md";
-    fs::create_directories(dir);
-    writeFileAtomically(path, md.str());
-    handout.files.insert(handout.files.begin(), path);
-    return handout;
 }
 
 }  // namespace qe

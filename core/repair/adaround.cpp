@@ -25,6 +25,7 @@
 #include "quant/simulator.h"
 
 #include <Eigen/Core>
+#include <omp.h>
 
 #include <algorithm>
 #include <cfloat>
@@ -383,7 +384,7 @@ AdaRoundResult adaRound(const Graph& graph, const QuantLayer& layer, const Quant
     checkOptions(name, options);
     const std::int64_t outputs = weights.dim(family == IntegerFamily::Convolution ? 0 : layer.weightChannelAxis);
     checkParams(name, weightParams, outputs);
-    const int threads = std::max(1, options.threads);
+    const int threads = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
     std::mt19937_64 random(options.seed);
 
     Problem p;

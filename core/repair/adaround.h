@@ -47,10 +47,11 @@ struct AdaRoundOptions {
     // error the activation clips away does not count.
     bool throughFusedActivation = true;
     std::uint64_t seed = 20200420;
-    // Threads for the row blocks of the products (OpenMP, as common/parallel.h's loops). Called
-    // inside a parallelFor task, the products run serially (nested OpenMP regions do), so the two
-    // never oversubscribe the cores.
-    int threads = 2;
+    // Threads for the row blocks of the products (OpenMP, as common/parallel.h's loops); 0: as many
+    // as OpenMP allows (omp_get_max_threads(), so OMP_NUM_THREADS holds here as in the engine).
+    // Called inside a parallelFor task, the products run serially (nested OpenMP regions do), so
+    // the two never oversubscribe the cores.
+    int threads = 0;
     // The repairs' one progress and cancellation (repair() passes its own): reported as `stage`
     // every few hundred iterations; the flag is polled each iteration (throws qe::Cancelled).
     RepairProgress progress;

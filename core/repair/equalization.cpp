@@ -265,20 +265,27 @@ Equalization equalizePairs(Graph& graph, const std::vector<QuantLayer>& layers, 
             Tensor& w2 = graph.initializers.at(second.weight);
             const std::vector<float> r1 = outputChannelRanges(w1, one), r2 = inputChannelRanges(w2, two);
             const std::vector<float> b1 = firstBias(graph, first, one.outputs);
+            // Training's weight decay leaves a dead channel's weights at 1e-30 rather than 0;
+            // balancing against those would scale the channel's output by 1e+15 and with it the
+            // activation range every other channel is quantized in (the VWW MobileNet fell to
+            // one class). Weights under 2^-24 of the layer's largest channel count as none: they
+            // move no output of float arithmetic by more than its rounding.
+            const float negligible1 = r1.empty() ? 0.f : *std::max_element(r1.begin(), r1.end()) * 0x1p-24f;
+            const float negligible2 = r2.empty() ? 0.f : *std::max_element(r2.begin(), r2.end()) * 0x1p-24f;
             std::vector<float> s(r1.size(), 1.f), inverse(r1.size(), 1.f);
             for (std::size_t i = 0; i < s.size(); ++i) {
                 // A first-layer channel without weights outputs the constant act(b_i). Where that
                 // is 0 (a dead ReLU channel), the second layer's weights on it only ever multiply
                 // zeros: clearing them changes nothing, and keeps their (untrained, often large)
                 // values from setting the second layer's per-tensor range.
-                if (r1[i] == 0.f && r2[i] > 0.f && (b1[i] == 0.f || (b1[i] < 0.f && pairs[p].zeroesNegatives))) {
+                if (r1[i] <= negligible1 && r2[i] > 0.f && (b1[i] == 0.f || (b1[i] < 0.f && pairs[p].zeroesNegatives))) {
                     s[i] = 0.f;
                     result.pairs[p].scales[i] = 0.f;
                     largestChange = std::max(largestChange, 1.f);
                     continue;
                 }
-                // A channel that is all zeros on either side has nothing to balance.
-                if (r1[i] > 0.f && r2[i] > 0.f) {
+                // A channel without weights on either side has nothing to balance.
+                if (r1[i] > negligible1 && r2[i] > negligible2) {
                     s[i] = float(std::sqrt(double(r1[i]) * double(r2[i])) / double(r2[i]));
                     inverse[i] = 1.f / s[i];
                 }

@@ -460,6 +460,15 @@ void TestCli::traceEndsInTheEnginesCode()
     const CliResult outside = runCli({"trace", "--model", kDemoModel, "--data", kFashionTest, "--layer", "/fc1/Gemm", "--position", "0,999"});
     QCOMPARE(outside.exitCode, 2);
     QVERIFY2(outside.err.contains("layer '/fc1/Gemm': position [0,999] is not in its output, of shape [1,128]"), outside.err.constData());
+    // Coordinates are whole numbers read exactly (not through float, which rounds 16777217).
+    const CliResult huge = runCli({"trace", "--model", kDemoModel, "--data", kFashionTest, "--layer", "/fc1/Gemm", "--position", "0,16777217"});
+    QCOMPARE(huge.exitCode, 2);
+    QVERIFY2(huge.err.contains("position [0,16777217] is not in its output"), huge.err.constData());
+    for (const char* bad : {"0,2.5", "0,-1", "0,,1", "0, 1"}) {
+        const CliResult r = runCli({"trace", "--model", kDemoModel, "--data", kFashionTest, "--layer", "/fc1/Gemm", "--position", bad});
+        QCOMPARE(r.exitCode, 2);
+        QVERIFY2(r.err.contains("option --position expects comma-separated whole numbers of at least 0"), r.err.constData());
+    }
     const CliResult notLayer = runCli({"trace", "--model", kDemoModel, "--data", kFashionTest, "--layer", "/nope"});
     QCOMPARE(notLayer.exitCode, 2);
     QVERIFY(notLayer.err.contains("there is no layer '/nope' to trace"));
