@@ -268,7 +268,9 @@ MainWindow::MainWindow(QWidget* parent)
     connect(session_, &Session::warning, this, &MainWindow::showStudyWarning);
     connect(session_, &Session::failed, this, [this] { keepConfigurationFor_.reset(); });
     connect(session_, &Session::progress, this, &MainWindow::showProgress);
+    connect(session_, &Session::runningTop1, this, &MainWindow::showRunningTop1);
     connect(session_, &Session::evaluationStarted, this, [this] {
+        runningTop1_.clear();
         progress_->setRange(0, 0);  // busy until the first progress report
         progress_->show();
         cancel_->show();

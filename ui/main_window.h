@@ -21,6 +21,7 @@
 
 #include "channel_range_chart.h"
 #include "charts.h"
+#include "eval/accuracy.h"
 #include "eval/comparison.h"
 #include "histogram_chart.h"
 #include "quant/config.h"
@@ -264,6 +265,7 @@ private:
     void showLoaded();
     void showConfigChanged();  // the views that read the configuration itself
     void showProgress(const QString& stage, int done, int total);
+    void showRunningTop1(bool quantized, const RunningTop1& top1);
     void showEvaluation();
     void showHistograms();
     void showDetails();
@@ -375,6 +377,9 @@ private:
     // What previousModel_ becomes when the model being opened has loaded.
     std::optional<PreviousModel> previousOnLoad_;
     QStringList studyWarnings_;  // the session's warning()s for the loaded model
+    // The running evaluation's top-1 so far, with its 95% interval ("" before its first batch):
+    // shown in the status bar beside the progress, and in the summary line until a first result.
+    QString runningTop1_;
     // While other images load for the same model: the layers the configuration was made for.
     std::optional<std::set<std::string>> keepConfigurationFor_;
     std::shared_ptr<const IntegerEvaluation> integer_;  // the int8 engine's last results ...

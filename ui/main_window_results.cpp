@@ -128,7 +128,25 @@ void MainWindow::showProgress(const QString& stage, int done, int total)
     progress_->setFormat(stage + " %p%");
     progress_->show();
     cancel_->show();
-    statusBar()->showMessage(tr("%1: %2 of %3 images").arg(stage).arg(done).arg(total));
+    statusBar()->showMessage(tr("%1: %2 of %3 images").arg(stage).arg(done).arg(total) +
+                             (runningTop1_.isEmpty() ? QString() : " \u00b7 " + runningTop1_));
+}
+
+void MainWindow::showRunningTop1(bool quantized, const RunningTop1& top1)
+{
+    const Interval interval = runningTop1Interval(top1);
+    runningTop1_ = tr("%1 top-1 so far %2 on %3 images (95% interval for all %4: %5 to %6)")
+                       .arg(quantized ? tr("quantized") : tr("float"), accuracyText(top1.value()))
+                       .arg(top1.scored)
+                       .arg(top1.total)
+                       .arg(accuracyText(interval.low), accuracyText(interval.high));
+    // Until a first result, the summary line says the same (later it keeps the last result).
+    const auto snapshot = session_->snapshot();
+    if (!session_->evaluation() && snapshot && snapshot->dataset)
+        headline_->setText(tr("<b>%1</b> on %2 \u2014 evaluating: %3")
+                               .arg(QFileInfo(modelPath_).fileName().toHtmlEscaped(),
+                                    QString::fromStdString(snapshot->dataset->description()).toHtmlEscaped(),
+                                    runningTop1_.toHtmlEscaped()));
 }
 
 void MainWindow::showEvaluation()

@@ -52,12 +52,22 @@ Session::Session(QObject* parent) : QObject(parent)
     qRegisterMetaType<std::shared_ptr<const qe::SearchResult>>();
     qRegisterMetaType<std::shared_ptr<const qe::QatResult>>();
     qRegisterMetaType<qe::QatCheckpoint>();
+    qRegisterMetaType<qe::RunningTop1>();
     pool_.setMaxThreadCount(1);
     progressTimer_.setInterval(100);
     connect(&progressTimer_, &QTimer::timeout, this, [this] {
         const RequestState& state = *main_.state;
         if (state.total > 0)
             emit progress(stageText(state), int(state.done.load()), int(state.total.load()));
+        RunningTop1 top1;
+        bool quantized = false;
+        {
+            std::lock_guard lock(state.detailMutex);
+            top1 = state.top1;
+            quantized = state.top1OfQuantized;
+        }
+        if (top1.scored > 0 && top1.scored < top1.total)
+            emit runningTop1(quantized, top1);
     });
     debounce_.setSingleShot(true);
     debounce_.setInterval(kDebounceMs);

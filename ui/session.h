@@ -104,6 +104,10 @@ struct RequestState {
     // (/conv2/Conv): rounding"), when `stage` is session_jobs::Detail.
     mutable std::mutex detailMutex;
     std::string detail;
+    // Top-1 as the images stream in, and of which model (float reference or quantized), under
+    // detailMutex; scored stays 0 until the first batch of labelled images.
+    RunningTop1 top1;
+    bool top1OfQuantized = false;
 };
 
 // The sensitivity sweep as far as it has gone: every layer measured so far against the base
@@ -240,6 +244,9 @@ signals:
     void loaded();
     void evaluationStarted();
     void progress(const QString& stage, int done, int total);
+    // The evaluation's top-1 so far (about every 100 ms while images stream in): of the float
+    // reference while it is computed, then of the quantized model.
+    void runningTop1(bool quantized, qe::RunningTop1 top1);
     void evaluated();
     void histogramsReady();
     void imageErrorsReady(std::shared_ptr<const qe::ImageErrorSnapshot> errors);
@@ -356,3 +363,4 @@ Q_DECLARE_METATYPE(std::shared_ptr<const qe::ExportResult>)
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::SearchResult>)
 Q_DECLARE_METATYPE(std::shared_ptr<const qe::QatResult>)
 Q_DECLARE_METATYPE(qe::QatCheckpoint)
+Q_DECLARE_METATYPE(qe::RunningTop1)

@@ -54,6 +54,11 @@ inline EvaluationProgress progressInto(const std::shared_ptr<RequestState>& stat
         state->total = total;
         state->done = done;
     };
+    progress.top1 = [state](const std::string& stage, const RunningTop1& top1) {
+        std::lock_guard lock(state->detailMutex);
+        state->top1 = top1;
+        state->top1OfQuantized = stage == "quantized model";
+    };
     return progress;
 }
 

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <limits>
@@ -115,9 +116,15 @@ EvaluationProgress stderrProgress()
     struct State {
         std::string stage;
         std::chrono::steady_clock::time_point start;
+        std::string top1Stage;  // the stage whose images `top1` counts
+        RunningTop1 top1;
     };
     auto state = std::make_shared<State>();
     EvaluationProgress progress;
+    progress.top1 = [state](const std::string& stage, const RunningTop1& top1) {
+        state->top1Stage = stage;
+        state->top1 = top1;
+    };
     progress.report = [state](const std::string& stage, std::size_t done, std::size_t total) {
         const auto now = std::chrono::steady_clock::now();
         if (stage != state->stage) {
@@ -129,6 +136,13 @@ EvaluationProgress stderrProgress()
         const int width = 30, filled = static_cast<int>(fraction * width);
         std::string bar = "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.') + "]";
         std::cerr << "\r" << stage << " " << bar << " " << static_cast<int>(100 * fraction) << "% " << done << "/" << total;
+        if (done > 0 && done < total && state->top1Stage == stage && state->top1.scored > 0 && state->top1.scored < state->top1.total) {
+            const Interval interval = runningTop1Interval(state->top1);
+            char text[96];
+            std::snprintf(text, sizeof text, " top-1 %.1f%% (95%%: %.1f-%.1f%%)", 100 * state->top1.value(), 100 * interval.low,
+                          100 * interval.high);
+            std::cerr << text;
+        }
         if (done > 0 && done < total)
             std::cerr << " ETA " << static_cast<int>(std::ceil(elapsed / fraction - elapsed)) << " s   ";
         else

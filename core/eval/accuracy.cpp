@@ -4,6 +4,8 @@
 #include "quant/image_batches.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 
 namespace qe {
@@ -17,6 +19,23 @@ std::vector<int> topK(const float* scores, int classes, int k)
                       [&](int a, int b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b); });
     order.resize(static_cast<std::size_t>(k));
     return order;
+}
+
+Interval runningTop1Interval(const RunningTop1& r)
+{
+    if (r.total == 0 || r.scored == 0)
+        return {0.0, 1.0};
+    const double n = double(r.scored), total = double(r.total), p = double(r.correct) / n;
+    if (r.scored >= r.total)
+        return {p, p};
+    constexpr double z = 1.959963984540054;  // the normal distribution's 97.5% quantile
+    const double effective = n * (total - 1) / (total - n);
+    const double z2 = z * z / effective;
+    const double centre = (p + z2 / 2) / (1 + z2);
+    const double half = z / (1 + z2) * std::sqrt(p * (1 - p) / effective + z2 / (4 * effective));
+    // Every image left wrong, or every one right.
+    const double lowest = double(r.correct) / total, highest = (double(r.correct) + total - n) / total;
+    return {std::clamp(centre - half, lowest, highest), std::clamp(centre + half, lowest, highest)};
 }
 
 int TopKTally::add(const float* scores, int classes, int label)

@@ -45,6 +45,23 @@ struct TopKTally {
     double top5() const { return labelled ? double(top5Correct) / double(labelled) : 0.0; }
 };
 
+// Top-1 while an evaluation streams through a set: `correct` of the `scored` labelled images so
+// far, of `total` labelled images in all.
+struct RunningTop1 {
+    std::size_t correct = 0, scored = 0, total = 0;
+    double value() const { return scored ? double(correct) / double(scored) : 0.0; }
+};
+
+// Where the top-1 on all `total` images lies, at 95%, knowing `correct` of the `scored` so far
+// (images in the order the set holds them, taken as a random sample of it): Wilson's score
+// interval, with the finite-population correction as an effective sample size (scored * (total -
+// 1) / (total - scored): what is unknown is only the images left), clipped to what the images
+// left can still do. Once every image is scored the interval is the top-1 itself.
+struct Interval {
+    double low = 0, high = 0;
+};
+Interval runningTop1Interval(const RunningTop1& running);
+
 // How often images of class `label` were predicted as class `predicted`. Unlabelled images (-1)
 // are left out. The class count is the largest label or prediction seen plus one.
 struct ConfusionMatrix {

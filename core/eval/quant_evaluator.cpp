@@ -79,6 +79,21 @@ ErrorStats ErrorStats::from(const ErrorAccumulator& a)
 
 namespace {
 
+// Counts one batch's top-1 into `running`, its rows being images first, first + 1, ... whose
+// labels `label` gives (-1: unlabelled, not counted).
+void countTop1(const Tensor& output, std::size_t first, const std::function<int(std::size_t)>& label, RunningTop1& running)
+{
+    const std::int64_t rows = output.rank() >= 1 ? output.dim(0) : 0;
+    if (rows == 0)
+        return;
+    const int classes = int(output.size() / rows);
+    TopKTally tally;
+    for (std::int64_t r = 0; r < rows; ++r)
+        tally.add(output.data<float>() + r * classes, classes, label(first + std::size_t(r)));
+    running.correct += tally.top1Correct;
+    running.scored += tally.labelled;
+}
+
 constexpr std::size_t kBatchSize = 32;
 // A batch whose float activations take more than this is measured alone when it is not cached
 // (ResNet-18 at 224 x 224 takes about 450 MB per batch of 32; the demo model 10 MB).
@@ -269,6 +284,19 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
             outputsPerImage_.push_back(double(out.size()) / double(std::max<std::int64_t>(1, out.dim(0))));
         }
         outputs[0] = first.at(outputName);
+        // Float top-1 as the batches come in.
+        RunningTop1 running;
+        const auto label = [this](std::size_t image) { return evaluation_->label(image); };
+        if (progress.top1)
+            for (std::size_t i = 0; i < evaluationImages_; ++i)
+                running.total += evaluation_->label(i) >= 0;
+        auto reportTop1 = [&](std::size_t b) {
+            if (!progress.top1 || running.total == 0)
+                return;
+            countTop1(outputs[b], b * batchSize, label, running);
+            progress.top1("float reference", running);
+        };
+        reportTop1(0);
         cache.resize(fit);
         if (fit > 0)
             cache[0] = std::move(first);
@@ -280,9 +308,11 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
             if (b < fit)
                 cache[b] = std::move(map);
             const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
-            if (progress.report) {
 #pragma omp critical(qe_evaluator_progress)
-                progress.report("float reference", done, evaluationImages_);
+            {
+                reportTop1(b);
+                if (progress.report)
+                    progress.report("float reference", done, evaluationImages_);
             }
         };
         // Large batches one at a time (as evaluate() measures them), small ones two at a time.
@@ -464,6 +494,12 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     // each measured while its activations are at hand.
     std::vector<std::vector<LayerPartial>> partials(batches, std::vector<LayerPartial>(layers_.size()));
     std::atomic<std::size_t> imagesDone{0};
+    // Top-1 as the batches come in; every batch has the first one's size but the last.
+    RunningTop1 running;
+    if (progress.top1)
+        running.total = std::size_t(std::count_if(labels_.begin(), labels_.end(), [](int label) { return label >= 0; }));
+    const std::size_t batchSize = batches ? std::size_t(inputs_[0].dim(0)) : 0;
+    const auto label = [this](std::size_t image) { return labels_.at(image); };
     auto measureBatch = [&](std::size_t b) {
         const bool cached = b < cachedBatches_;
         const bool rerun = startNode < nodes;
@@ -508,9 +544,14 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
                 partials[b][i].accumulated.add(floats->at(layers_[i].output), quantized->at(layers_[i].output));
         }
         const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
-        if (progress.report) {
 #pragma omp critical(qe_evaluator_progress)
-            progress.report("quantized model", done, evaluationImages_);
+        {
+            if (progress.top1 && running.total > 0) {
+                countTop1(quantOutputs_[b], b * batchSize, label, running);
+                progress.top1("quantized model", running);
+            }
+            if (progress.report)
+                progress.report("quantized model", done, evaluationImages_);
         }
     };
     // Batches outside the caches hold their activations while measured: when those are large,

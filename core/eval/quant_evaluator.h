@@ -6,6 +6,7 @@
 // what follows it are recomputed.
 
 #include "data/dataset.h"
+#include "eval/accuracy.h"
 #include "engine/executor.h"
 #include "quant/simulator.h"
 
@@ -121,8 +122,20 @@ struct ChannelRanges {
 
 struct EvaluationProgress {
     std::function<void(const std::string& stage, std::size_t done, std::size_t total)> report;
+    // Top-1 as the images stream in ("float reference", then "quantized model"): called after each
+    // batch, before its `report`, from whichever thread ran it (one call at a time); optional.
+    // Batches finish in any order, so `scored` grows by whole batches, not always from the start.
+    std::function<void(const std::string& stage, const RunningTop1& top1)> top1;
     const std::atomic<bool>* cancel = nullptr;
 };
+
+// Only `progress`'s cancellation: for evaluations inside a larger job that reports on its own.
+inline EvaluationProgress cancellationOnly(const EvaluationProgress& progress)
+{
+    EvaluationProgress quiet;
+    quiet.cancel = progress.cancel;
+    return quiet;
+}
 
 // What a quantized model's float activations are compared with, when it is not the evaluated
 // graph itself (a repaired model, core/repair/): `layers` gives every layer's float output (same

@@ -254,7 +254,7 @@ private:
         return cost(c) <= options_.budget.maxSize;
     }
 
-    EvaluationProgress quiet() const { return {.report = {}, .cancel = progress_.cancel}; }
+    EvaluationProgress quiet() const { return cancellationOnly(progress_); }
     EvaluationProgress quietProgress(const std::string& stage) const
     {
         EvaluationProgress p = quiet();
@@ -395,7 +395,7 @@ SearchResult searchMixedPrecision(Study& reported, const QuantConfig& base, cons
     if (options.weightBits.empty() || options.activationBits.empty())
         throw Error("the search needs at least one weight width and one activation width");
     const OpenedSearchImages images = openSearchImages(reported, base, options);
-    const EvaluationProgress quiet{.report = {}, .cancel = progress.cancel};
+    const EvaluationProgress quiet = cancellationOnly(progress);
 
     SearchResult result;
     result.searchImages = images.where;

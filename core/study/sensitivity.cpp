@@ -96,7 +96,7 @@ SensitivityResult measureSensitivity(Study& study, const QuantConfig& base, cons
             withLayerPrecision(allFloat, layer, c);
     }
     // The evaluations report nothing themselves; the sweep reports each one done.
-    const EvaluationProgress quiet{.report = {}, .cancel = progress.cancel};
+    const EvaluationProgress quiet = cancellationOnly(progress);
     std::size_t done = 0, total = 2 + (options.allButThis ? layers.size() : 0);
     for (const auto& c : choices)
         total += c.size();

@@ -128,6 +128,7 @@ private slots:
     void unwritablePathKeepsTheSession();
     void refreshRerunsFromScratch();
     void evaluationImagesIsASetting();
+    void top1StreamsIn();
 };
 
 void TestMainWindow::initTestCase()
@@ -848,6 +849,28 @@ void TestMainWindow::evaluationImagesIsASetting()
     QCOMPARE(streamed.layers.size(), cached.layers.size());
     for (std::size_t i = 0; i < cached.layers.size(); ++i)
         QCOMPARE(streamed.layers[i].accumulated.mse, cached.layers[i].accumulated.mse);
+}
+
+// On a large set the accuracy streams in: while the 10,000 images are evaluated the status bar
+// shows the top-1 so far with its 95% interval for the whole set, batch by batch.
+void TestMainWindow::top1StreamsIn()
+{
+    MainWindow window;
+    openDefault(window);
+    QSignalSpy running(window.session(), &Session::runningTop1);
+    window.setEvaluationImages(10000);
+    QTRY_VERIFY_WITH_TIMEOUT(running.count() > 0, kTimeoutMs);
+    const RunningTop1 first = running.first().at(1).value<RunningTop1>();
+    QCOMPARE(first.total, std::size_t(10000));
+    QVERIFY(first.scored > 0 && first.scored < first.total && first.correct <= first.scored);
+    QTRY_VERIFY_WITH_TIMEOUT(window.statusBar()->currentMessage().contains("top-1 so far"), kTimeoutMs);
+    QVERIFY2(window.statusBar()->currentMessage().contains("95% interval for all 10000"),
+             qPrintable(window.statusBar()->currentMessage()));
+    QTRY_VERIFY_WITH_TIMEOUT(window.session()->evaluation() && window.session()->evaluation()->metrics.images == 10000, kTimeoutMs);
+    // Each report counts more images than the one before, within one model's pass.
+    for (int i = 1; i < running.count(); ++i)
+        if (running.at(i).at(0) == running.at(i - 1).at(0))
+            QVERIFY(running.at(i).at(1).value<RunningTop1>().scored >= running.at(i - 1).at(1).value<RunningTop1>().scored);
 }
 
 QTEST_MAIN(TestMainWindow)
