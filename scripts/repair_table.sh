@@ -23,8 +23,8 @@ JSON
 
 # Per model: its evaluation command (the MANIFEST's preprocessing) and the flags equalization
 # needs. The ImageNet MobileNets' ReLU6 are made ReLUs so that equalization finds its pairs (their
-# float top-1 changes, and the table's float column says by how much); on the VWW model that breaks
-# the float model (85% to 50%), so there equalization runs without it and finds no exact pair.
+# float top-1 changes, and the table's float column says by how much); the VWW model's activations
+# are plain ReLUs already, so equalization needs no flag there.
 # The MobileNets calibrate and learn AdaRound on the first 64 of their 300 images.
 model_args() {
   case $1 in
