@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 
+#include <algorithm>
 #include <iostream>
 
 namespace qe::cli {
@@ -64,19 +65,17 @@ int runTrace(const std::vector<std::string>& args)
     std::cout << t.layer << " (" << t.opType << "), output element [";
     for (std::size_t i = 0; i < t.position.size(); ++i)
         std::cout << (i ? "," : "") << t.position[i];
-    std::cout << "] on image " << image << ":\n"
-              << "  1. " << t.terms.size() << " products (x - " << t.inputZeroPoint << ") * (w - " << t.weightZeroPoint << ")\n"
-              << "  2. int32 sum                      " << t.accumulator << "\n"
-              << "  3. bias " << t.bias << " / (" << t.inputScale << " * " << t.weightScale << ")  " << t.biasCode << "\n"
-              << "  4. accumulator                    " << t.biased << "\n"
-              << "  5. M = " << t.realMultiplier << " = " << t.multiplier << " * 2^-" << t.rightShift << "\n"
-              << "  6. " << t.biased << " * " << t.multiplier << " / 2^" << t.rightShift << " = " << t.exactRescaled
-              << ", rounded half to even" << (t.tie ? " (a tie)" : "") << "  " << t.rounded << "\n"
-              << "  7. + output zero-point " << t.outputZeroPoint << "          " << t.withZeroPoint << "\n"
-              << "  8. clamped to [" << t.codeMin << ", " << t.codeMax << "]            " << t.code << "\n"
-              << "  the int8 engine's code            " << t.engineCode << (t.engineCode == t.code ? " (the same)" : " (DIFFERENT)")
-              << "\n  as a real value " << t.outputScale << " * (" << t.code << " - " << t.outputZeroPoint << ") = " << t.dequantized
-              << "\n";
+    std::cout << "] on image " << image << ":\n";
+    const std::vector<IntegerTraceStep> steps = integerTraceSteps(t);
+    std::size_t width = 0;
+    for (const IntegerTraceStep& step : steps)
+        width = std::max(width, step.what.size());
+    for (const IntegerTraceStep& step : steps) {
+        std::cout << "  " << step.what << std::string(width + 2 - step.what.size(), ' ') << step.value;
+        if (step.engine)
+            std::cout << (t.engineCode == t.code ? " (the same)" : " (DIFFERENT)");
+        std::cout << "\n";
+    }
     return 0;
 }
 

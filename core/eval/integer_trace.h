@@ -63,4 +63,16 @@ struct IntegerTrace {
 IntegerTrace traceIntegerOutput(const QuantPlan& plan, const TensorMap& feeds, const std::string& layer,
                                 const std::vector<std::int64_t>& position);
 
+// The trace's arithmetic as plain text, one step per row: what is computed with the trace's own
+// numbers, and the value it gives (`result`: the step whose value is the layer's output code;
+// `engine`: the int8 engine's own code at that position, which equals it).
+// The CLI's `trace` prints these rows and a lesson handout tabulates them; the window's Integer
+// arithmetic view shows the same steps with typeset formulas.
+struct IntegerTraceStep {
+    std::string what, value;
+    bool result = false;
+    bool engine = false;
+};
+std::vector<IntegerTraceStep> integerTraceSteps(const IntegerTrace& trace);
+
 }  // namespace qe

@@ -94,6 +94,12 @@ void countTop1(const Tensor& output, std::size_t first, const std::function<int(
     running.scored += tally.labelled;
 }
 
+// How many of `labels` count towards top-1 (-1 marks an unlabelled image).
+std::size_t labelledCount(const std::vector<int>& labels)
+{
+    return std::size_t(std::count_if(labels.begin(), labels.end(), [](int label) { return label >= 0; }));
+}
+
 constexpr std::size_t kBatchSize = 32;
 // A batch whose float activations take more than this is measured alone when it is not cached
 // (ResNet-18 at 224 x 224 takes about 450 MB per batch of 32; the demo model 10 MB).
@@ -280,6 +286,9 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         inputs[b] = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width);
     });
     inputs_ = std::move(inputs);
+    std::vector<int> labels(evaluationImages_);
+    for (std::size_t i = 0; i < evaluationImages_; ++i)
+        labels[i] = evaluation_->label(i);
     try {
         // The first batch alone says what a batch's activations take: as many batches are kept as
         // fit the budget with their quantized run beside them (about as large; checked after the
@@ -298,10 +307,8 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         outputs[0] = first.at(outputName);
         // Float top-1 as the batches come in.
         RunningTop1 running;
-        const auto label = [this](std::size_t image) { return evaluation_->label(image); };
-        if (progress.top1)
-            for (std::size_t i = 0; i < evaluationImages_; ++i)
-                running.total += evaluation_->label(i) >= 0;
+        const auto label = [&labels](std::size_t image) { return labels[image]; };
+        running.total = labelledCount(labels);
         auto reportTop1 = [&](std::size_t b) {
             if (!progress.top1 || running.total == 0)
                 return;
@@ -334,9 +341,6 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         } else {
             parallelFor(static_cast<std::int64_t>(batches) - 1, [&](std::int64_t index) { runBatch(std::size_t(index) + 1); });
         }
-        std::vector<int> labels;
-        for (std::size_t i = 0; i < evaluationImages_; ++i)
-            labels.push_back(evaluation_->label(i));
         floatCache_ = std::move(cache);
         cachedBatches_ = fit;
         floatOutputs_ = std::move(outputs);
@@ -509,7 +513,7 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     // Top-1 as the batches come in; every batch has the first one's size but the last.
     RunningTop1 running;
     if (progress.top1)
-        running.total = std::size_t(std::count_if(labels_.begin(), labels_.end(), [](int label) { return label >= 0; }));
+        running.total = labelledCount(labels_);
     const std::size_t batchSize = batches ? std::size_t(inputs_[0].dim(0)) : 0;
     const auto label = [this](std::size_t image) { return labels_.at(image); };
     auto measureBatch = [&](std::size_t b) {

@@ -35,17 +35,8 @@ std::string integerTraceTable(const IntegerTrace& t)
         at += (at.empty() ? "" : ", ") + std::to_string(c);
     md << "Output element [" << at << "] of `" << t.layer << "` (" << t.opType << "), step by step as the int8 engine computes it:\n\n";
     md << "| step | value |\n|---|---:|\n";
-    md << "| sum of " << t.terms.size() << " products (x - " << t.inputZeroPoint << ") * (w - " << t.weightZeroPoint << ") | "
-       << t.accumulator << " |\n";
-    md << "| + bias " << formatNumber(t.bias, 5) << " / (" << formatNumber(t.inputScale, 6) << " * " << formatNumber(t.weightScale, 6)
-       << ") rounded | " << t.biasCode << " |\n";
-    md << "| = int32 accumulator | " << t.biased << " |\n";
-    md << "| x M = " << formatNumber(t.realMultiplier, 8) << " = " << t.multiplier << " * 2^-" << t.rightShift << " | "
-       << formatNumber(t.exactRescaled, 4) << " |\n";
-    md << "| rounded half to even (" << t.product << " / 2^" << t.rightShift << (t.tie ? ", a tie" : "") << ") | " << t.rounded << " |\n";
-    md << "| + output zero-point " << t.outputZeroPoint << " | " << t.withZeroPoint << " |\n";
-    md << "| clamped to [" << t.codeMin << ", " << t.codeMax << "] | **" << t.code << "** |\n";
-    md << "| the int8 engine's code | " << t.engineCode << " |\n";
+    for (const IntegerTraceStep& step : integerTraceSteps(t))
+        md << "| " << step.what << " | " << (step.result ? "**" + step.value + "**" : step.value) << " |\n";
     return md.str();
 }
 

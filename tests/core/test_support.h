@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -30,6 +31,15 @@ namespace qe::test {
 inline std::filesystem::path sharedDir() { return QE_SHARED_DIR; }
 inline std::filesystem::path sourceDir() { return QE_SOURCE_DIR; }
 inline std::filesystem::path binaryDir() { return QE_BINARY_DIR; }
+
+// Where reference files made by outside tools at test time (torchvision's exports, PyTorch's
+// quantizer results) live: $QE_REFERENCE_DIR/<name> when set, else <build>/<name>. scripts/test.sh
+// points its sanitizer pass at the normal build's folder, so that Python makes them once.
+inline std::filesystem::path referenceDir(const std::string& name)
+{
+    const char* shared = std::getenv("QE_REFERENCE_DIR");
+    return (shared && *shared ? std::filesystem::path(shared) : binaryDir()) / name;
+}
 
 // Skips the current test with a message when `path` does not exist.
 #define QE_REQUIRE_PATH(path)                                                                        \

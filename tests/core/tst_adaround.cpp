@@ -15,6 +15,7 @@
 #include "quant/simulator.h"
 #include "repair/adaround.h"
 #include "repair/layer_samples.h"
+#include "sanitizer.h"
 #include "test_support.h"
 
 #include <QtTest>
@@ -35,8 +36,9 @@ const fs::path kMobileNet = test::sharedDir() / "models/mobilenet_v1_0.5_160_flo
 const fs::path kImageNet = test::sharedDir() / "data/imagenet_val_227_300";
 
 // AdaRound's defaults (10,000 iterations); with 3,000, a stride-2 depthwise layer of MobileNet
-// ended 1% above nearest rounding on held-out images.
-const int kIterations = AdaRoundOptions{}.iterations;
+// ended 1% above nearest rounding on held-out images. Under a sanitizer every layer still runs,
+// for 300 iterations, and (b), which needs the full optimisation, is left to the normal pass.
+const int kIterations = test::unlessSanitized(AdaRoundOptions{}.iterations, 300);
 
 const TensorQuantSpec kW4PerChannel{true, Scheme::Symmetric, 4, Granularity::PerChannel, 0, std::nullopt, false};
 
@@ -137,6 +139,8 @@ void checkLayer(const Graph& graph, const QuantLayer& layer, const LayerSamples&
     qInfo("%-40s %6.1f%% flipped  fit error %.4g -> %.4g  held-out MSE %.4g -> %.4g (%.0f%%)  %.1f s", layer.name.c_str(),
           100 * s.flippedFraction, s.nearestError, s.adaRoundError, nearestHeldOut, adaRoundHeldOut,
           100 * adaRoundHeldOut / nearestHeldOut, s.totalMs / 1000);
+    if (test::kSanitizerBuild)
+        return;
     QVERIFY2(s.adaRoundError < s.nearestError, layer.name.c_str());
     QVERIFY2(adaRoundHeldOut < nearestHeldOut, layer.name.c_str());
 }
@@ -354,7 +358,7 @@ private slots:
             s.floatOutputs = runNode(node, graph.opsetVersion, in).at(0);
             return s;
         };
-        checkLayer(graph, layer, samples(64), samples(64), true, 2000);
+        checkLayer(graph, layer, samples(64), samples(64), true, test::unlessSanitized(2000, 300));
     }
 
     // (c) What AdaRound refuses, each naming the layer and what it expected.

@@ -34,7 +34,7 @@ namespace {
 
 // The version the test expects from the script's manifest; older data is regenerated.
 constexpr int kReferenceVersion = 1;
-const fs::path kReferenceDir = test::binaryDir() / "quantizer_refs";
+const fs::path kReferenceDir = test::referenceDir("quantizer_refs");
 
 // Uniform quantization error inside the clipping range is at most scale/2, plus float rounding of
 // x * (1/scale), of the output product and of the scale itself: a few float epsilons of the

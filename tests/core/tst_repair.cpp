@@ -16,6 +16,7 @@
 #include "repair/repair.h"
 #include "repair/weight_channels.h"
 #include "study/study.h"
+#include "sanitizer.h"
 #include "test_support.h"
 
 #include <QProcess>
@@ -43,6 +44,11 @@ const fs::path kMobileNet05 = test::sharedDir() / "models/mobilenet_v1_0.5_160_f
 const fs::path kResNet8 = test::sharedDir() / "models/resnet8_cifar10.onnx";
 const fs::path kCifar = test::sharedDir() / "data/cifar10_mlperf_tiny_200/test_200.bin";
 
+// Demo-model images the study evaluates on. Under a sanitizer fewer, AdaRound runs shorter, and
+// the bars that need the full count or the full optimisation are left to the normal pass
+// (tests/sanitizer.h).
+const std::size_t kDemoImages = test::unlessSanitized<std::size_t>(1000, 200);
+
 // W4A8 per channel with AdaRound on every layer, short enough for a test (the defaults are
 // 10,000 iterations on 256 images).
 QuantConfig perChannelW4A8AdaRound()
@@ -50,7 +56,7 @@ QuantConfig perChannelW4A8AdaRound()
     QuantConfig config;
     config.defaultWeights.bits = 4;
     config.calibrationImages = 128;
-    config.repairs.adaRound = {true, 1500, 64};
+    config.repairs.adaRound = {true, test::unlessSanitized(1500, 200), 64};
     return config;
 }
 
@@ -132,6 +138,7 @@ StudySources mobileNetSources()
     sources.data = kImageNet;
     sources.labelColumn = "label_1001";
     sources.calibrationImages = 64;  // the shared set has no calibration split: the first 64 evaluation images
+    sources.evaluationImages = test::unlessSanitized<std::size_t>(0, 50);  // 0: all 300
     sources.adjustPreprocess = [](Preprocess& p) { p = test::makePreprocess(ColorOrder::Rgb, 1.0, 128, 128, 0.875); };
     return sources;
 }
@@ -157,6 +164,8 @@ void checkOnnxRuntimeScoresLikeTheInt8Engine(const Dataset& data, const Preproce
     }
     qInfo("ONNX Runtime on the repaired export: top-1 %.2f%% (int8 engine %.2f%%), same prediction on %zu of %zu images",
           100.0 * double(ortCorrect) / double(n), 100 * ours.top1, ortSame, n);
+    if (test::kSanitizerBuild)
+        return;  // on 200 images 0.2 points is no image at all
     QVERIFY(std::abs(double(ortCorrect) / double(n) - ours.top1) <= 0.002);
     QVERIFY(double(ortSame) / double(n) >= 0.995);
 }
@@ -393,6 +402,8 @@ void TestRepair::equalizationRescuesPerTensorMobileNet()
           100 * both.metrics.top1, 100 * corrected.metrics.top1);
     QCOMPARE(equalized.metrics.floatTop1, nearest.metrics.floatTop1);  // the reference stays the original model
     QVERIFY(equalized.repairs && equalized.repairs->equalized.size() == 26);
+    if (test::kSanitizerBuild)
+        return;
     QVERIFY(equalized.metrics.top1 > nearest.metrics.top1 + 0.10);
     QVERIFY(corrected.metrics.top1 > nearest.metrics.top1 + 0.20);
 }
@@ -439,7 +450,7 @@ void TestRepair::int8EngineStaysExactUnderRepairs()
 {
     QE_REQUIRE_PATH(kFashionTest);
     QE_REQUIRE_PATH(kFashionTrain);
-    Study study(demoSources(1000));
+    Study study(demoSources(kDemoImages));
     const QuantConfig config = perTensorW8A8Repaired();
     const StudyResult result = study.evaluate(config, {.integerEngine = true});
     QVERIFY(result.repairs && !result.repairs->equalized.empty() && !result.repairs->biasCorrected.empty());
@@ -450,7 +461,7 @@ void TestRepair::int8EngineStaysExactUnderRepairs()
         if (plan.integerLayers.count(plan.layers[i].nodeIndex))
             QVERIFY2(r.isolatedExactFraction[i] == 1.0, plan.layers[i].name.c_str());
     QVERIFY(r.outputWithinOneLsb >= 0.999);
-    QVERIFY(r.agreementWithSimulation >= 0.995);
+    QVERIFY(r.agreementWithSimulation >= 0.995);  // at 200 images under a sanitizer: one image
     QVERIFY(std::abs(r.top1 - result.metrics.top1) <= 0.005);
 }
 
@@ -461,7 +472,7 @@ void TestRepair::exportCarriesTheRepairs()
 {
     QE_REQUIRE_PATH(kFashionTest);
     QE_REQUIRE_PATH(kFashionTrain);
-    Study study(demoSources(1000));
+    Study study(demoSources(kDemoImages));
     const QuantConfig config = perTensorW8A8Repaired();
     QTemporaryDir dir;
     const fs::path path = (dir.path() + "/repaired.onnx").toStdString();
@@ -469,7 +480,7 @@ void TestRepair::exportCarriesTheRepairs()
     QVERIFY(files.repairs && !files.repairs->biasCorrected.empty());
     const IntegerEvaluation ours = study.runIntegerEngine(config);
 
-    StudySources exported = demoSources(1000);
+    StudySources exported = demoSources(kDemoImages);
     exported.model = path;
     Study reopened(exported);
     QVERIFY(reopened.modelConfig().has_value());
@@ -518,7 +529,7 @@ void TestRepair::adaRoundThroughTheStudy()
 {
     QE_REQUIRE_PATH(kFashionTest);
     QE_REQUIRE_PATH(kFashionTrain);
-    Study study(demoSources(1000));
+    Study study(demoSources(kDemoImages));
     const QuantConfig config = perChannelW4A8AdaRound();
     const StudyResult result = study.evaluate(config, {.integerEngine = true});
     QVERIFY(result.repairs);
@@ -544,7 +555,7 @@ void TestRepair::adaRoundThroughTheStudy()
             flipped += codes[i] != nearestCodes[i];
         }
         QCOMPARE(double(flipped) / double(codes.size()), rounded.flippedFraction);
-        QVERIFY2(rounded.adaRoundError < rounded.nearestError, rounded.layer.c_str());
+        QVERIFY2(test::kSanitizerBuild || rounded.adaRoundError < rounded.nearestError, rounded.layer.c_str());
         qInfo("%s: %.1f%% flipped, reconstruction error %.4g nearest, %.4g AdaRound", rounded.layer.c_str(),
               100 * rounded.flippedFraction, rounded.nearestError, rounded.adaRoundError);
     }
@@ -555,7 +566,7 @@ void TestRepair::adaRoundThroughTheStudy()
     const StudyResult nearest = study.evaluate(nearestConfig);
     qInfo("W4A8 per channel: top-1 %.2f%% nearest, %.2f%% AdaRound (float %.2f%%)", 100 * nearest.metrics.top1,
           100 * result.metrics.top1, 100 * result.metrics.floatTop1);
-    QVERIFY(result.metrics.top1 >= nearest.metrics.top1);
+    QVERIFY(test::kSanitizerBuild || result.metrics.top1 >= nearest.metrics.top1);
     QCOMPARE(result.metrics.floatTop1, nearest.metrics.floatTop1);
 
     // (c)
@@ -581,7 +592,7 @@ void TestRepair::adaRoundThroughTheStudy()
     const fs::path path = (dir.path() + "/adarounded.onnx").toStdString();
     const ExportedFiles files = study.exportQdqModel(config, path);
     QVERIFY(files.repairs && files.repairs->adaRounded.size() == 5);
-    StudySources exported = demoSources(1000);
+    StudySources exported = demoSources(kDemoImages);
     exported.model = path;
     Study reopened(exported);
     const IntegerEvaluation theirs = reopened.runIntegerEngine(*reopened.modelConfig());

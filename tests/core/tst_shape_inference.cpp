@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kTorchvisionDir = test::binaryDir() / "torchvision_models";
+const fs::path kTorchvisionDir = test::referenceDir("torchvision_models");
 
 // Every tensor the probe describes (the inputs and every node's outputs) must be described the
 // same way by static inference. Returns the first difference, empty when there is none.

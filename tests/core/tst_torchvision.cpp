@@ -29,7 +29,7 @@ double relativeError(const Tensor& actual, const Tensor& expected)
     return maxDiff / std::max(maxRef, 1e-12);
 }
 
-const fs::path kModelDir = test::binaryDir() / "torchvision_models";
+const fs::path kModelDir = test::referenceDir("torchvision_models");
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 #include "quant/layers.h"
 #include "repair/smoothquant.h"
 #include "study/study.h"
+#include "sanitizer.h"
 #include "test_support.h"
 
 #include <QTemporaryDir>
@@ -25,6 +26,9 @@ const fs::path kVit = test::sourceDir() / "resources/models/fashion_vit.onnx";
 const fs::path kFashionTest = fs::path(QE_FASHION_MNIST_DIR) / "t10k-images-idx3-ubyte.gz";
 const fs::path kFashionTrain = fs::path(QE_FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz";
 constexpr int kBlocks = 4;  // scripts/train_demo_vit.py's depth
+// Images evaluated; under a sanitizer fewer, and the bars that need 500 to hold are left to the
+// normal pass (tests/sanitizer.h).
+constexpr std::size_t kImages = test::unlessSanitized<std::size_t>(500, 100);
 
 StudySources vitSources(std::size_t images)
 {
@@ -95,14 +99,15 @@ void TestTransformer::layerTableListsTheTransformerLayers()
 // int8 engine computes those layers in float and says why, and accuracy stays near float's.
 void TestTransformer::perTokenActivationsRunAndStayInFloatInTheEngine()
 {
-    Study study(vitSources(500));
+    Study study(vitSources(kImages));
     const StudyResult perToken = study.evaluate(w8PerTokenDynamic(), {.integerEngine = true});
     const StudyResult perTensor = study.evaluate(w8a8PerTensor());
-    qInfo("fashion_vit, 500 images: float %.2f%%, W8A8 per tensor %.2f%% (output SQNR %.1f dB), W8 per-token dynamic %.2f%% "
+    qInfo("fashion_vit, %zu images: float %.2f%%, W8A8 per tensor %.2f%% (output SQNR %.1f dB), W8 per-token dynamic %.2f%% "
           "(%.1f dB)",
-          100 * perToken.metrics.floatTop1, 100 * perTensor.metrics.top1, perTensor.metrics.outputSqnrDb, 100 * perToken.metrics.top1,
+          kImages, 100 * perToken.metrics.floatTop1, 100 * perTensor.metrics.top1, perTensor.metrics.outputSqnrDb, 100 * perToken.metrics.top1,
           perToken.metrics.outputSqnrDb);
-    QVERIFY(perToken.metrics.top1 >= perToken.metrics.floatTop1 - 0.01);
+    if (!test::kSanitizerBuild)
+        QVERIFY(perToken.metrics.top1 >= perToken.metrics.floatTop1 - 0.01);
     // Per token is never coarser than per tensor on the same values, so the model loses less.
     QVERIFY2(perToken.metrics.outputSqnrDb > perTensor.metrics.outputSqnrDb,
              qPrintable(QString("per token %1 dB, per tensor %2 dB").arg(perToken.metrics.outputSqnrDb).arg(perTensor.metrics.outputSqnrDb)));
@@ -112,7 +117,8 @@ void TestTransformer::perTokenActivationsRunAndStayInFloatInTheEngine()
         if (!layer.integer && layer.reason.find("per-token") != std::string::npos)
             ++perTokenInFloat;
     QVERIFY(perTokenInFloat > 0);
-    QVERIFY(engine.agreementWithSimulation >= 0.99);
+    if (!test::kSanitizerBuild)
+        QVERIFY(engine.agreementWithSimulation >= 0.99);
 }
 
 // SmoothQuant on each block's two LayerNorms: the float outputs do not change, and with alpha 0.5
@@ -152,20 +158,21 @@ void TestTransformer::smoothQuantKeepsTheFunctionAndBalancesTheChannels()
     QVERIFY2(difference.empty(), difference.c_str());
 
     // Through the study: the repair runs, reports, and the quantized model does not get worse.
-    Study study(vitSources(500));
+    Study study(vitSources(kImages));
     const StudyResult plain = study.evaluate(w8a8PerTensor());
     const StudyResult repaired = study.evaluate(config);
     QVERIFY(repaired.repairs && repaired.repairs->smoothed.size() == groups.size());
     qInfo("fashion_vit W8A8 per tensor: %.2f%% (%.1f dB), with SmoothQuant %.2f%% (%.1f dB)", 100 * plain.metrics.top1,
           plain.metrics.outputSqnrDb, 100 * repaired.metrics.top1, repaired.metrics.outputSqnrDb);
-    QVERIFY(repaired.metrics.top1 >= plain.metrics.top1 - 0.01);
+    if (!test::kSanitizerBuild)
+        QVERIFY(repaired.metrics.top1 >= plain.metrics.top1 - 0.01);
 }
 
 // W8A8 per tensor in the int8 engine: the weighted products run in integers, LayerNorm, Softmax
 // and Erf in float with a stated reason, and the predictions agree with the simulation.
 void TestTransformer::int8EngineRunsTheTransformer()
 {
-    Study study(vitSources(500));
+    Study study(vitSources(kImages));
     const StudyResult result = study.evaluate(w8a8PerTensor(), {.integerEngine = true});
     const IntegerEvaluation& engine = *result.integer;
     std::map<std::string, int> integer, total;
@@ -179,6 +186,8 @@ void TestTransformer::int8EngineRunsTheTransformer()
           100 * engine.simulatedTop1, 100 * engine.agreementWithSimulation, integer["MatMul"], total["MatMul"]);
     QVERIFY(integer["MatMul"] >= 6 * kBlocks);  // at least every MatMul with weights
     QVERIFY(integer["Conv"] == 1);
+    if (test::kSanitizerBuild)
+        return;
     QVERIFY(engine.agreementWithSimulation >= 0.98);
     QVERIFY(std::abs(engine.top1 - result.metrics.top1) <= 0.01);
 }
@@ -213,14 +222,14 @@ void TestTransformer::activationChannelsShowTheOutliers()
 // quantization: the same layers in integers and the same predictions.
 void TestTransformer::exportRunsInOnnxRuntime()
 {
-    Study study(vitSources(500));
+    Study study(vitSources(kImages));
     const QuantConfig config = w8a8PerTensor();
     const StudyResult result = study.evaluate(config, {.integerEngine = true});
     QTemporaryDir dir;
     const fs::path path = (dir.path() + "/fashion_vit_w8a8.onnx").toStdString();
     study.exportQdqModel(config, path);
 
-    StudySources reopenedSources = vitSources(500);
+    StudySources reopenedSources = vitSources(kImages);
     reopenedSources.model = path;
     Study reopened(reopenedSources);
     QVERIFY(reopened.modelConfig().has_value());
@@ -229,14 +238,14 @@ void TestTransformer::exportRunsInOnnxRuntime()
     for (std::size_t i = 0; i < again.integer->predictions.size(); ++i)
         sameAsBefore += again.integer->predictions[i] == result.integer->predictions[i];
     qInfo("reopened QDQ export: int8 engine %.2f%% (before export %.2f%%), %zu of %zu layers in integers (before %zu), same "
-          "prediction on %zu of 500",
+          "prediction on %zu of %zu",
           100 * again.integer->top1, 100 * result.integer->top1, again.integer->integerLayers, again.integer->layers.size(),
-          result.integer->integerLayers, sameAsBefore);
+          result.integer->integerLayers, sameAsBefore, kImages);
     QCOMPARE(again.integer->integerLayers, result.integer->integerLayers);
-    QVERIFY(sameAsBefore >= 495);
+    QVERIFY(sameAsBefore >= kImages - kImages / 100);
 
     QString why;
-    const std::vector<int> ort = test::onnxRuntimePredictions(*study.dataset(), study.preprocess(), path, 500, 1, 28, 28, why);
+    const std::vector<int> ort = test::onnxRuntimePredictions(*study.dataset(), study.preprocess(), path, kImages, 1, 28, 28, why);
     if (QTest::currentTestFailed())
         return;
     if (ort.empty())
@@ -250,6 +259,8 @@ void TestTransformer::exportRunsInOnnxRuntime()
     qInfo("fashion_vit W8A8 QDQ: ONNX Runtime %.2f%%, simulation %.2f%%, int8 engine %.2f%%, same prediction as the engine on %zu "
           "of %zu",
           100 * ortTop1, 100 * result.metrics.top1, 100 * result.integer->top1, same, ort.size());
+    if (test::kSanitizerBuild)
+        return;
     QVERIFY(std::abs(ortTop1 - result.metrics.top1) <= 0.01);
     QVERIFY(double(same) / double(ort.size()) >= 0.98);
 }
