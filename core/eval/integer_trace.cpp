@@ -1,13 +1,13 @@
 #include "eval/integer_trace.h"
 
 #include "common/error.h"
+#include "common/format.h"
 #include "engine/int8/integer_engine.h"
 #include "engine/int8/kernels/requantize.h"
 #include "model/window.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 
 namespace qe {
 
@@ -178,34 +178,23 @@ IntegerTrace traceIntegerOutput(const QuantPlan& plan, const TensorMap& feeds, c
     return t;
 }
 
-namespace {
-
-std::string fixed(double value, int decimals)
-{
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
-    return buffer;
-}
-
-}  // namespace
-
 std::vector<IntegerTraceStep> integerTraceSteps(const IntegerTrace& t)
 {
     const std::string zx = std::to_string(t.inputZeroPoint), zw = std::to_string(t.weightZeroPoint);
     const std::string shift = std::to_string(t.rightShift);
     return {
         {"sum of " + std::to_string(t.terms.size()) + " products (x - " + zx + ") * (w - " + zw + ")", std::to_string(t.accumulator)},
-        {"+ bias " + fixed(t.bias, 5) + " / (" + fixed(t.inputScale, 6) + " * " + fixed(t.weightScale, 6) + ") rounded",
+        {"+ bias " + formatFixed(t.bias, 5) + " / (" + formatFixed(t.inputScale, 6) + " * " + formatFixed(t.weightScale, 6) + ") rounded",
          std::to_string(t.biasCode)},
         {"= int32 accumulator", std::to_string(t.biased)},
-        {"x M = " + fixed(t.realMultiplier, 8) + " = " + std::to_string(t.multiplier) + " * 2^-" + shift, fixed(t.exactRescaled, 4)},
+        {"x M = " + formatFixed(t.realMultiplier, 8) + " = " + std::to_string(t.multiplier) + " * 2^-" + shift, formatFixed(t.exactRescaled, 4)},
         {"rounded half to even (" + std::to_string(t.product) + " / 2^" + shift + (t.tie ? ", a tie" : "") + ")",
          std::to_string(t.rounded)},
         {"+ output zero-point " + std::to_string(t.outputZeroPoint), std::to_string(t.withZeroPoint)},
         {"clamped to [" + std::to_string(t.codeMin) + ", " + std::to_string(t.codeMax) + "]", std::to_string(t.code), true},
         {"the int8 engine's code", std::to_string(t.engineCode), false, true},
-        {"as a real value " + fixed(t.outputScale, 6) + " * (" + std::to_string(t.code) + " - " + std::to_string(t.outputZeroPoint) + ")",
-         fixed(t.dequantized, 6)},
+        {"as a real value " + formatFixed(t.outputScale, 6) + " * (" + std::to_string(t.code) + " - " + std::to_string(t.outputZeroPoint) + ")",
+         formatFixed(t.dequantized, 6)},
     };
 }
 

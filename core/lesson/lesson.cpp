@@ -4,6 +4,7 @@
 #include "lesson/lesson_internal.h"
 
 #include "common/error.h"
+#include "common/format.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,7 +14,6 @@
 
 namespace qe {
 
-using lesson_internal::formatNumber;
 
 const std::vector<std::string>& lessonViews()
 {
@@ -296,13 +296,6 @@ void scanText(const std::string& text, const std::function<void(const std::strin
 
 namespace lesson_internal {
 
-std::string formatNumber(double value, int decimals)
-{
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%.*f", std::clamp(decimals, 0, 9), value);
-    return buffer;
-}
-
 bool isNumericFact(const std::string& key) { return findFact(key) != nullptr; }
 
 void checkText(const std::string& text, const std::function<void(const std::string&)>& fail)
@@ -321,7 +314,6 @@ void checkText(const std::string& text, const std::function<void(const std::stri
 }
 
 }  // namespace lesson_internal
-
 
 LessonViewFacts playgroundFacts(const Playground& playground) { return viewFacts(playgroundFactTable(), playground); }
 LessonViewFacts integerTraceFacts(const IntegerTrace& trace) { return viewFacts(traceFactTable(), trace); }
@@ -378,7 +370,7 @@ std::string renderLessonText(const std::string& text, const StudyResult& result,
             }
             const FactDefinition* f = findFact(p.key);
             const std::optional<double> v = f ? f->value(sources) : std::nullopt;
-            out += v ? formatNumber(*v, p.decimals >= 0 ? p.decimals : f->info.decimals) : "n/a";
+            out += v ? formatFixed(*v, p.decimals >= 0 ? p.decimals : f->info.decimals) : "n/a";
         });
     return out;
 }
@@ -399,7 +391,7 @@ LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::s
             check.explanation = question.fact + " has no value for this evaluation.";
             return check;
         }
-        check.expected = formatNumber(*v, f->info.decimals);
+        check.expected = formatFixed(*v, f->info.decimals);
         double number = std::numeric_limits<double>::quiet_NaN();
         try {
             std::size_t used = 0;
@@ -431,11 +423,11 @@ LessonAnswerCheck checkLessonAnswer(const LessonQuestion& question, const std::s
     }
     check.correct = given == check.expected;
     check.explanation = check.expected + " has the " + (lowest ? "lowest" : "highest") + " " + f->info.meaning + ": " +
-                        formatNumber(*best, f->info.decimals) + ".";
+                        formatFixed(*best, f->info.decimals) + ".";
     if (!check.correct && !given.empty()) {
         const std::map<std::string, double> facts = lessonFacts(result, given);
         const auto it = facts.find(question.fact);
-        check.explanation += it != facts.end() ? " " + given + " has " + formatNumber(it->second, f->info.decimals) + "."
+        check.explanation += it != facts.end() ? " " + given + " has " + formatFixed(it->second, f->info.decimals) + "."
                                                : " \"" + given + "\" is not a layer with this number.";
     }
     return check;

@@ -5,13 +5,13 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/format.h"
 
 #include <sstream>
 
 namespace qe {
 
 namespace fs = std::filesystem;
-using lesson_internal::formatNumber;
 
 namespace {
 
@@ -21,8 +21,8 @@ std::string playgroundTable(const Playground& p)
     std::ostringstream md;
     md << "| value | code | dequantized | error | clipped |\n|---:|---:|---:|---:|:---:|\n";
     for (const PlaygroundValue& v : p.values)
-        md << "| " << formatNumber(v.value, 4) << " | " << v.code << " | " << formatNumber(v.dequantized, 4) << " | "
-           << formatNumber(v.error, 4) << " | " << (v.clipped ? "yes" : "") << " |\n";
+        md << "| " << formatFixed(v.value, 4) << " | " << v.code << " | " << formatFixed(v.dequantized, 4) << " | "
+           << formatFixed(v.error, 4) << " | " << (v.clipped ? "yes" : "") << " |\n";
     return md.str();
 }
 

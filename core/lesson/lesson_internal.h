@@ -6,9 +6,6 @@
 
 namespace qe::lesson_internal {
 
-// `value` with `decimals` decimals (0 to 9), as lesson texts and handouts show numbers.
-std::string formatNumber(double value, int decimals);
-
 // True when `key` names a numeric fact (lessonFactKeys() less the words layer.name and layer.op).
 bool isNumericFact(const std::string& key);
 
