@@ -5,6 +5,7 @@
 #include "data/dataset.h"
 #include "data/preprocess.h"
 #include "tensor/tensor.h"
+#include "train/training_module_loader.h"
 
 #include <nlohmann/json.hpp>
 
@@ -46,6 +47,17 @@ inline std::filesystem::path referenceDir(const std::string& name)
     do {                                                                                             \
         if (!std::filesystem::exists(path))                                                          \
             QSKIP(qPrintable(QString("needs %1, which is absent").arg(QString::fromStdString((path).string())))); \
+    } while (0)
+
+// Skips the current test, saying why, when the training module (libtorch) cannot be loaded: it is
+// not built with QE_BUILD_TRAINING=OFF, as in the sanitizer builds.
+#define QE_REQUIRE_TRAINING_MODULE()                                                                 \
+    do {                                                                                             \
+        try {                                                                                        \
+            qe::trainingModuleEntry();                                                               \
+        } catch (const std::exception& e) {                                                          \
+            QSKIP(qPrintable(QString("the training module is not built here (QE_BUILD_TRAINING=OFF?): ") + e.what())); \
+        }                                                                                            \
     } while (0)
 
 // One data row "dir" per node test of Debian's libonnx-testdata (a folder with a model.onnx and,

@@ -78,11 +78,7 @@ class TestQat : public QObject {
 private slots:
     void initTestCase()
     {
-        try {
-            trainingModuleEntry();
-        } catch (const std::exception& e) {
-            QSKIP(qPrintable(QString("the training module is not built here (QE_BUILD_TRAINING=OFF?): ") + e.what()));
-        }
+        QE_REQUIRE_TRAINING_MODULE();
     }
 
     // The torch graph against our fp32 engine on real images: the demo model and every float

@@ -10,7 +10,7 @@
 #include "qat_dialog.h"
 #include "session.h"
 #include "window_waits.h"
-#include "train/training_module_loader.h"
+#include "core/test_support.h"
 
 #include <QLabel>
 #include <QLineSeries>
@@ -78,11 +78,7 @@ void TestWindowQat::initTestCase()
     QStandardPaths::setTestModeEnabled(true);  // autosave and recent files stay out of the user's folders
     if (!QFile::exists(kImages) || !QFile::exists(kTrainImages))
         QSKIP("needs Debian's dataset-fashion-mnist (test and training images)");
-    try {
-        trainingModuleEntry();
-    } catch (const std::exception& e) {
-        QSKIP(qPrintable(QString("the training module is not built here (QE_BUILD_TRAINING=OFF?): ") + e.what()));
-    }
+    QE_REQUIRE_TRAINING_MODULE();
     QVERIFY(dir_.isValid());
     window_ = std::make_unique<MainWindow>();
     QSignalSpy evaluated(window_->session(), &Session::evaluated);
