@@ -42,6 +42,7 @@ QuantConfig withLayerEdit(QuantConfig config, const std::vector<std::string>& la
                 o.weights.groupSize = kDefaultGroupSize;
             break;
         }
+        case LayerField::WeightRange: o.weights.range = std::get<qe::WeightRange>(value); break;
         case LayerField::Calibration: {
             CalibrationSpec spec = before.calibration;
             spec.method = std::get<CalibrationMethod>(value);
@@ -94,6 +95,8 @@ std::string describeLayerEdit(const std::vector<std::string>& layers, LayerField
     case LayerField::ActivationBits: return who + ": activations " + std::to_string(std::get<int>(value)) + " bits";
     case LayerField::WeightGranularity:
         return who + ": weights " + std::string(granularityName(std::get<Granularity>(value)));
+    case LayerField::WeightRange:
+        return who + ": weight ranges " + std::string(weightRangeName(std::get<qe::WeightRange>(value)));
     case LayerField::Calibration:
         return who + ": calibration " + std::string(calibrationMethodName(std::get<CalibrationMethod>(value)));
     case LayerField::DynamicRange:

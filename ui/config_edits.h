@@ -12,7 +12,9 @@
 namespace qe {
 
 enum class LayerField {
-    WeightScheme, WeightBits, WeightGranularity, ActivationScheme, ActivationBits,
+    WeightScheme, WeightBits, WeightGranularity,
+    WeightRange,   // each block's extremes or the clipping with the least squared error
+    ActivationScheme, ActivationBits,
     Calibration,   // a static range, calibrated by this method (a dynamic layer becomes static)
     DynamicRange,  // a range taken at run time, per tensor or per token (the value is the granularity)
     KeepFloat,
@@ -20,7 +22,7 @@ enum class LayerField {
     Equalization, BiasCorrection, AdaRound
 };
 
-using LayerFieldValue = std::variant<Scheme, int, Granularity, CalibrationMethod, bool, BiasCorrection>;
+using LayerFieldValue = std::variant<Scheme, int, Granularity, CalibrationMethod, bool, BiasCorrection, qe::WeightRange>;
 
 // `config` with `field` set to `value` on every layer in `layers`. A scheme change drops a bit
 // width the new scheme does not allow (the layer then inherits or takes the scheme's default);

@@ -35,6 +35,8 @@ QString specSummary(const TensorQuantSpec& spec, bool weights)
         s += ", " + text(granularityName(spec.granularity)).replace('_', ' ');
         if (spec.granularity == Granularity::PerGroup)
             s += QStringLiteral(" (groups of %1)").arg(spec.groupSize);
+        if (spec.range == WeightRange::Mse && spec.scheme != Scheme::KMeans)
+            s += QStringLiteral(", ranges clipped to the least squared error");
     }
     if (spec.dynamic)
         s += ", dynamic";

@@ -45,6 +45,15 @@ QWidget* LayerEditDelegate::createEditor(QWidget* parent, const QStyleOptionView
         for (Granularity g : {Granularity::PerTensor, Granularity::PerChannel, Granularity::PerGroup})
             combo->addItem(text(granularityName(g)).replace('_', ' '), int(g));
         break;
+    case LayerTableModel::WeightRange:
+        combo->addItem(tr("min-max"), int(WeightRange::MinMax));
+        combo->setItemData(combo->count() - 1, tr("Each block's smallest and largest weight"), Qt::ToolTipRole);
+        combo->addItem(tr("MSE"), int(WeightRange::Mse));
+        combo->setItemData(combo->count() - 1,
+                           tr("Each block's range clipped where the squared quantization error is least: one outlier no longer "
+                              "coarsens every other weight's step"),
+                           Qt::ToolTipRole);
+        break;
     case LayerTableModel::Calibration:
         for (const CalibrationMethodTraits& method : calibrationMethodTable()) {
             combo->addItem(text(method.displayName), int(method.method));

@@ -37,6 +37,7 @@ LayerField layerFieldOf(int column)
     case LayerTableModel::WeightScheme: return LayerField::WeightScheme;
     case LayerTableModel::WeightBits: return LayerField::WeightBits;
     case LayerTableModel::WeightGranularity: return LayerField::WeightGranularity;
+    case LayerTableModel::WeightRange: return LayerField::WeightRange;
     case LayerTableModel::ActivationScheme: return LayerField::ActivationScheme;
     case LayerTableModel::ActivationBits: return LayerField::ActivationBits;
     case LayerTableModel::Calibration: return LayerField::Calibration;
@@ -153,6 +154,10 @@ QVariant LayerTableModel::displayValue(int row, int column) const
     case WeightGranularity:
         return layer.weight.empty() || weightsFloat ? QString()
                                                     : QString::fromUtf8(granularityName(c.weights.granularity).data()).replace('_', ' ');
+    case WeightRange:  // k-means fits its codebook to the values: no range to choose
+        return layer.weight.empty() || weightsFloat || c.weights.scheme == Scheme::KMeans ? QString()
+               : c.weights.range == qe::WeightRange::Mse                                  ? tr("MSE")
+                                                                                         : tr("min-max");
     case ActivationScheme: return activationsFloat ? QStringLiteral("float") : formatScheme(c.activations.scheme);
     case ActivationBits: return activationsFloat ? QVariant() : QVariant(c.activations.bits);
     case Calibration:
@@ -210,6 +215,7 @@ QVariant LayerTableModel::data(const QModelIndex& index, int role) const
         case WeightBits: return c.weights.bits;
         case ActivationBits: return c.activations.bits;
         case WeightGranularity: return int(c.weights.granularity);
+        case WeightRange: return int(c.weights.range);
         case Calibration:
             return c.activations.dynamic ? kDynamicRange + int(c.activations.granularity) : int(c.calibration.method);
         case KeepFloat: return c.keepFloat;
@@ -267,7 +273,7 @@ Qt::ItemFlags LayerTableModel::flags(const QModelIndex& index) const
         return f | Qt::ItemIsUserCheckable;
     if (column == BiasCorrection && hasWeights(index.row()))
         return f | Qt::ItemIsEditable;
-    const bool weightColumn = column == WeightScheme || column == WeightBits || column == WeightGranularity;
+    const bool weightColumn = column == WeightScheme || column == WeightBits || column == WeightGranularity || column == WeightRange;
     const bool activationColumn = column == ActivationScheme || column == ActivationBits || column == Calibration;
     if (c.keepFloat)
         return f;
@@ -297,6 +303,7 @@ bool LayerTableModel::setData(const QModelIndex& index, const QVariant& value, i
     case WeightScheme: case ActivationScheme: fieldValue = Scheme(value.toInt()); break;
     case WeightBits: case ActivationBits: fieldValue = value.toInt(); break;
     case WeightGranularity: fieldValue = Granularity(value.toInt()); break;
+    case WeightRange: fieldValue = qe::WeightRange(value.toInt()); break;
     case Calibration:
         if (value.toInt() >= kDynamicRange)
             fieldValue = Granularity(value.toInt() - kDynamicRange);
@@ -338,6 +345,9 @@ QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, i
         case Clipped: return tr("Float activations outside the clipping range");
         case RoundingNoise: return tr("RMS activation rounding error in quantization steps; uniform noise gives 1/\u221a12 = 0.289");
         case SizeKiB: return tr("Weight storage under this configuration (codes, scales, zero-points, codebooks)");
+        case WeightRange:
+            return tr("Weight ranges: each channel's (or group's) extremes, or MSE: clipped where the squared quantization error "
+                      "is least, so that one outlier weight does not coarsen every other weight's step (helps at 4 bits and below)");
         case KeepFloat: return tr("Keep the whole layer in float");
         case Equalization:
             return tr("Cross-layer equalization: rescale this layer's output channels and the next layer's input channels so "
@@ -361,6 +371,7 @@ QVariant LayerTableModel::headerData(int section, Qt::Orientation orientation, i
     case WeightScheme: return tr("W scheme");
     case WeightBits: return tr("W bits");
     case WeightGranularity: return tr("Granularity");
+    case WeightRange: return tr("W range");
     case ActivationScheme: return tr("A scheme");
     case ActivationBits: return tr("A bits");
     case Calibration: return tr("Calibration");

@@ -22,7 +22,7 @@ class LayerTableModel : public QAbstractTableModel {
 public:
     enum Column {
         Name, Operator, OutputShape, WeightShape, Parameters,
-        WeightScheme, WeightBits, WeightGranularity, ActivationScheme, ActivationBits, Calibration, KeepFloat,
+        WeightScheme, WeightBits, WeightGranularity, WeightRange, ActivationScheme, ActivationBits, Calibration, KeepFloat,
         Equalization, BiasCorrection, AdaRound,  // the layer's repair switches (overrides of the bar's)
         Repaired,                                // what the repairs did to it, from the evaluation's report
         Sqnr, IsolatedSqnr, Mse, IsolatedMse, Cosine, WeightSqnr, Clipped, RoundingNoise, SizeKiB,
@@ -51,7 +51,7 @@ public:
     // The columns that only apply to a layer with weights.
     static bool isWeightColumn(int column)
     {
-        return (column >= WeightScheme && column <= WeightGranularity) || (column >= Equalization && column <= Repaired);
+        return (column >= WeightScheme && column <= WeightRange) || (column >= Equalization && column <= Repaired);
     }
     static bool isCheckable(int column) { return column == KeepFloat || column == Equalization || column == AdaRound; }
     // "E B A": what the evaluation's repairs did to the layer in `row` (empty when nothing), and

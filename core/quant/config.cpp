@@ -176,10 +176,13 @@ public:
         requireObject(value, path);
         if (!forActivations && value.contains("dynamic"))
             fail(child(path, "dynamic"), "only activations can be dynamic; weights are quantized ahead of time");
+        if (forActivations && value.contains("range"))
+            fail(child(path, "range"), "activations take their range from \"calibration\" (its \"method\"); \"range\" is "
+                                       "for weights");
         if (forActivations)
             checkKeys(value, path, {"scheme", "bits", "granularity", "group_size", "signed", "dynamic", "float"});
         else
-            checkKeys(value, path, {"scheme", "bits", "granularity", "group_size", "signed", "float"});
+            checkKeys(value, path, {"scheme", "bits", "granularity", "group_size", "signed", "range", "float"});
 
         TensorQuantOverride o;
         if (auto it = value.find("float"); it != value.end())
@@ -210,6 +213,12 @@ public:
             o.isSigned = readBool(*it, child(path, "signed"));
         if (auto it = value.find("dynamic"); it != value.end())
             o.dynamic = readBool(*it, child(path, "dynamic"));
+        if (auto it = value.find("range"); it != value.end()) {
+            const std::string name = readString(*it, child(path, "range"));
+            o.range = weightRangeFromName(name);
+            if (!o.range)
+                fail(child(path, "range"), "unknown weight range " + jsonQuoted(name) + " (expected \"minmax\" or \"mse\")");
+        }
         return o;
     }
 
@@ -383,6 +392,8 @@ json tensorOverrideJson(const TensorQuantOverride& o)
         j["signed"] = *o.isSigned;
     if (o.dynamic)
         j["dynamic"] = *o.dynamic;
+    if (o.range)
+        j["range"] = std::string(weightRangeName(*o.range));
     return j;
 }
 
@@ -400,6 +411,8 @@ json tensorSpecJson(const TensorQuantSpec& spec, const TensorQuantSpec& builtIn,
         j["signed"] = *spec.isSigned;
     if (forActivations || spec.dynamic != builtIn.dynamic)
         j["dynamic"] = spec.dynamic;
+    if (spec.range != builtIn.range)
+        j["range"] = std::string(weightRangeName(spec.range));
     if (!spec.quantize)
         j["float"] = true;
     return j;
@@ -459,7 +472,7 @@ RepairSpec RepairOverride::appliedTo(RepairSpec base) const
 
 bool TensorQuantOverride::empty() const
 {
-    return !quantize && !scheme && !bits && !granularity && !groupSize && !isSigned && !dynamic;
+    return !quantize && !scheme && !bits && !granularity && !groupSize && !isSigned && !dynamic && !range;
 }
 
 // Field by field, except for one coupling: a scheme set without bits keeps the inherited bit
@@ -486,6 +499,8 @@ TensorQuantSpec TensorQuantOverride::appliedTo(TensorQuantSpec base) const
         base.isSigned = *isSigned;
     if (dynamic)
         base.dynamic = *dynamic;
+    if (range)
+        base.range = *range;
     return base;
 }
 
@@ -523,6 +538,8 @@ void validateSpec(const TensorQuantSpec& spec, bool forActivations, const std::s
         fail("group_size", "expected an integer >= 1, got " + std::to_string(spec.groupSize));
     if (!forActivations && spec.dynamic)
         fail("dynamic", "only activations can be dynamic; weights are quantized ahead of time");
+    if (forActivations && spec.range != WeightRange::MinMax)
+        fail("range", "activations take their range from calibration; \"range\" is for weights");
 }
 
 LayerQuantConfig QuantConfig::resolve(const std::string& layer) const

@@ -15,7 +15,8 @@
 // whole layer in float; { "float": true } inside "weights" or "activations" leaves just that tensor
 // in float (the hybrid case); a layer's "calibration" overrides the default calibration.
 // Tensor spec keys: scheme, bits, granularity (per_tensor | per_channel | per_group), group_size,
-// signed, dynamic (activations only), float.
+// signed, dynamic (activations only), range (weights only: "minmax", the default, or "mse", each
+// block's range clipped to the least squared error; k-means ignores it), float.
 // "repairs" (top level, overridden per layer field by field) changes the float model before it is
 // quantized (core/repair/): "equalization" (true | false) rescales the channels of consecutive
 // layers (a pair is equalized when both of its layers have it on), "relu6_as_relu" (true |
@@ -112,6 +113,7 @@ struct TensorQuantOverride {
     std::optional<int> groupSize;
     std::optional<bool> isSigned;
     std::optional<bool> dynamic;
+    std::optional<WeightRange> range;
     bool empty() const;
     TensorQuantSpec appliedTo(TensorQuantSpec base) const;
     bool operator==(const TensorQuantOverride&) const = default;

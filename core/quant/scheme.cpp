@@ -17,11 +17,13 @@
 #include <limits>
 #include <numbers>
 #include <span>
+#include <tuple>
 
 namespace qe {
 namespace {
 
 constexpr std::array<std::string_view, 4> kGranularityNames{"per_tensor", "per_channel", "per_group", "per_token"};
+constexpr std::array<std::string_view, 2> kWeightRangeNames{"minmax", "mse"};
 
 std::string quoted(std::string_view name) { return "'" + std::string(name) + "'"; }
 
@@ -721,6 +723,53 @@ QuantParams emptyParams(const TensorQuantSpec& spec, bool isSigned)
     return params;
 }
 
+// Candidate clippings of the weights' MSE range: [f lo, f hi] for f = k / kWeightMseCandidates,
+// then, around the best of those, steps a twentieth as fine (at 8 bits the error changes within
+// one coarse step).
+constexpr int kWeightMseCandidates = 100;
+constexpr int kWeightMseRefinement = 20;
+
+// The clipping of one weight block's range [lo, hi] that gives its `n` values `w` the least
+// squared error once quantized as `params` (no blocks yet) would quantize them. Every candidate
+// is quantized by the scheme's own functions, so the search needs nothing per scheme. Weights
+// are few next to activations and known exactly, so the search runs on the values themselves
+// rather than on a histogram as the activations' MSE calibration does.
+std::pair<float, float> mseWeightRange(const QuantParams& params, const float* w, std::int64_t n, float lo, float hi)
+{
+    const SchemeRow& r = row(params.scheme);
+    QuantParams candidate = params;  // the scheme, bits and codes; one block of its own below
+    candidate.granularity = Granularity::PerTensor;
+    std::vector<float> quantized(static_cast<std::size_t>(n));
+    auto squaredError = [&](double factor) {
+        candidate.values = r.emptyValues();
+        candidate.rangeMin.clear();
+        candidate.rangeMax.clear();
+        r.fitBlock(candidate, static_cast<float>(factor * lo), static_cast<float>(factor * hi));
+        r.fakeQuantize(candidate, BlockIndex{}, w, quantized.data(), n);
+        double error = 0;
+        for (std::int64_t i = 0; i < n; ++i) {
+            const double d = double(quantized[static_cast<std::size_t>(i)]) - double(w[i]);
+            error += d * d;
+        }
+        return error;
+    };
+    double bestError = std::numeric_limits<double>::infinity(), bestFactor = 1;
+    auto consider = [&](double factor) {
+        const double error = squaredError(factor);
+        if (error < bestError) {  // candidates come widest first: ties keep the wider
+            bestError = error;
+            bestFactor = factor;
+        }
+    };
+    for (int k = kWeightMseCandidates; k >= 1; --k)
+        consider(double(k) / kWeightMseCandidates);
+    const double coarse = bestFactor, fine = 1.0 / (kWeightMseCandidates * kWeightMseRefinement);
+    for (int k = kWeightMseRefinement - 1; k >= -(kWeightMseRefinement - 1); --k)
+        if (k != 0 && coarse + k * fine <= 1.0 && coarse + k * fine > 0)
+            consider(coarse + k * fine);
+    return {static_cast<float>(bestFactor * lo), static_cast<float>(bestFactor * hi)};
+}
+
 [[noreturn]] void wrongKind(Scheme scheme, std::string_view kind)
 {
     throw Error("quantization parameters of scheme " + quoted(schemeTraits(scheme).name) + " have no " + std::string(kind) +
@@ -755,6 +804,16 @@ std::optional<Granularity> granularityFromName(std::string_view name)
     for (std::size_t i = 0; i < kGranularityNames.size(); ++i)
         if (kGranularityNames[i] == name)
             return static_cast<Granularity>(i);
+    return std::nullopt;
+}
+
+std::string_view weightRangeName(WeightRange range) { return kWeightRangeNames.at(static_cast<std::size_t>(range)); }
+
+std::optional<WeightRange> weightRangeFromName(std::string_view name)
+{
+    for (std::size_t i = 0; i < kWeightRangeNames.size(); ++i)
+        if (kWeightRangeNames[i] == name)
+            return static_cast<WeightRange>(i);
     return std::nullopt;
 }
 
@@ -909,6 +968,8 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
             throw Error("weights " + weights.describe() + " contain NaN or infinity (block " + std::to_string(b) +
                         "): expected finite values");
         if (fitBlock) {
+            if (spec.range == WeightRange::Mse)
+                std::tie(lo, hi) = mseWeightRange(params, w + blocks[b].start, blocks[b].length, lo, hi);
             fitBlock(params, lo, hi);
         } else {  // the codebook is fitted below; the range is the block's values
             params.rangeMin.push_back(lo);

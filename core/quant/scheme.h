@@ -76,6 +76,14 @@ enum class Granularity : std::uint8_t { PerTensor, PerChannel, PerGroup, PerToke
 std::string_view granularityName(Granularity g);  // "per_tensor", "per_channel", "per_group", "per_token"
 std::optional<Granularity> granularityFromName(std::string_view name);
 
+// How each weight block's range is chosen before its scheme fits a grid to it: the block's
+// extremes, or the clipping that gives the block the least squared quantization error (the range
+// shrunk towards 0 by a common factor; the choice AdaRound's authors and AIMET make for weights).
+// At 4 bits and below one outlier weight otherwise coarsens the step of every other weight.
+enum class WeightRange : std::uint8_t { MinMax, Mse };
+std::string_view weightRangeName(WeightRange range);  // "minmax", "mse"
+std::optional<WeightRange> weightRangeFromName(std::string_view name);
+
 // What the user chose for one tensor (a layer's weights or its output activations).
 struct TensorQuantSpec {
     bool quantize = true;             // false: this tensor stays in float
@@ -86,6 +94,7 @@ struct TensorQuantSpec {
     std::optional<bool> isSigned;     // unset: signed for weights, unsigned for affine activations
                                       // whose range is non-negative
     bool dynamic = false;             // activations only: range computed per input at run time
+    WeightRange range = WeightRange::MinMax;  // weights only; k-means fits its codebook to the values instead
     bool operator==(const TensorQuantSpec&) const = default;
 };
 
@@ -156,7 +165,8 @@ QuantParams paramsForRange(const TensorQuantSpec& spec, float min, float max);
 QuantParams paramsForTokens(const TensorQuantSpec& spec, const Tensor& values);
 
 // Parameters for a weight tensor: ranges per tensor / per output channel (axis 0) / per group
-// (blocks of groupSize along the flattened input dimensions of each output channel); k-means
+// (blocks of groupSize along the flattened input dimensions of each output channel), each block's
+// range chosen as spec.range says; k-means
 // fits its codebook here (deterministic: Lloyd's iterations started from the uniform grid, so the
 // result is never worse in MSE than uniform min-max quantization with the same level count).
 QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights);

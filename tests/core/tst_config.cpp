@@ -202,6 +202,13 @@ void TestConfig::roundTrip_data()
     }
     {
         QuantConfig c;
+        c.defaultWeights.range = WeightRange::Mse;
+        c.layers["conv1"].weights.range = WeightRange::MinMax;
+        c.layers["fc2"].weights.bits = 4;
+        QTest::newRow("MSE weight ranges, a layer back to min-max") << c;
+    }
+    {
+        QuantConfig c;
         c.defaultWeights.groupSize = 64;  // kept for when per_group is chosen again
         c.defaultActivations.quantize = false;
         QTest::newRow("weight-only quantization") << c;
@@ -519,7 +526,7 @@ void TestConfig::errors_data()
     QTest::newRow("unknown key")
         << layerDocument("conv2", R"({"weights": {"bitz": 4}})")
         << QStringList{"my.json: layers.conv2.weights: unknown key \"bitz\" (expected one of: scheme, bits, "
-                       "granularity, group_size, signed, float)"};
+                       "granularity, group_size, signed, range, float)"};
     QTest::newRow("unknown activation key")
         << layerDocument("conv2", R"({"activations": {"dynamc": true}})")
         << QStringList{"layers.conv2.activations: unknown key \"dynamc\"", "dynamic"};
@@ -553,6 +560,12 @@ void TestConfig::errors_data()
                                                       "\"yes\""};
     QTest::newRow("float not a bool") << layerDocument("conv2", R"({"activations": {"float": 1}})")
                                       << QStringList{"layers.conv2.activations.float: expected true or false, got 1"};
+    QTest::newRow("range for activations") << layerDocument("conv2", R"({"activations": {"range": "mse"}})")
+                                           << QStringList{"my.json: layers.conv2.activations.range", "from \"calibration\"",
+                                                          "for weights"};
+    QTest::newRow("unknown weight range") << document(R"("default": {"weights": {"range": "percentile"}})")
+                                          << QStringList{"my.json: default.weights.range", "unknown weight range \"percentile\"",
+                                                         "\"minmax\" or \"mse\""};
     QTest::newRow("dynamic weights") << layerDocument("conv2", R"({"weights": {"dynamic": false}})")
                                      << QStringList{"my.json: layers.conv2.weights.dynamic: only activations"};
     QTest::newRow("kmeans activations")

@@ -137,6 +137,7 @@ void TestIntegerEngine::demoModelMatchesSimulation_data()
     QTest::newRow("int8 activations (symmetric)") << R"({"default": {"activations": {"scheme": "symmetric"}}})";
     QTest::newRow("power-of-two scales") << R"({"default": {"weights": {"scheme": "power_of_two"}, "activations": {"scheme": "power_of_two"}}})";
     QTest::newRow("W4A8") << R"({"default": {"weights": {"bits": 4}}})";
+    QTest::newRow("W4A8, MSE weight ranges") << R"({"default": {"weights": {"bits": 4, "range": "mse"}}})";
     QTest::newRow("W8A6 affine weights") << R"({"default": {"weights": {"scheme": "affine"}, "activations": {"bits": 6}}})";
     QTest::newRow("entropy calibration") << R"({"calibration": {"method": "entropy"}})";
 }

@@ -209,6 +209,8 @@ private slots:
     void everySchemeHasTheProperties();
     void kmeansIsNeverWorseThanUniform_data();
     void kmeansIsNeverWorseThanUniform();
+    void mseWeightRangeMinimisesTheError_data();
+    void mseWeightRangeMinimisesTheError();
     void affineKeepsZeroExact_data();
     void affineKeepsZeroExact();
     void powerOfTwoScales_data();
@@ -690,6 +692,83 @@ void TestQuantizer::kmeansIsNeverWorseThanUniform()
         QVERIFY2(kmeans <= affineMse * (1 + kKMeansMseSlack), qPrintable(QString("k-means MSE %1 > affine %2").arg(kmeans).arg(affineMse)));
         qInfo("k-means MSE / affine MSE: %.3f", kmeans / affineMse);
     }
+}
+
+void TestQuantizer::mseWeightRangeMinimisesTheError_data()
+{
+    QTest::addColumn<Scheme>("scheme");
+    QTest::addColumn<int>("bits");
+    for (Scheme scheme : {Scheme::Symmetric, Scheme::Affine, Scheme::PowerOfTwo, Scheme::Log2, Scheme::Fp8E4M3})
+        for (int bits : {3, 4, 8}) {
+            const SchemeTraits& t = schemeTraits(scheme);
+            if (bits >= t.minBits && bits <= t.maxBits)
+                QTest::addRow("%s %d bits", std::string(t.name).c_str(), bits) << scheme << bits;
+        }
+}
+
+// "range": "mse" for weights: each channel's error is at most min-max's, and clearly below it in
+// all at 3 and 4 bits on Laplace-distributed weights (whose extremes lie far out in the tails). For
+// symmetric and affine grids the error is also checked against a search of this test's own over
+// 2000 clippings, quantizing by hand.
+void TestQuantizer::mseWeightRangeMinimisesTheError()
+{
+    QFETCH(Scheme, scheme);
+    QFETCH(int, bits);
+    const Tensor w = randomWeights({8, 16, 3, 3}, true, 21);
+    const std::int64_t inner = 16 * 3 * 3;
+    TensorQuantSpec spec = makeSpec(scheme, bits, Granularity::PerChannel);
+    const QuantParams minMax = paramsForWeights(spec, w);
+    spec.range = WeightRange::Mse;
+    const QuantParams mse = paramsForWeights(spec, w);
+    const Tensor qMinMax = fakeQuantize(w, minMax), qMse = fakeQuantize(w, mse);
+    const float* v = w.data<float>();
+    auto channelError = [&](const Tensor& q, std::int64_t c) {
+        double sum = 0;
+        for (std::int64_t i = c * inner; i < (c + 1) * inner; ++i)
+            sum += (double(q.data<float>()[i]) - v[i]) * (double(q.data<float>()[i]) - v[i]);
+        return sum;
+    };
+    // The best error over clippings [f lo, f hi] of a symmetric or affine grid, by hand.
+    auto bestByHand = [&](std::int64_t c) {
+        const auto [lo, hi] = std::minmax_element(v + c * inner, v + (c + 1) * inner);
+        const double qmax = double((1 << (bits - 1)) - 1), levels = double((1 << bits) - 1);
+        double best = INFINITY;
+        for (int k = 1; k <= 2000; ++k) {
+            const double f = k / 2000.0, a = f * std::min(double(*lo), 0.0), b = f * std::max(double(*hi), 0.0);
+            const double step = scheme == Scheme::Symmetric ? std::max(-a, b) / qmax : (b - a) / levels;
+            // Codes -qmax..qmax (symmetric) or -2^(b-1)..2^(b-1)-1 with a zero-point (affine).
+            const double low = scheme == Scheme::Symmetric ? -qmax : -std::pow(2.0, bits - 1);
+            const double high = scheme == Scheme::Symmetric ? qmax : low + levels;
+            const double zeroPoint = scheme == Scheme::Symmetric ? 0 : std::clamp(low - std::nearbyint(a / step), low, high);
+            double sum = 0;
+            for (std::int64_t i = c * inner; i < (c + 1) * inner; ++i) {
+                const double code = std::clamp(std::nearbyint(v[i] / step) + zeroPoint, low, high);
+                sum += ((code - zeroPoint) * step - v[i]) * ((code - zeroPoint) * step - v[i]);
+            }
+            best = std::min(best, sum);
+        }
+        return best;
+    };
+    for (std::int64_t c = 0; c < 8; ++c) {
+        const double ours = channelError(qMse, c), wide = channelError(qMinMax, c);
+        QVERIFY2(ours <= wide * (1 + 1e-6), qPrintable(QString("channel %1: MSE range %2 > min-max %3").arg(c).arg(ours).arg(wide)));
+        QVERIFY(mse.rangeMax[std::size_t(c)] <= minMax.rangeMax[std::size_t(c)]);
+        QVERIFY(mse.rangeMin[std::size_t(c)] >= minMax.rangeMin[std::size_t(c)]);
+        if (scheme == Scheme::Symmetric || scheme == Scheme::Affine) {
+            // Our 100 candidates against 2000: within 2% of the finer search.
+            const double reference = bestByHand(c);
+            QVERIFY2(ours <= reference * 1.02 + 1e-12, qPrintable(QString("channel %1: %2 against %3 by hand").arg(c).arg(ours).arg(reference)));
+        }
+    }
+    qInfo("MSE ranges / min-max: %.3f of the squared error", meanSquaredError(w, qMse) / meanSquaredError(w, qMinMax));
+    if (bits <= 4 && schemeTraits(scheme).family == SchemeFamily::Uniform)
+        QVERIFY2(meanSquaredError(w, qMse) < 0.9 * meanSquaredError(w, qMinMax),
+                 qPrintable(QString("%1 against %2").arg(meanSquaredError(w, qMse)).arg(meanSquaredError(w, qMinMax))));
+    // k-means has no range to clip: "mse" leaves its codebook as it is.
+    TensorQuantSpec kmeans = makeSpec(Scheme::KMeans, 4, Granularity::PerChannel);
+    const QuantParams plain = paramsForWeights(kmeans, w);
+    kmeans.range = WeightRange::Mse;
+    QVERIFY(paramsForWeights(kmeans, w) == plain);
 }
 
 void TestQuantizer::affineKeepsZeroExact_data()

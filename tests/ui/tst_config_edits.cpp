@@ -24,6 +24,7 @@ private slots:
     void repairOverridesFollowTheSwitches();
     void repairSwitchesAreValidated();
     void dynamicRangeAndBack();
+    void weightRangeFollowsTheLayers();
 };
 
 void TestConfigEdits::resolvedAfterEdit_data()
@@ -150,6 +151,23 @@ void TestConfigEdits::dynamicRangeAndBack()
     QVERIFY(!fc.activations.dynamic);
     QCOMPARE(fc.activations.granularity, Granularity::PerTensor);
     QCOMPARE(fc.calibration.method, CalibrationMethod::Percentile);
+}
+
+// The W range column: MSE ranges on the layers edited, min-max elsewhere; written to the file as
+// the layers' "range" and read back the same.
+void TestConfigEdits::weightRangeFollowsTheLayers()
+{
+    QuantConfig config = withLayerEdit(QuantConfig{}, {"conv", "fc"}, LayerField::WeightRange, WeightRange::Mse);
+    QCOMPARE(config.resolve("conv").weights.range, WeightRange::Mse);
+    QCOMPARE(config.resolve("fc").weights.range, WeightRange::Mse);
+    QCOMPARE(config.resolve("other").weights.range, WeightRange::MinMax);
+    QCOMPARE(QString::fromStdString(config.toJson()["layers"]["conv"]["weights"]["range"].get<std::string>()), QString("mse"));
+    QCOMPARE(QuantConfig::fromJson(config.toJson(), "edited.json"), config);
+    QCOMPARE(QString::fromStdString(describeLayerEdit({"conv", "fc"}, LayerField::WeightRange, WeightRange::Mse)),
+             QString("2 layers: weight ranges mse"));
+    config = withLayerEdit(config, {"fc"}, LayerField::WeightRange, WeightRange::MinMax);
+    QCOMPARE(config.resolve("fc").weights.range, WeightRange::MinMax);
+    QCOMPARE(config.resolve("conv").weights.range, WeightRange::Mse);
 }
 
 #include "tst_config_edits.moc"
