@@ -27,6 +27,16 @@ constexpr std::array<std::string_view, 2> kWeightRangeNames{"minmax", "mse"};
 
 std::string quoted(std::string_view name) { return "'" + std::string(name) + "'"; }
 
+// The enumerator whose name in `names` (in enum order) is `name`.
+template <class Enum, std::size_t N>
+std::optional<Enum> fromName(const std::array<std::string_view, N>& names, std::string_view name)
+{
+    for (std::size_t i = 0; i < N; ++i)
+        if (names[i] == name)
+            return static_cast<Enum>(i);
+    return std::nullopt;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Small floating-point formats
 
@@ -730,20 +740,18 @@ constexpr int kWeightMseCandidates = 100;
 constexpr int kWeightMseRefinement = 20;
 
 // The clipping of one weight block's range [lo, hi] that gives its `n` values `w` the least
-// squared error once quantized as `params` (no blocks yet) would quantize them. Every candidate
+// squared error once quantized as `noBlocks` (the tensor's parameters before any block) would
+// quantize them. Every candidate
 // is quantized by the scheme's own functions, so the search needs nothing per scheme. Weights
 // are few next to activations and known exactly, so the search runs on the values themselves
 // rather than on a histogram as the activations' MSE calibration does.
-std::pair<float, float> mseWeightRange(const QuantParams& params, const float* w, std::int64_t n, float lo, float hi)
+std::pair<float, float> mseWeightRange(const QuantParams& noBlocks, const float* w, std::int64_t n, float lo, float hi)
 {
-    const SchemeRow& r = row(params.scheme);
-    QuantParams candidate = params;  // the scheme, bits and codes; one block of its own below
-    candidate.granularity = Granularity::PerTensor;
+    const SchemeRow& r = row(noBlocks.scheme);
     std::vector<float> quantized(static_cast<std::size_t>(n));
     auto squaredError = [&](double factor) {
-        candidate.values = r.emptyValues();
-        candidate.rangeMin.clear();
-        candidate.rangeMax.clear();
+        QuantParams candidate = noBlocks;  // the scheme, bits and codes, with one block of its own
+        candidate.granularity = Granularity::PerTensor;
         r.fitBlock(candidate, static_cast<float>(factor * lo), static_cast<float>(factor * hi));
         r.fakeQuantize(candidate, BlockIndex{}, w, quantized.data(), n);
         double error = 0;
@@ -799,23 +807,11 @@ std::optional<Scheme> schemeFromName(std::string_view name)
 
 std::string_view granularityName(Granularity g) { return kGranularityNames.at(static_cast<std::size_t>(g)); }
 
-std::optional<Granularity> granularityFromName(std::string_view name)
-{
-    for (std::size_t i = 0; i < kGranularityNames.size(); ++i)
-        if (kGranularityNames[i] == name)
-            return static_cast<Granularity>(i);
-    return std::nullopt;
-}
+std::optional<Granularity> granularityFromName(std::string_view name) { return fromName<Granularity>(kGranularityNames, name); }
 
 std::string_view weightRangeName(WeightRange range) { return kWeightRangeNames.at(static_cast<std::size_t>(range)); }
 
-std::optional<WeightRange> weightRangeFromName(std::string_view name)
-{
-    for (std::size_t i = 0; i < kWeightRangeNames.size(); ++i)
-        if (kWeightRangeNames[i] == name)
-            return static_cast<WeightRange>(i);
-    return std::nullopt;
-}
+std::optional<WeightRange> weightRangeFromName(std::string_view name) { return fromName<WeightRange>(kWeightRangeNames, name); }
 
 bool runsInIntegers(Scheme scheme, int bits) { return schemeTraits(scheme).integerForm && bits <= kMaxIntegerBits; }
 
@@ -956,6 +952,7 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
     const auto fitBlock = row(spec.scheme).fitBlock;
     const std::vector<BlockSpan> blocks = weightBlocks(spec, weights);
     const float* w = weights.data<float>();
+    const QuantParams noBlocks = params;
     for (std::size_t b = 0; b < blocks.size(); ++b) {
         float lo = std::numeric_limits<float>::infinity(), hi = -lo;
         bool finite = true;
@@ -969,7 +966,7 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
                         "): expected finite values");
         if (fitBlock) {
             if (spec.range == WeightRange::Mse)
-                std::tie(lo, hi) = mseWeightRange(params, w + blocks[b].start, blocks[b].length, lo, hi);
+                std::tie(lo, hi) = mseWeightRange(noBlocks, w + blocks[b].start, blocks[b].length, lo, hi);
             fitBlock(params, lo, hi);
         } else {  // the codebook is fitted below; the range is the block's values
             params.rangeMin.push_back(lo);
