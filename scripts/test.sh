@@ -42,6 +42,10 @@ stop_asan_build() { [ -n "$asan_build" ] && kill -- "-$asan_build" 2>/dev/null |
 trap stop_asan_build EXIT
 export QE_TEST_TIME_SCALE=${QE_TEST_TIME_SCALE:-3}
 export QTEST_FUNCTION_TIMEOUT=${QTEST_FUNCTION_TIMEOUT:-1800000}
+# OpenMP's idle threads sleep instead of spinning: with the sanitizer build (or a second test
+# program) on the other core, two threads spinning at each barrier made tst_adaround four to six
+# times slower (176 s alone, 732 s beside the quick build, 1168 s beside the full one).
+export OMP_WAIT_POLICY=passive
 (cd "${BUILD:-build}" && ctest --output-on-failure --timeout 1200 "$@")
 [ "$SANITIZE" = 0 ] && exit 0
 
@@ -60,7 +64,6 @@ export LSAN_OPTIONS=suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressi
 normal_build=$(cd "${BUILD:-build}" && pwd)
 export QE_REFERENCE_DIR=$normal_build ORTPEER_DIR=$normal_build/ortpeer
 # Two programs at a time: most of them keep one core busy. tests/CMakeLists.txt makes the window
-# tests and the reference makers take turns, and starts the longest first. OpenMP's idle threads
-# sleep instead of spinning: two programs spinning on 2 cores made a window test 18 times slower.
-export OMP_WAIT_POLICY=passive
+# tests and the reference makers take turns, and starts the longest first. (OpenMP's passive
+# threads matter most here: two programs spinning on 2 cores made a window test 18 times slower.)
 (cd "${ASAN_BUILD:-build-asan}" && ctest --output-on-failure --timeout 2400 -j "$(nproc)" ${only:+-R "$only"} "$@")

@@ -73,11 +73,44 @@ QString scaleSpread(const QuantParams& p)
         .arg(*lo > 0 ? *hi / *lo : 0.0, 0, 'f', 1);
 }
 
+// How far the least-squared-error search clipped the weights: against the weights' own extremes
+// where the tensor has one block and its weights are the model's (no repair rescaled them).
+QString searchedRangeHtml(const SessionSnapshot& session, const EvaluationSnapshot& evaluation, const QuantLayer& layer,
+                          const QuantParams& p)
+{
+    QString html = QStringLiteral("<br>The range was searched: of the clipping ranges [f · min, f · max], the one with the least "
+                                  "squared error between the weights and their quantized values (weights beyond it saturate; "
+                                  "a smaller step for the many weights near 0 pays for it).");
+    const LayerRepairs repairs = evaluation.repairs ? layerRepairs(*evaluation.repairs, layer.name) : LayerRepairs{};
+    const bool rescaled = repairs.equalizedAsFirst || repairs.equalizedAsSecond || repairs.smoothedWeights;
+    if (p.blockCount() != 1 || rescaled || !session.graph || !session.graph->isInitializer(layer.weight))
+        return html;
+    const Tensor& weights = session.graph->initializers.at(layer.weight);
+    if (weights.dtype() != DataType::Float32)
+        return html;
+    const auto values = weights.values<float>();
+    if (values.empty())
+        return html;
+    const auto [lo, hi] = std::minmax_element(values.begin(), values.end());
+    const std::size_t outside = std::size_t(std::count_if(values.begin(), values.end(), [&](float v) {
+        return v < p.rangeMin[0] || v > p.rangeMax[0];
+    }));
+    html += QStringLiteral("<br>The weights span [%1, %2]; the search kept %3% of that width and saturates %4 of %5 weights.")
+                .arg(num(*lo), num(*hi))
+                .arg(*hi > *lo ? 100.0 * (p.rangeMax[0] - p.rangeMin[0]) / (*hi - *lo) : 100.0, 0, 'f', 1)
+                .arg(outside)
+                .arg(values.size());
+    return html;
+}
+
 }  // namespace
 
-QString quantFormulaHtml(const QuantParams& p, std::size_t block)
+QString quantFormulaHtml(const QuantParams& p, std::size_t block, WeightRange range)
 {
     const double lo = p.rangeMin.at(block), hi = p.rangeMax.at(block);
+    // With a searched range, min and max are the search's clip, not the values' extremes.
+    const bool searched = range == WeightRange::Mse && p.scheme != Scheme::KMeans;
+    const QString minMax = searched ? QStringLiteral("the clipped [min, max]") : QStringLiteral("[min, max]");
     const double amax = std::max(std::abs(lo), std::abs(hi));
     const SchemeTraits& traits = schemeTraits(p.scheme);
     const QString where = p.blockCount() > 1 ? QStringLiteral("block %1: ").arg(block) : QString();
@@ -88,7 +121,7 @@ QString quantFormulaHtml(const QuantParams& p, std::size_t block)
         const std::size_t levels = quantizationLevels(p, block).size();
         if (p.scheme == Scheme::Affine) {
             const int zp = u->zeroPoint.at(block);
-            html += QStringLiteral("%1range [min, max] = [%2, %3] (always includes 0, so that 0 is exact)<br>").arg(where, num(lo), num(hi));
+            html += QStringLiteral("%1range %2 = [%3, %4] (always includes 0, so that 0 is exact)<br>").arg(where, minMax, num(lo), num(hi));
             html += QStringLiteral("scale = (max − min) / (q<sub>max</sub> − q<sub>min</sub>) = (%1 − %2) / (%3 − %4) = <b>%5</b><br>")
                         .arg(num(hi), num(lo)).arg(p.qmax).arg(p.qmin).arg(num(scale));
             html += QStringLiteral("zero-point = q<sub>min</sub> − round(min / scale) = %1 − round(%2 / %3) = <b>%4</b><br>")
@@ -96,7 +129,7 @@ QString quantFormulaHtml(const QuantParams& p, std::size_t block)
             html += QStringLiteral("real = scale · (q − zero-point), q ∈ [%1, %2]: %3 levels, step %4")
                         .arg(p.qmin).arg(p.qmax).arg(levels).arg(num(scale));
         } else {
-            html += QStringLiteral("%1amax = max(|min|, |max|) = %2<br>").arg(where, num(amax));
+            html += QStringLiteral("%1amax = max(|min|, |max|) of %2 = %3<br>").arg(where, minMax, num(amax));
             if (traits.calibrationGrid == CalibrationGrid::PowerOfTwo)
                 html += QStringLiteral("scale = 2<sup>⌈log₂(amax / q<sub>max</sub>)⌉</sup> = 2<sup>⌈log₂(%1 / %2)⌉</sup> = <b>%3</b> "
                                        "(rounded up to a power of two: a shift on fixed-point hardware)<br>")
@@ -312,7 +345,11 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
         html += QStringLiteral("<h4>Weights %1</h4><p>").arg(text(layer.weight));
         if (plan.weightsFromModel)
             html += QStringLiteral("Scales and zero-points from the model file (its DequantizeLinear), not computed here.<br>");
-        html += quantFormulaHtml(p, 0) + scaleSpread(p) + "</p><p>";
+        const WeightRange range = plan.weightsFromModel ? WeightRange::MinMax : plan.config.weights.range;
+        html += quantFormulaHtml(p, 0, range) + scaleSpread(p);
+        if (range == WeightRange::Mse && p.scheme != Scheme::KMeans)
+            html += searchedRangeHtml(session, evaluation, layer, p);
+        html += "</p><p>";
         if (m.weights) {
             html += QStringLiteral("Weight SQNR %1").arg(sqnrWithUnit(m.weights->sqnrDb, 2));
             if (schemeTraits(p.scheme).family == SchemeFamily::Uniform)

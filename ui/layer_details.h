@@ -12,7 +12,8 @@ namespace qe {
 
 QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapshot& evaluation, std::size_t layer);
 
-// How one tensor's parameters were derived, for block `block` (a channel or group).
-QString quantFormulaHtml(const QuantParams& params, std::size_t block);
+// How one tensor's parameters were derived, for block `block` (a channel or group); `range` says
+// whether min and max are the values' extremes or the least-squared-error search's clip.
+QString quantFormulaHtml(const QuantParams& params, std::size_t block, WeightRange range = WeightRange::MinMax);
 
 }  // namespace qe

@@ -24,6 +24,11 @@ void keepFreedMemoryForReuse()
     // their own is zeroed page by page on every use, which took a fifth of the fp32 engine's time.
     mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    // One heap for every thread: glibc gives each thread's arena back to the kernel as soon as
+    // all its blocks are freed, whatever the trim threshold, so the evaluator's worker threads
+    // refaulted (and the kernel zeroed) their activations on every edit: a third of the window's
+    // time on MobileNetV1 0.5 (bench/README.md). The lock is taken once per tensor, not per value.
+    mallopt(M_ARENA_MAX, 1);
 #endif
 }
 

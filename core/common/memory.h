@@ -11,9 +11,9 @@ namespace qe {
 // glibc returns freed blocks above its mmap threshold (128 KiB to 32 MiB, adaptive) to the
 // kernel at once, so every run pays a page fault per 4 KiB page it touches again, and the time
 // of a run depends on what ran before it. This keeps every block in the heap for reuse (none gets
-// a mapping of its own), as ONNX Runtime's arena does: memory stays at its peak instead (the
-// largest run's activations), up to 1 GiB of free heap before it is trimmed. Call once at the
-// start of main(). Without glibc it does nothing.
+// a mapping of its own), in one heap for all threads, as ONNX Runtime's arena does: memory stays
+// at its peak instead (the largest run's activations), up to 1 GiB of free heap before it is
+// trimmed. Call once at the start of main(). Without glibc it does nothing.
 void keepFreedMemoryForReuse();
 
 // The most memory this process has held in RAM since it started (its peak resident set), in

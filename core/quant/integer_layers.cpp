@@ -108,6 +108,8 @@ std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& gra
     const bool perChannel = uniformWeights.scale.size() > 1;
 
     IntegerWeightedLayer layerPlan;
+    layerPlan.input = input;
+    layerPlan.output = output;
     layerPlan.inputScale = input.uniform().scale[0];
     if (sameWeights) {
         layerPlan.weights = sameWeights->weights;
@@ -151,6 +153,15 @@ std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& gra
     return layerPlan;
 }
 
+bool IntegerWeightedLayer::sameAs(const IntegerWeightedLayer& other) const
+{
+    const int8::ChannelRequantization& a = requantization;
+    const int8::ChannelRequantization& b = other.requantization;
+    return weights.rawData() == other.weights.rawData() && input == other.input && output == other.output &&
+           codeMin == other.codeMin && codeMax == other.codeMax && a.bias == b.bias && a.multiplier == b.multiplier &&
+           a.rightShift == b.rightShift;
+}
+
 namespace {
 
 // int8::requantize(accumulator + bias, ...) in its branch-free form (int8::roundedProduct),
@@ -176,6 +187,8 @@ struct Requantizer {
 std::vector<Tensor> runIntegerWeightedLayer(const IntegerWeightedLayer& layer, const Node& node, std::int64_t opset,
                                             const std::vector<const Tensor*>& inputs)
 {
+    if (layer.kernels)
+        return {layer.kernels->run(*inputs.at(0))};
     const Tensor& x = *inputs.at(0);
     Tensor integers(DataType::Float32, x.shape());
     const float* px = x.data<float>();

@@ -24,6 +24,7 @@
 #include "quant/scheme.h"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -57,8 +58,20 @@ std::optional<int8::ChannelRequantization> weightedLayerRequantization(float inp
 std::optional<std::pair<std::int32_t, std::int32_t>> fusedCodeRange(const Graph& graph, const Node* activation,
                                                                     const QuantParams& output);
 
+// One prepared layer on the int8 engine's own kernels: given the layer node's input (fake-
+// quantized values on the input's grid), the output runIntegerWeightedLayer gives, from the same
+// codes, computed by the engine's integer convolutions and products instead of the float kernel on
+// integer-valued operands. The engine sits above quant/, so it is the one that makes them
+// (attachIntegerKernels, engine/int8/integer_engine.h); a plan without them simulates in float.
+class IntegerLayerKernels {
+public:
+    virtual ~IntegerLayerKernels() = default;
+    virtual Tensor run(const Tensor& input) const = 0;
+};
+
 // A weighted layer prepared for exact simulation, once per plan.
 struct IntegerWeightedLayer {
+    QuantParams input, output;  // the layer's input and output activation parameters
     float inputScale = 0.f;
     Tensor weights;  // w_code - zw as float32, in the layout of the model's weights
     double largestWeightSum = 0;  // of |w_code - zw| over one output channel
@@ -70,6 +83,12 @@ struct IntegerWeightedLayer {
     // The largest |partial sum| the accumulation can reach (largestWeightSum times the largest
     // |x_code - zx|); below 2^24, float32 sums are exact.
     double accumulatorBound = 0;
+    // The engine's kernels for this layer, when they were attached; shared between the plans of
+    // successive edits while the layer's weights and parameters stay the same.
+    std::shared_ptr<const IntegerLayerKernels> kernels;
+
+    // Whether `other` computes the same codes: same weights (shared), parameters and requantization.
+    bool sameAs(const IntegerWeightedLayer& other) const;
 };
 
 // `graph` holds the plan's weights (fake-quantized) and biases (already rounded to int32 steps).

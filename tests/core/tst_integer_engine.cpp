@@ -18,6 +18,7 @@
 #include "eval/quant_evaluator.h"
 #include "engine/graph_preparation.h"
 #include "engine/int8/kernels/fast_kernels.h"
+#include "engine/int8/kernels/fused_kernels.h"
 #include "model/graph_transforms.h"
 #include "quant/qdq_import.h"
 #include "sanitizer.h"
@@ -125,6 +126,8 @@ private slots:
     void referenceKernelsGiveTheSameCodesOnMobileNets();
     void sharedFloatModelsMatchSimulation_data();
     void sharedFloatModelsMatchSimulation();
+    void simulationOnEngineKernelsGivesTheSameCodes_data();
+    void simulationOnEngineKernelsGivesTheSameCodes();
     void realInt8ModelsReachTheirAccuracy_data();
     void realInt8ModelsReachTheirAccuracy();
 };
@@ -518,6 +521,80 @@ void TestIntegerEngine::sharedFloatModelsMatchSimulation()
         return;  // on 100 images the bar would allow no tie at all
     QVERIFY2(r.outputWithinOneLsb >= 0.999, qPrintable(summary(r)));
     QVERIFY2(r.agreementWithSimulation >= 0.995, qPrintable(summary(r)));
+}
+
+// The simulation on the engine's own kernels (attachIntegerKernels, what the evaluator runs) and
+// on the float kernel with integer-valued operands (checked against the engine above) give the
+// same values at every layer's output, bit for bit, on real images of every model.
+void TestIntegerEngine::simulationOnEngineKernelsGivesTheSameCodes_data()
+{
+    sharedFloatModelsMatchSimulation_data();
+    QTest::newRow("demo model") << QString() << QString() << "" << Preprocess{};
+}
+
+void TestIntegerEngine::simulationOnEngineKernelsGivesTheSameCodes()
+{
+    QFETCH(QString, model);
+    QFETCH(QString, data);
+    QFETCH(QString, labelColumn);
+    QFETCH(Preprocess, preprocess);
+    const bool demo = model.isEmpty();
+    const fs::path modelPath = demo ? kDemoModel : test::sharedDir() / "models" / model.toStdString();
+    const fs::path dataPath = demo ? kFashionTest : test::sharedDir() / "data" / data.toStdString();
+    QE_REQUIRE_PATH(modelPath);
+    QE_REQUIRE_PATH(dataPath);
+    if (demo)
+        preprocess = *Preprocess::loadSidecar(kDemoModel);
+    const auto graph = std::make_shared<const Graph>(loadOnnx(modelPath));
+    const std::shared_ptr<const Dataset> dataset = openDataset(dataPath, std::nullopt, labelColumn.toStdString());
+    const std::size_t images = std::min<std::size_t>(dataset->size(), test::unlessSanitized(64, 16));
+    const std::vector<QuantLayer> layers = findQuantLayers(*graph);
+    CalibrationOptions calibrationOptions;
+    calibrationOptions.images = 64;
+    const CalibrationData calibration = calibrate(*graph, layers, *dataset, preprocess, calibrationOptions);
+    // Per-tensor affine weights too on the demo model: uint8 weight codes with zero-points.
+    const QuantConfig config = demo ? QuantConfig::fromJson(nlohmann::json::parse(R"({"format": "quantexplorer-config", "version": 1,
+        "default": {"weights": {"scheme": "affine", "granularity": "per_tensor"}}})"), "test")
+                                    : QuantConfig{};
+    const QuantPlan floatPath = makePlan(*graph, layers, config, calibration);
+    QuantPlan enginePath = makePlan(*graph, layers, config, calibration);
+    attachIntegerKernels(enginePath);
+    const auto attached = std::count_if(enginePath.integerLayers.begin(), enginePath.integerLayers.end(),
+                                        [](const auto& entry) { return entry.second.kernels != nullptr; });
+    qInfo("%zu of %zu integer layers on the engine's kernels", std::size_t(attached), enginePath.integerLayers.size());
+    if (!int8::fastKernelsAvailable() && !int8::fusedKernelsAvailable())
+        QSKIP("no fast int8 kernels on this CPU: the simulation keeps the float path");
+    QVERIFY(attached > 0);
+
+    const ImageInputGeometry g = imageInputGeometry(*graph);
+    // mnist-8 takes one image at a time.
+    const std::size_t batchSize = g.fixedBatchOfOne ? 1 : images, batches = g.fixedBatchOfOne ? 8 : 1;
+    RunOptions capture;
+    for (const QuantLayer& layer : floatPath.layers)
+        capture.capture.insert(layer.output);
+    const Executor floatExecutor(floatPath.graph), engineExecutor(enginePath.graph);
+    for (std::size_t b = 0; b < batches; ++b) {
+        const Tensor batch = makeBatch(*dataset, b * batchSize, batchSize, preprocess, g.channels, g.height, g.width);
+        const TensorMap x = runSimulated(floatPath, floatExecutor, {{graph->inputs[0].name, batch}}, capture);
+        const TensorMap y = runSimulated(enginePath, engineExecutor, {{graph->inputs[0].name, batch}}, capture);
+        for (const QuantLayer& layer : floatPath.layers) {
+            const Tensor& fx = x.at(layer.output);
+            const Tensor& ey = y.at(layer.output);
+            QCOMPARE(ey.shape(), fx.shape());
+            std::size_t differences = 0;
+            for (std::int64_t i = 0; i < fx.size(); ++i)
+                differences += fx.data<float>()[i] != ey.data<float>()[i];
+            QVERIFY2(differences == 0,
+                     qPrintable(QString("%1: %2 of %3 values differ").arg(layer.name.c_str()).arg(differences).arg(fx.size())));
+        }
+    }
+
+    // A plan for the next edit keeps the kernels of the layers whose codes it does not change.
+    QuantPlan next = makePlan(*graph, layers, config, calibration, &enginePath);
+    attachIntegerKernels(next, &enginePath);
+    QCOMPARE(next.integerLayers.size(), enginePath.integerLayers.size());
+    for (const auto& [node, layer] : next.integerLayers)
+        QCOMPARE(layer.kernels.get(), enginePath.integerLayers.at(node).kernels.get());
 }
 
 void TestIntegerEngine::realInt8ModelsReachTheirAccuracy_data()

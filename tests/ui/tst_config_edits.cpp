@@ -1,12 +1,15 @@
 // The edits the layer table makes to a configuration (ui/config_edits.h), table-driven.
 
 #include "config_edits.h"
+#include "layer_details.h"
 
 #include "common/error.h"
 
 #include <nlohmann/json.hpp>
 
 #include <QtTest>
+
+#include <random>
 
 using namespace qe;
 
@@ -25,6 +28,7 @@ private slots:
     void repairSwitchesAreValidated();
     void dynamicRangeAndBack();
     void weightRangeFollowsTheLayers();
+    void detailsSayWhatTheRangeSearchClipped();
 };
 
 void TestConfigEdits::resolvedAfterEdit_data()
@@ -168,6 +172,60 @@ void TestConfigEdits::weightRangeFollowsTheLayers()
     config = withLayerEdit(config, {"fc"}, LayerField::WeightRange, WeightRange::MinMax);
     QCOMPARE(config.resolve("fc").weights.range, WeightRange::MinMax);
     QCOMPARE(config.resolve("conv").weights.range, WeightRange::Mse);
+}
+
+// The layer details of a layer with MSE weight ranges: min and max in the formula are the search's
+// clip, and the page says how much of the weights' own span it kept and how many weights saturate.
+void TestConfigEdits::detailsSayWhatTheRangeSearchClipped()
+{
+    // Laplace weights with one far outlier: at 4 bits the search clips well inside the span.
+    std::mt19937 random(7);
+    std::exponential_distribution<float> magnitude(10.f);
+    std::bernoulli_distribution negative(0.5);
+    std::vector<float> values(2000);
+    for (float& v : values)
+        v = negative(random) ? -magnitude(random) : magnitude(random);
+    values[5] = 2.f;
+    auto graph = std::make_shared<Graph>();
+    graph->initializers["w"] = Tensor::fromValues<float>({20, 100}, values);
+
+    QuantLayer layer;
+    layer.name = "fc";
+    layer.opType = "Gemm";
+    layer.weight = "w";
+    layer.output = "y";
+    SessionSnapshot session;
+    session.graph = graph;
+    session.layers = {layer};
+
+    EvaluationSnapshot evaluation;
+    LayerPlan plan;
+    plan.config.weights.bits = 4;
+    plan.config.weights.granularity = Granularity::PerTensor;
+    plan.config.weights.range = WeightRange::Mse;
+    plan.weightParams = paramsForWeights(plan.config.weights, graph->initializers["w"]);
+    evaluation.plans = {plan};
+    evaluation.metrics.layers.resize(1);
+
+    const float hi = plan.weightParams->rangeMax[0];
+    QVERIFY2(hi < 1.f, qPrintable(QString::number(hi)));  // clipped: the outlier alone spans to 2
+    const auto saturated = std::count_if(values.begin(), values.end(), [&](float v) {
+        return v < plan.weightParams->rangeMin[0] || v > hi;
+    });
+    QVERIFY(saturated >= 1);
+    const auto [lo, top] = std::minmax_element(values.begin(), values.end());
+    const QString details = layerDetailsHtml(session, evaluation, 0);
+    QVERIFY2(details.contains("of the clipped [min, max]"), qPrintable(details));
+    QVERIFY2(details.contains(QStringLiteral("The weights span [%1, %2]").arg(QString::number(*lo, 'g', 6), QString::number(*top, 'g', 6))), qPrintable(details));
+    QVERIFY2(details.contains(QStringLiteral("saturates %1 of 2000 weights").arg(saturated)), qPrintable(details));
+
+    // Min-max ranges: the formula's min and max are the weights' own, and no search is described.
+    plan.config.weights.range = WeightRange::MinMax;
+    plan.weightParams = paramsForWeights(plan.config.weights, graph->initializers["w"]);
+    evaluation.plans = {plan};
+    const QString minMax = layerDetailsHtml(session, evaluation, 0);
+    QVERIFY2(!minMax.contains("clipped [min, max]") && !minMax.contains("was searched"), qPrintable(minMax));
+    QVERIFY2(minMax.contains(QStringLiteral("= %1<br>").arg(2)), qPrintable(minMax));
 }
 
 #include "tst_config_edits.moc"

@@ -82,6 +82,14 @@ private:
     std::map<std::string, std::size_t> lastUse_;  // tensor -> last step reading it
 };
 
+// Gives each integer weighted layer of `plan` (QuantPlan::integerLayers) the engine's own
+// convolution and product kernels, lowered as the engine lowers them, so that runSimulated computes
+// those layers on int8 kernels: the same codes as the float kernel on integer-valued operands
+// (quant/integer_layers.h), several times faster. A layer `previous` had with the same weights,
+// parameters and requantization keeps its kernels (packed weights, oneDNN primitives, the timed
+// choice between kernels). Layers whose kernels would be the slow reference ones keep the float path.
+void attachIntegerKernels(QuantPlan& plan, const QuantPlan* previous = nullptr);
+
 // The engine's output for a single-input, single-output classifier batch.
 Tensor runIntegerSingle(const IntegerEngine& engine, const std::string& inputName, const Tensor& input);
 
