@@ -107,7 +107,7 @@ QuantizedTensor quantizeToChannelsLast(const Tensor& nchw, const ActivationParam
 Tensor dequantize(const QuantizedTensor& q)
 {
     const QuantizedTensor nchw = toChannelsFirst(q);
-    Tensor out(DataType::Float32, nchw.codes.shape());
+    Tensor out = Tensor::uninitialized(DataType::Float32, nchw.codes.shape());  // every element written below
     const std::uint8_t* codes = nchw.codes.data<std::uint8_t>();
     float* y = out.mutableData<float>();
     for (std::int64_t i = 0; i < out.size(); ++i)
