@@ -35,7 +35,7 @@ QString specSummary(const TensorQuantSpec& spec, bool weights)
         s += ", " + text(granularityName(spec.granularity)).replace('_', ' ');
         if (spec.granularity == Granularity::PerGroup)
             s += QStringLiteral(" (groups of %1)").arg(spec.groupSize);
-        if (spec.range == WeightRange::Mse && spec.scheme != Scheme::KMeans)
+        if (searchesWeightRange(spec))
             s += QStringLiteral(", ranges clipped to the least squared error");
     }
     if (spec.dynamic)
@@ -105,12 +105,11 @@ QString searchedRangeHtml(const SessionSnapshot& session, const EvaluationSnapsh
 
 }  // namespace
 
-QString quantFormulaHtml(const QuantParams& p, std::size_t block, WeightRange range)
+QString quantFormulaHtml(const QuantParams& p, std::size_t block, bool rangeSearched)
 {
     const double lo = p.rangeMin.at(block), hi = p.rangeMax.at(block);
     // With a searched range, min and max are the search's clip, not the values' extremes.
-    const bool searched = range == WeightRange::Mse && p.scheme != Scheme::KMeans;
-    const QString minMax = searched ? QStringLiteral("the clipped [min, max]") : QStringLiteral("[min, max]");
+    const QString minMax = rangeSearched ? QStringLiteral("the clipped [min, max]") : QStringLiteral("[min, max]");
     const double amax = std::max(std::abs(lo), std::abs(hi));
     const SchemeTraits& traits = schemeTraits(p.scheme);
     const QString where = p.blockCount() > 1 ? QStringLiteral("block %1: ").arg(block) : QString();
@@ -345,9 +344,9 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
         html += QStringLiteral("<h4>Weights %1</h4><p>").arg(text(layer.weight));
         if (plan.weightsFromModel)
             html += QStringLiteral("Scales and zero-points from the model file (its DequantizeLinear), not computed here.<br>");
-        const WeightRange range = plan.weightsFromModel ? WeightRange::MinMax : plan.config.weights.range;
-        html += quantFormulaHtml(p, 0, range) + scaleSpread(p);
-        if (range == WeightRange::Mse && p.scheme != Scheme::KMeans)
+        const bool rangeSearched = !plan.weightsFromModel && searchesWeightRange(plan.config.weights);
+        html += quantFormulaHtml(p, 0, rangeSearched) + scaleSpread(p);
+        if (rangeSearched)
             html += searchedRangeHtml(session, evaluation, layer, p);
         html += "</p><p>";
         if (m.weights) {

@@ -12,8 +12,9 @@ namespace qe {
 
 QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapshot& evaluation, std::size_t layer);
 
-// How one tensor's parameters were derived, for block `block` (a channel or group); `range` says
-// whether min and max are the values' extremes or the least-squared-error search's clip.
-QString quantFormulaHtml(const QuantParams& params, std::size_t block, WeightRange range = WeightRange::MinMax);
+// How one tensor's parameters were derived, for block `block` (a channel or group);
+// `rangeSearched`: min and max are the least-squared-error search's clip (searchesWeightRange),
+// not the values' extremes.
+QString quantFormulaHtml(const QuantParams& params, std::size_t block, bool rangeSearched = false);
 
 }  // namespace qe

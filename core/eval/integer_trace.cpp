@@ -167,7 +167,7 @@ IntegerTrace traceIntegerOutput(const QuantPlan& plan, const TensorMap& feeds, c
     const std::int64_t mask = (std::int64_t{1} << t.rightShift) - 1;
     t.tie = t.multiplier != 0 && (t.product & mask) == (std::int64_t{1} << (t.rightShift - 1));
     t.exactRescaled = double(t.biased) * t.realMultiplier;
-    t.outputZeroPoint = prepared.outputZeroPoint;
+    t.outputZeroPoint = prepared.output.uniform().zeroPoint[0];
     t.withZeroPoint = t.rounded + t.outputZeroPoint;
     t.codeMin = prepared.codeMin;
     t.codeMax = prepared.codeMax;

@@ -110,7 +110,6 @@ std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& gra
     IntegerWeightedLayer layerPlan;
     layerPlan.input = input;
     layerPlan.output = output;
-    layerPlan.inputScale = input.uniform().scale[0];
     if (sameWeights) {
         layerPlan.weights = sameWeights->weights;
         layerPlan.largestWeightSum = sameWeights->largestWeightSum;
@@ -138,12 +137,10 @@ std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& gra
         bias = graph.initializers.at(layer.bias).toFloatVector();
     for (std::int64_t c = 0; c < channels; ++c)
         weightScales.push_back(uniformWeights.scale[perChannel ? static_cast<std::size_t>(c) : 0]);
-    auto requantization = weightedLayerRequantization(layerPlan.inputScale, weightScales, bias, output.uniform().scale[0], w.size() / channels);
+    auto requantization = weightedLayerRequantization(input.uniform().scale[0], weightScales, bias, output.uniform().scale[0], w.size() / channels);
     if (!requantization)
         return std::nullopt;  // the engine refuses such a layer
     layerPlan.requantization = std::move(*requantization);
-    layerPlan.outputScale = output.uniform().scale[0];
-    layerPlan.outputZeroPoint = output.uniform().zeroPoint[0];
     const auto range = fusedCodeRange(graph, layer.outputNodeIndex != layer.nodeIndex
                                                  ? &graph.nodes.at(static_cast<std::size_t>(layer.outputNodeIndex)) : nullptr,
                                       output);
@@ -193,7 +190,7 @@ std::vector<Tensor> runIntegerWeightedLayer(const IntegerWeightedLayer& layer, c
     Tensor integers(DataType::Float32, x.shape());
     const float* px = x.data<float>();
     float* pi = integers.mutableData<float>();
-    const float inverseScale = 1.0f / layer.inputScale;
+    const float inverseScale = 1.0f / layer.input.uniform().scale[0];
     for (std::int64_t i = 0; i < x.size(); ++i)
         pi[i] = std::nearbyint(px[i] * inverseScale);
     // No bias here: it joins the accumulator in int32 below.
@@ -208,8 +205,9 @@ std::vector<Tensor> runIntegerWeightedLayer(const IntegerWeightedLayer& layer, c
     if (static_cast<std::size_t>(channels) != r.channels())
         throw Error("node '" + node.name + "': " + std::to_string(r.channels()) + " prepared channels for output " + acc.describe());
     const std::int64_t inner = outer * channels > 0 ? acc.size() / (outer * channels) : 0;
-    const Requantizer requantize{layer.outputScale, static_cast<float>(layer.outputZeroPoint), layer.codeMin, layer.codeMax,
-                                 layer.outputZeroPoint};
+    const float outputScale = layer.output.uniform().scale[0];
+    const std::int32_t outputZeroPoint = layer.output.uniform().zeroPoint[0];
+    const Requantizer requantize{outputScale, static_cast<float>(outputZeroPoint), layer.codeMin, layer.codeMax, outputZeroPoint};
     float* a = acc.mutableData<float>();
     if (inner == 1) {
         const std::int32_t* bias = r.bias.data();

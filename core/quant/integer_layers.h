@@ -71,14 +71,11 @@ public:
 
 // A weighted layer prepared for exact simulation, once per plan.
 struct IntegerWeightedLayer {
-    QuantParams input, output;  // the layer's input and output activation parameters
-    float inputScale = 0.f;
+    QuantParams input, output;  // the layer's input and output activation parameters (uniform, one scale)
     Tensor weights;  // w_code - zw as float32, in the layout of the model's weights
     double largestWeightSum = 0;  // of |w_code - zw| over one output channel
     // Per output channel: the int32 bias (at scale sx * sw[c]) and the fixed-point multiplier.
     int8::ChannelRequantization requantization;
-    float outputScale = 1.f;
-    std::int32_t outputZeroPoint = 0;
     std::int32_t codeMin = 0, codeMax = 255;  // the output's code range, narrowed by a fused Relu/Clip
     // The largest |partial sum| the accumulation can reach (largestWeightSum times the largest
     // |x_code - zx|); below 2^24, float32 sums are exact.

@@ -939,6 +939,11 @@ QuantParams paramsForTokens(const TensorQuantSpec& spec, const Tensor& values)
     return params;
 }
 
+bool searchesWeightRange(const TensorQuantSpec& spec)
+{
+    return spec.range == WeightRange::Mse && row(spec.scheme).fitBlock != nullptr;
+}
+
 QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
 {
     checkBits(spec.scheme, spec.bits);
@@ -965,7 +970,7 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
             throw Error("weights " + weights.describe() + " contain NaN or infinity (block " + std::to_string(b) +
                         "): expected finite values");
         if (fitBlock) {
-            if (spec.range == WeightRange::Mse)
+            if (searchesWeightRange(spec))
                 std::tie(lo, hi) = mseWeightRange(noBlocks, w + blocks[b].start, blocks[b].length, lo, hi);
             fitBlock(params, lo, hi);
         } else {  // the codebook is fitted below; the range is the block's values

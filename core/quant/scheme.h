@@ -170,6 +170,9 @@ QuantParams paramsForTokens(const TensorQuantSpec& spec, const Tensor& values);
 // fits its codebook here (deterministic: Lloyd's iterations started from the uniform grid, so the
 // result is never worse in MSE than uniform min-max quantization with the same level count).
 QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights);
+// Whether paramsForWeights searches the weights' range under `spec`: MSE ranges on a scheme that
+// fits a grid to a range (every one but the k-means codebook, which fits itself to the values).
+bool searchesWeightRange(const TensorQuantSpec& spec);
 
 // Quantize and dequantize: the float tensor a device would compute with (fake quantization).
 Tensor fakeQuantize(const Tensor& values, const QuantParams& params);

@@ -22,10 +22,7 @@ namespace qe {
 using int8::ActivationParams;
 using namespace int8_steps;
 
-namespace {
-
-// The family's lowering for a layer with a static integer output.
-LoweredLayer lowerLayer(IntegerFamily family, const LayerLowering& layer)
+LoweredLayer int8_steps::lowerLayer(IntegerFamily family, const LayerLowering& layer)
 {
     switch (family) {
     case IntegerFamily::Convolution: return lowerConvolution(layer);
@@ -41,6 +38,8 @@ LoweredLayer lowerLayer(IntegerFamily family, const LayerLowering& layer)
     }
     return {};
 }
+
+namespace {
 
 // The family's lowering for a node that is no layer of its own and keeps its input's parameters.
 std::unique_ptr<IntegerEngine::Step> lowerKeepingParameters(const OperatorTraits& traits, const Graph& graph, const Node& node,

@@ -50,10 +50,7 @@ public:
                                      .dataInputs = {node.input(0)},
                                      .inputParams = {k->input_},
                                      .fastKernels = int8::fastKernelsAvailable() || int8::fusedKernelsAvailable()};
-        const IntegerFamily family = operatorTraits(node.name, node.opType).integer;
-        LoweredLayer lowered = family == IntegerFamily::Convolution ? lowerConvolution(lowering)
-                               : family == IntegerFamily::MatrixProduct ? lowerMatrixProduct(lowering)
-                                                                        : LoweredLayer{};
+        LoweredLayer lowered = lowerLayer(operatorTraits(node.name, node.opType).integer, lowering);
         // The reference kernels are slower than the float kernel the simulation would use.
         if (!lowered.step || lowered.kernel == "reference")
             return nullptr;

@@ -17,6 +17,7 @@
 #include "engine/int8/kernels/quantized_tensor.h"
 #include "engine/int8/kernels/requantize.h"
 #include "engine/operator.h"
+#include "model/operator_traits.h"
 
 #include <cstdint>
 #include <map>
@@ -74,6 +75,11 @@ struct LoweredLayer {
     std::unique_ptr<Step> step;
     std::string kernel;  // convolutions and products: "fused", "onednn", "fused or onednn, timed", "reference"
 };
+
+// The family's lowering for a layer with a static integer output (integer_engine.cpp): one of
+// those below, by the operator table's IntegerFamily; no step for the families that are no layer
+// of their own (MaxPool, Move) or have no integer kernels.
+LoweredLayer lowerLayer(IntegerFamily family, const LayerLowering& layer);
 
 // weighted_steps.cpp (the layer's integerFormObstacle is already known to be empty)
 LoweredLayer lowerConvolution(const LayerLowering& layer);
