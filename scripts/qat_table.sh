@@ -11,6 +11,7 @@
 #   scripts/qat_table.sh [build-dir]
 #   CONFIGS="w4a4_per_channel" EPOCHS=3 LR=1e-3 scripts/qat_table.sh
 #   MODEL=resnet8 SHARED=../shared scripts/qat_table.sh
+#   LSQ=1 scripts/qat_table.sh     # learned activation ranges (--learn-ranges)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLI=${1:-build}/app/quantexplorer-cli
@@ -33,6 +34,7 @@ case "${MODEL:-demo}" in
     extra=(--train-data "$tmp/unlabelled" --calib-data "$tmp/unlabelled" --batch 32) ;;
   *) echo "MODEL must be demo or resnet8" >&2; exit 2 ;;
 esac
+[ "${LSQ:-0}" = 1 ] && extra+=(--learn-ranges)
 
 echo "| configuration | float | post-training | QAT | QAT epochs | QAT time (s) |"
 echo "|---|---:|---:|---:|---:|---:|"

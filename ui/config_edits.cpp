@@ -46,6 +46,7 @@ QuantConfig withLayerEdit(QuantConfig config, const std::vector<std::string>& la
         case LayerField::Calibration: {
             CalibrationSpec spec = before.calibration;
             spec.method = std::get<CalibrationMethod>(value);
+            spec.fixedRange.reset();  // a method picked is a range calibrated again
             o.calibration = spec;
             if (before.activations.dynamic) {
                 o.activations.dynamic = false;

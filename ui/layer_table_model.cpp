@@ -170,6 +170,8 @@ QVariant LayerTableModel::displayValue(int row, int column) const
         if (evaluation_ && std::size_t(row) < evaluation_->plans.size() && evaluation_->plans[std::size_t(row)].activationsFromModel &&
             evaluation_->plans[std::size_t(row)].config.activations == c.activations)
             return tr("from model file");
+        if (c.calibration.fixedRange)
+            return tr("fixed [%1, %2]").arg(double(c.calibration.fixedRange->first), 0, 'g', 3).arg(double(c.calibration.fixedRange->second), 0, 'g', 3);
         return QString::fromUtf8(calibrationMethodName(c.calibration.method).data());
     case KeepFloat: case Equalization: case AdaRound: return QVariant();
     case BiasCorrection:
@@ -250,6 +252,9 @@ QVariant LayerTableModel::data(const QModelIndex& index, int role) const
             return QString::fromUtf8(schemeTraits(c.weights.scheme).tradeOff.data());
         if (column == ActivationScheme && !c.keepFloat && c.activations.quantize)
             return QString::fromUtf8(schemeTraits(c.activations.scheme).tradeOff.data());
+        if (column == Calibration && c.calibration.fixedRange)
+            return tr("A fixed range from the configuration file (learned by quantization-aware training with LSQ, or set by "
+                      "hand): no calibration. Pick a method to calibrate it again.");
         if (column == Calibration)
             return QString::fromUtf8(calibrationMethodTable()[std::size_t(c.calibration.method)].tradeOff.data());
         if (column == Repaired)

@@ -6,6 +6,7 @@
 #include "common/error.h"
 
 #include <QChart>
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDialogButtonBox>
 #include <QDoubleSpinBox>
@@ -32,7 +33,8 @@ namespace qe {
 QatDialog::QatDialog(Session* session, ConfigDocument* document, QWidget* parent)
     : QDialog(parent), session_(session), document_(document), epochs_(new QSpinBox(this)), steps_(new QSpinBox(this)),
       batch_(new QSpinBox(this)), optimizer_(new QComboBox(this)), learningRate_(new QDoubleSpinBox(this)),
-      trainImages_(new QSpinBox(this)), checkpointEvery_(new QSpinBox(this)), seed_(new QSpinBox(this)),
+      trainImages_(new QSpinBox(this)), checkpointEvery_(new QSpinBox(this)),
+      learnRanges_(new QCheckBox(tr("Learn activation ranges (LSQ)"), this)), seed_(new QSpinBox(this)),
       trainingData_(new QLabel(this)), chartView_(new ChartView(tr("QAT training"), this)), loss_(new QLineSeries(this)),
       top1_(new QLineSeries(this)), ptqLine_(new QLineSeries(this)), floatLine_(new QLineSeries(this)),
       stepAxis_(new QValueAxis(this)), lossAxis_(new QValueAxis(this)), top1Axis_(new QValueAxis(this)),
@@ -75,6 +77,11 @@ QatDialog::QatDialog(Session* session, ConfigDocument* document, QWidget* parent
     checkpointEvery_->setToolTip(tr("How often the held-out top-1 is measured (and the activation ranges recalibrated), "
                                     "besides each epoch's end."));
     form->addRow(tr("Measure every:"), checkpointEvery_);
+    learnRanges_->setObjectName("qatLearnRanges");
+    learnRanges_->setToolTip(tr("Train each layer's activation step size with the weights (LSQ, Esser et al. 2020) instead of "
+                                "recalibrating the ranges at each measurement; the fine-tuned configuration then gives each "
+                                "layer its learned range. Helps most at 4-bit activations."));
+    form->addRow(QString(), learnRanges_);
     seed_->setRange(0, 1'000'000);
     seed_->setValue(int(defaults.seed));
     form->addRow(tr("Seed:"), seed_);
@@ -179,6 +186,7 @@ QatOptions QatDialog::options() const
     options.learningRate = learningRate_->value();
     options.trainImages = std::size_t(trainImages_->value());
     options.checkpointEvery = checkpointEvery_->value();
+    options.learnRanges = learnRanges_->isChecked();
     options.seed = std::uint64_t(seed_->value());
     return options;
 }

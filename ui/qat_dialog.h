@@ -14,6 +14,7 @@
 
 #include <memory>
 
+class QCheckBox;
 class QComboBox;
 class QDoubleSpinBox;
 class QLabel;
@@ -50,6 +51,7 @@ public:
     QDoubleSpinBox* learningRate() const { return learningRate_; }
     QSpinBox* trainImages() const { return trainImages_; }
     QSpinBox* checkpointEvery() const { return checkpointEvery_; }
+    QCheckBox* learnRanges() const { return learnRanges_; }
     QPushButton* startButton() const { return start_; }
     QPushButton* cancelButton() const { return cancel_; }
     QPushButton* openButton() const { return open_; }
@@ -86,6 +88,7 @@ private:
     QDoubleSpinBox* learningRate_;
     QSpinBox* trainImages_;
     QSpinBox* checkpointEvery_;
+    QCheckBox* learnRanges_;
     QSpinBox* seed_;
     QLabel* trainingData_;
     ChartView* chartView_;

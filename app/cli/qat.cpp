@@ -38,6 +38,8 @@ result on --data as `eval` does.
   --weight-decay X      (default 0)
   --seed N              shuffling and initialisation (default 1): the same seed gives the same result
   --checkpoint-every N  measure the held-out accuracy every N steps too (default: each epoch's end)
+  --learn-ranges        learn the activations' step sizes (LSQ) instead of recalibrating them; the
+                        saved configuration gives each layer its learned range
   --limit N             measure on the first N images of --data only
   --calib-data PATH, --calib-count N, and the preprocessing flags of eval
   --json                print {"float_top1", "ptq_top1", "top1", "history": [...], ...} on stdout
@@ -71,7 +73,7 @@ int runQat(const std::vector<std::string>& args)
                                                "--save-config", "--train-data", "--train-count", "--epochs", "--steps",
                                                "--batch", "--lr", "--optimizer", "--weight-decay", "--seed",
                                                "--checkpoint-every", "--calib-data", "--calib-count"}),
-                          {"--json", "--constant-lr"});
+                          {"--json", "--constant-lr", "--learn-ranges"});
     const std::filesystem::path out = options.required("--out");
     checkFineTunedModelPath(out);
     const std::string configPath = options.required("--config");
@@ -86,6 +88,7 @@ int runQat(const std::vector<std::string>& args)
     qat.weightDecay = options.number("--weight-decay").value_or(0);
     qat.seed = static_cast<std::uint64_t>(options.integer("--seed").value_or(1));
     qat.checkpointEvery = options.has("--checkpoint-every") ? positive(options, "--checkpoint-every", 1) : 0;
+    qat.learnRanges = options.has("--learn-ranges");
     if (auto train = options.value("--train-data"))
         qat.trainData = *train;
     qat.trainImages = options.has("--train-count") ? static_cast<std::size_t>(positive(options, "--train-count", 1)) : 0;
@@ -119,7 +122,7 @@ int runQat(const std::vector<std::string>& args)
     if (asJson) {
         const json output{{"float_top1", result.floatTop1}, {"ptq_top1", result.ptqTop1}, {"top1", result.top1},
                           {"history", history}, {"steps", result.steps}, {"train_images", result.trainImages},
-                          {"distilled", result.distilled}, {"cancelled", result.cancelled}, {"diverged", result.diverged},
+                          {"distilled", result.distilled}, {"learned_ranges", qat.learnRanges}, {"cancelled", result.cancelled}, {"diverged", result.diverged},
                           {"seconds", result.seconds}, {"training_seconds", result.trainingSeconds}, {"notes", result.notes}, {"model", out.string()},
                           {"config", options.value("--save-config").value_or("")}, {"count", study.evaluationImages()}};
         std::cout << output.dump() << "\n";

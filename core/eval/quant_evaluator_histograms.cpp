@@ -131,7 +131,7 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
             std::optional<QuantParams> p;
             auto own = fixed_.activations.find(layer.name);
             const bool modelsOwn = own != fixed_.activations.end() && own->second.spec == lc.activations;
-            if (haveCalibration || modelsOwn || lc.activations.dynamic)
+            if (haveCalibration || modelsOwn || lc.activations.dynamic || lc.calibration.fixedRange)
                 p = layerActivationParams(layer, lc, calibration_, &fixed_);
             if (!p && lc.activations.dynamic)
                 p = paramsForRange(lc.activations, result.min, result.max);
@@ -147,6 +147,7 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
             for (const CalibrationMethodTraits& method : calibrationMethodTable()) {
                 CalibrationSpec spec = lc.calibration;
                 spec.method = method.method;
+                spec.fixedRange.reset();  // what each method would choose
                 result.calibrationRanges.emplace_back(std::string(method.name), calibrated->second.range(spec, lc.activations));
             }
         return result;

@@ -41,6 +41,9 @@ struct CalibrationSpec {
     CalibrationMethod method = CalibrationMethod::MinMax;
     double percentile = 99.99;         // for Percentile, in (0, 100]
     double movingAverageConstant = 0.01;
+    // A layer's range given rather than calibrated (learned by quantization-aware training with
+    // LSQ, or set by hand): it replaces the method's range, and no calibration image is needed.
+    std::optional<std::pair<float, float>> fixedRange;
     bool operator==(const CalibrationSpec&) const = default;
 };
 

@@ -242,9 +242,10 @@ public:
     {
         requireObject(value, path);
         if (images)
-            checkKeys(value, path, {"images", "method", "percentile", "moving_average_constant"});
+            checkKeys(value, path, {"images", "method", "percentile", "moving_average_constant"},
+                      "; a fixed \"range\" is given per layer, in the layer's \"calibration\"");
         else
-            checkKeys(value, path, {"method", "percentile", "moving_average_constant"},
+            checkKeys(value, path, {"method", "percentile", "moving_average_constant", "range"},
                       "; the number of calibration images is set once, in the top-level \"calibration\"");
         if (auto it = value.find("images"); images && it != value.end())
             *images = readPositiveInt(*it, child(path, "images"));
@@ -263,7 +264,23 @@ public:
             base.percentile = readFraction(*it, child(path, "percentile"), 100.0, "(0, 100]");
         if (auto it = value.find("moving_average_constant"); it != value.end())
             base.movingAverageConstant = readFraction(*it, child(path, "moving_average_constant"), 1.0, "(0, 1]");
+        if (auto it = value.find("range"); it != value.end())
+            base.fixedRange = readRange(*it, child(path, "range"));
         return base;
+    }
+
+    // [min, max]: two finite numbers, min <= 0 <= max (a uniform grid holds 0 exactly).
+    std::pair<float, float> readRange(const json& value, const std::string& path) const
+    {
+        const std::string expected = "[min, max] with finite min <= 0 <= max";
+        const std::string got = value.is_array() && value.size() <= 4 ? value.dump() : describe(value);
+        if (!value.is_array() || value.size() != 2 || !value[0].is_number() || !value[1].is_number())
+            fail(path, "expected " + expected + ", got " + got);
+        const double lo = value[0].get<double>(), hi = value[1].get<double>();
+        constexpr double largest = std::numeric_limits<float>::max();
+        if (!(std::abs(lo) <= largest && std::abs(hi) <= largest && lo <= 0 && hi >= 0))
+            fail(path, "expected " + expected + ", got " + got);
+        return {static_cast<float>(lo), static_cast<float>(hi)};
     }
 
     // `global`: the top-level "repairs", where an AdaRound object without "enabled" switches it on.
@@ -428,6 +445,8 @@ json calibrationJson(const CalibrationSpec& spec, const CalibrationSpec& base)
         j["percentile"] = spec.percentile;
     if (spec.method == CalibrationMethod::MovingAverage || spec.movingAverageConstant != base.movingAverageConstant)
         j["moving_average_constant"] = spec.movingAverageConstant;
+    if (spec.fixedRange)  // float -> double is exact, so the file reads back to the same floats
+        j["range"] = {double(spec.fixedRange->first), double(spec.fixedRange->second)};
     return j;
 }
 

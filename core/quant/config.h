@@ -13,7 +13,8 @@
 //
 // A layer's "weights"/"activations" override the default field by field; "float": true leaves the
 // whole layer in float; { "float": true } inside "weights" or "activations" leaves just that tensor
-// in float (the hybrid case); a layer's "calibration" overrides the default calibration.
+// in float (the hybrid case); a layer's "calibration" overrides the default calibration, and may
+// give its activations a fixed "range": [min, max] instead (learned by QAT with LSQ, or by hand).
 // Tensor spec keys: scheme, bits, granularity (per_tensor | per_channel | per_group), group_size,
 // signed, dynamic (activations only), range (weights only: "minmax", the default, or "mse", each
 // block's range clipped to the least squared error; k-means ignores it), float.

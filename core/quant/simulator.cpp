@@ -201,6 +201,8 @@ std::optional<QuantParams> layerActivationParams(const QuantLayer& layer, const 
         return *given;
     if (config.activations.dynamic)
         return std::nullopt;
+    if (config.calibration.fixedRange)
+        return paramsForRange(config.activations, config.calibration.fixedRange->first, config.calibration.fixedRange->second);
     auto it = calibration.observers.find(layer.output);
     if (it == calibration.observers.end() || it->second.empty())
         throw Error("layer '" + layer.name + "': its static activation range needs calibration images, and none "

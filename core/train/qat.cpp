@@ -73,6 +73,45 @@ QuantConfig withoutRepairs(QuantConfig config)
     return config;
 }
 
+// The range [min, max] a uniform quantizer covers, as paramsForRange reads it back: the same
+// zero-point and, to within rounding, the same step (affine: (max - min) / (qmax - qmin); symmetric:
+// max / qmax).
+std::pair<float, float> coveredRange(const UniformQuant& q, Scheme scheme)
+{
+    if (scheme == Scheme::Affine)
+        return {q.scale * float(q.qmin - q.zeroPoint), q.scale * float(q.qmax - q.zeroPoint)};
+    const float amax = q.scale * float(q.qmax);
+    return {q.qmin < 0 ? -amax : 0.f, amax};
+}
+
+// The layers whose static activation steps LSQ can learn: affine and symmetric ones (a power-of-two
+// step cannot move continuously), by their output tensor.
+std::map<std::string, std::string> learnableActivations(const Study& study, const QuantConfig& config, const TrainingJob& job)
+{
+    std::map<std::string, std::string> layerOf;
+    for (const QuantLayer& layer : study.layers()) {
+        const LayerQuantConfig resolved = config.resolve(layer.name);
+        const Scheme scheme = resolved.activations.scheme;
+        if (job.staticActivations.count(layer.output) && (scheme == Scheme::Affine || scheme == Scheme::Symmetric))
+            layerOf[layer.output] = layer.name;
+    }
+    return layerOf;
+}
+
+// `config` with each learned quantizer as its layer's fixed range.
+QuantConfig withLearnedRanges(QuantConfig config, const std::map<std::string, std::string>& layerOf,
+                              const std::map<std::string, UniformQuant>& learned)
+{
+    for (const auto& [tensor, q] : learned) {
+        const std::string& layer = layerOf.at(tensor);
+        const LayerQuantConfig resolved = config.resolve(layer);
+        CalibrationSpec calibration = resolved.calibration;
+        calibration.fixedRange = coveredRange(q, resolved.activations.scheme);
+        config.layers[layer].calibration = calibration;
+    }
+    return config;
+}
+
 // A model without weights has nothing to train; one with an operator torch cannot run fails in
 // the module, naming the node.
 void checkTrainable(const Study& study)
@@ -221,6 +260,19 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     TrainingJob job;
     stage("Calibrating");
     setQuantizers(study, result.config, job, measuring);
+    const QuantConfig trainedFor = result.config;  // before any learned range
+    std::map<std::string, std::string> learnedLayers;  // LSQ: the learned quantizers' layers, by tensor
+    if (options.learnRanges) {
+        learnedLayers = learnableActivations(study, trainedFor, job);
+        for (const auto& [tensor, layer] : learnedLayers)
+            job.learnedActivations.insert(tensor);
+        if (learnedLayers.empty())
+            result.notes.push_back("learned ranges (LSQ): no layer has static affine or symmetric activations to learn");
+    }
+    // The configuration a checkpoint measures: with the ranges learned so far.
+    auto configWith = [&](const std::map<std::string, UniformQuant>& learned) {
+        return withLearnedRanges(trainedFor, learnedLayers, learned);
+    };
 
     job.mode = TrainingJob::Mode::Train;
     job.images = &images;
@@ -246,11 +298,14 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     // recalibrates the activation ranges on them for the steps that follow. Weights whose float
     // activations are no longer finite cannot be calibrated: training diverged, and stops there.
     std::shared_ptr<const Graph> best;
+    QuantConfig bestConfig;
     double bestTop1 = -1;
     std::shared_ptr<const Graph> lastMeasured = study.sharedGraph();
+    QuantConfig lastMeasuredConfig = trainedFor;
     std::string divergence;
     double measuringSeconds = 0;
-    job.checkpoint = [&](int step, int epoch, const std::map<std::string, Tensor>& weights, double meanLoss) {
+    job.checkpoint = [&](int step, int epoch, const std::map<std::string, Tensor>& weights,
+                         const std::map<std::string, UniformQuant>& learned, double meanLoss) {
         const auto measureStart = std::chrono::steady_clock::now();
         struct AddTime {  // on every way out
             double& total;
@@ -259,11 +314,12 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
         } addTime{measuringSeconds, measureStart};
         stage("Measuring step " + std::to_string(step));
         std::shared_ptr<const Graph> current = withWeights(graph, weights);
+        const QuantConfig currentConfig = configWith(learned);
         std::unique_ptr<Study> measured = study.withModel(current);
         StudyResult now;
         try {
-            now = measured->evaluate(result.config, kCostOnlyRequest, measuring);
-            setActivationQuantizers(measured->plan(result.config, measuring), job);
+            now = measured->evaluate(currentConfig, kCostOnlyRequest, measuring);
+            setActivationQuantizers(measured->plan(currentConfig, measuring), job);
         } catch (const Error& e) {
             divergence = "at step " + std::to_string(step) + " the model could no longer be measured (" + e.what() + ")";
             return false;
@@ -273,8 +329,10 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
         if (checkpoint.top1 > bestTop1) {
             bestTop1 = checkpoint.top1;
             best = current;
+            bestConfig = currentConfig;
         }
         lastMeasured = current;
+        lastMeasuredConfig = currentConfig;
         if (progress.onCheckpoint)
             progress.onCheckpoint(checkpoint);
         stage("Training");
@@ -297,15 +355,18 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     if (job.stopped) {
         // The weights of the last checkpoint that could be measured (or the model as it was).
         result.graph = lastMeasured;
+        result.config = lastMeasuredConfig;
         result.notes.push_back("training diverged: " + divergence + "; it stopped and kept the weights of the last good " +
                                "checkpoint" + (result.history.empty() ? " (the model as it was)" : "") +
                                "; try a lower learning rate");
     } else if (job.cancelled && best) {
         result.graph = best;
+        result.config = bestConfig;
         result.notes.push_back("cancelled: the result has the weights of the best checkpoint (top-1 " +
                                std::to_string(100 * bestTop1) + "%)");
     } else {
         result.graph = withWeights(graph, job.trained);
+        result.config = configWith(job.learned);
         if (job.diverged)
             result.notes.push_back("the loss diverged (NaN or infinite) after step " + std::to_string(job.stepsDone) +
                                    ": training stopped and kept the weights of the last step whose loss was finite; "
@@ -321,6 +382,7 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
         result.notes.push_back(std::string("the last weights could not be measured (") + e.what() +
                                "): kept those of the last good checkpoint");
         result.graph = lastMeasured;
+        result.config = lastMeasuredConfig;
         after = study.withModel(result.graph)->evaluate(result.config, {}, measuring).metrics;
     }
     result.top1 = after.top1;

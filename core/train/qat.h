@@ -9,7 +9,7 @@
 // throughout). Weights are fake-quantized by the simulation's own code every step (any scheme;
 // the scale follows the weights); activations by uniform fake quantizers whose ranges are
 // calibrated as the configuration says, on the current weights, before training and again at
-// every checkpoint. Data: the labelled training images (the calibration set, i.e. the training
+// every checkpoint (or, with LSQ, learned). Data: the labelled training images (the calibration set, i.e. the training
 // split beside the evaluation images, or --train-data), cross-entropy with the labels, or with the
 // float model's outputs when the images have no labels (distillation).
 //
@@ -50,6 +50,11 @@ struct QatOptions {
     // Held-out accuracy is measured at the end of each epoch and, when > 0, every this many steps.
     int checkpointEvery = 0;
     int threads = 2;
+    // LSQ (Esser et al., 2020): the step sizes of the static affine and symmetric activation
+    // quantizers are trained with the weights, starting from calibration, instead of being
+    // recalibrated at each checkpoint; the result's configuration gives each such layer its
+    // learned range ("calibration": {"range": [min, max]}).
+    bool learnRanges = false;
 };
 
 // One measurement during training: the simulation's top-1 on the evaluation images with the
@@ -74,7 +79,7 @@ struct QatProgress {
 
 struct QatResult {
     std::shared_ptr<const Graph> graph;  // the fine-tuned model
-    QuantConfig config;                  // the configuration it was trained for
+    QuantConfig config;                  // the configuration it was trained for (with LSQ, its learned ranges)
     double floatTop1 = 0, ptqTop1 = 0, top1 = 0;
     // Each layer's metrics on the evaluation images before training (post-training) and after
     // (the weights of the result): the accumulated SQNR shows where training helped.

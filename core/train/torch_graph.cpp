@@ -475,6 +475,47 @@ void TorchGraph::setParameterValues(const std::map<std::string, Tensor>& values)
         parameters_.at(name).copy_(toTorch(value));
 }
 
+void TorchGraph::learnActivationScales(const std::map<std::string, UniformQuant>& initial)
+{
+    for (const auto& [name, q] : initial)
+        learned_[name] = LearnedQuantizer{torch::full({1}, q.scale, torch::kFloat32).set_requires_grad(true),
+                                          torch::full({1}, float(q.zeroPoint), torch::kFloat32), q};
+}
+
+std::vector<torch::Tensor> TorchGraph::scaleParameters() const
+{
+    std::vector<torch::Tensor> result;
+    for (const auto& [name, q] : learned_)
+        result.push_back(q.scale);
+    return result;
+}
+
+std::map<std::string, UniformQuant> TorchGraph::learnedQuantizers() const
+{
+    std::map<std::string, UniformQuant> result;
+    for (const auto& [name, q] : learned_) {
+        UniformQuant value = q.initial;
+        value.scale = q.scale.item<float>();
+        result[name] = value;
+    }
+    return result;
+}
+
+void TorchGraph::setLearnedQuantizers(const std::map<std::string, UniformQuant>& values)
+{
+    torch::NoGradGuard noGrad;
+    for (const auto& [name, value] : values)
+        learned_.at(name).scale.fill_(value.scale);
+}
+
+void TorchGraph::clampLearnedScales()
+{
+    torch::NoGradGuard noGrad;
+    // A step under a millionth of where it started has collapsed the range to nothing.
+    for (auto& [name, q] : learned_)
+        q.scale.clamp_min_(q.initial.scale * 1e-6f);
+}
+
 torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob* quant, bool logits) const
 {
     std::map<std::string, torch::Tensor> values;
@@ -495,7 +536,14 @@ torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob*
     auto quantizeActivation = [&](const std::string& name, torch::Tensor& value) {
         if (!quant)
             return;
-        if (const auto it = quant->staticActivations.find(name); it != quant->staticActivations.end()) {
+        if (const auto it = learned_.find(name); it != learned_.end()) {
+            // LSQ's gradient scale 1 / sqrt(N * Qp), N the values of one image (Esser et al., 2020,
+            // section 2.2): the step's gradient then stays in proportion to the weights'.
+            const double perImage = double(value.numel()) / double(std::max<std::int64_t>(1, value.size(0)));
+            const double gradFactor = 1.0 / std::sqrt(perImage * std::max(1, it->second.initial.qmax));
+            value = torch::_fake_quantize_learnable_per_tensor_affine(value, it->second.scale, it->second.zeroPoint,
+                                                                       it->second.initial.qmin, it->second.initial.qmax, gradFactor);
+        } else if (const auto it = quant->staticActivations.find(name); it != quant->staticActivations.end()) {
             value = fakeQuantizeActivation(value, it->second);
         } else if (quant->dynamicActivations.count(name)) {
             const torch::Tensor detached = value.detach();

@@ -29,6 +29,15 @@ public:
     std::map<std::string, Tensor> parameterValues() const;
     void setParameterValues(const std::map<std::string, Tensor>& values);
 
+    // LSQ: the step sizes of these activation quantizers become parameters too, starting from the
+    // given ones; forward() then uses them in place of the job's static parameters.
+    void learnActivationScales(const std::map<std::string, UniformQuant>& initial);
+    std::vector<torch::Tensor> scaleParameters() const;
+    std::map<std::string, UniformQuant> learnedQuantizers() const;
+    void setLearnedQuantizers(const std::map<std::string, UniformQuant>& values);
+    // Keeps every learned step positive (an optimizer step may overshoot past zero).
+    void clampLearnedScales();
+
     // The graph's first output for `input`. With `quant`, weights and activations are fake
     // quantized as the job says (straight-through gradients); without, it is the float model.
     // `logits`: when the graph ends in Softmax, its input instead (what cross-entropy takes).
@@ -38,6 +47,12 @@ private:
     const Graph& graph_;
     std::map<std::string, torch::Tensor> parameters_;  // trainable, by initializer name
     std::map<std::string, torch::Tensor> constants_;   // the other float initializers
+    struct LearnedQuantizer {
+        torch::Tensor scale;      // [1], a parameter
+        torch::Tensor zeroPoint;  // [1], a constant (float, as torch's learnable fake quantizer takes it)
+        UniformQuant initial;
+    };
+    std::map<std::string, LearnedQuantizer> learned_;  // by tensor name
 };
 
 }  // namespace qe

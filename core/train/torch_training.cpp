@@ -22,13 +22,23 @@ void runForward(TrainingJob& job)
     job.forwardOutput = fromTorch(graph.forward(toTorch(*job.forwardInput), quantized ? &job : nullptr, false));
 }
 
-std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const TrainingJob& job, const std::vector<torch::Tensor>& parameters)
+// Weights and biases in one group; learned step sizes (LSQ) in another, without weight decay,
+// which would pull every range towards nothing.
+std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const TrainingJob& job, const TorchGraph& graph)
 {
-    if (job.optimizer == TrainingOptimizer::Sgd)
-        return std::make_unique<torch::optim::SGD>(
-            parameters, torch::optim::SGDOptions(job.learningRate).momentum(job.momentum).weight_decay(job.weightDecay));
-    return std::make_unique<torch::optim::Adam>(parameters,
-                                                torch::optim::AdamOptions(job.learningRate).weight_decay(job.weightDecay));
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(graph.parameters());
+    const std::vector<torch::Tensor> scales = graph.scaleParameters();
+    if (job.optimizer == TrainingOptimizer::Sgd) {
+        const auto options = torch::optim::SGDOptions(job.learningRate).momentum(job.momentum);
+        if (!scales.empty())
+            groups.emplace_back(scales, std::make_unique<torch::optim::SGDOptions>(options));
+        return std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(options).weight_decay(job.weightDecay));
+    }
+    const auto options = torch::optim::AdamOptions(job.learningRate);
+    if (!scales.empty())
+        groups.emplace_back(scales, std::make_unique<torch::optim::AdamOptions>(options));
+    return std::make_unique<torch::optim::Adam>(groups, torch::optim::AdamOptions(options).weight_decay(job.weightDecay));
 }
 
 void setLearningRate(torch::optim::Optimizer& optimizer, double rate)
@@ -63,7 +73,11 @@ void runTraining(TrainingJob& job)
     if (job.labels.empty())
         teacher = std::make_unique<TorchGraph>(*job.graph, std::vector<std::string>{});
 
-    std::unique_ptr<torch::optim::Optimizer> optimizer = makeOptimizer(job, graph.parameters());
+    std::map<std::string, UniformQuant> learnedStart;
+    for (const std::string& tensor : job.learnedActivations)
+        learnedStart[tensor] = job.staticActivations.at(tensor);
+    graph.learnActivationScales(learnedStart);
+    std::unique_ptr<torch::optim::Optimizer> optimizer = makeOptimizer(job, graph);
     const std::int64_t batch = std::clamp<std::int64_t>(job.batchSize, 1, count);
     const std::int64_t stepsPerEpoch = (count + batch - 1) / batch;
     const std::int64_t totalSteps = job.steps > 0 ? job.steps : stepsPerEpoch * std::max(1, job.epochs);
@@ -71,6 +85,7 @@ void runTraining(TrainingJob& job)
     std::vector<std::int64_t> order(static_cast<std::size_t>(count));
 
     std::map<std::string, Tensor> lastGood = graph.parameterValues();
+    std::map<std::string, UniformQuant> lastGoodLearned = graph.learnedQuantizers();
     double lossSinceCheckpoint = 0;
     int stepsSinceCheckpoint = 0;
     int epoch = 0;
@@ -113,9 +128,11 @@ void runTraining(TrainingJob& job)
             break;
         }
         lastGood = graph.parameterValues();
+        lastGoodLearned = graph.learnedQuantizers();
         optimizer->zero_grad();
         loss.backward();
         optimizer->step();
+        graph.clampLearnedScales();
         ++job.stepsDone;
         lossSinceCheckpoint += value;
         ++stepsSinceCheckpoint;
@@ -126,7 +143,7 @@ void runTraining(TrainingJob& job)
         const bool due = job.checkpointEvery > 0 && (step + 1) % job.checkpointEvery == 0;
         if ((endOfEpoch || due) && job.checkpoint) {
             const bool goOn = job.checkpoint(static_cast<int>(step + 1), epoch, graph.parameterValues(),
-                                             lossSinceCheckpoint / std::max(1, stepsSinceCheckpoint));
+                                             graph.learnedQuantizers(), lossSinceCheckpoint / std::max(1, stepsSinceCheckpoint));
             lossSinceCheckpoint = 0;
             stepsSinceCheckpoint = 0;
             if (!goOn) {
@@ -136,6 +153,7 @@ void runTraining(TrainingJob& job)
         }
     }
     job.trained = job.diverged ? lastGood : graph.parameterValues();
+    job.learned = job.diverged ? lastGoodLearned : graph.learnedQuantizers();
 }
 
 }  // namespace

@@ -63,6 +63,10 @@ struct TrainingJob {
     std::map<std::string, UniformQuant> staticActivations;
     std::set<std::string> dynamicActivations;
     std::function<UniformQuant(const std::string& tensor, float min, float max)> dynamicQuant;
+    // Static quantizers whose step size training learns (LSQ, Esser et al. 2020): each starts from
+    // its staticActivations entry and is trained with the weights from then on (the program's later
+    // updates of that entry are ignored); its zero-point and code range stay.
+    std::set<std::string> learnedActivations;
 
     // Forward mode.
     const Tensor* forwardInput = nullptr;
@@ -89,12 +93,16 @@ struct TrainingJob {
     // Called at each checkpoint with the current weights (of `trainable`) and the mean loss since
     // the previous one. The program measures them and may update staticActivations; false stops
     // training there (`stopped`).
-    std::function<bool(int step, int epoch, const std::map<std::string, Tensor>& weights, double meanLoss)> checkpoint;
+    // `learned`: the learnedActivations' quantizers of the moment.
+    std::function<bool(int step, int epoch, const std::map<std::string, Tensor>& weights,
+                       const std::map<std::string, UniformQuant>& learned, double meanLoss)>
+        checkpoint;
     const std::atomic<bool>* cancel = nullptr;
 
     // Results. `trained`: the weights after the last step, or after the last step whose loss was
     // finite when the loss diverged (then `diverged`, and training stopped there).
     std::map<std::string, Tensor> trained;
+    std::map<std::string, UniformQuant> learned;  // the learnedActivations' quantizers, as `trained`
     int stepsDone = 0;
     bool diverged = false;
     bool cancelled = false;

@@ -235,6 +235,13 @@ void TestConfig::roundTrip_data()
         QTest::newRow("layer calibration") << c;
     }
     {
+        // Ranges learned by QAT with LSQ: floats that print and read back to the same floats.
+        QuantConfig c;
+        c.layers["conv1"].calibration = CalibrationSpec{CalibrationMethod::MinMax, 99.99, 0.01, std::pair{0.f, 7.893766403198242f}};
+        c.layers["fc2"].calibration = CalibrationSpec{CalibrationMethod::Mse, 99.99, 0.01, std::pair{-28.485464f, 1.0f / 3.0f}};
+        QTest::newRow("fixed layer ranges") << c;
+    }
+    {
         QuantConfig c;
         c.repairs = {true, false, BiasCorrection::Empirical};
         c.layers["conv1"].repairs.equalization = false;
@@ -630,6 +637,21 @@ void TestConfig::errors_data()
     QTest::newRow("images in a layer calibration")
         << layerDocument("conv2", R"({"calibration": {"images": 10}})")
         << QStringList{"layers.conv2.calibration: unknown key \"images\"", "top-level"};
+    QTest::newRow("fixed range at the top level")
+        << document(R"("calibration": {"range": [0, 1]})")
+        << QStringList{"my.json: calibration: unknown key \"range\"", "per layer"};
+    QTest::newRow("fixed range not a pair")
+        << layerDocument("conv2", R"({"calibration": {"range": [0, 1, 2]}})")
+        << QStringList{"layers.conv2.calibration.range: expected [min, max] with finite min <= 0 <= max", "got [0,1,2]"};
+    QTest::newRow("fixed range without zero")
+        << layerDocument("conv2", R"({"calibration": {"range": [0.5, 1]}})")
+        << QStringList{"layers.conv2.calibration.range: expected [min, max]", "got [0.5,1]"};
+    QTest::newRow("fixed range beyond float")
+        << layerDocument("conv2", R"({"calibration": {"range": [0, 1e39]}})")
+        << QStringList{"layers.conv2.calibration.range: expected [min, max]"};
+    QTest::newRow("fixed range of strings")
+        << layerDocument("conv2", R"({"calibration": {"range": ["0", "1"]}})")
+        << QStringList{"layers.conv2.calibration.range: expected [min, max]"};
     QTest::newRow("layer percentile") << layerDocument("conv2", R"({"calibration": {"percentile": 200}})")
                                       << QStringList{"layers.conv2.calibration.percentile", "got 200"};
     QTest::newRow("layer the model lacks")

@@ -2,7 +2,7 @@
 // must compute what our fp32 engine computes on every real model, and with the configuration's
 // fake quantizers what our simulation computes; training must lower the quantized model's
 // error, be reproducible from its seed, and `eval` of the written model must give the accuracy
-// training reported. Bad input (an operator torch cannot train, a learning rate that diverges,
+// training reported, also with learned ranges (LSQ). Bad input (an operator torch cannot train, a learning rate that diverges,
 // Cancel) ends in a clear state, never a crash.
 
 #include "test_support.h"
@@ -207,6 +207,55 @@ private slots:
         Study reopened(StudySources{.model = out, .data = kFashionTest, .evaluationImages = 2000});
         const double top1 = reopened.evaluate(result.config).metrics.top1;
         QCOMPARE(top1, result.top1);
+    }
+
+    // LSQ: the activations' step sizes train with the weights. Each affine layer's learned range
+    // keeps its zero-point (LSQ learns the step only), most steps move away from calibration, the
+    // result beats post-training quantization, and the saved configuration (a fixed range per
+    // layer, read back from its file) reproduces the reported top-1 without calibrating.
+    void learnedRangesTrainAndReproduce()
+    {
+        QE_REQUIRE_PATH(kFashionTest);
+        Study study(demoSources(2000));
+        QatOptions options;
+        options.steps = 300;
+        options.learningRate = 1e-3;
+        options.learnRanges = true;
+        const QuantConfig config = w4a4();
+        const QatResult result = fineTuneWithQat(study, config, options);
+        qInfo("LSQ: post-training %.2f%%, after %d steps %.2f%%", 100 * result.ptqTop1, result.steps, 100 * result.top1);
+        QVERIFY2(result.top1 > result.ptqTop1 + 0.005, "QAT with learned ranges did not beat post-training quantization");
+
+        const QuantPlan calibrated = study.plan(config);
+        QTemporaryDir dir;
+        const fs::path out = fs::path(dir.path().toStdString()) / "fashion_lsq.onnx";
+        const fs::path configPath = fs::path(dir.path().toStdString()) / "fashion_lsq.json";
+        saveFineTunedModel(result, study.preprocess(), out);
+        result.config.save(configPath);
+        Study reopened(StudySources{.model = out, .data = kFashionTest, .evaluationImages = 2000});
+        const QuantConfig saved = reopened.loadConfig(configPath);
+        QCOMPARE(saved, result.config);
+        const QuantPlan learned = reopened.plan(saved);
+        int layersLearned = 0, stepsMoved = 0;
+        for (std::size_t i = 0; i < learned.layers.size(); ++i) {
+            const std::string& name = learned.layers[i].name;
+            const LayerQuantConfig resolved = saved.resolve(name);
+            if (!learned.plans[i].activationParams)
+                continue;
+            QVERIFY2(resolved.calibration.fixedRange, name.c_str());
+            ++layersLearned;
+            const UniformParams& before = calibrated.plans[i].activationParams->uniform();
+            const UniformParams& after = learned.plans[i].activationParams->uniform();
+            QCOMPARE(after.zeroPoint, before.zeroPoint);
+            stepsMoved += std::abs(after.scale[0] / before.scale[0] - 1) > 0.01;
+        }
+        int staticLayers = 0;
+        for (const LayerPlan& plan : calibrated.plans)
+            staticLayers += plan.activationParams.has_value();
+        QCOMPARE(layersLearned, staticLayers);
+        QVERIFY(layersLearned >= 5);
+        QVERIFY2(2 * stepsMoved > layersLearned, "LSQ left most steps where calibration put them");
+        QCOMPARE(reopened.evaluate(saved).metrics.top1, result.top1);
     }
 
     // The bar: at W4A4 (per-channel weights, MSE activation ranges; the shipped
