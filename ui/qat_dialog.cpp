@@ -34,7 +34,8 @@ QatDialog::QatDialog(Session* session, ConfigDocument* document, QWidget* parent
     : QDialog(parent), session_(session), document_(document), epochs_(new QSpinBox(this)), steps_(new QSpinBox(this)),
       batch_(new QSpinBox(this)), optimizer_(new QComboBox(this)), learningRate_(new QDoubleSpinBox(this)),
       trainImages_(new QSpinBox(this)), checkpointEvery_(new QSpinBox(this)),
-      learnRanges_(new QCheckBox(tr("Learn activation ranges (LSQ)"), this)), seed_(new QSpinBox(this)),
+      learnRanges_(new QCheckBox(tr("Learn activation ranges (LSQ)"), this)), batchNormEpochs_(new QSpinBox(this)),
+      seed_(new QSpinBox(this)),
       trainingData_(new QLabel(this)), chartView_(new ChartView(tr("QAT training"), this)), loss_(new QLineSeries(this)),
       top1_(new QLineSeries(this)), ptqLine_(new QLineSeries(this)), floatLine_(new QLineSeries(this)),
       stepAxis_(new QValueAxis(this)), lossAxis_(new QValueAxis(this)), top1Axis_(new QValueAxis(this)),
@@ -82,6 +83,14 @@ QatDialog::QatDialog(Session* session, ConfigDocument* document, QWidget* parent
                                 "recalibrating the ranges at each measurement; the fine-tuned configuration then gives each "
                                 "layer its learned range. Helps most at 4-bit activations."));
     form->addRow(QString(), learnRanges_);
+    batchNormEpochs_->setRange(0, 1000);
+    batchNormEpochs_->setValue(defaults.batchNormEpochs);
+    batchNormEpochs_->setSpecialValueText(tr("frozen from the start"));
+    batchNormEpochs_->setSuffix(tr(" epoch(s)"));
+    batchNormEpochs_->setToolTip(tr("For this many epochs a BatchNormalization folded into a convolution normalizes with each batch's "
+                                    "statistics and updates its running ones; then they freeze and fold back into the weights. "
+                                    "Models without BatchNormalization are unaffected."));
+    form->addRow(tr("Freeze BN statistics after:"), batchNormEpochs_);
     seed_->setRange(0, 1'000'000);
     seed_->setValue(int(defaults.seed));
     form->addRow(tr("Seed:"), seed_);
@@ -187,6 +196,7 @@ QatOptions QatDialog::options() const
     options.trainImages = std::size_t(trainImages_->value());
     options.checkpointEvery = checkpointEvery_->value();
     options.learnRanges = learnRanges_->isChecked();
+    options.batchNormEpochs = batchNormEpochs_->value();
     options.seed = std::uint64_t(seed_->value());
     return options;
 }

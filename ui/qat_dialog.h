@@ -52,6 +52,7 @@ public:
     QSpinBox* trainImages() const { return trainImages_; }
     QSpinBox* checkpointEvery() const { return checkpointEvery_; }
     QCheckBox* learnRanges() const { return learnRanges_; }
+    QSpinBox* batchNormEpochs() const { return batchNormEpochs_; }
     QPushButton* startButton() const { return start_; }
     QPushButton* cancelButton() const { return cancel_; }
     QPushButton* openButton() const { return open_; }
@@ -89,6 +90,7 @@ private:
     QSpinBox* trainImages_;
     QSpinBox* checkpointEvery_;
     QCheckBox* learnRanges_;
+    QSpinBox* batchNormEpochs_;
     QSpinBox* seed_;
     QLabel* trainingData_;
     ChartView* chartView_;

@@ -38,6 +38,9 @@ result on --data as `eval` does.
   --weight-decay X      (default 0)
   --seed N              shuffling and initialisation (default 1): the same seed gives the same result
   --checkpoint-every N  measure the held-out accuracy every N steps too (default: each epoch's end)
+  --freeze-bn-after N   epochs during which the BatchNormalization folded into a convolution
+                        normalizes with each batch's statistics and updates its running ones,
+                        before they freeze (default 1; 0: frozen from the start)
   --learn-ranges        learn the activations' step sizes (LSQ) instead of recalibrating them; the
                         saved configuration gives each layer its learned range
   --limit N             measure on the first N images of --data only
@@ -72,7 +75,7 @@ int runQat(const std::vector<std::string>& args)
                           withPreprocessFlags({"--model", "--data", "--labels", "--label-column", "--limit", "--config", "--out",
                                                "--save-config", "--train-data", "--train-count", "--epochs", "--steps",
                                                "--batch", "--lr", "--optimizer", "--weight-decay", "--seed",
-                                               "--checkpoint-every", "--calib-data", "--calib-count"}),
+                                               "--checkpoint-every", "--freeze-bn-after", "--calib-data", "--calib-count"}),
                           {"--json", "--constant-lr", "--learn-ranges"});
     const std::filesystem::path out = options.required("--out");
     checkFineTunedModelPath(out);
@@ -89,6 +92,12 @@ int runQat(const std::vector<std::string>& args)
     qat.seed = static_cast<std::uint64_t>(options.integer("--seed").value_or(1));
     qat.checkpointEvery = options.has("--checkpoint-every") ? positive(options, "--checkpoint-every", 1) : 0;
     qat.learnRanges = options.has("--learn-ranges");
+    if (options.has("--freeze-bn-after")) {
+        const long long epochs = options.integer("--freeze-bn-after").value_or(1);
+        if (epochs < 0 || epochs > 1'000'000)
+            throw Error("--freeze-bn-after: a whole number of epochs, 0 or more, got " + std::to_string(epochs));
+        qat.batchNormEpochs = static_cast<int>(epochs);
+    }
     if (auto train = options.value("--train-data"))
         qat.trainData = *train;
     qat.trainImages = options.has("--train-count") ? static_cast<std::size_t>(positive(options, "--train-count", 1)) : 0;

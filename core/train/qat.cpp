@@ -203,6 +203,8 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
         throw Error("quantization-aware training measures on the evaluation images: give them (--data)");
     if (options.epochs < 1 && options.steps < 1)
         throw Error("epochs: at least 1 (or steps)");
+    if (options.batchNormEpochs < 0)
+        throw Error("epochs with BatchNormalization statistics updated: 0 or more, got " + std::to_string(options.batchNormEpochs));
     if (options.batchSize < 1)
         throw Error("batch size: at least 1, got " + std::to_string(options.batchSize));
     if (!(options.learningRate > 0) || !std::isfinite(options.learningRate))
@@ -289,6 +291,12 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     job.threads = options.threads;
     job.checkpointEvery = options.checkpointEvery;
     job.cancel = progress.cancel;
+    job.batchNormEpochs = options.batchNormEpochs;
+    for (const QuantLayer& layer : study.layers()) {
+        const auto folded = graph.foldedNormalization.find(layer.name);
+        if (folded != graph.foldedNormalization.end() && layer.opType == "Conv" && !layer.bias.empty())
+            job.batchNorms.push_back({layer.name, layer.weight, layer.bias, folded->second.mean, folded->second.stddev});
+    }
     job.onStep = [&](int step, int total, int, double loss) {
         if (progress.onStep)
             progress.onStep(step, total, loss);

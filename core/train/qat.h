@@ -4,9 +4,9 @@
 // them, so that the weights move to where the quantization grid hurts least. Both front ends call
 // fineTuneWithQat; the training itself runs in the training module (training_module.h, libtorch).
 //
-// What is trained: the weights and biases of every weighted layer of the prepared model (the
-// BatchNormalization statistics are folded into them before training, so they stay frozen
-// throughout). Weights are fake-quantized by the simulation's own code every step (any scheme;
+// What is trained: the weights and biases of every weighted layer of the prepared model. A
+// BatchNormalization the importer folded into a convolution is unfolded for the first epoch
+// (batch statistics, running statistics updated), then frozen and folded back. Weights are fake-quantized by the simulation's own code every step (any scheme;
 // the scale follows the weights); activations by uniform fake quantizers whose ranges are
 // calibrated as the configuration says, on the current weights, before training and again at
 // every checkpoint (or, with LSQ, learned). Data: the labelled training images (the calibration set, i.e. the training
@@ -55,6 +55,10 @@ struct QatOptions {
     // recalibrated at each checkpoint; the result's configuration gives each such layer its
     // learned range ("calibration": {"range": [min, max]}).
     bool learnRanges = false;
+    // Layers with a BatchNormalization folded into them normalize with each batch's statistics
+    // and update the running ones during the first this many epochs (as PyTorch's QAT does
+    // before freeze_bn_stats); then the statistics freeze. 0: frozen from the start.
+    int batchNormEpochs = 1;
 };
 
 // One measurement during training: the simulation's top-1 on the evaluation images with the

@@ -8,6 +8,7 @@
 #include <limits>
 #include <numeric>
 #include <optional>
+#include <set>
 
 namespace qe {
 
@@ -465,7 +466,107 @@ std::map<std::string, Tensor> TorchGraph::parameterValues() const
     std::map<std::string, Tensor> result;
     for (const auto& [name, tensor] : parameters_)
         result[name] = fromTorch(tensor);
+    for (auto& [name, tensor] : foldedValues())
+        result[name] = std::move(tensor);
     return result;
+}
+
+namespace {
+
+// [C] as a shape that broadcasts over axis 1 of a rank-`rank` tensor (or axis 0 when `axis` is 0).
+torch::Tensor alongAxis(const torch::Tensor& perChannel, std::int64_t rank, std::int64_t axis)
+{
+    std::vector<std::int64_t> shape(static_cast<std::size_t>(rank), 1);
+    shape[static_cast<std::size_t>(axis)] = perChannel.size(0);
+    return perChannel.reshape(shape);
+}
+
+}  // namespace
+
+torch::Tensor TorchGraph::normalizeWithBatch(const torch::Tensor& output, const torch::Tensor& bias, const TrainingBatchNorm& bn)
+{
+    const std::int64_t rank = output.dim();
+    const torch::Tensor factor = foldFactor(bn);
+    const torch::Tensor safeFactor = torch::where(factor != 0, factor, torch::ones_like(factor));
+    // The layer's output as the unfolded layer computes it (before its normalization).
+    const torch::Tensor b = alongAxis(bias, rank, 1);
+    const torch::Tensor unfolded = (output - b) / alongAxis(safeFactor, rank, 1) + b;
+    std::vector<std::int64_t> dims;
+    for (std::int64_t d = 0; d < rank; ++d)
+        if (d != 1)
+            dims.push_back(d);
+    const torch::Tensor mean = unfolded.mean(dims);
+    const torch::Tensor variance = (unfolded - alongAxis(mean, rank, 1)).square().mean(dims);
+    {
+        // PyTorch's update: momentum 0.1, the unbiased batch variance.
+        torch::NoGradGuard noGrad;
+        const double n = double(unfolded.numel()) / double(std::max<std::int64_t>(1, unfolded.size(1)));
+        bn.runningMean.mul_(0.9).add_(0.1 * mean.detach());
+        bn.runningVar.mul_(0.9).add_(0.1 * variance.detach() * (n / std::max(1.0, n - 1)));
+    }
+    // epsilon relative to the channel's scale: the layer's output is in its own units, which an
+    // absolute 1e-5 would swamp where a channel's spread is small.
+    const torch::Tensor epsilon = (bn.runningVar * 1e-5).clamp_min(1e-30);
+    return (unfolded - alongAxis(mean, rank, 1)) / alongAxis((variance + epsilon).sqrt(), rank, 1) * alongAxis(bn.gamma, rank, 1) +
+           alongAxis(bn.beta, rank, 1);
+}
+
+void TorchGraph::trainBatchNorms(const std::vector<TrainingJob::FoldedBatchNorm>& layers)
+{
+    for (const TrainingJob::FoldedBatchNorm& layer : layers) {
+        const auto weight = parameters_.find(layer.weight), bias = parameters_.find(layer.bias);
+        if (weight == parameters_.end() || bias == parameters_.end())
+            throw Error("layer '" + layer.node + "': its weights and bias must be trainable to train its BatchNormalization");
+        const auto channels = static_cast<std::int64_t>(layer.mean.size());
+        if (weight->second.size(0) != channels || layer.stddev.size() != layer.mean.size())
+            throw Error("layer '" + layer.node + "': its BatchNormalization statistics have " + std::to_string(channels) +
+                        " channels, its weights " + std::to_string(weight->second.size(0)));
+        TrainingBatchNorm bn;
+        bn.weight = layer.weight;
+        bn.bias = layer.bias;
+        bn.gamma = torch::tensor(layer.stddev, torch::kFloat32).set_requires_grad(true);
+        bn.beta = torch::tensor(layer.mean, torch::kFloat32).set_requires_grad(true);
+        bn.runningMean = torch::tensor(layer.mean, torch::kFloat32);
+        bn.runningVar = torch::tensor(layer.stddev, torch::kFloat32).square();
+        batchNorms_[layer.node] = std::move(bn);
+    }
+}
+
+std::vector<torch::Tensor> TorchGraph::batchNormParameters() const
+{
+    std::vector<torch::Tensor> result;
+    for (const auto& [node, bn] : batchNorms_) {
+        result.push_back(bn.gamma);
+        result.push_back(bn.beta);
+    }
+    return result;
+}
+
+torch::Tensor TorchGraph::foldFactor(const TrainingBatchNorm& bn)
+{
+    const torch::Tensor stddev = bn.runningVar.sqrt();
+    // clamp_min keeps the unselected branch finite, so that its gradient is 0 and not NaN.
+    return torch::where(stddev > 0, bn.gamma / stddev.clamp_min(1e-30), torch::ones_like(bn.gamma));
+}
+
+std::map<std::string, Tensor> TorchGraph::foldedValues() const
+{
+    torch::NoGradGuard noGrad;
+    std::map<std::string, Tensor> result;
+    for (const auto& [node, bn] : batchNorms_) {
+        const torch::Tensor factor = foldFactor(bn);
+        const torch::Tensor& w = parameters_.at(bn.weight);
+        result[bn.weight] = fromTorch(w * alongAxis(factor, w.dim(), 0));
+        result[bn.bias] = fromTorch((parameters_.at(bn.bias) - bn.runningMean) * factor + bn.beta);
+    }
+    return result;
+}
+
+void TorchGraph::freezeBatchNorms()
+{
+    const std::map<std::string, Tensor> folded = foldedValues();
+    batchNorms_.clear();
+    setParameterValues(folded);
 }
 
 void TorchGraph::setParameterValues(const std::map<std::string, Tensor>& values)
@@ -523,8 +624,18 @@ torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob*
         values[name] = tensor;
     for (const auto& [name, tensor] : parameters_)
         values[name] = tensor;
+    // Layers training their BatchNormalization: the weights quantized are those folded with the
+    // running statistics; the normalization by the batch's statistics follows the layer's output.
+    std::set<std::string> normalizedBiases;
+    for (const auto& [node, bn] : batchNorms_) {
+        torch::Tensor& w = values.at(bn.weight);
+        w = w * alongAxis(foldFactor(bn), w.dim(), 0);
+        normalizedBiases.insert(bn.bias);
+    }
     if (quant)  // biases first: their steps come from the float weights' scales
         for (const auto& [bias, weights] : quant->quantizedBiases) {
+            if (normalizedBiases.count(bias))
+                continue;  // the batch's mean removes it; it is quantized once the statistics freeze
             torch::Tensor& b = values.at(bias);
             b = straightThrough(b, toTorch(quant->quantizeBias(bias, fromTorch(b), fromTorch(values.at(weights)))));
         }
@@ -566,6 +677,8 @@ torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob*
         } catch (const std::exception& e) {
             throw Error("node '" + node.name + "' (" + node.opType + "): " + e.what());
         }
+        if (const auto bn = batchNorms_.find(node.name); bn != batchNorms_.end() && !outputs.empty())
+            outputs[0] = normalizeWithBatch(outputs[0], values.at(bn->second.bias), bn->second);
         for (std::size_t i = 0; i < outputs.size() && i < node.outputs.size(); ++i) {
             quantizeActivation(node.outputs[i], outputs[i]);
             values[node.outputs[i]] = std::move(outputs[i]);

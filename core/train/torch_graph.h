@@ -38,6 +38,13 @@ public:
     // Keeps every learned step positive (an optimizer step may overshoot past zero).
     void clampLearnedScales();
 
+    // Training-mode BatchNormalization on these layers (TrainingJob::batchNorms) until
+    // freezeBatchNorms(), which folds the running statistics into the weights. Meanwhile
+    // parameterValues() gives the weights folded with the running statistics of the moment.
+    void trainBatchNorms(const std::vector<TrainingJob::FoldedBatchNorm>& layers);
+    std::vector<torch::Tensor> batchNormParameters() const;
+    void freezeBatchNorms();
+
     // The graph's first output for `input`. With `quant`, weights and activations are fake
     // quantized as the job says (straight-through gradients); without, it is the float model.
     // `logits`: when the graph ends in Softmax, its input instead (what cross-entropy takes).
@@ -53,6 +60,17 @@ private:
         UniformQuant initial;
     };
     std::map<std::string, LearnedQuantizer> learned_;  // by tensor name
+    struct TrainingBatchNorm {
+        std::string weight, bias;
+        torch::Tensor gamma, beta;                // [C] parameters, starting at |gamma| and beta of the folded one
+        torch::Tensor runningMean, runningVar;    // [C] of the layer's (unfolded) output
+    };
+    std::map<std::string, TrainingBatchNorm> batchNorms_;  // by node name
+    // Per channel: gamma / sqrt(running variance), 1 where that variance is 0 (a dead channel).
+    static torch::Tensor foldFactor(const TrainingBatchNorm& bn);
+    std::map<std::string, Tensor> foldedValues() const;  // weights and biases of the batch-norm layers
+    // A layer's output normalized with its batch's statistics, which update the running ones.
+    static torch::Tensor normalizeWithBatch(const torch::Tensor& output, const torch::Tensor& bias, const TrainingBatchNorm& bn);
 };
 
 }  // namespace qe

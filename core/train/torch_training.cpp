@@ -27,7 +27,10 @@ void runForward(TrainingJob& job)
 std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const TrainingJob& job, const TorchGraph& graph)
 {
     std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(graph.parameters());
+    std::vector<torch::Tensor> weights = graph.parameters();
+    for (const torch::Tensor& p : graph.batchNormParameters())
+        weights.push_back(p);
+    groups.emplace_back(weights);
     const std::vector<torch::Tensor> scales = graph.scaleParameters();
     if (job.optimizer == TrainingOptimizer::Sgd) {
         const auto options = torch::optim::SGDOptions(job.learningRate).momentum(job.momentum);
@@ -77,6 +80,8 @@ void runTraining(TrainingJob& job)
     for (const std::string& tensor : job.learnedActivations)
         learnedStart[tensor] = job.staticActivations.at(tensor);
     graph.learnActivationScales(learnedStart);
+    if (job.batchNormEpochs > 0)
+        graph.trainBatchNorms(job.batchNorms);
     std::unique_ptr<torch::optim::Optimizer> optimizer = makeOptimizer(job, graph);
     const std::int64_t batch = std::clamp<std::int64_t>(job.batchSize, 1, count);
     const std::int64_t stepsPerEpoch = (count + batch - 1) / batch;
@@ -93,6 +98,8 @@ void runTraining(TrainingJob& job)
         const std::int64_t inEpoch = step % stepsPerEpoch;
         if (inEpoch == 0) {
             epoch = static_cast<int>(step / stepsPerEpoch);
+            if (epoch == job.batchNormEpochs)
+                graph.freezeBatchNorms();
             std::iota(order.begin(), order.end(), 0);
             std::shuffle(order.begin(), order.end(), random);
         }

@@ -67,6 +67,18 @@ struct TrainingJob {
     // its staticActivations entry and is trained with the weights from then on (the program's later
     // updates of that entry are ignored); its zero-point and code range stay.
     std::set<std::string> learnedActivations;
+    // Convolutions with a BatchNormalization folded into them (its beta and |gamma| as `mean` and
+    // `stddev`, ChannelStatistics). For the first `batchNormEpochs` epochs training unfolds it:
+    // each batch's output is normalized with the batch's own statistics and the running ones are
+    // updated (momentum 0.1, as PyTorch), the weights quantized being those folded with the
+    // running statistics (Krishnamoorthi 2018, section 3.2); then the statistics freeze and the
+    // normalization is folded back into the weights, which train on alone.
+    struct FoldedBatchNorm {
+        std::string node, weight, bias;
+        std::vector<float> mean, stddev;
+    };
+    std::vector<FoldedBatchNorm> batchNorms;
+    int batchNormEpochs = 1;
 
     // Forward mode.
     const Tensor* forwardInput = nullptr;

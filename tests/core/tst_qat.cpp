@@ -258,6 +258,64 @@ private slots:
         QCOMPARE(reopened.evaluate(saved).metrics.top1, result.top1);
     }
 
+    // BatchNormalization during the first epoch, frozen after (ResNet-8, whose seven BNs the
+    // importer folds). With a learning rate too small to move the weights, what changes them is the
+    // running statistics alone: after one epoch each folded convolution's output channel is its
+    // old weights times one factor (gamma / sqrt(running variance) moved), some factors away from
+    // 1; a second epoch changes nothing more (frozen); and frozen from the start, nothing moves.
+    void batchNormStatisticsMoveDuringTheFirstEpochOnly()
+    {
+        const fs::path model = test::sharedDir() / "models/resnet8_cifar10.onnx";
+        const fs::path data = test::sharedDir() / "data/cifar10_mlperf_tiny_200/test_200.bin";
+        QE_REQUIRE_PATH(model);
+        QE_REQUIRE_PATH(data);
+        Study study(StudySources{.model = model, .data = data, .evaluationImages = 200});
+        QCOMPARE(study.graph().foldedNormalization.size(), std::size_t(7));
+        QuantConfig config;
+        config.calibrationImages = 200;
+        QatOptions options;
+        options.batchSize = 50;
+        options.learningRate = 1e-9;
+        auto train = [&](int epochs, int batchNormEpochs) {
+            options.epochs = epochs;
+            options.batchNormEpochs = batchNormEpochs;
+            return fineTuneWithQat(study, config, options).graph;
+        };
+        const std::shared_ptr<const Graph> frozen = train(1, 0), oneEpoch = train(1, 1), twoEpochs = train(2, 1);
+        int channelsMoved = 0;
+        for (const QuantLayer& layer : study.layers()) {
+            if (!study.graph().foldedNormalization.count(layer.name))
+                continue;
+            const Tensor& before = study.graph().initializers.at(layer.weight);
+            const std::int64_t channels = before.dim(0), perChannel = before.size() / channels;
+            const auto w0 = before.values<float>(), wFrozen = frozen->initializers.at(layer.weight).values<float>(),
+                       w1 = oneEpoch->initializers.at(layer.weight).values<float>(),
+                       w2 = twoEpochs->initializers.at(layer.weight).values<float>();
+            for (std::int64_t c = 0; c < channels; ++c) {
+                // The channel's factor, from its largest weight.
+                std::int64_t largest = c * perChannel;
+                for (std::int64_t i = c * perChannel; i < (c + 1) * perChannel; ++i)
+                    if (std::abs(w0[std::size_t(i)]) > std::abs(w0[std::size_t(largest)]))
+                        largest = i;
+                if (w0[std::size_t(largest)] == 0.f)
+                    continue;
+                const double factor = double(w1[std::size_t(largest)]) / w0[std::size_t(largest)];
+                channelsMoved += std::abs(factor - 1) > 0.01;
+                for (std::int64_t i = c * perChannel; i < (c + 1) * perChannel; ++i) {
+                    const auto k = std::size_t(i);
+                    const double scale = std::abs(double(w0[std::size_t(largest)]));
+                    QVERIFY2(std::abs(wFrozen[k] - w0[k]) <= 1e-5 * scale, qPrintable(QString::fromStdString(layer.name)));
+                    QVERIFY2(std::abs(w1[k] - factor * w0[k]) <= 1e-4 * std::abs(factor) * scale,
+                             qPrintable(QString::fromStdString(layer.name) + " channel " + QString::number(c)));
+                    QVERIFY2(std::abs(w2[k] - w1[k]) <= 1e-4 * std::abs(factor) * scale,
+                             qPrintable(QString::fromStdString(layer.name) + " changed in the second epoch"));
+                }
+            }
+        }
+        qInfo("%d output channels rescaled by more than 1%% by the first epoch's statistics", channelsMoved);
+        QVERIFY(channelsMoved > 20);
+    }
+
     // The bar: at W4A4 (per-channel weights, MSE activation ranges; the shipped
     // configuration) three epochs of QAT come within 1.5 points of float on all 10,000 test images,
     // where post-training quantization loses more than that.
