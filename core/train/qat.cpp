@@ -98,6 +98,24 @@ std::map<std::string, std::string> learnableActivations(const Study& study, cons
     return layerOf;
 }
 
+// The weights whose steps LSQ can learn: symmetric, signed, min-max ranges (which then find the
+// learned step again in the clipped weights), per tensor or per channel.
+std::map<std::string, TrainingJob::LearnedWeights> learnableWeights(const Study& study, const QuantConfig& config,
+                                                                     const TrainingJob& job)
+{
+    std::map<std::string, TrainingJob::LearnedWeights> result;
+    for (const QuantLayer& layer : study.layers()) {
+        if (!job.quantizedWeights.count(layer.weight))
+            continue;
+        const TensorQuantSpec spec = config.resolve(layer.name).weights;
+        const bool perTensor = spec.granularity == Granularity::PerTensor, perChannel = spec.granularity == Granularity::PerChannel;
+        if (spec.scheme == Scheme::Symmetric && spec.isSigned.value_or(true) && spec.range == WeightRange::MinMax &&
+            (perTensor || perChannel))
+            result[layer.weight] = {(1 << (spec.bits - 1)) - 1, perChannel, layer.weightChannelAxis};
+    }
+    return result;
+}
+
 // `config` with each learned quantizer as its layer's fixed range.
 QuantConfig withLearnedRanges(QuantConfig config, const std::map<std::string, std::string>& layerOf,
                               const std::map<std::string, UniformQuant>& learned)
@@ -270,6 +288,11 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
             job.learnedActivations.insert(tensor);
         if (learnedLayers.empty())
             result.notes.push_back("learned ranges (LSQ): no layer has static affine or symmetric activations to learn");
+        job.learnedWeights = learnableWeights(study, trainedFor, job);
+        if (job.learnedWeights.size() < job.quantizedWeights.size())
+            result.notes.push_back("learned ranges (LSQ): " + std::to_string(job.quantizedWeights.size() - job.learnedWeights.size()) +
+                                   " layers' weights keep their range rule (LSQ learns the steps of symmetric weights with "
+                                   "min-max ranges, per tensor or per channel)");
     }
     // The configuration a checkpoint measures: with the ranges learned so far.
     auto configWith = [&](const std::map<std::string, UniformQuant>& learned) {

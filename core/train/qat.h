@@ -53,7 +53,9 @@ struct QatOptions {
     // LSQ (Esser et al., 2020): the step sizes of the static affine and symmetric activation
     // quantizers are trained with the weights, starting from calibration, instead of being
     // recalibrated at each checkpoint; the result's configuration gives each such layer its
-    // learned range ("calibration": {"range": [min, max]}).
+    // learned range ("calibration": {"range": [min, max]}). The steps of symmetric min-max
+    // weights (per tensor or per channel) are learned too, never above the weights' own min-max
+    // step; the saved weights are clipped at +-step * qmax, where min-max finds the step again.
     bool learnRanges = false;
     // Layers with a BatchNormalization folded into them normalize with each batch's statistics
     // and update the running ones during the first this many epochs (as PyTorch's QAT does

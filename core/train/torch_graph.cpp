@@ -468,6 +468,9 @@ std::map<std::string, Tensor> TorchGraph::parameterValues() const
         result[name] = fromTorch(tensor);
     for (auto& [name, tensor] : foldedValues())
         result[name] = std::move(tensor);
+    torch::NoGradGuard noGrad;
+    for (const auto& [name, learned] : learnedWeights_)
+        result[name] = fromTorch(clippedWeights(learned, toTorch(result.at(name))));
     return result;
 }
 
@@ -509,6 +512,44 @@ torch::Tensor TorchGraph::normalizeWithBatch(const torch::Tensor& output, const 
     const torch::Tensor epsilon = (bn.runningVar * 1e-5).clamp_min(1e-30);
     return (unfolded - alongAxis(mean, rank, 1)) / alongAxis((variance + epsilon).sqrt(), rank, 1) * alongAxis(bn.gamma, rank, 1) +
            alongAxis(bn.beta, rank, 1);
+}
+
+namespace {
+
+// Each channel's largest |w| along every axis but `axis` ([channels]), or the tensor's ([1]).
+torch::Tensor absMax(const torch::Tensor& w, bool perChannel, int axis)
+{
+    if (!perChannel)
+        return w.abs().max().reshape({1});
+    return w.abs().transpose(0, axis).reshape({w.size(axis), -1}).amax(1);
+}
+
+}  // namespace
+
+void TorchGraph::learnWeightScales(const std::map<std::string, TrainingJob::LearnedWeights>& weights)
+{
+    torch::NoGradGuard noGrad;
+    for (const auto& [name, spec] : weights) {
+        const auto it = parameters_.find(name);
+        if (it == parameters_.end())
+            throw Error("'" + name + "': only trainable weights can learn their step sizes");
+        const torch::Tensor start = (absMax(it->second, spec.perChannel, spec.channelAxis) / double(spec.qmax)).clamp_min(1e-30);
+        learnedWeights_[name] = LearnedWeightScale{spec, start.clone().set_requires_grad(true), torch::zeros_like(start)};
+    }
+}
+
+torch::Tensor TorchGraph::effectiveWeightScale(const LearnedWeightScale& learned, const torch::Tensor& weights)
+{
+    const torch::Tensor own =
+        (absMax(weights.detach(), learned.spec.perChannel, learned.spec.channelAxis) / double(learned.spec.qmax)).clamp_min(1e-30);
+    return torch::minimum(learned.scale, own);
+}
+
+torch::Tensor TorchGraph::clippedWeights(const LearnedWeightScale& learned, const torch::Tensor& weights)
+{
+    torch::Tensor bound = effectiveWeightScale(learned, weights) * double(learned.spec.qmax);
+    bound = learned.spec.perChannel ? alongAxis(bound, weights.dim(), learned.spec.channelAxis) : bound;
+    return torch::max(torch::min(weights, bound), -bound);
 }
 
 void TorchGraph::trainBatchNorms(const std::vector<TrainingJob::FoldedBatchNorm>& layers)
@@ -588,6 +629,8 @@ std::vector<torch::Tensor> TorchGraph::scaleParameters() const
     std::vector<torch::Tensor> result;
     for (const auto& [name, q] : learned_)
         result.push_back(q.scale);
+    for (const auto& [name, w] : learnedWeights_)
+        result.push_back(w.scale);
     return result;
 }
 
@@ -615,6 +658,8 @@ void TorchGraph::clampLearnedScales()
     // A step under a millionth of where it started has collapsed the range to nothing.
     for (auto& [name, q] : learned_)
         q.scale.clamp_min_(q.initial.scale * 1e-6f);
+    for (auto& [name, w] : learnedWeights_)
+        w.scale.clamp_min_(1e-30);
 }
 
 torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob* quant, bool logits) const
@@ -637,11 +682,27 @@ torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob*
             if (normalizedBiases.count(bias))
                 continue;  // the batch's mean removes it; it is quantized once the statistics freeze
             torch::Tensor& b = values.at(bias);
-            b = straightThrough(b, toTorch(quant->quantizeBias(bias, fromTorch(b), fromTorch(values.at(weights)))));
+            // Learned weight steps: the clipped weights, whose min-max step is the learned one.
+            const auto learned = learnedWeights_.find(weights);
+            const torch::Tensor& w = values.at(weights);
+            const Tensor stepsFrom = fromTorch(learned == learnedWeights_.end() ? w : clippedWeights(learned->second, w));
+            b = straightThrough(b, toTorch(quant->quantizeBias(bias, fromTorch(b), stepsFrom)));
         }
     if (quant)
         for (const std::string& name : quant->quantizedWeights) {
             torch::Tensor& weights = values.at(name);
+            if (const auto learned = learnedWeights_.find(name); learned != learnedWeights_.end()) {
+                // LSQ: the gradient reaches the step too, scaled by 1 / sqrt(weights * Qp).
+                const LearnedWeightScale& l = learned->second;
+                const torch::Tensor step = effectiveWeightScale(l, weights);
+                const double gradFactor = 1.0 / std::sqrt(double(weights.numel()) * l.spec.qmax);
+                weights = l.spec.perChannel
+                              ? torch::_fake_quantize_learnable_per_channel_affine(weights, step, l.zeroPoint, l.spec.channelAxis,
+                                                                                    -l.spec.qmax, l.spec.qmax, gradFactor)
+                              : torch::_fake_quantize_learnable_per_tensor_affine(weights, step, l.zeroPoint, -l.spec.qmax,
+                                                                                   l.spec.qmax, gradFactor);
+                continue;
+            }
             weights = straightThrough(weights, toTorch(quant->quantizeWeights(name, fromTorch(weights))));
         }
     auto quantizeActivation = [&](const std::string& name, torch::Tensor& value) {

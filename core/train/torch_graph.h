@@ -32,6 +32,7 @@ public:
     // LSQ: the step sizes of these activation quantizers become parameters too, starting from the
     // given ones; forward() then uses them in place of the job's static parameters.
     void learnActivationScales(const std::map<std::string, UniformQuant>& initial);
+    void learnWeightScales(const std::map<std::string, TrainingJob::LearnedWeights>& weights);
     std::vector<torch::Tensor> scaleParameters() const;
     std::map<std::string, UniformQuant> learnedQuantizers() const;
     void setLearnedQuantizers(const std::map<std::string, UniformQuant>& values);
@@ -60,6 +61,16 @@ private:
         UniformQuant initial;
     };
     std::map<std::string, LearnedQuantizer> learned_;  // by tensor name
+    struct LearnedWeightScale {
+        TrainingJob::LearnedWeights spec;
+        torch::Tensor scale;      // [channels] or [1], a parameter
+        torch::Tensor zeroPoint;  // zeros like scale
+    };
+    std::map<std::string, LearnedWeightScale> learnedWeights_;  // by initializer
+    // The step in use for `weights`: the learned one, at most the weights' own min-max step.
+    static torch::Tensor effectiveWeightScale(const LearnedWeightScale& learned, const torch::Tensor& weights);
+    // `weights` clipped to +-step * qmax, the saved form of learned steps.
+    static torch::Tensor clippedWeights(const LearnedWeightScale& learned, const torch::Tensor& weights);
     struct TrainingBatchNorm {
         std::string weight, bias;
         torch::Tensor gamma, beta;                // [C] parameters, starting at |gamma| and beta of the folded one

@@ -80,6 +80,7 @@ void runTraining(TrainingJob& job)
     for (const std::string& tensor : job.learnedActivations)
         learnedStart[tensor] = job.staticActivations.at(tensor);
     graph.learnActivationScales(learnedStart);
+    graph.learnWeightScales(job.learnedWeights);
     if (job.batchNormEpochs > 0)
         graph.trainBatchNorms(job.batchNorms);
     std::unique_ptr<torch::optim::Optimizer> optimizer = makeOptimizer(job, graph);

@@ -67,6 +67,17 @@ struct TrainingJob {
     // its staticActivations entry and is trained with the weights from then on (the program's later
     // updates of that entry are ignored); its zero-point and code range stay.
     std::set<std::string> learnedActivations;
+    // Weights whose step sizes training learns (LSQ), symmetric with min-max ranges: per channel
+    // along `channelAxis` or one step for the tensor, codes -qmax..qmax. A learned step never
+    // exceeds the weights' own min-max step (a larger one only coarsens the grid), and the weights
+    // handed back are clipped to +-step * qmax, so that the min-max rule finds the learned step
+    // again in the saved model. These bypass quantizeWeights.
+    struct LearnedWeights {
+        int qmax = 127;
+        bool perChannel = true;
+        int channelAxis = 0;
+    };
+    std::map<std::string, LearnedWeights> learnedWeights;
     // Convolutions with a BatchNormalization folded into them (its beta and |gamma| as `mean` and
     // `stddev`, ChannelStatistics). For the first `batchNormEpochs` epochs training unfolds it:
     // each batch's output is normalized with the batch's own statistics and the running ones are

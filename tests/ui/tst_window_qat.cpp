@@ -6,12 +6,14 @@
 // returns to the model and configuration before; Cancel keeps the best checkpoint's weights.
 
 #include "config_document.h"
+#include "layer_table_model.h"
 #include "main_window.h"
 #include "qat_dialog.h"
 #include "session.h"
 #include "window_waits.h"
 #include "core/test_support.h"
 
+#include <QCheckBox>
 #include <QLabel>
 #include <QLineSeries>
 #include <QPushButton>
@@ -98,6 +100,7 @@ void TestWindowQat::trainsLiveAndOpensTheFineTunedModel()
     dialog->steps()->setValue(60);
     dialog->trainImages()->setValue(6000);
     dialog->checkpointEvery()->setValue(20);
+    dialog->learnRanges()->setChecked(true);  // LSQ: the configuration comes back with learned ranges
     QSignalSpy progress(window_->session(), &Session::qatProgress);
     QSignalSpy checkpoints(window_->session(), &Session::qatCheckpoint);
     QSignalSpy finished(window_->session(), &Session::qatFinished);
@@ -155,6 +158,15 @@ void TestWindowQat::trainsLiveAndOpensTheFineTunedModel()
     QCOMPARE(window_->document()->config().defaultWeights.bits, 4);
     QCOMPARE(window_->session()->evaluation()->metrics.top1, result->top1);
     QVERIFY(window_->hasPreviousModel());
+    // Each layer's learned range is in the configuration and in the table's calibration column.
+    const QuantConfig& opened = window_->document()->config();
+    const auto& quantLayers = window_->session()->snapshot()->layers;
+    QVERIFY(quantLayers.size() >= 5);
+    for (std::size_t row = 0; row < quantLayers.size(); ++row) {
+        const LayerQuantConfig resolved = opened.resolve(quantLayers[row].name);
+        QVERIFY2(resolved.calibration.fixedRange, quantLayers[row].name.c_str());
+        QVERIFY(window_->layerModel()->index(int(row), LayerTableModel::Calibration).data().toString().startsWith("fixed ["));
+    }
 }
 
 void TestWindowQat::backToThePreviousModel()
