@@ -6,7 +6,7 @@
 # no CIFAR-10 training images on this machine, so it trains by distillation from the float model
 # on 500 unlabelled natural images that are not CIFAR-10 (the 300 ImageNet and 200 COCO images of
 # ../shared/data, copied into one folder without labels), which also calibrate both the
-# post-training and the QAT model; 20 epochs of Adam at 1e-4, batch 32.
+# post-training and the QAT model; 20 epochs of Adam at 1e-4, batch 32, BatchNormalization frozen.
 # Prints a Markdown table on stdout, a row as each is measured.
 #   scripts/qat_table.sh [build-dir]
 #   CONFIGS="w4a4_per_channel" EPOCHS=3 LR=1e-3 scripts/qat_table.sh
@@ -31,7 +31,9 @@ case "${MODEL:-demo}" in
     mkdir "$tmp/unlabelled"
     cp "$SHARED"/data/imagenet_val_227_300/*.JPEG "$SHARED"/data/vww_coco_96_200/*.png "$tmp/unlabelled/"
     EPOCHS=${EPOCHS:-20}; LR=${LR:-1e-4}
-    extra=(--train-data "$tmp/unlabelled" --calib-data "$tmp/unlabelled" --batch 32) ;;
+    # Its BatchNormalization statistics stay frozen (BN_EPOCHS=1 updates them in the first
+    # epoch): updated on images that are not CIFAR-10, they would describe the wrong data.
+    extra=(--train-data "$tmp/unlabelled" --calib-data "$tmp/unlabelled" --batch 32 --freeze-bn-after "${BN_EPOCHS:-0}") ;;
   *) echo "MODEL must be demo or resnet8" >&2; exit 2 ;;
 esac
 [ "${LSQ:-0}" = 1 ] && extra+=(--learn-ranges)

@@ -534,7 +534,7 @@ void TorchGraph::learnWeightScales(const std::map<std::string, TrainingJob::Lear
         if (it == parameters_.end())
             throw Error("'" + name + "': only trainable weights can learn their step sizes");
         const torch::Tensor start = (absMax(it->second, spec.perChannel, spec.channelAxis) / double(spec.qmax)).clamp_min(1e-30);
-        learnedWeights_[name] = LearnedWeightScale{spec, start.clone().set_requires_grad(true), torch::zeros_like(start)};
+        learnedWeights_[name] = LearnedWeightScale{spec, start.log().set_requires_grad(true), torch::zeros_like(start)};
     }
 }
 
@@ -542,7 +542,7 @@ torch::Tensor TorchGraph::effectiveWeightScale(const LearnedWeightScale& learned
 {
     const torch::Tensor own =
         (absMax(weights.detach(), learned.spec.perChannel, learned.spec.channelAxis) / double(learned.spec.qmax)).clamp_min(1e-30);
-    return torch::minimum(learned.scale, own);
+    return torch::minimum(learned.logScale.exp(), own);
 }
 
 torch::Tensor TorchGraph::clippedWeights(const LearnedWeightScale& learned, const torch::Tensor& weights)
@@ -620,7 +620,7 @@ void TorchGraph::setParameterValues(const std::map<std::string, Tensor>& values)
 void TorchGraph::learnActivationScales(const std::map<std::string, UniformQuant>& initial)
 {
     for (const auto& [name, q] : initial)
-        learned_[name] = LearnedQuantizer{torch::full({1}, q.scale, torch::kFloat32).set_requires_grad(true),
+        learned_[name] = LearnedQuantizer{torch::full({1}, std::log(q.scale), torch::kFloat32).set_requires_grad(true),
                                           torch::full({1}, float(q.zeroPoint), torch::kFloat32), q};
 }
 
@@ -628,9 +628,9 @@ std::vector<torch::Tensor> TorchGraph::scaleParameters() const
 {
     std::vector<torch::Tensor> result;
     for (const auto& [name, q] : learned_)
-        result.push_back(q.scale);
+        result.push_back(q.logScale);
     for (const auto& [name, w] : learnedWeights_)
-        result.push_back(w.scale);
+        result.push_back(w.logScale);
     return result;
 }
 
@@ -639,7 +639,7 @@ std::map<std::string, UniformQuant> TorchGraph::learnedQuantizers() const
     std::map<std::string, UniformQuant> result;
     for (const auto& [name, q] : learned_) {
         UniformQuant value = q.initial;
-        value.scale = q.scale.item<float>();
+        value.scale = q.logScale.exp().item<float>();
         result[name] = value;
     }
     return result;
@@ -649,17 +649,7 @@ void TorchGraph::setLearnedQuantizers(const std::map<std::string, UniformQuant>&
 {
     torch::NoGradGuard noGrad;
     for (const auto& [name, value] : values)
-        learned_.at(name).scale.fill_(value.scale);
-}
-
-void TorchGraph::clampLearnedScales()
-{
-    torch::NoGradGuard noGrad;
-    // A step under a millionth of where it started has collapsed the range to nothing.
-    for (auto& [name, q] : learned_)
-        q.scale.clamp_min_(q.initial.scale * 1e-6f);
-    for (auto& [name, w] : learnedWeights_)
-        w.scale.clamp_min_(1e-30);
+        learned_.at(name).logScale.fill_(std::log(value.scale));
 }
 
 torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob* quant, bool logits) const
@@ -713,7 +703,7 @@ torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob*
             // section 2.2): the step's gradient then stays in proportion to the weights'.
             const double perImage = double(value.numel()) / double(std::max<std::int64_t>(1, value.size(0)));
             const double gradFactor = 1.0 / std::sqrt(perImage * std::max(1, it->second.initial.qmax));
-            value = torch::_fake_quantize_learnable_per_tensor_affine(value, it->second.scale, it->second.zeroPoint,
+            value = torch::_fake_quantize_learnable_per_tensor_affine(value, it->second.logScale.exp(), it->second.zeroPoint,
                                                                        it->second.initial.qmin, it->second.initial.qmax, gradFactor);
         } else if (const auto it = quant->staticActivations.find(name); it != quant->staticActivations.end()) {
             value = fakeQuantizeActivation(value, it->second);

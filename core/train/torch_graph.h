@@ -36,8 +36,6 @@ public:
     std::vector<torch::Tensor> scaleParameters() const;
     std::map<std::string, UniformQuant> learnedQuantizers() const;
     void setLearnedQuantizers(const std::map<std::string, UniformQuant>& values);
-    // Keeps every learned step positive (an optimizer step may overshoot past zero).
-    void clampLearnedScales();
 
     // Training-mode BatchNormalization on these layers (TrainingJob::batchNorms) until
     // freezeBatchNorms(), which folds the running statistics into the weights. Meanwhile
@@ -56,14 +54,17 @@ private:
     std::map<std::string, torch::Tensor> parameters_;  // trainable, by initializer name
     std::map<std::string, torch::Tensor> constants_;   // the other float initializers
     struct LearnedQuantizer {
-        torch::Tensor scale;      // [1], a parameter
+        // [1], a parameter: the step's logarithm, so that an optimizer step changes the step
+        // size by a fraction of itself (Adam's steps are about the learning rate whatever the
+        // gradient: on the step itself that would be 12% of an 8-bit weight step of 0.0008).
+        torch::Tensor logScale;
         torch::Tensor zeroPoint;  // [1], a constant (float, as torch's learnable fake quantizer takes it)
         UniformQuant initial;
     };
     std::map<std::string, LearnedQuantizer> learned_;  // by tensor name
     struct LearnedWeightScale {
         TrainingJob::LearnedWeights spec;
-        torch::Tensor scale;      // [channels] or [1], a parameter
+        torch::Tensor logScale;   // [channels] or [1], a parameter (the step's logarithm, as above)
         torch::Tensor zeroPoint;  // zeros like scale
     };
     std::map<std::string, LearnedWeightScale> learnedWeights_;  // by initializer

@@ -140,7 +140,6 @@ void runTraining(TrainingJob& job)
         optimizer->zero_grad();
         loss.backward();
         optimizer->step();
-        graph.clampLearnedScales();
         ++job.stepsDone;
         lossSinceCheckpoint += value;
         ++stepsSinceCheckpoint;
