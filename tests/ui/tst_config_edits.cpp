@@ -29,6 +29,7 @@ private slots:
     void dynamicRangeAndBack();
     void weightRangeFollowsTheLayers();
     void detailsSayWhatTheRangeSearchClipped();
+    void pickingAMethodCalibratesAFixedRangeAgain();
 };
 
 void TestConfigEdits::resolvedAfterEdit_data()
@@ -226,6 +227,23 @@ void TestConfigEdits::detailsSayWhatTheRangeSearchClipped()
     const QString minMax = layerDetailsHtml(session, evaluation, 0);
     QVERIFY2(!minMax.contains("clipped [min, max]") && !minMax.contains("was searched"), qPrintable(minMax));
     QVERIFY2(minMax.contains(QStringLiteral("= %1<br>").arg(2)), qPrintable(minMax));
+}
+
+
+// A range learned by QAT (LSQ) is a fixed range in the layer's calibration; picking a method in
+// the table means calibrating that layer again, so the fixed range goes, the method stays picked.
+void TestConfigEdits::pickingAMethodCalibratesAFixedRangeAgain()
+{
+    QuantConfig config;
+    config.layers["fc"].calibration = CalibrationSpec{CalibrationMethod::MinMax, 99.99, 0.01, std::pair{0.f, 7.5f}};
+    config.layers["conv"].calibration = CalibrationSpec{CalibrationMethod::MinMax, 99.99, 0.01, std::pair{-1.f, 2.f}};
+    QVERIFY(config.resolve("fc").calibration.fixedRange);
+    const QuantConfig edited = withLayerEdit(config, {"fc"}, LayerField::Calibration, CalibrationMethod::Mse);
+    QVERIFY(!edited.resolve("fc").calibration.fixedRange);
+    QCOMPARE(edited.resolve("fc").calibration.method, CalibrationMethod::Mse);
+    QCOMPARE(edited.resolve("conv").calibration.fixedRange, std::optional(std::pair{-1.f, 2.f}));  // other layers keep theirs
+    // The same method picked again still calibrates: the edit is not a no-op.
+    QVERIFY(!(withLayerEdit(config, {"fc"}, LayerField::Calibration, CalibrationMethod::MinMax) == config));
 }
 
 #include "tst_config_edits.moc"
