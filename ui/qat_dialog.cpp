@@ -34,7 +34,7 @@ QatDialog::QatDialog(Session* session, ConfigDocument* document, QWidget* parent
     : QDialog(parent), session_(session), document_(document), epochs_(new QSpinBox(this)), steps_(new QSpinBox(this)),
       batch_(new QSpinBox(this)), optimizer_(new QComboBox(this)), learningRate_(new QDoubleSpinBox(this)),
       trainImages_(new QSpinBox(this)), checkpointEvery_(new QSpinBox(this)),
-      learnRanges_(new QCheckBox(tr("Learn activation ranges (LSQ)"), this)), batchNormEpochs_(new QSpinBox(this)),
+      learnRanges_(new QCheckBox(tr("Learn quantization steps (LSQ)"), this)), batchNormEpochs_(new QSpinBox(this)),
       seed_(new QSpinBox(this)),
       trainingData_(new QLabel(this)), chartView_(new ChartView(tr("QAT training"), this)), loss_(new QLineSeries(this)),
       top1_(new QLineSeries(this)), ptqLine_(new QLineSeries(this)), floatLine_(new QLineSeries(this)),
@@ -80,8 +80,9 @@ QatDialog::QatDialog(Session* session, ConfigDocument* document, QWidget* parent
     form->addRow(tr("Measure every:"), checkpointEvery_);
     learnRanges_->setObjectName("qatLearnRanges");
     learnRanges_->setToolTip(tr("Train each layer's activation step size with the weights (LSQ, Esser et al. 2020) instead of "
-                                "recalibrating the ranges at each measurement; the fine-tuned configuration then gives each "
-                                "layer its learned range. Helps most at 4-bit activations."));
+                                "recalibrating the ranges at each measurement, and the step of symmetric min-max weights too; "
+                                "the fine-tuned configuration gives each layer its learned activation range, and the fine-tuned "
+                                "model's weights are clipped at their learned steps. Helps most at 4 bits and below."));
     form->addRow(QString(), learnRanges_);
     batchNormEpochs_->setRange(0, 1000);
     batchNormEpochs_->setValue(defaults.batchNormEpochs);

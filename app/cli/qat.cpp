@@ -41,8 +41,9 @@ result on --data as `eval` does.
   --freeze-bn-after N   epochs during which the BatchNormalization folded into a convolution
                         normalizes with each batch's statistics and updates its running ones,
                         before they freeze (default 1; 0: frozen from the start)
-  --learn-ranges        learn the activations' step sizes (LSQ) instead of recalibrating them; the
-                        saved configuration gives each layer its learned range
+  --learn-ranges        learn the step sizes (LSQ) of the activations, instead of recalibrating
+                        them, and of symmetric min-max weights: the saved configuration gives each
+                        layer its learned range, the saved weights are clipped at their learned steps
   --limit N             measure on the first N images of --data only
   --calib-data PATH, --calib-count N, and the preprocessing flags of eval
   --json                print {"float_top1", "ptq_top1", "top1", "history": [...], ...} on stdout

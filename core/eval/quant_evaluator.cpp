@@ -201,7 +201,8 @@ bool QuantEvaluator::needsCalibration(const QuantConfig& config) const
     for (const QuantLayer& layer : layers_) {
         const LayerQuantConfig c = config.resolve(layer.name);
         auto fixed = fixed_.activations.find(layer.name);
-        const bool covered = fixed != fixed_.activations.end() && fixed->second.spec == c.activations;
+        const bool covered = (fixed != fixed_.activations.end() && fixed->second.spec == c.activations) ||
+                             c.calibration.fixedRange.has_value();
         if (!c.keepFloat && c.activations.quantize && !c.activations.dynamic && !covered)
             return true;
     }

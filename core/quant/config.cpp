@@ -241,9 +241,10 @@ public:
                                     int* images) const
     {
         requireObject(value, path);
+        if (images && value.contains("range"))
+            fail(child(path, "range"), "a fixed range is given per layer, in the layer's \"calibration\"");
         if (images)
-            checkKeys(value, path, {"images", "method", "percentile", "moving_average_constant"},
-                      "; a fixed \"range\" is given per layer, in the layer's \"calibration\"");
+            checkKeys(value, path, {"images", "method", "percentile", "moving_average_constant"});
         else
             checkKeys(value, path, {"method", "percentile", "moving_average_constant", "range"},
                       "; the number of calibration images is set once, in the top-level \"calibration\"");

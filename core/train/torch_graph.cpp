@@ -500,12 +500,12 @@ torch::Tensor TorchGraph::normalizeWithBatch(const torch::Tensor& output, const 
             dims.push_back(d);
     const torch::Tensor mean = unfolded.mean(dims);
     const torch::Tensor variance = (unfolded - alongAxis(mean, rank, 1)).square().mean(dims);
-    {
+    const double n = double(unfolded.numel()) / double(std::max<std::int64_t>(1, unfolded.size(1)));
+    if (n >= 2) {  // one value per channel has no variance to learn from (PyTorch refuses such a batch)
         // PyTorch's update: momentum 0.1, the unbiased batch variance.
         torch::NoGradGuard noGrad;
-        const double n = double(unfolded.numel()) / double(std::max<std::int64_t>(1, unfolded.size(1)));
         bn.runningMean.mul_(0.9).add_(0.1 * mean.detach());
-        bn.runningVar.mul_(0.9).add_(0.1 * variance.detach() * (n / std::max(1.0, n - 1)));
+        bn.runningVar.mul_(0.9).add_(0.1 * variance.detach() * (n / (n - 1)));
     }
     // epsilon relative to the channel's scale: the layer's output is in its own units, which an
     // absolute 1e-5 would swamp where a channel's spread is small.
@@ -526,6 +526,21 @@ torch::Tensor absMax(const torch::Tensor& w, bool perChannel, int axis)
 
 }  // namespace
 
+void TorchGraph::limitWeightSteps()
+{
+    torch::NoGradGuard noGrad;
+    for (auto& [name, learned] : learnedWeights_) {
+        torch::Tensor weights = parameters_.at(name);
+        for (const auto& [node, bn] : batchNorms_)  // as forward() quantizes them
+            if (bn.weight == name)
+                weights = weights * alongAxis(foldFactor(bn), weights.dim(), 0);
+        const torch::Tensor own = (absMax(weights, learned.spec.perChannel, learned.spec.channelAxis) / double(learned.spec.qmax)).clamp_min(1e-30);
+        // A millionth below: exp() of the limit must stay under the min-max step, or torch::minimum
+        // would pick that step and the learned one would get no gradient.
+        learned.logScale.clamp_max_(own.log() - 1e-6);
+    }
+}
+
 void TorchGraph::learnWeightScales(const std::map<std::string, TrainingJob::LearnedWeights>& weights)
 {
     torch::NoGradGuard noGrad;
@@ -534,7 +549,7 @@ void TorchGraph::learnWeightScales(const std::map<std::string, TrainingJob::Lear
         if (it == parameters_.end())
             throw Error("'" + name + "': only trainable weights can learn their step sizes");
         const torch::Tensor start = (absMax(it->second, spec.perChannel, spec.channelAxis) / double(spec.qmax)).clamp_min(1e-30);
-        learnedWeights_[name] = LearnedWeightScale{spec, start.log().set_requires_grad(true), torch::zeros_like(start)};
+        learnedWeights_[name] = LearnedWeightScale{spec, (start.log() - 1e-6).set_requires_grad(true), torch::zeros_like(start)};
     }
 }
 
@@ -685,7 +700,9 @@ torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob*
                 // LSQ: the gradient reaches the step too, scaled by 1 / sqrt(weights * Qp).
                 const LearnedWeightScale& l = learned->second;
                 const torch::Tensor step = effectiveWeightScale(l, weights);
-                const double gradFactor = 1.0 / std::sqrt(double(weights.numel()) * l.spec.qmax);
+                // N: the weights one step quantizes (a channel's, per channel).
+                const double perStep = double(weights.numel()) / double(l.spec.perChannel ? weights.size(l.spec.channelAxis) : 1);
+                const double gradFactor = 1.0 / std::sqrt(perStep * l.spec.qmax);
                 weights = l.spec.perChannel
                               ? torch::_fake_quantize_learnable_per_channel_affine(weights, step, l.zeroPoint, l.spec.channelAxis,
                                                                                     -l.spec.qmax, l.spec.qmax, gradFactor)

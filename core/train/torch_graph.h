@@ -33,6 +33,9 @@ public:
     // given ones; forward() then uses them in place of the job's static parameters.
     void learnActivationScales(const std::map<std::string, UniformQuant>& initial);
     void learnWeightScales(const std::map<std::string, TrainingJob::LearnedWeights>& weights);
+    // After each optimizer step: no learned weight step above the weights' own min-max step (one
+    // there would coarsen the grid and, without a gradient, never come back).
+    void limitWeightSteps();
     std::vector<torch::Tensor> scaleParameters() const;
     std::map<std::string, UniformQuant> learnedQuantizers() const;
     void setLearnedQuantizers(const std::map<std::string, UniformQuant>& values);

@@ -22,16 +22,17 @@ void runForward(TrainingJob& job)
     job.forwardOutput = fromTorch(graph.forward(toTorch(*job.forwardInput), quantized ? &job : nullptr, false));
 }
 
-// Weights and biases in one group; learned step sizes (LSQ) in another, without weight decay,
-// which would pull every range towards nothing.
+// Weights and biases in one group; learned step sizes (LSQ) and BatchNormalization's parameters
+// in another, without weight decay.
 std::unique_ptr<torch::optim::Optimizer> makeOptimizer(const TrainingJob& job, const TorchGraph& graph)
 {
     std::vector<torch::optim::OptimizerParamGroup> groups;
-    std::vector<torch::Tensor> weights = graph.parameters();
+    groups.emplace_back(graph.parameters());
+    // Without weight decay: the learned steps and BatchNormalization's gamma and beta (decay
+    // would pull the ranges and the channels' scales towards nothing).
+    std::vector<torch::Tensor> scales = graph.scaleParameters();
     for (const torch::Tensor& p : graph.batchNormParameters())
-        weights.push_back(p);
-    groups.emplace_back(weights);
-    const std::vector<torch::Tensor> scales = graph.scaleParameters();
+        scales.push_back(p);
     if (job.optimizer == TrainingOptimizer::Sgd) {
         const auto options = torch::optim::SGDOptions(job.learningRate).momentum(job.momentum);
         if (!scales.empty())
@@ -140,6 +141,7 @@ void runTraining(TrainingJob& job)
         optimizer->zero_grad();
         loss.backward();
         optimizer->step();
+        graph.limitWeightSteps();
         ++job.stepsDone;
         lossSinceCheckpoint += value;
         ++stepsSinceCheckpoint;

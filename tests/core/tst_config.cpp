@@ -639,7 +639,7 @@ void TestConfig::errors_data()
         << QStringList{"layers.conv2.calibration: unknown key \"images\"", "top-level"};
     QTest::newRow("fixed range at the top level")
         << document(R"("calibration": {"range": [0, 1]})")
-        << QStringList{"my.json: calibration: unknown key \"range\"", "per layer"};
+        << QStringList{"my.json: calibration.range: a fixed range is given per layer"};
     QTest::newRow("fixed range not a pair")
         << layerDocument("conv2", R"({"calibration": {"range": [0, 1, 2]}})")
         << QStringList{"layers.conv2.calibration.range: expected [min, max] with finite min <= 0 <= max", "got [0,1,2]"};
