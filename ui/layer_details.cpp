@@ -327,9 +327,11 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
             html += row(QStringLiteral("Weights"), specSummary(plan.config.weights, true));
         html += row(QStringLiteral("Activations"), specSummary(plan.config.activations, false) +
                                                        (plan.activationsFromModel ? QStringLiteral(", range from the model file")
-                                                        : plan.config.activations.quantize && !plan.config.activations.dynamic
-                                                            ? ", calibrated by " + text(calibrationMethodName(plan.config.calibration.method))
-                                                            : QString()));
+                                                        : !plan.config.activations.quantize || plan.config.activations.dynamic
+                                                            ? QString()
+                                                        : plan.config.calibration.fixedRange
+                                                            ? QStringLiteral(", fixed range from the configuration")
+                                                            : ", calibrated by " + text(calibrationMethodName(plan.config.calibration.method))));
     }
     html += row(QStringLiteral("Accumulated error"), QStringLiteral("SQNR %1, cosine %2, MSE %3")
                                                          .arg(sqnrWithUnit(m.accumulated.sqnrDb, 2))
@@ -368,6 +370,10 @@ QString layerDetailsHtml(const SessionSnapshot& session, const EvaluationSnapsho
         // observed (the configuration asks for up to `images`; a smaller set gives fewer).
         if (plan.activationsFromModel)
             html += QStringLiteral("Range from the model file (its QuantizeLinear scale and zero-point), not calibrated.<br>");
+        else if (plan.config.calibration.fixedRange)
+            html += QStringLiteral("Range [%1, %2] fixed in the configuration (learned by quantization-aware training with LSQ, "
+                                   "or set by hand), not calibrated.<br>")
+                        .arg(num(plan.config.calibration.fixedRange->first), num(plan.config.calibration.fixedRange->second));
         else
             html += QStringLiteral("Clipping range from %1 calibration on %2 images of %3.<br>")
                         .arg(text(calibrationMethodName(plan.config.calibration.method)))

@@ -244,6 +244,25 @@ void TestConfigEdits::pickingAMethodCalibratesAFixedRangeAgain()
     QCOMPARE(edited.resolve("conv").calibration.fixedRange, std::optional(std::pair{-1.f, 2.f}));  // other layers keep theirs
     // The same method picked again still calibrates: the edit is not a no-op.
     QVERIFY(!(withLayerEdit(config, {"fc"}, LayerField::Calibration, CalibrationMethod::MinMax) == config));
+
+    // The layer details say where such a range comes from, not "calibrated by minmax".
+    QuantLayer layer;
+    layer.name = "fc";
+    layer.opType = "Relu";
+    layer.output = "y";
+    SessionSnapshot session;
+    session.graph = std::make_shared<Graph>();
+    session.layers = {layer};
+    EvaluationSnapshot evaluation;
+    LayerPlan plan;
+    plan.config = config.resolve("fc");
+    plan.activationParams = paramsForRange(plan.config.activations, 0.f, 7.5f);
+    evaluation.plans = {plan};
+    evaluation.metrics.layers.resize(1);
+    const QString details = layerDetailsHtml(session, evaluation, 0);
+    QVERIFY2(details.contains("fixed range from the configuration") && details.contains("Range [0, 7.5] fixed in the configuration"),
+             qPrintable(details));
+    QVERIFY2(!details.contains("calibrated by") && !details.contains("calibration on"), qPrintable(details));
 }
 
 #include "tst_config_edits.moc"
