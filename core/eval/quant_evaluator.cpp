@@ -178,7 +178,15 @@ void QuantEvaluator::calibrate(const Dataset& calibrationSet, std::size_t images
     if (progress.report)
         options.progress = [&](std::size_t done, std::size_t total) { progress.report("calibrating", done, total); };
     calibration_ = qe::calibrate(*graph_, layers_, calibrationSet, preprocess_, options);
-    clearQuantizedCache();  // static ranges may have changed
+    // The last evaluation is stale if it used calibrated ranges. One whose static ranges all came
+    // from elsewhere (the model file, fixed ranges in the configuration) is not, and keeps its
+    // caches: the window calibrates after such an evaluation, for the histograms' method ranges.
+    bool usedCalibration = !previousPlan_;
+    if (previousPlan_)
+        for (const LayerPlan& layer : previousPlan_->plans)
+            usedCalibration |= layer.activationParams && !layer.activationsFromModel && !layer.config.calibration.fixedRange;
+    if (usedCalibration)
+        clearQuantizedCache();
 }
 
 void QuantEvaluator::shareCalibrationOf(const QuantEvaluator& other)

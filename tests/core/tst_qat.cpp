@@ -282,6 +282,11 @@ private slots:
         const StudyResult again = reopened.evaluate(saved);
         QCOMPARE(again.calibrationImages, std::size_t(0));
         QCOMPARE(again.metrics.top1, result.top1);
+        // An activation histogram calibrates (for each method's range, as the window shows them);
+        // the evaluation it follows used none of those ranges and stays complete.
+        const std::vector<ErrorStats> before = reopened.imageLayerErrors(3);
+        reopened.histogram(saved, reopened.layers().at(1).output, 64, {});
+        QCOMPARE(reopened.imageLayerErrors(3).size(), before.size());
     }
 
     // BatchNormalization during the first epoch, frozen after (ResNet-8, whose seven BNs the
