@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 namespace qe {
 namespace {
@@ -328,11 +329,14 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
     // Each checkpoint measures the weights of the moment with the simulation `eval` runs, and
     // recalibrates the activation ranges on them for the steps that follow. Weights whose float
     // activations are no longer finite cannot be calibrated: training diverged, and stops there.
-    std::shared_ptr<const Graph> best;
-    QuantConfig bestConfig;
+    // A measured moment: its weights and the configuration (with the ranges learned by then).
+    struct Measured {
+        std::shared_ptr<const Graph> graph;
+        QuantConfig config;
+    };
+    std::optional<Measured> best;
     double bestTop1 = -1;
-    std::shared_ptr<const Graph> lastMeasured = study.sharedGraph();
-    QuantConfig lastMeasuredConfig = trainedFor;
+    Measured lastMeasured{study.sharedGraph(), trainedFor};
     std::string divergence;
     double measuringSeconds = 0;
     job.checkpoint = [&](int step, int epoch, const std::map<std::string, Tensor>& weights,
@@ -359,11 +363,9 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
         result.history.push_back(checkpoint);
         if (checkpoint.top1 > bestTop1) {
             bestTop1 = checkpoint.top1;
-            best = current;
-            bestConfig = currentConfig;
+            best = Measured{current, currentConfig};
         }
-        lastMeasured = current;
-        lastMeasuredConfig = currentConfig;
+        lastMeasured = Measured{current, currentConfig};
         if (progress.onCheckpoint)
             progress.onCheckpoint(checkpoint);
         stage("Training");
@@ -385,14 +387,14 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
 
     if (job.stopped) {
         // The weights of the last checkpoint that could be measured (or the model as it was).
-        result.graph = lastMeasured;
-        result.config = lastMeasuredConfig;
+        result.graph = lastMeasured.graph;
+        result.config = lastMeasured.config;
         result.notes.push_back("training diverged: " + divergence + "; it stopped and kept the weights of the last good " +
                                "checkpoint" + (result.history.empty() ? " (the model as it was)" : "") +
                                "; try a lower learning rate");
     } else if (job.cancelled && best) {
-        result.graph = best;
-        result.config = bestConfig;
+        result.graph = best->graph;
+        result.config = best->config;
         result.notes.push_back("cancelled: the result has the weights of the best checkpoint (top-1 " +
                                std::to_string(100 * bestTop1) + "%)");
     } else {
@@ -412,8 +414,8 @@ QatResult fineTuneWithQat(Study& study, const QuantConfig& requested, const QatO
         result.diverged = true;
         result.notes.push_back(std::string("the last weights could not be measured (") + e.what() +
                                "): kept those of the last good checkpoint");
-        result.graph = lastMeasured;
-        result.config = lastMeasuredConfig;
+        result.graph = lastMeasured.graph;
+        result.config = lastMeasured.config;
         after = study.withModel(result.graph)->evaluate(result.config, {}, measuring).metrics;
     }
     result.top1 = after.top1;

@@ -516,12 +516,13 @@ torch::Tensor TorchGraph::normalizeWithBatch(const torch::Tensor& output, const 
 
 namespace {
 
-// Each channel's largest |w| along every axis but `axis` ([channels]), or the tensor's ([1]).
-torch::Tensor absMax(const torch::Tensor& w, bool perChannel, int axis)
+// The min-max step of symmetric weights: each channel's largest |w| (along every axis but the
+// channel axis) over qmax, [channels]; or the tensor's, [1].
+torch::Tensor minMaxStep(const torch::Tensor& w, const TrainingJob::LearnedWeights& spec)
 {
-    if (!perChannel)
-        return w.abs().max().reshape({1});
-    return w.abs().transpose(0, axis).reshape({w.size(axis), -1}).amax(1);
+    const torch::Tensor largest =
+        spec.perChannel ? w.abs().transpose(0, spec.channelAxis).reshape({w.size(spec.channelAxis), -1}).amax(1) : w.abs().max().reshape({1});
+    return (largest / double(spec.qmax)).clamp_min(1e-30);
 }
 
 }  // namespace
@@ -534,7 +535,7 @@ void TorchGraph::limitWeightSteps()
         for (const auto& [node, bn] : batchNorms_)  // as forward() quantizes them
             if (bn.weight == name)
                 weights = weights * alongAxis(foldFactor(bn), weights.dim(), 0);
-        const torch::Tensor own = (absMax(weights, learned.spec.perChannel, learned.spec.channelAxis) / double(learned.spec.qmax)).clamp_min(1e-30);
+        const torch::Tensor own = minMaxStep(weights, learned.spec);
         // A millionth below: exp() of the limit must stay under the min-max step, or torch::minimum
         // would pick that step and the learned one would get no gradient.
         learned.logScale.clamp_max_(own.log() - 1e-6);
@@ -548,16 +549,14 @@ void TorchGraph::learnWeightScales(const std::map<std::string, TrainingJob::Lear
         const auto it = parameters_.find(name);
         if (it == parameters_.end())
             throw Error("'" + name + "': only trainable weights can learn their step sizes");
-        const torch::Tensor start = (absMax(it->second, spec.perChannel, spec.channelAxis) / double(spec.qmax)).clamp_min(1e-30);
+        const torch::Tensor start = minMaxStep(it->second, spec);
         learnedWeights_[name] = LearnedWeightScale{spec, (start.log() - 1e-6).set_requires_grad(true), torch::zeros_like(start)};
     }
 }
 
 torch::Tensor TorchGraph::effectiveWeightScale(const LearnedWeightScale& learned, const torch::Tensor& weights)
 {
-    const torch::Tensor own =
-        (absMax(weights.detach(), learned.spec.perChannel, learned.spec.channelAxis) / double(learned.spec.qmax)).clamp_min(1e-30);
-    return torch::minimum(learned.logScale.exp(), own);
+    return torch::minimum(learned.logScale.exp(), minMaxStep(weights.detach(), learned.spec));
 }
 
 torch::Tensor TorchGraph::clippedWeights(const LearnedWeightScale& learned, const torch::Tensor& weights)
@@ -658,13 +657,6 @@ std::map<std::string, UniformQuant> TorchGraph::learnedQuantizers() const
         result[name] = value;
     }
     return result;
-}
-
-void TorchGraph::setLearnedQuantizers(const std::map<std::string, UniformQuant>& values)
-{
-    torch::NoGradGuard noGrad;
-    for (const auto& [name, value] : values)
-        learned_.at(name).logScale.fill_(std::log(value.scale));
 }
 
 torch::Tensor TorchGraph::forward(const torch::Tensor& input, const TrainingJob* quant, bool logits) const

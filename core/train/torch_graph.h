@@ -38,7 +38,6 @@ public:
     void limitWeightSteps();
     std::vector<torch::Tensor> scaleParameters() const;
     std::map<std::string, UniformQuant> learnedQuantizers() const;
-    void setLearnedQuantizers(const std::map<std::string, UniformQuant>& values);
 
     // Training-mode BatchNormalization on these layers (TrainingJob::batchNorms) until
     // freezeBatchNorms(), which folds the running statistics into the weights. Meanwhile
