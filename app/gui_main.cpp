@@ -76,8 +76,9 @@ int main(int argc, char** argv)
     QCommandLineOption images("images", "How many evaluation images (default 1000; Tools > Evaluation Images and Memory...). The caches keep "
                                         "every layer's activations per image: fewer images, less memory.", "count");
     parser.addOption(images);
-    QCommandLineOption budget("memory-budget", "The most the evaluation caches may hold, in bytes or with K, M or G (3G); default "
-                                               "a quarter of the machine's memory. Beyond it, edits recompute more images.",
+    QCommandLineOption budget("memory-budget", "The most the evaluation may hold (images, caches, batches being measured), in bytes or "
+                                               "with K, M or G (3G); default a quarter of the machine's memory. The less, the more "
+                                               "layers an edit runs again.",
                               "size");
     parser.addOption(budget);
     parser.addOption(screenshot);

@@ -216,11 +216,13 @@ void MainWindow::askEvaluationSettings()
     budget->setValue(int(double(session_->cacheBudget().value_or(QuantEvaluator::defaultCacheBudget())) / (1 << 20)));
     auto* form = new QFormLayout;
     form->addRow(tr("Evaluation images:"), images);
-    form->addRow(tr("Memory for the caches:"), budget);
+    form->addRow(tr("Memory for the evaluation:"), budget);
     auto* note = new QLabel(tr("<small>The first images of the data set are evaluated. To recompute only what follows an "
-                               "edited layer, every layer's activations are kept per image, within the memory given "
-                               "(default a quarter of this machine's %1); images beyond it are computed again at each "
-                               "edit, with the same results, more slowly. Peak memory so far: %2.</small>")
+                               "edited layer, the activations of the later layers are kept for every image, from the earliest "
+                               "layer whose activations fit in the memory given, which also holds the images and the "
+                               "batches being measured (default a quarter of this machine's %1). An edit of a layer "
+                               "before that runs the model again, with the same results, more slowly. Peak memory so "
+                               "far: %2.</small>")
                                 .arg(QLocale().formattedDataSize(qint64(physicalMemoryBytes()), 1, QLocale::DataSizeTraditionalFormat),
                                      QLocale().formattedDataSize(qint64(peakResidentBytes()), 1, QLocale::DataSizeTraditionalFormat)),
                             &dialog);

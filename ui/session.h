@@ -231,7 +231,7 @@ public:
     // fewer). Every cached activation is kept per image, so this sets the caches' memory.
     void setEvaluationImages(std::size_t images) { evaluationImages_ = std::max<std::size_t>(1, images); }
     std::size_t evaluationImages() const { return evaluationImages_; }
-    // The most the evaluation caches may hold from the next open() on (none: a quarter of the
+    // The most the evaluation may hold from the next open() on (none: a quarter of the
     // machine's memory, QuantEvaluator::defaultCacheBudget).
     void setCacheBudget(std::optional<std::uint64_t> bytes) { cacheBudget_ = bytes; }
     std::optional<std::uint64_t> cacheBudget() const { return cacheBudget_; }

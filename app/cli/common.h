@@ -53,7 +53,7 @@ nlohmann::json repairsJson(const RepairReport* report);
 // `modelRequired` false: --model is not a flag of the command (a lesson names its models).
 StudySources studySources(const Options& options, bool dataRequired, std::size_t evaluationImages, bool modelRequired = true);
 // --memory-budget SIZE (bytes, or with a K, M or G suffix: 3G): the most the evaluation's
-// activation caches may hold; none when not given. qe::Error for anything else.
+// evaluation may hold, caches included; none when not given. qe::Error for anything else.
 std::optional<std::uint64_t> memoryBudget(const Options& options);
 
 // A list of bit widths ("2,4,8"): positive integers; nullopt when the flag is absent. Whether the

@@ -25,7 +25,7 @@ constexpr const char* kEvalUsage = R"(usage: quantexplorer-cli eval --model M.on
                         the column named for the model's output count, e.g. label_1001 for 1001
                         outputs, else "label", else the first "label*")
   --limit N             evaluate only the first N images
-  --memory-budget SIZE  the most the activation caches may hold (bytes, or 512M, 3G); eval measures
+  --memory-budget SIZE  the most the evaluation may hold, caches included (bytes, or 512M, 3G); eval measures
                         once, so by default it caches nothing and keeps one batch per core in memory
   --batch N             images per inference batch (default 32)
   --color rgb|bgr|gray  channel order the model expects

@@ -38,8 +38,8 @@ images; the chosen configuration's top-1 is then measured on --data.
                           --data, after the calibration images)
   --search-images N       how many search images (default 1000)
   --limit N               report on only the first N images of --data
-  --memory-budget SIZE    the most the activation caches may hold (512M, 3G; default a quarter of
-                          the machine's memory): beyond it, images are computed again at each step
+  --memory-budget SIZE    the most the evaluation may hold, caches included (512M, 3G; default a
+                          quarter of the machine's memory): the less, the more layers each step runs again
   --calib-data PATH, --calib-count N, --labels PATH, --label-column NAME, preprocessing flags
   --json                  one JSON object: top1, search_top1, float_top1, size_bytes,
                           base_size_bytes, shortfall, and pareto (each point with size_bytes,

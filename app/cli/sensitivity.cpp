@@ -26,8 +26,8 @@ every layer but that one is quantized as BASE.json says.
   --activation-bits LIST  activation widths to try (default 4,6,8)
   --layers LIST           only these layers (default: all)
   --limit N               evaluate only the first N images of --data
-  --memory-budget SIZE    the most the activation caches may hold (512M, 3G; default a quarter of
-                          the machine's memory): beyond it, images are computed again at each step
+  --memory-budget SIZE    the most the evaluation may hold, caches included (512M, 3G; default a
+                          quarter of the machine's memory): the less, the more layers each step runs again
   --calib-data PATH       calibration images (default: the training split beside --data)
   --calib-count N         calibration images to use (default: the configuration's "images")
   --labels PATH, --label-column NAME, and the preprocessing flags of 'eval'

@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "engine/operator.h"
 
+#include <algorithm>
 #include <new>
 
 namespace qe {
@@ -77,7 +78,8 @@ TensorMap Executor::run(const TensorMap& feeds, const RunOptions& options) const
             result[name] = tensor;
     }
 
-    for (std::size_t i = options.startNode; i < graph_.nodes.size(); ++i) {
+    const std::size_t endNode = std::min(options.endNode, graph_.nodes.size());
+    for (std::size_t i = options.startNode; i < endNode; ++i) {
         if (options.cancel && options.cancel->load(std::memory_order_relaxed))
             throw Cancelled();
         const Node& node = graph_.nodes[i];
@@ -117,6 +119,8 @@ TensorMap Executor::run(const TensorMap& feeds, const RunOptions& options) const
                 live.erase(name);
         }
     }
+    if (endNode < graph_.nodes.size())
+        return result;
     for (const ValueInfo& output : graph_.outputs) {
         if (!result.count(output.name) && feeds.count(output.name))
             result[output.name] = feeds.at(output.name);  // produced before startNode

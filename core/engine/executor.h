@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -38,6 +39,9 @@ struct RunOptions {
     // Resume a run from this node: `feeds` must then hold every tensor that nodes from here on
     // read and earlier nodes produced (the incremental recompute keeps them from a previous run).
     std::size_t startNode = 0;
+    // Stop before this node: only the captured tensors made before it are returned, not the graph
+    // outputs (the evaluator recomputes the float activations before its caches start).
+    std::size_t endNode = std::numeric_limits<std::size_t>::max();
 };
 
 class Cancelled : public std::exception {

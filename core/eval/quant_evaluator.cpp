@@ -9,6 +9,7 @@
 #include "quant/image_batches.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -124,16 +125,41 @@ double weightBytes(const Tensor& weight, const std::optional<QuantParams>& param
 }
 
 // The bytes the tensors of `maps` hold, each storage counted once (a fused activation's output
-// shares its input's).
-std::uint64_t storageBytes(const std::vector<const TensorMap*>& maps)
+// shares its input's), those in `excluded` not at all.
+std::uint64_t storageBytes(const std::vector<const TensorMap*>& maps, const std::vector<const std::byte*>& excluded)
 {
-    std::set<const std::byte*> seen;
+    std::set<const std::byte*> seen(excluded.begin(), excluded.end());
     std::uint64_t bytes = 0;
     for (const TensorMap* map : maps)
         for (const auto& [name, tensor] : *map)
             if (!tensor.empty() && seen.insert(tensor.rawData()).second)
                 bytes += tensor.byteSize();
     return bytes;
+}
+
+// Puts `tensors` into `cache` outside the heap (Tensor::copyIntoOwnMapping): written over the
+// cached tensor of the same name where it has the same type and shape and nothing else holds it
+// (an edit's new values in the old memory: fresh pages would be zeroed by the kernel on every
+// edit), else copied into a mapping of their own, names that shared storage still sharing it.
+void keepOutsideHeap(const TensorMap& tensors, TensorMap& cache)
+{
+    std::map<const std::byte*, Tensor> copies;
+    for (const auto& [name, tensor] : tensors) {
+        if (tensor.empty())
+            continue;
+        auto old = cache.find(name);
+        if (old != cache.end() && old->second.rawData() == tensor.rawData())
+            continue;  // already the cached tensor
+        if (old != cache.end() && old->second.dtype() == tensor.dtype() && old->second.shape() == tensor.shape() &&
+            old->second.ownsStorageAlone()) {
+            std::memcpy(old->second.mutableRawData(), tensor.rawData(), tensor.byteSize());
+            continue;
+        }
+        auto copy = copies.find(tensor.rawData());
+        if (copy == copies.end() || copy->second.size() != tensor.size() || copy->second.dtype() != tensor.dtype())
+            copy = copies.insert_or_assign(tensor.rawData(), tensor.copyIntoOwnMapping()).first;
+        cache[name] = copy->second.reshaped(tensor.shape());
+    }
 }
 
 }  // namespace
@@ -220,9 +246,11 @@ bool QuantEvaluator::needsCalibration(const QuantConfig& config) const
 void QuantEvaluator::clearQuantizedCache()
 {
     previousPlan_.reset();
-    quantCache_.clear();
+    for (TensorMap& map : quantCache_)
+        map.clear();
     quantOutputs_.clear();
     layerCache_.clear();
+    imageErrorsCurrent_ = false;
 }
 
 void QuantEvaluator::setCacheBudget(std::uint64_t bytes)
@@ -230,11 +258,17 @@ void QuantEvaluator::setCacheBudget(std::uint64_t bytes)
     if (bytes == cacheBudget_)
         return;
     cacheBudget_ = bytes;
+    releaseCaches();
+}
+
+void QuantEvaluator::releaseCaches()
+{
     clearQuantizedCache();
+    quantCache_.clear();
     inputs_.clear();
     floatCache_.clear();
     floatOutputs_.clear();
-    cachedBatches_ = 0;
+    imageErrors_.clear();
 }
 
 std::uint64_t QuantEvaluator::cachedBytes() const
@@ -244,15 +278,10 @@ std::uint64_t QuantEvaluator::cachedBytes() const
         maps.push_back(&map);
     for (const TensorMap& map : quantCache_)
         maps.push_back(&map);
-    return storageBytes(maps);
-}
-
-std::size_t QuantEvaluator::cachedImages() const
-{
-    std::size_t images = 0;
-    for (std::size_t b = 0; b < floatCache_.size(); ++b)
-        images += std::size_t(inputs_[b].dim(0));
-    return images;
+    std::vector<const std::byte*> batches;  // the float caches hold the batches too: not counted
+    for (const Tensor& batch : inputs_)
+        batches.push_back(batch.rawData());
+    return storageBytes(maps, batches);
 }
 
 std::set<std::string> QuantEvaluator::floatCaptures() const
@@ -266,19 +295,106 @@ std::set<std::string> QuantEvaluator::floatCaptures() const
     return capture;
 }
 
-TensorMap QuantEvaluator::runFloat(std::size_t batch, const std::atomic<bool>* cancel, const std::set<std::string>* only) const
+TensorMap QuantEvaluator::runFloat(std::size_t batch, const std::atomic<bool>* cancel, const std::set<std::string>& capture) const
 {
     RunOptions run;
     run.cancel = cancel;
-    run.capture = only ? *only : floatCaptures();
-    TensorMap map = floatExecutor_.run({{graph_->inputs[0].name, inputs_[batch]}}, run);
-    if (outputExecutor_) {
-        const std::string& output = graph_->outputs.at(0).name;
-        RunOptions outputOnly;
-        outputOnly.cancel = cancel;
-        map[output] = outputExecutor_->run({{graph_->inputs[0].name, inputs_[batch]}}, outputOnly).at(output);
+    run.capture = capture;
+    return floatExecutor_.run({{graph_->inputs[0].name, inputs_[batch]}}, run);
+}
+
+void QuantEvaluator::planCache(const TensorMap& sample, std::size_t rows)
+{
+    const std::vector<Node>& nodes = graph_->nodes;
+    // Where each tensor's life ends: its last reader, else its producer. The graph input counts
+    // for the quantized cache (a resumed run is fed it quantized), not for the float one
+    // (inputs_ holds it).
+    const std::string& inputName = graph_->inputs[0].name;
+    lifeEnd_.clear();
+    lifeEnd_[inputName] = 0;
+    for (std::size_t n = 0; n < nodes.size(); ++n) {
+        for (const std::string& in : nodes[n].inputs)
+            if (auto it = lifeEnd_.find(in); it != lifeEnd_.end())
+                it->second = n;
+        for (const std::string& out : nodes[n].outputs)
+            if (!out.empty())
+                lifeEnd_[out] = n;
     }
-    return map;
+    // Per image, the bytes whose life ends at each node: float layer activations (a storage that
+    // several names share counted once, at its latest end) and the quantized run's tensors (each
+    // counted: the simulation's quantized tensors share less).
+    const std::set<std::string> layerTensors = floatCaptures();
+    std::vector<double> endingAt(nodes.size() + 1, 0.0);
+    std::map<const std::byte*, std::pair<std::size_t, double>> floatStorage;  // end, bytes per image
+    double perBatch = 0;  // float and quantized, one batch
+    for (const auto& [name, end] : lifeEnd_) {
+        auto tensor = sample.find(name);
+        if (tensor == sample.end() || tensor->second.empty())
+            continue;
+        const double bytes = double(tensor->second.byteSize());
+        endingAt[end] += bytes / double(rows);
+        perBatch += bytes;
+        if (layerTensors.count(name) && name != inputName) {
+            auto [it, added] = floatStorage.try_emplace(tensor->second.rawData(), end, bytes / double(rows));
+            it->second.first = std::max(it->second.first, end);
+        }
+    }
+    for (const auto& [storage, endAndBytes] : floatStorage) {
+        endingAt[endAndBytes.first] += endAndBytes.second;
+        perBatch += endAndBytes.second * double(rows);
+    }
+    floatBytesPerBatch_ = std::uint64_t(perBatch / 2);
+    // Held besides the caches: the preprocessed images, both models' outputs, the per-image
+    // errors, and the batches being measured (one at a time when large, else two), each about
+    // twice its activations at the heap's high-water mark (ResNet-18 at 224: 2.3-2.7 GB for 1.2
+    // GB of float and quantized activations: the kernels' scratch, the isolated errors'
+    // temporaries, the rounding of large blocks to 2 MiB pages).
+    double held = 0;
+    for (const Tensor& batch : inputs_)
+        held += double(batch.byteSize());
+    const std::string& output = graph_->outputs.at(0).name;
+    if (auto it = sample.find(output); it != sample.end())
+        held += 2.0 * double(it->second.byteSize()) / double(rows) * double(evaluationImages_);
+    held += double(layers_.size() * evaluationImages_ * sizeof(ErrorAccumulator));
+    held += 2 * perBatch * (floatBytesPerBatch_ > kLargeBatchBytes ? 1 : 2);
+    // And a twentieth of the budget for the rest of the process (the window, the model, the
+    // libraries: 0.15-0.3 GB beside ResNet-18's 6 GB).
+    held += double(cacheBudget_) / 20;
+    cacheRoom_ = double(cacheBudget_) > held ? std::uint64_t(double(cacheBudget_) - held) : 0;
+    // The earliest start whose suffix fits.
+    cacheStart_ = nodes.size();
+    double suffix = endingAt[nodes.size()] * double(evaluationImages_);
+    for (std::size_t start = nodes.size(); start-- > 0;) {
+        suffix += endingAt[start] * double(evaluationImages_);
+        if (suffix > double(cacheRoom_))
+            break;
+        cacheStart_ = start;
+    }
+    floatCached_.clear();
+    quantCached_.clear();
+    for (const auto& [name, end] : lifeEnd_) {
+        if (end < cacheStart_)
+            continue;
+        quantCached_.insert(name);
+        if (layerTensors.count(name) && name != inputName)
+            floatCached_.insert(name);
+    }
+}
+
+void QuantEvaluator::moveCacheStart(std::size_t node)
+{
+    cacheStart_ = node;
+    auto ended = [&](const std::string& name) {
+        auto it = lifeEnd_.find(name);
+        return it == lifeEnd_.end() || it->second < node;
+    };
+    std::erase_if(floatCached_, ended);
+    std::erase_if(quantCached_, ended);
+    const std::string& input = graph_->inputs[0].name;
+    for (TensorMap& map : floatCache_)
+        std::erase_if(map, [&](const auto& entry) { return entry.first != input && ended(entry.first); });
+    for (TensorMap& map : quantCache_)
+        std::erase_if(map, [&](const auto& entry) { return ended(entry.first); });
 }
 
 void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
@@ -287,74 +403,80 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         return;
     const ImageInputGeometry g = imageInputGeometry(*graph_);
     const std::size_t batchSize = modelBatchSize(g, kBatchSize);
+    const std::string& inputName = graph_->inputs[0].name;
     const std::string& outputName = graph_->outputs.at(0).name;
     // Built aside and committed at the end: a cancelled run must not leave a partial cache.
     const std::size_t batches = (evaluationImages_ + batchSize - 1) / batchSize;
     std::vector<Tensor> inputs(batches);
     parallelFor(static_cast<std::int64_t>(batches), [&](std::int64_t b) {
         const std::size_t first = std::size_t(b) * batchSize, count = std::min(batchSize, evaluationImages_ - first);
-        inputs[b] = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width);
+        inputs[b] = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width).copyIntoOwnMapping();
     });
     inputs_ = std::move(inputs);
     std::vector<int> labels(evaluationImages_);
     for (std::size_t i = 0; i < evaluationImages_; ++i)
         labels[i] = evaluation_->label(i);
     try {
-        // The first batch alone says what a batch's activations take: as many batches are kept as
-        // fit the budget with their quantized run beside them (about as large; checked after the
-        // first evaluation), the others are computed again when needed.
-        std::vector<TensorMap> cache;
+        // The first batch, every tensor of it, says what the caches would take.
+        std::vector<TensorMap> cache(batches);
         std::vector<Tensor> outputs(batches);
-        TensorMap first = runFloat(0, progress.cancel);
-        const std::uint64_t perBatch = std::max<std::uint64_t>(1, storageBytes({&first}));
-        floatBytesPerBatch_ = perBatch;
-        const std::size_t fit = std::size_t(std::min<std::uint64_t>(batches, cacheBudget_ / (2 * perBatch)));
-        outputsPerImage_.clear();
-        for (const QuantLayer& layer : layers_) {
-            const Tensor& out = first.at(layer.output);
-            outputsPerImage_.push_back(double(out.size()) / double(std::max<std::int64_t>(1, out.dim(0))));
+        {
+            RunOptions all;
+            all.captureAll = true;
+            all.cancel = progress.cancel;
+            const TensorMap first = floatExecutor_.run({{inputName, inputs_[0]}}, all);
+            planCache(first, std::size_t(inputs_[0].dim(0)));
+            outputsPerImage_.clear();
+            for (const QuantLayer& layer : layers_) {
+                const Tensor& out = first.at(layer.output);
+                outputsPerImage_.push_back(double(out.size()) / double(std::max<std::int64_t>(1, out.dim(0))));
+            }
         }
-        outputs[0] = first.at(outputName);
+        std::set<std::string> capture = floatCached_;
+        capture.insert(outputName);
         // Float top-1 as the batches come in.
         RunningTop1 running;
         const auto label = [&labels](std::size_t image) { return labels[image]; };
         running.total = labelledCount(labels);
-        auto reportTop1 = [&](std::size_t b) {
-            if (!progress.top1 || running.total == 0)
-                return;
-            countTop1(outputs[b], b * batchSize, label, running);
-            progress.top1("float reference", running);
-        };
-        reportTop1(0);
-        cache.resize(fit);
-        if (fit > 0)
-            cache[0] = std::move(first);
-        first.clear();
-        std::atomic<std::size_t> imagesDone{std::size_t(inputs_[0].dim(0))};
+        std::atomic<std::size_t> imagesDone{0};
         auto runBatch = [&](std::size_t b) {
-            TensorMap map = runFloat(b, progress.cancel);
-            outputs[b] = map.at(outputName);
-            if (b < fit)
-                cache[b] = std::move(map);
+            TensorMap map = runFloat(b, progress.cancel, capture);
+            if (outputExecutor_) {  // the original model's output
+                RunOptions outputOnly;
+                outputOnly.cancel = progress.cancel;
+                outputs[b] = outputExecutor_->run({{inputName, inputs_[b]}}, outputOnly).at(outputName);
+            } else {
+                outputs[b] = map.at(outputName);
+            }
+            if (!floatCached_.count(outputName))
+                map.erase(outputName);
+            map.erase(inputName);
+            keepOutsideHeap(map, cache[b]);
+            cache[b][inputName] = inputs_[b];  // shares its storage
             const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
 #pragma omp critical(qe_evaluator_progress)
             {
-                reportTop1(b);
+                if (progress.top1 && running.total > 0) {
+                    countTop1(outputs[b], b * batchSize, label, running);
+                    progress.top1("float reference", running);
+                }
                 if (progress.report)
                     progress.report("float reference", done, evaluationImages_);
             }
         };
         // Large batches one at a time (as evaluate() measures them), small ones two at a time.
-        if (perBatch > kLargeBatchBytes) {
-            for (std::size_t b = 1; b < batches; ++b)
+        if (floatBytesPerBatch_ > kLargeBatchBytes) {
+            for (std::size_t b = 0; b < batches; ++b)
                 runBatch(b);
         } else {
-            parallelFor(static_cast<std::int64_t>(batches) - 1, [&](std::int64_t index) { runBatch(std::size_t(index) + 1); });
+            parallelFor(static_cast<std::int64_t>(batches), [&](std::int64_t b) { runBatch(std::size_t(b)); });
         }
         floatCache_ = std::move(cache);
-        cachedBatches_ = fit;
+        quantCache_.assign(batches, {});
         floatOutputs_ = std::move(outputs);
         labels_ = std::move(labels);
+        imageErrors_.assign(layers_.size(), std::vector<ErrorAccumulator>(evaluationImages_));
+        imageErrorsCurrent_ = false;
     } catch (...) {
         inputs_.clear();
         throw;
@@ -481,20 +603,16 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     const std::size_t nodes = graph_->nodes.size();
     const std::string& outputName = graph_->outputs.at(0).name;
 
-    // Resume from the first node whose layer changed; everything before it is as last time (in
-    // the cached batches; the others run from the start, but the layers before it keep their
-    // accumulated error, which only depends on what comes before them).
+    // Resume from the first node whose layer changed: everything before it is as last time.
     std::size_t startNode = 0;
-    if (previousPlan_ && quantCache_.size() == cachedBatches_ && quantOutputs_.size() == batches) {
+    if (previousPlan_ && quantOutputs_.size() == batches) {
         startNode = nodes;
         for (std::size_t i = 0; i < layers_.size(); ++i)
             if (!(plan->plans[i] == previousPlan_->plans[i]))
                 startNode = std::min<std::size_t>(startNode, layers_[i].nodeIndex < 0 ? 0 : std::size_t(layers_[i].nodeIndex));
     }
-    if (startNode == 0) {
-        quantCache_.assign(cachedBatches_, {});
+    if (startNode == 0)
         quantOutputs_.assign(batches, {});
-    }
     // Until this run completes, the caches hold a mix of old and new batches: forget the old plan
     // so that a cancelled or failed run is followed by a full one.
     std::unique_ptr<QuantPlan> previousPlan = std::move(previousPlan_);
@@ -504,20 +622,41 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     if (layerCache_.size() != layers_.size())
         layerCache_.assign(layers_.size(), std::nullopt);
     std::vector<char> needOwn(layers_.size(), 0), needAccumulated(layers_.size(), 0);
-    bool anyLayerWork = false;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
         if (detail == LayerDetail::CostOnly)
             continue;
         const QuantLayer& layer = layers_[i];
         const bool planUnchanged = previousPlan && previousPlan->plans[i] == plan->plans[i] && layerCache_[i];
-        const bool upstreamOfChange = layer.outputNodeIndex >= 0 && std::size_t(layer.outputNodeIndex) < startNode;
+        const bool upstreamOfChange = layer.outputNodeIndex < 0 || std::size_t(layer.outputNodeIndex) < startNode;
         needOwn[i] = !planUnchanged;
         needAccumulated[i] = !(planUnchanged && upstreamOfChange && startNode > 0);
-        anyLayerWork = anyLayerWork || needOwn[i] || needAccumulated[i];
     }
-    std::set<std::string> quantCaptures{outputName};
-    for (const QuantLayer& layer : layers_)
-        quantCaptures.insert(layer.output);
+    // The tensors each batch is measured on, float and quantized.
+    const std::string& inputName = graph_->inputs[0].name;
+    std::set<std::string> floatNeeded, quantNeeded{outputName};
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        if (needOwn[i])
+            floatNeeded.insert(layers_[i].inputs.begin(), layers_[i].inputs.end());
+        if (needOwn[i] || needAccumulated[i])
+            floatNeeded.insert(layers_[i].output);
+        if (needAccumulated[i])
+            quantNeeded.insert(layers_[i].output);
+    }
+    const bool floatsCached = std::all_of(floatNeeded.begin(), floatNeeded.end(), [&](const std::string& name) {
+        return name == inputName || floatCached_.count(name) != 0;
+    });
+    // The quantized run resumes at startNode when the caches hold what it is fed (everything
+    // whose life ends from the cache start on) and every quantized output to be measured before
+    // it; otherwise it runs from the start.
+    std::size_t quantStart = startNode;
+    for (std::size_t i = 0; i < layers_.size(); ++i)
+        if (needAccumulated[i] && std::size_t(std::max(0, layers_[i].outputNodeIndex)) < quantStart &&
+            !quantCached_.count(layers_[i].output))
+            quantStart = 0;
+    if (quantStart < cacheStart_)
+        quantStart = 0;
+    std::set<std::string> quantCaptures = quantCached_;
+    quantCaptures.insert(quantNeeded.begin(), quantNeeded.end());
 
     // Batches are independent: run them on both cores (kernels inside run single-threaded then),
     // each measured while its activations are at hand.
@@ -530,49 +669,65 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     const std::size_t batchSize = batches ? std::size_t(inputs_[0].dim(0)) : 0;
     const auto label = [this](std::size_t image) { return labels_.at(image); };
     auto measureBatch = [&](std::size_t b) {
-        const bool cached = b < cachedBatches_;
-        const bool rerun = startNode < nodes;
-        TensorMap streamedFloat, streamedQuant;
-        const TensorMap* floats = nullptr;
-        const TensorMap* quantized = nullptr;
-        if (cached) {
-            if (rerun) {
-                RunOptions run;
-                run.captureAll = true;
-                run.cancel = progress.cancel;
-                run.startNode = startNode;
-                TensorMap feeds = startNode == 0 ? TensorMap{{graph_->inputs[0].name, inputs_[b]}} : quantCache_[b];
-                TensorMap produced = runSimulated(*plan, executor, std::move(feeds), run);
-                for (auto& [name, tensor] : produced)
-                    quantCache_[b][name] = std::move(tensor);
-            }
-            floats = &floatCache_[b];
-            quantized = &quantCache_[b];
-        } else {
-            if (anyLayerWork) {
-                streamedFloat = runFloat(b, progress.cancel);
-                floats = &streamedFloat;
-            }
-            bool needQuantized = rerun;
-            for (std::size_t i = 0; i < layers_.size() && !needQuantized; ++i)
-                needQuantized = needAccumulated[i];
-            if (needQuantized) {
-                RunOptions run;
-                run.capture = quantCaptures;
-                run.cancel = progress.cancel;
-                streamedQuant = runSimulated(*plan, executor, {{graph_->inputs[0].name, inputs_[b]}}, run);
-                quantized = &streamedQuant;
-            }
+        // The float tensors the caches lack are made before the caches start: only those nodes
+        // run again (all of them when the reference is another graph).
+        TensorMap streamedFloat;
+        const TensorMap* floats = &floatCache_[b];
+        if (!floatsCached && !floatNeeded.empty()) {
+            RunOptions run;
+            run.cancel = progress.cancel;
+            run.capture = floatNeeded;
+            if (reference_.layers == graph_)
+                run.endNode = cacheStart_;
+            streamedFloat = floatCache_[b];
+            for (auto& [name, tensor] : floatExecutor_.run({{inputName, inputs_[b]}}, run))
+                streamedFloat[name] = std::move(tensor);
+            floats = &streamedFloat;
         }
-        if (quantized && rerun)
-            quantOutputs_[b] = quantized->at(outputName);
+        TensorMap produced;
+        if (quantStart < nodes) {
+            RunOptions run;
+            run.capture = quantCaptures;
+            run.cancel = progress.cancel;
+            run.startNode = quantStart;
+            // A resumed run is fed the cached tensors, the graph input among them quantized.
+            TensorMap feeds = quantStart == 0 ? TensorMap{{inputName, inputs_[b]}} : quantCache_[b];
+            produced = runSimulated(*plan, executor, std::move(feeds), run);
+            TensorMap kept;
+            for (const auto& [name, tensor] : produced)
+                if (quantCached_.count(name))
+                    kept[name] = tensor;
+            keepOutsideHeap(kept, quantCache_[b]);
+            quantOutputs_[b] = produced.at(outputName);
+        }
+        auto quantized = [&](const std::string& name) -> const Tensor& {
+            auto it = produced.find(name);
+            return it != produced.end() ? it->second : quantCache_[b].at(name);
+        };
+        const std::size_t rows = std::size_t(inputs_[b].dim(0));
         for (std::size_t i = 0; i < layers_.size(); ++i) {
             if (needOwn[i])
                 accumulateOwn(*plan, i, *floats, partials[b][i]);
-            if (needAccumulated[i])
-                partials[b][i].accumulated.add(floats->at(layers_[i].output), quantized->at(layers_[i].output));
+            if (!needAccumulated[i])
+                continue;
+            // Per image (kept for imageLayerErrors), then merged.
+            const Tensor& reference = floats->at(layers_[i].output);
+            const Tensor& approx = quantized(layers_[i].output);
+            if (reference.shape() != approx.shape())
+                throw Error("cannot compare " + reference.describe() + " with " + approx.describe());
+            const std::size_t perImage = std::size_t(reference.size()) / rows;
+            if (perImage * rows != std::size_t(reference.size())) {
+                partials[b][i].accumulated.add(reference, approx);
+                continue;
+            }
+            for (std::size_t r = 0; r < rows; ++r) {
+                ErrorAccumulator image;
+                image.add(reference.data<float>() + r * perImage, approx.data<float>() + r * perImage, perImage);
+                partials[b][i].accumulated.merge(image);
+                imageErrors_[i][b * batchSize + r] = image;
+            }
         }
-        const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
+        const std::size_t done = imagesDone += rows;
 #pragma omp critical(qe_evaluator_progress)
         {
             if (progress.top1 && running.total > 0) {
@@ -583,17 +738,20 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
                 progress.report("quantized model", done, evaluationImages_);
         }
     };
-    // Batches outside the caches hold their activations while measured: when those are large,
-    // one batch at a time (its kernels using every core) halves the memory two batches in flight
-    // would take.
-    const std::size_t inParallel = floatBytesPerBatch_ > kLargeBatchBytes ? cachedBatches_ : batches;
-    parallelFor(static_cast<std::int64_t>(inParallel), [&](std::int64_t b) { measureBatch(std::size_t(b)); });
-    for (std::size_t b = inParallel; b < batches; ++b)
-        measureBatch(b);
+    // Batches that run from the start hold their activations while measured: when those are
+    // large, one batch at a time (its kernels using every core) halves the memory two batches in
+    // flight would take.
+    const bool streamed = !floatsCached || (quantStart == 0 && cacheStart_ > 0);
+    if (streamed && floatBytesPerBatch_ > kLargeBatchBytes) {
+        for (std::size_t b = 0; b < batches; ++b)
+            measureBatch(b);
+    } else {
+        parallelFor(static_cast<std::int64_t>(batches), [&](std::int64_t b) { measureBatch(std::size_t(b)); });
+    }
 
     ModelMetrics metrics;
     metrics.images = labels_.size();
-    metrics.recomputedFromNode = startNode;
+    metrics.recomputedFromNode = std::min(quantStart, startNode);
     metrics.labels = labels_;
 
     // Whole model: accuracy, agreement, output SQNR.
@@ -674,13 +832,11 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     metrics.floatSizeBytes = floatBytes;
     metrics.bitsPerWeight = weightCountTotal > 0 ? 8.0 * weightBytesTotal / weightCountTotal : 32.0;
 
-    // The quantized runs can hold more than the float activations the number of cached batches
-    // was chosen by: give up the last cached batches until both fit the budget.
-    while (cachedBatches_ > 0 && cachedBytes() > cacheBudget_) {
-        --cachedBatches_;
-        floatCache_.resize(cachedBatches_);
-        quantCache_.resize(cachedBatches_);
-    }
+    // The quantized run's tensors can take more than planned: start the caches later until they
+    // fit.
+    while (cacheStart_ < nodes && cachedBytes() > cacheRoom_)
+        moveCacheStart(cacheStart_ + 1);
+    imageErrorsCurrent_ = detail == LayerDetail::Full;
 
     previousPlan_ = std::move(plan);
     return metrics;
@@ -693,39 +849,14 @@ std::vector<LayerPlan> QuantEvaluator::lastPlans() const
 
 std::vector<ErrorStats> QuantEvaluator::imageLayerErrors(std::size_t image) const
 {
-    if (!previousPlan_ || quantOutputs_.size() != inputs_.size() || quantCache_.size() != cachedBatches_)
+    if (!previousPlan_ || !imageErrorsCurrent_)
         throw Error("per-image errors need a completed evaluation");
     if (image >= labels_.size())
         throw Error("image " + std::to_string(image) + " is not one of the " + std::to_string(labels_.size()) +
                     " evaluation images");
-    // Find the image's batch and its row in it (batches are full except perhaps the last).
-    std::size_t batch = 0, row = image;
-    while (row >= std::size_t(inputs_[batch].dim(0)))
-        row -= std::size_t(inputs_[batch++].dim(0));
-    // A batch outside the caches is computed again, float and quantized.
-    TensorMap streamedFloat, streamedQuant;
-    const TensorMap* floats = batch < cachedBatches_ ? &floatCache_[batch] : nullptr;
-    const TensorMap* quantized = batch < cachedBatches_ ? &quantCache_[batch] : nullptr;
-    if (!floats) {
-        std::set<std::string> outputs;
-        for (const QuantLayer& layer : layers_)
-            outputs.insert(layer.output);
-        streamedFloat = runFloat(batch, nullptr, &outputs);
-        RunOptions run;
-        run.capture = outputs;
-        streamedQuant = runSimulated(*previousPlan_, Executor(previousPlan_->graph), {{graph_->inputs[0].name, inputs_[batch]}}, run);
-        floats = &streamedFloat;
-        quantized = &streamedQuant;
-    }
     std::vector<ErrorStats> errors;
-    for (const QuantLayer& layer : layers_) {
-        const Tensor& reference = floats->at(layer.output);
-        const Tensor& approx = quantized->at(layer.output);
-        const auto perImage = static_cast<std::size_t>(reference.size() / reference.dim(0));
-        ErrorAccumulator error;
-        error.add(reference.data<float>() + row * perImage, approx.data<float>() + row * perImage, perImage);
-        errors.push_back(ErrorStats::from(error));
-    }
+    for (const std::vector<ErrorAccumulator>& layer : imageErrors_)
+        errors.push_back(ErrorStats::from(layer.at(image)));
     return errors;
 }
 

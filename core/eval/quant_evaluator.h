@@ -145,11 +145,15 @@ struct FloatReference {
     std::shared_ptr<const Graph> layers, outputs;
 };
 
-// The evaluator keeps, per evaluation image, every layer's float input and output and every
-// tensor of the last quantized run, so that an edit recomputes only what follows the edited layer.
-// A budget bounds these caches: the batches that fit are kept, the rest are computed again at
-// each evaluation (float and quantized) and dropped once measured. Results are the same either
-// way. The preprocessed images themselves are always kept.
+// The evaluator keeps, for every evaluation image, the activations an edit needs again: the
+// float inputs and outputs of the layers and every tensor of the last quantized run, from one node
+// on (the cache start) to the end of the graph, so that an edit at or after that node recomputes
+// only what follows the edited layer, on every image. A budget bounds what the evaluator holds:
+// the preprocessed images, the models' outputs, the caches and the batches in flight. The cache
+// start is the earliest node whose suffix fits: a late layer's tensors are small (ResNet-18's last
+// block holds 1/30 of what its first layers do), so the late layers of a large model stay
+// interactive on many images while an edit before the cache start runs the whole graph again.
+// Results are the same either way.
 class QuantEvaluator {
 public:
     // A quarter of the machine's memory.
@@ -210,14 +214,17 @@ public:
     // Drops the caches (for benchmarks comparing full and incremental runs).
     void clearQuantizedCache();
 
-    // The most the activation caches may hold, in bytes (default: defaultCacheBudget()). A new
-    // budget drops the caches; the next evaluation builds them again within it.
+    // Drops every cache, the preprocessed images too (another evaluator of the same study is to
+    // use the memory); the next evaluation builds them again.
+    void releaseCaches();
+    // The most the evaluator may hold, in bytes (default: defaultCacheBudget()). A new budget
+    // drops the caches; the next evaluation builds them again within it.
     void setCacheBudget(std::uint64_t bytes);
     std::uint64_t cacheBudget() const { return cacheBudget_; }
-    // What the caches hold now (activations, float and quantized; tensors sharing storage counted
-    // once), and how many evaluation images have their activations cached.
+    // What the activation caches hold now (float and quantized; tensors sharing storage counted
+    // once), and the first node whose activations they hold (graph().nodes.size(): none; 0: all).
     std::uint64_t cachedBytes() const;
-    std::size_t cachedImages() const;
+    std::size_t cacheStartNode() const { return cacheStart_; }
 
 private:
     // One batch's contribution to a layer's metrics; the batches' are merged in batch order.
@@ -227,10 +234,14 @@ private:
         double noise = 0;
     };
     void ensureFloatCache(const EvaluationProgress& progress);
-    // Batch `batch`'s float layer inputs and outputs and the model output (run now: for batches
-    // that are not cached); `only` limits the captured tensors.
-    TensorMap runFloat(std::size_t batch, const std::atomic<bool>* cancel, const std::set<std::string>* only = nullptr) const;
-    std::set<std::string> floatCaptures() const;
+    // Chooses the cache start for the budget, from one batch's float tensors (every tensor of
+    // the graph, `rows` images).
+    void planCache(const TensorMap& sample, std::size_t rows);
+    // Drops the cached tensors whose life ends before `node` (a later cache start).
+    void moveCacheStart(std::size_t node);
+    // Batch `batch`'s float tensors named by `capture` (run now).
+    TensorMap runFloat(std::size_t batch, const std::atomic<bool>* cancel, const std::set<std::string>& capture) const;
+    std::set<std::string> floatCaptures() const;  // every layer's inputs and output
     // This layer's isolated error, clipping and rounding noise on one batch's float activations.
     void accumulateOwn(const QuantPlan& plan, std::size_t layerIndex, const TensorMap& floats, LayerPartial& partial) const;
     // The metrics that depend only on this layer's own plan: its cost (name, size, operations),
@@ -251,18 +262,28 @@ private:
 
     std::uint64_t cacheBudget_ = defaultCacheBudget();
     std::vector<Tensor> inputs_;        // preprocessed evaluation batches (all of them)
-    std::vector<TensorMap> floatCache_; // per cached batch: layer outputs and inputs, graph output
-    std::size_t cachedBatches_ = 0;     // batches [0, cachedBatches_) have their activations cached
-    std::uint64_t floatBytesPerBatch_ = 0;  // the first batch's float activations
     std::vector<Tensor> floatOutputs_;  // per batch: the float model's output
     std::vector<double> outputsPerImage_;  // per layer: output values per image
     std::vector<int> labels_;
 
+    // The caches, per batch, of the tensors whose life ends at or after cacheStart_ (their last
+    // reader, or their producer when none reads them): exactly what a run resumed at any node
+    // from there on is fed, and what the layers from there on are measured on.
+    std::size_t cacheStart_ = 0;
+    std::uint64_t cacheRoom_ = 0;                   // what the budget leaves for them
+    std::map<std::string, std::size_t> lifeEnd_;    // per tensor made by a node: where its life ends
+    std::set<std::string> floatCached_, quantCached_;  // the names the caches hold
+    std::vector<TensorMap> floatCache_;  // per batch: float layer inputs and outputs (and the batch)
+    std::uint64_t floatBytesPerBatch_ = 0;  // the first batch's float layer activations
+
     // The previous quantized run, for incremental recomputation.
     std::unique_ptr<QuantPlan> previousPlan_;
-    std::vector<TensorMap> quantCache_;  // per cached batch: every tensor of the quantized run
+    std::vector<TensorMap> quantCache_;  // per batch: the quantized run's tensors
     std::vector<Tensor> quantOutputs_;   // per batch: the quantized model's output
     std::vector<std::optional<LayerMetrics>> layerCache_;  // the previous run's per-layer metrics
+    // Per layer, per evaluation image: the accumulated error of the last full evaluation.
+    std::vector<std::vector<ErrorAccumulator>> imageErrors_;
+    bool imageErrorsCurrent_ = false;
 
     // Histograms of float activations over the evaluation images, by "tensor/bins": they do not
     // depend on the configuration, and observing every activation again took the GUI's update

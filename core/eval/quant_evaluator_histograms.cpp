@@ -116,8 +116,9 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
         if (floatHistogram == floatHistograms_.end()) {
             RangeObserver observer(bins);
             const std::set<std::string> only{layer.output};
-            for (std::size_t b = 0; b < inputs_.size(); ++b)  // the batches outside the cache computed again
-                observer.observe(b < cachedBatches_ ? floatCache_[b].at(layer.output) : runFloat(b, nullptr, &only).at(layer.output));
+            const bool cached = floatCached_.count(layer.output) != 0;
+            for (std::size_t b = 0; b < inputs_.size(); ++b)  // computed again when not cached
+                observer.observe(cached ? floatCache_[b].at(layer.output) : runFloat(b, nullptr, only).at(layer.output));
             floatHistogram = floatHistograms_.emplace(key, FloatHistogram{observer.histogram(), observer.min(), observer.max()}).first;
         }
         result.histogram = floatHistogram->second.histogram;

@@ -217,10 +217,14 @@ void Study::calibrateIfNeeded(QuantEvaluator& evaluator, std::size_t& calibrated
 QuantEvaluator& Study::evaluatorFor(const QuantConfig& config, const EvaluationProgress& progress, Calibration calibration)
 {
     const RepairKey key = repairKey(config, layers(), calibrationImageCount(config));
+    // One memory budget for the study: the evaluator not in use gives up its caches.
     if (!key.any()) {
+        if (repaired_)
+            repaired_->evaluator->releaseCaches();
         calibrateIfNeeded(*evaluator_, calibratedImages_, config, progress, calibration);
         return *evaluator_;
     }
+    evaluator_->releaseCaches();
     if (!repaired_ || repaired_->key != key) {
         repaired_.reset();  // a cancelled repair leaves none rather than a stale one
         const std::shared_ptr<const Dataset> images = calibrationPath_ ? calibrationSet() : nullptr;

@@ -55,9 +55,10 @@ struct StudySources {
     std::optional<std::filesystem::path> calibrationData;  // default: the training split beside `data`, else `data`
     std::optional<std::size_t> calibrationImages;          // default: the configuration's "images"
     std::size_t evaluationImages = 0;                      // the first images of `data` that are measured; 0: all
-    // The most each evaluator's activation caches may hold (QuantEvaluator::setCacheBudget);
-    // default a quarter of the machine's memory. Beyond it, batches are computed again at each
-    // evaluation: slower edits, the same results.
+    // The most the evaluator in use may hold (QuantEvaluator::setCacheBudget; the study's other
+    // evaluator, of the repaired or the original model, gives its caches up); default a quarter
+    // of the machine's memory. Beyond it, the layers before the caches' start are computed again
+    // at each evaluation: slower edits of early layers, the same results.
     std::optional<std::uint64_t> cacheBudget;
     // Applied to the model's preprocessing (its sidecar, else the defaults for its input): the
     // CLI's preprocessing flags.

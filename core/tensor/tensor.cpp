@@ -85,6 +85,23 @@ std::shared_ptr<std::byte[]> allocateStorage(std::size_t bytes, bool zeroed, con
 
 }  // namespace
 
+Tensor Tensor::copyIntoOwnMapping() const
+{
+    if (empty())
+        return {};
+#if defined(__linux__)
+    const std::size_t bytes = std::max<std::size_t>(1, byteSize());
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+        std::memcpy(p, storage_.get(), byteSize());
+        Tensor t = *this;
+        t.storage_ = std::shared_ptr<std::byte[]>(static_cast<std::byte*>(p), [bytes](std::byte* q) { munmap(q, bytes); });
+        return t;
+    }
+#endif
+    return clone();
+}
+
 Tensor::Tensor(DataType type, Shape shape)
     : dtype_(type), shape_(std::move(shape)), count_(elementCount(shape_))
 {

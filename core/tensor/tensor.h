@@ -74,12 +74,19 @@ public:
     }
     template <class T> std::span<const T> values() const { return {data<T>(), static_cast<std::size_t>(count_)}; }
     const std::byte* rawData() const { return storage_.get(); }
+    // No other tensor shares this one's storage (a cache may then overwrite it in place).
+    bool ownsStorageAlone() const { return storage_.use_count() == 1; }
     std::byte* mutableRawData() { return storage_.get(); }
 
     // Same storage, new shape with the same element count.
     Tensor reshaped(Shape shape) const;
     // A deep copy (for the rare kernel that must modify a copy).
     Tensor clone() const;
+    // A deep copy in memory mapped for it alone, outside the heap and sized to the page: for
+    // tensors kept long among many short-lived ones (the evaluator's caches). In the heap each
+    // would pin the freed space around it, and one of 2 MiB or more is rounded up to whole
+    // 2 MiB pages (allocateStorage).
+    Tensor copyIntoOwnMapping() const;
     // Values converted to another type with C++ conversion semantics (float->int truncates).
     Tensor castTo(DataType type) const;
     // Integer-valued tensors (shape inputs, axes, pads) read as int64 whatever their storage type.

@@ -88,6 +88,7 @@ private slots:
     void configErrorsNameTheLayer();
     void cancelledRunLeavesNoStaleCache();
     void memoryBudgetKeepsResultsAndBound();
+    void memoryBudgetAcrossResidualBlocks();
 };
 
 void TestSimulation::initTestCase()
@@ -362,56 +363,137 @@ void TestSimulation::cancelledRunLeavesNoStaleCache()
     QCOMPARE(again.outputSqnrDb, first.outputSqnrDb);
 }
 
-// The caches within a budget (issue 16): with room for a few batches, or none, every number is the
-// same as with everything cached, through edits (incremental and full), per-image errors and
-// histograms; what is cached stays within the budget.
+// The caches within a budget (issue 16): with room for the late layers' activations, less, or
+// none, every number is the same as with everything cached, through edits before and after where
+// the caches start (incremental and full), a dynamic and a non-uniform layer, a cost-only sweep,
+// per-image errors and histograms; an edit after the cache start resumes at its layer; what is
+// cached stays within the budget.
 void TestSimulation::memoryBudgetKeepsResultsAndBound()
 {
     Fixture f;
     auto all = f.evaluator(1000);
-    auto some = f.evaluator(1000);
-    auto none = f.evaluator(1000);
     QuantConfig config = w8a8();
     const ModelMetrics reference = all->evaluate(config);
     const std::uint64_t everything = all->cachedBytes();
-    QCOMPARE(all->cachedImages(), std::size_t(1000));
+    const std::size_t nodes = all->graph().nodes.size();
+    QCOMPARE(all->cacheStartNode(), std::size_t(0));
     QVERIFY(everything > 0);
-    const std::uint64_t budget = everything / 3;
-    some->setCacheBudget(budget);
-    none->setCacheBudget(0);
-
-    for (QuantEvaluator* e : {some.get(), none.get()})
-        compareMetrics(e->evaluate(config), reference);
-    QVERIFY(some->cachedImages() > 0 && some->cachedImages() < 1000);
-    QVERIFY2(some->cachedBytes() <= budget, qPrintable(QString("%1 > %2").arg(some->cachedBytes()).arg(budget)));
-    QCOMPARE(none->cachedImages(), std::size_t(0));
-    QCOMPARE(none->cachedBytes(), std::uint64_t(0));
-
-    // Edits: a late layer (incremental in the cached batches), then the first one.
-    const QuantLayer& last = all->layers().back();
-    config.layers[last.name].weights.bits = 3;
-    const ModelMetrics lateAll = all->evaluate(config);
-    for (QuantEvaluator* e : {some.get(), none.get()})
-        compareMetrics(e->evaluate(config), lateAll);
-    const QuantLayer& first = all->layers()[1];
-    config.layers[first.name].weights.bits = 4;
-    const ModelMetrics earlyAll = all->evaluate(config);
-    for (QuantEvaluator* e : {some.get(), none.get()})
-        compareMetrics(e->evaluate(config), earlyAll);
-    QVERIFY(some->cachedBytes() <= budget);
-
-    // Per-image errors of an image in the cache and one outside every cache, and an activation
-    // histogram.
-    for (std::size_t image : {std::size_t(3), std::size_t(999)}) {
-        const std::vector<ErrorStats> a = all->imageLayerErrors(image), n = none->imageLayerErrors(image);
-        QCOMPARE(a.size(), n.size());
-        for (std::size_t i = 0; i < a.size(); ++i)
-            QCOMPARE(a[i].mse, n[i].mse);
+    std::vector<std::uint64_t> budgets{everything / 2, everything / 4, everything / 8, 0};
+    std::vector<std::unique_ptr<QuantEvaluator>> limited;
+    for (std::uint64_t budget : budgets) {
+        limited.push_back(f.evaluator(1000));
+        limited.back()->setCacheBudget(budget);
+        compareMetrics(limited.back()->evaluate(config), reference);
+        QVERIFY2(limited.back()->cachedBytes() <= budget,
+                 qPrintable(QString("%1 > %2").arg(limited.back()->cachedBytes()).arg(budget)));
     }
-    const TensorHistogram ha = all->histogram(config, first.name), hn = none->histogram(config, first.name);
+    // Less room, a later start; a budget of a quarter still holds the late layers.
+    QVERIFY(limited[0]->cacheStartNode() > 0);
+    for (std::size_t k = 1; k < limited.size(); ++k)
+        QVERIFY(limited[k]->cacheStartNode() >= limited[k - 1]->cacheStartNode());
+    QVERIFY(limited[1]->cacheStartNode() < nodes);
+    QCOMPARE(limited.back()->cacheStartNode(), nodes);
+    QCOMPARE(limited.back()->cachedBytes(), std::uint64_t(0));
+
+    const std::vector<QuantLayer>& layers = all->layers();
+    auto check = [&](const char* what) {
+        const ModelMetrics expected = all->evaluate(config);
+        for (std::size_t k = 0; k < limited.size(); ++k) {
+            const ModelMetrics got = limited[k]->evaluate(config);
+            compareMetrics(got, expected);
+            QVERIFY2(limited[k]->cachedBytes() <= budgets[k], what);
+            for (std::size_t image : {std::size_t(3), std::size_t(999)}) {
+                const std::vector<ErrorStats> a = all->imageLayerErrors(image), b = limited[k]->imageLayerErrors(image);
+                QCOMPARE(a.size(), b.size());
+                for (std::size_t i = 0; i < a.size(); ++i)
+                    QCOMPARE(a[i].mse, b[i].mse);
+            }
+        }
+    };
+    // The last layer: resumed there wherever the caches start before it.
+    const QuantLayer& last = layers.back();
+    config.layers[last.name].weights.bits = 3;
+    check("last layer");
+    for (const auto& e : limited) {
+        const std::size_t resumed = e->evaluate(config).recomputedFromNode;  // unchanged: nothing rerun
+        QCOMPARE(resumed, nodes);
+    }
+    config.layers[last.name].weights.bits = 4;
+    QCOMPARE(limited[1]->evaluate(config).recomputedFromNode, std::size_t(last.nodeIndex));
+    for (auto& e : limited)
+        e->evaluate(config);
+    // A middle layer with dynamic activations, then a non-uniform (log) one, the first layer, and
+    // a cost-only sweep followed by a full evaluation.
+    const QuantLayer& middle = layers[layers.size() / 2];
+    config.layers[middle.name].activations.dynamic = true;
+    check("dynamic middle layer");
+    config.layers[middle.name].activations.dynamic = false;
+    config.layers[middle.name].weights.scheme = Scheme::Log2;
+    check("log middle layer");
+    config.layers[layers[1].name].weights.bits = 4;
+    check("first layers");
+    config.layers[layers[1].name].weights.bits = 6;
+    for (auto& e : limited)
+        e->evaluate(config, {}, QuantEvaluator::LayerDetail::CostOnly);
+    all->evaluate(config, {}, QuantEvaluator::LayerDetail::CostOnly);
+    QVERIFY_THROWS_EXCEPTION(Error, limited[0]->imageLayerErrors(3));  // a sweep measures no errors
+    check("after a cost-only sweep");
+
+    const TensorHistogram ha = all->histogram(config, layers[1].name), hn = limited.back()->histogram(config, layers[1].name);
     QCOMPARE(ha.histogram.counts, hn.histogram.counts);
     QCOMPARE(ha.min, hn.min);
     QCOMPARE(ha.max, hn.max);
+}
+
+// A residual network (ResNet-8): tensors that skip across the cache start (a block's input,
+// read again by its Add) are what a resumed run is fed; an edit inside a block gives the numbers
+// of everything cached.
+void TestSimulation::memoryBudgetAcrossResidualBlocks()
+{
+    const fs::path model = test::sharedDir() / "models/resnet8_cifar10.onnx";
+    const fs::path data = test::sharedDir() / "data/cifar10_mlperf_tiny_200/test_200.bin";
+    QE_REQUIRE_PATH(model);
+    QE_REQUIRE_PATH(data);
+    auto graph = std::make_shared<const Graph>(loadOnnx(model));
+    const std::shared_ptr<const Dataset> images = openDataset(data);
+    const Preprocess preprocess = test::makePreprocess(ColorOrder::Rgb, 1, 0, 1, 1);
+    auto make = [&](std::optional<std::uint64_t> budget) {
+        auto e = std::make_unique<QuantEvaluator>(graph, images, preprocess, 200);
+        if (budget)
+            e->setCacheBudget(*budget);
+        e->calibrate(*images, 100);
+        return e;
+    };
+    auto all = make(std::nullopt);
+    QuantConfig config = w8a8();
+    const ModelMetrics reference = all->evaluate(config);
+    // A budget whose caches start inside the graph: besides the caches it holds the images and
+    // the batches in flight, so the first of a few multiples of the caches' full size that does.
+    std::unique_ptr<QuantEvaluator> half;
+    for (int quarters = 1; quarters <= 12 && !half; ++quarters) {
+        auto e = make(all->cachedBytes() * quarters / 4);
+        compareMetrics(e->evaluate(config), reference);
+        if (e->cacheStartNode() > 0 && e->cacheStartNode() < graph->nodes.size())
+            half = std::move(e);
+    }
+    QVERIFY(half);
+    const std::size_t start = half->cacheStartNode();
+    // Every layer after the cache start in turn, then the one just before it.
+    for (const QuantLayer& layer : all->layers()) {
+        if (layer.nodeIndex < 0 || std::size_t(layer.nodeIndex) < start)
+            continue;
+        config.layers[layer.name].weights.bits = 5;
+        const ModelMetrics expected = all->evaluate(config);
+        const ModelMetrics got = half->evaluate(config);
+        compareMetrics(got, expected);
+        QCOMPARE(got.recomputedFromNode, std::size_t(layer.nodeIndex));
+    }
+    for (auto it = all->layers().rbegin(); it != all->layers().rend(); ++it)
+        if (it->nodeIndex >= 0 && std::size_t(it->nodeIndex) < start) {
+            config.layers[it->name].weights.bits = 6;
+            break;
+        }
+    compareMetrics(half->evaluate(config), all->evaluate(config));
 }
 
 QTEST_APPLESS_MAIN(TestSimulation)
