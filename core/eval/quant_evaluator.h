@@ -239,8 +239,9 @@ private:
     void planCache(const TensorMap& sample, std::size_t rows);
     // Drops the cached tensors whose life ends before `node` (a later cache start).
     void moveCacheStart(std::size_t node);
-    // Batch `batch`'s float tensors named by `capture` (run now).
-    TensorMap runFloat(std::size_t batch, const std::atomic<bool>* cancel, const std::set<std::string>& capture) const;
+    // Batch `batch`'s float tensors named by `capture` (run now), of the nodes before `endNode`.
+    TensorMap runFloat(std::size_t batch, const std::atomic<bool>* cancel, const std::set<std::string>& capture,
+                       std::size_t endNode = std::numeric_limits<std::size_t>::max()) const;
     std::set<std::string> floatCaptures() const;  // every layer's inputs and output
     // This layer's isolated error, clipping and rounding noise on one batch's float activations.
     void accumulateOwn(const QuantPlan& plan, std::size_t layerIndex, const TensorMap& floats, LayerPartial& partial) const;
