@@ -1,7 +1,7 @@
 #pragma once
 // Inside the training module only (it includes libtorch): a qe::Graph run as torch operations, so
 // that autograd can train it. Each ONNX operator on the training path is one function in
-// torch_graph.cpp's table, following the ONNX semantics of our fp32 kernels (tst_training checks
+// torch_operators.cpp's table, following the ONNX semantics of our fp32 kernels (tst_training checks
 // the two agree on every model of resources/ and ../shared). An operator without a torch form is
 // a qe::Error naming the node and the operator.
 
