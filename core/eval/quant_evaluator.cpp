@@ -129,8 +129,8 @@ void QuantEvaluator::calibrate(const Dataset& calibrationSet, std::size_t images
     // caches: the window calibrates after such an evaluation, for the histograms' method ranges.
     bool usedCalibration = !previousPlan_;
     if (previousPlan_)
-        for (const LayerPlan& layer : previousPlan_->plans)
-            usedCalibration |= layer.activationParams && !layer.activationsFromModel && !layer.config.calibration.fixedRange;
+        for (std::size_t i = 0; i < previousPlan_->plans.size(); ++i)
+            usedCalibration |= activationsFromCalibration(previousPlan_->layers[i], previousPlan_->plans[i].config, &fixed_);
     if (usedCalibration)
         clearQuantizedCache();
 }
@@ -152,14 +152,9 @@ bool QuantEvaluator::needsCalibration(const QuantConfig& config) const
 {
     if (isCalibrated())
         return false;
-    for (const QuantLayer& layer : layers_) {
-        const LayerQuantConfig c = config.resolve(layer.name);
-        auto fixed = fixed_.activations.find(layer.name);
-        const bool covered = (fixed != fixed_.activations.end() && fixed->second.spec == c.activations) ||
-                             c.calibration.fixedRange.has_value();
-        if (!c.keepFloat && c.activations.quantize && !c.activations.dynamic && !covered)
+    for (const QuantLayer& layer : layers_)
+        if (activationsFromCalibration(layer, config.resolve(layer.name), &fixed_))
             return true;
-    }
     return false;
 }
 

@@ -130,9 +130,7 @@ TensorHistogram QuantEvaluator::histogram(const QuantConfig& config, const std::
             // The evaluation's parameters: the model's own, else calibrated; a dynamic range is
             // each input's, shown here as the range over all evaluation images.
             std::optional<QuantParams> p;
-            auto own = fixed_.activations.find(layer.name);
-            const bool modelsOwn = own != fixed_.activations.end() && own->second.spec == lc.activations;
-            if (haveCalibration || modelsOwn || lc.activations.dynamic || lc.calibration.fixedRange)
+            if (haveCalibration || !activationsFromCalibration(layer, lc, &fixed_))
                 p = layerActivationParams(layer, lc, calibration_, &fixed_);
             if (!p && lc.activations.dynamic)
                 p = paramsForRange(lc.activations, result.min, result.max);

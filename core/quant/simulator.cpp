@@ -194,6 +194,12 @@ QuantParams layerWeightParams(const QuantLayer& layer, const TensorQuantSpec& sp
     return quantizeLayerWeights(layer, spec, weights, quantized);
 }
 
+bool activationsFromCalibration(const QuantLayer& layer, const LayerQuantConfig& config, const FixedParams* fixed)
+{
+    return !config.keepFloat && config.activations.quantize && !config.activations.dynamic &&
+           !config.calibration.fixedRange && !(fixed && fixedParamsFor(fixed->activations, layer.name, config.activations));
+}
+
 std::optional<QuantParams> layerActivationParams(const QuantLayer& layer, const LayerQuantConfig& config,
                                                  const CalibrationData& calibration, const FixedParams* fixed)
 {

@@ -83,6 +83,10 @@ QuantParams quantizeLayerWeights(const QuantLayer& layer, const TensorQuantSpec&
 // the fake-quantized weights in the layout of the original. What the histograms show, too.
 QuantParams layerWeightParams(const QuantLayer& layer, const TensorQuantSpec& spec, const Tensor& weights,
                               const FixedParams* fixed, Tensor& quantized);
+// Whether a layer's output activation takes its range from calibration: quantized statically,
+// with neither the model's own parameters for it (`fixed`) nor a fixed range in `config`. What
+// needs calibration before a plan, and what a new calibration changes.
+bool activationsFromCalibration(const QuantLayer& layer, const LayerQuantConfig& config, const FixedParams* fixed);
 // The parameters makePlan puts on a layer's output activation: the model's own while the
 // configuration asks for exactly what they describe, else the calibrated range (qe::Error when
 // none was observed); nullopt for dynamic activations (their range is each input's).
