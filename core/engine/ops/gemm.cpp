@@ -42,17 +42,7 @@ std::vector<Tensor> runGemm(const OpContext& c)
             Eigen::Map<const RowMajorMatrix<T>> A(a.data<T>(), a.dim(0), a.dim(1));
             Eigen::Map<const RowMajorMatrix<T>> B(b.data<T>(), b.dim(0), b.dim(1));
             Eigen::Map<RowMajorMatrix<T>> Y(out.mutableData<T>(), m, n);
-            // Transposed operands are materialised once; weights are small next to the GEMM.
-            const RowMajorMatrix<T> At = transA ? RowMajorMatrix<T>(A.transpose()) : RowMajorMatrix<T>();
-            const RowMajorMatrix<T> Bt = transB ? RowMajorMatrix<T>(B.transpose()) : RowMajorMatrix<T>();
-            if (transA && transB)
-                parallelGemm<T>(At, Bt, Y);
-            else if (transA)
-                parallelGemm<T>(At, B, Y);
-            else if (transB)
-                parallelGemm<T>(A, Bt, Y);
-            else
-                parallelGemm<T>(A, B, Y);
+            parallelGemm<T>(A, transA, B, transB, Y);
             if (alpha != 1.f)
                 Y *= static_cast<T>(alpha);
             if (c.hasInput(2) && beta != 0.f) {

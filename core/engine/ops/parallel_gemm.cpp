@@ -6,9 +6,10 @@
 
 namespace qe {
 
-template <class T>
-void parallelGemm(const Eigen::Ref<const RowMajorMatrix<T>>& a, const Eigen::Ref<const RowMajorMatrix<T>>& b,
-                  Eigen::Ref<RowMajorMatrix<T>> y)
+namespace {
+
+template <class A, class B, class Y>
+void splitProduct(const A& a, const B& b, Y& y)
 {
     const std::int64_t m = a.rows(), k = a.cols(), n = b.cols();
     if (!worthParallel(m * k * n) || omp_in_parallel()) {
@@ -35,9 +36,25 @@ void parallelGemm(const Eigen::Ref<const RowMajorMatrix<T>>& a, const Eigen::Ref
     }
 }
 
-template void parallelGemm<float>(const Eigen::Ref<const RowMajorMatrix<float>>&,
-                                  const Eigen::Ref<const RowMajorMatrix<float>>&, Eigen::Ref<RowMajorMatrix<float>>);
-template void parallelGemm<double>(const Eigen::Ref<const RowMajorMatrix<double>>&,
-                                   const Eigen::Ref<const RowMajorMatrix<double>>&, Eigen::Ref<RowMajorMatrix<double>>);
+}  // namespace
+
+template <class T>
+void parallelGemm(const Eigen::Ref<const RowMajorMatrix<T>>& a, bool transposeA, const Eigen::Ref<const RowMajorMatrix<T>>& b,
+                  bool transposeB, Eigen::Ref<RowMajorMatrix<T>> y)
+{
+    if (transposeA && transposeB)
+        splitProduct(a.transpose(), b.transpose(), y);
+    else if (transposeA)
+        splitProduct(a.transpose(), b, y);
+    else if (transposeB)
+        splitProduct(a, b.transpose(), y);
+    else
+        splitProduct(a, b, y);
+}
+
+template void parallelGemm<float>(const Eigen::Ref<const RowMajorMatrix<float>>&, bool,
+                                  const Eigen::Ref<const RowMajorMatrix<float>>&, bool, Eigen::Ref<RowMajorMatrix<float>>);
+template void parallelGemm<double>(const Eigen::Ref<const RowMajorMatrix<double>>&, bool,
+                                   const Eigen::Ref<const RowMajorMatrix<double>>&, bool, Eigen::Ref<RowMajorMatrix<double>>);
 
 }  // namespace qe
