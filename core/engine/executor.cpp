@@ -21,6 +21,7 @@ Executor::Executor(const Graph& graph) : graph_(graph)
             if (!input.empty())
                 lastUse_[input] = i;
     }
+    convChains_ = findConvChains(graph);
 }
 
 namespace {
@@ -82,6 +83,29 @@ TensorMap Executor::run(const TensorMap& feeds, const RunOptions& options) const
     for (std::size_t i = options.startNode; i < endNode; ++i) {
         if (options.cancel && options.cancel->load(std::memory_order_relaxed))
             throw Cancelled();
+        // A run of convolutions in one go, when no hook sees its nodes and nothing asks for the
+        // tensors inside it.
+        if (auto chain = convChains_.find(i); chain != convChains_.end() && !options.computeNode && !options.afterNode &&
+                                                !options.captureAll && chain->second.last() < endNode &&
+                                                std::none_of(chain->second.inner.begin(), chain->second.inner.end(),
+                                                             [&](const std::string& name) { return keep.count(name) > 0; })) {
+            const ConvChain& c = chain->second;
+            const Tensor* input = lookup(graph_.nodes[c.first()].input(0));
+            std::optional<Tensor> output = input ? runConvChain(graph_, c, *input) : std::nullopt;
+            if (output) {
+                const std::string& name = graph_.nodes[c.last()].outputs.at(0);
+                if (keep.count(name))
+                    result[name] = *output;
+                if (lastUse_.count(name))
+                    live[name] = std::move(*output);
+                for (std::size_t n = c.first(); n <= c.last(); ++n)
+                    for (const std::string& in : graph_.nodes[n].inputs)
+                        if (auto last = lastUse_.find(in); last != lastUse_.end() && last->second == n)
+                            live.erase(in);
+                i = c.last();
+                continue;
+            }
+        }
         const Node& node = graph_.nodes[i];
         OpContext context{node, graph_.opsetVersion, {}};
         context.inputs.reserve(node.inputs.size());

@@ -4,6 +4,7 @@
 // asks to capture are kept (and only those: capturing costs no copy, since tensors share storage).
 
 #include "engine/operator.h"
+#include "engine/conv_chains.h"
 #include "model/graph.h"
 #include "tensor/tensor.h"
 
@@ -64,6 +65,9 @@ private:
     const Graph& graph_;
     std::vector<Kernel> kernels_;
     std::map<std::string, std::size_t> lastUse_;  // tensor name -> index of the last node reading it
+    // Convolution runs that go to oneDNN whole when nothing asks for the tensors inside them
+    // (engine/conv_chains.h), by first node.
+    std::map<std::size_t, ConvChain> convChains_;
 };
 
 // Convenience for the single-input, single-output models that classification uses.

@@ -4,12 +4,21 @@
 // models use (groups, depthwise, strides, dilations, asymmetric pads, 1-D, batch > 1, no bias).
 // The packed-weight cache is checked too: a new weight tensor of the same shape must never be
 // served the packing of an earlier one, also when it reuses the earlier one's memory.
+// Runs of convolutions that the executor hands to oneDNN whole (engine/conv_chains.h) must give
+// exactly, bit for bit, what their nodes give one by one: on a made-up run through Relu, Clip,
+// depthwise and 1x1 convolutions, and on the demo and shared models.
 
+#include "engine/conv_chains.h"
 #include "engine/executor.h"
+#include "engine/graph_preparation.h"
 #include "engine/ops/float_kernels.h"
 #include "model/graph.h"
 
+#include "test_support.h"
+
 #include <QtTest>
+
+#include <cstring>
 
 #include <cmath>
 #include <random>
@@ -152,6 +161,39 @@ void checkConv(const ConvCase& c, const Tensor& x, const Tensor& w, const Tensor
             QFAIL(qPrintable(QStringLiteral("%1: output %2 is %3, expected %4").arg(c.name).arg(i).arg(y.data<float>()[i]).arg(expected[i])));
 }
 
+// `graph` run on `x` with its convolution runs (no capture) and node by node (every tensor inside
+// a run captured, which the executor must then compute): the same outputs, bit for bit, and each
+// run's output from runConvChain equal to its last node's.
+void checkChainsMatchNodes(const Graph& graph, const Tensor& x, std::size_t expectedChains)
+{
+    const std::map<std::size_t, ConvChain> chains = findConvChains(graph);
+    QCOMPARE(chains.size(), expectedChains);
+    const Executor executor(graph);
+    const std::string& input = graph.inputs[0].name;
+    const TensorMap fused = executor.run({{input, x}});
+    RunOptions oneByOne;
+    for (const auto& [first, chain] : chains) {
+        oneByOne.capture.insert(chain.inner.begin(), chain.inner.end());
+        oneByOne.capture.insert(graph.nodes[first].input(0));
+        oneByOne.capture.insert(graph.nodes[chain.last()].outputs[0]);
+    }
+    const TensorMap separate = executor.run({{input, x}}, oneByOne);
+    auto sameBits = [](const Tensor& a, const Tensor& b) {
+        return a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.rawData(), b.rawData(), a.byteSize()) == 0;
+    };
+    for (const ValueInfo& output : graph.outputs)
+        QVERIFY2(sameBits(fused.at(output.name), separate.at(output.name)), output.name.c_str());
+    for (const auto& [first, chain] : chains) {
+        const std::optional<Tensor> ran = runConvChain(graph, chain, separate.at(graph.nodes[first].input(0)));
+        if (!floatKernelsAvailable()) {
+            QVERIFY(!ran);
+            continue;
+        }
+        QVERIFY2(ran, graph.nodes[first].name.c_str());
+        QVERIFY2(sameBits(*ran, separate.at(graph.nodes[chain.last()].outputs[0])), graph.nodes[first].name.c_str());
+    }
+}
+
 }  // namespace
 
 class TestFloatConv : public QObject {
@@ -193,6 +235,74 @@ private slots:
             const Tensor w = randomTensor(weightShapeOf(c), random);
             checkConv(c, x, w, b);
         }
+    }
+
+    // Conv (stride 2, asymmetric pads) -> Relu -> depthwise Conv -> Clip(-1, 2) -> 1x1 Conv
+    // without bias -> Clip(0, inf) -> 3x3 Conv, whose output the Relu after it and an Add both
+    // read: the Relu stays out of the run.
+    void convChainMatchesItsNodes()
+    {
+        std::mt19937 random(11);
+        Graph graph;
+        graph.name = "chain";
+        graph.opsetVersion = 13;
+        graph.inputs.push_back({"x", DataType::Float32, symbolic({2, 3, 17, 15}), true});
+        graph.outputs.push_back({"out", DataType::Float32, {}, false});
+        graph.initializers["w1"] = randomTensor({16, 3, 3, 3}, random);
+        graph.initializers["b1"] = randomTensor({16}, random);
+        graph.initializers["w2"] = randomTensor({16, 1, 3, 3}, random);
+        graph.initializers["b2"] = randomTensor({16}, random);
+        graph.initializers["w3"] = randomTensor({24, 16, 1, 1}, random);
+        graph.initializers["w4"] = randomTensor({8, 24, 3, 3}, random);
+        graph.initializers["lo"] = Tensor::fromValues<float>({}, {-1.f});
+        graph.initializers["hi"] = Tensor::fromValues<float>({}, {2.f});
+        graph.initializers["zero"] = Tensor::fromValues<float>({}, {0.f});
+        Node conv1{"conv1", "Conv", "", {"x", "w1", "b1"}, {"c1"}, {}};
+        conv1.attributes["strides"] = std::vector<std::int64_t>{2, 2};
+        conv1.attributes["pads"] = std::vector<std::int64_t>{1, 1, 1, 0};
+        Node dw{"dw", "Conv", "", {"r1", "w2", "b2"}, {"c2"}, {}};
+        dw.attributes["group"] = std::int64_t{16};
+        dw.attributes["pads"] = std::vector<std::int64_t>{1, 1, 1, 1};
+        Node conv4{"conv4", "Conv", "", {"r3", "w4"}, {"c4"}, {}};
+        conv4.attributes["pads"] = std::vector<std::int64_t>{1, 1, 1, 1};
+        graph.nodes = {conv1,
+                       {"relu1", "Relu", "", {"c1"}, {"r1"}, {}},
+                       dw,
+                       {"clip2", "Clip", "", {"c2", "lo", "hi"}, {"r2"}, {}},
+                       {"pw", "Conv", "", {"r2", "w3"}, {"c3"}, {}},
+                       {"clip3", "Clip", "", {"c3", "zero"}, {"r3"}, {}},
+                       conv4,
+                       {"relu4", "Relu", "", {"c4"}, {"r4"}, {}},
+                       {"sum", "Add", "", {"r4", "c4"}, {"out"}, {}}};
+        checkChainsMatchNodes(graph, randomTensor({2, 3, 17, 15}, random), 1);
+        const ConvChain chain = findConvChains(graph).at(0);
+        QCOMPARE(chain.stages.size(), std::size_t(4));
+        QVERIFY(!chain.stages[3].activation);
+        QCOMPARE(chain.last(), std::size_t(6));
+    }
+
+    void convChainsMatchTheirNodesOnModels_data()
+    {
+        QTest::addColumn<QString>("model");
+        QTest::addColumn<int>("chains");  // -1: as many as found (at least one)
+        QTest::newRow("demo") << QString::fromStdString((test::sourceDir() / "resources/models/fashion_cnn.onnx").string()) << -1;
+        for (const char* name : {"mobilenet_v1_0.25_128_float.onnx", "resnet8_cifar10.onnx", "vww_96_mobilenetv1_025.onnx"})
+            QTest::newRow(name) << QString::fromStdString((test::sharedDir() / "models" / name).string()) << -1;
+    }
+
+    void convChainsMatchTheirNodesOnModels()
+    {
+        QFETCH(QString, model);
+        QFETCH(int, chains);
+        const std::filesystem::path path = model.toStdString();
+        QE_REQUIRE_PATH(path);
+        const Graph graph = loadOnnx(path);
+        const ImageInputGeometry g = imageInputGeometry(graph);
+        std::mt19937 random(5);
+        const std::size_t found = findConvChains(graph).size();
+        QVERIFY2(found > 0, "no convolution run found");
+        checkChainsMatchNodes(graph, randomTensor({2, g.channels, g.height, g.width}, random),
+                              chains >= 0 ? std::size_t(chains) : found);
     }
 
     void maxPoolMatchesTheDefinition_data()

@@ -31,13 +31,20 @@ struct Primitive {
     dnnl::convolution_forward primitive;
 };
 
-// The layout of the input and output inside the convolution. Grouped and depthwise convolutions
-// are fastest on 16-channel blocks (nChw16c); the others let oneDNN choose (channels-last for its
-// BRGEMM kernels on AVX-512). Measured with bench_engines on ResNet-18 and MobileNetV1 (bench/README.md).
-Tag activationTag(std::int64_t groups) { return groups > 1 ? Tag::nChw16c : Tag::any; }
+// The layout of the input and output inside the convolution, by geometry alone (so that a
+// convolution computes the same values inside a chain as alone). Grouped, depthwise and 1x1
+// convolutions are fastest on 16-channel blocks (nChw16c), which MobileNet's chains then keep from
+// one convolution to the next; the others let oneDNN choose (channels-last for its BRGEMM kernels
+// on AVX-512). Measured with bench_engines on ResNet-18 and MobileNetV1 (bench/README.md).
+Tag activationTag(const Shape& w, std::int64_t groups)
+{
+    return groups > 1 || (w[2] == 1 && w[3] == 1) ? Tag::nChw16c : Tag::any;
+}
 
-// Primitives per geometry and thread count (oneDNN fixes a primitive's threads when it is made).
-const Primitive& primitiveFor(const Shape& x, const Shape& w, bool hasBias, const Window2D& win, std::int64_t groups)
+// Primitives per geometry, fused clamp and thread count (oneDNN fixes a primitive's threads when
+// it is made).
+const Primitive& primitiveFor(const Shape& x, const Shape& w, bool hasBias, const Window2D& win, std::int64_t groups,
+                              const std::optional<std::pair<float, float>>& clamp)
 {
     static std::mutex mutex;
     static std::map<std::string, std::unique_ptr<Primitive>> cache;
@@ -47,6 +54,8 @@ const Primitive& primitiveFor(const Shape& x, const Shape& w, bool hasBias, cons
                            win.dilationH, win.dilationW, win.padTop, win.padLeft, win.padBottom, win.padRight,
                            std::int64_t(threads)})
         key += std::to_string(v) + ',';
+    if (clamp)
+        key += std::to_string(clamp->first) + ',' + std::to_string(clamp->second);
     std::lock_guard lock(mutex);
     auto& slot = cache[key];
     if (slot)
@@ -56,8 +65,8 @@ const Primitive& primitiveFor(const Shape& x, const Shape& w, bool hasBias, cons
     const memory::dims weightDims =
         groups == 1 ? memory::dims{oc, w[1], w[2], w[3]} : memory::dims{groups, oc / groups, w[1], w[2], w[3]};
     try {
-        const memory::desc src({x[0], x[1], x[2], x[3]}, Type::f32, activationTag(groups));
-        const memory::desc dst({x[0], oc, win.outH, win.outW}, Type::f32, activationTag(groups));
+        const memory::desc src({x[0], x[1], x[2], x[3]}, Type::f32, activationTag(w, groups));
+        const memory::desc dst({x[0], oc, win.outH, win.outW}, Type::f32, activationTag(w, groups));
         const memory::desc weights(weightDims, Type::f32, Tag::any);
         const memory::desc bias = hasBias ? memory::desc({oc}, Type::f32, Tag::x) : memory::desc();
         const dnnl::convolution_forward::desc desc(
@@ -66,6 +75,13 @@ const Primitive& primitiveFor(const Shape& x, const Shape& w, bool hasBias, cons
             {win.padBottom, win.padRight});
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        if (clamp) {
+            // clip: lo where x <= lo, hi where x > hi, else x; Relu as clip(0, inf) rather than
+            // oneDNN's relu, whose 0 * x makes -0 of a negative x where the Relu kernel gives 0.
+            dnnl::post_ops ops;
+            ops.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, clamp->first, clamp->second);
+            attr.set_post_ops(ops);
+        }
         slot->pd = dnnl::convolution_forward::primitive_desc(desc, attr, cpuEngine());
         slot->optimized = isOptimized(slot->pd.impl_info_str());
         if (slot->optimized)
@@ -122,37 +138,58 @@ PackedWeights& packedWeights()
 
 bool floatKernelsAvailable() { return true; }
 
+std::optional<Tensor> fastFloatConvChain(const Tensor& x, const std::vector<FloatConvStage>& stages)
+{
+    if (stages.empty() || x.rank() != 4 || x.size() == 0)
+        return std::nullopt;
+    // Every stage's primitive first: the chain runs on oneDNN entirely or not at all.
+    std::vector<const Primitive*> primitives;
+    Shape in = x.shape();
+    for (const FloatConvStage& stage : stages) {
+        if (stage.weights.rank() != 4 || stage.weights.size() == 0 || stage.weights.dtype() != DataType::Float32)
+            return std::nullopt;
+        const Primitive& p = primitiveFor(in, stage.weights.shape(), !stage.bias.empty(), stage.window, stage.groups, stage.clamp);
+        if (!p.optimized)
+            return std::nullopt;
+        primitives.push_back(&p);
+        in = {in[0], stage.weights.dim(0), stage.window.outH, stage.window.outW};
+    }
+    const memory::desc plainSrc({x.dim(0), x.dim(1), x.dim(2), x.dim(3)}, Type::f32, Tag::nchw);
+    const memory userSrc(plainSrc, cpuEngine(), const_cast<std::byte*>(x.rawData()));
+    memory src = primitives[0]->pd.src_desc() == plainSrc ? userSrc : onednn::reordered(userSrc, primitives[0]->pd.src_desc());
+    Tensor out = Tensor::uninitialized(DataType::Float32, in);
+    const memory::desc plainDst({in[0], in[1], in[2], in[3]}, Type::f32, Tag::nchw);
+    const memory userDst(plainDst, cpuEngine(), out.mutableRawData());
+    for (std::size_t k = 0; k < stages.size(); ++k) {
+        const FloatConvStage& stage = stages[k];
+        const Primitive& p = *primitives[k];
+        if (p.pd.src_desc() != src.get_desc())  // consecutive stages in different layouts
+            src = onednn::reordered(src, p.pd.src_desc());
+        const std::int64_t oc = stage.weights.dim(0);
+        const Shape& w = stage.weights.shape();
+        const memory::dims weightDims = stage.groups == 1 ? memory::dims{oc, w[1], w[2], w[3]}
+                                                          : memory::dims{stage.groups, oc / stage.groups, w[1], w[2], w[3]};
+        const memory::desc plainWeights(weightDims, Type::f32, stage.groups == 1 ? Tag::oihw : Tag::goihw);
+        const bool last = k + 1 == stages.size();
+        const memory dst = last && p.pd.dst_desc() == plainDst ? userDst : memory(p.pd.dst_desc(), cpuEngine());
+        const memory packed = p.pd.weights_desc() == plainWeights
+                                  ? memory(plainWeights, cpuEngine(), const_cast<std::byte*>(stage.weights.rawData()))
+                                  : packedWeights().get(stage.weights, plainWeights, p.pd.weights_desc());
+        std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, packed}, {DNNL_ARG_DST, dst}};
+        if (!stage.bias.empty())
+            args.emplace(DNNL_ARG_BIAS, memory(p.pd.bias_desc(), cpuEngine(), const_cast<std::byte*>(stage.bias.rawData())));
+        onednn::execute(p.primitive, p.pd.scratchpad_desc(), std::move(args));
+        src = dst;
+    }
+    if (src != userDst)
+        onednn::reorder(src, userDst);
+    return out;
+}
+
 std::optional<Tensor> fastFloatConv(const Tensor& x, const Tensor& weights, const Tensor& bias, const Window2D& window,
                                     std::int64_t groups)
 {
-    if (x.rank() != 4 || weights.rank() != 4 || x.size() == 0 || weights.size() == 0)
-        return std::nullopt;
-    const bool hasBias = !bias.empty();
-    const Primitive& p = primitiveFor(x.shape(), weights.shape(), hasBias, window, groups);
-    if (!p.optimized)
-        return std::nullopt;
-    const std::int64_t oc = weights.dim(0);
-    const memory::dims weightDims = groups == 1 ? memory::dims{oc, weights.dim(1), weights.dim(2), weights.dim(3)}
-                                                : memory::dims{groups, oc / groups, weights.dim(1), weights.dim(2), weights.dim(3)};
-    const memory::desc plainWeights(weightDims, Type::f32, groups == 1 ? Tag::oihw : Tag::goihw);
-    const memory::desc plainSrc({x.dim(0), x.dim(1), x.dim(2), x.dim(3)}, Type::f32, Tag::nchw);
-    const memory::desc plainDst({x.dim(0), oc, window.outH, window.outW}, Type::f32, Tag::nchw);
-
-    Tensor out = Tensor::uninitialized(DataType::Float32, {x.dim(0), oc, window.outH, window.outW});
-    const memory userSrc(plainSrc, cpuEngine(), const_cast<std::byte*>(x.rawData()));
-    const memory userDst(plainDst, cpuEngine(), out.mutableRawData());
-    const memory src = p.pd.src_desc() == plainSrc ? userSrc : onednn::reordered(userSrc, p.pd.src_desc());
-    const memory dst = p.pd.dst_desc() == plainDst ? userDst : memory(p.pd.dst_desc(), cpuEngine());
-    const memory packed = p.pd.weights_desc() == plainWeights
-                              ? memory(plainWeights, cpuEngine(), const_cast<std::byte*>(weights.rawData()))
-                              : packedWeights().get(weights, plainWeights, p.pd.weights_desc());
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, packed}, {DNNL_ARG_DST, dst}};
-    if (hasBias)
-        args.emplace(DNNL_ARG_BIAS, memory(p.pd.bias_desc(), cpuEngine(), const_cast<std::byte*>(bias.rawData())));
-    onednn::execute(p.primitive, p.pd.scratchpad_desc(), std::move(args));
-    if (dst != userDst)
-        onednn::reorder(dst, userDst);
-    return out;
+    return fastFloatConvChain(x, {FloatConvStage{weights, bias, window, groups, std::nullopt}});
 }
 
 #else
@@ -163,6 +200,8 @@ std::optional<Tensor> fastFloatConv(const Tensor&, const Tensor&, const Tensor&,
 {
     return std::nullopt;
 }
+
+std::optional<Tensor> fastFloatConvChain(const Tensor&, const std::vector<FloatConvStage>&) { return std::nullopt; }
 
 #endif
 

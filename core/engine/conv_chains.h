@@ -1,0 +1,41 @@
+#pragma once
+// Runs of fp32 convolutions that the executor hands to oneDNN whole (fastFloatConvChain in
+// engine/ops/float_kernels.h): a Conv; the Relu or Clip right after it when nothing else reads the
+// convolution's output; then the next Conv when nothing else reads that; and so on. Inside a run
+// the activations stay in oneDNN's layout and are never NCHW tensors: MobileNetV1's body is one
+// run, ResNet's blocks are runs between their Adds. Each convolution computes exactly what it
+// computes alone, so a run gives the values of its nodes run one by one.
+
+#include "model/graph.h"
+#include "tensor/tensor.h"
+
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qe {
+
+struct ConvChain {
+    struct Stage {
+        std::size_t conv;                       // node index
+        std::optional<std::size_t> activation;  // the Relu/Clip node after it
+    };
+    std::vector<Stage> stages;
+    std::vector<std::string> inner;  // tensors made and read only inside the run
+
+    std::size_t first() const { return stages.front().conv; }
+    std::size_t last() const { return stages.back().activation.value_or(stages.back().conv); }
+};
+
+// The runs of `graph` of at least two nodes (a Conv and its activation, or two Convs), by their
+// first node. Only convolutions whose weights and bias are float initializers take part.
+std::map<std::size_t, ConvChain> findConvChains(const Graph& graph);
+
+// The run's output (its last node's) for `input` (its first Conv's data input); nothing when the
+// run cannot go to oneDNN whole (a geometry without a fast kernel, a shape that does not fit): the
+// executor then runs its nodes one by one, which also names any error.
+std::optional<Tensor> runConvChain(const Graph& graph, const ConvChain& chain, const Tensor& input);
+
+}  // namespace qe
