@@ -207,12 +207,15 @@ void QuantEvaluator::accumulateOwn(const QuantPlan& plan, std::size_t layerIndex
     const QuantParams& p = *lp.activationParams;
     const bool uniform = schemeTraits(p.scheme).integerForm;
     const Tensor q = uniform ? fakeQuantize(reference, p) : Tensor();
+    const float* values = reference.data<float>();
+    const float* quantized = uniform ? q.data<float>() : nullptr;
+    const float lo = p.rangeMin[0], hi = p.rangeMax[0];
     for (std::int64_t k = 0; k < reference.size(); ++k) {
-        const float v = reference.data<float>()[k];
-        if (v < p.rangeMin[0] || v > p.rangeMax[0]) {
+        const float v = values[k];
+        if (v < lo || v > hi) {
             ++partial.clipped;
         } else if (uniform && v != 0.f) {  // exact zeros (ReLU) quantize without error
-            const double e = q.data<float>()[k] - v;
+            const double e = quantized[k] - v;
             partial.noise += e * e;
             ++partial.inside;
         }
