@@ -206,19 +206,35 @@ void QuantEvaluator::accumulateOwn(const QuantPlan& plan, std::size_t layerIndex
         return;
     const QuantParams& p = *lp.activationParams;
     const bool uniform = schemeTraits(p.scheme).integerForm;
-    const Tensor q = uniform ? fakeQuantize(reference, p) : Tensor();
     const float* values = reference.data<float>();
-    const float* quantized = uniform ? q.data<float>() : nullptr;
     const float lo = p.rangeMin[0], hi = p.rangeMax[0];
-    for (std::int64_t k = 0; k < reference.size(); ++k) {
+    const std::int64_t count = reference.size();
+    // Eight independent sums, branch-free: one sum carried from value to value waited on each
+    // addition (a seventh of MobileNetV1's whole evaluation).
+    constexpr int kLanes = 8;
+    std::int64_t clipped[kLanes] = {}, inside[kLanes] = {};
+    double noise[kLanes] = {};
+    const std::int64_t whole = count / kLanes * kLanes;
+    const Tensor q = uniform ? fakeQuantize(reference, p) : Tensor();
+    const float* quantized = uniform ? q.data<float>() : values;  // values: no error when not uniform
+    auto add = [&](int lane, std::int64_t k) {
         const float v = values[k];
-        if (v < lo || v > hi) {
-            ++partial.clipped;
-        } else if (uniform && v != 0.f) {  // exact zeros (ReLU) quantize without error
-            const double e = quantized[k] - v;
-            partial.noise += e * e;
-            ++partial.inside;
-        }
+        const bool outside = (v < lo) | (v > hi);
+        const bool counted = uniform & !outside & (v != 0.f);  // exact zeros (ReLU) quantize without error
+        const double e = counted ? double(quantized[k]) - double(v) : 0.0;
+        clipped[lane] += outside;
+        inside[lane] += counted;
+        noise[lane] += e * e;
+    };
+    for (std::int64_t k = 0; k < whole; k += kLanes)
+        for (int lane = 0; lane < kLanes; ++lane)
+            add(lane, k + lane);
+    for (std::int64_t k = whole; k < count; ++k)
+        add(0, k);
+    for (int lane = 0; lane < kLanes; ++lane) {
+        partial.clipped += std::size_t(clipped[lane]);
+        partial.inside += std::size_t(inside[lane]);
+        partial.noise += noise[lane];
     }
     partial.total += static_cast<std::size_t>(reference.size());
 }

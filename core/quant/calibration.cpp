@@ -351,17 +351,24 @@ void RangeObserver::observe(const float* values, std::size_t count)
 {
     if (count == 0)
         return;
+    // Branch-free reductions that the compiler vectorises; a value that is not finite is looked
+    // for again only to name it.
     float batchMin = values[0], batchMax = values[0];
     std::uint64_t zeros = 0;
+    int notFinite = 0;
+#pragma omp simd reduction(min : batchMin) reduction(max : batchMax) reduction(+ : zeros) reduction(| : notFinite)
     for (std::size_t i = 0; i < count; ++i) {
         const float v = values[i];
-        if (!std::isfinite(v))
-            throw Error("calibration: activation " + std::to_string(i) + " of the batch is " + toString(v) +
-                        " (a finite value was expected)");
+        notFinite |= !(std::abs(v) <= std::numeric_limits<float>::max());
         batchMin = std::min(batchMin, v);
         batchMax = std::max(batchMax, v);
         zeros += v == 0;
     }
+    if (notFinite)
+        for (std::size_t i = 0; i < count; ++i)
+            if (!std::isfinite(values[i]))
+                throw Error("calibration: activation " + std::to_string(i) + " of the batch is " + toString(values[i]) +
+                            " (a finite value was expected)");
     const int n = bins_;
     if (seen_ == 0) {
         min_ = batchMin;

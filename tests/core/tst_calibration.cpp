@@ -223,6 +223,13 @@ void TestCalibration::badInputIsAnError()
     const std::vector<float> bad{1.f, NAN, 2.f}, inf{1.f, INFINITY};
     QVERIFY_THROWS_EXCEPTION(Error, observer.observe(bad.data(), bad.size()));
     QVERIFY_THROWS_EXCEPTION(Error, observer.observe(inf.data(), inf.size()));
+    const std::vector<float> firstBad{-INFINITY, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f};
+    QVERIFY_THROWS_EXCEPTION(Error, observer.observe(firstBad.data(), firstBad.size()));
+    try {  // the error names the value
+        observer.observe(bad.data(), bad.size());
+    } catch (const Error& e) {
+        QVERIFY2(std::string(e.what()).find("activation 1 of the batch") != std::string::npos, e.what());
+    }
     QVERIFY(observer.empty());
     QVERIFY_THROWS_EXCEPTION(Error, observer.observe(Tensor(DataType::Int8, {4})));
 
