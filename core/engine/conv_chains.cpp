@@ -1,6 +1,7 @@
 #include "engine/conv_chains.h"
 
 #include "common/error.h"
+#include "engine/operator.h"
 #include "engine/ops/float_kernels.h"
 #include "model/window.h"
 
@@ -29,35 +30,18 @@ bool chainableConv(const Graph& graph, const Node& node)
            (node.input(2).empty() || floatInitializer(graph, node, 2, 1));
 }
 
-// The bounds of a Relu, or of a Clip whose bounds are constants with min <= max; nothing else.
+// The bounds of a Relu, or of a Clip whose bounds are constants: what the node's own kernel makes
+// of -inf and +inf (the clip post-op then gives exactly the kernel's values, infinities included);
+// nothing for any other node.
 std::optional<std::pair<float, float>> clampOf(const Graph& graph, const Node& node)
 {
-    constexpr float inf = std::numeric_limits<float>::infinity();
-    if (!standardDomain(node))
+    if (!standardDomain(node) || (node.opType != "Relu" && node.opType != "Clip"))
         return std::nullopt;
-    if (node.opType == "Relu")
-        return std::pair{0.f, inf};
-    if (node.opType != "Clip")
+    try {
+        return activationBounds(graph, node, std::numeric_limits<float>::infinity());
+    } catch (const Error&) {  // bounds the kernel rejects: the node, run alone, names them
         return std::nullopt;
-    float lo = -inf, hi = inf;
-    if (graph.opsetVersion < 11) {  // attributes before opset 11, as the Clip kernel reads them
-        if (node.hasAttribute("min"))
-            lo = node.floatAttribute("min", lo);
-        if (node.hasAttribute("max"))
-            hi = node.floatAttribute("max", hi);
-    } else {
-        for (std::size_t k : {std::size_t{1}, std::size_t{2}}) {
-            if (node.input(k).empty())
-                continue;
-            auto it = graph.initializers.find(node.input(k));
-            if (it == graph.initializers.end() || it->second.dtype() != DataType::Float32 || it->second.size() != 1)
-                return std::nullopt;
-            (k == 1 ? lo : hi) = it->second.data<float>()[0];
-        }
     }
-    if (!(lo <= hi))
-        return std::nullopt;
-    return std::pair{lo, hi};
 }
 
 }  // namespace

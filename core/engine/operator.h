@@ -7,8 +7,10 @@
 #include "tensor/tensor.h"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace qe {
@@ -40,6 +42,11 @@ Kernel findKernel(std::string_view domain, std::string_view opType);
 std::vector<Tensor> runKernel(Kernel kernel, const OpContext& context);
 // Runs one node on the given inputs (nullptr for omitted ones); the operator must be supported.
 std::vector<Tensor> runNode(const Node& node, std::int64_t opset, std::vector<const Tensor*> inputs);
+// What a clamp-like activation node of `graph` (Relu, Clip: monotone and constant beyond its
+// bounds) makes of -extreme and +extreme, computed by its own kernel, so that its bounds follow
+// the operator's definition in the graph's opset (Clip's moved from attributes to inputs in opset
+// 11); nullopt when one of its other inputs is computed rather than an initializer.
+std::optional<std::pair<float, float>> activationBounds(const Graph& graph, const Node& activation, float extreme);
 
 // Helpers shared by kernels.
 [[noreturn]] void failNode(const OpContext& context, const std::string& message);

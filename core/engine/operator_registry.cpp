@@ -59,6 +59,20 @@ std::vector<Tensor> runNode(const Node& node, std::int64_t opset, std::vector<co
     return runKernel(kernel, OpContext{node, opset, std::move(inputs)});
 }
 
+std::optional<std::pair<float, float>> activationBounds(const Graph& graph, const Node& activation, float extreme)
+{
+    const Tensor extremes = Tensor::fromValues<float>({2}, std::vector<float>{-extreme, extreme});
+    std::vector<const Tensor*> in{&extremes};
+    for (std::size_t i = 1; i < activation.inputs.size(); ++i) {
+        const std::string& name = activation.inputs[i];
+        if (!name.empty() && !graph.isInitializer(name))
+            return std::nullopt;
+        in.push_back(name.empty() ? nullptr : &graph.initializers.at(name));
+    }
+    const Tensor ends = runNode(activation, graph.opsetVersion, in).at(0);
+    return std::pair{ends.data<float>()[0], ends.data<float>()[1]};
+}
+
 void failNode(const OpContext& context, const std::string& message)
 {
     (void)context;  // the executor prefixes the node name and operator

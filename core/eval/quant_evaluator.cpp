@@ -426,15 +426,7 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
             }
         }
         const std::size_t done = imagesDone += rows;
-#pragma omp critical(qe_evaluator_progress)
-        {
-            if (progress.top1 && running.total > 0) {
-                countTop1(quantOutputs_[b], b * batchSize, label, running);
-                progress.top1("quantized model", running);
-            }
-            if (progress.report)
-                progress.report("quantized model", done, evaluationImages_);
-        }
+        reportBatch(progress, "quantized model", quantOutputs_[b], b * batchSize, label, running, done, evaluationImages_);
     };
     // Batches that run from the start hold their activations while measured: when those are
     // large, one batch at a time (its kernels using every core) halves the memory two batches in

@@ -279,15 +279,7 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
             keepOutsideHeap(map, cache[b]);
             cache[b][inputName] = inputs_[b];  // shares its storage
             const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
-#pragma omp critical(qe_evaluator_progress)
-            {
-                if (progress.top1 && running.total > 0) {
-                    countTop1(outputs[b], b * batchSize, label, running);
-                    progress.top1("float reference", running);
-                }
-                if (progress.report)
-                    progress.report("float reference", done, evaluationImages_);
-            }
+            reportBatch(progress, "float reference", outputs[b], b * batchSize, label, running, done, evaluationImages_);
         };
         // Large batches one at a time (as evaluate() measures them), small ones two at a time.
         if (floatBytesPerBatch_ > kLargeBatchBytes) {

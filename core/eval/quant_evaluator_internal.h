@@ -34,6 +34,22 @@ inline std::size_t labelledCount(const std::vector<int>& labels)
     return std::size_t(std::count_if(labels.begin(), labels.end(), [](int label) { return label >= 0; }));
 }
 
+// One batch done: its top-1 counted into `running` and reported with the images done so far, as
+// `stage`, under one lock for every batch in flight.
+inline void reportBatch(const EvaluationProgress& progress, const char* stage, const Tensor& output, std::size_t first,
+                        const std::function<int(std::size_t)>& label, RunningTop1& running, std::size_t done, std::size_t total)
+{
+#pragma omp critical(qe_evaluator_progress)
+    {
+        if (progress.top1 && running.total > 0) {
+            countTop1(output, first, label, running);
+            progress.top1(stage, running);
+        }
+        if (progress.report)
+            progress.report(stage, done, total);
+    }
+}
+
 constexpr std::size_t kBatchSize = 32;
 // A batch whose float activations take more than this is measured alone when it is not cached
 // (ResNet-18 at 224 x 224 takes about 450 MB per batch of 32; the demo model 10 MB).

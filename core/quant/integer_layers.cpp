@@ -82,16 +82,12 @@ std::optional<std::pair<std::int32_t, std::int32_t>> fusedCodeRange(const Graph&
     std::pair<std::int32_t, std::int32_t> range{output.qmin, output.qmax};
     if (!activation)
         return range;
-    const Tensor extremes = Tensor::fromValues<float>({2}, std::vector<float>{-FLT_MAX, FLT_MAX});
-    std::vector<const Tensor*> in{&extremes};
-    for (std::size_t i = 1; i < activation->inputs.size(); ++i) {
-        const std::string& name = activation->inputs[i];
-        if (!name.empty() && !graph.isInitializer(name))
-            return std::nullopt;  // a computed clip bound
-        in.push_back(name.empty() ? nullptr : &graph.initializers.at(name));
-    }
-    const std::vector<std::int32_t> ends = uniformCodes(fakeQuantize(runNode(*activation, graph.opsetVersion, in).at(0), output), output, 0);
-    range = {std::max(range.first, ends.at(0)), std::min(range.second, ends.at(1))};
+    const auto bounds = activationBounds(graph, *activation, FLT_MAX);
+    if (!bounds)
+        return std::nullopt;  // a computed clip bound
+    const Tensor ends = Tensor::fromValues<float>({2}, std::vector<float>{bounds->first, bounds->second});
+    const std::vector<std::int32_t> codes = uniformCodes(fakeQuantize(ends, output), output, 0);
+    range = {std::max(range.first, codes.at(0)), std::min(range.second, codes.at(1))};
     if (range.first > range.second)
         return std::nullopt;
     return range;

@@ -170,17 +170,7 @@ std::optional<std::pair<float, float>> fusedBounds(const Graph& graph, const Qua
 {
     if (layer.outputNodeIndex == layer.nodeIndex || layer.outputNodeIndex < 0)
         return std::nullopt;
-    const Node& activation = graph.nodes.at(static_cast<std::size_t>(layer.outputNodeIndex));
-    const Tensor extremes = Tensor::fromValues<float>({2}, std::vector<float>{-FLT_MAX, FLT_MAX});
-    std::vector<const Tensor*> in{&extremes};
-    for (std::size_t i = 1; i < activation.inputs.size(); ++i) {
-        const std::string& name = activation.inputs[i];
-        if (!name.empty() && !graph.isInitializer(name))
-            return std::nullopt;
-        in.push_back(name.empty() ? nullptr : &graph.initializers.at(name));
-    }
-    const Tensor ends = runNode(activation, graph.opsetVersion, in).at(0);
-    return std::pair{ends.data<float>()[0], ends.data<float>()[1]};
+    return activationBounds(graph, graph.nodes.at(static_cast<std::size_t>(layer.outputNodeIndex)), FLT_MAX);
 }
 
 // Conv: unfolds at most `maxPositions` random output positions of each image (im2col: one row
