@@ -1,25 +1,26 @@
-// The table of quantization schemes and the reference quantizers (plain scalar code; fast paths,
-// if ever needed, are tested against these). The uniform path is bit-identical to PyTorch's
-// fake_quantize kernels and the FP8 conversions follow the OCP tables: tests/core/tst_quantizer.cpp
-// checks both against references produced by scripts/make_quantizer_references.py.
-//
-// Each scheme's behaviour is in its row of kSchemes (at the end of the anonymous namespace): code
-// range, parameter fitting, fake quantization and levels, as functions of its kind defined above
-// the table. Nothing else in the program switches over schemes.
+// The table of quantization schemes, the fitting of each kind's parameters, and the functions
+// scheme.h declares. Each scheme's behaviour is in its row of kSchemes (at the end of the
+// anonymous namespace): its code range and parameter fitting, defined above the table, and its
+// fake quantization and levels, defined in quantizers.cpp. The small floating-point formats are
+// in small_float.cpp and the k-means codebook fitting in kmeans.cpp; scheme_internal.h is what the
+// four files share. Nothing else in the program switches over schemes.
 
 #include "quant/scheme.h"
+#include "quant/scheme_internal.h"
 
 #include "common/error.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <limits>
-#include <numbers>
 #include <span>
+#include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 namespace qe {
+using namespace scheme_detail;  // the rows' functions and formats, from the other three files
 namespace {
 
 constexpr std::array<std::string_view, 4> kGranularityNames{"per_tensor", "per_channel", "per_group", "per_token"};
@@ -35,53 +36,6 @@ std::optional<Enum> fromName(const std::array<std::string_view, N>& names, std::
         if (names[i] == name)
             return static_cast<Enum>(i);
     return std::nullopt;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Small floating-point formats
-
-constexpr FloatFormat kFp16{5, 10, 15, 65504.0, false, true, false};
-constexpr FloatFormat kBf16{8, 7, 127, 3.38953139e38, false, true, false};
-constexpr FloatFormat kFp8E4M3{4, 3, 7, 448.0, true, false, true};
-constexpr FloatFormat kFp8E5M2{5, 2, 15, 57344.0, true, true, true};
-
-float roundToFormat(float x, const FloatFormat& format)
-{
-    if (std::isnan(x))
-        return x;
-    if (std::isinf(x))
-        return format.saturate ? static_cast<float>(std::copysign(format.maxFinite, x)) : x;
-    const double magnitude = std::fabs(static_cast<double>(x));
-    if (magnitude == 0.0)
-        return x;  // keeps the sign of -0
-    // Representable values around `magnitude` are multiples of 2^(e - mantissaBits), e being its
-    // binade (or the smallest normal binade, 1 - bias, for subnormals). Everything here is exact
-    // in double. nearbyint rounds half to even, and an even multiple is a code with an even
-    // mantissa (a carry into the next binade gives mantissa 0), so this is the format's
-    // round-to-nearest-even.
-    const int exponent = std::max(std::ilogb(magnitude), 1 - format.bias);
-    const double quantum = std::ldexp(1.0, exponent - format.mantissaBits);
-    double rounded = std::nearbyint(magnitude / quantum) * quantum;
-    if (rounded > format.maxFinite)
-        rounded = format.saturate ? format.maxFinite : std::numeric_limits<double>::infinity();
-    // Sign-magnitude: a negative value that rounds to zero becomes -0, as in IEEE conversions.
-    return static_cast<float>(std::copysign(rounded, static_cast<double>(x)));
-}
-
-// The value of `code`, or NaN when the code is not a finite number.
-double decodeFloat(std::uint32_t code, const FloatFormat& e)
-{
-    const std::uint32_t mantissaMask = (1u << e.mantissaBits) - 1;
-    const std::uint32_t exponentMask = (1u << e.exponentBits) - 1;
-    const std::uint32_t mantissa = code & mantissaMask;
-    const std::uint32_t exponent = (code >> e.mantissaBits) & exponentMask;
-    const bool negative = (code >> (e.mantissaBits + e.exponentBits)) & 1u;
-    if (exponent == exponentMask && (e.ieeeSpecials || mantissa == mantissaMask))
-        return std::numeric_limits<double>::quiet_NaN();  // inf is not a level either
-    const double magnitude = exponent == 0
-        ? std::ldexp(static_cast<double>(mantissa), 1 - e.bias - e.mantissaBits)
-        : std::ldexp(static_cast<double>(mantissa | (mantissaMask + 1)), static_cast<int>(exponent) - e.bias - e.mantissaBits);
-    return negative ? -magnitude : magnitude;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -236,386 +190,6 @@ void checkGroupSize(const TensorQuantSpec& spec)
 }
 
 // ---------------------------------------------------------------------------------------------
-// K-means
-
-constexpr int kMaxLloydIterations = 30;
-constexpr int kMaxCodebookSize = 256;  // k-means takes at most 8 bits
-
-// Fits `levels` sorted centroids to `values` with Lloyd's algorithm and returns how many it fitted:
-// `levels`, or the number of distinct values when that is smaller (they are then the codebook,
-// padded with the largest). Sorts `values` in place and uses `prefix` (values.size() + 1 entries)
-// as scratch. Allocates nothing, so it can run inside a parallel region.
-//
-// It starts from the uniform grid of `levels` points spanning [min, max]. The first assignment is
-// then exactly uniform min-max quantization, and no Lloyd step increases the MSE (the assignment
-// step picks the nearest centroid for fixed centroids, the update step the best centroids for a
-// fixed assignment), so the result is never worse than uniform min-max with the same level count.
-//
-// In 1-D with sorted values each cluster is an index range whose ends are found by binary search
-// on the midpoints between neighbouring centroids, and its mean comes from prefix sums: one
-// iteration costs O(levels * log n), not O(n).
-int fitCodebook(std::span<float> values, std::span<double> prefix, int levels, float* codebook)
-{
-    std::sort(values.begin(), values.end());
-    const std::size_t n = values.size();
-    // Few distinct values: they are the codebook, exactly (zero error).
-    int distinct = 0;
-    for (std::size_t i = 0; i < n && distinct <= levels; ++i)
-        distinct += i == 0 || values[i] != values[i - 1];
-    if (distinct <= levels) {
-        int k = 0;
-        for (std::size_t i = 0; i < n; ++i)
-            if (i == 0 || values[i] != values[i - 1])
-                codebook[k++] = values[i];
-        std::fill(codebook + k, codebook + levels, codebook[k - 1]);
-        return distinct;
-    }
-    prefix[0] = 0.0;
-    for (std::size_t i = 0; i < n; ++i)
-        prefix[i + 1] = prefix[i] + values[i];
-    const double lo = values.front(), hi = values.back();
-
-    std::array<double, kMaxCodebookSize> centroids{};
-    std::array<std::size_t, kMaxCodebookSize + 1> bounds{}, previousBounds{};
-    for (int i = 0; i < levels; ++i)
-        centroids[i] = levels == 1 ? lo : lo + (hi - lo) * i / (levels - 1);
-    for (int iteration = 0; iteration < kMaxLloydIterations; ++iteration) {
-        // Cluster i holds the values in [midpoint(i-1, i), midpoint(i, i+1)); a value exactly on a
-        // midpoint goes to the upper centroid, as in fakeQuantize().
-        bounds[0] = 0;
-        bounds[levels] = n;
-        for (int i = 1; i < levels; ++i) {
-            const double midpoint = 0.5 * (centroids[i - 1] + centroids[i]);
-            bounds[i] = static_cast<std::size_t>(
-                std::lower_bound(values.begin(), values.end(), midpoint, [](float v, double m) { return v < m; }) - values.begin());
-        }
-        if (iteration > 0 && std::equal(bounds.begin(), bounds.begin() + levels + 1, previousBounds.begin()))
-            break;  // same assignment, same centroids: converged
-        previousBounds = bounds;
-        for (int i = 0; i < levels; ++i)
-            if (bounds[i + 1] > bounds[i])  // an empty cluster keeps its centroid
-                centroids[i] = (prefix[bounds[i + 1]] - prefix[bounds[i]]) / static_cast<double>(bounds[i + 1] - bounds[i]);
-    }
-    std::sort(centroids.begin(), centroids.begin() + levels);
-    for (int i = 0; i < levels; ++i)
-        codebook[i] = static_cast<float>(centroids[i]);
-    return levels;
-}
-
-// Index of the centroid nearest to x in a sorted codebook, given the midpoints between neighbours
-// (a value exactly on a midpoint goes to the upper centroid).
-std::size_t nearestCentroid(const double* midpoints, std::size_t midpointCount, float x)
-{
-    return static_cast<std::size_t>(std::upper_bound(midpoints, midpoints + midpointCount, static_cast<double>(x)) - midpoints);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Element-wise quantizers
-
-// Uniform fake quantization exactly as PyTorch's CPU kernel (fake_quantize_tensor_cachemask_kernel
-// and its per-channel twin): inv_scale = 1.0f / scale, q = zero_point + nearbyint(x * inv_scale) in
-// float32 (half to even, rounding x * inv_scale, not x / scale), clamped to [qmin, qmax], then
-// (q - zero_point) * scale. PyTorch's product is in double and rounded once to float, which equals
-// the float product because (q - zero_point) has at most 17 significant bits.
-// Differences on purpose: NaN stays NaN and +-inf saturate to the range ends; PyTorch casts those
-// to int64 (undefined behaviour; in practice they become qmin).
-struct UniformBlock {
-    float scale, inverseScale, zeroPoint, qmin, qmax;
-    float operator()(float x) const
-    {
-        if (std::isnan(x))
-            return x;
-        const float q = std::clamp(std::nearbyint(x * inverseScale) + zeroPoint, qmin, qmax);
-        return (q - zeroPoint) * scale;
-    }
-};
-
-// Log2 levels: 0 and +-scale * 2^e for e = -(K-1) .. 0 (K = qmax). |x| is rounded to the nearest
-// level in the log domain (the boundary between 2^(e-1) and 2^e is 2^e / sqrt(2)), which keeps the
-// relative error bounded. Below the smallest level L the choice is between L and 0, and there the
-// linear midpoint L/2 decides, so tiny values become 0 rather than L. Beyond scale, values clip to
-// +-scale; unsigned blocks clip negative values to 0.
-struct Log2Block {
-    float scale;
-    int levels;  // K
-    bool isSigned;
-    float operator()(float x) const
-    {
-        if (std::isnan(x))
-            return x;
-        if (x == 0.f || (!isSigned && x < 0.f))
-            return 0.f;
-        const double ratio = std::fabs(static_cast<double>(x)) / scale;
-        const int smallest = 1 - levels;
-        int exponent = 0;
-        if (ratio < 1.0) {
-            int binade = 0;
-            const double mantissa = std::frexp(ratio, &binade);  // ratio = mantissa * 2^binade, mantissa in [0.5, 1)
-            exponent = 2.0 * mantissa >= std::numbers::sqrt2 ? binade : binade - 1;
-            if (exponent < smallest) {
-                if (ratio < std::ldexp(0.5, smallest))
-                    return 0.f;
-                exponent = smallest;
-            }
-        }
-        const auto level = static_cast<float>(std::ldexp(static_cast<double>(scale), exponent));
-        return x < 0.f ? -level : level;
-    }
-};
-
-// The levels a Log2Block can produce, ascending (computed the same way as the block does).
-std::vector<float> log2Levels(float scale, int levels, bool isSigned)
-{
-    std::vector<float> positive;
-    for (int e = 1 - levels; e <= 0; ++e)
-        positive.push_back(static_cast<float>(std::ldexp(static_cast<double>(scale), e)));
-    std::vector<float> result;
-    if (isSigned)
-        for (auto it = positive.rbegin(); it != positive.rend(); ++it)
-            result.push_back(-*it);
-    result.push_back(0.f);
-    result.insert(result.end(), positive.begin(), positive.end());
-    std::sort(result.begin(), result.end());  // tiny levels may underflow to 0
-    result.erase(std::unique(result.begin(), result.end()), result.end());
-    return result;
-}
-
-// Which parameter block element i of a tensor belongs to, for a given granularity and shape.
-struct BlockIndex {
-    Granularity granularity = Granularity::PerTensor;
-    std::int64_t inner = 1;     // elements after the channel axis
-    std::int64_t channels = 1;
-    std::int64_t groupSize = 1;
-    std::int64_t groupsPerChannel = 1;
-    std::int64_t count = 1;     // number of blocks
-
-    std::int64_t operator()(std::int64_t i) const
-    {
-        switch (granularity) {
-        case Granularity::PerTensor: return 0;
-        case Granularity::PerChannel: return (i / inner) % channels;
-        case Granularity::PerGroup: return (i / inner) * groupsPerChannel + (i % inner) / groupSize;
-        case Granularity::PerToken: return i / inner;
-        }
-        return 0;
-    }
-};
-
-BlockIndex blockIndexFor(const QuantParams& params, const Tensor& values)
-{
-    BlockIndex index;
-    index.granularity = params.granularity;
-    if (params.granularity == Granularity::PerTensor)
-        return index;
-    const std::string what = std::string(granularityName(params.granularity)) + " parameters for " + values.describe();
-    if (params.granularity == Granularity::PerToken) {
-        if (values.rank() < 1 || values.dim(values.rank() - 1) == 0)
-            throw Error(what + ": expected a tensor of rank >= 1 with rows of at least one element");
-        index.inner = values.dim(values.rank() - 1);
-        index.count = values.size() / index.inner;
-        if (static_cast<std::int64_t>(params.blockCount()) != index.count)
-            throw Error(what + ": expected " + std::to_string(index.count) + " row ranges, got " + std::to_string(params.blockCount()));
-        return index;
-    }
-    if (params.axis < 0 || params.axis >= values.rank())
-        throw Error(what + ": expected a channel axis in [0, " + std::to_string(values.rank()) + "), got " +
-                    std::to_string(params.axis));
-    index.channels = values.dim(params.axis);
-    index.inner = 1;
-    for (int d = params.axis + 1; d < values.rank(); ++d)
-        index.inner *= values.dim(d);
-    index.count = index.channels;
-    if (params.granularity == Granularity::PerGroup) {
-        if (params.axis != 0)
-            throw Error(what + ": groups run along the dimensions after axis 0, expected axis 0, got " + std::to_string(params.axis));
-        if (params.groupSize <= 0)
-            throw Error(what + ": expected a group size > 0, got " + std::to_string(params.groupSize));
-        index.groupSize = params.groupSize;
-        index.groupsPerChannel = (index.inner + params.groupSize - 1) / params.groupSize;
-        index.count = index.channels * index.groupsPerChannel;
-    }
-    return index;
-}
-
-// out[i] = quantize(in[i], block of i); quantize never throws (this may run on OpenMP threads).
-template <class MakeBlock>
-void applyPerBlock(const float* in, float* out, std::int64_t n, const BlockIndex& blockOf, const std::vector<MakeBlock>& blocks)
-{
-    if (blocks.size() == 1) {
-        const MakeBlock block = blocks[0];
-#pragma omp parallel for if (n > (1 << 16))
-        for (std::int64_t i = 0; i < n; ++i)
-            out[i] = block(in[i]);
-        return;
-    }
-#pragma omp parallel for if (n > (1 << 16))
-    for (std::int64_t i = 0; i < n; ++i)
-        out[i] = blocks[static_cast<std::size_t>(blockOf(i))](in[i]);
-}
-
-template <class Fn>
-void applyElementwise(const float* in, float* out, std::int64_t n, Fn fn)
-{
-#pragma omp parallel for if (n > (1 << 16))
-    for (std::int64_t i = 0; i < n; ++i)
-        out[i] = fn(in[i]);
-}
-
-void checkScales(const std::vector<float>& scales, std::string_view what)
-{
-    for (std::size_t b = 0; b < scales.size(); ++b)
-        if (!(scales[b] > 0.f) || !std::isfinite(scales[b]) || !std::isfinite(1.f / scales[b]))
-            throw Error("quantization parameters: expected a positive, finite " + std::string(what) +
-                        " (with a finite inverse), got " + std::to_string(scales[b]) + " in block " + std::to_string(b));
-}
-
-void checkArraySize(std::string_view name, std::size_t actual, std::size_t expected)
-{
-    if (actual != expected)
-        throw Error("quantization parameters: expected " + std::to_string(expected) + " " + std::string(name) +
-                    " entries (one per block), got " + std::to_string(actual));
-}
-
-// Fake quantization, by kind: out[i] = the level in[i] quantizes to.
-void fakeQuantizeUniform(const QuantParams& params, const BlockIndex& blockOf, const float* in, float* out, std::int64_t n)
-{
-    const UniformParams& u = params.uniform();
-    const auto blocks = static_cast<std::size_t>(blockOf.count);
-    checkArraySize("scale", u.scale.size(), blocks);
-    checkScales(u.scale, "scale");
-    checkArraySize("zero-point", u.zeroPoint.size(), blocks);
-    if (params.qmin >= params.qmax)
-        throw Error("quantization parameters: expected qmin < qmax, got [" + std::to_string(params.qmin) + ", " +
-                    std::to_string(params.qmax) + "]");
-    std::vector<UniformBlock> quantizers;
-    for (std::size_t b = 0; b < blocks; ++b)
-        quantizers.push_back({u.scale[b], 1.0f / u.scale[b], static_cast<float>(u.zeroPoint[b]), static_cast<float>(params.qmin),
-                              static_cast<float>(params.qmax)});
-    applyPerBlock(in, out, n, blockOf, quantizers);
-}
-
-void fakeQuantizeLog2(const QuantParams& params, const BlockIndex& blockOf, const float* in, float* out, std::int64_t n)
-{
-    const Log2Params& l = params.log2();
-    const auto blocks = static_cast<std::size_t>(blockOf.count);
-    checkArraySize("largest level", l.largest.size(), blocks);
-    checkScales(l.largest, "largest level");
-    if (params.qmax < 1)
-        throw Error("log2 parameters: expected qmax (the number of magnitudes) >= 1, got " + std::to_string(params.qmax));
-    std::vector<Log2Block> quantizers;
-    for (std::size_t b = 0; b < blocks; ++b)
-        quantizers.push_back({l.largest[b], params.qmax, params.isSigned});
-    applyPerBlock(in, out, n, blockOf, quantizers);
-}
-
-void fakeQuantizeCodebook(const QuantParams& params, const BlockIndex& blockOf, const float* in, float* out, std::int64_t n)
-{
-    const CodebookParams& c = params.codebook();
-    const auto blocks = static_cast<std::size_t>(blockOf.count);
-    const auto levels = std::size_t{1} << params.bits;
-    checkArraySize("codebook", c.centroids.size(), blocks * levels);
-    // Midpoints between neighbouring centroids, per block, for a binary search per value.
-    std::vector<double> midpoints(blocks * (levels - 1));
-    for (std::size_t b = 0; b < blocks; ++b) {
-        const float* centroids = c.centroids.data() + b * levels;
-        if (!std::is_sorted(centroids, centroids + levels))
-            throw Error("k-means parameters: expected each block's codebook sorted ascending (block " + std::to_string(b) + ")");
-        for (std::size_t i = 0; i + 1 < levels; ++i)
-            midpoints[b * (levels - 1) + i] = 0.5 * (static_cast<double>(centroids[i]) + centroids[i + 1]);
-    }
-    const float* codebook = c.centroids.data();
-    const double* mids = midpoints.data();
-#pragma omp parallel for if (n > (1 << 16))
-    for (std::int64_t i = 0; i < n; ++i) {
-        const auto b = static_cast<std::size_t>(blockOf(i));
-        out[i] = std::isnan(in[i]) ? in[i] : codebook[b * levels + nearestCentroid(mids + b * (levels - 1), levels - 1, in[i])];
-    }
-}
-
-// The format's rounding (the row's `round`), for floating-point schemes.
-using Rounding = float (*)(float);
-Rounding roundingOf(Scheme scheme);
-
-void fakeQuantizeFloatFormat(const QuantParams& params, const BlockIndex& blockOf, const float* in, float* out, std::int64_t n)
-{
-    const FloatFormatParams& f = params.floatFormat();
-    checkArraySize("pre-scale", f.preScale.size(), static_cast<std::size_t>(blockOf.count));
-    checkScales(f.preScale, "pre-scale");
-    const Rounding round = roundingOf(params.scheme);
-    if (!schemeTraits(params.scheme).format->preScaled) {
-        applyElementwise(in, out, n, round);
-        return;
-    }
-    // value = s * format(x / s): the pre-scale maps the block's amax to the format's max.
-    const float* preScale = f.preScale.data();
-#pragma omp parallel for if (n > (1 << 16))
-    for (std::int64_t i = 0; i < n; ++i) {
-        const float s = preScale[blockOf(i)];
-        out[i] = s * round(in[i] / s);
-    }
-}
-
-// Every level of one block, ascending, by kind.
-std::vector<float> uniformLevels(const QuantParams& params, std::size_t block)
-{
-    const UniformParams& u = params.uniform();
-    checkArraySize("zero-point", u.zeroPoint.size(), u.scale.size());
-    // The same float arithmetic as fakeQuantize(), so every output is one of these values.
-    const float scale = u.scale.at(block);
-    const auto zeroPoint = static_cast<float>(u.zeroPoint[block]);
-    std::vector<float> levels;
-    for (std::int32_t q = params.qmin; q <= params.qmax; ++q)
-        levels.push_back((static_cast<float>(q) - zeroPoint) * scale);
-    return levels;
-}
-
-std::vector<float> log2LevelsOf(const QuantParams& params, std::size_t block)
-{
-    return log2Levels(params.log2().largest.at(block), params.qmax, params.isSigned);
-}
-
-std::vector<float> codebookLevels(const QuantParams& params, std::size_t block)
-{
-    const auto count = std::size_t{1} << params.bits;
-    const CodebookParams& c = params.codebook();
-    checkArraySize("codebook", c.centroids.size(), params.blockCount() * count);
-    // Only the fitted centroids: the padding repeats the largest.
-    const std::size_t fitted = block < c.fitted.size() ? static_cast<std::size_t>(c.fitted[block]) : count;
-    const auto first = c.centroids.begin() + static_cast<std::ptrdiff_t>(block * count);
-    return {first, first + static_cast<std::ptrdiff_t>(std::min(fitted, count))};
-}
-
-// Floating-point formats: enumerate the codes. Pre-scaled (FP8) levels are all finite codes
-// times the pre-scale (which maps the block's range onto the whole format); fp16/bf16 have no
-// pre-scale, so only the values the block's data range can reach are listed (from its rounded
-// minimum to its rounded maximum), and none at all when there are more than kMaxFloatLevels of
-// them (too many to draw).
-std::vector<float> floatFormatLevels(const QuantParams& params, std::size_t block)
-{
-    constexpr std::size_t kMaxFloatLevels = 4096;
-    const FloatFormat& format = *schemeTraits(params.scheme).format;
-    const float preScale = params.floatFormat().preScale.at(block);
-    const std::uint32_t codeCount = 1u << (1 + format.exponentBits + format.mantissaBits);
-    const Rounding round = roundingOf(params.scheme);
-    const float lo = format.preScaled ? -std::numeric_limits<float>::infinity() : round(params.rangeMin.at(block));
-    const float hi = format.preScaled ? std::numeric_limits<float>::infinity() : round(params.rangeMax.at(block));
-    std::vector<float> levels;
-    for (std::uint32_t code = 0; code < codeCount; ++code) {
-        const float value = preScale * static_cast<float>(decodeFloat(code, format));
-        if (std::isfinite(value) && value >= lo && value <= hi) {
-            levels.push_back(value);
-            if (levels.size() > 2 * kMaxFloatLevels)  // +0 and -0 are merged below
-                return {};
-        }
-    }
-    std::sort(levels.begin(), levels.end());
-    levels.erase(std::unique(levels.begin(), levels.end()), levels.end());  // +0 == -0
-    if (levels.size() > kMaxFloatLevels)
-        return {};
-    return levels;
-}
-
-// ---------------------------------------------------------------------------------------------
 // The table
 
 struct SchemeRow {
@@ -701,7 +275,6 @@ const SchemeRow& row(Scheme scheme)
     return kSchemes[index];
 }
 
-Rounding roundingOf(Scheme scheme) { return row(scheme).round; }
 
 void checkBits(Scheme scheme, int bits)
 {
@@ -785,6 +358,9 @@ std::pair<float, float> mseWeightRange(const QuantParams& noBlocks, const float*
 }
 
 }  // namespace
+
+// The rows' rounding, for quantizers.cpp.
+scheme_detail::Rounding scheme_detail::roundingOf(Scheme scheme) { return row(scheme).round; }
 
 // ---------------------------------------------------------------------------------------------
 // Public functions
@@ -1027,26 +603,5 @@ std::vector<float> quantizationLevels(const QuantParams& params, std::size_t blo
                     std::to_string(block));
     return row(params.scheme).levels(params, block);
 }
-
-float roundToFp16(float x) { return roundToFormat(x, kFp16); }
-
-float roundToBf16(float x)
-{
-    if (std::isnan(x))
-        return std::bit_cast<float>(0x7FC00000u);  // PyTorch's c10::BFloat16 also makes every NaN 0x7FC0
-    // Round to nearest, ties to even, on the 16 bits that are dropped; a carry may run into the
-    // exponent, which is correct (up to infinity on overflow, as PyTorch's .bfloat16()).
-    std::uint32_t bits = std::bit_cast<std::uint32_t>(x);
-    bits += 0x7FFFu + ((bits >> 16) & 1u);
-    return std::bit_cast<float>(bits & 0xFFFF0000u);
-}
-
-// OCP E4M3 has no infinity (S.1111.111 is NaN), so saturation is the only sensible overflow.
-float roundToFp8E4M3(float x) { return roundToFormat(x, kFp8E4M3); }
-
-// OCP E5M2 has infinities, but we saturate finite overflow and infinity alike to +-57344 (OCP's
-// "saturating" conversion mode): the pre-scale in fakeQuantize() is meant to prevent overflow, and
-// an inf would poison every later layer's statistics.
-float roundToFp8E5M2(float x) { return roundToFormat(x, kFp8E5M2); }
 
 }  // namespace qe
