@@ -18,8 +18,8 @@ export QT_QPA_PLATFORM=offscreen
 
 SANITIZE=${QE_SANITIZE:-full}
 QUICK_SANITIZER_TESTS="tst_tensor tst_dataset tst_onnx_import tst_onnx_conformance tst_bad_input tst_quantizer \
-tst_calibration tst_config tst_atomic_file tst_int8_kernels tst_study tst_fuzz_regressions tst_config_edits \
-tst_config_document tst_window_stress"
+tst_calibration tst_config_file tst_config_resolve tst_atomic_file tst_int8_kernels tst_study tst_fuzz_regressions \
+tst_config_edits tst_config_document tst_window_stress"
 case "$SANITIZE" in
   0) targets=""; only="" ;;
   quick) targets=$QUICK_SANITIZER_TESTS; only="^($(echo $QUICK_SANITIZER_TESTS | tr ' ' '|'))\$" ;;
