@@ -95,6 +95,20 @@ std::map<std::size_t, ConvChain> findConvChains(const Graph& graph)
     return chains;
 }
 
+std::optional<ConvChain> convWithActivation(const Graph& graph, std::size_t conv, std::size_t activation)
+{
+    if (conv >= graph.nodes.size() || activation >= graph.nodes.size() || !chainableConv(graph, graph.nodes[conv]))
+        return std::nullopt;
+    const Node& clamp = graph.nodes[activation];
+    const std::string& convOutput = graph.nodes[conv].outputs.at(0);
+    if (!clampOf(graph, clamp) || clamp.inputs.empty() || clamp.inputs[0] != convOutput)
+        return std::nullopt;
+    ConvChain chain;
+    chain.stages.push_back({conv, activation});
+    chain.inner.push_back(convOutput);
+    return chain;
+}
+
 std::optional<Tensor> runConvChain(const Graph& graph, const ConvChain& chain, const Tensor& input)
 {
     if (input.dtype() != DataType::Float32 || input.rank() != 4)

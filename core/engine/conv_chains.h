@@ -33,6 +33,11 @@ struct ConvChain {
 // first node. Only convolutions whose weights and bias are float initializers take part.
 std::map<std::size_t, ConvChain> findConvChains(const Graph& graph);
 
+// The run of one Conv and the Relu/Clip `activation` that reads its output, whatever else reads
+// that (a caller that wants only the activated output, as a layer measured alone); nothing when
+// the two cannot go to oneDNN as one.
+std::optional<ConvChain> convWithActivation(const Graph& graph, std::size_t conv, std::size_t activation);
+
 // The run's output (its last node's) for `input` (its first Conv's data input); nothing when the
 // run cannot go to oneDNN whole (a geometry without a fast kernel, a shape that does not fit): the
 // executor then runs its nodes one by one, which also names any error.

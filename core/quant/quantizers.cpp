@@ -30,12 +30,13 @@ namespace {
 // the float product because (q - zero_point) has at most 17 significant bits.
 // Differences on purpose: NaN stays NaN and +-inf saturate to the range ends; PyTorch casts those
 // to int64 (undefined behaviour; in practice they become qmin).
+// No branch for NaN: it passes through every step (std::clamp returns a NaN it is given), and
+// without a branch the loops over a tensor compile to vector instructions (vroundps), four to
+// eight values at a time.
 struct UniformBlock {
     float scale, inverseScale, zeroPoint, qmin, qmax;
     float operator()(float x) const
     {
-        if (std::isnan(x))
-            return x;
         const float q = std::clamp(std::nearbyint(x * inverseScale) + zeroPoint, qmin, qmax);
         return (q - zeroPoint) * scale;
     }

@@ -588,7 +588,7 @@ Tensor fakeQuantize(const Tensor& values, const QuantParams& params)
     if (params.values.index() != row(params.scheme).emptyValues().index())
         throw Error("quantization parameters: the parameters do not match their scheme " + quoted(schemeTraits(params.scheme).name));
     const BlockIndex blockOf = blockIndexFor(params, values);
-    Tensor result(DataType::Float32, values.shape());
+    Tensor result = Tensor::uninitialized(DataType::Float32, values.shape());  // every element is written
     const std::int64_t n = values.size();
     if (n == 0)
         return result;

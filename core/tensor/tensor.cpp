@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <list>
+#include <mutex>
 #include <sstream>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -61,22 +64,103 @@ std::int64_t elementCount(const Shape& shape)
 
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define QE_RECYCLE_LARGE_BLOCKS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define QE_RECYCLE_LARGE_BLOCKS 0
+#endif
+#endif
+#ifndef QE_RECYCLE_LARGE_BLOCKS
+#define QE_RECYCLE_LARGE_BLOCKS 1
+#endif
+
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+
+// Freed large blocks kept for the next tensor of the same rounded size. A run allocates the same
+// activation shapes batch after batch, and every fresh block costs page faults and the kernel
+// zeroing its pages before a kernel writes them again: without this, the kernel's page clearing
+// took a quarter of MobileNetV1's evaluation (glibc maps blocks this large anew each time, and
+// unmaps a worker thread's whole heap once it is empty). At most kIdleBytes wait here, the
+// longest-waiting freed first. Off under the sanitizers, so that they still see every
+// use after free.
+class LargeBlocks {
+public:
+    static constexpr std::size_t kIdleBytes = std::size_t{512} << 20;
+
+    void* take(std::size_t size)
+    {
+        {
+            const std::lock_guard lock(mutex_);
+            for (auto it = idle_.rbegin(); it != idle_.rend(); ++it)  // the most recently freed first: warm in cache
+                if (it->size == size) {
+                    void* p = it->pointer;
+                    idleBytes_ -= size;
+                    idle_.erase(std::next(it).base());
+                    return p;
+                }
+        }
+        void* p = std::aligned_alloc(kHugePage, size);
+        if (p)
+            madvise(p, size, MADV_HUGEPAGE);  // advice only: without huge pages it is ordinary memory
+        return p;
+    }
+
+    void give(void* p, std::size_t size)
+    {
+        if (!QE_RECYCLE_LARGE_BLOCKS || size > kIdleBytes) {
+            std::free(p);
+            return;
+        }
+        std::vector<void*> released;
+        {
+            const std::lock_guard lock(mutex_);
+            idle_.push_back({p, size});
+            idleBytes_ += size;
+            while (idleBytes_ > kIdleBytes) {
+                released.push_back(idle_.front().pointer);
+                idleBytes_ -= idle_.front().size;
+                idle_.pop_front();
+            }
+        }
+        for (void* q : released)
+            std::free(q);
+    }
+
+private:
+    struct Block {
+        void* pointer;
+        std::size_t size;
+    };
+    std::mutex mutex_;
+    std::list<Block> idle_;  // in the order they were freed
+    std::size_t idleBytes_ = 0;
+};
+
+// Never destroyed: tensors freed during static destruction still return their blocks.
+LargeBlocks& largeBlocks()
+{
+    static LargeBlocks* blocks = new LargeBlocks;
+    return *blocks;
+}
+#endif
+
 // Storage for `bytes`, zeroed or not. Large tensors (a batch of activations) get memory aligned
 // to 2 MiB and marked for transparent huge pages: a kernel that walks tens of MB of activations
 // then misses the TLB far less, and its speed no longer depends on where the allocator happened
-// to place the buffer (measured in bench/README.md: up to 30% at batch 32).
+// to place the buffer (measured in bench/README.md: up to 30% at batch 32). Their blocks are
+// recycled (LargeBlocks).
 std::shared_ptr<std::byte[]> allocateStorage(std::size_t bytes, bool zeroed, const Shape& shape)
 {
     checkMemoryBudget(bytes, "tensor of shape " + shapeToString(shape));
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    constexpr std::size_t kHugePage = std::size_t{2} << 20;
     if (bytes >= kHugePage) {
         const std::size_t size = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-        if (void* p = std::aligned_alloc(kHugePage, size)) {
-            madvise(p, size, MADV_HUGEPAGE);  // advice only: without huge pages it is ordinary memory
+        if (void* p = largeBlocks().take(size)) {
             if (zeroed)
                 std::memset(p, 0, bytes);
-            return std::shared_ptr<std::byte[]>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
+            return std::shared_ptr<std::byte[]>(static_cast<std::byte*>(p), [size](std::byte* q) { largeBlocks().give(q, size); });
         }
     }
 #endif

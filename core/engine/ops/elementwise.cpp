@@ -20,7 +20,7 @@ template <class Op> Tensor binary(const OpContext& context, Op op)
     if (a.dtype() != b.dtype())
         failNode(context, "input types differ: " + a.describe() + " and " + b.describe());
     const Shape shape = broadcastShapes(a.shape(), b.shape());
-    Tensor out(a.dtype(), shape);
+    Tensor out = Tensor::uninitialized(a.dtype(), shape);  // every element is written (or the node fails)
     dispatchType(a.dtype(), [&](auto v) {
         using T = decltype(v);
         if constexpr (std::is_same_v<T, bool>) {
@@ -242,7 +242,7 @@ std::vector<Tensor> runAbs(const OpContext& c)
 std::vector<Tensor> runClip(const OpContext& c)
 {
     const Tensor& x = c.input(0);
-    Tensor out(x.dtype(), x.shape());
+    Tensor out = Tensor::uninitialized(x.dtype(), x.shape());  // every element is written (or the node fails)
     dispatchType(x.dtype(), [&](auto v) {
         using T = decltype(v);
         if constexpr (std::is_same_v<T, bool>) {
