@@ -7,12 +7,10 @@
 // error that only show after many iterations) is checked by the normal pass, which runs the same
 // test programs unchanged.
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#include "common/sanitizers.h"
+
+#if QE_ADDRESS_SANITIZER || QE_THREAD_SANITIZER
 #define QE_SANITIZER_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define QE_SANITIZER_BUILD 1
-#endif
 #endif
 
 namespace qe::test {

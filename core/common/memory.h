@@ -13,7 +13,8 @@ namespace qe {
 // of a run depends on what ran before it. This keeps every block in the heap for reuse (none gets
 // a mapping of its own), in one heap for all threads, as ONNX Runtime's arena does: memory stays
 // at its peak instead (the largest run's activations), up to 1 GiB of free heap before it is
-// trimmed. Call once at the start of main(). Without glibc it does nothing.
+// trimmed; freed tensors of 2 MiB and more also wait, up to 512 MiB, in tensor.cpp's pool for the
+// next tensor of their size. Call once at the start of main(). Without glibc it does nothing.
 void keepFreedMemoryForReuse();
 
 // The most memory this process has held in RAM since it started (its peak resident set), in

@@ -6,6 +6,7 @@
 
 #include "common/memory.h"
 #include "common/parallel.h"
+#include "common/sanitizers.h"
 #include "quant/image_batches.h"
 
 #include <algorithm>
@@ -59,9 +60,9 @@ void evaluator_detail::keepOutsideHeap(const TensorMap& tensors, TensorMap& cach
 // shadow and metadata about 5-8, AddressSanitizer's redzones and quarantine about 2-3): its
 // default budget shrinks in proportion, so that a test run under it fits the machine as a normal
 // run does (a window test under TSan otherwise grew past 22 GB on a 24 GB machine).
-#if defined(__SANITIZE_THREAD__)
+#if QE_THREAD_SANITIZER
 constexpr std::uint64_t kMemoryPerCachedByte = 8;
-#elif defined(__SANITIZE_ADDRESS__)
+#elif QE_ADDRESS_SANITIZER
 constexpr std::uint64_t kMemoryPerCachedByte = 3;
 #else
 constexpr std::uint64_t kMemoryPerCachedByte = 1;

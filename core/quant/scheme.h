@@ -1,8 +1,8 @@
 #pragma once
 // The one table of quantization schemes. Each row holds everything a scheme is: its name and bit
 // widths, its family, whether an integer form exists, its format constants, and its behaviour
-// (code range, parameter fitting, fake quantization, levels; the functions live in scheme.cpp's
-// rows). The engine, the configuration parser, the UI's combo boxes, the exporter and the tests
+// (code range, parameter fitting, fake quantization, levels; the rows are in scheme.cpp, the
+// fake quantization and levels functions they point to in quantizers.cpp). The engine, the configuration parser, the UI's combo boxes, the exporter and the tests
 // all read it (ggml's type_traits pattern), so adding a scheme is one enum value and one row.
 //
 // Quantization parameters are values with one stated meaning per kind (QuantParams::values):

@@ -2,14 +2,14 @@
 
 #include "common/error.h"
 #include "common/limits.h"
+#include "common/sanitizers.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
-#include <list>
 #include <mutex>
 #include <sstream>
-#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -64,27 +64,19 @@ std::int64_t elementCount(const Shape& shape)
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define QE_RECYCLE_LARGE_BLOCKS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define QE_RECYCLE_LARGE_BLOCKS 0
-#endif
-#endif
-#ifndef QE_RECYCLE_LARGE_BLOCKS
-#define QE_RECYCLE_LARGE_BLOCKS 1
-#endif
-
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
 constexpr std::size_t kHugePage = std::size_t{2} << 20;
 
 // Freed large blocks kept for the next tensor of the same rounded size. A run allocates the same
 // activation shapes batch after batch, and every fresh block costs page faults and the kernel
-// zeroing its pages before a kernel writes them again: without this, the kernel's page clearing
-// took a quarter of MobileNetV1's evaluation (glibc maps blocks this large anew each time, and
-// unmaps a worker thread's whole heap once it is empty). At most kIdleBytes wait here, the
-// longest-waiting freed first. Off under the sanitizers, so that they still see every
-// use after free.
+// zeroing its pages before a kernel writes them again: glibc trims the heap's top whenever more
+// than the trim threshold (1 GiB, keepFreedMemoryForReuse) is free there, which the evaluator's
+// batches of MobileNetV1 activations reach, and the kernel's page clearing then took a quarter of
+// its evaluation. At most kIdleBytes wait here, the longest-waiting freed first; a tensor that
+// finds no block of its size first frees idle blocks worth its size, so the pool never raises
+// the process's footprint above what it held before. The table is fixed (a block is at least
+// 2 MiB), so returning a block, which runs in a tensor's deleter, allocates nothing. Off under
+// AddressSanitizer, so that it still sees every use after free.
 class LargeBlocks {
 public:
     static constexpr std::size_t kIdleBytes = std::size_t{512} << 20;
@@ -93,13 +85,17 @@ public:
     {
         {
             const std::lock_guard lock(mutex_);
-            for (auto it = idle_.rbegin(); it != idle_.rend(); ++it)  // the most recently freed first: warm in cache
-                if (it->size == size) {
-                    void* p = it->pointer;
-                    idleBytes_ -= size;
-                    idle_.erase(std::next(it).base());
+            for (std::size_t i = count_; i-- > 0;)  // the most recently freed first: warm in cache
+                if (idle_[i].size == size) {
+                    void* p = idle_[i].pointer;
+                    remove(i);
                     return p;
                 }
+            for (std::size_t freed = 0; freed < size && count_ > 0;) {
+                freed += idle_[0].size;
+                std::free(idle_[0].pointer);
+                remove(0);
+            }
         }
         void* p = std::aligned_alloc(kHugePage, size);
         if (p)
@@ -107,25 +103,19 @@ public:
         return p;
     }
 
-    void give(void* p, std::size_t size)
+    void give(void* p, std::size_t size) noexcept
     {
-        if (!QE_RECYCLE_LARGE_BLOCKS || size > kIdleBytes) {
+        if (QE_ADDRESS_SANITIZER || size > kIdleBytes) {
             std::free(p);
             return;
         }
-        std::vector<void*> released;
-        {
-            const std::lock_guard lock(mutex_);
-            idle_.push_back({p, size});
-            idleBytes_ += size;
-            while (idleBytes_ > kIdleBytes) {
-                released.push_back(idle_.front().pointer);
-                idleBytes_ -= idle_.front().size;
-                idle_.pop_front();
-            }
+        const std::lock_guard lock(mutex_);
+        while (count_ > 0 && (idleBytes_ + size > kIdleBytes || count_ == idle_.size())) {
+            std::free(idle_[0].pointer);
+            remove(0);
         }
-        for (void* q : released)
-            std::free(q);
+        idle_[count_++] = {p, size};
+        idleBytes_ += size;
     }
 
 private:
@@ -133,9 +123,16 @@ private:
         void* pointer;
         std::size_t size;
     };
+    // Drops entry i, keeping the rest in the order they were freed.
+    void remove(std::size_t i)
+    {
+        idleBytes_ -= idle_[i].size;
+        std::copy(idle_.begin() + std::ptrdiff_t(i) + 1, idle_.begin() + std::ptrdiff_t(count_), idle_.begin() + std::ptrdiff_t(i));
+        --count_;
+    }
     std::mutex mutex_;
-    std::list<Block> idle_;  // in the order they were freed
-    std::size_t idleBytes_ = 0;
+    std::array<Block, kIdleBytes / kHugePage> idle_{};  // [0, count_): oldest first
+    std::size_t count_ = 0, idleBytes_ = 0;
 };
 
 // Never destroyed: tensors freed during static destruction still return their blocks.

@@ -47,6 +47,31 @@ void interleave(const std::uint8_t* planes, std::int64_t planeStride, std::int64
             out[p * c + ch] = planes[ch * planeStride + p];
 }
 
+// out[i][y][x] = convert(in[i][x][y]) for an [N, A, B] array `in` into [N, B, A], in tiles of
+// 32 x 32 that stay in cache.
+template <typename In, typename Out, typename Convert>
+void transposeInner(const In* in, std::int64_t n, std::int64_t a, std::int64_t b, Out* out, Convert convert)
+{
+    constexpr std::int64_t kTile = 32;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const In* s = in + i * a * b;
+        Out* d = out + i * a * b;
+        for (std::int64_t a0 = 0; a0 < a; a0 += kTile)
+            for (std::int64_t b0 = 0; b0 < b; b0 += kTile)
+                for (std::int64_t x = a0; x < std::min(a, a0 + kTile); ++x)
+                    for (std::int64_t y = b0; y < std::min(b, b0 + kTile); ++y)
+                        d[y * a + x] = convert(s[x * b + y]);
+    }
+}
+
+// Copies a [N, A, B] array of bytes into [N, B, A].
+Tensor transposeInner(const Tensor& in, std::int64_t n, std::int64_t a, std::int64_t b, Shape outShape)
+{
+    Tensor out = Tensor::uninitialized(DataType::UInt8, std::move(outShape));
+    transposeInner(in.data<std::uint8_t>(), n, a, b, out.mutableData<std::uint8_t>(), [](std::uint8_t v) { return v; });
+    return out;
+}
+
 void requireFloat(const Tensor& values)
 {
     if (values.dtype() != DataType::Float32)
@@ -118,44 +143,11 @@ Tensor dequantize(const QuantizedTensor& q)
             y[i] = value(codes[i]);
         return out;
     }
-    // Back to NCHW in the same pass, in tiles of 32 pixels x 32 channels that stay in cache (a
-    // byte transpose into a second tensor and then a pass over it cost twice the memory traffic).
-    const std::int64_t n = s[0], pixels = s[1] * s[2], channels = s[3];
-    constexpr std::int64_t kTile = 32;
-    for (std::int64_t i = 0; i < n; ++i) {
-        const std::uint8_t* image = codes + i * pixels * channels;
-        float* planes = y + i * pixels * channels;
-        for (std::int64_t p0 = 0; p0 < pixels; p0 += kTile)
-            for (std::int64_t c0 = 0; c0 < channels; c0 += kTile)
-                for (std::int64_t c = c0; c < std::min(channels, c0 + kTile); ++c)
-                    for (std::int64_t p = p0; p < std::min(pixels, p0 + kTile); ++p)
-                        planes[c * pixels + p] = value(image[p * channels + c]);
-    }
+    // Back to NCHW in the same pass (a byte transpose into a second tensor and then a pass over it
+    // cost twice the memory traffic).
+    transposeInner(codes, s[0], s[1] * s[2], s[3], y, value);
     return out;
 }
-
-namespace {
-
-// Copies a [N, A, B] array of bytes into [N, B, A].
-Tensor transposeInner(const Tensor& in, std::int64_t n, std::int64_t a, std::int64_t b, Shape outShape)
-{
-    Tensor out = Tensor::uninitialized(DataType::UInt8, std::move(outShape));
-    const std::uint8_t* src = in.data<std::uint8_t>();
-    std::uint8_t* dst = out.mutableData<std::uint8_t>();
-    constexpr std::int64_t kTile = 32;  // cache-friendly tiles
-    for (std::int64_t i = 0; i < n; ++i) {
-        const std::uint8_t* s = src + i * a * b;
-        std::uint8_t* d = dst + i * a * b;
-        for (std::int64_t a0 = 0; a0 < a; a0 += kTile)
-            for (std::int64_t b0 = 0; b0 < b; b0 += kTile)
-                for (std::int64_t x = a0; x < std::min(a, a0 + kTile); ++x)
-                    for (std::int64_t y = b0; y < std::min(b, b0 + kTile); ++y)
-                        d[y * a + x] = s[x * b + y];
-    }
-    return out;
-}
-
-}  // namespace
 
 QuantizedTensor toChannelsLast(const QuantizedTensor& q)
 {
