@@ -28,6 +28,7 @@
 #include "repair_bar.h"
 #include "repair_charts.h"
 
+#include <QElapsedTimer>
 #include <QMainWindow>
 
 #include <map>
@@ -389,7 +390,9 @@ private:
     bool sweepShot_ = false;    // the screenshots' sensitivity map is taken
     int qatShotSteps_ = 0;      // screenshotQat()
     QString qatShotModel_;
-    qint64 editStartedMs_ = 0;  // when the last change was made, for the status bar's timing
+    // Since the last change, for the status bar's timing: a monotonic clock (the wall clock's
+    // milliseconds could put a run's time 1 ms above a timer started before it).
+    QElapsedTimer editClock_;
     bool scripted_ = false;     // --screenshot: no dialogs, errors end the run (endScriptedRun)
 };
 

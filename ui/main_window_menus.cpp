@@ -12,7 +12,6 @@
 
 #include <QAction>
 #include <QCheckBox>
-#include <QDateTime>
 #include <QDir>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -165,7 +164,7 @@ void MainWindow::buildMenus()
     });
     edit->addAction(tr("Re-&evaluate"), QKeySequence::Refresh, this, [this] {
         // The status bar's time is this run's, not the time since the last edit.
-        editStartedMs_ = QDateTime::currentMSecsSinceEpoch();
+        editClock_.start();
         session_->reevaluate(document_->config());
     });
     exportActions_ << edit->addAction(tr("Run the &int8 Engine"), QKeySequence(Qt::CTRL | Qt::Key_I), this, &MainWindow::runIntegerEngine);

@@ -14,7 +14,6 @@
 #include "common/memory.h"
 
 #include <QCheckBox>
-#include <QDateTime>
 #include <QLocale>
 #include <QFileInfo>
 #include <QHeaderView>
@@ -38,7 +37,7 @@ namespace qe {
 void MainWindow::showConfigChanged()
 {
     // The time the status bar reports runs from here to the evaluation of this configuration.
-    editStartedMs_ = QDateTime::currentMSecsSinceEpoch();
+    editClock_.start();
     showDetails();
     showRepairs();
     showIntegerResults();
@@ -206,7 +205,7 @@ void MainWindow::showEvaluation()
     showDetails();
     showRepairs();
 
-    const qint64 elapsed = QDateTime::currentMSecsSinceEpoch() - editStartedMs_;
+    const qint64 elapsed = editClock_.isValid() ? editClock_.elapsed() : 0;
     // The peak so far (the caches of every evaluation image stay in memory, issue 16).
     timing_->setText(tr("updated in %1 ms (worker %2 ms) \u00b7 peak memory %3")
                          .arg(elapsed)
