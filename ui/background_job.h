@@ -10,6 +10,8 @@
 // worker acquires it first thing, and the task object Qt's templates build in between is written
 // while TSan ignores the GUI thread. Without TSan the annotations are empty.
 
+#include "common/sanitizers.h"
+
 #include <QFutureWatcher>
 #include <QObject>
 #include <QThreadPool>
@@ -22,15 +24,7 @@
 #include <type_traits>
 #include <utility>
 
-#if defined(__SANITIZE_THREAD__)
-#define QE_THREAD_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define QE_THREAD_SANITIZER 1
-#endif
-#endif
-
-#ifdef QE_THREAD_SANITIZER
+#if QE_THREAD_SANITIZER
 extern "C" void AnnotateIgnoreWritesBegin(const char* file, int line);
 extern "C" void AnnotateIgnoreWritesEnd(const char* file, int line);
 extern "C" void __tsan_acquire(void* address);
@@ -70,12 +64,12 @@ template <class Work, class OnDone> void runInBackground(QThreadPool& pool, QObj
     });
 
     QFuture<void> done;
-#ifdef QE_THREAD_SANITIZER
+#if QE_THREAD_SANITIZER
     __tsan_release(shared.get());
     AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
 #endif
     done = QtConcurrent::run(&pool, [shared]() {
-#ifdef QE_THREAD_SANITIZER
+#if QE_THREAD_SANITIZER
         __tsan_acquire(shared.get());
 #endif
         JobOutcome<T> outcome;
@@ -87,7 +81,7 @@ template <class Work, class OnDone> void runInBackground(QThreadPool& pool, QObj
         std::lock_guard lock(shared->mutex);
         shared->outcome = std::move(outcome);
     });
-#ifdef QE_THREAD_SANITIZER
+#if QE_THREAD_SANITIZER
     AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
 #endif
     watcher->setFuture(done);
@@ -101,20 +95,20 @@ template <class Work, class OnDone> void runInBackground(QThreadPool& pool, QObj
 template <class F> void postToThreadOf(QObject* receiver, F f)
 {
     auto shared = std::make_shared<F>(std::move(f));
-#ifdef QE_THREAD_SANITIZER
+#if QE_THREAD_SANITIZER
     __tsan_release(shared.get());
     AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
 #endif
     QMetaObject::invokeMethod(
         receiver,
         [shared] {
-#ifdef QE_THREAD_SANITIZER
+#if QE_THREAD_SANITIZER
             __tsan_acquire(shared.get());
 #endif
             (*shared)();
         },
         Qt::QueuedConnection);
-#ifdef QE_THREAD_SANITIZER
+#if QE_THREAD_SANITIZER
     AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
 #endif
 }
