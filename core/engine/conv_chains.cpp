@@ -5,6 +5,7 @@
 #include "engine/ops/float_kernels.h"
 #include "model/window.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace qe {
@@ -93,6 +94,31 @@ std::map<std::size_t, ConvChain> findConvChains(const Graph& graph)
         i = next;
     }
     return chains;
+}
+
+std::optional<ConvChain> convChainPart(const Graph& graph, const ConvChain& chain, std::size_t firstStage,
+                                       const std::set<std::string>& kept, std::size_t endNode)
+{
+    ConvChain part;
+    for (std::size_t s = firstStage; s < chain.stages.size(); ++s) {
+        const ConvChain::Stage& stage = chain.stages[s];
+        if (stage.activation.value_or(stage.conv) >= endNode)
+            break;
+        // The tensors this stage would put inside the part: the previous stage's output and its
+        // own Conv's output when an activation reads it.
+        std::vector<std::string> inner;
+        if (!part.stages.empty())
+            inner.push_back(graph.nodes[part.last()].outputs.at(0));
+        if (stage.activation)
+            inner.push_back(graph.nodes[stage.conv].outputs.at(0));
+        if (std::any_of(inner.begin(), inner.end(), [&](const std::string& name) { return kept.count(name) > 0; }))
+            break;
+        part.inner.insert(part.inner.end(), inner.begin(), inner.end());
+        part.stages.push_back(stage);
+    }
+    if (part.stages.empty() || part.last() == part.first())
+        return std::nullopt;
+    return part;
 }
 
 std::optional<ConvChain> convWithActivation(const Graph& graph, std::size_t conv, std::size_t activation)

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,13 @@ struct ConvChain {
 // The runs of `graph` of at least two nodes (a Conv and its activation, or two Convs), by their
 // first node. Only convolutions whose weights and bias are float initializers take part.
 std::map<std::size_t, ConvChain> findConvChains(const Graph& graph);
+
+// The longest part of `chain` that starts at its stage `firstStage`, ends before node `endNode` and
+// whose inner tensors are not in `kept`: a run that must hand some of its tensors to the caller
+// (the evaluator captures every layer's output) goes to oneDNN in such parts, each Conv at least
+// with its Relu/Clip. Nothing when the part would be a lone Conv.
+std::optional<ConvChain> convChainPart(const Graph& graph, const ConvChain& chain, std::size_t firstStage,
+                                       const std::set<std::string>& kept, std::size_t endNode);
 
 // The run of one Conv and the Relu/Clip `activation` that reads its output, whatever else reads
 // that (a caller that wants only the activated output, as a layer measured alone); nothing when

@@ -22,6 +22,9 @@ Executor::Executor(const Graph& graph) : graph_(graph)
                 lastUse_[input] = i;
     }
     convChains_ = findConvChains(graph);
+    for (const auto& [first, chain] : convChains_)
+        for (std::size_t s = 0; s < chain.stages.size(); ++s)
+            chainStageAt_[chain.stages[s].conv] = {first, s};
 }
 
 namespace {
@@ -83,13 +86,14 @@ TensorMap Executor::run(const TensorMap& feeds, const RunOptions& options) const
     for (std::size_t i = options.startNode; i < endNode; ++i) {
         if (options.cancel && options.cancel->load(std::memory_order_relaxed))
             throw Cancelled();
-        // A run of convolutions in one go, when no hook sees its nodes and nothing asks for the
-        // tensors inside it.
-        if (auto chain = convChains_.find(i); chain != convChains_.end() && !options.computeNode && !options.afterNode &&
-                                                !options.captureAll && chain->second.last() < endNode &&
-                                                std::none_of(chain->second.inner.begin(), chain->second.inner.end(),
-                                                             [&](const std::string& name) { return keep.count(name) > 0; })) {
-            const ConvChain& c = chain->second;
+        // A run of convolutions in one go when no hook sees its nodes, up to the first tensor
+        // inside it that is asked for.
+        std::optional<ConvChain> part;
+        if (!options.computeNode && !options.afterNode && !options.captureAll)
+            if (auto at = chainStageAt_.find(i); at != chainStageAt_.end())
+                part = convChainPart(graph_, convChains_.at(at->second.first), at->second.second, keep, endNode);
+        if (part) {
+            const ConvChain& c = *part;
             const Tensor* input = lookup(graph_.nodes[c.first()].input(0));
             std::optional<Tensor> output = input ? runConvChain(graph_, c, *input) : std::nullopt;
             if (output) {

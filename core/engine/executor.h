@@ -66,8 +66,10 @@ private:
     std::vector<Kernel> kernels_;
     std::map<std::string, std::size_t> lastUse_;  // tensor name -> index of the last node reading it
     // Convolution runs that go to oneDNN whole when nothing asks for the tensors inside them
-    // (engine/conv_chains.h), by first node.
+    // (engine/conv_chains.h), else in parts between the tensors asked for: by first node, and
+    // every stage's Conv node to its run's first node and its stage index.
     std::map<std::size_t, ConvChain> convChains_;
+    std::map<std::size_t, std::pair<std::size_t, std::size_t>> chainStageAt_;
 };
 
 // Convenience for the single-input, single-output models that classification uses.

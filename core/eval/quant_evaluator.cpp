@@ -19,27 +19,6 @@ namespace qe {
 
 // ---- error statistics -------------------------------------------------------------------------
 
-void ErrorAccumulator::add(const float* reference, const float* approx, std::size_t count)
-{
-    // Separate reductions so that the compiler can vectorise the loop.
-    double signal = 0, noise = 0, dot = 0, normApprox = 0, maxAbs = 0;
-#pragma omp simd reduction(+ : signal, noise, dot, normApprox) reduction(max : maxAbs)
-    for (std::size_t i = 0; i < count; ++i) {
-        const double r = reference[i], a = approx[i], e = a - r;
-        signal += r * r;
-        noise += e * e;
-        dot += r * a;
-        normApprox += a * a;
-        maxAbs = std::max(maxAbs, std::abs(e));
-    }
-    signal_ += signal;
-    noise_ += noise;
-    dot_ += dot;
-    normApprox_ += normApprox;
-    maxAbs_ = std::max(maxAbs_, maxAbs);
-    count_ += count;
-}
-
 void ErrorAccumulator::merge(const ErrorAccumulator& other)
 {
     signal_ += other.signal_;
@@ -169,6 +148,47 @@ TensorMap QuantEvaluator::runFloat(std::size_t batch, const std::atomic<bool>* c
     return floatExecutor_.run({{graph_->inputs[0].name, inputs_[batch]}}, run);
 }
 
+namespace {
+
+// Over an activation's float values: how many fall outside [lo, hi], how many inside (exact zeros
+// left out: ReLU's zeros quantize without error), and the squared rounding error of those inside,
+// with quantizedAt(k) the k-th value quantized.
+struct NoiseSums {
+    std::int64_t clipped = 0, inside = 0;
+    double noise = 0;
+};
+template <class QuantizedAt>
+NoiseSums sumClippingAndNoise(const float* values, std::int64_t count, float lo, float hi, QuantizedAt quantizedAt)
+{
+    // A simd reduction, branch-free: one sum carried from value to value waited on each addition
+    // (a seventh of MobileNetV1's whole evaluation), and the loop the compiler left scalar took a
+    // fifth of it. It vectorizes only without selects between floating-point results (the
+    // compiler does not speculate arithmetic that may trap), hence the products with 0/1 below,
+    // and only on local sums (not on a lambda's captured references).
+    std::int64_t clipped = 0, inside = 0;
+    double noise = 0;
+#pragma omp simd reduction(+ : clipped, inside, noise)
+    for (std::int64_t k = 0; k < count; ++k) {
+        const float v = values[k];
+        const int outside = int(v < lo) + int(v > hi);  // at most one holds
+        const float counted = (outside == 0 && v != 0.f) ? 1.f : 0.f;
+        // Against v clamped to the range, which is v wherever it counts and finite where v is
+        // infinite (so that 0 * (q - v) is not NaN). Exact: inside the range the quantized value
+        // is within half a step of v, so the two are within a factor of 2 of each other (or the
+        // quantized value is 0), and Sterbenz's lemma makes their difference exact; its square is
+        // exact in double. The difference is taken in double so that the compiler cannot fuse it
+        // with the product inside quantizedAt (an FMA would subtract the unrounded product, not
+        // the quantized float).
+        const double e = (double(quantizedAt(k)) - double(std::min(std::max(v, lo), hi))) * double(counted);
+        clipped += outside;
+        inside += std::int64_t(counted);
+        noise += e * e;
+    }
+    return {clipped, inside, noise};
+}
+
+}  // namespace
+
 void QuantEvaluator::accumulateOwn(const QuantPlan& plan, std::size_t layerIndex, const TensorMap& floats,
                                    LayerPartial& partial) const
 {
@@ -207,9 +227,18 @@ void QuantEvaluator::accumulateOwn(const QuantPlan& plan, std::size_t layerIndex
                 value = runLayerNode(layer.outputNodeIndex, &value);
         }
     }
-    if (lp.activationParams || lp.dynamicActivations)
-        value = fakeQuantize(value, activationParamsFor(lp, value));
-    partial.isolated.add(reference, value);
+    // A static per-tensor uniform grid (the common case) is applied inside the sums below rather
+    // than written to tensors and read back.
+    const std::optional<UniformRounding> rounding = lp.activationParams ? singleUniformRounding(*lp.activationParams) : std::nullopt;
+    if (rounding) {
+        if (reference.shape() != value.shape())
+            throw Error("cannot compare " + reference.describe() + " with " + value.describe());
+        partial.isolated.addMapped(reference.data<float>(), value.data<float>(), std::size_t(reference.size()), *rounding);
+    } else {
+        if (lp.activationParams || lp.dynamicActivations)
+            value = fakeQuantize(value, activationParamsFor(lp, value));
+        partial.isolated.add(reference, value);
+    }
 
     // Clipping and rounding noise of the static activation range.
     if (!lp.activationParams)
@@ -219,30 +248,16 @@ void QuantEvaluator::accumulateOwn(const QuantPlan& plan, std::size_t layerIndex
     const float* values = reference.data<float>();
     const float lo = p.rangeMin[0], hi = p.rangeMax[0];
     const std::int64_t count = reference.size();
-    // A simd reduction, branch-free: one sum carried from value to value waited on each addition
-    // (a seventh of MobileNetV1's whole evaluation), and the loop the compiler left scalar took a
-    // fifth of it. It vectorizes only without selects between floating-point results (the
-    // compiler does not speculate arithmetic that may trap), hence the products with 0/1 below.
-    const Tensor q = uniform ? fakeQuantize(reference, p) : Tensor();
-    const float* quantized = uniform ? q.data<float>() : values;
-    std::int64_t clipped = 0, inside = 0;
-    double noise = 0;
-#pragma omp simd reduction(+ : clipped, inside, noise)
-    for (std::int64_t k = 0; k < count; ++k) {
-        const float v = values[k];
-        const int outside = int(v < lo) + int(v > hi);  // at most one holds
-        // Exact zeros (ReLU) quantize without error.
-        const float counted = (outside == 0 && v != 0.f) ? 1.f : 0.f;
-        // Against v clamped to the range, which is v wherever it counts and finite where v is
-        // infinite (so that 0 * (q - v) is not NaN). Exact in float: inside the range the
-        // quantized value is within half a step of v, so the two are within a factor of 2 of each
-        // other (or the quantized value is 0), and Sterbenz's lemma makes their difference exact;
-        // its square is exact in double.
-        const float e = (quantized[k] - std::min(std::max(v, lo), hi)) * counted;
-        clipped += outside;
-        inside += std::int64_t(counted);
-        noise += double(e) * double(e);
+    NoiseSums sums;
+    if (rounding) {
+        const UniformRounding r = *rounding;
+        sums = sumClippingAndNoise(values, count, lo, hi, [&](std::int64_t k) { return r(values[k]); });
+    } else {
+        const Tensor q = uniform ? fakeQuantize(reference, p) : Tensor();
+        const float* quantized = uniform ? q.data<float>() : values;
+        sums = sumClippingAndNoise(values, count, lo, hi, [&](std::int64_t k) { return quantized[k]; });
     }
+    auto [clipped, inside, noise] = sums;
     if (!uniform)  // no grid: no rounding error (only the clipping counts)
         inside = 0, noise = 0;
     partial.clipped += static_cast<std::size_t>(clipped);
@@ -387,13 +402,30 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     auto measureBatch = [&](std::size_t b) {
         // The float tensors the caches lack are made before the caches start: only those nodes
         // run again (all of them when the reference is another graph).
+        // A batch whose float output the float reference pass left to this run (nothing cached)
+        // has its float model run to the end here.
         TensorMap streamedFloat;
         const TensorMap* floats = &floatCache_[b];
-        if (!floatsCached && !floatNeeded.empty()) {
-            const std::size_t endNode = reference_.layers == graph_ ? cacheStart_ : std::numeric_limits<std::size_t>::max();
+        const bool floatOutputMissing = floatOutputs_[b].empty();
+        if ((!floatsCached && !floatNeeded.empty()) || floatOutputMissing) {
+            const bool sameGraph = reference_.layers == graph_;
+            std::set<std::string> capture = floatNeeded;
+            if (floatOutputMissing && sameGraph)
+                capture.insert(outputName);
+            const std::size_t endNode = sameGraph && !floatOutputMissing ? cacheStart_ : std::numeric_limits<std::size_t>::max();
             streamedFloat = floatCache_[b];
-            for (auto& [name, tensor] : runFloat(b, progress.cancel, floatNeeded, endNode))
-                streamedFloat[name] = std::move(tensor);
+            if (!capture.empty())
+                for (auto& [name, tensor] : runFloat(b, progress.cancel, capture, endNode))
+                    streamedFloat[name] = std::move(tensor);
+            if (floatOutputMissing) {
+                if (outputExecutor_) {  // the original model's output
+                    RunOptions outputOnly;
+                    outputOnly.cancel = progress.cancel;
+                    floatOutputs_[b] = outputExecutor_->run({{inputName, inputs_[b]}}, outputOnly).at(outputName);
+                } else {
+                    floatOutputs_[b] = streamedFloat.at(outputName);
+                }
+            }
             floats = &streamedFloat;
         }
         TensorMap produced;
@@ -443,7 +475,8 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     // Batches that run from the start hold their activations while measured: when those are
     // large, one batch at a time (its kernels using every core) halves the memory two batches in
     // flight would take.
-    const bool streamed = !floatsCached || (quantStart == 0 && cacheStart_ > 0);
+    const bool floatOutputsMissing = std::any_of(floatOutputs_.begin(), floatOutputs_.end(), [](const Tensor& t) { return t.empty(); });
+    const bool streamed = !floatsCached || floatOutputsMissing || (quantStart == 0 && cacheStart_ > 0);
     if (streamed && floatBytesPerBatch_ > kLargeBatchBytes) {
         for (std::size_t b = 0; b < batches; ++b)
             measureBatch(b);

@@ -10,7 +10,10 @@
 #include "engine/executor.h"
 #include "quant/simulator.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -27,7 +30,33 @@ namespace qe {
 class ErrorAccumulator {
 public:
     void add(const Tensor& reference, const Tensor& approx);
-    void add(const float* reference, const float* approx, std::size_t count);
+    void add(const float* reference, const float* approx, std::size_t count)
+    {
+        addMapped(reference, approx, count, [](float a) { return a; });
+    }
+    // As add(), with approx[i] = approxOf(values[i]) made on the fly: a fake quantization read
+    // once is never stored (a tensor written and read again took more time than the sums).
+    template <class ApproxOf>
+    void addMapped(const float* reference, const float* values, std::size_t count, ApproxOf approxOf)
+    {
+        // Separate reductions so that the compiler can vectorise the loop.
+        double signal = 0, noise = 0, dot = 0, normApprox = 0, maxAbs = 0;
+#pragma omp simd reduction(+ : signal, noise, dot, normApprox) reduction(max : maxAbs)
+        for (std::size_t i = 0; i < count; ++i) {
+            const double r = reference[i], a = approxOf(values[i]), e = a - r;
+            signal += r * r;
+            noise += e * e;
+            dot += r * a;
+            normApprox += a * a;
+            maxAbs = std::max(maxAbs, std::abs(e));
+        }
+        signal_ += signal;
+        noise_ += noise;
+        dot_ += dot;
+        normApprox_ += normApprox;
+        maxAbs_ = std::max(maxAbs_, maxAbs);
+        count_ += count;
+    }
     // Adds what `other` accumulated (the evaluator sums per batch, then the batches in order).
     void merge(const ErrorAccumulator& other);
     std::size_t count() const { return count_; }

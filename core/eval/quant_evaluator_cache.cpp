@@ -282,11 +282,17 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
             const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
             reportBatch(progress, "float reference", outputs[b], b * batchSize, label, running, done, evaluationImages_);
         };
-        // Large batches one at a time (as evaluate() measures them), small ones two at a time.
-        if (floatBytesPerBatch_ > kLargeBatchBytes) {
+        // With nothing to cache (a one-shot `eval`), the evaluation streams every batch's float
+        // tensors anyway: it makes the float outputs too (floatOutputs_[b] left empty), rather
+        // than a float pass here over every image that keeps only their outputs.
+        if (cacheStart_ == graph_->nodes.size()) {
+            runBatch(0);
+            for (std::size_t b = 1; b < batches; ++b)
+                cache[b][inputName] = inputs_[b];
+        } else if (floatBytesPerBatch_ > kLargeBatchBytes) {  // one at a time, as evaluate() measures them
             for (std::size_t b = 0; b < batches; ++b)
                 runBatch(b);
-        } else {
+        } else {  // small batches two at a time
             parallelFor(static_cast<std::int64_t>(batches), [&](std::int64_t b) { runBatch(std::size_t(b)); });
         }
         floatCache_ = std::move(cache);

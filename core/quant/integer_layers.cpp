@@ -178,10 +178,11 @@ struct Requantizer {
 }  // namespace
 
 std::vector<Tensor> runIntegerWeightedLayer(const IntegerWeightedLayer& layer, const Node& node, std::int64_t opset,
-                                            const std::vector<const Tensor*>& inputs)
+                                            const std::vector<const Tensor*>& inputs, const int8::QuantizedTensor* inputCodes,
+                                            int8::QuantizedTensor* outputCodes)
 {
     if (layer.kernels)
-        return {layer.kernels->run(*inputs.at(0))};
+        return {layer.kernels->run(*inputs.at(0), inputCodes, outputCodes)};
     const Tensor& x = *inputs.at(0);
     Tensor integers(DataType::Float32, x.shape());
     const float* px = x.data<float>();

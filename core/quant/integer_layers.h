@@ -18,6 +18,7 @@
 // weights (sum of |w_int| over a channel times the largest |x_code - zx|). The accumulator then
 // goes through the engine's requantization, bias included.
 
+#include "engine/int8/kernels/quantized_tensor.h"
 #include "engine/int8/kernels/requantize.h"
 #include "model/graph.h"
 #include "quant/layers.h"
@@ -63,10 +64,15 @@ std::optional<std::pair<std::int32_t, std::int32_t>> fusedCodeRange(const Graph&
 // codes, computed by the engine's integer convolutions and products instead of the float kernel on
 // integer-valued operands. The engine sits above quant/, so it is the one that makes them
 // (attachIntegerKernels, engine/int8/integer_engine.h); a plan without them simulates in float.
+// A run also gives the output's codes: the next integer layer, whose input grid is this layer's
+// output grid, takes them instead of quantizing the values again (the same codes: the values are
+// (code - zero-point) * scale, which quantize back to their codes exactly).
 class IntegerLayerKernels {
 public:
     virtual ~IntegerLayerKernels() = default;
-    virtual Tensor run(const Tensor& input) const = 0;
+    // `inputCodes`, when given and of the input's shape and grid, are the input's codes; other
+    // codes are ignored. `outputCodes`, when given, receives the output's.
+    virtual Tensor run(const Tensor& input, const int8::QuantizedTensor* inputCodes, int8::QuantizedTensor* outputCodes) const = 0;
 };
 
 // A weighted layer prepared for exact simulation, once per plan.
@@ -101,7 +107,11 @@ std::optional<IntegerWeightedLayer> prepareIntegerWeightedLayer(const Graph& gra
 // The layer node's output as the engine computes it, as the float values of its codes. A fused
 // Relu/Clip is already applied, as the clamp of the codes: running it on these values, and fake-
 // quantizing the result, changes nothing. inputs[0] holds fake-quantized values on the input's grid.
+// With the engine's kernels attached, `inputCodes` and `outputCodes` are passed on to them
+// (IntegerLayerKernels::run); without, the output codes are not made (left empty).
 std::vector<Tensor> runIntegerWeightedLayer(const IntegerWeightedLayer& layer, const Node& node, std::int64_t opset,
-                                            const std::vector<const Tensor*>& inputs);
+                                            const std::vector<const Tensor*>& inputs,
+                                            const int8::QuantizedTensor* inputCodes = nullptr,
+                                            int8::QuantizedTensor* outputCodes = nullptr);
 
 }  // namespace qe

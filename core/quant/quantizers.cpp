@@ -23,25 +23,6 @@
 namespace qe::scheme_detail {
 namespace {
 
-// Uniform fake quantization exactly as PyTorch's CPU kernel (fake_quantize_tensor_cachemask_kernel
-// and its per-channel twin): inv_scale = 1.0f / scale, q = zero_point + nearbyint(x * inv_scale) in
-// float32 (half to even, rounding x * inv_scale, not x / scale), clamped to [qmin, qmax], then
-// (q - zero_point) * scale. PyTorch's product is in double and rounded once to float, which equals
-// the float product because (q - zero_point) has at most 17 significant bits.
-// Differences on purpose: NaN stays NaN and +-inf saturate to the range ends; PyTorch casts those
-// to int64 (undefined behaviour; in practice they become qmin).
-// No branch for NaN: it passes through every step (std::clamp returns a NaN it is given), and
-// without a branch the loops over a tensor compile to vector instructions (vroundps), four to
-// eight values at a time.
-struct UniformBlock {
-    float scale, inverseScale, zeroPoint, qmin, qmax;
-    float operator()(float x) const
-    {
-        const float q = std::clamp(std::nearbyint(x * inverseScale) + zeroPoint, qmin, qmax);
-        return (q - zeroPoint) * scale;
-    }
-};
-
 // Log2 levels: 0 and +-scale * 2^e for e = -(K-1) .. 0 (K = qmax). |x| is rounded to the nearest
 // level in the log domain (the boundary between 2^(e-1) and 2^e is 2^e / sqrt(2)), which keeps the
 // relative error bounded. Below the smallest level L the choice is between L and 0, and there the
@@ -187,10 +168,9 @@ void fakeQuantizeUniform(const QuantParams& params, const BlockIndex& blockOf, c
     if (params.qmin >= params.qmax)
         throw Error("quantization parameters: expected qmin < qmax, got [" + std::to_string(params.qmin) + ", " +
                     std::to_string(params.qmax) + "]");
-    std::vector<UniformBlock> quantizers;
+    std::vector<UniformRounding> quantizers;
     for (std::size_t b = 0; b < blocks; ++b)
-        quantizers.push_back({u.scale[b], 1.0f / u.scale[b], static_cast<float>(u.zeroPoint[b]), static_cast<float>(params.qmin),
-                              static_cast<float>(params.qmax)});
+        quantizers.push_back(UniformRounding::of(params, b));
     applyPerBlock(in, out, n, blockOf, quantizers);
 }
 

@@ -578,6 +578,21 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
     return params;
 }
 
+std::optional<UniformRounding> singleUniformRounding(const QuantParams& params)
+{
+    const SchemeTraits& traits = schemeTraits(params.scheme);
+    if (params.bits < traits.minBits || params.bits > traits.maxBits || !std::holds_alternative<UniformParams>(params.values) ||
+        params.values.index() != row(params.scheme).emptyValues().index() || params.granularity != Granularity::PerTensor)
+        return std::nullopt;
+    const UniformParams& u = params.uniform();
+    if (u.scale.size() != 1 || u.zeroPoint.size() != 1 || params.qmin >= params.qmax)
+        return std::nullopt;
+    const float scale = u.scale[0];
+    if (!(scale > 0.f) || !std::isfinite(scale) || !std::isfinite(1.f / scale))
+        return std::nullopt;
+    return UniformRounding::of(params, 0);
+}
+
 Tensor fakeQuantize(const Tensor& values, const QuantParams& params)
 {
     if (values.empty())

@@ -13,7 +13,10 @@
 
 #include "tensor/tensor.h"
 
+#include <algorithm>
 #include <array>
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -173,6 +176,37 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
 // Whether paramsForWeights searches the weights' range under `spec`: MSE ranges on a scheme that
 // fits a grid to a range (every one but the k-means codebook, which fits itself to the values).
 bool searchesWeightRange(const TensorQuantSpec& spec);
+
+// Uniform fake quantization of one block, exactly as PyTorch's CPU kernel
+// (fake_quantize_tensor_cachemask_kernel and its per-channel twin): inv_scale = 1.0f / scale,
+// q = zero_point + nearbyint(x * inv_scale) in float32 (half to even, rounding x * inv_scale, not
+// x / scale), clamped to [qmin, qmax], then (q - zero_point) * scale. PyTorch's product is in double
+// and rounded once to float, which equals the float product because (q - zero_point) has at most 17
+// significant bits. Differences on purpose: NaN stays NaN and +-inf saturate to the range ends;
+// PyTorch casts those to int64 (undefined behaviour; in practice they become qmin).
+// No branch for NaN: it passes through every step (std::clamp returns a NaN it is given), and
+// without a branch the loops over a tensor compile to vector instructions (vroundps), four to
+// eight values at a time. fakeQuantize uses it for every uniform scheme; loops that read the
+// fake-quantized values once (the evaluator's error sums) use it in place of a quantized tensor.
+struct UniformRounding {
+    float scale, inverseScale, zeroPoint, qmin, qmax;
+    float operator()(float x) const
+    {
+        const float q = std::clamp(std::nearbyint(x * inverseScale) + zeroPoint, qmin, qmax);
+        return (q - zeroPoint) * scale;
+    }
+    // Block `block` of uniform parameters (unchecked: fakeQuantize checks them).
+    static UniformRounding of(const QuantParams& params, std::size_t block)
+    {
+        const UniformParams& u = params.uniform();
+        return {u.scale[block], 1.0f / u.scale[block], static_cast<float>(u.zeroPoint[block]), static_cast<float>(params.qmin),
+                static_cast<float>(params.qmax)};
+    }
+};
+// The rounding of uniform parameters with one block that fakeQuantize accepts (a positive, finite
+// scale with a finite inverse; qmin < qmax), which then gives fakeQuantize's values element by
+// element; nothing for other schemes, several blocks or parameters fakeQuantize would refuse.
+std::optional<UniformRounding> singleUniformRounding(const QuantParams& params);
 
 // Quantize and dequantize: the float tensor a device would compute with (fake quantization).
 Tensor fakeQuantize(const Tensor& values, const QuantParams& params);

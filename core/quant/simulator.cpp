@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
+#include <string>
 
 namespace qe {
 
@@ -314,14 +316,41 @@ TensorMap runSimulated(const QuantPlan& plan, const Executor& executor, TensorMa
         }
     }
     const std::int64_t opset = executor.graph().opsetVersion;
+    // The codes of integer layers' outputs, by tensor name, until their last reader has run: a
+    // following integer layer takes them rather than quantizing the values again (MobileNetV1's
+    // layers follow one another in integers; the conversion took as long as its convolutions).
+    struct Codes {
+        int8::QuantizedTensor codes;
+        std::size_t lastReader = 0;
+    };
+    std::map<std::string, Codes> codesOf;
+    std::map<std::string, std::size_t> lastReader;
+    for (std::size_t n = 0; n < executor.graph().nodes.size(); ++n)
+        for (const std::string& in : executor.graph().nodes[n].inputs)
+            lastReader[in] = n;
+    auto keepCodes = [&](const std::string& name, int8::QuantizedTensor codes) {
+        if (auto reader = lastReader.find(name); reader != lastReader.end() && !codes.codes.empty())
+            codesOf[name] = {std::move(codes), reader->second};
+    };
     options.computeNode = [&](std::size_t nodeIndex, const Node& node,
                               const std::vector<const Tensor*>& inputs) -> std::optional<std::vector<Tensor>> {
-        if (appliedActivations.count(static_cast<int>(nodeIndex)))
+        std::erase_if(codesOf, [&](const auto& entry) { return entry.second.lastReader < nodeIndex; });
+        if (appliedActivations.count(static_cast<int>(nodeIndex))) {
+            // The layer's codes are already clamped: the activation's output has them too.
+            if (auto in = codesOf.find(node.input(0)); in != codesOf.end() && !node.outputs.empty())
+                keepCodes(node.outputs[0], in->second.codes);
             return std::vector<Tensor>{*inputs.at(0)};
+        }
         auto it = plan.integerLayers.find(static_cast<int>(nodeIndex));
         if (it == plan.integerLayers.end())
             return std::nullopt;
-        return runIntegerWeightedLayer(it->second, node, opset, inputs);
+        auto in = codesOf.find(node.input(0));
+        int8::QuantizedTensor out;
+        std::vector<Tensor> outputs =
+            runIntegerWeightedLayer(it->second, node, opset, inputs, in != codesOf.end() ? &in->second.codes : nullptr, &out);
+        if (!node.outputs.empty())
+            keepCodes(node.outputs[0], std::move(out));
+        return outputs;
     };
     options.afterNode = [&](std::size_t nodeIndex, const Node&, std::vector<Tensor>& outputs) {
         auto it = layerAtNode.find(static_cast<int>(nodeIndex));

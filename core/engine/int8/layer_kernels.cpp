@@ -60,14 +60,22 @@ public:
         return k;
     }
 
-    Tensor run(const Tensor& input) const override
+    Tensor run(const Tensor& input, const int8::QuantizedTensor* inputCodes, int8::QuantizedTensor* outputCodes) const override
     {
         Values values;
         // The input holds values on its grid, (code - zero-point) * scale: quantizing them again
-        // gives back their codes exactly. Images go channels-last, as the convolutions read them.
-        values["x"].codes = input.rank() == 4 ? int8::quantizeToChannelsLast(input, input_) : int8::quantize(input, input_);
+        // gives back their codes exactly, which the previous layer may have given. Images go
+        // channels-last, as the convolutions read them.
+        const bool image = input.rank() == 4;
+        if (inputCodes && inputCodes->params == input_ && inputCodes->channelsLast == image && inputCodes->logicalShape() == input.shape())
+            values["x"].codes = *inputCodes;
+        else
+            values["x"].codes = image ? int8::quantizeToChannelsLast(input, input_) : int8::quantize(input, input_);
         step_->run(values);
-        return values.at("y").realValues();
+        IntegerEngine::Value& y = values.at("y");
+        if (outputCodes && y.codes)
+            *outputCodes = *y.codes;
+        return y.realValues();
     }
 
 private:
