@@ -449,18 +449,21 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
             return it != produced.end() ? it->second : quantCache_[b].at(name);
         };
         const std::size_t rows = std::size_t(inputs_[b].dim(0));
-        for (std::size_t i = 0; i < layers_.size(); ++i) {
+        // The layers share the cores when this is the only batch in flight (else each batch has
+        // one and this loop runs on it).
+        parallelFor(std::int64_t(layers_.size()), [&](std::int64_t index) {
+            const auto i = std::size_t(index);
             if (needOwn[i])
                 accumulateOwn(*plan, i, *floats, partials[b][i]);
             if (!needAccumulated[i])
-                continue;
+                return;
             // Per image (kept for imageLayerErrors), then merged.
             const Tensor& reference = floats->at(layers_[i].output);
             const Tensor& approx = quantized(layers_[i].output);
             const std::size_t perImage = std::size_t(reference.size()) / rows;
             if (reference.shape() != approx.shape() || perImage * rows != std::size_t(reference.size())) {
                 partials[b][i].accumulated.add(reference, approx);  // refuses tensors that differ in shape
-                continue;
+                return;
             }
             for (std::size_t r = 0; r < rows; ++r) {
                 ErrorAccumulator image;
@@ -468,7 +471,7 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
                 partials[b][i].accumulated.merge(image);
                 imageErrors_[i][b * batchSize + r] = image;
             }
-        }
+        });
         const std::size_t done = imagesDone += rows;
         reportBatch(progress, "quantized model", quantOutputs_[b], b * batchSize, label, running, done, evaluationImages_);
     };

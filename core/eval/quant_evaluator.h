@@ -39,9 +39,12 @@ public:
     template <class ApproxOf>
     void addMapped(const float* reference, const float* values, std::size_t count, ApproxOf approxOf)
     {
-        // Separate reductions so that the compiler can vectorise the loop.
+        // Separate reductions so that the compiler can vectorise the loop (the window's files
+        // that include this header build without OpenMP).
         double signal = 0, noise = 0, dot = 0, normApprox = 0, maxAbs = 0;
+#if defined(_OPENMP)
 #pragma omp simd reduction(+ : signal, noise, dot, normApprox) reduction(max : maxAbs)
+#endif
         for (std::size_t i = 0; i < count; ++i) {
             const double r = reference[i], a = approxOf(values[i]), e = a - r;
             signal += r * r;

@@ -81,6 +81,8 @@ public:
     std::pair<float, float> range(const CalibrationSpec& calibration, const TensorQuantSpec& spec) const;
 
 private:
+    // Counts `values` into histogram_ (whose range holds them all).
+    void addToHistogram(const float* values, std::size_t count);
     int bins_;
     float min_ = 0.f, max_ = 0.f;
     // Each batch's min and max in order (two floats a batch, not the values), so that range() can

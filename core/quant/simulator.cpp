@@ -3,6 +3,7 @@
 #include "model/operator_traits.h"
 
 #include "common/error.h"
+#include "common/parallel.h"
 #include "engine/int8/kernels/requantize.h"
 #include "model/graph.h"
 #include "quant/image_batches.h"
@@ -12,6 +13,8 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace qe {
 
@@ -38,8 +41,13 @@ CalibrationData calibrate(const Graph& graph, const std::vector<QuantLayer>& lay
     forEachImageBatch(graph, dataset, preprocess, 0, total, options.batchSize, options.cancel,
                       [&](std::size_t offset, const Tensor& batch) {
                           const TensorMap outputs = executor.run({{graph.inputs[0].name, batch}}, run);
+                          // Between batches, whose kernels use every core, the layers' observers
+                          // share the cores too.
+                          std::vector<std::pair<RangeObserver*, const Tensor*>> observed;
                           for (auto& [name, observer] : data.observers)
-                              observer.observe(outputs.at(name));
+                              observed.emplace_back(&observer, &outputs.at(name));
+                          parallelFor(std::int64_t(observed.size()),
+                                      [&](std::int64_t i) { observed[std::size_t(i)].first->observe(*observed[std::size_t(i)].second); });
                           if (options.progress)
                               options.progress(offset + std::size_t(batch.dim(0)), total);
                       });

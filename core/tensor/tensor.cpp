@@ -72,26 +72,32 @@ constexpr std::size_t kHugePage = std::size_t{2} << 20;
 // zeroing its pages before a kernel writes them again: glibc trims the heap's top whenever more
 // than the trim threshold (1 GiB, keepFreedMemoryForReuse) is free there, which the evaluator's
 // batches of MobileNetV1 activations reach, and the kernel's page clearing then took a quarter of
-// its evaluation. At most kIdleBytes wait here, the longest-waiting freed first; a tensor that
-// finds no block of its size first frees idle blocks worth its size, so the pool never raises
-// the process's footprint above what it held before. The table is fixed (a block is at least
+// its evaluation. At most kIdleBytes wait here, the longest-waiting freed first. A tensor that
+// finds no block of its size first frees stale blocks (idle through kStaleTakes takes: sizes the
+// run no longer asks for) worth its size, so that a pool left over from another model does not
+// add to the footprint; blocks still in use batch after batch stay (freeing those on every miss,
+// when two batches in flight had taken every block of a size, cost MobileNetV1 0.5's evaluation
+// a fifth of its time in fresh pages). The table is fixed (a block is at least
 // 2 MiB), so returning a block, which runs in a tensor's deleter, allocates nothing. Off under
 // AddressSanitizer, so that it still sees every use after free.
 class LargeBlocks {
 public:
     static constexpr std::size_t kIdleBytes = std::size_t{512} << 20;
+    static constexpr std::uint64_t kStaleTakes = 1024;  // a batch of MobileNetV1 takes about 120
 
     void* take(std::size_t size)
     {
         {
             const std::lock_guard lock(mutex_);
+            ++takes_;
             for (std::size_t i = count_; i-- > 0;)  // the most recently freed first: warm in cache
                 if (idle_[i].size == size) {
                     void* p = idle_[i].pointer;
                     remove(i);
                     return p;
                 }
-            for (std::size_t freed = 0; freed < size && count_ > 0;) {
+            // The oldest first: once one is not stale, none after it is.
+            for (std::size_t freed = 0; freed < size && count_ > 0 && takes_ - idle_[0].givenAt > kStaleTakes;) {
                 freed += idle_[0].size;
                 std::free(idle_[0].pointer);
                 remove(0);
@@ -114,7 +120,7 @@ public:
             std::free(idle_[0].pointer);
             remove(0);
         }
-        idle_[count_++] = {p, size};
+        idle_[count_++] = {p, size, takes_};
         idleBytes_ += size;
     }
 
@@ -122,6 +128,7 @@ private:
     struct Block {
         void* pointer;
         std::size_t size;
+        std::uint64_t givenAt;  // takes_ when it was freed
     };
     // Drops entry i, keeping the rest in the order they were freed.
     void remove(std::size_t i)
@@ -133,6 +140,7 @@ private:
     std::mutex mutex_;
     std::array<Block, kIdleBytes / kHugePage> idle_{};  // [0, count_): oldest first
     std::size_t count_ = 0, idleBytes_ = 0;
+    std::uint64_t takes_ = 0;
 };
 
 // Never destroyed: tensors freed during static destruction still return their blocks.

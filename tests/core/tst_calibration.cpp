@@ -165,6 +165,8 @@ private slots:
     void clippingMethodsIgnoreOutliers();
     void histogramGrowthPreservesMass_data();
     void histogramGrowthPreservesMass();
+    void histogramCountsEachValueInItsBin_data();
+    void histogramCountsEachValueInItsBin();
 
 private:
     QTemporaryDir referenceDir_;
@@ -641,6 +643,49 @@ void TestCalibration::histogramGrowthPreservesMass()
     qInfo("range [%g, %g] for data in [%g, %g]; %g of %llu values in another bin than direct binning", h.low, h.high,
           observer.min(), observer.max(), moved, static_cast<unsigned long long>(count));
     QVERIFY2(moved <= 1e-4 * double(count), qPrintable(QString::number(moved)));
+}
+
+// One batch's histogram spans exactly its [min, max], so each value's bin is floor((v - min) /
+// width), the largest value in the last bin: counted here one value at a time, against the
+// observer's counts on both of its paths (few values: one count at a time; many: the bins in
+// vector blocks into four integer sub-histograms). ReLU-like data puts a third in one bin.
+void TestCalibration::histogramCountsEachValueInItsBin_data()
+{
+    QTest::addColumn<int>("count");
+    QTest::addColumn<int>("bins");
+    QTest::newRow("few values") << 1000 << 2048;
+    QTest::newRow("many values, ragged last block") << 300'007 << 2048;
+    QTest::newRow("many values, default bins") << 1'000'000 << 8192;
+}
+
+void TestCalibration::histogramCountsEachValueInItsBin()
+{
+    QFETCH(int, count);
+    QFETCH(int, bins);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.2f, 1.f);
+    std::vector<float> values(static_cast<std::size_t>(count));
+    for (float& v : values)
+        v = std::max(0.f, normal(rng));
+    RangeObserver observer(bins);
+    observer.observe(values.data(), values.size());
+    const Histogram& h = observer.histogram();
+    QCOMPARE(h.low, *std::min_element(values.begin(), values.end()));
+    QCOMPARE(h.high, *std::max_element(values.begin(), values.end()));
+    std::vector<double> expected(static_cast<std::size_t>(bins), 0.0);
+    const double width = (double(h.high) - double(h.low)) / bins;
+    for (float v : values) {
+        const auto k = static_cast<std::int64_t>(std::floor((double(v) - double(h.low)) / width));
+        expected[static_cast<std::size_t>(std::clamp<std::int64_t>(k, 0, bins - 1))] += 1;
+    }
+    std::size_t differing = 0;
+    for (int j = 0; j < bins; ++j)
+        differing += h.counts[std::size_t(j)] != expected[std::size_t(j)];
+    // (v - low) * (bins / width) and (v - low) / width may round apart at a bin edge: a value or
+    // two may sit in the neighbouring bin, never more.
+    QVERIFY2(differing <= 4, qPrintable(QString::number(differing) + " bins differ"));
+    QCOMPARE(h.total(), double(count));
+    QCOMPARE(h.counts[0], expected[0]);  // the zeros (a third of the values): one bin, counted exactly
 }
 
 QTEST_APPLESS_MAIN(TestCalibration)

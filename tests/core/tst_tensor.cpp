@@ -20,6 +20,7 @@ private slots:
     void castAndReadBack();
     void wrongTypeAccessIsAnError();
     void largeBlocksRecycledZeroed();
+    void largeBlockSurvivesOtherSizes();
 };
 
 void TestTensor::absurdShapes_data()
@@ -84,6 +85,26 @@ void TestTensor::largeBlocksRecycledZeroed()
         QCOMPARE(static_cast<const void*>(zeroed.rawData()), static_cast<const void*>(first));
 #endif
     QVERIFY(std::all_of(zeroed.data<float>(), zeroed.data<float>() + zeroed.size(), [](float v) { return v == 0.f; }));
+}
+
+// A tensor of a new size does not take the blocks of sizes still in use from the pool (freeing
+// them on every such miss, with two batches in flight, cost MobileNetV1's evaluation a fifth of its
+// time in fresh pages): the block freed just before comes back to the next tensor of its size.
+void TestTensor::largeBlockSurvivesOtherSizes()
+{
+    const Shape shape{4, 1 << 18};  // 4 MiB of float32
+    const std::byte* first = nullptr;
+    {
+        const Tensor t = Tensor::uninitialized(DataType::Float32, shape);
+        first = t.rawData();
+    }
+    const Tensor other = Tensor::uninitialized(DataType::Float32, {6, 1 << 18});  // 6 MiB: no block of its size
+    const Tensor again = Tensor::uninitialized(DataType::Float32, shape);
+#if defined(__linux__)
+    if (!QE_ADDRESS_SANITIZER)
+        QCOMPARE(static_cast<const void*>(again.rawData()), static_cast<const void*>(first));
+#endif
+    QVERIFY(other.rawData() != again.rawData());
 }
 
 QTEST_APPLESS_MAIN(TestTensor)
