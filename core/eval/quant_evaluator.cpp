@@ -19,6 +19,33 @@ namespace qe {
 
 // ---- error statistics -------------------------------------------------------------------------
 
+template <class ApproxOf>
+void ErrorAccumulator::addMapped(const float* reference, const float* values, std::size_t count, ApproxOf approxOf)
+{
+    // Separate reductions so that the compiler can vectorise the loop.
+    double signal = 0, noise = 0, dot = 0, normApprox = 0, maxAbs = 0;
+#pragma omp simd reduction(+ : signal, noise, dot, normApprox) reduction(max : maxAbs)
+    for (std::size_t i = 0; i < count; ++i) {
+        const double r = reference[i], a = approxOf(values[i]), e = a - r;
+        signal += r * r;
+        noise += e * e;
+        dot += r * a;
+        normApprox += a * a;
+        maxAbs = std::max(maxAbs, std::abs(e));
+    }
+    signal_ += signal;
+    noise_ += noise;
+    dot_ += dot;
+    normApprox_ += normApprox;
+    maxAbs_ = std::max(maxAbs_, maxAbs);
+    count_ += count;
+}
+
+void ErrorAccumulator::add(const float* reference, const float* approx, std::size_t count)
+{
+    addMapped(reference, approx, count, [](float a) { return a; });
+}
+
 void ErrorAccumulator::merge(const ErrorAccumulator& other)
 {
     signal_ += other.signal_;
@@ -94,6 +121,7 @@ QuantEvaluator::QuantEvaluator(std::shared_ptr<const Graph> graph, std::shared_p
         outputExecutor_.emplace(*reference_.outputs);
     if (layers_.empty())
         throw Error(graph_->sourcePath + ": the model has no layers to quantize");
+    releaseIdleTensorBlocks();  // blocks of another model's sizes (tensor.h)
 }
 
 void QuantEvaluator::calibrate(const Dataset& calibrationSet, std::size_t images, const EvaluationProgress& progress)

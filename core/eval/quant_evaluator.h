@@ -30,36 +30,12 @@ namespace qe {
 class ErrorAccumulator {
 public:
     void add(const Tensor& reference, const Tensor& approx);
-    void add(const float* reference, const float* approx, std::size_t count)
-    {
-        addMapped(reference, approx, count, [](float a) { return a; });
-    }
+    void add(const float* reference, const float* approx, std::size_t count);
     // As add(), with approx[i] = approxOf(values[i]) made on the fly: a fake quantization read
     // once is never stored (a tensor written and read again took more time than the sums).
+    // Defined in quant_evaluator.cpp, the one file that uses it (built with OpenMP's simd).
     template <class ApproxOf>
-    void addMapped(const float* reference, const float* values, std::size_t count, ApproxOf approxOf)
-    {
-        // Separate reductions so that the compiler can vectorise the loop (the window's files
-        // that include this header build without OpenMP).
-        double signal = 0, noise = 0, dot = 0, normApprox = 0, maxAbs = 0;
-#if defined(_OPENMP)
-#pragma omp simd reduction(+ : signal, noise, dot, normApprox) reduction(max : maxAbs)
-#endif
-        for (std::size_t i = 0; i < count; ++i) {
-            const double r = reference[i], a = approxOf(values[i]), e = a - r;
-            signal += r * r;
-            noise += e * e;
-            dot += r * a;
-            normApprox += a * a;
-            maxAbs = std::max(maxAbs, std::abs(e));
-        }
-        signal_ += signal;
-        noise_ += noise;
-        dot_ += dot;
-        normApprox_ += normApprox;
-        maxAbs_ = std::max(maxAbs_, maxAbs);
-        count_ += count;
-    }
+    void addMapped(const float* reference, const float* values, std::size_t count, ApproxOf approxOf);
     // Adds what `other` accumulated (the evaluator sums per batch, then the batches in order).
     void merge(const ErrorAccumulator& other);
     std::size_t count() const { return count_; }
@@ -295,7 +271,9 @@ private:
 
     std::uint64_t cacheBudget_ = defaultCacheBudget();
     std::vector<Tensor> inputs_;        // preprocessed evaluation batches (all of them)
-    std::vector<Tensor> floatOutputs_;  // per batch: the float model's output
+    // Per batch: the float model's output; left empty by ensureFloatCache when nothing is cached,
+    // for evaluate()'s streamed float run to make.
+    std::vector<Tensor> floatOutputs_;
     std::vector<double> outputsPerImage_;  // per layer: output values per image
     std::vector<int> labels_;
 

@@ -94,6 +94,7 @@ void QuantEvaluator::setCacheBudget(std::uint64_t bytes)
 
 void QuantEvaluator::releaseCaches()
 {
+    releaseIdleTensorBlocks();  // the other evaluator's tensors are of other sizes
     clearQuantizedCache();
     quantCache_.clear();
     inputs_.clear();
@@ -264,6 +265,7 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         const auto label = [&labels](std::size_t image) { return labels[image]; };
         running.total = labelledCount(labels);
         std::atomic<std::size_t> imagesDone{0};
+        const bool nothingCached = cacheStart_ == graph_->nodes.size();
         auto runBatch = [&](std::size_t b) {
             TensorMap map = b == 0 ? std::move(first) : runFloat(b, progress.cancel, capture);
             std::erase_if(map, [&](const auto& entry) { return !capture.count(entry.first); });
@@ -280,12 +282,14 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
             keepOutsideHeap(map, cache[b]);
             cache[b][inputName] = inputs_[b];  // shares its storage
             const std::size_t done = imagesDone += std::size_t(inputs_[b].dim(0));
-            reportBatch(progress, "float reference", outputs[b], b * batchSize, label, running, done, evaluationImages_);
+            if (!nothingCached)  // else the evaluation makes the float outputs: no float phase to report
+                reportBatch(progress, "float reference", outputs[b], b * batchSize, label, running, done, evaluationImages_);
         };
-        // With nothing to cache (a one-shot `eval`), the evaluation streams every batch's float
-        // tensors anyway: it makes the float outputs too (floatOutputs_[b] left empty), rather
-        // than a float pass here over every image that keeps only their outputs.
-        if (cacheStart_ == graph_->nodes.size()) {
+        // With nothing to cache (a one-shot `eval`, or a budget too small for the last node's
+        // tensors), the evaluation streams every batch's float tensors anyway: it makes the float
+        // outputs too (floatOutputs_[b] left empty), rather than a float pass here over every
+        // image that keeps only their outputs.
+        if (nothingCached) {
             runBatch(0);
             for (std::size_t b = 1; b < batches; ++b)
                 cache[b][inputName] = inputs_[b];

@@ -359,9 +359,10 @@ void RangeObserver::addToHistogram(const float* values, std::size_t count)
     const double scale = n / (double(histogram_.high) - low);
     // Clamped before the conversion (to the same bin as truncating first: values below 0 and in
     // (n - 1, n) truncate to the ends too), so that it converts to int32, which vector
-    // instructions do without AVX-512.
+    // instructions do without AVX-512. max(0, min(x, last)) rather than std::clamp: a NaN
+    // (there is none unless the range has no width) goes to bin 0, not to a wild index.
     const double lastBin = n - 1;
-    auto binOf = [&](float v) { return static_cast<std::int32_t>(std::clamp((double(v) - low) * scale, 0.0, lastBin)); };
+    auto binOf = [&](float v) { return static_cast<std::int32_t>(std::max(0.0, std::min((double(v) - low) * scale, lastBin))); };
     constexpr std::size_t kBlock = 1024, kWays = 4;
     if (count < kWays * std::size_t(n)) {  // few values (one channel's weights): not worth the sub-histograms
         for (std::size_t i = 0; i < count; ++i)
@@ -424,7 +425,9 @@ void RangeObserver::observe(const float* values, std::size_t count)
         histogram_.low = batchMin;
         histogram_.high = batchMax;
         if (batchMin == batchMax) {  // a constant batch: give the bins a width to grow from
-            const float halfWidth = batchMin != 0 ? std::abs(batchMin) * 0x1p-10f : 0x1p-40f;
+            float halfWidth = batchMin != 0 ? std::abs(batchMin) * 0x1p-10f : 0x1p-40f;
+            if (!(halfWidth > 0))  // a subnormal value's 2^-10 underflows
+                halfWidth = 0x1p-40f;
             histogram_.low = batchMin - halfWidth;
             histogram_.high = batchMax + halfWidth;
         }

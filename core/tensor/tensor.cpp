@@ -73,11 +73,12 @@ constexpr std::size_t kHugePage = std::size_t{2} << 20;
 // than the trim threshold (1 GiB, keepFreedMemoryForReuse) is free there, which the evaluator's
 // batches of MobileNetV1 activations reach, and the kernel's page clearing then took a quarter of
 // its evaluation. At most kIdleBytes wait here, the longest-waiting freed first. A tensor that
-// finds no block of its size first frees stale blocks (idle through kStaleTakes takes: sizes the
-// run no longer asks for) worth its size, so that a pool left over from another model does not
-// add to the footprint; blocks still in use batch after batch stay (freeing those on every miss,
-// when two batches in flight had taken every block of a size, cost MobileNetV1 0.5's evaluation
-// a fifth of its time in fresh pages). The table is fixed (a block is at least
+// finds no block of its size first frees stale blocks (idle through kStaleTakes large
+// allocations: sizes the run no longer asks for) worth its size; blocks still in use batch after
+// batch stay (freeing those on every miss, when two batches in flight had taken every block of a
+// size, cost MobileNetV1 0.5's evaluation a fifth of its time in fresh pages). A new evaluator,
+// whose sizes are another model's, empties the pool first (releaseIdleTensorBlocks), so the
+// blocks it holds are the running evaluation's batches, which its budget counts. The table is fixed (a block is at least
 // 2 MiB), so returning a block, which runs in a tensor's deleter, allocates nothing. Off under
 // AddressSanitizer, so that it still sees every use after free.
 class LargeBlocks {
@@ -124,6 +125,15 @@ public:
         idleBytes_ += size;
     }
 
+    void releaseAll() noexcept
+    {
+        const std::lock_guard lock(mutex_);
+        while (count_ > 0) {
+            std::free(idle_[0].pointer);
+            remove(0);
+        }
+    }
+
 private:
     struct Block {
         void* pointer;
@@ -150,6 +160,17 @@ LargeBlocks& largeBlocks()
     return *blocks;
 }
 #endif
+
+}  // namespace
+
+void releaseIdleTensorBlocks()
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    largeBlocks().releaseAll();
+#endif
+}
+
+namespace {
 
 // Storage for `bytes`, zeroed or not. Large tensors (a batch of activations) get memory aligned
 // to 2 MiB and marked for transparent huge pages: a kernel that walks tens of MB of activations

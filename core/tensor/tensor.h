@@ -38,6 +38,11 @@ std::int64_t elementCount(const Shape& shape);
 // when they cannot be broadcast together.
 Shape broadcastShapes(const Shape& a, const Shape& b);
 
+// Frees the blocks of freed large tensors that wait to be reused (tensor.cpp's pool, at most 512
+// MiB): for a new consumer of memory (another model's evaluation), whose sizes would not reuse
+// them until they went stale.
+void releaseIdleTensorBlocks();
+
 class Tensor {
 public:
     Tensor() = default;
