@@ -60,6 +60,8 @@ public:
     TensorMap run(const TensorMap& feeds, const RunOptions& options = {}) const;
 
     const Graph& graph() const { return graph_; }
+    // Tensor name -> index of the last node that reads it (tensors no node reads are absent).
+    const std::map<std::string, std::size_t>& lastReaders() const { return lastUse_; }
 
 private:
     const Graph& graph_;

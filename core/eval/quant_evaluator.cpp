@@ -217,6 +217,16 @@ NoiseSums sumClippingAndNoise(const float* values, std::int64_t count, float lo,
 
 }  // namespace
 
+Tensor QuantEvaluator::floatOutputOf(std::size_t batch, const TensorMap& floats, const std::atomic<bool>* cancel) const
+{
+    const std::string& outputName = graph_->outputs.at(0).name;
+    if (!outputExecutor_)
+        return floats.at(outputName);
+    RunOptions outputOnly;
+    outputOnly.cancel = cancel;
+    return outputExecutor_->run({{graph_->inputs[0].name, inputs_[batch]}}, outputOnly).at(outputName);
+}
+
 void QuantEvaluator::accumulateOwn(const QuantPlan& plan, std::size_t layerIndex, const TensorMap& floats,
                                    LayerPartial& partial) const
 {
@@ -445,15 +455,8 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
             if (!capture.empty())
                 for (auto& [name, tensor] : runFloat(b, progress.cancel, capture, endNode))
                     streamedFloat[name] = std::move(tensor);
-            if (floatOutputMissing) {
-                if (outputExecutor_) {  // the original model's output
-                    RunOptions outputOnly;
-                    outputOnly.cancel = progress.cancel;
-                    floatOutputs_[b] = outputExecutor_->run({{inputName, inputs_[b]}}, outputOnly).at(outputName);
-                } else {
-                    floatOutputs_[b] = streamedFloat.at(outputName);
-                }
-            }
+            if (floatOutputMissing)
+                floatOutputs_[b] = floatOutputOf(b, streamedFloat, progress.cancel);
             floats = &streamedFloat;
         }
         TensorMap produced;

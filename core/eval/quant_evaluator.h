@@ -250,6 +250,9 @@ private:
     // Batch `batch`'s float tensors named by `capture` (run now), of the nodes before `endNode`.
     TensorMap runFloat(std::size_t batch, const std::atomic<bool>* cancel, const std::set<std::string>& capture,
                        std::size_t endNode = std::numeric_limits<std::size_t>::max()) const;
+    // Batch `batch`'s float model output: from `floats` (a run of reference_.layers that captured
+    // it), or from the original model when the reference is another graph.
+    Tensor floatOutputOf(std::size_t batch, const TensorMap& floats, const std::atomic<bool>* cancel) const;
     std::set<std::string> floatCaptures() const;  // every layer's inputs and output
     // This layer's isolated error, clipping and rounding noise on one batch's float activations.
     void accumulateOwn(const QuantPlan& plan, std::size_t layerIndex, const TensorMap& floats, LayerPartial& partial) const;

@@ -269,13 +269,7 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         auto runBatch = [&](std::size_t b) {
             TensorMap map = b == 0 ? std::move(first) : runFloat(b, progress.cancel, capture);
             std::erase_if(map, [&](const auto& entry) { return !capture.count(entry.first); });
-            if (outputExecutor_) {  // the original model's output
-                RunOptions outputOnly;
-                outputOnly.cancel = progress.cancel;
-                outputs[b] = outputExecutor_->run({{inputName, inputs_[b]}}, outputOnly).at(outputName);
-            } else {
-                outputs[b] = map.at(outputName);
-            }
+            outputs[b] = floatOutputOf(b, map, progress.cancel);
             if (!floatCached_.count(outputName))
                 map.erase(outputName);
             map.erase(inputName);

@@ -6,10 +6,10 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <utility>
 #include <limits>
 #include <sstream>
 #include <string>
+#include <utility>
 
 namespace qe {
 

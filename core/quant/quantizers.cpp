@@ -100,7 +100,7 @@ void applyElementwise(const float* in, float* out, std::int64_t n, Fn fn)
 void checkScales(const std::vector<float>& scales, std::string_view what)
 {
     for (std::size_t b = 0; b < scales.size(); ++b)
-        if (!(scales[b] > 0.f) || !std::isfinite(scales[b]) || !std::isfinite(1.f / scales[b]))
+        if (!usableScale(scales[b]))
             throw Error("quantization parameters: expected a positive, finite " + std::string(what) +
                         " (with a finite inverse), got " + std::to_string(scales[b]) + " in block " + std::to_string(b));
 }

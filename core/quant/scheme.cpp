@@ -276,11 +276,17 @@ const SchemeRow& row(Scheme scheme)
 }
 
 
-void checkBits(Scheme scheme, int bits)
+bool bitsAllowed(Scheme scheme, int bits)
 {
     const SchemeTraits& traits = schemeTraits(scheme);
-    if (bits >= traits.minBits && bits <= traits.maxBits)
+    return bits >= traits.minBits && bits <= traits.maxBits;
+}
+
+void checkBits(Scheme scheme, int bits)
+{
+    if (bitsAllowed(scheme, bits))
         return;
+    const SchemeTraits& traits = schemeTraits(scheme);
     const std::string expected = traits.minBits == traits.maxBits
         ? "exactly " + std::to_string(traits.minBits) + " bits"
         : std::to_string(traits.minBits) + " to " + std::to_string(traits.maxBits) + " bits";
@@ -580,15 +586,12 @@ QuantParams paramsForWeights(const TensorQuantSpec& spec, const Tensor& weights)
 
 std::optional<UniformRounding> singleUniformRounding(const QuantParams& params)
 {
-    const SchemeTraits& traits = schemeTraits(params.scheme);
-    if (params.bits < traits.minBits || params.bits > traits.maxBits || !std::holds_alternative<UniformParams>(params.values) ||
+    // fakeQuantize's checks (checkBits, the row's kind, checkScales, qmin < qmax), as a question.
+    if (!bitsAllowed(params.scheme, params.bits) || !std::holds_alternative<UniformParams>(params.values) ||
         params.values.index() != row(params.scheme).emptyValues().index() || params.granularity != Granularity::PerTensor)
         return std::nullopt;
     const UniformParams& u = params.uniform();
-    if (u.scale.size() != 1 || u.zeroPoint.size() != 1 || params.qmin >= params.qmax)
-        return std::nullopt;
-    const float scale = u.scale[0];
-    if (!(scale > 0.f) || !std::isfinite(scale) || !std::isfinite(1.f / scale))
+    if (u.scale.size() != 1 || u.zeroPoint.size() != 1 || params.qmin >= params.qmax || !usableScale(u.scale[0]))
         return std::nullopt;
     return UniformRounding::of(params, 0);
 }

@@ -8,12 +8,17 @@
 #include "quant/scheme.h"
 #include "tensor/tensor.h"
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
 
 namespace qe::scheme_detail {
+
+// A scale (or level) every quantizer can divide by: positive, finite, with a finite inverse.
+// checkScales throws on the others; singleUniformRounding declines them.
+inline bool usableScale(float scale) { return scale > 0.f && std::isfinite(scale) && std::isfinite(1.f / scale); }
 
 // The small floating-point formats (small_float.cpp); the table's rows point to them.
 inline constexpr FloatFormat kFp16{5, 10, 15, 65504.0, false, true, false};

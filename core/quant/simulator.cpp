@@ -332,10 +332,7 @@ TensorMap runSimulated(const QuantPlan& plan, const Executor& executor, TensorMa
         std::size_t lastReader = 0;
     };
     std::map<std::string, Codes> codesOf;
-    std::map<std::string, std::size_t> lastReader;
-    for (std::size_t n = 0; n < executor.graph().nodes.size(); ++n)
-        for (const std::string& in : executor.graph().nodes[n].inputs)
-            lastReader[in] = n;
+    const std::map<std::string, std::size_t>& lastReader = executor.lastReaders();
     auto keepCodes = [&](const std::string& name, int8::QuantizedTensor codes) {
         if (auto reader = lastReader.find(name); reader != lastReader.end() && !codes.codes.empty())
             codesOf[name] = {std::move(codes), reader->second};

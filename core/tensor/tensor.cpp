@@ -78,8 +78,9 @@ constexpr std::size_t kHugePage = std::size_t{2} << 20;
 // batch stay (freeing those on every miss, when two batches in flight had taken every block of a
 // size, cost MobileNetV1 0.5's evaluation a fifth of its time in fresh pages). A new evaluator,
 // whose sizes are another model's, empties the pool first (releaseIdleTensorBlocks), so the
-// blocks it holds are the running evaluation's batches, which its budget counts. The table is fixed (a block is at least
-// 2 MiB), so returning a block, which runs in a tensor's deleter, allocates nothing. Off under
+// blocks it holds are the running evaluation's batches, which its budget counts. The table is
+// fixed (a block is at least 2 MiB), so returning a block, which runs in a tensor's deleter,
+// allocates nothing. Off under
 // AddressSanitizer, so that it still sees every use after free.
 class LargeBlocks {
 public:
@@ -161,17 +162,6 @@ LargeBlocks& largeBlocks()
 }
 #endif
 
-}  // namespace
-
-void releaseIdleTensorBlocks()
-{
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    largeBlocks().releaseAll();
-#endif
-}
-
-namespace {
-
 // Storage for `bytes`, zeroed or not. Large tensors (a batch of activations) get memory aligned
 // to 2 MiB and marked for transparent huge pages: a kernel that walks tens of MB of activations
 // then misses the TLB far less, and its speed no longer depends on where the allocator happened
@@ -194,6 +184,13 @@ std::shared_ptr<std::byte[]> allocateStorage(std::size_t bytes, bool zeroed, con
 }
 
 }  // namespace
+
+void releaseIdleTensorBlocks()
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    largeBlocks().releaseAll();
+#endif
+}
 
 Tensor Tensor::copyIntoOwnMapping() const
 {
