@@ -241,6 +241,8 @@ private:
         std::size_t clipped = 0, total = 0, inside = 0;
         double noise = 0;
     };
+    // The evaluation images, decoded and preprocessed into inputs_ (once).
+    void ensureInputs();
     void ensureFloatCache(const EvaluationProgress& progress);
     // Chooses the cache start for the budget, from one batch's float tensors (every tensor of
     // the graph, `rows` images).

@@ -221,15 +221,12 @@ void QuantEvaluator::moveCacheStart(std::size_t node)
         std::erase_if(map, [&](const auto& entry) { return ended(entry.first); });
 }
 
-void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
+void QuantEvaluator::ensureInputs()
 {
     if (!inputs_.empty() || evaluationImages_ == 0)
         return;
     const ImageInputGeometry g = imageInputGeometry(*graph_);
     const std::size_t batchSize = modelBatchSize(g, kBatchSize);
-    const std::string& inputName = graph_->inputs[0].name;
-    const std::string& outputName = graph_->outputs.at(0).name;
-    // Built aside and committed at the end: a cancelled run must not leave a partial cache.
     const std::size_t batches = (evaluationImages_ + batchSize - 1) / batchSize;
     std::vector<Tensor> inputs(batches);
     parallelFor(static_cast<std::int64_t>(batches), [&](std::int64_t b) {
@@ -237,6 +234,20 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         inputs[b] = makeBatch(*evaluation_, first, count, preprocess_, g.channels, g.height, g.width).copyIntoOwnMapping();
     });
     inputs_ = std::move(inputs);
+}
+
+void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
+{
+    // The float reference is made when every batch has its (possibly deferred) output slot.
+    if ((!inputs_.empty() && floatOutputs_.size() == inputs_.size()) || evaluationImages_ == 0)
+        return;
+    ensureInputs();
+    const ImageInputGeometry g = imageInputGeometry(*graph_);
+    const std::size_t batchSize = modelBatchSize(g, kBatchSize);
+    const std::string& inputName = graph_->inputs[0].name;
+    const std::string& outputName = graph_->outputs.at(0).name;
+    // Built aside and committed at the end: a cancelled run must not leave a partial cache.
+    const std::size_t batches = inputs_.size();
     std::vector<int> labels(evaluationImages_);
     for (std::size_t i = 0; i < evaluationImages_; ++i)
         labels[i] = evaluation_->label(i);

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -26,6 +27,20 @@ std::set<std::string> layerNames(const std::vector<QuantLayer>& layers)
     return names;
 }
 
+namespace {
+
+// The first `count` images of a batch (axis 0), copied.
+Tensor firstImages(const Tensor& batch, std::size_t count)
+{
+    Shape shape = batch.shape();
+    shape[0] = std::int64_t(count);
+    Tensor first = Tensor::uninitialized(batch.dtype(), shape);
+    std::memcpy(first.mutableRawData(), batch.rawData(), first.byteSize());
+    return first;
+}
+
+}  // namespace
+
 CalibrationData calibrate(const Graph& graph, const std::vector<QuantLayer>& layers, const Dataset& dataset,
                           const Preprocess& preprocess, const CalibrationOptions& options)
 {
@@ -38,19 +53,34 @@ CalibrationData calibrate(const Graph& graph, const std::vector<QuantLayer>& lay
         data.observers.emplace(layer.output, RangeObserver());
     }
     const std::size_t total = std::min(options.images, dataset.size());
-    forEachImageBatch(graph, dataset, preprocess, 0, total, options.batchSize, options.cancel,
-                      [&](std::size_t offset, const Tensor& batch) {
-                          const TensorMap outputs = executor.run({{graph.inputs[0].name, batch}}, run);
-                          // Between batches, whose kernels use every core, the layers' observers
-                          // share the cores too.
-                          std::vector<std::pair<RangeObserver*, const Tensor*>> observed;
-                          for (auto& [name, observer] : data.observers)
-                              observed.emplace_back(&observer, &outputs.at(name));
-                          parallelFor(std::int64_t(observed.size()),
-                                      [&](std::int64_t i) { observed[std::size_t(i)].first->observe(*observed[std::size_t(i)].second); });
-                          if (options.progress)
-                              options.progress(offset + std::size_t(batch.dim(0)), total);
-                      });
+    auto observe = [&](std::size_t offset, const Tensor& batch) {
+        const TensorMap outputs = executor.run({{graph.inputs[0].name, batch}}, run);
+        // Between batches, whose kernels use every core, the layers' observers share the cores too.
+        std::vector<std::pair<RangeObserver*, const Tensor*>> observed;
+        for (auto& [name, observer] : data.observers)
+            observed.emplace_back(&observer, &outputs.at(name));
+        parallelFor(std::int64_t(observed.size()),
+                    [&](std::int64_t i) { observed[std::size_t(i)].first->observe(*observed[std::size_t(i)].second); });
+        if (options.progress)
+            options.progress(offset + std::size_t(batch.dim(0)), total);
+    };
+    // The prepared batches are used while they fall where decoding would put them (full batches,
+    // or the last one, cut to what is left), so that the observers see the same batches either way.
+    const std::size_t step = modelBatchSize(imageInputGeometry(graph), options.batchSize);
+    std::size_t prepared = 0;  // images taken from the prepared batches
+    if (options.preparedBatches)
+        for (const Tensor& batch : *options.preparedBatches) {
+            const std::size_t size = std::size_t(batch.dim(0)), left = total - prepared, count = std::min(size, left);
+            const bool asDecoded = count == left ? count <= step : size == step;
+            if (count == 0 || !asDecoded)
+                break;
+            if (options.cancel && options.cancel->load())
+                throw Cancelled();
+            observe(prepared, count == size ? batch : firstImages(batch, count));
+            prepared += count;
+        }
+    forEachImageBatch(graph, dataset, preprocess, prepared, total - prepared, options.batchSize, options.cancel,
+                      [&](std::size_t offset, const Tensor& batch) { observe(prepared + offset, batch); });
     data.images = total;
     return data;
 }

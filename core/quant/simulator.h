@@ -31,6 +31,10 @@ struct CalibrationData {
 struct CalibrationOptions {
     std::size_t images = 512;
     std::size_t batchSize = 32;
+    // The dataset's first images already preprocessed for the graph, in batches of batchSize (as
+    // modelBatchSize allows): observed as they are instead of decoded again. The evaluator passes
+    // its evaluation batches when it calibrates on its own images.
+    const std::vector<Tensor>* preparedBatches = nullptr;
     std::function<void(std::size_t done, std::size_t total)> progress;
     const std::atomic<bool>* cancel = nullptr;
 };

@@ -200,6 +200,12 @@ Tensor Tensor::copyIntoOwnMapping() const
     const std::size_t bytes = std::max<std::size_t>(1, byteSize());
     void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p != MAP_FAILED) {
+#if defined(MADV_HUGEPAGE)
+        // Whole huge pages where the mapping covers them: a 4 KiB page fault per page of the
+        // evaluation images was a tenth of a ResNet-18 evaluation's faults. Advice only.
+        if (bytes >= kHugePage)
+            madvise(p, bytes, MADV_HUGEPAGE);
+#endif
         std::memcpy(p, storage_.get(), byteSize());
         Tensor t = *this;
         t.storage_ = std::shared_ptr<std::byte[]>(static_cast<std::byte*>(p), [bytes](std::byte* q) { munmap(q, bytes); });

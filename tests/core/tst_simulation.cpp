@@ -89,6 +89,7 @@ private slots:
     void cancelledRunLeavesNoStaleCache();
     void memoryBudgetKeepsResultsAndBound();
     void memoryBudgetAcrossResidualBlocks();
+    void calibrationOnTheEvaluationImages();
 };
 
 void TestSimulation::initTestCase()
@@ -494,6 +495,33 @@ void TestSimulation::memoryBudgetAcrossResidualBlocks()
             break;
         }
     compareMetrics(half->evaluate(config), all->evaluate(config));
+}
+
+// Calibrating on its own evaluation images, the evaluator observes the batches it decoded for
+// the evaluation instead of decoding them again: the numbers must be those of a calibration that
+// decodes its images (the same file opened again), for fewer, as many and more calibration images
+// than evaluation images (200 = 6 batches of 32 and one of 8), before and after the evaluation
+// decoded them. The moving average of each batch's range depends on where the batches fall.
+void TestSimulation::calibrationOnTheEvaluationImages()
+{
+    if (!fs::exists(kTest))
+        QSKIP("needs Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)");
+    const Fixture f;
+    const std::shared_ptr<const Dataset> sameFile = openDataset(kTest);
+    for (const CalibrationMethod method : {CalibrationMethod::MovingAverage, CalibrationMethod::MinMax}) {
+        QuantConfig config = w8a8();
+        config.calibration.method = method;
+        for (const std::size_t images : {100, 200, 250, 232}) {
+            QuantEvaluator decoding(f.graph, f.test, f.preprocess, 200), own(f.graph, f.test, f.preprocess, 200);
+            decoding.calibrate(*sameFile, images);
+            own.calibrate(*f.test, images);
+            const ModelMetrics expected = decoding.evaluate(config);
+            compareMetrics(own.evaluate(config), expected);
+            // Again, now that the evaluation's batches are decoded.
+            own.calibrate(*f.test, images);
+            compareMetrics(own.evaluate(config), expected);
+        }
+    }
 }
 
 QTEST_APPLESS_MAIN(TestSimulation)

@@ -154,9 +154,22 @@ std::optional<Tensor> fastFloatConvChain(const Tensor& x, const std::vector<Floa
         primitives.push_back(&p);
         in = {in[0], stage.weights.dim(0), stage.window.outH, stage.window.outW};
     }
+    // The activations in oneDNN's blocked layouts live in tensors from our pool (tensor.cpp), not
+    // in memory oneDNN allocates: that is fresh pages on every call, and their page faults and
+    // zeroing took a tenth of a ResNet-18 evaluation.
+    std::vector<Tensor> blocked;
+    auto pooled = [&blocked](const memory::desc& desc) {
+        blocked.push_back(Tensor::uninitialized(DataType::UInt8, {std::int64_t(desc.get_size())}));
+        return memory(desc, cpuEngine(), blocked.back().mutableRawData());
+    };
+    auto reorderedInto = [&pooled](const memory& from, const memory::desc& layout) {
+        memory to = pooled(layout);
+        onednn::reorder(from, to);
+        return to;
+    };
     const memory::desc plainSrc({x.dim(0), x.dim(1), x.dim(2), x.dim(3)}, Type::f32, Tag::nchw);
     const memory userSrc(plainSrc, cpuEngine(), const_cast<std::byte*>(x.rawData()));
-    memory src = primitives[0]->pd.src_desc() == plainSrc ? userSrc : onednn::reordered(userSrc, primitives[0]->pd.src_desc());
+    memory src = primitives[0]->pd.src_desc() == plainSrc ? userSrc : reorderedInto(userSrc, primitives[0]->pd.src_desc());
     Tensor out = Tensor::uninitialized(DataType::Float32, in);
     const memory::desc plainDst({in[0], in[1], in[2], in[3]}, Type::f32, Tag::nchw);
     const memory userDst(plainDst, cpuEngine(), out.mutableRawData());
@@ -164,14 +177,14 @@ std::optional<Tensor> fastFloatConvChain(const Tensor& x, const std::vector<Floa
         const FloatConvStage& stage = stages[k];
         const Primitive& p = *primitives[k];
         if (p.pd.src_desc() != src.get_desc())  // consecutive stages in different layouts
-            src = onednn::reordered(src, p.pd.src_desc());
+            src = reorderedInto(src, p.pd.src_desc());
         const std::int64_t oc = stage.weights.dim(0);
         const Shape& w = stage.weights.shape();
         const memory::dims weightDims = stage.groups == 1 ? memory::dims{oc, w[1], w[2], w[3]}
                                                           : memory::dims{stage.groups, oc / stage.groups, w[1], w[2], w[3]};
         const memory::desc plainWeights(weightDims, Type::f32, stage.groups == 1 ? Tag::oihw : Tag::goihw);
         const bool last = k + 1 == stages.size();
-        const memory dst = last && p.pd.dst_desc() == plainDst ? userDst : memory(p.pd.dst_desc(), cpuEngine());
+        const memory dst = last && p.pd.dst_desc() == plainDst ? userDst : pooled(p.pd.dst_desc());
         const memory packed = p.pd.weights_desc() == plainWeights
                                   ? memory(plainWeights, cpuEngine(), const_cast<std::byte*>(stage.weights.rawData()))
                                   : packedWeights().get(stage.weights, plainWeights, p.pd.weights_desc());
