@@ -461,9 +461,20 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
                 capture.insert(outputName);
             const std::size_t endNode = sameGraph && !floatOutputMissing ? cacheStart_ : std::numeric_limits<std::size_t>::max();
             streamedFloat = floatCache_[b];
-            if (!capture.empty())
+            // The first batch's tensors from the run that sized the caches, when they are all there.
+            const bool fromFirstRun = b == 0 && !capture.empty() && std::all_of(capture.begin(), capture.end(), [&](const std::string& name) {
+                return name == inputName || firstBatchFloats_.count(name);
+            });
+            if (fromFirstRun) {
+                for (const std::string& name : capture)
+                    if (name != inputName)
+                        streamedFloat[name] = firstBatchFloats_.at(name);
+            } else if (!capture.empty()) {
                 for (auto& [name, tensor] : runFloat(b, progress.cancel, capture, endNode))
                     streamedFloat[name] = std::move(tensor);
+            }
+            if (b == 0)
+                firstBatchFloats_.clear();
             if (floatOutputMissing)
                 floatOutputs_[b] = floatOutputOf(b, streamedFloat, progress.cancel);
             floats = &streamedFloat;

@@ -279,6 +279,10 @@ private:
     // Per batch: the float model's output; left empty by ensureFloatCache when nothing is cached,
     // for evaluate()'s streamed float run to make.
     std::vector<Tensor> floatOutputs_;
+    // When nothing is cached: the first batch's float layer inputs and outputs from the run that
+    // sized the caches, kept for the next evaluation's measurement of that batch (instead of
+    // running the batch a second time), then dropped.
+    TensorMap firstBatchFloats_;
     std::vector<double> outputsPerImage_;  // per layer: output values per image
     std::vector<int> labels_;
 

@@ -100,6 +100,7 @@ void QuantEvaluator::releaseCaches()
     inputs_.clear();
     floatCache_.clear();
     floatOutputs_.clear();
+    firstBatchFloats_.clear();
     imageErrors_.clear();
 }
 
@@ -295,6 +296,10 @@ void QuantEvaluator::ensureFloatCache(const EvaluationProgress& progress)
         // outputs too (floatOutputs_[b] left empty), rather than a float pass here over every
         // image that keeps only their outputs.
         if (nothingCached) {
+            const std::set<std::string> measured = floatCaptures();
+            for (const std::string& name : measured)
+                if (auto it = first.find(name); it != first.end() && name != inputName)
+                    firstBatchFloats_[name] = it->second;
             runBatch(0);
             for (std::size_t b = 1; b < batches; ++b)
                 cache[b][inputName] = inputs_[b];
