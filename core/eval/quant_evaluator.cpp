@@ -473,8 +473,6 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
                 for (auto& [name, tensor] : runFloat(b, progress.cancel, capture, endNode))
                     streamedFloat[name] = std::move(tensor);
             }
-            if (b == 0)
-                firstBatchFloats_.clear();
             if (floatOutputMissing)
                 floatOutputs_[b] = floatOutputOf(b, streamedFloat, progress.cancel);
             floats = &streamedFloat;
@@ -537,6 +535,7 @@ ModelMetrics QuantEvaluator::evaluate(const QuantConfig& config, const Evaluatio
     } else {
         parallelFor(static_cast<std::int64_t>(batches), [&](std::int64_t b) { measureBatch(std::size_t(b)); });
     }
+    firstBatchFloats_.clear();  // used by batch 0, or not needed: a cost-only run must not keep it
 
     ModelMetrics metrics;
     metrics.images = labels_.size();

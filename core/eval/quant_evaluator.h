@@ -281,7 +281,7 @@ private:
     std::vector<Tensor> floatOutputs_;
     // When nothing is cached: the first batch's float layer inputs and outputs from the run that
     // sized the caches, kept for the next evaluation's measurement of that batch (instead of
-    // running the batch a second time), then dropped.
+    // running the batch a second time), dropped when that evaluation ends.
     TensorMap firstBatchFloats_;
     std::vector<double> outputsPerImage_;  // per layer: output values per image
     std::vector<int> labels_;
