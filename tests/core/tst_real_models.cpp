@@ -10,8 +10,10 @@
 #include "engine/executor.h"
 #include "eval/accuracy.h"
 #include "engine/graph_preparation.h"
+#include "sanitizer.h"
 #include "test_support.h"
 
+#include <cmath>
 #include <fstream>
 #include <iterator>
 
@@ -86,17 +88,28 @@ void TestRealModels::matchesReference()
     const Graph graph = loadOnnx(modelPath);
     const Executor executor(graph);
     const auto dataset = openDataset(dataPath, std::nullopt, labelColumn.toStdString());
-    const ClassificationResult result = evaluateClassifier(executor, *dataset, preprocess);
+    // Under a sanitizer the first images only (MNIST's 10,000 took minutes there): the same code
+    // runs, and the full-count bars below are the normal pass's.
+    EvaluationOptions options;
+    options.limit = test::unlessSanitized<std::size_t>(0, 64);
+    const ClassificationResult result = evaluateClassifier(executor, *dataset, preprocess, options);
     const std::vector<int> reference = test::referenceTop1(csv, model.toStdString());
     QCOMPARE(reference.size(), dataset->size());
-    QCOMPARE(result.predictions.size(), dataset->size());
+    const std::size_t evaluated = options.limit ? std::min(options.limit, dataset->size()) : dataset->size();
+    QCOMPARE(result.predictions.size(), evaluated);
 
     std::size_t agree = 0;
-    for (std::size_t i = 0; i < reference.size(); ++i)
+    for (std::size_t i = 0; i < evaluated; ++i)
         agree += result.predictions[i] == reference[i];
-    const double agreement = double(agree) / double(reference.size());
+    const double agreement = double(agree) / double(evaluated);
     qInfo("%s: top-1 %.2f%% (MANIFEST %.2f%%), top-5 %.2f%%, agreement with reference %zu/%zu", qPrintable(model),
-          100 * result.top1(), manifestTop1, 100 * result.top5(), agree, reference.size());
+          100 * result.top1(), manifestTop1, 100 * result.top5(), agree, evaluated);
+    if (test::kSanitizerBuild) {
+        // The bar's share of 64 images, plus one that may sit on a rounding boundary.
+        const auto allowed = std::size_t(std::ceil((1 - minimumAgreement) * double(evaluated))) + 1;
+        QVERIFY2(agree + allowed >= evaluated, qPrintable(QString("agreement %1/%2").arg(agree).arg(evaluated)));
+        return;
+    }
     QVERIFY2(agreement >= minimumAgreement, qPrintable(QString("agreement %1 < %2").arg(agreement).arg(minimumAgreement)));
     // Accuracy within one image (or 0.1 point for MNIST's 10,000) of the MANIFEST.
     const double tolerance = std::max(0.1, 100.0 / double(dataset->size()) + 1e-9);
@@ -127,6 +140,8 @@ void TestRealModels::demoTransformerMatchesPyTorch()
     const std::size_t at = text.find(marker);
     QVERIFY2(at != std::string::npos, "fashion_vit.md states no PyTorch accuracy");
     const double pytorchTop1 = std::stod(text.substr(at + marker.size()));
+    if (test::kSanitizerBuild)
+        return;  // the 10,000-image accuracy is the normal pass's; the 100 logits above ran the same code
     const ClassificationResult result = evaluateClassifier(Executor(graph), *dataset, mnist);
     qInfo("fashion_vit: top-1 %.2f%% (PyTorch %.2f%%)", 100 * result.top1(), pytorchTop1);
     QVERIFY2(std::abs(100 * result.top1() - pytorchTop1) <= 0.02,

@@ -6,6 +6,7 @@
 #include "data/dataset.h"
 #include "eval/quant_evaluator.h"
 #include "engine/graph_preparation.h"
+#include "sanitizer.h"
 #include "test_support.h"
 
 #include <nlohmann/json.hpp>
@@ -102,15 +103,20 @@ void TestSimulation::w8a8KeepsAccuracy()
 {
     // The bar: W8A8 (per-channel symmetric weights, calibrated affine activations) loses at
     // most 0.5 points of top-1 on the whole Fashion-MNIST test set.
+    // Under a sanitizer the first 1000 images run the same code; the bar on all 10,000 is the
+    // normal pass's.
     Fixture f;
-    auto evaluator = f.evaluator(10000);
+    const std::size_t images = test::unlessSanitized<std::size_t>(10000, 1000);
+    auto evaluator = f.evaluator(images);
     const ModelMetrics m = evaluator->evaluate(w8a8());
     qInfo("W8A8: top-1 %.2f%% vs float %.2f%%, agreement %.2f%%, output SQNR %.1f dB, %.0f bytes vs %.0f float, %.2f bits/weight",
           100 * m.top1, 100 * m.floatTop1, 100 * m.agreement, m.outputSqnrDb, m.sizeBytes, m.floatSizeBytes, m.bitsPerWeight);
-    QCOMPARE(m.images, std::size_t(10000));
-    QVERIFY(m.floatTop1 >= 0.90);
-    QVERIFY2(m.floatTop1 - m.top1 <= 0.005, "W8A8 lost more than 0.5 points");
-    QVERIFY(m.agreement >= 0.98);
+    QCOMPARE(m.images, images);
+    if (!test::kSanitizerBuild) {
+        QVERIFY(m.floatTop1 >= 0.90);
+        QVERIFY2(m.floatTop1 - m.top1 <= 0.005, "W8A8 lost more than 0.5 points");
+        QVERIFY(m.agreement >= 0.98);
+    }
     QVERIFY(m.outputSqnrDb > 20);
     // int8 weights plus one float scale per channel: a bit more than 8 bits per weight, about a
     // quarter of the float size.
