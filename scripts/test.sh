@@ -77,7 +77,7 @@ normal_build=$(cd "${BUILD:-build}" && pwd)
 export QE_REFERENCE_DIR=$normal_build ORTPEER_DIR=$normal_build/ortpeer
 # Two programs at a time, one OpenMP thread each (oneDNN's too): with two threads each, four
 # threads share the 2 cores and every parallel loop waits at its barrier for a thread the other
-# program holds off the core. tests/CMakeLists.txt makes the window tests and the reference makers
-# take turns, and starts the longest first.
+# program holds off the core. tests/CMakeLists.txt gives each window test a home folder of its own,
+# makes the reference makers take turns, and starts the longest first.
 export OMP_NUM_THREADS=1
 (cd "${ASAN_BUILD:-build-asan}" && ctest --output-on-failure --timeout 2400 -j "$(nproc)" ${only:+-R "$only"} ${except:+-E "$except"} "$@")

@@ -11,7 +11,6 @@
 #include "engine/graph_preparation.h"
 #include "model/onnx_import.h"
 #include "model/shape_inference.h"
-#include "sanitizer.h"
 #include "test_support.h"
 
 #include <QtTest>
@@ -142,10 +141,8 @@ void TestShapeInference::matchesTheProbeRun()
     if (model.startsWith("torchvision:")) {
         if (!torchvisionSkip_.isEmpty())
             QSKIP(qPrintable(torchvisionSkip_));
-        // The probe runs ViT-B/16 in float, 17.5 GFLOP a run and four runs: minutes under a
-        // sanitizer for operators the demo transformer (tst_real_models, tst_transformer) runs there too.
-        if (test::kSanitizerBuild && model.startsWith("torchvision:vit"))
-            QSKIP("ViT-B/16 is the normal pass's (too slow under a sanitizer)");
+        if (const QString skip = test::torchvisionSanitizerSkip(model.mid(12)); !skip.isEmpty())
+            QSKIP(qPrintable(skip));
         const nlohmann::json manifest = nlohmann::json::parse(std::ifstream(kTorchvisionDir / "manifest.json"));
         for (const auto& m : manifest["models"])
             if (m["name"] == model.mid(12).toStdString())

@@ -4,7 +4,6 @@
 
 #include "engine/executor.h"
 #include "engine/graph_preparation.h"
-#include "sanitizer.h"
 #include "test_support.h"
 
 #include <nlohmann/json.hpp>
@@ -62,10 +61,8 @@ void TestTorchvision::matchesPyTorch()
     if (!skipReason_.isEmpty())
         QSKIP(qPrintable(skipReason_));
     QFETCH(QString, name);
-    // ViT-B/16 is 17.5 GFLOP a run, four runs: minutes under a sanitizer for operators the demo
-    // transformer (tst_real_models, tst_transformer) runs there too.
-    if (test::kSanitizerBuild && name.startsWith("vit"))
-        QSKIP("ViT-B/16 is the normal pass's (too slow under a sanitizer)");
+    if (const QString skip = test::torchvisionSanitizerSkip(name); !skip.isEmpty())
+        QSKIP(qPrintable(skip));
     const nlohmann::json manifest = nlohmann::json::parse(std::ifstream(kModelDir / "manifest.json"));
     nlohmann::json entry;
     for (const auto& m : manifest["models"])
