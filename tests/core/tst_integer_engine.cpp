@@ -119,6 +119,7 @@ private slots:
     void unsupportedChoicesRunInFloatWithAReason();
     void shapesTheKernelsDoNotTakeRunInFloat();
     void attentionProductsRunInIntegers();
+    void residualAddsGiveTheSameCodesAtEveryBatchSize();
     void integerLayersAreSimulatedExactly();
     void referenceKernelsGiveTheSameCodes_data();
     void referenceKernelsGiveTheSameCodes();
@@ -270,6 +271,66 @@ void TestIntegerEngine::shapesTheKernelsDoNotTakeRunInFloat()
     const float step = plan.plans.back().activationParams->uniform().scale[0];
     for (std::int64_t i = 0; i < ours.size(); ++i)
         QVERIFY(std::abs(ours.data<float>()[i] - simulated.data<float>()[i]) <= step * 1.001f);
+}
+
+// An Add of two activations with different scales (a residual connection): a large batch looks
+// its codes up in a table of all input pairs, a single image computes each one (engine/int8's
+// elementwise steps); both must give the same codes, and both agree with the float simulation
+// within one output step.
+void TestIntegerEngine::residualAddsGiveTheSameCodesAtEveryBatchSize()
+{
+    RandomTensors randomTensor(7);
+    Graph g;
+    g.name = "residual";
+    g.opsetVersion = 13;
+    g.inputs = {{"x", DataType::Float32, {{-1, "N"}, {4, ""}, {64, ""}, {64, ""}}, true}};
+    g.outputs = {{"sum", DataType::Float32, {}, false}};
+    g.initializers["w1"] = randomTensor({4, 4, 1, 1});
+    g.initializers["w2"] = randomTensor({4, 4, 3, 3});
+    Node second{"second", "Conv", "", {"x", "w2"}, {"y2"}, {}};
+    second.attributes["pads"] = std::vector<std::int64_t>{1, 1, 1, 1};
+    g.nodes = {Node{"first", "Conv", "", {"x", "w1"}, {"y1"}, {}}, second, Node{"add", "Add", "", {"y1", "y2"}, {"sum"}, {}}};
+    inferShapes(g);
+    const std::vector<QuantLayer> layers = findQuantLayers(g);
+    CalibrationData calibration;
+    {
+        const Executor executor(g);
+        RunOptions capture;
+        for (const QuantLayer& l : layers)
+            capture.capture.insert(l.output);
+        const TensorMap out = executor.run({{"x", randomTensor({4, 4, 64, 64})}}, capture);
+        for (const QuantLayer& l : layers)
+            calibration.observers[l.output].observe(out.at(l.output));
+        calibration.images = 4;
+    }
+    const QuantPlan plan = makePlan(g, layers, QuantConfig{}, calibration);
+    const IntegerEngine engine(plan);
+    for (const LayerExecution& e : engine.layerExecution())
+        QVERIFY2(e.integer, e.layer.c_str());
+    // 32 images: 524,288 sums (the table); one image: 16,384 (each computed).
+    const std::int64_t images = 32, perImage = 4 * 64 * 64;
+    const Tensor x = randomTensor({images, 4, 64, 64});
+    RunOptions capture;
+    capture.capture.insert("sum");
+    const Tensor batch = int8::presentedCodes(engine.run({{"x", x}}, capture).codes.at("sum"));
+    QCOMPARE(batch.size(), images * perImage);
+    std::int64_t differentFromSimulation = 0;
+    const Tensor simulated = runSimulated(plan, Executor(plan.graph), {{"x", x}}).at("sum");
+    const Tensor ours = runIntegerSingle(engine, "x", x);
+    const float step = plan.plans.back().activationParams->uniform().scale[0];
+    for (std::int64_t i = 0; i < ours.size(); ++i) {
+        QVERIFY(std::abs(ours.data<float>()[i] - simulated.data<float>()[i]) <= step * 1.001f);
+        differentFromSimulation += ours.data<float>()[i] != simulated.data<float>()[i];
+    }
+    QVERIFY2(differentFromSimulation < ours.size() / 100, qPrintable(QString::number(differentFromSimulation)));
+    for (std::int64_t image = 0; image < images; image += 7) {
+        Tensor one(DataType::Float32, {1, 4, 64, 64});
+        std::copy_n(x.data<float>() + image * perImage, perImage, one.mutableData<float>());
+        const Tensor alone = int8::presentedCodes(engine.run({{"x", one}}, capture).codes.at("sum"));
+        QCOMPARE(alone.size(), perImage);
+        QVERIFY2(std::equal(alone.rawData(), alone.rawData() + alone.byteSize(), batch.rawData() + image * alone.byteSize()),
+                 qPrintable(QString("image %1").arg(image)));
+    }
 }
 
 // Attention's products of two activations, Q.K^T and attention.V, run in integers: int32 sums of

@@ -27,6 +27,11 @@ int sumShift(double largest)
     return shift;
 }
 
+// From this many elements an Add of two code tensors looks its codes up in a table of all 65,536
+// pairs (four times as many elements as entries, so the table pays for itself); below, it
+// computes each element. Both give the same codes.
+constexpr std::int64_t kAddTableUse = std::int64_t{4} << 16;
+
 // Both inputs brought to one layout (channels-last when either is, for rank 4).
 std::pair<QuantizedTensor, QuantizedTensor> sameLayout(const QuantizedTensor& a, const QuantizedTensor& b)
 {
@@ -65,10 +70,28 @@ struct AddStep final : Step {
         const std::uint8_t* pa = a.codes.data<std::uint8_t>();
         const std::uint8_t* pb = b.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
-        for (std::int64_t i = 0; i < a.codes.size(); ++i) {
-            const std::int64_t sum = (pa[i] - a.params.zeroPoint) * qa + (pb[i] - b.params.zeroPoint) * qb;
+        const auto requantizedSum = [&](std::int32_t ca, std::int32_t cb) {
+            const std::int64_t sum = (ca - a.params.zeroPoint) * qa + (cb - b.params.zeroPoint) * qb;
             const auto scaled = static_cast<std::int32_t>(int8::roundingShift(sum, shift));
-            py[i] = static_cast<std::uint8_t>(std::clamp(scaled + output.zeroPoint, codeLo, codeHi));
+            return static_cast<std::uint8_t>(std::clamp(scaled + output.zeroPoint, codeLo, codeHi));
+        };
+        const std::int64_t count = a.codes.size();
+        if (count >= kAddTableUse) {
+            // Each output code is a function of the two input codes: where there are many more
+            // elements than the 65,536 pairs, a table computed with the same expression replaces
+            // the 64-bit arithmetic (ResNet-18's residual Adds were a quarter of its int8 time at
+            // batch 32 on the scalar loop).
+            std::vector<std::uint8_t> table(std::size_t{1} << 16);
+#pragma omp parallel for schedule(static)
+            for (std::int32_t ca = 0; ca < 256; ++ca)
+                for (std::int32_t cb = 0; cb < 256; ++cb)
+                    table[static_cast<std::size_t>(ca << 8 | cb)] = requantizedSum(ca, cb);
+#pragma omp parallel for schedule(static)
+            for (std::int64_t i = 0; i < count; ++i)
+                py[i] = table[static_cast<std::size_t>(pa[i] << 8 | pb[i])];
+        } else {
+            for (std::int64_t i = 0; i < count; ++i)
+                py[i] = requantizedSum(pa[i], pb[i]);
         }
         values[outputs[0]] = std::move(y);
     }
