@@ -28,9 +28,9 @@ int sumShift(double largest)
 }
 
 // From this many elements an Add of two code tensors looks its codes up in a table of all 65,536
-// pairs (four times as many elements as entries, so the table pays for itself); below, it
-// computes each element. Both give the same codes.
-constexpr std::int64_t kAddTableUse = std::int64_t{4} << 16;
+// pairs (twice as many elements as entries: the table, computed on every core, pays for itself);
+// below, it computes each element. Both give the same codes.
+constexpr std::int64_t kAddTableUse = std::int64_t{2} << 16;
 
 // Both inputs brought to one layout (channels-last when either is, for rank 4).
 std::pair<QuantizedTensor, QuantizedTensor> sameLayout(const QuantizedTensor& a, const QuantizedTensor& b)
@@ -70,10 +70,13 @@ struct AddStep final : Step {
         const std::uint8_t* pa = a.codes.data<std::uint8_t>();
         const std::uint8_t* pb = b.codes.data<std::uint8_t>();
         std::uint8_t* py = y.codes->codes.mutableData<std::uint8_t>();
-        const auto requantizedSum = [&](std::int32_t ca, std::int32_t cb) {
-            const std::int64_t sum = (ca - a.params.zeroPoint) * qa + (cb - b.params.zeroPoint) * qb;
+        // Captured by value: the stores through py (bytes, which may alias anything) would
+        // otherwise make every element load the parameters again.
+        const auto requantizedSum = [za = a.params.zeroPoint, zb = b.params.zeroPoint, qa, qb, shift, zy = output.zeroPoint,
+                                     lo = codeLo, hi = codeHi](std::int32_t ca, std::int32_t cb) {
+            const std::int64_t sum = (ca - za) * qa + (cb - zb) * qb;
             const auto scaled = static_cast<std::int32_t>(int8::roundingShift(sum, shift));
-            return static_cast<std::uint8_t>(std::clamp(scaled + output.zeroPoint, codeLo, codeHi));
+            return static_cast<std::uint8_t>(std::clamp(scaled + zy, lo, hi));
         };
         const std::int64_t count = a.codes.size();
         if (count >= kAddTableUse) {
