@@ -57,6 +57,21 @@ private:
     std::normal_distribution<float> normal_{0.f, 0.5f};
 };
 
+// The default plan of a small test graph, its min-max ranges observed on one batch of its input.
+QuantPlan planCalibratedOn(const Graph& g, const Tensor& batch)
+{
+    const std::vector<QuantLayer> layers = findQuantLayers(g);
+    RunOptions capture;
+    for (const QuantLayer& l : layers)
+        capture.capture.insert(l.output);
+    const TensorMap out = Executor(g).run({{g.inputs[0].name, batch}}, capture);
+    CalibrationData calibration;
+    for (const QuantLayer& l : layers)
+        calibration.observers[l.output].observe(out.at(l.output));
+    calibration.images = std::size_t(batch.dim(0));
+    return makePlan(g, layers, QuantConfig{}, calibration);
+}
+
 const fs::path kDemoModel = test::sourceDir() / "resources/models/fashion_cnn.onnx";
 const fs::path kFashionTest = fs::path(QE_FASHION_MNIST_DIR) / "t10k-images-idx3-ubyte.gz";
 const fs::path kFashionTrain = fs::path(QE_FASHION_MNIST_DIR) / "train-images-idx3-ubyte.gz";
@@ -237,19 +252,7 @@ void TestIntegerEngine::shapesTheKernelsDoNotTakeRunInFloat()
                Node{"project", "MatMul", "", {"r", "m"}, {"out"}, {}}};
     g.initializers["shape"] = Tensor::fromValues<std::int64_t>({3}, std::vector<std::int64_t>{0, 20, 5});
     inferShapes(g);
-    const std::vector<QuantLayer> layers = findQuantLayers(g);
-    CalibrationData calibration;
-    {
-        const Executor executor(g);
-        RunOptions capture;
-        for (const QuantLayer& l : layers)
-            capture.capture.insert(l.output);
-        const TensorMap out = executor.run({{"x", randomTensor({8, 4, 5, 5})}}, capture);
-        for (const QuantLayer& l : layers)
-            calibration.observers[l.output].observe(out.at(l.output));
-        calibration.images = 8;
-    }
-    const QuantPlan plan = makePlan(g, layers, QuantConfig{}, calibration);
+    const QuantPlan plan = planCalibratedOn(g, randomTensor({8, 4, 5, 5}));
     const IntegerEngine engine(plan);
     std::map<std::string, LayerExecution> byName;
     for (const LayerExecution& e : engine.layerExecution())
@@ -291,19 +294,7 @@ void TestIntegerEngine::residualAddsGiveTheSameCodesAtEveryBatchSize()
     second.attributes["pads"] = std::vector<std::int64_t>{1, 1, 1, 1};
     g.nodes = {Node{"first", "Conv", "", {"x", "w1"}, {"y1"}, {}}, second, Node{"add", "Add", "", {"y1", "y2"}, {"sum"}, {}}};
     inferShapes(g);
-    const std::vector<QuantLayer> layers = findQuantLayers(g);
-    CalibrationData calibration;
-    {
-        const Executor executor(g);
-        RunOptions capture;
-        for (const QuantLayer& l : layers)
-            capture.capture.insert(l.output);
-        const TensorMap out = executor.run({{"x", randomTensor({4, 4, 64, 64})}}, capture);
-        for (const QuantLayer& l : layers)
-            calibration.observers[l.output].observe(out.at(l.output));
-        calibration.images = 4;
-    }
-    const QuantPlan plan = makePlan(g, layers, QuantConfig{}, calibration);
+    const QuantPlan plan = planCalibratedOn(g, randomTensor({4, 4, 64, 64}));
     const IntegerEngine engine(plan);
     for (const LayerExecution& e : engine.layerExecution())
         QVERIFY2(e.integer, e.layer.c_str());
@@ -355,18 +346,7 @@ void TestIntegerEngine::attentionProductsRunInIntegers()
                Node{"attention", "Softmax", "", {"s_out"}, {"a_out"}, {{"axis", std::int64_t{-1}}}},
                Node{"mix", "MatMul", "", {"a_out", "v_out"}, {"out"}, {}}};         // [N, 5, 8]
     inferShapes(g);
-    const std::vector<QuantLayer> layers = findQuantLayers(g);
-    CalibrationData calibration;
-    {
-        RunOptions capture;
-        for (const QuantLayer& l : layers)
-            capture.capture.insert(l.output);
-        const TensorMap out = Executor(g).run({{"x", randomTensor({16, 5, 8})}}, capture);
-        for (const QuantLayer& l : layers)
-            calibration.observers[l.output].observe(out.at(l.output));
-        calibration.images = 16;
-    }
-    const QuantPlan plan = makePlan(g, layers, QuantConfig{}, calibration);
+    const QuantPlan plan = planCalibratedOn(g, randomTensor({16, 5, 8}));
     const IntegerEngine engine(plan);
     std::map<std::string, LayerExecution> byName;
     for (const LayerExecution& e : engine.layerExecution())
